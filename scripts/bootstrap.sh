@@ -1,0 +1,38 @@
+#!/bin/sh
+# Installs what Corral needs on a Debian or Ubuntu machine that has Node.js, git and apt: the Debian
+# packages (QEMU, image tools, compilers for native npm modules), then the npm packages. Idempotent: a second
+# run only checks. Used by `./corral up`, `npm test` and `npm run bench`.
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+# qemu-system-x86, qemu-utils: the hypervisor and qemu-img; busybox-static, tini, e2fsprogs: the base image;
+# iproute2, cpio: networking and archives; python3, make, g++: native npm modules (better-sqlite3).
+PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs cpio iproute2 ca-certificates python3 make g++"
+
+missing=""
+for package in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $package"
+  fi
+done
+if [ -n "$missing" ]; then
+  echo "corral: installing Debian packages:$missing"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "corral: need root (or sudo) to install:$missing" >&2; exit 1; }
+    sudo=sudo
+  fi
+  $sudo apt-get update -q
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
+else
+  echo "corral: Debian packages are installed"
+fi
+
+cd "$here"
+if [ ! -e node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "corral: installing npm packages (npm ci; native modules compile, about a minute)"
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  echo "corral: npm packages are installed"
+fi

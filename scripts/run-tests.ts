@@ -1,0 +1,41 @@
+// `npm test`: the set-up step (guest kernel and default image, idempotent), then every test file under
+// test/ with Node's own runner. Unit tests run two at a time; tests that boot VMs one file at a time, since
+// each guest is emulated on this machine's few cores. Arguments narrow the run to the files given.
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { runSetup } from "../src/setup/setup.ts";
+
+function testFiles(dir: string): string[] {
+  try {
+    return readdirSync(dir, { recursive: true, encoding: "utf8" })
+      .filter((f) => f.endsWith(".test.ts"))
+      .sort()
+      .map((f) => join(dir, f));
+  } catch {
+    return [];
+  }
+}
+
+function runTests(files: string[], concurrency: number): number {
+  if (files.length === 0) return 0;
+  const result = spawnSync(
+    process.execPath,
+    ["--import", "tsx", "--test", "--test-reporter=spec", `--test-concurrency=${concurrency}`, ...files],
+    { stdio: "inherit", env: { ...process.env, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? "warn" } },
+  );
+  return result.status ?? 1;
+}
+
+console.error("corral: set-up (guest kernel, default image)");
+await runSetup();
+
+const chosen = process.argv.slice(2);
+const unit = testFiles("test/unit");
+const integration = testFiles("test/integration");
+const pick = (files: string[]): string[] => (chosen.length === 0 ? files : files.filter((f) => chosen.some((c) => f.includes(c))));
+
+const started = performance.now();
+const failures = runTests(pick(unit), 2) + runTests(pick(integration), 1);
+console.error(`corral: tests finished in ${((performance.now() - started) / 1000).toFixed(0)}s${failures ? " with failures" : ""}`);
+process.exit(failures === 0 ? 0 : 1);

@@ -1,0 +1,54 @@
+// `corral daemon`: runs the host daemon in the foreground until SIGINT or SIGTERM.
+import type { Command } from "commander";
+import { startDaemon } from "../daemon/daemon.ts";
+import { ConfigError } from "../daemon/config.ts";
+import { createLogger } from "../util/log.ts";
+
+export interface DaemonFlags {
+  config?: string;
+  stateDir?: string;
+  port?: string;
+}
+
+/** Starts the daemon and stops it gracefully on the first signal (a second one exits at once). */
+export async function runDaemonForeground(flags: DaemonFlags): Promise<void> {
+  const log = createLogger();
+  let daemon;
+  try {
+    daemon = await startDaemon({
+      configPath: flags.config,
+      stateDir: flags.stateDir,
+      port: flags.port !== undefined ? Number(flags.port) : undefined,
+      log,
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    log.fatal({ err }, `Cannot start the daemon: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) process.exit(130);
+    log.info({ signal }, "Signal received");
+    void daemon.stop().then(() => process.exit(0), (err: unknown) => {
+      log.error({ err }, "Stopping failed");
+      process.exit(1);
+    });
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}
+
+export function registerDaemonCommand(program: Command): void {
+  program
+    .command("daemon")
+    .description("Run the host daemon (Slicer-compatible API) in the foreground")
+    .option("-c, --config <file>", "YAML configuration (Slicer's shape); without it: sandbox group \"sbox\" on 127.0.0.1:8080")
+    .option("--state-dir <dir>", "where VM disks, sockets and the database live")
+    .option("--port <port>", "override config.api.port (0 picks a free port)")
+    .action((flags: DaemonFlags) => runDaemonForeground(flags));
+}

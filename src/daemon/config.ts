@@ -1,0 +1,187 @@
+// The daemon's YAML configuration, in Slicer's shape (a top-level `config:`). Parsed once, defaults applied
+// in one place, then frozen. Unknown keys and wrong types are errors that name their YAML path.
+import { readFileSync } from "node:fs";
+import { Type, type Static } from "@sinclair/typebox";
+import { parse as parseYaml, YAMLParseError } from "yaml";
+import type { AccelMode } from "../engine/accel-probe.ts";
+import { HOSTGROUP_PATTERN, IMAGE_PATTERN } from "../protocol/names.ts";
+import { describeSchemaErrors } from "../util/schema-errors.ts";
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+export const MIN_RAM_BYTES = 128 * MiB;
+export const MAX_VCPU = 64;
+
+const HostGroupSchema = Type.Object(
+  {
+    name: Type.String({ pattern: HOSTGROUP_PATTERN, description: "a lower-case letter, then letters, digits and dashes (at most 32)" }),
+    count: Type.Optional(Type.Integer({ minimum: 0, maximum: 256 })),
+    vcpu: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_VCPU })),
+    ram_gb: Type.Optional(Type.Number({ minimum: 0.125, maximum: 1024 })),
+    ram_mb: Type.Optional(Type.Integer({ minimum: 128, maximum: 1024 * 1024 })),
+    ram_bytes: Type.Optional(Type.Integer({ minimum: MIN_RAM_BYTES })),
+    persistent: Type.Optional(Type.Boolean()),
+    userdata: Type.Optional(Type.String()),
+    userdata_file: Type.Optional(Type.String({ minLength: 1 })),
+    image: Type.Optional(Type.String({ pattern: IMAGE_PATTERN, description: "an image name (lower-case letters, digits, '.', '-', '_')" })),
+    ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  },
+  { additionalProperties: false },
+);
+
+const ConfigFileSchema = Type.Object(
+  {
+    config: Type.Object(
+      {
+        api: Type.Optional(
+          Type.Object(
+            {
+              bind_address: Type.Optional(Type.String({ minLength: 1 })),
+              port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+              socket: Type.Optional(Type.String({ minLength: 1 })),
+              auth: Type.Optional(Type.Object({ enabled: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+        accel: Type.Optional(Type.Union([Type.Literal("auto"), Type.Literal("kvm"), Type.Literal("tcg")])),
+        host_groups: Type.Optional(Type.Array(HostGroupSchema)),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+type ConfigFile = Static<typeof ConfigFileSchema>;
+
+export interface HostGroupConfig {
+  readonly name: string;
+  /** Services: VMs the daemon keeps running from start-up. 0 makes a sandbox-only group. */
+  readonly count: number;
+  /** Per-VM default and maximum. */
+  readonly vcpu: number;
+  readonly ramBytes: number;
+  readonly persistent: boolean;
+  readonly userdata: string | undefined;
+  readonly image: string;
+  readonly sshKeys: readonly string[];
+}
+
+export interface DaemonConfig {
+  readonly api: {
+    readonly bindAddress: string;
+    readonly port: number;
+    readonly socket: string | undefined;
+    readonly authEnabled: boolean;
+  };
+  readonly accel: AccelMode;
+  readonly hostGroups: readonly HostGroupConfig[];
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+
+  constructor(source: string, problems: readonly string[]) {
+    super(`Invalid configuration in ${source}:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+export const DEFAULT_GROUP = { name: "sbox", vcpu: 2, ramBytes: 2 * GiB } as const;
+export const DEFAULT_IMAGE = "base";
+
+export const DEFAULT_CONFIG_YAML = `config:
+  api:
+    bind_address: 127.0.0.1
+    port: 8080
+    auth:
+      enabled: false
+  accel: auto
+  host_groups:
+    - name: ${DEFAULT_GROUP.name}
+      count: 0
+      vcpu: ${DEFAULT_GROUP.vcpu}
+      ram_gb: ${DEFAULT_GROUP.ramBytes / GiB}
+`;
+
+/** Parses YAML text; `source` names the file in error messages. */
+export function parseDaemonConfig(text: string, source: string): DaemonConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    const detail = err instanceof YAMLParseError ? err.message.split("\n")[0] : String(err);
+    throw new ConfigError(source, [`not valid YAML: ${detail}`]);
+  }
+  if (raw === null || raw === undefined) raw = { config: {} };
+  const problems = describeSchemaErrors(ConfigFileSchema, raw);
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return normalize(raw as ConfigFile, source);
+}
+
+export function loadDaemonConfig(path: string | undefined): DaemonConfig {
+  if (path === undefined) return parseDaemonConfig(DEFAULT_CONFIG_YAML, "the built-in defaults");
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read the file: ${(err as Error).message}`]);
+  }
+  return parseDaemonConfig(text, path);
+}
+
+function ramOf(group: Static<typeof HostGroupSchema>, path: string, problems: string[]): number {
+  const given = (["ram_gb", "ram_mb", "ram_bytes"] as const).filter((k) => group[k] !== undefined);
+  if (given.length > 1) problems.push(`${path} sets ${given.join(" and ")}: give the memory size once`);
+  if (group.ram_bytes !== undefined) return group.ram_bytes;
+  if (group.ram_mb !== undefined) return group.ram_mb * MiB;
+  if (group.ram_gb !== undefined) return Math.round(group.ram_gb * GiB);
+  return DEFAULT_GROUP.ramBytes;
+}
+
+function normalize(file: ConfigFile, source: string): DaemonConfig {
+  const problems: string[] = [];
+  const rawGroups = file.config.host_groups ?? [{ name: DEFAULT_GROUP.name, count: 0 }];
+  const seen = new Set<string>();
+  const hostGroups = rawGroups.map((group, index): HostGroupConfig => {
+    const path = `config.host_groups[${index}]`;
+    if (seen.has(group.name)) problems.push(`${path}.name repeats the host group name "${group.name}"`);
+    seen.add(group.name);
+    if (group.userdata !== undefined && group.userdata_file !== undefined) {
+      problems.push(`${path} sets both userdata and userdata_file: give one`);
+    }
+    let userdata = group.userdata;
+    if (group.userdata_file !== undefined) {
+      try {
+        userdata = readFileSync(group.userdata_file, "utf8");
+      } catch (err) {
+        problems.push(`${path}.userdata_file cannot be read: ${(err as Error).message}`);
+      }
+    }
+    return Object.freeze({
+      name: group.name,
+      count: group.count ?? 0,
+      vcpu: group.vcpu ?? DEFAULT_GROUP.vcpu,
+      ramBytes: ramOf(group, path, problems),
+      // Services keep their disk unless told otherwise; sandboxes decide per request.
+      persistent: group.persistent ?? (group.count ?? 0) > 0,
+      userdata,
+      image: group.image ?? DEFAULT_IMAGE,
+      sshKeys: Object.freeze([...(group.ssh_keys ?? [])]),
+    });
+  });
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  const api = file.config.api ?? {};
+  return Object.freeze({
+    api: Object.freeze({
+      bindAddress: api.bind_address ?? "127.0.0.1",
+      port: api.port ?? 8080,
+      socket: api.socket,
+      authEnabled: api.auth?.enabled ?? false,
+    }),
+    accel: file.config.accel ?? "auto",
+    hostGroups: Object.freeze(hostGroups),
+  });
+}

@@ -1,0 +1,141 @@
+// The composition root of `corral daemon`: reads the configuration, decides the accelerator, recovers the
+// previous daemon's VMs, starts the services and serves the API on TCP and, if configured, a unix socket.
+import { existsSync, readFileSync } from "node:fs";
+import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { join, resolve } from "node:path";
+import { resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
+import { corralHome, ImageStore, type CorralHome } from "../image/index.ts";
+import type { Logger } from "../util/log.ts";
+import { requireProgram } from "../util/run.ts";
+import { corralVersion, gitCommit } from "../util/version.ts";
+import { loadDaemonConfig, type DaemonConfig } from "./config.ts";
+import { buildDaemonApp } from "./http/app.ts";
+import { ensureToken, tokenFile } from "./http/auth.ts";
+import type { DaemonApp } from "./http/context.ts";
+import { VmManager } from "./vm/vm-manager.ts";
+import { assertSocketPathsFit } from "./vm/vm-paths.ts";
+import { VmStore } from "./vm/vm-store.ts";
+
+export interface DaemonOptions {
+  configPath?: string;
+  stateDir?: string;
+  home?: CorralHome;
+  log: Logger;
+  /** Overrides config.api.port (tests use 0 for a free port). */
+  port?: number;
+}
+
+/** Written to STATE_DIR/daemon.json while the daemon runs, so the CLI can find it. */
+export interface DaemonRuntimeInfo {
+  pid: number;
+  url: string;
+  socket?: string;
+  auth: boolean;
+  token_file?: string;
+  started_at: string;
+}
+
+export interface RunningDaemon {
+  url: string;
+  socketPath: string | undefined;
+  stateDir: string;
+  config: DaemonConfig;
+  accel: AccelVerdict;
+  app: DaemonApp;
+  stop(): Promise<void>;
+}
+
+export function runtimeInfoFile(stateDir: string): string {
+  return join(stateDir, "daemon.json");
+}
+
+export function readRuntimeInfo(stateDir: string): DaemonRuntimeInfo | undefined {
+  try {
+    return JSON.parse(readFileSync(runtimeInfoFile(stateDir), "utf8")) as DaemonRuntimeInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One daemon per state directory: refuse to start beside a live one. */
+function assertNoOtherDaemon(stateDir: string): void {
+  const info = readRuntimeInfo(stateDir);
+  if (!info || info.pid === process.pid) return;
+  const args = processCommandLine(info.pid);
+  if (args?.some((a) => a.includes("daemon") || a.includes("corral"))) {
+    throw new Error(`Another daemon (pid ${info.pid}) is using the state directory ${stateDir}: stop it first`);
+  }
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  const { log } = options;
+  const home = options.home ?? corralHome();
+  const config = loadDaemonConfig(options.configPath);
+  const stateDir = resolve(options.stateDir ?? home.defaultStateDir);
+  assertSocketPathsFit(stateDir);
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  assertNoOtherDaemon(stateDir);
+
+  const images = new ImageStore(home.images);
+  const defaultImage = await images.resolve(config.hostGroups[0]?.image ?? "base");
+  for (const group of config.hostGroups) await images.resolve(group.image);
+  const qemuBinary = requireProgram(QEMU_BINARY, "qemu-system-x86");
+  const accel = await resolveAccel(config.accel, {
+    qemuBinary,
+    kernel: defaultImage.kernel,
+    initrd: defaultImage.initrd,
+    cacheFile: join(home.cache, "accel.json"),
+  });
+  (accel.accel === "kvm" ? log.info.bind(log) : log.warn.bind(log))({ accel: accel.accel, cached: accel.cached }, accel.reason);
+
+  const token = config.api.authEnabled ? await ensureToken(tokenFile(stateDir)) : undefined;
+  if (token) log.info({ token_file: tokenFile(stateDir) }, "API auth is on: the bearer token is in the token file");
+
+  const store = new VmStore(join(stateDir, "corral.db"));
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log });
+  await manager.start();
+
+  const app = buildDaemonApp({ manager, images, accel, version: corralVersion(), gitCommit: gitCommit() }, { token, log });
+  await app.listen({ host: config.api.bindAddress, port: options.port ?? config.api.port });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : config.api.port;
+  const host = config.api.bindAddress.includes(":") ? `[${config.api.bindAddress}]` : config.api.bindAddress;
+  const url = `http://${host}:${port}`;
+
+  let unixServer: Server | undefined;
+  const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
+  if (socketPath) {
+    if (existsSync(socketPath)) await rm(socketPath);
+    // The same application, reached through a second listener.
+    unixServer = createServer((req, res) => app.server.emit("request", req, res));
+    unixServer.on("upgrade", (req, socket, head) => app.server.emit("upgrade", req, socket, head));
+    await new Promise<void>((done, fail) => {
+      unixServer?.once("error", fail);
+      unixServer?.listen(socketPath, () => done());
+    });
+    await chmod(socketPath, 0o600);
+  }
+
+  const info: DaemonRuntimeInfo = { pid: process.pid, url, auth: token !== undefined, started_at: new Date().toISOString() };
+  if (socketPath) info.socket = socketPath;
+  if (token) info.token_file = tokenFile(stateDir);
+  await writeFile(runtimeInfoFile(stateDir), `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
+  log.info({ url, socket: socketPath, state_dir: stateDir }, "Corral daemon listening");
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      log.info("Stopping: sandboxes are removed, services and persistent VMs are powered off");
+      await app.close();
+      if (unixServer) await new Promise<void>((done) => unixServer?.close(() => done()));
+      await manager.stop();
+      store.close();
+      await rm(runtimeInfoFile(stateDir), { force: true });
+      if (socketPath) await rm(socketPath, { force: true });
+      log.info("Stopped");
+    })();
+    return stopping;
+  };
+  return { url, socketPath, stateDir, config, accel, app, stop };
+}

@@ -1,0 +1,45 @@
+// Builds the daemon's HTTP application: parsers, auth, error handling and every route.
+import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { Logger } from "../../util/log.ts";
+import { execRoutes } from "../routes/exec.ts";
+import { nodeRoutes } from "../routes/nodes.ts";
+import { systemRoutes } from "../routes/system.ts";
+import { vmRoutes } from "../routes/vm.ts";
+import { installAuth } from "./auth.ts";
+import { installJsonBodies, JSON_BODY_LIMIT } from "./body-parsers.ts";
+import type { DaemonApp, DaemonContext } from "./context.ts";
+import { installErrorHandling } from "./error-handler.ts";
+
+/** Routes anyone may call: liveness only. */
+export const OPEN_PATHS = ["/healthz"] as const;
+
+/**
+ * Slicer's Go SDK escapes the "?" of a node-list filter into the path (`/nodes%3Ftag=x`); put it back so
+ * the request reaches its route with its query.
+ */
+export function repairEscapedQuery(url: string): string {
+  if (url.includes("?")) return url;
+  const at = url.search(/%3f/i);
+  return at < 0 ? url : `${url.slice(0, at)}?${url.slice(at + 3)}`;
+}
+
+export function buildDaemonApp(ctx: DaemonContext, options: { token: string | undefined; log: Logger }): DaemonApp {
+  const app = Fastify({
+    loggerInstance: options.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: JSON_BODY_LIMIT,
+    routerOptions: { ignoreTrailingSlash: true },
+    rewriteUrl: (request) => repairEscapedQuery(request.url ?? "/"),
+    forceCloseConnections: true,
+    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  installErrorHandling(app);
+  installJsonBodies(app);
+  if (options.token !== undefined) installAuth(app, options.token, OPEN_PATHS);
+  systemRoutes(app, ctx);
+  nodeRoutes(app, ctx);
+  vmRoutes(app, ctx);
+  execRoutes(app, ctx);
+  return app;
+}

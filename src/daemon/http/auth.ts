@@ -1,0 +1,46 @@
+// Bearer-token auth: the token is generated on first start into a 0600 file and compared in constant time.
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { FastifyInstance } from "fastify";
+
+export function tokenFile(stateDir: string): string {
+  return join(stateDir, "auth", "token");
+}
+
+/** Reads the token, creating it (and its 0700 folder) on first use; the file is always left at 0600. */
+export async function ensureToken(file: string): Promise<string> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  if (!existsSync(file)) await writeFile(file, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600, flag: "wx" }).catch(() => undefined);
+  await chmod(file, 0o600);
+  const token = (await readFile(file, "utf8")).trim();
+  if (token.length < 16) throw new Error(`The token in ${file} is too short: delete the file to have a new one made`);
+  return token;
+}
+
+function digest(value: string): Buffer {
+  return createHash("sha256").update(value).digest();
+}
+
+/** Constant-time comparison (hashing first makes the lengths equal). */
+export function tokensMatch(presented: string, expected: string): boolean {
+  return timingSafeEqual(digest(presented), digest(expected));
+}
+
+export function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const match = /^Bearer\s+(.*)$/i.exec(header);
+  return match ? (match[1] ?? "").trim() : undefined;
+}
+
+/** Requires the token on every route but the open ones (liveness). */
+export function installAuth(app: FastifyInstance, token: string, openPaths: readonly string[]): void {
+  app.addHook("onRequest", async (request, reply) => {
+    const path = request.url.split("?")[0] ?? "";
+    if (openPaths.includes(path)) return;
+    const presented = bearerToken(request.headers.authorization);
+    if (presented !== undefined && tokensMatch(presented, token)) return;
+    await reply.code(401).send({ error: "Missing or wrong token: send Authorization: Bearer TOKEN", code: "unauthorized" });
+  });
+}

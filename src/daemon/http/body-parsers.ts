@@ -1,0 +1,25 @@
+// Request bodies. JSON is parsed whatever the Content-Type says (curl -d sends form encoding; Slicer's Go
+// server ignores the header too), an empty body is "no body", and a broken one is a 400 that says so.
+// Routes that stream their body (exec with stdin) get the raw request instead.
+import type { FastifyInstance } from "fastify";
+import { CorralError } from "../../protocol/errors.ts";
+
+export const JSON_BODY_LIMIT = 1024 * 1024;
+
+export function installJsonBodies(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: JSON_BODY_LIMIT }, (_request, body: Buffer, done) => {
+    if (body.length === 0 || body.toString("utf8").trim().length === 0) return done(null, undefined);
+    try {
+      done(null, JSON.parse(body.toString("utf8")));
+    } catch (err) {
+      done(new CorralError("invalid_json", `The request body is not valid JSON: ${(err as Error).message}`), undefined);
+    }
+  });
+}
+
+/** For an encapsulated route set: leave the body unread so the handler can stream `request.raw`. */
+export function installStreamingBodies(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", (_request, _payload, done) => done(null, undefined));
+}

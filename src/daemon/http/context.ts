@@ -1,0 +1,16 @@
+// What the routes are given: the services they call and facts about this daemon.
+import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from "fastify";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { AccelVerdict } from "../../engine/index.ts";
+import type { ImageStore } from "../../image/index.ts";
+import type { VmManager } from "../vm/vm-manager.ts";
+
+export interface DaemonContext {
+  manager: VmManager;
+  images: ImageStore;
+  accel: AccelVerdict;
+  version: string;
+  gitCommit: string;
+}
+
+export type DaemonApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;

@@ -1,0 +1,68 @@
+// One error handler for every route: CorralError becomes its status and {"error","code"}; fastify's own
+// errors (validation, bodies, media types) become 4xx with a message that names the field; anything else is
+// logged with its cause and answered as "internal", never echoed.
+import type { FastifyError, FastifyInstance } from "fastify";
+import { CorralError, type ErrorBody } from "../../protocol/errors.ts";
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+const WHERE: Record<string, string> = { body: "body field", querystring: "query parameter", params: "path parameter", headers: "header" };
+
+/** "body field \"cpus\" must be integer" and the like, from the first validation error. */
+export function describeValidation(validation: readonly AjvError[], context: string | undefined): string {
+  const first = validation[0];
+  if (!first) return "The request is invalid";
+  const where = WHERE[context ?? ""] ?? "field";
+  const path = first.instancePath.replace(/^\//, "").replaceAll("/", ".");
+  if (first.keyword === "required") return `Missing ${where} ${JSON.stringify(first.params.missingProperty)}`;
+  if (first.keyword === "additionalProperties") {
+    const name = [path, String(first.params.additionalProperty)].filter(Boolean).join(".");
+    return `Unknown ${where} ${JSON.stringify(name)}`;
+  }
+  const subject = path ? `${where} ${JSON.stringify(path)}` : context === "body" ? "The request body" : `The ${where}`;
+  if (first.keyword === "pattern") return `Invalid ${subject}: it does not match the allowed pattern ${String(first.params.pattern)}`;
+  if (first.keyword === "anyOf" || first.keyword === "enum") return `Invalid ${subject}: ${first.message ?? "not an allowed value"}`;
+  return `Invalid ${subject}: ${first.message ?? "not allowed"}`;
+}
+
+function toErrorBody(error: FastifyError): { status: number; body: ErrorBody } | undefined {
+  if (error instanceof CorralError) return { status: error.status, body: error.toBody() };
+  if (error.validation) {
+    const code = error.validationContext === "params" ? "invalid_name" : "invalid_request";
+    return { status: 400, body: { error: describeValidation(error.validation as AjvError[], error.validationContext), code } };
+  }
+  switch (error.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return { status: 413, body: { error: "The request body is too large", code: "payload_too_large" } };
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return { status: 415, body: { error: error.message, code: "unsupported_media_type" } };
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return { status: 400, body: { error: "The Content-Length header does not match the body", code: "invalid_request" } };
+    default:
+      break;
+  }
+  if (typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 500) {
+    return { status: error.statusCode, body: { error: error.message, code: "invalid_request" } };
+  }
+  return undefined;
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const known = toErrorBody(error);
+    if (known) {
+      if (known.status >= 500) request.log.error({ err: error }, "request failed");
+      return reply.code(known.status).type("application/json").send(known.body);
+    }
+    request.log.error({ err: error, url: request.url, method: request.method }, "unexpected error");
+    return reply.code(500).type("application/json").send({ error: "Internal error: see the daemon log", code: "internal" });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({ error: `No route for ${request.method} ${request.url.split("?")[0]}`, code: "not_found" });
+  });
+}

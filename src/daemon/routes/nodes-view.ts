@@ -1,0 +1,38 @@
+// How VM records and host groups look on the wire (Slicer's field names).
+import type { HostGroupInfo, NodeInfo } from "../../protocol/slicer.ts";
+import { SLICER_ARCH } from "../../protocol/slicer.ts";
+import type { HostGroupConfig } from "../config.ts";
+import { slicerStatus } from "../vm/vm-state.ts";
+import type { VmRecord } from "../vm/vm-store.ts";
+
+const GiB = 1024 * 1024 * 1024;
+
+export function nodeView(record: VmRecord, lastAgentCall: Date | undefined): NodeInfo {
+  const node: NodeInfo = {
+    hostname: record.hostname,
+    hostgroup: record.hostgroup,
+    ip: record.ip,
+    ram_bytes: record.ramBytes,
+    cpus: record.cpus,
+    created_at: record.createdAt,
+    arch: SLICER_ARCH,
+    tags: record.tags,
+    status: slicerStatus(record.state),
+    persistent: record.persistent,
+  };
+  if (lastAgentCall) node.last_agent_call = lastAgentCall.toISOString();
+  return node;
+}
+
+export function hostGroupView(group: HostGroupConfig, vmCount: number): HostGroupInfo {
+  return {
+    name: group.name,
+    count: vmCount,
+    ram_bytes: group.ramBytes,
+    cpus: group.vcpu,
+    gpu_count: 0,
+    arch: SLICER_ARCH,
+    ram_gb: Math.round((group.ramBytes / GiB) * 1000) / 1000,
+    vcpu: group.vcpu,
+  };
+}

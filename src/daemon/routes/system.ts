@@ -1,0 +1,22 @@
+// GET /healthz (open, for liveness checks) and GET /info (version, acceleration, images).
+import { Type } from "@sinclair/typebox";
+import { InfoSchema } from "../../protocol/slicer.ts";
+import type { DaemonApp, DaemonContext } from "../http/context.ts";
+
+export function systemRoutes(app: DaemonApp, ctx: DaemonContext): void {
+  app.get("/healthz", { schema: { response: { 200: Type.Object({ status: Type.String() }) } } }, async () => ({ status: "ok" }));
+
+  app.get("/info", { schema: { response: { 200: InfoSchema } } }, async () => {
+    const images = await ctx.images.list();
+    return {
+      version: ctx.version,
+      git_commit: ctx.gitCommit,
+      platform: "linux",
+      arch: process.arch === "x64" ? "amd64" : process.arch,
+      accel: ctx.accel.accel,
+      accel_reason: ctx.accel.reason,
+      accel_decided_at: ctx.accel.decided_at,
+      images: images.map((i) => ({ name: i.name, version: i.version, kernel_release: i.kernel_release, created_at: i.created_at })),
+    };
+  });
+}

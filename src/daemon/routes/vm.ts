@@ -1,0 +1,57 @@
+// One VM: GET /vm/HOST (describe), GET|HEAD /vm/HOST/health, GET /vm/HOST/logs.
+import { Type } from "@sinclair/typebox";
+import { LogsQuerySchema, LogsSchema, NodeSchema, VmHealthSchema, VmParams } from "../../protocol/slicer.ts";
+import type { DaemonApp, DaemonContext } from "../http/context.ts";
+import { nodeView } from "./nodes-view.ts";
+
+const DEFAULT_LOG_LINES = 20;
+const NS_PER_SECOND = 1e9;
+
+const DescribeSchema = Type.Composite([
+  NodeSchema,
+  Type.Object({
+    image: Type.String(),
+    state: Type.String(),
+    network: Type.Object({
+      mode: Type.String(),
+      policy_source: Type.String(),
+      host_group: Type.Object({ allow: Type.Array(Type.String()), drop: Type.Array(Type.String()) }),
+      effective: Type.Object({ allow: Type.Array(Type.String()), drop: Type.Array(Type.String()) }),
+    }),
+  }),
+]);
+
+export function vmRoutes(app: DaemonApp, ctx: DaemonContext): void {
+  const { manager } = ctx;
+
+  app.get("/vm/:hostname", { schema: { params: VmParams, response: { 200: DescribeSchema } } }, async (request) => {
+    const record = manager.get(request.params.hostname);
+    return {
+      ...nodeView(record, manager.lastAgentCall(record.hostname)),
+      image: `${record.image}@${record.imageVersion}`,
+      state: record.state,
+      // Slicer's TypeScript SDK reads network.mode unconditionally.
+      network: { mode: "user", policy_source: "host_group", host_group: { allow: [], drop: [] }, effective: { allow: [], drop: [] } },
+    };
+  });
+
+  app.get("/vm/:hostname/health", { schema: { params: VmParams, response: { 200: VmHealthSchema } } }, async (request) => {
+    const record = manager.get(request.params.hostname);
+    const health = await manager.health(record.hostname, AbortSignal.timeout(10_000));
+    const body = {
+      hostname: health.hostname,
+      agent_uptime: Math.round(health.agent_uptime * NS_PER_SECOND),
+      agent_version: health.agent_version,
+      system_uptime: Math.round(health.system_uptime * NS_PER_SECOND),
+      userdata_ran: health.userdata_ran,
+      ip: record.ip,
+    };
+    return health.userdata_exit_code === null ? body : { ...body, userdata_exit_code: health.userdata_exit_code };
+  });
+
+  app.get("/vm/:hostname/logs", { schema: { params: VmParams, querystring: LogsQuerySchema, response: { 200: LogsSchema } } }, async (request) => {
+    const lines = request.query.lines ?? DEFAULT_LOG_LINES;
+    const content = await manager.logs(request.params.hostname, lines);
+    return { hostname: request.params.hostname, lines, content };
+  });
+}

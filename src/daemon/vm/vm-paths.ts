@@ -1,0 +1,48 @@
+// Where one VM's files live on the host: STATE_DIR/vms/HOSTNAME/. The hostname is validated before it
+// becomes a path, and the whole folder goes when a sandbox goes.
+import { join } from "node:path";
+import { assertHostname } from "../../protocol/names.ts";
+
+export interface VmPaths {
+  dir: string;
+  disk: string;
+  qmpSocket: string;
+  agentSocket: string;
+  serialLog: string;
+  qemuLog: string;
+  qmpTranscript: string;
+  pidFile: string;
+}
+
+/** Longest hostname the daemon generates: a 32-character group name, "-", and up to 6 digits. */
+export const LONGEST_GENERATED_HOSTNAME = 39;
+/** sun_path holds 108 bytes including the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
+export function vmsDir(stateDir: string): string {
+  return join(stateDir, "vms");
+}
+
+export function vmPaths(stateDir: string, hostname: string): VmPaths {
+  const dir = join(vmsDir(stateDir), assertHostname(hostname));
+  return {
+    dir,
+    disk: join(dir, "disk.qcow2"),
+    qmpSocket: join(dir, "qmp.sock"),
+    agentSocket: join(dir, "agent.sock"),
+    serialLog: join(dir, "serial.log"),
+    qemuLog: join(dir, "qemu.log"),
+    qmpTranscript: join(dir, "qmp.log"),
+    pidFile: join(dir, "qemu.pid"),
+  };
+}
+
+/** Unix socket paths are short; refuse a state directory too deep to hold them. */
+export function assertSocketPathsFit(stateDir: string): void {
+  const longest = vmPaths(stateDir, "x".repeat(LONGEST_GENERATED_HOSTNAME)).agentSocket;
+  if (Buffer.byteLength(longest) > MAX_SOCKET_PATH) {
+    throw new Error(
+      `The state directory ${JSON.stringify(stateDir)} is too deep for VM sockets (${Buffer.byteLength(longest)} > ${MAX_SOCKET_PATH} bytes): choose a shorter --state-dir`,
+    );
+  }
+}

@@ -1,0 +1,246 @@
+// VM records in SQLite (better-sqlite3: synchronous, so each method is atomic on the event loop). Writes
+// are compare-and-set on (hostname, incarnation, state): a decision made about an older VM of the same name,
+// or about a state that has since changed, never lands.
+import Database from "better-sqlite3";
+import { CorralError } from "../../protocol/errors.ts";
+import { assertTransition, type VmState } from "./vm-state.ts";
+
+export type VmKind = "service" | "sandbox";
+
+export interface VmRecord {
+  hostname: string;
+  hostgroup: string;
+  kind: VmKind;
+  state: VmState;
+  /** Bumped each time a QEMU process is started for this record. */
+  incarnation: number;
+  cpus: number;
+  ramBytes: number;
+  persistent: boolean;
+  image: string;
+  imageVersion: string;
+  userdata: string | null;
+  sshKeys: string[];
+  tags: string[];
+  ip: string;
+  mac: string;
+  accel: string;
+  pid: number | null;
+  pidStartTime: string | null;
+  createdAt: string;
+  updatedAt: string;
+  lastError: string | null;
+}
+
+export type NewVm = Omit<VmRecord, "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError">;
+
+interface Row {
+  hostname: string;
+  hostgroup: string;
+  kind: VmKind;
+  state: VmState;
+  incarnation: number;
+  cpus: number;
+  ram_bytes: number;
+  persistent: number;
+  image: string;
+  image_version: string;
+  userdata: string | null;
+  ssh_keys: string;
+  tags: string;
+  ip: string;
+  mac: string;
+  accel: string;
+  pid: number | null;
+  pid_start_time: string | null;
+  created_at: string;
+  updated_at: string;
+  last_error: string | null;
+}
+
+const SCHEMA_VERSION = 1;
+
+const MIGRATIONS: Record<number, string> = {
+  1: `
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE vms (
+      hostname TEXT PRIMARY KEY,
+      hostgroup TEXT NOT NULL,
+      kind TEXT NOT NULL CHECK (kind IN ('service', 'sandbox')),
+      state TEXT NOT NULL,
+      incarnation INTEGER NOT NULL,
+      cpus INTEGER NOT NULL,
+      ram_bytes INTEGER NOT NULL,
+      persistent INTEGER NOT NULL,
+      image TEXT NOT NULL,
+      image_version TEXT NOT NULL,
+      userdata TEXT,
+      ssh_keys TEXT NOT NULL,
+      tags TEXT NOT NULL,
+      ip TEXT NOT NULL,
+      mac TEXT NOT NULL,
+      accel TEXT NOT NULL,
+      pid INTEGER,
+      pid_start_time TEXT,
+      created_at TEXT NOT NULL,
+      updated_at TEXT NOT NULL,
+      last_error TEXT
+    );
+    CREATE INDEX vms_by_group ON vms (hostgroup);
+    CREATE TABLE hostgroup_counters (hostgroup TEXT PRIMARY KEY, next_index INTEGER NOT NULL);
+  `,
+};
+
+function fromRow(row: Row): VmRecord {
+  return {
+    hostname: row.hostname,
+    hostgroup: row.hostgroup,
+    kind: row.kind,
+    state: row.state,
+    incarnation: row.incarnation,
+    cpus: row.cpus,
+    ramBytes: row.ram_bytes,
+    persistent: row.persistent === 1,
+    image: row.image,
+    imageVersion: row.image_version,
+    userdata: row.userdata,
+    sshKeys: JSON.parse(row.ssh_keys) as string[],
+    tags: JSON.parse(row.tags) as string[],
+    ip: row.ip,
+    mac: row.mac,
+    accel: row.accel,
+    pid: row.pid,
+    pidStartTime: row.pid_start_time,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    lastError: row.last_error,
+  };
+}
+
+export interface StatePatch {
+  pid?: number | null;
+  pidStartTime?: string | null;
+  lastError?: string | null;
+  incarnation?: number;
+  imageVersion?: string;
+}
+
+export class VmStore {
+  private readonly db: Database.Database;
+
+  constructor(file: string, private readonly now: () => Date = () => new Date()) {
+    this.db = new Database(file);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("busy_timeout = 5000");
+    this.migrate();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma("user_version", { simple: true }) as number;
+    if (current > SCHEMA_VERSION) {
+      throw new Error(`The state database was written by a newer Corral (schema ${current}, this one knows ${SCHEMA_VERSION})`);
+    }
+    for (let version = current + 1; version <= SCHEMA_VERSION; version++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[version] as string);
+        this.db.pragma(`user_version = ${version}`);
+      })();
+    }
+  }
+
+  getMeta(key: string): string | undefined {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(key, value);
+  }
+
+  get(hostname: string): VmRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM vms WHERE hostname = ?").get(hostname) as Row | undefined;
+    return row ? fromRow(row) : undefined;
+  }
+
+  list(): VmRecord[] {
+    return (this.db.prepare("SELECT * FROM vms ORDER BY created_at, hostname").all() as Row[]).map(fromRow);
+  }
+
+  listGroup(hostgroup: string): VmRecord[] {
+    return (this.db.prepare("SELECT * FROM vms WHERE hostgroup = ? ORDER BY created_at, hostname").all(hostgroup) as Row[]).map(fromRow);
+  }
+
+  /**
+   * Inserts a sandbox under the next free `GROUP-N` name, in one transaction so concurrent creates never get
+   * the same name. Numbers are never reused; indexes up to `reserved` belong to the group's services.
+   */
+  insertSandbox(vm: NewVm, reserved: number): VmRecord {
+    return this.db.transaction(() => {
+      const counter = this.db.prepare("SELECT next_index FROM hostgroup_counters WHERE hostgroup = ?").get(vm.hostgroup) as { next_index: number } | undefined;
+      let index = Math.max(counter?.next_index ?? 1, reserved + 1);
+      while (this.get(`${vm.hostgroup}-${index}`)) index++;
+      this.db
+        .prepare("INSERT INTO hostgroup_counters (hostgroup, next_index) VALUES (?, ?) ON CONFLICT (hostgroup) DO UPDATE SET next_index = excluded.next_index")
+        .run(vm.hostgroup, index + 1);
+      return this.insert(`${vm.hostgroup}-${index}`, vm);
+    })();
+  }
+
+  /** Inserts a record with a fixed name (services); conflict when the name is taken. */
+  insertNamed(hostname: string, vm: NewVm): VmRecord {
+    if (this.get(hostname)) throw new CorralError("conflict", `A VM named "${hostname}" already exists`);
+    return this.insert(hostname, vm);
+  }
+
+  private insert(hostname: string, vm: NewVm): VmRecord {
+    const now = this.now().toISOString();
+    this.db
+      .prepare(
+        `INSERT INTO vms (hostname, hostgroup, kind, state, incarnation, cpus, ram_bytes, persistent, image, image_version,
+          userdata, ssh_keys, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error)
+         VALUES (?, ?, ?, 'creating', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL)`,
+      )
+      .run(
+        hostname, vm.hostgroup, vm.kind, vm.cpus, vm.ramBytes, vm.persistent ? 1 : 0, vm.image, vm.imageVersion,
+        vm.userdata, JSON.stringify(vm.sshKeys), JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now,
+      );
+    return this.get(hostname) as VmRecord;
+  }
+
+  /**
+   * Moves `vm` to `to` if the stored record still has the VM's incarnation and state; returns the new record.
+   * Throws `conflict` when the table forbids the move, or when the record changed meanwhile.
+   */
+  transition(vm: VmRecord, to: VmState, patch: StatePatch = {}): VmRecord {
+    assertTransition(vm.hostname, vm.state, to);
+    const sets = ["state = @to", "updated_at = @now"];
+    const params: Record<string, unknown> = { to, now: this.now().toISOString(), hostname: vm.hostname, incarnation: vm.incarnation, from: vm.state };
+    if (patch.pid !== undefined) (sets.push("pid = @pid"), (params.pid = patch.pid));
+    if (patch.pidStartTime !== undefined) (sets.push("pid_start_time = @pidStartTime"), (params.pidStartTime = patch.pidStartTime));
+    if (patch.lastError !== undefined) (sets.push("last_error = @lastError"), (params.lastError = patch.lastError));
+    if (patch.incarnation !== undefined) (sets.push("incarnation = @newIncarnation"), (params.newIncarnation = patch.incarnation));
+    if (patch.imageVersion !== undefined) (sets.push("image_version = @imageVersion"), (params.imageVersion = patch.imageVersion));
+    const result = this.db
+      .prepare(`UPDATE vms SET ${sets.join(", ")} WHERE hostname = @hostname AND incarnation = @incarnation AND state = @from`)
+      .run(params);
+    if (result.changes !== 1) {
+      throw new CorralError("conflict", `VM "${vm.hostname}" changed while it was being moved from ${vm.state} to ${to}`);
+    }
+    return this.get(vm.hostname) as VmRecord;
+  }
+
+  /** Notes why the last start failed, without changing the state. */
+  recordError(hostname: string, incarnation: number, message: string): void {
+    this.db.prepare("UPDATE vms SET last_error = ?, updated_at = ? WHERE hostname = ? AND incarnation = ?").run(message, this.now().toISOString(), hostname, incarnation);
+  }
+
+  /** Deletes the record if it is still the given incarnation; returns whether it did. */
+  delete(hostname: string, incarnation: number): boolean {
+    return this.db.prepare("DELETE FROM vms WHERE hostname = ? AND incarnation = ?").run(hostname, incarnation).changes === 1;
+  }
+}

@@ -1,0 +1,116 @@
+// QEMU command lines, built by pure functions so tests can pin the exact text.
+// Machine: `microvm` with virtio-mmio devices, direct kernel boot, no firmware, no PCI.
+import { BOOT_ARGS } from "../protocol/boot.ts";
+
+export type Accel = "kvm" | "tcg";
+
+export interface PortForward {
+  hostAddress: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+export interface UserNetwork {
+  /** Guest address with prefix length, e.g. "10.0.2.15/24" (QEMU's user-mode network). */
+  guestCidr: string;
+  gateway: string;
+  dns: string;
+  mac: string;
+  forwards: readonly PortForward[];
+  /** Block the guest's outbound traffic (`restrict=on`); port forwards still work. */
+  denyOutgoing: boolean;
+}
+
+export interface QemuSpec {
+  accel: Accel;
+  /** Under KVM: "host" unless the probe found only QEMU's default model works. */
+  kvmCpu?: "host" | "default";
+  cpus: number;
+  memoryMiB: number;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  disk: { path: string; format: "qcow2" | "raw" };
+  serialLog: string;
+  qmpSocket: string;
+  agentSocket: string;
+  pidFile: string;
+  network: UserNetwork | undefined;
+}
+
+/** The virtio-serial port name the guest agent looks for (see AGENT_PORT_NAME). */
+export const AGENT_PORT = "corral.agent";
+
+export interface CmdlineInput {
+  accel: Accel;
+  hostname: string;
+  network: UserNetwork | undefined;
+}
+
+/**
+ * The guest kernel command line. Under TCG the kernel often fails TSC calibration and hangs at boot;
+ * giving it the TSC frequency and trusting it fixed that in every boot measured (DESIGN.md).
+ */
+export function kernelCmdline(input: CmdlineInput): string {
+  const args = ["console=ttyS0", "reboot=k", "panic=-1", "pci=off", "quiet", "root=/dev/vda", "rw"];
+  if (input.accel === "tcg") args.push("tsc_early_khz=2000000", "tsc=reliable");
+  args.push(`${BOOT_ARGS.hostname}=${input.hostname}`);
+  if (input.network) {
+    args.push(`${BOOT_ARGS.ip}=${input.network.guestCidr}`, `${BOOT_ARGS.gateway}=${input.network.gateway}`, `${BOOT_ARGS.dns}=${input.network.dns}`);
+  }
+  return args.join(" ");
+}
+
+function netdevUser(network: UserNetwork): string {
+  const parts = ["user", "id=net0", `net=${networkOf(network.guestCidr)}`, `host=${network.gateway}`, `dns=${network.dns}`];
+  if (network.denyOutgoing) parts.push("restrict=on");
+  for (const f of network.forwards) parts.push(`hostfwd=tcp:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`);
+  return parts.join(",");
+}
+
+/** "10.0.2.15/24" -> "10.0.2.0/24" */
+export function networkOf(cidr: string): string {
+  const [address, prefixText] = cidr.split("/");
+  const prefix = Number(prefixText);
+  const octets = (address ?? "").split(".").map(Number);
+  const value = octets.reduce((acc, o) => (acc << 8) | o, 0) >>> 0;
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  const net = (value & mask) >>> 0;
+  return `${[net >>> 24, (net >>> 16) & 255, (net >>> 8) & 255, net & 255].join(".")}/${prefix}`;
+}
+
+/** Commas in QEMU option values are escaped by doubling them. */
+function escapeOption(value: string): string {
+  return value.replaceAll(",", ",,");
+}
+
+export function buildQemuArgs(spec: QemuSpec): string[] {
+  const args = [
+    "-M", spec.accel === "tcg" ? "microvm,isa-serial=on,pit=on" : "microvm,isa-serial=on",
+    // Under TCG the default CPU model is kept: richer models (max) only add instructions to emulate.
+    ...(spec.accel === "kvm" ? ["-accel", "kvm", ...(spec.kvmCpu === "default" ? [] : ["-cpu", "host"])] : ["-accel", "tcg,thread=multi"]),
+    "-smp", String(spec.cpus),
+    "-m", `${spec.memoryMiB}M`,
+    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+    "-kernel", spec.kernel,
+    "-initrd", spec.initrd,
+    "-append", spec.cmdline,
+    "-chardev", `file,id=serial0,path=${escapeOption(spec.serialLog)},append=on`,
+    "-serial", "chardev:serial0",
+    "-drive", `id=root,file=${escapeOption(spec.disk.path)},format=${spec.disk.format},if=none,cache=writeback,discard=unmap`,
+    "-device", "virtio-blk-device,drive=root",
+    "-device", "virtio-serial-device,max_ports=4",
+    "-chardev", `socket,id=agent,path=${escapeOption(spec.agentSocket)},server=on,wait=off`,
+    "-device", `virtserialport,chardev=agent,name=${AGENT_PORT}`,
+    "-object", "rng-random,id=rng0,filename=/dev/urandom",
+    "-device", "virtio-rng-device,rng=rng0",
+  ];
+  if (spec.network) {
+    args.push("-netdev", netdevUser(spec.network), "-device", `virtio-net-device,netdev=net0,mac=${spec.network.mac}`);
+  }
+  args.push(
+    "-qmp", `unix:${escapeOption(spec.qmpSocket)},server=on,wait=off`,
+    "-pidfile", spec.pidFile,
+  );
+  return args;
+}

@@ -1,0 +1,27 @@
+// Entry point of the guest agent: serves the host over the virtio-serial port named corral.agent.
+import { AGENT_PORT_NAME, AGENT_VERSION } from "../protocol/agent.ts";
+import { AgentServer } from "./agent-server.ts";
+import { IdentityState } from "./identity.ts";
+import { findPortDevice, VirtioPort } from "./virtio-port.ts";
+
+function log(line: string): void {
+  process.stdout.write(`corral-agent: ${line}\n`);
+}
+
+async function waitForPort(): Promise<string> {
+  for (let delay = 10; ; delay = Math.min(delay * 2, 1000)) {
+    const device = findPortDevice(AGENT_PORT_NAME);
+    if (device) return device;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+// The agent is the VM's lifeline (if it exits, the VM stops): log unexpected errors, never die of them.
+process.on("uncaughtException", (err) => log(`unexpected error: ${err.stack ?? err.message}`));
+process.on("unhandledRejection", (err) => log(`unexpected rejection: ${String(err)}`));
+
+const identity = new IdentityState(undefined, log);
+const server = new AgentServer(identity);
+const device = await waitForPort();
+new VirtioPort(device, (connection) => server.serve(connection));
+log(`${AGENT_VERSION} serving on ${device}`);

@@ -1,0 +1,46 @@
+// Users of the guest as /etc/passwd describes them, and the environment commands run with.
+import { readFileSync } from "node:fs";
+
+export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export interface GuestUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+}
+
+export function lookupUser(uid: number, passwdFile = "/etc/passwd"): GuestUser | undefined {
+  let text: string;
+  try {
+    text = readFileSync(passwdFile, "utf8");
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split("\n")) {
+    const [name, , uidText, gidText, , home, shell] = line.split(":");
+    if (name && Number(uidText) === uid) {
+      return { name, uid, gid: Number(gidText), home: home || "/", shell: shell || "/bin/sh" };
+    }
+  }
+  return undefined;
+}
+
+/** The default environment for `uid`, with "KEY=VALUE" entries from the request on top. */
+export function guestEnvironment(uid: number, extra: readonly string[]): NodeJS.ProcessEnv {
+  const user = lookupUser(uid);
+  const env: NodeJS.ProcessEnv = {
+    PATH: GUEST_PATH,
+    HOME: user?.home ?? (uid === 0 ? "/root" : "/"),
+    USER: user?.name ?? String(uid),
+    LOGNAME: user?.name ?? String(uid),
+    SHELL: user?.shell ?? "/bin/sh",
+    LANG: "C.UTF-8",
+  };
+  for (const entry of extra) {
+    const eq = entry.indexOf("=");
+    if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return env;
+}

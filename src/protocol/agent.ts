@@ -1,0 +1,101 @@
+// What the host daemon and the in-guest agent say to each other over the virtio-serial port (HTTP/2).
+// Shared by src/daemon (client side) and src/guest (server side); no node: imports here.
+
+/** The virtio-serial port name the agent listens on (`/sys/class/virtio-ports/*\/name`). */
+export const AGENT_PORT_NAME = "corral.agent";
+
+/** Bumped whenever the host<->guest protocol changes; images carry the agent that matches. */
+export const AGENT_VERSION = "0.1.0";
+
+/**
+ * Before HTTP/2 starts on a fresh host connection, the host sends `CORRAL-HELLO <nonce>\n` and the agent
+ * answers `CORRAL-READY <nonce> <version>\n`. The host discards everything before that answer: a guest write
+ * that was blocked while no host was connected reaches the next host first, and must not be taken for HTTP/2.
+ */
+export const HANDSHAKE_HELLO = "CORRAL-HELLO";
+export const HANDSHAKE_READY = "CORRAL-READY";
+export const HANDSHAKE_NONCE_PATTERN = /^[A-Za-z0-9]{16,64}$/;
+
+export const AGENT_PATHS = {
+  health: "/v1/health",
+  identity: "/v1/identity",
+  exec: "/v1/exec",
+} as const;
+
+/** Header carrying the JSON-encoded ExecSpec; the request body is the command's stdin. */
+export const EXEC_SPEC_HEADER = "corral-exec-spec";
+
+export interface AgentHealth {
+  hostname: string;
+  /** Seconds since the agent process started (the daemon reports nanoseconds, as Slicer does). */
+  agent_uptime: number;
+  agent_version: string;
+  /** Seconds since the guest kernel booted. */
+  system_uptime: number;
+  /** True once this VM's userdata has finished (or there was none to run). */
+  userdata_ran: boolean;
+  userdata_exit_code: number | null;
+  /** True once the host has delivered the VM's identity (hostname, keys, userdata). */
+  identity_applied: boolean;
+}
+
+/** Delivered by the host right after it connects; applying it twice is harmless. */
+export interface GuestIdentity {
+  hostname: string;
+  userdata?: string;
+  ssh_keys?: string[];
+}
+
+export interface ExecSpec {
+  cmd: string;
+  args: string[];
+  /** "KEY=VALUE" entries added to the guest's default environment. */
+  env: string[];
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+  /** When set, `cmd` (with `args` appended, quoted) is a script run by this interpreter with `-lc`. */
+  shell?: string;
+  /** "base64" sends output chunks base64-encoded, with `encoding: "base64"` on their frames. */
+  stdio: ExecStdio;
+  /** When false the command's stdin is /dev/null and the request body is ignored. */
+  stdin: boolean;
+}
+
+/**
+ * One line of the NDJSON exec stream. Typed frames (`type`) for new clients; every frame also carries the
+ * older untyped fields (`stdout`, `stderr`, `exit_code`) so clients that predate typed frames still work.
+ */
+export type ExecStdio = "text" | "base64";
+
+export interface ExecFrame {
+  type: "started" | "stdout" | "stderr" | "exit";
+  timestamp: string;
+  stdout: string;
+  stderr: string;
+  exit_code: number;
+  pid?: number;
+  started_at?: string;
+  ended_at?: string;
+  signal?: string;
+  error?: string;
+  encoding?: "base64";
+}
+
+export interface BufferedExecResult {
+  stdout: string;
+  stderr: string;
+  exit_code: number;
+  encoding?: "base64";
+  pid?: number;
+  started_at?: string;
+  ended_at?: string;
+  signal?: string;
+  error?: string;
+  /** Present and true when an output stream exceeded the buffered limit and was cut. */
+  truncated?: boolean;
+}
+
+/** Conventional exit codes for commands that could not be started. */
+export const EXIT_NOT_FOUND = 127;
+export const EXIT_NOT_EXECUTABLE = 126;

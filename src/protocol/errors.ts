@@ -1,0 +1,63 @@
+// The one catalogue of error codes every Corral API answers with, and the one error class.
+// Wire shape (Slicer's convention, used by every role): {"error": "message", "code": "snake_case_code"}.
+
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  invalid_json: 400,
+  invalid_name: 400,
+  invalid_duration: 400,
+  resources_exceeded: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  hostgroup_not_found: 404,
+  vm_not_found: 404,
+  image_not_found: 404,
+  method_not_allowed: 405,
+  timeout: 408,
+  conflict: 409,
+  vm_not_running: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  agent_unavailable: 503,
+  engine_failed: 500,
+  internal: 500,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export interface ErrorBody {
+  error: string;
+  code: string;
+}
+
+export class CorralError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; status?: number } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "CorralError";
+    this.code = code;
+    this.status = options.status ?? ERROR_STATUS[code];
+  }
+
+  toBody(): ErrorBody {
+    return { error: this.message, code: this.code };
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(ERROR_STATUS, value);
+}
+
+/** Formats a value for an error message: strings quoted, everything else as JSON. */
+export function quote(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === undefined) return "nothing";
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,148 @@
+// Request and response shapes of the daemon's Slicer-compatible API, with the seeds' field names. Each
+// schema is the TypeScript type, the request validator and the OpenAPI entry at once.
+import { Type, type Static } from "@sinclair/typebox";
+import { HOSTGROUP_PATTERN, HOSTNAME_PATTERN } from "./names.ts";
+
+export const ErrorBodySchema = Type.Object({ error: Type.String(), code: Type.String() }, { $id: "ErrorBody" });
+
+export const HostnameParam = Type.String({ pattern: HOSTNAME_PATTERN, maxLength: 63, description: "a hostname (lower-case letters, digits and dashes)" });
+export const HostgroupParam = Type.String({ pattern: HOSTGROUP_PATTERN, maxLength: 32, description: "a host group name" });
+
+export const GroupParams = Type.Object({ name: HostgroupParam });
+export const GroupNodeParams = Type.Object({ name: HostgroupParam, hostname: HostnameParam });
+export const VmParams = Type.Object({ hostname: HostnameParam });
+
+const MAX_USERDATA = 512 * 1024;
+
+/** POST /hostgroup/NAME/nodes. Every field is optional; fields the official SDKs send are all accepted. */
+export const CreateNodeBodySchema = Type.Object(
+  {
+    cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    ram_bytes: Type.Optional(Type.Integer({ minimum: 128 * 1024 * 1024 })),
+    ram_gb: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    gpu_count: Type.Optional(Type.Integer({ minimum: 0 })),
+    persistent: Type.Optional(Type.Boolean()),
+    userdata: Type.Optional(Type.String({ maxLength: MAX_USERDATA })),
+    ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 64 })),
+    tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { maxItems: 64 })),
+    import_user: Type.Optional(Type.String()),
+    github_user: Type.Optional(Type.String()),
+    disk_image: Type.Optional(Type.String()),
+    ip: Type.Optional(Type.String()),
+    secrets: Type.Optional(Type.Array(Type.String())),
+    network: Type.Optional(Type.Object({ allow: Type.Optional(Type.Array(Type.String())), drop: Type.Optional(Type.Array(Type.String())) })),
+  },
+  { additionalProperties: false },
+);
+export type CreateNodeBody = Static<typeof CreateNodeBodySchema>;
+
+export const CreateNodeQuerySchema = Type.Object({
+  wait: Type.Optional(Type.Union([Type.Literal("agent"), Type.Literal("userdata")], { description: "agent or userdata" })),
+  timeout: Type.Optional(Type.String({ description: 'a Go duration such as "60s"' })),
+});
+
+export const CreatedNodeSchema = Type.Object({
+  hostname: Type.String(),
+  hostgroup: Type.String(),
+  ip: Type.String(),
+  created_at: Type.String(),
+  arch: Type.String(),
+  persistent: Type.Boolean(),
+});
+export type CreatedNode = Static<typeof CreatedNodeSchema>;
+
+export const NodeStatusSchema = Type.Union([Type.Literal("Running"), Type.Literal("Paused"), Type.Literal("Stopped")]);
+
+export const NodeSchema = Type.Object({
+  hostname: Type.String(),
+  hostgroup: Type.String(),
+  ip: Type.String(),
+  ram_bytes: Type.Integer(),
+  cpus: Type.Integer(),
+  created_at: Type.String(),
+  arch: Type.String(),
+  tags: Type.Array(Type.String()),
+  status: NodeStatusSchema,
+  persistent: Type.Boolean(),
+  last_agent_call: Type.Optional(Type.String()),
+});
+export type NodeInfo = Static<typeof NodeSchema>;
+
+export const NodeListQuerySchema = Type.Object({
+  tag: Type.Optional(Type.String()),
+  tag_prefix: Type.Optional(Type.String()),
+});
+
+export const HostGroupSchema = Type.Object({
+  name: Type.String(),
+  count: Type.Integer(),
+  ram_bytes: Type.Integer(),
+  cpus: Type.Integer(),
+  gpu_count: Type.Integer(),
+  arch: Type.String(),
+  /** The older document's fields, kept for older clients. */
+  ram_gb: Type.Number(),
+  vcpu: Type.Integer(),
+});
+export type HostGroupInfo = Static<typeof HostGroupSchema>;
+
+export const DeletedNodeSchema = Type.Object({ message: Type.String(), disk_removed: Type.String() });
+
+export const VmHealthSchema = Type.Object({
+  hostname: Type.String(),
+  agent_uptime: Type.Integer({ description: "nanoseconds" }),
+  agent_version: Type.String(),
+  system_uptime: Type.Integer({ description: "nanoseconds" }),
+  userdata_ran: Type.Boolean(),
+  userdata_exit_code: Type.Optional(Type.Integer()),
+  ip: Type.String(),
+});
+
+export const LogsQuerySchema = Type.Object({ lines: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })) });
+export const LogsSchema = Type.Object({ hostname: Type.String(), lines: Type.Integer(), content: Type.String() });
+
+const StringOrList = Type.Union([Type.String(), Type.Array(Type.String())]);
+
+export const ExecQuerySchema = Type.Object({
+  cmd: Type.Optional(Type.String()),
+  args: Type.Optional(StringOrList),
+  env: Type.Optional(StringOrList),
+  cwd: Type.Optional(Type.String()),
+  uid: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967294 })),
+  gid: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967294 })),
+  shell: Type.Optional(Type.String()),
+  stdin: Type.Optional(Type.Boolean()),
+  stdout: Type.Optional(Type.Boolean()),
+  stderr: Type.Optional(Type.Boolean()),
+  stdio: Type.Optional(Type.Union([Type.Literal("text"), Type.Literal("base64")], { description: "text or base64" })),
+  buffered: Type.Optional(Type.Boolean()),
+  permissions: Type.Optional(Type.String()),
+});
+export type ExecQuery = Static<typeof ExecQuerySchema>;
+
+export const BufferedExecSchema = Type.Object({
+  stdout: Type.String(),
+  stderr: Type.String(),
+  exit_code: Type.Integer(),
+  encoding: Type.Optional(Type.Literal("base64")),
+  pid: Type.Optional(Type.Integer()),
+  started_at: Type.Optional(Type.String()),
+  ended_at: Type.Optional(Type.String()),
+  signal: Type.Optional(Type.String()),
+  error: Type.Optional(Type.String()),
+  truncated: Type.Optional(Type.Boolean()),
+});
+
+export const InfoSchema = Type.Object({
+  version: Type.String(),
+  git_commit: Type.String(),
+  platform: Type.String(),
+  arch: Type.String(),
+  accel: Type.String(),
+  accel_reason: Type.String(),
+  accel_decided_at: Type.String(),
+  images: Type.Array(Type.Object({ name: Type.String(), version: Type.String(), kernel_release: Type.String(), created_at: Type.String() })),
+});
+
+/** Slicer reports the machine architecture as x86_64 in host groups and nodes. */
+export const SLICER_ARCH = "x86_64";
