@@ -26,7 +26,8 @@ export async function runDaemonForeground(flags: DaemonFlags): Promise<void> {
       process.stderr.write(`${err.message}\n`);
       process.exit(2);
     }
-    log.fatal({ err }, `Cannot start the daemon: ${(err as Error).message}`);
+    log.debug({ err }, "start-up failed");
+    process.stderr.write(`corral: cannot start the daemon: ${(err as Error).message}\n`);
     process.exit(1);
   }
   let signals = 0;

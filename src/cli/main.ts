@@ -2,9 +2,15 @@
 import { Command } from "commander";
 import { corralVersion } from "../util/version.ts";
 import { registerDaemonCommand } from "./daemon-command.ts";
+import { registerImageCommands } from "./image-commands.ts";
+import { registerUpCommand } from "./up-command.ts";
+import { registerVmCommands } from "./vm-commands.ts";
 
 const program = new Command();
 program.name("corral").description("Real Linux micro-VMs on demand").version(corralVersion());
+registerUpCommand(program);
 registerDaemonCommand(program);
+registerVmCommands(program);
+registerImageCommands(program);
 
 await program.parseAsync(process.argv);

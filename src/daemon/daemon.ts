@@ -58,24 +58,51 @@ export function readRuntimeInfo(stateDir: string): DaemonRuntimeInfo | undefined
   }
 }
 
-/** One daemon per state directory: refuse to start beside a live one. */
-function assertNoOtherDaemon(stateDir: string): void {
-  const info = readRuntimeInfo(stateDir);
-  if (!info || info.pid === process.pid) return;
-  const args = processCommandLine(info.pid);
-  if (args?.some((a) => a.includes("daemon") || a.includes("corral"))) {
-    throw new Error(`Another daemon (pid ${info.pid}) is using the state directory ${stateDir}: stop it first`);
+function lockFile(stateDir: string): string {
+  return join(stateDir, "daemon.pid");
+}
+
+/**
+ * One daemon per state directory. The pid file is taken before anything else happens, so a second daemon
+ * started while the first is still probing or recovering is refused too. A pid file whose process is gone
+ * (or is not a corral daemon) is stale and taken over.
+ */
+async function acquireStateLock(stateDir: string): Promise<() => Promise<void>> {
+  const file = lockFile(stateDir);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
+      return () => rm(file, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const pid = Number(readFileSync(file, "utf8").trim());
+      const args = Number.isInteger(pid) && pid > 0 ? processCommandLine(pid) : undefined;
+      if (args && pid !== process.pid && args.some((a) => a.includes("daemon") || a.includes("corral"))) {
+        throw new Error(`Another daemon (pid ${pid}) is using the state directory ${stateDir}: stop it first`);
+      }
+      await rm(file, { force: true });
+    }
   }
+  throw new Error(`Cannot take the lock file ${file}`);
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
-  const { log } = options;
   const home = options.home ?? corralHome();
   const config = loadDaemonConfig(options.configPath);
   const stateDir = resolve(options.stateDir ?? home.defaultStateDir);
   assertSocketPathsFit(stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  assertNoOtherDaemon(stateDir);
+  const releaseLock = await acquireStateLock(stateDir);
+  try {
+    return await startLocked(options, config, stateDir, home, releaseLock);
+  } catch (err) {
+    await releaseLock();
+    throw err;
+  }
+}
+
+async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDir: string, home: CorralHome, releaseLock: () => Promise<void>): Promise<RunningDaemon> {
+  const { log } = options;
 
   const images = new ImageStore(home.images);
   const defaultImage = await images.resolve(config.hostGroups[0]?.image ?? "base");
@@ -94,10 +121,17 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   const store = new VmStore(join(stateDir, "corral.db"));
   const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log });
+  let ready = false;
+  const app = buildDaemonApp({ manager, images, accel, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  try {
+    // Listen first: a taken port fails here, before any VM is touched.
+    await app.listen({ host: config.api.bindAddress, port: options.port ?? config.api.port });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
   await manager.start();
-
-  const app = buildDaemonApp({ manager, images, accel, version: corralVersion(), gitCommit: gitCommit() }, { token, log });
-  await app.listen({ host: config.api.bindAddress, port: options.port ?? config.api.port });
+  ready = true;
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.api.port;
   const host = config.api.bindAddress.includes(":") ? `[${config.api.bindAddress}]` : config.api.bindAddress;
@@ -133,6 +167,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       store.close();
       await rm(runtimeInfoFile(stateDir), { force: true });
       if (socketPath) await rm(socketPath, { force: true });
+      await releaseLock();
       log.info("Stopped");
     })();
     return stopping;

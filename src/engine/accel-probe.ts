@@ -3,6 +3,7 @@
 // KVM with a short deadline; only a guest that prints the probe marker counts. The verdict is cached per
 // host kernel, QEMU build and guest kernel, and the fallback to TCG is always reported, never silent.
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { constants, existsSync } from "node:fs";
 import { access, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { release } from "node:os";
@@ -43,9 +44,11 @@ async function kvmAccessible(): Promise<boolean> {
   }
 }
 
+/** Host kernel, QEMU build and guest kernel contents: image rebuilds with the same kernel keep the verdict. */
 async function cacheKey(input: ProbeInput): Promise<string> {
-  const [qemu, kernel] = await Promise.all([stat(input.qemuBinary), stat(input.kernel)]);
-  return [release(), input.qemuBinary, qemu.size, qemu.mtimeMs, input.kernel, kernel.size].join("|");
+  const qemu = await stat(input.qemuBinary);
+  const kernelHash = createHash("sha256").update(await readFile(input.kernel)).digest("hex").slice(0, 16);
+  return [release(), input.qemuBinary, qemu.size, qemu.mtimeMs, kernelHash].join("|");
 }
 
 export async function resolveAccel(mode: AccelMode, input: ProbeInput): Promise<AccelVerdict> {
@@ -127,14 +130,20 @@ function bootProbe(input: ProbeInput, cpu: KvmCpu, deadlineMs: number): Promise<
     "-serial", "stdio",
   ];
   return new Promise((resolve) => {
-    const child = spawn(input.qemuBinary, args, { stdio: ["ignore", "pipe", "pipe"] });
+    // Under timeout(1): a hung probe is killed at its deadline even if this daemon dies first.
+    const hardLimit = String(Math.ceil(deadlineMs / 1000) + 1);
+    const child = spawn("timeout", ["-s", "KILL", hardLimit, input.qemuBinary, ...args], { stdio: ["ignore", "pipe", "pipe"], detached: true });
     let output = "";
     let done = false;
     const finish = (works: boolean, why: string): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      child.kill("SIGKILL");
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL"); // timeout and QEMU together
+      } catch {
+        // already gone
+      }
       resolve({ works, why, seconds: ((performance.now() - started) / 1000).toFixed(1) });
     };
     const timer = setTimeout(() => finish(false, `no sign of life within ${(deadlineMs / 1000).toFixed(1)}s`), deadlineMs);

@@ -50,6 +50,7 @@ if [ -n "$ip" ]; then
   [ -n "$dns" ] && echo "nameserver $dns" > /etc/resolv.conf
 fi
 export HOME=/root UV_THREADPOOL_SIZE=16
+echo "corral-boot: $(hostname) is up after $(cut -d' ' -f1 /proc/uptime)s, starting the agent"
 exec node ${AGENT_GUEST_PATH}
 `;
 

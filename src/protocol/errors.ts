@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   agent_unavailable: 503,
+  unavailable: 503,
   engine_failed: 500,
   internal: 500,
 } as const satisfies Record<string, number>;

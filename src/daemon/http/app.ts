@@ -24,7 +24,14 @@ export function repairEscapedQuery(url: string): string {
   return at < 0 ? url : `${url.slice(0, at)}?${url.slice(at + 3)}`;
 }
 
-export function buildDaemonApp(ctx: DaemonContext, options: { token: string | undefined; log: Logger }): DaemonApp {
+export interface AppOptions {
+  token: string | undefined;
+  log: Logger;
+  /** False while the daemon is still recovering VMs: requests other than liveness get 503. */
+  isReady?: () => boolean;
+}
+
+export function buildDaemonApp(ctx: DaemonContext, options: AppOptions): DaemonApp {
   const app = Fastify({
     loggerInstance: options.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -36,6 +43,13 @@ export function buildDaemonApp(ctx: DaemonContext, options: { token: string | un
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandling(app);
   installJsonBodies(app);
+  const isReady = options.isReady;
+  if (isReady) {
+    app.addHook("onRequest", async (request, reply) => {
+      if (isReady() || OPEN_PATHS.some((p) => request.url.split("?")[0] === p)) return;
+      await reply.code(503).header("retry-after", "1").send({ error: "The daemon is starting: try again in a moment", code: "unavailable" });
+    });
+  }
   if (options.token !== undefined) installAuth(app, options.token, OPEN_PATHS);
   systemRoutes(app, ctx);
   nodeRoutes(app, ctx);

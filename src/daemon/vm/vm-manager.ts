@@ -358,7 +358,8 @@ export class VmManager {
 
   async logs(hostname: string, lines: number): Promise<string> {
     this.get(hostname);
-    return tailLines(vmPaths(this.deps.stateDir, hostname).serialLog, lines);
+    // The serial console ends lines with CRLF; clients expect plain newlines.
+    return (await tailLines(vmPaths(this.deps.stateDir, hostname).serialLog, lines)).replaceAll("\r\n", "\n");
   }
 
   // ---- daemon life ----

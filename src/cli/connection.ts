@@ -1,0 +1,39 @@
+// Which daemon the CLI talks to: --url / CORRAL_URL, else the daemon recorded in the default state
+// directory (daemon.json, with its token file), else http://127.0.0.1:8080.
+import { readFileSync } from "node:fs";
+import type { Command } from "commander";
+import { readRuntimeInfo } from "../daemon/daemon.ts";
+import { corralHome } from "../image/index.ts";
+import { CorralClient } from "../sdk/index.ts";
+
+export interface ConnectionFlags {
+  url?: string;
+  token?: string;
+  stateDir?: string;
+}
+
+export function addConnectionOptions(command: Command): Command {
+  return command
+    .option("--url <url>", "daemon URL or unix socket path (env CORRAL_URL)")
+    .option("--token <token>", "API token (env CORRAL_TOKEN)")
+    .option("--state-dir <dir>", "find the daemon through this state directory's daemon.json");
+}
+
+export function resolveConnection(flags: ConnectionFlags): { url: string; token: string | undefined } {
+  const info = readRuntimeInfo(flags.stateDir ?? corralHome().defaultStateDir);
+  const url = flags.url ?? process.env.CORRAL_URL ?? info?.socket ?? info?.url ?? "http://127.0.0.1:8080";
+  let token = flags.token ?? process.env.CORRAL_TOKEN;
+  if (token === undefined && info?.token_file) {
+    try {
+      token = readFileSync(info.token_file, "utf8").trim();
+    } catch {
+      // not readable by this user: the daemon will answer 401 and say so
+    }
+  }
+  return { url, token };
+}
+
+export function clientFor(flags: ConnectionFlags): CorralClient {
+  const { url, token } = resolveConnection(flags);
+  return new CorralClient({ url, token });
+}

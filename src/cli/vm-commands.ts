@@ -1,0 +1,197 @@
+// `corral vm list|add|exec|logs|health|delete`: VMs on one daemon, through the SDK.
+import { readFileSync } from "node:fs";
+import type { Command } from "commander";
+import type { CreateNodeBody } from "../sdk/index.ts";
+import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
+import { action, formatBytes, parseSize, printJson, printTable } from "./output.ts";
+
+interface JsonFlag {
+  json?: boolean;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function age(iso: string): string {
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`;
+  return `${Math.round(seconds / 86_400)}d`;
+}
+
+/** The host group of a VM, looked up when the user did not say. */
+async function groupOf(flags: ConnectionFlags, hostname: string): Promise<string> {
+  const client = clientFor(flags);
+  try {
+    return (await client.describe(hostname)).hostgroup;
+  } finally {
+    await client.close();
+  }
+}
+
+export function registerVmCommands(program: Command): void {
+  const vm = program.command("vm").description("Create, inspect, use and delete VMs on a daemon");
+
+  addConnectionOptions(vm.command("list").alias("ls").description("List VMs"))
+    .option("-g, --group <name>", "only this host group")
+    .option("--tag <tag>", "only VMs with this tag")
+    .option("--json", "print JSON")
+    .action(
+      action(async (flags: ConnectionFlags & JsonFlag & { group?: string; tag?: string }) => {
+        const client = clientFor(flags);
+        try {
+          const nodes = flags.group ? await client.groupNodes(flags.group, { tag: flags.tag }) : await client.nodes({ tag: flags.tag });
+          if (flags.json) return printJson(nodes);
+          if (nodes.length === 0) {
+            process.stdout.write("No VMs. Create one with: corral vm add\n");
+            return;
+          }
+          printTable(
+            ["HOSTNAME", "GROUP", "STATUS", "CPUS", "RAM", "IP", "AGE", "TAGS"],
+            nodes.map((n) => [n.hostname, n.hostgroup, n.status, String(n.cpus), formatBytes(n.ram_bytes), n.ip, age(n.created_at), n.tags.join(",")]),
+          );
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+
+  addConnectionOptions(vm.command("add").alias("create").description("Create a sandbox VM and wait for its agent").argument("[group]", "host group", "sbox"))
+    .option("--cpus <n>", "vCPUs (default: the group's)")
+    .option("--ram <size>", "memory, e.g. 512M or 2G (default: the group's)")
+    .option("--userdata <script>", "script run once at first boot")
+    .option("--userdata-file <file>", "read the userdata script from a file")
+    .option("--ssh-key <file>", "public key file to authorize (repeatable)", collect)
+    .option("--tag <tag>", "tag the VM (repeatable)", collect)
+    .option("--persistent", "keep the disk when the VM stops")
+    .option("--wait <what>", "agent, userdata or none", "agent")
+    .option("--timeout <duration>", "how long to wait", "5m")
+    .option("--json", "print JSON")
+    .action(
+      action(async (group: string, flags: ConnectionFlags & JsonFlag & Record<string, string | string[] | boolean | undefined>) => {
+        const body: CreateNodeBody = {};
+        if (flags.cpus !== undefined) body.cpus = Number(flags.cpus);
+        if (flags.ram !== undefined) body.ram_bytes = parseSize(String(flags.ram));
+        if (flags.userdata !== undefined && flags.userdataFile !== undefined) throw new Error("Give --userdata or --userdata-file, not both");
+        if (flags.userdata !== undefined) body.userdata = String(flags.userdata);
+        if (flags.userdataFile !== undefined) body.userdata = readFileSync(String(flags.userdataFile), "utf8");
+        if (Array.isArray(flags.sshKey)) body.ssh_keys = flags.sshKey.map((file) => readFileSync(file, "utf8").trim());
+        if (Array.isArray(flags.tag)) body.tags = flags.tag;
+        if (flags.persistent) body.persistent = true;
+        const wait = String(flags.wait);
+        if (!["agent", "userdata", "none"].includes(wait)) throw new Error(`Invalid --wait ${JSON.stringify(wait)}: use agent, userdata or none`);
+        const client = clientFor(flags);
+        try {
+          const started = performance.now();
+          const created = await client.createNode(group, body, wait === "none" ? {} : { wait: wait as "agent" | "userdata", timeout: String(flags.timeout) });
+          if (flags.json) return printJson(created);
+          const seconds = ((performance.now() - started) / 1000).toFixed(1);
+          process.stdout.write(`${created.hostname}\n`);
+          process.stderr.write(`Created ${created.hostname} in ${seconds}s${wait === "none" ? " (booting)" : ""}. Try: corral vm exec ${created.hostname} -- uname -a\n`);
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+
+  addConnectionOptions(
+    vm
+      .command("exec")
+      .description("Run a command in a VM; its output streams back and its exit code becomes ours")
+      .argument("<hostname>")
+      .argument("<command...>", "the command and its arguments (put them after --)"),
+  )
+    .option("--uid <uid>", "run as this user id")
+    .option("--gid <gid>", "run with this group id")
+    .option("--cwd <dir>", "working directory in the guest")
+    .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", collect)
+    .option("--shell <shell>", "run the command line through this shell (e.g. /bin/sh)")
+    .option("-i, --stdin", "send this terminal's standard input to the command")
+    .action(
+      action(async (hostname: string, command: string[], flags: ConnectionFlags & Record<string, string | string[] | boolean | undefined>) => {
+        const [cmd, ...args] = command;
+        if (!cmd) throw new Error("Name a command to run, e.g. corral vm exec sbox-1 -- uname -a");
+        const client = clientFor(flags);
+        let exitCode = 0;
+        try {
+          for await (const frame of client.exec(hostname, {
+            cmd,
+            args,
+            env: Array.isArray(flags.env) ? flags.env : [],
+            cwd: flags.cwd as string | undefined,
+            uid: flags.uid !== undefined ? Number(flags.uid) : undefined,
+            gid: flags.gid !== undefined ? Number(flags.gid) : undefined,
+            shell: flags.shell as string | undefined,
+            stdio: "base64",
+            stdin: flags.stdin ? process.stdin : undefined,
+          })) {
+            if (frame.type === "stdout" && frame.stdout) process.stdout.write(Buffer.from(frame.stdout, "base64"));
+            else if (frame.type === "stderr" && frame.stderr) process.stderr.write(Buffer.from(frame.stderr, "base64"));
+            else if (frame.type === "exit") {
+              exitCode = frame.exit_code;
+              if (frame.error) process.stderr.write(`corral: ${frame.error}\n`);
+            }
+          }
+        } finally {
+          await client.close();
+        }
+        process.exitCode = exitCode;
+      }),
+    );
+
+  addConnectionOptions(vm.command("logs").description("Show the end of a VM's serial console").argument("<hostname>"))
+    .option("-n, --lines <n>", "lines to show (0 for all)", "20")
+    .option("--json", "print JSON")
+    .action(
+      action(async (hostname: string, flags: ConnectionFlags & JsonFlag & { lines: string }) => {
+        const client = clientFor(flags);
+        try {
+          const logs = await client.logs(hostname, Number(flags.lines));
+          if (flags.json) return printJson(logs);
+          process.stdout.write(logs.content.endsWith("\n") || logs.content === "" ? logs.content : `${logs.content}\n`);
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+
+  addConnectionOptions(vm.command("health").description("Ask a VM's agent how it is").argument("<hostname>"))
+    .option("--json", "print JSON")
+    .action(
+      action(async (hostname: string, flags: ConnectionFlags & JsonFlag) => {
+        const client = clientFor(flags);
+        try {
+          const health = await client.health(hostname);
+          if (flags.json) return printJson(health);
+          const userdata = health.userdata_ran ? `ran${health.userdata_exit_code !== undefined ? ` (exit ${health.userdata_exit_code})` : ""}` : "running";
+          process.stdout.write(
+            `${health.hostname}: agent ${health.agent_version} up ${(health.agent_uptime / 1e9).toFixed(1)}s, system up ${(health.system_uptime / 1e9).toFixed(1)}s, userdata ${userdata}\n`,
+          );
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+
+  addConnectionOptions(vm.command("delete").alias("rm").description("Delete VMs and their disks").argument("<hostname...>"))
+    .option("-g, --group <name>", "their host group (looked up when not given)")
+    .option("--json", "print JSON")
+    .action(
+      action(async (hostnames: string[], flags: ConnectionFlags & JsonFlag & { group?: string }) => {
+        const client = clientFor(flags);
+        try {
+          const results = [];
+          for (const hostname of hostnames) {
+            const group = flags.group ?? (await groupOf(flags, hostname));
+            results.push({ hostname, ...(await client.deleteNode(group, hostname)) });
+            if (!flags.json) process.stdout.write(`Deleted ${hostname}\n`);
+          }
+          if (flags.json) printJson(results);
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+}

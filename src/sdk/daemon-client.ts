@@ -1,0 +1,243 @@
+// A typed client for the host daemon's API, over TCP or a unix socket. The CLI and the tests use it;
+// programs can too (it speaks the same wire format as Slicer's SDKs).
+import type { Readable } from "node:stream";
+import { Agent, request, type Dispatcher } from "undici";
+import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
+import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo } from "../protocol/slicer.ts";
+
+export interface ClientOptions {
+  /** `http://host:port`, or a unix socket as `unix:/path`, `unix:///path` or a path ending in `.sock`. */
+  url: string;
+  token?: string;
+  /** Per-request deadline for everything but streaming exec and waits (default 30 s). */
+  timeoutMs?: number;
+}
+
+export class CorralApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly method: string,
+    readonly path: string,
+  ) {
+    super(message);
+    this.name = "CorralApiError";
+  }
+}
+
+export interface VmHealth {
+  hostname: string;
+  agent_uptime: number;
+  agent_version: string;
+  system_uptime: number;
+  userdata_ran: boolean;
+  userdata_exit_code?: number;
+  ip: string;
+}
+
+export interface VmLogs {
+  hostname: string;
+  lines: number;
+  content: string;
+}
+
+export interface DaemonInfo {
+  version: string;
+  git_commit: string;
+  platform: string;
+  arch: string;
+  accel: string;
+  accel_reason: string;
+  accel_decided_at: string;
+  images: { name: string; version: string; kernel_release: string; created_at: string }[];
+}
+
+export interface CreateOptions {
+  wait?: "agent" | "userdata";
+  /** A Go duration, e.g. "60s". */
+  timeout?: string;
+}
+
+export interface ExecOptions {
+  cmd: string;
+  args?: string[];
+  env?: Record<string, string> | string[];
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+  shell?: string;
+  stdio?: "text" | "base64";
+  /** Sent as the command's standard input, streamed. */
+  stdin?: Readable | Buffer | string;
+  signal?: AbortSignal;
+}
+
+export interface NodeFilter {
+  tag?: string;
+  tagPrefix?: string;
+}
+
+interface Target {
+  origin: string;
+  dispatcher: Dispatcher;
+}
+
+function parseTarget(url: string): Target {
+  const socketPath = url.startsWith("unix://") ? url.slice("unix://".length) : url.startsWith("unix:") ? url.slice("unix:".length) : url.startsWith("/") || url.endsWith(".sock") ? url : undefined;
+  if (socketPath !== undefined) return { origin: "http://localhost", dispatcher: new Agent({ connect: { socketPath } }) };
+  const parsed = new URL(url);
+  return { origin: parsed.origin, dispatcher: new Agent({ keepAliveTimeout: 10_000 }) };
+}
+
+function queryString(params: Record<string, string | number | boolean | readonly string[] | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const item of value) search.append(key, String(item));
+    else search.append(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+export class CorralClient {
+  private readonly target: Target;
+
+  constructor(private readonly options: ClientOptions) {
+    this.target = parseTarget(options.url);
+  }
+
+  close(): Promise<void> {
+    return this.target.dispatcher.close();
+  }
+
+  info(): Promise<DaemonInfo> {
+    return this.json("GET", "/info");
+  }
+
+  healthz(): Promise<{ status: string }> {
+    return this.json("GET", "/healthz");
+  }
+
+  hostGroups(): Promise<HostGroupInfo[]> {
+    return this.json("GET", "/hostgroup");
+  }
+
+  nodes(filter: NodeFilter = {}): Promise<NodeInfo[]> {
+    return this.json("GET", `/nodes${queryString({ tag: filter.tag, tag_prefix: filter.tagPrefix })}`);
+  }
+
+  groupNodes(group: string, filter: NodeFilter = {}): Promise<NodeInfo[]> {
+    return this.json("GET", `/hostgroup/${encodeURIComponent(group)}/nodes${queryString({ tag: filter.tag, tag_prefix: filter.tagPrefix })}`);
+  }
+
+  createNode(group: string, body: CreateNodeBody = {}, options: CreateOptions = {}): Promise<CreatedNode> {
+    const path = `/hostgroup/${encodeURIComponent(group)}/nodes${queryString({ wait: options.wait, timeout: options.timeout })}`;
+    // A create that waits may take as long as its own timeout; give the HTTP request room beyond it.
+    return this.json("POST", path, body, options.wait ? 25 * 3_600_000 : undefined);
+  }
+
+  deleteNode(group: string, hostname: string): Promise<{ message: string; disk_removed: string }> {
+    return this.json("DELETE", `/hostgroup/${encodeURIComponent(group)}/nodes/${encodeURIComponent(hostname)}`);
+  }
+
+  describe(hostname: string): Promise<NodeInfo & { image: string; state: string }> {
+    return this.json("GET", `/vm/${encodeURIComponent(hostname)}`);
+  }
+
+  health(hostname: string): Promise<VmHealth> {
+    return this.json("GET", `/vm/${encodeURIComponent(hostname)}/health`);
+  }
+
+  logs(hostname: string, lines?: number): Promise<VmLogs> {
+    return this.json("GET", `/vm/${encodeURIComponent(hostname)}/logs${queryString({ lines })}`);
+  }
+
+  execBuffered(hostname: string, options: Omit<ExecOptions, "stdin">): Promise<BufferedExecResult> {
+    return this.json("POST", `/vm/${encodeURIComponent(hostname)}/exec${this.execQuery(options, { buffered: true })}`, undefined, 25 * 3_600_000);
+  }
+
+  /** Streams the command's frames as they come; the last one is the `exit` frame. */
+  async *exec(hostname: string, options: ExecOptions): AsyncGenerator<ExecFrame> {
+    const hasStdin = options.stdin !== undefined;
+    const response = await this.send("POST", `/vm/${encodeURIComponent(hostname)}/exec${this.execQuery(options, { stdin: hasStdin || undefined })}`, {
+      body: options.stdin,
+      contentType: hasStdin ? "application/octet-stream" : undefined,
+      signal: options.signal,
+      timeoutMs: 0,
+    });
+    let pending = "";
+    response.body.setEncoding("utf8");
+    for await (const chunk of response.body as AsyncIterable<string>) {
+      pending += chunk;
+      let end = pending.indexOf("\n");
+      while (end >= 0) {
+        const line = pending.slice(0, end);
+        pending = pending.slice(end + 1);
+        if (line.trim()) yield JSON.parse(line) as ExecFrame;
+        end = pending.indexOf("\n");
+      }
+    }
+    if (pending.trim()) yield JSON.parse(pending) as ExecFrame;
+  }
+
+  private execQuery(options: ExecOptions, extra: Record<string, boolean | undefined>): string {
+    const env = Array.isArray(options.env) ? options.env : Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
+    return queryString({
+      cmd: options.cmd,
+      args: options.args,
+      env,
+      cwd: options.cwd,
+      uid: options.uid,
+      gid: options.gid,
+      shell: options.shell,
+      stdio: options.stdio,
+      ...extra,
+    });
+  }
+
+  private async json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    const response = await this.send(method, path, {
+      body: body === undefined ? undefined : JSON.stringify(body),
+      contentType: body === undefined ? undefined : "application/json",
+      timeoutMs,
+    });
+    const text = await response.body.text();
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  private async send(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    options: { body?: string | Buffer | Readable; contentType?: string; signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<Dispatcher.ResponseData> {
+    const headers: Record<string, string> = { "user-agent": "corral-sdk" };
+    if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
+    if (options.contentType) headers["content-type"] = options.contentType;
+    const timeout = options.timeoutMs ?? this.options.timeoutMs ?? 30_000;
+    const response = await request(`${this.target.origin}${path}`, {
+      method,
+      headers,
+      body: options.body,
+      dispatcher: this.target.dispatcher,
+      signal: options.signal,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+    });
+    if (response.statusCode >= 400) {
+      const text = await response.body.text();
+      let code = "unknown";
+      let message = text || `HTTP ${response.statusCode}`;
+      try {
+        const parsed = JSON.parse(text) as { error?: string; code?: string };
+        message = parsed.error ?? message;
+        code = parsed.code ?? code;
+      } catch {
+        // not JSON: keep the text
+      }
+      throw new CorralApiError(response.statusCode, code, message, method, path);
+    }
+    return response;
+  }
+}

@@ -1,0 +1,4 @@
+// The SDK's public face.
+export { CorralApiError, CorralClient, type ClientOptions, type CreateOptions, type DaemonInfo, type ExecOptions, type NodeFilter, type VmHealth, type VmLogs } from "./daemon-client.ts";
+export type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
+export type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo } from "../protocol/slicer.ts";
