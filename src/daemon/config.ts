@@ -1,6 +1,7 @@
 // The daemon's YAML configuration, in Slicer's shape (a top-level `config:`). Parsed once, defaults applied
 // in one place, then frozen. Unknown keys and wrong types are errors that name their YAML path.
 import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import type { AccelMode } from "../engine/accel-probe.ts";
@@ -106,8 +107,8 @@ export const DEFAULT_CONFIG_YAML = `config:
       ram_gb: ${DEFAULT_GROUP.ramBytes / GiB}
 `;
 
-/** Parses YAML text; `source` names the file in error messages. */
-export function parseDaemonConfig(text: string, source: string): DaemonConfig {
+/** Parses YAML text; `source` names the file in error messages, `baseDir` resolves relative file names. */
+export function parseDaemonConfig(text: string, source: string, baseDir = process.cwd()): DaemonConfig {
   let raw: unknown;
   try {
     raw = parseYaml(text);
@@ -116,9 +117,11 @@ export function parseDaemonConfig(text: string, source: string): DaemonConfig {
     throw new ConfigError(source, [`not valid YAML: ${detail}`]);
   }
   if (raw === null || raw === undefined) raw = { config: {} };
+  // "config:" with nothing under it means the defaults, as an empty file does.
+  if (typeof raw === "object" && raw !== null && "config" in raw && (raw as { config: unknown }).config === null) raw = { ...raw, config: {} };
   const problems = describeSchemaErrors(ConfigFileSchema, raw);
   if (problems.length > 0) throw new ConfigError(source, problems);
-  return normalize(raw as ConfigFile, source);
+  return normalize(raw as ConfigFile, source, baseDir);
 }
 
 export function loadDaemonConfig(path: string | undefined): DaemonConfig {
@@ -129,7 +132,7 @@ export function loadDaemonConfig(path: string | undefined): DaemonConfig {
   } catch (err) {
     throw new ConfigError(path, [`cannot read the file: ${(err as Error).message}`]);
   }
-  return parseDaemonConfig(text, path);
+  return parseDaemonConfig(text, path, dirname(resolve(path)));
 }
 
 function ramOf(group: Static<typeof HostGroupSchema>, path: string, problems: string[]): number {
@@ -141,7 +144,7 @@ function ramOf(group: Static<typeof HostGroupSchema>, path: string, problems: st
   return DEFAULT_GROUP.ramBytes;
 }
 
-function normalize(file: ConfigFile, source: string): DaemonConfig {
+function normalize(file: ConfigFile, source: string, baseDir: string): DaemonConfig {
   const problems: string[] = [];
   const rawGroups = file.config.host_groups ?? [{ name: DEFAULT_GROUP.name, count: 0 }];
   const seen = new Set<string>();
@@ -155,7 +158,7 @@ function normalize(file: ConfigFile, source: string): DaemonConfig {
     let userdata = group.userdata;
     if (group.userdata_file !== undefined) {
       try {
-        userdata = readFileSync(group.userdata_file, "utf8");
+        userdata = readFileSync(resolve(baseDir, group.userdata_file), "utf8");
       } catch (err) {
         problems.push(`${path}.userdata_file cannot be read: ${(err as Error).message}`);
       }

@@ -1,8 +1,9 @@
 // Go-style durations ("500ms", "30s", "5m", "1h30m"), as Slicer's `?timeout=` takes them.
 import { CorralError } from "./errors.ts";
 
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const TERM = /(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
+// Go accepts both the micro sign (U+00B5) and the Greek mu (U+03BC) for microseconds.
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, "\u00b5s": 1e-3, "\u03bcs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const TERM = /(\d+(?:\.\d+)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/gy;
 
 /** Longest wait any request may ask for: a day. */
 export const MAX_DURATION_MS = 24 * 3_600_000;
@@ -35,13 +36,12 @@ export function parseDuration(text: string, field = "timeout"): number {
   return Math.round(ms);
 }
 
-/** Formats milliseconds the way Go prints a duration, e.g. 95000 -> "1m35s". */
+/** Formats milliseconds the way Go prints a duration, e.g. 95000 -> "1m35s", 1500 -> "1.5s", 0 -> "0s". */
 export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  let seconds = Math.floor(ms / 1000);
-  const h = Math.floor(seconds / 3600);
-  seconds -= h * 3600;
-  const m = Math.floor(seconds / 60);
-  seconds -= m * 60;
-  return `${h > 0 ? `${h}h` : ""}${h > 0 || m > 0 ? `${m}m` : ""}${seconds}s`;
+  if (ms === 0) return "0s";
+  if (ms < 1000) return `${Math.round(ms * 1000) / 1000}ms`;
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor((ms - h * 3_600_000) / 60_000);
+  const seconds = (ms - h * 3_600_000 - m * 60_000) / 1000;
+  return `${h > 0 ? `${h}h` : ""}${h > 0 || m > 0 ? `${m}m` : ""}${Math.round(seconds * 1000) / 1000}s`;
 }

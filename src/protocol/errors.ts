@@ -56,6 +56,7 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 export function quote(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (value === undefined) return "nothing";
+  if (typeof value === "number" && !Number.isFinite(value)) return String(value);
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {

@@ -1,7 +1,12 @@
 // Request and response shapes of the daemon's Slicer-compatible API, with the seeds' field names. Each
 // schema is the TypeScript type, the request validator and the OpenAPI entry at once.
-import { Type, type Static } from "@sinclair/typebox";
+import { Type, type Static, type TUnsafe } from "@sinclair/typebox";
 import { HOSTGROUP_PATTERN, HOSTNAME_PATTERN } from "./names.ts";
+
+/** A string limited to some values, as a JSON Schema enum (so errors can list the allowed values). */
+export function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string } = {}): TUnsafe<T[number]> {
+  return Type.Unsafe<T[number]>({ type: "string", enum: [...values], ...options });
+}
 
 export const ErrorBodySchema = Type.Object({ error: Type.String(), code: Type.String() }, { $id: "ErrorBody" });
 
@@ -37,7 +42,7 @@ export const CreateNodeBodySchema = Type.Object(
 export type CreateNodeBody = Static<typeof CreateNodeBodySchema>;
 
 export const CreateNodeQuerySchema = Type.Object({
-  wait: Type.Optional(Type.Union([Type.Literal("agent"), Type.Literal("userdata")], { description: "agent or userdata" })),
+  wait: Type.Optional(StringEnum(["agent", "userdata"])),
   timeout: Type.Optional(Type.String({ description: 'a Go duration such as "60s"' })),
 });
 
@@ -114,7 +119,7 @@ export const ExecQuerySchema = Type.Object({
   stdin: Type.Optional(Type.Boolean()),
   stdout: Type.Optional(Type.Boolean()),
   stderr: Type.Optional(Type.Boolean()),
-  stdio: Type.Optional(Type.Union([Type.Literal("text"), Type.Literal("base64")], { description: "text or base64" })),
+  stdio: Type.Optional(StringEnum(["text", "base64"])),
   buffered: Type.Optional(Type.Boolean()),
   permissions: Type.Optional(Type.String()),
 });

@@ -18,16 +18,20 @@ export async function tailLines(file: string, lines: number, maxBytes = 16 * 102
     const { size } = await handle.stat();
     const floor = Math.max(0, size - maxBytes);
     let start = size;
-    let text = "";
+    const blocks: Buffer[] = [];
+    let newlines = 0;
     while (start > floor) {
       const from = Math.max(floor, start - BLOCK);
       const buffer = Buffer.alloc(start - from);
       await handle.read(buffer, 0, buffer.length, from);
-      text = buffer.toString("utf8") + text;
+      blocks.unshift(buffer);
       start = from;
       // One newline more than wanted, since the file usually ends with one.
-      if (lines > 0 && (text.match(/\n/g)?.length ?? 0) > lines) break;
+      for (const byte of buffer) if (byte === 0x0a) newlines++;
+      if (lines > 0 && newlines > lines) break;
     }
+    // Decoded once, so a character split between two blocks stays whole.
+    const text = Buffer.concat(blocks).toString("utf8");
     if (lines === 0) return text;
     const all = text.endsWith("\n") ? text.slice(0, -1).split("\n") : text.split("\n");
     const kept = all.slice(-lines).join("\n");

@@ -46,10 +46,10 @@ export class TestDaemon {
   ) {}
 
   /** A daemon with a fresh state directory under /tmp (short enough for unix socket paths). */
-  static async create(config = TEST_CONFIG): Promise<TestDaemon> {
+  static async create(config: string | ((stateDir: string) => string) = TEST_CONFIG): Promise<TestDaemon> {
     const stateDir = await mkdtemp(join(tmpdir(), "corral-t-"));
     const configPath = join(stateDir, "config.yaml");
-    await writeFile(configPath, config);
+    await writeFile(configPath, typeof config === "function" ? config(stateDir) : config);
     return new TestDaemon(stateDir, configPath);
   }
 

@@ -10,6 +10,7 @@ import { installAuth } from "./auth.ts";
 import { installJsonBodies, JSON_BODY_LIMIT } from "./body-parsers.ts";
 import type { DaemonApp, DaemonContext } from "./context.ts";
 import { installErrorHandling } from "./error-handler.ts";
+import { installValidators } from "./validators.ts";
 
 /** Routes anyone may call: liveness only. */
 export const OPEN_PATHS = ["/healthz"] as const;
@@ -39,8 +40,8 @@ export function buildDaemonApp(ctx: DaemonContext, options: AppOptions): DaemonA
     routerOptions: { ignoreTrailingSlash: true },
     rewriteUrl: (request) => repairEscapedQuery(request.url ?? "/"),
     forceCloseConnections: true,
-    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  installValidators(app);
   installErrorHandling(app);
   installJsonBodies(app);
   const isReady = options.isReady;

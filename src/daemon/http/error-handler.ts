@@ -9,25 +9,41 @@ interface AjvError {
   keyword: string;
   params: Record<string, unknown>;
   message?: string;
+  parentSchema?: { description?: string };
 }
 
 const WHERE: Record<string, string> = { body: "body field", querystring: "query parameter", params: "path parameter", headers: "header" };
 
-/** "body field \"cpus\" must be integer" and the like, from the first validation error. */
+/** "Invalid body field \"cpus\": must be integer" and the like, from the first validation error. */
 export function describeValidation(validation: readonly AjvError[], context: string | undefined): string {
   const first = validation[0];
   if (!first) return "The request is invalid";
   const where = WHERE[context ?? ""] ?? "field";
-  const path = first.instancePath.replace(/^\//, "").replaceAll("/", ".");
+  const path = first.instancePath
+    .replace(/^\//, "")
+    .split("/")
+    .map((part, i) => (/^\d+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`))
+    .join("");
   if (first.keyword === "required") return `Missing ${where} ${JSON.stringify(first.params.missingProperty)}`;
   if (first.keyword === "additionalProperties") {
     const name = [path, String(first.params.additionalProperty)].filter(Boolean).join(".");
     return `Unknown ${where} ${JSON.stringify(name)}`;
   }
-  const subject = path ? `${where} ${JSON.stringify(path)}` : context === "body" ? "The request body" : `The ${where}`;
-  if (first.keyword === "pattern") return `Invalid ${subject}: it does not match the allowed pattern ${String(first.params.pattern)}`;
-  if (first.keyword === "anyOf" || first.keyword === "enum") return `Invalid ${subject}: ${first.message ?? "not an allowed value"}`;
-  return `Invalid ${subject}: ${first.message ?? "not allowed"}`;
+  const subject = path ? `Invalid ${where} ${JSON.stringify(path)}` : context === "body" ? "Invalid request body" : `Invalid ${where}`;
+  const description = first.parentSchema?.description;
+  if (first.keyword === "pattern") return `${subject}: it must be ${description ?? `like ${String(first.params.pattern)}`}`;
+  if (first.keyword === "enum") {
+    const allowed = (first.params.allowedValues as unknown[] | undefined) ?? [];
+    return `${subject}: it must be one of ${allowed.map((v) => JSON.stringify(v)).join(", ")}`;
+  }
+  if (first.keyword === "type") return `${subject}: it must be ${articled(String(first.params.type))}`;
+  if (first.keyword === "minLength" && first.params.limit === 1) return `${subject}: it must not be empty`;
+  return `${subject}: it ${first.message ?? "is not allowed"}`;
+}
+
+function articled(type: string): string {
+  const names: Record<string, string> = { integer: "an integer", number: "a number", string: "a string", boolean: "true or false", array: "a list", object: "a JSON object" };
+  return type.split(",").map((t) => names[t] ?? t).join(" or ");
 }
 
 function toErrorBody(error: FastifyError): { status: number; body: ErrorBody } | undefined {

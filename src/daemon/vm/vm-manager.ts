@@ -190,7 +190,7 @@ export class VmManager {
       const booting = this.deps.store.transition(record, "booting", {
         pid: started.process.pid,
         pidStartTime: started.process.startTime,
-        incarnation: record.incarnation + 1,
+        incarnation: this.deps.store.nextIncarnation(),
         lastError: null,
       });
       revert.commit();

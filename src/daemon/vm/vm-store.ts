@@ -153,6 +153,18 @@ export class VmStore {
     }
   }
 
+  /**
+   * The next incarnation number, from one sequence for the whole store: a VM recreated under an old name
+   * never repeats an incarnation of its predecessor.
+   */
+  nextIncarnation(): number {
+    return this.db.transaction(() => {
+      const next = Number(this.getMeta("incarnation_seq") ?? "0") + 1;
+      this.setMeta("incarnation_seq", String(next));
+      return next;
+    })();
+  }
+
   getMeta(key: string): string | undefined {
     const row = this.db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as { value: string } | undefined;
     return row?.value;
@@ -203,10 +215,10 @@ export class VmStore {
       .prepare(
         `INSERT INTO vms (hostname, hostgroup, kind, state, incarnation, cpus, ram_bytes, persistent, image, image_version,
           userdata, ssh_keys, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error)
-         VALUES (?, ?, ?, 'creating', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL)`,
+         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL)`,
       )
       .run(
-        hostname, vm.hostgroup, vm.kind, vm.cpus, vm.ramBytes, vm.persistent ? 1 : 0, vm.image, vm.imageVersion,
+        hostname, vm.hostgroup, vm.kind, this.nextIncarnation(), vm.cpus, vm.ramBytes, vm.persistent ? 1 : 0, vm.image, vm.imageVersion,
         vm.userdata, JSON.stringify(vm.sshKeys), JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now,
       );
     return this.get(hostname) as VmRecord;

@@ -1,0 +1,392 @@
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  ConfigError,
+  DEFAULT_CONFIG_YAML,
+  loadDaemonConfig,
+  parseDaemonConfig,
+  type DaemonConfig,
+} from "../../src/daemon/config.ts";
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** The problems a text is rejected with; fails the test when it parses. */
+function problemsOf(text: string, source = "corral.yaml"): readonly string[] {
+  try {
+    parseDaemonConfig(text, source);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    assert.equal(err.name, "ConfigError");
+    assert.equal(err.message, `Invalid configuration in ${source}:\n${err.problems.map((p) => `  - ${p}`).join("\n")}`);
+    return err.problems;
+  }
+  assert.fail("expected the configuration to be rejected");
+}
+
+const groups = (yaml: string): string => `config:\n  host_groups:\n${yaml}`;
+
+const DEFAULTS: DaemonConfig = {
+  api: { bindAddress: "127.0.0.1", port: 8080, socket: undefined, authEnabled: false },
+  accel: "auto",
+  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [] }],
+};
+
+describe("parseDaemonConfig defaults", () => {
+  test("an empty file gives the built-in defaults", () => {
+    assert.deepEqual(parseDaemonConfig("", "empty.yaml"), DEFAULTS);
+  });
+
+  test("a file of only comments or whitespace gives the defaults", () => {
+    assert.deepEqual(parseDaemonConfig("# nothing here\n\n", "c.yaml"), DEFAULTS);
+    assert.deepEqual(parseDaemonConfig("   \n", "c.yaml"), DEFAULTS);
+  });
+
+  test("an empty config mapping gives the defaults", () => {
+    assert.deepEqual(parseDaemonConfig("config: {}\n", "c.yaml"), DEFAULTS);
+  });
+
+  test("the built-in YAML parses to the defaults", () => {
+    assert.deepEqual(parseDaemonConfig(DEFAULT_CONFIG_YAML, "defaults"), DEFAULTS);
+    assert.deepEqual(loadDaemonConfig(undefined), DEFAULTS);
+  });
+
+  test("an explicit empty host group list means no groups, not the default one", () => {
+    assert.deepEqual(parseDaemonConfig("config:\n  host_groups: []\n", "c.yaml").hostGroups, []);
+  });
+
+  test("a group with only a name gets every per-group default", () => {
+    const config = parseDaemonConfig(groups("    - name: web\n"), "c.yaml");
+    assert.deepEqual(config.hostGroups, [
+      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [] },
+    ]);
+  });
+
+  test("every setting given is kept", () => {
+    const text = `config:
+  api:
+    bind_address: 0.0.0.0
+    port: 9090
+    socket: /run/corral.sock
+    auth:
+      enabled: true
+  accel: tcg
+  host_groups:
+    - name: web
+      count: 3
+      vcpu: 4
+      ram_mb: 512
+      persistent: false
+      userdata: "#!/bin/sh\\necho hi\\n"
+      image: ubuntu-24.04
+      ssh_keys: ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"]
+`;
+    assert.deepEqual(parseDaemonConfig(text, "c.yaml"), {
+      api: { bindAddress: "0.0.0.0", port: 9090, socket: "/run/corral.sock", authEnabled: true },
+      accel: "tcg",
+      hostGroups: [
+        {
+          name: "web",
+          count: 3,
+          vcpu: 4,
+          ramBytes: 512 * MiB,
+          persistent: false,
+          userdata: "#!/bin/sh\necho hi\n",
+          image: "ubuntu-24.04",
+          sshKeys: ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"],
+        },
+      ],
+    });
+  });
+
+  test("api defaults fill in around the settings given", () => {
+    const config = parseDaemonConfig("config:\n  api:\n    port: 0\n", "c.yaml");
+    assert.deepEqual(config.api, { bindAddress: "127.0.0.1", port: 0, socket: undefined, authEnabled: false });
+    assert.equal(parseDaemonConfig("config:\n  api:\n    auth: {}\n", "c.yaml").api.authEnabled, false);
+  });
+
+  test("each accel mode is accepted", () => {
+    for (const accel of ["auto", "kvm", "tcg"]) assert.equal(parseDaemonConfig(`config:\n  accel: ${accel}\n`, "c.yaml").accel, accel);
+  });
+});
+
+describe("parseDaemonConfig memory", () => {
+  const ramOf = (line: string): number => {
+    const [group] = parseDaemonConfig(groups(`    - name: g\n      ${line}\n`), "c.yaml").hostGroups;
+    assert.ok(group);
+    return group.ramBytes;
+  };
+
+  test("ram_gb converts to bytes, fractions included", () => {
+    assert.equal(ramOf("ram_gb: 4"), 4 * GiB);
+    assert.equal(ramOf("ram_gb: 0.5"), 512 * MiB);
+    assert.equal(ramOf("ram_gb: 0.125"), 128 * MiB);
+    assert.equal(ramOf("ram_gb: 1.1"), Math.round(1.1 * GiB));
+  });
+
+  test("ram_mb converts to bytes", () => {
+    assert.equal(ramOf("ram_mb: 128"), 128 * MiB);
+    assert.equal(ramOf("ram_mb: 3072"), 3 * GiB);
+  });
+
+  test("ram_bytes is taken as is", () => {
+    assert.equal(ramOf("ram_bytes: 134217728"), 134217728);
+    assert.equal(ramOf("ram_bytes: 1000000000"), 1000000000);
+  });
+
+  test("below the minimum is rejected with the limit", () => {
+    assert.deepEqual(problemsOf(groups("    - name: g\n      ram_gb: 0.1\n")), ["config.host_groups[0].ram_gb must be at least 0.125, got 0.1"]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      ram_mb: 64\n")), ["config.host_groups[0].ram_mb must be at least 128, got 64"]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      ram_bytes: 1024\n")), ["config.host_groups[0].ram_bytes must be at least 134217728, got 1024"]);
+  });
+
+  test("ram_mb must be whole", () => {
+    assert.deepEqual(problemsOf(groups("    - name: g\n      ram_mb: 512.5\n")), ["config.host_groups[0].ram_mb must be an integer, got 512.5"]);
+  });
+
+  test("giving two memory sizes is an error", () => {
+    assert.deepEqual(problemsOf(groups("    - name: g\n      ram_gb: 1\n      ram_mb: 1024\n")), [
+      "config.host_groups[0] sets ram_gb and ram_mb: give the memory size once",
+    ]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      ram_mb: 1024\n      ram_bytes: 1073741824\n")), [
+      "config.host_groups[0] sets ram_mb and ram_bytes: give the memory size once",
+    ]);
+  });
+
+  test("giving all three memory sizes names all three", () => {
+    assert.deepEqual(problemsOf(groups("    - name: g\n      ram_bytes: 1073741824\n      ram_gb: 1\n      ram_mb: 1024\n")), [
+      "config.host_groups[0] sets ram_gb and ram_mb and ram_bytes: give the memory size once",
+    ]);
+  });
+});
+
+describe("parseDaemonConfig persistence", () => {
+  const persistentOf = (lines: string): boolean => {
+    const [group] = parseDaemonConfig(groups(`    - name: g\n${lines}`), "c.yaml").hostGroups;
+    assert.ok(group);
+    return group.persistent;
+  };
+
+  test("services (count > 0) keep their disk by default", () => {
+    assert.equal(persistentOf("      count: 1\n"), true);
+    assert.equal(persistentOf("      count: 256\n"), true);
+  });
+
+  test("sandbox-only groups (count 0 or absent) do not", () => {
+    assert.equal(persistentOf("      count: 0\n"), false);
+    assert.equal(persistentOf(""), false);
+  });
+
+  test("an explicit setting wins either way", () => {
+    assert.equal(persistentOf("      count: 2\n      persistent: false\n"), false);
+    assert.equal(persistentOf("      count: 0\n      persistent: true\n"), true);
+  });
+});
+
+describe("parseDaemonConfig userdata", () => {
+  let dir = "";
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "corral-config-test-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("userdata inline is kept verbatim", () => {
+    const [group] = parseDaemonConfig(groups("    - name: g\n      userdata: |\n        #!/bin/sh\n        echo hi\n"), "c.yaml").hostGroups;
+    assert.equal(group?.userdata, "#!/bin/sh\necho hi\n");
+  });
+
+  test("userdata_file is read into userdata", async () => {
+    const file = join(dir, "user-data.sh");
+    await writeFile(file, "#!/bin/sh\napt-get install -y nginx\n");
+    const [group] = parseDaemonConfig(groups(`    - name: g\n      userdata_file: ${JSON.stringify(file)}\n`), "c.yaml").hostGroups;
+    assert.equal(group?.userdata, "#!/bin/sh\napt-get install -y nginx\n");
+  });
+
+  test("a missing userdata_file is an error naming the path", () => {
+    const file = join(dir, "missing.sh");
+    assert.deepEqual(problemsOf(groups(`    - name: g\n    - name: h\n      userdata_file: ${JSON.stringify(file)}\n`)), [
+      `config.host_groups[1].userdata_file cannot be read: ENOENT: no such file or directory, open '${file}'`,
+    ]);
+  });
+
+  test("a directory as userdata_file is an error", () => {
+    assert.deepEqual(problemsOf(groups(`    - name: g\n      userdata_file: ${JSON.stringify(dir)}\n`)), [
+      "config.host_groups[0].userdata_file cannot be read: EISDIR: illegal operation on a directory, read",
+    ]);
+  });
+
+  test("an empty userdata_file name is a schema error", () => {
+    assert.deepEqual(problemsOf(groups('    - name: g\n      userdata_file: ""\n')), ['config.host_groups[0].userdata_file must not be empty, got ""']);
+  });
+
+  test("userdata and userdata_file together is an error", async () => {
+    const file = join(dir, "both.sh");
+    await writeFile(file, "echo file\n");
+    assert.deepEqual(problemsOf(groups(`    - name: g\n      userdata: echo inline\n      userdata_file: ${JSON.stringify(file)}\n`)), [
+      "config.host_groups[0] sets both userdata and userdata_file: give one",
+    ]);
+  });
+});
+
+describe("parseDaemonConfig errors", () => {
+  test("a wrong type names its YAML path and the value", () => {
+    assert.deepEqual(problemsOf(groups("    - name: a\n    - name: b\n      vcpu: two\n")), ['config.host_groups[1].vcpu must be an integer, got "two"']);
+  });
+
+  test("unknown keys are reported at every level with their path", () => {
+    assert.deepEqual(problemsOf("config:\n  api:\n    hostname: x\n    auth:\n      enabled: true\n      token: abc\n  colour: red\nextra: 1\n"), [
+      "extra is not a known setting",
+      "config.colour is not a known setting",
+      "config.api.hostname is not a known setting",
+      "config.api.auth.token is not a known setting",
+    ]);
+    assert.deepEqual(problemsOf(groups("    - name: a\n    - name: b\n      cpus: 2\n")), ["config.host_groups[1].cpus is not a known setting"]);
+  });
+
+  test("out-of-range numbers quote the limit", () => {
+    assert.deepEqual(problemsOf("config:\n  api:\n    port: 70000\n"), ["config.api.port must be at most 65535, got 70000"]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      vcpu: 0\n")), ["config.host_groups[0].vcpu must be at least 1, got 0"]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      vcpu: 65\n")), ["config.host_groups[0].vcpu must be at most 64, got 65"]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      count: -1\n")), ["config.host_groups[0].count must be at least 0, got -1"]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      count: 257\n")), ["config.host_groups[0].count must be at most 256, got 257"]);
+  });
+
+  test("accel must be one of the modes", () => {
+    assert.deepEqual(problemsOf("config:\n  accel: fast\n"), ['config.accel must be one of "auto", "kvm", "tcg", got "fast"']);
+  });
+
+  test("names and images are checked against their patterns", () => {
+    assert.deepEqual(problemsOf(groups("    - name: Web\n      image: ../etc\n")), [
+      'config.host_groups[0].name must be a lower-case letter, then letters, digits and dashes (at most 32), got "Web"',
+      "config.host_groups[0].image must be an image name (lower-case letters, digits, '.', '-', '_'), got \"../etc\"",
+    ]);
+  });
+
+  test("a group needs a name", () => {
+    assert.deepEqual(problemsOf(groups("    - vcpu: 2\n")), ["config.host_groups[0].name is required"]);
+  });
+
+  test("auth.enabled must be a boolean", () => {
+    assert.deepEqual(problemsOf("config:\n  api:\n    auth:\n      enabled: sometimes\n"), ['config.api.auth.enabled must be true or false, got "sometimes"']);
+  });
+
+  test("host_groups must be a list", () => {
+    assert.deepEqual(problemsOf("config:\n  host_groups:\n    name: sbox\n"), ['config.host_groups must be a list, got {"name":"sbox"}']);
+  });
+
+  test("a top-level value that is not a mapping is rejected", () => {
+    assert.deepEqual(problemsOf("hello\n"), ['(top level) must be a mapping, got "hello"']);
+    assert.deepEqual(problemsOf("- 1\n- 2\n"), ["(top level) must be a mapping, got [1,2]"]);
+  });
+
+  test("a YAML file without the config key is rejected", () => {
+    assert.deepEqual(problemsOf("host_groups: []\n"), ["config is required", "host_groups is not a known setting"]);
+  });
+
+  test("duplicate group names are an error", () => {
+    assert.deepEqual(problemsOf(groups("    - name: web\n    - name: db\n    - name: web\n")), [
+      'config.host_groups[2].name repeats the host group name "web"',
+    ]);
+  });
+
+  test("invalid YAML is reported with its first line only", () => {
+    const problems = problemsOf("config:\n  accel: [auto\n");
+    assert.equal(problems.length, 1);
+    assert.match(problems[0] ?? "", /^not valid YAML: [^\n]+ at line \d+, column \d+:$/);
+  });
+
+  test("YAML with a repeated key is invalid", () => {
+    assert.deepEqual(problemsOf("config:\n  accel: kvm\n  accel: tcg\n"), ["not valid YAML: Map keys must be unique at line 3, column 3:"]);
+  });
+
+  test("several problems are reported at once", () => {
+    const problems = problemsOf(groups("    - name: a\n      vcpu: two\n      ram_mb: 1\n    - name: b\n      shell: bash\n"));
+    assert.deepEqual(problems, [
+      'config.host_groups[0].vcpu must be an integer, got "two"',
+      "config.host_groups[0].ram_mb must be at least 128, got 1",
+      "config.host_groups[1].shell is not a known setting",
+    ]);
+  });
+
+  test("several post-schema problems are reported at once, across groups", () => {
+    const problems = problemsOf(groups("    - name: a\n      ram_gb: 1\n      ram_mb: 1024\n    - name: a\n      userdata: x\n      userdata_file: /nonexistent/corral-userdata\n"));
+    assert.deepEqual(problems, [
+      "config.host_groups[0] sets ram_gb and ram_mb: give the memory size once",
+      'config.host_groups[1].name repeats the host group name "a"',
+      "config.host_groups[1] sets both userdata and userdata_file: give one",
+      "config.host_groups[1].userdata_file cannot be read: ENOENT: no such file or directory, open '/nonexistent/corral-userdata'",
+    ]);
+  });
+
+  test("the source is named in the message", () => {
+    assert.throws(() => parseDaemonConfig("config:\n  accel: 1\n", "/etc/corral/config.yaml"), {
+      name: "ConfigError",
+      message: 'Invalid configuration in /etc/corral/config.yaml:\n  - config.accel must be one of "auto", "kvm", "tcg", got 1',
+    });
+  });
+});
+
+describe("parseDaemonConfig result", () => {
+  test("the result is frozen all the way down", () => {
+    const config = parseDaemonConfig(groups("    - name: g\n      ssh_keys: [k]\n"), "c.yaml");
+    assert.ok(Object.isFrozen(config));
+    assert.ok(Object.isFrozen(config.api));
+    assert.ok(Object.isFrozen(config.hostGroups));
+    assert.ok(Object.isFrozen(config.hostGroups[0]));
+    assert.ok(Object.isFrozen(config.hostGroups[0]?.sshKeys));
+    assert.throws(() => {
+      (config as { accel: string }).accel = "kvm";
+    }, TypeError);
+    assert.throws(() => {
+      (config.hostGroups as unknown as unknown[]).push({});
+    }, TypeError);
+  });
+
+  test("parsing twice gives independent results", () => {
+    const text = groups("    - name: g\n      ssh_keys: [k]\n");
+    const a = parseDaemonConfig(text, "c.yaml");
+    const b = parseDaemonConfig(text, "c.yaml");
+    assert.notEqual(a, b);
+    assert.notEqual(a.hostGroups[0]?.sshKeys, b.hostGroups[0]?.sshKeys);
+    assert.deepEqual(a, b);
+  });
+});
+
+describe("loadDaemonConfig", () => {
+  let dir = "";
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "corral-config-load-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("reads and parses a file", async () => {
+    const file = join(dir, "corral.yaml");
+    await writeFile(file, "config:\n  accel: kvm\n");
+    assert.equal(loadDaemonConfig(file).accel, "kvm");
+  });
+
+  test("a missing file is a ConfigError naming it", () => {
+    const file = join(dir, "absent.yaml");
+    assert.throws(() => loadDaemonConfig(file), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.deepEqual(err.problems, [`cannot read the file: ENOENT: no such file or directory, open '${file}'`]);
+      assert.match(err.message, new RegExp(`^Invalid configuration in ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:\n`));
+      return true;
+    });
+  });
+
+  test("problems in a file name the file", async () => {
+    const file = join(dir, "bad.yaml");
+    await writeFile(file, "config:\n  accel: fast\n");
+    assert.throws(() => loadDaemonConfig(file), {
+      message: `Invalid configuration in ${file}:\n  - config.accel must be one of "auto", "kvm", "tcg", got "fast"`,
+    });
+  });
+});
