@@ -1,4 +1,4 @@
-// `npm test`: the set-up step (guest kernel and default image, idempotent), then every test file under
+// `npm test`: the type check, the set-up step (guest kernel and default image, idempotent), then every test file under
 // test/ with Node's own runner. Unit tests run two at a time; tests that boot VMs one file at a time, since
 // each guest is emulated on this machine's few cores. Arguments narrow the run to the files given.
 import { spawnSync } from "node:child_process";
@@ -25,6 +25,13 @@ function runTests(files: string[], concurrency: number): number {
     { stdio: "inherit", env: { ...process.env, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? "warn" } },
   );
   return result.status ?? 1;
+}
+
+console.error("corral: type check");
+const typecheck = spawnSync(process.execPath, ["node_modules/typescript/bin/tsc", "--noEmit", "-p", "."], { stdio: "inherit" });
+if (typecheck.status !== 0) {
+  console.error("corral: the type check failed");
+  process.exit(1);
 }
 
 console.error("corral: set-up (guest kernel, default image)");

@@ -2,8 +2,8 @@
 // directory (daemon.json, with its token file), else http://127.0.0.1:8080.
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { readRuntimeInfo } from "../daemon/daemon.ts";
-import { corralHome } from "../image/index.ts";
+import { readRuntimeInfo } from "../daemon/runtime-info.ts";
+import { corralHome } from "../image/home.ts";
 import { CorralClient } from "../sdk/index.ts";
 
 export interface ConnectionFlags {

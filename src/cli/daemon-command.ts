@@ -1,8 +1,5 @@
 // `corral daemon`: runs the host daemon in the foreground until SIGINT or SIGTERM.
 import type { Command } from "commander";
-import { startDaemon } from "../daemon/daemon.ts";
-import { ConfigError } from "../daemon/config.ts";
-import { createLogger } from "../util/log.ts";
 
 export interface DaemonFlags {
   config?: string;
@@ -11,7 +8,11 @@ export interface DaemonFlags {
 }
 
 /** Starts the daemon and stops it gracefully on the first signal (a second one exits at once). */
-export async function runDaemonForeground(flags: DaemonFlags): Promise<void> {
+export async function runDaemonForeground(flags: DaemonFlags, options: { banner?: boolean } = {}): Promise<void> {
+  // Loaded here, not at the top: other commands should not pay for the daemon's start-up.
+  const { startDaemon } = await import("../daemon/daemon.ts");
+  const { ConfigError } = await import("../daemon/config.ts");
+  const { createLogger } = await import("../util/log.ts");
   const log = createLogger();
   let daemon;
   try {
@@ -29,6 +30,23 @@ export async function runDaemonForeground(flags: DaemonFlags): Promise<void> {
     log.debug({ err }, "start-up failed");
     process.stderr.write(`corral: cannot start the daemon: ${(err as Error).message}\n`);
     process.exit(1);
+  }
+  if (options.banner) {
+    const auth = daemon.config.api.authEnabled ? `on (token in ${daemon.stateDir}/auth/token)` : "off";
+    const group = daemon.config.hostGroups[0]?.name ?? "sbox";
+    process.stderr.write(
+      [
+        "",
+        `Corral is up: ${daemon.url}${daemon.socketPath ? ` and ${daemon.socketPath}` : ""} (auth ${auth}, accelerator ${daemon.accel.accel})`,
+        "Try, in another terminal:",
+        `  ./corral vm add ${group}                 # a sandbox, ready in a few seconds`,
+        `  ./corral vm exec ${group}-1 -- uname -a`,
+        `  curl -s -X POST '${daemon.url}/hostgroup/${group}/nodes?wait=agent' -d '{}'`,
+        "Stop with Ctrl-C (sandboxes are removed; services keep their disks).",
+        "",
+        "",
+      ].join("\n"),
+    );
   }
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {

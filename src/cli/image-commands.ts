@@ -1,6 +1,7 @@
 // `corral image build|list`: images on this host (no daemon needed).
 import type { Command } from "commander";
-import { consoleProgress, corralHome, ensureBaseImage, ImageStore } from "../image/index.ts";
+import { corralHome } from "../image/home.ts";
+import { ImageStore } from "../image/image-store.ts";
 import { action, formatBytes, printJson, printTable } from "./output.ts";
 
 export function registerImageCommands(program: Command): void {
@@ -12,6 +13,8 @@ export function registerImageCommands(program: Command): void {
     .option("--force", "build a new version even if the current one is up to date")
     .action(
       action(async (flags: { force?: boolean }) => {
+        const { ensureBaseImage } = await import("../image/base-image.ts");
+        const { consoleProgress } = await import("../image/progress.ts");
         const built = await ensureBaseImage(corralHome(), consoleProgress(), { force: flags.force ?? false });
         process.stdout.write(`${built.name} ${built.version} ${built.dir}\n`);
       }),

@@ -2,7 +2,6 @@
 // and npm packages with scripts/bootstrap.sh.) Fetches the kernel, builds the default image, then runs the
 // daemon in the foreground.
 import type { Command } from "commander";
-import { runSetup } from "../setup/setup.ts";
 import { runDaemonForeground, type DaemonFlags } from "./daemon-command.ts";
 
 export function registerUpCommand(program: Command): void {
@@ -14,7 +13,8 @@ export function registerUpCommand(program: Command): void {
     .option("--port <port>", "override the API port")
     .action(async (flags: DaemonFlags) => {
       process.stderr.write("corral: set-up (guest kernel, default image)\n");
+      const { runSetup } = await import("../setup/setup.ts");
       await runSetup();
-      await runDaemonForeground(flags);
+      await runDaemonForeground(flags, { banner: true });
     });
 }

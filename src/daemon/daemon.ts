@@ -16,6 +16,7 @@ import type { DaemonApp } from "./http/context.ts";
 import { VmManager } from "./vm/vm-manager.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
+import { runtimeInfoFile, type DaemonRuntimeInfo } from "./runtime-info.ts";
 
 export interface DaemonOptions {
   configPath?: string;
@@ -26,16 +27,6 @@ export interface DaemonOptions {
   port?: number;
 }
 
-/** Written to STATE_DIR/daemon.json while the daemon runs, so the CLI can find it. */
-export interface DaemonRuntimeInfo {
-  pid: number;
-  url: string;
-  socket?: string;
-  auth: boolean;
-  token_file?: string;
-  started_at: string;
-}
-
 export interface RunningDaemon {
   url: string;
   socketPath: string | undefined;
@@ -44,18 +35,6 @@ export interface RunningDaemon {
   accel: AccelVerdict;
   app: DaemonApp;
   stop(): Promise<void>;
-}
-
-export function runtimeInfoFile(stateDir: string): string {
-  return join(stateDir, "daemon.json");
-}
-
-export function readRuntimeInfo(stateDir: string): DaemonRuntimeInfo | undefined {
-  try {
-    return JSON.parse(readFileSync(runtimeInfoFile(stateDir), "utf8")) as DaemonRuntimeInfo;
-  } catch {
-    return undefined;
-  }
 }
 
 function lockFile(stateDir: string): string {

@@ -38,8 +38,9 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 export interface QmpConnectOptions {
   /** Appends the conversation here, one line per message. */
   transcript?: string;
-  /** Per-command deadline. */
+  /** Per-command deadline (and the deadline for the greeting). */
   timeoutMs?: number;
+  /** Gives up connecting (socket, greeting, negotiation) when aborted. */
   signal?: AbortSignal;
 }
 
@@ -59,19 +60,34 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
 
   /** Connects, reads the greeting and leaves capabilities negotiation mode. */
   static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
+    const { signal } = options;
+    if (signal?.aborted) throw new QmpError(`Connecting to QMP at ${socketPath} was aborted`);
     const socket = connect(socketPath);
     const client = new QmpClient(socket, options);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new QmpError(`Cannot connect to QMP at ${socketPath}: ${err.message}`, { cause: err }));
-      socket.once("error", onError);
-      socket.once("connect", () => {
-        socket.off("error", onError);
-        resolve();
+    const onAbort = (): void => {
+      socket.destroy();
+      client.onClose();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: Error): void => reject(new QmpError(`Cannot connect to QMP at ${socketPath}: ${err.message}`, { cause: err }));
+        socket.once("error", onError);
+        socket.once("close", () => reject(new QmpError(`Connecting to QMP at ${socketPath} was aborted`)));
+        socket.once("connect", () => {
+          socket.off("error", onError);
+          resolve();
+        });
       });
-    });
-    client.attach();
-    await client.greeting(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    await client.execute("qmp_capabilities");
+      client.attach();
+      await client.greeting(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+      await client.execute("qmp_capabilities");
+    } catch (err) {
+      socket.destroy();
+      throw signal?.aborted ? new QmpError(`Connecting to QMP at ${socketPath} was aborted`, { cause: err }) : err;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
     return client;
   }
 
@@ -189,6 +205,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     else pending.resolve(value);
   }
 
+  /** Rejects whatever is pending; also used when connecting is aborted. */
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;

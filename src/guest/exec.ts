@@ -48,115 +48,116 @@ function signalNumber(name: NodeJS.Signals): number {
 /**
  * Runs `spec`, writing frames to `sink` until the exit frame. `stdin` is piped to the command when the spec
  * asks for it. Aborting `signal` (the host went away) kills the command's whole process group.
+ *
+ * Output is pulled from the pipes (async iteration), never pushed: Node resumes paused "data" streams when
+ * a child exits, which would bypass backpressure for the last of its output.
  */
-export function runExec(spec: ExecSpec, stdin: Readable, sink: FrameSink, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const { file, args } = commandLine(spec);
-    const finish = (fields: Partial<ExecFrame>): void => {
-      sink.write(frame("exit", { ended_at: new Date().toISOString(), ...fields }));
-      resolve();
-    };
-    if (spec.cwd !== undefined) {
-      let isDir = false;
-      try {
-        isDir = statSync(spec.cwd).isDirectory();
-      } catch {
-        isDir = false;
-      }
-      if (!isDir) return finish({ exit_code: EXIT_NOT_FOUND, error: `Working directory does not exist: ${JSON.stringify(spec.cwd)}` });
-    }
+export async function runExec(spec: ExecSpec, stdin: Readable, sink: FrameSink, signal: AbortSignal): Promise<void> {
+  const { file, args } = commandLine(spec);
+  const finish = (fields: Partial<ExecFrame>): void => {
+    sink.write(frame("exit", { ended_at: new Date().toISOString(), ...fields }));
+  };
+  if (spec.cwd !== undefined && !isDirectory(spec.cwd)) {
+    stdin.resume();
+    return finish({ exit_code: EXIT_NOT_FOUND, error: `Working directory does not exist: ${JSON.stringify(spec.cwd)}` });
+  }
 
-    let child: ChildProcess;
-    try {
-      child = spawn(file, args, {
-        cwd: spec.cwd,
-        env: guestEnvironment(spec.uid ?? 0, spec.env),
-        uid: spec.uid,
-        gid: spec.gid ?? (spec.uid !== undefined ? spec.uid : undefined),
-        detached: true, // its own process group, so the whole tree can be killed
-        stdio: [spec.stdin ? "pipe" : "ignore", "pipe", "pipe"],
-      });
-    } catch (err) {
-      const failure = startFailure(err as NodeJS.ErrnoException, file);
-      return finish({ exit_code: failure.code, error: failure.message });
-    }
-
-    let started = false;
-    const killGroup = (): void => {
-      if (child.pid !== undefined && child.exitCode === null) {
-        try {
-          process.kill(-child.pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    };
-    const onAbort = (): void => killGroup();
-    signal.addEventListener("abort", onAbort, { once: true });
-
-    child.on("spawn", () => {
-      started = true;
-      sink.write(frame("started", { pid: child.pid, started_at: new Date().toISOString() }));
-      if (spec.stdin && child.stdin) {
-        child.stdin.on("error", () => undefined); // the command may exit without reading its input
-        stdin.pipe(child.stdin);
-      } else {
-        stdin.resume();
-      }
+  let child: ChildProcess;
+  try {
+    child = spawn(file, args, {
+      cwd: spec.cwd,
+      env: guestEnvironment(spec.uid ?? 0, spec.env),
+      uid: spec.uid,
+      gid: spec.gid ?? (spec.uid !== undefined ? spec.uid : undefined),
+      detached: true, // its own process group, so the whole tree can be killed
+      stdio: [spec.stdin ? "pipe" : "ignore", "pipe", "pipe"],
     });
-    child.on("error", (err: NodeJS.ErrnoException) => {
-      if (started) return; // errors after spawn show up as the exit status
-      signal.removeEventListener("abort", onAbort);
-      const failure = startFailure(err, file);
-      finish({ exit_code: failure.code, error: failure.message });
-    });
-
-    const paused = new Set<Readable>();
-    const forward = (stream: Readable | null, type: "stdout" | "stderr"): void => {
-      if (!stream) return;
-      const base64 = spec.stdio === "base64";
-      const decoder = new StringDecoder("utf8");
-      const emit = (payload: string): void => {
-        if (payload.length === 0) return;
-        const fields: Partial<ExecFrame> = base64 ? { [type]: payload, encoding: "base64" } : { [type]: payload };
-        if (!sink.write(frame(type, fields))) {
-          // Pause both pipes until the host catches up; resume them together on drain.
-          if (paused.size === 0) {
-            sink.once("drain", () => {
-              for (const s of paused) s.resume();
-              paused.clear();
-            });
-          }
-          stream.pause();
-          paused.add(stream);
-        }
-      };
-      stream.on("data", (chunk: Buffer) => emit(base64 ? chunk.toString("base64") : decoder.write(chunk)));
-      stream.on("end", () => {
-        if (!base64) emit(decoder.end());
-      });
-    };
-    forward(child.stdout, "stdout");
-    forward(child.stderr, "stderr");
-
-    // Finish on "close" (all output read), or shortly after "exit" when a background process the command
-    // started still holds the pipes open: `sh -c "server &"` must not keep the request open forever.
-    let finished = false;
-    const complete = (code: number | null, signalName: NodeJS.Signals | null): void => {
-      if (finished || !started) return;
-      finished = true;
-      signal.removeEventListener("abort", onAbort);
-      if (signalName) finish({ exit_code: 128 + signalNumber(signalName), signal: signalName });
-      else finish({ exit_code: code ?? 0 });
-    };
-    child.on("close", complete);
-    child.on("exit", (code, signalName) => {
-      setTimeout(() => {
-        if (finished) return;
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-        complete(code, signalName);
-      }, PIPE_GRACE_MS).unref();
-    });
+  } catch (err) {
+    stdin.resume();
+    const failure = startFailure(err as NodeJS.ErrnoException, file);
+    return finish({ exit_code: failure.code, error: failure.message });
+  }
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once("exit", (code, name) => resolve([code, name])));
+  const startError = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+    child.once("spawn", () => resolve(undefined));
+    child.once("error", (err: NodeJS.ErrnoException) => resolve(err));
   });
+  if (startError) {
+    stdin.resume();
+    const failure = startFailure(startError, file);
+    return finish({ exit_code: failure.code, error: failure.message });
+  }
+  child.on("error", () => undefined); // after a successful start, failures show in the exit status
+
+  sink.write(frame("started", { pid: child.pid, started_at: new Date().toISOString() }));
+  if (spec.stdin && child.stdin) {
+    child.stdin.on("error", () => undefined); // the command may exit without reading its input
+    stdin.pipe(child.stdin);
+  } else {
+    stdin.resume();
+  }
+
+  const killGroup = (): void => {
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  };
+  if (signal.aborted) killGroup();
+  else signal.addEventListener("abort", killGroup, { once: true });
+
+  let lastActivity = performance.now();
+  let waitingForDrain = 0;
+  const aborted = signal.aborted ? Promise.resolve() : new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+  const drained = (): Promise<void> => Promise.race([new Promise<void>((resolve) => sink.once("drain", () => resolve())), aborted]);
+  const pump = async (stream: Readable | null, type: "stdout" | "stderr"): Promise<void> => {
+    if (!stream) return;
+    const base64 = spec.stdio === "base64";
+    const decoder = new StringDecoder("utf8");
+    const emit = async (payload: string): Promise<void> => {
+      lastActivity = performance.now();
+      if (payload.length === 0) return;
+      const fields: Partial<ExecFrame> = base64 ? { [type]: payload, encoding: "base64" } : { [type]: payload };
+      if (!sink.write(frame(type, fields))) {
+        waitingForDrain++;
+        await drained();
+        waitingForDrain--;
+        lastActivity = performance.now();
+      }
+    };
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) await emit(base64 ? chunk.toString("base64") : decoder.write(chunk));
+    } catch {
+      // destroyed after the grace period, or the process group was killed
+    }
+    if (!base64) await emit(decoder.end());
+  };
+  const pumps = Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
+
+  const [code, signalName] = await exited;
+  // A background process the command started may still hold the pipes open (`sh -c "server &"`): once
+  // nothing has arrived for PIPE_GRACE_MS, and we are not merely waiting for the host to read, stop reading.
+  let pumping = true;
+  void pumps.then(() => (pumping = false));
+  while (pumping) {
+    await new Promise((resolve) => setTimeout(resolve, PIPE_GRACE_MS / 5));
+    if (pumping && waitingForDrain === 0 && performance.now() - lastActivity >= PIPE_GRACE_MS) {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+    }
+  }
+  await pumps;
+  signal.removeEventListener("abort", killGroup);
+  if (signalName) finish({ exit_code: 128 + signalNumber(signalName), signal: signalName });
+  else finish({ exit_code: code ?? 0 });
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }

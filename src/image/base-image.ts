@@ -18,7 +18,7 @@ import { findProgram, requireProgram } from "../util/run.ts";
 
 export const BASE_IMAGE = "base";
 /** Bump when the builder itself changes in a way the inputs below do not capture. */
-const BUILDER_REVISION = "1";
+const BUILDER_REVISION = "2";
 
 async function sha256File(path: string): Promise<string> {
   const hash = createHash("sha256");
@@ -40,7 +40,7 @@ interface BaseInputs {
   version: string;
 }
 
-async function collectInputs(home: CorralHome, progress: Progress): Promise<BaseInputs> {
+async function collectInputs(home: CorralHome, progress: Progress, forced: boolean): Promise<BaseInputs> {
   const kernel = await ensureKernel(home, progress);
   const busybox = requireProgram("busybox", "busybox-static");
   const tini = findProgram("tini-static") ?? requireProgram("tini", "tini");
@@ -59,6 +59,8 @@ async function collectInputs(home: CorralHome, progress: Progress): Promise<Base
     scripts_sha256: sha256(GUEST_INIT + GUEST_BOOT + initramfsInit([])),
     rootfs_size: ROOTFS_SIZE,
   };
+  // A forced build is a new version: never the files of one that VMs may be using.
+  if (forced) record.forced_at = new Date().toISOString();
   const version = sha256(JSON.stringify(record)).slice(0, 12);
   return { kernel, busybox, tini, node, agentBundle, record, version };
 }
@@ -81,7 +83,7 @@ export interface EnsureImageOptions {
 /** Makes sure the current `base` image matches this host's inputs; builds it when not. */
 export async function ensureBaseImage(home: CorralHome, progress: Progress, options: EnsureImageOptions = {}): Promise<ImageVersion> {
   const store = new ImageStore(home.images);
-  const inputs = await collectInputs(home, progress);
+  const inputs = await collectInputs(home, progress, options.force ?? false);
   if (!options.force && (await store.has(BASE_IMAGE, inputs.version))) {
     const current = await store.resolve(BASE_IMAGE).catch(() => undefined);
     if (current?.version !== inputs.version) await store.setCurrent(BASE_IMAGE, inputs.version);

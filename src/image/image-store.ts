@@ -5,7 +5,7 @@
 //   images/NAME/versions/ID/{vmlinuz, initrd.img, rootfs.ext4, image.json}
 //   images/NAME/current -> versions/ID
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CorralError } from "../protocol/errors.ts";
 import { assertImageName, isImageName } from "../protocol/names.ts";
@@ -101,7 +101,9 @@ export class ImageStore {
     const dir = this.versionDir(manifest.name, manifest.version);
     await mkdir(join(this.dir, manifest.name, "versions"), { recursive: true });
     await rm(dir, { recursive: true, force: true });
-    await writeFile(join(builtDir, IMAGE_FILES.manifest), `${JSON.stringify(manifest, null, 2)}\n`);
+    // Images are read-only on the host: VMs write only to their own overlays.
+    for (const file of [IMAGE_FILES.kernel, IMAGE_FILES.initrd, IMAGE_FILES.rootfs]) await chmod(join(builtDir, file), 0o444);
+    await writeFile(join(builtDir, IMAGE_FILES.manifest), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o444 });
     await rename(builtDir, dir);
     await this.setCurrent(manifest.name, manifest.version);
     return this.load(manifest.name, manifest.version);

@@ -36,6 +36,11 @@ const DEFAULTS: DaemonConfig = {
 };
 
 describe("parseDaemonConfig defaults", () => {
+  test('"config:" with nothing under it means the defaults, as an empty file does', () => {
+    assert.deepEqual(parseDaemonConfig("config:\n", "c.yaml"), DEFAULTS);
+    assert.deepEqual(parseDaemonConfig("", "c.yaml"), DEFAULTS);
+  });
+
   test("an empty file gives the built-in defaults", () => {
     assert.deepEqual(parseDaemonConfig("", "empty.yaml"), DEFAULTS);
   });
@@ -193,6 +198,13 @@ describe("parseDaemonConfig userdata", () => {
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a relative userdata_file is found beside the config file, not in the working directory", async () => {
+    await writeFile(join(dir, "boot.sh"), "echo beside\n");
+    const configFile = join(dir, "corral.yaml");
+    await writeFile(configFile, groups("    - name: g\n      userdata_file: boot.sh\n"));
+    assert.equal(loadDaemonConfig(configFile).hostGroups[0]?.userdata, "echo beside\n");
   });
 
   test("userdata inline is kept verbatim", () => {

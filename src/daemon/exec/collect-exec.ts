@@ -35,9 +35,16 @@ export async function collectExec(source: ClientHttp2Stream, stdio: ExecStdio, l
   let exit: ExecFrame | undefined;
   let started: ExecFrame | undefined;
   let pending = "";
+  let malformed = 0;
   const take = (line: string): void => {
     if (!line.trim()) return;
-    const frame = JSON.parse(line) as ExecFrame;
+    let frame: ExecFrame;
+    try {
+      frame = JSON.parse(line) as ExecFrame;
+    } catch {
+      malformed++; // not ours to interpret; keep reading for the exit frame
+      return;
+    }
     const decode = (text: string): Buffer => Buffer.from(text, frame.encoding === "base64" ? "base64" : "utf8");
     if (frame.type === "stdout") stdout.add(decode(frame.stdout));
     else if (frame.type === "stderr") stderr.add(decode(frame.stderr));
@@ -45,6 +52,8 @@ export async function collectExec(source: ClientHttp2Stream, stdio: ExecStdio, l
     else if (frame.type === "exit") exit = frame;
   };
   let failure: string | undefined;
+  // A reset can arrive after the loop below has seen the end; without a listener it would crash the daemon.
+  source.on("error", () => undefined);
   try {
     source.setEncoding("utf8");
     for await (const chunk of source as AsyncIterable<string>) {
@@ -70,7 +79,9 @@ export async function collectExec(source: ClientHttp2Stream, stdio: ExecStdio, l
   if (started?.started_at) result.started_at = started.started_at;
   if (exit?.ended_at) result.ended_at = exit.ended_at;
   if (exit?.signal) result.signal = exit.signal;
-  const error = exit?.error ?? (exit ? undefined : (failure ?? "The connection to the guest agent ended before the command did"));
+  const error =
+    exit?.error ??
+    (exit ? undefined : (failure ?? `The connection to the guest agent ended before the command did${malformed ? ` (${malformed} unreadable lines)` : ""}`));
   if (error) result.error = error;
   if (stdout.truncated || stderr.truncated) result.truncated = true;
   return result;

@@ -31,11 +31,15 @@ export function relayExecFrames(source: ClientHttp2Stream): Readable {
     },
   });
 
-  // Our frames always start with the type, so a line starting with EXIT_PREFIX is the exit frame.
+  // Our frames always start with the type, so a line starting with EXIT_PREFIX is the exit frame; it counts
+  // once its newline arrived (a connection lost inside it still gets a complete frame added).
+  let inExitLine = false;
   const track = (chunk: Buffer): void => {
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i] as number;
       if (byte === 0x0a) {
+        if (inExitLine) sawExit = true;
+        inExitLine = false;
         atLineStart = true;
         lineHead = "";
         continue;
@@ -43,7 +47,7 @@ export function relayExecFrames(source: ClientHttp2Stream): Readable {
       if (atLineStart) {
         lineHead += String.fromCharCode(byte);
         if (lineHead.length >= EXIT_PREFIX.length) {
-          if (lineHead === EXIT_PREFIX) sawExit = true;
+          inExitLine = lineHead === EXIT_PREFIX;
           atLineStart = false;
         }
       }
@@ -52,7 +56,11 @@ export function relayExecFrames(source: ClientHttp2Stream): Readable {
   const finish = (problem: string | undefined): void => {
     if (finished) return;
     finished = true;
-    if (!sawExit) out.push(lostFrame(problem ?? "The connection to the guest agent ended before the command did"));
+    if (!sawExit) {
+      // The stream may have broken mid-line: the added frame must start a line of its own.
+      const separator = atLineStart && lineHead === "" ? "" : "\n";
+      out.push(separator + lostFrame(problem ?? "The connection to the guest agent ended before the command did"));
+    }
     out.push(null);
   };
 

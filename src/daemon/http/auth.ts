@@ -12,6 +12,7 @@ export function tokenFile(stateDir: string): string {
 /** Reads the token, creating it (and its 0700 folder) on first use; the file is always left at 0600. */
 export async function ensureToken(file: string): Promise<string> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  await chmod(dirname(file), 0o700);
   if (!existsSync(file)) await writeFile(file, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600, flag: "wx" }).catch(() => undefined);
   await chmod(file, 0o600);
   const token = (await readFile(file, "utf8")).trim();

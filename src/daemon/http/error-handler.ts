@@ -24,7 +24,10 @@ export function describeValidation(validation: readonly AjvError[], context: str
     .split("/")
     .map((part, i) => (/^\d+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`))
     .join("");
-  if (first.keyword === "required") return `Missing ${where} ${JSON.stringify(first.params.missingProperty)}`;
+  if (first.keyword === "required") {
+    const name = [path, String(first.params.missingProperty)].filter(Boolean).join(".");
+    return `Missing ${where} ${JSON.stringify(name)}`;
+  }
   if (first.keyword === "additionalProperties") {
     const name = [path, String(first.params.additionalProperty)].filter(Boolean).join(".");
     return `Unknown ${where} ${JSON.stringify(name)}`;

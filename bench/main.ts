@@ -1,0 +1,75 @@
+// `npm run bench`: Corral against its peers, side by side in one run, with ratios.
+//   boot: POST /hostgroup/NAME/nodes?wait=agent through the daemon vs plain QEMU (same kernel, image and
+//         arguments, a minimal script) until the agent answers; boots alternate so noise hits both alike.
+//   exec: buffered exec of `true` through the daemon's API vs the same request straight to the agent.
+import { mkdir, writeFile } from "node:fs/promises";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
+import { ms, percentile, ratio, table } from "./stats.ts";
+import { silentProgress } from "../src/image/index.ts";
+import { runSetup } from "../src/setup/setup.ts";
+import { TestDaemon } from "../test/helpers/daemon-process.ts";
+
+const BOOTS = Number(process.env.CORRAL_BENCH_BOOTS ?? 8);
+const EXECS = Number(process.env.CORRAL_BENCH_EXECS ?? 200);
+const VM = { cpus: 1, memoryMiB: 512 };
+const CONFIG = `config:\n  host_groups:\n    - name: bench\n      vcpu: ${VM.cpus}\n      ram_mb: ${VM.memoryMiB}\n`;
+
+const { baseImage } = await runSetup(silentProgress);
+const daemon = await TestDaemon.create(CONFIG);
+await daemon.start();
+const client = daemon.client;
+const info = await client.info();
+const accel = info.accel as "kvm" | "tcg";
+process.stderr.write(`bench: ${accel.toUpperCase()}, ${cpus().length} cores, image base@${baseImage.version}, ${BOOTS} boots and ${EXECS} execs each\n`);
+
+const ours: number[] = [];
+const plain: number[] = [];
+try {
+  for (let round = 0; round < BOOTS; round++) {
+    const started = performance.now();
+    const created = await client.createNode("bench", {}, { wait: "agent", timeout: "120s" });
+    ours.push(performance.now() - started);
+    await client.deleteNode("bench", created.hostname);
+
+    const vm = await bootPlain(baseImage, join(daemon.stateDir, "plain"), accel, VM.cpus, VM.memoryMiB);
+    plain.push(vm.bootMs);
+    await vm.stop();
+    process.stderr.write(`  boot ${round + 1}/${BOOTS}: ours ${ms(ours.at(-1) as number)}, plain ${ms(vm.bootMs)}\n`);
+  }
+
+  const execOurs: number[] = [];
+  const execPlain: number[] = [];
+  const target = await client.createNode("bench", {}, { wait: "agent", timeout: "120s" });
+  const peer = await bootPlain(baseImage, join(daemon.stateDir, "plain"), accel, VM.cpus, VM.memoryMiB);
+  for (let i = 0; i < 10; i++) {
+    await client.execBuffered(target.hostname, { cmd: "true" });
+    await plainExecTrue(peer.session);
+  }
+  for (let block = 0; block < EXECS / 20; block++) {
+    for (let i = 0; i < 20; i++) {
+      const started = performance.now();
+      const result = await client.execBuffered(target.hostname, { cmd: "true" });
+      execOurs.push(performance.now() - started);
+      if (result.exit_code !== 0) throw new Error(`exec true failed: ${JSON.stringify(result)}`);
+    }
+    for (let i = 0; i < 20; i++) execPlain.push(await plainExecTrue(peer.session));
+  }
+  await peer.stop();
+  await client.deleteNode("bench", target.hostname);
+
+  const rows = [
+    ["create -> agent ready, p50", ms(percentile(ours, 50)), ms(percentile(plain, 50)), ratio(percentile(ours, 50), percentile(plain, 50))],
+    ["create -> agent ready, p90", ms(percentile(ours, 90)), ms(percentile(plain, 90)), ratio(percentile(ours, 90), percentile(plain, 90))],
+    ["exec `true` round trip, p50", ms(percentile(execOurs, 50)), ms(percentile(execPlain, 50)), ratio(percentile(execOurs, 50), percentile(execPlain, 50))],
+    ["exec `true` round trip, p99", ms(percentile(execOurs, 99)), ms(percentile(execPlain, 99)), ratio(percentile(execOurs, 99), percentile(execPlain, 99))],
+  ];
+  const report = table(["cold boot, 1 vCPU / 512 MiB", "Corral (API)", "plain QEMU", "ours/plain"], rows);
+  process.stdout.write(`\n${report}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
+  const results = { date: new Date().toISOString(), accel, cores: cpus().length, image: baseImage.version, boot: { ours, plain }, exec: { ours: execOurs, plain: execPlain } };
+  await mkdir("bench/results", { recursive: true });
+  await writeFile(join("bench/results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+} finally {
+  await daemon.dispose();
+}
