@@ -1,73 +1,20 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { constants as h2, connect as h2connect, createServer, type ClientHttp2Stream, type ServerHttp2Stream } from "node:http2";
-import { connect as netConnect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import { constants as h2, type ClientHttp2Stream } from "node:http2";
 import { fileURLToPath } from "node:url";
 import { BUFFERED_OUTPUT_LIMIT, collectExec } from "../../src/daemon/exec/collect-exec.ts";
+import { startScriptedAgent, writePieces, type StreamScript } from "../helpers/scripted-agent.ts";
 import type { ExecFrame } from "../../src/protocol/agent.ts";
 
-// A stand-in for the guest agent: an HTTP/2 server on a unix socket whose streams are scripted per test.
-const dir = await mkdtemp(join(tmpdir(), "corral-collect-test-"));
-const socketPath = join(dir, "agent.sock");
-const handlers = new Map<string, (stream: ServerHttp2Stream) => void>();
-const rawSockets = new Set<Socket>();
-const server = createServer();
-server.on("connection", (socket: Socket) => rawSockets.add(socket));
-server.on("sessionError", () => undefined);
-server.on("stream", (stream, headers) => {
-  stream.on("error", () => undefined);
-  stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
-  handlers.get(String(headers[h2.HTTP2_HEADER_PATH]))?.(stream);
-});
-await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+const agent = await startScriptedAgent();
+after(() => agent.close());
 
-function connectSession(): ReturnType<typeof h2connect> {
-  const session = h2connect("http://corral-agent", { createConnection: () => netConnect(socketPath) });
-  session.on("error", () => undefined);
-  return session;
-}
-let session = connectSession();
-
-after(async () => {
-  session.destroy();
-  for (const s of rawSockets) s.destroy();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  await rm(dir, { recursive: true, force: true });
-});
-
-let nextPath = 0;
-
-async function request(handler: (stream: ServerHttp2Stream) => void): Promise<ClientHttp2Stream> {
-  if (session.closed || session.destroyed) session = connectSession();
-  const path = `/exec/${++nextPath}`;
-  handlers.set(path, handler);
-  const stream = session.request({ [h2.HTTP2_HEADER_METHOD]: "POST", [h2.HTTP2_HEADER_PATH]: path });
-  // AgentClient leaves an "error" listener on the stream (from waiting for the response); do the same.
-  stream.once("error", () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    stream.once("response", () => resolve());
-    stream.once("close", () => reject(new Error("closed before the response")));
-  });
-  return stream;
+async function request(script: StreamScript): Promise<ClientHttp2Stream> {
+  return (await agent.request(script)).stream;
 }
 
-/** Serves `pieces`, each as its own DATA frame, then ends the stream (or runs `last`). */
-function serve(pieces: Array<string | Buffer>, last: (s: ServerHttp2Stream) => void = (s) => s.end()): (stream: ServerHttp2Stream) => void {
-  return (stream) => {
-    void (async () => {
-      for (const piece of pieces) {
-        stream.write(piece);
-        await sleep(3);
-      }
-      last(stream);
-    })();
-  };
-}
+const serve = writePieces;
 
 const T0 = "2025-01-01T00:00:00.000Z";
 const T1 = "2025-01-01T00:00:02.500Z";
@@ -195,8 +142,7 @@ describe("collectExec", { timeout: 20_000 }, () => {
   test("a dropped agent connection gives 255 with an error", async () => {
     const stream = await request(
       serve([startedFrame, out("so far")], () => {
-        for (const raw of rawSockets) raw.destroy();
-        rawSockets.clear();
+        agent.dropConnections();
       }),
     );
     const result = await collectExec(stream, "text");

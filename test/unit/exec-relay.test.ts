@@ -1,78 +1,19 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { constants as h2, connect as h2connect, createServer, type ClientHttp2Stream, type ServerHttp2Stream } from "node:http2";
-import { connect as netConnect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { constants as h2, type ClientHttp2Stream, type ServerHttp2Stream } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { EXIT_LOST, lostFrame, relayExecFrames } from "../../src/daemon/exec/exec-relay.ts";
+import { startScriptedAgent, writePieces as piecesScript, type StreamScript } from "../helpers/scripted-agent.ts";
 
-// A stand-in for the guest agent: an HTTP/2 server on a unix socket whose streams are scripted per test, and
-// one client session as the daemon holds it.
-const dir = await mkdtemp(join(tmpdir(), "corral-relay-test-"));
-const socketPath = join(dir, "agent.sock");
-const handlers = new Map<string, (stream: ServerHttp2Stream) => void>();
-const rawSockets = new Set<Socket>();
-const server = createServer();
-server.on("connection", (socket: Socket) => rawSockets.add(socket));
-server.on("sessionError", () => undefined);
-server.on("stream", (stream, headers) => {
-  stream.on("error", () => undefined);
-  const handler = handlers.get(String(headers[h2.HTTP2_HEADER_PATH]));
-  stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200, [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/x-ndjson" });
-  handler?.(stream);
-});
-await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+const agent = await startScriptedAgent();
+after(() => agent.close());
 
-function connectSession(): ReturnType<typeof h2connect> {
-  const session = h2connect("http://corral-agent", { createConnection: () => netConnect(socketPath) });
-  session.on("error", () => undefined);
-  return session;
-}
-let session = connectSession();
-
-after(async () => {
-  session.destroy();
-  for (const s of rawSockets) s.destroy();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  await rm(dir, { recursive: true, force: true });
-});
-
-let nextPath = 0;
-
-/** Starts a request served by `handler`; resolves once the response headers arrived, as AgentClient.exec does. */
-async function request(handler: (stream: ServerHttp2Stream) => void): Promise<{ stream: ClientHttp2Stream; served: Promise<ServerHttp2Stream> }> {
-  if (session.closed || session.destroyed) session = connectSession();
-  const path = `/exec/${++nextPath}`;
-  let resolveServed!: (s: ServerHttp2Stream) => void;
-  const served = new Promise<ServerHttp2Stream>((resolve) => {
-    resolveServed = resolve;
-  });
-  handlers.set(path, (s) => {
-    resolveServed(s);
-    handler(s);
-  });
-  const stream = session.request({ [h2.HTTP2_HEADER_METHOD]: "POST", [h2.HTTP2_HEADER_PATH]: path });
-  // AgentClient leaves an "error" listener on the stream (from waiting for the response); do the same.
-  stream.once("error", () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    stream.once("response", () => resolve());
-    stream.once("close", () => reject(new Error("closed before the response")));
-  });
-  return { stream, served };
-}
+const request = (script: StreamScript): Promise<{ stream: ClientHttp2Stream; served: Promise<ServerHttp2Stream> }> => agent.request(script);
 
 /** Writes each piece as its own DATA frame (a short pause between them), then ends or runs `last`. */
-function writePieces(stream: ServerHttp2Stream, pieces: Array<string | Buffer>, last: (s: ServerHttp2Stream) => void = (s) => s.end()): void {
-  void (async () => {
-    for (const piece of pieces) {
-      stream.write(piece);
-      await sleep(5);
-    }
-    last(stream);
-  })();
+function writePieces(stream: ServerHttp2Stream, pieces: Array<string | Buffer>, last?: StreamScript): void {
+  piecesScript(pieces, last)(stream);
 }
 
 async function readAll(out: Readable): Promise<Buffer> {
@@ -182,8 +123,7 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
     const body = started + stdoutFrame("x");
     const { stream } = await request((s) =>
       writePieces(s, [body], () => {
-        for (const raw of rawSockets) raw.destroy();
-        rawSockets.clear();
+        agent.dropConnections();
       }),
     );
     const out = await readAll(relayExecFrames(stream));
