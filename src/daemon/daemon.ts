@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
+import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
 import { corralHome, ImageStore, type CorralHome } from "../image/index.ts";
@@ -65,6 +66,34 @@ async function acquireStateLock(stateDir: string): Promise<() => Promise<void>> 
   throw new Error(`Cannot take the lock file ${file}`);
 }
 
+/** True when something accepts connections on the unix socket at `path`. */
+function socketInUse(path: string): Promise<boolean> {
+  return new Promise((done) => {
+    const probe = connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      done(true);
+    });
+    probe.once("error", () => done(false));
+  });
+}
+
+/** Serves the same application on a unix socket (mode 0600: with auth off, it grants full control). */
+async function listenOnSocket(app: DaemonApp, socketPath: string): Promise<Server> {
+  if (existsSync(socketPath)) {
+    if (await socketInUse(socketPath)) throw new Error(`The socket ${socketPath} is in use by another process`);
+    await rm(socketPath);
+  }
+  const server = createServer((req, res) => app.server.emit("request", req, res));
+  server.on("upgrade", (req, socket, head) => app.server.emit("upgrade", req, socket, head));
+  await new Promise<void>((done, fail) => {
+    server.once("error", fail);
+    server.listen(socketPath, () => done());
+  });
+  await chmod(socketPath, 0o600);
+  return server;
+}
+
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const home = options.home ?? corralHome();
   const config = loadDaemonConfig(options.configPath);
@@ -102,33 +131,25 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log });
   let ready = false;
   const app = buildDaemonApp({ manager, images, accel, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
+  let unixServer: Server | undefined;
   try {
-    // Listen first: a taken port fails here, before any VM is touched.
+    // Both listeners first: a taken port or socket fails here, before any VM is touched. Until recovery is
+    // done, requests get 503.
     await app.listen({ host: config.api.bindAddress, port: options.port ?? config.api.port });
+    if (socketPath) unixServer = await listenOnSocket(app, socketPath);
+    await manager.start();
   } catch (err) {
+    await app.close();
+    unixServer?.close();
     store.close();
     throw err;
   }
-  await manager.start();
   ready = true;
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.api.port;
   const host = config.api.bindAddress.includes(":") ? `[${config.api.bindAddress}]` : config.api.bindAddress;
   const url = `http://${host}:${port}`;
-
-  let unixServer: Server | undefined;
-  const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
-  if (socketPath) {
-    if (existsSync(socketPath)) await rm(socketPath);
-    // The same application, reached through a second listener.
-    unixServer = createServer((req, res) => app.server.emit("request", req, res));
-    unixServer.on("upgrade", (req, socket, head) => app.server.emit("upgrade", req, socket, head));
-    await new Promise<void>((done, fail) => {
-      unixServer?.once("error", fail);
-      unixServer?.listen(socketPath, () => done());
-    });
-    await chmod(socketPath, 0o600);
-  }
 
   const info: DaemonRuntimeInfo = { pid: process.pid, url, auth: token !== undefined, started_at: new Date().toISOString() };
   if (socketPath) info.socket = socketPath;

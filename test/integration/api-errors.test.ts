@@ -102,6 +102,21 @@ describe("API auth and bad input", { timeout: 600_000 }, () => {
     }
   });
 
+  test("a second daemon refuses a socket that a live daemon serves, and leaves it working", async () => {
+    const intruder = await TestDaemon.create(AUTH_CONFIG(socketPath));
+    try {
+      await assert.rejects(intruder.start(), /The socket .*api\.sock is in use by another process/);
+    } finally {
+      await intruder.dispose();
+    }
+    const client = new CorralClient({ url: socketPath, token });
+    try {
+      assert.equal((await client.nodes()).length, 1);
+    } finally {
+      await client.close();
+    }
+  });
+
   test("404 for an unknown VM, host group or route", async () => {
     assertError(await call(url, "GET", "/vm/nope-1/health", { token }), 404, "vm_not_found", /"nope-1"/);
     assertError(await call(url, "POST", "/vm/nope-1/exec?cmd=true", { token }), 404, "vm_not_found");

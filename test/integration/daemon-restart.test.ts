@@ -16,6 +16,8 @@ const CONFIG = `config:
       count: 2
       vcpu: 1
       ram_mb: 512
+      userdata: |
+        echo "userdata ran at $(cat /proc/uptime)" >> /root/userdata-runs
     - name: sbox
       count: 0
       vcpu: 1
@@ -74,6 +76,8 @@ describe("daemon restarts", { timeout: 900_000 }, () => {
     await daemon.start();
     await untilReady(daemon, "svc-1");
     assert.equal(await exec(daemon, "svc-1", "cat /root/state"), "kept");
+    assert.equal(await exec(daemon, "svc-1", "wc -l < /root/userdata-runs"), "1", "userdata ran once, on the first boot only");
+    assert.equal((await daemon.client.health("svc-1")).userdata_ran, true);
     assert.notEqual(await exec(daemon, "svc-1", "cat /proc/sys/kernel/random/boot_id"), bootBefore, "it booted again");
   });
 

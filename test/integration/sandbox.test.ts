@@ -6,6 +6,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Readable } from "node:stream";
+import { request } from "undici";
 import type { ExecFrame } from "../../src/sdk/index.ts";
 import { qemuPids, TestDaemon } from "../helpers/daemon-process.ts";
 
@@ -64,6 +65,23 @@ describe("sandboxes", { timeout: 600_000 }, () => {
     assert.equal(result.exit_code, 42);
     assert.equal(result.stdout, "hello world from /tmp\n");
     assert.equal(result.stderr, "oops\n");
+  });
+
+  test("HEAD /vm/HOST/health answers 200 with no body; unknown VMs 404", async () => {
+    const ok = await request(`${daemon.url}/vm/${hostname}/health`, { method: "HEAD" });
+    assert.equal(ok.statusCode, 200);
+    assert.equal(await ok.body.text(), "");
+    const missing = await request(`${daemon.url}/vm/nope-1/health`, { method: "HEAD" });
+    assert.equal(missing.statusCode, 404);
+    await missing.body.dump();
+  });
+
+  test("uid and gid run the command as that user", async () => {
+    const result = await daemon.client.execBuffered(hostname, { cmd: "sh", args: ["-c", "id -u; id -g; echo $HOME"], uid: 65534, gid: 65534 });
+    assert.equal(result.exit_code, 0, result.stderr);
+    assert.equal(result.stdout, "65534\n65534\n/nonexistent\n");
+    const root = await daemon.client.execBuffered(hostname, { cmd: "id", args: ["-u"] });
+    assert.equal(root.stdout, "0\n", "root by default");
   });
 
   test("a missing command is exit code 127 with an error, a missing cwd too", async () => {

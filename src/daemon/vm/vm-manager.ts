@@ -1,31 +1,29 @@
 // The VM service: everything the routes ask of VMs (create, delete, list, health, exec, logs) and what the
 // daemon does on its own (services at start-up, clean-up when a VM exits). Routes never touch QEMU, the
 // agent or the store directly.
-import { existsSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import type { ClientHttp2Stream } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { kernelCmdline, startQemu, type AccelVerdict, type ExitInfo, type QemuSpec } from "../../engine/index.ts";
-import { createOverlay, type ImageStore } from "../../image/index.ts";
-import { randomMac, userNetwork } from "../../net/user-network.ts";
+import type { AccelVerdict, ExitInfo } from "../../engine/index.ts";
+import type { ImageStore } from "../../image/index.ts";
+import { randomMac, USER_NET } from "../../net/user-network.ts";
 import type { AgentHealth, ExecSpec } from "../../protocol/agent.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { assertHostgroupName, assertHostname } from "../../protocol/names.ts";
 import type { Logger } from "../../util/log.ts";
 import { KeyedLock } from "../../util/keyed-lock.ts";
-import { Reverter } from "../../util/reverter.ts";
+import { raceAbort } from "../../util/abort.ts";
 import { tailLines } from "../../util/tail.ts";
 import { AgentError } from "../agent/agent-client.ts";
 import type { DaemonConfig, HostGroupConfig } from "../config.ts";
 import { settleExitedVm } from "./exit-policy.ts";
+import { launchVm } from "./launch-vm.ts";
 import { recoverVms } from "./recovery.ts";
 import { vmPaths } from "./vm-paths.ts";
-import { VmRuntime } from "./vm-runtime.ts";
+import type { VmRuntime } from "./vm-runtime.ts";
 import { isLive } from "./vm-state.ts";
 import type { NewVm, VmRecord, VmStore } from "./vm-store.ts";
-
-const MiB = 1024 * 1024;
 
 export interface VmManagerDeps {
   stateDir: string;
@@ -107,7 +105,7 @@ export class VmManager {
 
   /** Creates a sandbox in `groupName` and starts it; resolves once QEMU runs (the guest boots on). */
   async createSandbox(groupName: string, request: SandboxRequest): Promise<VmRecord> {
-    if (this.shutdown.signal.aborted) throw new CorralError("agent_unavailable", "The daemon is shutting down", { status: 503 });
+    if (this.shutdown.signal.aborted) throw new CorralError("unavailable", "The daemon is shutting down");
     const group = this.group(groupName);
     const cpus = request.cpus ?? group.vcpu;
     const ramBytes = request.ramBytes ?? group.ramBytes;
@@ -138,7 +136,7 @@ export class VmManager {
       hostgroup: group.name,
       kind,
       image: group.image,
-      ip: userNetwork("").guestCidr.split("/")[0] as string,
+      ip: USER_NET.guestAddress,
       mac: randomMac(),
       accel: this.deps.accel.accel,
       ...fields,
@@ -146,61 +144,16 @@ export class VmManager {
   }
 
   /**
-   * Starts QEMU for a record in state creating, stopped or failed (under the VM's lock). Each step registers
-   * its undo; if one fails, a fresh sandbox leaves nothing behind and a relaunched VM goes back to failed.
+   * Starts QEMU for a record (under the VM's lock) and takes charge of it. A brand-new VM that fails to start
+   * leaves nothing behind; a relaunch that fails keeps its record, with the reason in `last_error`.
    */
   private async launch(record: VmRecord): Promise<VmRecord> {
-    const paths = vmPaths(this.deps.stateDir, record.hostname);
-    const revert = new Reverter((what, err) => this.log.warn({ vm: record.hostname, err }, `Cannot undo ${what}`));
-    const fresh = record.state === "creating";
-    if (fresh) {
-      revert.add("the VM record", () => void this.deps.store.delete(record.hostname, record.incarnation));
-      revert.add("the VM folder", () => rm(paths.dir, { recursive: true, force: true }));
-    }
     try {
-      await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-      const image = await this.deps.images.load(record.image, record.imageVersion);
-      if (!existsSync(paths.disk)) {
-        await createOverlay(image, paths.disk);
-        revert.add("the overlay disk", () => rm(paths.disk, { force: true }));
-      }
-      await rm(paths.qmpSocket, { force: true });
-      await rm(paths.agentSocket, { force: true });
-      const spec: QemuSpec = {
-        accel: this.deps.accel.accel,
-        kvmCpu: this.deps.accel.kvmCpu,
-        cpus: record.cpus,
-        memoryMiB: Math.ceil(record.ramBytes / MiB),
-        kernel: image.kernel,
-        initrd: image.initrd,
-        cmdline: kernelCmdline({ accel: this.deps.accel.accel, hostname: record.hostname, network: userNetwork(record.mac) }),
-        disk: { path: paths.disk, format: "qcow2" },
-        serialLog: paths.serialLog,
-        qmpSocket: paths.qmpSocket,
-        agentSocket: paths.agentSocket,
-        pidFile: paths.pidFile,
-        network: userNetwork(record.mac),
-      };
-      const started = await startQemu(spec, { binary: this.deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
-      revert.add("the QEMU process", async () => {
-        started.process.kill();
-        started.qmp.close();
-        await started.process.exited;
-      });
-      const booting = this.deps.store.transition(record, "booting", {
-        pid: started.process.pid,
-        pidStartTime: started.process.startTime,
-        incarnation: this.deps.store.nextIncarnation(),
-        lastError: null,
-      });
-      revert.commit();
-      const runtime = new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, paths.agentSocket);
-      this.adopt(runtime, booting);
-      this.log.info({ vm: booting.hostname, pid: started.process.pid, accel: spec.accel, cpus: spec.cpus, ram_mib: spec.memoryMiB }, "VM started");
-      return booting;
+      const launched = await launchVm(this.deps, record);
+      this.adopt(launched.runtime, launched.record);
+      return launched.record;
     } catch (err) {
-      await revert.revert();
-      if (!fresh) this.markFailed(record, err);
+      if (record.state !== "creating") this.markFailed(record, err);
       if (err instanceof CorralError) throw err;
       this.log.error({ vm: record.hostname, err }, "VM could not start");
       throw new CorralError("engine_failed", `Cannot start VM ${JSON.stringify(record.hostname)}: ${(err as Error).message}`, { cause: err });
@@ -252,7 +205,7 @@ export class VmManager {
     const runtime = this.runtimes.get(hostname);
     if (!runtime) throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is not running`);
     try {
-      await raceAbort(runtime.ready, signal);
+      await raceAbort(runtime.ready, signal, () => new CorralError("timeout", "Timed out waiting for the VM"));
       if (until === "agent") return;
       for (;;) {
         const health = await runtime.agent.health(signal);
@@ -325,7 +278,7 @@ export class VmManager {
     if (record.state === "paused") throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
     if (!runtime.isReady) {
       const wait = AbortSignal.any([signal, AbortSignal.timeout(AGENT_WAIT_MS)]);
-      await raceAbort(runtime.ready, wait).catch((err: unknown) => {
+      await raceAbort(runtime.ready, wait, () => new CorralError("timeout", "Timed out waiting for the VM")).catch((err: unknown) => {
         throw new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} is not answering`, { cause: err });
       });
     }
@@ -420,6 +373,8 @@ export class VmManager {
         });
         return;
       }
+      // Persistent disks: have the guest write its page cache out before QEMU goes.
+      await runtime.syncDisks();
       await runtime.qmp?.quit().catch(() => undefined);
       await Promise.race([runtime.process.exited, sleep(5000)]);
       runtime.process.kill("SIGKILL");
@@ -433,22 +388,4 @@ function agentFailure(hostname: string, err: unknown): CorralError {
   if (err instanceof CorralError) return err;
   const detail = err instanceof AgentError ? err.message : String(err);
   return new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} failed: ${detail}`, { cause: err });
-}
-
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(new CorralError("timeout", "Timed out waiting for the VM"));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
-      },
-    );
-  });
 }

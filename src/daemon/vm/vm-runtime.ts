@@ -24,6 +24,22 @@ export class VmRuntime {
     return this.process.running;
   }
 
+  /** Has the guest write its page cache to disk. Best effort, bounded: a slow or gone agent is skipped. */
+  async syncDisks(timeoutMs = 3000): Promise<void> {
+    if (!this.isReady) return;
+    try {
+      const signal = AbortSignal.timeout(timeoutMs);
+      const frames = await this.agent.exec({ cmd: "sync", args: [], env: [], stdin: false, stdio: "text" }, undefined, signal);
+      frames.resume();
+      await new Promise<void>((resolve) => {
+        frames.once("close", resolve);
+        signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+    } catch {
+      // QEMU's own flush when it quits still happens
+    }
+  }
+
   dispose(): void {
     this.agent.close();
     this.qmp?.close();
