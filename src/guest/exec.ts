@@ -140,9 +140,12 @@ export async function runExec(spec: ExecSpec, stdin: Readable, sink: FrameSink, 
   // A background process the command started may still hold the pipes open (`sh -c "server &"`): once
   // nothing has arrived for PIPE_GRACE_MS, and we are not merely waiting for the host to read, stop reading.
   let pumping = true;
-  void pumps.then(() => (pumping = false));
+  const pumped = pumps.then(() => {
+    pumping = false;
+  });
   while (pumping) {
-    await new Promise((resolve) => setTimeout(resolve, PIPE_GRACE_MS / 5));
+    // Wakes as soon as the pipes close (the usual case), else checks again shortly.
+    await Promise.race([pumped, new Promise((resolve) => setTimeout(resolve, PIPE_GRACE_MS / 5))]);
     if (pumping && waitingForDrain === 0 && performance.now() - lastActivity >= PIPE_GRACE_MS) {
       child.stdout?.destroy();
       child.stderr?.destroy();
