@@ -1,7 +1,10 @@
 // Entry point of the guest agent: serves the host over the virtio-serial port named corral.agent.
+// Each feature registers its routes on the router here.
 import { AGENT_PORT_NAME, AGENT_VERSION } from "../protocol/agent.ts";
 import { AgentServer } from "./agent-server.ts";
+import { registerCoreRoutes } from "./core-routes.ts";
 import { IdentityState } from "./identity.ts";
+import { AgentRouter } from "./router.ts";
 import { findPortDevice, VirtioPort } from "./virtio-port.ts";
 
 function log(line: string): void {
@@ -21,7 +24,10 @@ process.on("uncaughtException", (err) => log(`unexpected error: ${err.stack ?? e
 process.on("unhandledRejection", (err) => log(`unexpected rejection: ${String(err)}`));
 
 const identity = new IdentityState(undefined, log);
-const server = new AgentServer(identity);
+const router = new AgentRouter();
+registerCoreRoutes(router, identity);
+
+const server = new AgentServer(router);
 const device = await waitForPort();
 new VirtioPort(device, (connection) => server.serve(connection));
 log(`${AGENT_VERSION} serving on ${device}`);

@@ -14,11 +14,12 @@ import { resolveBootModules } from "./kernel-modules.ts";
 import { ensureKernel, type KernelInfo } from "./kernel.ts";
 import type { Progress } from "./progress.ts";
 import { buildRootfs, GUEST_BOOT, GUEST_INIT, ROOTFS_SIZE } from "./rootfs.ts";
+import { withFileLock } from "../util/file-lock.ts";
 import { findProgram, requireProgram } from "../util/run.ts";
 
 export const BASE_IMAGE = "base";
 /** Bump when the builder itself changes in a way the inputs below do not capture. */
-const BUILDER_REVISION = "2";
+const BUILDER_REVISION = "3";
 
 async function sha256File(path: string): Promise<string> {
   const hash = createHash("sha256");
@@ -80,8 +81,17 @@ export interface EnsureImageOptions {
   force?: boolean;
 }
 
-/** Makes sure the current `base` image matches this host's inputs; builds it when not. */
-export async function ensureBaseImage(home: CorralHome, progress: Progress, options: EnsureImageOptions = {}): Promise<ImageVersion> {
+/**
+ * Makes sure the current `base` image matches this host's inputs; builds it when not. Several processes may
+ * ask at once (test runs, daemons): one builds, the others wait for it.
+ */
+export function ensureBaseImage(home: CorralHome, progress: Progress, options: EnsureImageOptions = {}): Promise<ImageVersion> {
+  return withFileLock(join(home.root, "build.lock"), () => ensureBaseImageLocked(home, progress, options), {
+    onWait: (pid) => progress.step(`waiting for another build (pid ${pid})`),
+  });
+}
+
+async function ensureBaseImageLocked(home: CorralHome, progress: Progress, options: EnsureImageOptions): Promise<ImageVersion> {
   const store = new ImageStore(home.images);
   const inputs = await collectInputs(home, progress, options.force ?? false);
   if (!options.force && (await store.has(BASE_IMAGE, inputs.version))) {

@@ -1,30 +1,11 @@
 // A typed client for the host daemon's API, over TCP or a unix socket. The CLI and the tests use it;
-// programs can too (it speaks the same wire format as Slicer's SDKs).
+// programs can too (it speaks the same wire format as Slicer's SDKs). Feature namespaces live in their own
+// files and share this client's transport.
 import type { Readable } from "node:stream";
-import { Agent, request, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo } from "../protocol/slicer.ts";
-
-export interface ClientOptions {
-  /** `http://host:port`, or a unix socket as `unix:/path`, `unix:///path` or a path ending in `.sock`. */
-  url: string;
-  token?: string;
-  /** Per-request deadline for everything but streaming exec and waits (default 30 s). */
-  timeoutMs?: number;
-}
-
-export class CorralApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly method: string,
-    readonly path: string,
-  ) {
-    super(message);
-    this.name = "CorralApiError";
-  }
-}
+import { queryString, Transport, type ClientOptions } from "./transport.ts";
 
 export interface VmHealth {
   hostname: string;
@@ -78,38 +59,19 @@ export interface NodeFilter {
   tagPrefix?: string;
 }
 
-interface Target {
-  origin: string;
-  dispatcher: Dispatcher;
-}
-
-function parseTarget(url: string): Target {
-  const socketPath = url.startsWith("unix://") ? url.slice("unix://".length) : url.startsWith("unix:") ? url.slice("unix:".length) : url.startsWith("/") || url.endsWith(".sock") ? url : undefined;
-  if (socketPath !== undefined) return { origin: "http://localhost", dispatcher: new Agent({ connect: { socketPath } }) };
-  const parsed = new URL(url);
-  return { origin: parsed.origin, dispatcher: new Agent({ keepAliveTimeout: 10_000 }) };
-}
-
-function queryString(params: Record<string, string | number | boolean | readonly string[] | undefined>): string {
-  const search = new URLSearchParams();
-  for (const [key, value] of Object.entries(params)) {
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const item of value) search.append(key, String(item));
-    else search.append(key, String(value));
-  }
-  const text = search.toString();
-  return text ? `?${text}` : "";
-}
-
 export class CorralClient {
-  private readonly target: Target;
+  readonly transport: Transport;
 
-  constructor(private readonly options: ClientOptions) {
-    this.target = parseTarget(options.url);
+  constructor(options: ClientOptions) {
+    this.transport = new Transport(options);
   }
 
   close(): Promise<void> {
-    return this.target.dispatcher.close();
+    return this.transport.close();
+  }
+
+  private json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    return this.transport.json<T>(method, path, body, timeoutMs);
   }
 
   info(): Promise<DaemonInfo> {
@@ -161,7 +123,7 @@ export class CorralClient {
   /** Streams the command's frames as they come; the last one is the `exit` frame. */
   async *exec(hostname: string, options: ExecOptions): AsyncGenerator<ExecFrame> {
     const hasStdin = options.stdin !== undefined;
-    const response = await this.send("POST", `/vm/${encodeURIComponent(hostname)}/exec${this.execQuery(options, { stdin: hasStdin || undefined })}`, {
+    const response = await this.transport.send("POST", `/vm/${encodeURIComponent(hostname)}/exec${this.execQuery(options, { stdin: hasStdin || undefined })}`, {
       body: options.stdin,
       contentType: hasStdin ? "application/octet-stream" : undefined,
       signal: options.signal,
@@ -195,49 +157,5 @@ export class CorralClient {
       stdio: options.stdio,
       ...extra,
     });
-  }
-
-  private async json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
-    const response = await this.send(method, path, {
-      body: body === undefined ? undefined : JSON.stringify(body),
-      contentType: body === undefined ? undefined : "application/json",
-      timeoutMs,
-    });
-    const text = await response.body.text();
-    return (text ? JSON.parse(text) : undefined) as T;
-  }
-
-  private async send(
-    method: Dispatcher.HttpMethod,
-    path: string,
-    options: { body?: string | Buffer | Readable; contentType?: string; signal?: AbortSignal; timeoutMs?: number },
-  ): Promise<Dispatcher.ResponseData> {
-    const headers: Record<string, string> = { "user-agent": "corral-sdk" };
-    if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
-    if (options.contentType) headers["content-type"] = options.contentType;
-    const timeout = options.timeoutMs ?? this.options.timeoutMs ?? 30_000;
-    const response = await request(`${this.target.origin}${path}`, {
-      method,
-      headers,
-      body: options.body,
-      dispatcher: this.target.dispatcher,
-      signal: options.signal,
-      headersTimeout: timeout,
-      bodyTimeout: timeout,
-    });
-    if (response.statusCode >= 400) {
-      const text = await response.body.text();
-      let code = "unknown";
-      let message = text || `HTTP ${response.statusCode}`;
-      try {
-        const parsed = JSON.parse(text) as { error?: string; code?: string };
-        message = parsed.error ?? message;
-        code = parsed.code ?? code;
-      } catch {
-        // not JSON: keep the text
-      }
-      throw new CorralApiError(response.statusCode, code, message, method, path);
-    }
-    return response;
   }
 }

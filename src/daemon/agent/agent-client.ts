@@ -1,19 +1,38 @@
 // The daemon's connection to one VM's guest agent: a single HTTP/2 session over the VM's agent socket,
 // opened after the handshake and reopened on demand when it breaks (VM reboot, daemon restart, guest reset).
-import { constants as h2, connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
+import { constants as h2, connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AGENT_PATHS, EXEC_SPEC_HEADER, type AgentHealth, type ExecSpec, type GuestIdentity } from "../../protocol/agent.ts";
 import { agentHandshake } from "./handshake.ts";
 
 export class AgentError extends Error {
+  /** The agent's HTTP status, when it answered with an error. */
   readonly status: number | undefined;
+  /** The agent's error code, when it answered with one. */
+  readonly code: string | undefined;
 
-  constructor(message: string, options: { status?: number; cause?: unknown } = {}) {
+  constructor(message: string, options: { status?: number; code?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "AgentError";
     this.status = options.status;
+    this.code = options.code;
   }
+}
+
+export interface AgentCall {
+  /** Extra request headers (feature parameters travel as JSON in a header when the body is a stream). */
+  headers?: Record<string, string>;
+  /** The request body: JSON-encoded when a plain value, piped when a stream. */
+  body?: Readable | Buffer | string | Record<string, unknown> | unknown[];
+  signal: AbortSignal;
+}
+
+export interface AgentResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The response body, unread. Destroying it cancels the request in the guest. */
+  stream: ClientHttp2Stream;
 }
 
 const SESSION_WINDOW = 16 * 1024 * 1024;
@@ -60,12 +79,12 @@ export class AgentClient {
     }
   }
 
-  async health(signal: AbortSignal): Promise<AgentHealth> {
-    return (await this.requestJson("GET", AGENT_PATHS.health, undefined, signal)) as AgentHealth;
+  health(signal: AbortSignal): Promise<AgentHealth> {
+    return this.callJson<AgentHealth>("GET", AGENT_PATHS.health, { signal });
   }
 
-  async applyIdentity(identity: GuestIdentity, signal: AbortSignal): Promise<AgentHealth> {
-    return (await this.requestJson("POST", AGENT_PATHS.identity, identity, signal)) as AgentHealth;
+  applyIdentity(identity: GuestIdentity, signal: AbortSignal): Promise<AgentHealth> {
+    return this.callJson<AgentHealth>("POST", AGENT_PATHS.identity, { body: { ...identity }, signal });
   }
 
   /**
@@ -73,22 +92,54 @@ export class AgentClient {
    * asks for it) is piped into the request. Destroying the returned stream kills the command in the guest.
    */
   async exec(spec: ExecSpec, stdin: Readable | undefined, signal: AbortSignal): Promise<ClientHttp2Stream> {
-    const session = await this.connect(signal);
+    const response = await this.call("POST", AGENT_PATHS.exec, {
+      headers: { [EXEC_SPEC_HEADER]: JSON.stringify(spec) },
+      body: spec.stdin ? stdin : undefined,
+      signal,
+    });
+    return response.stream;
+  }
+
+  /**
+   * One request to the agent. Resolves once the agent answered with a 2xx status, with the body unread;
+   * a 4xx/5xx answer becomes an AgentError carrying the agent's status, code and message.
+   */
+  async call(method: string, path: string, options: AgentCall): Promise<AgentResponse> {
+    const session = await this.connect(options.signal);
+    const body = options.body;
+    const isStream = body !== undefined && typeof (body as Readable).pipe === "function";
+    const payload = body === undefined || isStream ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+    const isJson = payload !== undefined && typeof body !== "string" && !Buffer.isBuffer(body);
     const stream = session.request(
-      { [h2.HTTP2_HEADER_METHOD]: "POST", [h2.HTTP2_HEADER_PATH]: AGENT_PATHS.exec, [EXEC_SPEC_HEADER]: JSON.stringify(spec) },
-      { endStream: !(spec.stdin && stdin) },
+      { [h2.HTTP2_HEADER_METHOD]: method, [h2.HTTP2_HEADER_PATH]: path, ...(isJson ? { [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/json" } : {}), ...options.headers },
+      { endStream: body === undefined },
     );
-    if (spec.stdin && stdin) {
-      stdin.on("error", () => stream.close(h2.NGHTTP2_CANCEL));
-      stdin.pipe(stream);
+    if (isStream) {
+      const source = body as Readable;
+      source.on("error", () => stream.close(h2.NGHTTP2_CANCEL));
+      source.pipe(stream);
+    } else if (payload !== undefined) {
+      stream.end(payload);
     }
-    const status = await this.responseStatus(stream, signal);
-    if (status !== 200) {
-      const body = await readAll(stream).catch(() => "");
-      throw new AgentError(`Agent refused the command: ${errorText(body)}`, { status });
+    const { status, headers } = await this.response(stream, options.signal);
+    if (status >= 400) {
+      const text = await readAll(stream).catch(() => "");
+      const parsed = parseError(text);
+      throw new AgentError(parsed.error, { status, code: parsed.code });
     }
     this.lastCallAt = new Date();
-    return stream;
+    return { status, headers, stream };
+  }
+
+  /** A call whose answer is JSON. */
+  async callJson<T>(method: string, path: string, options: AgentCall): Promise<T> {
+    const { stream } = await this.call(method, path, options);
+    const text = await readAll(stream);
+    try {
+      return JSON.parse(text) as T;
+    } catch (cause) {
+      throw new AgentError(`Agent sent malformed JSON for ${path}`, { cause });
+    }
   }
 
   close(): void {
@@ -125,7 +176,7 @@ export class AgentClient {
     return session;
   }
 
-  private responseStatus(stream: ClientHttp2Stream, signal: AbortSignal): Promise<number> {
+  private response(stream: ClientHttp2Stream, signal: AbortSignal): Promise<{ status: number; headers: IncomingHttpHeaders }> {
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
         stream.close(h2.NGHTTP2_CANCEL);
@@ -135,7 +186,7 @@ export class AgentClient {
       signal.addEventListener("abort", onAbort, { once: true });
       stream.once("response", (headers) => {
         signal.removeEventListener("abort", onAbort);
-        resolve(Number(headers[h2.HTTP2_HEADER_STATUS]));
+        resolve({ status: Number(headers[h2.HTTP2_HEADER_STATUS]), headers });
       });
       stream.once("error", (err) => {
         signal.removeEventListener("abort", onAbort);
@@ -148,23 +199,7 @@ export class AgentClient {
     });
   }
 
-  private async requestJson(method: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-    const session = await this.connect(signal);
-    const stream = session.request(
-      { [h2.HTTP2_HEADER_METHOD]: method, [h2.HTTP2_HEADER_PATH]: path, [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/json" },
-      { endStream: body === undefined },
-    );
-    if (body !== undefined) stream.end(JSON.stringify(body));
-    const status = await this.responseStatus(stream, signal);
-    const text = await readAll(stream);
-    if (status !== 200) throw new AgentError(`Agent answered ${status}: ${errorText(text)}`, { status });
-    this.lastCallAt = new Date();
-    try {
-      return JSON.parse(text);
-    } catch (cause) {
-      throw new AgentError(`Agent sent malformed JSON for ${path}`, { cause });
-    }
-  }
+
 }
 
 function readAll(stream: ClientHttp2Stream): Promise<string> {
@@ -179,11 +214,11 @@ function readAll(stream: ClientHttp2Stream): Promise<string> {
   });
 }
 
-function errorText(body: string): string {
+function parseError(body: string): { error: string; code: string | undefined } {
   try {
-    const parsed = JSON.parse(body) as { error?: string };
-    return parsed.error ?? body;
+    const parsed = JSON.parse(body) as { error?: string; code?: string };
+    return { error: parsed.error ?? body, code: parsed.code };
   } catch {
-    return body.slice(0, 200) || "no details";
+    return { error: body.slice(0, 200) || "no details", code: undefined };
   }
 }

@@ -2,10 +2,7 @@
 import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Logger } from "../../util/log.ts";
-import { execRoutes } from "../routes/exec.ts";
-import { nodeRoutes } from "../routes/nodes.ts";
-import { systemRoutes } from "../routes/system.ts";
-import { vmRoutes } from "../routes/vm.ts";
+import { ROUTE_SETS } from "../routes/index.ts";
 import { installAuth } from "./auth.ts";
 import { installJsonBodies, JSON_BODY_LIMIT } from "./body-parsers.ts";
 import type { DaemonApp, DaemonContext } from "./context.ts";
@@ -52,9 +49,6 @@ export function buildDaemonApp(ctx: DaemonContext, options: AppOptions): DaemonA
     });
   }
   if (options.token !== undefined) installAuth(app, options.token, OPEN_PATHS);
-  systemRoutes(app, ctx);
-  nodeRoutes(app, ctx);
-  vmRoutes(app, ctx);
-  execRoutes(app, ctx);
+  for (const routes of ROUTE_SETS) routes(app, ctx);
   return app;
 }

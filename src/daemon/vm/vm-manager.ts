@@ -9,13 +9,13 @@ import type { AccelVerdict, ExitInfo } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
 import { randomMac, USER_NET } from "../../net/user-network.ts";
 import type { AgentHealth, ExecSpec } from "../../protocol/agent.ts";
-import { CorralError } from "../../protocol/errors.ts";
+import { CorralError, ERROR_STATUS, isErrorCode, type ErrorCode } from "../../protocol/errors.ts";
 import { assertHostgroupName, assertHostname } from "../../protocol/names.ts";
 import type { Logger } from "../../util/log.ts";
 import { KeyedLock } from "../../util/keyed-lock.ts";
 import { raceAbort } from "../../util/abort.ts";
 import { tailLines } from "../../util/tail.ts";
-import { AgentError } from "../agent/agent-client.ts";
+import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import type { DaemonConfig, HostGroupConfig } from "../config.ts";
 import { settleExitedVm } from "./exit-policy.ts";
 import { launchVm } from "./launch-vm.ts";
@@ -275,7 +275,7 @@ export class VmManager {
     if (!runtime || !isLive(record.state)) {
       throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is not running (it is ${record.state})`);
     }
-    if (record.state === "paused") throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
+    if (record.state === "paused") throw new CorralError("vm_paused", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
     if (!runtime.isReady) {
       const wait = AbortSignal.any([signal, AbortSignal.timeout(AGENT_WAIT_MS)]);
       await raceAbort(runtime.ready, wait, () => new CorralError("timeout", "Timed out waiting for the VM")).catch((err: unknown) => {
@@ -292,6 +292,7 @@ export class VmManager {
     if (!runtime || !isLive(record.state)) {
       throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is not running (it is ${record.state})`);
     }
+    if (record.state === "paused") throw new CorralError("vm_paused", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
     if (!runtime.isReady) throw new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} is not ready yet`);
     try {
       return await runtime.agent.health(signal);
@@ -300,13 +301,50 @@ export class VmManager {
     }
   }
 
-  async exec(hostname: string, spec: ExecSpec, stdin: Readable | undefined, signal: AbortSignal): Promise<ClientHttp2Stream> {
+  /**
+   * Runs `call` against the VM's agent once it is ready (409 while paused or stopped). Errors the agent
+   * answers with keep their status and code; a lost agent is 503.
+   */
+  async withAgent<T>(hostname: string, signal: AbortSignal, call: (agent: AgentClient) => Promise<T>): Promise<T> {
     const runtime = await this.readyRuntime(hostname, signal);
     try {
-      return await runtime.agent.exec(spec, stdin, signal);
+      return await call(runtime.agent);
     } catch (err) {
       throw agentFailure(hostname, err);
     }
+  }
+
+  exec(hostname: string, spec: ExecSpec, stdin: Readable | undefined, signal: AbortSignal): Promise<ClientHttp2Stream> {
+    return this.withAgent(hostname, signal, (agent) => agent.exec(spec, stdin, signal));
+  }
+
+  // ---- lifecycle ----
+
+  /** Freezes the VM's vCPUs (QMP stop). Agent calls answer 409 until it is resumed. */
+  async pause(hostname: string): Promise<VmRecord> {
+    return this.lock.run(hostname, async () => {
+      const record = this.get(hostname);
+      const runtime = this.runtimes.get(hostname);
+      if (record.state === "paused") return record;
+      if (!runtime?.qmp || record.state !== "running") {
+        throw new CorralError("vm_not_running", `Cannot pause VM ${JSON.stringify(hostname)}: it is ${record.state}`);
+      }
+      await runtime.qmp.stop();
+      return this.deps.store.transition(record, "paused");
+    });
+  }
+
+  async resume(hostname: string): Promise<VmRecord> {
+    return this.lock.run(hostname, async () => {
+      const record = this.get(hostname);
+      const runtime = this.runtimes.get(hostname);
+      if (record.state === "running") return record;
+      if (!runtime?.qmp || record.state !== "paused") {
+        throw new CorralError("vm_not_running", `Cannot resume VM ${JSON.stringify(hostname)}: it is ${record.state}`);
+      }
+      await runtime.qmp.cont();
+      return this.deps.store.transition(record, "running");
+    });
   }
 
   async logs(hostname: string, lines: number): Promise<string> {
@@ -384,8 +422,21 @@ export class VmManager {
   }
 }
 
+/** Codes the agent may answer with, by the status they go with when the agent's own code is not ours. */
+const AGENT_STATUS_CODES: Record<number, ErrorCode> = {
+  400: "invalid_request",
+  404: "not_found",
+  409: "conflict",
+  410: "gone",
+  413: "payload_too_large",
+};
+
 function agentFailure(hostname: string, err: unknown): CorralError {
   if (err instanceof CorralError) return err;
-  const detail = err instanceof AgentError ? err.message : String(err);
+  if (err instanceof AgentError && err.status !== undefined && err.status >= 400 && err.status < 500) {
+    const code = isErrorCode(err.code) && ERROR_STATUS[err.code] === err.status ? err.code : AGENT_STATUS_CODES[err.status];
+    if (code) return new CorralError(code, err.message, { cause: err, status: err.status });
+  }
+  const detail = err instanceof Error ? err.message : String(err);
   return new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} failed: ${detail}`, { cause: err });
 }
