@@ -2,6 +2,7 @@
 // found again after a restart by pid plus kernel start time (a recycled pid has a different start time).
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
+import { processAlive } from "../util/process-alive.ts";
 
 export interface ExitInfo {
   /** null when the process was not ours to wait for (re-attached after a restart) or died of a signal. */
@@ -40,15 +41,6 @@ export function findProcessesWithArgument(needle: string): { pid: number; args: 
     if (args?.some((a) => a.includes(needle))) found.push({ pid, args });
   }
   return found;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 export class QemuProcess {
@@ -99,7 +91,7 @@ export class QemuProcess {
   }
 
   get running(): boolean {
-    return !this.hasExited && isAlive(this.pid) && (this.ownChild || processStartTime(this.pid) === this.startTime);
+    return !this.hasExited && processAlive(this.pid) && (this.ownChild || processStartTime(this.pid) === this.startTime);
   }
 
   /**

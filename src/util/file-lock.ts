@@ -4,15 +4,7 @@ import { readFileSync } from "node:fs";
 import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+import { processAlive } from "./process-alive.ts";
 
 /** Runs `work` holding the lock at `file`, waiting up to `timeoutMs` for another holder. */
 export async function withFileLock<T>(file: string, work: () => Promise<T>, options: { timeoutMs?: number; onWait?: (pid: number) => void } = {}): Promise<T> {
@@ -37,7 +29,7 @@ export async function withFileLock<T>(file: string, work: () => Promise<T>, opti
         await sleep(20);
         continue;
       }
-      if (!Number.isInteger(owner) || owner <= 0 || !alive(owner)) {
+      if (!Number.isInteger(owner) || owner <= 0 || !processAlive(owner)) {
         await rm(file, { force: true });
         continue;
       }
