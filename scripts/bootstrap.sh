@@ -5,9 +5,10 @@
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-# qemu-system-x86, qemu-utils: the hypervisor and qemu-img; busybox-static, tini, e2fsprogs: the base image;
-# iproute2, cpio: networking and archives; python3, make, g++: native npm modules (better-sqlite3).
-PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs cpio iproute2 ca-certificates python3 make g++"
+# qemu-system-x86, qemu-utils: the hypervisor and qemu-img; busybox-static, tini, e2fsprogs, dropbear-bin: the
+# base image; iproute2, cpio: networking and archives; openssh-client: ssh into VMs; python3, make, g++:
+# native npm modules (better-sqlite3, node-pty).
+PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 openssh-client ca-certificates python3 make g++"
 
 missing=""
 for package in $PACKAGES; do

@@ -2,9 +2,10 @@
 // Debian cloud kernel. The version id is a hash of every input, so an unchanged host rebuilds nothing and a
 // changed agent or kernel yields a new version beside the old one.
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { AGENT_VERSION } from "../protocol/agent.ts";
 import { bundleGuestAgent } from "./guest-bundle.ts";
 import type { CorralHome } from "./home.ts";
@@ -36,6 +37,8 @@ interface BaseInputs {
   busybox: string;
   tini: string;
   node: string;
+  ptyAddon: string;
+  dropbear: string | undefined;
   agentBundle: Buffer;
   record: Record<string, string>;
   version: string;
@@ -46,6 +49,8 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
   const busybox = requireProgram("busybox", "busybox-static");
   const tini = findProgram("tini-static") ?? requireProgram("tini", "tini");
   const node = process.execPath;
+  const ptyAddon = ptyAddonPath();
+  const dropbear = findProgram("dropbear");
   const agentBundle = await bundleGuestAgent();
   const record: Record<string, string> = {
     builder: BUILDER_REVISION,
@@ -55,6 +60,8 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
     tini_sha256: await sha256File(tini),
     node_version: process.version,
     node_sha256: await sha256File(node),
+    pty_addon_sha256: await sha256File(ptyAddon),
+    dropbear_sha256: dropbear ? await sha256File(dropbear) : "none",
     agent_version: AGENT_VERSION,
     agent_sha256: sha256(agentBundle),
     scripts_sha256: sha256(GUEST_INIT + GUEST_BOOT + initramfsInit([])),
@@ -63,7 +70,15 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
   // A forced build is a new version: never the files of one that VMs may be using.
   if (forced) record.forced_at = new Date().toISOString();
   const version = sha256(JSON.stringify(record)).slice(0, 12);
-  return { kernel, busybox, tini, node, agentBundle, record, version };
+  return { kernel, busybox, tini, node, ptyAddon, dropbear, agentBundle, record, version };
+}
+
+/** node-pty's addon, built by npm for this very node (so it loads in the guest, which runs the same node). */
+function ptyAddonPath(): string {
+  const pkg = createRequire(import.meta.url).resolve("node-pty/package.json");
+  const addon = join(dirname(pkg), "build", "Release", "pty.node");
+  if (!existsSync(addon)) throw new Error(`node-pty's native addon is missing (${addon}): run "npm ci" (it compiles node-pty)`);
+  return addon;
 }
 
 function osRelease(version: string): string {
@@ -117,6 +132,8 @@ async function ensureBaseImageLocked(home: CorralHome, progress: Progress, optio
       tiniPath: inputs.tini,
       nodePath: inputs.node,
       agentBundle: inputs.agentBundle,
+      ptyAddonPath: inputs.ptyAddon,
+      dropbearPath: inputs.dropbear,
       osRelease: osRelease(inputs.version),
     });
     const manifest: ImageManifest = {

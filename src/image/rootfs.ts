@@ -8,6 +8,8 @@ import { requireProgram, run } from "../util/run.ts";
 
 export const ROOTFS_SIZE = "4G";
 export const AGENT_GUEST_PATH = "/opt/corral/agent.mjs";
+/** node-pty's native addon, loaded by the agent for shells (built for the same node that runs the agent). */
+export const PTY_ADDON_GUEST_PATH = "/opt/corral/pty.node";
 export const GUEST_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** PID 1 of the base image: tini reaps orphans and forwards signals; the boot script ends in the agent. */
@@ -43,6 +45,11 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 ip link set lo up
+# A small SSH server for keys delivered with the VM's identity; it only accepts keys.
+if [ -x /usr/sbin/dropbear ]; then
+  mkdir -p /etc/dropbear
+  dropbear -R -s -p 22 2>>/var/log/dropbear.log
+fi
 if [ -n "$ip" ]; then
   ip link set eth0 up
   ip addr add "$ip" dev eth0
@@ -61,6 +68,9 @@ export interface RootfsInput {
   tiniPath: string;
   nodePath: string;
   agentBundle: Buffer;
+  ptyAddonPath: string;
+  /** Debian's dropbear, when installed on the host (the SSH server of the image). */
+  dropbearPath: string | undefined;
   osRelease: string;
 }
 
@@ -80,6 +90,14 @@ async function copyInto(root: string, guestPath: string, hostPath: string, mode:
   await mkdir(dirname(target), { recursive: true });
   await copyFile(hostPath, target);
   await chmod(target, mode);
+}
+
+/** A dynamically linked program with every library ldd lists, at the same paths as on the host. */
+async function copyProgram(root: string, guestPath: string, hostPath: string): Promise<void> {
+  await copyInto(root, guestPath, hostPath, 0o755);
+  for (const lib of await sharedLibraries(hostPath)) {
+    if (!existsSync(join(root, lib))) await copyInto(root, lib, lib, 0o755);
+  }
 }
 
 async function busyboxApplets(busybox: string): Promise<string[]> {
@@ -104,14 +122,14 @@ export function etcFiles(osRelease: string): Record<string, string> {
 export async function buildRootfs(input: RootfsInput): Promise<void> {
   const mkfs = requireProgram("mkfs.ext4", "e2fsprogs");
   const root = input.stagingDir;
-  for (const dir of ["bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "etc/corral", "proc", "sys", "dev", "run", "tmp", "root", "home", "mnt", "var/lib/corral", "var/log", "opt/corral"]) {
+  for (const dir of ["bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "etc/corral", "etc/dropbear", "proc", "sys", "dev", "run", "tmp", "root", "home", "mnt", "var/lib/corral", "var/log", "opt/corral"]) {
     await mkdir(join(root, dir), { recursive: true });
   }
   await chmod(join(root, "tmp"), 0o1777);
   await chmod(join(root, "root"), 0o700);
 
   await copyInto(root, "bin/busybox", input.busyboxPath, 0o755);
-  const provided = new Set(["sbin/init", "usr/bin/node", "sbin/tini"]);
+  const provided = new Set(["sbin/init", "usr/bin/node", "sbin/tini", "usr/sbin/dropbear"]);
   for (const applet of await busyboxApplets(input.busyboxPath)) {
     if (provided.has(applet) || applet === "bin/busybox") continue;
     const target = join(root, applet);
@@ -120,8 +138,9 @@ export async function buildRootfs(input: RootfsInput): Promise<void> {
     await symlink("/bin/busybox", target);
   }
   await copyInto(root, "sbin/tini", input.tiniPath, 0o755);
-  await copyInto(root, "usr/bin/node", input.nodePath, 0o755);
-  for (const lib of await sharedLibraries(input.nodePath)) await copyInto(root, lib, lib, 0o755);
+  await copyProgram(root, "usr/bin/node", input.nodePath);
+  await copyInto(root, PTY_ADDON_GUEST_PATH.slice(1), input.ptyAddonPath, 0o755);
+  if (input.dropbearPath) await copyProgram(root, "usr/sbin/dropbear", input.dropbearPath);
 
   await writeFile(join(root, AGENT_GUEST_PATH), input.agentBundle, { mode: 0o644 });
   await writeFile(join(root, "sbin/init"), GUEST_INIT, { mode: 0o755 });

@@ -48,6 +48,12 @@ export interface SandboxRequest {
 
 export type Readiness = "agent" | "userdata";
 
+/**
+ * Runs each time a VM's agent becomes ready (boot, restore, daemon restart), after its identity was applied
+ * and before the VM counts as ready. Features use it to deliver what every guest must have (secrets).
+ */
+export type AgentReadyHook = (hostname: string, agent: AgentClient, signal: AbortSignal) => Promise<void>;
+
 export interface NodeFilter {
   hostgroup?: string;
   tag?: string;
@@ -64,6 +70,7 @@ export class VmManager {
   /** Completes when the exit of each adopted runtime has been handled. */
   private readonly exitHandling = new WeakMap<VmRuntime, Promise<void>>();
   private readonly log: Logger;
+  private readonly agentReadyHooks: AgentReadyHook[] = [];
 
   constructor(private readonly deps: VmManagerDeps) {
     this.log = deps.log;
@@ -94,6 +101,20 @@ export class VmManager {
     const record = this.deps.store.get(hostname);
     if (!record) throw new CorralError("vm_not_found", `VM ${JSON.stringify(hostname)} does not exist`);
     return record;
+  }
+
+  /** Adds a hook run whenever a VM's agent becomes ready (see AgentReadyHook). */
+  onAgentReady(hook: AgentReadyHook): void {
+    this.agentReadyHooks.push(hook);
+  }
+
+  /** The agents of every VM that is ready now (paused VMs excluded: they cannot answer). */
+  readyAgents(): { hostname: string; agent: AgentClient }[] {
+    const ready: { hostname: string; agent: AgentClient }[] = [];
+    for (const runtime of this.runtimes.values()) {
+      if (runtime.isReady && this.deps.store.get(runtime.hostname)?.state === "running") ready.push({ hostname: runtime.hostname, agent: runtime.agent });
+    }
+    return ready;
   }
 
   /** When the VM's agent last answered a call, if it has since this daemon started. */
@@ -182,6 +203,9 @@ export class VmManager {
     try {
       await runtime.agent.waitForConnection(signal, () => runtime.alive);
       await runtime.agent.applyIdentity({ hostname: record.hostname, userdata: record.userdata ?? undefined, ssh_keys: record.sshKeys }, signal);
+      for (const hook of this.agentReadyHooks) {
+        await hook(record.hostname, runtime.agent, signal).catch((err: unknown) => this.log.error({ vm: record.hostname, err }, "An agent-ready step failed"));
+      }
     } catch (err) {
       if (runtime.alive && !this.shutdown.signal.aborted) {
         const tail = (await tailLines(vmPaths(this.deps.stateDir, record.hostname).serialLog, 5)).trim();
