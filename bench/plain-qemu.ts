@@ -6,7 +6,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { agentHandshake } from "../src/daemon/agent/handshake.ts";
-import { buildQemuArgs, kernelCmdline, QemuProcess, type Accel } from "../src/engine/index.ts";
+import { buildQemuArgs, hostTscKhz, kernelCmdline, QemuProcess, type Accel } from "../src/engine/index.ts";
 import { createOverlay, type ImageVersion } from "../src/image/index.ts";
 import { userNetwork } from "../src/net/user-network.ts";
 import { AGENT_PATHS, EXEC_SPEC_HEADER } from "../src/protocol/agent.ts";
@@ -43,7 +43,7 @@ export async function bootPlain(image: ImageVersion, dir: string, accel: Accel, 
     memoryMiB,
     kernel: image.kernel,
     initrd: image.initrd,
-    cmdline: kernelCmdline({ accel, hostname: "plain", network }),
+    cmdline: kernelCmdline({ accel, hostname: "plain", network, tscKhz: hostTscKhz() }),
     disk: { path: disk, format: "qcow2" },
     serialLog: join(dir, "serial.log"),
     qmpSocket: join(dir, "qmp.sock"),

@@ -4,13 +4,17 @@ import { corralVersion } from "../util/version.ts";
 import { registerDaemonCommand } from "./daemon-command.ts";
 import { registerImageCommands } from "./image-commands.ts";
 import { registerUpCommand } from "./up-command.ts";
+import { registerPowerCommands } from "./power-commands.ts";
+import { registerTopCommand } from "./top-command.ts";
 import { registerVmCommands } from "./vm-commands.ts";
 
 const program = new Command();
 program.name("corral").description("Real Linux micro-VMs on demand").version(corralVersion());
 registerUpCommand(program);
 registerDaemonCommand(program);
-registerVmCommands(program);
+const vm = registerVmCommands(program);
+registerPowerCommands(vm);
+registerTopCommand(vm);
 registerImageCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,6 +1,11 @@
 // Printing for people (aligned tables) and for scripts (--json).
 import { CorralApiError } from "../sdk/index.ts";
 
+/** Commander's accumulator for repeatable options. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }

@@ -3,15 +3,12 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { CreateNodeBody } from "../sdk/index.ts";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
-import { action, formatBytes, parseSize, printJson, printTable } from "./output.ts";
+import { action, collect, formatBytes, parseSize, printJson, printTable } from "./output.ts";
 
 interface JsonFlag {
   json?: boolean;
 }
 
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
 
 function age(iso: string): string {
   const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -31,7 +28,7 @@ async function groupOf(flags: ConnectionFlags, hostname: string): Promise<string
   }
 }
 
-export function registerVmCommands(program: Command): void {
+export function registerVmCommands(program: Command): Command {
   const vm = program.command("vm").description("Create, inspect, use and delete VMs on a daemon");
 
   addConnectionOptions(vm.command("list").alias("ls").description("List VMs"))
@@ -194,4 +191,5 @@ export function registerVmCommands(program: Command): void {
         }
       }),
     );
+  return vm;
 }

@@ -5,7 +5,7 @@ import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
-import { resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
+import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
 import { corralHome, ImageStore, type CorralHome } from "../image/index.ts";
 import type { Logger } from "../util/log.ts";
 import { requireProgram } from "../util/run.ts";
@@ -14,6 +14,7 @@ import { loadDaemonConfig, type DaemonConfig } from "./config.ts";
 import { buildDaemonApp } from "./http/app.ts";
 import { ensureToken, tokenFile } from "./http/auth.ts";
 import type { DaemonApp } from "./http/context.ts";
+import { DaemonMetrics } from "./metrics.ts";
 import { VmManager } from "./vm/vm-manager.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
@@ -128,9 +129,10 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   if (token) log.info({ token_file: tokenFile(stateDir) }, "API auth is on: the bearer token is in the token file");
 
   const store = new VmStore(join(stateDir, "corral.db"));
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log });
+  const metrics = new DaemonMetrics(() => store.countByState());
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz: hostTscKhz() });
   let ready = false;
-  const app = buildDaemonApp({ manager, images, accel, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const app = await buildDaemonApp({ manager, images, accel, metrics, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
   let unixServer: Server | undefined;
   try {

@@ -36,6 +36,8 @@ export interface QemuSpec {
   agentSocket: string;
   pidFile: string;
   network: UserNetwork | undefined;
+  /** Start with the vCPUs stopped, waiting for a state to load (`migrate-incoming`). */
+  incoming?: boolean;
 }
 
 /** The virtio-serial port name the guest agent looks for (see AGENT_PORT_NAME). */
@@ -45,15 +47,18 @@ export interface CmdlineInput {
   accel: Accel;
   hostname: string;
   network: UserNetwork | undefined;
+  /** Under TCG, the guest's TSC rate (the host's; see host-tsc.ts). */
+  tscKhz: number;
 }
 
 /**
  * The guest kernel command line. Under TCG the kernel often fails TSC calibration and hangs at boot;
- * giving it the TSC frequency and trusting it fixed that in every boot measured (DESIGN.md).
+ * giving it the TSC frequency and trusting it fixed that in every boot measured (DESIGN.md). The frequency
+ * must be the host's, or the guest's clock drifts.
  */
 export function kernelCmdline(input: CmdlineInput): string {
   const args = ["console=ttyS0", "reboot=k", "panic=-1", "pci=off", "quiet", "root=/dev/vda", "rw"];
-  if (input.accel === "tcg") args.push("tsc_early_khz=2000000", "tsc=reliable");
+  if (input.accel === "tcg") args.push(`tsc_early_khz=${input.tscKhz}`, "tsc=reliable");
   args.push(`${BOOT_ARGS.hostname}=${input.hostname}`);
   if (input.network) {
     args.push(`${BOOT_ARGS.ip}=${input.network.guestCidr}`, `${BOOT_ARGS.gateway}=${input.network.gateway}`, `${BOOT_ARGS.dns}=${input.network.dns}`);
@@ -112,5 +117,6 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     "-qmp", `unix:${escapeOption(spec.qmpSocket)},server=on,wait=off`,
     "-pidfile", spec.pidFile,
   );
+  if (spec.incoming) args.push("-incoming", "defer");
   return args;
 }

@@ -20,6 +20,13 @@ export interface QmpEvent {
   timestamp?: { seconds: number; microseconds: number };
 }
 
+/** `query-migrate`: status is "setup", "active", "completed", "failed", "cancelled", ... */
+export interface QmpMigrationInfo {
+  status?: string;
+  "error-desc"?: string;
+  ram?: { transferred?: number; total?: number };
+}
+
 /** `query-status`: "running", "paused", "inmigrate", "postmigrate", "shutdown", ... */
 export interface QmpStatus {
   running: boolean;
@@ -114,6 +121,59 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
 
   systemReset(): Promise<void> {
     return this.execute("system_reset").then(() => undefined);
+  }
+
+  /** Changes what QEMU does on reboot, shutdown or panic at run time (`-no-reboot` is reboot=shutdown). */
+  setAction(actions: { reboot?: "reset" | "shutdown"; shutdown?: "poweroff" | "pause"; panic?: "pause" | "shutdown" | "none" }): Promise<void> {
+    return this.execute("set-action", actions).then(() => undefined);
+  }
+
+  /** Resolves with the next event of that name; rejects after `timeoutMs` or when the connection closes. */
+  waitForEvent(name: string, timeoutMs: number): Promise<QmpEvent> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new QmpError(`QMP event ${name} did not come in ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onEvent = (event: QmpEvent): void => {
+        if (event.event !== name) return;
+        cleanup();
+        resolve(event);
+      };
+      const onClose = (): void => {
+        cleanup();
+        reject(new QmpError(`QMP connection closed while waiting for ${name}`));
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.off("event", onEvent);
+        this.off("close", onClose);
+      };
+      this.on("event", onEvent);
+      this.on("close", onClose);
+    });
+  }
+
+  /** Sends the VM's state (RAM and devices) to a migration URI, e.g. `unix:/path`. Completes asynchronously. */
+  migrate(uri: string): Promise<void> {
+    return this.execute("migrate", { uri }).then(() => undefined);
+  }
+
+  /** On a QEMU started with `-incoming defer`: receives the state from a migration URI. */
+  migrateIncoming(uri: string): Promise<void> {
+    return this.execute("migrate-incoming", { uri }).then(() => undefined);
+  }
+
+  queryMigrate(): Promise<QmpMigrationInfo> {
+    return this.execute("query-migrate") as Promise<QmpMigrationInfo>;
+  }
+
+  migrateSetParameters(parameters: Record<string, unknown>): Promise<void> {
+    return this.execute("migrate-set-parameters", parameters).then(() => undefined);
+  }
+
+  migrateSetCapabilities(capabilities: { capability: string; state: boolean }[]): Promise<void> {
+    return this.execute("migrate-set-capabilities", { capabilities }).then(() => undefined);
   }
 
   /** Ends QEMU at once. The reply may be lost in the exit; a closed socket counts as success. */

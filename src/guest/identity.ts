@@ -3,9 +3,9 @@
 // started or finished (a marker on the VM's own disk) never runs again.
 import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
-import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import type { GuestIdentity } from "../protocol/agent.ts";
-import { guestEnvironment } from "./users.ts";
+import { guestEnvironment, lookupUserByName, type GuestUser } from "./users.ts";
 
 export interface IdentityPaths {
   stateDir: string;
@@ -47,8 +47,10 @@ export class IdentityState {
   }
 
   async apply(identity: GuestIdentity): Promise<void> {
+    if (identity.time_ms !== undefined) await setClock(identity.time_ms);
     await setHostname(identity.hostname);
-    if (identity.ssh_keys && identity.ssh_keys.length > 0) this.installSshKeys(identity.ssh_keys);
+    const user = identity.user ? ensureUser(identity.user) : undefined;
+    if (identity.ssh_keys && identity.ssh_keys.length > 0) this.installSshKeys(identity.ssh_keys, user);
     this.applied = true;
     if (this.userdataStarted) return;
     this.userdataStarted = true;
@@ -76,13 +78,19 @@ export class IdentityState {
     this.userdataRan = true;
   }
 
-  private installSshKeys(keys: readonly string[]): void {
-    mkdirSync(this.paths.rootSshDir, { recursive: true, mode: 0o700 });
-    chmodSync(this.paths.rootSshDir, 0o700);
-    const file = `${this.paths.rootSshDir}/authorized_keys`;
+  /** Adds keys to the user's (or root's) authorized_keys, keeping the ones already there. */
+  private installSshKeys(keys: readonly string[], user: GuestUser | undefined): void {
+    const sshDir = user ? `${user.home}/.ssh` : this.paths.rootSshDir;
+    mkdirSync(sshDir, { recursive: true, mode: 0o700 });
+    chmodSync(sshDir, 0o700);
+    const file = `${sshDir}/authorized_keys`;
     const existing = existsSync(file) ? readFileSync(file, "utf8").split("\n").filter((l) => l.trim()) : [];
     const merged = [...new Set([...existing, ...keys.map((k) => k.trim()).filter((k) => k)])];
     writeFileSync(file, `${merged.join("\n")}\n`, { mode: 0o600 });
+    if (user) {
+      chownSync(sshDir, user.uid, user.gid);
+      chownSync(file, user.uid, user.gid);
+    }
   }
 
   /** Runs the script with /bin/sh unless it names its own interpreter; output goes to a log file. */
@@ -110,13 +118,48 @@ export class IdentityState {
   }
 }
 
-async function setHostname(hostname: string): Promise<void> {
-  // Node has no sethostname(2); busybox's hostname applet calls it.
-  await new Promise<void>((resolve) => {
-    const child = spawn("hostname", [hostname], { stdio: "ignore" });
+function runQuietly(file: string, args: string[]): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const child = spawn(file, args, { stdio: "ignore" });
     child.on("error", () => resolve());
     child.on("exit", () => resolve());
   });
+}
+
+/** Sets the clock from the host's when it is more than a second off (after a restore it is far behind). */
+async function setClock(hostMs: number): Promise<void> {
+  if (Math.abs(Date.now() - hostMs) < 1000) return;
+  // busybox date takes "@seconds"; a second's precision is what settimeofday through date gives.
+  await runQuietly("date", ["-u", "-s", `@${Math.round(hostMs / 1000)}`]);
+}
+
+export const USER_NAME_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
+
+/**
+ * A login user with a home and /bin/sh, created by appending to passwd, group and shadow. Its password is
+ * "*" (no password login, not "locked": dropbear refuses keys for locked accounts, which busybox's
+ * `adduser -D` would make). Existing users are returned as they are.
+ */
+export function ensureUser(name: string, etc = "/etc", homeRoot = "/home"): GuestUser {
+  if (!USER_NAME_PATTERN.test(name)) throw new Error(`Invalid user name ${JSON.stringify(name)}`);
+  const existing = lookupUserByName(name, `${etc}/passwd`);
+  if (existing) return existing;
+  const passwd = readFileSync(`${etc}/passwd`, "utf8");
+  const used = new Set(passwd.split("\n").map((l) => Number(l.split(":")[2])).filter((n) => Number.isInteger(n)));
+  let uid = 1000;
+  while (used.has(uid)) uid++;
+  const home = `${homeRoot}/${name}`;
+  appendFileSync(`${etc}/passwd`, `${passwd.endsWith("\n") || passwd === "" ? "" : "\n"}${name}:x:${uid}:${uid}::${home}:/bin/sh\n`);
+  appendFileSync(`${etc}/group`, `${name}:x:${uid}:\n`);
+  appendFileSync(`${etc}/shadow`, `${name}:*:19000:0:99999:7:::\n`);
+  mkdirSync(home, { recursive: true, mode: 0o755 });
+  chownSync(home, uid, uid);
+  return { name, uid, gid: uid, home, shell: "/bin/sh" };
+}
+
+async function setHostname(hostname: string): Promise<void> {
+  // Node has no sethostname(2); busybox's hostname applet calls it.
+  await runQuietly("hostname", [hostname]);
   writeFileSync("/etc/hostname", `${hostname}\n`);
   const hosts = existsSync("/etc/hosts") ? readFileSync("/etc/hosts", "utf8") : "";
   const lines = hosts.split("\n").filter((l) => l.trim() && !l.startsWith("127.0.1.1"));

@@ -17,6 +17,14 @@ interface Route {
   handler: RouteHandler;
 }
 
+function decodeParam(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new AgentRouteError(400, "invalid_request", `Malformed escape in path segment ${JSON.stringify(text)}`);
+  }
+}
+
 export class AgentRouter {
   private readonly routes: Route[] = [];
 
@@ -29,10 +37,10 @@ export class AgentRouter {
   async dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
     stream.on("error", () => undefined);
     const method = String(headers[h2.HTTP2_HEADER_METHOD]);
-    const url = new URL(String(headers[h2.HTTP2_HEADER_PATH]), "http://agent");
-    const match = this.match(method, url.pathname);
-    if (!match) return sendError(stream, 404, "not_found", `No agent route ${method} ${url.pathname}`);
     try {
+      const url = new URL(String(headers[h2.HTTP2_HEADER_PATH]), "http://agent");
+      const match = this.match(method, url.pathname);
+      if (!match) return sendError(stream, 404, "not_found", `No agent route ${method} ${url.pathname}`);
       await match.route.handler({ stream, headers, params: match.params, query: url.searchParams });
     } catch (err) {
       if (err instanceof AgentRouteError) return sendError(stream, err.status, err.code, err.message);
@@ -49,7 +57,7 @@ export class AgentRouter {
       for (let i = 0; i < parts.length && ok; i++) {
         const expected = route.parts[i] as string;
         const actual = parts[i] as string;
-        if (expected.startsWith(":")) params[expected.slice(1)] = decodeURIComponent(actual);
+        if (expected.startsWith(":")) params[expected.slice(1)] = decodeParam(actual);
         else ok = expected === actual;
       }
       if (ok) return { route, params };

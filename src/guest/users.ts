@@ -11,20 +11,29 @@ export interface GuestUser {
   shell: string;
 }
 
-export function lookupUser(uid: number, passwdFile = "/etc/passwd"): GuestUser | undefined {
+/** Every user in a passwd file (none when it cannot be read). */
+export function readUsers(passwdFile = "/etc/passwd"): GuestUser[] {
   let text: string;
   try {
     text = readFileSync(passwdFile, "utf8");
   } catch {
-    return undefined;
+    return [];
   }
+  const users: GuestUser[] = [];
   for (const line of text.split("\n")) {
     const [name, , uidText, gidText, , home, shell] = line.split(":");
-    if (name && Number(uidText) === uid) {
-      return { name, uid, gid: Number(gidText), home: home || "/", shell: shell || "/bin/sh" };
-    }
+    if (!name || uidText === undefined) continue;
+    users.push({ name, uid: Number(uidText), gid: Number(gidText), home: home || "/", shell: shell || "/bin/sh" });
   }
-  return undefined;
+  return users;
+}
+
+export function lookupUser(uid: number, passwdFile = "/etc/passwd"): GuestUser | undefined {
+  return readUsers(passwdFile).find((u) => u.uid === uid);
+}
+
+export function lookupUserByName(name: string, passwdFile = "/etc/passwd"): GuestUser | undefined {
+  return readUsers(passwdFile).find((u) => u.name === name);
 }
 
 /** The default environment for `uid`, with "KEY=VALUE" entries from the request on top. */

@@ -43,7 +43,12 @@ export interface AgentHealth {
 export interface GuestIdentity {
   hostname: string;
   userdata?: string;
+  /** Public keys to authorize: for `user` when given, else for root. */
   ssh_keys?: string[];
+  /** A login user to create (with a home and a shell) and give the keys to. */
+  user?: string;
+  /** The host's clock (ms since the epoch): a restored guest's clock is stale and is set from it. */
+  time_ms?: number;
 }
 
 export interface ExecSpec {

@@ -30,7 +30,8 @@ export const CreateNodeBodySchema = Type.Object(
     userdata: Type.Optional(Type.String({ maxLength: MAX_USERDATA })),
     ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 64 })),
     tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { maxItems: 64 })),
-    import_user: Type.Optional(Type.String()),
+    /** A login user created in the guest, who gets `ssh_keys` (without it, root gets them). */
+    import_user: Type.Optional(Type.String({ pattern: "^[a-z_][a-z0-9_-]{0,31}$", description: "a user name (lower-case letters, digits, '_' and '-', at most 32)" })),
     github_user: Type.Optional(Type.String()),
     disk_image: Type.Optional(Type.String()),
     ip: Type.Optional(Type.String()),
@@ -41,10 +42,23 @@ export const CreateNodeBodySchema = Type.Object(
 );
 export type CreateNodeBody = Static<typeof CreateNodeBodySchema>;
 
-export const CreateNodeQuerySchema = Type.Object({
+/** `?wait=agent|userdata&timeout=60s` on create, relaunch and restore. */
+export const WaitQuerySchema = Type.Object({
   wait: Type.Optional(StringEnum(["agent", "userdata"])),
   timeout: Type.Optional(Type.String({ description: 'a Go duration such as "60s"' })),
 });
+export const CreateNodeQuerySchema = WaitQuerySchema;
+
+export const PowerActionSchema = StringEnum(["shutdown", "reboot"]);
+export const ShutdownQuerySchema = Type.Object({ action: Type.Optional(PowerActionSchema) });
+/** Slicer's TypeScript SDK sends the action in a JSON body, its Go SDK in the query: both are read. */
+export const ShutdownBodySchema = Type.Object({ action: Type.Optional(PowerActionSchema) }, { additionalProperties: false });
+
+const Tag = Type.String({ minLength: 1, maxLength: 256 });
+const TagList = Type.Array(Tag, { maxItems: 64 });
+/** Exactly one of add, remove, replace per request (replace: [] clears). */
+export const TagsChangeSchema = Type.Object({ add: Type.Optional(TagList), remove: Type.Optional(TagList), replace: Type.Optional(TagList) }, { additionalProperties: false });
+export const TagsSchema = Type.Object({ hostname: Type.String(), tags: Type.Array(Type.String()) });
 
 export const CreatedNodeSchema = Type.Object({
   hostname: Type.String(),
@@ -151,3 +165,41 @@ export const InfoSchema = Type.Object({
 
 /** Slicer reports the machine architecture as x86_64 in host groups and nodes. */
 export const SLICER_ARCH = "x86_64";
+
+const Num = Type.Number();
+export const SnapshotSchema = Type.Object({
+  hostname: Type.String(),
+  arch: Type.String(),
+  timestamp: Type.String(),
+  uptime: Type.String({ description: "a Go duration" }),
+  totalCpus: Type.Integer(),
+  totalMemory: Num,
+  memoryUsed: Num,
+  memoryAvailable: Num,
+  memoryUsedPercent: Num,
+  loadAvg1: Num,
+  loadAvg5: Num,
+  loadAvg15: Num,
+  diskReadTotal: Num,
+  diskWriteTotal: Num,
+  networkReadTotal: Num,
+  networkWriteTotal: Num,
+  diskIOInflight: Num,
+  openConnections: Num,
+  openFiles: Num,
+  entropy: Num,
+  diskSpaceTotal: Num,
+  diskSpaceUsed: Num,
+  diskSpaceFree: Num,
+  diskSpaceUsedPercent: Num,
+});
+
+/** One VM's stats; `snapshot` is null (and `error` says why) when its agent cannot answer. */
+export const NodeStatSchema = Type.Object({
+  hostname: Type.String(),
+  ip: Type.String(),
+  created_at: Type.String(),
+  snapshot: Type.Union([SnapshotSchema, Type.Null()]),
+  error: Type.Optional(Type.String()),
+});
+export type NodeStat = Static<typeof NodeStatSchema>;

@@ -4,7 +4,7 @@
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
-import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo } from "../protocol/slicer.ts";
+import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { queryString, Transport, type ClientOptions } from "./transport.ts";
 
 export interface VmHealth {
@@ -114,6 +114,68 @@ export class CorralClient {
 
   logs(hostname: string, lines?: number): Promise<VmLogs> {
     return this.json("GET", `/vm/${encodeURIComponent(hostname)}/logs${queryString({ lines })}`);
+  }
+
+  // ---- power ----
+
+  pause(hostname: string): Promise<string> {
+    return this.action(hostname, "pause");
+  }
+
+  resume(hostname: string): Promise<string> {
+    return this.action(hostname, "resume");
+  }
+
+  /** Powers the VM off (action "shutdown", the default) or reboots it in place ("reboot"). */
+  shutdown(hostname: string, action: "shutdown" | "reboot" = "shutdown"): Promise<string> {
+    return this.action(hostname, "shutdown", { action });
+  }
+
+  /** Boots a stopped persistent VM again on its own disk. */
+  relaunch(hostname: string, options: CreateOptions = {}): Promise<CreatedNode> {
+    return this.json("POST", `/vm/${encodeURIComponent(hostname)}/relaunch${queryString({ wait: options.wait, timeout: options.timeout })}`, undefined, options.wait ? 25 * 3_600_000 : undefined);
+  }
+
+  /** Saves the VM's memory to disk and stops its QEMU process. */
+  suspend(hostname: string): Promise<string> {
+    return this.action(hostname, "suspend");
+  }
+
+  restore(hostname: string, options: CreateOptions = {}): Promise<string> {
+    return this.action(hostname, "restore", { wait: options.wait, timeout: options.timeout });
+  }
+
+  private async action(hostname: string, name: string, query: Record<string, string | undefined> = {}): Promise<string> {
+    const response = await this.transport.send("POST", `/vm/${encodeURIComponent(hostname)}/${name}${queryString(query)}`, { timeoutMs: 25 * 3_600_000 });
+    return response.body.text();
+  }
+
+  // ---- stats ----
+
+  /** Every VM's resource snapshot (null, with `error`, for VMs whose agent cannot answer). */
+  stats(): Promise<NodeStat[]> {
+    return this.json("GET", "/nodes/stats");
+  }
+
+  async nodeStats(hostname: string): Promise<NodeStat> {
+    const list = await this.json<NodeStat[]>("GET", `/node/${encodeURIComponent(hostname)}/stats`);
+    return list[0] as NodeStat;
+  }
+
+  /** The daemon's Prometheus metrics, as text. */
+  async metrics(): Promise<string> {
+    return (await this.transport.send("GET", "/metrics", {})).body.text();
+  }
+
+  // ---- tags ----
+
+  tags(hostname: string): Promise<{ hostname: string; tags: string[] }> {
+    return this.json("GET", `/vm/${encodeURIComponent(hostname)}/tags`);
+  }
+
+  /** One change per call: { add }, { remove } or { replace } (replace: [] clears). */
+  updateTags(hostname: string, change: { add?: string[]; remove?: string[]; replace?: string[] }): Promise<{ hostname: string; tags: string[] }> {
+    return this.json("PATCH", `/vm/${encodeURIComponent(hostname)}/tags`, change);
   }
 
   execBuffered(hostname: string, options: Omit<ExecOptions, "stdin">): Promise<BufferedExecResult> {

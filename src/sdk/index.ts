@@ -2,4 +2,4 @@
 export { CorralClient, type CreateOptions, type DaemonInfo, type ExecOptions, type NodeFilter, type VmHealth, type VmLogs } from "./daemon-client.ts";
 export { CorralApiError, Transport, type ClientOptions } from "./transport.ts";
 export type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
-export type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo } from "../protocol/slicer.ts";
+export type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";

@@ -143,7 +143,8 @@ describe("API auth and bad input", { timeout: 600_000 }, () => {
     assertError(await call(url, "POST", "/hostgroup/sbox/nodes", { token, body: `{"ram_bytes": ${1024 ** 3}}` }), 400, "resources_exceeded", /limit is 536870912/);
     assertError(await call(url, "POST", "/hostgroup/sbox/nodes", { token, body: '{"ram_bytes": 1024}' }), 400, "invalid_request", /ram_bytes/);
     assertError(await call(url, "POST", "/hostgroup/sbox/nodes", { token, body: '{"gpu_count": 1}' }), 400, "invalid_request", /gpu_count/);
-    assertError(await call(url, "POST", "/hostgroup/sbox/nodes", { token, body: '{"import_user": "alice"}' }), 400, "invalid_request", /ssh_keys/);
+    assertError(await call(url, "POST", "/hostgroup/sbox/nodes", { token, body: '{"github_user": "alice"}' }), 400, "invalid_request", /ssh_keys/);
+    assertError(await call(url, "POST", "/hostgroup/sbox/nodes", { token, body: '{"import_user": "Bad User"}' }), 400, "invalid_request", /import_user.*user name/);
   });
 
   test("400 for bad names, waits and timeouts", async () => {

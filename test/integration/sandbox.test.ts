@@ -67,6 +67,19 @@ describe("sandboxes", { timeout: 600_000 }, () => {
     assert.equal(result.stderr, "oops\n");
   });
 
+  test("the guest's clock keeps time with the host's", async () => {
+    const uptime = async (): Promise<number> => Number((await daemon.client.execBuffered(hostname, { cmd: "cat", args: ["/proc/uptime"] })).stdout.split(" ")[0]);
+    const hostStart = performance.now();
+    const guestStart = await uptime();
+    await new Promise((r) => setTimeout(r, 4000));
+    const guestEnd = await uptime();
+    const hostSeconds = (performance.now() - hostStart) / 1000;
+    const ratio = (guestEnd - guestStart) / hostSeconds;
+    assert.ok(ratio > 0.9 && ratio < 1.1, `guest time ran at ${ratio.toFixed(3)}x host time`);
+    const guestNow = Number((await daemon.client.execBuffered(hostname, { cmd: "date", args: ["+%s"] })).stdout);
+    assert.ok(Math.abs(guestNow - Date.now() / 1000) < 3, "the guest's wall clock is the host's");
+  });
+
   test("HEAD /vm/HOST/health answers 200 with no body; unknown VMs 404", async () => {
     const ok = await request(`${daemon.url}/vm/${hostname}/health`, { method: "HEAD" });
     assert.equal(ok.statusCode, 200);

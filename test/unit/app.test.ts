@@ -1,8 +1,9 @@
-import { test, describe, after } from "node:test";
+import { test, describe, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { pino } from "pino";
 import { buildDaemonApp, repairEscapedQuery } from "../../src/daemon/http/app.ts";
 import type { DaemonContext } from "../../src/daemon/http/context.ts";
+import { DaemonMetrics } from "../../src/daemon/metrics.ts";
 
 describe("repairEscapedQuery", { timeout: 20_000 }, () => {
   test('turns an escaped "?" (%3F) back into the query separator', () => {
@@ -39,8 +40,12 @@ describe("buildDaemonApp routing of escaped queries", { timeout: 20_000 }, () =>
     },
     lastAgentCall: () => undefined,
   };
-  const ctx = { manager, images: {}, accel: {}, version: "0.0.0-test", gitCommit: "test" } as unknown as DaemonContext;
-  const app = buildDaemonApp(ctx, { token: undefined, log: pino({ level: "silent" }) });
+  const ctx = { manager, images: {}, accel: {}, metrics: new DaemonMetrics(() => ({})), version: "0.0.0-test", gitCommit: "test" } as unknown as DaemonContext;
+  const building = buildDaemonApp(ctx, { token: undefined, log: pino({ level: "silent" }) });
+  let app: Awaited<typeof building>;
+  before(async () => {
+    app = await building;
+  });
   after(() => app.close());
 
   test("GET /hostgroup/NAME/nodes%3Ftag=... reaches the node list with its filter", async () => {

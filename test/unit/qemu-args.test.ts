@@ -167,35 +167,39 @@ describe("buildQemuArgs", () => {
 describe("kernelCmdline", () => {
   test("TCG without network adds the TSC arguments", () => {
     assert.equal(
-      kernelCmdline({ accel: "tcg", hostname: "sbox-1", network: undefined }),
-      "console=ttyS0 reboot=k panic=-1 pci=off quiet root=/dev/vda rw tsc_early_khz=2000000 tsc=reliable corral.hostname=sbox-1",
+      kernelCmdline({ accel: "tcg", hostname: "sbox-1", network: undefined, tscKhz: 2695946 }),
+      "console=ttyS0 reboot=k panic=-1 pci=off quiet root=/dev/vda rw tsc_early_khz=2695946 tsc=reliable corral.hostname=sbox-1",
     );
+  });
+
+  test("the TSC rate given is the one the guest kernel is told", () => {
+    assert.match(kernelCmdline({ accel: "tcg", hostname: "h", network: undefined, tscKhz: 3400000 }), / tsc_early_khz=3400000 tsc=reliable /);
   });
 
   test("KVM without network has no TSC arguments", () => {
     assert.equal(
-      kernelCmdline({ accel: "kvm", hostname: "web-2", network: undefined }),
+      kernelCmdline({ accel: "kvm", hostname: "web-2", network: undefined, tscKhz: 2695946 }),
       "console=ttyS0 reboot=k panic=-1 pci=off quiet root=/dev/vda rw corral.hostname=web-2",
     );
   });
 
   test("TCG with network appends the address, gateway and DNS", () => {
     assert.equal(
-      kernelCmdline({ accel: "tcg", hostname: "sbox-1", network: NET }),
-      "console=ttyS0 reboot=k panic=-1 pci=off quiet root=/dev/vda rw tsc_early_khz=2000000 tsc=reliable corral.hostname=sbox-1 corral.ip=10.0.2.15/24 corral.gw=10.0.2.2 corral.dns=10.0.2.3",
+      kernelCmdline({ accel: "tcg", hostname: "sbox-1", network: NET, tscKhz: 2695946 }),
+      "console=ttyS0 reboot=k panic=-1 pci=off quiet root=/dev/vda rw tsc_early_khz=2695946 tsc=reliable corral.hostname=sbox-1 corral.ip=10.0.2.15/24 corral.gw=10.0.2.2 corral.dns=10.0.2.3",
     );
   });
 
   test("KVM with network", () => {
     assert.equal(
-      kernelCmdline({ accel: "kvm", hostname: "sbox-1", network: { ...NET, guestCidr: "192.168.7.9/16", gateway: "192.168.0.1", dns: "1.1.1.1" } }),
+      kernelCmdline({ accel: "kvm", hostname: "sbox-1", network: { ...NET, guestCidr: "192.168.7.9/16", gateway: "192.168.0.1", dns: "1.1.1.1" }, tscKhz: 2695946 }),
       "console=ttyS0 reboot=k panic=-1 pci=off quiet root=/dev/vda rw corral.hostname=sbox-1 corral.ip=192.168.7.9/16 corral.gw=192.168.0.1 corral.dns=1.1.1.1",
     );
   });
 
   test("forwards and denyOutgoing do not reach the kernel command line", () => {
-    const plain = kernelCmdline({ accel: "kvm", hostname: "h", network: NET });
-    const restricted = kernelCmdline({ accel: "kvm", hostname: "h", network: { ...NET, denyOutgoing: true, forwards: [{ hostAddress: "127.0.0.1", hostPort: 1, guestPort: 2 }] } });
+    const plain = kernelCmdline({ accel: "kvm", hostname: "h", network: NET, tscKhz: 1 });
+    const restricted = kernelCmdline({ accel: "kvm", hostname: "h", network: { ...NET, denyOutgoing: true, forwards: [{ hostAddress: "127.0.0.1", hostPort: 1, guestPort: 2 }] }, tscKhz: 1 });
     assert.equal(restricted, plain);
   });
 });

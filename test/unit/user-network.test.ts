@@ -69,7 +69,7 @@ describe("userNetwork", () => {
   test("feeds the QEMU arguments and the kernel command line consistently", () => {
     const net = userNetwork("52:54:00:aa:bb:cc", [{ hostAddress: "127.0.0.1", hostPort: 40000, guestPort: 22 }], true);
     assert.equal(
-      kernelCmdline({ accel: "kvm", hostname: "sbox-1", network: net }),
+      kernelCmdline({ accel: "kvm", hostname: "sbox-1", network: net, tscKhz: 2695946 }),
       "console=ttyS0 reboot=k panic=-1 pci=off quiet root=/dev/vda rw corral.hostname=sbox-1 corral.ip=10.0.2.15/24 corral.gw=10.0.2.2 corral.dns=10.0.2.3",
     );
     const args = buildQemuArgs({

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { CorralError } from "../../src/protocol/errors.ts";
 import { assertTransition, canTransition, isLive, LIVE_STATES, slicerStatus, type VmState } from "../../src/daemon/vm/vm-state.ts";
 
-const STATES: readonly VmState[] = ["creating", "booting", "running", "paused", "stopping", "stopped", "failed"];
+const STATES: readonly VmState[] = ["creating", "booting", "running", "paused", "suspending", "suspended", "stopping", "stopped", "failed"];
 
 // Written out here independently of the module's table, so a change to either shows up.
 const ALLOWED: ReadonlySet<string> = new Set([
@@ -22,6 +22,14 @@ const ALLOWED: ReadonlySet<string> = new Set([
   "paused->stopping",
   "paused->stopped",
   "paused->failed",
+  "running->suspending",
+  "paused->suspending",
+  "suspending->suspended",
+  "suspending->running",
+  "suspending->paused",
+  "suspending->failed",
+  "suspended->booting",
+  "suspended->failed",
   "stopping->stopped",
   "stopping->failed",
   "stopped->booting",
@@ -38,10 +46,10 @@ describe("canTransition", () => {
     }
   }
 
-  test("the table has exactly 19 allowed moves out of 49", () => {
+  test("the table has exactly 27 allowed moves out of 81", () => {
     let count = 0;
     for (const from of STATES) for (const to of STATES) if (canTransition(from, to)) count++;
-    assert.equal(count, 19);
+    assert.equal(count, 27);
   });
 
   test("no state moves to itself", () => {
@@ -53,7 +61,7 @@ describe("canTransition", () => {
   });
 
   test("every state can eventually fail or stop except the terminal ones, which can only boot again", () => {
-    assert.deepEqual(STATES.filter((s) => canTransition(s, "failed")), ["creating", "booting", "running", "paused", "stopping"]);
+    assert.deepEqual(STATES.filter((s) => canTransition(s, "failed")), ["creating", "booting", "running", "paused", "suspending", "suspended", "stopping"]);
     assert.deepEqual(STATES.filter((s) => canTransition("stopped", s)), ["booting"]);
     assert.deepEqual(STATES.filter((s) => canTransition("failed", s)), ["booting"]);
   });
@@ -89,13 +97,13 @@ describe("assertTransition", () => {
 });
 
 describe("isLive", () => {
-  test("a QEMU process exists while booting, running, paused and stopping", () => {
-    assert.deepEqual(STATES.filter(isLive), ["booting", "running", "paused", "stopping"]);
-    assert.deepEqual([...LIVE_STATES], ["booting", "running", "paused", "stopping"]);
+  test("a QEMU process exists while booting, running, paused, suspending and stopping", () => {
+    assert.deepEqual(STATES.filter(isLive), ["booting", "running", "paused", "suspending", "stopping"]);
+    assert.deepEqual([...LIVE_STATES], ["booting", "running", "paused", "suspending", "stopping"]);
   });
 
-  test("not while creating, stopped or failed", () => {
-    for (const state of ["creating", "stopped", "failed"] as const) assert.equal(isLive(state), false, state);
+  test("not while creating, suspended, stopped or failed", () => {
+    for (const state of ["creating", "suspended", "stopped", "failed"] as const) assert.equal(isLive(state), false, state);
   });
 });
 
@@ -108,6 +116,8 @@ describe("slicerStatus", () => {
         booting: "Running",
         running: "Running",
         paused: "Paused",
+        suspending: "Running",
+        suspended: "Stopped",
         stopping: "Running",
         stopped: "Stopped",
         failed: "Stopped",

@@ -18,6 +18,7 @@ function newVm(overrides: Partial<NewVm> = {}): NewVm {
     imageVersion: "v1",
     userdata: null,
     sshKeys: [],
+    importUser: null,
     tags: [],
     ip: "10.0.2.15",
     mac: "52:54:00:00:00:01",
@@ -108,6 +109,7 @@ describe("VmStore", () => {
         imageVersion: "20240101",
         userdata: "#!/bin/sh\necho hi\n",
         sshKeys: ["ssh-ed25519 AAA a", "k2"],
+        importUser: null,
         tags: ["x=1", "y"],
         ip: "10.0.2.15",
         mac: "52:54:00:ab:cd:ef",
@@ -358,10 +360,10 @@ describe("VmStore", () => {
     test("the schema version is recorded and a newer one is refused", () => {
       store.close();
       const raw = new Database(file);
-      assert.equal(raw.pragma("user_version", { simple: true }), 1);
-      raw.pragma("user_version = 2");
+      assert.equal(raw.pragma("user_version", { simple: true }), 2);
+      raw.pragma("user_version = 3");
       raw.close();
-      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 2, this one knows 1)" });
+      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 3, this one knows 2)" });
     });
 
     test("the database uses write-ahead logging", () => {

@@ -142,6 +142,12 @@ export class AgentClient {
     }
   }
 
+  /** Drops the current session (the guest rebooted or was restored); the next call connects afresh. */
+  reset(): void {
+    this.session?.destroy();
+    this.session = undefined;
+  }
+
   close(): void {
     this.closed = true;
     this.session?.destroy();

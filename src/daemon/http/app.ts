@@ -1,4 +1,5 @@
 // Builds the daemon's HTTP application: parsers, auth, error handling and every route.
+import swagger from "@fastify/swagger";
 import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Logger } from "../../util/log.ts";
@@ -29,7 +30,7 @@ export interface AppOptions {
   isReady?: () => boolean;
 }
 
-export function buildDaemonApp(ctx: DaemonContext, options: AppOptions): DaemonApp {
+export async function buildDaemonApp(ctx: DaemonContext, options: AppOptions): Promise<DaemonApp> {
   const app = Fastify({
     loggerInstance: options.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -49,6 +50,16 @@ export function buildDaemonApp(ctx: DaemonContext, options: AppOptions): DaemonA
     });
   }
   if (options.token !== undefined) installAuth(app, options.token, OPEN_PATHS);
+  // Before any route: the OpenAPI document is collected from the routes' schemas as they are added.
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.0.3",
+      info: { title: "Corral host daemon", description: "Slicer-compatible API of a Corral host daemon", version: ctx.version },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   for (const routes of ROUTE_SETS) routes(app, ctx);
   return app;
 }

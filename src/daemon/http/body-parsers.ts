@@ -7,6 +7,10 @@ import { CorralError } from "../../protocol/errors.ts";
 export const JSON_BODY_LIMIT = 1024 * 1024;
 
 export function installJsonBodies(app: FastifyInstance): void {
+  // No body at all (Slicer's Go SDK posts actions without one) is an empty object to the body schemas.
+  app.addHook("preValidation", async (request) => {
+    if (request.body === undefined || request.body === null) request.body = {};
+  });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: JSON_BODY_LIMIT }, (_request, body: Buffer, done) => {
     if (body.length === 0 || body.toString("utf8").trim().length === 0) return done(null, undefined);

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, Raw
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { AccelVerdict } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
+import type { DaemonMetrics } from "../metrics.ts";
 import type { VmManager } from "../vm/vm-manager.ts";
 
 export interface DaemonContext {
@@ -11,6 +12,7 @@ export interface DaemonContext {
   accel: AccelVerdict;
   version: string;
   gitCommit: string;
+  metrics: DaemonMetrics;
 }
 
 export type DaemonApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;

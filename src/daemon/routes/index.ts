@@ -2,10 +2,13 @@
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { execRoutes } from "./exec.ts";
 import { lifecycleRoutes } from "./lifecycle.ts";
+import { metricsRoutes } from "./metrics.ts";
 import { nodeRoutes } from "./nodes.ts";
+import { statsRoutes } from "./stats.ts";
 import { systemRoutes } from "./system.ts";
+import { tagRoutes } from "./tags.ts";
 import { vmRoutes } from "./vm.ts";
 
 export type RouteSet = (app: DaemonApp, ctx: DaemonContext) => void;
 
-export const ROUTE_SETS: readonly RouteSet[] = [systemRoutes, nodeRoutes, vmRoutes, execRoutes, lifecycleRoutes];
+export const ROUTE_SETS: readonly RouteSet[] = [metricsRoutes, systemRoutes, nodeRoutes, vmRoutes, execRoutes, lifecycleRoutes, tagRoutes, statsRoutes];

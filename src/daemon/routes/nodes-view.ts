@@ -1,5 +1,5 @@
 // How VM records and host groups look on the wire (Slicer's field names).
-import type { HostGroupInfo, NodeInfo } from "../../protocol/slicer.ts";
+import type { CreatedNode, HostGroupInfo, NodeInfo } from "../../protocol/slicer.ts";
 import { SLICER_ARCH } from "../../protocol/slicer.ts";
 import type { HostGroupConfig } from "../config.ts";
 import { slicerStatus } from "../vm/vm-state.ts";
@@ -22,6 +22,11 @@ export function nodeView(record: VmRecord, lastAgentCall: Date | undefined): Nod
   };
   if (lastAgentCall) node.last_agent_call = lastAgentCall.toISOString();
   return node;
+}
+
+/** The answer to create, relaunch and fork, as Slicer's SDKs decode it. */
+export function createdView(record: VmRecord): CreatedNode {
+  return { hostname: record.hostname, hostgroup: record.hostgroup, ip: record.ip, created_at: record.createdAt, arch: SLICER_ARCH, persistent: record.persistent };
 }
 
 export function hostGroupView(group: HostGroupConfig, vmCount: number): HostGroupInfo {

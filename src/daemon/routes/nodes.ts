@@ -1,7 +1,6 @@
 // Host groups and their nodes: GET /hostgroup, GET /nodes, GET|POST /hostgroup/NAME/nodes,
 // DELETE /hostgroup/NAME/nodes/HOSTNAME.
 import { Type } from "@sinclair/typebox";
-import { MAX_DURATION_MS, formatDuration, parseDuration } from "../../protocol/duration.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import {
   CreatedNodeSchema,
@@ -13,14 +12,13 @@ import {
   HostGroupSchema,
   NodeListQuerySchema,
   NodeSchema,
-  SLICER_ARCH,
   type CreateNodeBody,
 } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import type { SandboxRequest } from "../vm/vm-manager.ts";
-import { hostGroupView, nodeView } from "./nodes-view.ts";
+import { createdView, hostGroupView, nodeView } from "./nodes-view.ts";
+import { parseWait, waitAsAsked } from "./waiting.ts";
 
-const DEFAULT_WAIT_MS = 5 * 60_000;
 const GiB = 1024 * 1024 * 1024;
 
 /** Turns the create body into a request, refusing fields Corral cannot honour rather than ignoring them. */
@@ -28,8 +26,8 @@ function sandboxRequest(body: CreateNodeBody | undefined): SandboxRequest {
   const b = body ?? {};
   if (b.gpu_count) throw new CorralError("invalid_request", "Invalid body field \"gpu_count\": this daemon has no GPUs to pass through");
   if (b.ip) throw new CorralError("invalid_request", "Invalid body field \"ip\": VMs use user-mode networking, where addresses are not chosen per VM");
-  if (b.import_user || b.github_user) {
-    throw new CorralError("invalid_request", `Invalid body field "${b.import_user ? "import_user" : "github_user"}": keys cannot be fetched from GitHub here; pass them in "ssh_keys"`);
+  if (b.github_user) {
+    throw new CorralError("invalid_request", 'Invalid body field "github_user": keys cannot be fetched from GitHub here; pass them in "ssh_keys"');
   }
   if (b.disk_image) throw new CorralError("invalid_request", "Invalid body field \"disk_image\": the image is chosen by the host group");
   if (b.ram_bytes !== undefined && b.ram_gb !== undefined) throw new CorralError("invalid_request", "Give the memory size once: ram_bytes or ram_gb");
@@ -40,6 +38,7 @@ function sandboxRequest(body: CreateNodeBody | undefined): SandboxRequest {
   if (ramBytes !== undefined) request.ramBytes = ramBytes;
   if (b.userdata !== undefined) request.userdata = b.userdata;
   if (b.ssh_keys !== undefined) request.sshKeys = b.ssh_keys;
+  if (b.import_user !== undefined) request.importUser = b.import_user;
   if (b.tags !== undefined) request.tags = b.tags;
   if (b.persistent !== undefined) request.persistent = b.persistent;
   return request;
@@ -72,24 +71,19 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
     { schema: { params: GroupParams, querystring: CreateNodeQuerySchema, body: Type.Optional(CreateNodeBodySchema), response: { 201: CreatedNodeSchema } } },
     async (request, reply) => {
       // Check everything about the request before a VM exists.
-      const timeoutMs = request.query.timeout !== undefined ? parseDuration(request.query.timeout) : DEFAULT_WAIT_MS;
-      if (timeoutMs <= 0 || timeoutMs > MAX_DURATION_MS) throw new CorralError("invalid_duration", 'Invalid timeout: it must be longer than "0s"');
+      const waiting = parseWait(request.query);
       const sandbox = sandboxRequest(request.body);
       const record = await manager.createSandbox(request.params.name, sandbox);
-      const wait = request.query.wait;
-      if (wait) {
-        try {
-          await manager.waitReady(record.hostname, wait, AbortSignal.timeout(timeoutMs));
-        } catch (err) {
-          await manager.deleteNode(record.hostgroup, record.hostname, { force: true }).catch(() => undefined);
-          if (err instanceof CorralError && err.code === "timeout") {
-            throw new CorralError("timeout", `VM "${record.hostname}" was not ready (${wait}) within ${formatDuration(timeoutMs)}: it has been removed`);
-          }
-          throw err;
-        }
+      try {
+        await waitAsAsked(manager, record.hostname, waiting);
+      } catch (err) {
+        // A create that did not become ready leaves nothing behind.
+        await manager.deleteNode(record.hostgroup, record.hostname, { force: true }).catch(() => undefined);
+        if (err instanceof CorralError && err.code === "timeout") throw new CorralError("timeout", `${err.message}: it has been removed`);
+        throw err;
       }
       reply.code(201);
-      return { hostname: record.hostname, hostgroup: record.hostgroup, ip: record.ip, created_at: record.createdAt, arch: SLICER_ARCH, persistent: record.persistent };
+      return createdView(record);
     },
   );
 

@@ -3,7 +3,7 @@
 // part-way leaves nothing behind (for a brand-new VM, not even its record).
 import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
-import { kernelCmdline, startQemu, type AccelVerdict, type QemuSpec } from "../../engine/index.ts";
+import { kernelCmdline, loadVmState, startQemu, type AccelVerdict, type QemuSpec } from "../../engine/index.ts";
 import { createOverlay, type ImageStore } from "../../image/index.ts";
 import { userNetwork } from "../../net/user-network.ts";
 import type { Logger } from "../../util/log.ts";
@@ -16,6 +16,8 @@ const MiB = 1024 * 1024;
 
 export interface LaunchDeps {
   stateDir: string;
+  /** The guest's TSC rate under TCG (see hostTscKhz). */
+  tscKhz: number;
   store: VmStore;
   images: ImageStore;
   accel: AccelVerdict;
@@ -24,7 +26,7 @@ export interface LaunchDeps {
 }
 
 /** The QEMU spec for a record; pure apart from the paths it names. */
-export function qemuSpecFor(record: VmRecord, paths: VmPaths, image: { kernel: string; initrd: string }, accel: AccelVerdict): QemuSpec {
+export function qemuSpecFor(record: VmRecord, paths: VmPaths, image: { kernel: string; initrd: string }, accel: AccelVerdict, tscKhz: number): QemuSpec {
   const network = userNetwork(record.mac);
   return {
     accel: accel.accel,
@@ -33,7 +35,7 @@ export function qemuSpecFor(record: VmRecord, paths: VmPaths, image: { kernel: s
     memoryMiB: Math.ceil(record.ramBytes / MiB),
     kernel: image.kernel,
     initrd: image.initrd,
-    cmdline: kernelCmdline({ accel: accel.accel, hostname: record.hostname, network }),
+    cmdline: kernelCmdline({ accel: accel.accel, hostname: record.hostname, network, tscKhz }),
     disk: { path: paths.disk, format: "qcow2" },
     serialLog: paths.serialLog,
     qmpSocket: paths.qmpSocket,
@@ -43,11 +45,17 @@ export function qemuSpecFor(record: VmRecord, paths: VmPaths, image: { kernel: s
   };
 }
 
+export interface LaunchOptions {
+  /** Restore: start from this saved state (see saveVmState) instead of booting. */
+  restoreFrom?: string;
+}
+
 /**
- * Launches a record in state creating, stopped or failed; the caller holds the VM's lock. Resolves with the
- * record in state "booting" and the runtime of its new QEMU process.
+ * Launches a record in state creating, stopped, failed or suspended; the caller holds the VM's lock.
+ * Resolves with the record in state "booting" and the runtime of its new QEMU process (for a restore, the
+ * guest runs on from where it was saved; its agent still has to reconnect).
  */
-export async function launchVm(deps: LaunchDeps, record: VmRecord): Promise<{ record: VmRecord; runtime: VmRuntime }> {
+export async function launchVm(deps: LaunchDeps, record: VmRecord, options: LaunchOptions = {}): Promise<{ record: VmRecord; runtime: VmRuntime }> {
   const paths = vmPaths(deps.stateDir, record.hostname);
   const revert = new Reverter((what, err) => deps.log.warn({ vm: record.hostname, err }, `Cannot undo ${what}`));
   if (record.state === "creating") {
@@ -63,13 +71,17 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord): Promise<{ re
     }
     await rm(paths.qmpSocket, { force: true });
     await rm(paths.agentSocket, { force: true });
-    const spec = qemuSpecFor(record, paths, image, deps.accel);
+    const spec = { ...qemuSpecFor(record, paths, image, deps.accel, deps.tscKhz), incoming: options.restoreFrom !== undefined };
     const started = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
     revert.add("the QEMU process", async () => {
       started.process.kill();
       started.qmp.close();
       await started.process.exited;
     });
+    if (options.restoreFrom !== undefined) {
+      await loadVmState(started.qmp, options.restoreFrom, paths.migrationSocket);
+      await started.qmp.cont();
+    }
     const booting = deps.store.transition(record, "booting", {
       pid: started.process.pid,
       pidStartTime: started.process.startTime,

@@ -48,7 +48,8 @@ export async function recoverVms(stateDir: string, store: VmStore, log: Logger):
       continue;
     }
     if (!isLive(record.state)) {
-      if (record.kind === "sandbox" && !record.persistent) await settleExitedVm(stateDir, store, { ...record });
+      // A stopped sandbox that is not persistent should not exist; a suspended one waits for its restore.
+      if (record.kind === "sandbox" && !record.persistent && record.state !== "suspended") await settleExitedVm(stateDir, store, { ...record });
       continue;
     }
     const runtime = await reattach(stateDir, record);

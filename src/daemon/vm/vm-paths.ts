@@ -12,6 +12,10 @@ export interface VmPaths {
   qemuLog: string;
   qmpTranscript: string;
   pidFile: string;
+  /** A suspended VM's RAM and device state. */
+  stateFile: string;
+  /** Where QEMU sends or reads that state during suspend and restore. */
+  migrationSocket: string;
 }
 
 /** Longest hostname the daemon generates: a 32-character group name, "-", and up to 6 digits. */
@@ -34,6 +38,8 @@ export function vmPaths(stateDir: string, hostname: string): VmPaths {
     qemuLog: join(dir, "qemu.log"),
     qmpTranscript: join(dir, "qmp.log"),
     pidFile: join(dir, "qemu.pid"),
+    stateFile: join(dir, "suspend.state"),
+    migrationSocket: join(dir, "mig.sock"),
   };
 }
 

@@ -2,13 +2,18 @@
 // `transition` writes a state, and only along this table.
 import { CorralError } from "../../protocol/errors.ts";
 
-export type VmState = "creating" | "booting" | "running" | "paused" | "stopping" | "stopped" | "failed";
+export type VmState = "creating" | "booting" | "running" | "paused" | "suspending" | "suspended" | "stopping" | "stopped" | "failed";
 
 const NEXT: Record<VmState, readonly VmState[]> = {
   creating: ["booting", "failed"],
   booting: ["running", "stopping", "stopped", "failed"],
-  running: ["paused", "stopping", "stopped", "failed", "booting"],
-  paused: ["running", "stopping", "stopped", "failed"],
+  // running -> booting: a reboot (the same QEMU resets the machine).
+  running: ["paused", "suspending", "stopping", "stopped", "failed", "booting"],
+  paused: ["running", "suspending", "stopping", "stopped", "failed"],
+  // A suspend that fails leaves the VM as it was.
+  suspending: ["suspended", "running", "paused", "failed"],
+  // suspended -> booting: a restore (QEMU starts from the saved state, then the agent reconnects).
+  suspended: ["booting", "failed"],
   stopping: ["stopped", "failed"],
   stopped: ["booting"],
   failed: ["booting"],
@@ -25,7 +30,7 @@ export function assertTransition(hostname: string, from: VmState, to: VmState): 
 }
 
 /** States in which a QEMU process exists for the VM. */
-export const LIVE_STATES: readonly VmState[] = ["booting", "running", "paused", "stopping"];
+export const LIVE_STATES: readonly VmState[] = ["booting", "running", "paused", "suspending", "stopping"];
 
 export function isLive(state: VmState): boolean {
   return LIVE_STATES.includes(state);
@@ -34,6 +39,6 @@ export function isLive(state: VmState): boolean {
 /** Slicer's node `status`: Running, Paused or Stopped. */
 export function slicerStatus(state: VmState): "Running" | "Paused" | "Stopped" {
   if (state === "paused") return "Paused";
-  if (state === "creating" || state === "booting" || state === "running" || state === "stopping") return "Running";
+  if (state === "creating" || state === "booting" || state === "running" || state === "suspending" || state === "stopping") return "Running";
   return "Stopped";
 }

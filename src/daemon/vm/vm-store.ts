@@ -21,6 +21,8 @@ export interface VmRecord {
   imageVersion: string;
   userdata: string | null;
   sshKeys: string[];
+  /** A login user created in the guest for the SSH keys (else they go to root). */
+  importUser: string | null;
   tags: string[];
   ip: string;
   mac: string;
@@ -47,6 +49,7 @@ interface Row {
   image_version: string;
   userdata: string | null;
   ssh_keys: string;
+  import_user: string | null;
   tags: string;
   ip: string;
   mac: string;
@@ -58,7 +61,7 @@ interface Row {
   last_error: string | null;
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -89,6 +92,7 @@ const MIGRATIONS: Record<number, string> = {
     CREATE INDEX vms_by_group ON vms (hostgroup);
     CREATE TABLE hostgroup_counters (hostgroup TEXT PRIMARY KEY, next_index INTEGER NOT NULL);
   `,
+  2: `ALTER TABLE vms ADD COLUMN import_user TEXT;`,
 };
 
 function fromRow(row: Row): VmRecord {
@@ -105,6 +109,7 @@ function fromRow(row: Row): VmRecord {
     imageVersion: row.image_version,
     userdata: row.userdata,
     sshKeys: JSON.parse(row.ssh_keys) as string[],
+    importUser: row.import_user,
     tags: JSON.parse(row.tags) as string[],
     ip: row.ip,
     mac: row.mac,
@@ -183,6 +188,12 @@ export class VmStore {
     return (this.db.prepare("SELECT * FROM vms ORDER BY created_at, hostname").all() as Row[]).map(fromRow);
   }
 
+  countByState(): Partial<Record<VmState, number>> {
+    const counts: Partial<Record<VmState, number>> = {};
+    for (const row of this.db.prepare("SELECT state, COUNT(*) AS n FROM vms GROUP BY state").all() as { state: VmState; n: number }[]) counts[row.state] = row.n;
+    return counts;
+  }
+
   listGroup(hostgroup: string): VmRecord[] {
     return (this.db.prepare("SELECT * FROM vms WHERE hostgroup = ? ORDER BY created_at, hostname").all(hostgroup) as Row[]).map(fromRow);
   }
@@ -214,12 +225,12 @@ export class VmStore {
     this.db
       .prepare(
         `INSERT INTO vms (hostname, hostgroup, kind, state, incarnation, cpus, ram_bytes, persistent, image, image_version,
-          userdata, ssh_keys, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error)
-         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL)`,
+          userdata, ssh_keys, import_user, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error)
+         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL)`,
       )
       .run(
         hostname, vm.hostgroup, vm.kind, this.nextIncarnation(), vm.cpus, vm.ramBytes, vm.persistent ? 1 : 0, vm.image, vm.imageVersion,
-        vm.userdata, JSON.stringify(vm.sshKeys), JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now,
+        vm.userdata, JSON.stringify(vm.sshKeys), vm.importUser, JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now,
       );
     return this.get(hostname) as VmRecord;
   }
@@ -244,6 +255,12 @@ export class VmStore {
       throw new CorralError("conflict", `VM "${vm.hostname}" changed while it was being moved from ${vm.state} to ${to}`);
     }
     return this.get(vm.hostname) as VmRecord;
+  }
+
+  /** Replaces a VM's tags (any state); returns the record. */
+  setTags(hostname: string, tags: readonly string[]): VmRecord | undefined {
+    this.db.prepare("UPDATE vms SET tags = ?, updated_at = ? WHERE hostname = ?").run(JSON.stringify(tags), this.now().toISOString(), hostname);
+    return this.get(hostname);
   }
 
   /** Notes why the last start failed, without changing the state. */

@@ -1,0 +1,70 @@
+// The daemon's Prometheus metrics, in a registry of its own (several daemons may share a process in tests).
+import { freemem, loadavg, totalmem } from "node:os";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { VmState } from "./vm/vm-state.ts";
+
+export type LaunchOutcome = "started" | "failed";
+
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  private readonly launches: Counter<"hostgroup" | "outcome">;
+  private readonly requests: Counter<"method" | "route" | "status">;
+  private readonly durations: Histogram<"method" | "route">;
+
+  /** `countByState` is read at each scrape, so the gauges are never stale. */
+  constructor(countByState: () => Partial<Record<VmState, number>>) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.launches = new Counter({ name: "corral_vm_launch_total", help: "QEMU launches (boot, relaunch, restore) by outcome", labelNames: ["hostgroup", "outcome"], registers });
+    this.requests = new Counter({ name: "corral_api_requests_total", help: "API requests by method, route template and status", labelNames: ["method", "route", "status"], registers });
+    this.durations = new Histogram({
+      name: "corral_api_request_duration_seconds",
+      help: "API request duration by method and route template",
+      labelNames: ["method", "route"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    new Gauge({
+      name: "corral_vm_running",
+      help: "VMs whose QEMU process runs (booting, running, paused, suspending, stopping)",
+      registers,
+      collect() {
+        const counts = countByState();
+        this.set((counts.booting ?? 0) + (counts.running ?? 0) + (counts.paused ?? 0) + (counts.suspending ?? 0) + (counts.stopping ?? 0));
+      },
+    });
+    new Gauge({
+      name: "corral_vms",
+      help: "VMs by lifecycle state",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [state, count] of Object.entries(countByState())) this.set({ state }, count ?? 0);
+      },
+    });
+    const load = (index: number, name: string): Gauge =>
+      new Gauge({
+        name,
+        help: `Host load average over ${[1, 5, 15][index]} minutes`,
+        registers,
+        collect() {
+          this.set(loadavg()[index] ?? 0);
+        },
+      });
+    load(0, "corral_host_load1");
+    load(1, "corral_host_load5");
+    load(2, "corral_host_load15");
+    new Gauge({ name: "corral_host_memory_total_bytes", help: "Host memory", registers, collect() { this.set(totalmem()); } });
+    new Gauge({ name: "corral_host_memory_available_bytes", help: "Host memory available", registers, collect() { this.set(freemem()); } });
+  }
+
+  vmLaunched(hostgroup: string, outcome: LaunchOutcome): void {
+    this.launches.inc({ hostgroup, outcome });
+  }
+
+  requestServed(method: string, route: string, status: number, seconds: number): void {
+    this.requests.inc({ method, route, status: String(status) });
+    this.durations.observe({ method, route }, seconds);
+  }
+}

@@ -1,0 +1,154 @@
+// A VM's power: pause and resume (vCPUs frozen), shutdown (flush, then QEMU stops), reboot (a machine
+// reset in the same QEMU), relaunch (boot a stopped VM on its own disk), suspend and restore (memory and
+// device state saved to a file, QEMU gone, then back where it was).
+import { rm } from "node:fs/promises";
+import { saveVmState } from "../../engine/index.ts";
+import { CorralError } from "../../protocol/errors.ts";
+import { vmPaths } from "./vm-paths.ts";
+import { isLive } from "./vm-state.ts";
+import type { VmRecord } from "./vm-store.ts";
+import type { VmSupervisor } from "./vm-supervisor.ts";
+
+export class VmPower {
+  constructor(private readonly vms: VmSupervisor) {}
+
+  /** Freezes the VM's vCPUs (QMP stop). Agent calls answer 409 until it is resumed. */
+  pause(hostname: string): Promise<VmRecord> {
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.vms.record(hostname);
+      const runtime = this.vms.runtime(hostname);
+      if (record.state === "paused") return record;
+      if (!runtime?.qmp || record.state !== "running") {
+        throw new CorralError("vm_not_running", `Cannot pause VM ${JSON.stringify(hostname)}: it is ${record.state}`);
+      }
+      await runtime.qmp.stop();
+      return this.vms.store.transition(record, "paused");
+    });
+  }
+
+  resume(hostname: string): Promise<VmRecord> {
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.vms.record(hostname);
+      const runtime = this.vms.runtime(hostname);
+      if (record.state === "running") return record;
+      if (!runtime?.qmp || record.state !== "paused") {
+        throw new CorralError("vm_not_running", `Cannot resume VM ${JSON.stringify(hostname)}: it is ${record.state}`);
+      }
+      await runtime.qmp.cont();
+      const running = this.vms.store.transition(record, "running");
+      void this.vms.rerunReadySteps(hostname);
+      return running;
+    });
+  }
+
+  /**
+   * Powers a VM off: the guest flushes its disks, then QEMU stops. Resolves once the VM's exit was handled:
+   * a sandbox is gone with its disk (undefined), a persistent VM or a service is stopped with its disk kept.
+   */
+  async shutdown(hostname: string): Promise<VmRecord | undefined> {
+    const runtime = await this.vms.lock.run(hostname, async () => {
+      const record = this.vms.record(hostname);
+      const live = this.vms.runtime(hostname);
+      if (!live || !isLive(record.state) || record.state === "suspending") {
+        throw new CorralError("vm_not_running", `Cannot shut down VM ${JSON.stringify(hostname)}: it is ${record.state}`);
+      }
+      if (record.state === "running") await live.syncDisks();
+      this.vms.store.transition(record, "stopping");
+      await live.qmp?.quit().catch(() => undefined);
+      return live;
+    });
+    // Outside the lock: handling the exit takes it.
+    await this.vms.awaitExit(runtime, 10_000);
+    return this.vms.store.get(hostname);
+  }
+
+  /** Reboots the guest in the same QEMU process: the disks are flushed, the machine reset, the agent re-attached. */
+  reboot(hostname: string): Promise<VmRecord> {
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.vms.record(hostname);
+      const runtime = this.vms.runtime(hostname);
+      if (!runtime?.qmp || record.state !== "running") {
+        throw new CorralError(record.state === "paused" ? "vm_paused" : "vm_not_running", `Cannot reboot VM ${JSON.stringify(hostname)}: it is ${record.state}`);
+      }
+      await runtime.syncDisks();
+      const booting = this.vms.store.transition(record, "booting");
+      runtime.isReady = false;
+      runtime.agent.reset();
+      // QEMU runs with -no-reboot (a guest whose agent died must end, not reboot), which turns a reset into
+      // an exit: allow one reset, then go back.
+      const qmp = runtime.qmp;
+      await qmp.setAction({ reboot: "reset" });
+      const reset = qmp.waitForEvent("RESET", 10_000);
+      await qmp.systemReset();
+      await reset.finally(() => qmp.setAction({ reboot: "shutdown" }));
+      this.vms.bringUp(runtime, booting);
+      this.vms.log.info({ vm: hostname }, "VM rebooting");
+      return booting;
+    });
+  }
+
+  /** Boots a stopped VM again on its own disk, with the same identity (409 while it runs or is suspended). */
+  relaunch(hostname: string): Promise<VmRecord> {
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.vms.record(hostname);
+      if (record.state === "suspended") throw new CorralError("conflict", `Cannot relaunch VM ${JSON.stringify(hostname)}: it is suspended (restore it)`);
+      if (record.state !== "stopped" && record.state !== "failed") {
+        throw new CorralError("conflict", `Cannot relaunch VM ${JSON.stringify(hostname)}: it is ${record.state}`);
+      }
+      return this.vms.launch(record);
+    });
+  }
+
+  /**
+   * Saves the VM's memory and device state next to its disk and ends its QEMU process. Background jobs, open
+   * files and the page cache are all in the saved state; `restore` brings it back. A failed suspend leaves
+   * the VM as it was.
+   */
+  suspend(hostname: string): Promise<VmRecord> {
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.vms.record(hostname);
+      const runtime = this.vms.runtime(hostname);
+      if (!runtime?.qmp || (record.state !== "running" && record.state !== "paused")) {
+        throw new CorralError("vm_not_running", `Cannot suspend VM ${JSON.stringify(hostname)}: it is ${record.state}`);
+      }
+      const wasRunning = record.state === "running";
+      const paths = vmPaths(this.vms.deps.stateDir, hostname);
+      const suspending = this.vms.store.transition(record, "suspending");
+      const started = performance.now();
+      try {
+        if (wasRunning) await runtime.qmp.stop();
+        await saveVmState(runtime.qmp, paths.stateFile, paths.migrationSocket);
+      } catch (err) {
+        await rm(paths.stateFile, { force: true });
+        if (runtime.alive) {
+          if (wasRunning) await runtime.qmp.cont().catch(() => undefined);
+          this.vms.store.transition(suspending, wasRunning ? "running" : "paused");
+        } else {
+          this.vms.store.transition(suspending, "failed", { pid: null, pidStartTime: null });
+        }
+        throw new CorralError("engine_failed", `Cannot suspend VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err });
+      }
+      const suspended = this.vms.store.transition(suspending, "suspended", { pid: null, pidStartTime: null });
+      this.vms.release(hostname);
+      await runtime.qmp.quit().catch(() => undefined);
+      await this.vms.awaitProcessEnd(runtime, 5000);
+      runtime.dispose();
+      this.vms.log.info({ vm: hostname, seconds: ((performance.now() - started) / 1000).toFixed(2) }, "VM suspended");
+      return suspended;
+    });
+  }
+
+  /** Starts a suspended VM from its saved state; it runs on where it was once its agent reconnects. */
+  restore(hostname: string): Promise<VmRecord> {
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.vms.record(hostname);
+      if (record.state !== "suspended") throw new CorralError("conflict", `Cannot restore VM ${JSON.stringify(hostname)}: it is ${record.state}, not suspended`);
+      const paths = vmPaths(this.vms.deps.stateDir, hostname);
+      const started = performance.now();
+      const booting = await this.vms.launch(record, { restoreFrom: paths.stateFile });
+      await rm(paths.stateFile, { force: true });
+      this.vms.log.info({ vm: hostname, seconds: ((performance.now() - started) / 1000).toFixed(2) }, "VM restored");
+      return booting;
+    });
+  }
+}

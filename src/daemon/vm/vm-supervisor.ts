@@ -1,0 +1,281 @@
+// The live VMs: one runtime (QEMU process, QMP, agent client) per running VM, one operation per VM at a time,
+// agent bring-up after every boot, reboot or restore, and what happens when a QEMU process ends. The manager
+// (records, agent calls) and the power operations (pause, shutdown, suspend, ...) build on this.
+import { rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { AccelVerdict, ExitInfo } from "../../engine/index.ts";
+import type { ImageStore } from "../../image/index.ts";
+import { CorralError } from "../../protocol/errors.ts";
+import { assertHostname } from "../../protocol/names.ts";
+import { raceAbort } from "../../util/abort.ts";
+import { KeyedLock } from "../../util/keyed-lock.ts";
+import type { Logger } from "../../util/log.ts";
+import { tailLines } from "../../util/tail.ts";
+import type { AgentClient } from "../agent/agent-client.ts";
+import type { DaemonConfig } from "../config.ts";
+import type { DaemonMetrics } from "../metrics.ts";
+import { settleExitedVm } from "./exit-policy.ts";
+import { launchVm, type LaunchOptions } from "./launch-vm.ts";
+import { recoverVms } from "./recovery.ts";
+import { vmPaths } from "./vm-paths.ts";
+import type { VmRuntime } from "./vm-runtime.ts";
+import { isLive } from "./vm-state.ts";
+import type { VmRecord, VmStore } from "./vm-store.ts";
+
+export interface VmManagerDeps {
+  stateDir: string;
+  /** The guest's TSC rate under TCG (see hostTscKhz). */
+  tscKhz: number;
+  config: DaemonConfig;
+  store: VmStore;
+  images: ImageStore;
+  accel: AccelVerdict;
+  qemuBinary: string;
+  log: Logger;
+  /** How long a VM may take to boot to a responding agent before it is given up on. */
+  bootDeadlineMs?: number;
+  metrics?: DaemonMetrics;
+}
+
+/**
+ * Runs each time a VM's agent becomes ready (boot, reboot, restore, daemon restart), after its identity was
+ * applied and before the VM counts as ready. Features use it to deliver what every guest must have (secrets).
+ */
+export type AgentReadyHook = (hostname: string, agent: AgentClient, signal: AbortSignal) => Promise<void>;
+
+/** How long exec and health wait for an agent that is still coming up. */
+const AGENT_WAIT_MS = 60_000;
+
+export class VmSupervisor {
+  readonly lock = new KeyedLock();
+  private readonly runtimes = new Map<string, VmRuntime>();
+  /** Aborted when the daemon stops: bring-ups give up, creates are refused. */
+  readonly stopping = new AbortController();
+  /** Completes when the exit of each adopted runtime has been handled. */
+  private readonly exitHandling = new WeakMap<VmRuntime, Promise<void>>();
+  private readonly agentReadyHooks: AgentReadyHook[] = [];
+  readonly log: Logger;
+
+  constructor(readonly deps: VmManagerDeps) {
+    this.log = deps.log;
+  }
+
+  get store(): VmStore {
+    return this.deps.store;
+  }
+
+  /** The record of a VM; `vm_not_found` when there is none. */
+  record(hostname: string): VmRecord {
+    assertHostname(hostname);
+    const record = this.deps.store.get(hostname);
+    if (!record) throw new CorralError("vm_not_found", `VM ${JSON.stringify(hostname)} does not exist`);
+    return record;
+  }
+
+  runtime(hostname: string): VmRuntime | undefined {
+    return this.runtimes.get(hostname);
+  }
+
+  onAgentReady(hook: AgentReadyHook): void {
+    this.agentReadyHooks.push(hook);
+  }
+
+  /**
+   * Runs the agent-ready steps again for a VM whose agent is ready (after a resume: what changed while it
+   * was paused, such as secrets, is delivered now). Failures are logged.
+   */
+  async rerunReadySteps(hostname: string): Promise<void> {
+    const runtime = this.runtimes.get(hostname);
+    if (!runtime?.isReady) return;
+    const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(60_000)]);
+    for (const hook of this.agentReadyHooks) {
+      await hook(hostname, runtime.agent, signal).catch((err: unknown) => this.log.error({ vm: hostname, err }, "An agent-ready step failed"));
+    }
+  }
+
+  /** The agents of every VM that is ready now (paused VMs excluded: they cannot answer). */
+  readyAgents(): { hostname: string; agent: AgentClient }[] {
+    const ready: { hostname: string; agent: AgentClient }[] = [];
+    for (const runtime of this.runtimes.values()) {
+      if (runtime.isReady && this.deps.store.get(runtime.hostname)?.state === "running") ready.push({ hostname: runtime.hostname, agent: runtime.agent });
+    }
+    return ready;
+  }
+
+  // ---- starting ----
+
+  /**
+   * Starts QEMU for a record (the caller holds the VM's lock) and takes charge of it. A brand-new VM that
+   * fails to start leaves nothing behind; a relaunch that fails keeps its record, with the reason in
+   * `last_error`.
+   */
+  async launch(record: VmRecord, options: LaunchOptions = {}): Promise<VmRecord> {
+    try {
+      const launched = await launchVm(this.deps, record, options);
+      this.deps.metrics?.vmLaunched(record.hostgroup, "started");
+      this.adopt(launched.runtime, launched.record);
+      return launched.record;
+    } catch (err) {
+      this.deps.metrics?.vmLaunched(record.hostgroup, "failed");
+      if (record.state !== "creating") {
+        this.deps.store.recordError(record.hostname, record.incarnation, (err as Error).message);
+        this.log.error({ vm: record.hostname, err }, "VM could not be relaunched");
+      }
+      if (err instanceof CorralError) throw err;
+      this.log.error({ vm: record.hostname, err }, "VM could not start");
+      throw new CorralError("engine_failed", `Cannot start VM ${JSON.stringify(record.hostname)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Takes charge of a live VM: watches for its exit and brings its agent up. */
+  adopt(runtime: VmRuntime, record: VmRecord): void {
+    this.runtimes.set(runtime.hostname, runtime);
+    this.exitHandling.set(
+      runtime,
+      runtime.process.exited
+        .then((info) => this.onExit(runtime.hostname, runtime.incarnation, info))
+        .catch((err: unknown) => this.log.error({ vm: runtime.hostname, err }, "Cannot clean up after VM exit")),
+    );
+    this.bringUp(runtime, record);
+  }
+
+  /** (Re)connects to the agent and hands it the VM's identity; `runtime.ready` settles when that is done. */
+  bringUp(runtime: VmRuntime, record: VmRecord): void {
+    runtime.isReady = false;
+    runtime.ready = this.connectAgent(runtime, record);
+    runtime.ready.catch(() => undefined);
+  }
+
+  private async connectAgent(runtime: VmRuntime, record: VmRecord): Promise<void> {
+    const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.deps.bootDeadlineMs ?? 10 * 60_000)]);
+    try {
+      await runtime.agent.waitForConnection(signal, () => runtime.alive);
+      await runtime.agent.applyIdentity(
+        {
+          hostname: record.hostname,
+          userdata: record.userdata ?? undefined,
+          ssh_keys: record.sshKeys,
+          user: record.importUser ?? undefined,
+          time_ms: Date.now(),
+        },
+        signal,
+      );
+      for (const hook of this.agentReadyHooks) {
+        await hook(record.hostname, runtime.agent, signal).catch((err: unknown) => this.log.error({ vm: record.hostname, err }, "An agent-ready step failed"));
+      }
+    } catch (err) {
+      if (runtime.alive && !this.stopping.signal.aborted) {
+        const tail = (await tailLines(vmPaths(this.deps.stateDir, record.hostname).serialLog, 5)).trim();
+        this.log.error({ vm: record.hostname, err, serial: tail }, "VM agent never answered: stopping the VM");
+        runtime.process.kill();
+      }
+      throw err;
+    }
+    runtime.isReady = true;
+    await this.lock.run(record.hostname, async () => {
+      const current = this.deps.store.get(record.hostname);
+      if (current?.incarnation === runtime.incarnation && current.state === "booting") this.deps.store.transition(current, "running");
+    });
+    this.log.info({ vm: record.hostname, agent: runtime.agent.agentVersion }, "VM agent ready");
+  }
+
+  /**
+   * The runtime of a VM whose agent is ready, or becomes so within a bounded wait; 409 when the VM is paused
+   * or not running.
+   */
+  async readyRuntime(hostname: string, signal: AbortSignal): Promise<VmRuntime> {
+    const record = this.record(hostname);
+    const runtime = this.runtimes.get(hostname);
+    if (!runtime || !isLive(record.state)) {
+      throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is not running (it is ${record.state})`);
+    }
+    if (record.state === "paused") throw new CorralError("vm_paused", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
+    if (!runtime.isReady) {
+      const wait = AbortSignal.any([signal, AbortSignal.timeout(AGENT_WAIT_MS)]);
+      await raceAbort(runtime.ready, wait, () => new CorralError("timeout", "Timed out waiting for the VM")).catch((err: unknown) => {
+        throw new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} is not answering`, { cause: err });
+      });
+    }
+    return runtime;
+  }
+
+  // ---- stopping ----
+
+  /** Forgets and kills a VM's QEMU at once (delete, failed create); resolves when the process is gone. */
+  async killRuntime(hostname: string): Promise<void> {
+    const runtime = this.runtimes.get(hostname);
+    if (!runtime) return;
+    this.runtimes.delete(hostname);
+    runtime.process.kill("SIGKILL");
+    await Promise.race([runtime.process.exited, sleep(10_000)]);
+    runtime.dispose();
+  }
+
+  /** Forgets a runtime without applying the exit policy (the VM was suspended: its record stays). */
+  release(hostname: string): void {
+    this.runtimes.delete(hostname);
+  }
+
+  /**
+   * Resolves once QEMU of `runtime` is gone (SIGKILL after `graceMs`) and its exit was handled. Handling
+   * takes the VM's lock: never call this while holding it (see awaitProcessEnd).
+   */
+  async awaitExit(runtime: VmRuntime, graceMs: number): Promise<void> {
+    await this.awaitProcessEnd(runtime, graceMs);
+    await this.exitHandling.get(runtime);
+  }
+
+  /** Resolves once QEMU of `runtime` is gone (SIGKILL after `graceMs`); safe under the VM's lock. */
+  async awaitProcessEnd(runtime: VmRuntime, graceMs: number): Promise<void> {
+    await Promise.race([runtime.process.exited, sleep(graceMs)]);
+    runtime.process.kill("SIGKILL");
+    await runtime.process.exited;
+  }
+
+  private async onExit(hostname: string, incarnation: number, info: ExitInfo): Promise<void> {
+    await this.lock.run(hostname, async () => {
+      const runtime = this.runtimes.get(hostname);
+      if (runtime?.incarnation === incarnation) {
+        this.runtimes.delete(hostname);
+        runtime.dispose();
+      }
+      const record = this.deps.store.get(hostname);
+      if (!record || record.incarnation !== incarnation || !isLive(record.state)) return;
+      const how = info.code !== null ? `exit code ${info.code}` : info.signal ? `signal ${info.signal}` : "no status";
+      const outcome = await settleExitedVm(this.deps.stateDir, this.deps.store, record);
+      this.log.info({ vm: hostname, how, outcome }, outcome === "removed" ? "Sandbox exited: removed with its disk" : "VM exited");
+    });
+  }
+
+  // ---- daemon life ----
+
+  /** Re-attaches to the VMs that survived the previous daemon (after cleaning up its debris). */
+  async recover(): Promise<void> {
+    for (const { record, runtime } of await recoverVms(this.deps.stateDir, this.deps.store, this.log)) this.adopt(runtime, record);
+  }
+
+  /**
+   * Graceful stop: sandboxes are deleted with their disks; persistent VMs and services are powered off with
+   * their disks kept (after the guest flushes them). A daemon killed with -9 does none of this: its VMs
+   * keep running and are re-attached.
+   */
+  async stopAll(): Promise<void> {
+    this.stopping.abort();
+    const work = [...this.runtimes.values()].map(async (runtime) => {
+      const record = this.deps.store.get(runtime.hostname);
+      if (!record) return;
+      if (record.kind === "sandbox" && !record.persistent) {
+        await this.lock.run(runtime.hostname, async () => {
+          await this.killRuntime(runtime.hostname);
+          await rm(vmPaths(this.deps.stateDir, runtime.hostname).dir, { recursive: true, force: true });
+          this.deps.store.delete(runtime.hostname, record.incarnation);
+        });
+        return;
+      }
+      await runtime.syncDisks();
+      await runtime.qmp?.quit().catch(() => undefined);
+      await this.awaitExit(runtime, 5000);
+    });
+    await Promise.all(work);
+  }
+}

@@ -1,0 +1,104 @@
+// Saving a VM's state (RAM and devices) to a file and loading it back, through QEMU's migration stream.
+// QEMU sends to (or reads from) a unix socket that we serve, and we move the bytes to or from the file:
+// no shell commands, no quoting of paths.
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { QmpClient } from "./qmp-client.ts";
+
+export class MigrationError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "MigrationError";
+  }
+}
+
+/** Serves one connection on `socketPath`, handing it to `handle`; resolves with the server and the transfer. */
+async function serveOnce(socketPath: string, handle: (socket: Socket) => Promise<void>): Promise<{ server: Server; transfer: Promise<void> }> {
+  await rm(socketPath, { force: true });
+  let settle!: { resolve: () => void; reject: (err: Error) => void };
+  const transfer = new Promise<void>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  const server = createServer((socket) => {
+    server.close();
+    handle(socket).then(settle.resolve, settle.reject);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => resolve());
+  });
+  return { server, transfer };
+}
+
+/** Polls query-migrate until the migration completed; throws on failure or at the deadline. */
+async function waitForMigration(qmp: QmpClient, deadlineMs: number): Promise<void> {
+  const deadline = performance.now() + deadlineMs;
+  for (;;) {
+    const info = await qmp.queryMigrate();
+    if (info.status === "completed") return;
+    if (info.status === "failed" || info.status === "cancelled") {
+      throw new MigrationError(`Migration ${info.status}${info["error-desc"] ? `: ${info["error-desc"]}` : ""}`);
+    }
+    if (performance.now() > deadline) throw new MigrationError(`Migration did not complete in time (status ${info.status ?? "not started"})`);
+    await sleep(20);
+  }
+}
+
+/**
+ * Writes the (stopped) VM's state to `file`. The caller stops the vCPUs first so the state is consistent
+ * with the disk it will be restored next to.
+ */
+export async function saveVmState(qmp: QmpClient, file: string, socketPath: string, deadlineMs = 10 * 60_000): Promise<void> {
+  // The default bandwidth cap exists for live migration across a network; here it only slows a local copy.
+  await qmp.migrateSetParameters({ "max-bandwidth": 64 * 1024 * 1024 * 1024 });
+  const { server, transfer } = await serveOnce(socketPath, (socket) => pipeline(socket, createWriteStream(file, { mode: 0o600 })));
+  try {
+    await qmp.migrate(`unix:${socketPath}`);
+    await waitForMigration(qmp, deadlineMs);
+    await transfer;
+  } finally {
+    server.close();
+    await rm(socketPath, { force: true });
+  }
+}
+
+/** Connects to a unix socket, retrying while it does not exist yet (QEMU creates it asynchronously). */
+async function connectWhenListening(socketPath: string, deadlineMs: number): Promise<Socket> {
+  const deadline = performance.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const socket = connect(socketPath);
+        socket.once("connect", () => resolve(socket));
+        socket.once("error", reject);
+      });
+    } catch (err) {
+      if (performance.now() > deadline) throw new MigrationError(`QEMU did not open ${socketPath} for the incoming state`, { cause: err });
+      await sleep(5);
+    }
+  }
+}
+
+/**
+ * Feeds `file` to a QEMU started with `-incoming defer`; resolves when the state is loaded (vCPUs stopped).
+ * For an incoming migration QEMU listens on the unix address itself, so here we are the client.
+ */
+export async function loadVmState(qmp: QmpClient, file: string, socketPath: string, deadlineMs = 10 * 60_000): Promise<void> {
+  await rm(socketPath, { force: true });
+  await qmp.migrateIncoming(`unix:${socketPath}`);
+  const socket = await connectWhenListening(socketPath, 10_000);
+  socket.on("error", () => undefined); // QEMU may close its end as soon as it has what it needs
+  const sent = pipeline(createReadStream(file), socket).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE" && err.code !== "ECONNRESET") throw err;
+  });
+  try {
+    await waitForMigration(qmp, deadlineMs);
+    await sent;
+  } finally {
+    socket.destroy();
+    await rm(socketPath, { force: true });
+  }
+}
