@@ -4,6 +4,8 @@ import { AGENT_PORT_NAME, AGENT_VERSION } from "../protocol/agent.ts";
 import { AgentServer } from "./agent-server.ts";
 import { registerCoreRoutes } from "./core-routes.ts";
 import { IdentityState } from "./identity.ts";
+import { JobRegistry } from "./jobs/job-registry.ts";
+import { registerJobRoutes } from "./jobs/job-routes.ts";
 import { AgentRouter } from "./router.ts";
 import { findPortDevice, VirtioPort } from "./virtio-port.ts";
 
@@ -26,6 +28,7 @@ process.on("unhandledRejection", (err) => log(`unexpected rejection: ${String(er
 const identity = new IdentityState(undefined, log);
 const router = new AgentRouter();
 registerCoreRoutes(router, identity);
+registerJobRoutes(router, new JobRegistry());
 
 const server = new AgentServer(router);
 const device = await waitForPort();

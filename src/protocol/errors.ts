@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   hostgroup_not_found: 404,
   vm_not_found: 404,
   image_not_found: 404,
+  exec_not_found: 404,
   method_not_allowed: 405,
   timeout: 408,
   conflict: 409,
