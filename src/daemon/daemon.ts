@@ -14,6 +14,7 @@ import { loadDaemonConfig, type DaemonConfig } from "./config.ts";
 import { buildDaemonApp } from "./http/app.ts";
 import { ensureToken, tokenFile } from "./http/auth.ts";
 import type { DaemonApp } from "./http/context.ts";
+import { Secrets } from "./secrets/index.ts";
 import { VmManager } from "./vm/vm-manager.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
@@ -129,8 +130,9 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
 
   const store = new VmStore(join(stateDir, "corral.db"));
   const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log });
+  const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
-  const app = buildDaemonApp({ manager, images, accel, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const app = buildDaemonApp({ manager, secrets, images, accel, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
   let unixServer: Server | undefined;
   try {

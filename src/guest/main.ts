@@ -7,6 +7,7 @@ import { IdentityState } from "./identity.ts";
 import { JobRegistry } from "./jobs/job-registry.ts";
 import { registerJobRoutes } from "./jobs/job-routes.ts";
 import { AgentRouter } from "./router.ts";
+import { GuestSecrets, registerSecretRoutes } from "./secrets.ts";
 import { findPortDevice, VirtioPort } from "./virtio-port.ts";
 
 function log(line: string): void {
@@ -29,6 +30,7 @@ const identity = new IdentityState(undefined, log);
 const router = new AgentRouter();
 registerCoreRoutes(router, identity);
 registerJobRoutes(router, new JobRegistry());
+registerSecretRoutes(router, new GuestSecrets());
 
 const server = new AgentServer(router);
 const device = await waitForPort();

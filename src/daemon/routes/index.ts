@@ -4,9 +4,10 @@ import { execRoutes } from "./exec.ts";
 import { backgroundExecRoutes } from "./exec-background.ts";
 import { lifecycleRoutes } from "./lifecycle.ts";
 import { nodeRoutes } from "./nodes.ts";
+import { secretRoutes } from "./secrets.ts";
 import { systemRoutes } from "./system.ts";
 import { vmRoutes } from "./vm.ts";
 
 export type RouteSet = (app: DaemonApp, ctx: DaemonContext) => void;
 
-export const ROUTE_SETS: readonly RouteSet[] = [systemRoutes, nodeRoutes, vmRoutes, execRoutes, backgroundExecRoutes, lifecycleRoutes];
+export const ROUTE_SETS: readonly RouteSet[] = [systemRoutes, nodeRoutes, vmRoutes, execRoutes, backgroundExecRoutes, lifecycleRoutes, secretRoutes];
