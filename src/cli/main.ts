@@ -1,8 +1,10 @@
 // The `corral` command line.
 import { Command } from "commander";
 import { corralVersion } from "../util/version.ts";
+import { registerBackgroundCommands } from "./background-commands.ts";
 import { registerDaemonCommand } from "./daemon-command.ts";
 import { registerImageCommands } from "./image-commands.ts";
+import { registerSecretCommands } from "./secret-commands.ts";
 import { registerUpCommand } from "./up-command.ts";
 import { registerVmCommands } from "./vm-commands.ts";
 
@@ -11,6 +13,8 @@ program.name("corral").description("Real Linux micro-VMs on demand").version(cor
 registerUpCommand(program);
 registerDaemonCommand(program);
 registerVmCommands(program);
+registerBackgroundCommands(program);
+registerSecretCommands(program);
 registerImageCommands(program);
 
 await program.parseAsync(process.argv);

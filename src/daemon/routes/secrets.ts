@@ -1,7 +1,6 @@
 // Secrets: GET /secrets (never the data), POST /secrets (201; 409 when the name is taken),
 // PATCH /secrets/NAME, DELETE /secrets/NAME. Bodies may be a few MiB (the route's own limit).
 import { Type } from "@sinclair/typebox";
-import { CorralError } from "../../protocol/errors.ts";
 import {
   CreateSecretBodySchema,
   SECRET_BODY_LIMIT,
@@ -49,12 +48,8 @@ export function secretRoutes(app: DaemonApp, ctx: DaemonContext): void {
 
   app.patch(
     "/secrets/:name",
-    { bodyLimit: SECRET_BODY_LIMIT, schema: { params: SecretParams, body: Type.Optional(UpdateSecretBodySchema), response: { 200: SecretInfoSchema } } },
-    async (request) => {
-      const name = assertSecretName(request.params.name);
-      if (request.body === undefined) throw new CorralError("invalid_request", 'Missing request body: send {"data": BASE64} and/or "permissions", "uid", "gid"');
-      return secrets.update(name, secretChange(request.body));
-    },
+    { bodyLimit: SECRET_BODY_LIMIT, schema: { params: SecretParams, body: UpdateSecretBodySchema, response: { 200: SecretInfoSchema } } },
+    async (request) => secrets.update(assertSecretName(request.params.name), secretChange(request.body)),
   );
 
   app.delete("/secrets/:name", { schema: { params: SecretParams, response: { 200: SecretDeletedSchema } } }, async (request) => {
