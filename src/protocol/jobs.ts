@@ -23,10 +23,11 @@ export const DEFAULT_RING_BYTES = 1024 * 1024;
 export const MIN_RING_BYTES = 4 * 1024;
 export const MAX_RING_BYTES = 16 * 1024 * 1024;
 /**
- * What each kept frame costs the ring besides its output. A command that prints one byte at a time makes a
- * frame per byte; counting this keeps the ring's real memory bounded too.
+ * What each kept frame costs the ring besides its output: roughly its objects' size in the agent's memory.
+ * A command that prints one byte at a time makes a frame per byte; counting this keeps the memory a ring
+ * really takes close to ring_bytes.
  */
-export const FRAME_OVERHEAD = 64;
+export const FRAME_OVERHEAD = 256;
 
 /** The TERM-then-KILL grace of a kill request that names none. */
 export const DEFAULT_KILL_GRACE_MS = 5000;

@@ -24,11 +24,13 @@ const REMEMBERED_REMOVALS = 4096;
 export class JobRegistry {
   private readonly jobs = new Map<string, BackgroundJob>();
   private readonly removed = new Set<string>();
+  /** Ring bytes of launches still starting, so concurrent launches cannot overshoot the limit together. */
+  private starting = 0;
 
   constructor(private readonly limits: JobLimits = defaultLimits()) {}
 
   async launch(spec: ExecSpec, ringBytes: number): Promise<BackgroundJob> {
-    const held = [...this.jobs.values()].reduce((sum, job) => sum + job.ring.capacity, 0);
+    const held = [...this.jobs.values()].reduce((sum, job) => sum + job.ring.capacity, this.starting);
     if (this.jobs.size >= this.limits.maxJobs || held + ringBytes > this.limits.maxRingBytes) {
       throw new AgentRouteError(
         409,
@@ -36,9 +38,14 @@ export class JobRegistry {
         `Cannot start another background job: ${this.jobs.size} jobs hold ${held} bytes of logs (limits: ${this.limits.maxJobs} jobs, ${this.limits.maxRingBytes} bytes); remove finished jobs first`,
       );
     }
-    const job = await BackgroundJob.start(this.newId(), spec, ringBytes);
-    this.jobs.set(job.id, job);
-    return job;
+    this.starting += ringBytes;
+    try {
+      const job = await BackgroundJob.start(this.newId(), spec, ringBytes);
+      this.jobs.set(job.id, job);
+      return job;
+    } finally {
+      this.starting -= ringBytes;
+    }
   }
 
   list(): BackgroundJob[] {

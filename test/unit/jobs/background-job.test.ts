@@ -172,6 +172,10 @@ describe("background jobs", { timeout: 60_000 }, () => {
     jobs.remove(a.id);
     jobs.remove(b.id);
     jobs.remove((await jobs.launch(spec("true"), 4096)).id);
+
+    const tight = new JobRegistry({ maxJobs: 10, maxRingBytes: 2 * 4096 });
+    const together = await Promise.allSettled([1, 2, 3].map(() => tight.launch(spec("true"), 4096)));
+    assert.equal(together.filter((r) => r.status === "rejected").length, 1, "launches at the same moment share the limit");
   });
 
   test("a slow log reader holds the stream back without slowing the job", async () => {

@@ -83,9 +83,9 @@ describe("FrameRing", () => {
   });
 
   test("a frame larger than the ring is still kept alone (the newest frame never goes)", () => {
-    const ring = new FrameRing<string>(200);
+    const ring = new FrameRing<string>(2 * FRAME_OVERHEAD + 100);
     ring.append("small", 10);
-    ring.append("huge", 500);
+    ring.append("huge", 5000);
     assert.equal(ring.firstId, 2);
     assert.deepEqual(ids(readAll(ring, 1)), [2]);
   });
@@ -138,6 +138,6 @@ describe("FrameRing", () => {
   });
 
   test("rejects a capacity that cannot hold a frame", () => {
-    assert.throws(() => new FrameRing(10), RangeError);
+    assert.throws(() => new FrameRing(FRAME_OVERHEAD), RangeError);
   });
 });
