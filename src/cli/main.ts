@@ -1,8 +1,10 @@
 // The `corral` command line.
 import { Command } from "commander";
 import { corralVersion } from "../util/version.ts";
+import { registerBackgroundCommands } from "./background-commands.ts";
 import { registerDaemonCommand } from "./daemon-command.ts";
 import { registerImageCommands } from "./image-commands.ts";
+import { registerSecretCommands } from "./secret-commands.ts";
 import { registerUpCommand } from "./up-command.ts";
 import { registerPowerCommands } from "./power-commands.ts";
 import { registerTopCommand } from "./top-command.ts";
@@ -15,6 +17,8 @@ registerDaemonCommand(program);
 const vm = registerVmCommands(program);
 registerPowerCommands(vm);
 registerTopCommand(vm);
+registerBackgroundCommands(program);
+registerSecretCommands(program);
 registerImageCommands(program);
 
 await program.parseAsync(process.argv);

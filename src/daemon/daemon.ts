@@ -15,6 +15,7 @@ import { buildDaemonApp } from "./http/app.ts";
 import { ensureToken, tokenFile } from "./http/auth.ts";
 import type { DaemonApp } from "./http/context.ts";
 import { DaemonMetrics } from "./metrics.ts";
+import { Secrets } from "./secrets/index.ts";
 import { VmManager } from "./vm/vm-manager.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
@@ -131,8 +132,9 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const store = new VmStore(join(stateDir, "corral.db"));
   const metrics = new DaemonMetrics(() => store.countByState());
   const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz: hostTscKhz() });
+  const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
-  const app = await buildDaemonApp({ manager, images, accel, metrics, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
   let unixServer: Server | undefined;
   try {

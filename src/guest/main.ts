@@ -4,7 +4,10 @@ import { AGENT_PORT_NAME, AGENT_VERSION } from "../protocol/agent.ts";
 import { AgentServer } from "./agent-server.ts";
 import { registerCoreRoutes } from "./core-routes.ts";
 import { IdentityState } from "./identity.ts";
+import { JobRegistry } from "./jobs/job-registry.ts";
+import { registerJobRoutes } from "./jobs/job-routes.ts";
 import { AgentRouter } from "./router.ts";
+import { GuestSecrets, registerSecretRoutes } from "./secrets.ts";
 import { registerStatsRoutes } from "./stats.ts";
 import { findPortDevice, VirtioPort } from "./virtio-port.ts";
 
@@ -28,6 +31,8 @@ const identity = new IdentityState(undefined, log);
 const router = new AgentRouter();
 registerCoreRoutes(router, identity);
 registerStatsRoutes(router);
+registerJobRoutes(router, new JobRegistry());
+registerSecretRoutes(router, new GuestSecrets());
 
 const server = new AgentServer(router);
 const device = await waitForPort();

@@ -5,6 +5,8 @@ import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
+import { BackgroundExecApi } from "./background.ts";
+import { SecretsApi } from "./secrets.ts";
 import { queryString, Transport, type ClientOptions } from "./transport.ts";
 
 export interface VmHealth {
@@ -61,9 +63,15 @@ export interface NodeFilter {
 
 export class CorralClient {
   readonly transport: Transport;
+  /** Background exec: jobs that outlive the request (exec, list, info, logs, kill, wait, remove). */
+  readonly bg: BackgroundExecApi;
+  /** Secrets delivered into every VM under /run/corral/secrets (list, create, update, remove). */
+  readonly secrets: SecretsApi;
 
   constructor(options: ClientOptions) {
     this.transport = new Transport(options);
+    this.bg = new BackgroundExecApi(this.transport);
+    this.secrets = new SecretsApi(this.transport);
   }
 
   close(): Promise<void> {

@@ -4,10 +4,12 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { AccelVerdict } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
 import type { DaemonMetrics } from "../metrics.ts";
+import type { Secrets } from "../secrets/index.ts";
 import type { VmManager } from "../vm/vm-manager.ts";
 
 export interface DaemonContext {
   manager: VmManager;
+  secrets: Secrets;
   images: ImageStore;
   accel: AccelVerdict;
   version: string;

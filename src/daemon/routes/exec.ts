@@ -3,11 +3,13 @@
 // command's stdin, read while output is already flowing back.
 import type { ExecSpec } from "../../protocol/agent.ts";
 import { CorralError } from "../../protocol/errors.ts";
-import { ExecQuerySchema, VmParams, type ExecQuery } from "../../protocol/slicer.ts";
+import { BackgroundExecQuerySchema } from "../../protocol/jobs-api.ts";
+import { VmParams, type ExecQuery } from "../../protocol/slicer.ts";
 import { collectExec } from "../exec/collect-exec.ts";
 import { relayExecFrames } from "../exec/exec-relay.ts";
 import { installStreamingBodies } from "../http/body-parsers.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
+import { launchBackgroundExec } from "./exec-background.ts";
 
 function asList(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
@@ -36,8 +38,9 @@ export function execRoutes(app: DaemonApp, ctx: DaemonContext): void {
   app.register(async (scope) => {
     installStreamingBodies(scope);
     const typed = scope as DaemonApp;
-    typed.post("/vm/:hostname/exec", { schema: { params: VmParams, querystring: ExecQuerySchema } }, async (request, reply) => {
+    typed.post("/vm/:hostname/exec", { schema: { params: VmParams, querystring: BackgroundExecQuerySchema } }, async (request, reply) => {
       const spec = execSpecFromQuery(request.query);
+      if (request.query.background) return launchBackgroundExec(ctx, request, reply, spec);
       const cancel = new AbortController();
       reply.raw.on("close", () => {
         if (!reply.raw.writableFinished) cancel.abort();

@@ -1,9 +1,11 @@
 // Every route set of the daemon, registered in this order.
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { execRoutes } from "./exec.ts";
+import { backgroundExecRoutes } from "./exec-background.ts";
 import { lifecycleRoutes } from "./lifecycle.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { nodeRoutes } from "./nodes.ts";
+import { secretRoutes } from "./secrets.ts";
 import { statsRoutes } from "./stats.ts";
 import { systemRoutes } from "./system.ts";
 import { tagRoutes } from "./tags.ts";
@@ -11,4 +13,15 @@ import { vmRoutes } from "./vm.ts";
 
 export type RouteSet = (app: DaemonApp, ctx: DaemonContext) => void;
 
-export const ROUTE_SETS: readonly RouteSet[] = [metricsRoutes, systemRoutes, nodeRoutes, vmRoutes, execRoutes, lifecycleRoutes, tagRoutes, statsRoutes];
+export const ROUTE_SETS: readonly RouteSet[] = [
+  metricsRoutes,
+  systemRoutes,
+  nodeRoutes,
+  vmRoutes,
+  execRoutes,
+  backgroundExecRoutes,
+  lifecycleRoutes,
+  tagRoutes,
+  statsRoutes,
+  secretRoutes,
+];
