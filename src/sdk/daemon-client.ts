@@ -6,6 +6,7 @@ import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { BackgroundExecApi } from "./background.ts";
+import { ndjson } from "./ndjson.ts";
 import { SecretsApi } from "./secrets.ts";
 import { queryString, Transport, type ClientOptions } from "./transport.ts";
 
@@ -199,19 +200,7 @@ export class CorralClient {
       signal: options.signal,
       timeoutMs: 0,
     });
-    let pending = "";
-    response.body.setEncoding("utf8");
-    for await (const chunk of response.body as AsyncIterable<string>) {
-      pending += chunk;
-      let end = pending.indexOf("\n");
-      while (end >= 0) {
-        const line = pending.slice(0, end);
-        pending = pending.slice(end + 1);
-        if (line.trim()) yield JSON.parse(line) as ExecFrame;
-        end = pending.indexOf("\n");
-      }
-    }
-    if (pending.trim()) yield JSON.parse(pending) as ExecFrame;
+    yield* ndjson<ExecFrame>(response.body);
   }
 
   private execQuery(options: ExecOptions, extra: Record<string, boolean | undefined>): string {
