@@ -26,11 +26,6 @@ import type { DaemonApp, DaemonContext } from "../http/context.ts";
  * Slicer's Go SDK sends kill options as an empty body (with a JSON content type) when none are set; fastify
  * would validate that missing body against the schema and refuse it.
  */
-function emptyBodyIsNoOptions(request: { body: unknown }, _reply: unknown, done: () => void): void {
-  request.body ??= {};
-  done();
-}
-
 /** Aborts when the client goes away before the answer is complete. */
 function clientGone(reply: { raw: ServerResponse }): AbortSignal {
   const gone = new AbortController();
@@ -75,7 +70,7 @@ export function backgroundExecRoutes(app: DaemonApp, ctx: DaemonContext): void {
 
   app.post(
     "/vm/:hostname/exec/:exec_id/kill",
-    { preValidation: emptyBodyIsNoOptions, schema: { params: ExecJobParams, body: KillBodySchema, response: { 200: KillResultSchema } } },
+    { schema: { params: ExecJobParams, body: KillBodySchema, response: { 200: KillResultSchema } } },
     async (request) => {
       const { signal, grace_ms } = request.body;
       return jobs.kill(request.params.hostname, request.params.exec_id, { signal, graceMs: grace_ms }, quick());
