@@ -3,6 +3,7 @@
 import { AGENT_PORT_NAME, AGENT_VERSION } from "../protocol/agent.ts";
 import { AgentServer } from "./agent-server.ts";
 import { registerCoreRoutes } from "./core-routes.ts";
+import { registerFileRoutes } from "./files/index.ts";
 import { IdentityState } from "./identity.ts";
 import { AgentRouter } from "./router.ts";
 import { findPortDevice, VirtioPort } from "./virtio-port.ts";
@@ -26,6 +27,7 @@ process.on("unhandledRejection", (err) => log(`unexpected rejection: ${String(er
 const identity = new IdentityState(undefined, log);
 const router = new AgentRouter();
 registerCoreRoutes(router, identity);
+registerFileRoutes(router);
 
 const server = new AgentServer(router);
 const device = await waitForPort();
