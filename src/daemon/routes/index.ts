@@ -1,6 +1,8 @@
 // Every route set of the daemon, registered in this order.
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { execRoutes } from "./exec.ts";
+import { fileRoutes } from "./files.ts";
+import { fsRoutes } from "./fs.ts";
 import { lifecycleRoutes } from "./lifecycle.ts";
 import { nodeRoutes } from "./nodes.ts";
 import { systemRoutes } from "./system.ts";
@@ -8,4 +10,4 @@ import { vmRoutes } from "./vm.ts";
 
 export type RouteSet = (app: DaemonApp, ctx: DaemonContext) => void;
 
-export const ROUTE_SETS: readonly RouteSet[] = [systemRoutes, nodeRoutes, vmRoutes, execRoutes, lifecycleRoutes];
+export const ROUTE_SETS: readonly RouteSet[] = [systemRoutes, nodeRoutes, vmRoutes, execRoutes, lifecycleRoutes, fileRoutes, fsRoutes];
