@@ -1,6 +1,7 @@
 // The `corral` command line.
 import { Command } from "commander";
 import { corralVersion } from "../util/version.ts";
+import { registerCopyCommands } from "./cp-command.ts";
 import { registerDaemonCommand } from "./daemon-command.ts";
 import { registerImageCommands } from "./image-commands.ts";
 import { registerUpCommand } from "./up-command.ts";
@@ -11,6 +12,7 @@ program.name("corral").description("Real Linux micro-VMs on demand").version(cor
 registerUpCommand(program);
 registerDaemonCommand(program);
 registerVmCommands(program);
+registerCopyCommands(program);
 registerImageCommands(program);
 
 await program.parseAsync(process.argv);

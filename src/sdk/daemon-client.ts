@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo } from "../protocol/slicer.ts";
+import { FilesApi } from "./files.ts";
 import { queryString, Transport, type ClientOptions } from "./transport.ts";
 
 export interface VmHealth {
@@ -61,9 +62,12 @@ export interface NodeFilter {
 
 export class CorralClient {
   readonly transport: Transport;
+  /** Files in VMs: copies, listings, watches. */
+  readonly fs: FilesApi;
 
   constructor(options: ClientOptions) {
     this.transport = new Transport(options);
+    this.fs = new FilesApi(this.transport);
   }
 
   close(): Promise<void> {
