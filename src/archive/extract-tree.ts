@@ -82,8 +82,7 @@ class TreeUnpacker {
 
   async add(header: Header, body: AsyncIterable<unknown>): Promise<void> {
     const segments = entrySegments(header.name);
-    const relative = segments.join("/");
-    const skip = segments.length === 0 || (this.options.exclude !== undefined && this.options.exclude.length > 0 && matchesAny(this.options.exclude, relative));
+      const skip = segments.length === 0 || this.excluded(segments);
     if (skip || !["file", "contiguous-file", "directory", "symlink", "link"].includes(header.type)) {
       // Root entries, excluded ones and devices, FIFOs: read past their content.
       for await (const _ of body) void _;
@@ -101,6 +100,16 @@ class TreeUnpacker {
       default:
         return this.addFile(header, path, body);
     }
+  }
+
+  /** An entry is left out when its path, or any directory above it, matches an exclude pattern. */
+  private excluded(segments: readonly string[]): boolean {
+    const patterns = this.options.exclude;
+    if (!patterns || patterns.length === 0) return false;
+    for (let depth = 1; depth <= segments.length; depth++) {
+      if (matchesAny(patterns, segments.slice(0, depth).join("/"))) return true;
+    }
+    return false;
   }
 
   /** Creates missing parents; an existing parent must be a real directory. */

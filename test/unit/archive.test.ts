@@ -136,6 +136,13 @@ describe("packTree and extractTree on real files", () => {
     assert.equal(statSync(join(destination, "sub dir")).mode & 0o777, statSync(join(source, "sub dir")).mode & 0o777);
   });
 
+  test("excluding a directory on unpack leaves out everything below it", async () => {
+    const destination = join(work, "out-exclude");
+    await mkdir(destination);
+    await extractTree(packTree(source), destination, { exclude: ["sub dir", "*.log"] });
+    assert.deepEqual((await readdir(destination)).sort(), ["link", "read me.txt", "run.sh", "x".repeat(120)].sort());
+  });
+
   test("entries escaping the destination are refused before anything is written", async () => {
     for (const name of ["../evil.txt", "/tmp/evil.txt", "ok/../../evil.txt"]) {
       const destination = await mkdtemp(join(work, "hostile-"));

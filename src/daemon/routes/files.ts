@@ -68,15 +68,11 @@ export function fileRoutes(app: DaemonApp, ctx: DaemonContext): void {
     const typed = scope as DaemonApp;
     const schema = { params: VmParams, querystring: CopyQuerySchema };
 
+    // A refused upload is answered at once; node then reads the rest of its body to discard it (closing the
+    // connection instead would make clients such as undici see EPIPE rather than the answer).
     typed.post("/vm/:hostname/cp", { schema }, async (request, reply) => {
-      try {
-        const spec = uploadSpecFromQuery(request.query, request.headers["content-type"]);
-        return await files.upload(request.params.hostname, spec, request.raw, clientGone(reply.raw));
-      } catch (err) {
-        // The rest of a refused body may be large: close the connection rather than read it to discard it.
-        if (!request.raw.readableEnded) reply.header("connection", "close");
-        throw err;
-      }
+      const spec = uploadSpecFromQuery(request.query, request.headers["content-type"]);
+      return files.upload(request.params.hostname, spec, request.raw, clientGone(reply.raw));
     });
 
     typed.get("/vm/:hostname/cp", { schema }, async (request, reply) => {

@@ -1,5 +1,7 @@
 // /vm/HOST/fs/*: list, describe, create and remove paths in a VM, and watch them change (Server-Sent Events
 // relayed from the guest as they come).
+import { constants as h2, type ClientHttp2Stream } from "node:http2";
+import { PassThrough, type Readable } from "node:stream";
 import { Type } from "@sinclair/typebox";
 import { parseDuration } from "../../protocol/duration.ts";
 import { CorralError } from "../../protocol/errors.ts";
@@ -36,6 +38,22 @@ export function watchSpecFromQuery(query: FsWatchQuery, lastEventId: string | st
   };
 }
 
+/** Relays `events` until `ms` have passed, then ends the answer and cancels the watch in the guest. */
+export function endAfter(events: ClientHttp2Stream, ms: number): Readable {
+  const relay = new PassThrough();
+  const timer = setTimeout(() => {
+    events.unpipe(relay);
+    relay.end();
+  }, ms);
+  events.pipe(relay);
+  events.on("end", () => clearTimeout(timer));
+  relay.on("close", () => {
+    clearTimeout(timer);
+    if (!events.closed) events.close(h2.NGHTTP2_CANCEL);
+  });
+  return relay;
+}
+
 export function fsRoutes(app: DaemonApp, ctx: DaemonContext): void {
   const files = new GuestFiles(ctx.manager);
 
@@ -57,8 +75,9 @@ export function fsRoutes(app: DaemonApp, ctx: DaemonContext): void {
 
   app.get("/vm/:hostname/fs/watch", { schema: { params: VmParams, querystring: FsWatchQuerySchema } }, async (request, reply) => {
     const spec = watchSpecFromQuery(request.query, request.headers["last-event-id"]);
-    const events = await files.watch(request.params.hostname, spec, AbortSignal.timeout(FS_CALL_MS));
+    // The timeout is kept here, by the host's clock: a guest's clock can run fast (about 1.3x under TCG).
+    const events = await files.watch(request.params.hostname, { ...spec, timeoutMs: 0 }, AbortSignal.timeout(FS_CALL_MS));
     reply.header("content-type", "text/event-stream").header("cache-control", "no-store").header("x-accel-buffering", "no");
-    return reply.send(events);
+    return reply.send(spec.timeoutMs > 0 ? endAfter(events, spec.timeoutMs) : events);
   });
 }
