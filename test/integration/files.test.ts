@@ -105,10 +105,19 @@ function peakRssKiB(pid: number): number {
   return Number(/(\d+)/.exec(line ?? "")?.[1]);
 }
 
-/** The guest agent's peak RSS, from its /proc status (found by its command line). */
+/** Runs `command` with `$p` set to the guest agent's /proc directory (found by its command line). */
+function forAgent(command: string): string {
+  return `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in "node /opt/corral/agent.mjs"*) ${command};; esac; done`;
+}
+
+/** How many inotify watches the agent holds. */
+async function agentInotifyWatches(client: CorralClient, hostname: string): Promise<number> {
+  return Number((await guestShell(client, hostname, forAgent("cat $p/fdinfo/* 2>/dev/null | grep -c 'inotify wd'"))).trim());
+}
+
+/** The guest agent's peak RSS, from its /proc status. */
 async function agentPeakKiB(client: CorralClient, hostname: string): Promise<number> {
-  const script = `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in "node /opt/corral/agent.mjs"*) grep VmHWM $p/status;; esac; done`;
-  const output = await guestShell(client, hostname, script);
+  const output = await guestShell(client, hostname, forAgent("grep VmHWM $p/status"));
   const kib = Number(/VmHWM:\s+(\d+)/.exec(output)?.[1]);
   assert.ok(kib > 0, `the agent's VmHWM: ${output}`);
   return kib;
@@ -367,6 +376,39 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
     const seconds = (performance.now() - started) / 1000;
     assert.deepEqual(quiet, []);
     assert.ok(seconds >= 1.9 && seconds < 20, `the watch ended after ${seconds.toFixed(1)}s`);
+  });
+
+  test("a client that goes away ends its watch in the guest", async () => {
+    await guestShell(client, hostname, "mkdir -p /tmp/gone/a/b/c");
+    const before = await agentInotifyWatches(client, hostname);
+    const cancel = new AbortController();
+    const response = await request(`${url}/vm/${hostname}/fs/watch?paths=/tmp/gone&recursive=true`, { signal: cancel.signal });
+    assert.equal(response.statusCode, 200);
+    assert.equal(await agentInotifyWatches(client, hostname), before + 4, "one watch per directory");
+    cancel.abort();
+    await response.body.text().catch(() => undefined);
+    for (let i = 0; i < 50 && (await agentInotifyWatches(client, hostname)) !== before; i++) await sleep(100);
+    assert.equal(await agentInotifyWatches(client, hostname), before, "the watches are released");
+  });
+
+  test("an interrupted upload leaves the old file as it was, and no temporary file", async () => {
+    await client.fs.writeFile(hostname, "/tmp/interrupted/keep.txt", "original");
+    const cancel = new AbortController();
+    let sent = 0;
+    const slow = new Readable({
+      read() {
+        sent += 64 * 1024;
+        if (sent > 4 * MiB) setTimeout(() => cancel.abort(), 200);
+        else this.push(Buffer.alloc(64 * 1024, 0x61));
+      },
+    });
+    await assert.rejects(client.fs.writeFile(hostname, "/tmp/interrupted/keep.txt", slow, { signal: cancel.signal }));
+    for (let i = 0; i < 50; i++) {
+      if ((await client.fs.readdir(hostname, "/tmp/interrupted")).length === 1) break;
+      await sleep(100);
+    }
+    assert.deepEqual((await client.fs.readdir(hostname, "/tmp/interrupted")).map((e) => e.name), ["keep.txt"]);
+    assert.equal(await guestShell(client, hostname, "cat /tmp/interrupted/keep.txt"), "original");
   });
 
   test("an uploaded tar that climbs out of its destination is refused and writes nothing", async () => {

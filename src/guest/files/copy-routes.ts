@@ -87,6 +87,9 @@ async function sendTree(stream: ServerHttp2Stream, path: string, stats: Stats, s
 export function registerCopyRoutes(router: AgentRouter): void {
   router.add("POST", AGENT_FILE_PATHS.upload, async ({ stream, headers }) => {
     const spec = parseUploadSpec(headers[COPY_SPEC_HEADER]);
+    // A stream the host resets still *ends* its readable side (node pushes the end on RST_STREAM): without
+    // this, a copy cut off halfway would be taken as complete and replace the file.
+    stream.once("aborted", () => stream.destroy(new Error("The upload was cut off before its end")));
     try {
       const result = spec.format === "file" ? await receiveFile(stream, spec) : await receiveTree(stream, spec);
       sendJson(stream, 200, result);
