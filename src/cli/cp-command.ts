@@ -62,9 +62,13 @@ function ownership(flags: CopyFlags): { uid?: number; gid?: number; permissions?
 }
 
 async function copyToVm(client: CorralClient, local: string, remote: Required<CopyEnd>, flags: CopyFlags): Promise<Omit<CopyReport, "seconds">> {
+  const owner = ownership(flags);
+  if (local === "-") {
+    const result = await client.fs.upload(remote.host, remote.path, process.stdin, { ...owner, mode: "binary" });
+    return { direction: "to-vm", source: "-", destination: `${remote.host}:${result.path}`, type: "file", bytes: result.bytes, files: 1 };
+  }
   const source = resolve(local);
   const stats = statSync(source);
-  const owner = ownership(flags);
   if (stats.isDirectory()) {
     const result = await client.fs.upload(remote.host, remote.path, packTree(source, { exclude: flags.exclude }), {
       ...owner,
@@ -128,7 +132,7 @@ export function registerCopyCommands(program: Command): void {
     vm
       .command("cp")
       .description("Copy a file or directory into or out of a VM: one side is HOST:/path (e.g. corral vm cp ./src sbox-1:/work)")
-      .argument("<source>", "a local path, or HOST:/path")
+      .argument("<source>", "a local path (- for stdin), or HOST:/path")
       .argument("<destination>", "HOST:/path, or a local path (- for stdout)"),
   )
     .option("--uid <uid>", "owner of the copied files in the VM")

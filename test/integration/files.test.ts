@@ -516,7 +516,9 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
 
   test("the CLI copies files and directories both ways and lists a directory", async () => {
     const cli = async (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
-      const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args, "--url", url], { stdio: ["ignore", "pipe", "pipe"] });
+      const input = args[0] === "--stdin" ? (args.shift(), args.shift()) : undefined;
+      const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args, "--url", url], { stdio: ["pipe", "pipe", "pipe"] });
+      child.stdin.end(input ?? "");
       let stdout = "";
       let stderr = "";
       child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
@@ -548,9 +550,14 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
     assert.equal(await readFile(join(back, "copy.sh"), "utf8"), "#!/bin/sh\necho hi\n");
     assert.equal(statSync(join(back, "copy.sh")).mode & 0o777, 0o750);
 
+    const piped = await cli("--stdin", "from a pipe\n", "vm", "cp", "-", `${hostname}:/tmp/cli/stdin.txt`);
+    assert.equal(piped.code, 0, piped.stderr);
+    const toStdout = await cli("vm", "cp", `${hostname}:/tmp/cli/stdin.txt`, "-");
+    assert.equal(toStdout.stdout, "from a pipe\n");
+
     const listed = await cli("vm", "files", hostname, "/tmp/cli", "--json");
     assert.equal(listed.code, 0, listed.stderr);
-    assert.deepEqual((JSON.parse(listed.stdout) as { name: string }[]).map((e) => e.name), ["my tree ☃", "renamed.sh"]);
+    assert.deepEqual((JSON.parse(listed.stdout) as { name: string }[]).map((e) => e.name), ["my tree ☃", "renamed.sh", "stdin.txt"]);
 
     const bothLocal = await cli("vm", "cp", tree, join(work, "elsewhere"));
     assert.equal(bothLocal.code, 1);
