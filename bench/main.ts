@@ -2,9 +2,11 @@
 //   boot: POST /hostgroup/NAME/nodes?wait=agent through the daemon vs plain QEMU (same kernel, image and
 //         arguments, a minimal script) until the agent answers; boots alternate so noise hits both alike.
 //   exec: buffered exec of `true` through the daemon's API vs the same request straight to the agent.
+//   copy: /vm/HOST/cp throughput both ways vs our own exec path carrying the same bytes (bench/copy.ts).
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
+import { COPY_BENCH_HEADERS, runCopyBench } from "./copy.ts";
 import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
 import { ms, percentile, ratio, table } from "./stats.ts";
 import { silentProgress } from "../src/image/index.ts";
@@ -57,6 +59,7 @@ try {
     for (let i = 0; i < 20; i++) execPlain.push(await plainExecTrue(peer.session));
   }
   await peer.stop();
+  const copyRows = await runCopyBench(client, target.hostname, (line) => process.stderr.write(`${line}\n`));
   await client.deleteNode("bench", target.hostname);
 
   const rows = [
@@ -66,8 +69,8 @@ try {
     ["exec `true` round trip, p99", ms(percentile(execOurs, 99)), ms(percentile(execPlain, 99)), ratio(percentile(execOurs, 99), percentile(execPlain, 99))],
   ];
   const report = table(["cold boot, 1 vCPU / 512 MiB", "Corral (API)", "plain QEMU", "ours/plain"], rows);
-  process.stdout.write(`\n${report}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
-  const results = { date: new Date().toISOString(), accel, cores: cpus().length, image: baseImage.version, boot: { ours, plain }, exec: { ours: execOurs, plain: execPlain } };
+  process.stdout.write(`\n${report}\n\n${table([...COPY_BENCH_HEADERS], copyRows)}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
+  const results = { date: new Date().toISOString(), accel, cores: cpus().length, image: baseImage.version, boot: { ours, plain }, exec: { ours: execOurs, plain: execPlain }, copy: copyRows };
   await mkdir("bench/results", { recursive: true });
   await writeFile(join("bench/results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 } finally {

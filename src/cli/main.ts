@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { corralVersion } from "../util/version.ts";
 import { registerBackgroundCommands } from "./background-commands.ts";
+import { registerCopyCommands } from "./cp-command.ts";
 import { registerDaemonCommand } from "./daemon-command.ts";
 import { registerImageCommands } from "./image-commands.ts";
 import { registerSecretCommands } from "./secret-commands.ts";
@@ -19,6 +20,7 @@ registerPowerCommands(vm);
 registerTopCommand(vm);
 registerBackgroundCommands(program);
 registerSecretCommands(program);
+registerCopyCommands(program);
 registerImageCommands(program);
 
 await program.parseAsync(process.argv);

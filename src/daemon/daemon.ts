@@ -1,7 +1,7 @@
 // The composition root of `corral daemon`: reads the configuration, decides the accelerator, recovers the
 // previous daemon's VMs, starts the services and serves the API on TCP and, if configured, a unix socket.
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
@@ -158,7 +158,9 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const info: DaemonRuntimeInfo = { pid: process.pid, url, auth: token !== undefined, started_at: new Date().toISOString() };
   if (socketPath) info.socket = socketPath;
   if (token) info.token_file = tokenFile(stateDir);
-  await writeFile(runtimeInfoFile(stateDir), `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
+  // Written aside and renamed into place: a reader that sees the file must never see it half-written.
+  await writeFile(`${runtimeInfoFile(stateDir)}.tmp`, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
+  await rename(`${runtimeInfoFile(stateDir)}.tmp`, runtimeInfoFile(stateDir));
   log.info({ url, socket: socketPath, state_dir: stateDir }, "Corral daemon listening");
 
   let stopping: Promise<void> | undefined;

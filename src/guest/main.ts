@@ -3,6 +3,7 @@
 import { AGENT_PORT_NAME, AGENT_VERSION } from "../protocol/agent.ts";
 import { AgentServer } from "./agent-server.ts";
 import { registerCoreRoutes } from "./core-routes.ts";
+import { registerFileRoutes } from "./files/index.ts";
 import { IdentityState } from "./identity.ts";
 import { JobRegistry } from "./jobs/job-registry.ts";
 import { registerJobRoutes } from "./jobs/job-routes.ts";
@@ -33,6 +34,7 @@ registerCoreRoutes(router, identity);
 registerStatsRoutes(router);
 registerJobRoutes(router, new JobRegistry());
 registerSecretRoutes(router, new GuestSecrets());
+registerFileRoutes(router);
 
 const server = new AgentServer(router);
 const device = await waitForPort();

@@ -14,7 +14,11 @@ export async function bundleGuestAgent(): Promise<Buffer> {
     write: false,
     legalComments: "none",
     logLevel: "silent",
-    banner: { js: "// Corral guest agent (bundled; source: src/guest)" },
+    // CommonJS dependencies (tar-stream's streamx) require() node's built-ins, which an ESM bundle can only
+    // do through a require of its own.
+    banner: {
+      js: '// Corral guest agent (bundled; source: src/guest)\nimport { createRequire as __corralCreateRequire } from "node:module";\nconst require = __corralCreateRequire(import.meta.url);',
+    },
   });
   const output = result.outputFiles[0];
   if (!output) throw new Error("esbuild produced no output for the guest agent");

@@ -19,6 +19,8 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   timeout: 408,
   conflict: 409,
+  file_exists: 409,
+  directory_not_empty: 409,
   vm_not_running: 409,
   vm_paused: 409,
   secret_exists: 409,
@@ -27,6 +29,7 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   agent_unavailable: 503,
   unavailable: 503,
+  insufficient_storage: 507,
   engine_failed: 500,
   internal: 500,
 } as const satisfies Record<string, number>;

@@ -6,6 +6,7 @@ import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { BackgroundExecApi } from "./background.ts";
+import { FilesApi } from "./files.ts";
 import { ndjson } from "./ndjson.ts";
 import { SecretsApi } from "./secrets.ts";
 import { queryString, Transport, type ClientOptions } from "./transport.ts";
@@ -68,11 +69,14 @@ export class CorralClient {
   readonly bg: BackgroundExecApi;
   /** Secrets delivered into every VM under /run/corral/secrets (list, create, update, remove). */
   readonly secrets: SecretsApi;
+  /** Files in VMs: copies, listings, watches. */
+  readonly fs: FilesApi;
 
   constructor(options: ClientOptions) {
     this.transport = new Transport(options);
     this.bg = new BackgroundExecApi(this.transport);
     this.secrets = new SecretsApi(this.transport);
+    this.fs = new FilesApi(this.transport);
   }
 
   close(): Promise<void> {

@@ -123,7 +123,11 @@ export class AgentClient {
     }
     const { status, headers } = await this.response(stream, options.signal);
     if (status >= 400) {
+      // An answer before the whole body was sent refuses the rest of it: stop sending, and end the stream
+      // once the answer is read (otherwise it stays open, holding the source paused forever).
+      if (isStream) (body as Readable).unpipe(stream);
       const text = await readAll(stream).catch(() => "");
+      if (isStream && !stream.closed) stream.close(h2.NGHTTP2_CANCEL);
       const parsed = parseError(text);
       throw new AgentError(parsed.error, { status, code: parsed.code });
     }

@@ -2,6 +2,8 @@
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { execRoutes } from "./exec.ts";
 import { backgroundExecRoutes } from "./exec-background.ts";
+import { fileRoutes } from "./files.ts";
+import { fsRoutes } from "./fs.ts";
 import { lifecycleRoutes } from "./lifecycle.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { nodeRoutes } from "./nodes.ts";
@@ -24,4 +26,6 @@ export const ROUTE_SETS: readonly RouteSet[] = [
   tagRoutes,
   statsRoutes,
   secretRoutes,
+  fileRoutes,
+  fsRoutes,
 ];
