@@ -50,6 +50,9 @@ export function registerCoreRoutes(router: AgentRouter, identity: IdentityState)
     stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200, [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/x-ndjson" });
     const aborted = new AbortController();
     stream.on("close", () => aborted.abort());
+    // A reset (the host gave up) also ends the readable side, as if stdin were complete: it must not reach the
+    // command as a clean end of input (`cat > file` would finish a cut-off file), so it ends in an error.
+    stream.once("aborted", () => stream.destroy(new Error("The request was cut off before its end")));
     const sink = {
       write: (frame: ExecFrame) => (stream.destroyed ? true : stream.write(`${JSON.stringify(frame)}\n`)),
       once: (event: "drain", listener: () => void) => stream.once(event, listener),

@@ -22,7 +22,15 @@ export const AGENT_PATHS = {
   exec: "/v1/exec",
 } as const;
 
-/** Header carrying the JSON-encoded ExecSpec; the request body is the command's stdin. */
+/**
+ * JSON for an HTTP/2 header: non-ASCII characters escaped as \uXXXX. Node silently drops a header whose
+ * value has characters beyond Latin-1, and garbles Latin-1 ones, so paths like "/tmp/日本" need this.
+ */
+export function headerJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** Header carrying the ExecSpec (as headerJson); the request body is the command's stdin. */
 export const EXEC_SPEC_HEADER = "corral-exec-spec";
 
 export interface AgentHealth {

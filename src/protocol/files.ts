@@ -170,13 +170,6 @@ export interface UploadResult {
   bytes: number;
 }
 
-/**
- * JSON for an HTTP/2 header: non-ASCII characters escaped as \uXXXX. Node silently drops a header whose
- * value has characters beyond Latin-1, and garbles Latin-1 ones, so paths like "/tmp/日本" need this.
- */
-export function headerJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
 
 /** "0644" from a mode number (permission bits and setuid/setgid/sticky). */
 export function formatOctalMode(mode: number): string {

@@ -130,6 +130,16 @@ describe("sandboxes", { timeout: 600_000 }, () => {
     assert.equal(all.at(-1)?.exit_code, 0);
   });
 
+  test("arguments, environment and paths beyond ASCII reach the command intact", async () => {
+    const result = await daemon.client.execBuffered(hostname, {
+      cmd: "sh",
+      args: ["-c", 'mkdir -p "/tmp/$DIR" && cd "/tmp/$DIR" && echo "$1 $(pwd)"', "sh", "héllo 日本 ✓"],
+      env: { DIR: "répertoire 目录" },
+    });
+    assert.equal(result.exit_code, 0, result.stderr + (result.error ?? ""));
+    assert.equal(result.stdout, "héllo 日本 ✓ /tmp/répertoire 目录\n");
+  });
+
   test("stdio=base64 carries arbitrary bytes", async () => {
     const result = await daemon.client.execBuffered(hostname, { cmd: "printf", args: ["\\377\\000\\001abc"], stdio: "base64" });
     assert.equal(result.encoding, "base64");

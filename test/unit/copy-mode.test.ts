@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { decodeSourceName, downloadShape, encodeSourceName, isSourceName, mediaTypes, uploadShape } from "../../src/protocol/copy-mode.ts";
 import { CorralError } from "../../src/protocol/errors.ts";
-import { formatOctalMode, headerJson, parseOctalMode } from "../../src/protocol/files.ts";
+import { headerJson } from "../../src/protocol/agent.ts";
+import { formatOctalMode, parseOctalMode } from "../../src/protocol/files.ts";
 
 function rejectsMode(fn: () => unknown, mode: string): void {
   assert.throws(fn, (err: unknown) => {

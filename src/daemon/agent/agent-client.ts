@@ -3,7 +3,7 @@
 import { constants as h2, connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AGENT_PATHS, EXEC_SPEC_HEADER, type AgentHealth, type ExecSpec, type GuestIdentity } from "../../protocol/agent.ts";
+import { AGENT_PATHS, EXEC_SPEC_HEADER, headerJson, type AgentHealth, type ExecSpec, type GuestIdentity } from "../../protocol/agent.ts";
 import { agentHandshake } from "./handshake.ts";
 
 export class AgentError extends Error {
@@ -93,7 +93,7 @@ export class AgentClient {
    */
   async exec(spec: ExecSpec, stdin: Readable | undefined, signal: AbortSignal): Promise<ClientHttp2Stream> {
     const response = await this.call("POST", AGENT_PATHS.exec, {
-      headers: { [EXEC_SPEC_HEADER]: JSON.stringify(spec) },
+      headers: { [EXEC_SPEC_HEADER]: headerJson(spec) },
       body: spec.stdin ? stdin : undefined,
       signal,
     });

@@ -8,6 +8,7 @@ import type { Logger } from "../../util/log.ts";
 import type { AgentClient } from "../agent/agent-client.ts";
 import type { AgentReadyHook, VmManager } from "../vm/vm-manager.ts";
 import type { SecretStore } from "./secret-store.ts";
+import { headerJson } from "../../protocol/agent.ts";
 
 /** How long a live update may take per VM before it is given up (the VM gets it at its next reconnect). */
 const PUSH_DEADLINE_MS = 60_000;
@@ -78,7 +79,7 @@ export class SecretDelivery {
       const secret = await this.store.read(header.name).catch(() => undefined);
       if (!secret) continue; // removed meanwhile: that change brings its own sync
       const meta: GuestSecretMeta = { permissions: secret.header.permissions, uid: secret.header.uid, gid: secret.header.gid };
-      await agent.callJson("PUT", SECRET_AGENT_PATHS.secret(header.name), { headers: { [SECRET_META_HEADER]: JSON.stringify(meta) }, body: secret.data, signal });
+      await agent.callJson("PUT", SECRET_AGENT_PATHS.secret(header.name), { headers: { [SECRET_META_HEADER]: headerJson(meta) }, body: secret.data, signal });
     }
     const names = new Set(wanted.map((h) => h.name));
     for (const name of present.keys()) {
