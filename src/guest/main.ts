@@ -5,6 +5,7 @@ import { AgentServer } from "./agent-server.ts";
 import { registerCoreRoutes } from "./core-routes.ts";
 import { IdentityState } from "./identity.ts";
 import { AgentRouter } from "./router.ts";
+import { registerShellAndForwardRoutes } from "./shell-forward-routes.ts";
 import { findPortDevice, VirtioPort } from "./virtio-port.ts";
 
 function log(line: string): void {
@@ -26,6 +27,7 @@ process.on("unhandledRejection", (err) => log(`unexpected rejection: ${String(er
 const identity = new IdentityState(undefined, log);
 const router = new AgentRouter();
 registerCoreRoutes(router, identity);
+registerShellAndForwardRoutes(router);
 
 const server = new AgentServer(router);
 const device = await waitForPort();
