@@ -3,3 +3,6 @@ export { CorralClient, type CreateOptions, type DaemonInfo, type ExecOptions, ty
 export { CorralApiError, Transport, type ClientOptions } from "./transport.ts";
 export type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 export type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo } from "../protocol/slicer.ts";
+export { ShellSession, type ShellExit, type ShellOptions } from "./shell.ts";
+export { ForwardClosedError, type ListenForwardOptions, type LocalForward } from "./forward.ts";
+export { formatListenAddress, parseForwardSpec, type ForwardMapping, type ListenAddress } from "./forward-spec.ts";
