@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { corralVersion } from "../util/version.ts";
 import { registerDaemonCommand } from "./daemon-command.ts";
 import { registerImageCommands } from "./image-commands.ts";
+import { registerShellAndForwardCommands } from "./shell-forward-commands.ts";
 import { registerUpCommand } from "./up-command.ts";
 import { registerVmCommands } from "./vm-commands.ts";
 
@@ -11,6 +12,7 @@ program.name("corral").description("Real Linux micro-VMs on demand").version(cor
 registerUpCommand(program);
 registerDaemonCommand(program);
 registerVmCommands(program);
+registerShellAndForwardCommands(program);
 registerImageCommands(program);
 
 await program.parseAsync(process.argv);

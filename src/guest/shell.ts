@@ -5,8 +5,8 @@
 // then holds the daemon back).
 //
 // Ending: the shell exits (its remaining output is sent, then session close; other processes of its
-// session get SIGHUP, as when a terminal closes), or the host goes away or sends shutdown (every process of
-// the shell's session is killed).
+// session get SIGHUP, as when a terminal closes), or the host sends shutdown, ends its side or goes away
+// (every process of the shell's session is killed; the status is sent when the stream is still there).
 import { readdirSync, readFileSync } from "node:fs";
 import { constants as h2, type ServerHttp2Stream } from "node:http2";
 import { decodeWindowSize, encodeFrame, FRAME_TYPE, FrameDecoder, SHELL_AGENT_PATH, SHELL_SPEC_HEADER, type ShellExitStatus } from "../protocol/shell.ts";
@@ -62,12 +62,11 @@ export function registerShellRoutes(router: AgentRouter, loadAddon: () => Addon)
 
 /** Relays frames between the host's stream and the pty until the session is over. */
 export async function runShellSession(pty: PtyProcess, stream: ServerHttp2Stream): Promise<void> {
-  let finished = false;
-  const hangUp = (): void => {
-    if (finished) return;
-    finished = true;
+  let killed = false;
+  const killSession = (): void => {
+    if (killed) return;
+    killed = true;
     pty.signalSession("SIGKILL", sessionMembers(pty.pid));
-    pty.close();
   };
 
   // Host -> shell.
@@ -95,13 +94,17 @@ export async function runShellSession(pty: PtyProcess, stream: ServerHttp2Stream
         const size = decodeWindowSize(frame.payload);
         if (size) pty.resize(size.cols, size.rows);
       } else if (frame.type === FRAME_TYPE.shutdown) {
-        hangUp();
+        killSession(); // the exit status still goes back
       }
     }
   });
-  // The host stopped sending or went away: the session is over.
-  stream.on("end", hangUp);
-  stream.on("close", hangUp);
+  // The host stopped sending: the session is over (the status still goes back if it can).
+  stream.on("end", killSession);
+  // The host went away: nobody is left to read anything.
+  stream.on("close", () => {
+    killSession();
+    pty.close();
+  });
 
   // Shell -> host.
   let lastOutput = performance.now();
@@ -121,12 +124,11 @@ export async function runShellSession(pty: PtyProcess, stream: ServerHttp2Stream
   });
 
   const exit = await pty.exited;
-  await outputDone(pty, () => lastOutput, () => waitingForHost || finished);
-  if (finished) return; // the host ended the session; nobody is listening for the status
-  finished = true;
-  pty.signalSession("SIGHUP", sessionMembers(pty.pid));
+  await outputDone(pty, () => lastOutput, () => waitingForHost && !stream.destroyed);
+  // What the shell left running in its session gets a hangup, as when a terminal closes.
+  if (!killed) pty.signalSession("SIGHUP", sessionMembers(pty.pid));
   pty.close();
-  if (!stream.destroyed) stream.end(encodeFrame(FRAME_TYPE.sessionClose, new TextEncoder().encode(JSON.stringify(exitStatus(exit)))));
+  if (!stream.destroyed && !stream.writableEnded) stream.end(encodeFrame(FRAME_TYPE.sessionClose, new TextEncoder().encode(JSON.stringify(exitStatus(exit)))));
 }
 
 function exitStatus(exit: PtyExit): ShellExitStatus {

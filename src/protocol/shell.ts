@@ -70,7 +70,10 @@ export class FrameTooLargeError extends Error {
 export class FrameDecoder {
   private pending: Uint8Array = new Uint8Array(0);
 
-  /** Frames completed by `chunk`, in order. Throws FrameTooLargeError on a length over the limit. */
+  /**
+   * Frames completed by `chunk`, in order. Payloads may be views into `chunk`: copy them before the chunk's
+   * memory is reused. Throws FrameTooLargeError on a length over the limit.
+   */
   push(chunk: Uint8Array): ShellFrame[] {
     const bytes = this.pending.byteLength === 0 ? chunk : concat(this.pending, chunk);
     const frames: ShellFrame[] = [];
@@ -84,8 +87,9 @@ export class FrameDecoder {
       frames.push({ type: view.getUint8(0), payload: bytes.subarray(start, start + length) });
       offset = start + length;
     }
-    // Keep a copy of the tail: the caller may reuse the chunk's memory.
-    this.pending = offset === bytes.byteLength ? new Uint8Array(0) : bytes.slice(offset);
+    // Keep a copy of the tail: the caller may reuse the chunk's memory. (new Uint8Array(view) copies; a
+    // Buffer's slice() would not.)
+    this.pending = offset === bytes.byteLength ? new Uint8Array(0) : new Uint8Array(bytes.subarray(offset));
     return frames;
   }
 
