@@ -6,6 +6,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
+import { runShellBench, SHELL_BENCH_HEADERS } from "./shell.ts";
 import { ms, percentile, ratio, table } from "./stats.ts";
 import { silentProgress } from "../src/image/index.ts";
 import { runSetup } from "../src/setup/setup.ts";
@@ -57,6 +58,7 @@ try {
     for (let i = 0; i < 20; i++) execPlain.push(await plainExecTrue(peer.session));
   }
   await peer.stop();
+  const shell = await runShellBench(client, target.hostname);
   await client.deleteNode("bench", target.hostname);
 
   const rows = [
@@ -66,8 +68,8 @@ try {
     ["exec `true` round trip, p99", ms(percentile(execOurs, 99)), ms(percentile(execPlain, 99)), ratio(percentile(execOurs, 99), percentile(execPlain, 99))],
   ];
   const report = table(["cold boot, 1 vCPU / 512 MiB", "Corral (API)", "plain QEMU", "ours/plain"], rows);
-  process.stdout.write(`\n${report}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
-  const results = { date: new Date().toISOString(), accel, cores: cpus().length, image: baseImage.version, boot: { ours, plain }, exec: { ours: execOurs, plain: execPlain } };
+  process.stdout.write(`\n${report}\n\n${table([...SHELL_BENCH_HEADERS], shell.rows)}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
+  const results = { date: new Date().toISOString(), accel, cores: cpus().length, image: baseImage.version, boot: { ours, plain }, exec: { ours: execOurs, plain: execPlain }, shell: { shell: shell.shell, forward: shell.forward } };
   await mkdir("bench/results", { recursive: true });
   await writeFile(join("bench/results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 } finally {
