@@ -360,6 +360,10 @@ describe("shell and port forwarding", { timeout: 900_000 }, () => {
         const forward = await openRefused(target, `/vm/${hostname}/forward`, { "x-inlets-upstream": "127.0.0.1:7000" });
         assert.deepEqual([forward.status, forward.body.code], [401, "unauthorized"]);
       }
+      // Upgrade requests to routes that are not WebSockets get their HTTP answer (and their socket closed).
+      const notWebSocket = await openRefused(tcp, "/nodes");
+      assert.equal(notWebSocket.status, 200);
+      assert.equal((await openRefused({ url: socketPath, token }, "/no/such/route")).status, 404);
       const anonymous = new CorralClient({ url: daemon.url });
       await assert.rejects(anonymous.shell(hostname), (err: unknown) => err instanceof CorralApiError && err.status === 401 && err.code === "unauthorized");
       await assert.rejects(anonymous.forward(hostname, "127.0.0.1:7000"), (err: unknown) => err instanceof CorralApiError && err.status === 401);
@@ -427,5 +431,17 @@ describe("shell and port forwarding", { timeout: 900_000 }, () => {
       }
       assert.equal(await cli.exited, 0, cli.stderr());
     });
+  });
+
+  // Last: it stops the daemon.
+  test("stopping the daemon closes open shells and forwards with 1001", async () => {
+    const shell = await openAccepted(tcp, `/vm/${hostname}/shell`);
+    const forward = await openAccepted({ url: socketPath, token }, `/vm/${hostname}/forward`, { "x-inlets-upstream": "127.0.0.1:7000" });
+    // Refused upgrades earlier in this suite must not hold the stop up (their sockets are closed).
+    const started = performance.now();
+    assert.equal(await daemon.stop(), 0);
+    assert.ok(performance.now() - started < 30_000, "the daemon stopped promptly");
+    assert.deepEqual(await shell.closed, { code: 1001, reason: "The daemon is shutting down" });
+    assert.deepEqual(await forward.closed, { code: 1001, reason: "The daemon is shutting down" });
   });
 });

@@ -22,7 +22,23 @@ async function closeAll(clients: Iterable<WebSocket>): Promise<void> {
   clearTimeout(timer);
 }
 
+/**
+ * With the plugin listening, every upgrade request is routed through fastify, also those answered with an
+ * HTTP error (auth, a route that is not a WebSocket, 404). Their socket has no HTTP parser any more, so
+ * nothing would close it after the answer: it would stay half-open and hold up the daemon's stop. The
+ * plugin closes it only for refusals made after its own onRequest hook; this closes all of them. (Accepted
+ * upgrades are hijacked and never reach onResponse.)
+ */
+function closeRefusedUpgrades(app: DaemonApp): void {
+  app.addHook("onResponse", async (request) => {
+    // Node's parser marks the requests it emitted as "upgrade" (not in @types/node).
+    const upgraded = (request.raw as { upgrade?: boolean }).upgrade === true;
+    if (upgraded && !request.raw.socket.destroyed) request.raw.socket.destroy();
+  });
+}
+
 export function shellAndForwardRoutes(app: DaemonApp, ctx: DaemonContext): void {
+  closeRefusedUpgrades(app);
   app.register(async (scope) => {
     await scope.register(websocketPlugin, {
       options: { maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false },
