@@ -213,6 +213,13 @@ describe("shell and port forwarding", { timeout: 900_000 }, () => {
       session.write("echo id=$(id -u):$(id -g) pwd=$(pwd); exit\r");
       await out.waitFor(/id=65534:65534 pwd=\/tmp/);
       assert.equal((await session.exit).code, 0);
+      // A directory named in characters beyond Latin-1 arrives intact.
+      await guest("mkdir -p \"/tmp/$(printf '\\346\\227\\245\\346\\234\\254')\"");
+      const unicode = await client.shell(hostname, { cwd: "/tmp/日本" });
+      const where = watch(unicode);
+      unicode.write("pwd; exit\r");
+      await where.waitFor(/\r\n\/tmp\/日本\r\n/);
+      assert.equal((await unicode.exit).code, 0);
     });
 
     test("an idle shell costs the agent no CPU (no polling)", async () => {

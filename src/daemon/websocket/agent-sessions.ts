@@ -8,6 +8,14 @@ import { SHELL_AGENT_PATH, SHELL_SPEC_HEADER, type ShellSpec } from "../../proto
 import { AgentError } from "../agent/agent-client.ts";
 import type { VmManager } from "../vm/vm-manager.ts";
 
+/**
+ * JSON for an HTTP/2 header value, ASCII only: Node sends header values as Latin-1, so any character above
+ * U+00FF (a path like /tmp/日本) would arrive cut to its low byte. JSON's \u escapes carry it intact.
+ */
+export function headerJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 export interface AgentDuplex {
   /** Bytes to the guest (the request body). */
   toAgent: PassThrough;
@@ -18,7 +26,7 @@ export interface AgentDuplex {
 export function openShell(manager: VmManager, hostname: string, spec: ShellSpec, signal: AbortSignal): Promise<AgentDuplex> {
   const toAgent = new PassThrough();
   return manager
-    .withAgent(hostname, signal, (agent) => agent.call("POST", SHELL_AGENT_PATH, { headers: { [SHELL_SPEC_HEADER]: JSON.stringify(spec) }, body: toAgent, signal }))
+    .withAgent(hostname, signal, (agent) => agent.call("POST", SHELL_AGENT_PATH, { headers: { [SHELL_SPEC_HEADER]: headerJson(spec) }, body: toAgent, signal }))
     .then((response) => ({ toAgent, fromAgent: response.stream }));
 }
 
@@ -32,7 +40,7 @@ export async function openForward(manager: VmManager, hostname: string, target: 
   const toAgent = new PassThrough();
   return manager.withAgent(hostname, signal, async (agent) => {
     try {
-      const response = await agent.call("POST", FORWARD_AGENT_PATH, { headers: { [FORWARD_TARGET_HEADER]: JSON.stringify(target) }, body: toAgent, signal });
+      const response = await agent.call("POST", FORWARD_AGENT_PATH, { headers: { [FORWARD_TARGET_HEADER]: headerJson(target) }, body: toAgent, signal });
       return { connected: true, toAgent, fromAgent: response.stream };
     } catch (err) {
       if (err instanceof AgentError && err.code === UPSTREAM_UNREACHABLE) return { connected: false, reason: err.message };
