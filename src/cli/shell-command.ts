@@ -1,6 +1,7 @@
 // `corral vm shell HOST`: an interactive terminal in a VM through the daemon (no SSH, no network to the VM).
 // On a terminal: raw mode, the window size follows ours, the terminal is restored on exit. With piped
 // input: the input is typed into the shell, then Ctrl-D ends it. Our exit code is the shell's.
+import { spawnSync } from "node:child_process";
 import { once } from "node:events";
 import type { Command } from "commander";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
@@ -37,6 +38,10 @@ async function runShell(hostname: string, flags: ShellFlags): Promise<void> {
 
     if (terminal) {
       stdin.setRawMode(true);
+      // libuv's raw mode keeps output post-processing (\n -> \r\n): the guest's terminal already did
+      // that, and full-screen programs that move the cursor with \n need it off, as ssh has it.
+      // setRawMode(false) (and node's exit) put back the terminal's original settings, this one included.
+      spawnSync("stty", ["-opost"], { stdio: ["inherit", "ignore", "ignore"] });
       restore = () => {
         if (stdin.isTTY) stdin.setRawMode(false);
       };
