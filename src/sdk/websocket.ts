@@ -6,6 +6,8 @@ import { connect } from "node:net";
 import WebSocket from "ws";
 import { CorralApiError, type ClientOptions } from "./transport.ts";
 
+const HANDSHAKE_TIMEOUT_MS = 75_000;
+
 /** The unix socket path in a client URL, by the transport's rules; undefined for http(s) URLs. */
 export function socketPathOf(url: string): string | undefined {
   if (url.startsWith("unix://")) return url.slice("unix://".length);
@@ -29,7 +31,9 @@ export function openWebSocket(options: ClientOptions, path: string, headers: Rec
   const ws = new WebSocket(webSocketUrl(options.url, path), {
     headers: allHeaders,
     perMessageDeflate: false,
-    handshakeTimeout: options.timeoutMs ?? 30_000,
+    // The daemon answers the upgrade once the guest accepted the session; for a VM still booting it waits
+    // up to a minute for the agent.
+    handshakeTimeout: Math.max(options.timeoutMs ?? 30_000, HANDSHAKE_TIMEOUT_MS),
     ...(socketPath !== undefined ? { createConnection: () => connect(socketPath) } : {}),
   });
   return new Promise((resolve, reject) => {

@@ -18,9 +18,8 @@ export interface Refusal {
 export interface RawSession {
   refused: false;
   ws: WebSocket;
+  /** Every message, in order (for the shell: one frame each). */
   messages: Buffer[];
-  /** Binary messages only, as text. */
-  text(): string;
   closed: Promise<{ code: number; reason: string }>;
 }
 
@@ -30,14 +29,10 @@ export function openRaw(target: RawTarget, path: string, headers: Record<string,
   const all = { ...headers, ...(target.token ? { authorization: `Bearer ${target.token}` } : {}) };
   const ws = new WebSocket(url, { headers: all, perMessageDeflate: false, ...(socketPath ? { createConnection: () => connect(socketPath) } : {}) });
   const messages: Buffer[] = [];
-  const binary: Buffer[] = [];
-  ws.on("message", (data: Buffer, isBinary: boolean) => {
-    messages.push(data);
-    if (isBinary) binary.push(data);
-  });
+  ws.on("message", (data: Buffer) => messages.push(data));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
   return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve({ refused: false, ws, messages, text: () => Buffer.concat(binary).toString("utf8"), closed }));
+    ws.once("open", () => resolve({ refused: false, ws, messages, closed }));
     ws.once("unexpected-response", (_request, response) => {
       let text = "";
       response.setEncoding("utf8");

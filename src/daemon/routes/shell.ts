@@ -3,8 +3,7 @@
 // query 400, no such shell or directory in the guest 400, not a WebSocket 426.
 import { Type, type Static } from "@sinclair/typebox";
 import type { WebSocket } from "ws";
-import type { ShellSpec } from "../../protocol/shell.ts";
-import { CLOSE_CODE } from "../../protocol/shell.ts";
+import { CLOSE_CODE, type ShellSpec } from "../../protocol/shell.ts";
 import { VmParams } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { openShell, type AgentDuplex } from "../websocket/agent-sessions.ts";
