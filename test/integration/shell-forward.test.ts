@@ -210,8 +210,8 @@ describe("shell and port forwarding", { timeout: 900_000 }, () => {
     test("uid, gid and cwd choose the user and the directory", async () => {
       const session = await client.shell(hostname, { uid: 65534, gid: 65534, cwd: "/tmp" });
       const out = watch(session);
-      session.write("echo id=$(id -u):$(id -g) pwd=$(pwd); exit\r");
-      await out.waitFor(/id=65534:65534 pwd=\/tmp/);
+      session.write("echo id=$(id -u):$(id -g) groups=$(id -G) pwd=$(pwd); exit\r");
+      await out.waitFor(/id=65534:65534 groups=65534 pwd=\/tmp/);
       assert.equal((await session.exit).code, 0);
       // A directory named in characters beyond Latin-1 arrives intact.
       await guest("mkdir -p \"/tmp/$(printf '\\346\\227\\245\\346\\234\\254')\"");
