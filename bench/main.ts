@@ -8,6 +8,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { COPY_BENCH_HEADERS, runCopyBench } from "./copy.ts";
 import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
+import { runShellBench, SHELL_BENCH_HEADERS } from "./shell.ts";
 import { ms, percentile, ratio, table } from "./stats.ts";
 import { silentProgress } from "../src/image/index.ts";
 import { runSetup } from "../src/setup/setup.ts";
@@ -60,6 +61,7 @@ try {
   }
   await peer.stop();
   const copyRows = await runCopyBench(client, target.hostname, (line) => process.stderr.write(`${line}\n`));
+  const shell = await runShellBench(client, target.hostname);
   await client.deleteNode("bench", target.hostname);
 
   const rows = [
@@ -69,8 +71,8 @@ try {
     ["exec `true` round trip, p99", ms(percentile(execOurs, 99)), ms(percentile(execPlain, 99)), ratio(percentile(execOurs, 99), percentile(execPlain, 99))],
   ];
   const report = table(["cold boot, 1 vCPU / 512 MiB", "Corral (API)", "plain QEMU", "ours/plain"], rows);
-  process.stdout.write(`\n${report}\n\n${table([...COPY_BENCH_HEADERS], copyRows)}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
-  const results = { date: new Date().toISOString(), accel, cores: cpus().length, image: baseImage.version, boot: { ours, plain }, exec: { ours: execOurs, plain: execPlain }, copy: copyRows };
+  process.stdout.write(`\n${report}\n\n${table([...COPY_BENCH_HEADERS], copyRows)}\n\n${table([...SHELL_BENCH_HEADERS], shell.rows)}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
+  const results = { date: new Date().toISOString(), accel, cores: cpus().length, image: baseImage.version, boot: { ours, plain }, exec: { ours: execOurs, plain: execPlain }, copy: copyRows, shell: { shell: shell.shell, forward: shell.forward } };
   await mkdir("bench/results", { recursive: true });
   await writeFile(join("bench/results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 } finally {

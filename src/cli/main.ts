@@ -6,6 +6,7 @@ import { registerCopyCommands } from "./cp-command.ts";
 import { registerDaemonCommand } from "./daemon-command.ts";
 import { registerImageCommands } from "./image-commands.ts";
 import { registerSecretCommands } from "./secret-commands.ts";
+import { registerShellAndForwardCommands } from "./shell-forward-commands.ts";
 import { registerUpCommand } from "./up-command.ts";
 import { registerPowerCommands } from "./power-commands.ts";
 import { registerTopCommand } from "./top-command.ts";
@@ -21,6 +22,7 @@ registerTopCommand(vm);
 registerBackgroundCommands(program);
 registerSecretCommands(program);
 registerCopyCommands(program);
+registerShellAndForwardCommands(program);
 registerImageCommands(program);
 
 await program.parseAsync(process.argv);

@@ -10,6 +10,7 @@ import { registerJobRoutes } from "./jobs/job-routes.ts";
 import { AgentRouter } from "./router.ts";
 import { GuestSecrets, registerSecretRoutes } from "./secrets.ts";
 import { registerStatsRoutes } from "./stats.ts";
+import { registerShellAndForwardRoutes } from "./shell-forward-routes.ts";
 import { findPortDevice, VirtioPort } from "./virtio-port.ts";
 
 function log(line: string): void {
@@ -35,6 +36,7 @@ registerStatsRoutes(router);
 registerJobRoutes(router, new JobRegistry());
 registerSecretRoutes(router, new GuestSecrets());
 registerFileRoutes(router);
+registerShellAndForwardRoutes(router);
 
 const server = new AgentServer(router);
 const device = await waitForPort();

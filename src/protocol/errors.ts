@@ -27,6 +27,7 @@ export const ERROR_STATUS = {
   gone: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  upgrade_required: 426,
   agent_unavailable: 503,
   unavailable: 503,
   insufficient_storage: 507,

@@ -1,7 +1,7 @@
 // A typed client for the host daemon's API, over TCP or a unix socket. The CLI and the tests use it;
 // programs can too (it speaks the same wire format as Slicer's SDKs). Feature namespaces live in their own
 // files and share this client's transport.
-import type { Readable } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
@@ -9,6 +9,9 @@ import { BackgroundExecApi } from "./background.ts";
 import { FilesApi } from "./files.ts";
 import { ndjson } from "./ndjson.ts";
 import { SecretsApi } from "./secrets.ts";
+import { listenForward, openForward, type ListenForwardOptions, type LocalForward } from "./forward.ts";
+import type { ForwardMapping } from "./forward-spec.ts";
+import { openShell, type ShellOptions, type ShellSession } from "./shell.ts";
 import { queryString, Transport, type ClientOptions } from "./transport.ts";
 
 export interface VmHealth {
@@ -205,6 +208,21 @@ export class CorralClient {
       timeoutMs: 0,
     });
     yield* ndjson<ExecFrame>(response.body);
+  }
+
+  /** An interactive shell (WebSocket): write keystrokes, read output, resize, then await `exit`. */
+  shell(hostname: string, options: ShellOptions = {}): Promise<ShellSession> {
+    return openShell(this.transport.options, hostname, options);
+  }
+
+  /** One forwarded connection to HOST:PORT or unix:/path inside the VM, as a Duplex stream. */
+  forward(hostname: string, target: string, signal?: AbortSignal): Promise<Duplex> {
+    return openForward(this.transport.options, hostname, target, signal);
+  }
+
+  /** Listens on this host (a `-L` spec such as "8080:80") and forwards each connection into the VM. */
+  listenForward(hostname: string, spec: string | ForwardMapping, options: ListenForwardOptions = {}): Promise<LocalForward> {
+    return listenForward(this.transport.options, hostname, spec, options);
   }
 
   private execQuery(options: ExecOptions, extra: Record<string, boolean | undefined>): string {

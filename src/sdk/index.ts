@@ -5,3 +5,6 @@ export { FilesApi, type Download, type DownloadOptions, type Ownership, type Upl
 export type { FsInfo, UploadResult, WatchEvent, WatchEventType } from "../protocol/files.ts";
 export type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 export type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
+export { ShellSession, type ShellExit, type ShellOptions } from "./shell.ts";
+export { ForwardClosedError, type ListenForwardOptions, type LocalForward } from "./forward.ts";
+export { formatListenAddress, parseForwardSpec, type ForwardMapping, type ListenAddress } from "./forward-spec.ts";

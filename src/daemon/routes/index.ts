@@ -9,6 +9,7 @@ import { metricsRoutes } from "./metrics.ts";
 import { nodeRoutes } from "./nodes.ts";
 import { secretRoutes } from "./secrets.ts";
 import { statsRoutes } from "./stats.ts";
+import { shellAndForwardRoutes } from "./shell-forward.ts";
 import { systemRoutes } from "./system.ts";
 import { tagRoutes } from "./tags.ts";
 import { vmRoutes } from "./vm.ts";
@@ -28,4 +29,5 @@ export const ROUTE_SETS: readonly RouteSet[] = [
   secretRoutes,
   fileRoutes,
   fsRoutes,
+  shellAndForwardRoutes,
 ];

@@ -1,0 +1,50 @@
+// Opening the agent side of a shell or a forwarded connection: one HTTP/2 stream each, full duplex (the
+// request body goes to the guest while the response body comes back). The routes call these before they
+// answer 101, so a stopped or paused VM, a missing shell or an unreachable target is known in time.
+import type { ClientHttp2Stream } from "node:http2";
+import { PassThrough } from "node:stream";
+import { FORWARD_AGENT_PATH, FORWARD_TARGET_HEADER, UPSTREAM_UNREACHABLE, type ForwardTarget } from "../../protocol/forward.ts";
+import { SHELL_AGENT_PATH, SHELL_SPEC_HEADER, type ShellSpec } from "../../protocol/shell.ts";
+import { AgentError } from "../agent/agent-client.ts";
+import type { VmManager } from "../vm/vm-manager.ts";
+
+/**
+ * JSON for an HTTP/2 header value, ASCII only: Node sends header values as Latin-1, so any character above
+ * U+00FF (a path like /tmp/日本) would arrive cut to its low byte. JSON's \u escapes carry it intact.
+ */
+export function headerJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+export interface AgentDuplex {
+  /** Bytes to the guest (the request body). */
+  toAgent: PassThrough;
+  /** Bytes from the guest (the response body). Closing it cancels the stream in the guest. */
+  fromAgent: ClientHttp2Stream;
+}
+
+export function openShell(manager: VmManager, hostname: string, spec: ShellSpec, signal: AbortSignal): Promise<AgentDuplex> {
+  const toAgent = new PassThrough();
+  return manager
+    .withAgent(hostname, signal, (agent) => agent.call("POST", SHELL_AGENT_PATH, { headers: { [SHELL_SPEC_HEADER]: headerJson(spec) }, body: toAgent, signal }))
+    .then((response) => ({ toAgent, fromAgent: response.stream }));
+}
+
+export type ForwardOpening = ({ connected: true } & AgentDuplex) | { connected: false; reason: string };
+
+/**
+ * Has the agent connect to `target`. A target that refuses or does not answer is not an error of the
+ * request: it resolves with the reason, which the route sends as the WebSocket's close reason.
+ */
+export async function openForward(manager: VmManager, hostname: string, target: ForwardTarget, signal: AbortSignal): Promise<ForwardOpening> {
+  const toAgent = new PassThrough();
+  return manager.withAgent(hostname, signal, async (agent) => {
+    try {
+      const response = await agent.call("POST", FORWARD_AGENT_PATH, { headers: { [FORWARD_TARGET_HEADER]: headerJson(target) }, body: toAgent, signal });
+      return { connected: true, toAgent, fromAgent: response.stream };
+    } catch (err) {
+      if (err instanceof AgentError && err.code === UPSTREAM_UNREACHABLE) return { connected: false, reason: err.message };
+      throw err;
+    }
+  });
+}

@@ -1,0 +1,79 @@
+// Opening a WebSocket to the daemon with the SDK's connection settings: the same URL or unix socket and
+// the same token as the HTTP transport. Over a unix socket the request goes to ws://localhost/... (as
+// Slicer's SDKs send it). A refusal (any status but 101) becomes a CorralApiError with the daemon's
+// {"error","code"}.
+import { connect } from "node:net";
+import WebSocket from "ws";
+import { CorralApiError, type ClientOptions } from "./transport.ts";
+
+const HANDSHAKE_TIMEOUT_MS = 75_000;
+
+/** The unix socket path in a client URL, by the transport's rules; undefined for http(s) URLs. */
+export function socketPathOf(url: string): string | undefined {
+  if (url.startsWith("unix://")) return url.slice("unix://".length);
+  if (url.startsWith("unix:")) return url.slice("unix:".length);
+  if (url.startsWith("/") || url.endsWith(".sock")) return url;
+  return undefined;
+}
+
+export function webSocketUrl(url: string, path: string): string {
+  if (socketPathOf(url) !== undefined) return `ws://localhost${path}`;
+  const parsed = new URL(url);
+  const scheme = parsed.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${parsed.host}${path}`;
+}
+
+/** Resolves once the WebSocket is open; rejects with CorralApiError when the daemon refuses it. */
+export function openWebSocket(options: ClientOptions, path: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<WebSocket> {
+  const socketPath = socketPathOf(options.url);
+  const allHeaders: Record<string, string> = { "user-agent": "corral-sdk", ...headers };
+  if (options.token) allHeaders.authorization = `Bearer ${options.token}`;
+  const ws = new WebSocket(webSocketUrl(options.url, path), {
+    headers: allHeaders,
+    perMessageDeflate: false,
+    // The daemon answers the upgrade once the guest accepted the session; for a VM still booting it waits
+    // up to a minute for the agent.
+    handshakeTimeout: Math.max(options.timeoutMs ?? 30_000, HANDSHAKE_TIMEOUT_MS),
+    ...(socketPath !== undefined ? { createConnection: () => connect(socketPath) } : {}),
+  });
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      ws.on("error", () => undefined);
+      ws.terminate();
+      reject(signal?.reason instanceof Error ? signal.reason : new Error("The WebSocket was aborted"));
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const settle = (): void => signal?.removeEventListener("abort", onAbort);
+    ws.once("open", () => {
+      settle();
+      ws.removeAllListeners("error");
+      resolve(ws);
+    });
+    ws.once("unexpected-response", (_request, response) => {
+      settle();
+      let text = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => (text += chunk));
+      response.on("end", () => {
+        const status = response.statusCode ?? 0;
+        let code = "unknown";
+        let message = text || `HTTP ${status}`;
+        try {
+          const parsed = JSON.parse(text) as { error?: string; code?: string };
+          message = parsed.error ?? message;
+          code = parsed.code ?? code;
+        } catch {
+          // not JSON: keep the text
+        }
+        ws.on("error", () => undefined); // terminating a handshake in progress reports it as an error
+        ws.terminate();
+        reject(new CorralApiError(status, code, message, "GET", path));
+      });
+    });
+    ws.once("error", (err) => {
+      settle();
+      reject(err);
+    });
+  });
+}
