@@ -5,7 +5,7 @@
 export const AGENT_PORT_NAME = "corral.agent";
 
 /** Bumped whenever the host<->guest protocol changes; images carry the agent that matches. */
-export const AGENT_VERSION = "0.1.0";
+export const AGENT_VERSION = "0.2.0";
 
 /**
  * Before HTTP/2 starts on a fresh host connection, the host sends `CORRAL-HELLO <nonce>\n` and the agent

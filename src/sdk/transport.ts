@@ -51,8 +51,16 @@ export interface Target {
   dispatcher: Dispatcher;
 }
 
+/** The unix socket a daemon URL names (`unix:/p`, `unix:///p`, a path starting with "/" or ending in ".sock"). */
+export function socketPathOf(url: string): string | undefined {
+  if (url.startsWith("unix://")) return url.slice("unix://".length);
+  if (url.startsWith("unix:")) return url.slice("unix:".length);
+  if (url.startsWith("/") || url.endsWith(".sock")) return url;
+  return undefined;
+}
+
 export function parseTarget(url: string): Target {
-  const socketPath = url.startsWith("unix://") ? url.slice("unix://".length) : url.startsWith("unix:") ? url.slice("unix:".length) : url.startsWith("/") || url.endsWith(".sock") ? url : undefined;
+  const socketPath = socketPathOf(url);
   if (socketPath !== undefined) return { origin: "http://localhost", dispatcher: new Agent({ connect: { socketPath } }) };
   const parsed = new URL(url);
   return { origin: parsed.origin, dispatcher: new Agent({ keepAliveTimeout: 10_000 }) };

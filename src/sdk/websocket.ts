@@ -5,16 +5,9 @@
 import { connect } from "node:net";
 import WebSocket from "ws";
 import { CorralApiError, type ClientOptions } from "./transport.ts";
+import { socketPathOf } from "./transport.ts";
 
 const HANDSHAKE_TIMEOUT_MS = 75_000;
-
-/** The unix socket path in a client URL, by the transport's rules; undefined for http(s) URLs. */
-export function socketPathOf(url: string): string | undefined {
-  if (url.startsWith("unix://")) return url.slice("unix://".length);
-  if (url.startsWith("unix:")) return url.slice("unix:".length);
-  if (url.startsWith("/") || url.endsWith(".sock")) return url;
-  return undefined;
-}
 
 export function webSocketUrl(url: string, path: string): string {
   if (socketPathOf(url) !== undefined) return `ws://localhost${path}`;

@@ -7,14 +7,7 @@ import { FORWARD_AGENT_PATH, FORWARD_TARGET_HEADER, UPSTREAM_UNREACHABLE, type F
 import { SHELL_AGENT_PATH, SHELL_SPEC_HEADER, type ShellSpec } from "../../protocol/shell.ts";
 import { AgentError } from "../agent/agent-client.ts";
 import type { VmManager } from "../vm/vm-manager.ts";
-
-/**
- * JSON for an HTTP/2 header value, ASCII only: Node sends header values as Latin-1, so any character above
- * U+00FF (a path like /tmp/日本) would arrive cut to its low byte. JSON's \u escapes carry it intact.
- */
-export function headerJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
+import { headerJson } from "../../protocol/agent.ts";
 
 export interface AgentDuplex {
   /** Bytes to the guest (the request body). */
