@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { headerJson } from "../../src/daemon/websocket/agent-sessions.ts";
+import { headerJson } from "../../src/protocol/agent.ts";
 
 test("JSON headers to the agent are ASCII and read back exactly (Node sends header values as Latin-1)", () => {
   const value = { cwd: "/tmp/日本", shell: "/bin/sh", note: "é\u007f😀" };
