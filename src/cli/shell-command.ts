@@ -3,6 +3,7 @@
 // input: the input is typed into the shell, then Ctrl-D ends it. Our exit code is the shell's.
 import { spawnSync } from "node:child_process";
 import { once } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
 import { action } from "./output.ts";
@@ -15,6 +16,7 @@ interface ShellFlags extends ConnectionFlags {
 }
 
 const END_OF_INPUT = "\x04";
+const PIPED_INPUT_WAIT_MS = 2000;
 
 function optionalId(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -53,18 +55,28 @@ async function runShell(hostname: string, flags: ShellFlags): Promise<void> {
     const onInterrupt = (): void => session.close();
     if (!terminal) process.once("SIGINT", onInterrupt);
 
-    stdin.on("data", (chunk: Buffer) => {
-      if (!session.write(chunk)) {
-        stdin.pause();
-        void session.drained().then(() => stdin.resume());
-      }
-    });
-    stdin.once("end", () => {
-      if (!terminal) session.write(END_OF_INPUT);
-    });
-    stdin.resume();
+    const startTyping = (): void => {
+      stdin.on("data", (chunk: Buffer) => {
+        if (!session.write(chunk)) {
+          stdin.pause();
+          void session.drained().then(() => stdin.resume());
+        }
+      });
+      stdin.once("end", () => {
+        if (!terminal) session.write(END_OF_INPUT);
+      });
+      stdin.resume();
+    };
+    // Piped input waits for the shell's first output (its prompt): typed earlier, it lands while the pty is
+    // still in canonical mode, where the final Ctrl-D becomes a NUL once the shell switches to line editing,
+    // and the session never ends. A shell that prints nothing gets the input after a short wait anyway.
+    let sawOutput!: () => void;
+    const firstOutput = new Promise<void>((resolve) => (sawOutput = resolve));
+    if (terminal) startTyping();
+    else void Promise.race([firstOutput, sleep(PIPED_INPUT_WAIT_MS, undefined, { ref: false })]).then(startTyping);
 
     for await (const chunk of session) {
+      sawOutput();
       if (!stdout.write(chunk)) await once(stdout, "drain");
     }
     const exit = await session.exit;
