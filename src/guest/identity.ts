@@ -5,6 +5,7 @@ import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
 import { appendFileSync, chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import type { GuestIdentity } from "../protocol/agent.ts";
+import { guestNative } from "./native.ts";
 import { guestEnvironment, lookupUserByName, type GuestUser } from "./users.ts";
 
 export interface IdentityPaths {
@@ -47,8 +48,14 @@ export class IdentityState {
   }
 
   async apply(identity: GuestIdentity): Promise<void> {
+    // Entropy first: whatever runs after this (keys, userdata) must not draw from a generator that another
+    // clone of the same template shares.
+    if (identity.entropy !== undefined) reseedRandom(Buffer.from(identity.entropy, "base64"), this.log);
     if (identity.time_ms !== undefined) await setClock(identity.time_ms);
     await setHostname(identity.hostname);
+    if (identity.machine_id !== undefined) setMachineId(identity.machine_id);
+    if (identity.mac !== undefined) await setMacAddress(identity.mac, this.log);
+    if (identity.template) return;
     const user = identity.user ? ensureUser(identity.user) : undefined;
     if (identity.ssh_keys && identity.ssh_keys.length > 0) this.installSshKeys(identity.ssh_keys, user);
     this.applied = true;
@@ -126,11 +133,59 @@ function runQuietly(file: string, args: string[]): Promise<void> {
   });
 }
 
-/** Sets the clock from the host's when it is more than a second off (after a restore it is far behind). */
+/** Sets the clock from the host's when it is off (after a restore it is as old as the snapshot). */
 async function setClock(hostMs: number): Promise<void> {
+  const native = guestNative();
+  if (native) {
+    if (Math.abs(Date.now() - hostMs) >= CLOCK_TOLERANCE_MS) native.setTime(Math.round(hostMs));
+    return;
+  }
   if (Math.abs(Date.now() - hostMs) < 1000) return;
   // busybox date takes "@seconds"; a second's precision is what settimeofday through date gives.
   await runQuietly("date", ["-u", "-s", `@${Math.round(hostMs / 1000)}`]);
+}
+
+/** How far off the guest clock may be before it is set (the host's time is a few ms old when it arrives). */
+const CLOCK_TOLERANCE_MS = 20;
+
+const MACHINE_ID_PATTERN = /^[0-9a-f]{32}$/;
+const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+/** The guest's one network interface (QEMU user networking: virtio-net). */
+const NET_INTERFACE = "eth0";
+
+function reseedRandom(seed: Buffer, log: (line: string) => void): void {
+  if (seed.length === 0) return;
+  const native = guestNative();
+  if (native) {
+    native.reseedRandom(seed.subarray(0, 512));
+    return;
+  }
+  // Without the addon the bytes are still mixed in, but the generator is only rekeyed on its own schedule.
+  writeFileSync("/dev/urandom", seed);
+  log("entropy mixed in without an immediate reseed (native addon missing)");
+}
+
+function setMachineId(id: string): void {
+  if (!MACHINE_ID_PATTERN.test(id)) throw new Error(`Invalid machine id ${JSON.stringify(id)}`);
+  writeFileSync("/etc/machine-id", `${id}\n`, { mode: 0o444 });
+}
+
+async function setMacAddress(mac: string, log: (line: string) => void): Promise<void> {
+  if (!MAC_PATTERN.test(mac)) throw new Error(`Invalid MAC address ${JSON.stringify(mac)}`);
+  let current: string;
+  try {
+    current = readFileSync(`/sys/class/net/${NET_INTERFACE}/address`, "utf8").trim();
+  } catch {
+    return; // no network in this VM
+  }
+  if (current === mac) return;
+  const native = guestNative();
+  try {
+    if (native) native.setMacAddress(NET_INTERFACE, Buffer.from(mac.replaceAll(":", ""), "hex"));
+    else await runQuietly("ip", ["link", "set", "dev", NET_INTERFACE, "address", mac]);
+  } catch (err) {
+    log(`cannot set the MAC address: ${(err as Error).message}`);
+  }
 }
 
 export const USER_NAME_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
@@ -158,8 +213,10 @@ export function ensureUser(name: string, etc = "/etc", homeRoot = "/home"): Gues
 }
 
 async function setHostname(hostname: string): Promise<void> {
-  // Node has no sethostname(2); busybox's hostname applet calls it.
-  await runQuietly("hostname", [hostname]);
+  // Node has no sethostname(2): the addon calls it, else busybox's hostname applet.
+  const native = guestNative();
+  if (native) native.setHostname(hostname);
+  else await runQuietly("hostname", [hostname]);
   writeFileSync("/etc/hostname", `${hostname}\n`);
   const hosts = existsSync("/etc/hosts") ? readFileSync("/etc/hosts", "utf8") : "";
   const lines = hosts.split("\n").filter((l) => l.trim() && !l.startsWith("127.0.1.1"));

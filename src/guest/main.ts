@@ -5,6 +5,7 @@ import { AgentServer } from "./agent-server.ts";
 import { registerCoreRoutes } from "./core-routes.ts";
 import { registerFileRoutes } from "./files/index.ts";
 import { IdentityState } from "./identity.ts";
+import { guestNative } from "./native.ts";
 import { JobRegistry } from "./jobs/job-registry.ts";
 import { registerJobRoutes } from "./jobs/job-routes.ts";
 import { AgentRouter } from "./router.ts";
@@ -29,6 +30,8 @@ async function waitForPort(): Promise<string> {
 process.on("uncaughtException", (err) => log(`unexpected error: ${err.stack ?? err.message}`));
 process.on("unhandledRejection", (err) => log(`unexpected rejection: ${String(err)}`));
 
+// Loaded now, not at the first identity: in a template snapshot the addon is then already in every clone.
+guestNative();
 const identity = new IdentityState(undefined, log);
 const router = new AgentRouter();
 registerCoreRoutes(router, identity);

@@ -8,6 +8,7 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { AGENT_VERSION } from "../protocol/agent.ts";
 import { bundleGuestAgent } from "./guest-bundle.ts";
+import { buildGuestNative } from "./guest-native.ts";
 import type { CorralHome } from "./home.ts";
 import { IMAGE_FILES, ImageStore, type ImageManifest, type ImageVersion } from "./image-store.ts";
 import { buildInitramfs, initramfsInit } from "./initramfs.ts";
@@ -38,6 +39,7 @@ interface BaseInputs {
   tini: string;
   node: string;
   ptyAddon: string;
+  nativeAddon: string;
   dropbear: string | undefined;
   agentBundle: Buffer;
   record: Record<string, string>;
@@ -50,6 +52,7 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
   const tini = findProgram("tini-static") ?? requireProgram("tini", "tini");
   const node = process.execPath;
   const ptyAddon = ptyAddonPath();
+  const nativeAddon = await buildGuestNative(home.cache);
   const dropbear = findProgram("dropbear");
   const agentBundle = await bundleGuestAgent();
   const record: Record<string, string> = {
@@ -61,6 +64,7 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
     node_version: process.version,
     node_sha256: await sha256File(node),
     pty_addon_sha256: await sha256File(ptyAddon),
+    native_addon_sha256: await sha256File(nativeAddon),
     dropbear_sha256: dropbear ? await sha256File(dropbear) : "none",
     agent_version: AGENT_VERSION,
     agent_sha256: sha256(agentBundle),
@@ -70,7 +74,7 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
   // A forced build is a new version: never the files of one that VMs may be using.
   if (forced) record.forced_at = new Date().toISOString();
   const version = sha256(JSON.stringify(record)).slice(0, 12);
-  return { kernel, busybox, tini, node, ptyAddon, dropbear, agentBundle, record, version };
+  return { kernel, busybox, tini, node, ptyAddon, nativeAddon, dropbear, agentBundle, record, version };
 }
 
 /** node-pty's addon, built by npm for this very node (so it loads in the guest, which runs the same node). */
@@ -133,6 +137,7 @@ async function ensureBaseImageLocked(home: CorralHome, progress: Progress, optio
       nodePath: inputs.node,
       agentBundle: inputs.agentBundle,
       ptyAddonPath: inputs.ptyAddon,
+      nativeAddonPath: inputs.nativeAddon,
       dropbearPath: inputs.dropbear,
       osRelease: osRelease(inputs.version),
     });

@@ -10,6 +10,7 @@ export const ROOTFS_SIZE = "4G";
 export const AGENT_GUEST_PATH = "/opt/corral/agent.mjs";
 /** node-pty's native addon, loaded by the agent for shells (built for the same node that runs the agent). */
 export const PTY_ADDON_GUEST_PATH = "/opt/corral/pty.node";
+export const NATIVE_ADDON_GUEST_PATH = "/opt/corral/corral-native.node";
 export const GUEST_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** PID 1 of the base image: tini reaps orphans and forwards signals; the boot script ends in the agent. */
@@ -69,6 +70,8 @@ export interface RootfsInput {
   nodePath: string;
   agentBundle: Buffer;
   ptyAddonPath: string;
+  /** The agent's own addon (see src/image/guest-native.ts). */
+  nativeAddonPath: string;
   /** Debian's dropbear, when installed on the host (the SSH server of the image). */
   dropbearPath: string | undefined;
   osRelease: string;
@@ -140,6 +143,7 @@ export async function buildRootfs(input: RootfsInput): Promise<void> {
   await copyInto(root, "sbin/tini", input.tiniPath, 0o755);
   await copyProgram(root, "usr/bin/node", input.nodePath);
   await copyInto(root, PTY_ADDON_GUEST_PATH.slice(1), input.ptyAddonPath, 0o755);
+  await copyInto(root, NATIVE_ADDON_GUEST_PATH.slice(1), input.nativeAddonPath, 0o755);
   if (input.dropbearPath) await copyProgram(root, "usr/sbin/dropbear", input.dropbearPath);
 
   await writeFile(join(root, AGENT_GUEST_PATH), input.agentBundle, { mode: 0o644 });

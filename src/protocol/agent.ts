@@ -5,7 +5,7 @@
 export const AGENT_PORT_NAME = "corral.agent";
 
 /** Bumped whenever the host<->guest protocol changes; images carry the agent that matches. */
-export const AGENT_VERSION = "0.2.0";
+export const AGENT_VERSION = "0.3.0";
 
 /**
  * Before HTTP/2 starts on a fresh host connection, the host sends `CORRAL-HELLO <nonce>\n` and the agent
@@ -57,6 +57,17 @@ export interface GuestIdentity {
   user?: string;
   /** The host's clock (ms since the epoch): a restored guest's clock is stale and is set from it. */
   time_ms?: number;
+  /** /etc/machine-id (32 lowercase hex digits): each clone of a template is its own machine. */
+  machine_id?: string;
+  /** Base64 bytes from the host's generator: mixed into the guest's pool, which is then rekeyed at once. */
+  entropy?: string;
+  /** The network interface's hardware address ("52:54:00:..."): a clone starts with its template's. */
+  mac?: string;
+  /**
+   * This machine is a template: apply the rest (so the code that does it is loaded and compiled before the
+   * snapshot), but leave userdata unsettled: each clone runs its own.
+   */
+  template?: boolean;
 }
 
 export interface ExecSpec {

@@ -23,6 +23,7 @@ function newVm(overrides: Partial<NewVm> = {}): NewVm {
     ip: "10.0.2.15",
     mac: "52:54:00:00:00:01",
     accel: "tcg",
+    machineId: "0123456789abcdef0123456789abcdef",
     ...overrides,
   };
 }
@@ -119,6 +120,8 @@ describe("VmStore", () => {
         createdAt: "2024-01-01T00:00:00.000Z",
         updatedAt: "2024-01-01T00:00:00.000Z",
         lastError: null,
+        template: null,
+        machineId: "0123456789abcdef0123456789abcdef",
       } satisfies VmRecord);
       assert.deepEqual(store.get("sbox-1"), record);
     });
@@ -360,10 +363,10 @@ describe("VmStore", () => {
     test("the schema version is recorded and a newer one is refused", () => {
       store.close();
       const raw = new Database(file);
-      assert.equal(raw.pragma("user_version", { simple: true }), 2);
-      raw.pragma("user_version = 3");
+      assert.equal(raw.pragma("user_version", { simple: true }), 3);
+      raw.pragma("user_version = 4");
       raw.close();
-      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 3, this one knows 2)" });
+      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 4, this one knows 3)" });
     });
 
     test("the database uses write-ahead logging", () => {

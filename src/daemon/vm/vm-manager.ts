@@ -1,6 +1,7 @@
 // The VM service the routes call: host groups and records, create and delete, calls to a VM's agent, power
 // operations, tags, and the daemon's start and stop. Routes never touch QEMU, the agent or the store
 // directly. The live-VM core is VmSupervisor; power operations are VmPower.
+import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import type { ClientHttp2Stream } from "node:http2";
 import type { Readable } from "node:stream";
@@ -136,7 +137,16 @@ export class VmManager {
   }
 
   private newVm(group: HostGroupConfig, kind: NewVm["kind"], fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion">): NewVm {
-    return { hostgroup: group.name, kind, image: group.image, ip: USER_NET.guestAddress, mac: randomMac(), accel: this.deps.accel.accel, ...fields };
+    return {
+      hostgroup: group.name,
+      kind,
+      image: group.image,
+      ip: USER_NET.guestAddress,
+      mac: randomMac(),
+      accel: this.deps.accel.accel,
+      machineId: randomBytes(16).toString("hex"),
+      ...fields,
+    };
   }
 
   /** Deletes a sandbox (services only with `force`): stops QEMU and removes its disk and record. */
@@ -155,6 +165,7 @@ export class VmManager {
       await rm(vmPaths(this.deps.stateDir, hostname).dir, { recursive: true, force: true });
       this.deps.store.delete(hostname, record.incarnation);
       this.deps.log.info({ vm: hostname }, "VM deleted");
+      if (record.template) void this.deps.templates?.collectGarbage();
       return { diskRemoved: true };
     });
   }

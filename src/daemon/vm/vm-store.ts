@@ -32,9 +32,13 @@ export interface VmRecord {
   createdAt: string;
   updatedAt: string;
   lastError: string | null;
+  /** The template this VM was cloned from (its RAM file and frozen disk back the VM's); null: cold boot. */
+  template: string | null;
+  /** The guest's /etc/machine-id, fixed for the VM's life. */
+  machineId: string;
 }
 
-export type NewVm = Omit<VmRecord, "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError">;
+export type NewVm = Omit<VmRecord, "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template">;
 
 interface Row {
   hostname: string;
@@ -59,9 +63,11 @@ interface Row {
   created_at: string;
   updated_at: string;
   last_error: string | null;
+  template: string | null;
+  machine_id: string;
 }
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -93,6 +99,10 @@ const MIGRATIONS: Record<number, string> = {
     CREATE TABLE hostgroup_counters (hostgroup TEXT PRIMARY KEY, next_index INTEGER NOT NULL);
   `,
   2: `ALTER TABLE vms ADD COLUMN import_user TEXT;`,
+  3: `
+    ALTER TABLE vms ADD COLUMN template TEXT;
+    ALTER TABLE vms ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
+  `,
 };
 
 function fromRow(row: Row): VmRecord {
@@ -119,6 +129,8 @@ function fromRow(row: Row): VmRecord {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     lastError: row.last_error,
+    template: row.template,
+    machineId: row.machine_id,
   };
 }
 
@@ -128,6 +140,7 @@ export interface StatePatch {
   lastError?: string | null;
   incarnation?: number;
   imageVersion?: string;
+  template?: string | null;
 }
 
 export class VmStore {
@@ -225,12 +238,12 @@ export class VmStore {
     this.db
       .prepare(
         `INSERT INTO vms (hostname, hostgroup, kind, state, incarnation, cpus, ram_bytes, persistent, image, image_version,
-          userdata, ssh_keys, import_user, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error)
-         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL)`,
+          userdata, ssh_keys, import_user, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error, machine_id)
+         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL, ?)`,
       )
       .run(
         hostname, vm.hostgroup, vm.kind, this.nextIncarnation(), vm.cpus, vm.ramBytes, vm.persistent ? 1 : 0, vm.image, vm.imageVersion,
-        vm.userdata, JSON.stringify(vm.sshKeys), vm.importUser, JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now,
+        vm.userdata, JSON.stringify(vm.sshKeys), vm.importUser, JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now, vm.machineId,
       );
     return this.get(hostname) as VmRecord;
   }
@@ -248,6 +261,7 @@ export class VmStore {
     if (patch.lastError !== undefined) (sets.push("last_error = @lastError"), (params.lastError = patch.lastError));
     if (patch.incarnation !== undefined) (sets.push("incarnation = @newIncarnation"), (params.newIncarnation = patch.incarnation));
     if (patch.imageVersion !== undefined) (sets.push("image_version = @imageVersion"), (params.imageVersion = patch.imageVersion));
+    if (patch.template !== undefined) (sets.push("template = @template"), (params.template = patch.template));
     const result = this.db
       .prepare(`UPDATE vms SET ${sets.join(", ")} WHERE hostname = @hostname AND incarnation = @incarnation AND state = @from`)
       .run(params);
@@ -266,6 +280,12 @@ export class VmStore {
   /** Notes why the last start failed, without changing the state. */
   recordError(hostname: string, incarnation: number, message: string): void {
     this.db.prepare("UPDATE vms SET last_error = ?, updated_at = ? WHERE hostname = ? AND incarnation = ?").run(message, this.now().toISOString(), hostname, incarnation);
+  }
+
+  /** The templates that VM records still use (their files must stay). */
+  templatesInUse(): Set<string> {
+    const rows = this.db.prepare("SELECT DISTINCT template FROM vms WHERE template IS NOT NULL").all() as { template: string }[];
+    return new Set(rows.map((r) => r.template));
   }
 
   /** Deletes the record if it is still the given incarnation; returns whether it did. */
