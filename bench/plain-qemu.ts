@@ -18,7 +18,7 @@ export interface PlainVm {
   stop(): Promise<void>;
 }
 
-function request(session: ClientHttp2Session, headers: Record<string, string>): Promise<string> {
+export function request(session: ClientHttp2Session, headers: Record<string, string>): Promise<string> {
   return new Promise((resolve, reject) => {
     const stream = session.request(headers);
     let body = "";

@@ -9,6 +9,7 @@ import { registerSecretCommands } from "./secret-commands.ts";
 import { registerShellAndForwardCommands } from "./shell-forward-commands.ts";
 import { registerUpCommand } from "./up-command.ts";
 import { registerPowerCommands } from "./power-commands.ts";
+import { registerTemplateCommands } from "./template-commands.ts";
 import { registerTopCommand } from "./top-command.ts";
 import { registerVmCommands } from "./vm-commands.ts";
 
@@ -24,5 +25,6 @@ registerSecretCommands(program);
 registerCopyCommands(program);
 registerShellAndForwardCommands(program);
 registerImageCommands(program);
+registerTemplateCommands(program);
 
 await program.parseAsync(process.argv);

@@ -26,6 +26,7 @@ const HostGroupSchema = Type.Object(
     userdata_file: Type.Optional(Type.String({ minLength: 1 })),
     image: Type.Optional(Type.String({ pattern: IMAGE_PATTERN, description: "an image name (lower-case letters, digits, '.', '-', '_')" })),
     ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    template: Type.Optional(Type.Boolean({ description: "create sandboxes by restoring a template snapshot (default true)" })),
   },
   { additionalProperties: false },
 );
@@ -67,6 +68,8 @@ export interface HostGroupConfig {
   readonly userdata: string | undefined;
   readonly image: string;
   readonly sshKeys: readonly string[];
+  /** Sandboxes of the group's default size are clones of a template snapshot (else each boots cold). */
+  readonly template: boolean;
 }
 
 export interface DaemonConfig {
@@ -173,6 +176,7 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
       userdata,
       image: group.image ?? DEFAULT_IMAGE,
       sshKeys: Object.freeze([...(group.ssh_keys ?? [])]),
+      template: group.template ?? true,
     });
   });
   if (problems.length > 0) throw new ConfigError(source, problems);

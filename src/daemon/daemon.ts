@@ -16,6 +16,7 @@ import { ensureToken, tokenFile } from "./http/auth.ts";
 import type { DaemonApp } from "./http/context.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { Secrets } from "./secrets/index.ts";
+import { TemplateManager } from "./templates/template-manager.ts";
 import { VmManager } from "./vm/vm-manager.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
@@ -131,10 +132,12 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
 
   const store = new VmStore(join(stateDir, "corral.db"));
   const metrics = new DaemonMetrics(() => store.countByState());
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz: hostTscKhz() });
+  const tscKhz = hostTscKhz();
+  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log });
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates });
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
-  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
   let unixServer: Server | undefined;
   try {
@@ -143,6 +146,7 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
     await app.listen({ host: config.api.bindAddress, port: options.port ?? config.api.port });
     if (socketPath) unixServer = await listenOnSocket(app, socketPath);
     await manager.start();
+    await templates.start();
   } catch (err) {
     await app.close();
     unixServer?.close();
@@ -169,6 +173,7 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
       log.info("Stopping: sandboxes are removed, services and persistent VMs are powered off");
       await app.close();
       if (unixServer) await new Promise<void>((done) => unixServer?.close(() => done()));
+      await templates.stop();
       await manager.stop();
       store.close();
       await rm(runtimeInfoFile(stateDir), { force: true });

@@ -3,7 +3,7 @@ import { freemem, loadavg, totalmem } from "node:os";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { VmState } from "./vm/vm-state.ts";
 
-export type LaunchOutcome = "started" | "failed";
+export type LaunchOutcome = "started" | "cloned" | "failed";
 
 export class DaemonMetrics {
   readonly registry = new Registry();

@@ -33,9 +33,14 @@ async function serveOnce(socketPath: string, handle: (socket: Socket) => Promise
   return { server, transfer };
 }
 
-/** Polls query-migrate until the migration completed; throws on failure or at the deadline. */
+/**
+ * Polls query-migrate until the migration completed; throws on failure or at the deadline. The interval
+ * starts at 1 ms and doubles up to 20 ms: a template's state loads in a few milliseconds, a suspended VM's
+ * RAM takes seconds.
+ */
 async function waitForMigration(qmp: QmpClient, deadlineMs: number): Promise<void> {
   const deadline = performance.now() + deadlineMs;
+  let interval = 1;
   for (;;) {
     const info = await qmp.queryMigrate();
     if (info.status === "completed") return;
@@ -43,7 +48,8 @@ async function waitForMigration(qmp: QmpClient, deadlineMs: number): Promise<voi
       throw new MigrationError(`Migration ${info.status}${info["error-desc"] ? `: ${info["error-desc"]}` : ""}`);
     }
     if (performance.now() > deadline) throw new MigrationError(`Migration did not complete in time (status ${info.status ?? "not started"})`);
-    await sleep(20);
+    await sleep(interval);
+    interval = Math.min(interval * 2, 20);
   }
 }
 
@@ -77,7 +83,7 @@ async function connectWhenListening(socketPath: string, deadlineMs: number): Pro
       });
     } catch (err) {
       if (performance.now() > deadline) throw new MigrationError(`QEMU did not open ${socketPath} for the incoming state`, { cause: err });
-      await sleep(5);
+      await sleep(1);
     }
   }
 }

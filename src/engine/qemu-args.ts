@@ -38,7 +38,15 @@ export interface QemuSpec {
   network: UserNetwork | undefined;
   /** Start with the vCPUs stopped, waiting for a state to load (`migrate-incoming`). */
   incoming?: boolean;
+  /**
+   * Guest RAM in a file instead of anonymous memory (template snapshots, DESIGN.md "Fast start"). `shared`:
+   * the guest writes into the file (a template being made); otherwise the file is mapped privately,
+   * copy-on-write, and clones share its unchanged pages through the page cache.
+   */
+  memoryFile?: { path: string; shared: boolean };
 }
+
+const RAM_BACKEND_ID = "ram";
 
 /** The virtio-serial port name the guest agent looks for (see AGENT_PORT_NAME). */
 export const AGENT_PORT = "corral.agent";
@@ -90,8 +98,9 @@ function escapeOption(value: string): string {
 }
 
 export function buildQemuArgs(spec: QemuSpec): string[] {
+  const machine = spec.accel === "tcg" ? "microvm,isa-serial=on,pit=on" : "microvm,isa-serial=on";
   const args = [
-    "-M", spec.accel === "tcg" ? "microvm,isa-serial=on,pit=on" : "microvm,isa-serial=on",
+    "-M", spec.memoryFile ? `${machine},memory-backend=${RAM_BACKEND_ID}` : machine,
     // Under TCG: QEMU's default model plus ARAT (the APIC timer keeps running when idle). Without ARAT the
     // guest keeps a periodic 250 Hz tick (no one-shot timer without a broadcast device, which microvm lacks),
     // and an idle VM cost twice the host CPU. Richer models (max) would only add instructions to emulate.
@@ -112,6 +121,10 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     "-object", "rng-random,id=rng0,filename=/dev/urandom",
     "-device", "virtio-rng-device,rng=rng0",
   ];
+  if (spec.memoryFile) {
+    const { path, shared } = spec.memoryFile;
+    args.push("-object", `memory-backend-file,id=${RAM_BACKEND_ID},size=${spec.memoryMiB}M,mem-path=${escapeOption(path)},share=${shared ? "on" : "off"}`);
+  }
   if (spec.network) {
     args.push("-netdev", netdevUser(spec.network), "-device", `virtio-net-device,netdev=net0,mac=${spec.network.mac}`);
   }

@@ -4,6 +4,7 @@
 import type { Duplex, Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
+import type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { BackgroundExecApi } from "./background.ts";
 import { FilesApi } from "./files.ts";
@@ -39,6 +40,7 @@ export interface DaemonInfo {
   accel_reason: string;
   accel_decided_at: string;
   images: { name: string; version: string; kernel_release: string; created_at: string }[];
+  templates: TemplateInfo[];
 }
 
 export interface CreateOptions {
@@ -92,6 +94,16 @@ export class CorralClient {
 
   info(): Promise<DaemonInfo> {
     return this.json("GET", "/info");
+  }
+
+  /** The template snapshot of each host group (new sandboxes are clones of it). */
+  templates(): Promise<TemplateInfo[]> {
+    return this.json("GET", "/templates");
+  }
+
+  /** Starts building a fresh template for the group; VMs cloned from the old one keep running. */
+  rebuildTemplate(hostgroup: string): Promise<TemplateInfo> {
+    return this.json("POST", `/templates/${encodeURIComponent(hostgroup)}/rebuild`);
   }
 
   healthz(): Promise<{ status: string }> {

@@ -8,3 +8,4 @@ export type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } f
 export { ShellSession, type ShellExit, type ShellOptions } from "./shell.ts";
 export { ForwardClosedError, type ListenForwardOptions, type LocalForward } from "./forward.ts";
 export { formatListenAddress, parseForwardSpec, type ForwardMapping, type ListenAddress } from "./forward-spec.ts";
+export type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api.ts";

@@ -32,7 +32,7 @@ const groups = (yaml: string): string => `config:\n  host_groups:\n${yaml}`;
 const DEFAULTS: DaemonConfig = {
   api: { bindAddress: "127.0.0.1", port: 8080, socket: undefined, authEnabled: false },
   accel: "auto",
-  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [] }],
+  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true }],
 };
 
 describe("parseDaemonConfig defaults", () => {
@@ -66,7 +66,7 @@ describe("parseDaemonConfig defaults", () => {
   test("a group with only a name gets every per-group default", () => {
     const config = parseDaemonConfig(groups("    - name: web\n"), "c.yaml");
     assert.deepEqual(config.hostGroups, [
-      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [] },
+      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true },
     ]);
   });
 
@@ -88,6 +88,7 @@ describe("parseDaemonConfig defaults", () => {
       userdata: "#!/bin/sh\\necho hi\\n"
       image: ubuntu-24.04
       ssh_keys: ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"]
+      template: false
 `;
     assert.deepEqual(parseDaemonConfig(text, "c.yaml"), {
       api: { bindAddress: "0.0.0.0", port: 9090, socket: "/run/corral.sock", authEnabled: true },
@@ -102,6 +103,7 @@ describe("parseDaemonConfig defaults", () => {
           userdata: "#!/bin/sh\necho hi\n",
           image: "ubuntu-24.04",
           sshKeys: ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"],
+          template: false,
         },
       ],
     });

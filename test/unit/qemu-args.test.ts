@@ -153,6 +153,19 @@ describe("buildQemuArgs", () => {
     assert.equal(args[args.indexOf("-drive") + 1], "id=root,file=/d.raw,format=raw,if=none,cache=writeback,discard=unmap");
   });
 
+  test("RAM in a file: the machine names the backend, shared for a template, private for a clone", () => {
+    const template = buildQemuArgs(spec({ memoryFile: { path: "/t,1/ram", shared: true } }));
+    assert.equal(template[template.indexOf("-M") + 1], "microvm,isa-serial=on,pit=on,memory-backend=ram");
+    const backend = template.indexOf("memory-backend-file,id=ram,size=512M,mem-path=/t,,1/ram,share=on");
+    assert.equal(template[backend - 1], "-object");
+    const clone = buildQemuArgs(spec({ memoryFile: { path: "/t/ram", shared: false }, incoming: true }));
+    assert.ok(clone.includes("memory-backend-file,id=ram,size=512M,mem-path=/t/ram,share=off"));
+    assert.deepEqual(clone.slice(-2), ["-incoming", "defer"]);
+    const plain = buildQemuArgs(spec());
+    assert.equal(plain[plain.indexOf("-M") + 1], "microvm,isa-serial=on,pit=on");
+    assert.equal(plain.some((a) => a.startsWith("memory-backend")), false);
+  });
+
   test("the agent port name is the one the guest looks for", () => {
     assert.equal(AGENT_PORT, "corral.agent");
   });

@@ -5,6 +5,7 @@ import type { AccelVerdict } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
 import type { DaemonMetrics } from "../metrics.ts";
 import type { Secrets } from "../secrets/index.ts";
+import type { TemplateManager } from "../templates/template-manager.ts";
 import type { VmManager } from "../vm/vm-manager.ts";
 
 export interface DaemonContext {
@@ -15,6 +16,7 @@ export interface DaemonContext {
   version: string;
   gitCommit: string;
   metrics: DaemonMetrics;
+  templates: TemplateManager;
 }
 
 export type DaemonApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;

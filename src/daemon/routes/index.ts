@@ -12,6 +12,7 @@ import { statsRoutes } from "./stats.ts";
 import { shellAndForwardRoutes } from "./shell-forward.ts";
 import { systemRoutes } from "./system.ts";
 import { tagRoutes } from "./tags.ts";
+import { templateRoutes } from "./templates.ts";
 import { vmRoutes } from "./vm.ts";
 
 export type RouteSet = (app: DaemonApp, ctx: DaemonContext) => void;
@@ -30,4 +31,5 @@ export const ROUTE_SETS: readonly RouteSet[] = [
   fileRoutes,
   fsRoutes,
   shellAndForwardRoutes,
+  templateRoutes,
 ];

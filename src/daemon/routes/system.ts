@@ -17,6 +17,7 @@ export function systemRoutes(app: DaemonApp, ctx: DaemonContext): void {
       accel_reason: ctx.accel.reason,
       accel_decided_at: ctx.accel.decided_at,
       images: images.map((i) => ({ name: i.name, version: i.version, kernel_release: i.kernel_release, created_at: i.created_at })),
+      templates: ctx.templates.list(),
     };
   });
 }

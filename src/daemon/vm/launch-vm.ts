@@ -2,12 +2,14 @@
 // to "booting" with the new process and a fresh incarnation. Each step registers its undo beside it; a failure
 // part-way leaves nothing behind (for a brand-new VM, not even its record).
 import { existsSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { copyFile, mkdir, rm } from "node:fs/promises";
 import { kernelCmdline, loadVmState, startQemu, type AccelVerdict, type QemuSpec } from "../../engine/index.ts";
-import { createOverlay, type ImageStore } from "../../image/index.ts";
+import { createOverlay, createOverlayOn, type ImageStore } from "../../image/index.ts";
 import { userNetwork } from "../../net/user-network.ts";
 import type { Logger } from "../../util/log.ts";
 import { Reverter } from "../../util/reverter.ts";
+import { templatePaths, type TemplatePaths } from "../templates/template-paths.ts";
+import { AgentClient } from "../agent/agent-client.ts";
 import { vmPaths, type VmPaths } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
@@ -25,8 +27,17 @@ export interface LaunchDeps {
   log: Logger;
 }
 
-/** The QEMU spec for a record; pure apart from the paths it names. */
-export function qemuSpecFor(record: VmRecord, paths: VmPaths, image: { kernel: string; initrd: string }, accel: AccelVerdict, tscKhz: number): QemuSpec {
+/** What a QEMU spec needs to know about a machine (a VM record, or a template being made). */
+export type MachineShape = Pick<VmRecord, "hostname" | "mac" | "cpus" | "ramBytes">;
+
+/** The QEMU spec for a machine; pure apart from the paths it names. */
+export function qemuSpecFor(
+  record: MachineShape,
+  paths: Pick<VmPaths, "disk" | "serialLog" | "qmpSocket" | "agentSocket" | "pidFile">,
+  image: { kernel: string; initrd: string },
+  accel: AccelVerdict,
+  tscKhz: number,
+): QemuSpec {
   const network = userNetwork(record.mac);
   return {
     accel: accel.accel,
@@ -48,7 +59,15 @@ export function qemuSpecFor(record: VmRecord, paths: VmPaths, image: { kernel: s
 export interface LaunchOptions {
   /** Restore: start from this saved state (see saveVmState) instead of booting. */
   restoreFrom?: string;
+  /**
+   * Create the VM as a clone of this template instead of booting it. A failed clone leaves the record as
+   * it was (still "creating"), so the caller can boot it cold instead.
+   */
+  clone?: TemplatePaths & { id: string };
 }
+
+/** How long a clone's agent may take to answer after the restore before the clone counts as failed. */
+const CLONE_AGENT_DEADLINE_MS = 30_000;
 
 /**
  * Launches a record in state creating, stopped, failed or suspended; the caller holds the VM's lock.
@@ -58,27 +77,52 @@ export interface LaunchOptions {
 export async function launchVm(deps: LaunchDeps, record: VmRecord, options: LaunchOptions = {}): Promise<{ record: VmRecord; runtime: VmRuntime }> {
   const paths = vmPaths(deps.stateDir, record.hostname);
   const revert = new Reverter((what, err) => deps.log.warn({ vm: record.hostname, err }, `Cannot undo ${what}`));
-  if (record.state === "creating") {
+  const clone = options.clone;
+  if (clone) {
+    revert.add("the clone's files", () => rm(paths.dir, { recursive: true, force: true }));
+  } else if (record.state === "creating") {
     revert.add("the VM record", () => void deps.store.delete(record.hostname, record.incarnation));
     revert.add("the VM folder", () => rm(paths.dir, { recursive: true, force: true }));
   }
   try {
     await mkdir(paths.dir, { recursive: true, mode: 0o700 });
     const image = await deps.images.load(record.image, record.imageVersion);
-    if (!existsSync(paths.disk)) {
+    if (clone) {
+      await createOverlayOn(clone.disk, "qcow2", paths.disk);
+      // The clone's console history starts with the boot of the machine it is a copy of.
+      await copyFile(clone.serialLog, paths.serialLog).catch(() => undefined);
+    } else if (!existsSync(paths.disk)) {
       await createOverlay(image, paths.disk);
       revert.add("the overlay disk", () => rm(paths.disk, { force: true }));
     }
     await rm(paths.qmpSocket, { force: true });
     await rm(paths.agentSocket, { force: true });
-    const spec = { ...qemuSpecFor(record, paths, image, deps.accel, deps.tscKhz), incoming: options.restoreFrom !== undefined };
+    const template = clone?.id ?? record.template;
+    const spec: QemuSpec = {
+      ...qemuSpecFor(record, paths, image, deps.accel, deps.tscKhz),
+      incoming: options.restoreFrom !== undefined || clone !== undefined,
+      // A clone keeps its template's RAM file as its memory backend for life: a suspended clone's saved
+      // state names that RAM block, and its disk is backed by the template's anyway.
+      ...(template ? { memoryFile: { path: templatePaths(deps.stateDir, template).ram, shared: false } } : {}),
+    };
     const started = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
     revert.add("the QEMU process", async () => {
       started.process.kill();
       started.qmp.close();
       await started.process.exited;
     });
-    if (options.restoreFrom !== undefined) {
+    let agent: AgentClient | string = paths.agentSocket;
+    if (clone) {
+      await started.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
+      await loadVmState(started.qmp, clone.state, paths.migrationSocket);
+      await started.qmp.cont();
+      // A clone whose agent does not answer (a damaged template) must fail here, while the caller can
+      // still boot the VM cold: after this, a silent agent would only end the VM.
+      const connected = new AgentClient(paths.agentSocket);
+      revert.add("the agent connection", () => connected.close());
+      await connected.waitForConnection(AbortSignal.timeout(CLONE_AGENT_DEADLINE_MS), () => started.process.running);
+      agent = connected;
+    } else if (options.restoreFrom !== undefined) {
       await loadVmState(started.qmp, options.restoreFrom, paths.migrationSocket);
       await started.qmp.cont();
     }
@@ -87,10 +131,14 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
       pidStartTime: started.process.startTime,
       incarnation: deps.store.nextIncarnation(),
       lastError: null,
+      ...(clone ? { template: clone.id } : {}),
     });
     revert.commit();
-    deps.log.info({ vm: booting.hostname, pid: started.process.pid, accel: spec.accel, cpus: spec.cpus, ram_mib: spec.memoryMiB }, "VM started");
-    return { record: booting, runtime: new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, paths.agentSocket) };
+    deps.log.info(
+      { vm: booting.hostname, pid: started.process.pid, accel: spec.accel, cpus: spec.cpus, ram_mib: spec.memoryMiB, ...(clone ? { template: clone.id } : {}) },
+      clone ? "VM cloned from its template" : "VM started",
+    );
+    return { record: booting, runtime: new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, agent) };
   } catch (err) {
     await revert.revert();
     throw err;

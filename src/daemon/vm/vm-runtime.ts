@@ -13,9 +13,10 @@ export class VmRuntime {
     readonly incarnation: number,
     readonly process: QemuProcess,
     readonly qmp: QmpClient | undefined,
-    agentSocket: string,
+    agent: string | AgentClient,
   ) {
-    this.agent = new AgentClient(agentSocket);
+    // A socket path, or a client already connected (a clone's agent answers before its record moves on).
+    this.agent = typeof agent === "string" ? new AgentClient(agent) : agent;
     // A closed QMP socket is the first sign that QEMU is gone.
     qmp?.on("close", () => process.maybeExited());
   }

@@ -1,6 +1,7 @@
 // The live VMs: one runtime (QEMU process, QMP, agent client) per running VM, one operation per VM at a time,
 // agent bring-up after every boot, reboot or restore, and what happens when a QEMU process ends. The manager
 // (records, agent calls) and the power operations (pause, shutdown, suspend, ...) build on this.
+import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AccelVerdict, ExitInfo } from "../../engine/index.ts";
@@ -21,6 +22,7 @@ import { vmPaths } from "./vm-paths.ts";
 import type { VmRuntime } from "./vm-runtime.ts";
 import { isLive } from "./vm-state.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
+import type { TemplateManager } from "../templates/template-manager.ts";
 
 export interface VmManagerDeps {
   stateDir: string;
@@ -35,6 +37,8 @@ export interface VmManagerDeps {
   /** How long a VM may take to boot to a responding agent before it is given up on. */
   bootDeadlineMs?: number;
   metrics?: DaemonMetrics;
+  /** Templates to clone new VMs from; without it every VM boots cold. */
+  templates?: TemplateManager;
 }
 
 /**
@@ -42,6 +46,9 @@ export interface VmManagerDeps {
  * applied and before the VM counts as ready. Features use it to deliver what every guest must have (secrets).
  */
 export type AgentReadyHook = (hostname: string, agent: AgentClient, signal: AbortSignal) => Promise<void>;
+
+/** Host random bytes handed to each guest when its agent connects. */
+const ENTROPY_BYTES = 64;
 
 /** How long exec and health wait for an agent that is still coming up. */
 const AGENT_WAIT_MS = 60_000;
@@ -110,6 +117,10 @@ export class VmSupervisor {
    * `last_error`.
    */
   async launch(record: VmRecord, options: LaunchOptions = {}): Promise<VmRecord> {
+    if (record.state === "creating" && options.restoreFrom === undefined) {
+      const cloned = await this.tryClone(record);
+      if (cloned) return cloned;
+    }
     try {
       const launched = await launchVm(this.deps, record, options);
       this.deps.metrics?.vmLaunched(record.hostgroup, "started");
@@ -124,6 +135,24 @@ export class VmSupervisor {
       if (err instanceof CorralError) throw err;
       this.log.error({ vm: record.hostname, err }, "VM could not start");
       throw new CorralError("engine_failed", `Cannot start VM ${JSON.stringify(record.hostname)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Creates a new VM as a clone of its group's template; undefined when there is none or the clone failed. */
+  private async tryClone(record: VmRecord): Promise<VmRecord | undefined> {
+    const template = this.deps.templates?.acquire(record);
+    if (!template) return undefined;
+    try {
+      const launched = await launchVm(this.deps, record, { clone: template });
+      this.deps.metrics?.vmLaunched(record.hostgroup, "cloned");
+      this.adopt(launched.runtime, launched.record);
+      return launched.record;
+    } catch (err) {
+      if (this.stopping.signal.aborted) throw err;
+      this.deps.templates?.reportBroken(template.id, err);
+      return undefined;
+    } finally {
+      template.release();
     }
   }
 
@@ -147,9 +176,13 @@ export class VmSupervisor {
   }
 
   private async connectAgent(runtime: VmRuntime, record: VmRecord): Promise<void> {
+    // Milliseconds from here to each step, in the "ready" log line: where a slow bring-up spends its time.
+    const started = performance.now();
+    const timings: Record<string, number> = {};
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.deps.bootDeadlineMs ?? 10 * 60_000)]);
     try {
       await runtime.agent.waitForConnection(signal, () => runtime.alive);
+      timings.connected = Math.round(performance.now() - started);
       await runtime.agent.applyIdentity(
         {
           hostname: record.hostname,
@@ -157,12 +190,19 @@ export class VmSupervisor {
           ssh_keys: record.sshKeys,
           user: record.importUser ?? undefined,
           time_ms: Date.now(),
+          machine_id: record.machineId || undefined,
+          // Fresh on every connect: a clone (or a restored suspend) must not run on a generator state that
+          // another VM shares.
+          entropy: randomBytes(ENTROPY_BYTES).toString("base64"),
+          mac: record.mac,
         },
         signal,
       );
+      timings.identity = Math.round(performance.now() - started);
       for (const hook of this.agentReadyHooks) {
         await hook(record.hostname, runtime.agent, signal).catch((err: unknown) => this.log.error({ vm: record.hostname, err }, "An agent-ready step failed"));
       }
+      timings.hooks = Math.round(performance.now() - started);
     } catch (err) {
       if (runtime.alive && !this.stopping.signal.aborted) {
         const tail = (await tailLines(vmPaths(this.deps.stateDir, record.hostname).serialLog, 5)).trim();
@@ -176,7 +216,7 @@ export class VmSupervisor {
       const current = this.deps.store.get(record.hostname);
       if (current?.incarnation === runtime.incarnation && current.state === "booting") this.deps.store.transition(current, "running");
     });
-    this.log.info({ vm: record.hostname, agent: runtime.agent.agentVersion }, "VM agent ready");
+    this.log.info({ vm: record.hostname, agent: runtime.agent.agentVersion, ms: timings }, "VM agent ready");
   }
 
   /**
@@ -244,6 +284,7 @@ export class VmSupervisor {
       const how = info.code !== null ? `exit code ${info.code}` : info.signal ? `signal ${info.signal}` : "no status";
       const outcome = await settleExitedVm(this.deps.stateDir, this.deps.store, record);
       this.log.info({ vm: hostname, how, outcome }, outcome === "removed" ? "Sandbox exited: removed with its disk" : "VM exited");
+      if (outcome === "removed" && record.template) void this.deps.templates?.collectGarbage();
     });
   }
 

@@ -1,0 +1,127 @@
+// Making a template (DESIGN.md "Fast start"): boot a VM whose RAM is a shared file, wait for its agent,
+// freeze it, and save its device state with `x-ignore-shared` (the RAM stays in the file: the state is a
+// few dozen KB and takes milliseconds). The agent connection stays open across the save, so in every clone
+// the agent's port is still "connected" and its blocked read simply returns the next host's HELLO.
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { saveVmState, startQemu, type AccelVerdict } from "../../engine/index.ts";
+import { createOverlay, type ImageVersion } from "../../image/index.ts";
+import { randomMac } from "../../net/user-network.ts";
+import { SECRET_AGENT_PATHS } from "../../protocol/secrets.ts";
+import type { Logger } from "../../util/log.ts";
+import { AgentClient } from "../agent/agent-client.ts";
+import { qemuSpecFor } from "../vm/launch-vm.ts";
+import { templateBuildPaths, templatePaths, type TemplatePaths } from "./template-paths.ts";
+
+/** What `template.json` holds; the `key` says which host group, image and size it serves. */
+export interface TemplateMeta {
+  id: string;
+  key: string;
+  hostgroup: string;
+  image: string;
+  image_version: string;
+  cpus: number;
+  ram_bytes: number;
+  built_at: string;
+  build_ms: number;
+}
+
+export interface TemplateBuildInput {
+  id: string;
+  key: string;
+  hostgroup: string;
+  image: ImageVersion;
+  cpus: number;
+  ramBytes: number;
+}
+
+export interface TemplateBuildDeps {
+  stateDir: string;
+  accel: AccelVerdict;
+  tscKhz: number;
+  qemuBinary: string;
+  log: Logger;
+}
+
+/** The hostname the template's guest boots with; each clone is given its own when its agent connects. */
+const TEMPLATE_HOSTNAME = "corral-template";
+
+/** Builds a template; resolves with its metadata once its folder is complete. `signal` abandons the build. */
+export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuildInput, signal: AbortSignal): Promise<TemplateMeta> {
+  const started = performance.now();
+  const paths = templateBuildPaths(deps.stateDir, input.id);
+  await rm(paths.dir, { recursive: true, force: true });
+  await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  let qemu: Awaited<ReturnType<typeof startQemu>> | undefined;
+  const agent = new AgentClient(paths.agentSocket);
+  try {
+    await createOverlay(input.image, paths.disk);
+    const machine = { hostname: TEMPLATE_HOSTNAME, mac: randomMac(), cpus: input.cpus, ramBytes: input.ramBytes };
+    const spec = { ...qemuSpecFor(machine, paths, input.image, deps.accel, deps.tscKhz), memoryFile: { path: paths.ram, shared: true } };
+    qemu = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
+    const running = qemu.process;
+    await agent.waitForConnection(signal, () => running.running);
+    await warmUp(agent, machine.mac, signal);
+    signal.throwIfAborted();
+    await qemu.qmp.stop();
+    await qemu.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
+    await saveVmState(qemu.qmp, paths.state, paths.migrationSocket);
+    agent.close();
+    await qemu.qmp.quit().catch(() => undefined);
+    await Promise.race([qemu.process.exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    qemu.process.kill("SIGKILL");
+    await qemu.process.exited;
+    qemu.qmp.close();
+    qemu = undefined;
+    await finish(paths, deps.stateDir, input.id);
+    const meta: TemplateMeta = {
+      id: input.id,
+      key: input.key,
+      hostgroup: input.hostgroup,
+      image: input.image.name,
+      image_version: input.image.version,
+      cpus: input.cpus,
+      ram_bytes: input.ramBytes,
+      built_at: new Date().toISOString(),
+      build_ms: Math.round(performance.now() - started),
+    };
+    const final = templatePaths(deps.stateDir, input.id);
+    await writeFile(final.meta, `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o600 });
+    return meta;
+  } catch (err) {
+    agent.close();
+    if (qemu) {
+      qemu.process.kill("SIGKILL");
+      await qemu.process.exited;
+      qemu.qmp.close();
+    }
+    await rm(paths.dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Runs, once, the agent code every clone runs first (taking an identity, an exec): whatever Node compiles
+ * or loads on first use is then in the snapshot. Under emulation first use is what makes a clone slow.
+ */
+async function warmUp(agent: AgentClient, mac: string, signal: AbortSignal): Promise<void> {
+  await agent.health(signal);
+  await agent.applyIdentity(
+    { hostname: TEMPLATE_HOSTNAME, time_ms: Date.now(), machine_id: randomBytes(16).toString("hex"), entropy: randomBytes(64).toString("base64"), mac, template: true },
+    signal,
+  );
+  await agent.callJson("GET", SECRET_AGENT_PATHS.secrets, { signal });
+  const frames = await agent.exec({ cmd: "true", args: [], env: [], stdin: false, stdio: "text" }, undefined, signal);
+  for await (const _frame of frames) {
+    // drained: the exec is over when its stream ends
+  }
+}
+
+/** Drops what only the build needed, freezes the disk and RAM, and moves the folder to its final name. */
+async function finish(paths: TemplatePaths, stateDir: string, id: string): Promise<void> {
+  for (const leftover of [paths.qmpSocket, paths.agentSocket, paths.migrationSocket, paths.pidFile, paths.qmpTranscript]) await rm(leftover, { force: true });
+  // Clones back their overlays on the disk: it may never change again. (The RAM file stays writable:
+  // QEMU 7.2 opens a memory backend's file read-write even for a private mapping; clones never write to it.)
+  await chmod(paths.disk, 0o400);
+  await rename(paths.dir, templatePaths(stateDir, id).dir);
+}
