@@ -29,7 +29,10 @@ export class SecretDelivery {
   ) {}
 
   /** The agent-ready hook: a VM holds exactly the stored secrets before it counts as ready. */
-  readonly deliverOnReady: AgentReadyHook = async (hostname, agent, signal) => {
+  readonly deliverOnReady: AgentReadyHook = async (hostname, agent, signal, { fresh }) => {
+    // A new VM holds no secrets: with none stored there is nothing to compare or send (a round trip saved
+    // on every create). Checked and returned in one step, so no change can slip in between.
+    if (fresh && this.store.list().length === 0) return;
     // This VM is not among the ready ones yet, so live pushes skip it: go round until nothing changed.
     for (;;) {
       const seen = this.store.generation;

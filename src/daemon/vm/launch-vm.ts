@@ -138,7 +138,9 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
       { vm: booting.hostname, pid: started.process.pid, accel: spec.accel, cpus: spec.cpus, ram_mib: spec.memoryMiB, ...(clone ? { template: clone.id } : {}) },
       clone ? "VM cloned from its template" : "VM started",
     );
-    return { record: booting, runtime: new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, agent) };
+    const runtime = new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, agent);
+    runtime.fresh = record.state === "creating";
+    return { record: booting, runtime };
   } catch (err) {
     await revert.revert();
     throw err;

@@ -7,6 +7,8 @@ export class VmRuntime {
   /** Settles when the agent answered and took the VM's identity (or bring-up failed). */
   ready: Promise<void> = Promise.resolve();
   isReady = false;
+  /** A VM created by this launch (not relaunched, restored or re-attached), until its first bring-up. */
+  fresh = false;
 
   constructor(
     readonly hostname: string,

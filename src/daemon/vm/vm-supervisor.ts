@@ -45,7 +45,15 @@ export interface VmManagerDeps {
  * Runs each time a VM's agent becomes ready (boot, reboot, restore, daemon restart), after its identity was
  * applied and before the VM counts as ready. Features use it to deliver what every guest must have (secrets).
  */
-export type AgentReadyHook = (hostname: string, agent: AgentClient, signal: AbortSignal) => Promise<void>;
+export type AgentReadyHook = (hostname: string, agent: AgentClient, signal: AbortSignal, context: AgentReadyContext) => Promise<void>;
+
+export interface AgentReadyContext {
+  /**
+   * The VM was just created (booted cold or cloned from a template) and this is its first bring-up: the guest
+   * holds nothing the daemon delivered before, so a step may skip asking it what it has.
+   */
+  fresh: boolean;
+}
 
 /** Host random bytes handed to each guest when its agent connects. */
 const ENTROPY_BYTES = 64;
@@ -96,7 +104,7 @@ export class VmSupervisor {
     if (!runtime?.isReady) return;
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(60_000)]);
     for (const hook of this.agentReadyHooks) {
-      await hook(hostname, runtime.agent, signal).catch((err: unknown) => this.log.error({ vm: hostname, err }, "An agent-ready step failed"));
+      await hook(hostname, runtime.agent, signal, { fresh: false }).catch((err: unknown) => this.log.error({ vm: hostname, err }, "An agent-ready step failed"));
     }
   }
 
@@ -199,8 +207,10 @@ export class VmSupervisor {
         signal,
       );
       timings.identity = Math.round(performance.now() - started);
+      const fresh = runtime.fresh;
+      runtime.fresh = false;
       for (const hook of this.agentReadyHooks) {
-        await hook(record.hostname, runtime.agent, signal).catch((err: unknown) => this.log.error({ vm: record.hostname, err }, "An agent-ready step failed"));
+        await hook(record.hostname, runtime.agent, signal, { fresh }).catch((err: unknown) => this.log.error({ vm: record.hostname, err }, "An agent-ready step failed"));
       }
       timings.hooks = Math.round(performance.now() - started);
     } catch (err) {
