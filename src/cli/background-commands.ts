@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import type { CorralClient } from "../sdk/index.ts";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
-import { action, formatBytes, parseSize, printJson, printTable } from "./output.ts";
+import { action, collect, formatBytes, parseSize, printJson, printTable } from "./output.ts";
 
 interface JsonFlag {
   json?: boolean;
@@ -10,10 +10,6 @@ interface JsonFlag {
 
 /** Exit status of `vm bg wait` when the job is still running at the deadline (as timeout(1) does). */
 const EXIT_TIMED_OUT = 124;
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
 
 export function parseWholeNumber(text: string, flag: string): number {
   if (!/^\d+$/.test(text.trim())) throw new Error(`Invalid ${flag} ${JSON.stringify(text)}: use a whole number`);

@@ -11,7 +11,7 @@ import { HOSTNAME_PATTERN } from "../protocol/names.ts";
 import { parseOctalMode } from "../protocol/files.ts";
 import type { CorralClient, FsInfo } from "../sdk/index.ts";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
-import { action, formatBytes, printJson, printTable } from "./output.ts";
+import { action, collect, formatBytes, printJson, printTable } from "./output.ts";
 
 export interface CopyEnd {
   host?: string;
@@ -112,10 +112,6 @@ async function copyFromVm(client: CorralClient, remote: Required<CopyEnd>, local
   await pipeline(download.body, file);
   await chmod(destination, mode);
   return { direction: "from-vm", source: `${remote.host}:${remote.path}`, destination, type: "file", bytes: file.bytesWritten, files: 1 };
-}
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
 }
 
 function listRow(entry: FsInfo): string[] {

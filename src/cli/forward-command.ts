@@ -4,11 +4,7 @@ import type { Command } from "commander";
 import { formatForwardTarget } from "../protocol/forward.ts";
 import { formatListenAddress, parseForwardSpec, type ForwardMapping, type LocalForward } from "../sdk/index.ts";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
-import { action } from "./output.ts";
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
+import { action, collect } from "./output.ts";
 
 async function runForward(hostname: string, flags: ConnectionFlags & { local?: string[] }): Promise<void> {
   const specs = flags.local ?? [];

@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { corralVersion } from "../util/version.ts";
 import { registerBackgroundCommands } from "./background-commands.ts";
+import { registerCommitCommands } from "./commit-commands.ts";
 import { registerCopyCommands } from "./cp-command.ts";
 import { registerDaemonCommand } from "./daemon-command.ts";
 import { registerImageCommands } from "./image-commands.ts";
@@ -20,6 +21,7 @@ registerDaemonCommand(program);
 const vm = registerVmCommands(program);
 registerPowerCommands(vm);
 registerTopCommand(vm);
+registerCommitCommands(program, vm);
 registerBackgroundCommands(program);
 registerSecretCommands(program);
 registerCopyCommands(program);

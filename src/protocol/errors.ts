@@ -16,6 +16,7 @@ export const ERROR_STATUS = {
   image_not_found: 404,
   exec_not_found: 404,
   secret_not_found: 404,
+  commit_not_found: 404,
   method_not_allowed: 405,
   timeout: 408,
   conflict: 409,

@@ -4,6 +4,7 @@
 import type { Duplex, Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
+import type { CommitBody, CommitView, ForkBody } from "../protocol/commits-api.ts";
 import type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { BackgroundExecApi } from "./background.ts";
@@ -130,6 +131,29 @@ export class CorralClient {
 
   deleteNode(group: string, hostname: string): Promise<{ message: string; disk_removed: string }> {
     return this.json("DELETE", `/hostgroup/${encodeURIComponent(group)}/nodes/${encodeURIComponent(hostname)}`);
+  }
+
+  /** Saves the VM's disk (and with `memory`, its memory and devices) as a commit; the VM runs on. */
+  commit(hostname: string, body: CommitBody = {}): Promise<CommitView> {
+    return this.json("POST", `/vm/${encodeURIComponent(hostname)}/commit`, body, 30 * 60_000);
+  }
+
+  commits(filter: { cacheKey?: string } = {}): Promise<CommitView[]> {
+    return this.json("GET", `/vm/commits${queryString({ cache_key: filter.cacheKey })}`);
+  }
+
+  getCommit(commitId: string): Promise<CommitView> {
+    return this.json("GET", `/vm/commits/${encodeURIComponent(commitId)}`);
+  }
+
+  deleteCommit(commitId: string): Promise<{ message: string }> {
+    return this.json("DELETE", `/vm/commits/${encodeURIComponent(commitId)}`);
+  }
+
+  /** A new sandbox from a commit (resumed where the VM was, for a memory commit), answered like a create. */
+  fork(commitId: string, body: ForkBody = {}, options: CreateOptions = {}): Promise<CreatedNode> {
+    const path = `/vm/commits/${encodeURIComponent(commitId)}/fork${queryString({ wait: options.wait, timeout: options.timeout })}`;
+    return this.json("POST", path, body, options.wait ? 25 * 3_600_000 : undefined);
   }
 
   describe(hostname: string): Promise<NodeInfo & { image: string; state: string }> {

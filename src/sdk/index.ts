@@ -9,3 +9,4 @@ export { ShellSession, type ShellExit, type ShellOptions } from "./shell.ts";
 export { ForwardClosedError, type ListenForwardOptions, type LocalForward } from "./forward.ts";
 export { formatListenAddress, parseForwardSpec, type ForwardMapping, type ListenAddress } from "./forward-spec.ts";
 export type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api.ts";
+export type { CommitBody, CommitView, ForkBody } from "../protocol/commits-api.ts";

@@ -122,6 +122,7 @@ describe("VmStore", () => {
         lastError: null,
         template: null,
         machineId: "0123456789abcdef0123456789abcdef",
+        origin: null,
       } satisfies VmRecord);
       assert.deepEqual(store.get("sbox-1"), record);
     });
@@ -363,10 +364,10 @@ describe("VmStore", () => {
     test("the schema version is recorded and a newer one is refused", () => {
       store.close();
       const raw = new Database(file);
-      assert.equal(raw.pragma("user_version", { simple: true }), 3);
-      raw.pragma("user_version = 4");
+      assert.equal(raw.pragma("user_version", { simple: true }), 4);
+      raw.pragma("user_version = 5");
       raw.close();
-      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 4, this one knows 3)" });
+      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 5, this one knows 4)" });
     });
 
     test("the database uses write-ahead logging", () => {

@@ -1,5 +1,6 @@
 // Every route set of the daemon, registered in this order.
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
+import { commitRoutes } from "./commits.ts";
 import { execRoutes } from "./exec.ts";
 import { backgroundExecRoutes } from "./exec-background.ts";
 import { fileRoutes } from "./files.ts";
@@ -21,6 +22,8 @@ export const ROUTE_SETS: readonly RouteSet[] = [
   metricsRoutes,
   systemRoutes,
   nodeRoutes,
+  // /vm/commits... are static paths beside /vm/:hostname (the router prefers static segments).
+  commitRoutes,
   vmRoutes,
   execRoutes,
   backgroundExecRoutes,

@@ -12,6 +12,7 @@ import type { ImageStore } from "../../image/index.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import type { Logger } from "../../util/log.ts";
 import { findProgram } from "../../util/run.ts";
+import type { CommitStore } from "../commits/commit-store.ts";
 import type { DaemonConfig, HostGroupConfig } from "../config.ts";
 import type { VmRecord, VmStore } from "../vm/vm-store.ts";
 import { buildTemplate, type TemplateMeta } from "./build-template.ts";
@@ -59,6 +60,8 @@ export interface TemplateManagerDeps {
   tscKhz: number;
   qemuBinary: string;
   log: Logger;
+  /** Commits keep the template their VM came from (their forks map its RAM file). */
+  commits?: CommitStore;
 }
 
 export class TemplateManager {
@@ -160,7 +163,7 @@ export class TemplateManager {
 
   /** Deletes the template folders that no group uses, no VM was cloned from, and no clone is being made of. */
   async collectGarbage(): Promise<void> {
-    const keep = new Set<string>([...this.deps.store.templatesInUse(), ...this.leases.keys()]);
+    const keep = new Set<string>([...this.deps.store.templatesInUse(), ...this.leases.keys(), ...((await this.deps.commits?.templatesInUse()) ?? [])]);
     for (const entry of this.groups.values()) if (entry.ready) keep.add(entry.ready.id);
     let names: string[];
     try {

@@ -8,7 +8,7 @@ import { createOverlay, createOverlayOn, type ImageStore } from "../../image/ind
 import { userNetwork } from "../../net/user-network.ts";
 import type { Logger } from "../../util/log.ts";
 import { Reverter } from "../../util/reverter.ts";
-import { templatePaths, type TemplatePaths } from "../templates/template-paths.ts";
+import { templatePaths } from "../templates/template-paths.ts";
 import { AgentClient } from "../agent/agent-client.ts";
 import { vmPaths, type VmPaths } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
@@ -56,14 +56,29 @@ export function qemuSpecFor(
   };
 }
 
+/** A new VM made from another machine's files instead of the image: a template clone or a fork. */
+export interface MachineSource {
+  kind: "template" | "fork";
+  /** The template whose RAM file backs the VM's memory (a clone's, or the forked VM's); null: none. */
+  template: string | null;
+  /** The commit a fork comes from. */
+  origin?: string;
+  /** The disk the VM's overlay is backed by. */
+  disk: string;
+  /** Console history to start the VM's log with: the boot of the machine it is a copy of. */
+  serialLog?: string;
+  /** Device (and RAM, unless it is in the template's file) state to resume; absent: boot from the disk. */
+  state?: string;
+}
+
 export interface LaunchOptions {
   /** Restore: start from this saved state (see saveVmState) instead of booting. */
   restoreFrom?: string;
   /**
-   * Create the VM as a clone of this template instead of booting it. A failed clone leaves the record as
-   * it was (still "creating"), so the caller can boot it cold instead.
+   * Create the VM from this source. A failed template clone leaves the record as it was (still "creating"),
+   * so the caller can boot it cold instead; a failed fork leaves nothing, as a failed create.
    */
-  clone?: TemplatePaths & { id: string };
+  from?: MachineSource;
 }
 
 /** How long a clone's agent may take to answer after the restore before the clone counts as failed. */
@@ -77,8 +92,9 @@ const CLONE_AGENT_DEADLINE_MS = 30_000;
 export async function launchVm(deps: LaunchDeps, record: VmRecord, options: LaunchOptions = {}): Promise<{ record: VmRecord; runtime: VmRuntime }> {
   const paths = vmPaths(deps.stateDir, record.hostname);
   const revert = new Reverter((what, err) => deps.log.warn({ vm: record.hostname, err }, `Cannot undo ${what}`));
-  const clone = options.clone;
-  if (clone) {
+  const source = options.from;
+  const isClone = source?.kind === "template";
+  if (isClone) {
     revert.add("the clone's files", () => rm(paths.dir, { recursive: true, force: true }));
   } else if (record.state === "creating") {
     revert.add("the VM record", () => void deps.store.delete(record.hostname, record.incarnation));
@@ -87,22 +103,22 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
   try {
     await mkdir(paths.dir, { recursive: true, mode: 0o700 });
     const image = await deps.images.load(record.image, record.imageVersion);
-    if (clone) {
-      await createOverlayOn(clone.disk, "qcow2", paths.disk);
-      // The clone's console history starts with the boot of the machine it is a copy of.
-      await copyFile(clone.serialLog, paths.serialLog).catch(() => undefined);
+    if (source) {
+      await createOverlayOn(source.disk, "qcow2", paths.disk);
+      if (source.serialLog) await copyFile(source.serialLog, paths.serialLog).catch(() => undefined);
     } else if (!existsSync(paths.disk)) {
       await createOverlay(image, paths.disk);
       revert.add("the overlay disk", () => rm(paths.disk, { force: true }));
     }
     await rm(paths.qmpSocket, { force: true });
     await rm(paths.agentSocket, { force: true });
-    const template = clone?.id ?? record.template;
+    const template = source ? source.template : record.template;
+    const resumeFrom = source ? source.state : options.restoreFrom;
     const spec: QemuSpec = {
       ...qemuSpecFor(record, paths, image, deps.accel, deps.tscKhz),
-      incoming: options.restoreFrom !== undefined || clone !== undefined,
-      // A clone keeps its template's RAM file as its memory backend for life: a suspended clone's saved
-      // state names that RAM block, and its disk is backed by the template's anyway.
+      incoming: resumeFrom !== undefined,
+      // A VM made from a template keeps the template's RAM file as its memory backend for life: its saved
+      // states (suspend, commit) name that RAM block, and its disk is backed by the template's anyway.
       ...(template ? { memoryFile: { path: templatePaths(deps.stateDir, template).ram, shared: false } } : {}),
     };
     const started = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
@@ -111,35 +127,36 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
       started.qmp.close();
       await started.process.exited;
     });
+    // Every QEMU of a template-backed VM has `x-ignore-shared` on, so that all the states it saves and loads
+    // (clone, suspend, restore, commit, fork) have the same format. Its RAM is a private mapping, which is
+    // not "shared": a suspend or a commit still saves every page.
+    if (template) await started.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
     let agent: AgentClient | string = paths.agentSocket;
-    if (clone) {
-      await started.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
-      await loadVmState(started.qmp, clone.state, paths.migrationSocket);
+    if (resumeFrom !== undefined) {
+      await loadVmState(started.qmp, resumeFrom, paths.migrationSocket);
       await started.qmp.cont();
+    }
+    if (isClone) {
       // A clone whose agent does not answer (a damaged template) must fail here, while the caller can
       // still boot the VM cold: after this, a silent agent would only end the VM.
       const connected = new AgentClient(paths.agentSocket);
       revert.add("the agent connection", () => connected.close());
       await connected.waitForConnection(AbortSignal.timeout(CLONE_AGENT_DEADLINE_MS), () => started.process.running);
       agent = connected;
-    } else if (options.restoreFrom !== undefined) {
-      await loadVmState(started.qmp, options.restoreFrom, paths.migrationSocket);
-      await started.qmp.cont();
     }
     const booting = deps.store.transition(record, "booting", {
       pid: started.process.pid,
       pidStartTime: started.process.startTime,
       incarnation: deps.store.nextIncarnation(),
       lastError: null,
-      ...(clone ? { template: clone.id } : {}),
+      ...(source ? { template: source.template, origin: source.origin ?? null } : {}),
     });
     revert.commit();
-    deps.log.info(
-      { vm: booting.hostname, pid: started.process.pid, accel: spec.accel, cpus: spec.cpus, ram_mib: spec.memoryMiB, ...(clone ? { template: clone.id } : {}) },
-      clone ? "VM cloned from its template" : "VM started",
-    );
+    const detail = source ? { template: source.template, origin: source.origin } : {};
+    const message = isClone ? "VM cloned from its template" : source ? `VM forked from commit ${source.origin}` : "VM started";
+    deps.log.info({ vm: booting.hostname, pid: started.process.pid, accel: spec.accel, cpus: spec.cpus, ram_mib: spec.memoryMiB, ...detail }, message);
     const runtime = new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, agent);
-    runtime.fresh = record.state === "creating";
+    runtime.fresh = record.state === "creating" && source?.kind !== "fork";
     return { record: booting, runtime };
   } catch (err) {
     await revert.revert();

@@ -15,6 +15,8 @@ import { tailLines } from "../../util/tail.ts";
 import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import type { HostGroupConfig } from "../config.ts";
 import { vmPaths } from "./vm-paths.ts";
+import { CommitStore } from "../commits/commit-store.ts";
+import { VmCommits } from "./vm-commits.ts";
 import { VmPower } from "./vm-power.ts";
 import { isLive } from "./vm-state.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
@@ -51,10 +53,19 @@ export class VmManager {
   private readonly vms: VmSupervisor;
   /** pause, resume, shutdown, reboot, relaunch, suspend, restore. */
   readonly power: VmPower;
+  /** commit a VM, fork a commit. */
+  readonly commits: VmCommits;
 
   constructor(private readonly deps: VmManagerDeps) {
     this.vms = new VmSupervisor(deps);
     this.power = new VmPower(this.vms);
+    this.commits = new VmCommits(
+      this.vms,
+      deps.commits ?? new CommitStore(deps.stateDir),
+      (name) => this.group(name),
+      (group, fields) => this.newVm(group, "sandbox", fields),
+      deps.templates,
+    );
   }
 
   // ---- host groups and records ----

@@ -36,9 +36,11 @@ export interface VmRecord {
   template: string | null;
   /** The guest's /etc/machine-id, fixed for the VM's life. */
   machineId: string;
+  /** The commit this VM was forked from (its disk is backed by the commit's); null otherwise. */
+  origin: string | null;
 }
 
-export type NewVm = Omit<VmRecord, "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template">;
+export type NewVm = Omit<VmRecord, "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template" | "origin">;
 
 interface Row {
   hostname: string;
@@ -65,9 +67,10 @@ interface Row {
   last_error: string | null;
   template: string | null;
   machine_id: string;
+  origin: string | null;
 }
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -103,6 +106,7 @@ const MIGRATIONS: Record<number, string> = {
     ALTER TABLE vms ADD COLUMN template TEXT;
     ALTER TABLE vms ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
   `,
+  4: `ALTER TABLE vms ADD COLUMN origin TEXT;`,
 };
 
 function fromRow(row: Row): VmRecord {
@@ -131,6 +135,7 @@ function fromRow(row: Row): VmRecord {
     lastError: row.last_error,
     template: row.template,
     machineId: row.machine_id,
+    origin: row.origin,
   };
 }
 
@@ -141,6 +146,7 @@ export interface StatePatch {
   incarnation?: number;
   imageVersion?: string;
   template?: string | null;
+  origin?: string | null;
 }
 
 export class VmStore {
@@ -262,6 +268,7 @@ export class VmStore {
     if (patch.incarnation !== undefined) (sets.push("incarnation = @newIncarnation"), (params.newIncarnation = patch.incarnation));
     if (patch.imageVersion !== undefined) (sets.push("image_version = @imageVersion"), (params.imageVersion = patch.imageVersion));
     if (patch.template !== undefined) (sets.push("template = @template"), (params.template = patch.template));
+    if (patch.origin !== undefined) (sets.push("origin = @origin"), (params.origin = patch.origin));
     const result = this.db
       .prepare(`UPDATE vms SET ${sets.join(", ")} WHERE hostname = @hostname AND incarnation = @incarnation AND state = @from`)
       .run(params);
@@ -286,6 +293,11 @@ export class VmStore {
   templatesInUse(): Set<string> {
     const rows = this.db.prepare("SELECT DISTINCT template FROM vms WHERE template IS NOT NULL").all() as { template: string }[];
     return new Set(rows.map((r) => r.template));
+  }
+
+  /** The VMs forked from a commit (they need its disk). */
+  forksOf(commitId: string): string[] {
+    return (this.db.prepare("SELECT hostname FROM vms WHERE origin = ? ORDER BY hostname").all(commitId) as { hostname: string }[]).map((r) => r.hostname);
   }
 
   /** Deletes the record if it is still the given incarnation; returns whether it did. */

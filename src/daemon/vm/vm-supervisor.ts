@@ -22,6 +22,7 @@ import { vmPaths } from "./vm-paths.ts";
 import type { VmRuntime } from "./vm-runtime.ts";
 import { isLive } from "./vm-state.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
+import type { CommitStore } from "../commits/commit-store.ts";
 import type { TemplateManager } from "../templates/template-manager.ts";
 
 export interface VmManagerDeps {
@@ -39,6 +40,8 @@ export interface VmManagerDeps {
   metrics?: DaemonMetrics;
   /** Templates to clone new VMs from; without it every VM boots cold. */
   templates?: TemplateManager;
+  /** Where commits are kept (commit and fork); without it there are none. */
+  commits?: CommitStore;
 }
 
 /**
@@ -125,7 +128,7 @@ export class VmSupervisor {
    * `last_error`.
    */
   async launch(record: VmRecord, options: LaunchOptions = {}): Promise<VmRecord> {
-    if (record.state === "creating" && options.restoreFrom === undefined) {
+    if (record.state === "creating" && options.restoreFrom === undefined && options.from === undefined) {
       const cloned = await this.tryClone(record);
       if (cloned) return cloned;
     }
@@ -151,7 +154,9 @@ export class VmSupervisor {
     const template = this.deps.templates?.acquire(record);
     if (!template) return undefined;
     try {
-      const launched = await launchVm(this.deps, record, { clone: template });
+      const launched = await launchVm(this.deps, record, {
+        from: { kind: "template", template: template.id, disk: template.disk, serialLog: template.serialLog, state: template.state },
+      });
       this.deps.metrics?.vmLaunched(record.hostgroup, "cloned");
       this.adopt(launched.runtime, launched.record);
       return launched.record;

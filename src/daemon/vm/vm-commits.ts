@@ -1,0 +1,155 @@
+// Commit and fork: a running VM's disk (and, when asked, its memory and devices) saved as a commit, and new
+// sandboxes made from a commit. The VM is frozen for the moment of the copy so that disk and memory agree;
+// it runs on afterwards. A fork from a memory commit resumes where the VM was (its processes, its /tmp)
+// and then takes its own identity; a fork from a disk-only commit boots from the disk.
+import { copyFile, mkdir, rm } from "node:fs/promises";
+import { saveVmState } from "../../engine/index.ts";
+import { CorralError } from "../../protocol/errors.ts";
+import type { CommitMeta, CommitStore } from "../commits/commit-store.ts";
+import type { HostGroupConfig } from "../config.ts";
+import type { TemplateManager } from "../templates/template-manager.ts";
+import { vmPaths } from "./vm-paths.ts";
+import type { NewVm, VmRecord } from "./vm-store.ts";
+import type { VmSupervisor } from "./vm-supervisor.ts";
+
+export interface CommitRequest {
+  memory: boolean;
+  tags: string[];
+  labels: Record<string, string>;
+  cacheKey: string;
+}
+
+export interface ForkRequest {
+  tags?: string[];
+  sshKeys?: string[];
+}
+
+export interface CommitInfo extends Omit<CommitMeta, "template"> {
+  size_bytes: number;
+  /** The VMs forked from this commit that still exist (while there are any, it cannot be deleted). */
+  forks: string[];
+}
+
+type NewVmFactory = (group: HostGroupConfig, fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion">) => NewVm;
+
+export class VmCommits {
+  constructor(
+    private readonly vms: VmSupervisor,
+    private readonly commits: CommitStore,
+    private readonly group: (name: string) => HostGroupConfig,
+    private readonly newVm: NewVmFactory,
+    private readonly templates: TemplateManager | undefined,
+  ) {}
+
+  /** Saves the VM's disk (and memory when asked) as a new commit; the VM runs on. */
+  commit(hostname: string, request: CommitRequest): Promise<CommitInfo> {
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.vms.record(hostname);
+      const runtime = this.vms.runtime(hostname);
+      if (!runtime?.qmp || (record.state !== "running" && record.state !== "paused")) {
+        throw new CorralError("vm_not_running", `Cannot commit VM ${JSON.stringify(hostname)}: it is ${record.state}`);
+      }
+      const id = this.commits.newId();
+      const staging = this.commits.stagingPaths(id);
+      const paths = vmPaths(this.vms.deps.stateDir, hostname);
+      const wasRunning = record.state === "running";
+      await mkdir(staging.dir, { recursive: true, mode: 0o700 });
+      try {
+        // The guest writes its page cache out first, so that even a disk-only commit holds what it wrote.
+        if (wasRunning) await runtime.syncDisks();
+        // Stopping the vCPUs also drains and flushes QEMU's own disk cache: the overlay file is consistent.
+        if (wasRunning) await runtime.qmp.stop();
+        try {
+          await copyFile(paths.disk, staging.disk);
+          await copyFile(paths.serialLog, staging.serialLog).catch(() => undefined);
+          if (request.memory) await saveVmState(runtime.qmp, staging.state, paths.migrationSocket);
+        } finally {
+          if (wasRunning) await runtime.qmp.cont();
+        }
+        const meta: CommitMeta = {
+          commit_id: id,
+          source_hostname: hostname,
+          hostgroup: record.hostgroup,
+          tags: request.tags,
+          labels: request.labels,
+          cache_key: request.cacheKey,
+          memory: request.memory,
+          created_at: new Date().toISOString(),
+          image: record.image,
+          image_version: record.imageVersion,
+          cpus: record.cpus,
+          ram_bytes: record.ramBytes,
+          template: record.template,
+        };
+        await this.commits.publish(id, meta);
+        this.vms.log.info({ vm: hostname, commit: id, memory: request.memory }, "VM committed");
+        return this.info(meta);
+      } catch (err) {
+        await rm(staging.dir, { recursive: true, force: true });
+        if (err instanceof CorralError) throw err;
+        throw new CorralError("engine_failed", `Cannot commit VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err });
+      }
+    });
+  }
+
+  /** A new sandbox in the commit's host group, from the commit's disk (and memory, if it has it). */
+  async fork(commitId: string, request: ForkRequest): Promise<VmRecord> {
+    if (this.vms.stopping.signal.aborted) throw new CorralError("unavailable", "The daemon is shutting down");
+    const meta = await this.commits.get(commitId);
+    const paths = this.commits.paths(commitId);
+    const group = this.group(meta.hostgroup);
+    const record = this.vms.store.insertSandbox(
+      this.newVm(group, {
+        cpus: meta.cpus,
+        ramBytes: meta.ram_bytes,
+        persistent: false,
+        // The source's userdata already ran (its marker is on the disk the fork starts from).
+        userdata: null,
+        sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
+        importUser: null,
+        tags: request.tags ?? meta.tags,
+        imageVersion: meta.image_version,
+      }),
+      group.count,
+    );
+    return this.vms.lock.run(record.hostname, () =>
+      this.vms.launch(record, {
+        from: {
+          kind: "fork",
+          template: meta.template,
+          origin: commitId,
+          disk: paths.disk,
+          serialLog: paths.serialLog,
+          ...(meta.memory ? { state: paths.state } : {}),
+        },
+      }),
+    );
+  }
+
+  async list(filter: { cacheKey?: string } = {}): Promise<CommitInfo[]> {
+    const all = await this.commits.list();
+    const chosen = filter.cacheKey === undefined ? all : all.filter((m) => m.cache_key === filter.cacheKey);
+    return Promise.all(chosen.map((m) => this.info(m)));
+  }
+
+  async get(commitId: string): Promise<CommitInfo> {
+    return this.info(await this.commits.get(commitId));
+  }
+
+  /** Deletes a commit; 409 while VMs forked from it exist (their disks are backed by its disk). */
+  async remove(commitId: string): Promise<void> {
+    await this.commits.get(commitId);
+    const forks = this.vms.store.forksOf(commitId);
+    if (forks.length > 0) {
+      throw new CorralError("conflict", `Cannot delete commit ${commitId}: VMs forked from it still use its disk (${forks.join(", ")})`);
+    }
+    await this.commits.remove(commitId);
+    this.vms.log.info({ commit: commitId }, "Commit deleted");
+    void this.templates?.collectGarbage();
+  }
+
+  private async info(meta: CommitMeta): Promise<CommitInfo> {
+    const { template: _template, ...fields } = meta;
+    return { ...fields, size_bytes: await this.commits.size(meta.commit_id), forks: this.vms.store.forksOf(meta.commit_id) };
+  }
+}
