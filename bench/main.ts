@@ -3,12 +3,16 @@
 //         arguments, a minimal script) until the agent answers; boots alternate so noise hits both alike.
 //   exec: buffered exec of `true` through the daemon's API vs the same request straight to the agent.
 //   copy: /vm/HOST/cp throughput both ways vs our own exec path carrying the same bytes (bench/copy.ts).
+//   templates: create from a template snapshot vs a plain QEMU restore vs cold boot, create throughput,
+//         and how many idle sandboxes the host holds (bench/templates.ts).
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { COPY_BENCH_HEADERS, runCopyBench } from "./copy.ts";
 import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
 import { runShellBench, SHELL_BENCH_HEADERS } from "./shell.ts";
+import { runTemplateBench } from "./templates.ts";
 import { ms, percentile, ratio, table } from "./stats.ts";
 import { silentProgress } from "../src/image/index.ts";
 import { runSetup } from "../src/setup/setup.ts";
@@ -17,7 +21,17 @@ import { TestDaemon } from "../test/helpers/daemon-process.ts";
 const BOOTS = Number(process.env.CORRAL_BENCH_BOOTS ?? 8);
 const EXECS = Number(process.env.CORRAL_BENCH_EXECS ?? 200);
 const VM = { cpus: 1, memoryMiB: 512 };
-const CONFIG = `config:\n  host_groups:\n    - name: bench\n      vcpu: ${VM.cpus}\n      ram_mb: ${VM.memoryMiB}\n`;
+// "bench" clones its sandboxes from a template; "cold" boots each one (the cold boot rows compare that path).
+const CONFIG = `config:
+  host_groups:
+    - name: bench
+      vcpu: ${VM.cpus}
+      ram_mb: ${VM.memoryMiB}
+    - name: cold
+      vcpu: ${VM.cpus}
+      ram_mb: ${VM.memoryMiB}
+      template: false
+`;
 
 const { baseImage } = await runSetup(silentProgress);
 const daemon = await TestDaemon.create(CONFIG);
@@ -32,9 +46,9 @@ const plain: number[] = [];
 try {
   for (let round = 0; round < BOOTS; round++) {
     const started = performance.now();
-    const created = await client.createNode("bench", {}, { wait: "agent", timeout: "120s" });
+    const created = await client.createNode("cold", {}, { wait: "agent", timeout: "120s" });
     ours.push(performance.now() - started);
-    await client.deleteNode("bench", created.hostname);
+    await client.deleteNode("cold", created.hostname);
 
     const vm = await bootPlain(baseImage, join(daemon.stateDir, "plain"), accel, VM.cpus, VM.memoryMiB);
     plain.push(vm.bootMs);
@@ -63,6 +77,18 @@ try {
   const copyRows = await runCopyBench(client, target.hostname, (line) => process.stderr.write(`${line}\n`));
   const shell = await runShellBench(client, target.hostname);
   await client.deleteNode("bench", target.hostname);
+  while ((await client.templates()).find((t) => t.hostgroup === "bench")?.state !== "ready") await sleep(500);
+  const templates = await runTemplateBench({
+    client,
+    group: "bench",
+    coldGroup: "cold",
+    stateDir: daemon.stateDir,
+    image: baseImage,
+    accel,
+    cpus: VM.cpus,
+    memoryMiB: VM.memoryMiB,
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
 
   const rows = [
     ["create -> agent ready, p50", ms(percentile(ours, 50)), ms(percentile(plain, 50)), ratio(percentile(ours, 50), percentile(plain, 50))],
@@ -71,8 +97,19 @@ try {
     ["exec `true` round trip, p99", ms(percentile(execOurs, 99)), ms(percentile(execPlain, 99)), ratio(percentile(execOurs, 99), percentile(execPlain, 99))],
   ];
   const report = table(["cold boot, 1 vCPU / 512 MiB", "Corral (API)", "plain QEMU", "ours/plain"], rows);
-  process.stdout.write(`\n${report}\n\n${table([...COPY_BENCH_HEADERS], copyRows)}\n\n${table([...SHELL_BENCH_HEADERS], shell.rows)}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
-  const results = { date: new Date().toISOString(), accel, cores: cpus().length, image: baseImage.version, boot: { ours, plain }, exec: { ours: execOurs, plain: execPlain }, copy: copyRows, shell: { shell: shell.shell, forward: shell.forward } };
+  const sections = [report, table([...COPY_BENCH_HEADERS], copyRows), table([...SHELL_BENCH_HEADERS], shell.rows), ...templates.tables];
+  process.stdout.write(`\n${sections.join("\n\n")}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
+  const results = {
+    date: new Date().toISOString(),
+    accel,
+    cores: cpus().length,
+    image: baseImage.version,
+    boot: { ours, plain },
+    exec: { ours: execOurs, plain: execPlain },
+    copy: copyRows,
+    shell: { shell: shell.shell, forward: shell.forward },
+    templates: { create: templates.create, throughput: templates.throughput, density: templates.density },
+  };
   await mkdir("bench/results", { recursive: true });
   await writeFile(join("bench/results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 } finally {

@@ -21,7 +21,7 @@ const CREATES = Number(process.env.CORRAL_BENCH_CREATES ?? 20);
 const COLD_CREATES = Number(process.env.CORRAL_BENCH_COLD_CREATES ?? 4);
 const THROUGHPUT_TOTAL = Number(process.env.CORRAL_BENCH_THROUGHPUT ?? 32);
 const CLIENTS = 8;
-const DENSITY_CAP = Number(process.env.CORRAL_BENCH_DENSITY_CAP ?? 120);
+const DENSITY_CAP = Number(process.env.CORRAL_BENCH_DENSITY_CAP ?? 150);
 const DENSITY_BATCH = 10;
 /** Stop adding VMs when the host has less free memory than this. */
 const MIN_FREE_BYTES = 2 * 1024 ** 3;
