@@ -21,12 +21,17 @@ import { TestDaemon } from "../test/helpers/daemon-process.ts";
 const BOOTS = Number(process.env.CORRAL_BENCH_BOOTS ?? 8);
 const EXECS = Number(process.env.CORRAL_BENCH_EXECS ?? 200);
 const VM = { cpus: 1, memoryMiB: 512 };
-// "bench" clones its sandboxes from a template; "cold" boots each one (the cold boot rows compare that path).
+// "bench" clones its sandboxes from a template, "pool" also keeps two clones warm; "cold" boots each one (the
+// cold boot rows compare that path).
 const CONFIG = `config:
   host_groups:
     - name: bench
       vcpu: ${VM.cpus}
       ram_mb: ${VM.memoryMiB}
+    - name: pool
+      vcpu: ${VM.cpus}
+      ram_mb: ${VM.memoryMiB}
+      warm_pool: 2
     - name: cold
       vcpu: ${VM.cpus}
       ram_mb: ${VM.memoryMiB}
@@ -81,6 +86,7 @@ try {
   const templates = await runTemplateBench({
     client,
     group: "bench",
+    poolGroup: "pool",
     coldGroup: "cold",
     stateDir: daemon.stateDir,
     image: baseImage,
@@ -112,6 +118,9 @@ try {
   };
   await mkdir("bench/results", { recursive: true });
   await writeFile(join("bench/results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+} catch (err) {
+  process.stderr.write(`bench failed; the daemon's log ends with:\n${daemon.log.split("\n").slice(-40).join("\n")}\n`);
+  throw err;
 } finally {
   await daemon.dispose();
 }

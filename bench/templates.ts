@@ -1,7 +1,8 @@
 // Creation from template snapshots, and how many idle sandboxes one host holds.
 //   create: POST /hostgroup/NAME/nodes?wait=agent on a group with a template, against a plain QEMU restore of
 //           the same kind of template by a minimal script (bench/plain-template.ts: the floor here) and
-//           against the cold boot path (a group with `template: false`); also create + a first exec.
+//           against the cold boot path (a group with `template: false`); also create + a first exec, and a
+//           create that finds a clone in the group's warm pool.
 //   throughput: sandboxes per second with 8 clients creating at once.
 //   density: idle sandboxes added in batches until exec on one of them takes a second or more, memory runs
 //            short, or the cap is reached: PSS per VM (the template's pages shared), idle host CPU per VM.
@@ -29,8 +30,9 @@ const CLOCK_TICKS = 100;
 
 export interface TemplateBenchInput {
   client: CorralClient;
-  /** A group with templates and one without, of the same size. */
+  /** A group with templates, one that also keeps a warm pool, and one without templates, all of one size. */
   group: string;
+  poolGroup: string;
   coldGroup: string;
   stateDir: string;
   image: ImageVersion;
@@ -41,7 +43,7 @@ export interface TemplateBenchInput {
 }
 
 export interface TemplateBenchResult {
-  create: { template: number[]; plain: number[]; cold: number[]; firstExec: number[] };
+  create: { template: number[]; pool: number[]; plain: number[]; cold: number[]; firstExec: number[] };
   throughput: { total: number; seconds: number; perSecond: number };
   density: { count: number; stoppedBecause: string; execMs: number; pssMiBPerVm: number; idleCpuPercentPerVm: number; steps: DensityStep[] };
   tables: string[];
@@ -115,6 +117,17 @@ async function measureCreates(input: TemplateBenchInput): Promise<TemplateBenchR
     await clone.stop();
     log(`  create ${round + 1}/${CREATES}: template ${ms(template.at(-1) as number)} (+ first exec ${ms(firstExec.at(-1) as number)}), plain restore ${ms(clone.ms)}`);
   }
+  // The warm pool refills in the background (one restore at a time): each create here waits until it is full,
+  // so these are the latency of a create that finds a pooled clone.
+  const pool: number[] = [];
+  for (let round = 0; round < CREATES; round++) {
+    while (((await client.templates()).find((t) => t.hostgroup === input.poolGroup)?.pooled ?? 0) < 1) await sleep(100);
+    const started = performance.now();
+    const node = await client.createNode(input.poolGroup, {}, { wait: "agent", timeout: "120s" });
+    pool.push(performance.now() - started);
+    await client.deleteNode(input.poolGroup, node.hostname);
+    log(`  warm pool create ${round + 1}/${CREATES}: ${ms(pool.at(-1) as number)}`);
+  }
   for (let round = 0; round < COLD_CREATES; round++) {
     const started = performance.now();
     const node = await client.createNode(input.coldGroup, {}, { wait: "agent", timeout: "120s" });
@@ -122,7 +135,7 @@ async function measureCreates(input: TemplateBenchInput): Promise<TemplateBenchR
     await client.deleteNode(input.coldGroup, node.hostname);
     log(`  cold create ${round + 1}/${COLD_CREATES}: ${ms(cold.at(-1) as number)}`);
   }
-  return { template, plain, cold, firstExec };
+  return { template, pool, plain, cold, firstExec };
 }
 
 async function measureThroughput(input: TemplateBenchInput): Promise<TemplateBenchResult["throughput"]> {
@@ -211,6 +224,9 @@ export async function runTemplateBench(input: TemplateBenchInput): Promise<Templ
     ratio(p(create.template, q), p(create.cold, q)),
   ]);
   createRows.push(["create + first exec, p50", ms(p(create.firstExec, 50)), "-", "-", "-", "-"]);
+  for (const q of [50, 99]) {
+    createRows.push([`warm pool hit -> agent ready, p${q}`, ms(p(create.pool, q)), ms(p(create.plain, q)), ratio(p(create.pool, q), p(create.plain, q)), ms(p(create.cold, q)), ratio(p(create.pool, q), p(create.cold, q))]);
+  }
   const densityRows = [
     ["idle sandboxes with exec < 1 s", String(density.count), `(stopped: ${density.stoppedBecause})`],
     ["exec round trip at that count, p50", ms(density.execMs), ""],
@@ -230,7 +246,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const { silentProgress } = await import("../src/image/index.ts");
   const { TestDaemon } = await import("../test/helpers/daemon-process.ts");
   const { baseImage } = await runSetup(silentProgress);
-  const config = "config:\n  host_groups:\n    - name: bench\n      vcpu: 1\n      ram_mb: 512\n    - name: cold\n      vcpu: 1\n      ram_mb: 512\n      template: false\n";
+  const config =
+    "config:\n  host_groups:\n    - name: bench\n      vcpu: 1\n      ram_mb: 512\n    - name: pool\n      vcpu: 1\n      ram_mb: 512\n      warm_pool: 2\n" +
+    "    - name: cold\n      vcpu: 1\n      ram_mb: 512\n      template: false\n";
   const daemon = await TestDaemon.create(config);
   await daemon.start();
   try {
@@ -240,6 +258,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
     const result = await runTemplateBench({
       client,
       group: "bench",
+      poolGroup: "pool",
       coldGroup: "cold",
       stateDir: daemon.stateDir,
       image: baseImage,

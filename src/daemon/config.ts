@@ -27,6 +27,7 @@ const HostGroupSchema = Type.Object(
     image: Type.Optional(Type.String({ pattern: IMAGE_PATTERN, description: "an image name (lower-case letters, digits, '.', '-', '_')" })),
     ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
     template: Type.Optional(Type.Boolean({ description: "create sandboxes by restoring a template snapshot (default true)" })),
+    warm_pool: Type.Optional(Type.Integer({ minimum: 0, maximum: 32, description: "clones kept restored and idle, ready to be handed out (default 0)" })),
   },
   { additionalProperties: false },
 );
@@ -70,6 +71,8 @@ export interface HostGroupConfig {
   readonly sshKeys: readonly string[];
   /** Sandboxes of the group's default size are clones of a template snapshot (else each boots cold). */
   readonly template: boolean;
+  /** How many clones are kept restored and idle, so that a create only has to give one its identity. */
+  readonly warmPool: number;
 }
 
 export interface DaemonConfig {
@@ -93,7 +96,8 @@ export class ConfigError extends Error {
   }
 }
 
-export const DEFAULT_GROUP = { name: "sbox", vcpu: 2, ramBytes: 2 * GiB } as const;
+/** The group a daemon without host groups in its configuration serves; it keeps two clones warm. */
+export const DEFAULT_GROUP = { name: "sbox", vcpu: 2, ramBytes: 2 * GiB, warmPool: 2 } as const;
 export const DEFAULT_IMAGE = "base";
 
 export const DEFAULT_CONFIG_YAML = `config:
@@ -108,6 +112,7 @@ export const DEFAULT_CONFIG_YAML = `config:
       count: 0
       vcpu: ${DEFAULT_GROUP.vcpu}
       ram_gb: ${DEFAULT_GROUP.ramBytes / GiB}
+      warm_pool: ${DEFAULT_GROUP.warmPool}
 `;
 
 /** Parses YAML text; `source` names the file in error messages, `baseDir` resolves relative file names. */
@@ -149,7 +154,7 @@ function ramOf(group: Static<typeof HostGroupSchema>, path: string, problems: st
 
 function normalize(file: ConfigFile, source: string, baseDir: string): DaemonConfig {
   const problems: string[] = [];
-  const rawGroups = file.config.host_groups ?? [{ name: DEFAULT_GROUP.name, count: 0 }];
+  const rawGroups = file.config.host_groups ?? [{ name: DEFAULT_GROUP.name, count: 0, warm_pool: DEFAULT_GROUP.warmPool }];
   const seen = new Set<string>();
   const hostGroups = rawGroups.map((group, index): HostGroupConfig => {
     const path = `config.host_groups[${index}]`;
@@ -177,6 +182,7 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
       image: group.image ?? DEFAULT_IMAGE,
       sshKeys: Object.freeze([...(group.ssh_keys ?? [])]),
       template: group.template ?? true,
+      warmPool: group.template === false ? 0 : (group.warm_pool ?? 0),
     });
   });
   if (problems.length > 0) throw new ConfigError(source, problems);

@@ -18,6 +18,7 @@ import { DaemonMetrics } from "./metrics.ts";
 import { Secrets } from "./secrets/index.ts";
 import { CommitStore } from "./commits/commit-store.ts";
 import { TemplateManager } from "./templates/template-manager.ts";
+import { WarmPool } from "./templates/warm-pool.ts";
 import { VmManager } from "./vm/vm-manager.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
@@ -137,7 +138,8 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const commits = new CommitStore(stateDir);
   await commits.removeDebris();
   const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits });
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits });
+  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log });
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool });
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
   const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
@@ -177,6 +179,7 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
       await app.close();
       if (unixServer) await new Promise<void>((done) => unixServer?.close(() => done()));
       await templates.stop();
+      await pool.stop();
       await manager.stop();
       store.close();
       await rm(runtimeInfoFile(stateDir), { force: true });

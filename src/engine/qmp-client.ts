@@ -60,7 +60,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
 
   private constructor(
     private readonly socket: Socket,
-    private readonly options: QmpConnectOptions,
+    private options: QmpConnectOptions,
   ) {
     super();
   }
@@ -276,6 +276,11 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     }
     this.record("-", "connection closed");
     this.emit("close");
+  }
+
+  /** Appends the transcript to another file from now on (the VM's folder was renamed). */
+  moveTranscript(file: string): void {
+    this.options = { ...this.options, transcript: file };
   }
 
   private record(direction: string, text: string): void {

@@ -14,6 +14,8 @@ export const TemplateInfoSchema = Type.Object({
   built_at: Type.Union([Type.String(), Type.Null()]),
   build_ms: Type.Union([Type.Integer(), Type.Null()]),
   clones: Type.Integer({ description: "VMs of the group cloned from a template that still exist" }),
+  warm_pool: Type.Integer({ description: "clones the group keeps restored and idle (configuration)" }),
+  pooled: Type.Integer({ description: "clones restored and idle right now" }),
   error: Type.Union([Type.String(), Type.Null()]),
 });
 

@@ -32,7 +32,7 @@ const groups = (yaml: string): string => `config:\n  host_groups:\n${yaml}`;
 const DEFAULTS: DaemonConfig = {
   api: { bindAddress: "127.0.0.1", port: 8080, socket: undefined, authEnabled: false },
   accel: "auto",
-  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true }],
+  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 2 }],
 };
 
 describe("parseDaemonConfig defaults", () => {
@@ -59,6 +59,13 @@ describe("parseDaemonConfig defaults", () => {
     assert.deepEqual(loadDaemonConfig(undefined), DEFAULTS);
   });
 
+  test("warm_pool: a count of pooled clones, none when the group has no template, refused when out of range", () => {
+    const parsed = parseDaemonConfig(groups("    - name: a\n      warm_pool: 3\n    - name: b\n      warm_pool: 3\n      template: false\n"), "c.yaml");
+    assert.deepEqual(parsed.hostGroups.map((g) => [g.name, g.template, g.warmPool]), [["a", true, 3], ["b", false, 0]]);
+    assert.throws(() => parseDaemonConfig(groups("    - name: a\n      warm_pool: 33\n"), "c.yaml"), /config\.host_groups\[0\]\.warm_pool/);
+    assert.throws(() => parseDaemonConfig(groups("    - name: a\n      warm_pool: -1\n"), "c.yaml"), /warm_pool/);
+  });
+
   test("an explicit empty host group list means no groups, not the default one", () => {
     assert.deepEqual(parseDaemonConfig("config:\n  host_groups: []\n", "c.yaml").hostGroups, []);
   });
@@ -66,7 +73,7 @@ describe("parseDaemonConfig defaults", () => {
   test("a group with only a name gets every per-group default", () => {
     const config = parseDaemonConfig(groups("    - name: web\n"), "c.yaml");
     assert.deepEqual(config.hostGroups, [
-      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true },
+      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 0 },
     ]);
   });
 
@@ -104,6 +111,7 @@ describe("parseDaemonConfig defaults", () => {
           image: "ubuntu-24.04",
           sshKeys: ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"],
           template: false,
+          warmPool: 0,
         },
       ],
     });

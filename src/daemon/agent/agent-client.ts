@@ -46,7 +46,16 @@ export class AgentClient {
   /** Set whenever an agent call completes; shown as `last_agent_call`. */
   lastCallAt: Date | undefined;
 
-  constructor(readonly socketPath: string) {}
+  constructor(private socketPathNow: string) {}
+
+  get socketPath(): string {
+    return this.socketPathNow;
+  }
+
+  /** The VM's folder was renamed (a warm-pool clone given its name): later reconnects use the new path. */
+  relocate(socketPath: string): void {
+    this.socketPathNow = socketPath;
+  }
 
   get connected(): boolean {
     return this.session !== undefined && !this.session.closed && !this.session.destroyed;

@@ -38,11 +38,13 @@ export interface TemplateInfo {
   build_ms: number | null;
   /** VMs cloned from this group's templates that still exist (old templates included). */
   clones: number;
+  warm_pool: number;
+  pooled: number;
   error: string | null;
 }
 
 /** A template handed out for one clone; `release` it when the launch is over (see acquire). */
-export type TemplateLease = TemplatePaths & { id: string; release(): void };
+export type TemplateLease = TemplatePaths & { id: string; imageVersion: string; release(): void };
 
 interface GroupEntry {
   ready: TemplateMeta | undefined;
@@ -72,6 +74,9 @@ export class TemplateManager {
   /** Builds run one at a time: each is a cold boot, and they would only slow each other down. */
   private queue: Promise<void> = Promise.resolve();
   private readonly qemuIdentity: string;
+  private readonly readyListeners: ((hostgroup: string) => void)[] = [];
+  /** How many clones each group's warm pool holds (set by the pool). */
+  pooledCounts: () => Record<string, number> = () => ({});
 
   constructor(private readonly deps: TemplateManagerDeps) {
     for (const group of deps.config.hostGroups) this.groups.set(group.name, { ready: undefined, building: undefined, failures: 0, error: undefined });
@@ -87,6 +92,7 @@ export class TemplateManager {
       const entry = this.entry(group.name);
       entry.ready = found.filter((m) => m.key === key && m.hostgroup === group.name).sort((a, b) => b.built_at.localeCompare(a.built_at))[0];
       if (!entry.ready) this.scheduleBuild(group);
+      else for (const listener of this.readyListeners) listener(group.name);
     }
     await this.collectGarbage();
   }
@@ -103,6 +109,27 @@ export class TemplateManager {
    * of date. The lease keeps the template's files while the clone is being made.
    */
   acquire(record: VmRecord): TemplateLease | undefined {
+    const ready = this.readyFor(record);
+    return ready ? this.lease(ready) : undefined;
+  }
+
+  /** The id of the template a clone for `record` must come from, when there is one (see acquire). */
+  templateFor(record: VmRecord): string | undefined {
+    return this.readyFor(record)?.id;
+  }
+
+  /** A lease on the group's current template (for a warm-pool clone); undefined while none is ready. */
+  acquireCurrent(groupName: string): TemplateLease | undefined {
+    const ready = this.groups.get(groupName)?.ready;
+    return ready && !this.stopping.signal.aborted ? this.lease(ready) : undefined;
+  }
+
+  /** Calls `listener` with the group's name whenever one of its templates becomes ready. */
+  onReady(listener: (hostgroup: string) => void): void {
+    this.readyListeners.push(listener);
+  }
+
+  private readyFor(record: VmRecord): TemplateMeta | undefined {
     const group = this.deps.config.hostGroups.find((g) => g.name === record.hostgroup);
     if (!group?.template || this.stopping.signal.aborted) return undefined;
     if (record.cpus !== group.vcpu || record.ramBytes !== group.ramBytes || record.image !== group.image) return undefined;
@@ -112,12 +139,17 @@ export class TemplateManager {
       if (!entry.building && entry.failures < MAX_FAILURES) this.scheduleBuild(group);
       return undefined;
     }
-    const id = entry.ready.id;
+    return entry.ready;
+  }
+
+  private lease(meta: TemplateMeta): TemplateLease {
+    const id = meta.id;
     this.leases.set(id, (this.leases.get(id) ?? 0) + 1);
     let released = false;
     return {
       ...templatePaths(this.deps.stateDir, id),
       id,
+      imageVersion: meta.image_version,
       release: () => {
         if (released) return;
         released = true;
@@ -205,6 +237,8 @@ export class TemplateManager {
       built_at: ready?.built_at ?? null,
       build_ms: ready?.build_ms ?? null,
       clones: records.filter((r) => r.template !== null).length,
+      warm_pool: group.warmPool,
+      pooled: this.pooledCounts()[group.name] ?? 0,
       error: entry.error ?? null,
     };
   }
@@ -249,6 +283,7 @@ export class TemplateManager {
       entry.error = undefined;
       this.deps.log.info({ hostgroup: group.name, template: id, seconds: (meta.build_ms / 1000).toFixed(1) }, "Template ready");
       await this.collectGarbage();
+      for (const listener of this.readyListeners) listener(group.name);
     } catch (err) {
       if (this.stopping.signal.aborted) return;
       entry.failures++;

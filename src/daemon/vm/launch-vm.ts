@@ -3,7 +3,7 @@
 // part-way leaves nothing behind (for a brand-new VM, not even its record).
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, rm } from "node:fs/promises";
-import { kernelCmdline, loadVmState, startQemu, type AccelVerdict, type QemuSpec } from "../../engine/index.ts";
+import { kernelCmdline, loadVmState, startQemu, type AccelVerdict, type QemuProcess, type QemuSpec, type QmpClient } from "../../engine/index.ts";
 import { createOverlay, createOverlayOn, type ImageStore } from "../../image/index.ts";
 import { userNetwork } from "../../net/user-network.ts";
 import type { Logger } from "../../util/log.ts";
@@ -84,6 +84,57 @@ export interface LaunchOptions {
 /** How long a clone's agent may take to answer after the restore before the clone counts as failed. */
 const CLONE_AGENT_DEADLINE_MS = 30_000;
 
+export interface StartedMachine {
+  process: QemuProcess;
+  qmp: QmpClient;
+  /** Connected, when the caller asked for the agent to be checked. */
+  agent: AgentClient | undefined;
+}
+
+/**
+ * Starts QEMU for a machine whose disk (and console log) are in place: with the template's RAM file as its
+ * memory when it has one, resumed from a saved state when given, its agent connected when `checkAgent` (a
+ * clone whose agent does not answer counts as failed). Each step registers its undo in `revert`.
+ */
+export async function startMachine(
+  deps: Pick<LaunchDeps, "stateDir" | "accel" | "tscKhz" | "qemuBinary">,
+  machine: MachineShape,
+  paths: VmPaths,
+  image: { kernel: string; initrd: string },
+  revert: Reverter,
+  options: { template: string | null; resumeFrom?: string; checkAgent: boolean },
+): Promise<StartedMachine> {
+  await rm(paths.qmpSocket, { force: true });
+  await rm(paths.agentSocket, { force: true });
+  const spec: QemuSpec = {
+    ...qemuSpecFor(machine, paths, image, deps.accel, deps.tscKhz),
+    incoming: options.resumeFrom !== undefined,
+    // A VM made from a template keeps the template's RAM file as its memory backend for life: its saved
+    // states (suspend, commit) name that RAM block, and its disk is backed by the template's anyway.
+    ...(options.template ? { memoryFile: { path: templatePaths(deps.stateDir, options.template).ram, shared: false } } : {}),
+  };
+  const started = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
+  revert.add("the QEMU process", async () => {
+    started.process.kill();
+    started.qmp.close();
+    await started.process.exited;
+  });
+  // Every QEMU of a template-backed VM has `x-ignore-shared` on, so that all the states it saves and loads
+  // (clone, suspend, restore, commit, fork) have the same format. Its RAM is a private mapping, which is
+  // not "shared": a suspend or a commit still saves every page.
+  if (options.template) await started.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
+  if (options.resumeFrom !== undefined) {
+    await loadVmState(started.qmp, options.resumeFrom, paths.migrationSocket);
+    await started.qmp.cont();
+  }
+  if (!options.checkAgent) return { ...started, agent: undefined };
+  // Waited for here, while the caller can still fall back (boot cold): later, a silent agent only ends the VM.
+  const agent = new AgentClient(paths.agentSocket);
+  revert.add("the agent connection", () => agent.close());
+  await agent.waitForConnection(AbortSignal.timeout(CLONE_AGENT_DEADLINE_MS), () => started.process.running);
+  return { ...started, agent };
+}
+
 /**
  * Launches a record in state creating, stopped, failed or suspended; the caller holds the VM's lock.
  * Resolves with the record in state "booting" and the runtime of its new QEMU process (for a restore, the
@@ -110,40 +161,12 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
       await createOverlay(image, paths.disk);
       revert.add("the overlay disk", () => rm(paths.disk, { force: true }));
     }
-    await rm(paths.qmpSocket, { force: true });
-    await rm(paths.agentSocket, { force: true });
     const template = source ? source.template : record.template;
-    const resumeFrom = source ? source.state : options.restoreFrom;
-    const spec: QemuSpec = {
-      ...qemuSpecFor(record, paths, image, deps.accel, deps.tscKhz),
-      incoming: resumeFrom !== undefined,
-      // A VM made from a template keeps the template's RAM file as its memory backend for life: its saved
-      // states (suspend, commit) name that RAM block, and its disk is backed by the template's anyway.
-      ...(template ? { memoryFile: { path: templatePaths(deps.stateDir, template).ram, shared: false } } : {}),
-    };
-    const started = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
-    revert.add("the QEMU process", async () => {
-      started.process.kill();
-      started.qmp.close();
-      await started.process.exited;
+    const started = await startMachine(deps, record, paths, image, revert, {
+      template,
+      resumeFrom: source ? source.state : options.restoreFrom,
+      checkAgent: isClone,
     });
-    // Every QEMU of a template-backed VM has `x-ignore-shared` on, so that all the states it saves and loads
-    // (clone, suspend, restore, commit, fork) have the same format. Its RAM is a private mapping, which is
-    // not "shared": a suspend or a commit still saves every page.
-    if (template) await started.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
-    let agent: AgentClient | string = paths.agentSocket;
-    if (resumeFrom !== undefined) {
-      await loadVmState(started.qmp, resumeFrom, paths.migrationSocket);
-      await started.qmp.cont();
-    }
-    if (isClone) {
-      // A clone whose agent does not answer (a damaged template) must fail here, while the caller can
-      // still boot the VM cold: after this, a silent agent would only end the VM.
-      const connected = new AgentClient(paths.agentSocket);
-      revert.add("the agent connection", () => connected.close());
-      await connected.waitForConnection(AbortSignal.timeout(CLONE_AGENT_DEADLINE_MS), () => started.process.running);
-      agent = connected;
-    }
     const booting = deps.store.transition(record, "booting", {
       pid: started.process.pid,
       pidStartTime: started.process.startTime,
@@ -154,8 +177,8 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
     revert.commit();
     const detail = source ? { template: source.template, origin: source.origin } : {};
     const message = isClone ? "VM cloned from its template" : source ? `VM forked from commit ${source.origin}` : "VM started";
-    deps.log.info({ vm: booting.hostname, pid: started.process.pid, accel: spec.accel, cpus: spec.cpus, ram_mib: spec.memoryMiB, ...detail }, message);
-    const runtime = new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, agent);
+    deps.log.info({ vm: booting.hostname, pid: started.process.pid, accel: deps.accel.accel, cpus: record.cpus, ram_mib: Math.ceil(record.ramBytes / MiB), ...detail }, message);
+    const runtime = new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, started.agent ?? paths.agentSocket);
     runtime.fresh = record.state === "creating" && source?.kind !== "fork";
     return { record: booting, runtime };
   } catch (err) {

@@ -28,7 +28,11 @@ export function vmsDir(stateDir: string): string {
 }
 
 export function vmPaths(stateDir: string, hostname: string): VmPaths {
-  const dir = join(vmsDir(stateDir), assertHostname(hostname));
+  return vmPathsIn(join(vmsDir(stateDir), assertHostname(hostname)));
+}
+
+/** The same layout in any folder (a warm-pool VM lives in `vms/.pool-ID/` until it gets its name). */
+export function vmPathsIn(dir: string): VmPaths {
   return {
     dir,
     disk: join(dir, "disk.qcow2"),

@@ -19,11 +19,12 @@ import { settleExitedVm } from "./exit-policy.ts";
 import { launchVm, type LaunchOptions } from "./launch-vm.ts";
 import { recoverVms } from "./recovery.ts";
 import { vmPaths } from "./vm-paths.ts";
-import type { VmRuntime } from "./vm-runtime.ts";
+import { VmRuntime } from "./vm-runtime.ts";
 import { isLive } from "./vm-state.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
 import type { CommitStore } from "../commits/commit-store.ts";
 import type { TemplateManager } from "../templates/template-manager.ts";
+import type { WarmPool } from "../templates/warm-pool.ts";
 
 export interface VmManagerDeps {
   stateDir: string;
@@ -42,6 +43,8 @@ export interface VmManagerDeps {
   templates?: TemplateManager;
   /** Where commits are kept (commit and fork); without it there are none. */
   commits?: CommitStore;
+  /** Clones kept restored and idle per group (see WarmPool). */
+  pool?: WarmPool;
 }
 
 /**
@@ -151,6 +154,8 @@ export class VmSupervisor {
 
   /** Creates a new VM as a clone of its group's template; undefined when there is none or the clone failed. */
   private async tryClone(record: VmRecord): Promise<VmRecord | undefined> {
+    const pooled = await this.takeFromPool(record);
+    if (pooled) return pooled;
     const template = this.deps.templates?.acquire(record);
     if (!template) return undefined;
     try {
@@ -166,6 +171,37 @@ export class VmSupervisor {
       return undefined;
     } finally {
       template.release();
+    }
+  }
+
+  /** Gives a warm-pool clone the record's name and takes charge of it; undefined when the pool has none. */
+  private async takeFromPool(record: VmRecord): Promise<VmRecord | undefined> {
+    const paths = vmPaths(this.deps.stateDir, record.hostname);
+    const pooled = await this.deps.pool?.take(record, paths.dir);
+    if (!pooled) return undefined;
+    try {
+      pooled.agent.relocate(paths.agentSocket);
+      pooled.qmp.moveTranscript(paths.qmpTranscript);
+      const booting = this.deps.store.transition(record, "booting", {
+        pid: pooled.process.pid,
+        pidStartTime: pooled.process.startTime,
+        incarnation: this.deps.store.nextIncarnation(),
+        lastError: null,
+        template: pooled.templateId,
+      });
+      const runtime = new VmRuntime(booting.hostname, booting.incarnation, pooled.process, pooled.qmp, pooled.agent);
+      runtime.fresh = true;
+      this.deps.metrics?.vmLaunched(record.hostgroup, "cloned");
+      this.log.info({ vm: record.hostname, pid: pooled.process.pid, template: pooled.templateId }, "VM taken from the warm pool");
+      this.adopt(runtime, booting);
+      return booting;
+    } catch (err) {
+      pooled.process.kill("SIGKILL");
+      await rm(paths.dir, { recursive: true, force: true });
+      this.log.warn({ vm: record.hostname, err }, "A warm-pool clone could not be taken: cloning anew");
+      return undefined;
+    } finally {
+      pooled.release();
     }
   }
 

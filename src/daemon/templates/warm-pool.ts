@@ -1,0 +1,184 @@
+// A few clones of a group's template kept restored, idle and warmed up (`warm_pool: N` in the group's
+// configuration), so that a create only has to name one and give it its identity. Under emulation most of a
+// clone's start is the guest running code for the first time in a new QEMU process (each instruction is
+// translated first); a pooled clone has done that already. An idle pooled clone costs what an idle sandbox
+// does. Pooled clones live in `vms/.pool-ID/`; when one is taken its folder is renamed to the VM's (QEMU
+// keeps its open files and the daemon its connections; the sockets move with the folder).
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { AccelVerdict, QemuProcess, QmpClient } from "../../engine/index.ts";
+import { createOverlayOn, type ImageStore } from "../../image/index.ts";
+import { randomMac } from "../../net/user-network.ts";
+import type { Logger } from "../../util/log.ts";
+import { Reverter } from "../../util/reverter.ts";
+import type { AgentClient } from "../agent/agent-client.ts";
+import type { DaemonConfig, HostGroupConfig } from "../config.ts";
+import { startMachine } from "../vm/launch-vm.ts";
+import { vmPathsIn, vmsDir } from "../vm/vm-paths.ts";
+import type { VmRecord } from "../vm/vm-store.ts";
+import type { TemplateLease, TemplateManager } from "./template-manager.ts";
+
+/** A pooled clone handed to a new VM: its folder is already the VM's; `release` once the record names its template. */
+export interface PooledClone {
+  templateId: string;
+  process: QemuProcess;
+  qmp: QmpClient;
+  agent: AgentClient;
+  release(): void;
+}
+
+interface PoolEntry {
+  dir: string;
+  lease: TemplateLease;
+  process: QemuProcess;
+  qmp: QmpClient;
+  agent: AgentClient;
+}
+
+export interface WarmPoolDeps {
+  stateDir: string;
+  config: DaemonConfig;
+  images: ImageStore;
+  templates: TemplateManager;
+  accel: AccelVerdict;
+  tscKhz: number;
+  qemuBinary: string;
+  log: Logger;
+}
+
+const POOL_HOSTNAME = "corral-pool";
+
+export class WarmPool {
+  private readonly idle = new Map<string, PoolEntry[]>();
+  private readonly filling = new Set<string>();
+  private stopped = false;
+
+  constructor(private readonly deps: WarmPoolDeps) {
+    deps.templates.onReady((group) => this.refill(group));
+    deps.templates.pooledCounts = () => this.sizes();
+  }
+
+  /** How many clones are pooled now, per group. */
+  sizes(): Record<string, number> {
+    return Object.fromEntries(this.deps.config.hostGroups.map((g) => [g.name, this.idle.get(g.name)?.length ?? 0]));
+  }
+
+  /**
+   * Takes a pooled clone for `record` when one of the right template is idle, moving its folder to `dir`
+   * (the VM's); undefined otherwise. A refill starts either way.
+   */
+  async take(record: VmRecord, dir: string): Promise<PooledClone | undefined> {
+    const group = this.groupOf(record.hostgroup);
+    if (!group || group.warmPool === 0) return undefined;
+    const wanted = this.deps.templates.templateFor(record);
+    const entries = this.idle.get(group.name) ?? [];
+    // Clones of a template that is no longer current are of no use: end them.
+    for (const stale of entries.filter((e) => e.lease.id !== wanted)) void this.discard(group.name, stale);
+    const entry = (this.idle.get(group.name) ?? []).shift();
+    this.refill(group.name);
+    if (!entry) return undefined;
+    try {
+      await rename(entry.dir, dir);
+    } catch (err) {
+      this.deps.log.warn({ err }, "Cannot take a clone from the warm pool");
+      await this.end(entry);
+      return undefined;
+    }
+    return { templateId: entry.lease.id, process: entry.process, qmp: entry.qmp, agent: entry.agent, release: () => entry.lease.release() };
+  }
+
+  /** Keeps the group's pool at its size, in the background, one clone at a time. */
+  refill(groupName: string): void {
+    const group = this.groupOf(groupName);
+    if (!group || group.warmPool === 0 || this.stopped || this.filling.has(groupName)) return;
+    this.filling.add(groupName);
+    void (async () => {
+      try {
+        while (!this.stopped && (this.idle.get(groupName)?.length ?? 0) < group.warmPool) {
+          const lease = this.deps.templates.acquireCurrent(groupName);
+          if (!lease) return;
+          const entry = await this.restore(group, lease).catch((err: unknown) => {
+            lease.release();
+            this.deps.log.warn({ hostgroup: groupName, err }, "Cannot add a clone to the warm pool");
+            return undefined;
+          });
+          if (!entry) return;
+          if (this.stopped) return void (await this.end(entry));
+          const list = this.idle.get(groupName) ?? [];
+          list.push(entry);
+          this.idle.set(groupName, list);
+        }
+      } finally {
+        this.filling.delete(groupName);
+      }
+    })();
+  }
+
+  /** Ends every pooled clone. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const all = [...this.idle.values()].flat();
+    this.idle.clear();
+    await Promise.all(all.map((entry) => this.end(entry)));
+  }
+
+  private groupOf(name: string): HostGroupConfig | undefined {
+    return this.deps.config.hostGroups.find((g) => g.name === name);
+  }
+
+  /** A clone restored into a pool folder, its agent connected and warmed up (a provisional identity, an exec). */
+  private async restore(group: HostGroupConfig, lease: TemplateLease): Promise<PoolEntry> {
+    const dir = join(vmsDir(this.deps.stateDir), `.pool-${randomBytes(4).toString("hex")}`);
+    const paths = vmPathsIn(dir);
+    const revert = new Reverter((what, err) => this.deps.log.warn({ err }, `Cannot undo ${what}`));
+    revert.add("the pool folder", () => rm(dir, { recursive: true, force: true }));
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await createOverlayOn(lease.disk, "qcow2", paths.disk);
+      await copyFile(lease.serialLog, paths.serialLog).catch(() => undefined);
+      const image = await this.deps.images.load(group.image, lease.imageVersion);
+      const machine = { hostname: POOL_HOSTNAME, mac: randomMac(), cpus: group.vcpu, ramBytes: group.ramBytes };
+      const started = await startMachine(this.deps, machine, paths, image, revert, { template: lease.id, resumeFrom: lease.state, checkAgent: true });
+      const agent = started.agent as AgentClient;
+      const signal = AbortSignal.timeout(60_000);
+      await agent.applyIdentity({ hostname: POOL_HOSTNAME, time_ms: Date.now(), entropy: randomBytes(64).toString("base64"), template: true }, signal);
+      const frames = await agent.exec({ cmd: "true", args: [], env: [], stdin: false, stdio: "text" }, undefined, signal);
+      for await (const _frame of frames) {
+        // drained: the exec is over when its stream ends
+      }
+      revert.commit();
+      const entry: PoolEntry = { dir, lease, process: started.process, qmp: started.qmp, agent };
+      void started.process.exited.then(() => this.forget(group.name, entry));
+      return entry;
+    } catch (err) {
+      await revert.revert();
+      throw err;
+    }
+  }
+
+  /** A pooled clone whose QEMU ended by itself: out of the pool, files gone. */
+  private forget(groupName: string, entry: PoolEntry): void {
+    const list = this.idle.get(groupName);
+    if (!list?.includes(entry)) return;
+    list.splice(list.indexOf(entry), 1);
+    entry.lease.release();
+    void rm(entry.dir, { recursive: true, force: true });
+    this.refill(groupName);
+  }
+
+  private async discard(groupName: string, entry: PoolEntry): Promise<void> {
+    const list = this.idle.get(groupName);
+    if (list?.includes(entry)) list.splice(list.indexOf(entry), 1);
+    await this.end(entry);
+  }
+
+  private async end(entry: PoolEntry): Promise<void> {
+    entry.agent.close();
+    entry.qmp.close();
+    entry.process.kill("SIGKILL");
+    await entry.process.exited;
+    await rm(entry.dir, { recursive: true, force: true });
+    entry.lease.release();
+  }
+}

@@ -1,0 +1,98 @@
+// A warm pool: clones kept restored and idle are handed out by creates, each becoming a machine of its own;
+// the pool refills; a daemon kill -9 leaves taken clones running (re-attached) and pooled ones cleaned up.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, before, describe, test } from "node:test";
+import { processAlive } from "../../src/util/process-alive.ts";
+import { TestDaemon } from "../helpers/daemon-process.ts";
+
+const CONFIG = `config:
+  host_groups:
+    - name: sbox
+      vcpu: 1
+      ram_mb: 512
+      warm_pool: 2
+`;
+
+async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 180_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+describe("warm pool", { timeout: 900_000 }, () => {
+  let daemon: TestDaemon;
+
+  const sh = async (hostname: string, script: string): Promise<string> => {
+    const result = await daemon.client.execBuffered(hostname, { cmd: "sh", args: ["-c", script] });
+    assert.equal(result.exit_code, 0, `${script}: ${result.stderr}`);
+    return result.stdout.trim();
+  };
+  const pooled = async (): Promise<number> => (await daemon.client.templates())[0]?.pooled ?? 0;
+  const poolFull = (): Promise<true> => until(async () => ((await pooled()) === 2 ? true : undefined), "a full warm pool");
+  const fromPool = (hostname: string): boolean => new RegExp(`"vm":"${hostname}"[^\\n]*"msg":"VM taken from the warm pool"`).test(daemon.log);
+  const poolPids = async (): Promise<number[]> => {
+    const dirs = (await readdir(join(daemon.stateDir, "vms"))).filter((d) => d.startsWith(".pool-"));
+    return dirs.map((d) => Number(readFileSync(join(daemon.stateDir, "vms", d, "qemu.pid"), "utf8").trim()));
+  };
+
+  before(async () => {
+    daemon = await TestDaemon.create(CONFIG);
+    await daemon.start();
+  });
+
+  after(async () => {
+    await daemon.dispose();
+  });
+
+  test("the pool fills once the template is ready, and /templates says so", async () => {
+    await poolFull();
+    const [info] = await daemon.client.templates();
+    assert.equal(info?.warm_pool, 2);
+    assert.equal(info?.state, "ready");
+    assert.equal((await poolPids()).length, 2);
+  });
+
+  test("creates take pooled clones, each its own machine; the pool refills", async () => {
+    const a = await daemon.client.createNode("sbox", {}, { wait: "agent" });
+    const b = await daemon.client.createNode("sbox", {}, { wait: "agent" });
+    assert.ok(fromPool(a.hostname) && fromPool(b.hostname), daemon.log);
+    const probe = "hostname; cat /proc/sys/kernel/random/uuid; head -c32 /dev/urandom | sha256sum; cat /etc/machine-id; cat /sys/class/net/eth0/address; date +%s";
+    const [outA, outB] = [await sh(a.hostname, probe), await sh(b.hostname, probe)];
+    const hostSeconds = Date.now() / 1000;
+    const linesA = outA.split("\n");
+    const linesB = outB.split("\n");
+    assert.equal(linesA[0], a.hostname);
+    assert.equal(linesB[0], b.hostname);
+    for (let i = 1; i <= 4; i++) assert.notEqual(linesA[i], linesB[i], `line ${i} of ${probe}`);
+    for (const clock of [linesA[5], linesB[5]]) assert.ok(Math.abs(Number(clock) - hostSeconds) < 5, `guest clock ${clock}`);
+    // The VM's files are under its own name: logs, and a folder that holds its sockets.
+    assert.match((await daemon.client.logs(a.hostname)).content, /corral-boot: corral-template is up/);
+    await poolFull();
+    await daemon.client.deleteNode("sbox", b.hostname);
+  });
+
+  test("after kill -9, a taken clone is re-attached and the old pooled clones are cleaned up and replaced", async () => {
+    await poolFull();
+    const taken = (await daemon.client.describe("sbox-1")).hostname;
+    await sh(taken, "echo still-here > /tmp/mark");
+    const before = await poolPids();
+    await daemon.kill9();
+    await daemon.start();
+    assert.equal(await sh(taken, "cat /tmp/mark"), "still-here");
+    for (const pid of before) await until(async () => (processAlive(pid) ? undefined : true), `old pooled clone ${pid} to end`, 10_000);
+    await poolFull();
+    const after = await poolPids();
+    assert.equal(after.filter((pid) => before.includes(pid)).length, 0);
+    const fresh = await daemon.client.createNode("sbox", {}, { wait: "agent" });
+    assert.ok(fromPool(fresh.hostname));
+    assert.equal(await sh(fresh.hostname, "hostname"), fresh.hostname);
+  });
+});
