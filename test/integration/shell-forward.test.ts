@@ -17,6 +17,7 @@ import { encodeFrame, encodeWindowSize, FRAME_TYPE } from "../../src/protocol/sh
 import { CorralApiError, CorralClient, ForwardClosedError, type ShellSession } from "../../src/sdk/index.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
 import { openAccepted, openRefused, type RawTarget } from "../helpers/raw-websocket.ts";
+import { until } from "../helpers/until.ts";
 
 const CORRAL = fileURLToPath(new URL("../../corral", import.meta.url));
 const run = promisify(execFile);
@@ -37,16 +38,6 @@ const CONFIG = (socket: string): string => `config:
 /** An echo server in the guest on TCP port 7000 and on /tmp/echo.sock (node is in the image). */
 const ECHO_SERVER = `const net = require("net");
 for (const where of [7000, "/tmp/echo.sock"]) net.createServer((s) => { s.on("error", () => {}); s.pipe(s); }).listen(where);`;
-
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** Collects a session's output and waits for patterns in it. */
 function watch(session: ShellSession): { text(): string; waitFor(pattern: RegExp, timeoutMs?: number): Promise<void> } {

@@ -6,24 +6,14 @@ import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { readdir, truncate } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { TemplateInfo } from "../../src/sdk/index.ts";
 import { TEST_CONFIG, TestDaemon } from "../helpers/daemon-process.ts";
+import { until } from "../helpers/until.ts";
 
 const CORRAL = fileURLToPath(new URL("../../corral", import.meta.url));
-
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 180_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 describe("template snapshots", { timeout: 900_000 }, () => {
   let daemon: TestDaemon;
@@ -42,7 +32,7 @@ describe("template snapshots", { timeout: 900_000 }, () => {
     until(async () => {
       const t = await template();
       return t.state === "ready" && t.template_id !== notId ? t : undefined;
-    }, "a ready template");
+    }, "a ready template", 180_000);
   const wasCloned = (hostname: string): boolean => new RegExp(`"vm":"${hostname}"[^\\n]*"msg":"VM cloned from its template"`).test(daemon.log);
   const templateDirs = async (): Promise<string[]> => (await readdir(join(daemon.stateDir, "templates"))).sort();
 

@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { processAlive } from "../../src/util/process-alive.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
+import { until } from "../helpers/until.ts";
 
 const CONFIG = `config:
   host_groups:
@@ -16,16 +16,6 @@ const CONFIG = `config:
       ram_mb: 512
       warm_pool: 2
 `;
-
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 180_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 describe("warm pool", { timeout: 900_000 }, () => {
   let daemon: TestDaemon;
@@ -36,7 +26,7 @@ describe("warm pool", { timeout: 900_000 }, () => {
     return result.stdout.trim();
   };
   const pooled = async (): Promise<number> => (await daemon.client.templates())[0]?.pooled ?? 0;
-  const poolFull = (): Promise<true> => until(async () => ((await pooled()) === 2 ? true : undefined), "a full warm pool");
+  const poolFull = (): Promise<true> => until(async () => ((await pooled()) === 2 ? true : undefined), "a full warm pool", 180_000);
   const fromPool = (hostname: string): boolean => new RegExp(`"vm":"${hostname}"[^\\n]*"msg":"VM taken from the warm pool"`).test(daemon.log);
   const poolPids = async (): Promise<number[]> => {
     const dirs = (await readdir(join(daemon.stateDir, "vms"))).filter((d) => d.startsWith(".pool-"));
