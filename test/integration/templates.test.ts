@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { readdir, truncate } from "node:fs/promises";
+import { readdir, rm, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
@@ -133,6 +133,17 @@ describe("template snapshots", { timeout: 900_000 }, () => {
     assert.equal((await template()).template_id, rebuilt.template_id);
     await daemon.client.deleteNode("sbox", node.hostname);
     await daemon.client.deleteNode("sbox", clone.hostname);
+  });
+
+  test("a template whose files are gone costs a cold boot too, and is rebuilt", async () => {
+    const gone = await readyTemplate();
+    await rm(join(daemon.stateDir, "templates", gone.template_id as string), { recursive: true });
+    const node = await daemon.client.createNode("sbox", {}, { wait: "agent" });
+    assert.equal(wasCloned(node.hostname), false);
+    assert.equal(await sh(node.hostname, "hostname"), node.hostname);
+    const rebuilt = await readyTemplate(gone.template_id ?? undefined);
+    assert.notEqual(rebuilt.template_id, gone.template_id);
+    await daemon.client.deleteNode("sbox", node.hostname);
   });
 
   test("rebuild on request: a new template id while clones of the old one keep running", async () => {
