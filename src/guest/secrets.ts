@@ -1,7 +1,8 @@
 // Secrets inside the guest: files under /run/corral/secrets (a tmpfs, so never on the VM's disk), each
 // written whole to a temporary file and renamed into place, so a reader sees the old or the new secret,
 // never half of one. The host lists what is here (with digests) and sends only what differs.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
+import { kernelRandomBytes } from "./random.ts";
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, type Stats } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
@@ -66,7 +67,7 @@ export class GuestSecrets {
   /** Writes the secret atomically with its owner and mode. */
   async put(name: string, meta: GuestSecretMeta, data: Buffer): Promise<void> {
     this.prepare();
-    const temp = join(this.dir, `${TEMP_PREFIX}${randomBytes(6).toString("hex")}`);
+    const temp = join(this.dir, `${TEMP_PREFIX}${kernelRandomBytes(6).toString("hex")}`);
     const file = await open(temp, "wx", 0o600);
     try {
       await file.writeFile(data);

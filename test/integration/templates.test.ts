@@ -81,6 +81,10 @@ describe("template snapshots", { timeout: 900_000 }, () => {
     assert.match((await daemon.client.logs(a.hostname)).content, /corral-boot: corral-template is up/);
     // The clone has a network that works (the MAC changed under a live interface).
     assert.equal(await sh(a.hostname, "ip -o link show eth0 | grep -c UP"), "1");
+    // Ids the agent makes (background jobs) come from the kernel's rekeyed generator, not one Node seeded in
+    // the template: the clones' first job ids differ.
+    const [jobA, jobB] = [await daemon.client.bg.exec(a.hostname, { cmd: "true" }), await daemon.client.bg.exec(b.hostname, { cmd: "true" })];
+    assert.notEqual(jobA.exec_id, jobB.exec_id);
     assert.equal((await template()).clones, 2);
     await daemon.client.deleteNode("sbox", a.hostname);
     await daemon.client.deleteNode("sbox", b.hostname);

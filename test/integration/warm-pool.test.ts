@@ -2,7 +2,7 @@
 // the pool refills; a daemon kill -9 leaves taken clones running (re-attached) and pooled ones cleaned up.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { lstat, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { processAlive } from "../../src/util/process-alive.ts";
@@ -29,7 +29,10 @@ describe("warm pool", { timeout: 900_000 }, () => {
   const poolFull = (): Promise<true> => until(async () => ((await pooled()) === 2 ? true : undefined), "a full warm pool", 180_000);
   const fromPool = (hostname: string): boolean => new RegExp(`"vm":"${hostname}"[^\\n]*"msg":"VM taken from the warm pool"`).test(daemon.log);
   const poolPids = async (): Promise<number[]> => {
-    const dirs = (await readdir(join(daemon.stateDir, "vms"))).filter((d) => d.startsWith(".pool-"));
+    const vms = join(daemon.stateDir, "vms");
+    const dirs = [];
+    // Pooled clones are folders; a taken clone leaves a link under its pool name (not counted).
+    for (const name of await readdir(vms)) if (name.startsWith(".pool-") && (await lstat(join(vms, name))).isDirectory()) dirs.push(name);
     return dirs.map((d) => Number(readFileSync(join(daemon.stateDir, "vms", d, "qemu.pid"), "utf8").trim()));
   };
 
@@ -67,6 +70,32 @@ describe("warm pool", { timeout: 900_000 }, () => {
     assert.match((await daemon.client.logs(a.hostname)).content, /corral-boot: corral-template is up/);
     await poolFull();
     await daemon.client.deleteNode("sbox", b.hostname);
+  });
+
+  test("a taken clone migrates like any VM: memory commit and fork, suspend and restore; deleting it leaves nothing", async () => {
+    await poolFull();
+    const clone = await daemon.client.createNode("sbox", {}, { wait: "agent" });
+    assert.ok(fromPool(clone.hostname));
+    await sh(clone.hostname, "echo pooled > /tmp/mark");
+    const commit = await daemon.client.commit(clone.hostname, { memory: true });
+    const fork = await daemon.client.fork(commit.commit_id, {}, { wait: "agent" });
+    assert.equal(await sh(fork.hostname, "cat /tmp/mark"), "pooled");
+    await daemon.client.deleteNode("sbox", fork.hostname);
+    await daemon.client.deleteCommit(commit.commit_id);
+    await daemon.client.suspend(clone.hostname);
+    await daemon.client.restore(clone.hostname, { wait: "agent" });
+    assert.equal(await sh(clone.hostname, "cat /tmp/mark"), "pooled");
+    await daemon.client.deleteNode("sbox", clone.hostname);
+    // Left: sbox-1 (from the test before), pooled clones' folders, and the one link a taken clone leaves for
+    // QEMU's paths, pointing at sbox-1. Nothing of the deleted clone.
+    const vms = join(daemon.stateDir, "vms");
+    const names = await readdir(vms);
+    assert.deepEqual(names.filter((name) => !name.startsWith(".pool-")), ["sbox-1"]);
+    const links = [];
+    for (const name of names.filter((n) => n.startsWith(".pool-"))) {
+      if ((await lstat(join(vms, name))).isSymbolicLink()) links.push(await readlink(join(vms, name)));
+    }
+    assert.deepEqual(links, ["sbox-1"]);
   });
 
   test("after kill -9, a taken clone is re-attached and the old pooled clones are cleaned up and replaced", async () => {

@@ -3,10 +3,11 @@
 // clone's start is the guest running code for the first time in a new QEMU process (each instruction is
 // translated first); a pooled clone has done that already. An idle pooled clone costs what an idle sandbox
 // does. Pooled clones live in `vms/.pool-ID/`; when one is taken its folder is renamed to the VM's (QEMU
-// keeps its open files and the daemon its connections; the sockets move with the folder).
+// keeps its open files and the daemon its connections; the sockets move with the folder) and the pool name
+// becomes a link to it, for the paths QEMU still knows it by.
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdir, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
 import type { AccelVerdict, QemuProcess, QmpClient } from "../../engine/index.ts";
 import { createOverlayOn, type ImageStore } from "../../image/index.ts";
 import { randomMac } from "../../net/user-network.ts";
@@ -80,6 +81,10 @@ export class WarmPool {
     if (!entry) return undefined;
     try {
       await rename(entry.dir, dir);
+      // QEMU holds paths in the pool folder and may open one again (a disk is reopened by name when QEMU
+      // changes its permissions, as every migration does): that name becomes a link to the VM's folder.
+      await symlink(basename(dir), entry.dir);
+      await writeFile(join(dir, "alias"), basename(entry.dir));
     } catch (err) {
       this.deps.log.warn({ err }, "Cannot take a clone from the warm pool");
       await this.end(entry);

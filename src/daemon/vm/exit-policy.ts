@@ -1,7 +1,7 @@
 // What happens to a VM whose QEMU process is gone, whether it exited under this daemon or while no daemon
 // was running: a sandbox goes with its disk; a persistent VM or a service stops and keeps its disk.
 import { rm } from "node:fs/promises";
-import { vmPaths } from "./vm-paths.ts";
+import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
 
 export type ExitOutcome = "removed" | "stopped";
@@ -9,7 +9,7 @@ export type ExitOutcome = "removed" | "stopped";
 export async function settleExitedVm(stateDir: string, store: VmStore, record: VmRecord): Promise<ExitOutcome> {
   const paths = vmPaths(stateDir, record.hostname);
   if (record.kind === "sandbox" && !record.persistent) {
-    await rm(paths.dir, { recursive: true, force: true });
+    await removeVmFolder(stateDir, record.hostname);
     store.delete(record.hostname, record.incarnation);
     return "removed";
   }

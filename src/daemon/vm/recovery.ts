@@ -2,13 +2,13 @@
 // processes that are still running, settle VMs whose process is gone, and remove the debris of half-done
 // operations (half-created VMs, orphan QEMU processes, folders without a record).
 import { existsSync } from "node:fs";
-import { readdir, rm } from "node:fs/promises";
+import { readdir, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { findProcessesWithArgument, QemuProcess, QmpClient } from "../../engine/index.ts";
 import { isHostname } from "../../protocol/names.ts";
 import type { Logger } from "../../util/log.ts";
 import { settleExitedVm } from "./exit-policy.ts";
-import { vmPaths, vmsDir } from "./vm-paths.ts";
+import { POOL_FOLDER_PATTERN, removeVmFolder, vmPaths, vmsDir } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import { isLive } from "./vm-state.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
@@ -42,7 +42,7 @@ export async function recoverVms(stateDir: string, store: VmStore, log: Logger):
     if (record.state === "creating") {
       // Interrupted mid-create: whatever it started goes.
       if (record.pid !== null && record.pidStartTime !== null) QemuProcess.attach(record.pid, record.pidStartTime)?.kill("SIGKILL");
-      await rm(vmPaths(stateDir, record.hostname).dir, { recursive: true, force: true });
+      await removeVmFolder(stateDir, record.hostname);
       store.delete(record.hostname, record.incarnation);
       log.warn({ vm: record.hostname }, "Removed a VM whose creation was interrupted");
       continue;
@@ -77,6 +77,11 @@ export async function recoverVms(stateDir: string, store: VmStore, log: Logger):
   if (existsSync(vmsDir(stateDir))) {
     for (const name of await readdir(vmsDir(stateDir))) {
       if (isHostname(name) && store.get(name)) continue;
+      // The link a taken warm-pool clone left in its pool folder's place: kept while its VM exists.
+      if (POOL_FOLDER_PATTERN.test(name)) {
+        const target = await readlink(join(vmsDir(stateDir), name)).catch(() => "");
+        if (isHostname(target) && store.get(target)) continue;
+      }
       await rm(join(vmsDir(stateDir), name), { recursive: true, force: true });
       log.warn({ dir: name }, "Removed a VM folder that had no record");
     }

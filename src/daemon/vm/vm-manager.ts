@@ -2,7 +2,6 @@
 // operations, tags, and the daemon's start and stop. Routes never touch QEMU, the agent or the store
 // directly. The live-VM core is VmSupervisor; power operations are VmPower.
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import type { ClientHttp2Stream } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -14,7 +13,7 @@ import { raceAbort } from "../../util/abort.ts";
 import { tailLines } from "../../util/tail.ts";
 import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import type { HostGroupConfig } from "../config.ts";
-import { vmPaths } from "./vm-paths.ts";
+import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import { CommitStore } from "../commits/commit-store.ts";
 import { VmCommits } from "./vm-commits.ts";
 import { VmPower } from "./vm-power.ts";
@@ -173,7 +172,7 @@ export class VmManager {
         throw new CorralError("forbidden", `Cannot delete VM ${JSON.stringify(hostname)}: it is a service of host group "${groupName}" (change the daemon's configuration instead)`);
       }
       await this.vms.killRuntime(hostname);
-      await rm(vmPaths(this.deps.stateDir, hostname).dir, { recursive: true, force: true });
+      await removeVmFolder(this.deps.stateDir, hostname);
       this.deps.store.delete(hostname, record.incarnation);
       this.deps.log.info({ vm: hostname }, "VM deleted");
       if (record.template) void this.deps.templates?.collectGarbage();

@@ -1,5 +1,6 @@
 // Where one VM's files live on the host: STATE_DIR/vms/HOSTNAME/. The hostname is validated before it
 // becomes a path, and the whole folder goes when a sandbox goes.
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { assertHostname } from "../../protocol/names.ts";
 
@@ -16,6 +17,8 @@ export interface VmPaths {
   stateFile: string;
   /** Where QEMU sends or reads that state during suspend and restore. */
   migrationSocket: string;
+  /** For a VM that was a warm-pool clone: the name of the pool folder, now a link to this one. */
+  alias: string;
 }
 
 /** Longest hostname the daemon generates: a 32-character group name, "-", and up to 6 digits. */
@@ -44,8 +47,24 @@ export function vmPathsIn(dir: string): VmPaths {
     pidFile: join(dir, "qemu.pid"),
     stateFile: join(dir, "suspend.state"),
     migrationSocket: join(dir, "mig.sock"),
+    alias: join(dir, "alias"),
   };
 }
+
+/**
+ * Removes a VM's folder, and the alias link a warm-pool clone leaves behind (see WarmPool.take): QEMU was
+ * started with paths in its pool folder and may open them again (QEMU reopens a disk by name when it
+ * changes its permissions, as a migration does), so that name stays a link to the VM's folder.
+ */
+export async function removeVmFolder(stateDir: string, hostname: string): Promise<void> {
+  const paths = vmPaths(stateDir, hostname);
+  const alias = await readFile(paths.alias, "utf8").catch(() => "");
+  if (POOL_FOLDER_PATTERN.test(alias.trim())) await rm(join(vmsDir(stateDir), alias.trim()), { force: true });
+  await rm(paths.dir, { recursive: true, force: true });
+}
+
+/** A warm-pool clone's folder (or, once taken, the link left in its place). */
+export const POOL_FOLDER_PATTERN = /^\.pool-[0-9a-f]{8}$/;
 
 /** Unix socket paths are short; refuse a state directory too deep to hold them. */
 export function assertSocketPathsFit(stateDir: string): void {

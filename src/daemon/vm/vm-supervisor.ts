@@ -2,7 +2,6 @@
 // agent bring-up after every boot, reboot or restore, and what happens when a QEMU process ends. The manager
 // (records, agent calls) and the power operations (pause, shutdown, suspend, ...) build on this.
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AccelVerdict, ExitInfo } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
@@ -18,7 +17,7 @@ import type { DaemonMetrics } from "../metrics.ts";
 import { settleExitedVm } from "./exit-policy.ts";
 import { launchVm, type LaunchOptions } from "./launch-vm.ts";
 import { recoverVms } from "./recovery.ts";
-import { vmPaths } from "./vm-paths.ts";
+import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import { isLive } from "./vm-state.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
@@ -197,7 +196,7 @@ export class VmSupervisor {
       return booting;
     } catch (err) {
       pooled.process.kill("SIGKILL");
-      await rm(paths.dir, { recursive: true, force: true });
+      await removeVmFolder(this.deps.stateDir, record.hostname);
       this.log.warn({ vm: record.hostname, err }, "A warm-pool clone could not be taken: cloning anew");
       return undefined;
     } finally {
@@ -359,7 +358,7 @@ export class VmSupervisor {
       if (record.kind === "sandbox" && !record.persistent) {
         await this.lock.run(runtime.hostname, async () => {
           await this.killRuntime(runtime.hostname);
-          await rm(vmPaths(this.deps.stateDir, runtime.hostname).dir, { recursive: true, force: true });
+          await removeVmFolder(this.deps.stateDir, runtime.hostname);
           this.deps.store.delete(runtime.hostname, record.incarnation);
         });
         return;

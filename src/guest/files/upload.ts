@@ -1,6 +1,6 @@
 // Uploads into the guest: where they land (Slicer's legacy "exactly at path", or cp-v1's cp(1)-like rules)
 // and how they are written (a file replaced atomically, a tar unpacked safely), streamed from the request.
-import { randomBytes } from "node:crypto";
+import { kernelRandomBytes } from "../random.ts";
 import type { Stats } from "node:fs";
 import { chmod, chown, lstat, mkdir, open, realpath, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -79,7 +79,7 @@ export async function receiveFile(body: Readable, spec: UploadSpec): Promise<Upl
   await mkdir(dirname(target), { recursive: true });
 
   const mode = spec.permissions ?? (existing?.isFile() ? existing.mode & 0o7777 : DEFAULT_FILE_MODE);
-  const temporary = join(dirname(target), `.${basename(target)}.corral-upload-${randomBytes(6).toString("hex")}`);
+  const temporary = join(dirname(target), `.${basename(target)}.corral-upload-${kernelRandomBytes(6).toString("hex")}`);
   const handle = await open(temporary, "wx", mode);
   const writer = handle.createWriteStream();
   try {

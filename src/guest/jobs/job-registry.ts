@@ -1,7 +1,7 @@
 // The agent's background jobs by id. Jobs live here, not in any request or host connection, so they
 // outlive both; a job stays (with its log) until the host removes it. Memory is bounded: a limited number
 // of jobs, and their rings together at most a share of the guest's RAM.
-import { randomBytes } from "node:crypto";
+import { kernelRandomBytes } from "../random.ts";
 import { totalmem } from "node:os";
 import type { ExecSpec } from "../../protocol/agent.ts";
 import { isExecId } from "../../protocol/jobs.ts";
@@ -72,7 +72,7 @@ export class JobRegistry {
 
   private newId(): string {
     for (;;) {
-      const id = `ex_${randomBytes(8).toString("hex")}`;
+      const id = `ex_${kernelRandomBytes(8).toString("hex")}`;
       if (!this.jobs.has(id) && !this.removed.has(id)) return id;
     }
   }
