@@ -268,7 +268,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
       log: (line) => process.stderr.write(`${line}\n`),
     });
     process.stdout.write(`\n${result.tables.join("\n\n")}\n`);
+  } catch (err) {
+    process.stderr.write(`bench failed; the daemon's log ends with:\n${daemon.log.split("\n").slice(-40).join("\n")}\n`);
+    throw err;
   } finally {
+    if (process.env.CORRAL_BENCH_DAEMON_LOG) (await import("node:fs")).writeFileSync(process.env.CORRAL_BENCH_DAEMON_LOG, daemon.log);
     await daemon.dispose();
   }
 }

@@ -14,6 +14,9 @@ export async function runDaemonForeground(flags: DaemonFlags, options: { banner?
   const { ConfigError } = await import("../daemon/config.ts");
   const { createLogger } = await import("../util/log.ts");
   const log = createLogger();
+  // A promise nobody waited for failed: a bug, but one that must not take the API down with it (the VMs
+  // would run on, unmanaged, until a restart). Logged with its stack, so that it can be found and fixed.
+  process.on("unhandledRejection", (err) => log.error({ err }, "Unhandled rejection (a bug): the daemon carries on"));
   let daemon;
   try {
     daemon = await startDaemon({

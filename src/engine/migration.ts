@@ -61,10 +61,18 @@ export async function saveVmState(qmp: QmpClient, file: string, socketPath: stri
   // The default bandwidth cap exists for live migration across a network; here it only slows a local copy.
   await qmp.migrateSetParameters({ "max-bandwidth": 64 * 1024 * 1024 * 1024 });
   const { server, transfer } = await serveOnce(socketPath, (socket) => pipeline(socket, createWriteStream(file, { mode: 0o600 })));
+  // Settled into a value at once: if the migration fails first, a failed transfer must not be left to
+  // reject unobserved (that would be an unhandled rejection).
+  const written = transfer.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   try {
     await qmp.migrate(`unix:${socketPath}`);
     await waitForMigration(qmp, deadlineMs);
-    await transfer;
+    // The file must hold everything QEMU sent: here the transfer's outcome is the verdict.
+    const failure = await written;
+    if (failure !== undefined) throw new MigrationError(`Cannot write the state to ${file}: ${(failure as Error).message}`, { cause: failure });
   } finally {
     server.close();
     await rm(socketPath, { force: true });
@@ -97,11 +105,17 @@ export async function loadVmState(qmp: QmpClient, file: string, socketPath: stri
   await qmp.migrateIncoming(`unix:${socketPath}`);
   const socket = await connectWhenListening(socketPath, 10_000);
   socket.on("error", () => undefined); // QEMU may close its end as soon as it has what it needs
-  const sent = pipeline(createReadStream(file), socket).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== "EPIPE" && err.code !== "ECONNRESET") throw err;
+  // How the sending ends says nothing: QEMU closes its end once it has read what it needs, which shows here
+  // as EPIPE, a reset or a "premature close" depending on timing. QEMU's migration status is the verdict;
+  // a sending error only explains a failure. (Never left to reject on its own: that would be unhandled.)
+  let sendError: unknown;
+  const sent = pipeline(createReadStream(file), socket).catch((err: unknown) => {
+    sendError = err;
   });
   try {
-    await waitForMigration(qmp, deadlineMs);
+    await waitForMigration(qmp, deadlineMs).catch((err: unknown) => {
+      throw sendError === undefined ? err : new MigrationError(`${(err as Error).message} (sending the state: ${(sendError as Error).message})`, { cause: err });
+    });
     await sent;
   } finally {
     socket.destroy();

@@ -72,6 +72,19 @@ describe("warm pool", { timeout: 900_000 }, () => {
     await daemon.client.deleteNode("sbox", b.hostname);
   });
 
+  test("a rebuilt template replaces the pooled clones of the old one", async () => {
+    await poolFull();
+    const before = await poolPids();
+    const old = (await daemon.client.templates())[0]?.template_id;
+    await daemon.client.rebuildTemplate("sbox");
+    await until(async () => {
+      const [info] = await daemon.client.templates();
+      const pids = await poolPids();
+      return info?.state === "ready" && info.template_id !== old && pids.length === 2 && pids.every((pid) => !before.includes(pid)) ? true : undefined;
+    }, "a pool of clones of the new template", 180_000);
+    for (const pid of before) await until(async () => (processAlive(pid) ? undefined : true), `old pooled clone ${pid} to end`, 10_000);
+  });
+
   test("a taken clone migrates like any VM: memory commit and fork, suspend and restore; deleting it leaves nothing", async () => {
     await poolFull();
     const clone = await daemon.client.createNode("sbox", {}, { wait: "agent" });

@@ -56,7 +56,13 @@ export class WarmPool {
   private stopped = false;
 
   constructor(private readonly deps: WarmPoolDeps) {
-    deps.templates.onReady((group) => this.refill(group));
+    deps.templates.onReady((group) => {
+      // A new template makes the pooled clones of the old one useless: replace them.
+      const current = deps.templates.acquireCurrent(group);
+      current?.release();
+      for (const stale of (this.idle.get(group) ?? []).filter((e) => e.lease.id !== current?.id)) void this.discard(group, stale);
+      this.refill(group);
+    });
     deps.templates.pooledCounts = () => this.sizes();
   }
 

@@ -145,13 +145,18 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
   const revert = new Reverter((what, err) => deps.log.warn({ vm: record.hostname, err }, `Cannot undo ${what}`));
   const source = options.from;
   const isClone = source?.kind === "template";
+  // Retried: QEMU's last writes (its log, a QMP transcript line) may land while the folder is being removed.
+  const removeFolder = (): Promise<void> => rm(paths.dir, { recursive: true, force: true, maxRetries: 5 });
   if (isClone) {
-    revert.add("the clone's files", () => rm(paths.dir, { recursive: true, force: true }));
+    revert.add("the clone's files", removeFolder);
   } else if (record.state === "creating") {
     revert.add("the VM record", () => void deps.store.delete(record.hostname, record.incarnation));
-    revert.add("the VM folder", () => rm(paths.dir, { recursive: true, force: true }));
+    revert.add("the VM folder", removeFolder);
   }
   try {
+    // A new VM starts from an empty folder: anything there is debris (say, of a clone that failed), and a
+    // stale disk backed by a template must not become this VM's.
+    if (record.state === "creating") await removeFolder();
     await mkdir(paths.dir, { recursive: true, mode: 0o700 });
     const image = await deps.images.load(record.image, record.imageVersion);
     if (source) {
