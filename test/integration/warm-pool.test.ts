@@ -28,12 +28,20 @@ describe("warm pool", { timeout: 900_000 }, () => {
   const pooled = async (): Promise<number> => (await daemon.client.templates())[0]?.pooled ?? 0;
   const poolFull = (): Promise<true> => until(async () => ((await pooled()) === 2 ? true : undefined), "a full warm pool", 180_000);
   const fromPool = (hostname: string): boolean => new RegExp(`"vm":"${hostname}"[^\\n]*"msg":"VM taken from the warm pool"`).test(daemon.log);
+  /** QEMU pids of the pooled clones (folders; a taken clone leaves a link under its pool name, not counted). */
   const poolPids = async (): Promise<number[]> => {
     const vms = join(daemon.stateDir, "vms");
-    const dirs = [];
-    // Pooled clones are folders; a taken clone leaves a link under its pool name (not counted).
-    for (const name of await readdir(vms)) if (name.startsWith(".pool-") && (await lstat(join(vms, name))).isDirectory()) dirs.push(name);
-    return dirs.map((d) => Number(readFileSync(join(daemon.stateDir, "vms", d, "qemu.pid"), "utf8").trim()));
+    const pids: number[] = [];
+    for (const name of await readdir(vms)) {
+      if (!name.startsWith(".pool-")) continue;
+      try {
+        if (!(await lstat(join(vms, name))).isDirectory()) continue;
+        pids.push(Number(readFileSync(join(vms, name, "qemu.pid"), "utf8").trim()));
+      } catch {
+        // a clone still being restored (no pid file yet) or being removed: not one of the pool's
+      }
+    }
+    return pids;
   };
 
   before(async () => {
