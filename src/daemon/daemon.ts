@@ -17,6 +17,7 @@ import type { DaemonApp } from "./http/context.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { Secrets } from "./secrets/index.ts";
 import { CommitStore } from "./commits/commit-store.ts";
+import { loadHostId } from "./host-identity.ts";
 import { TemplateManager } from "./templates/template-manager.ts";
 import { WarmPool } from "./templates/warm-pool.ts";
 import { VmManager } from "./vm/vm-manager.ts";
@@ -142,7 +143,7 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool });
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
-  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, stateDir, hostId: await loadHostId(stateDir), version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
   let unixServer: Server | undefined;
   try {

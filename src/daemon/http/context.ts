@@ -17,6 +17,9 @@ export interface DaemonContext {
   gitCommit: string;
   metrics: DaemonMetrics;
   templates: TemplateManager;
+  stateDir: string;
+  /** This host's id for fleet controllers (see host-identity.ts). */
+  hostId: string;
 }
 
 export type DaemonApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;

@@ -14,6 +14,7 @@ import { shellAndForwardRoutes } from "./shell-forward.ts";
 import { systemRoutes } from "./system.ts";
 import { tagRoutes } from "./tags.ts";
 import { templateRoutes } from "./templates.ts";
+import { ttstackAgentRoutes } from "./ttstack-agent.ts";
 import { vmRoutes } from "./vm.ts";
 
 export type RouteSet = (app: DaemonApp, ctx: DaemonContext) => void;
@@ -35,4 +36,5 @@ export const ROUTE_SETS: readonly RouteSet[] = [
   fsRoutes,
   shellAndForwardRoutes,
   templateRoutes,
+  ttstackAgentRoutes,
 ];
