@@ -91,6 +91,10 @@ export function registerCommitCommands(program: Command, vm: Command): void {
         try {
           const commits = await client.commits({ cacheKey: flags.cacheKey });
           if (flags.json) return printJson(commits);
+          if (commits.length === 0) {
+            process.stdout.write(`No commits${flags.cacheKey !== undefined ? ` with cache key ${JSON.stringify(flags.cacheKey)}` : ""}. Make one with: corral vm commit HOST [--memory]\n`);
+            return;
+          }
           printTable(
             ["COMMIT", "SOURCE", "HOSTGROUP", "KIND", "SIZE", "FORKS", "CACHE KEY", "CREATED"],
             commits.map((c) => [c.commit_id, c.source_hostname, c.hostgroup, c.memory ? "memory" : "disk", formatBytes(c.size_bytes), String(c.forks.length), c.cache_key || "-", c.created_at]),

@@ -26,6 +26,10 @@ export function registerTemplateCommands(program: Command): void {
         try {
           const templates = await client.templates();
           if (flags.json) return printJson(templates);
+          if (templates.length === 0) {
+            process.stdout.write("No host groups, so no templates.\n");
+            return;
+          }
           printTable(
             ["HOSTGROUP", "STATE", "TEMPLATE", "IMAGE", "SIZE", "CLONES", "BUILT"],
             templates.map((t) => [

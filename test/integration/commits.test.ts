@@ -110,6 +110,8 @@ describe("commit and fork", { timeout: 900_000 }, () => {
     await daemon.client.deleteCommit(diskCommit.commit_id);
     await assert.rejects(daemon.client.getCommit(memoryCommit.commit_id), rejectsWith(404, "commit_not_found"));
     assert.deepEqual(await daemon.client.commits(), []);
+    const empty = await promisify(execFile)(CORRAL, ["commit", "list", "--url", daemon.url]);
+    assert.equal(empty.stdout, "No commits. Make one with: corral vm commit HOST [--memory]\n");
   });
 
   test("bad input: unknown VM, malformed or unknown commit, bad labels, unknown fields", async () => {
