@@ -17,6 +17,9 @@ interface ShellFlags extends ConnectionFlags {
 
 const END_OF_INPUT = "\x04";
 const PIPED_INPUT_WAIT_MS = 2000;
+const KILL_LINE = "\x15";
+const END_RETRY_MS = 500;
+const END_RETRIES = 20;
 
 function optionalId(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -63,9 +66,26 @@ async function runShell(hostname: string, flags: ShellFlags): Promise<void> {
         }
       });
       stdin.once("end", () => {
-        if (!terminal) session.write(END_OF_INPUT);
+        if (!terminal) endInput();
       });
       stdin.resume();
+    };
+    // End of piped input is a Ctrl-D at the shell's prompt. It can land while the shell runs a command, with
+    // the pty in canonical mode: the line discipline then keeps it as a NUL that the shell's line editor reads
+    // later as a character, not as the end. So while the session stays open and quiet, clear the line (Ctrl-U)
+    // and say Ctrl-D again.
+    let lastOutputAt = performance.now();
+    const endInput = (): void => {
+      session.write(END_OF_INPUT);
+      let tries = 0;
+      const retry = setInterval(() => {
+        if (performance.now() - lastOutputAt < END_RETRY_MS) return;
+        if (++tries > END_RETRIES) return clearInterval(retry);
+        session.write(`${KILL_LINE}${END_OF_INPUT}`);
+      }, END_RETRY_MS);
+      retry.unref();
+      const stop = (): void => clearInterval(retry);
+      void session.exit.then(stop, stop);
     };
     // Piped input waits for the shell's first output (its prompt): typed earlier, it lands while the pty is
     // still in canonical mode, where the final Ctrl-D becomes a NUL once the shell switches to line editing,
@@ -77,6 +97,7 @@ async function runShell(hostname: string, flags: ShellFlags): Promise<void> {
 
     for await (const chunk of session) {
       sawOutput();
+      lastOutputAt = performance.now();
       if (!stdout.write(chunk)) await once(stdout, "drain");
     }
     const exit = await session.exit;

@@ -83,8 +83,16 @@ function startCli(args: string[], env: NodeJS.ProcessEnv, input?: string): CliRu
   child.stderr?.on("data", (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
   if (input !== undefined) child.stdin?.end(input);
+  // A CLI that never ends fails its test with what it printed, instead of hanging the suite.
+  const deadline = setTimeout(() => {
+    stderr += `\n[test: no exit within ${CLI_DEADLINE_MS} ms; stdout so far: ${JSON.stringify(stdout)}]`;
+    child.kill("SIGKILL");
+  }, CLI_DEADLINE_MS);
+  void exited.then(() => clearTimeout(deadline));
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
+
+const CLI_DEADLINE_MS = 60_000;
 
 describe("shell and port forwarding", { timeout: 900_000 }, () => {
   let daemon: TestDaemon;
@@ -377,6 +385,10 @@ describe("shell and port forwarding", { timeout: 900_000 }, () => {
       const ended = startCli(["vm", "shell", hostname], cliEnv, "echo eof-ends-it\n");
       assert.equal(await ended.exited, 0, ended.stderr());
       assert.match(ended.stdout(), /\r\neof-ends-it\r\n/);
+      // The end of input arrives while a command still runs (the pty in canonical mode): it still ends it.
+      const busy = startCli(["vm", "shell", hostname], cliEnv, "sleep 1; echo slept\n");
+      assert.equal(await busy.exited, 0, busy.stderr());
+      assert.match(busy.stdout(), /\r\nslept\r\n/);
     });
 
     test("vm shell refusals are one line and exit code 1", async () => {
