@@ -31,7 +31,7 @@ export function registerTemplateCommands(program: Command): void {
             return;
           }
           printTable(
-            ["HOSTGROUP", "STATE", "TEMPLATE", "IMAGE", "SIZE", "CLONES", "BUILT"],
+            ["HOSTGROUP", "STATE", "TEMPLATE", "IMAGE", "SIZE", "CLONES", "WARM", "BUILT"],
             templates.map((t) => [
               t.hostgroup,
               describeState(t),
@@ -39,6 +39,7 @@ export function registerTemplateCommands(program: Command): void {
               t.image_version ? `${t.image}@${t.image_version}` : t.image,
               `${t.cpus} vCPU, ${formatBytes(t.ram_bytes)}`,
               String(t.clones),
+              t.warm_pool > 0 ? `${t.pooled}/${t.warm_pool}` : "-",
               t.built_at ?? "-",
             ]),
           );

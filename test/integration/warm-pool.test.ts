@@ -1,10 +1,13 @@
 // A warm pool: clones kept restored and idle are handed out by creates, each becoming a machine of its own;
 // the pool refills; a daemon kill -9 leaves taken clones running (re-attached) and pooled ones cleaned up.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { lstat, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { processAlive } from "../../src/util/process-alive.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
 import { until } from "../helpers/until.ts";
@@ -59,6 +62,9 @@ describe("warm pool", { timeout: 900_000 }, () => {
     assert.equal(info?.warm_pool, 2);
     assert.equal(info?.state, "ready");
     assert.equal((await poolPids()).length, 2);
+    const { stdout } = await promisify(execFile)(fileURLToPath(new URL("../../corral", import.meta.url)), ["template", "list", "--url", daemon.url]);
+    assert.match(stdout, /^HOSTGROUP\s+STATE\s+TEMPLATE\s+IMAGE\s+SIZE\s+CLONES\s+WARM\s+BUILT\n/);
+    assert.match(stdout, /\n?sbox\s+ready .*\s2\/2\s/);
   });
 
   test("creates take pooled clones, each its own machine; the pool refills", async () => {
