@@ -8,7 +8,6 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { COPY_BENCH_HEADERS, runCopyBench } from "./copy.ts";
 import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
 import { runShellBench, SHELL_BENCH_HEADERS } from "./shell.ts";
@@ -82,7 +81,6 @@ try {
   const copyRows = await runCopyBench(client, target.hostname, (line) => process.stderr.write(`${line}\n`));
   const shell = await runShellBench(client, target.hostname);
   await client.deleteNode("bench", target.hostname);
-  while ((await client.templates()).find((t) => t.hostgroup === "bench")?.state !== "ready") await sleep(500);
   const templates = await runTemplateBench({
     client,
     group: "bench",

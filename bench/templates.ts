@@ -121,7 +121,7 @@ async function measureCreates(input: TemplateBenchInput): Promise<TemplateBenchR
   // so these are the latency of a create that finds a pooled clone.
   const pool: number[] = [];
   for (let round = 0; round < CREATES; round++) {
-    while (((await client.templates()).find((t) => t.hostgroup === input.poolGroup)?.pooled ?? 0) < 1) await sleep(100);
+    await templateReady(client, input.poolGroup);
     const started = performance.now();
     const node = await client.createNode(input.poolGroup, {}, { wait: "agent", timeout: "120s" });
     pool.push(performance.now() - started);
@@ -210,7 +210,17 @@ async function measureDensity(input: TemplateBenchInput): Promise<TemplateBenchR
   };
 }
 
+/** Resolves once the group's template is ready (and its warm pool, if it has one, holds a clone). */
+async function templateReady(client: CorralClient, group: string): Promise<void> {
+  for (;;) {
+    const info = (await client.templates()).find((t) => t.hostgroup === group);
+    if (info?.state === "ready" && info.pooled >= Math.min(1, info.warm_pool)) return;
+    await sleep(500);
+  }
+}
+
 export async function runTemplateBench(input: TemplateBenchInput): Promise<TemplateBenchResult> {
+  for (const group of [input.group, input.poolGroup]) await templateReady(input.client, group);
   const create = await measureCreates(input);
   const throughput = await measureThroughput(input);
   const density = await measureDensity(input);
@@ -253,7 +263,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   await daemon.start();
   try {
     const client = daemon.client;
-    while ((await client.templates()).find((t) => t.hostgroup === "bench")?.state !== "ready") await sleep(500);
     const info = await client.info();
     const result = await runTemplateBench({
       client,

@@ -61,7 +61,7 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
     qemu = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
     const running = qemu.process;
     await agent.waitForConnection(signal, () => running.running);
-    await warmUp(agent, machine.mac, signal);
+    await warmUpAgent(agent, { hostname: TEMPLATE_HOSTNAME, mac: machine.mac }, signal);
     signal.throwIfAborted();
     await qemu.qmp.stop();
     await qemu.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
@@ -101,13 +101,15 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
 }
 
 /**
- * Runs, once, the agent code every clone runs first (taking an identity, an exec): whatever Node compiles
- * or loads on first use is then in the snapshot. Under emulation first use is what makes a clone slow.
+ * Runs, once, the agent code every clone runs first (taking an identity, the secrets list, an exec): whatever
+ * Node compiles or loads on first use is then in the snapshot (a template), or already translated by QEMU
+ * (a warm-pool clone). Under emulation, first use is what makes a clone slow. The identity is provisional
+ * (`template: true`: userdata is left to the VM that gets the real one).
  */
-async function warmUp(agent: AgentClient, mac: string, signal: AbortSignal): Promise<void> {
+export async function warmUpAgent(agent: AgentClient, identity: { hostname: string; mac?: string }, signal: AbortSignal): Promise<void> {
   await agent.health(signal);
   await agent.applyIdentity(
-    { hostname: TEMPLATE_HOSTNAME, time_ms: Date.now(), machine_id: randomBytes(16).toString("hex"), entropy: randomBytes(64).toString("base64"), mac, template: true },
+    { ...identity, time_ms: Date.now(), machine_id: randomBytes(16).toString("hex"), entropy: randomBytes(64).toString("base64"), template: true },
     signal,
   );
   await agent.callJson("GET", SECRET_AGENT_PATHS.secrets, { signal });

@@ -16,6 +16,7 @@ import { Reverter } from "../../util/reverter.ts";
 import type { AgentClient } from "../agent/agent-client.ts";
 import type { DaemonConfig, HostGroupConfig } from "../config.ts";
 import { startMachine } from "../vm/launch-vm.ts";
+import { warmUpAgent } from "./build-template.ts";
 import { vmPathsIn, vmsDir } from "../vm/vm-paths.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 import type { TemplateLease, TemplateManager } from "./template-manager.ts";
@@ -152,12 +153,7 @@ export class WarmPool {
       const machine = { hostname: POOL_HOSTNAME, mac: randomMac(), cpus: group.vcpu, ramBytes: group.ramBytes };
       const started = await startMachine(this.deps, machine, paths, image, revert, { template: lease.id, resumeFrom: lease.state, checkAgent: true });
       const agent = started.agent as AgentClient;
-      const signal = AbortSignal.timeout(60_000);
-      await agent.applyIdentity({ hostname: POOL_HOSTNAME, time_ms: Date.now(), entropy: randomBytes(64).toString("base64"), template: true }, signal);
-      const frames = await agent.exec({ cmd: "true", args: [], env: [], stdin: false, stdio: "text" }, undefined, signal);
-      for await (const _frame of frames) {
-        // drained: the exec is over when its stream ends
-      }
+      await warmUpAgent(agent, { hostname: POOL_HOSTNAME, mac: machine.mac }, AbortSignal.timeout(60_000));
       revert.commit();
       const entry: PoolEntry = { dir, lease, process: started.process, qmp: started.qmp, agent };
       void started.process.exited.then(() => this.forget(group.name, entry));
