@@ -100,6 +100,31 @@ export class ConfigError extends Error {
 export const DEFAULT_GROUP = { name: "sbox", vcpu: 2, ramBytes: 2 * GiB, warmPool: 2 } as const;
 export const DEFAULT_IMAGE = "base";
 
+/**
+ * The host group of VMs made through TTstack's agent API (`POST /api/vms`, what a fleet controller calls).
+ * Its size is per request; a configured group of this name sets its image and template use.
+ */
+export const TTSTACK_GROUP_NAME = "ttstack";
+
+export function ttstackGroup(config: DaemonConfig): HostGroupConfig {
+  return (
+    config.hostGroups.find((g) => g.name === TTSTACK_GROUP_NAME) ??
+    Object.freeze({
+      name: TTSTACK_GROUP_NAME,
+      count: 0,
+      vcpu: 2,
+      ramBytes: 1024 * MiB,
+      persistent: true,
+      userdata: undefined,
+      image: DEFAULT_IMAGE,
+      sshKeys: Object.freeze([]),
+      // Sizes and port forwards differ per VM: boot cold.
+      template: false,
+      warmPool: 0,
+    })
+  );
+}
+
 export const DEFAULT_CONFIG_YAML = `config:
   api:
     bind_address: 127.0.0.1

@@ -140,7 +140,8 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   await commits.removeDebris();
   const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits });
   const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log });
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool });
+  const forwardAddress = forwardAddressFor(config.api.bindAddress);
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress });
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
   const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, stateDir, hostId: await loadHostId(stateDir), version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
@@ -191,4 +192,13 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
     return stopping;
   };
   return { url, socketPath, stateDir, config, accel, app, stop };
+}
+
+/**
+ * Where VMs' forwarded ports (TTstack's port_map) listen: on the address the API listens on, so a client that
+ * reaches the daemon reaches the ports. QEMU's user network forwards IPv4 only.
+ */
+export function forwardAddressFor(bindAddress: string): string {
+  if (bindAddress === "::" || bindAddress === "0.0.0.0") return "0.0.0.0";
+  return /^\d+\.\d+\.\d+\.\d+$/.test(bindAddress) ? bindAddress : "127.0.0.1";
 }

@@ -57,6 +57,8 @@ export interface CmdlineInput {
   network: UserNetwork | undefined;
   /** Under TCG, the guest's TSC rate (the host's; see host-tsc.ts). */
   tscKhz: number;
+  /** The VM's disk is bigger than its image's filesystem (see BOOT_ARGS.growRootfs). */
+  growRootfs?: boolean;
 }
 
 /**
@@ -71,6 +73,7 @@ export function kernelCmdline(input: CmdlineInput): string {
   if (input.network) {
     args.push(`${BOOT_ARGS.ip}=${input.network.guestCidr}`, `${BOOT_ARGS.gateway}=${input.network.gateway}`, `${BOOT_ARGS.dns}=${input.network.dns}`);
   }
+  if (input.growRootfs) args.push(`${BOOT_ARGS.growRootfs}=1`);
   return args.join(" ");
 }
 

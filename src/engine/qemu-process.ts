@@ -22,6 +22,20 @@ export function processStartTime(pid: number): string | undefined {
   }
 }
 
+/** Linux's USER_HZ: /proc/PID/stat counts CPU time in these ticks on every architecture Corral runs on. */
+const TICKS_PER_SECOND = 100;
+
+/** CPU time (user + system) a process has used, in nanoseconds; undefined if it is gone. */
+export function processCpuNanoseconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1e9) / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
 export function processCommandLine(pid: number): string[] | undefined {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((a) => a.length > 0);

@@ -41,6 +41,7 @@ interface BaseInputs {
   ptyAddon: string;
   nativeAddon: string;
   dropbear: string | undefined;
+  resize2fs: string | undefined;
   agentBundle: Buffer;
   record: Record<string, string>;
   version: string;
@@ -54,6 +55,7 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
   const ptyAddon = ptyAddonPath();
   const nativeAddon = await buildGuestNative(home.cache);
   const dropbear = findProgram("dropbear");
+  const resize2fs = findProgram("resize2fs");
   const agentBundle = await bundleGuestAgent();
   const record: Record<string, string> = {
     builder: BUILDER_REVISION,
@@ -66,6 +68,7 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
     pty_addon_sha256: await sha256File(ptyAddon),
     native_addon_sha256: await sha256File(nativeAddon),
     dropbear_sha256: dropbear ? await sha256File(dropbear) : "none",
+    resize2fs_sha256: resize2fs ? await sha256File(resize2fs) : "none",
     agent_version: AGENT_VERSION,
     agent_sha256: sha256(agentBundle),
     scripts_sha256: sha256(GUEST_INIT + GUEST_BOOT + initramfsInit([])),
@@ -74,7 +77,7 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
   // A forced build is a new version: never the files of one that VMs may be using.
   if (forced) record.forced_at = new Date().toISOString();
   const version = sha256(JSON.stringify(record)).slice(0, 12);
-  return { kernel, busybox, tini, node, ptyAddon, nativeAddon, dropbear, agentBundle, record, version };
+  return { kernel, busybox, tini, node, ptyAddon, nativeAddon, dropbear, resize2fs, agentBundle, record, version };
 }
 
 /** node-pty's addon, built by npm for this very node (so it loads in the guest, which runs the same node). */
@@ -139,6 +142,7 @@ async function ensureBaseImageLocked(home: CorralHome, progress: Progress, optio
       ptyAddonPath: inputs.ptyAddon,
       nativeAddonPath: inputs.nativeAddon,
       dropbearPath: inputs.dropbear,
+      resize2fsPath: inputs.resize2fs,
       osRelease: osRelease(inputs.version),
     });
     const manifest: ImageManifest = {

@@ -2,6 +2,6 @@
 export { BASE_IMAGE, ensureBaseImage } from "./base-image.ts";
 export { corralHome, type CorralHome } from "./home.ts";
 export { ImageStore, type ImageSummary, type ImageVersion, type ImageManifest } from "./image-store.ts";
-export { createOverlay, createOverlayOn } from "./overlay.ts";
+export { createOverlay, createOverlayOn, imageSizeMiB } from "./overlay.ts";
 export { consoleProgress, silentProgress, type Progress } from "./progress.ts";
 export { findInstalledKernel, ensureKernel, type KernelInfo } from "./kernel.ts";

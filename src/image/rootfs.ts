@@ -36,15 +36,20 @@ ln -sf /proc/self/fd /dev/fd
 ln -sf /proc/self/fd/0 /dev/stdin
 ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
-ip=; gw=; dns=
+ip=; gw=; dns=; growfs=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     corral.hostname=*) hostname "\${arg#*=}"; echo "\${arg#*=}" > /etc/hostname ;;
     corral.ip=*) ip="\${arg#*=}" ;;
     corral.gw=*) gw="\${arg#*=}" ;;
     corral.dns=*) dns="\${arg#*=}" ;;
+    corral.growfs=1) growfs=1 ;;
   esac
 done
+# The VM's disk is bigger than the image: grow the root filesystem online, in the background.
+if [ -n "$growfs" ] && [ -x /usr/sbin/resize2fs ]; then
+  (resize2fs /dev/vda >/var/log/resize2fs.log 2>&1 &)
+fi
 ip link set lo up
 # A small SSH server for keys delivered with the VM's identity; it only accepts keys.
 if [ -x /usr/sbin/dropbear ]; then
@@ -74,6 +79,8 @@ export interface RootfsInput {
   nativeAddonPath: string;
   /** Debian's dropbear, when installed on the host (the SSH server of the image). */
   dropbearPath: string | undefined;
+  /** e2fsprogs' resize2fs: grows the root filesystem when a VM's disk is bigger than the image. */
+  resize2fsPath: string | undefined;
   osRelease: string;
 }
 
@@ -132,7 +139,7 @@ export async function buildRootfs(input: RootfsInput): Promise<void> {
   await chmod(join(root, "root"), 0o700);
 
   await copyInto(root, "bin/busybox", input.busyboxPath, 0o755);
-  const provided = new Set(["sbin/init", "usr/bin/node", "sbin/tini", "usr/sbin/dropbear"]);
+  const provided = new Set(["sbin/init", "usr/bin/node", "sbin/tini", "usr/sbin/dropbear", "usr/sbin/resize2fs"]);
   for (const applet of await busyboxApplets(input.busyboxPath)) {
     if (provided.has(applet) || applet === "bin/busybox") continue;
     const target = join(root, applet);
@@ -145,6 +152,7 @@ export async function buildRootfs(input: RootfsInput): Promise<void> {
   await copyInto(root, PTY_ADDON_GUEST_PATH.slice(1), input.ptyAddonPath, 0o755);
   await copyInto(root, NATIVE_ADDON_GUEST_PATH.slice(1), input.nativeAddonPath, 0o755);
   if (input.dropbearPath) await copyProgram(root, "usr/sbin/dropbear", input.dropbearPath);
+  if (input.resize2fsPath) await copyProgram(root, "usr/sbin/resize2fs", input.resize2fsPath);
 
   await writeFile(join(root, AGENT_GUEST_PATH), input.agentBundle, { mode: 0o644 });
   await writeFile(join(root, "sbin/init"), GUEST_INIT, { mode: 0o755 });

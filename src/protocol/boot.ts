@@ -10,4 +10,6 @@ export const BOOT_ARGS = {
   ip: "corral.ip",
   gateway: "corral.gw",
   dns: "corral.dns",
+  /** The disk is bigger than the image: grow the root filesystem to fill it. */
+  growRootfs: "corral.growfs",
 } as const;

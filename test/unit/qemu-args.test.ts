@@ -211,6 +211,13 @@ describe("kernelCmdline", () => {
     );
   });
 
+  test("a disk bigger than the image asks the guest to grow its root filesystem", () => {
+    assert.equal(
+      kernelCmdline({ accel: "kvm", hostname: "env-1", network: undefined, tscKhz: 1, growRootfs: true }),
+      "console=ttyS0 reboot=k panic=-1 pci=off quiet root=/dev/vda rw corral.hostname=env-1 corral.growfs=1",
+    );
+  });
+
   test("forwards and denyOutgoing do not reach the kernel command line", () => {
     const plain = kernelCmdline({ accel: "kvm", hostname: "h", network: NET, tscKhz: 1 });
     const restricted = kernelCmdline({ accel: "kvm", hostname: "h", network: { ...NET, denyOutgoing: true, forwards: [{ hostAddress: "127.0.0.1", hostPort: 1, guestPort: 2 }] }, tscKhz: 1 });

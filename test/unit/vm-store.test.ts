@@ -123,6 +123,10 @@ describe("VmStore", () => {
         template: null,
         machineId: "0123456789abcdef0123456789abcdef",
         origin: null,
+        envId: null,
+        diskMiB: null,
+        portMap: [],
+        denyOutgoing: false,
       } satisfies VmRecord);
       assert.deepEqual(store.get("sbox-1"), record);
     });
@@ -361,13 +365,23 @@ describe("VmStore", () => {
       assert.equal(reopened.insertSandbox(newVm(), 0).hostname, "sbox-3", "numbers are not reused across restarts");
     });
 
+    test("a TTstack VM keeps its environment, disk size, port map and outbound policy; the port map can change", () => {
+      const record = store.insertNamed("env-1", { ...newVm({ hostgroup: "ttstack" }), envId: "env", diskMiB: 8192, portMap: [{ guest: 22, host: 40022 }], denyOutgoing: true });
+      assert.deepEqual([record.envId, record.diskMiB, record.portMap, record.denyOutgoing], ["env", 8192, [{ guest: 22, host: 40022 }], true]);
+      store.setPortMap("env-1", [{ guest: 22, host: 40023 }]);
+      store.close();
+      const reopened = openStore(fakeClock(Date.UTC(2025, 0, 1)).now);
+      assert.deepEqual(reopened.get("env-1")?.portMap, [{ guest: 22, host: 40023 }]);
+      assert.deepEqual(reopened.insertNamed("plain-1", newVm()).portMap, []);
+    });
+
     test("the schema version is recorded and a newer one is refused", () => {
       store.close();
       const raw = new Database(file);
-      assert.equal(raw.pragma("user_version", { simple: true }), 4);
-      raw.pragma("user_version = 5");
+      assert.equal(raw.pragma("user_version", { simple: true }), 5);
+      raw.pragma("user_version = 6");
       raw.close();
-      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 5, this one knows 4)" });
+      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 6, this one knows 5)" });
     });
 
     test("the database uses write-ahead logging", () => {

@@ -1,17 +1,44 @@
-// TTstack's agent API, the read side: GET /api/info (this host's resources, engines, storage, images) and
-// GET /api/images. Resources in use are the VMs that run (paused ones included: they hold their memory).
+// TTstack's agent API (seed 002, "Agent Endpoints"), what a fleet controller calls on each host:
+// GET /api/info (this host's resources, engines, storage, images), GET /api/images, and the VMs:
+// POST|GET /api/vms, GET|DELETE /api/vms/ID, POST /api/vms/ID/stop|start. Corral adds what Virtumancer's
+// power actions and live stats need: POST /api/vms/ID/reboot (?force: a hard reset), GET /api/vms/ID/stats.
+// Resources in use are the VMs that run (paused ones included: they hold their memory).
 import { statfs } from "node:fs/promises";
 import { cpus, hostname, totalmem } from "node:os";
 import { Type } from "@sinclair/typebox";
-import { AgentImageSchema, CORRAL_ENGINES, HostInfoSchema } from "../../protocol/ttstack-agent.ts";
+import { processCpuNanoseconds } from "../../engine/index.ts";
+import { libvirtState } from "../../protocol/controller.ts";
+import { CorralError } from "../../protocol/errors.ts";
+import { STATS_PATH, type VmSnapshot } from "../../protocol/stats.ts";
+import {
+  AgentImageSchema,
+  AgentVmDetailSchema,
+  AgentVmParams,
+  AgentVmSchema,
+  CORRAL_ENGINES,
+  CreateAgentVmSchema,
+  HostInfoSchema,
+  StopAgentVmQuerySchema,
+  TTSTACK_DEFAULTS,
+  VmStatsSchema,
+  type AgentVm,
+  type VmStats,
+} from "../../protocol/ttstack-agent.ts";
+import { imageSizeMiB } from "../../image/index.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
+import { vmPaths } from "../vm/vm-paths.ts";
 import { isLive } from "../vm/vm-state.ts";
+import type { VmRecord } from "../vm/vm-store.ts";
 
 const MiB = 1024 * 1024;
+const STATS_TIMEOUT_MS = 5000;
 
 export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
+  const { manager } = ctx;
+  const view = vmViewer(ctx);
+
   app.get("/api/info", { schema: { response: { 200: HostInfoSchema } } }, async () => {
-    const live = ctx.manager.list().filter((vm) => isLive(vm.state));
+    const live = manager.list().filter((vm) => isLive(vm.state));
     const disk = await statfs(ctx.stateDir);
     const images = await ctx.images.list();
     return {
@@ -39,4 +66,132 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
       created_at: i.created_at,
     })),
   );
+
+  app.post("/api/vms", { schema: { body: CreateAgentVmSchema, response: { 201: AgentVmSchema } } }, async (request, reply) => {
+    const body = request.body;
+    const engine = body.engine ?? TTSTACK_DEFAULTS.engine;
+    if (!(CORRAL_ENGINES as readonly string[]).includes(engine)) {
+      throw new CorralError("unsupported_engine", `Engine ${JSON.stringify(engine)} is not supported: this host runs ${CORRAL_ENGINES.map((e) => JSON.stringify(e)).join(", ")}`);
+    }
+    const record = await manager.createApiVm({
+      hostname: body.vm_id,
+      envId: body.env_id ?? null,
+      image: body.image,
+      cpus: body.cpu ?? TTSTACK_DEFAULTS.cpu,
+      ramBytes: (body.mem ?? TTSTACK_DEFAULTS.mem) * MiB,
+      diskMiB: body.disk ?? TTSTACK_DEFAULTS.disk,
+      // Port 22 is always forwarded: the guest's SSH server takes the keys given.
+      ports: [22, ...(body.ports ?? []).filter((p) => p !== 22)],
+      denyOutgoing: body.deny_outgoing ?? false,
+      sshKeys: body.ssh_keys ?? [],
+    });
+    return reply.code(201).send(await view(record));
+  });
+
+  app.get(
+    "/api/vms",
+    { schema: { querystring: Type.Object({ env_id: Type.Optional(Type.String({ minLength: 1 })) }), response: { 200: Type.Array(AgentVmSchema) } } },
+    async (request) => {
+      const envId = request.query.env_id;
+      const records = manager.list().filter((r) => envId === undefined || r.envId === envId);
+      return Promise.all(records.map(view));
+    },
+  );
+
+  app.get("/api/vms/:id", { schema: { params: AgentVmParams, response: { 200: AgentVmDetailSchema } } }, async (request) => {
+    const record = manager.get(request.params.id);
+    const vm = await view(record);
+    return {
+      ...vm,
+      hardware: {
+        disks: [
+          {
+            type: "file",
+            device: "disk",
+            driver: { driver_name: "qemu", type: "qcow2" },
+            path: vmPaths(ctx.stateDir, record.hostname).disk,
+            target: { dev: "vda", bus: "virtio" },
+            size_mib: vm.disk,
+          },
+        ],
+        networks: [{ type: "user", mac: { address: record.mac }, source: { mode: "user" }, model: { model_type: "virtio" } }],
+      },
+    };
+  });
+
+  app.delete("/api/vms/:id", { schema: { params: AgentVmParams } }, async (request, reply) => {
+    const record = manager.get(request.params.id);
+    await manager.deleteNode(record.hostgroup, record.hostname);
+    return reply.code(204).send();
+  });
+
+  app.post("/api/vms/:id/stop", { schema: { params: AgentVmParams, querystring: StopAgentVmQuerySchema, response: { 200: AgentVmSchema } } }, async (request) => {
+    const before = manager.get(request.params.id);
+    const after = before.state === "stopped" ? before : await manager.power.shutdown(before.hostname, { flush: request.query.force !== true });
+    // A Slicer sandbox that is not persistent is gone once stopped.
+    return view(after ?? { ...before, state: "stopped" });
+  });
+
+  app.post("/api/vms/:id/start", { schema: { params: AgentVmParams, response: { 200: AgentVmSchema } } }, async (request) => {
+    const record = manager.get(request.params.id);
+    if (isLive(record.state)) return view(record);
+    return view(record.state === "suspended" ? await manager.power.restore(record.hostname) : await manager.power.relaunch(record.hostname));
+  });
+
+  app.post("/api/vms/:id/reboot", { schema: { params: AgentVmParams, querystring: StopAgentVmQuerySchema, response: { 200: AgentVmSchema } } }, async (request) =>
+    view(await manager.power.reboot(request.params.id, { flush: request.query.force !== true })),
+  );
+
+  app.get("/api/vms/:id/stats", { schema: { params: AgentVmParams, response: { 200: VmStatsSchema } } }, async (request) => statsOf(ctx, manager.get(request.params.id)));
+}
+
+/** A VM in the agent API's shape; disk sizes of images are looked up once per image version. */
+function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
+  const imageSizes = new Map<string, Promise<number>>();
+  const imageSize = (record: VmRecord): Promise<number> => {
+    const key = `${record.image}@${record.imageVersion}`;
+    let size = imageSizes.get(key);
+    if (!size) {
+      size = ctx.images.load(record.image, record.imageVersion).then(imageSizeMiB, () => 0);
+      imageSizes.set(key, size);
+    }
+    return size;
+  };
+  return async (record) => ({
+    id: record.hostname,
+    env_id: record.envId,
+    hostgroup: record.hostgroup,
+    image: record.image,
+    engine: "qemu",
+    cpu: record.cpus,
+    mem: Math.ceil(record.ramBytes / MiB),
+    disk: record.diskMiB ?? (await imageSize(record)),
+    ports: record.portMap.map((p) => p.guest),
+    port_map: Object.fromEntries(record.portMap.map((p) => [String(p.guest), p.host])),
+    deny_outgoing: record.denyOutgoing,
+    state: record.state,
+    ip: record.ip,
+    mac: record.mac,
+    created_at: record.createdAt,
+    last_error: record.lastError,
+  });
+}
+
+/** Virtumancer's live numbers: CPU time from the QEMU process, memory, disk and network from the guest. */
+async function statsOf(ctx: DaemonContext, record: VmRecord): Promise<VmStats> {
+  let snapshot: VmSnapshot | undefined;
+  if (record.state === "running") {
+    const signal = AbortSignal.timeout(STATS_TIMEOUT_MS);
+    snapshot = await ctx.manager.withAgent(record.hostname, signal, (agent) => agent.callJson<VmSnapshot>("GET", STATS_PATH, { signal })).catch(() => undefined);
+  }
+  const maxKiB = Math.floor(record.ramBytes / 1024);
+  return {
+    state: libvirtState(record.state),
+    memory: snapshot ? Math.floor(snapshot.memoryUsed / 1024) : isLive(record.state) ? maxKiB : 0,
+    max_mem: maxKiB,
+    vcpu: record.cpus,
+    cpu_time: Math.round((isLive(record.state) && record.pid !== null ? processCpuNanoseconds(record.pid) : undefined) ?? 0),
+    disk_stats: snapshot ? [{ device: "vda", read_bytes: snapshot.diskReadTotal, write_bytes: snapshot.diskWriteTotal }] : [],
+    net_stats: snapshot ? [{ device: "eth0", read_bytes: snapshot.networkReadTotal, write_bytes: snapshot.networkWriteTotal }] : [],
+  };
 }

@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { kernelCmdline, loadVmState, startQemu, type AccelVerdict, type QemuProcess, type QemuSpec, type QmpClient } from "../../engine/index.ts";
 import { createOverlay, createOverlayOn, type ImageStore } from "../../image/index.ts";
+import { allocateHostPorts, isPortFree } from "../../net/host-ports.ts";
 import { userNetwork } from "../../net/user-network.ts";
 import type { Logger } from "../../util/log.ts";
 import { Reverter } from "../../util/reverter.ts";
@@ -25,10 +26,14 @@ export interface LaunchDeps {
   accel: AccelVerdict;
   qemuBinary: string;
   log: Logger;
+  /** The host address VMs' forwarded ports listen on (the daemon's own; default 127.0.0.1). */
+  forwardAddress?: string;
 }
 
 /** What a QEMU spec needs to know about a machine (a VM record, or a template being made). */
-export type MachineShape = Pick<VmRecord, "hostname" | "mac" | "cpus" | "ramBytes">;
+export type MachineShape = Pick<VmRecord, "hostname" | "mac" | "cpus" | "ramBytes"> & Partial<Pick<VmRecord, "portMap" | "denyOutgoing" | "diskMiB">>;
+
+export const DEFAULT_FORWARD_ADDRESS = "127.0.0.1";
 
 /** The QEMU spec for a machine; pure apart from the paths it names. */
 export function qemuSpecFor(
@@ -37,8 +42,10 @@ export function qemuSpecFor(
   image: { kernel: string; initrd: string },
   accel: AccelVerdict,
   tscKhz: number,
+  forwardAddress = DEFAULT_FORWARD_ADDRESS,
 ): QemuSpec {
-  const network = userNetwork(record.mac);
+  const forwards = (record.portMap ?? []).map((p) => ({ hostAddress: forwardAddress, hostPort: p.host, guestPort: p.guest }));
+  const network = userNetwork(record.mac, forwards, record.denyOutgoing ?? false);
   return {
     accel: accel.accel,
     kvmCpu: accel.kvmCpu,
@@ -46,7 +53,7 @@ export function qemuSpecFor(
     memoryMiB: Math.ceil(record.ramBytes / MiB),
     kernel: image.kernel,
     initrd: image.initrd,
-    cmdline: kernelCmdline({ accel: accel.accel, hostname: record.hostname, network, tscKhz }),
+    cmdline: kernelCmdline({ accel: accel.accel, hostname: record.hostname, network, tscKhz, growRootfs: record.diskMiB != null }),
     disk: { path: paths.disk, format: "qcow2" },
     serialLog: paths.serialLog,
     qmpSocket: paths.qmpSocket,
@@ -97,7 +104,7 @@ export interface StartedMachine {
  * clone whose agent does not answer counts as failed). Each step registers its undo in `revert`.
  */
 export async function startMachine(
-  deps: Pick<LaunchDeps, "stateDir" | "accel" | "tscKhz" | "qemuBinary">,
+  deps: Pick<LaunchDeps, "stateDir" | "accel" | "tscKhz" | "qemuBinary" | "forwardAddress">,
   machine: MachineShape,
   paths: VmPaths,
   image: { kernel: string; initrd: string },
@@ -107,7 +114,7 @@ export async function startMachine(
   await rm(paths.qmpSocket, { force: true });
   await rm(paths.agentSocket, { force: true });
   const spec: QemuSpec = {
-    ...qemuSpecFor(machine, paths, image, deps.accel, deps.tscKhz),
+    ...qemuSpecFor(machine, paths, image, deps.accel, deps.tscKhz, deps.forwardAddress),
     incoming: options.resumeFrom !== undefined,
     // A VM made from a template keeps the template's RAM file as its memory backend for life: its saved
     // states (suspend, commit) name that RAM block, and its disk is backed by the template's anyway.
@@ -140,6 +147,24 @@ export async function startMachine(
  * Resolves with the record in state "booting" and the runtime of its new QEMU process (for a restore, the
  * guest runs on from where it was saved; its agent still has to reconnect).
  */
+/**
+ * The VM's forwarded ports, each on the host port it had before when that is still free, else on a new one
+ * (recorded): a VM keeps its port map across stops and daemon restarts unless another program took a port.
+ */
+async function freeForwardPorts(deps: LaunchDeps, record: VmRecord): Promise<VmRecord> {
+  if (record.portMap.length === 0) return record;
+  const address = deps.forwardAddress ?? DEFAULT_FORWARD_ADDRESS;
+  const taken: number[] = [];
+  for (const [index, mapping] of record.portMap.entries()) {
+    if (mapping.host === 0 || !(await isPortFree(address, mapping.host))) taken.push(index);
+  }
+  if (taken.length === 0) return record;
+  const fresh = await allocateHostPorts(address, taken.length);
+  const portMap = record.portMap.map((m, index) => (taken.includes(index) ? { guest: m.guest, host: fresh[taken.indexOf(index)] as number } : m));
+  deps.store.setPortMap(record.hostname, portMap);
+  return { ...record, portMap };
+}
+
 export async function launchVm(deps: LaunchDeps, record: VmRecord, options: LaunchOptions = {}): Promise<{ record: VmRecord; runtime: VmRuntime }> {
   const paths = vmPaths(deps.stateDir, record.hostname);
   const revert = new Reverter((what, err) => deps.log.warn({ vm: record.hostname, err }, `Cannot undo ${what}`));
@@ -163,10 +188,11 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
       await createOverlayOn(source.disk, "qcow2", paths.disk);
       if (source.serialLog) await copyFile(source.serialLog, paths.serialLog).catch(() => undefined);
     } else if (!existsSync(paths.disk)) {
-      await createOverlay(image, paths.disk);
+      await createOverlay(image, paths.disk, record.diskMiB ?? undefined);
       revert.add("the overlay disk", () => rm(paths.disk, { force: true }));
     }
     const template = source ? source.template : record.template;
+    record = await freeForwardPorts(deps, record);
     const started = await startMachine(deps, record, paths, image, revert, {
       template,
       resumeFrom: source ? source.state : options.restoreFrom,

@@ -5,6 +5,8 @@ import { randomBytes } from "node:crypto";
 import type { ClientHttp2Stream } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
+import { imageSizeMiB } from "../../image/index.ts";
+import { allocateHostPorts } from "../../net/host-ports.ts";
 import { randomMac, USER_NET } from "../../net/user-network.ts";
 import type { AgentHealth, ExecSpec } from "../../protocol/agent.ts";
 import { CorralError, ERROR_STATUS, isErrorCode, type ErrorCode } from "../../protocol/errors.ts";
@@ -12,7 +14,8 @@ import { assertHostgroupName, assertHostname } from "../../protocol/names.ts";
 import { raceAbort } from "../../util/abort.ts";
 import { tailLines } from "../../util/tail.ts";
 import { AgentError, type AgentClient } from "../agent/agent-client.ts";
-import type { HostGroupConfig } from "../config.ts";
+import { ttstackGroup, type HostGroupConfig } from "../config.ts";
+import { DEFAULT_FORWARD_ADDRESS } from "./launch-vm.ts";
 import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import { CommitStore } from "../commits/commit-store.ts";
 import { VmCommits } from "./vm-commits.ts";
@@ -32,6 +35,21 @@ export interface SandboxRequest {
   importUser?: string;
   tags?: string[];
   persistent?: boolean;
+}
+
+/** A VM made through TTstack's agent API: named by the caller, sized per request, with forwarded ports. */
+export interface ApiVmRequest {
+  hostname: string;
+  envId: string | null;
+  image: string;
+  cpus: number;
+  ramBytes: number;
+  /** MiB the guest's disk should have; an image bigger than that keeps its own size. */
+  diskMiB: number;
+  /** Guest TCP ports to forward from the daemon's address. */
+  ports: number[];
+  denyOutgoing: boolean;
+  sshKeys: string[];
 }
 
 export type Readiness = "agent" | "userdata";
@@ -69,13 +87,15 @@ export class VmManager {
 
   // ---- host groups and records ----
 
+  /** The configured groups and the TTstack API's group (see ttstackGroup). */
   groups(): readonly HostGroupConfig[] {
-    return this.deps.config.hostGroups;
+    const api = ttstackGroup(this.deps.config);
+    return this.deps.config.hostGroups.includes(api) ? this.deps.config.hostGroups : [...this.deps.config.hostGroups, api];
   }
 
   group(name: string): HostGroupConfig {
     assertHostgroupName(name);
-    const group = this.deps.config.hostGroups.find((g) => g.name === name);
+    const group = this.groups().find((g) => g.name === name);
     if (!group) throw new CorralError("hostgroup_not_found", `Host group ${JSON.stringify(name)} does not exist`);
     return group;
   }
@@ -143,6 +163,38 @@ export class VmManager {
       }),
       group.count,
     );
+    return this.vms.lock.run(record.hostname, () => this.vms.launch(record));
+  }
+
+  /**
+   * Creates a VM in the TTstack group under the caller's name and starts it; resolves once QEMU runs. Its
+   * disk and port map stay when it is stopped (it is persistent); each forwarded port gets a free host port.
+   */
+  async createApiVm(request: ApiVmRequest): Promise<VmRecord> {
+    if (this.vms.stopping.signal.aborted) throw new CorralError("unavailable", "The daemon is shutting down");
+    assertHostname(request.hostname);
+    const group = ttstackGroup(this.deps.config);
+    const image = await this.deps.images.resolve(request.image);
+    const diskMiB = request.diskMiB > (await imageSizeMiB(image)) ? request.diskMiB : null;
+    const ports = [...new Set(request.ports)];
+    const hostPorts = await allocateHostPorts(this.deps.forwardAddress ?? DEFAULT_FORWARD_ADDRESS, ports.length);
+    const record = this.deps.store.insertNamed(request.hostname, {
+      ...this.newVm(group, "sandbox", {
+        cpus: request.cpus,
+        ramBytes: request.ramBytes,
+        persistent: true,
+        userdata: group.userdata ?? null,
+        sshKeys: [...group.sshKeys, ...request.sshKeys],
+        importUser: null,
+        tags: request.envId === null ? [] : [`env=${request.envId}`],
+        imageVersion: image.version,
+      }),
+      image: request.image,
+      envId: request.envId,
+      diskMiB,
+      portMap: ports.map((guest, i) => ({ guest, host: hostPorts[i] as number })),
+      denyOutgoing: request.denyOutgoing,
+    });
     return this.vms.lock.run(record.hostname, () => this.vms.launch(record));
   }
 

@@ -45,14 +45,14 @@ export class VmPower {
    * Powers a VM off: the guest flushes its disks, then QEMU stops. Resolves once the VM's exit was handled:
    * a sandbox is gone with its disk (undefined), a persistent VM or a service is stopped with its disk kept.
    */
-  async shutdown(hostname: string): Promise<VmRecord | undefined> {
+  async shutdown(hostname: string, options: { flush?: boolean } = {}): Promise<VmRecord | undefined> {
     const runtime = await this.vms.lock.run(hostname, async () => {
       const record = this.vms.record(hostname);
       const live = this.vms.runtime(hostname);
       if (!live || !isLive(record.state) || record.state === "suspending") {
         throw new CorralError("vm_not_running", `Cannot shut down VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
-      if (record.state === "running") await live.syncDisks();
+      if (record.state === "running" && options.flush !== false) await live.syncDisks();
       this.vms.store.transition(record, "stopping");
       await live.qmp?.quit().catch(() => undefined);
       return live;
@@ -62,15 +62,18 @@ export class VmPower {
     return this.vms.store.get(hostname);
   }
 
-  /** Reboots the guest in the same QEMU process: the disks are flushed, the machine reset, the agent re-attached. */
-  reboot(hostname: string): Promise<VmRecord> {
+  /**
+   * Reboots the guest in the same QEMU process: the disks are flushed, the machine reset, the agent
+   * re-attached. With `flush: false` it is a hard reset (the guest's unwritten data is lost).
+   */
+  reboot(hostname: string, options: { flush?: boolean } = {}): Promise<VmRecord> {
     return this.vms.lock.run(hostname, async () => {
       const record = this.vms.record(hostname);
       const runtime = this.vms.runtime(hostname);
       if (!runtime?.qmp || record.state !== "running") {
         throw new CorralError(record.state === "paused" ? "vm_paused" : "vm_not_running", `Cannot reboot VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
-      await runtime.syncDisks();
+      if (options.flush !== false) await runtime.syncDisks();
       const booting = this.vms.store.transition(record, "booting");
       runtime.isReady = false;
       runtime.agent.reset();

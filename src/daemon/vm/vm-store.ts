@@ -38,9 +38,23 @@ export interface VmRecord {
   machineId: string;
   /** The commit this VM was forked from (its disk is backed by the commit's); null otherwise. */
   origin: string | null;
+  /** The environment a fleet controller made this VM for (TTstack's `env_id`); null for Slicer's VMs. */
+  envId: string | null;
+  /** The disk size the guest sees, MiB, when asked for one bigger than the image's; null: the image's. */
+  diskMiB: number | null;
+  /** Guest TCP ports forwarded from the daemon's address (TTstack's `ports` and `port_map`). */
+  portMap: PortMapping[];
+  /** The guest may not open connections out (QEMU's `restrict=on`); forwarded ports still work. */
+  denyOutgoing: boolean;
 }
 
-export type NewVm = Omit<VmRecord, "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template" | "origin">;
+export interface PortMapping {
+  guest: number;
+  host: number;
+}
+
+export type NewVm = Omit<VmRecord, "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template" | "origin" | "envId" | "diskMiB" | "portMap" | "denyOutgoing"> &
+  Partial<Pick<VmRecord, "envId" | "diskMiB" | "portMap" | "denyOutgoing">>;
 
 interface Row {
   hostname: string;
@@ -68,9 +82,13 @@ interface Row {
   template: string | null;
   machine_id: string;
   origin: string | null;
+  env_id: string | null;
+  disk_mib: number | null;
+  port_map: string;
+  deny_outgoing: number;
 }
 
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -107,6 +125,12 @@ const MIGRATIONS: Record<number, string> = {
     ALTER TABLE vms ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
   `,
   4: `ALTER TABLE vms ADD COLUMN origin TEXT;`,
+  5: `
+    ALTER TABLE vms ADD COLUMN env_id TEXT;
+    ALTER TABLE vms ADD COLUMN disk_mib INTEGER;
+    ALTER TABLE vms ADD COLUMN port_map TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE vms ADD COLUMN deny_outgoing INTEGER NOT NULL DEFAULT 0;
+  `,
 };
 
 function fromRow(row: Row): VmRecord {
@@ -136,6 +160,10 @@ function fromRow(row: Row): VmRecord {
     template: row.template,
     machineId: row.machine_id,
     origin: row.origin,
+    envId: row.env_id,
+    diskMiB: row.disk_mib,
+    portMap: JSON.parse(row.port_map) as PortMapping[],
+    denyOutgoing: row.deny_outgoing === 1,
   };
 }
 
@@ -244,12 +272,14 @@ export class VmStore {
     this.db
       .prepare(
         `INSERT INTO vms (hostname, hostgroup, kind, state, incarnation, cpus, ram_bytes, persistent, image, image_version,
-          userdata, ssh_keys, import_user, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error, machine_id)
-         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL, ?)`,
+          userdata, ssh_keys, import_user, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error, machine_id,
+          env_id, disk_mib, port_map, deny_outgoing)
+         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL, ?, ?, ?, ?, ?)`,
       )
       .run(
         hostname, vm.hostgroup, vm.kind, this.nextIncarnation(), vm.cpus, vm.ramBytes, vm.persistent ? 1 : 0, vm.image, vm.imageVersion,
         vm.userdata, JSON.stringify(vm.sshKeys), vm.importUser, JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now, vm.machineId,
+        vm.envId ?? null, vm.diskMiB ?? null, JSON.stringify(vm.portMap ?? []), vm.denyOutgoing ? 1 : 0,
       );
     return this.get(hostname) as VmRecord;
   }
@@ -282,6 +312,11 @@ export class VmStore {
   setTags(hostname: string, tags: readonly string[]): VmRecord | undefined {
     this.db.prepare("UPDATE vms SET tags = ?, updated_at = ? WHERE hostname = ?").run(JSON.stringify(tags), this.now().toISOString(), hostname);
     return this.get(hostname);
+  }
+
+  /** Replaces the host ports of a VM's forwards (any state: ports are chosen again when taken at a start). */
+  setPortMap(hostname: string, portMap: readonly PortMapping[]): void {
+    this.db.prepare("UPDATE vms SET port_map = ?, updated_at = ? WHERE hostname = ?").run(JSON.stringify(portMap), this.now().toISOString(), hostname);
   }
 
   /** Notes why the last start failed, without changing the state. */

@@ -44,6 +44,8 @@ export interface VmManagerDeps {
   commits?: CommitStore;
   /** Clones kept restored and idle per group (see WarmPool). */
   pool?: WarmPool;
+  /** The host address VMs' forwarded ports listen on (default 127.0.0.1). */
+  forwardAddress?: string;
 }
 
 /**
