@@ -41,6 +41,10 @@ export interface RunningDaemon {
   config: DaemonConfig;
   accel: AccelVerdict;
   app: DaemonApp;
+  /** The API token when auth is on (a controller registering this daemon needs it). */
+  token: string | undefined;
+  /** This host's id for fleet controllers (see host-identity.ts). */
+  hostId: string;
   stop(): Promise<void>;
 }
 
@@ -144,7 +148,8 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress });
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
-  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, stateDir, hostId: await loadHostId(stateDir), version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const hostId = await loadHostId(stateDir);
+  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, stateDir, hostId, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
   let unixServer: Server | undefined;
   try {
@@ -191,7 +196,7 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
     })();
     return stopping;
   };
-  return { url, socketPath, stateDir, config, accel, app, stop };
+  return { url, socketPath, stateDir, config, accel, app, token, hostId, stop };
 }
 
 /**

@@ -7,6 +7,7 @@ export const HostInfoSchema = Type.Object({
   id: Type.String({ description: "this host's id, generated once and kept in the state directory" }),
   hostname: Type.String(),
   cpu_total: Type.Integer({ description: "host CPU threads" }),
+  threads_per_core: Type.Optional(Type.Integer({ description: "hardware threads per core (Virtumancer's \"threads\")" })),
   cpu_used: Type.Integer({ description: "vCPUs of the VMs that run" }),
   mem_total: Type.Integer({ description: "host memory, MiB" }),
   mem_used: Type.Integer({ description: "memory of the VMs that run, MiB" }),

@@ -4,19 +4,15 @@
 // traffic allowed or denied; listed, described, stopped and started with their disk and ports, rebooted,
 // measured, deleted; bad bodies get 4xx JSON. Everything needs the token.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { promisify } from "node:util";
 import { isPortFree } from "../../src/net/host-ports.ts";
 import type { AgentImage, AgentVm, AgentVmDetail, HostInfo, VmStats } from "../../src/protocol/ttstack-agent.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
+import { makeSshKey, sshAsRoot, type SshKey } from "../helpers/ssh.ts";
 import { until } from "../helpers/until.ts";
-
-const run = promisify(execFile);
 
 const CONFIG = `config:
   api:
@@ -94,19 +90,11 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
   });
 
   describe("VMs", () => {
-    let keyDir: string;
+    let key: SshKey;
     let publicKey: string;
     let vm: AgentVm;
 
-    const ssh = async (port: number, command: string): Promise<string> =>
-      (
-        await run(
-          "ssh",
-          ["-i", join(keyDir, "id"), "-p", String(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=60", "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
-          { timeout: 120_000 },
-        )
-      ).stdout;
-    const guest = async (id: string, script: string): Promise<string> => (await daemon.client.execBuffered(id, { cmd: "sh", args: ["-c", script] })).stdout;
+      const guest = async (id: string, script: string): Promise<string> => (await daemon.client.execBuffered(id, { cmd: "sh", args: ["-c", script] })).stdout;
     const untilState = (id: string, state: string): Promise<AgentVm> =>
       until(async () => {
         const { body } = await get<AgentVm>(`/api/vms/${id}`);
@@ -114,13 +102,12 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
       }, `VM ${id} to be ${state}`, 180_000, 250);
 
     before(async () => {
-      keyDir = await mkdtemp(join(tmpdir(), "corral-ssh-"));
-      await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "corral-test", "-f", join(keyDir, "id")]);
-      publicKey = readFileSync(join(keyDir, "id.pub"), "utf8").trim();
+      key = await makeSshKey();
+      publicKey = key.publicKey;
     });
 
     after(async () => {
-      await rm(keyDir, { recursive: true, force: true });
+      await key?.dispose();
     });
 
     test("POST /api/vms: 201 with a port map for 22 and the asked ports; ssh with the key; the disk has the asked size", async () => {
@@ -131,10 +118,10 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
       const [sshPort, webPort] = [vm.port_map["22"], vm.port_map["8080"]];
       assert.ok(sshPort && webPort && sshPort !== webPort, JSON.stringify(vm.port_map));
       await untilState(vm.id, "running");
-      assert.equal(await ssh(sshPort, "echo hello from $(hostname)"), "hello from env1-1\n");
+      assert.equal(await sshAsRoot(key, sshPort, "echo hello from $(hostname)"), "hello from env1-1\n");
       // The root filesystem grows to the disk's size in the background (the image's is 4 GiB).
       const size = await until(async () => {
-        const mib = Number((await ssh(sshPort, "df -m / | tail -1 | awk '{print $2}'")).trim());
+        const mib = Number((await sshAsRoot(key, sshPort, "df -m / | tail -1 | awk '{print $2}'")).trim());
         return mib > 5500 ? mib : undefined;
       }, "the root filesystem to grow", 120_000, 1000);
       assert.ok(size <= 6144, `root filesystem of ${size} MiB`);
@@ -185,7 +172,7 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
       assert.equal(started.status, 200, JSON.stringify(started.body));
       assert.deepEqual(started.body.port_map, vm.port_map);
       await untilState(vm.id, "running");
-      assert.equal(await ssh(vm.port_map["22"] as number, "cat /root/mark"), "kept\n");
+      assert.equal(await sshAsRoot(key, vm.port_map["22"] as number, "cat /root/mark"), "kept\n");
       const again = await call<AgentVm>("POST", "/api/vms/env1-1/start");
       assert.equal(again.body.state, "running", "start of a running VM changes nothing");
     });
@@ -208,7 +195,7 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
       assert.equal(denied.body.deny_outgoing, true);
       await untilState("env1-2", "running");
       assert.equal(await guest("env1-2", probe), "blocked\n");
-      assert.equal(await ssh(denied.body.port_map["22"] as number, "echo in"), "in\n");
+      assert.equal(await sshAsRoot(key, denied.body.port_map["22"] as number, "echo in"), "in\n");
       assert.equal((await call("DELETE", "/api/vms/env1-2")).status, 204);
     });
 

@@ -3,7 +3,7 @@
 // POST|GET /api/vms, GET|DELETE /api/vms/ID, POST /api/vms/ID/stop|start. Corral adds what Virtumancer's
 // power actions and live stats need: POST /api/vms/ID/reboot (?force: a hard reset), GET /api/vms/ID/stats.
 // Resources in use are the VMs that run (paused ones included: they hold their memory).
-import { statfs } from "node:fs/promises";
+import { readFile, statfs } from "node:fs/promises";
 import { cpus, hostname, totalmem } from "node:os";
 import { Type } from "@sinclair/typebox";
 import { processCpuNanoseconds } from "../../engine/index.ts";
@@ -45,6 +45,7 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
       id: ctx.hostId,
       hostname: hostname(),
       cpu_total: cpus().length,
+      threads_per_core: await threadsPerCore(),
       cpu_used: live.reduce((sum, vm) => sum + vm.cpus, 0),
       mem_total: Math.floor(totalmem() / MiB),
       mem_used: Math.ceil(live.reduce((sum, vm) => sum + vm.ramBytes, 0) / MiB),
@@ -143,6 +144,19 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
   );
 
   app.get("/api/vms/:id/stats", { schema: { params: AgentVmParams, response: { 200: VmStatsSchema } } }, async (request) => statsOf(ctx, manager.get(request.params.id)));
+}
+
+/** Hardware threads per core, from the first CPU's siblings list ("0-1", "0,4" or "0"). */
+async function threadsPerCore(): Promise<number> {
+  try {
+    const list = (await readFile("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list", "utf8")).trim();
+    return list.split(",").reduce((sum, part) => {
+      const [from, to] = part.split("-").map(Number);
+      return sum + (to === undefined ? 1 : to - (from ?? 0) + 1);
+    }, 0);
+  } catch {
+    return 1;
+  }
 }
 
 /** A VM in the agent API's shape; disk sizes of images are looked up once per image version. */

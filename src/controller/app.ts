@@ -1,0 +1,66 @@
+// The controller's HTTP application: the same parsing, validation and error bodies as the daemon's, the API
+// key on /api/* and /ws (the dashboard at / and /healthz are open), the routes and /openapi.json.
+import swagger from "@fastify/swagger";
+import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { bearerToken, tokensMatch } from "../daemon/http/auth.ts";
+import { installJsonBodies, JSON_BODY_LIMIT } from "../daemon/http/body-parsers.ts";
+import { installErrorHandling } from "../daemon/http/error-handler.ts";
+import { installValidators } from "../daemon/http/validators.ts";
+import type { Logger } from "../util/log.ts";
+import type { ControllerApp, ControllerContext } from "./context.ts";
+import { dashboardRoutes } from "./routes/dashboard.ts";
+import { envRoutes } from "./routes/envs.ts";
+import { fleetRoutes } from "./routes/fleet.ts";
+import { hostVmRoutes } from "./routes/host-vms.ts";
+import { hostRoutes } from "./routes/hosts.ts";
+
+/** Paths that need the API key when the controller has one. */
+function isProtected(path: string): boolean {
+  return path === "/ws" || path.startsWith("/api/") || path === "/api" || path === "/openapi.json";
+}
+
+/**
+ * `Authorization: Bearer KEY`; on /ws also `?token=KEY`, since browsers cannot set headers on a WebSocket.
+ */
+function installApiKey(app: ControllerApp, apiKey: string): void {
+  app.addHook("onRequest", async (request, reply) => {
+    const [path = "", query = ""] = request.url.split("?");
+    if (!isProtected(path)) return;
+    let presented = bearerToken(request.headers.authorization);
+    if (presented === undefined && path === "/ws") presented = new URLSearchParams(query).get("token") ?? undefined;
+    if (presented !== undefined && tokensMatch(presented, apiKey)) return;
+    await reply.code(401).send({ error: "Missing or wrong API key: send Authorization: Bearer KEY", code: "unauthorized" });
+  });
+}
+
+export async function buildControllerApp(ctx: ControllerContext, options: { apiKey: string | undefined; log: Logger }): Promise<ControllerApp> {
+  const app = Fastify({
+    loggerInstance: options.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: JSON_BODY_LIMIT,
+    routerOptions: { ignoreTrailingSlash: true },
+    forceCloseConnections: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  installValidators(app);
+  installErrorHandling(app);
+  installJsonBodies(app);
+  if (options.apiKey !== undefined) installApiKey(app, options.apiKey);
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.0.3",
+      info: { title: "Corral fleet controller", description: "TTstack's controller API and Virtumancer's API over Corral daemons", version: ctx.version },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", leader: ctx.isLeader(), backend: ctx.store.backend, ...ctx.live.counts() }));
+  await ctx.live.install(app);
+  hostRoutes(app, ctx);
+  hostVmRoutes(app, ctx);
+  envRoutes(app, ctx);
+  fleetRoutes(app, ctx);
+  dashboardRoutes(app, ctx);
+  return app;
+}

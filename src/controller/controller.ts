@@ -1,0 +1,133 @@
+// `corral controller`: the composition root. Opens the store (SQLite in the state directory, or PostgreSQL),
+// builds the services and the HTTP app, listens, and runs the leader's loops: heartbeats every interval and
+// the lifetime check every second. With PostgreSQL several controllers may share the fleet: each serves the
+// API and /ws, one (holding an advisory lock) runs the loops, and a follower takes over when it goes.
+import { mkdir } from "node:fs/promises";
+import { resolve } from "node:path";
+import { corralHome } from "../image/home.ts";
+import type { Logger } from "../util/log.ts";
+import { corralVersion } from "../util/version.ts";
+import { buildControllerApp } from "./app.ts";
+import type { ControllerApp, ControllerContext } from "./context.ts";
+import { DEFAULT_OVERCOMMIT, openFleetStore, type FleetStore, type Overcommit } from "./db/index.ts";
+import { EnvService } from "./envs.ts";
+import { FleetEvents } from "./events.ts";
+import { Heartbeats } from "./heartbeat.ts";
+import { HostLinks } from "./host-link.ts";
+import { HostRegistry } from "./hosts.ts";
+import { LiveUpdates } from "./live-updates.ts";
+
+export const CONTROLLER_DEFAULTS = { bind: "127.0.0.1", port: 9200, heartbeatMs: 2000, expiryMs: 1000, statsMs: 2000 } as const;
+
+export interface ControllerOptions {
+  bind?: string;
+  port?: number;
+  /** `postgres://…`; without it, SQLite in the state directory. */
+  databaseUrl?: string;
+  apiKey?: string;
+  stateDir?: string;
+  heartbeatMs?: number;
+  expiryMs?: number;
+  statsMs?: number;
+  overcommit?: Overcommit;
+  log: Logger;
+}
+
+export interface RunningController {
+  url: string;
+  stateDir: string;
+  store: FleetStore;
+  app: ControllerApp;
+  ctx: ControllerContext;
+  stop(): Promise<void>;
+}
+
+/** Runs `task` every `ms` while this process leads, never two rounds at once. */
+function leaderLoop(ms: number, isLeader: () => boolean, task: () => Promise<void>, log: Logger, what: string): NodeJS.Timeout {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running || !isLeader()) return;
+    running = true;
+    task()
+      .catch((err: unknown) => log.error({ err }, `${what} failed`))
+      .finally(() => {
+        running = false;
+      });
+  }, ms);
+  timer.unref();
+  return timer;
+}
+
+export async function startController(options: ControllerOptions): Promise<RunningController> {
+  const log = options.log;
+  // By default beside the daemon's state (its own files: controller.db, controller.json), where the CLI looks.
+  const stateDir = resolve(options.stateDir ?? corralHome().defaultStateDir);
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const store = await openFleetStore({ url: options.databaseUrl, stateDir });
+  const links = new HostLinks();
+  const events = new FleetEvents(store, log);
+  const heartbeats = new Heartbeats({ store, links, events, log });
+  const envs = new EnvService({ store, links, events, log, overcommit: options.overcommit ?? DEFAULT_OVERCOMMIT });
+  const live = new LiveUpdates({ store, links, events, log, statsIntervalMs: options.statsMs ?? CONTROLLER_DEFAULTS.statsMs });
+  let leader = false;
+  const ctx: ControllerContext = {
+    store,
+    hosts: new HostRegistry(store, links, events),
+    envs,
+    links,
+    live,
+    version: corralVersion(),
+    isLeader: () => leader,
+    refreshHost: async (hostId) => heartbeats.beat(await store.getHost(hostId)),
+  };
+  const app = await buildControllerApp(ctx, { apiKey: options.apiKey, log });
+  try {
+    await app.listen({ host: options.bind ?? CONTROLLER_DEFAULTS.bind, port: options.port ?? CONTROLLER_DEFAULTS.port });
+  } catch (err) {
+    await app.close();
+    await store.close();
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : (options.port ?? CONTROLLER_DEFAULTS.port);
+  const bind = options.bind ?? CONTROLLER_DEFAULTS.bind;
+  const host = bind === "0.0.0.0" || bind === "::" ? "127.0.0.1" : bind.includes(":") ? `[${bind}]` : bind;
+  const url = `http://${host}:${port}`;
+
+  const heartbeatMs = options.heartbeatMs ?? CONTROLLER_DEFAULTS.heartbeatMs;
+  const campaign = async (): Promise<void> => {
+    const now = await store.tryAcquireLeadership().catch((err: unknown) => {
+      log.warn({ err }, "Cannot check the leadership");
+      return false;
+    });
+    if (now && !leader) log.info({ backend: store.backend }, "This controller leads: it runs heartbeats and expiry");
+    leader = now;
+  };
+  await campaign();
+  const timers = [
+    setInterval(() => void campaign(), heartbeatMs),
+    leaderLoop(heartbeatMs, () => leader, () => heartbeats.beatAll(), log, "A heartbeat round"),
+    leaderLoop(options.expiryMs ?? CONTROLLER_DEFAULTS.expiryMs, () => leader, () => envs.collectExpired(new Date()), log, "The lifetime check"),
+  ];
+  timers[0]?.unref();
+  log.info({ url, state: store.location, backend: store.backend, auth: options.apiKey !== undefined }, "Controller listening");
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    stateDir,
+    store,
+    app,
+    ctx,
+    stop: () => {
+      stopping ??= (async () => {
+        for (const timer of timers) clearInterval(timer);
+        await app.close();
+        await links.closeAll();
+        await store.close();
+        log.info("Controller stopped");
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,61 @@
+// GET /api/status's numbers, counted by the database: a few aggregate queries whatever the fleet's size.
+import type { FleetStatus } from "../../protocol/controller.ts";
+import type { StoreDialect } from "./dialects.ts";
+import type { FleetQueries } from "./schema.ts";
+
+/** COUNT and SUM come back as strings from PostgreSQL (bigint, numeric) and as numbers from SQLite. */
+function count(value: number | string | bigint | null | undefined): number {
+  return value === null || value === undefined ? 0 : Number(value);
+}
+
+/**
+ * Totals and used are what online hosts last reported; reserved is what the controller's VMs reserve on
+ * every host, offline ones included (those VMs still hold their room).
+ */
+export async function queryFleetStatus(db: FleetQueries, dialect: StoreDialect): Promise<FleetStatus> {
+  const hosts = await db
+    .selectFrom("hosts")
+    .select((eb) => {
+      const reported = (key: string) => eb.fn.sum(dialect.jsonInteger("hosts.info", key)).filterWhere("state", "=", "online");
+      return [
+        eb.fn.countAll().as("total"),
+        eb.fn.countAll().filterWhere("state", "=", "online").as("online"),
+        reported("cpu_total").as("cpu_total"),
+        reported("mem_total").as("mem_total"),
+        reported("disk_total").as("disk_total"),
+        reported("cpu_used").as("cpu_used"),
+        reported("mem_used").as("mem_used"),
+        reported("disk_used").as("disk_used"),
+        eb.fn.sum("reserved_cpu").as("reserved_cpu"),
+        eb.fn.sum("reserved_mem").as("reserved_mem"),
+        eb.fn.sum("reserved_disk").as("reserved_disk"),
+      ];
+    })
+    .executeTakeFirstOrThrow();
+  const envs = await db
+    .selectFrom("envs")
+    .select((eb) => eb.fn.countAll().as("total"))
+    .executeTakeFirstOrThrow();
+  const vms = await db
+    .selectFrom("vms")
+    .select((eb) => [
+      eb.fn.countAll().as("total"),
+      eb.fn.countAll().filterWhere("state", "=", "running").as("running"),
+      eb.fn.countAll().filterWhere("state", "=", "stopped").as("stopped"),
+    ])
+    .executeTakeFirstOrThrow();
+
+  const total = count(hosts.total);
+  const online = count(hosts.online);
+  const vmTotal = count(vms.total);
+  const running = count(vms.running);
+  const stopped = count(vms.stopped);
+  return {
+    hosts: { total, online, offline: total - online },
+    envs: count(envs.total),
+    vms: { total: vmTotal, running, stopped, other: vmTotal - running - stopped },
+    cpu: { total: count(hosts.cpu_total), reserved: count(hosts.reserved_cpu), used: count(hosts.cpu_used) },
+    mem: { total: count(hosts.mem_total), reserved: count(hosts.reserved_mem), used: count(hosts.mem_used) },
+    disk: { total: count(hosts.disk_total), reserved: count(hosts.reserved_disk), used: count(hosts.disk_used) },
+  };
+}

@@ -1,0 +1,302 @@
+// The fleet controller's state: hosts, environments and their VMs, over SQLite or PostgreSQL through one
+// kysely query layer. Placement and the counters it books change in one transaction, serialized across
+// processes (dialects.ts), so controllers sharing a database never book the same room twice.
+import type { Expression, ExpressionBuilder, Selectable, SqlBool } from "kysely";
+import type { EnvState, FleetStatus } from "../../protocol/controller.ts";
+import { CorralError, quote } from "../../protocol/errors.ts";
+import type { FleetCoordination, EventListener } from "./coordination.ts";
+import type { BackendName, StoreDialect } from "./dialects.ts";
+import { queryFleetStatus } from "./fleet-status.ts";
+import type { Placement, PlacementHost, PlacementSpec } from "./placement.ts";
+import type { Amounts, EnvRecord, FleetVmRecord, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
+import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, placementHostFromRow, PLACEMENT_COLUMNS, vmFromRow, vmPatchToRow, vmToRow } from "./rows.ts";
+import type { FleetDatabase, FleetDb, FleetQueries, VmsTable } from "./schema.ts";
+
+/** Chooses a host per VM: `placeVms` with the controller's overcommit ratios. */
+export type PlaceFn = (hosts: PlacementHost[], specs: PlacementSpec[]) => Placement;
+
+/** Which environments `loadEnvs` reads (column names qualified: the condition also runs in a subquery of vms). */
+type EnvCondition = (eb: ExpressionBuilder<FleetDatabase, "envs">) => Expression<SqlBool>;
+
+function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  // better-sqlite3's extended result codes; PostgreSQL's SQLSTATE unique_violation.
+  return code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "SQLITE_CONSTRAINT_UNIQUE" || code === "23505";
+}
+
+const hostNotFound = (id: string) => new CorralError("host_not_found", `Host ${quote(id)} is not registered`);
+const envNotFound = (id: string) => new CorralError("env_not_found", `Environment ${quote(id)} does not exist`);
+const vmNotFound = (id: string) => new CorralError("vm_not_found", `VM ${quote(id)} does not exist`);
+
+async function required<T>(lookup: Promise<T | undefined>, notFound: () => CorralError): Promise<T> {
+  const value = await lookup;
+  if (value === undefined) throw notFound();
+  return value;
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+export class FleetStore {
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: FleetDb,
+    private readonly dialect: StoreDialect,
+    private readonly coordination: FleetCoordination,
+    private readonly now: () => Date,
+    /** Where the state is, for logs: the SQLite file, or the PostgreSQL URL without its password. */
+    readonly location: string,
+  ) {}
+
+  get backend(): BackendName {
+    return this.dialect.name;
+  }
+
+  // ---- hosts ----
+
+  async insertHost(host: NewHost): Promise<HostRecord> {
+    const row = hostToRow(host, this.now().toISOString());
+    try {
+      await this.db.insertInto("hosts").values(row).execute();
+    } catch (err) {
+      if (isUniqueViolation(err)) throw await this.hostConflict(host, err);
+      throw err;
+    }
+    return hostFromRow(row);
+  }
+
+  /** Which registered host the new one collides with: the same id, or another id at the same URI. */
+  private async hostConflict(host: Pick<HostRecord, "id" | "uri">, cause: unknown): Promise<CorralError> {
+    const other = await this.db.selectFrom("hosts").select("id").where("uri", "=", host.uri).where("id", "!=", host.id).executeTakeFirst();
+    const message = other ? `Host ${quote(other.id)} is already registered at ${quote(host.uri)}` : `Host ${quote(host.id)} is already registered`;
+    return new CorralError("conflict", message, { cause });
+  }
+
+  async findHost(id: string): Promise<HostRecord | undefined> {
+    const row = await this.db.selectFrom("hosts").selectAll().where("id", "=", id).executeTakeFirst();
+    return row && hostFromRow(row);
+  }
+
+  getHost(id: string): Promise<HostRecord> {
+    return required(this.findHost(id), () => hostNotFound(id));
+  }
+
+  async listHosts(): Promise<HostRecord[]> {
+    const rows = await this.db.selectFrom("hosts").selectAll().orderBy("id").execute();
+    return rows.map(hostFromRow);
+  }
+
+  async updateHost(id: string, patch: HostPatch): Promise<HostRecord> {
+    const values = hostPatchToRow(patch);
+    if (Object.values(values).every((v) => v === undefined)) return this.getHost(id);
+    let row;
+    try {
+      row = await this.db.updateTable("hosts").set(values).where("id", "=", id).returningAll().executeTakeFirst();
+    } catch (err) {
+      if (isUniqueViolation(err) && patch.uri !== undefined) throw await this.hostConflict({ id, uri: patch.uri }, err);
+      throw err;
+    }
+    if (!row) throw hostNotFound(id);
+    return hostFromRow(row);
+  }
+
+  /** Refuses with 409 `conflict` while the controller has VMs on the host; 404 `host_not_found` if there is no such host. */
+  async deleteHost(id: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      // Under the placement lock: no environment can place a VM on the host between the count and the delete.
+      await this.dialect.lockPlacement(trx);
+      const n = await countVms(trx, "host_id", id);
+      if (n > 0) throw new CorralError("conflict", `Cannot remove host ${quote(id)}: it still holds ${plural(n, "VM")} of the controller's environments; delete those first`);
+      const result = await trx.deleteFrom("hosts").where("id", "=", id).executeTakeFirst();
+      if (result.numDeletedRows === 0n) throw hostNotFound(id);
+    });
+  }
+
+  // ---- environments ----
+
+  /**
+   * Places the environment's VMs and stores it, all or nothing: the env, its VMs (`pending`) and the chosen
+   * hosts' reserved counters. Throws 409 `conflict` if the id (or a VM id) is taken, 422 `no_capacity` with
+   * the placement's reason if some VM fits nowhere.
+   */
+  async createEnv(env: NewEnv, vms: readonly NewFleetVm[], place: PlaceFn): Promise<EnvRecord> {
+    const createdAt = this.now();
+    const envRow = envToRow(env, createdAt);
+    return this.db.transaction().execute(async (trx) => {
+      await this.dialect.lockPlacement(trx);
+      await this.assertEnvIdsFree(trx, env.id, vms);
+      const hostRows = await trx.selectFrom("hosts").select(PLACEMENT_COLUMNS).orderBy("id").execute();
+      const placement = place(hostRows.map(placementHostFromRow), [...vms]);
+      if (!placement.ok) throw new CorralError("no_capacity", placement.reason);
+      if (placement.hostIds.length !== vms.length) throw new Error(`Placement chose ${placement.hostIds.length} hosts for ${vms.length} VMs`);
+
+      await trx.insertInto("envs").values(envRow).execute();
+      const vmRows = vms.map((vm, position) => vmToRow(vm, { envId: env.id, position, hostId: placement.hostIds[position] as string }, envRow.created_at));
+      if (vmRows.length > 0) await trx.insertInto("vms").values(vmRows).execute();
+      for (const [hostId, amounts] of reservedByHost(vmRows)) await this.addReserved(trx, hostId, amounts, "+");
+      return envFromRow(envRow, vmRows.map(vmFromRow));
+    });
+  }
+
+  private async assertEnvIdsFree(trx: FleetQueries, envId: string, vms: readonly NewFleetVm[]): Promise<void> {
+    const env = await trx.selectFrom("envs").select("id").where("id", "=", envId).executeTakeFirst();
+    if (env) throw new CorralError("conflict", `Environment ${quote(envId)} already exists`);
+    if (vms.length === 0) return;
+    const ids = vms.map((v) => v.id);
+    const repeated = ids.find((id, i) => ids.indexOf(id) !== i);
+    if (repeated !== undefined) throw new CorralError("invalid_request", `Cannot create environment ${quote(envId)}: VM id ${quote(repeated)} is given twice`);
+    const vm = await trx.selectFrom("vms").select("id").where("id", "in", ids).executeTakeFirst();
+    if (vm) throw new CorralError("conflict", `Cannot create environment ${quote(envId)}: VM id ${quote(vm.id)} is taken`);
+  }
+
+  private async addReserved(trx: FleetQueries, hostId: string, amounts: Amounts, op: "+" | "-"): Promise<void> {
+    await trx
+      .updateTable("hosts")
+      .set((eb) => ({
+        reserved_cpu: eb("reserved_cpu", op, amounts.cpu),
+        reserved_mem: eb("reserved_mem", op, amounts.mem),
+        reserved_disk: eb("reserved_disk", op, amounts.disk),
+      }))
+      .where("id", "=", hostId)
+      .execute();
+  }
+
+  async findEnv(id: string): Promise<EnvRecord | undefined> {
+    return (await this.loadEnvs((eb) => eb("envs.id", "=", id)))[0];
+  }
+
+  getEnv(id: string): Promise<EnvRecord> {
+    return required(this.findEnv(id), () => envNotFound(id));
+  }
+
+  /** Every environment with its VMs, oldest first: two queries whatever the count. */
+  listEnvs(): Promise<EnvRecord[]> {
+    return this.loadEnvs();
+  }
+
+  /** Environments whose time is up (`expires_at <= now`), whatever their state, with their VMs. */
+  listExpiredEnvs(now: Date): Promise<EnvRecord[]> {
+    return this.loadEnvs((eb) => eb("envs.expires_at", "<=", now.toISOString()));
+  }
+
+  /** Environments in one state (e.g. `deleting`, to retry), with their VMs. */
+  listEnvsInState(state: EnvState): Promise<EnvRecord[]> {
+    return this.loadEnvs((eb) => eb("envs.state", "=", state));
+  }
+
+  /**
+   * Environments first, then their VMs: createEnv commits an env with its VMs, so every env the first query
+   * sees has all its VMs in the second (VMs of an env created in between are dropped with it).
+   */
+  private async loadEnvs(where?: EnvCondition): Promise<EnvRecord[]> {
+    const envQuery = this.db.selectFrom("envs").selectAll();
+    const envRows = await (where ? envQuery.where(where) : envQuery).orderBy("created_at").orderBy("id").execute();
+    if (envRows.length === 0) return [];
+    const vmQuery = this.db.selectFrom("vms").selectAll();
+    const vmRows = await (where ? vmQuery.where("env_id", "in", (eb) => eb.selectFrom("envs").select("envs.id").where(where)) : vmQuery)
+      .orderBy("env_id")
+      .orderBy("position")
+      .execute();
+    const vmsByEnv = new Map<string, FleetVmRecord[]>(envRows.map((row) => [row.id, []]));
+    for (const row of vmRows) vmsByEnv.get(row.env_id)?.push(vmFromRow(row));
+    return envRows.map((row) => envFromRow(row, vmsByEnv.get(row.id) ?? []));
+  }
+
+  async setEnvState(id: string, state: EnvState): Promise<void> {
+    const result = await this.db.updateTable("envs").set({ state }).where("id", "=", id).executeTakeFirst();
+    if (result.numUpdatedRows === 0n) throw envNotFound(id);
+  }
+
+  /** Only once all its VMs are deleted (409 otherwise); false if there was no such environment. */
+  async deleteEnv(id: string): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const n = await countVms(trx, "env_id", id);
+      if (n > 0) throw new CorralError("conflict", `Cannot delete environment ${quote(id)}: ${plural(n, "VM")} of it ${n === 1 ? "remains" : "remain"}; delete ${n === 1 ? "it" : "them"} first`);
+      const result = await trx.deleteFrom("envs").where("id", "=", id).executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    });
+  }
+
+  // ---- VMs ----
+
+  async findVm(id: string): Promise<FleetVmRecord | undefined> {
+    const row = await this.db.selectFrom("vms").selectAll().where("id", "=", id).executeTakeFirst();
+    return row && vmFromRow(row);
+  }
+
+  getVm(id: string): Promise<FleetVmRecord> {
+    return required(this.findVm(id), () => vmNotFound(id));
+  }
+
+  async listVmsOnHost(hostId: string): Promise<FleetVmRecord[]> {
+    const rows = await this.db.selectFrom("vms").selectAll().where("host_id", "=", hostId).orderBy("env_id").orderBy("position").execute();
+    return rows.map(vmFromRow);
+  }
+
+  /** `updatedAt` defaults to now. */
+  async updateVm(id: string, patch: VmPatch): Promise<FleetVmRecord> {
+    const row = await this.db.updateTable("vms").set(vmPatchToRow(patch, this.now().toISOString())).where("id", "=", id).returningAll().executeTakeFirst();
+    if (!row) throw vmNotFound(id);
+    return vmFromRow(row);
+  }
+
+  /** Deletes the VM and gives its room back to its host, in one transaction; false if there was no such VM. */
+  async deleteVm(id: string): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      // DELETE … RETURNING: of two concurrent deletes, only the one that removed the row gives the room back.
+      const vm = await trx.deleteFrom("vms").where("id", "=", id).returning(["host_id", "cpu", "mem", "disk"]).executeTakeFirst();
+      if (!vm) return false;
+      await this.addReserved(trx, vm.host_id, vm, "-");
+      return true;
+    });
+  }
+
+  // ---- fleet ----
+
+  fleetStatus(): Promise<FleetStatus> {
+    return queryFleetStatus(this.db, this.dialect);
+  }
+
+  // ---- events and leadership (coordination.ts) ----
+
+  /** Sends a small JSON event (under 8000 bytes) to every subscriber of every controller process on this database. */
+  publish(event: object): Promise<void> {
+    return this.coordination.publish(event);
+  }
+
+  subscribe(listener: EventListener): () => void {
+    return this.coordination.subscribe(listener);
+  }
+
+  /** True while this process leads (SQLite: always); call again every few seconds while it does not. */
+  tryAcquireLeadership(): Promise<boolean> {
+    return this.coordination.tryAcquireLeadership();
+  }
+
+  /** Ends every connection (idempotent). */
+  close(): Promise<void> {
+    this.closing ??= this.coordination.close().then(() => this.db.destroy());
+    return this.closing;
+  }
+}
+
+async function countVms(db: FleetQueries, column: "host_id" | "env_id", id: string): Promise<number> {
+  const { n } = await db
+    .selectFrom("vms")
+    .select((eb) => eb.fn.countAll().as("n"))
+    .where(column, "=", id)
+    .executeTakeFirstOrThrow();
+  // PostgreSQL's count is a bigint, which pg returns as a string.
+  return Number(n);
+}
+
+function reservedByHost(rows: readonly Selectable<VmsTable>[]): Map<string, Amounts> {
+  const sums = new Map<string, Amounts>();
+  for (const row of rows) {
+    const sum = sums.get(row.host_id) ?? { cpu: 0, mem: 0, disk: 0 };
+    sums.set(row.host_id, { cpu: sum.cpu + row.cpu, mem: sum.mem + row.mem, disk: sum.disk + row.disk });
+  }
+  return sums;
+}

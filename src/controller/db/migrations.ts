@@ -1,0 +1,78 @@
+// The controller's schema, as in-code kysely migrations: one list for SQLite and PostgreSQL, applied at open.
+// kysely's Migrator records what ran in `kysely_migration` and, on PostgreSQL, holds an advisory lock while
+// it migrates, so controllers starting together on one database do not race.
+import { Migrator, type Kysely, type Migration } from "kysely";
+import type { FleetDb } from "./schema.ts";
+
+// Migrations see the database as it was when they were written, not as schema.ts describes it today.
+type AnyDb = Kysely<any>;
+
+const MIGRATIONS: Record<string, Migration> = {
+  "0001_hosts_envs_vms": {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable("hosts")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("addr", "text", (c) => c.notNull())
+        .addColumn("uri", "text", (c) => c.notNull().unique())
+        .addColumn("token", "text")
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("hostname", "text", (c) => c.notNull())
+        .addColumn("info", "text")
+        .addColumn("vms", "text", (c) => c.notNull().defaultTo("[]"))
+        .addColumn("reserved_cpu", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("reserved_mem", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("reserved_disk", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("failures", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("registered_at", "text", (c) => c.notNull())
+        .addColumn("last_seen_at", "text")
+        .addColumn("last_error", "text")
+        .execute();
+
+      await db.schema
+        .createTable("envs")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("owner", "text", (c) => c.notNull())
+        .addColumn("ssh_keys", "text", (c) => c.notNull())
+        .addColumn("lifetime", "integer", (c) => c.notNull())
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("expires_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("envs_by_expiry").on("envs").column("expires_at").execute();
+
+      await db.schema
+        .createTable("vms")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("env_id", "text", (c) => c.notNull().references("envs.id"))
+        .addColumn("position", "integer", (c) => c.notNull())
+        .addColumn("host_id", "text", (c) => c.notNull())
+        .addColumn("image", "text", (c) => c.notNull())
+        .addColumn("engine", "text", (c) => c.notNull())
+        .addColumn("cpu", "integer", (c) => c.notNull())
+        .addColumn("mem", "integer", (c) => c.notNull())
+        .addColumn("disk", "integer", (c) => c.notNull())
+        .addColumn("ports", "text", (c) => c.notNull())
+        .addColumn("deny_outgoing", "integer", (c) => c.notNull())
+        .addColumn("port_map", "text", (c) => c.notNull())
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("ip", "text")
+        .addColumn("error", "text")
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("vms_by_env").on("vms").column("env_id").execute();
+      await db.schema.createIndex("vms_by_host").on("vms").column("host_id").execute();
+    },
+  },
+};
+
+/** Brings the schema up to date; throws with the failed migration's name and cause. */
+export async function migrateToLatest(db: FleetDb): Promise<void> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error === undefined) return;
+  const failed = results?.find((r) => r.status === "Error")?.migrationName;
+  throw new Error(`Cannot migrate the controller database${failed ? ` (migration "${failed}")` : ""}`, { cause: error });
+}

@@ -1,0 +1,96 @@
+// Opening the fleet store: the URL picks the database (SQLite in the state directory by default, or a shared
+// PostgreSQL), the schema is migrated, and the events/leadership side is set up for that database.
+import { chmodSync, closeSync, mkdirSync, openSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import Database from "better-sqlite3";
+import { Kysely, PostgresDialect, SqliteDialect, sql, type LogConfig } from "kysely";
+import pg from "pg";
+import { CorralError, quote } from "../../protocol/errors.ts";
+import { createLogger, type Logger } from "../../util/log.ts";
+import { LocalCoordination, type FleetCoordination } from "./coordination.ts";
+import { POSTGRES, SQLITE, type StoreDialect } from "./dialects.ts";
+import { FleetStore } from "./fleet-store.ts";
+import { migrateToLatest } from "./migrations.ts";
+import { EVENTS_CHANNEL, PostgresCoordination } from "./pg-coordination.ts";
+import type { FleetDatabase, FleetDb } from "./schema.ts";
+
+export interface FleetStoreOptions {
+  /** Nothing or `sqlite:PATH`: SQLite; `postgres://…` or `postgresql://…`: PostgreSQL. */
+  url?: string;
+  /** Where the default SQLite file goes (`STATE_DIR/controller.db`). */
+  stateDir: string;
+  now?: () => Date;
+  /** Background failures: lost connections, listeners that throw. */
+  logger?: Logger;
+  /** Called after each SQL statement the store runs (tests count queries; a debug log may show them). */
+  onQuery?: (sql: string, durationMs: number) => void;
+}
+
+export type StoreTarget = { backend: "sqlite"; file: string } | { backend: "postgres"; url: string };
+
+const SQLITE_FILE = "controller.db";
+const POOL_SIZE = 10;
+
+/** The URL with its password masked, fit for logs and messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, "$1:***@");
+}
+
+export function parseStoreUrl(url: string | undefined, stateDir: string): StoreTarget {
+  if (url === undefined || url === "") return { backend: "sqlite", file: join(stateDir, SQLITE_FILE) };
+  if (url.startsWith("sqlite:") && url.length > "sqlite:".length) return { backend: "sqlite", file: resolve(url.slice("sqlite:".length)) };
+  if (/^postgres(ql)?:\/\/./.test(url)) return { backend: "postgres", url };
+  throw new CorralError(
+    "invalid_request",
+    `Cannot open the controller database ${quote(redactUrl(url))}: give sqlite:PATH, postgres://USER@HOST:PORT/DB (or postgresql://…), or nothing for ${join(stateDir, SQLITE_FILE)}`,
+  );
+}
+
+interface Opened {
+  db: FleetDb;
+  dialect: StoreDialect;
+  location: string;
+  coordinate(logger: Logger): Promise<FleetCoordination>;
+}
+
+function openSqlite(file: string, log: LogConfig | undefined): Opened {
+  mkdirSync(dirname(file), { recursive: true });
+  // The file holds the daemons' API tokens: only its owner may read it (SQLite gives -wal and -shm the same mode).
+  closeSync(openSync(file, "a", 0o600));
+  chmodSync(file, 0o600);
+  const database = new Database(file);
+  database.pragma("journal_mode = WAL");
+  database.pragma("synchronous = NORMAL");
+  database.pragma("busy_timeout = 5000");
+  database.pragma("foreign_keys = ON");
+  const db = new Kysely<FleetDatabase>({ dialect: new SqliteDialect({ database }), log });
+  return { db, dialect: SQLITE, location: file, coordinate: async (logger) => new LocalCoordination(logger) };
+}
+
+function openPostgres(url: string, log: LogConfig | undefined, logger: Logger): Opened {
+  const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE });
+  // An idle pooled connection that breaks is dropped by the pool; without a listener it would crash the process.
+  pool.on("error", (err) => logger.warn({ err }, "A pooled PostgreSQL connection of the controller broke"));
+  const db = new Kysely<FleetDatabase>({ dialect: new PostgresDialect({ pool }), log });
+  const publish = async (payload: string): Promise<void> => {
+    await sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${payload})`.execute(db);
+  };
+  return { db, dialect: POSTGRES, location: redactUrl(url), coordinate: (logger) => PostgresCoordination.open(url, publish, logger) };
+}
+
+/** Opens (and migrates) the controller's database; close the store to release its connections. */
+export async function openFleetStore(options: FleetStoreOptions): Promise<FleetStore> {
+  const target = parseStoreUrl(options.url, options.stateDir);
+  const logger = options.logger ?? createLogger();
+  const onQuery = options.onQuery;
+  const log: LogConfig | undefined = onQuery && ((event) => onQuery(event.query.sql, event.queryDurationMillis));
+  const opened = target.backend === "sqlite" ? openSqlite(target.file, log) : openPostgres(target.url, log, logger);
+  try {
+    await migrateToLatest(opened.db);
+    const coordination = await opened.coordinate(logger);
+    return new FleetStore(opened.db, opened.dialect, coordination, options.now ?? (() => new Date()), opened.location);
+  } catch (err) {
+    await opened.db.destroy().catch(() => undefined);
+    throw new Error(`Cannot open the controller database ${quote(opened.location)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}

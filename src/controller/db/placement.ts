@@ -1,0 +1,125 @@
+// Choosing a host for each VM of an environment: a pure function of the hosts (their last report and what
+// the controller already reserved on them) and the request. Best fit, so that large hosts stay free for
+// large VMs; one request may span hosts. When a VM fits nowhere, the reason says why each kind of host failed.
+import type { HostState } from "../../protocol/controller.ts";
+import type { HostInfo } from "../../protocol/ttstack-agent.ts";
+import type { Amounts } from "./records.ts";
+
+export interface PlacementHost {
+  id: string;
+  state: HostState;
+  /** The host's last report; null until it first answered. */
+  info: Pick<HostInfo, "cpu_total" | "mem_total" | "disk_total" | "engines" | "images"> | null;
+  reserved: Amounts;
+}
+
+export interface PlacementSpec {
+  cpu: number;
+  /** MiB. */
+  mem: number;
+  /** MiB. */
+  disk: number;
+  image: string;
+  engine: string;
+}
+
+/** How much may be reserved per unit a host has: vCPUs are shared, memory and disk are not. */
+export type Overcommit = Amounts;
+
+export const DEFAULT_OVERCOMMIT: Readonly<Overcommit> = Object.freeze({ cpu: 4, mem: 1, disk: 1 });
+
+/** `hostIds[i]` takes `specs[i]`. */
+export type Placement = { ok: true; hostIds: string[] } | { ok: false; reason: string };
+
+const RESOURCES = ["cpu", "mem", "disk"] as const;
+type Resource = (typeof RESOURCES)[number];
+
+/** Why a host cannot take a VM, in the order the reason lists them. */
+type Refusal = Resource | "image" | "engine" | "unreported" | "offline";
+
+interface Candidate {
+  id: string;
+  capacity: Amounts;
+  free: Amounts;
+}
+
+export function placeVms(hosts: readonly PlacementHost[], specs: readonly PlacementSpec[], overcommit: Overcommit = DEFAULT_OVERCOMMIT): Placement {
+  const candidates = new Map<string, Candidate>();
+  for (const host of hosts) {
+    if (host.state !== "online" || host.info === null) continue;
+    const capacity = {
+      cpu: Math.floor(host.info.cpu_total * overcommit.cpu),
+      mem: Math.floor(host.info.mem_total * overcommit.mem),
+      disk: Math.floor(host.info.disk_total * overcommit.disk),
+    };
+    const free = { cpu: capacity.cpu - host.reserved.cpu, mem: capacity.mem - host.reserved.mem, disk: capacity.disk - host.reserved.disk };
+    candidates.set(host.id, { id: host.id, capacity, free });
+  }
+
+  const hostIds: string[] = [];
+  for (const [index, spec] of specs.entries()) {
+    const chosen = bestFit(hosts, candidates, spec);
+    if (chosen === undefined) return { ok: false, reason: refusalReason(hosts, candidates, spec, index) };
+    for (const r of RESOURCES) chosen.free[r] -= spec[r];
+    hostIds.push(chosen.id);
+  }
+  return { ok: true, hostIds };
+}
+
+function refusal(host: PlacementHost, candidate: Candidate | undefined, spec: PlacementSpec): Refusal | undefined {
+  if (host.state !== "online") return "offline";
+  if (host.info === null || candidate === undefined) return "unreported";
+  if (!host.info.engines.includes(spec.engine)) return "engine";
+  if (!host.info.images.includes(spec.image)) return "image";
+  return RESOURCES.find((r) => spec[r] > candidate.free[r]);
+}
+
+/** The host that the VM leaves with the least free room (each resource as a share of the host's capacity). */
+function bestFit(hosts: readonly PlacementHost[], candidates: Map<string, Candidate>, spec: PlacementSpec): Candidate | undefined {
+  let best: { candidate: Candidate; left: number } | undefined;
+  for (const host of hosts) {
+    const candidate = candidates.get(host.id);
+    if (refusal(host, candidate, spec) !== undefined || candidate === undefined) continue;
+    const left = RESOURCES.reduce((sum, r) => sum + (candidate.capacity[r] > 0 ? (candidate.free[r] - spec[r]) / candidate.capacity[r] : 0), 0);
+    if (best === undefined || left < best.left || (left === best.left && candidate.id < best.candidate.id)) best = { candidate, left };
+  }
+  return best?.candidate;
+}
+
+const RESOURCE_NAMES: Record<Resource, string> = { cpu: "CPU", mem: "memory", disk: "disk" };
+const RESOURCE_UNITS: Record<Resource, string> = { cpu: "", mem: " MiB", disk: " MiB" };
+
+function refusalReason(hosts: readonly PlacementHost[], candidates: Map<string, Candidate>, spec: PlacementSpec, index: number): string {
+  const asked = `VM ${index + 1} (cpu ${spec.cpu}, mem ${spec.mem} MiB, disk ${spec.disk} MiB, image ${JSON.stringify(spec.image)}, engine ${JSON.stringify(spec.engine)})`;
+  if (hosts.length === 0) return `No host can take ${asked}: no hosts are registered`;
+
+  const byRefusal = new Map<Refusal, PlacementHost[]>();
+  for (const host of hosts) {
+    const why = refusal(host, candidates.get(host.id), spec);
+    if (why === undefined) continue; // cannot happen: this VM fits no host
+    byRefusal.set(why, [...(byRefusal.get(why) ?? []), host]);
+  }
+  const order: Refusal[] = ["cpu", "mem", "disk", "image", "engine", "unreported", "offline"];
+  const parts = order.flatMap((why) => {
+    const refused = byRefusal.get(why);
+    if (refused === undefined) return [];
+    const n = refused.length;
+    const online = `${n} online ${n === 1 ? "host" : "hosts"}`;
+    const lack = n === 1 ? "lacks" : "lack";
+    switch (why) {
+      case "offline":
+        return [`${n} ${n === 1 ? "host is" : "hosts are"} offline`];
+      case "unreported":
+        return [`${online} ${n === 1 ? "has" : "have"} not reported ${n === 1 ? "its" : "their"} resources yet`];
+      case "engine":
+        return [`${online} ${lack} engine ${JSON.stringify(spec.engine)}`];
+      case "image":
+        return [`${online} ${lack} image ${JSON.stringify(spec.image)}`];
+      default: {
+        const mostFree = Math.max(0, ...refused.map((h) => candidates.get(h.id)?.free[why] ?? 0));
+        return [`${online} ${lack} ${RESOURCE_NAMES[why]} (at most ${mostFree}${RESOURCE_UNITS[why]} free)`];
+      }
+    }
+  });
+  return `No host can take ${asked}: ${parts.join(", ")}`;
+}

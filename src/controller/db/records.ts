@@ -1,0 +1,104 @@
+// What the fleet store hands its callers and takes from them: camelCase records with JSON columns parsed
+// (rows.ts converts them to and from the rows of schema.ts).
+import type { EnvState, HostState } from "../../protocol/controller.ts";
+import type { AgentVm, HostInfo } from "../../protocol/ttstack-agent.ts";
+
+/** vCPUs, MiB of memory, MiB of disk. */
+export interface Amounts {
+  cpu: number;
+  mem: number;
+  disk: number;
+}
+
+export interface HostRecord {
+  id: string;
+  addr: string;
+  uri: string;
+  token: string | null;
+  state: HostState;
+  hostname: string;
+  /** The daemon's last GET /api/info answer; null until it first answered. */
+  info: HostInfo | null;
+  /** The daemon's last GET /api/vms answer (all its VMs, not only the controller's). */
+  vms: AgentVm[];
+  /** What the controller's VMs on this host reserve. */
+  reserved: Amounts;
+  /** Consecutive failed heartbeats. */
+  failures: number;
+  createdAt: string;
+  registeredAt: string;
+  lastSeenAt: string | null;
+  lastError: string | null;
+}
+
+/** A host to register: created and registered now, nothing reserved, no failures. */
+export type NewHost = Pick<HostRecord, "id" | "addr" | "uri" | "state" | "hostname"> &
+  Partial<Pick<HostRecord, "token" | "info" | "vms" | "lastSeenAt" | "lastError">>;
+
+export type HostPatch = Partial<Pick<HostRecord, "state" | "hostname" | "info" | "vms" | "failures" | "lastSeenAt" | "lastError" | "addr" | "uri" | "token">>;
+
+/**
+ * A VM as the controller knows it: `pending` (placed, not yet created on its host), the daemon's states as
+ * last seen, `error` (its host refused or failed the create), `lost` (its host no longer has it), `deleting`.
+ */
+export const FLEET_VM_STATES = [
+  "pending",
+  "creating",
+  "booting",
+  "running",
+  "paused",
+  "suspending",
+  "suspended",
+  "stopping",
+  "stopped",
+  "failed",
+  "error",
+  "lost",
+  "deleting",
+] as const;
+export type FleetVmState = (typeof FLEET_VM_STATES)[number];
+
+export function isFleetVmState(value: string): value is FleetVmState {
+  return (FLEET_VM_STATES as readonly string[]).includes(value);
+}
+
+export interface FleetVmRecord {
+  id: string;
+  envId: string;
+  hostId: string;
+  image: string;
+  engine: string;
+  cpu: number;
+  mem: number;
+  disk: number;
+  ports: number[];
+  denyOutgoing: boolean;
+  /** Guest port (as a string) -> host port, once the daemon created the VM. */
+  portMap: Record<string, number>;
+  state: FleetVmState;
+  ip: string | null;
+  error: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** One VM of an environment to create: the request's values with defaults applied. */
+export type NewFleetVm = Pick<FleetVmRecord, "id" | "image" | "engine" | "cpu" | "mem" | "disk" | "ports" | "denyOutgoing">;
+
+export type VmPatch = Partial<Pick<FleetVmRecord, "state" | "ip" | "error" | "portMap" | "updatedAt">>;
+
+export interface EnvRecord {
+  id: string;
+  owner: string;
+  sshKeys: string[];
+  /** Seconds from creation to expiry. */
+  lifetime: number;
+  state: EnvState;
+  createdAt: string;
+  expiresAt: string;
+  /** In the order the request listed them. */
+  vms: FleetVmRecord[];
+}
+
+/** An environment to create; `state` defaults to `creating`. */
+export type NewEnv = Pick<EnvRecord, "id" | "owner" | "sshKeys" | "lifetime"> & { state?: EnvState };

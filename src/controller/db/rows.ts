@@ -1,0 +1,154 @@
+// Conversions between the store's records (records.ts) and the rows of schema.ts: the only place that knows
+// both shapes.
+import type { Selectable, Updateable } from "kysely";
+import type { EnvState, HostState } from "../../protocol/controller.ts";
+import type { AgentVm, HostInfo } from "../../protocol/ttstack-agent.ts";
+import type { PlacementHost } from "./placement.ts";
+import type { EnvRecord, FleetVmRecord, FleetVmState, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
+import type { EnvsTable, HostsTable, VmsTable } from "./schema.ts";
+
+/** The columns placement reads, without the (possibly long) list of the host's VMs. */
+export const PLACEMENT_COLUMNS = ["id", "state", "info", "reserved_cpu", "reserved_mem", "reserved_disk"] as const;
+
+type PlacementRow = Pick<Selectable<HostsTable>, (typeof PLACEMENT_COLUMNS)[number]>;
+
+export function placementHostFromRow(row: PlacementRow): PlacementHost & Pick<HostRecord, "info"> {
+  return {
+    id: row.id,
+    state: row.state as HostState,
+    info: row.info === null ? null : (JSON.parse(row.info) as HostInfo),
+    reserved: { cpu: row.reserved_cpu, mem: row.reserved_mem, disk: row.reserved_disk },
+  };
+}
+
+export function hostFromRow(row: Selectable<HostsTable>): HostRecord {
+  return {
+    ...placementHostFromRow(row),
+    addr: row.addr,
+    uri: row.uri,
+    token: row.token,
+    hostname: row.hostname,
+    vms: JSON.parse(row.vms) as AgentVm[],
+    failures: row.failures,
+    createdAt: row.created_at,
+    registeredAt: row.registered_at,
+    lastSeenAt: row.last_seen_at,
+    lastError: row.last_error,
+  };
+}
+
+export function hostToRow(host: NewHost, now: string): Selectable<HostsTable> {
+  return {
+    id: host.id,
+    addr: host.addr,
+    uri: host.uri,
+    token: host.token ?? null,
+    state: host.state,
+    hostname: host.hostname,
+    info: host.info ? JSON.stringify(host.info) : null,
+    vms: JSON.stringify(host.vms ?? []),
+    reserved_cpu: 0,
+    reserved_mem: 0,
+    reserved_disk: 0,
+    failures: 0,
+    created_at: now,
+    registered_at: now,
+    last_seen_at: host.lastSeenAt ?? null,
+    last_error: host.lastError ?? null,
+  };
+}
+
+/** Only the fields the patch names (kysely leaves out `undefined` values). */
+export function hostPatchToRow(patch: HostPatch): Updateable<HostsTable> {
+  return {
+    state: patch.state,
+    hostname: patch.hostname,
+    info: patch.info === undefined ? undefined : patch.info === null ? null : JSON.stringify(patch.info),
+    vms: patch.vms === undefined ? undefined : JSON.stringify(patch.vms),
+    failures: patch.failures,
+    last_seen_at: patch.lastSeenAt,
+    last_error: patch.lastError,
+    addr: patch.addr,
+    uri: patch.uri,
+    token: patch.token,
+  };
+}
+
+export function vmFromRow(row: Selectable<VmsTable>): FleetVmRecord {
+  return {
+    id: row.id,
+    envId: row.env_id,
+    hostId: row.host_id,
+    image: row.image,
+    engine: row.engine,
+    cpu: row.cpu,
+    mem: row.mem,
+    disk: row.disk,
+    ports: JSON.parse(row.ports) as number[],
+    denyOutgoing: row.deny_outgoing === 1,
+    portMap: JSON.parse(row.port_map) as Record<string, number>,
+    state: row.state as FleetVmState,
+    ip: row.ip,
+    error: row.error,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export function vmToRow(vm: NewFleetVm, placed: { envId: string; position: number; hostId: string }, now: string): Selectable<VmsTable> {
+  return {
+    id: vm.id,
+    env_id: placed.envId,
+    position: placed.position,
+    host_id: placed.hostId,
+    image: vm.image,
+    engine: vm.engine,
+    cpu: vm.cpu,
+    mem: vm.mem,
+    disk: vm.disk,
+    ports: JSON.stringify(vm.ports),
+    // better-sqlite3 cannot bind booleans.
+    deny_outgoing: vm.denyOutgoing ? 1 : 0,
+    port_map: "{}",
+    state: "pending",
+    ip: null,
+    error: null,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+export function vmPatchToRow(patch: VmPatch, now: string): Updateable<VmsTable> {
+  return {
+    state: patch.state,
+    ip: patch.ip,
+    error: patch.error,
+    port_map: patch.portMap === undefined ? undefined : JSON.stringify(patch.portMap),
+    updated_at: patch.updatedAt ?? now,
+  };
+}
+
+export function envFromRow(row: Selectable<EnvsTable>, vms: FleetVmRecord[]): EnvRecord {
+  return {
+    id: row.id,
+    owner: row.owner,
+    sshKeys: JSON.parse(row.ssh_keys) as string[],
+    lifetime: row.lifetime,
+    state: row.state as EnvState,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    vms,
+  };
+}
+
+export function envToRow(env: NewEnv, createdAt: Date): Selectable<EnvsTable> {
+  return {
+    id: env.id,
+    owner: env.owner,
+    ssh_keys: JSON.stringify(env.sshKeys),
+    lifetime: env.lifetime,
+    state: env.state ?? "creating",
+    created_at: createdAt.toISOString(),
+    expires_at: new Date(createdAt.getTime() + env.lifetime * 1000).toISOString(),
+  };
+}

@@ -1,0 +1,74 @@
+// The fleet controller's tables as kysely sees them: the same columns in SQLite and PostgreSQL. JSON is kept
+// as TEXT and timestamps as ISO 8601 TEXT in both, so the two dialects store and compare values alike.
+import type { Kysely, Transaction } from "kysely";
+
+export interface HostsTable {
+  id: string;
+  /** HOST:PORT of the daemon. */
+  addr: string;
+  /** http://HOST:PORT of the daemon. */
+  uri: string;
+  /** The daemon's API token, when it runs with auth. */
+  token: string | null;
+  state: string;
+  hostname: string;
+  /** JSON of the daemon's last GET /api/info answer (HostInfo). */
+  info: string | null;
+  /** JSON of the daemon's last GET /api/vms answer (AgentVm[]). */
+  vms: string;
+  reserved_cpu: number;
+  reserved_mem: number;
+  reserved_disk: number;
+  /** Consecutive failed heartbeats. */
+  failures: number;
+  created_at: string;
+  registered_at: string;
+  last_seen_at: string | null;
+  last_error: string | null;
+}
+
+export interface EnvsTable {
+  id: string;
+  owner: string;
+  /** JSON string[]. */
+  ssh_keys: string;
+  /** Seconds. */
+  lifetime: number;
+  state: string;
+  created_at: string;
+  expires_at: string;
+}
+
+export interface VmsTable {
+  id: string;
+  env_id: string;
+  /** The VM's index in its environment's request: VMs are listed in the order they were asked for. */
+  position: number;
+  host_id: string;
+  image: string;
+  engine: string;
+  cpu: number;
+  mem: number;
+  disk: number;
+  /** JSON number[]. */
+  ports: string;
+  /** 0 or 1. */
+  deny_outgoing: number;
+  /** JSON object: guest port (as a string) -> host port. */
+  port_map: string;
+  state: string;
+  ip: string | null;
+  error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface FleetDatabase {
+  hosts: HostsTable;
+  envs: EnvsTable;
+  vms: VmsTable;
+}
+
+export type FleetDb = Kysely<FleetDatabase>;
+/** The database or an open transaction: queries that can run in either take this. */
+export type FleetQueries = Kysely<FleetDatabase> | Transaction<FleetDatabase>;

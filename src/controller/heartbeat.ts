@@ -1,0 +1,118 @@
+// Heartbeats: every interval the leading controller asks each host for its /api/info and /api/vms. A host
+// that answers is online with a fresh report; one that fails twice in a row is offline. Each answer is
+// reconciled with what the controller knows: its VMs' states, ports and addresses are updated, a VM its host
+// no longer has is `lost`, and a VM of an environment the controller no longer has (deleted while the host
+// was away, or made by a create that timed out) is deleted on the host.
+import type { AgentVm } from "../protocol/ttstack-agent.ts";
+import type { Logger } from "../util/log.ts";
+import type { FleetStore, FleetVmRecord, HostRecord } from "./db/index.ts";
+import type { FleetEvents } from "./events.ts";
+import { describeHostFailure, type HostLinks } from "./host-link.ts";
+
+/** Consecutive failed heartbeats after which a host is offline. */
+export const OFFLINE_AFTER_FAILURES = 2;
+/** At most this many hosts are asked at once. */
+const CONCURRENCY = 64;
+/** Controller VM states the host's report does not override: the controller is acting on them. */
+const CONTROLLER_OWNED = new Set(["pending", "deleting", "error"]);
+
+export interface HeartbeatDeps {
+  store: FleetStore;
+  links: HostLinks;
+  events: FleetEvents;
+  log: Logger;
+}
+
+export class Heartbeats {
+  constructor(private readonly deps: HeartbeatDeps) {}
+
+  /** One round over every host. */
+  async beatAll(): Promise<void> {
+    const hosts = await this.deps.store.listHosts();
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < hosts.length) {
+        const host = hosts[next++] as HostRecord;
+        await this.beat(host).catch((err: unknown) => this.deps.log.warn({ host: host.id, err }, "Heartbeat failed"));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, hosts.length) }, worker));
+  }
+
+  /** Asks one host; records what it said (or that it did not answer) and reconciles its VMs. */
+  async beat(host: HostRecord): Promise<void> {
+    const { store, events, log } = this.deps;
+    const link = this.deps.links.for(host.id, { uri: host.uri, token: host.token });
+    let report;
+    try {
+      const [info, vms] = await Promise.all([link.info(), link.vms()]);
+      report = { info, vms };
+    } catch (err) {
+      const failures = host.failures + 1;
+      const offline = failures >= OFFLINE_AFTER_FAILURES;
+      await store.updateHost(host.id, { failures, lastError: describeHostFailure(err), ...(offline ? { state: "offline" } : {}) });
+      if (offline && host.state === "online") {
+        log.warn({ host: host.id, err: describeHostFailure(err) }, "Host is offline");
+        await events.hostsChanged();
+      }
+      return;
+    }
+    const now = new Date().toISOString();
+    await store.updateHost(host.id, { state: "online", failures: 0, lastSeenAt: now, lastError: null, info: report.info, vms: report.vms, hostname: report.info.hostname });
+    const cameBack = host.state === "offline";
+    if (cameBack) log.info({ host: host.id }, "Host is online again");
+    const vmsChanged = (await this.reconcile(host, report.vms)) || vmListChanged(host.vms, report.vms);
+    if (cameBack || vmListChanged(host.vms, report.vms) || infoChanged(host, report.info)) await events.hostsChanged();
+    if (vmsChanged) await events.vmsChanged([host.id]);
+  }
+
+  /** Brings the controller's VMs on `host` in line with what it reported; true if any changed. */
+  private async reconcile(host: HostRecord, reported: readonly AgentVm[]): Promise<boolean> {
+    const { store, log } = this.deps;
+    const byId = new Map(reported.map((vm) => [vm.id, vm]));
+    const ours = await store.listVmsOnHost(host.id);
+    let changed = false;
+    for (const vm of ours) {
+      if (CONTROLLER_OWNED.has(vm.state)) continue;
+      const there = byId.get(vm.id);
+      const next: Partial<FleetVmRecord> = there
+        ? { state: there.state as FleetVmRecord["state"], portMap: there.port_map, ip: there.ip }
+        : { state: "lost", error: `Host ${JSON.stringify(host.id)} no longer has this VM` };
+      if (next.state === vm.state && (!there || samePorts(vm.portMap, there.port_map))) continue;
+      await store.updateVm(vm.id, next);
+      changed = true;
+    }
+    const known = new Set(ours.map((vm) => vm.id));
+    for (const vm of reported) {
+      if (vm.env_id === null || known.has(vm.id)) continue;
+      // A VM the controller made (it has an env_id) for an environment that is gone.
+      if (await store.findEnv(vm.env_id)) continue;
+      try {
+        await this.deps.links.for(host.id, { uri: host.uri, token: host.token }).deleteVm(vm.id);
+        log.info({ host: host.id, vm: vm.id, env: vm.env_id }, "Deleted a VM of an environment that no longer exists");
+        changed = true;
+      } catch (err) {
+        log.warn({ host: host.id, vm: vm.id, err: describeHostFailure(err) }, "Cannot delete an orphaned VM yet");
+      }
+    }
+    return changed;
+  }
+}
+
+function samePorts(a: Record<string, number>, b: Record<string, number>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+}
+
+/** Whether the host's VM list changed in a way a VM list shows (a VM came, went or changed state). */
+function vmListChanged(before: readonly AgentVm[], after: readonly AgentVm[]): boolean {
+  if (before.length !== after.length) return true;
+  const states = new Map(before.map((vm) => [vm.id, vm.state]));
+  return after.some((vm) => states.get(vm.id) !== vm.state);
+}
+
+function infoChanged(host: HostRecord, info: NonNullable<HostRecord["info"]>): boolean {
+  const old = host.info;
+  if (!old) return true;
+  return old.cpu_used !== info.cpu_used || old.mem_used !== info.mem_used || old.vm_count !== info.vm_count || old.images.join() !== info.images.join();
+}

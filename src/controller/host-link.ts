@@ -1,0 +1,98 @@
+// The controller's calls to one host's daemon, over TTstack's agent API (/api/info, /api/vms…). Short
+// deadlines for reads (a heartbeat must not hang on a dead host), longer ones for creates (QEMU starts).
+import { CorralApiError, Transport } from "../sdk/transport.ts";
+import type { AgentVm, AgentVmDetail, CreateAgentVm, HostInfo, VmStats } from "../protocol/ttstack-agent.ts";
+
+const READ_TIMEOUT_MS = 5000;
+const CHANGE_TIMEOUT_MS = 120_000;
+
+export interface HostAddress {
+  uri: string;
+  token: string | null;
+}
+
+export class HostLink {
+  private readonly transport: Transport;
+
+  constructor(readonly address: HostAddress) {
+    this.transport = new Transport({ url: address.uri, token: address.token ?? undefined, timeoutMs: READ_TIMEOUT_MS });
+  }
+
+  close(): Promise<void> {
+    return this.transport.close();
+  }
+
+  info(): Promise<HostInfo> {
+    return this.transport.json<HostInfo>("GET", "/api/info");
+  }
+
+  vms(): Promise<AgentVm[]> {
+    return this.transport.json<AgentVm[]>("GET", "/api/vms");
+  }
+
+  vm(id: string): Promise<AgentVmDetail> {
+    return this.transport.json<AgentVmDetail>("GET", `/api/vms/${encodeURIComponent(id)}`);
+  }
+
+  stats(id: string): Promise<VmStats> {
+    return this.transport.json<VmStats>("GET", `/api/vms/${encodeURIComponent(id)}/stats`, undefined, 10_000);
+  }
+
+  createVm(body: CreateAgentVm): Promise<AgentVm> {
+    return this.transport.json<AgentVm>("POST", "/api/vms", body, CHANGE_TIMEOUT_MS);
+  }
+
+  /** Deletes a VM; true when it is gone (also when the host never had it). */
+  async deleteVm(id: string): Promise<true> {
+    try {
+      await this.transport.json("DELETE", `/api/vms/${encodeURIComponent(id)}`, undefined, CHANGE_TIMEOUT_MS);
+    } catch (err) {
+      if (!(err instanceof CorralApiError && err.status === 404)) throw err;
+    }
+    return true;
+  }
+
+  stopVm(id: string, options: { force?: boolean } = {}): Promise<AgentVm> {
+    return this.transport.json<AgentVm>("POST", `/api/vms/${encodeURIComponent(id)}/stop${options.force ? "?force=true" : ""}`, undefined, CHANGE_TIMEOUT_MS);
+  }
+
+  startVm(id: string): Promise<AgentVm> {
+    return this.transport.json<AgentVm>("POST", `/api/vms/${encodeURIComponent(id)}/start`, undefined, CHANGE_TIMEOUT_MS);
+  }
+
+  rebootVm(id: string, options: { force?: boolean } = {}): Promise<AgentVm> {
+    return this.transport.json<AgentVm>("POST", `/api/vms/${encodeURIComponent(id)}/reboot${options.force ? "?force=true" : ""}`, undefined, CHANGE_TIMEOUT_MS);
+  }
+}
+
+/** One link per host, kept while the host's address is the same. */
+export class HostLinks {
+  private readonly links = new Map<string, HostLink>();
+
+  for(hostId: string, address: HostAddress): HostLink {
+    const known = this.links.get(hostId);
+    if (known && known.address.uri === address.uri && known.address.token === address.token) return known;
+    void known?.close();
+    const link = new HostLink(address);
+    this.links.set(hostId, link);
+    return link;
+  }
+
+  drop(hostId: string): void {
+    void this.links.get(hostId)?.close();
+    this.links.delete(hostId);
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.links.values()].map((l) => l.close()));
+    this.links.clear();
+  }
+}
+
+/** A host's answer as one line for a VM's `error` or a log: its message, or why it could not be reached. */
+export function describeHostFailure(err: unknown): string {
+  if (err instanceof CorralApiError) return `${err.message} (${err.status} ${err.code})`;
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  if (cause?.code) return `the host cannot be reached (${cause.code})`;
+  return err instanceof Error ? err.message : String(err);
+}

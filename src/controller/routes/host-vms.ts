@@ -1,0 +1,70 @@
+// Virtumancer's VM routes: GET /api/hosts/ID/vms (every VM the host last reported, from the controller's
+// cache), GET /api/hosts/HOST/vms/NAME/hardware (fresh from the host), POST /api/hosts/HOST/vms/NAME/action
+// with start, shutdown, reboot, destroy (power off without flushing) or reset (hard reset) -> 204.
+import { Type } from "@sinclair/typebox";
+import { HostParams, HostVmHardwareSchema, HostVmParams, HostVmSchema, libvirtState, VmActionSchema, type VmAction } from "../../protocol/controller.ts";
+import { CorralError, isErrorCode } from "../../protocol/errors.ts";
+import { CorralApiError } from "../../sdk/transport.ts";
+import type { ControllerApp, ControllerContext } from "../context.ts";
+import type { HostLink } from "../host-link.ts";
+
+const MiB = 1024 * 1024;
+
+const ACTIONS: Record<VmAction, (link: HostLink, name: string) => Promise<unknown>> = {
+  start: (link, name) => link.startVm(name),
+  shutdown: (link, name) => link.stopVm(name),
+  destroy: (link, name) => link.stopVm(name, { force: true }),
+  reboot: (link, name) => link.rebootVm(name),
+  reset: (link, name) => link.rebootVm(name, { force: true }),
+};
+
+/** A host's answer passed on: its 4xx keep their status and code; anything else means it cannot be reached. */
+function hostFailure(hostId: string, err: unknown): Error {
+  if (err instanceof CorralApiError && err.status < 500) return new CorralError(isErrorCode(err.code) ? err.code : "invalid_request", err.message, { status: err.status, cause: err });
+  return new CorralError("host_unreachable", `Host ${JSON.stringify(hostId)} did not answer: ${(err as Error).message}`, { cause: err });
+}
+
+export function hostVmRoutes(app: ControllerApp, ctx: ControllerContext): void {
+  const link = async (hostId: string): Promise<HostLink> => {
+    const host = await ctx.store.getHost(hostId);
+    return ctx.links.for(host.id, { uri: host.uri, token: host.token });
+  };
+
+  app.get("/api/hosts/:id/vms", { schema: { params: HostParams, response: { 200: Type.Array(HostVmSchema) } } }, async (request) => {
+    const host = await ctx.store.getHost(request.params.id);
+    return host.vms.map((vm, index) => ({
+      db_id: index + 1,
+      name: vm.id,
+      description: vm.env_id ? `environment ${vm.env_id}` : `host group ${vm.hostgroup}`,
+      vcpu_count: vm.cpu,
+      memory_bytes: vm.mem * MiB,
+      state: libvirtState(vm.state),
+      graphics: { vnc: false, spice: false },
+      status: vm.state,
+      env_id: vm.env_id,
+    }));
+  });
+
+  app.get("/api/hosts/:hostId/vms/:vmName/hardware", { schema: { params: HostVmParams, response: { 200: HostVmHardwareSchema } } }, async (request) => {
+    const { hostId, vmName } = request.params;
+    try {
+      return (await (await link(hostId)).vm(vmName)).hardware;
+    } catch (err) {
+      if (err instanceof CorralError) throw err;
+      throw hostFailure(hostId, err);
+    }
+  });
+
+  app.post("/api/hosts/:hostId/vms/:vmName/action", { schema: { params: HostVmParams, body: VmActionSchema } }, async (request, reply) => {
+    const { hostId, vmName } = request.params;
+    const target = await link(hostId);
+    try {
+      await ACTIONS[request.body.action](target, vmName);
+    } catch (err) {
+      throw hostFailure(hostId, err);
+    }
+    // The host's list changed: refresh the cache now rather than at the next heartbeat.
+    await ctx.refreshHost(hostId);
+    return reply.code(204).send();
+  });
+}

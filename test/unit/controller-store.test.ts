@@ -1,0 +1,579 @@
+// The fleet store's contract, run against SQLite and against a throwaway PostgreSQL; then what only
+// PostgreSQL does: several controller processes sharing one database (placement, events, leadership).
+import { test, describe, before, after, beforeEach, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { CorralError, type ErrorCode } from "../../src/protocol/errors.ts";
+import type { HostInfo, AgentVm } from "../../src/protocol/ttstack-agent.ts";
+import { createLogger } from "../../src/util/log.ts";
+import {
+  openFleetStore,
+  parseStoreUrl,
+  placeVms,
+  type FleetStore,
+  type FleetStoreOptions,
+  type NewFleetVm,
+  type NewHost,
+} from "../../src/controller/db/index.ts";
+import { freshPostgresDatabase, sharedPostgres, stopSharedPostgres } from "../helpers/postgres.ts";
+import { until } from "../helpers/until.ts";
+
+const START = Date.UTC(2030, 0, 1, 12, 0, 0);
+const logger = createLogger({ level: "error", destination: process.stderr });
+
+function info(id: string, totals: { cpu: number; mem: number; disk: number }, more: Partial<HostInfo> = {}): HostInfo {
+  return {
+    id,
+    hostname: `${id}.example`,
+    cpu_total: totals.cpu,
+    cpu_used: 0,
+    mem_total: totals.mem,
+    mem_used: 0,
+    disk_total: totals.disk,
+    disk_used: 0,
+    vm_count: 0,
+    engines: ["qemu"],
+    storage: "file",
+    images: ["base"],
+    ...more,
+  };
+}
+
+function newHost(id: string, totals = { cpu: 8, mem: 16384, disk: 200_000 }, more: Partial<NewHost> = {}): NewHost {
+  return { id, addr: `${id}.example:8080`, uri: `http://${id}.example:8080`, state: "online", hostname: `${id}.example`, info: info(id, totals), ...more };
+}
+
+function vmSpec(id: string, more: Partial<NewFleetVm> = {}): NewFleetVm {
+  return { id, image: "base", engine: "qemu", cpu: 2, mem: 1024, disk: 10240, ports: [22, 80], denyOutgoing: false, ...more };
+}
+
+const place = (hosts: Parameters<typeof placeVms>[0], specs: Parameters<typeof placeVms>[1]) => placeVms(hosts, specs);
+
+function corralError(code: ErrorCode, message?: string | RegExp) {
+  return (err: unknown): boolean => {
+    assert.ok(err instanceof CorralError, `expected a CorralError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    if (typeof message === "string") assert.equal(err.message, message);
+    else if (message) assert.match(err.message, message);
+    return true;
+  };
+}
+
+interface Target {
+  url?: string;
+  stateDir: string;
+}
+
+/** The same cases for every database: `fresh` gives an empty one. */
+function storeContract(name: string, fresh: () => Promise<Target>): void {
+  describe(`FleetStore on ${name}`, { timeout: 60_000 }, () => {
+    let target: Target;
+    let clock = START;
+    let store: FleetStore;
+    const opened: FleetStore[] = [];
+
+    const open = async (options: Partial<FleetStoreOptions> = {}): Promise<FleetStore> => {
+      const s = await openFleetStore({ ...target, now: () => new Date(clock), logger, ...options });
+      opened.push(s);
+      return s;
+    };
+
+    beforeEach(async () => {
+      clock = START;
+      target = await fresh();
+      store = await open();
+    });
+
+    afterEach(async () => {
+      await Promise.all(opened.splice(0).map((s) => s.close()));
+    });
+
+    test("hosts: insert, find, list, update", async () => {
+      const inserted = await store.insertHost(newHost("h2", undefined, { token: "secret" }));
+      assert.deepEqual(inserted, {
+        id: "h2",
+        addr: "h2.example:8080",
+        uri: "http://h2.example:8080",
+        token: "secret",
+        state: "online",
+        hostname: "h2.example",
+        info: info("h2", { cpu: 8, mem: 16384, disk: 200_000 }),
+        vms: [],
+        reserved: { cpu: 0, mem: 0, disk: 0 },
+        failures: 0,
+        createdAt: "2030-01-01T12:00:00.000Z",
+        registeredAt: "2030-01-01T12:00:00.000Z",
+        lastSeenAt: null,
+        lastError: null,
+      });
+      await store.insertHost(newHost("h1", undefined, { state: "offline", info: null }));
+      assert.deepEqual(await store.getHost("h2"), inserted);
+      assert.deepEqual(
+        (await store.listHosts()).map((h) => [h.id, h.state, h.info?.cpu_total ?? null]),
+        [
+          ["h1", "offline", null],
+          ["h2", "online", 8],
+        ],
+      );
+      assert.equal(await store.findHost("nope"), undefined);
+      await assert.rejects(store.getHost("nope"), corralError("host_not_found", 'Host "nope" is not registered'));
+
+      const agentVm: AgentVm = {
+        id: "e-1",
+        env_id: "e",
+        hostgroup: "ttstack",
+        image: "base",
+        engine: "qemu",
+        cpu: 1,
+        mem: 512,
+        disk: 2048,
+        ports: [],
+        port_map: {},
+        deny_outgoing: false,
+        state: "running",
+        ip: "10.0.2.15",
+        mac: "52:54:00:00:00:01",
+        created_at: "2030-01-01T11:00:00.000Z",
+        last_error: null,
+      };
+      const updated = await store.updateHost("h2", {
+        state: "offline",
+        failures: 3,
+        lastError: "connect ECONNREFUSED",
+        lastSeenAt: "2030-01-01T12:05:00.000Z",
+        vms: [agentVm],
+        info: info("h2", { cpu: 16, mem: 32768, disk: 1000 }),
+        token: null,
+      });
+      assert.equal(updated.state, "offline");
+      assert.equal(updated.failures, 3);
+      assert.equal(updated.lastError, "connect ECONNREFUSED");
+      assert.equal(updated.lastSeenAt, "2030-01-01T12:05:00.000Z");
+      assert.deepEqual(updated.vms, [agentVm]);
+      assert.equal(updated.info?.cpu_total, 16);
+      assert.equal(updated.token, null);
+      assert.equal(updated.uri, "http://h2.example:8080", "fields not in the patch are kept");
+      assert.deepEqual(await store.getHost("h2"), updated);
+      assert.deepEqual(await store.updateHost("h2", {}), updated);
+      await assert.rejects(store.updateHost("nope", { failures: 1 }), corralError("host_not_found"));
+    });
+
+    test("hosts: a taken id or uri is a conflict", async () => {
+      await store.insertHost(newHost("h1"));
+      await store.insertHost(newHost("h2"));
+      await assert.rejects(store.insertHost({ ...newHost("h1"), uri: "http://other:8080" }), corralError("conflict", 'Host "h1" is already registered'));
+      await assert.rejects(store.insertHost({ ...newHost("h3"), uri: "http://h1.example:8080" }), corralError("conflict", 'Host "h1" is already registered at "http://h1.example:8080"'));
+      await assert.rejects(store.updateHost("h2", { uri: "http://h1.example:8080" }), corralError("conflict", 'Host "h1" is already registered at "http://h1.example:8080"'));
+      assert.deepEqual(
+        (await store.listHosts()).map((h) => h.uri),
+        ["http://h1.example:8080", "http://h2.example:8080"],
+      );
+    });
+
+    test("createEnv places the VMs, stores them pending and books their room on the hosts", async () => {
+      await store.insertHost(newHost("big", { cpu: 32, mem: 65536, disk: 1_000_000 }));
+      await store.insertHost(newHost("small", { cpu: 2, mem: 4096, disk: 50_000 }));
+      const env = await store.createEnv(
+        { id: "e1", owner: "ann", sshKeys: ["ssh-ed25519 AAAA ann"], lifetime: 3600 },
+        [vmSpec("e1-1", { cpu: 4, mem: 2048, disk: 20480, ports: [8080], denyOutgoing: true }), vmSpec("e1-2", { cpu: 6, mem: 2048, disk: 20480 }), vmSpec("e1-3", { cpu: 1, mem: 1024, disk: 1024 })],
+        place,
+      );
+      assert.deepEqual(
+        { ...env, vms: undefined },
+        { id: "e1", owner: "ann", sshKeys: ["ssh-ed25519 AAAA ann"], lifetime: 3600, state: "creating", createdAt: "2030-01-01T12:00:00.000Z", expiresAt: "2030-01-01T13:00:00.000Z", vms: undefined },
+      );
+      // small (8 vCPUs with overcommit, 4 GiB) takes the first, then has 4 vCPUs left: the second goes to big.
+      assert.deepEqual(
+        env.vms.map((vm) => [vm.id, vm.hostId, vm.state]),
+        [
+          ["e1-1", "small", "pending"],
+          ["e1-2", "big", "pending"],
+          ["e1-3", "small", "pending"],
+        ],
+      );
+      assert.deepEqual(env.vms[0], {
+        id: "e1-1",
+        envId: "e1",
+        hostId: "small",
+        image: "base",
+        engine: "qemu",
+        cpu: 4,
+        mem: 2048,
+        disk: 20480,
+        ports: [8080],
+        denyOutgoing: true,
+        portMap: {},
+        state: "pending",
+        ip: null,
+        error: null,
+        createdAt: "2030-01-01T12:00:00.000Z",
+        updatedAt: "2030-01-01T12:00:00.000Z",
+      });
+      assert.deepEqual(await store.getEnv("e1"), env);
+      assert.deepEqual((await store.getHost("small")).reserved, { cpu: 5, mem: 3072, disk: 21504 });
+      assert.deepEqual((await store.getHost("big")).reserved, { cpu: 6, mem: 2048, disk: 20480 });
+      assert.deepEqual(
+        (await store.listVmsOnHost("small")).map((vm) => vm.id),
+        ["e1-1", "e1-3"],
+      );
+    });
+
+    test("createEnv: a taken id is 409, no room is 422 no_capacity, and neither stores anything", async () => {
+      await store.insertHost(newHost("h1", { cpu: 2, mem: 4096, disk: 50_000 }));
+      await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1")], place);
+      const before = { hosts: await store.listHosts(), envs: await store.listEnvs() };
+
+      await assert.rejects(store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("x-1")], place), corralError("conflict", 'Environment "e1" already exists'));
+      await assert.rejects(
+        store.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1"), vmSpec("e1-1")], place),
+        corralError("conflict", 'Cannot create environment "e2": VM id "e1-1" is taken'),
+      );
+      await assert.rejects(
+        store.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1"), vmSpec("e2-1")], place),
+        corralError("invalid_request", 'Cannot create environment "e2": VM id "e2-1" is given twice'),
+      );
+      const specs = [vmSpec("e3-1", { mem: 1024 }), vmSpec("e3-2", { mem: 4096 })];
+      const expected = placeVms(before.hosts, specs);
+      assert.equal(expected.ok, false);
+      await assert.rejects(store.createEnv({ id: "e3", owner: "", sshKeys: [], lifetime: 60 }, specs, place), (err: unknown) => {
+        corralError("no_capacity", expected.ok ? "" : expected.reason)(err);
+        assert.equal((err as CorralError).status, 422);
+        return true;
+      });
+      assert.match(expected.ok ? "" : expected.reason, /^No host can take VM 2 \(cpu 2, mem 4096 MiB/);
+      assert.deepEqual({ hosts: await store.listHosts(), envs: await store.listEnvs() }, before);
+      assert.equal(await store.findVm("e3-1"), undefined);
+    });
+
+    test("createEnv calls made at once never book more room than a host has", async () => {
+      // 5 threads: 20 vCPUs with overcommit, room for 10 VMs of 2.
+      await store.insertHost(newHost("h1", { cpu: 5, mem: 1_000_000, disk: 10_000_000 }));
+      const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.createEnv({ id: `e${i}`, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`e${i}-1`)], place)));
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 10);
+      assert.deepEqual((await store.getHost("h1")).reserved, { cpu: 20, mem: 10240, disk: 102400 });
+    });
+
+    test("VMs: update, delete gives the room back, an env is deleted once it has no VMs", async () => {
+      await store.insertHost(newHost("h1"));
+      await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1"), vmSpec("e1-2", { cpu: 1, mem: 512, disk: 2048 })], place);
+      assert.deepEqual((await store.getHost("h1")).reserved, { cpu: 3, mem: 1536, disk: 12288 });
+
+      clock += 5000;
+      const vm = await store.updateVm("e1-1", { state: "running", ip: "10.0.2.15", portMap: { "22": 40022, "80": 40080 } });
+      assert.deepEqual([vm.state, vm.ip, vm.portMap, vm.error, vm.updatedAt], ["running", "10.0.2.15", { "22": 40022, "80": 40080 }, null, "2030-01-01T12:00:05.000Z"]);
+      assert.deepEqual(await store.getVm("e1-1"), vm);
+      const failed = await store.updateVm("e1-2", { state: "error", error: "Host said no", updatedAt: "2030-01-02T00:00:00.000Z" });
+      assert.deepEqual([failed.state, failed.error, failed.updatedAt, failed.ip], ["error", "Host said no", "2030-01-02T00:00:00.000Z", null]);
+      await assert.rejects(store.updateVm("nope", { state: "lost" }), corralError("vm_not_found", 'VM "nope" does not exist'));
+      await assert.rejects(store.getVm("nope"), corralError("vm_not_found"));
+      assert.equal(await store.findVm("nope"), undefined);
+
+      await store.setEnvState("e1", "partial");
+      assert.equal((await store.getEnv("e1")).state, "partial");
+      await assert.rejects(store.setEnvState("nope", "running"), corralError("env_not_found", 'Environment "nope" does not exist'));
+
+      await assert.rejects(store.deleteHost("h1"), corralError("conflict", `Cannot remove host "h1": it still holds 2 VMs of the controller's environments; delete those first`));
+      await assert.rejects(store.deleteEnv("e1"), corralError("conflict", 'Cannot delete environment "e1": 2 VMs of it remain; delete them first'));
+
+      assert.equal(await store.deleteVm("e1-1"), true);
+      assert.equal(await store.deleteVm("e1-1"), false);
+      assert.deepEqual((await store.getHost("h1")).reserved, { cpu: 1, mem: 512, disk: 2048 });
+      assert.deepEqual(
+        (await store.getEnv("e1")).vms.map((v) => v.id),
+        ["e1-2"],
+      );
+      await assert.rejects(store.deleteHost("h1"), corralError("conflict", /still holds 1 VM of/));
+      await assert.rejects(store.deleteEnv("e1"), corralError("conflict", 'Cannot delete environment "e1": 1 VM of it remains; delete it first'));
+
+      assert.equal(await store.deleteVm("e1-2"), true);
+      assert.deepEqual((await store.getHost("h1")).reserved, { cpu: 0, mem: 0, disk: 0 });
+      assert.equal(await store.deleteEnv("e1"), true);
+      assert.equal(await store.deleteEnv("e1"), false);
+      await assert.rejects(store.getEnv("e1"), corralError("env_not_found"));
+      await store.deleteHost("h1");
+      await assert.rejects(store.deleteHost("h1"), corralError("host_not_found"));
+      assert.deepEqual(await store.listHosts(), []);
+    });
+
+    test("listEnvs reads every env with its VMs, in order, in two queries", async () => {
+      await store.insertHost(newHost("h1", { cpu: 64, mem: 1_000_000, disk: 10_000_000 }));
+      for (let e = 1; e <= 5; e++) {
+        clock += 1000;
+        const vms = Array.from({ length: e === 3 ? 12 : 2 }, (_, i) => vmSpec(`env${e}-${i + 1}`, { cpu: 1 }));
+        await store.createEnv({ id: `env${e}`, owner: "", sshKeys: [], lifetime: 60 }, vms, place);
+      }
+      let queries = 0;
+      const counting = await open({ onQuery: () => queries++ });
+      queries = 0;
+      const envs = await counting.listEnvs();
+      assert.equal(queries, 2);
+      assert.deepEqual(
+        envs.map((e) => [e.id, e.vms.length]),
+        [
+          ["env1", 2],
+          ["env2", 2],
+          ["env3", 12],
+          ["env4", 2],
+          ["env5", 2],
+        ],
+      );
+      assert.deepEqual(
+        envs[2]?.vms.map((vm) => vm.id),
+        Array.from({ length: 12 }, (_, i) => `env3-${i + 1}`),
+        "VMs in the order the request listed them (env3-10 after env3-9)",
+      );
+      assert.ok(envs.every((e) => e.vms.every((vm) => vm.envId === e.id)));
+      assert.deepEqual(await store.listEnvs(), envs);
+    });
+
+    test("expired environments and environments by state", async () => {
+      await store.insertHost(newHost("h1"));
+      await store.createEnv({ id: "short", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("short-1")], place);
+      await store.createEnv({ id: "long", owner: "", sshKeys: [], lifetime: 3600 }, [vmSpec("long-1")], place);
+      await store.createEnv({ id: "gone", owner: "", sshKeys: [], lifetime: 10 }, [], place);
+      await store.setEnvState("long", "deleting");
+      const ids = (envs: { id: string }[]) => envs.map((e) => e.id).sort();
+      assert.deepEqual(ids(await store.listExpiredEnvs(new Date(START + 9_999))), []);
+      assert.deepEqual(ids(await store.listExpiredEnvs(new Date(START + 10_000))), ["gone"]);
+      const expired = await store.listExpiredEnvs(new Date(START + 60_000));
+      assert.deepEqual(ids(expired), ["gone", "short"]);
+      assert.deepEqual(
+        expired.find((e) => e.id === "short")?.vms.map((vm) => vm.id),
+        ["short-1"],
+      );
+      assert.deepEqual(ids(await store.listExpiredEnvs(new Date(START + 10 * 3600_000))), ["gone", "long", "short"]);
+      const deleting = await store.listEnvsInState("deleting");
+      assert.deepEqual(
+        deleting.map((e) => [e.id, e.vms.map((vm) => vm.id)]),
+        [["long", ["long-1"]]],
+      );
+    });
+
+    test("fleetStatus counts hosts, envs, VMs and sums capacity", async () => {
+      const numbersIn = (value: object): number[] => Object.values(value).flatMap((v) => (typeof v === "number" ? [v] : numbersIn(v as object)));
+      assert.deepEqual(numbersIn(await store.fleetStatus()), Array(17).fill(0));
+
+      await store.insertHost(newHost("a", undefined, { info: info("a", { cpu: 8, mem: 16384, disk: 100_000 }, { cpu_used: 3, mem_used: 2048, disk_used: 5000 }) }));
+      await store.insertHost(newHost("b", undefined, { info: info("b", { cpu: 4, mem: 8192, disk: 50_000 }, { cpu_used: 1, mem_used: 512, disk_used: 700 }) }));
+      await store.insertHost(newHost("c", undefined, { info: info("c", { cpu: 64, mem: 262_144, disk: 1_000_000 }, { cpu_used: 9 }) }));
+      await store.insertHost(newHost("d", undefined, { info: null }));
+      // Best fit puts the small VMs on b; only c has room for the big one.
+      await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1"), vmSpec("e1-2"), vmSpec("e1-3")], place);
+      await store.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1", { cpu: 1, mem: 512, disk: 2048 })], place);
+      const big = await store.createEnv({ id: "e3", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e3-1", { cpu: 40, mem: 4096, disk: 4096 })], place);
+      assert.equal(big.vms[0]?.hostId, "c");
+      // c goes offline: its VM's reservation still counts, its totals and use no longer do.
+      await store.updateHost("c", { state: "offline" });
+      await store.updateVm("e1-1", { state: "running" });
+      await store.updateVm("e1-2", { state: "running" });
+      await store.updateVm("e1-3", { state: "stopped" });
+      assert.deepEqual(await store.fleetStatus(), {
+        hosts: { total: 4, online: 3, offline: 1 },
+        envs: 3,
+        vms: { total: 5, running: 2, stopped: 1, other: 2 },
+        cpu: { total: 12, reserved: 47, used: 4 },
+        mem: { total: 24576, reserved: 7680, used: 2560 },
+        disk: { total: 150_000, reserved: 36864, used: 5700 },
+      });
+    });
+
+    test("events reach subscribers asynchronously; big events are refused", async () => {
+      const seen: unknown[] = [];
+      const unsubscribe = store.subscribe((event) => seen.push(event));
+      await store.publish({ type: "hosts-changed", payload: null });
+      await store.publish({ type: "envs-changed", payload: { envId: "e1" } });
+      await until(() => (seen.length === 2 ? true : undefined), "two events");
+      assert.deepEqual(seen, [
+        { type: "hosts-changed", payload: null },
+        { type: "envs-changed", payload: { envId: "e1" } },
+      ]);
+      unsubscribe();
+      await store.publish({ type: "hosts-changed", payload: null });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(seen.length, 2);
+      await assert.rejects(store.publish({ type: "big", payload: "x".repeat(8000) }), /Cannot publish an event of 8027 bytes: events must be at most 7999 bytes/);
+
+      let calledDuringPublish = false;
+      let publishing = true;
+      store.subscribe(() => {
+        calledDuringPublish ||= publishing;
+      });
+      const done = store.publish({ type: "hosts-changed", payload: null });
+      publishing = false;
+      await done;
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(calledDuringPublish, false);
+    });
+
+    test("the state survives closing and reopening (migrations run once)", async () => {
+      await store.insertHost(newHost("h1"));
+      await store.createEnv({ id: "e1", owner: "bob", sshKeys: ["k"], lifetime: 60 }, [vmSpec("e1-1")], place);
+      const env = await store.getEnv("e1");
+      await store.close();
+      const again = await open();
+      assert.deepEqual(await again.getEnv("e1"), env);
+      assert.deepEqual((await again.getHost("h1")).reserved, { cpu: 2, mem: 1024, disk: 10240 });
+    });
+  });
+}
+
+// ---- SQLite ----
+
+const tempDirs: string[] = [];
+after(async () => {
+  await Promise.all(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "corral-store-test-"));
+  tempDirs.push(dir);
+  return dir;
+}
+
+storeContract("SQLite", async () => ({ stateDir: await tempDir() }));
+
+describe("openFleetStore on SQLite", () => {
+  test("keeps STATE_DIR/controller.db, readable by its owner only, in WAL mode; sqlite:PATH elsewhere", async () => {
+    const stateDir = join(await tempDir(), "state");
+    const store = await openFleetStore({ stateDir, logger });
+    try {
+      assert.equal(store.backend, "sqlite");
+      assert.equal(store.location, join(stateDir, "controller.db"));
+      assert.equal((await stat(store.location)).mode & 0o777, 0o600);
+      assert.equal((await stat(`${store.location}-wal`)).mode & 0o777, 0o600);
+      assert.equal(await store.tryAcquireLeadership(), true);
+      assert.equal(await store.tryAcquireLeadership(), true);
+    } finally {
+      await store.close();
+    }
+    const file = join(await tempDir(), "elsewhere.db");
+    const other = await openFleetStore({ url: `sqlite:${file}`, stateDir, logger });
+    await other.close();
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+  });
+
+  test("parseStoreUrl accepts sqlite:PATH, postgres:// and postgresql://, and names them when given anything else", () => {
+    assert.deepEqual(parseStoreUrl(undefined, "/var/lib/corral"), { backend: "sqlite", file: "/var/lib/corral/controller.db" });
+    assert.deepEqual(parseStoreUrl("sqlite:/data/fleet.db", "/s"), { backend: "sqlite", file: "/data/fleet.db" });
+    assert.deepEqual(parseStoreUrl("postgres://u@db:5432/fleet", "/s"), { backend: "postgres", url: "postgres://u@db:5432/fleet" });
+    assert.deepEqual(parseStoreUrl("postgresql://u@db/fleet", "/s"), { backend: "postgres", url: "postgresql://u@db/fleet" });
+    for (const bad of ["mysql://u@db/fleet", "sqlite:", "postgres:/db", "/tmp/x.db"]) {
+      assert.throws(() => parseStoreUrl(bad, "/s"), corralError("invalid_request", /give sqlite:PATH, postgres:\/\/USER@HOST:PORT\/DB \(or postgresql:\/\/…\), or nothing for \/s\/controller\.db$/));
+    }
+    assert.throws(() => parseStoreUrl("postgress://u:hunter2@db/fleet", "/s"), corralError("invalid_request", /^Cannot open the controller database "postgress:\/\/u:\*\*\*@db\/fleet"/));
+  });
+});
+
+// ---- PostgreSQL ----
+
+describe("PostgreSQL", { timeout: 120_000 }, () => {
+  before(async () => {
+    await sharedPostgres();
+  });
+  after(async () => {
+    await stopSharedPostgres();
+  });
+
+  storeContract("PostgreSQL", async () => ({ url: await freshPostgresDatabase(), stateDir: await tempDir() }));
+
+  describe("controllers sharing one PostgreSQL", { timeout: 60_000 }, () => {
+    let url: string;
+    const opened: FleetStore[] = [];
+    const open = async (): Promise<FleetStore> => {
+      const s = await openFleetStore({ url, stateDir: "/nonexistent", logger });
+      opened.push(s);
+      return s;
+    };
+
+    beforeEach(async () => {
+      url = await freshPostgresDatabase();
+    });
+    afterEach(async () => {
+      await Promise.all(opened.splice(0).map((s) => s.close()));
+    });
+
+    test("two stores placing 20 environments at once on a host with room for 10 book exactly 10", async () => {
+      // Both open (and migrate) the new database at the same time.
+      const [a, b] = await Promise.all([open(), open()]);
+      assert.equal(a.backend, "postgres");
+      assert.equal(a.location.startsWith("postgres://postgres@127.0.0.1:"), true);
+      // 5 threads: 20 vCPUs with overcommit; each VM takes 2.
+      await a.insertHost(newHost("h1", { cpu: 5, mem: 1_000_000, disk: 10_000_000 }));
+      const results = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b).createEnv({ id: `e${i}`, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`e${i}-1`)], place)),
+      );
+      const created = results.filter((r) => r.status === "fulfilled").length;
+      const refused = results.filter((r) => r.status === "rejected");
+      assert.equal(created, 10);
+      assert.equal(refused.length, 10);
+      for (const r of refused) corralError("no_capacity", /lacks CPU \(at most 0 free\)/)((r as PromiseRejectedResult).reason);
+      assert.deepEqual((await b.getHost("h1")).reserved, { cpu: 20, mem: 10240, disk: 102400 });
+      assert.equal((await a.listEnvs()).length, 10);
+      assert.equal((await b.fleetStatus()).vms.total, 10);
+    });
+
+    test("an event published by one store reaches the subscribers of both", async () => {
+      const [a, b] = await Promise.all([open(), open()]);
+      const seenA: unknown[] = [];
+      const seenB: unknown[] = [];
+      a.subscribe((e) => seenA.push(e));
+      b.subscribe((e) => seenB.push(e));
+      await b.publish({ type: "vms-changed", payload: { hostId: "h1" } });
+      await a.publish({ type: "envs-changed", payload: { envId: "e1" } });
+      await until(() => (seenA.length === 2 && seenB.length === 2 ? true : undefined), "both stores to hear both events", 5000, 20);
+      const expected = [
+        { type: "vms-changed", payload: { hostId: "h1" } },
+        { type: "envs-changed", payload: { envId: "e1" } },
+      ];
+      assert.deepEqual(seenA, expected);
+      assert.deepEqual(seenB, expected);
+    });
+
+    test("one store leads; when it closes, another takes over", async () => {
+      const [a, b] = await Promise.all([open(), open()]);
+      assert.equal(await a.tryAcquireLeadership(), true);
+      assert.equal(await a.tryAcquireLeadership(), true, "idempotent while held");
+      assert.equal(await b.tryAcquireLeadership(), false);
+      assert.equal(await b.tryAcquireLeadership(), false);
+      await a.close();
+      await until(async () => ((await b.tryAcquireLeadership()) ? true : undefined), "the other store to lead", 5000, 50);
+      const c = await open();
+      assert.equal(await c.tryAcquireLeadership(), false);
+    });
+
+    test("when the leader's process dies, a follower takes over", async () => {
+      const index = fileURLToPath(new URL("../../src/controller/db/index.ts", import.meta.url));
+      const script = `
+        const { openFleetStore } = await import(${JSON.stringify(index)});
+        const store = await openFleetStore({ url: process.env.STORE_URL, stateDir: "/nonexistent" });
+        console.log("leader " + (await store.tryAcquireLeadership()));
+        setInterval(() => {}, 1000);
+      `;
+      const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+        env: { ...process.env, STORE_URL: url },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      try {
+        const line = await new Promise<string>((resolve, reject) => {
+          let out = "";
+          child.stdout.on("data", (chunk: Buffer) => {
+            out += chunk.toString();
+            if (out.includes("\n")) resolve(out.trim());
+          });
+          child.once("exit", (code) => reject(new Error(`The leader process exited (${code}) before it said anything`)));
+        });
+        assert.equal(line, "leader true");
+        const follower = await open();
+        assert.equal(await follower.tryAcquireLeadership(), false);
+        child.kill("SIGKILL");
+        await until(async () => ((await follower.tryAcquireLeadership()) ? true : undefined), "the follower to lead", 10_000, 200);
+      } finally {
+        child.kill("SIGKILL");
+      }
+    });
+  });
+});
