@@ -1,33 +1,14 @@
 // The `corral` command line as a user runs it: ./corral from the repository, against a real daemon.
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { corral, CORRAL } from "../helpers/cli-process.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
 
-const CORRAL = fileURLToPath(new URL("../../corral", import.meta.url));
 const run = promisify(execFile);
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function corral(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = spawn(CORRAL, args, { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(input ?? "");
-  });
-}
 
 describe("corral CLI", { timeout: 600_000 }, () => {
   let daemon: TestDaemon;

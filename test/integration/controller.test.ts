@@ -13,6 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import type { Env, FleetImage, FleetStatus, FleetVm, Host, HostVm, WsServerMessage } from "../../src/protocol/controller.ts";
 import type { AgentVm } from "../../src/protocol/ttstack-agent.ts";
+import { corral } from "../helpers/cli-process.ts";
 import { TestController } from "../helpers/controller-process.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
 import { makeSshKey, sshAsRoot, type SshKey } from "../helpers/ssh.ts";
@@ -282,6 +283,44 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     assert.equal((await fetch(`${daemon.url}/api/vms/${vm.id}`, { method: "DELETE", headers })).status, 204);
     await until(async () => ((await env("solo")).vms[0]?.state === "lost" ? true : undefined), "the controller to see it lost", 15_000);
     assert.equal((await controller.call("DELETE", "/api/envs/solo")).status, 204);
+  });
+
+  test("the CLI: host list/show, env create with --vm and --ssh-key, show with the ssh line, stop, start, status, delete", async () => {
+    const cli = { CORRAL_CONTROLLER: controller.url, CORRAL_API_KEY: controller.apiKey };
+    const hosts = await corral(["host", "list"], cli);
+    assert.equal(hosts.code, 0, hosts.stderr);
+    assert.match(hosts.stdout, /^ID\s+STATE\s+ADDR/m);
+    assert.match(hosts.stdout, /host-b\s+online/);
+    const created = await corral(["env", "create", "cli", "--vm", "image=base,cpu=1,mem=512,disk=4096,ports=8080", "--ssh-key", `${key.privateKeyFile}.pub`, "--owner", "bob", "--lifetime", "10m"], cli);
+    assert.equal(created.code, 0, created.stderr + created.stdout);
+    const sshLine = /ssh -p (\d+) root@127\.0\.0\.1/.exec(created.stdout);
+    assert.ok(sshLine, created.stdout);
+    assert.match(created.stdout, /8080 -> 127\.0\.0\.1:\d+/);
+    const placed = (await untilVmsRunning("cli")).vms[0] as FleetVm;
+    const shown = await corral(["host", "show", placed.host_id], cli);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /cli-1\s+running\s+1\s+512 MiB\s+cli/);
+    assert.equal(await sshAsRoot(key, Number(sshLine[1]), "hostname"), "cli-1\n");
+    const list = await corral(["env", "list"], cli);
+    assert.match(list.stdout, /^cli\s+bob\s+running\s+1\s+(9|10)m/m);
+    const status = await corral(["status"], cli);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /Hosts: 2 online, 0 offline/);
+    assert.match(status.stdout, /Envs:\s+1/);
+    assert.equal((await corral(["env", "stop", "cli"], cli)).code, 0);
+    assert.equal((await env("cli")).state, "stopped");
+    assert.equal((await corral(["env", "start", "cli"], cli)).code, 0);
+    assert.equal((await env("cli")).state, "running");
+    const deleted = await corral(["env", "delete", "cli"], cli);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.equal((await controller.call("GET", "/api/envs/cli")).status, 404);
+
+    const bad = await corral(["env", "create", "x", "--vm", "image=base,cpu=two", "--ssh-key", `${key.privateKeyFile}.pub`], cli);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /cpu must be a whole number/);
+    const wrongKey = await corral(["status"], { ...cli, CORRAL_API_KEY: "wrong-key-0123456789" });
+    assert.notEqual(wrongKey.code, 0);
+    assert.match(wrongKey.stderr, /API key/i);
   });
 
   test("a lifetime of a few seconds: the environment expires and nothing is left on any host", async () => {
