@@ -144,6 +144,9 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
         assert.deepEqual(all.map((v) => [v.id, v.hostgroup, v.env_id]).sort(), [["env1-1", "ttstack", "env1"], [sandbox.hostname, "sbox", null]].sort());
         assert.deepEqual((await get<AgentVm[]>("/api/vms?env_id=env1")).body.map((v) => v.id), ["env1-1"]);
         assert.deepEqual((await get<AgentVm[]>("/api/vms?env_id=other")).body, []);
+        // Slicer's /hostgroup lists the TTstack group once it holds VMs (api-errors checks it is hidden before).
+        const groups = (await get<{ name: string; count: number }[]>("/hostgroup")).body;
+        assert.deepEqual(groups.map((g) => [g.name, g.count]), [["sbox", 1], ["ttstack", 1]]);
       } finally {
         await daemon.client.deleteNode("sbox", sandbox.hostname);
       }

@@ -48,7 +48,7 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
   const { manager } = ctx;
 
   app.get("/hostgroup", { schema: { response: { 200: Type.Array(HostGroupSchema) } } }, async () =>
-    manager.groups().map((group) => hostGroupView(group, manager.list({ hostgroup: group.name }).length)),
+    manager.listedGroups().map(({ group, count }) => hostGroupView(group, count)),
   );
 
   app.get("/nodes", { schema: { querystring: NodeListQuerySchema, response: { 200: Type.Array(NodeSchema) } } }, async (request) =>

@@ -93,6 +93,16 @@ export class VmManager {
     return this.deps.config.hostGroups.includes(api) ? this.deps.config.hostGroups : [...this.deps.config.hostGroups, api];
   }
 
+  /**
+   * The groups `/hostgroup` lists, with their VM counts: the configured ones, and the TTstack API's group
+   * only once it holds VMs, so that a Slicer client picking a group sees what its configuration declares.
+   */
+  listedGroups(): { group: HostGroupConfig; count: number }[] {
+    return this.groups()
+      .map((group) => ({ group, count: this.deps.store.listGroup(group.name).length }))
+      .filter(({ group, count }) => count > 0 || this.deps.config.hostGroups.includes(group));
+  }
+
   group(name: string): HostGroupConfig {
     assertHostgroupName(name);
     const group = this.groups().find((g) => g.name === name);
