@@ -9,7 +9,7 @@ import { CORRAL_ENGINES, TTSTACK_DEFAULTS, type AgentVm } from "../protocol/ttst
 import { CorralApiError } from "../sdk/transport.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
 import type { Logger } from "../util/log.ts";
-import { placeVms, type EnvRecord, type FleetStore, type FleetVmRecord, type HostRecord, type NewFleetVm, type Overcommit } from "./db/index.ts";
+import { placeVms, type EnvRecord, type FleetStore, type FleetVmRecord, type HostEndpoint, type HostRecord, type NewFleetVm, type Overcommit } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
 import { describeHostFailure, type HostLinks } from "./host-link.ts";
 
@@ -53,7 +53,7 @@ export function fleetVmView(vm: FleetVmRecord, host: Pick<HostRecord, "addr"> | 
   };
 }
 
-export function envView(env: EnvRecord, hosts: ReadonlyMap<string, HostRecord>): Env {
+export function envView(env: EnvRecord, hosts: ReadonlyMap<string, Pick<HostRecord, "addr">>): Env {
   return {
     id: env.id,
     owner: env.owner,
@@ -103,7 +103,7 @@ export class EnvService {
         (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
       );
       await events.envsChanged(env.id);
-      const hosts = await this.hostsById();
+      const hosts = await this.endpoints(env);
       const failures: string[] = [];
       await Promise.all(
         env.vms.map(async (vm) => {
@@ -169,7 +169,7 @@ export class EnvService {
       const env = await store.getEnv(id);
       if (env.state === "deleting") throw new CorralError("conflict", `Cannot ${action} environment ${JSON.stringify(id)}: it is being deleted`);
       await store.setEnvState(id, action === "stop" ? "stopping" : "starting");
-      const hosts = await this.hostsById();
+      const hosts = await this.endpoints(env);
       let failed = 0;
       await Promise.all(
         env.vms.map(async (vm) => {
@@ -208,7 +208,7 @@ export class EnvService {
         await store.setEnvState(id, "deleting");
         await events.envsChanged(id);
       }
-      const hosts = await this.hostsById();
+      const hosts = await this.endpoints(env);
       const touched = new Set<string>();
       await Promise.all(
         env.vms.map(async (vm) => {
@@ -249,11 +249,12 @@ export class EnvService {
     }
   }
 
-  async hostsById(): Promise<Map<string, HostRecord>> {
-    return new Map((await this.deps.store.listHosts()).map((h) => [h.id, h]));
+  /** The addresses of the environment's hosts (of every host, without an environment), by id. */
+  endpoints(env?: EnvRecord): Promise<Map<string, HostEndpoint>> {
+    return this.deps.store.hostEndpoints(env?.vms.map((vm) => vm.hostId));
   }
 
-  private link(host: HostRecord) {
+  private link(host: HostEndpoint) {
     return this.deps.links.for(host.id, { uri: host.uri, token: host.token });
   }
 }

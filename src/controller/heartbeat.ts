@@ -43,6 +43,9 @@ export class Heartbeats {
   async beat(host: HostRecord): Promise<void> {
     const { store, events, log } = this.deps;
     const link = this.deps.links.for(host.id, { uri: host.uri, token: host.token });
+    // Read before asking: a VM created while the host answers is then either unknown here (and its
+    // environment exists, so it is no orphan) or changed since (and left alone), never taken for lost.
+    const ours = await store.listVmsOnHost(host.id);
     let report;
     try {
       const [info, vms] = await Promise.all([link.info(), link.vms()]);
@@ -61,26 +64,24 @@ export class Heartbeats {
     await store.updateHost(host.id, { state: "online", failures: 0, lastSeenAt: now, lastError: null, info: report.info, vms: report.vms, hostname: report.info.hostname });
     const cameBack = host.state === "offline";
     if (cameBack) log.info({ host: host.id }, "Host is online again");
-    const vmsChanged = (await this.reconcile(host, report.vms)) || vmListChanged(host.vms, report.vms);
+    const vmsChanged = (await this.reconcile(host, ours, report.vms)) || vmListChanged(host.vms, report.vms);
     if (cameBack || vmListChanged(host.vms, report.vms) || infoChanged(host, report.info)) await events.hostsChanged();
     if (vmsChanged) await events.vmsChanged([host.id]);
   }
 
   /** Brings the controller's VMs on `host` in line with what it reported; true if any changed. */
-  private async reconcile(host: HostRecord, reported: readonly AgentVm[]): Promise<boolean> {
+  private async reconcile(host: HostRecord, ours: readonly FleetVmRecord[], reported: readonly AgentVm[]): Promise<boolean> {
     const { store, log } = this.deps;
     const byId = new Map(reported.map((vm) => [vm.id, vm]));
-    const ours = await store.listVmsOnHost(host.id);
     let changed = false;
     for (const vm of ours) {
       if (CONTROLLER_OWNED.has(vm.state)) continue;
       const there = byId.get(vm.id);
       const next: Partial<FleetVmRecord> = there
-        ? { state: there.state as FleetVmRecord["state"], portMap: there.port_map, ip: there.ip }
+        ? { state: there.state as FleetVmRecord["state"], portMap: there.port_map, ip: there.ip, ...(vm.state === "lost" ? { error: null } : {}) }
         : { state: "lost", error: `Host ${JSON.stringify(host.id)} no longer has this VM` };
       if (next.state === vm.state && (!there || samePorts(vm.portMap, there.port_map))) continue;
-      await store.updateVm(vm.id, next);
-      changed = true;
+      if (await store.updateVmIfUnchanged(vm, next)) changed = true;
     }
     const known = new Set(ours.map((vm) => vm.id));
     for (const vm of reported) {

@@ -299,6 +299,32 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       assert.deepEqual(await store.listHosts(), []);
     });
 
+    test("updateVmIfUnchanged writes only over the version it was given", async () => {
+      await store.insertHost(newHost("h1"));
+      await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1")], place);
+      const seen = await store.getVm("e1-1");
+      clock += 1000;
+      const newer = await store.updateVm("e1-1", { state: "booting" });
+      assert.equal(await store.updateVmIfUnchanged(seen, { state: "lost" }), false);
+      assert.equal((await store.getVm("e1-1")).state, "booting");
+      clock += 1000;
+      assert.equal(await store.updateVmIfUnchanged(newer, { state: "running", ip: "10.0.2.15" }), true);
+      assert.deepEqual([(await store.getVm("e1-1")).state, (await store.getVm("e1-1")).ip], ["running", "10.0.2.15"]);
+      assert.equal(await store.updateVmIfUnchanged({ id: "nope", updatedAt: newer.updatedAt }, { state: "lost" }), false);
+    });
+
+    test("hostEndpoints gives the addresses of the asked hosts, or of all", async () => {
+      await store.insertHost(newHost("h1", undefined, { token: "t1" }));
+      await store.insertHost(newHost("h2"));
+      const all = await store.hostEndpoints();
+      assert.deepEqual([...all.values()].sort((a, b) => a.id.localeCompare(b.id)), [
+        { id: "h1", addr: "h1.example:8080", uri: "http://h1.example:8080", token: "t1" },
+        { id: "h2", addr: "h2.example:8080", uri: "http://h2.example:8080", token: null },
+      ]);
+      assert.deepEqual([...(await store.hostEndpoints(["h2", "h2", "gone"])).keys()], ["h2"]);
+      assert.equal((await store.hostEndpoints([])).size, 0);
+    });
+
     test("listEnvs reads every env with its VMs, in order, in two queries", async () => {
       await store.insertHost(newHost("h1", { cpu: 64, mem: 1_000_000, disk: 10_000_000 }));
       for (let e = 1; e <= 5; e++) {

@@ -13,10 +13,14 @@ function count(value: number | string | bigint | null | undefined): number {
  * every host, offline ones included (those VMs still hold their room).
  */
 export async function queryFleetStatus(db: FleetQueries, dialect: StoreDialect): Promise<FleetStatus> {
-  const hosts = await db
+  const parsed = db
     .selectFrom("hosts")
+    .select(["state", "reserved_cpu", "reserved_mem", "reserved_disk", dialect.jsonDocument("hosts.info").as("info")])
+    .as("h");
+  const hosts = await db
+    .selectFrom(parsed)
     .select((eb) => {
-      const reported = (key: string) => eb.fn.sum(dialect.jsonInteger("hosts.info", key)).filterWhere("state", "=", "online");
+      const reported = (key: string) => eb.fn.sum(dialect.jsonInteger("h.info", key)).filterWhere("state", "=", "online");
       return [
         eb.fn.countAll().as("total"),
         eb.fn.countAll().filterWhere("state", "=", "online").as("online"),

@@ -8,7 +8,7 @@ import type { FleetCoordination, EventListener } from "./coordination.ts";
 import type { BackendName, StoreDialect } from "./dialects.ts";
 import { queryFleetStatus } from "./fleet-status.ts";
 import type { Placement, PlacementHost, PlacementSpec } from "./placement.ts";
-import type { Amounts, EnvRecord, FleetVmRecord, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
+import type { Amounts, EnvRecord, FleetVmRecord, HostEndpoint, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
 import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, placementHostFromRow, PLACEMENT_COLUMNS, vmFromRow, vmPatchToRow, vmToRow } from "./rows.ts";
 import type { FleetDatabase, FleetDb, FleetQueries, VmsTable } from "./schema.ts";
 
@@ -86,6 +86,21 @@ export class FleetStore {
   async listHosts(): Promise<HostRecord[]> {
     const rows = await this.db.selectFrom("hosts").selectAll().orderBy("id").execute();
     return rows.map(hostFromRow);
+  }
+
+  /**
+   * The addresses of the given hosts (of all, without ids), by id: cheap where `listHosts` is not, since it
+   * leaves out each host's info and VM list (JSON that a big fleet would parse on every environment call).
+   */
+  async hostEndpoints(ids?: Iterable<string>): Promise<Map<string, HostEndpoint>> {
+    let query = this.db.selectFrom("hosts").select(["id", "addr", "uri", "token"]);
+    if (ids !== undefined) {
+      const wanted = [...new Set(ids)];
+      if (wanted.length === 0) return new Map();
+      query = query.where("id", "in", wanted);
+    }
+    const rows = await query.execute();
+    return new Map(rows.map((row) => [row.id, row]));
   }
 
   async updateHost(id: string, patch: HostPatch): Promise<HostRecord> {
@@ -240,6 +255,20 @@ export class FleetStore {
     const row = await this.db.updateTable("vms").set(vmPatchToRow(patch, this.now().toISOString())).where("id", "=", id).returningAll().executeTakeFirst();
     if (!row) throw vmNotFound(id);
     return vmFromRow(row);
+  }
+
+  /**
+   * Updates the VM only if nothing else did since `seen` was read (same `updatedAt`); false if something did,
+   * or the VM is gone. For the heartbeat, whose report may be older than a create's or a delete's write.
+   */
+  async updateVmIfUnchanged(seen: Pick<FleetVmRecord, "id" | "updatedAt">, patch: VmPatch): Promise<boolean> {
+    const result = await this.db
+      .updateTable("vms")
+      .set(vmPatchToRow(patch, this.now().toISOString()))
+      .where("id", "=", seen.id)
+      .where("updated_at", "=", seen.updatedAt)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
   /** Deletes the VM and gives its room back to its host, in one transaction; false if there was no such VM. */

@@ -31,6 +31,9 @@ export interface HostRecord {
   lastError: string | null;
 }
 
+/** Where a host is and how to call it: what environments need of their hosts (no info or VM list to parse). */
+export type HostEndpoint = Pick<HostRecord, "id" | "addr" | "uri" | "token">;
+
 /** A host to register: created and registered now, nothing reserved, no failures. */
 export type NewHost = Pick<HostRecord, "id" | "addr" | "uri" | "state" | "hostname"> &
   Partial<Pick<HostRecord, "token" | "info" | "vms" | "lastSeenAt" | "lastError">>;

@@ -8,14 +8,14 @@ import { envView } from "../envs.ts";
 
 export function envRoutes(app: ControllerApp, ctx: ControllerContext): void {
   const { envs } = ctx;
-  const view = async (env: Parameters<typeof envView>[0]) => envView(env, await envs.hostsById());
+  const view = async (env: Parameters<typeof envView>[0]) => envView(env, await envs.endpoints(env));
 
   app.post("/api/envs", { schema: { body: CreateEnvSchema, response: { 201: EnvSchema } } }, async (request, reply) =>
     reply.code(201).send(await view(await envs.create(request.body))),
   );
 
   app.get("/api/envs", { schema: { response: { 200: Type.Array(EnvSchema) } } }, async () => {
-    const [list, hosts] = await Promise.all([envs.list(), envs.hostsById()]);
+    const [list, hosts] = await Promise.all([envs.list(), envs.endpoints()]);
     return list.map((env) => envView(env, hosts));
   });
 
