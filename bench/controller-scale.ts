@@ -1,0 +1,292 @@
+// The fleet controller at scale: a real controller, started in this process, over 1,000 simulated hosts
+// (bench/simulated-hosts.ts: a light simulation of the agent API, used only here, on a worker thread), once
+// per store backend (SQLite in a temporary state directory, a throwaway PostgreSQL):
+//   register:  POST /api/hosts for every simulated host (the controller asks each for /api/info and /api/vms).
+//   place:     10,000 environments of one VM each through POST /api/envs, 16 clients at once: placements per
+//              second, and create latency overall and for the first and the last tenth (does it grow?).
+//   heartbeat: full heartbeat rounds (every host's info and VM list, reconciled against 10,000 VMs), timed by
+//              running the controller's own Heartbeats; the controller's loop also beats every 10 s throughout.
+//   reads:     GET /api/envs (50) and GET /api/status (500), one at a time after a warm-up, with the 10,000
+//              environments stored: p50/p99 and the size of the answer.
+//   node --import tsx bench/controller-scale.ts
+//   CORRAL_BENCH_SIM_HOSTS (1000), CORRAL_BENCH_SIM_ENVS (10000), CORRAL_BENCH_SCALE_BACKENDS ("sqlite,postgres")
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { Writable } from "node:stream";
+import { pathToFileURL } from "node:url";
+import { startController } from "../src/controller/controller.ts";
+import type { BackendName } from "../src/controller/db/index.ts";
+import { FleetEvents } from "../src/controller/events.ts";
+import { Heartbeats } from "../src/controller/heartbeat.ts";
+import type { FleetStatus, VmSpec } from "../src/protocol/controller.ts";
+import { ControllerClient } from "../src/sdk/controller-client.ts";
+import { createLogger } from "../src/util/log.ts";
+import { startPostgres } from "../test/helpers/postgres.ts";
+import { startSimulatedHostsThread, type SimulatedCounts } from "./simulated-hosts.ts";
+import { ms, percentile, ratio, table } from "./stats.ts";
+
+const BACKENDS: readonly BackendName[] = ["sqlite", "postgres"];
+const BACKEND_TITLES: Record<BackendName, string> = { sqlite: "SQLite", postgres: "PostgreSQL" };
+const CLIENTS = 16;
+const HEARTBEAT_MS = 10_000;
+const HEARTBEAT_ROUNDS = 3;
+const ENV_LISTS = 50;
+const STATUS_READS = 500;
+/** Each environment: one VM of TTstack's default size but a smaller disk (a simulated host takes 128 of them, by CPU). */
+const VM: VmSpec = { image: "base", cpu: 2, mem: 1024, disk: 20_480 };
+const SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0bench0controller0scale0simulated0hosts0key0 bench@corral";
+
+export interface ControllerScaleOptions {
+  hosts?: number;
+  envs?: number;
+  backends?: readonly BackendName[];
+  log?: (line: string) => void;
+}
+
+export interface ReadSamples {
+  /** Each request's time until its whole body arrived. */
+  samplesMs: number[];
+  bytes: number;
+}
+
+export interface BackendScaleResult {
+  backend: BackendName;
+  hosts: number;
+  envs: number;
+  vmsPerEnv: 1;
+  register: { seconds: number; perSecond: number };
+  create: { seconds: number; perSecond: number; failures: number; p50Ms: number; p90Ms: number; p99Ms: number; maxMs: number; firstTenthP50Ms: number; lastTenthP50Ms: number };
+  /** The event loop's delay while placing (the controller, its clients and heartbeats share it), p99. */
+  eventLoopDelayP99Ms: number;
+  heartbeatRoundMs: number[];
+  envList: ReadSamples;
+  status: ReadSamples;
+  fleet: FleetStatus;
+  /** VMs whose last `error` is set at the end (a heartbeat that thought one lost leaves it there). */
+  vmsWithError: number;
+  /** Requests the simulated hosts served, by route. */
+  hostRequests: SimulatedCounts;
+  /** Warnings and errors the controller logged. */
+  warnings: number;
+  seconds: number;
+}
+
+export interface ControllerScaleResult {
+  backends: BackendScaleResult[];
+  tables: string[];
+}
+
+function positiveInteger(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === "") return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`Set ${name} to an integer ≥ 1, got ${JSON.stringify(text)}`);
+  return value;
+}
+
+function backendsFromEnv(): BackendName[] {
+  const text = process.env.CORRAL_BENCH_SCALE_BACKENDS ?? BACKENDS.join(",");
+  return text.split(",").map((part) => {
+    const name = part.trim();
+    if (!(BACKENDS as readonly string[]).includes(name)) throw new Error(`Set CORRAL_BENCH_SCALE_BACKENDS to a list of ${BACKENDS.join(", ")}, got ${JSON.stringify(text)}`);
+    return name as BackendName;
+  });
+}
+
+/** Runs `task(0 … total-1)` with `workers` at a time. */
+async function inParallel(total: number, workers: number, task: (index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(workers, total) }, async () => {
+      while (next < total) await task(next++);
+    }),
+  );
+}
+
+/** The controller's log at warn level: counted, the first few shown. */
+function warningLog(log: (line: string) => void): { stream: Writable; count: () => number } {
+  let lines = 0;
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString("utf8").split("\n")) {
+        if (!line.trim()) continue;
+        if (++lines <= 5) log(`  controller: ${line}`);
+      }
+      done();
+    },
+  });
+  return { stream, count: () => lines };
+}
+
+async function timedReads(client: ControllerClient, path: string, warmUp: number, count: number): Promise<ReadSamples> {
+  let bytes = 0;
+  const read = async (): Promise<number> => {
+    const started = performance.now();
+    const response = await client.transport.send("GET", path, {});
+    bytes = Buffer.byteLength(await response.body.text());
+    return performance.now() - started;
+  };
+  for (let i = 0; i < warmUp; i++) await read();
+  const samplesMs: number[] = [];
+  for (let i = 0; i < count; i++) samplesMs.push(await read());
+  return { samplesMs, bytes };
+}
+
+async function runBackend(backend: BackendName, hosts: number, envs: number, log: (line: string) => void): Promise<BackendScaleResult> {
+  const title = `controller scale (${BACKEND_TITLES[backend]})`;
+  const began = performance.now();
+  const stateDir = await mkdtemp(join(tmpdir(), "corral-scale-"));
+  const undo: (() => Promise<void>)[] = [async () => rm(stateDir, { recursive: true, force: true })];
+  try {
+    log(`${title}: starting ${hosts} simulated hosts`);
+    const sim = await startSimulatedHostsThread(hosts);
+    undo.push(() => sim.close());
+    let databaseUrl: string | undefined;
+    if (backend === "postgres") {
+      const server = await startPostgres();
+      undo.push(() => server.stop());
+      databaseUrl = server.url;
+    }
+    const warnings = warningLog(log);
+    const logger = createLogger({ level: "warn", readable: true, destination: warnings.stream });
+    const controller = await startController({ port: 0, stateDir, databaseUrl, heartbeatMs: HEARTBEAT_MS, log: logger });
+    undo.push(() => controller.stop());
+    const client = new ControllerClient({ url: controller.url, timeoutMs: 120_000 });
+    undo.push(() => client.close());
+
+    log(`${title}: registering ${hosts} simulated hosts`);
+    let started = performance.now();
+    await inParallel(hosts, CLIENTS, async (i) => {
+      await client.hosts.add({ uri: sim.uris[i] as string });
+    });
+    const registerSeconds = (performance.now() - started) / 1000;
+
+    log(`${title}: creating ${envs} environments of 1 VM, ${CLIENTS} clients`);
+    const createMs: number[] = new Array<number>(envs).fill(Number.NaN);
+    let failures = 0;
+    let done = 0;
+    let lastMark = performance.now();
+    const step = Math.max(1, Math.floor(envs / 10));
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
+    started = performance.now();
+    await inParallel(envs, CLIENTS, async (i) => {
+      const t0 = performance.now();
+      try {
+        await client.envs.create({ id: `scale-${String(i + 1).padStart(6, "0")}`, owner: "bench", ssh_keys: [SSH_KEY], vms: [VM] });
+        createMs[i] = performance.now() - t0;
+      } catch (err) {
+        if (++failures <= 3) log(`  create ${i + 1} failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (++done % step === 0) {
+        const now = performance.now();
+        log(`  ${done}/${envs} environments, ${((step * 1000) / (now - lastMark)).toFixed(0)}/s over the last ${step}`);
+        lastMark = now;
+      }
+    });
+    const createSeconds = (performance.now() - started) / 1000;
+    delay.disable();
+    const made = createMs.filter(Number.isFinite);
+    const tenth = Math.max(1, Math.floor(envs / 10));
+
+    log(`${title}: ${HEARTBEAT_ROUNDS} heartbeat rounds over ${hosts} hosts`);
+    const heartbeats = new Heartbeats({ store: controller.store, links: controller.ctx.links, events: new FleetEvents(controller.store, logger), log: logger });
+    const heartbeatRoundMs: number[] = [];
+    for (let round = 0; round < HEARTBEAT_ROUNDS; round++) {
+      const t0 = performance.now();
+      await heartbeats.beatAll();
+      heartbeatRoundMs.push(performance.now() - t0);
+    }
+
+    log(`${title}: ${ENV_LISTS} × GET /api/envs, ${STATUS_READS} × GET /api/status`);
+    const envList = await timedReads(client, "/api/envs", 3, ENV_LISTS);
+    const status = await timedReads(client, "/api/status", 20, STATUS_READS);
+    const fleet = await client.status();
+    const vmsWithError = (await client.envs.list()).reduce((sum, env) => sum + env.vms.filter((vm) => vm.error !== null).length, 0);
+    if (fleet.envs !== made.length) log(`  the controller holds ${fleet.envs} environments, ${made.length} creates succeeded`);
+
+    return {
+      backend,
+      hosts,
+      envs,
+      vmsPerEnv: 1,
+      register: { seconds: registerSeconds, perSecond: hosts / registerSeconds },
+      create: {
+        seconds: createSeconds,
+        perSecond: made.length / createSeconds,
+        failures,
+        p50Ms: percentile(made, 50),
+        p90Ms: percentile(made, 90),
+        p99Ms: percentile(made, 99),
+        maxMs: percentile(made, 100),
+        firstTenthP50Ms: percentile(createMs.slice(0, tenth).filter(Number.isFinite), 50),
+        lastTenthP50Ms: percentile(createMs.slice(-tenth).filter(Number.isFinite), 50),
+      },
+      eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
+      heartbeatRoundMs,
+      envList,
+      status,
+      fleet,
+      vmsWithError,
+      hostRequests: await sim.counts(),
+      warnings: warnings.count(),
+      seconds: (performance.now() - began) / 1000,
+    };
+  } finally {
+    for (const step of undo.reverse()) await step().catch((err: unknown) => log(`${title}: cleanup failed: ${err instanceof Error ? err.message : String(err)}`));
+  }
+}
+
+const perSecond = (unit: string) => (value: number) => (Number.isFinite(value) ? `${value.toFixed(0)} ${unit}/s` : "-");
+const size = (bytes: number) => (bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(2)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
+
+function scaleTables(results: readonly BackendScaleResult[], hosts: number, envs: number): string[] {
+  const tenth = Math.max(1, Math.floor(envs / 10)).toLocaleString("en");
+  const metrics: [string, (r: BackendScaleResult) => number, (v: number) => string][] = [
+    [`register hosts (POST /api/hosts, ${CLIENTS} clients)`, (r) => r.register.perSecond, perSecond("hosts")],
+    [`placements (POST /api/envs, ${CLIENTS} clients)`, (r) => r.create.perSecond, perSecond("envs")],
+    ["POST /api/envs, p50", (r) => r.create.p50Ms, ms],
+    ["POST /api/envs, p99", (r) => r.create.p99Ms, ms],
+    [`POST /api/envs, p50 of the first ${tenth}`, (r) => r.create.firstTenthP50Ms, ms],
+    [`POST /api/envs, p50 of the last ${tenth}`, (r) => r.create.lastTenthP50Ms, ms],
+    ["event loop delay while placing, p99", (r) => r.eventLoopDelayP99Ms, ms],
+    [`heartbeat round, ${hosts.toLocaleString("en")} hosts (median of ${HEARTBEAT_ROUNDS})`, (r) => percentile(r.heartbeatRoundMs, 50), ms],
+    ["GET /api/envs, p50", (r) => percentile(r.envList.samplesMs, 50), ms],
+    ["GET /api/envs, p99", (r) => percentile(r.envList.samplesMs, 99), ms],
+    ["GET /api/envs, size", (r) => r.envList.bytes, size],
+    ["GET /api/status, p50", (r) => percentile(r.status.samplesMs, 50), ms],
+    ["GET /api/status, p99", (r) => percentile(r.status.samplesMs, 99), ms],
+  ];
+  const sqlite = results.find((r) => r.backend === "sqlite");
+  const postgres = results.find((r) => r.backend === "postgres");
+  const cell = (r: BackendScaleResult | undefined, value: (r: BackendScaleResult) => number, format: (v: number) => string) => (r ? format(value(r)) : "-");
+  const rows = metrics.map(([label, value, format]) => [label, cell(sqlite, value, format), cell(postgres, value, format), sqlite && postgres ? ratio(value(postgres), value(sqlite)) : "-"]);
+  const title = `controller scale: ${hosts.toLocaleString("en")} simulated hosts, ${envs.toLocaleString("en")} envs × 1 VM`;
+  const notes = results.map(
+    (r) =>
+      `${BACKEND_TITLES[r.backend]}: ${r.fleet.envs} envs and ${r.fleet.vms.running}/${r.fleet.vms.total} VMs running on ${r.fleet.hosts.online} hosts online, ` +
+      `${r.vmsWithError} VMs with an error, ${r.create.failures} failed creates, ${r.warnings} controller warnings, ${r.seconds.toFixed(0)} s in all; ` +
+      `the simulated hosts served ${Object.values(r.hostRequests).reduce((a, b) => a + b, 0)} requests (${r.hostRequests["GET /api/info"] ?? 0} GET /api/info)`,
+  );
+  return [
+    `${table([title, "SQLite", "PostgreSQL", "PostgreSQL/SQLite"], rows)}\n` +
+      `VMs of ${VM.cpu} vCPU / ${VM.mem} MiB / ${VM.disk} MiB disk, placed best fit; heartbeats every ${HEARTBEAT_MS / 1000} s throughout.\n${notes.join("\n")}`,
+  ];
+}
+
+export async function runControllerScaleBench(options: ControllerScaleOptions = {}): Promise<ControllerScaleResult> {
+  const hosts = options.hosts ?? positiveInteger("CORRAL_BENCH_SIM_HOSTS", 1000);
+  const envs = options.envs ?? positiveInteger("CORRAL_BENCH_SIM_ENVS", 10_000);
+  const backends = options.backends ?? backendsFromEnv();
+  const log = options.log ?? (() => undefined);
+  const results: BackendScaleResult[] = [];
+  for (const backend of backends) results.push(await runBackend(backend, hosts, envs, log));
+  return { backends: results, tables: scaleTables(results, hosts, envs) };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  const result = await runControllerScaleBench({ log: (line) => process.stderr.write(`${line}\n`) });
+  process.stdout.write(`\n${result.tables.join("\n\n")}\n`);
+}
