@@ -67,7 +67,8 @@ export class TestController {
 
   async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
     const child = this.child;
-    if (!child || child.exitCode !== null) return;
+    // A child killed by a signal has no exit code, only a signal code: it is gone all the same.
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     await this.client.close().catch(() => undefined);
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
     child.kill(signal);
