@@ -14,6 +14,7 @@ export interface ControllerFlags {
   stateDir?: string;
   heartbeat?: string;
   overcommit?: string;
+  webRoot?: string;
 }
 
 /** `cpu=4,mem=1,disk=1` (any subset; the rest keep their defaults). */
@@ -63,7 +64,7 @@ export async function startControllerFromFlags(flags: ControllerFlags, log: Logg
   if (apiKey !== undefined && apiKey.length < 16) fail("The API key is too short: use at least 16 characters");
   let controller;
   try {
-    controller = await startController({ bind: flags.bind, port, databaseUrl: flags.database, apiKey, stateDir: flags.stateDir, heartbeatMs, overcommit, log });
+    controller = await startController({ bind: flags.bind, port, databaseUrl: flags.database, apiKey, stateDir: flags.stateDir, heartbeatMs, overcommit, webRoot: flags.webRoot, log });
   } catch (err) {
     log.debug({ err }, "start-up failed");
     fail(`cannot start the controller: ${(err as Error).message}`);
@@ -125,6 +126,7 @@ export function registerControllerCommand(program: Command): void {
     .option("--state-dir <dir>", "where the SQLite database and controller.json live")
     .option("--heartbeat <duration>", "how often hosts are asked for their state", "2s")
     .option("--overcommit <ratios>", "how much may be reserved per unit a host has, e.g. cpu=4,mem=1,disk=1 (the default)")
+    .option("--web-root <dir>", "the dashboard's built files (default: web/dist of this checkout)")
     .action(async (flags: ControllerFlags) => {
       const { createLogger } = await import("../util/log.ts");
       const log = createLogger();

@@ -14,6 +14,8 @@ export interface ControllerContext {
   links: HostLinks;
   live: LiveUpdates;
   version: string;
+  /** The dashboard's built files (index.html, assets/). */
+  webRoot: string;
   /** Whether this process runs the heartbeats and expiry (see FleetCoordination). */
   isLeader: () => boolean;
   /** Asks a host for its report now (after a change made through the controller), as a heartbeat does. */

@@ -16,6 +16,7 @@ import { Heartbeats } from "./heartbeat.ts";
 import { HostLinks } from "./host-link.ts";
 import { HostRegistry } from "./hosts.ts";
 import { LiveUpdates } from "./live-updates.ts";
+import { DEFAULT_WEB_ROOT } from "./static-files.ts";
 
 export const CONTROLLER_DEFAULTS = { bind: "127.0.0.1", port: 9200, heartbeatMs: 2000, expiryMs: 1000, statsMs: 2000 } as const;
 
@@ -30,6 +31,8 @@ export interface ControllerOptions {
   expiryMs?: number;
   statsMs?: number;
   overcommit?: Overcommit;
+  /** The dashboard's built files (default: the repository's web/dist). */
+  webRoot?: string;
   log: Logger;
 }
 
@@ -77,6 +80,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     links,
     live,
     version: corralVersion(),
+    webRoot: resolve(options.webRoot ?? DEFAULT_WEB_ROOT),
     isLeader: () => leader,
     refreshHost: async (hostId) => heartbeats.beat(await store.getHost(hostId)),
   };

@@ -1,10 +1,18 @@
 // The controller's calls to one host's daemon, over TTstack's agent API (/api/info, /api/vms…). Short
 // deadlines for reads (a heartbeat must not hang on a dead host), longer ones for creates (QEMU starts).
-import { CorralApiError, Transport } from "../sdk/transport.ts";
+// A VM's shell and serial log come from the daemon's Slicer API (/vm/NAME/shell, /vm/NAME/logs).
+import type { Dispatcher } from "undici";
+import type WebSocket from "ws";
+import { CorralError, isErrorCode } from "../protocol/errors.ts";
+import type { ShellQuery } from "../protocol/slicer.ts";
 import type { AgentVm, AgentVmDetail, CreateAgentVm, HostInfo, VmStats } from "../protocol/ttstack-agent.ts";
+import { CorralApiError, queryString, Transport } from "../sdk/transport.ts";
+import { openWebSocket } from "../sdk/websocket.ts";
 
 const READ_TIMEOUT_MS = 5000;
 const CHANGE_TIMEOUT_MS = 120_000;
+/** A whole log may take the daemon a while to read; this bounds the wait for each part of the answer. */
+const STREAM_TIMEOUT_MS = 30_000;
 
 export interface HostAddress {
   uri: string;
@@ -63,6 +71,17 @@ export class HostLink {
   rebootVm(id: string, options: { force?: boolean } = {}): Promise<AgentVm> {
     return this.transport.json<AgentVm>("POST", `/api/vms/${encodeURIComponent(id)}/reboot${options.force ? "?force=true" : ""}`, undefined, CHANGE_TIMEOUT_MS);
   }
+
+  /** The VM's shell WebSocket, once the daemon accepted it (a refusal is a CorralApiError with its code). */
+  openShell(name: string, query: ShellQuery, signal: AbortSignal): Promise<WebSocket> {
+    const path = `/vm/${encodeURIComponent(name)}/shell${queryString({ ...query })}`;
+    return openWebSocket({ url: this.address.uri, token: this.address.token ?? undefined }, path, {}, signal);
+  }
+
+  /** The VM's serial console log as the daemon answers it, its body still to be read. */
+  logs(name: string, query: { lines?: number }, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    return this.transport.send("GET", `/vm/${encodeURIComponent(name)}/logs${queryString({ ...query })}`, { signal, timeoutMs: STREAM_TIMEOUT_MS });
+  }
 }
 
 /** One link per host, kept while the host's address is the same. */
@@ -87,6 +106,13 @@ export class HostLinks {
     await Promise.all([...this.links.values()].map((l) => l.close()));
     this.links.clear();
   }
+}
+
+/** A host's answer passed on: its 4xx keep their status and code; anything else means it cannot be reached. */
+export function hostFailure(hostId: string, err: unknown): Error {
+  if (err instanceof CorralError) return err;
+  if (err instanceof CorralApiError && err.status < 500) return new CorralError(isErrorCode(err.code) ? err.code : "invalid_request", err.message, { status: err.status, cause: err });
+  return new CorralError("host_unreachable", `Host ${JSON.stringify(hostId)} did not answer: ${(err as Error).message}`, { cause: err });
 }
 
 /** A host's answer as one line for a VM's `error` or a log: its message, or why it could not be reached. */

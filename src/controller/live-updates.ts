@@ -1,10 +1,10 @@
 // The /ws WebSocket (Virtumancer's): every client hears fleet events (`hosts-changed`, `vms-changed`,
 // `envs-changed`); a client that sends `subscribe-vm-stats {hostId, vmName}` also gets `vm-stats-updated`
 // for that VM every interval. A VM's host is polled only while some client of this process is subscribed
-// to it: the last `unsubscribe-vm-stats` (or the last subscriber leaving) stops the polling.
-import websocketPlugin from "@fastify/websocket";
+// to it: the last `unsubscribe-vm-stats` (or the last subscriber leaving) stops the polling. The plugin's
+// scope, shared with the shell route, is set up in websockets.ts; its frames allow more than /ws does.
 import type { FastifyInstance } from "fastify";
-import type { WebSocket } from "ws";
+import type { RawData, WebSocket } from "ws";
 import type { VmRef, WsServerMessage } from "../protocol/controller.ts";
 import { HOST_ID_PATTERN } from "../protocol/controller.ts";
 import { isHostname } from "../protocol/names.ts";
@@ -47,15 +47,9 @@ export class LiveUpdates {
     return { clients: this.clients.size, statsPollers: this.pollers.size };
   }
 
-  /** Registers GET /ws (authorized by the app's hook like /api). */
-  async install(app: FastifyInstance): Promise<void> {
-    await app.register(async (scope) => {
-      await scope.register(websocketPlugin, {
-        options: { maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false },
-        preClose: async () => this.close(),
-      });
-      scope.get("/ws", { websocket: true }, (socket) => this.accept(socket));
-    });
+  /** Registers GET /ws (authorized by the app's hook like /api) in the scope that has the WebSocket plugin. */
+  route(scope: FastifyInstance): void {
+    scope.get("/ws", { websocket: true }, (socket) => this.accept(socket));
   }
 
   close(): void {
@@ -69,6 +63,7 @@ export class LiveUpdates {
   private accept(socket: WebSocket): void {
     this.clients.add(socket);
     socket.on("message", (data, isBinary) => {
+      if (messageBytes(data) > MAX_MESSAGE_BYTES) return socket.close(1009, `Messages on /ws are at most ${MAX_MESSAGE_BYTES} bytes`);
       if (isBinary) return send(socket, errorMessage("invalid_request", "Send JSON text messages"));
       void this.handle(socket, data.toString());
     });
@@ -145,6 +140,10 @@ function vmRef(payload: unknown): VmRef | string {
 
 function errorMessage(code: string, error: string): WsServerMessage {
   return { type: "error", payload: { error, code } };
+}
+
+function messageBytes(data: RawData): number {
+  return Array.isArray(data) ? data.reduce((sum, part) => sum + part.byteLength, 0) : data.byteLength;
 }
 
 function send(socket: WebSocket, message: WsServerMessage): void {

@@ -121,6 +121,17 @@ export const VmHealthSchema = Type.Object({
 export const LogsQuerySchema = Type.Object({ lines: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })) });
 export const LogsSchema = Type.Object({ hostname: Type.String(), lines: Type.Integer(), content: Type.String() });
 
+const MAX_ID = 4294967294;
+
+/** GET /vm/HOST/shell's query (also the controller's, which passes it on). */
+export const ShellQuerySchema = Type.Object({
+  uid: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_ID })),
+  gid: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_ID })),
+  shell: Type.Optional(Type.String({ maxLength: 4096 })),
+  cwd: Type.Optional(Type.String({ maxLength: 4096 })),
+});
+export type ShellQuery = Static<typeof ShellQuerySchema>;
+
 const StringOrList = Type.Union([Type.String(), Type.Array(Type.String())]);
 
 export const ExecQuerySchema = Type.Object({

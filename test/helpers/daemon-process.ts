@@ -21,6 +21,9 @@ export const TEST_CONFIG = `config:
       ram_mb: 512
 `;
 
+/** The same with the API token required (it is in STATE_DIR/auth/token). */
+export const AUTH_TEST_CONFIG = TEST_CONFIG.replace("config:\n", "config:\n  api:\n    auth:\n      enabled: true\n");
+
 /** QEMU processes running VMs of the daemon with this state directory. */
 export function qemuPids(stateDir: string): number[] {
   return findProcessesWithArgument(`${stateDir}/vms/`)

@@ -3,10 +3,8 @@
 // with start, shutdown, reboot, destroy (power off without flushing) or reset (hard reset) -> 204.
 import { Type } from "@sinclair/typebox";
 import { HostParams, HostVmHardwareSchema, HostVmParams, HostVmSchema, libvirtState, VmActionSchema, type VmAction } from "../../protocol/controller.ts";
-import { CorralError, isErrorCode } from "../../protocol/errors.ts";
-import { CorralApiError } from "../../sdk/transport.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
-import type { HostLink } from "../host-link.ts";
+import { hostFailure, type HostLink } from "../host-link.ts";
 
 const MiB = 1024 * 1024;
 
@@ -17,12 +15,6 @@ const ACTIONS: Record<VmAction, (link: HostLink, name: string) => Promise<unknow
   reboot: (link, name) => link.rebootVm(name),
   reset: (link, name) => link.rebootVm(name, { force: true }),
 };
-
-/** A host's answer passed on: its 4xx keep their status and code; anything else means it cannot be reached. */
-function hostFailure(hostId: string, err: unknown): Error {
-  if (err instanceof CorralApiError && err.status < 500) return new CorralError(isErrorCode(err.code) ? err.code : "invalid_request", err.message, { status: err.status, cause: err });
-  return new CorralError("host_unreachable", `Host ${JSON.stringify(hostId)} did not answer: ${(err as Error).message}`, { cause: err });
-}
 
 export function hostVmRoutes(app: ControllerApp, ctx: ControllerContext): void {
   const link = async (hostId: string): Promise<HostLink> => {
@@ -50,7 +42,6 @@ export function hostVmRoutes(app: ControllerApp, ctx: ControllerContext): void {
     try {
       return (await (await link(hostId)).vm(vmName)).hardware;
     } catch (err) {
-      if (err instanceof CorralError) throw err;
       throw hostFailure(hostId, err);
     }
   });

@@ -1,24 +1,13 @@
 // GET /vm/HOST/shell: an interactive shell as a WebSocket (Slicer's binary frames, see protocol/shell.ts).
 // Everything that can go wrong is answered as HTTP before the upgrade: unknown VM 404, paused 409, bad
 // query 400, no such shell or directory in the guest 400, not a WebSocket 426.
-import { Type, type Static } from "@sinclair/typebox";
 import type { WebSocket } from "ws";
 import { CLOSE_CODE, type ShellSpec } from "../../protocol/shell.ts";
-import { VmParams } from "../../protocol/slicer.ts";
+import { ShellQuerySchema, VmParams, type ShellQuery } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { openShell, type AgentDuplex } from "../websocket/agent-sessions.ts";
 import { relayShell } from "../websocket/shell-relay.ts";
 import { abortOnDisconnect, assertWebSocketUpgrade, PendingUpgrades } from "../websocket/upgrade.ts";
-
-const MAX_ID = 4294967294;
-
-export const ShellQuerySchema = Type.Object({
-  uid: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_ID })),
-  gid: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_ID })),
-  shell: Type.Optional(Type.String({ maxLength: 4096 })),
-  cwd: Type.Optional(Type.String({ maxLength: 4096 })),
-});
-export type ShellQuery = Static<typeof ShellQuerySchema>;
 
 /** Empty values mean "the default", as Slicer's CLI may send `shell=`. */
 export function shellSpecFromQuery(query: ShellQuery): ShellSpec {
