@@ -1,4 +1,5 @@
-// `npm test`: the type check, the set-up step (guest kernel and default image, idempotent), then every test file under
+// `npm test`: the type checks (Node code; the web dashboard, in the browser's settings and with its tests),
+// the set-up step (guest kernel, default image, dashboard build; idempotent), then every test file under
 // test/ with Node's own runner. Unit tests run two at a time; tests that boot VMs one file at a time, since
 // each guest is emulated on this machine's few cores. Arguments narrow the run to the files given.
 import { spawnSync } from "node:child_process";
@@ -28,13 +29,16 @@ function runTests(files: string[], concurrency: number): number {
 }
 
 console.error("corral: type check");
-const typecheck = spawnSync(process.execPath, ["node_modules/typescript/bin/tsc", "--noEmit", "-p", "."], { stdio: "inherit" });
-if (typecheck.status !== 0) {
+// The web dashboard has its own settings (DOM, JSX, no Node types); web/tsconfig.test.json adds its tests.
+const typecheck = [".", "web", "web/tsconfig.test.json"].every(
+  (project) => spawnSync(process.execPath, ["node_modules/typescript/bin/tsc", "--noEmit", "-p", project], { stdio: "inherit" }).status === 0,
+);
+if (!typecheck) {
   console.error("corral: the type check failed");
   process.exit(1);
 }
 
-console.error("corral: set-up (guest kernel, default image)");
+console.error("corral: set-up (guest kernel, default image, web dashboard)");
 await runSetup();
 
 const chosen = process.argv.slice(2);

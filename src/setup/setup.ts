@@ -1,9 +1,11 @@
-// The set-up step shared by `./corral up`, `npm test` and `npm run bench`: the guest kernel and the default
-// image. Debian packages and npm packages come first, from scripts/bootstrap.sh, because this code needs them.
+// The set-up step shared by `./corral up`, `npm test` and `npm run bench`: the guest kernel, the default
+// image and the web dashboard. Debian packages and npm packages come first, from scripts/bootstrap.sh,
+// because this code needs them.
 import { ensureBaseImage } from "../image/base-image.ts";
 import { corralHome, type CorralHome } from "../image/home.ts";
 import type { ImageVersion } from "../image/image-store.ts";
 import { consoleProgress, type Progress } from "../image/progress.ts";
+import { ensureDashboard } from "./web-build.ts";
 
 export interface SetupResult {
   home: CorralHome;
@@ -12,5 +14,6 @@ export interface SetupResult {
 
 export async function runSetup(progress: Progress = consoleProgress(), home: CorralHome = corralHome()): Promise<SetupResult> {
   const baseImage = await ensureBaseImage(home, progress);
+  await ensureDashboard(progress);
   return { home, baseImage };
 }

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { run } from "../../src/util/run.ts";
+import { aptInstall } from "./apt.ts";
 
 export interface TestPostgres {
   /** postgres://postgres@127.0.0.1:PORT/DBNAME */
@@ -31,13 +32,7 @@ function findServerBin(): string | undefined {
 }
 
 async function installServer(): Promise<string> {
-  const apt = (args: string[]) =>
-    isRoot ? run("env", ["DEBIAN_FRONTEND=noninteractive", "apt-get", ...args]) : run("sudo", ["-n", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args]);
-  const install = ["install", "-y", "-q", "--no-install-recommends", "postgresql"];
-  await apt(install).catch(async () => {
-    await apt(["update", "-q"]);
-    await apt(install);
-  });
+  await aptInstall(["postgresql"]);
   const bin = findServerBin();
   if (bin === undefined) throw new Error(`Installed postgresql but found no initdb under ${PG_ROOT}/*/bin`);
   return bin;

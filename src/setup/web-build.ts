@@ -1,0 +1,67 @@
+// The set-up step that builds the web dashboard (web/ → web/dist, which the controller serves at /) when
+// web/dist/index.html is missing or older than a source it is built from. Idempotent: a second run only checks.
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Progress } from "../image/progress.ts";
+import { CommandError } from "../util/run.ts";
+
+export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+/** What the bundle is built from: the app, the wire types and shell frames it imports, the pinned packages. */
+export function webSources(root: string): string[] {
+  return [join(root, "web"), join(root, "src", "protocol"), join(root, "package-lock.json")];
+}
+
+/** The newest modification time (ms) of the files under `paths`, skipping web/dist and node_modules. */
+export function newestMtime(paths: readonly string[]): number {
+  let newest = 0;
+  const visit = (path: string): void => {
+    const info = statSync(path, { throwIfNoEntry: false });
+    if (!info) return;
+    if (!info.isDirectory()) {
+      newest = Math.max(newest, info.mtimeMs);
+      return;
+    }
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      if (entry.name === "dist" || entry.name === "node_modules") continue;
+      visit(join(path, entry.name));
+    }
+  };
+  for (const path of paths) visit(path);
+  return newest;
+}
+
+/** Whether web/dist must be (re)built: no index.html, or a source newer than it. */
+export function dashboardIsStale(root: string): boolean {
+  const index = statSync(join(root, "web", "dist", "index.html"), { throwIfNoEntry: false });
+  return !index || newestMtime(webSources(root)) > index.mtimeMs;
+}
+
+export async function ensureDashboard(progress: Progress, root: string = REPO_ROOT): Promise<void> {
+  if (!dashboardIsStale(root)) {
+    progress.skip("web dashboard is built (web/dist)");
+    return;
+  }
+  progress.step("building the web dashboard (web/dist)");
+  await buildDashboard(root);
+  progress.done("built the web dashboard (web/dist)");
+}
+
+/** Runs `vite build web` with this Node, the same as `npm run build:web`. */
+export function buildDashboard(root: string = REPO_ROOT): Promise<void> {
+  const vite = join(root, "node_modules", "vite", "bin", "vite.js");
+  const args = [vite, "build", "web", "--logLevel", "warn"];
+  const command = ["node", ...args].join(" ");
+  if (!existsSync(vite)) return Promise.reject(new CommandError(command, null, `${vite} is missing: run npm ci first`));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const keep = (chunk: Buffer) => (output = (output + chunk.toString("utf8")).slice(-64 * 1024));
+    child.stdout.on("data", keep);
+    child.stderr.on("data", keep);
+    child.once("error", (cause) => reject(new CommandError(command, null, output, cause)));
+    child.once("close", (code) => (code === 0 ? resolve() : reject(new CommandError(command, code, output))));
+  });
+}

@@ -1,0 +1,149 @@
+// `/hosts`: every host with its state, resources, engines and VMs; add one by address, remove one.
+/** @jsxRuntime automatic */
+import { useState, type FormEvent } from "react";
+import type { Host, RegisterHost } from "../../../src/protocol/controller.ts";
+import { CapacityBar, Empty, ErrorNote, Loading, StateBadge, TableHead } from "../components/bits.tsx";
+import { ConfirmDialog } from "../components/dialog.tsx";
+import { formatMiB } from "../lib/format.ts";
+import { hostsChanged, useAction, useResource } from "../lib/hooks.ts";
+import { paths } from "../lib/routes.ts";
+import { Link, navigate } from "../lib/router.tsx";
+import { useServices } from "../lib/services.tsx";
+
+export function HostsPage() {
+  const hosts = useResource<Host[]>("/api/hosts", { staleOn: hostsChanged });
+  const [removing, setRemoving] = useState<Host | undefined>();
+  return (
+    <section>
+      <h1>Hosts</h1>
+      <ErrorNote error={hosts.error} />
+      {hosts.data === undefined ? (
+        !hosts.error && <Loading />
+      ) : hosts.data.length === 0 ? (
+        <Empty>No hosts yet. Add a Corral daemon by its address below.</Empty>
+      ) : (
+        <HostTable hosts={hosts.data} onRemove={setRemoving} />
+      )}
+      <AddHostForm onAdded={hosts.reload} />
+      {removing && <RemoveHostDialog host={removing} onDone={() => (setRemoving(undefined), hosts.reload())} onClose={() => setRemoving(undefined)} />}
+    </section>
+  );
+}
+
+function HostTable({ hosts, onRemove }: { hosts: Host[]; onRemove: (host: Host) => void }) {
+  return (
+    <div className="table-wrap">
+      <table>
+        <TableHead columns={["Host", "State", "Reserved / total", "Engines", "VMs"]} actions />
+        <tbody>
+          {hosts.map((host) => (
+            <tr key={host.id}>
+              <th scope="row">
+                <Link href={paths.host(host.id)}>{host.id}</Link>
+                <div className="muted small-text">
+                  {host.hostname} · {host.addr}
+                </div>
+              </th>
+              <td>
+                <StateBadge state={host.state} />
+                {host.last_error && host.state !== "online" && <div className="error-text small-text">{host.last_error}</div>}
+              </td>
+              <td className="resources">
+                <HostResources host={host} />
+              </td>
+              <td>{host.engines.join(", ") || "–"}</td>
+              <td className="num">{host.vm_count}</td>
+              <td>
+                <button type="button" className="small" onClick={() => onRemove(host)} aria-label={`Remove host ${host.id}`}>
+                  Remove
+                </button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+export function HostResources({ host }: { host: Host }) {
+  return (
+    <div className="mini-bars">
+      <CapacityBar label="CPU" part={host.reserved.cpu} total={host.resource.cpu_total} format={(n) => String(n)} />
+      <CapacityBar label="Memory" part={host.reserved.mem} total={host.resource.mem_total} format={formatMiB} />
+      <CapacityBar label="Disk" part={host.reserved.disk} total={host.resource.disk_total} format={formatMiB} />
+    </div>
+  );
+}
+
+/** "10.0.0.2:8080" → TTstack's {addr}; "http://…" → Virtumancer's {uri}. */
+export function registerBody(address: string, id: string, token: string): RegisterHost {
+  const trimmed = address.trim();
+  const body: RegisterHost = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? { uri: trimmed } : { addr: trimmed };
+  if (id.trim()) body.id = id.trim();
+  if (token.trim()) body.token = token.trim();
+  return body;
+}
+
+function AddHostForm({ onAdded }: { onAdded: () => void }) {
+  const { api } = useServices();
+  const [address, setAddress] = useState("");
+  const [id, setId] = useState("");
+  const [token, setToken] = useState("");
+  const action = useAction();
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    const ok = await action.run(() => api.post<Host>("/api/hosts", registerBody(address, id, token)));
+    if (ok) {
+      setAddress("");
+      setId("");
+      setToken("");
+      onAdded();
+    }
+  };
+  return (
+    <form className="panel form" onSubmit={submit} aria-labelledby="add-host-title">
+      <h2 id="add-host-title">Add a host</h2>
+      <p className="muted">A Corral daemon's address: HOST:PORT, or http://HOST:PORT. The controller checks it answers before adding it.</p>
+      <div className="fields">
+        <div className="field">
+          <label htmlFor="host-address">Address</label>
+          <input id="host-address" required placeholder="10.0.0.2:8080" value={address} onChange={(e) => setAddress(e.target.value)} />
+        </div>
+        <div className="field">
+          <label htmlFor="host-id">Host ID (optional)</label>
+          <input id="host-id" placeholder="the daemon's own id" value={id} onChange={(e) => setId(e.target.value)} />
+        </div>
+        <div className="field">
+          <label htmlFor="host-token">Daemon token (optional)</label>
+          <input id="host-token" type="password" autoComplete="off" value={token} onChange={(e) => setToken(e.target.value)} />
+        </div>
+      </div>
+      <ErrorNote error={action.error}>Could not add the host: </ErrorNote>
+      <div className="actions">
+        <button type="submit" className="primary" disabled={action.busy}>
+          {action.busy ? "Adding…" : "Add host"}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+export function RemoveHostDialog({ host, onDone, onClose, leave }: { host: Host; onDone: () => void; onClose: () => void; leave?: boolean }) {
+  const { api } = useServices();
+  const action = useAction();
+  const confirm = async () => {
+    if (await action.run(() => api.delete(`/api/hosts/${encodeURIComponent(host.id)}`))) {
+      onDone();
+      if (leave) navigate(paths.hosts());
+    }
+  };
+  return (
+    <ConfirmDialog title={`Remove host "${host.id}"?`} confirmLabel="Remove" busy={action.busy} error={action.error} onConfirm={confirm} onClose={onClose}>
+      <p>
+        The controller stops sending work to <strong>{host.addr}</strong> and forgets it. The daemon and its VMs keep running. A host that still has
+        environments' VMs cannot be removed: delete those environments first.
+      </p>
+    </ConfirmDialog>
+  );
+}

@@ -1,0 +1,221 @@
+// `/vms/:hostId/:vmName`: one VM: state, host, image, address, ports and ssh line, hardware, power actions,
+// live graphs, the serial log and a terminal on its shell.
+/** @jsxRuntime automatic */
+import { lazy, Suspense, useState } from "react";
+import type { FleetVm, HostVm, VmAction } from "../../../src/protocol/controller.ts";
+import type { VmHardware } from "../../../src/protocol/ttstack-agent.ts";
+import { CopyButton, Empty, ErrorNote, Facts, Loading, StateBadge, TableHead } from "../components/bits.tsx";
+import { formatMiB } from "../lib/format.ts";
+import { useAction, useResource } from "../lib/hooks.ts";
+import { paths } from "../lib/routes.ts";
+import { Link } from "../lib/router.tsx";
+import { useServices } from "../lib/services.tsx";
+import { sshCommand } from "../lib/ssh.ts";
+import { VmLogPanel } from "./vm-log.tsx";
+import { VmStatsPanel } from "./vm-stats.tsx";
+
+const POWER: { action: VmAction; label: string; when: "off" | "on" }[] = [
+  { action: "start", label: "Start", when: "off" },
+  { action: "shutdown", label: "Shut down", when: "on" },
+  { action: "reboot", label: "Reboot", when: "on" },
+  { action: "destroy", label: "Force off", when: "on" },
+  { action: "reset", label: "Reset", when: "on" },
+];
+const ON_STATES = new Set(["running", "booting", "paused"]);
+// xterm.js is most of the bundle's weight: loaded when a terminal is first opened.
+const ShellTerminal = lazy(async () => ({ default: (await import("../components/terminal.tsx")).ShellTerminal }));
+
+export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
+  const hostBase = `/api/hosts/${encodeURIComponent(hostId)}`;
+  const vmBase = `${hostBase}/vms/${encodeURIComponent(vmName)}`;
+  const ofThisHost = (m: { type: string; payload: unknown }) => m.type === "vms-changed" && (m.payload as { hostId: string }).hostId === hostId;
+  const hostVms = useResource<HostVm[]>(`${hostBase}/vms`, { staleOn: ofThisHost });
+  const fleetVm = useResource<FleetVm>(`/api/vms/${encodeURIComponent(vmName)}`, { staleOn: ofThisHost });
+  const hardware = useResource<VmHardware>(`${vmBase}/hardware`, { staleOn: ofThisHost });
+  const [terminalOpen, setTerminalOpen] = useState(false);
+
+  const listed = hostVms.data?.find((vm) => vm.name === vmName);
+  // /api/vms/ID knows only the controller's VMs; one with the same name on another host is not this one.
+  const fleet = fleetVm.data && fleetVm.data.host_id === hostId ? fleetVm.data : undefined;
+  const state = listed?.status ?? fleet?.state;
+  const missing = hostVms.data !== undefined && listed === undefined;
+
+  return (
+    <section>
+      <p className="crumbs">
+        <Link href={paths.host(hostId)}>Host {hostId}</Link> /{" "}
+        {fleet && (
+          <>
+            <Link href={paths.env(fleet.env_id)}>Environment {fleet.env_id}</Link> /
+          </>
+        )}
+      </p>
+      <div className="title-row">
+        <h1>VM {vmName}</h1>
+        {state && <StateBadge state={state} />}
+      </div>
+      <ErrorNote error={hostVms.error} />
+      {missing && <ErrorNote error={`Host "${hostId}" does not report a VM named "${vmName}" (it may have been deleted).`} />}
+      {hostVms.data === undefined && !hostVms.error && <Loading />}
+      <div className="two-col">
+        <div className="panel">
+          <h2>Details</h2>
+          <Facts
+            items={[
+              ["State", state ? <StateBadge state={state} /> : "–"],
+              [
+                "Host",
+                <>
+                  <Link href={paths.host(hostId)}>{hostId}</Link>
+                  {fleet && <span className="muted"> ({fleet.host_addr})</span>}
+                </>,
+              ],
+              ["Image", fleet?.image ?? "–"],
+              ["IP", fleet?.ip ?? "–"],
+              [
+                "Size",
+                fleet
+                  ? `${fleet.cpu} vCPU · ${formatMiB(fleet.mem)} memory · ${formatMiB(fleet.disk)} disk`
+                  : listed
+                    ? `${listed.vcpu_count} vCPU · ${formatMiB(listed.memory_bytes / (1024 * 1024))} memory`
+                    : "–",
+              ],
+              ["Outgoing traffic", fleet && (fleet.deny_outgoing ? "denied" : "allowed")],
+              ["Error", fleet?.error && <span className="error-text">{fleet.error}</span>],
+            ]}
+          />
+          <PowerActions vmBase={vmBase} on={state !== undefined && ON_STATES.has(state)} onDone={hostVms.reload} />
+        </div>
+        <div className="panel">
+          <h2>Access</h2>
+          {fleet ? <PortMap vm={fleet} /> : <Empty>Ports and the ssh line are known for the controller's VMs only.</Empty>}
+        </div>
+      </div>
+      <Hardware hardware={hardware.data} error={hardware.error} />
+      <VmStatsPanel hostId={hostId} vmName={vmName} />
+      <div className="panel">
+        <div className="title-row">
+          <h2>Terminal</h2>
+          {!terminalOpen && (
+            <button type="button" onClick={() => setTerminalOpen(true)}>
+              Open terminal
+            </button>
+          )}
+        </div>
+        {terminalOpen ? (
+          <Suspense fallback={<p className="muted">Loading the terminal…</p>}>
+            <ShellTerminal hostId={hostId} vmName={vmName} onClose={() => setTerminalOpen(false)} />
+          </Suspense>
+        ) : (
+          <p className="muted">A root shell in the VM, through the controller and the VM's host.</p>
+        )}
+      </div>
+      <VmLogPanel hostId={hostId} vmName={vmName} />
+    </section>
+  );
+}
+
+function PowerActions({ vmBase, on, onDone }: { vmBase: string; on: boolean; onDone: () => void }) {
+  const { api } = useServices();
+  const action = useAction();
+  const [running, setRunning] = useState<VmAction | undefined>();
+  const act = async (what: VmAction) => {
+    setRunning(what);
+    if (await action.run(() => api.post(`${vmBase}/action`, { action: what }))) onDone();
+    setRunning(undefined);
+  };
+  return (
+    <div>
+      <div className="actions wrap" role="group" aria-label="Power">
+        {POWER.map((p) => (
+          <button key={p.action} type="button" className="small" disabled={action.busy || (p.when === "on") !== on} onClick={() => act(p.action)}>
+            {running === p.action ? `${p.label}…` : p.label}
+          </button>
+        ))}
+      </div>
+      <ErrorNote error={action.error} />
+    </div>
+  );
+}
+
+function PortMap({ vm }: { vm: FleetVm }) {
+  const ssh = sshCommand(vm);
+  const entries = Object.entries(vm.port_map).sort(([a], [b]) => Number(a) - Number(b));
+  return (
+    <>
+      {ssh && (
+        <p className="ssh">
+          <code>{ssh}</code> <CopyButton text={ssh} />
+        </p>
+      )}
+      {entries.length === 0 ? (
+        <Empty>No ports are mapped yet.</Empty>
+      ) : (
+        <table className="compact">
+          <caption className="visually-hidden">Port map</caption>
+          <TableHead columns={["VM port", "Reach it at"]} />
+          <tbody>
+            {entries.map(([guest, host]) => (
+              <tr key={guest}>
+                <td className="num">{guest}</td>
+                <td>
+                  <code>
+                    {vm.host_addr}:{host}
+                  </code>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
+
+function Hardware({ hardware, error }: { hardware: VmHardware | undefined; error: Error | undefined }) {
+  return (
+    <div className="panel">
+      <h2>Hardware</h2>
+      <ErrorNote error={error}>Could not read the hardware: </ErrorNote>
+      {hardware && (
+        <div className="two-col">
+          <div className="table-wrap">
+            <table className="compact">
+              <caption>Disks</caption>
+              <TableHead columns={["Device", "Format", "Size", "Path"]} />
+              <tbody>
+                {hardware.disks.map((disk) => (
+                  <tr key={`${disk.target.dev}-${disk.path}`}>
+                    <td>
+                      {disk.target.dev} <span className="muted">({disk.target.bus})</span>
+                    </td>
+                    <td>{disk.driver.type}</td>
+                    <td className="num">{formatMiB(disk.size_mib)}</td>
+                    <td className="mono ellipsis" title={disk.path}>
+                      {disk.path}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          <div className="table-wrap">
+            <table className="compact">
+              <caption>Networks</caption>
+              <TableHead columns={["MAC", "Model", "Mode"]} />
+              <tbody>
+                {hardware.networks.map((net) => (
+                  <tr key={net.mac.address}>
+                    <td className="mono">{net.mac.address}</td>
+                    <td>{net.model.model_type}</td>
+                    <td>{net.source.mode}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </div>
+      )}
+    </div>
+  );
+}
