@@ -2,6 +2,7 @@
 // web/dist/index.html is missing or older than a source it is built from. Idempotent: a second run only checks.
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Progress } from "../image/progress.ts";
@@ -25,7 +26,7 @@ export function newestMtime(paths: readonly string[]): number {
       return;
     }
     for (const entry of readdirSync(path, { withFileTypes: true })) {
-      if (entry.name === "dist" || entry.name === "node_modules") continue;
+      if (entry.name.startsWith("dist") || entry.name === "node_modules") continue;
       visit(join(path, entry.name));
     }
   };
@@ -33,7 +34,7 @@ export function newestMtime(paths: readonly string[]): number {
   return newest;
 }
 
-/** Whether web/dist must be (re)built: no index.html, or a source newer than it. */
+/** Whether web/dist must be (re)built: no index.html, or a source newer than it (web/dist* is output, skipped). */
 export function dashboardIsStale(root: string): boolean {
   const index = statSync(join(root, "web", "dist", "index.html"), { throwIfNoEntry: false });
   return !index || newestMtime(webSources(root)) > index.mtimeMs;
@@ -49,10 +50,28 @@ export async function ensureDashboard(progress: Progress, root: string = REPO_RO
   progress.done("built the web dashboard (web/dist)");
 }
 
-/** Runs `vite build web` with this Node, the same as `npm run build:web`. */
-export function buildDashboard(root: string = REPO_ROOT): Promise<void> {
+/**
+ * Builds into a directory of its own, then swaps it in for web/dist: a controller serving web/dist, or a
+ * second set-up building at the same time, never sees half a build.
+ */
+export async function buildDashboard(root: string = REPO_ROOT): Promise<void> {
+  const web = join(root, "web");
+  const [fresh, old] = [join(web, `dist.build-${process.pid}`), join(web, `dist.old-${process.pid}`)];
+  try {
+    await runVite(root, fresh);
+    await rename(join(web, "dist"), old).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
+    await rename(fresh, join(web, "dist"));
+  } finally {
+    await Promise.all([rm(fresh, { recursive: true, force: true }), rm(old, { recursive: true, force: true })]);
+  }
+}
+
+/** Runs `vite build web` with this Node (as `npm run build:web` does), into `outDir`. */
+function runVite(root: string, outDir: string): Promise<void> {
   const vite = join(root, "node_modules", "vite", "bin", "vite.js");
-  const args = [vite, "build", "web", "--logLevel", "warn"];
+  const args = [vite, "build", "web", "--outDir", outDir, "--emptyOutDir", "--logLevel", "warn"];
   const command = ["node", ...args].join(" ");
   if (!existsSync(vite)) return Promise.reject(new CommandError(command, null, `${vite} is missing: run npm ci first`));
   return new Promise((resolve, reject) => {
