@@ -1,0 +1,40 @@
+// How the controller reports what a host answered when it passes a call on (the shell, logs, power actions).
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { hostFailure } from "../../src/controller/host-link.ts";
+import { CorralError } from "../../src/protocol/errors.ts";
+import { CorralApiError } from "../../src/sdk/transport.ts";
+
+const answered = (status: number, code: string) => new CorralApiError(status, code, `the host said ${code}`, "GET", "/vm/x/shell");
+
+describe("hostFailure", () => {
+  test("a host's 4xx keeps its status and code", () => {
+    const err = hostFailure("h1", answered(404, "vm_not_found"));
+    assert.ok(err instanceof CorralError);
+    assert.deepEqual([err.code, err.status, err.message], ["vm_not_found", 404, "the host said vm_not_found"]);
+  });
+
+  test("a 4xx with a code we do not know is invalid_request with the host's status", () => {
+    const err = hostFailure("h1", answered(418, "teapot")) as CorralError;
+    assert.deepEqual([err.code, err.status], ["invalid_request", 418]);
+  });
+
+  test("503 agent_unavailable (a VM still booting) is passed on, not called unreachable", () => {
+    const err = hostFailure("h1", answered(503, "agent_unavailable")) as CorralError;
+    assert.deepEqual([err.code, err.status], ["agent_unavailable", 503]);
+  });
+
+  test("a 500, or no answer at all, is host_unreachable naming the host", () => {
+    for (const cause of [answered(500, "internal_error"), new TypeError("fetch failed")]) {
+      const err = hostFailure("h1", cause) as CorralError;
+      assert.equal(err.code, "host_unreachable");
+      assert.equal(err.status, 502);
+      assert.match(err.message, /Host "h1" did not answer/);
+    }
+  });
+
+  test("a CorralError raised on this side passes unchanged", () => {
+    const own = new CorralError("host_not_found", "Host \"h9\" is not registered");
+    assert.equal(hostFailure("h9", own), own);
+  });
+});
