@@ -157,6 +157,13 @@ describe("the web dashboard in Chromium, on ./corral up", { timeout: 900_000 }, 
     await page.keyboard.type("echo hello-$((6*7))\n");
     await until(async () => ((await terminal.textContent())?.includes("hello-42") ? true : undefined), "the terminal to print hello-42", 60_000, 250);
     await page.getByLabel("Serial log").getByText(/Linux version|corral|init/i).first().waitFor({ timeout: 60_000 });
+    // A hard power action asks first; Cancel leaves the VM as it was.
+    await page.getByRole("group", { name: "Power" }).getByRole("button", { name: "Reset" }).click();
+    const confirm = page.getByRole("dialog", { name: "Reset this VM?" });
+    await confirm.getByText(/what the guest has not written to its disk is lost/).waitFor();
+    await confirm.getByRole("button", { name: "Cancel" }).click();
+    await confirm.waitFor({ state: "hidden" });
+    assert.match((await terminal.textContent()) ?? "", /hello-42/, "the VM was not reset");
     await shot("vm");
     await shot("vm", 390);
   });

@@ -5,6 +5,7 @@ import { lazy, Suspense, useState } from "react";
 import type { FleetVm, HostVm, VmAction } from "../../../src/protocol/controller.ts";
 import type { VmHardware } from "../../../src/protocol/ttstack-agent.ts";
 import { CopyButton, Empty, ErrorNote, Facts, Loading, StateBadge, TableHead } from "../components/bits.tsx";
+import { ConfirmDialog } from "../components/dialog.tsx";
 import { formatMiB } from "../lib/format.ts";
 import { useAction, useResource } from "../lib/hooks.ts";
 import { paths } from "../lib/routes.ts";
@@ -14,12 +15,13 @@ import { sshCommand } from "../lib/ssh.ts";
 import { VmLogPanel } from "./vm-log.tsx";
 import { VmStatsPanel } from "./vm-stats.tsx";
 
-const POWER: { action: VmAction; label: string; when: "off" | "on" }[] = [
+/** `confirm`: the hard actions, which cut the guest off without letting it flush, ask first. */
+const POWER: { action: VmAction; label: string; when: "off" | "on"; confirm?: string }[] = [
   { action: "start", label: "Start", when: "off" },
   { action: "shutdown", label: "Shut down", when: "on" },
   { action: "reboot", label: "Reboot", when: "on" },
-  { action: "destroy", label: "Force off", when: "on" },
-  { action: "reset", label: "Reset", when: "on" },
+  { action: "destroy", label: "Force off", when: "on", confirm: "It is powered off at once, like pulling the plug: what the guest has not written to its disk is lost." },
+  { action: "reset", label: "Reset", when: "on", confirm: "It is restarted at once, like pressing a reset button: what the guest has not written to its disk is lost." },
 ];
 const ON_STATES = new Set(["running", "booting", "paused"]);
 // xterm.js is most of the bundle's weight: loaded when a terminal is first opened.
@@ -119,21 +121,37 @@ function PowerActions({ vmBase, on, onDone }: { vmBase: string; on: boolean; onD
   const { api } = useServices();
   const action = useAction();
   const [running, setRunning] = useState<VmAction | undefined>();
+  const [confirming, setConfirming] = useState<(typeof POWER)[number] | undefined>();
   const act = async (what: VmAction) => {
     setRunning(what);
-    if (await action.run(() => api.post(`${vmBase}/action`, { action: what }))) onDone();
+    const done = await action.run(() => api.post(`${vmBase}/action`, { action: what }));
     setRunning(undefined);
+    if (!done) return;
+    setConfirming(undefined);
+    onDone();
   };
   return (
     <div>
       <div className="actions wrap" role="group" aria-label="Power">
         {POWER.map((p) => (
-          <button key={p.action} type="button" className="small" disabled={action.busy || (p.when === "on") !== on} onClick={() => act(p.action)}>
+          <button key={p.action} type="button" className="small" disabled={action.busy || (p.when === "on") !== on} onClick={() => (p.confirm ? setConfirming(p) : act(p.action))}>
             {running === p.action ? `${p.label}…` : p.label}
           </button>
         ))}
       </div>
-      <ErrorNote error={action.error} />
+      {!confirming && <ErrorNote error={action.error} />}
+      {confirming && (
+        <ConfirmDialog
+          title={`${confirming.label} this VM?`}
+          confirmLabel={confirming.label}
+          busy={action.busy}
+          error={action.error}
+          onConfirm={() => act(confirming.action)}
+          onClose={() => setConfirming(undefined)}
+        >
+          <p>{confirming.confirm}</p>
+        </ConfirmDialog>
+      )}
     </div>
   );
 }
