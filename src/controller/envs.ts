@@ -255,7 +255,7 @@ export class EnvService {
   }
 
   private link(host: HostEndpoint) {
-    return this.deps.links.for(host.id, { uri: host.uri, token: host.token });
+    return this.deps.links.forHost(host);
   }
 }
 

@@ -42,7 +42,7 @@ export class Heartbeats {
   /** Asks one host; records what it said (or that it did not answer) and reconciles its VMs. */
   async beat(host: HostRecord): Promise<void> {
     const { store, events, log } = this.deps;
-    const link = this.deps.links.for(host.id, { uri: host.uri, token: host.token });
+    const link = this.deps.links.forHost(host);
     // Read before asking: a VM created while the host answers is then either unknown here (and its
     // environment exists, so it is no orphan) or changed since (and left alone), never taken for lost.
     const ours = await store.listVmsOnHost(host.id);
@@ -89,7 +89,7 @@ export class Heartbeats {
       // A VM the controller made (it has an env_id) for an environment that is gone.
       if (await store.findEnv(vm.env_id)) continue;
       try {
-        await this.deps.links.for(host.id, { uri: host.uri, token: host.token }).deleteVm(vm.id);
+        await this.deps.links.forHost(host).deleteVm(vm.id);
         log.info({ host: host.id, vm: vm.id, env: vm.env_id }, "Deleted a VM of an environment that no longer exists");
         changed = true;
       } catch (err) {

@@ -88,6 +88,11 @@ export class HostLink {
 export class HostLinks {
   private readonly links = new Map<string, HostLink>();
 
+  /** The link to a registered host (anything with its id, uri and token: a record or an endpoint). */
+  forHost(host: { id: string } & HostAddress): HostLink {
+    return this.for(host.id, { uri: host.uri, token: host.token });
+  }
+
   for(hostId: string, address: HostAddress): HostLink {
     const known = this.links.get(hostId);
     if (known && known.address.uri === address.uri && known.address.token === address.token) return known;

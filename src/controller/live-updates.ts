@@ -117,7 +117,7 @@ export class LiveUpdates {
     try {
       const host = await this.deps.store.findHost(poller.ref.hostId);
       if (!host) return;
-      const stats = await this.deps.links.for(host.id, { uri: host.uri, token: host.token }).stats(poller.ref.vmName);
+      const stats = await this.deps.links.forHost(host).stats(poller.ref.vmName);
       const message: WsServerMessage = { type: "vm-stats-updated", payload: { ...poller.ref, stats } };
       for (const client of poller.subscribers) send(client, message);
     } catch (err) {

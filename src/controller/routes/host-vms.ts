@@ -17,10 +17,7 @@ const ACTIONS: Record<VmAction, (link: HostLink, name: string) => Promise<unknow
 };
 
 export function hostVmRoutes(app: ControllerApp, ctx: ControllerContext): void {
-  const link = async (hostId: string): Promise<HostLink> => {
-    const host = await ctx.store.getHost(hostId);
-    return ctx.links.for(host.id, { uri: host.uri, token: host.token });
-  };
+  const link = async (hostId: string): Promise<HostLink> => ctx.links.forHost(await ctx.store.getHost(hostId));
 
   app.get("/api/hosts/:id/vms", { schema: { params: HostParams, response: { 200: Type.Array(HostVmSchema) } } }, async (request) => {
     const host = await ctx.store.getHost(request.params.id);

@@ -16,8 +16,7 @@ import { relayWebSockets } from "../ws-relay.ts";
 const SHELL_ROUTE = "GET /api/hosts/HOST/vms/NAME/shell";
 
 async function hostLink(ctx: ControllerContext, hostId: string): Promise<HostLink> {
-  const host = await ctx.store.getHost(hostId);
-  return ctx.links.for(host.id, { uri: host.uri, token: host.token });
+  return ctx.links.forHost(await ctx.store.getHost(hostId));
 }
 
 /** The shell route; registered in the scope that has the WebSocket plugin (see websockets.ts). */
