@@ -5,6 +5,7 @@ import { homedir } from "node:os";
 import type { Command } from "commander";
 import { MAX_LIFETIME_SECONDS, VmSpecSchema } from "../protocol/controller.ts";
 import { isImageName } from "../protocol/names.ts";
+import { hostPort, sshCommand } from "../protocol/vm-access.ts";
 import type { CreateEnv, Env, FleetVm, VmSpec } from "../sdk/index.ts";
 import { addFleetOptions, withController, type FleetFlags } from "./fleet-connection.ts";
 import { formatSince, formatSpan } from "./host-commands.ts";
@@ -166,15 +167,11 @@ export function envRows(envs: readonly Env[], now: number): string[][] {
   return envs.map((env) => [env.id, env.owner || "-", env.state, String(env.vms.length), formatExpiry(env, now)]);
 }
 
-/** `host:port` with an IPv6 host in brackets; ssh wants the bare address. */
-const bare = (addr: string): string => addr.replace(/^\[(.*)\]$/, "$1");
-const hostPort = (addr: string, port: number): string => (bare(addr).includes(":") ? `[${bare(addr)}]:${port}` : `${addr}:${port}`);
-
 /** How to reach one VM: its SSH command and each other mapped port as `guest -> host:port`. */
 export function vmAccess(vm: FleetVm): string[] {
   const lines: string[] = [];
-  const ssh = vm.port_map["22"];
-  if (ssh !== undefined) lines.push(`ssh -p ${ssh} root@${bare(vm.host_addr)}`);
+  const ssh = sshCommand(vm);
+  if (ssh !== undefined) lines.push(ssh);
   for (const [guest, port] of Object.entries(vm.port_map).sort(([a], [b]) => Number(a) - Number(b))) {
     if (guest !== "22") lines.push(`${guest} -> ${hostPort(vm.host_addr, port)}`);
   }

@@ -2,7 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { blankEnvForm, blankVm, buildCreateEnv, parsePorts, parseSshKeys, type EnvFormValues } from "../../web/src/lib/env-form.ts";
 import { matchRoute, paths } from "../../web/src/lib/routes.ts";
-import { sshCommand } from "../../web/src/lib/ssh.ts";
+import { sshCommand } from "../../src/protocol/vm-access.ts";
 
 const form = (patch: Partial<EnvFormValues> = {}): EnvFormValues => ({ ...blankEnvForm("base"), id: "team", ...patch });
 
@@ -87,5 +87,6 @@ describe("routes", () => {
   test("the ssh line uses the port mapped to 22", () => {
     assert.equal(sshCommand({ host_addr: "10.0.0.2", port_map: { "22": 41203, "80": 41207 } }), "ssh -p 41203 root@10.0.0.2");
     assert.equal(sshCommand({ host_addr: "10.0.0.2", port_map: {} }), undefined);
+    assert.equal(sshCommand({ host_addr: "[fd00::2]", port_map: { "22": 2222 } }), "ssh -p 2222 root@fd00::2");
   });
 });

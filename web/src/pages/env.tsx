@@ -7,7 +7,7 @@ import { formatMiB, formatTime } from "../lib/format.ts";
 import { useResource } from "../lib/hooks.ts";
 import { paths } from "../lib/routes.ts";
 import { Link } from "../lib/router.tsx";
-import { sshCommand } from "../lib/ssh.ts";
+import { sshCommand } from "../../../src/protocol/vm-access.ts";
 import { EnvActions } from "./env-actions.tsx";
 
 export function EnvPage({ id }: { id: string }) {

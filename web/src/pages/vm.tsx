@@ -11,7 +11,7 @@ import { useAction, useResource } from "../lib/hooks.ts";
 import { paths } from "../lib/routes.ts";
 import { Link } from "../lib/router.tsx";
 import { useServices } from "../lib/services.tsx";
-import { sshCommand } from "../lib/ssh.ts";
+import { hostPort, sshCommand } from "../../../src/protocol/vm-access.ts";
 import { VmLogPanel } from "./vm-log.tsx";
 import { VmStatsPanel } from "./vm-stats.tsx";
 
@@ -177,9 +177,7 @@ function PortMap({ vm }: { vm: FleetVm }) {
               <tr key={guest}>
                 <td className="num">{guest}</td>
                 <td>
-                  <code>
-                    {vm.host_addr}:{host}
-                  </code>
+                  <code>{hostPort(vm.host_addr, host)}</code>
                 </td>
               </tr>
             ))}
