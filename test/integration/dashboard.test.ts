@@ -1,7 +1,8 @@
 // The web dashboard as a person uses it: `./corral up` (a real daemon and controller, the dashboard built by
 // the set-up step) driven by Debian's Chromium through playwright-core. The API key prompt; an environment
 // created through the form and seen in the table without a reload; its VM's page with the live graphs
-// drawing points and a terminal that answers `echo`; the environment deleted through the confirm dialog.
+// drawing points and a terminal that answers `echo`; the environment deleted through the confirm dialog; the
+// host removed and added back by its address, after an address that does not answer was refused.
 // Screenshots go to test-artifacts/dashboard/ (ignored by git) for a person to look at.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -27,7 +28,7 @@ const CONFIG = `config:
 `;
 
 /** `./corral up` in the background, until it prints that it is up; the controller's URL. */
-async function corralUp(stateDir: string, configFile: string): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+async function corralUp(stateDir: string, configFile: string): Promise<{ child: ChildProcess; url: string; daemonAddr: string; output: () => string }> {
   const [daemonPort, controllerPort] = await allocateHostPorts("127.0.0.1", 2);
   const child = spawn(
     CORRAL,
@@ -46,7 +47,8 @@ async function corralUp(stateDir: string, configFile: string): Promise<{ child: 
     600_000,
     250,
   );
-  return { child, url, output: () => output };
+  const daemonAddr = new URL(/daemon\s+(http:\/\/\S+)/.exec(output)?.[1] ?? `http://127.0.0.1:${daemonPort}`).host;
+  return { child, url, daemonAddr, output: () => output };
 }
 
 async function stopGroup(child: ChildProcess | undefined): Promise<void> {
@@ -176,6 +178,32 @@ describe("the web dashboard in Chromium, on ./corral up", { timeout: 900_000 }, 
     await shot("delete-confirm");
     await confirm.getByRole("button", { name: "Delete", exact: true }).click();
     await page.getByRole("link", { name: "team", exact: true }).waitFor({ state: "detached", timeout: 120_000 });
+  });
+
+  test("a host is removed, and added back by its address; one that does not answer is refused in the form", async () => {
+    await page.getByRole("link", { name: "Hosts" }).first().click();
+    const removeButtons = page.getByRole("button", { name: /^Remove host / });
+    await removeButtons.first().waitFor();
+    assert.equal(await removeButtons.count(), 1);
+
+    const errorsBefore = consoleErrors.length;
+    await page.getByLabel("Address").fill("127.0.0.1:1");
+    await page.getByRole("button", { name: "Add host" }).click();
+    await page.getByText(/Could not add the host/).waitFor({ timeout: 60_000 });
+    // The browser logs the refused request (502) itself; that one is expected.
+    consoleErrors.push(...consoleErrors.splice(errorsBefore).filter((text) => !/status of 502/.test(text)));
+    assert.equal(await removeButtons.count(), 1, "nothing was added");
+
+    await removeButtons.first().click();
+    await page.getByRole("dialog").getByRole("button", { name: "Remove", exact: true }).click();
+    await removeButtons.first().waitFor({ state: "detached", timeout: 60_000 });
+
+    await page.getByLabel("Address").fill(up!.daemonAddr);
+    await page.getByRole("button", { name: "Add host" }).click();
+    await removeButtons.first().waitFor({ timeout: 60_000 });
+    const row = page.getByRole("row").filter({ has: removeButtons.first() });
+    await row.getByText("online").waitFor({ timeout: 60_000 });
+    await shot("hosts");
     assert.deepEqual(consoleErrors, [], "no errors in the page's console");
   });
 });
