@@ -3,10 +3,10 @@
 import swagger from "@fastify/swagger";
 import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import { bearerToken, tokensMatch } from "../daemon/http/auth.ts";
-import { installJsonBodies, JSON_BODY_LIMIT } from "../daemon/http/body-parsers.ts";
-import { installErrorHandling } from "../daemon/http/error-handler.ts";
-import { installValidators } from "../daemon/http/validators.ts";
+import { bearerToken, tokensMatch } from "../http/auth.ts";
+import { installJsonBodies, JSON_BODY_LIMIT } from "../http/body-parsers.ts";
+import { installErrorHandling } from "../http/error-handler.ts";
+import { installValidators } from "../http/validators.ts";
 import type { Logger } from "../util/log.ts";
 import type { ControllerApp, ControllerContext } from "./context.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";

@@ -3,7 +3,7 @@
 // them would route every upgrade twice.
 import websocketPlugin from "@fastify/websocket";
 import { MAX_FRAME_PAYLOAD } from "../protocol/shell.ts";
-import { closeAllClients, closeRefusedUpgrades } from "../daemon/websocket/ws-server.ts";
+import { closeAllClients, closeRefusedUpgrades } from "../http/ws-server.ts";
 import type { ControllerApp, ControllerContext } from "./context.ts";
 import { vmShellRoute } from "./routes/vm-console.ts";
 

@@ -5,7 +5,7 @@
 // the same code and reason where the code may be sent, so the browser sees the shell's exit status.
 import type { WebSocket } from "ws";
 import { CLOSE_CODE, closeReason } from "../protocol/shell.ts";
-import { sendWithBackpressure } from "../daemon/websocket/ws-backpressure.ts";
+import { sendWithBackpressure } from "../http/ws-backpressure.ts";
 
 /** Close codes an endpoint may send (RFC 6455 7.4): 1005, 1006 and 1015 only describe what was received. */
 function sendableCode(code: number): boolean {

@@ -12,7 +12,7 @@ import { requireProgram } from "../util/run.ts";
 import { corralVersion, gitCommit } from "../util/version.ts";
 import { loadDaemonConfig, type DaemonConfig } from "./config.ts";
 import { buildDaemonApp } from "./http/app.ts";
-import { ensureToken, tokenFile } from "./http/auth.ts";
+import { ensureToken, tokenFile } from "../http/auth.ts";
 import type { DaemonApp } from "./http/context.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { Secrets } from "./secrets/index.ts";

@@ -4,7 +4,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/pr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Fastify from "fastify";
-import { bearerToken, ensureToken, installAuth, tokenFile, tokensMatch } from "../../src/daemon/http/auth.ts";
+import { bearerToken, ensureToken, installAuth, tokenFile, tokensMatch } from "../../src/http/auth.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "corral-auth-test-"));
 after(async () => {

@@ -2,10 +2,10 @@ import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { Type } from "@sinclair/typebox";
 import Fastify from "fastify";
-import { installJsonBodies } from "../../src/daemon/http/body-parsers.ts";
-import { describeValidation } from "../../src/daemon/http/error-handler.ts";
-import { installErrorHandling } from "../../src/daemon/http/error-handler.ts";
-import { installValidators } from "../../src/daemon/http/validators.ts";
+import { installJsonBodies } from "../../src/http/body-parsers.ts";
+import { describeValidation } from "../../src/http/error-handler.ts";
+import { installErrorHandling } from "../../src/http/error-handler.ts";
+import { installValidators } from "../../src/http/validators.ts";
 import { CorralError } from "../../src/protocol/errors.ts";
 
 type AjvError = Parameters<typeof describeValidation>[0][number];

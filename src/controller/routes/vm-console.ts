@@ -8,7 +8,7 @@ import type { WebSocket } from "ws";
 import { HostVmParams } from "../../protocol/controller.ts";
 import { CLOSE_CODE } from "../../protocol/shell.ts";
 import { LogsQuerySchema, ShellQuerySchema } from "../../protocol/slicer.ts";
-import { abortOnDisconnect, assertWebSocketUpgrade, PendingUpgrades } from "../../daemon/websocket/upgrade.ts";
+import { abortOnDisconnect, assertWebSocketUpgrade, PendingUpgrades } from "../../http/upgrade.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
 import { hostFailure, type HostLink } from "../host-link.ts";
 import { relayWebSockets } from "../ws-relay.ts";

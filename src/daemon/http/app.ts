@@ -4,11 +4,11 @@ import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Logger } from "../../util/log.ts";
 import { ROUTE_SETS } from "../routes/index.ts";
-import { installAuth } from "./auth.ts";
-import { installJsonBodies, JSON_BODY_LIMIT } from "./body-parsers.ts";
+import { installAuth } from "../../http/auth.ts";
+import { installJsonBodies, JSON_BODY_LIMIT } from "../../http/body-parsers.ts";
 import type { DaemonApp, DaemonContext } from "./context.ts";
-import { installErrorHandling } from "./error-handler.ts";
-import { installValidators } from "./validators.ts";
+import { installErrorHandling } from "../../http/error-handler.ts";
+import { installValidators } from "../../http/validators.ts";
 
 /** Routes anyone may call: liveness only. */
 export const OPEN_PATHS = ["/healthz"] as const;

@@ -7,7 +7,7 @@ import { BackgroundExecQuerySchema } from "../../protocol/jobs-api.ts";
 import { VmParams, type ExecQuery } from "../../protocol/slicer.ts";
 import { collectExec } from "../exec/collect-exec.ts";
 import { relayExecFrames } from "../exec/exec-relay.ts";
-import { installStreamingBodies } from "../http/body-parsers.ts";
+import { installStreamingBodies } from "../../http/body-parsers.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { launchBackgroundExec } from "./exec-background.ts";
 

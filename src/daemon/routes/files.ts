@@ -6,7 +6,7 @@ import { CorralError } from "../../protocol/errors.ts";
 import { CopyQuerySchema, parseOctalMode, SLICER_COPY_HEADERS, type CopyQuery, type DownloadSpec, type UploadSpec } from "../../protocol/files.ts";
 import { VmParams } from "../../protocol/slicer.ts";
 import { GuestFiles } from "../files/guest-files.ts";
-import { installStreamingBodies } from "../http/body-parsers.ts";
+import { installStreamingBodies } from "../../http/body-parsers.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 
 function asList(value: string | string[] | undefined): string[] {

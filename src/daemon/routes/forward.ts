@@ -11,7 +11,7 @@ import { VmParams } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { openForward, type ForwardOpening } from "../websocket/agent-sessions.ts";
 import { relayForward } from "../websocket/forward-relay.ts";
-import { abortOnDisconnect, assertWebSocketUpgrade, PendingUpgrades } from "../websocket/upgrade.ts";
+import { abortOnDisconnect, assertWebSocketUpgrade, PendingUpgrades } from "../../http/upgrade.ts";
 
 export function upstreamFromHeaders(headers: FastifyRequest["headers"]): ForwardTarget {
   const value = headers[UPSTREAM_HEADER];

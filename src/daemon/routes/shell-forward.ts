@@ -4,7 +4,7 @@
 import websocketPlugin from "@fastify/websocket";
 import { MAX_FRAME_PAYLOAD } from "../../protocol/shell.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
-import { closeAllClients, closeRefusedUpgrades } from "../websocket/ws-server.ts";
+import { closeAllClients, closeRefusedUpgrades } from "../../http/ws-server.ts";
 import { forwardRoute } from "./forward.ts";
 import { shellRoute } from "./shell.ts";
 

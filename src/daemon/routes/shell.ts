@@ -7,7 +7,7 @@ import { ShellQuerySchema, VmParams, type ShellQuery } from "../../protocol/slic
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { openShell, type AgentDuplex } from "../websocket/agent-sessions.ts";
 import { relayShell } from "../websocket/shell-relay.ts";
-import { abortOnDisconnect, assertWebSocketUpgrade, PendingUpgrades } from "../websocket/upgrade.ts";
+import { abortOnDisconnect, assertWebSocketUpgrade, PendingUpgrades } from "../../http/upgrade.ts";
 
 /** Empty values mean "the default", as Slicer's CLI may send `shell=`. */
 export function shellSpecFromQuery(query: ShellQuery): ShellSpec {

@@ -8,7 +8,7 @@ import { constants as h2, type ClientHttp2Stream } from "node:http2";
 import type { Writable } from "node:stream";
 import type { WebSocket } from "ws";
 import { CLOSE_CODE, closeReason } from "../../protocol/shell.ts";
-import { sendWithBackpressure } from "./ws-backpressure.ts";
+import { sendWithBackpressure } from "../../http/ws-backpressure.ts";
 
 /** After the client closed, how long the agent may take to finish the connection before it is cancelled. */
 const CLOSE_GRACE_MS = 2000;

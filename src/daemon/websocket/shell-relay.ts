@@ -13,7 +13,7 @@ import { constants as h2, type ClientHttp2Stream } from "node:http2";
 import type { Writable } from "node:stream";
 import type { WebSocket } from "ws";
 import { CLOSE_CODE, closeReason, describeShellExit, encodeFrame, FRAME_TYPE, FrameDecoder, FrameTooLargeError, type ShellExitStatus } from "../../protocol/shell.ts";
-import { sendWithBackpressure } from "./ws-backpressure.ts";
+import { sendWithBackpressure } from "../../http/ws-backpressure.ts";
 
 function parseStatus(payload: Uint8Array): ShellExitStatus | undefined {
   try {

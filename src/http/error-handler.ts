@@ -2,7 +2,7 @@
 // errors (validation, bodies, media types) become 4xx with a message that names the field; anything else is
 // logged with its cause and answered as "internal", never echoed.
 import type { FastifyError, FastifyInstance } from "fastify";
-import { CorralError, type ErrorBody } from "../../protocol/errors.ts";
+import { CorralError, type ErrorBody } from "../protocol/errors.ts";
 
 interface AjvError {
   instancePath: string;

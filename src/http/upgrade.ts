@@ -3,7 +3,7 @@
 // stream that was opened for the request until the WebSocket handler takes it over, closing it if the
 // handshake never completes.
 import type { FastifyRequest } from "fastify";
-import { CorralError } from "../../protocol/errors.ts";
+import { CorralError } from "../protocol/errors.ts";
 
 const WEBSOCKET_KEY = /^[+/0-9A-Za-z]{22}==$/;
 

@@ -2,7 +2,7 @@
 // upgrades closed after their HTTP answer, and every client closed, with a deadline, when the server stops.
 import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
-import { CLOSE_CODE } from "../../protocol/shell.ts";
+import { CLOSE_CODE } from "../protocol/shell.ts";
 
 /** On stop, how long clients get to answer the close before their sockets are destroyed. */
 const CLOSE_WAIT_MS = 1000;

@@ -2,7 +2,7 @@
 // server ignores the header too), an empty body is "no body", and a broken one is a 400 that says so.
 // Routes that stream their body (exec with stdin) get the raw request instead.
 import type { FastifyInstance } from "fastify";
-import { CorralError } from "../../protocol/errors.ts";
+import { CorralError } from "../protocol/errors.ts";
 
 export const JSON_BODY_LIMIT = 1024 * 1024;
 
