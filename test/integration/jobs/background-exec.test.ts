@@ -105,15 +105,17 @@ describe("background exec", { timeout: 900_000 }, () => {
     const job = await daemon.client.bg.exec(host, { cmd: "for i in 1 2 3 4 5 6; do echo tick$i; sleep 0.4; done", shell: "/bin/sh" });
     const reader = new AbortController();
     const early: JobLogFrame[] = [];
-    await assert.rejects(
-      (async () => {
-        for await (const frame of daemon.client.bg.logs(host, job.exec_id, { follow: true, signal: reader.signal })) {
-          early.push(frame);
-          if (frame.type === "stdout") reader.abort(); // leave after the first line
-        }
-      })(),
-    );
-    assert.equal(stdoutText(early), "tick1\n");
+    for await (const frame of daemon.client.bg.logs(host, job.exec_id, { follow: true, signal: reader.signal })) {
+      early.push(frame);
+      if (frame.type === "stdout") {
+        // Leave after the first line. Break as well as abort: on a loaded host the next line can already be
+        // buffered in the stream, and the loop would be handed it before the abort is seen.
+        reader.abort();
+        break;
+      }
+    }
+    // One frame holds what the guest read in one go: on a loaded host that can be two lines.
+    assert.match(stdoutText(early), /^tick1\n(tick2\n)?$/);
     assert.equal((await daemon.client.bg.info(host, job.exec_id)).running, true, "the job runs on without its reader");
 
     const all = await logs(job.exec_id, { follow: true });
