@@ -117,6 +117,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     // Before any VM is started or re-attached: a daemon that cannot wall guests off refuses to start.
     const { hostIsolation, hostAccess } = config.network;
     isolation = await HostIsolation.setUp({ config: { enabled: hostIsolation, hostAccess }, stateDir, log: options.log });
+    isolation.watch();
     return await startLocked(options, config, stateDir, home, releaseLock, isolation);
   } catch (err) {
     await isolation?.release();

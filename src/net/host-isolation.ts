@@ -1,6 +1,7 @@
 // The wall between guests and the host's own services (rules: host-isolation-rules.ts), as a daemon runs it:
-// set up at start before any VM is touched (or the daemon refuses to start: it fails closed), this daemon's
-// allowances taken down at stop, its state reported for GET /info, and VMs found whose QEMU runs outside it.
+// set up at start before any VM is touched (or the daemon refuses to start: it fails closed), watched and put
+// back when something removes it (`nft flush ruleset`, a firewall reload), this daemon's allowances taken
+// down at stop, its state reported for GET /info, and VMs found whose QEMU runs outside it.
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
@@ -60,6 +61,9 @@ function isHostAddress(address: string): boolean {
 }
 
 export class HostIsolation {
+  private watchTimer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
+
   private constructor(
     /** The group QEMU runs with; undefined when the wall is off (QEMU then runs with the daemon's own). */
     readonly gid: number | undefined,
@@ -84,13 +88,12 @@ export class HostIsolation {
     } catch (err) {
       throw new HostIsolationError(`the group "${GUEST_GROUP}" cannot be made: ${lastLines(err)}`, { cause: err });
     }
-    const resolvers = resolversOf(await readFile(options.resolvConf ?? "/etc/resolv.conf", "utf8").catch(() => ""));
+    const isolation = new HostIsolation(gid, options, nft);
     try {
-      await run(nft, ["-f", "-"], { input: wallBaseScript({ gid, resolvers }) });
+      await isolation.installBase();
     } catch (err) {
       throw new HostIsolationError(`nft cannot install the table "inet ${WALL_TABLE}": ${lastLines(err)}`, { cause: err });
     }
-    const isolation = new HostIsolation(gid, options, nft);
     try {
       await isolation.applyAllowances();
     } catch (err) {
@@ -103,6 +106,41 @@ export class HostIsolation {
     }
     log.info({ table: `inet ${WALL_TABLE}`, group: GUEST_GROUP, gid, host_access: config.hostAccess.map(formatHostAccess) }, "Guests are walled off from this host's services");
     return isolation;
+  }
+
+  private async installBase(): Promise<void> {
+    const resolvers = resolversOf(await readFile(this.options.resolvConf ?? "/etc/resolv.conf", "utf8").catch(() => ""));
+    await run(this.nft as string, ["-f", "-"], { input: wallBaseScript({ gid: this.gid as number, resolvers }) });
+  }
+
+  /**
+   * Checks every `intervalMs` that the wall and this daemon's allowances are in place, and puts back what
+   * something removed (a firewall reload or `nft flush ruleset` takes every table), saying so in the log.
+   * Kubernetes' kube-proxy watches its own chains the same way. Guests are unwalled until the next check.
+   */
+  watch(intervalMs = 5000): void {
+    if (this.nft === undefined || this.watchTimer) return;
+    this.watchTimer = setInterval(() => {
+      this.checking ??= this.repair().finally(() => (this.checking = undefined));
+    }, intervalMs);
+    this.watchTimer.unref();
+  }
+
+  private async repair(): Promise<void> {
+    const { log, stateDir, config } = this.options;
+    try {
+      const jumps = await this.listJumps().catch(() => undefined);
+      // The output chain is replaced whole at every daemon's start; its rule count is fixed by the script.
+      const output = await run(this.nft as string, ["list", "chain", "inet", WALL_TABLE, "output"]).catch(() => "");
+      const baseIntact = jumps !== undefined && output.includes(`meta skgid != ${this.gid} return`) && output.includes("reject with tcp reset");
+      const ownIntact = config.hostAccess.length === 0 || (jumps ?? []).some((j) => j.target === allowanceChain(stateDir));
+      if (baseIntact && ownIntact) return;
+      if (!baseIntact) await this.installBase();
+      await this.applyAllowances();
+      log.error({ table: `inet ${WALL_TABLE}` }, "The wall between guests and this host's services was removed (a firewall reload or nft flush ruleset?): it is back");
+    } catch (err) {
+      log.error({ err }, "Cannot put back the wall between guests and this host's services");
+    }
   }
 
   /**
@@ -153,6 +191,9 @@ export class HostIsolation {
 
   /** Takes this daemon's allowances down (the table stays: other daemons on the host use it). */
   async release(): Promise<void> {
+    clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
+    await this.checking;
     if (this.nft === undefined) return;
     try {
       await run(this.nft, ["-f", "-"], { input: releaseScript(this.options.stateDir, await this.listJumps()) });

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { parseAllowanceJumps } from "../../src/net/host-isolation-rules.ts";
 import { run } from "../../src/util/run.ts";
 import { parseProbe, REACH_PROBE, reached, type ProbeResult } from "../helpers/reach.ts";
+import { until } from "../helpers/until.ts";
 
 const DRIVER = fileURLToPath(new URL("../helpers/isolation-driver.ts", import.meta.url));
 
@@ -168,6 +169,18 @@ describe("the wall, in a network namespace of its own", { timeout: 180_000 }, ()
     await b.stop();
     assert.equal((await probe("tcp", "127.0.0.1", allowedB, { gid })).outcome, "refused");
     assert.deepEqual(await jumps(), []);
+  });
+
+  test("a wall something removed (nft flush ruleset) is put back, allowances included, and the log says so", async () => {
+    const [walled, allowed] = [await listener("tcp", "walled", "127.0.0.1"), await listener("tcp", "allowed", "127.0.0.1")];
+    const wall = await daemonWall(await mkdtemp(join(tmpdir(), "corral-wall-w-")), [`127.0.0.1:${allowed}`]);
+    let log = "";
+    wall.child.stderr?.on("data", (chunk: Buffer) => (log += chunk.toString()));
+    await run("ip", ["netns", "exec", ns, "nft", "flush", "ruleset"]);
+    await until(async () => ((await probe("tcp", "127.0.0.1", walled, { gid })).outcome === "refused" ? true : undefined), "the wall to be back", 30_000, 100);
+    assert.equal((await probe("tcp", "127.0.0.1", allowed, { gid })).outcome, "open", "with this daemon's allowance");
+    assert.match(log, /The wall between guests and this host's services was removed/);
+    await wall.stop();
   });
 
   test("a daemon killed and restarted with other allowances has exactly the new ones; a vanished daemon's go", async () => {
