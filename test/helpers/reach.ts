@@ -6,25 +6,26 @@ import { createServer, type Server } from "node:net";
 
 /**
  * `node -e REACH_PROBE tcp|udp ADDRESS PORT` prints one JSON line: {"outcome": "open", "data": "..."} when
- * the other side answered, "connected" (TCP connected, nothing said), "refused", "timeout", "no-reply"
+ * the other side answered (the first line of what it said), "connected" (TCP connected, nothing said), "refused", "timeout", "no-reply"
  * (UDP) or "error" with the error's code.
  */
 export const REACH_PROBE = `
 const [kind, host, port] = process.argv.slice(-3);
 const done = (result) => { console.log(JSON.stringify(result)); process.exit(0); };
+const firstLine = (data) => String(data).split("\\n")[0].trim().slice(0, 80);
 if (kind === "tcp") {
   const net = require("net");
   const socket = net.connect({ host, port: Number(port) });
   let connected = false;
   socket.setTimeout(8000, () => done({ outcome: connected ? "connected" : "timeout" }));
   socket.on("connect", () => { connected = true; });
-  socket.on("data", (data) => done({ outcome: "open", data: String(data).trim() }));
+  socket.on("data", (data) => done({ outcome: "open", data: firstLine(data) }));
   socket.on("error", (err) => done({ outcome: err.code === "ECONNREFUSED" || err.code === "ECONNRESET" ? "refused" : "error", code: err.code }));
   socket.on("close", () => done({ outcome: connected ? "connected" : "refused" }));
 } else {
   const dgram = require("dgram");
   const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
-  socket.on("message", (data) => done({ outcome: "open", data: String(data).trim() }));
+  socket.on("message", (data) => done({ outcome: "open", data: firstLine(data) }));
   socket.on("error", (err) => done({ outcome: err.code === "ECONNREFUSED" ? "refused" : "error", code: err.code }));
   let sent = 0;
   const send = () => { if (sent++ < 4) socket.send("probe", Number(port), host, () => undefined); };
