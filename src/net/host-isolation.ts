@@ -130,7 +130,8 @@ export class HostIsolation {
     const { log, stateDir, config } = this.options;
     try {
       const jumps = await this.listJumps().catch(() => undefined);
-      // The output chain is replaced whole at every daemon's start; its rule count is fixed by the script.
+      // Intact: the output chain still names the guests' group and still rejects (an edit by hand that
+      // dropped either counts as removed), and this daemon's allowances are still reached.
       const output = await run(this.nft as string, ["list", "chain", "inet", WALL_TABLE, "output"]).catch(() => "");
       const baseIntact = jumps !== undefined && output.includes(`meta skgid != ${this.gid} return`) && output.includes("reject with tcp reset");
       const ownIntact = config.hostAccess.length === 0 || (jumps ?? []).some((j) => j.target === allowanceChain(stateDir));
