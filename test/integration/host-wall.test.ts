@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -92,6 +92,9 @@ describe("the wall, in a network namespace of its own", { timeout: 180_000 }, ()
     };
   }
 
+  /** A daemon's state directory (its allowances' owner), under this test's own folder. */
+  const stateDir = (prefix: string): Promise<string> => mkdtemp(join(stateRoot, `${prefix}-`));
+
   const jumps = async (): Promise<ReturnType<typeof parseAllowanceJumps>> =>
     parseAllowanceJumps(await run("ip", ["netns", "exec", ns, "nft", "-j", "list", "chain", "inet", "corral_guard", "allow"]));
 
@@ -107,7 +110,7 @@ describe("the wall, in a network namespace of its own", { timeout: 180_000 }, ()
     await run("ip", ["-n", peerNs, "addr", "add", `${peer}/24`, "dev", "veth1"]);
     await run("ip", ["-n", peerNs, "link", "set", "veth1", "up"]);
     await run("ip", ["-n", peerNs, "link", "set", "lo", "up"]);
-    await rm(stateRoot, { recursive: true, force: true });
+    await mkdir(stateRoot);
   });
 
   after(async () => {
@@ -118,7 +121,7 @@ describe("the wall, in a network namespace of its own", { timeout: 180_000 }, ()
   });
 
   test("the guests' group reaches none of the host's addresses, TCP or UDP, v4 or v6; other processes do", async () => {
-    const wall = await daemonWall(await mkdtemp(join(tmpdir(), "corral-wall-a-")), []);
+    const wall = await daemonWall(await stateDir("a"), []);
     const targets: ["tcp" | "udp", string, number][] = [
       ["tcp", "127.0.0.1", await listener("tcp", "loopback", "127.0.0.1")],
       ["udp", "127.0.0.1", await listener("udp", "loopback-udp", "127.0.0.1")],
@@ -136,14 +139,14 @@ describe("the wall, in a network namespace of its own", { timeout: 180_000 }, ()
   });
 
   test("replies flow: a listener of the guests' group (a forwarded port) answers host clients", async () => {
-    const wall = await daemonWall(await mkdtemp(join(tmpdir(), "corral-wall-a-")), []);
+    const wall = await daemonWall(await stateDir("a"), []);
     const port = await listener("tcp", "forwarded", "127.0.0.1", { gid });
     assert.deepEqual(await probe("tcp", "127.0.0.1", port), { outcome: "open", data: "forwarded" });
     await wall.stop();
   });
 
   test("addresses beyond the host are not walled", async () => {
-    const wall = await daemonWall(await mkdtemp(join(tmpdir(), "corral-wall-a-")), []);
+    const wall = await daemonWall(await stateDir("a"), []);
     const port = await listener("tcp", "beyond", peer, { where: peerNs });
     assert.deepEqual(await probe("tcp", peer, port, { gid }), { outcome: "open", data: "beyond" });
     await wall.stop();
@@ -156,8 +159,8 @@ describe("the wall, in a network namespace of its own", { timeout: 180_000 }, ()
       await listener("tcp", "allowed-b", "0.0.0.0"),
       await listener("udp", "allowed-b-udp", "127.0.0.1"),
     ];
-    const a = await daemonWall(await mkdtemp(join(tmpdir(), "corral-wall-a-")), [`127.0.0.1:${allowedA}`]);
-    const b = await daemonWall(await mkdtemp(join(tmpdir(), "corral-wall-b-")), [`tcp/${allowedB}`, `udp/127.0.0.1:${udpB}`]);
+    const a = await daemonWall(await stateDir("a"), [`127.0.0.1:${allowedA}`]);
+    const b = await daemonWall(await stateDir("b"), [`tcp/${allowedB}`, `udp/127.0.0.1:${udpB}`]);
     assert.equal((await probe("tcp", "127.0.0.1", allowedA, { gid })).outcome, "open");
     assert.equal((await probe("tcp", "127.0.0.1", neighbour, { gid })).outcome, "refused");
     assert.equal((await probe("tcp", localExtra, allowedA, { gid })).outcome, "refused", "allowed on 127.0.0.1 only");
@@ -173,7 +176,7 @@ describe("the wall, in a network namespace of its own", { timeout: 180_000 }, ()
 
   test("a wall something removed (nft flush ruleset) is put back, allowances included, and the log says so", async () => {
     const [walled, allowed] = [await listener("tcp", "walled", "127.0.0.1"), await listener("tcp", "allowed", "127.0.0.1")];
-    const wall = await daemonWall(await mkdtemp(join(tmpdir(), "corral-wall-w-")), [`127.0.0.1:${allowed}`]);
+    const wall = await daemonWall(await stateDir("w"), [`127.0.0.1:${allowed}`]);
     let log = "";
     wall.child.stderr?.on("data", (chunk: Buffer) => (log += chunk.toString()));
     await run("ip", ["netns", "exec", ns, "nft", "flush", "ruleset"]);
@@ -185,20 +188,19 @@ describe("the wall, in a network namespace of its own", { timeout: 180_000 }, ()
 
   test("a daemon killed and restarted with other allowances has exactly the new ones; a vanished daemon's go", async () => {
     const [first, second, orphaned] = [await listener("tcp", "first", "127.0.0.1"), await listener("tcp", "second", "127.0.0.1"), await listener("tcp", "orphaned", "127.0.0.1")];
-    const stateDir = await mkdtemp(join(tmpdir(), "corral-wall-r-"));
-    const goneDir = await mkdtemp(join(tmpdir(), "corral-wall-g-"));
+    const dir = await stateDir("r");
+    const goneDir = await stateDir("g");
     const gone = await daemonWall(goneDir, [`127.0.0.1:${orphaned}`]);
     gone.child.kill("SIGKILL");
-    const killed = await daemonWall(stateDir, [`127.0.0.1:${first}`]);
+    const killed = await daemonWall(dir, [`127.0.0.1:${first}`]);
     killed.child.kill("SIGKILL");
     assert.equal((await probe("tcp", "127.0.0.1", orphaned, { gid })).outcome, "open", "a killed daemon's allowance stays while its state directory exists");
     await rm(goneDir, { recursive: true });
-    const restarted = await daemonWall(stateDir, [`127.0.0.1:${second}`]);
+    const restarted = await daemonWall(dir, [`127.0.0.1:${second}`]);
     assert.equal((await probe("tcp", "127.0.0.1", first, { gid })).outcome, "refused");
     assert.equal((await probe("tcp", "127.0.0.1", second, { gid })).outcome, "open");
     assert.equal((await probe("tcp", "127.0.0.1", orphaned, { gid })).outcome, "refused", "the vanished daemon's allowance went");
-    assert.deepEqual((await jumps()).map((j) => j.owner), [stateDir], "one jump, the restarted daemon's");
+    assert.deepEqual((await jumps()).map((j) => j.owner), [dir], "one jump, the restarted daemon's");
     await restarted.stop();
-    await rm(stateDir, { recursive: true });
   });
 });
