@@ -6,9 +6,10 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 # qemu-system-x86, qemu-utils: the hypervisor and qemu-img; busybox-static, tini, e2fsprogs, dropbear-bin: the
-# base image; iproute2, cpio: networking and archives; openssh-client: ssh into VMs; python3, make, g++:
-# native npm modules (better-sqlite3, node-pty).
-PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 openssh-client ca-certificates python3 make g++"
+# base image; iproute2, cpio: networking and archives; nftables: the wall between guests and the host's own
+# services (the daemon refuses to start without it unless told otherwise); openssh-client: ssh into VMs;
+# python3, make, g++: native npm modules (better-sqlite3, node-pty).
+PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++"
 
 missing=""
 for package in $PACKAGES; do

@@ -5,6 +5,7 @@ import { dirname, resolve } from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import type { AccelMode } from "../engine/accel-probe.ts";
+import { parseHostAccess, type HostAccess } from "../net/index.ts";
 import { HOSTGROUP_PATTERN, IMAGE_PATTERN } from "../protocol/names.ts";
 import { describeSchemaErrors } from "../util/schema-errors.ts";
 
@@ -48,6 +49,15 @@ const ConfigFileSchema = Type.Object(
           ),
         ),
         accel: Type.Optional(Type.Union([Type.Literal("auto"), Type.Literal("kvm"), Type.Literal("tcg")])),
+        network: Type.Optional(
+          Type.Object(
+            {
+              host_isolation: Type.Optional(Type.Boolean({ description: "wall guests off from this host's services (default true)" })),
+              host_access: Type.Optional(Type.Array(Type.String(), { maxItems: 256, description: "host services guests may reach through the wall" })),
+            },
+            { additionalProperties: false },
+          ),
+        ),
         host_groups: Type.Optional(Type.Array(HostGroupSchema)),
       },
       { additionalProperties: false },
@@ -83,6 +93,12 @@ export interface DaemonConfig {
     readonly authEnabled: boolean;
   };
   readonly accel: AccelMode;
+  readonly network: {
+    /** Guests are walled off from this host's addresses (src/net/host-isolation.ts); false: on purpose, not. */
+    readonly hostIsolation: boolean;
+    /** Host services guests may reach through the wall. */
+    readonly hostAccess: readonly HostAccess[];
+  };
   readonly hostGroups: readonly HostGroupConfig[];
 }
 
@@ -210,6 +226,15 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
       warmPool: group.template === false ? 0 : (group.warm_pool ?? 0),
     });
   });
+  const network = file.config.network ?? {};
+  const hostAccess = (network.host_access ?? []).flatMap((entry, index): HostAccess[] => {
+    const parsed = parseHostAccess(entry);
+    if ("problem" in parsed) problems.push(`config.network.host_access[${index}] ${parsed.problem}`);
+    return "problem" in parsed ? [] : [Object.freeze(parsed)];
+  });
+  if (network.host_isolation === false && hostAccess.length > 0) {
+    problems.push("config.network.host_access has no effect with config.network.host_isolation: false (there is no wall to pass through): remove one of them");
+  }
   if (problems.length > 0) throw new ConfigError(source, problems);
   const api = file.config.api ?? {};
   return Object.freeze({
@@ -220,6 +245,7 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
       authEnabled: api.auth?.enabled ?? false,
     }),
     accel: file.config.accel ?? "auto",
+    network: Object.freeze({ hostIsolation: network.host_isolation ?? true, hostAccess: Object.freeze(hostAccess) }),
     hostGroups: Object.freeze(hostGroups),
   });
 }

@@ -7,6 +7,7 @@ import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
 import { corralHome, ImageStore, type CorralHome } from "../image/index.ts";
+import { HostIsolation } from "../net/index.ts";
 import type { Logger } from "../util/log.ts";
 import { requireProgram } from "../util/run.ts";
 import { corralVersion, gitCommit } from "../util/version.ts";
@@ -111,16 +112,30 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   assertSocketPathsFit(stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const releaseLock = await acquireStateLock(stateDir);
+  let isolation: HostIsolation | undefined;
   try {
-    return await startLocked(options, config, stateDir, home, releaseLock);
+    // Before any VM is started or re-attached: a daemon that cannot wall guests off refuses to start.
+    const { hostIsolation, hostAccess } = config.network;
+    isolation = await HostIsolation.setUp({ config: { enabled: hostIsolation, hostAccess }, stateDir, log: options.log });
+    isolation.watch();
+    return await startLocked(options, config, stateDir, home, releaseLock, isolation);
   } catch (err) {
+    await isolation?.release();
     await releaseLock();
     throw err;
   }
 }
 
-async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDir: string, home: CorralHome, releaseLock: () => Promise<void>): Promise<RunningDaemon> {
+async function startLocked(
+  options: DaemonOptions,
+  config: DaemonConfig,
+  stateDir: string,
+  home: CorralHome,
+  releaseLock: () => Promise<void>,
+  isolation: HostIsolation,
+): Promise<RunningDaemon> {
   const { log } = options;
+  const guestGid = isolation.gid;
 
   const images = new ImageStore(home.images);
   const defaultImage = await images.resolve(config.hostGroups[0]?.image ?? "base");
@@ -142,14 +157,14 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const tscKhz = hostTscKhz();
   const commits = new CommitStore(stateDir);
   await commits.removeDebris();
-  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits });
-  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log });
+  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, guestGid });
+  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, guestGid });
   const forwardAddress = forwardAddressFor(config.api.bindAddress);
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress });
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid });
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
   const hostId = await loadHostId(stateDir);
-  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, stateDir, hostId, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, isolation, stateDir, hostId, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
   let unixServer: Server | undefined;
   try {
@@ -158,6 +173,10 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
     await app.listen({ host: config.api.bindAddress, port: options.port ?? config.api.port });
     if (socketPath) unixServer = await listenOnSocket(app, socketPath);
     await manager.start();
+    const unwalled = isolation.gid === undefined ? [] : isolation.unwalled(manager.list());
+    if (unwalled.length > 0) {
+      log.warn({ vms: unwalled }, "VMs re-attached from an earlier run are outside the wall between guests and this host's services: restart them to wall them off");
+    }
     await templates.start();
   } catch (err) {
     await app.close();
@@ -188,6 +207,7 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
       await templates.stop();
       await pool.stop();
       await manager.stop();
+      await isolation.release();
       store.close();
       await rm(runtimeInfoFile(stateDir), { force: true });
       if (socketPath) await rm(socketPath, { force: true });

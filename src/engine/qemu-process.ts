@@ -79,11 +79,14 @@ export class QemuProcess {
     });
   }
 
-  /** Starts QEMU detached with stdout and stderr appended to `logFile`. */
-  static spawn(binary: string, args: readonly string[], logFile: string): Promise<QemuProcess> {
+  /**
+   * Starts QEMU detached with stdout and stderr appended to `logFile`; with `gid`, under that group id (the
+   * user stays the same, so file access is unchanged, but every socket QEMU opens carries the group).
+   */
+  static spawn(binary: string, args: readonly string[], logFile: string, options: { gid?: number } = {}): Promise<QemuProcess> {
     const logFd = openSync(logFile, "a", 0o600);
     return new Promise((resolve, reject) => {
-      const child = spawn(binary, args, { detached: true, stdio: ["ignore", logFd, logFd] });
+      const child = spawn(binary, args, { detached: true, stdio: ["ignore", logFd, logFd], ...(options.gid === undefined ? {} : { gid: options.gid }) });
       closeSync(logFd);
       child.once("error", (err) => reject(err));
       child.once("spawn", () => {

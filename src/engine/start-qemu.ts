@@ -35,10 +35,12 @@ export interface StartQemuOptions {
   qmpTranscript: string;
   /** How long QEMU may take to open its QMP socket. */
   timeoutMs?: number;
+  /** The group id QEMU runs with (the daemon's wall between guests and the host keys on it); absent: the daemon's. */
+  gid?: number;
 }
 
 export async function startQemu(spec: QemuSpec, options: StartQemuOptions): Promise<StartedQemu> {
-  const proc = await QemuProcess.spawn(options.binary, buildQemuArgs(spec), options.logFile);
+  const proc = await QemuProcess.spawn(options.binary, buildQemuArgs(spec), options.logFile, { gid: options.gid });
   const deadline = performance.now() + (options.timeoutMs ?? 15_000);
   let exited = false;
   void proc.exited.then(() => {

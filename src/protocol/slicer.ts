@@ -2,6 +2,7 @@
 // schema is the TypeScript type, the request validator and the OpenAPI entry at once.
 import { Type, type Static, type TUnsafe } from "@sinclair/typebox";
 import { HOSTGROUP_PATTERN, HOSTNAME_PATTERN } from "./names.ts";
+import { HostIsolationInfoSchema } from "./host-isolation.ts";
 import { TemplateInfoSchema } from "./templates-api.ts";
 
 /** A string limited to some values, as a JSON Schema enum (so errors can list the allowed values). */
@@ -174,6 +175,7 @@ export const InfoSchema = Type.Object({
   accel_decided_at: Type.String(),
   images: Type.Array(Type.Object({ name: Type.String(), version: Type.String(), kernel_release: Type.String(), created_at: Type.String() })),
   templates: Type.Array(TemplateInfoSchema),
+  host_isolation: HostIsolationInfoSchema,
 });
 
 /** Slicer reports the machine architecture as x86_64 in host groups and nodes. */

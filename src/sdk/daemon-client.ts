@@ -5,6 +5,7 @@ import type { Duplex, Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CommitBody, CommitView, ForkBody } from "../protocol/commits-api.ts";
+import type { HostIsolationInfo } from "../protocol/host-isolation.ts";
 import type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { BackgroundExecApi } from "./background.ts";
@@ -42,6 +43,8 @@ export interface DaemonInfo {
   accel_decided_at: string;
   images: { name: string; version: string; kernel_release: string; created_at: string }[];
   templates: TemplateInfo[];
+  /** The wall between guests and the host's services. */
+  host_isolation: HostIsolationInfo;
 }
 
 export interface CreateOptions {

@@ -24,6 +24,8 @@ export interface RunOptions {
   /** Bytes of stdout to keep; the rest is discarded (stderr keeps its last 64 KiB). */
   maxStdout?: number;
   signal?: AbortSignal;
+  /** Written to the program's stdin (otherwise it reads end-of-file). */
+  input?: string;
 }
 
 /** Runs a program to completion and returns its stdout; throws CommandError with stderr's tail on failure. */
@@ -34,9 +36,13 @@ export function run(file: string, args: readonly string[], options: RunOptions =
     const child = spawn(file, args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
       signal: options.signal,
     });
+    // Without input the program reads end-of-file at once. One that exits without reading all its input
+    // makes the write fail with EPIPE: its exit status says why.
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(options.input);
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8");

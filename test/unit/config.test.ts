@@ -32,6 +32,7 @@ const groups = (yaml: string): string => `config:\n  host_groups:\n${yaml}`;
 const DEFAULTS: DaemonConfig = {
   api: { bindAddress: "127.0.0.1", port: 8080, socket: undefined, authEnabled: false },
   accel: "auto",
+  network: { hostIsolation: true, hostAccess: [] },
   hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 2 }],
 };
 
@@ -100,6 +101,7 @@ describe("parseDaemonConfig defaults", () => {
     assert.deepEqual(parseDaemonConfig(text, "c.yaml"), {
       api: { bindAddress: "0.0.0.0", port: 9090, socket: "/run/corral.sock", authEnabled: true },
       accel: "tcg",
+      network: { hostIsolation: true, hostAccess: [] },
       hostGroups: [
         {
           name: "web",
@@ -350,6 +352,60 @@ describe("parseDaemonConfig errors", () => {
       name: "ConfigError",
       message: 'Invalid configuration in /etc/corral/config.yaml:\n  - config.accel must be one of "auto", "kvm", "tcg", got 1',
     });
+  });
+});
+
+describe("config.network", () => {
+  const network = (yaml: string): DaemonConfig["network"] => parseDaemonConfig(`config:\n  network:\n${yaml}`, "c.yaml").network;
+
+  test("host_access entries: protocol (tcp unless udp/), an optional address (IPv6 in brackets), a port or a range", () => {
+    const parsed = network('    host_access: ["127.0.0.1:5432", "udp/[::1]:53", "tcp/6379", "8000-8010", "udp/192.0.2.2:5353", "[FD00::2]:22"]\n');
+    assert.deepEqual(parsed, {
+      hostIsolation: true,
+      hostAccess: [
+        { protocol: "tcp", address: "127.0.0.1", ports: [5432, 5432] },
+        { protocol: "udp", address: "::1", ports: [53, 53] },
+        { protocol: "tcp", address: undefined, ports: [6379, 6379] },
+        { protocol: "tcp", address: undefined, ports: [8000, 8010] },
+        { protocol: "udp", address: "192.0.2.2", ports: [5353, 5353] },
+        { protocol: "tcp", address: "fd00::2", ports: [22, 22] },
+      ],
+    });
+    assert.ok(Object.isFrozen(parsed.hostAccess) && Object.isFrozen(parsed.hostAccess[0]));
+  });
+
+  test("host_isolation: false turns the wall off on purpose", () => {
+    assert.deepEqual(network("    host_isolation: false\n"), { hostIsolation: false, hostAccess: [] });
+  });
+
+  test("every bad host_access entry is named by its path, with what is wrong", () => {
+    const problems = problemsOf(
+      'config:\n  network:\n    host_access: ["localhost:80", "sctp/80", "127.0.0.1:0", "127.0.0.1:70000", "90-80", "::1:53", "[127.0.0.1]:80", "300.1.1.1:80", "tcp/", ""]\n',
+    );
+    assert.deepEqual(problems, [
+      'config.network.host_access[0] must be [tcp/|udp/][ADDRESS:]PORT[-PORT] (e.g. "127.0.0.1:5432", "udp/[::1]:53", "tcp/6379"), got "localhost:80"',
+      'config.network.host_access[1] must be [tcp/|udp/][ADDRESS:]PORT[-PORT] (e.g. "127.0.0.1:5432", "udp/[::1]:53", "tcp/6379"), got "sctp/80"',
+      "config.network.host_access[2] names port 0: ports are 1 to 65535",
+      "config.network.host_access[3] names port 70000: ports are 1 to 65535",
+      "config.network.host_access[4] names the range 90-80: the first port must not be above the last",
+      'config.network.host_access[5] must be [tcp/|udp/][ADDRESS:]PORT[-PORT] (e.g. "127.0.0.1:5432", "udp/[::1]:53", "tcp/6379"), got "::1:53"',
+      'config.network.host_access[6] names "[127.0.0.1]", which is not an IPv4 address or an IPv6 address in brackets',
+      'config.network.host_access[7] names "300.1.1.1", which is not an IPv4 address or an IPv6 address in brackets',
+      'config.network.host_access[8] must be [tcp/|udp/][ADDRESS:]PORT[-PORT] (e.g. "127.0.0.1:5432", "udp/[::1]:53", "tcp/6379"), got "tcp/"',
+      'config.network.host_access[9] must be [tcp/|udp/][ADDRESS:]PORT[-PORT] (e.g. "127.0.0.1:5432", "udp/[::1]:53", "tcp/6379"), got ""',
+    ]);
+  });
+
+  test("wrong types and unknown keys name their path", () => {
+    assert.match(problemsOf("config:\n  network:\n    host_isolation: \"no\"\n").join("\n"), /config\.network\.host_isolation/);
+    assert.match(problemsOf("config:\n  network:\n    host_access: [5432]\n").join("\n"), /config\.network\.host_access\[0\]/);
+    assert.match(problemsOf("config:\n  network:\n    host_acess: []\n").join("\n"), /config\.network.*host_acess/);
+  });
+
+  test("allowances with the wall turned off are a contradiction, refused", () => {
+    assert.deepEqual(problemsOf('config:\n  network:\n    host_isolation: false\n    host_access: ["tcp/5432"]\n'), [
+      "config.network.host_access has no effect with config.network.host_isolation: false (there is no wall to pass through): remove one of them",
+    ]);
   });
 });
 

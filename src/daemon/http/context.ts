@@ -3,6 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, Raw
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { AccelVerdict } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
+import type { HostIsolation } from "../../net/index.ts";
 import type { DaemonMetrics } from "../metrics.ts";
 import type { Secrets } from "../secrets/index.ts";
 import type { TemplateManager } from "../templates/template-manager.ts";
@@ -17,6 +18,8 @@ export interface DaemonContext {
   gitCommit: string;
   metrics: DaemonMetrics;
   templates: TemplateManager;
+  /** The wall between guests and this host's services. */
+  isolation: HostIsolation;
   stateDir: string;
   /** This host's id for fleet controllers (see host-identity.ts). */
   hostId: string;

@@ -1,4 +1,5 @@
-// GET /healthz (open, for liveness checks) and GET /info (version, acceleration, images).
+// GET /healthz (open, for liveness checks) and GET /info (version, acceleration, images, templates, the wall
+// between guests and this host's services).
 import { Type } from "@sinclair/typebox";
 import { InfoSchema } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
@@ -18,6 +19,7 @@ export function systemRoutes(app: DaemonApp, ctx: DaemonContext): void {
       accel_decided_at: ctx.accel.decided_at,
       images: images.map((i) => ({ name: i.name, version: i.version, kernel_release: i.kernel_release, created_at: i.created_at })),
       templates: ctx.templates.list(),
+      host_isolation: ctx.isolation.info(ctx.manager.list()),
     };
   });
 }

@@ -41,6 +41,11 @@ export interface TemplateBuildDeps {
   tscKhz: number;
   qemuBinary: string;
   log: Logger;
+  /**
+   * The group id every QEMU runs with: the wall between guests and the host's services keys on it (see
+   * src/net/host-isolation.ts). Undefined when the wall is off.
+   */
+  guestGid: number | undefined;
 }
 
 /** The hostname the template's guest boots with; each clone is given its own when its agent connects. */
@@ -58,7 +63,7 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
     await createOverlay(input.image, paths.disk);
     const machine = { hostname: TEMPLATE_HOSTNAME, mac: randomMac(), cpus: input.cpus, ramBytes: input.ramBytes };
     const spec = { ...qemuSpecFor(machine, paths, input.image, deps.accel, deps.tscKhz), memoryFile: { path: paths.ram, shared: true } };
-    qemu = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
+    qemu = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript, gid: deps.guestGid });
     const running = qemu.process;
     await agent.waitForConnection(signal, () => running.running);
     await warmUpAgent(agent, { hostname: TEMPLATE_HOSTNAME, mac: machine.mac }, signal);

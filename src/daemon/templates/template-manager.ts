@@ -62,6 +62,11 @@ export interface TemplateManagerDeps {
   tscKhz: number;
   qemuBinary: string;
   log: Logger;
+  /**
+   * The group id every QEMU runs with: the wall between guests and the host's services keys on it (see
+   * src/net/host-isolation.ts). Undefined when the wall is off.
+   */
+  guestGid: number | undefined;
   /** Commits keep the template their VM came from (their forks map its RAM file). */
   commits?: CommitStore;
 }

@@ -47,6 +47,11 @@ export interface WarmPoolDeps {
   tscKhz: number;
   qemuBinary: string;
   log: Logger;
+  /**
+   * The group id every QEMU runs with: the wall between guests and the host's services keys on it (see
+   * src/net/host-isolation.ts). Undefined when the wall is off.
+   */
+  guestGid: number | undefined;
 }
 
 const POOL_HOSTNAME = "corral-pool";

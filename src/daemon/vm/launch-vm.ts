@@ -28,6 +28,11 @@ export interface LaunchDeps {
   log: Logger;
   /** The host address VMs' forwarded ports listen on (the daemon's own; default 127.0.0.1). */
   forwardAddress?: string;
+  /**
+   * The group id every QEMU runs with: the wall between guests and the host's services keys on it (see
+   * src/net/host-isolation.ts). Undefined when the wall is off.
+   */
+  guestGid: number | undefined;
 }
 
 /** What a QEMU spec needs to know about a machine (a VM record, or a template being made). */
@@ -104,7 +109,7 @@ export interface StartedMachine {
  * clone whose agent does not answer counts as failed). Each step registers its undo in `revert`.
  */
 export async function startMachine(
-  deps: Pick<LaunchDeps, "stateDir" | "accel" | "tscKhz" | "qemuBinary" | "forwardAddress">,
+  deps: Pick<LaunchDeps, "stateDir" | "accel" | "tscKhz" | "qemuBinary" | "forwardAddress" | "guestGid">,
   machine: MachineShape,
   paths: VmPaths,
   image: { kernel: string; initrd: string },
@@ -120,7 +125,7 @@ export async function startMachine(
     // states (suspend, commit) name that RAM block, and its disk is backed by the template's anyway.
     ...(options.template ? { memoryFile: { path: templatePaths(deps.stateDir, options.template).ram, shared: false } } : {}),
   };
-  const started = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript });
+  const started = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript, gid: deps.guestGid });
   revert.add("the QEMU process", async () => {
     started.process.kill();
     started.qmp.close();

@@ -46,6 +46,11 @@ export interface VmManagerDeps {
   pool?: WarmPool;
   /** The host address VMs' forwarded ports listen on (default 127.0.0.1). */
   forwardAddress?: string;
+  /**
+   * The group id every QEMU runs with: the wall between guests and the host's services keys on it (see
+   * src/net/host-isolation.ts). Undefined when the wall is off.
+   */
+  guestGid: number | undefined;
 }
 
 /**

@@ -1,0 +1,8 @@
+// The network folder's public face: user-mode networking, host ports for forwards, and the wall between
+// guests and the host's own services.
+export { allocateHostPorts, isPortFree } from "./host-ports.ts";
+export { randomMac, userNetwork, USER_NET } from "./user-network.ts";
+export { formatHostAccess, HOST_ACCESS_SHAPE, parseHostAccess, type HostAccess, type HostAccessProtocol } from "./host-access.ts";
+export { GUEST_GROUP } from "./guest-group.ts";
+export { HostIsolation, HostIsolationError, type HostIsolationConfig, type VmProcess } from "./host-isolation.ts";
+export { WALL_TABLE } from "./host-isolation-rules.ts";
