@@ -118,9 +118,25 @@ export class TestDaemon {
     await exited;
   }
 
-  /** Stops the daemon (gracefully, which removes its sandboxes) and deletes the state directory. */
+  /**
+   * Stops the daemon (gracefully, which removes its sandboxes) and deletes the state directory. A daemon that
+   * stopped gracefully must leave no QEMU process of its state directory behind: any left is killed and the
+   * dispose fails, naming them. (VMs of a daemon the test killed with -9 are killed without complaint.)
+   */
   async dispose(): Promise<void> {
-    await this.stop().catch(() => undefined);
+    const wasRunning = this.run !== undefined;
+    const code = await this.stop().catch(() => undefined);
+    const left = qemuPids(this.stateDir);
+    for (const pid of left) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
     await rm(this.stateDir, { recursive: true, force: true });
+    if (wasRunning && code === 0 && left.length > 0) {
+      throw new Error(`QEMU processes outlived the daemon of ${this.stateDir} that stopped gracefully: ${left.join(", ")}`);
+    }
   }
 }

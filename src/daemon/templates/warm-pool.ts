@@ -59,6 +59,10 @@ const POOL_HOSTNAME = "corral-pool";
 export class WarmPool {
   private readonly idle = new Map<string, PoolEntry[]>();
   private readonly filling = new Set<string>();
+  /** The refills running now: a stop waits for them, so that no clone they start outlives the daemon. */
+  private readonly refills = new Set<Promise<void>>();
+  /** Aborted on stop: a clone being warmed up gives up at once. */
+  private readonly stopping = new AbortController();
   private stopped = false;
 
   constructor(private readonly deps: WarmPoolDeps) {
@@ -110,7 +114,7 @@ export class WarmPool {
     const group = this.groupOf(groupName);
     if (!group || group.warmPool === 0 || this.stopped || this.filling.has(groupName)) return;
     this.filling.add(groupName);
-    void (async () => {
+    const refill = (async () => {
       try {
         while (!this.stopped && (this.idle.get(groupName)?.length ?? 0) < group.warmPool) {
           const lease = this.deps.templates.acquireCurrent(groupName);
@@ -130,14 +134,20 @@ export class WarmPool {
         this.filling.delete(groupName);
       }
     })();
+    this.refills.add(refill);
+    void refill.finally(() => this.refills.delete(refill));
   }
 
   /** Ends every pooled clone. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     const all = [...this.idle.values()].flat();
     this.idle.clear();
     await Promise.all(all.map((entry) => this.end(entry)));
+    // A refill part-way through a restore ends its clone itself (it sees `stopped`, or its warm-up is
+    // aborted and the restore reverted): wait for that, or the clone's QEMU would outlive the daemon.
+    await Promise.allSettled([...this.refills]);
   }
 
   private groupOf(name: string): HostGroupConfig | undefined {
@@ -158,7 +168,7 @@ export class WarmPool {
       const machine = { hostname: POOL_HOSTNAME, mac: randomMac(), cpus: group.vcpu, ramBytes: group.ramBytes };
       const started = await startMachine(this.deps, machine, paths, image, revert, { template: lease.id, resumeFrom: lease.state, checkAgent: true });
       const agent = started.agent as AgentClient;
-      await warmUpAgent(agent, { hostname: POOL_HOSTNAME, mac: machine.mac }, AbortSignal.timeout(60_000));
+      await warmUpAgent(agent, { hostname: POOL_HOSTNAME, mac: machine.mac }, AbortSignal.any([this.stopping.signal, AbortSignal.timeout(60_000)]));
       revert.commit();
       const entry: PoolEntry = { dir, lease, process: started.process, qmp: started.qmp, agent };
       void started.process.exited.then(() => this.forget(group.name, entry));
