@@ -17,7 +17,8 @@ import {
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import type { SandboxRequest } from "../vm/vm-manager.ts";
 import { createdView, hostGroupView, nodeView } from "./nodes-view.ts";
-import { parseWait, waitAsAsked } from "./waiting.ts";
+import { createForClient } from "./client-create.ts";
+import { parseWait } from "./waiting.ts";
 
 const GiB = 1024 * 1024 * 1024;
 
@@ -73,15 +74,12 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
       // Check everything about the request before a VM exists.
       const waiting = parseWait(request.query);
       const sandbox = sandboxRequest(request.body);
-      const record = await manager.createSandbox(request.params.name, sandbox);
-      try {
-        await waitAsAsked(manager, record.hostname, waiting);
-      } catch (err) {
-        // A create that did not become ready leaves nothing behind.
-        await manager.deleteNode(record.hostgroup, record.hostname, { force: true }).catch(() => undefined);
-        if (err instanceof CorralError && err.code === "timeout") throw new CorralError("timeout", `${err.message}: it has been removed`);
-        throw err;
-      }
+      // A create that did not become ready, or whose client left, leaves nothing behind.
+      const record = await createForClient(manager, reply, {
+        make: (signal) => manager.createSandbox(request.params.name, sandbox, { signal }),
+        waiting,
+        timeoutOutcome: "it has been removed",
+      });
       reply.code(201);
       return createdView(record);
     },

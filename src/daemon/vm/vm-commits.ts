@@ -92,8 +92,11 @@ export class VmCommits {
     });
   }
 
-  /** A new sandbox in the commit's host group, from the commit's disk (and memory, if it has it). */
-  async fork(commitId: string, request: ForkRequest): Promise<VmRecord> {
+  /**
+   * A new sandbox in the commit's host group, from the commit's disk (and memory, if it has it); like a
+   * create, unacknowledged until its client was answered (`signal`: aborted when that client is gone).
+   */
+  async fork(commitId: string, request: ForkRequest, signal?: AbortSignal): Promise<VmRecord> {
     if (this.vms.stopping.signal.aborted) throw new CorralError("unavailable", "The daemon is shutting down");
     const meta = await this.commits.get(commitId);
     const paths = this.commits.paths(commitId);
@@ -122,6 +125,7 @@ export class VmCommits {
           serialLog: paths.serialLog,
           ...(meta.memory ? { state: paths.state } : {}),
         },
+        signal,
       }),
     );
   }

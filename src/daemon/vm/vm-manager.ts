@@ -12,11 +12,12 @@ import type { AgentHealth, ExecSpec } from "../../protocol/agent.ts";
 import { CorralError, ERROR_STATUS, isErrorCode, type ErrorCode } from "../../protocol/errors.ts";
 import { assertHostgroupName, assertHostname } from "../../protocol/names.ts";
 import { raceAbort } from "../../util/abort.ts";
+import { crashPoint } from "../../util/crash-points.ts";
 import { tailLines } from "../../util/tail.ts";
 import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import { ttstackGroup, type HostGroupConfig } from "../config.ts";
 import { DEFAULT_FORWARD_ADDRESS } from "./launch-vm.ts";
-import { removeVmFolder, vmPaths } from "./vm-paths.ts";
+import { vmPaths } from "./vm-paths.ts";
 import { CommitStore } from "../commits/commit-store.ts";
 import { VmCommits } from "./vm-commits.ts";
 import { VmPower } from "./vm-power.ts";
@@ -35,6 +36,12 @@ export interface SandboxRequest {
   importUser?: string;
   tags?: string[];
   persistent?: boolean;
+}
+
+/** How a create is made for a client (see acknowledgeCreate and rollBackCreate). */
+export interface CreateOptions {
+  /** Aborted when the client is gone: the VM is not started, or its clone stops waiting, and it is removed. */
+  signal?: AbortSignal;
 }
 
 /** A VM made through TTstack's agent API: named by the caller, sized per request, with forwarded ports. */
@@ -80,7 +87,7 @@ export class VmManager {
       this.vms,
       deps.commits ?? new CommitStore(deps.stateDir),
       (name) => this.group(name),
-      (group, fields) => this.newVm(group, "sandbox", fields),
+      (group, fields) => this.newVm(group, "sandbox", { ...fields, acknowledged: false }),
       deps.templates,
     );
   }
@@ -147,8 +154,11 @@ export class VmManager {
 
   // ---- create and delete ----
 
-  /** Creates a sandbox in `groupName` and starts it; resolves once QEMU runs (the guest boots on). */
-  async createSandbox(groupName: string, request: SandboxRequest): Promise<VmRecord> {
+  /**
+   * Creates a sandbox in `groupName` and starts it; resolves once QEMU runs (the guest boots on). The VM is
+   * unacknowledged until acknowledgeCreate: the caller answers its client, then acknowledges or rolls back.
+   */
+  async createSandbox(groupName: string, request: SandboxRequest, options: CreateOptions = {}): Promise<VmRecord> {
     if (this.vms.stopping.signal.aborted) throw new CorralError("unavailable", "The daemon is shutting down");
     const group = this.group(groupName);
     const cpus = request.cpus ?? group.vcpu;
@@ -170,17 +180,18 @@ export class VmManager {
         importUser: request.importUser ?? null,
         tags: request.tags ?? [],
         imageVersion: image.version,
+        acknowledged: false,
       }),
       group.count,
     );
-    return this.vms.lock.run(record.hostname, () => this.vms.launch(record));
+    return this.vms.lock.run(record.hostname, () => this.vms.launch(record, { signal: options.signal }));
   }
 
   /**
    * Creates a VM in the TTstack group under the caller's name and starts it; resolves once QEMU runs. Its
    * disk and port map stay when it is stopped (it is persistent); each forwarded port gets a free host port.
    */
-  async createApiVm(request: ApiVmRequest): Promise<VmRecord> {
+  async createApiVm(request: ApiVmRequest, options: CreateOptions = {}): Promise<VmRecord> {
     if (this.vms.stopping.signal.aborted) throw new CorralError("unavailable", "The daemon is shutting down");
     assertHostname(request.hostname);
     const group = ttstackGroup(this.deps.config);
@@ -198,6 +209,7 @@ export class VmManager {
         importUser: null,
         tags: request.envId === null ? [] : [`env=${request.envId}`],
         imageVersion: image.version,
+        acknowledged: false,
       }),
       image: request.image,
       envId: request.envId,
@@ -205,10 +217,37 @@ export class VmManager {
       portMap: ports.map((guest, i) => ({ guest, host: hostPorts[i] as number })),
       denyOutgoing: request.denyOutgoing,
     });
-    return this.vms.lock.run(record.hostname, () => this.vms.launch(record));
+    return this.vms.lock.run(record.hostname, () => this.vms.launch(record, { signal: options.signal }));
   }
 
-  private newVm(group: HostGroupConfig, kind: NewVm["kind"], fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion">): NewVm {
+  /**
+   * The create that made `record` was answered to its client: from now on the VM outlives a daemon crash.
+   * Called once the answer was written; a crash before this removes the VM at the next start.
+   */
+  acknowledgeCreate(record: VmRecord): void {
+    crashPoint("create.answered");
+    this.deps.store.acknowledge(record.hostname, record.createdAt);
+    crashPoint("create.acknowledged");
+  }
+
+  /**
+   * Undoes the create that made `record` before its client got the answer (the client left, the answer
+   * could not be written, its wait failed): the VM goes, whatever it has become meanwhile, unless it was
+   * acknowledged after all.
+   */
+  async rollBackCreate(record: VmRecord, reason: unknown): Promise<void> {
+    await this.vms.lock.run(record.hostname, async () => {
+      const current = this.deps.store.get(record.hostname);
+      if (!current || current.createdAt !== record.createdAt || current.acknowledged) return;
+      await this.vms.rollBack(current, reason);
+    });
+  }
+
+  private newVm(
+    group: HostGroupConfig,
+    kind: NewVm["kind"],
+    fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "acknowledged">,
+  ): NewVm {
     return {
       hostgroup: group.name,
       kind,
@@ -233,11 +272,8 @@ export class VmManager {
       if (record.kind === "service" && !options.force) {
         throw new CorralError("forbidden", `Cannot delete VM ${JSON.stringify(hostname)}: it is a service of host group "${groupName}" (change the daemon's configuration instead)`);
       }
-      await this.vms.killRuntime(hostname);
-      await removeVmFolder(this.deps.stateDir, hostname);
-      this.deps.store.delete(hostname, record.incarnation);
+      await this.vms.remove(record);
       this.deps.log.info({ vm: hostname }, "VM deleted");
-      if (record.template) void this.deps.templates?.collectGarbage();
       return { diskRemoved: true };
     });
   }
@@ -303,7 +339,10 @@ export class VmManager {
 
   // ---- daemon life ----
 
-  /** Recovers from the previous daemon (re-attaching running VMs), then starts every group's services. */
+  /**
+   * Recovers from the previous daemon (re-attaching running VMs, removing unacknowledged ones), then starts
+   * every group's services.
+   */
   async start(): Promise<void> {
     await this.vms.recover();
     for (const group of this.deps.config.hostGroups) {
