@@ -167,6 +167,14 @@ export class CorralClient {
     return this.json("GET", `/vm/${encodeURIComponent(hostname)}`);
   }
 
+  /**
+   * Sets the VM to expire `lifetime` from now: a Go duration ("1h") or seconds; null for no end (refused
+   * when its host group has a max_lifetime). Answers with the VM, `expires_at` updated.
+   */
+  setLifetime(hostname: string, lifetime: string | number | null): Promise<DescribedNode> {
+    return this.json("PATCH", `/vm/${encodeURIComponent(hostname)}`, { lifetime });
+  }
+
   health(hostname: string): Promise<VmHealth> {
     return this.json("GET", `/vm/${encodeURIComponent(hostname)}/health`);
   }

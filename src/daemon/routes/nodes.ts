@@ -2,6 +2,7 @@
 // DELETE /hostgroup/NAME/nodes/HOSTNAME.
 import { Type } from "@sinclair/typebox";
 import { CorralError } from "../../protocol/errors.ts";
+import { parseLifetime } from "../../protocol/lifetime.ts";
 import {
   CreatedNodeSchema,
   CreateNodeBodySchema,
@@ -42,6 +43,7 @@ function sandboxRequest(body: CreateNodeBody | undefined): SandboxRequest {
   if (b.import_user !== undefined) request.importUser = b.import_user;
   if (b.tags !== undefined) request.tags = b.tags;
   if (b.persistent !== undefined) request.persistent = b.persistent;
+  if (b.lifetime !== undefined) request.lifetimeMs = parseLifetime(b.lifetime, 'body field "lifetime"');
   return request;
 }
 

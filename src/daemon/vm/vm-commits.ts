@@ -8,6 +8,7 @@ import { CorralError } from "../../protocol/errors.ts";
 import type { CommitMeta, CommitStore } from "../commits/commit-store.ts";
 import type { HostGroupConfig } from "../config.ts";
 import type { TemplateManager } from "../templates/template-manager.ts";
+import { newSandboxLifetime } from "./lifetime-policy.ts";
 import { vmPaths } from "./vm-paths.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
 import type { VmSupervisor } from "./vm-supervisor.ts";
@@ -22,6 +23,8 @@ export interface CommitRequest {
 export interface ForkRequest {
   tags?: string[];
   sshKeys?: string[];
+  /** How long the fork lives (ms); absent: its group's default (see newSandboxLifetime). */
+  lifetimeMs?: number;
 }
 
 export interface CommitInfo extends Omit<CommitMeta, "template"> {
@@ -30,7 +33,7 @@ export interface CommitInfo extends Omit<CommitMeta, "template"> {
   forks: string[];
 }
 
-type NewVmFactory = (group: HostGroupConfig, fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion">) => NewVm;
+type NewVmFactory = (group: HostGroupConfig, fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "lifetimeMs">) => NewVm;
 
 export class VmCommits {
   constructor(
@@ -101,6 +104,7 @@ export class VmCommits {
     const meta = await this.commits.get(commitId);
     const paths = this.commits.paths(commitId);
     const group = this.group(meta.hostgroup);
+    const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
     const record = this.vms.store.insertSandbox(
       this.newVm(group, {
         cpus: meta.cpus,
@@ -112,6 +116,7 @@ export class VmCommits {
         importUser: null,
         tags: request.tags ?? meta.tags,
         imageVersion: meta.image_version,
+        lifetimeMs,
       }),
       group.count,
     );

@@ -16,7 +16,9 @@ import { crashPoint } from "../../util/crash-points.ts";
 import { tailLines } from "../../util/tail.ts";
 import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import { ttstackGroup, type HostGroupConfig } from "../config.ts";
+import { ExpiryReaper } from "./expiry-reaper.ts";
 import { DEFAULT_FORWARD_ADDRESS } from "./launch-vm.ts";
+import { extendedExpiry, newSandboxLifetime } from "./lifetime-policy.ts";
 import { vmPaths } from "./vm-paths.ts";
 import { CommitStore } from "../commits/commit-store.ts";
 import { VmCommits } from "./vm-commits.ts";
@@ -36,6 +38,8 @@ export interface SandboxRequest {
   importUser?: string;
   tags?: string[];
   persistent?: boolean;
+  /** How long the sandbox lives (ms); absent: the group's default (see newSandboxLifetime). */
+  lifetimeMs?: number;
 }
 
 /** How a create is made for a client (see acknowledgeCreate and rollBackCreate). */
@@ -79,9 +83,11 @@ export class VmManager {
   readonly power: VmPower;
   /** commit a VM, fork a commit. */
   readonly commits: VmCommits;
+  private readonly reaper: ExpiryReaper;
 
   constructor(private readonly deps: VmManagerDeps) {
     this.vms = new VmSupervisor(deps);
+    this.reaper = new ExpiryReaper({ store: deps.store, expire: (record, now) => this.expire(record, now), log: deps.log });
     this.power = new VmPower(this.vms);
     this.commits = new VmCommits(
       this.vms,
@@ -169,6 +175,7 @@ export class VmManager {
     if (ramBytes > group.ramBytes) {
       throw new CorralError("resources_exceeded", `Cannot create a VM with ${ramBytes} bytes of RAM in host group "${group.name}": its limit is ${group.ramBytes}`);
     }
+    const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
     const image = await this.deps.images.resolve(group.image);
     const record = this.deps.store.insertSandbox(
       this.newVm(group, "sandbox", {
@@ -181,6 +188,7 @@ export class VmManager {
         tags: request.tags ?? [],
         imageVersion: image.version,
         acknowledged: false,
+        lifetimeMs,
       }),
       group.count,
     );
@@ -243,10 +251,38 @@ export class VmManager {
     });
   }
 
+  // ---- lifetimes ----
+
+  /**
+   * Sets the VM to expire `lifetimeMs` from now (null: never), within its group's max_lifetime; returns the
+   * record. Services cannot have a lifetime.
+   */
+  setLifetime(hostname: string, lifetimeMs: number | null): Promise<VmRecord> {
+    assertHostname(hostname);
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.get(hostname);
+      const expiresAt = extendedExpiry(this.group(record.hostgroup), record, lifetimeMs, new Date());
+      const updated = this.deps.store.setExpiry(hostname, expiresAt) ?? record;
+      this.deps.log.info({ vm: hostname, expires_at: updated.expiresAt }, "VM lifetime set");
+      return updated;
+    });
+  }
+
+  /** Deletes an expired VM (the reaper's step), if it is still due when its lock is taken. */
+  private async expire(due: VmRecord, now: Date): Promise<void> {
+    await this.vms.lock.run(due.hostname, async () => {
+      const current = this.deps.store.get(due.hostname);
+      if (!current || current.expiresAt === null || Date.parse(current.expiresAt) > now.getTime()) return;
+      await this.vms.remove(current);
+      this.deps.metrics?.vmExpired(current.hostgroup);
+      this.deps.log.info({ vm: current.hostname, expires_at: current.expiresAt }, "VM expired: deleted with its disk");
+    });
+  }
+
   private newVm(
     group: HostGroupConfig,
     kind: NewVm["kind"],
-    fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "acknowledged">,
+    fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "acknowledged" | "lifetimeMs">,
   ): NewVm {
     return {
       hostgroup: group.name,
@@ -340,19 +376,22 @@ export class VmManager {
   // ---- daemon life ----
 
   /**
-   * Recovers from the previous daemon (re-attaching running VMs, removing unacknowledged ones), then starts
-   * every group's services.
+   * Recovers from the previous daemon (re-attaching running VMs, removing unacknowledged ones), applies the
+   * expiries that passed meanwhile, then starts every group's services and the expiry reaper.
    */
   async start(): Promise<void> {
     await this.vms.recover();
+    await this.reaper.sweep();
+    this.reaper.start();
     for (const group of this.deps.config.hostGroups) {
       for (let index = 1; index <= group.count; index++) await this.ensureService(group, `${group.name}-${index}`);
     }
   }
 
   /** Graceful stop (see VmSupervisor.stopAll). */
-  stop(): Promise<void> {
-    return this.vms.stopAll();
+  async stop(): Promise<void> {
+    await this.reaper.stop();
+    await this.vms.stopAll();
   }
 
   private async ensureService(group: HostGroupConfig, hostname: string): Promise<void> {
