@@ -17,6 +17,7 @@ interface CommitFlags extends ConnectionFlags {
 interface ForkFlags extends ConnectionFlags {
   tag?: string[];
   sshKey?: string[];
+  lifetime?: string;
   wait: string;
   timeout: string;
   json?: boolean;
@@ -61,6 +62,7 @@ export function registerCommitCommands(program: Command, vm: Command): void {
   addConnectionOptions(vm.command("fork").description("Create a sandbox from a commit").argument("<commit>"))
     .option("--tag <tag>", "tag the new VM (repeatable; default: the commit's tags)", collect)
     .option("--ssh-key <file>", "public key file to authorize (repeatable)", collect)
+    .option("--lifetime <duration>", "delete the sandbox after this long, e.g. 10m (default: the group's lifetime, if it sets one)")
     .option("--wait <what>", "agent or none", "agent")
     .option("--timeout <duration>", "how long to wait", "5m")
     .option("--json", "print JSON")
@@ -70,6 +72,7 @@ export function registerCommitCommands(program: Command, vm: Command): void {
         const body: ForkBody = {};
         if (flags.tag) body.tags = flags.tag;
         if (flags.sshKey) body.ssh_keys = flags.sshKey.map((file) => readFileSync(file, "utf8").trim());
+        if (flags.lifetime !== undefined) body.lifetime = flags.lifetime;
         const client = clientFor(flags);
         try {
           const created = await client.fork(commitId, body, flags.wait === "none" ? {} : { wait: "agent", timeout: flags.timeout });

@@ -1,7 +1,7 @@
-// `corral vm list|add|exec|logs|health|delete`: VMs on one daemon, through the SDK.
+// `corral vm list|add|show|lifetime|exec|logs|health|delete`: VMs on one daemon, through the SDK.
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import type { CreateNodeBody } from "../sdk/index.ts";
+import type { CreateNodeBody, DescribedNode } from "../sdk/index.ts";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
 import { action, collect, formatBytes, parseSize, printJson, printTable } from "./output.ts";
 
@@ -10,12 +10,39 @@ interface JsonFlag {
 }
 
 
-function age(iso: string): string {
-  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+/** A span of time, coarsely: "45s", "12m", "5h", "3d". */
+function span(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
   if (seconds < 120) return `${seconds}s`;
   if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
   if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`;
   return `${Math.round(seconds / 86_400)}d`;
+}
+
+function age(iso: string): string {
+  return span(Date.now() - Date.parse(iso));
+}
+
+/** When a VM expires, for people: "in 9m", "-" when it has no lifetime. */
+function expiry(iso: string | undefined): string {
+  return iso === undefined ? "-" : `in ${span(Date.parse(iso) - Date.now())}`;
+}
+
+function printNode(node: DescribedNode): void {
+  const rows: [string, string][] = [
+    ["hostname", node.hostname],
+    ["group", node.hostgroup],
+    ["status", `${node.status} (${node.state})`],
+    ["image", node.image],
+    ["cpus", String(node.cpus)],
+    ["ram", formatBytes(node.ram_bytes)],
+    ["ip", node.ip],
+    ["persistent", String(node.persistent)],
+    ["created", `${node.created_at} (${age(node.created_at)} ago)`],
+    ["expires", node.expires_at === undefined ? "never" : `${node.expires_at} (${expiry(node.expires_at)})`],
+    ["tags", node.tags.join(",") || "-"],
+  ];
+  process.stdout.write(rows.map(([key, value]) => `${`${key}:`.padEnd(12)}${value}\n`).join(""));
 }
 
 /** The host group of a VM, looked up when the user did not say. */
@@ -46,8 +73,8 @@ export function registerVmCommands(program: Command): Command {
             return;
           }
           printTable(
-            ["HOSTNAME", "GROUP", "STATUS", "CPUS", "RAM", "IP", "AGE", "TAGS"],
-            nodes.map((n) => [n.hostname, n.hostgroup, n.status, String(n.cpus), formatBytes(n.ram_bytes), n.ip, age(n.created_at), n.tags.join(",")]),
+            ["HOSTNAME", "GROUP", "STATUS", "CPUS", "RAM", "IP", "AGE", "EXPIRES", "TAGS"],
+            nodes.map((n) => [n.hostname, n.hostgroup, n.status, String(n.cpus), formatBytes(n.ram_bytes), n.ip, age(n.created_at), expiry(n.expires_at), n.tags.join(",")]),
           );
         } finally {
           await client.close();
@@ -63,6 +90,7 @@ export function registerVmCommands(program: Command): Command {
     .option("--ssh-key <file>", "public key file to authorize (repeatable)", collect)
     .option("--tag <tag>", "tag the VM (repeatable)", collect)
     .option("--persistent", "keep the disk when the VM stops")
+    .option("--lifetime <duration>", "delete the sandbox after this long, e.g. 10m or 2h (default: the group's lifetime, if it sets one)")
     .option("--wait <what>", "agent, userdata or none", "agent")
     .option("--timeout <duration>", "how long to wait", "5m")
     .option("--json", "print JSON")
@@ -77,6 +105,7 @@ export function registerVmCommands(program: Command): Command {
         if (Array.isArray(flags.sshKey)) body.ssh_keys = flags.sshKey.map((file) => readFileSync(file, "utf8").trim());
         if (Array.isArray(flags.tag)) body.tags = flags.tag;
         if (flags.persistent) body.persistent = true;
+        if (flags.lifetime !== undefined) body.lifetime = String(flags.lifetime);
         const wait = String(flags.wait);
         if (!["agent", "userdata", "none"].includes(wait)) throw new Error(`Invalid --wait ${JSON.stringify(wait)}: use agent, userdata or none`);
         const client = clientFor(flags);
@@ -86,7 +115,44 @@ export function registerVmCommands(program: Command): Command {
           if (flags.json) return printJson(created);
           const seconds = ((performance.now() - started) / 1000).toFixed(1);
           process.stdout.write(`${created.hostname}\n`);
-          process.stderr.write(`Created ${created.hostname} in ${seconds}s${wait === "none" ? " (booting)" : ""}. Try: corral vm exec ${created.hostname} -- uname -a\n`);
+          const expires = created.expires_at === undefined ? "" : `, expires ${expiry(created.expires_at)}`;
+          process.stderr.write(`Created ${created.hostname} in ${seconds}s${wait === "none" ? " (booting)" : ""}${expires}. Try: corral vm exec ${created.hostname} -- uname -a\n`);
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+
+  addConnectionOptions(vm.command("show").description("Show one VM: its state, size, image and when it expires").argument("<hostname>"))
+    .option("--json", "print JSON")
+    .action(
+      action(async (hostname: string, flags: ConnectionFlags & JsonFlag) => {
+        const client = clientFor(flags);
+        try {
+          const node = await client.describe(hostname);
+          if (flags.json) return printJson(node);
+          printNode(node);
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+
+  addConnectionOptions(
+    vm
+      .command("lifetime")
+      .description("Set when a sandbox expires: LIFETIME from now (longer or shorter than before), or never with \"none\"")
+      .argument("<hostname>")
+      .argument("<lifetime>", 'a duration such as 30m or 2h, or "none"'),
+  )
+    .option("--json", "print JSON")
+    .action(
+      action(async (hostname: string, lifetime: string, flags: ConnectionFlags & JsonFlag) => {
+        const client = clientFor(flags);
+        try {
+          const node = await client.setLifetime(hostname, lifetime === "none" ? null : lifetime);
+          if (flags.json) return printJson(node);
+          process.stdout.write(node.expires_at === undefined ? `${hostname} never expires\n` : `${hostname} expires at ${node.expires_at} (${expiry(node.expires_at)})\n`);
         } finally {
           await client.close();
         }

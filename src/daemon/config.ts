@@ -6,6 +6,8 @@ import { Type, type Static } from "@sinclair/typebox";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import type { AccelMode } from "../engine/accel-probe.ts";
 import { parseHostAccess, type HostAccess } from "../net/index.ts";
+import { quote } from "../protocol/errors.ts";
+import { parseLifetime } from "../protocol/lifetime.ts";
 import { HOSTGROUP_PATTERN, IMAGE_PATTERN } from "../protocol/names.ts";
 import { describeSchemaErrors } from "../util/schema-errors.ts";
 
@@ -29,6 +31,8 @@ const HostGroupSchema = Type.Object(
     ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
     template: Type.Optional(Type.Boolean({ description: "create sandboxes by restoring a template snapshot (default true)" })),
     warm_pool: Type.Optional(Type.Integer({ minimum: 0, maximum: 32, description: "clones kept restored and idle, ready to be handed out (default 0)" })),
+    lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: "a duration such as \"30m\", or seconds" })),
+    max_lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: "a duration such as \"24h\", or seconds" })),
   },
   { additionalProperties: false },
 );
@@ -83,6 +87,10 @@ export interface HostGroupConfig {
   readonly template: boolean;
   /** How many clones are kept restored and idle, so that a create only has to give one its identity. */
   readonly warmPool: number;
+  /** How long a sandbox lives when its create does not say (ms); null: until deleted (or `maxLifetimeMs`). */
+  readonly lifetimeMs: number | null;
+  /** The longest a sandbox may live, from its creation, whatever its create or a later extension asks (ms). */
+  readonly maxLifetimeMs: number | null;
 }
 
 export interface DaemonConfig {
@@ -137,6 +145,9 @@ export function ttstackGroup(config: DaemonConfig): HostGroupConfig {
       // Sizes and port forwards differ per VM: boot cold.
       template: false,
       warmPool: 0,
+      // The controller decides when its VMs go.
+      lifetimeMs: null,
+      maxLifetimeMs: null,
     })
   );
 }
@@ -193,6 +204,17 @@ function ramOf(group: Static<typeof HostGroupSchema>, path: string, problems: st
   return DEFAULT_GROUP.ramBytes;
 }
 
+/** A group's lifetime setting in milliseconds (null when absent); a bad value is a problem naming its path. */
+function lifetimeOf(value: string | number | undefined, path: string, problems: string[]): number | null {
+  if (value === undefined) return null;
+  try {
+    return parseLifetime(value, path);
+  } catch (err) {
+    problems.push((err as Error).message);
+    return null;
+  }
+}
+
 function normalize(file: ConfigFile, source: string, baseDir: string): DaemonConfig {
   const problems: string[] = [];
   const rawGroups = file.config.host_groups ?? [{ name: DEFAULT_GROUP.name, count: 0, warm_pool: DEFAULT_GROUP.warmPool }];
@@ -212,6 +234,11 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
         problems.push(`${path}.userdata_file cannot be read: ${(err as Error).message}`);
       }
     }
+    const lifetimeMs = lifetimeOf(group.lifetime, `${path}.lifetime`, problems);
+    const maxLifetimeMs = lifetimeOf(group.max_lifetime, `${path}.max_lifetime`, problems);
+    if (lifetimeMs !== null && maxLifetimeMs !== null && lifetimeMs > maxLifetimeMs) {
+      problems.push(`${path}.lifetime ${quote(group.lifetime)} is longer than its max_lifetime ${quote(group.max_lifetime)}`);
+    }
     return Object.freeze({
       name: group.name,
       count: group.count ?? 0,
@@ -224,6 +251,8 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
       sshKeys: Object.freeze([...(group.ssh_keys ?? [])]),
       template: group.template ?? true,
       warmPool: group.template === false ? 0 : (group.warm_pool ?? 0),
+      lifetimeMs,
+      maxLifetimeMs,
     });
   });
   const network = file.config.network ?? {};

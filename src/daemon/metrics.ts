@@ -8,6 +8,8 @@ export type LaunchOutcome = "started" | "cloned" | "failed";
 export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly launches: Counter<"hostgroup" | "outcome">;
+  private readonly expiries: Counter<"hostgroup">;
+  private readonly rollbacks: Counter<"hostgroup">;
   private readonly requests: Counter<"method" | "route" | "status">;
   private readonly durations: Histogram<"method" | "route">;
 
@@ -16,6 +18,13 @@ export class DaemonMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.launches = new Counter({ name: "corral_vm_launch_total", help: "QEMU launches (boot, relaunch, restore) by outcome", labelNames: ["hostgroup", "outcome"], registers });
+    this.expiries = new Counter({ name: "corral_vm_expired_total", help: "VMs deleted because their lifetime ended", labelNames: ["hostgroup"], registers });
+    this.rollbacks = new Counter({
+      name: "corral_vm_create_rolled_back_total",
+      help: "Creates undone before they were answered (the client left, the answer could not be written, the wait failed): VMs removed",
+      labelNames: ["hostgroup"],
+      registers,
+    });
     this.requests = new Counter({ name: "corral_api_requests_total", help: "API requests by method, route template and status", labelNames: ["method", "route", "status"], registers });
     this.durations = new Histogram({
       name: "corral_api_request_duration_seconds",
@@ -61,6 +70,14 @@ export class DaemonMetrics {
 
   vmLaunched(hostgroup: string, outcome: LaunchOutcome): void {
     this.launches.inc({ hostgroup, outcome });
+  }
+
+  vmExpired(hostgroup: string): void {
+    this.expiries.inc({ hostgroup });
+  }
+
+  createRolledBack(hostgroup: string): void {
+    this.rollbacks.inc({ hostgroup });
   }
 
   requestServed(method: string, route: string, status: number, seconds: number): void {

@@ -1,7 +1,7 @@
 // Commits and forks (POST /vm/HOST/commit, GET /vm/commits, POST /vm/commits/ID/fork, DELETE /vm/commits/ID)
 // in the field names of Slicer's SDK: commit_id, source_hostname, tags, labels, cache_key.
 import { Type, type Static } from "@sinclair/typebox";
-import { HostnameParam } from "./slicer.ts";
+import { HostnameParam, LifetimeField } from "./slicer.ts";
 
 const Tag = Type.String({ minLength: 1, maxLength: 256 });
 const Tags = Type.Array(Tag, { maxItems: 64 });
@@ -50,6 +50,8 @@ export const ForkBodySchema = Type.Object(
   {
     tags: Type.Optional(Tags),
     ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 64 })),
+    /** How long the fork lives (default: its host group's `lifetime`). */
+    lifetime: Type.Optional(LifetimeField),
   },
   { additionalProperties: false },
 );

@@ -10,9 +10,10 @@ export const MAX_DURATION_MS = 24 * 3_600_000;
 
 /**
  * Parses a Go duration into milliseconds. A bare number is taken as seconds (a convenience Go lacks).
- * Throws `invalid_duration` naming the field for anything else, negative values included.
+ * Throws `invalid_duration` naming the field for anything else, negative values included, and for more
+ * than `maxMs`.
  */
-export function parseDuration(text: string, field = "timeout"): number {
+export function parseDuration(text: string, field = "timeout", maxMs = MAX_DURATION_MS): number {
   const value = text.trim();
   let ms: number | undefined;
   if (/^\d+(\.\d+)?$/.test(value)) {
@@ -30,8 +31,8 @@ export function parseDuration(text: string, field = "timeout"): number {
   if (ms === undefined || !Number.isFinite(ms)) {
     throw new CorralError("invalid_duration", `Invalid ${field} ${JSON.stringify(text)}: use a duration such as "30s", "500ms" or "2m"`);
   }
-  if (ms > MAX_DURATION_MS) {
-    throw new CorralError("invalid_duration", `Invalid ${field} ${JSON.stringify(text)}: the longest allowed is 24h`);
+  if (ms > maxMs) {
+    throw new CorralError("invalid_duration", `Invalid ${field} ${JSON.stringify(text)}: the longest allowed is ${formatHours(maxMs)}`);
   }
   return Math.round(ms);
 }
@@ -44,4 +45,9 @@ export function formatDuration(ms: number): string {
   const m = Math.floor((ms - h * 3_600_000) / 60_000);
   const seconds = (ms - h * 3_600_000 - m * 60_000) / 1000;
   return `${h > 0 ? `${h}h` : ""}${h > 0 || m > 0 ? `${m}m` : ""}${Math.round(seconds * 1000) / 1000}s`;
+}
+
+/** A limit as people write it: whole hours as "24h", anything else as Go prints it. */
+export function formatHours(ms: number): string {
+  return ms > 0 && ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : formatDuration(ms);
 }

@@ -33,6 +33,8 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   no_capacity: 422,
   upgrade_required: 426,
+  // nginx's convention: the client left before it was answered (the answer is for logs and metrics only).
+  client_closed_request: 499,
   host_unreachable: 502,
   agent_unavailable: 503,
   unavailable: 503,

@@ -21,6 +21,12 @@ export const VmParams = Type.Object({ hostname: HostnameParam });
 
 const MAX_USERDATA = 512 * 1024;
 
+/**
+ * A sandbox lifetime (Corral's extension beside Slicer's fields): a Go duration such as "30m", or seconds.
+ * One JSON Schema type list rather than a union, so a wrong type is reported as "a string or a number".
+ */
+export const LifetimeField = Type.Unsafe<string | number>({ type: ["string", "number"], description: 'a duration such as "30m", or a number of seconds' });
+
 /** POST /hostgroup/NAME/nodes. Every field is optional; fields the official SDKs send are all accepted. */
 export const CreateNodeBodySchema = Type.Object(
   {
@@ -39,10 +45,18 @@ export const CreateNodeBodySchema = Type.Object(
     ip: Type.Optional(Type.String()),
     secrets: Type.Optional(Type.Array(Type.String())),
     network: Type.Optional(Type.Object({ allow: Type.Optional(Type.Array(Type.String())), drop: Type.Optional(Type.Array(Type.String())) })),
+    /** How long the sandbox lives before the daemon deletes it (default: the host group's `lifetime`). */
+    lifetime: Type.Optional(LifetimeField),
   },
   { additionalProperties: false },
 );
 export type CreateNodeBody = Static<typeof CreateNodeBodySchema>;
+
+/** PATCH /vm/HOST: the VM expires `lifetime` from now (null: never, unless its group has a max_lifetime). */
+export const VmPatchSchema = Type.Object(
+  { lifetime: Type.Unsafe<string | number | null>({ type: ["string", "number", "null"], description: 'a duration such as "1h", a number of seconds, or null' }) },
+  { additionalProperties: false },
+);
 
 /** `?wait=agent|userdata&timeout=60s` on create, relaunch and restore. */
 export const WaitQuerySchema = Type.Object({
@@ -69,6 +83,8 @@ export const CreatedNodeSchema = Type.Object({
   created_at: Type.String(),
   arch: Type.String(),
   persistent: Type.Boolean(),
+  /** When the sandbox's lifetime ends (RFC 3339); absent: it has none. */
+  expires_at: Type.Optional(Type.String()),
 });
 export type CreatedNode = Static<typeof CreatedNodeSchema>;
 
@@ -86,6 +102,8 @@ export const NodeSchema = Type.Object({
   status: NodeStatusSchema,
   persistent: Type.Boolean(),
   last_agent_call: Type.Optional(Type.String()),
+  /** When the VM's lifetime ends (RFC 3339); absent: it has none. */
+  expires_at: Type.Optional(Type.String()),
 });
 export type NodeInfo = Static<typeof NodeSchema>;
 

@@ -51,7 +51,14 @@ export interface CreateOptions {
   wait?: "agent" | "userdata";
   /** A Go duration, e.g. "60s". */
   timeout?: string;
+  /**
+   * Gives up on the create: the daemon removes the VM (a create is all or nothing: abandoned before its
+   * answer arrives, it leaves no VM behind).
+   */
+  signal?: AbortSignal;
 }
+
+export type DescribedNode = NodeInfo & { image: string; state: string };
 
 export interface ExecOptions {
   cmd: string;
@@ -92,8 +99,8 @@ export class CorralClient {
     return this.transport.close();
   }
 
-  private json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
-    return this.transport.json<T>(method, path, body, timeoutMs);
+  private json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number, signal?: AbortSignal): Promise<T> {
+    return this.transport.json<T>(method, path, body, timeoutMs, signal);
   }
 
   info(): Promise<DaemonInfo> {
@@ -129,7 +136,7 @@ export class CorralClient {
   createNode(group: string, body: CreateNodeBody = {}, options: CreateOptions = {}): Promise<CreatedNode> {
     const path = `/hostgroup/${encodeURIComponent(group)}/nodes${queryString({ wait: options.wait, timeout: options.timeout })}`;
     // A create that waits may take as long as its own timeout; give the HTTP request room beyond it.
-    return this.json("POST", path, body, options.wait ? 25 * 3_600_000 : undefined);
+    return this.json("POST", path, body, options.wait ? 25 * 3_600_000 : undefined, options.signal);
   }
 
   deleteNode(group: string, hostname: string): Promise<{ message: string; disk_removed: string }> {
@@ -156,11 +163,19 @@ export class CorralClient {
   /** A new sandbox from a commit (resumed where the VM was, for a memory commit), answered like a create. */
   fork(commitId: string, body: ForkBody = {}, options: CreateOptions = {}): Promise<CreatedNode> {
     const path = `/vm/commits/${encodeURIComponent(commitId)}/fork${queryString({ wait: options.wait, timeout: options.timeout })}`;
-    return this.json("POST", path, body, options.wait ? 25 * 3_600_000 : undefined);
+    return this.json("POST", path, body, options.wait ? 25 * 3_600_000 : undefined, options.signal);
   }
 
-  describe(hostname: string): Promise<NodeInfo & { image: string; state: string }> {
+  describe(hostname: string): Promise<DescribedNode> {
     return this.json("GET", `/vm/${encodeURIComponent(hostname)}`);
+  }
+
+  /**
+   * Sets the VM to expire `lifetime` from now: a Go duration ("1h") or seconds; null for no end (refused
+   * when its host group has a max_lifetime). Answers with the VM, `expires_at` updated.
+   */
+  setLifetime(hostname: string, lifetime: string | number | null): Promise<DescribedNode> {
+    return this.json("PATCH", `/vm/${encodeURIComponent(hostname)}`, { lifetime });
   }
 
   health(hostname: string): Promise<VmHealth> {

@@ -1,5 +1,5 @@
 // The SDK's public face.
-export { CorralClient, type CreateOptions, type DaemonInfo, type ExecOptions, type NodeFilter, type VmHealth, type VmLogs } from "./daemon-client.ts";
+export { CorralClient, type CreateOptions, type DaemonInfo, type DescribedNode, type ExecOptions, type NodeFilter, type VmHealth, type VmLogs } from "./daemon-client.ts";
 export { CorralApiError, Transport, type ClientOptions } from "./transport.ts";
 export { FilesApi, type Download, type DownloadOptions, type Ownership, type UploadOptions, type WatchOptions } from "./files.ts";
 export type { FsInfo, UploadResult, WatchEvent, WatchEventType } from "../protocol/files.ts";

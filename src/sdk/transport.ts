@@ -82,11 +82,12 @@ export class Transport {
     return this.target.dispatcher.close();
   }
 
-  async json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+  async json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number, signal?: AbortSignal): Promise<T> {
     const response = await this.send(method, path, {
       body: body === undefined ? undefined : JSON.stringify(body),
       contentType: body === undefined ? undefined : "application/json",
       timeoutMs,
+      signal,
     });
     const text = await response.body.text();
     return (text ? JSON.parse(text) : undefined) as T;

@@ -21,6 +21,22 @@ export const TEST_CONFIG = `config:
       ram_mb: 512
 `;
 
+/** One group per way a sandbox is made: `cold` boots cold, `tmpl` clones its template, `pool` takes warm-pool clones. */
+export const CREATE_PATHS_CONFIG = `config:
+  host_groups:
+    - name: cold
+      vcpu: 1
+      ram_mb: 512
+      template: false
+    - name: tmpl
+      vcpu: 1
+      ram_mb: 512
+    - name: pool
+      vcpu: 1
+      ram_mb: 512
+      warm_pool: 1
+`;
+
 /** The same with the API token required (it is in STATE_DIR/auth/token). */
 export const AUTH_TEST_CONFIG = TEST_CONFIG.replace("config:\n", "config:\n  api:\n    auth:\n      enabled: true\n");
 
@@ -28,6 +44,25 @@ export const AUTH_TEST_CONFIG = TEST_CONFIG.replace("config:\n", "config:\n  api
 export function qemuPids(stateDir: string): number[] {
   return findProcessesWithArgument(`${stateDir}/vms/`)
     .filter((p) => p.args[0]?.includes("qemu"))
+    .map((p) => p.pid);
+}
+
+/** Whether a process runs (a zombie waiting to be reaped does not count). */
+export function processRunning(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /s.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * QEMU processes of named VMs of this state directory: warm-pool clones (`vms/.pool-*`) left out. A taken
+ * pool clone keeps its pool folder's paths in its arguments, so it is left out too: follow it by pid.
+ */
+export function vmQemuPids(stateDir: string): number[] {
+  return findProcessesWithArgument(`${stateDir}/vms/`)
+    .filter((p) => p.args[0]?.includes("qemu") && !p.args.some((a) => a.includes(`${stateDir}/vms/.pool-`)))
     .map((p) => p.pid);
 }
 
@@ -73,13 +108,16 @@ export class TestDaemon {
     return this.logs;
   }
 
-  /** Starts the daemon and resolves once it has written daemon.json (it is listening and recovered). */
-  async start(extraArgs: string[] = [], token?: string): Promise<DaemonRun> {
+  /**
+   * Starts the daemon and resolves once it has written daemon.json (it is listening and recovered). `env`
+   * adds to the child's environment (e.g. CORRAL_CRASH_AT).
+   */
+  async start(extraArgs: string[] = [], token?: string, env: Record<string, string> = {}): Promise<DaemonRun> {
     const infoFile = join(this.stateDir, "daemon.json");
     await rm(infoFile, { force: true });
     const child = spawn(process.execPath, ["--import", "tsx", CLI, "daemon", "--state-dir", this.stateDir, "--config", this.configPath, "--port", "0", ...extraArgs], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, CORRAL_LOG_LEVEL: "info" },
+      env: { ...process.env, CORRAL_LOG_LEVEL: "info", ...env },
     });
     child.stdout?.on("data", (chunk: Buffer) => (this.logs += chunk.toString()));
     child.stderr?.on("data", (chunk: Buffer) => (this.logs += chunk.toString()));
@@ -105,6 +143,24 @@ export class TestDaemon {
     const exited = new Promise<number | null>((resolve) => run.child.once("exit", (code) => resolve(code)));
     run.child.kill("SIGTERM");
     return exited;
+  }
+
+  /** Waits for the daemon to die by itself (a crash point); resolves with the signal that ended it. */
+  async died(timeoutMs = 120_000): Promise<NodeJS.Signals | null> {
+    const run = this.current;
+    const child = run.child;
+    if (child.exitCode === null && child.signalCode === null) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`The daemon did not die within ${timeoutMs} ms:\n${this.logs}`)), timeoutMs);
+        child.once("exit", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    this.run = undefined;
+    await run.client.close();
+    return child.signalCode;
   }
 
   /** kill -9: VMs keep running, nothing is cleaned up. */

@@ -33,7 +33,7 @@ const DEFAULTS: DaemonConfig = {
   api: { bindAddress: "127.0.0.1", port: 8080, socket: undefined, authEnabled: false },
   accel: "auto",
   network: { hostIsolation: true, hostAccess: [] },
-  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 2 }],
+  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 2, lifetimeMs: null, maxLifetimeMs: null }],
 };
 
 describe("parseDaemonConfig defaults", () => {
@@ -74,7 +74,7 @@ describe("parseDaemonConfig defaults", () => {
   test("a group with only a name gets every per-group default", () => {
     const config = parseDaemonConfig(groups("    - name: web\n"), "c.yaml");
     assert.deepEqual(config.hostGroups, [
-      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 0 },
+      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 0, lifetimeMs: null, maxLifetimeMs: null },
     ]);
   });
 
@@ -97,6 +97,8 @@ describe("parseDaemonConfig defaults", () => {
       image: ubuntu-24.04
       ssh_keys: ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"]
       template: false
+      lifetime: 30m
+      max_lifetime: 7200
 `;
     assert.deepEqual(parseDaemonConfig(text, "c.yaml"), {
       api: { bindAddress: "0.0.0.0", port: 9090, socket: "/run/corral.sock", authEnabled: true },
@@ -114,6 +116,8 @@ describe("parseDaemonConfig defaults", () => {
           sshKeys: ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"],
           template: false,
           warmPool: 0,
+          lifetimeMs: 30 * 60_000,
+          maxLifetimeMs: 2 * 3_600_000,
         },
       ],
     });
@@ -127,6 +131,36 @@ describe("parseDaemonConfig defaults", () => {
 
   test("each accel mode is accepted", () => {
     for (const accel of ["auto", "kvm", "tcg"]) assert.equal(parseDaemonConfig(`config:\n  accel: ${accel}\n`, "c.yaml").accel, accel);
+  });
+});
+
+describe("parseDaemonConfig lifetimes", () => {
+  const lifetimes = (yaml: string): [number | null, number | null] => {
+    const group = parseDaemonConfig(groups(`    - name: a\n${yaml}`), "c.yaml").hostGroups[0];
+    return [group?.lifetimeMs ?? null, group?.maxLifetimeMs ?? null];
+  };
+
+  test("lifetime and max_lifetime are Go durations or seconds; absent means none", () => {
+    assert.deepEqual(lifetimes(""), [null, null]);
+    assert.deepEqual(lifetimes("      lifetime: 1h30m\n"), [90 * 60_000, null]);
+    assert.deepEqual(lifetimes("      lifetime: 600\n      max_lifetime: 48h\n"), [600_000, 48 * 3_600_000]);
+    assert.deepEqual(lifetimes("      max_lifetime: 720h\n"), [null, 720 * 3_600_000]);
+  });
+
+  test("a bad, zero, negative or too long lifetime is an error naming its path", () => {
+    assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: soon\n")), [
+      'Invalid config.host_groups[0].lifetime "soon": use a duration such as "30s", "500ms" or "2m"',
+    ]);
+    assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: 0s\n")), ['Invalid config.host_groups[0].lifetime "0s": a lifetime must be at least "1s"']);
+    assert.deepEqual(problemsOf(groups("    - name: a\n      max_lifetime: -5\n")), [
+      'Invalid config.host_groups[0].max_lifetime -5: give a positive number of seconds or a duration such as "30m"',
+    ]);
+    assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: 721h\n")), ['Invalid config.host_groups[0].lifetime "721h": the longest allowed is 720h']);
+    assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: [1]\n")), ["config.host_groups[0].lifetime has the wrong type, got [1]"]);
+  });
+
+  test("a default lifetime longer than the group's maximum is an error", () => {
+    assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: 2h\n      max_lifetime: 1h\n")), ['config.host_groups[0].lifetime "2h" is longer than its max_lifetime "1h"']);
   });
 });
 

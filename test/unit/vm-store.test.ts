@@ -5,28 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { CorralError } from "../../src/protocol/errors.ts";
-import { VmStore, type NewVm, type VmRecord } from "../../src/daemon/vm/vm-store.ts";
-
-function newVm(overrides: Partial<NewVm> = {}): NewVm {
-  return {
-    hostgroup: "sbox",
-    kind: "sandbox",
-    cpus: 2,
-    ramBytes: 2 * 1024 ** 3,
-    persistent: false,
-    image: "base",
-    imageVersion: "v1",
-    userdata: null,
-    sshKeys: [],
-    importUser: null,
-    tags: [],
-    ip: "10.0.2.15",
-    mac: "52:54:00:00:00:01",
-    accel: "tcg",
-    machineId: "0123456789abcdef0123456789abcdef",
-    ...overrides,
-  };
-}
+import { VmStore, type VmRecord } from "../../src/daemon/vm/vm-store.ts";
+import { newVm } from "../helpers/new-vm.ts";
 
 /** A clock that moves one second per reading, from a fixed start. */
 function fakeClock(start = Date.UTC(2024, 0, 1, 0, 0, 0)): { now: () => Date; readings: () => number } {
@@ -127,6 +107,8 @@ describe("VmStore", () => {
         diskMiB: null,
         portMap: [],
         denyOutgoing: false,
+        acknowledged: true,
+        expiresAt: null,
       } satisfies VmRecord);
       assert.deepEqual(store.get("sbox-1"), record);
     });
@@ -378,10 +360,10 @@ describe("VmStore", () => {
     test("the schema version is recorded and a newer one is refused", () => {
       store.close();
       const raw = new Database(file);
-      assert.equal(raw.pragma("user_version", { simple: true }), 5);
-      raw.pragma("user_version = 6");
+      assert.equal(raw.pragma("user_version", { simple: true }), 6);
+      raw.pragma("user_version = 7");
       raw.close();
-      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 6, this one knows 5)" });
+      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 7, this one knows 6)" });
     });
 
     test("the database uses write-ahead logging", () => {
@@ -389,6 +371,70 @@ describe("VmStore", () => {
       const raw = new Database(file);
       assert.equal(raw.pragma("journal_mode", { simple: true }), "wal");
       raw.close();
+    });
+  });
+
+  describe("acknowledgement", () => {
+    test("a VM made for a client is unacknowledged until its create is acknowledged; others are acknowledged", () => {
+      const created = store.insertSandbox(newVm({ acknowledged: false }), 0);
+      assert.equal(created.acknowledged, false);
+      assert.equal(store.insertNamed("svc-1", newVm({ kind: "service" })).acknowledged, true);
+      assert.equal(store.acknowledge(created.hostname, created.createdAt), true);
+      assert.equal(store.get(created.hostname)?.acknowledged, true);
+    });
+
+    test("an acknowledgement meant for an earlier VM of the same name does not land", () => {
+      const first = store.insertNamed("api-1", newVm({ acknowledged: false }));
+      store.delete(first.hostname, first.incarnation);
+      const second = store.insertNamed("api-1", newVm({ acknowledged: false }));
+      assert.notEqual(second.createdAt, first.createdAt);
+      assert.equal(store.acknowledge("api-1", first.createdAt), false);
+      assert.equal(store.get("api-1")?.acknowledged, false);
+      assert.equal(store.acknowledge("gone-1", first.createdAt), false);
+    });
+
+    test("the mark survives a reopen, and VMs from schema 5 count as acknowledged with no expiry", () => {
+      store.insertSandbox(newVm({ acknowledged: false }), 0);
+      store.insertSandbox(newVm({ lifetimeMs: 60_000 }), 0);
+      store.close();
+      assert.deepEqual(openStore().list().map((r) => [r.hostname, r.acknowledged]), [["sbox-1", false], ["sbox-2", true]]);
+      // The same database as a schema-5 daemon left it: the columns of schema 6 dropped again.
+      for (const s of open.splice(0)) s.close();
+      const raw = new Database(file);
+      raw.exec("DROP INDEX vms_by_expiry; ALTER TABLE vms DROP COLUMN acknowledged; ALTER TABLE vms DROP COLUMN expires_at;");
+      raw.pragma("user_version = 5");
+      raw.close();
+      assert.deepEqual(openStore().list().map((r) => [r.hostname, r.acknowledged, r.expiresAt]), [["sbox-1", true, null], ["sbox-2", true, null]]);
+    });
+  });
+
+  describe("expiry", () => {
+    test("expires_at is created_at plus the lifetime; none without one", () => {
+      const clock = fakeClock(Date.UTC(2030, 0, 1, 0, 0, 0));
+      store.close();
+      const s = openStore(clock.now);
+      const timed = s.insertSandbox(newVm({ lifetimeMs: 90 * 60_000 }), 0);
+      assert.equal(timed.createdAt, "2030-01-01T00:00:00.000Z");
+      assert.equal(timed.expiresAt, "2030-01-01T01:30:00.000Z");
+      assert.equal(s.insertSandbox(newVm({ lifetimeMs: null }), 0).expiresAt, null);
+      assert.equal(s.insertSandbox(newVm(), 0).expiresAt, null);
+    });
+
+    test("listExpired returns the VMs due at a time, soonest first; setExpiry moves or clears an expiry", () => {
+      const clock = fakeClock(Date.UTC(2030, 0, 1, 0, 0, 0));
+      store.close();
+      const s = openStore(clock.now);
+      const a = s.insertSandbox(newVm({ lifetimeMs: 60_000 }), 0); // 00:01:00
+      const b = s.insertSandbox(newVm({ lifetimeMs: 10_000 }), 0); // created a second later: 00:00:11
+      s.insertSandbox(newVm(), 0);
+      const at = (iso: string): string[] => s.listExpired(new Date(iso)).map((r) => r.hostname);
+      assert.deepEqual(at("2030-01-01T00:00:10.999Z"), []);
+      assert.deepEqual(at("2030-01-01T00:00:11.000Z"), [b.hostname]);
+      assert.deepEqual(at("2030-01-02T00:00:00.000Z"), [b.hostname, a.hostname]);
+      assert.equal(s.setExpiry(b.hostname, new Date("2030-01-01T05:00:00.000Z"))?.expiresAt, "2030-01-01T05:00:00.000Z");
+      assert.deepEqual(at("2030-01-01T01:00:00.000Z"), [a.hostname]);
+      assert.equal(s.setExpiry(a.hostname, null)?.expiresAt, null);
+      assert.deepEqual(at("2030-01-01T01:00:00.000Z"), []);
     });
   });
 

@@ -4,10 +4,12 @@
 import { Type } from "@sinclair/typebox";
 import { CommitBodySchema, CommitListQuerySchema, CommitParams, CommitQuerySchema, CommitSchema, CommitVmParams, ForkBodySchema } from "../../protocol/commits-api.ts";
 import { CorralError } from "../../protocol/errors.ts";
+import { parseLifetime } from "../../protocol/lifetime.ts";
 import { CreatedNodeSchema, WaitQuerySchema } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { createdView } from "./nodes-view.ts";
-import { parseWait, waitAsAsked } from "./waiting.ts";
+import { createForClient } from "./client-create.ts";
+import { parseWait } from "./waiting.ts";
 
 export function commitRoutes(app: DaemonApp, { manager }: DaemonContext): void {
   const { commits } = manager;
@@ -46,14 +48,14 @@ export function commitRoutes(app: DaemonApp, { manager }: DaemonContext): void {
     { schema: { params: CommitParams, querystring: WaitQuerySchema, body: Type.Optional(ForkBodySchema), response: { 201: CreatedNodeSchema } } },
     async (request, reply) => {
       const waiting = parseWait(request.query);
-      const record = await commits.fork(request.params.commit_id, { tags: request.body?.tags, sshKeys: request.body?.ssh_keys });
-      try {
-        await waitAsAsked(manager, record.hostname, waiting);
-      } catch (err) {
-        // A fork that did not become ready leaves nothing behind.
-        await manager.deleteNode(record.hostgroup, record.hostname, { force: true }).catch(() => undefined);
-        throw err;
-      }
+      const body = request.body ?? {};
+      const fork = { tags: body.tags, sshKeys: body.ssh_keys, ...(body.lifetime !== undefined ? { lifetimeMs: parseLifetime(body.lifetime, 'body field "lifetime"') } : {}) };
+      // A fork that did not become ready, or whose client left, leaves nothing behind.
+      const record = await createForClient(manager, reply, {
+        make: (signal) => commits.fork(request.params.commit_id, fork, signal),
+        waiting,
+        timeoutOutcome: "it has been removed",
+      });
       return reply.code(201).send(createdView(record));
     },
   );

@@ -21,12 +21,15 @@ export function nodeView(record: VmRecord, lastAgentCall: Date | undefined): Nod
     persistent: record.persistent,
   };
   if (lastAgentCall) node.last_agent_call = lastAgentCall.toISOString();
+  if (record.expiresAt) node.expires_at = record.expiresAt;
   return node;
 }
 
 /** The answer to create, relaunch and fork, as Slicer's SDKs decode it. */
 export function createdView(record: VmRecord): CreatedNode {
-  return { hostname: record.hostname, hostgroup: record.hostgroup, ip: record.ip, created_at: record.createdAt, arch: SLICER_ARCH, persistent: record.persistent };
+  const created: CreatedNode = { hostname: record.hostname, hostgroup: record.hostgroup, ip: record.ip, created_at: record.createdAt, arch: SLICER_ARCH, persistent: record.persistent };
+  if (record.expiresAt) created.expires_at = record.expiresAt;
+  return created;
 }
 
 export function hostGroupView(group: HostGroupConfig, vmCount: number): HostGroupInfo {

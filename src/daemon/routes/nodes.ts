@@ -2,6 +2,7 @@
 // DELETE /hostgroup/NAME/nodes/HOSTNAME.
 import { Type } from "@sinclair/typebox";
 import { CorralError } from "../../protocol/errors.ts";
+import { parseLifetime } from "../../protocol/lifetime.ts";
 import {
   CreatedNodeSchema,
   CreateNodeBodySchema,
@@ -17,7 +18,8 @@ import {
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import type { SandboxRequest } from "../vm/vm-manager.ts";
 import { createdView, hostGroupView, nodeView } from "./nodes-view.ts";
-import { parseWait, waitAsAsked } from "./waiting.ts";
+import { createForClient } from "./client-create.ts";
+import { parseWait } from "./waiting.ts";
 
 const GiB = 1024 * 1024 * 1024;
 
@@ -41,6 +43,7 @@ function sandboxRequest(body: CreateNodeBody | undefined): SandboxRequest {
   if (b.import_user !== undefined) request.importUser = b.import_user;
   if (b.tags !== undefined) request.tags = b.tags;
   if (b.persistent !== undefined) request.persistent = b.persistent;
+  if (b.lifetime !== undefined) request.lifetimeMs = parseLifetime(b.lifetime, 'body field "lifetime"');
   return request;
 }
 
@@ -73,15 +76,12 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
       // Check everything about the request before a VM exists.
       const waiting = parseWait(request.query);
       const sandbox = sandboxRequest(request.body);
-      const record = await manager.createSandbox(request.params.name, sandbox);
-      try {
-        await waitAsAsked(manager, record.hostname, waiting);
-      } catch (err) {
-        // A create that did not become ready leaves nothing behind.
-        await manager.deleteNode(record.hostgroup, record.hostname, { force: true }).catch(() => undefined);
-        if (err instanceof CorralError && err.code === "timeout") throw new CorralError("timeout", `${err.message}: it has been removed`);
-        throw err;
-      }
+      // A create that did not become ready, or whose client left, leaves nothing behind.
+      const record = await createForClient(manager, reply, {
+        make: (signal) => manager.createSandbox(request.params.name, sandbox, { signal }),
+        waiting,
+        timeoutOutcome: "it has been removed",
+      });
       reply.code(201);
       return createdView(record);
     },

@@ -26,6 +26,7 @@ import {
 } from "../../protocol/ttstack-agent.ts";
 import { imageSizeMiB } from "../../image/index.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
+import { createForClient } from "./client-create.ts";
 import { vmPaths } from "../vm/vm-paths.ts";
 import { isLive } from "../vm/vm-state.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
@@ -74,7 +75,7 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
     if (!(CORRAL_ENGINES as readonly string[]).includes(engine)) {
       throw new CorralError("unsupported_engine", `Engine ${JSON.stringify(engine)} is not supported: this host runs ${CORRAL_ENGINES.map((e) => JSON.stringify(e)).join(", ")}`);
     }
-    const record = await manager.createApiVm({
+    const vm = {
       hostname: body.vm_id,
       envId: body.env_id ?? null,
       image: body.image,
@@ -85,7 +86,9 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
       ports: [22, ...(body.ports ?? []).filter((p) => p !== 22)],
       denyOutgoing: body.deny_outgoing ?? false,
       sshKeys: body.ssh_keys ?? [],
-    });
+    };
+    // A controller that gave up on this create (its deadline, its own crash) never learns the VM: it goes.
+    const record = await createForClient(manager, reply, { make: (signal) => manager.createApiVm(vm, { signal }) });
     return reply.code(201).send(await view(record));
   });
 

@@ -1,6 +1,8 @@
-// One VM: GET /vm/HOST (describe), GET|HEAD /vm/HOST/health, GET /vm/HOST/logs.
+// One VM: GET /vm/HOST (describe), PATCH /vm/HOST (its lifetime), GET|HEAD /vm/HOST/health, GET /vm/HOST/logs.
 import { Type } from "@sinclair/typebox";
-import { LogsQuerySchema, LogsSchema, NodeSchema, VmHealthSchema, VmParams } from "../../protocol/slicer.ts";
+import { parseLifetime } from "../../protocol/lifetime.ts";
+import { LogsQuerySchema, LogsSchema, NodeSchema, VmHealthSchema, VmParams, VmPatchSchema } from "../../protocol/slicer.ts";
+import type { VmRecord } from "../vm/vm-store.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { nodeView } from "./nodes-view.ts";
 
@@ -24,15 +26,21 @@ const DescribeSchema = Type.Composite([
 export function vmRoutes(app: DaemonApp, ctx: DaemonContext): void {
   const { manager } = ctx;
 
-  app.get("/vm/:hostname", { schema: { params: VmParams, response: { 200: DescribeSchema } } }, async (request) => {
-    const record = manager.get(request.params.hostname);
-    return {
-      ...nodeView(record, manager.lastAgentCall(record.hostname)),
-      image: `${record.image}@${record.imageVersion}`,
-      state: record.state,
-      // Slicer's TypeScript SDK reads network.mode unconditionally.
-      network: { mode: "user", policy_source: "host_group", host_group: { allow: [], drop: [] }, effective: { allow: [], drop: [] } },
-    };
+  const describe = (record: VmRecord) => ({
+    ...nodeView(record, manager.lastAgentCall(record.hostname)),
+    image: `${record.image}@${record.imageVersion}`,
+    state: record.state,
+    // Slicer's TypeScript SDK reads network.mode unconditionally.
+    network: { mode: "user", policy_source: "host_group", host_group: { allow: [], drop: [] }, effective: { allow: [], drop: [] } },
+  });
+
+  app.get("/vm/:hostname", { schema: { params: VmParams, response: { 200: DescribeSchema } } }, async (request) => describe(manager.get(request.params.hostname)));
+
+  // E2B's setTimeout: the sandbox now expires `lifetime` from now (longer or shorter than before).
+  app.patch("/vm/:hostname", { schema: { params: VmParams, body: VmPatchSchema, response: { 200: DescribeSchema } } }, async (request) => {
+    const { lifetime } = request.body;
+    const lifetimeMs = lifetime === null ? null : parseLifetime(lifetime, 'body field "lifetime"');
+    return describe(await manager.setLifetime(request.params.hostname, lifetimeMs));
   });
 
   app.get("/vm/:hostname/health", { schema: { params: VmParams, response: { 200: VmHealthSchema } } }, async (request) => {

@@ -20,13 +20,22 @@ export function parseWait(query: { wait?: Readiness; timeout?: string }): WaitRe
 
 /**
  * Waits as asked. On a timeout, `onTimeout` runs (a create removes its VM) and the answer is 408 saying
- * what `outcome` happened to the VM.
+ * what `outcome` happened to the VM. When `abandoned` aborts (the client left), the wait ends at once with
+ * its reason.
  */
-export async function waitAsAsked(manager: VmManager, hostname: string, request: WaitRequest, onTimeout?: { run: () => Promise<unknown>; outcome: string }): Promise<void> {
+export async function waitAsAsked(
+  manager: VmManager,
+  hostname: string,
+  request: WaitRequest,
+  onTimeout?: { run: () => Promise<unknown>; outcome: string },
+  abandoned?: AbortSignal,
+): Promise<void> {
   if (!request.wait) return;
+  const deadline = AbortSignal.timeout(request.timeoutMs);
   try {
-    await manager.waitReady(hostname, request.wait, AbortSignal.timeout(request.timeoutMs));
+    await manager.waitReady(hostname, request.wait, abandoned ? AbortSignal.any([deadline, abandoned]) : deadline);
   } catch (err) {
+    if (abandoned?.aborted) throw abandoned.reason;
     if (onTimeout) await onTimeout.run().catch(() => undefined);
     if (err instanceof CorralError && err.code === "timeout") {
       const outcome = onTimeout ? `: ${onTimeout.outcome}` : "";

@@ -7,6 +7,7 @@ import { kernelCmdline, loadVmState, startQemu, type AccelVerdict, type QemuProc
 import { createOverlay, createOverlayOn, type ImageStore } from "../../image/index.ts";
 import { allocateHostPorts, isPortFree } from "../../net/host-ports.ts";
 import { userNetwork } from "../../net/user-network.ts";
+import { crashPoint } from "../../util/crash-points.ts";
 import type { Logger } from "../../util/log.ts";
 import { Reverter } from "../../util/reverter.ts";
 import { templatePaths } from "../templates/template-paths.ts";
@@ -91,6 +92,11 @@ export interface LaunchOptions {
    * so the caller can boot it cold instead; a failed fork leaves nothing, as a failed create.
    */
   from?: MachineSource;
+  /**
+   * Aborted when the client that asked for this new VM is gone: a clone stops waiting for its agent (the
+   * caller then removes the VM instead of booting it cold).
+   */
+  signal?: AbortSignal;
 }
 
 /** How long a clone's agent may take to answer after the restore before the clone counts as failed. */
@@ -114,7 +120,7 @@ export async function startMachine(
   paths: VmPaths,
   image: { kernel: string; initrd: string },
   revert: Reverter,
-  options: { template: string | null; resumeFrom?: string; checkAgent: boolean },
+  options: { template: string | null; resumeFrom?: string; checkAgent: boolean; signal?: AbortSignal },
 ): Promise<StartedMachine> {
   await rm(paths.qmpSocket, { force: true });
   await rm(paths.agentSocket, { force: true });
@@ -143,7 +149,8 @@ export async function startMachine(
   // Waited for here, while the caller can still fall back (boot cold): later, a silent agent only ends the VM.
   const agent = new AgentClient(paths.agentSocket);
   revert.add("the agent connection", () => agent.close());
-  await agent.waitForConnection(AbortSignal.timeout(CLONE_AGENT_DEADLINE_MS), () => started.process.running);
+  const deadline = AbortSignal.timeout(CLONE_AGENT_DEADLINE_MS);
+  await agent.waitForConnection(options.signal ? AbortSignal.any([deadline, options.signal]) : deadline, () => started.process.running);
   return { ...started, agent };
 }
 
@@ -202,7 +209,9 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
       template,
       resumeFrom: source ? source.state : options.restoreFrom,
       checkAgent: isClone,
+      signal: options.signal,
     });
+    if (record.state === "creating") crashPoint("create.qemu-started");
     const booting = deps.store.transition(record, "booting", {
       pid: started.process.pid,
       pidStartTime: started.process.startTime,

@@ -1,6 +1,7 @@
 // Start-up recovery after the previous daemon stopped, gracefully or with kill -9: re-attach to QEMU
 // processes that are still running, settle VMs whose process is gone, and remove the debris of half-done
-// operations (half-created VMs, orphan QEMU processes, folders without a record).
+// operations (half-created VMs and VMs whose create was never answered, orphan QEMU processes, folders
+// without a record).
 import { existsSync } from "node:fs";
 import { readdir, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -39,12 +40,17 @@ export async function recoverVms(stateDir: string, store: VmStore, log: Logger):
   const recovered: Recovered[] = [];
   const keepPids = new Set<number>();
   for (const record of store.list()) {
-    if (record.state === "creating") {
-      // Interrupted mid-create: whatever it started goes.
-      if (record.pid !== null && record.pidStartTime !== null) QemuProcess.attach(record.pid, record.pidStartTime)?.kill("SIGKILL");
+    if (record.state === "creating" || !record.acknowledged) {
+      // Interrupted mid-create, or made but never answered to its client (the daemon died first): no one
+      // knows of this VM, so whatever it started goes (its QEMU, and with it any forwarded ports).
+      if (record.pid !== null && record.pidStartTime !== null) {
+        const process = QemuProcess.attach(record.pid, record.pidStartTime);
+        process?.kill("SIGKILL");
+        await process?.exited;
+      }
       await removeVmFolder(stateDir, record.hostname);
       store.delete(record.hostname, record.incarnation);
-      log.warn({ vm: record.hostname }, "Removed a VM whose creation was interrupted");
+      log.warn({ vm: record.hostname, state: record.state }, record.state === "creating" ? "Removed a VM whose creation was interrupted" : "Removed a VM whose create was never answered");
       continue;
     }
     if (!isLive(record.state)) {

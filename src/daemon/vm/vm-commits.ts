@@ -8,6 +8,7 @@ import { CorralError } from "../../protocol/errors.ts";
 import type { CommitMeta, CommitStore } from "../commits/commit-store.ts";
 import type { HostGroupConfig } from "../config.ts";
 import type { TemplateManager } from "../templates/template-manager.ts";
+import { newSandboxLifetime } from "./lifetime-policy.ts";
 import { vmPaths } from "./vm-paths.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
 import type { VmSupervisor } from "./vm-supervisor.ts";
@@ -22,6 +23,8 @@ export interface CommitRequest {
 export interface ForkRequest {
   tags?: string[];
   sshKeys?: string[];
+  /** How long the fork lives (ms); absent: its group's default (see newSandboxLifetime). */
+  lifetimeMs?: number;
 }
 
 export interface CommitInfo extends Omit<CommitMeta, "template"> {
@@ -30,7 +33,7 @@ export interface CommitInfo extends Omit<CommitMeta, "template"> {
   forks: string[];
 }
 
-type NewVmFactory = (group: HostGroupConfig, fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion">) => NewVm;
+type NewVmFactory = (group: HostGroupConfig, fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "lifetimeMs">) => NewVm;
 
 export class VmCommits {
   constructor(
@@ -92,12 +95,16 @@ export class VmCommits {
     });
   }
 
-  /** A new sandbox in the commit's host group, from the commit's disk (and memory, if it has it). */
-  async fork(commitId: string, request: ForkRequest): Promise<VmRecord> {
+  /**
+   * A new sandbox in the commit's host group, from the commit's disk (and memory, if it has it); like a
+   * create, unacknowledged until its client was answered (`signal`: aborted when that client is gone).
+   */
+  async fork(commitId: string, request: ForkRequest, signal?: AbortSignal): Promise<VmRecord> {
     if (this.vms.stopping.signal.aborted) throw new CorralError("unavailable", "The daemon is shutting down");
     const meta = await this.commits.get(commitId);
     const paths = this.commits.paths(commitId);
     const group = this.group(meta.hostgroup);
+    const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
     const record = this.vms.store.insertSandbox(
       this.newVm(group, {
         cpus: meta.cpus,
@@ -109,6 +116,7 @@ export class VmCommits {
         importUser: null,
         tags: request.tags ?? meta.tags,
         imageVersion: meta.image_version,
+        lifetimeMs,
       }),
       group.count,
     );
@@ -122,6 +130,7 @@ export class VmCommits {
           serialLog: paths.serialLog,
           ...(meta.memory ? { state: paths.state } : {}),
         },
+        signal,
       }),
     );
   }

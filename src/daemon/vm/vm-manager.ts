@@ -12,11 +12,14 @@ import type { AgentHealth, ExecSpec } from "../../protocol/agent.ts";
 import { CorralError, ERROR_STATUS, isErrorCode, type ErrorCode } from "../../protocol/errors.ts";
 import { assertHostgroupName, assertHostname } from "../../protocol/names.ts";
 import { raceAbort } from "../../util/abort.ts";
+import { crashPoint } from "../../util/crash-points.ts";
 import { tailLines } from "../../util/tail.ts";
 import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import { ttstackGroup, type HostGroupConfig } from "../config.ts";
+import { ExpiryReaper } from "./expiry-reaper.ts";
 import { DEFAULT_FORWARD_ADDRESS } from "./launch-vm.ts";
-import { removeVmFolder, vmPaths } from "./vm-paths.ts";
+import { extendedExpiry, newSandboxLifetime } from "./lifetime-policy.ts";
+import { vmPaths } from "./vm-paths.ts";
 import { CommitStore } from "../commits/commit-store.ts";
 import { VmCommits } from "./vm-commits.ts";
 import { VmPower } from "./vm-power.ts";
@@ -35,6 +38,14 @@ export interface SandboxRequest {
   importUser?: string;
   tags?: string[];
   persistent?: boolean;
+  /** How long the sandbox lives (ms); absent: the group's default (see newSandboxLifetime). */
+  lifetimeMs?: number;
+}
+
+/** How a create is made for a client (see acknowledgeCreate and rollBackCreate). */
+export interface CreateOptions {
+  /** Aborted when the client is gone: the VM is not started, or its clone stops waiting, and it is removed. */
+  signal?: AbortSignal;
 }
 
 /** A VM made through TTstack's agent API: named by the caller, sized per request, with forwarded ports. */
@@ -72,15 +83,17 @@ export class VmManager {
   readonly power: VmPower;
   /** commit a VM, fork a commit. */
   readonly commits: VmCommits;
+  private readonly reaper: ExpiryReaper;
 
   constructor(private readonly deps: VmManagerDeps) {
     this.vms = new VmSupervisor(deps);
+    this.reaper = new ExpiryReaper({ store: deps.store, expire: (record, now) => this.expire(record, now), log: deps.log });
     this.power = new VmPower(this.vms);
     this.commits = new VmCommits(
       this.vms,
       deps.commits ?? new CommitStore(deps.stateDir),
       (name) => this.group(name),
-      (group, fields) => this.newVm(group, "sandbox", fields),
+      (group, fields) => this.newVm(group, "sandbox", { ...fields, acknowledged: false }),
       deps.templates,
     );
   }
@@ -147,8 +160,11 @@ export class VmManager {
 
   // ---- create and delete ----
 
-  /** Creates a sandbox in `groupName` and starts it; resolves once QEMU runs (the guest boots on). */
-  async createSandbox(groupName: string, request: SandboxRequest): Promise<VmRecord> {
+  /**
+   * Creates a sandbox in `groupName` and starts it; resolves once QEMU runs (the guest boots on). The VM is
+   * unacknowledged until acknowledgeCreate: the caller answers its client, then acknowledges or rolls back.
+   */
+  async createSandbox(groupName: string, request: SandboxRequest, options: CreateOptions = {}): Promise<VmRecord> {
     if (this.vms.stopping.signal.aborted) throw new CorralError("unavailable", "The daemon is shutting down");
     const group = this.group(groupName);
     const cpus = request.cpus ?? group.vcpu;
@@ -159,6 +175,7 @@ export class VmManager {
     if (ramBytes > group.ramBytes) {
       throw new CorralError("resources_exceeded", `Cannot create a VM with ${ramBytes} bytes of RAM in host group "${group.name}": its limit is ${group.ramBytes}`);
     }
+    const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
     const image = await this.deps.images.resolve(group.image);
     const record = this.deps.store.insertSandbox(
       this.newVm(group, "sandbox", {
@@ -170,17 +187,19 @@ export class VmManager {
         importUser: request.importUser ?? null,
         tags: request.tags ?? [],
         imageVersion: image.version,
+        acknowledged: false,
+        lifetimeMs,
       }),
       group.count,
     );
-    return this.vms.lock.run(record.hostname, () => this.vms.launch(record));
+    return this.vms.lock.run(record.hostname, () => this.vms.launch(record, { signal: options.signal }));
   }
 
   /**
    * Creates a VM in the TTstack group under the caller's name and starts it; resolves once QEMU runs. Its
    * disk and port map stay when it is stopped (it is persistent); each forwarded port gets a free host port.
    */
-  async createApiVm(request: ApiVmRequest): Promise<VmRecord> {
+  async createApiVm(request: ApiVmRequest, options: CreateOptions = {}): Promise<VmRecord> {
     if (this.vms.stopping.signal.aborted) throw new CorralError("unavailable", "The daemon is shutting down");
     assertHostname(request.hostname);
     const group = ttstackGroup(this.deps.config);
@@ -198,6 +217,7 @@ export class VmManager {
         importUser: null,
         tags: request.envId === null ? [] : [`env=${request.envId}`],
         imageVersion: image.version,
+        acknowledged: false,
       }),
       image: request.image,
       envId: request.envId,
@@ -205,10 +225,65 @@ export class VmManager {
       portMap: ports.map((guest, i) => ({ guest, host: hostPorts[i] as number })),
       denyOutgoing: request.denyOutgoing,
     });
-    return this.vms.lock.run(record.hostname, () => this.vms.launch(record));
+    return this.vms.lock.run(record.hostname, () => this.vms.launch(record, { signal: options.signal }));
   }
 
-  private newVm(group: HostGroupConfig, kind: NewVm["kind"], fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion">): NewVm {
+  /**
+   * The create that made `record` was answered to its client: from now on the VM outlives a daemon crash.
+   * Called once the answer was written; a crash before this removes the VM at the next start.
+   */
+  acknowledgeCreate(record: VmRecord): void {
+    crashPoint("create.answered");
+    this.deps.store.acknowledge(record.hostname, record.createdAt);
+    crashPoint("create.acknowledged");
+  }
+
+  /**
+   * Undoes the create that made `record` before its client got the answer (the client left, the answer
+   * could not be written, its wait failed): the VM goes, whatever it has become meanwhile, unless it was
+   * acknowledged after all.
+   */
+  async rollBackCreate(record: VmRecord, reason: unknown): Promise<void> {
+    await this.vms.lock.run(record.hostname, async () => {
+      const current = this.deps.store.get(record.hostname);
+      if (!current || current.createdAt !== record.createdAt || current.acknowledged) return;
+      await this.vms.rollBack(current, reason);
+    });
+  }
+
+  // ---- lifetimes ----
+
+  /**
+   * Sets the VM to expire `lifetimeMs` from now (null: never), within its group's max_lifetime; returns the
+   * record. Services cannot have a lifetime.
+   */
+  setLifetime(hostname: string, lifetimeMs: number | null): Promise<VmRecord> {
+    assertHostname(hostname);
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.get(hostname);
+      const expiresAt = extendedExpiry(this.group(record.hostgroup), record, lifetimeMs, new Date());
+      const updated = this.deps.store.setExpiry(hostname, expiresAt) ?? record;
+      this.deps.log.info({ vm: hostname, expires_at: updated.expiresAt }, "VM lifetime set");
+      return updated;
+    });
+  }
+
+  /** Deletes an expired VM (the reaper's step), if it is still due when its lock is taken. */
+  private async expire(due: VmRecord, now: Date): Promise<void> {
+    await this.vms.lock.run(due.hostname, async () => {
+      const current = this.deps.store.get(due.hostname);
+      if (!current || current.expiresAt === null || Date.parse(current.expiresAt) > now.getTime()) return;
+      await this.vms.remove(current);
+      this.deps.metrics?.vmExpired(current.hostgroup);
+      this.deps.log.info({ vm: current.hostname, expires_at: current.expiresAt }, "VM expired: deleted with its disk");
+    });
+  }
+
+  private newVm(
+    group: HostGroupConfig,
+    kind: NewVm["kind"],
+    fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "acknowledged" | "lifetimeMs">,
+  ): NewVm {
     return {
       hostgroup: group.name,
       kind,
@@ -233,11 +308,8 @@ export class VmManager {
       if (record.kind === "service" && !options.force) {
         throw new CorralError("forbidden", `Cannot delete VM ${JSON.stringify(hostname)}: it is a service of host group "${groupName}" (change the daemon's configuration instead)`);
       }
-      await this.vms.killRuntime(hostname);
-      await removeVmFolder(this.deps.stateDir, hostname);
-      this.deps.store.delete(hostname, record.incarnation);
+      await this.vms.remove(record);
       this.deps.log.info({ vm: hostname }, "VM deleted");
-      if (record.template) void this.deps.templates?.collectGarbage();
       return { diskRemoved: true };
     });
   }
@@ -303,17 +375,23 @@ export class VmManager {
 
   // ---- daemon life ----
 
-  /** Recovers from the previous daemon (re-attaching running VMs), then starts every group's services. */
+  /**
+   * Recovers from the previous daemon (re-attaching running VMs, removing unacknowledged ones), applies the
+   * expiries that passed meanwhile, then starts every group's services and the expiry reaper.
+   */
   async start(): Promise<void> {
     await this.vms.recover();
+    await this.reaper.sweep();
+    this.reaper.start();
     for (const group of this.deps.config.hostGroups) {
       for (let index = 1; index <= group.count; index++) await this.ensureService(group, `${group.name}-${index}`);
     }
   }
 
   /** Graceful stop (see VmSupervisor.stopAll). */
-  stop(): Promise<void> {
-    return this.vms.stopAll();
+  async stop(): Promise<void> {
+    await this.reaper.stop();
+    await this.vms.stopAll();
   }
 
   private async ensureService(group: HostGroupConfig, hostname: string): Promise<void> {

@@ -46,6 +46,14 @@ export interface VmRecord {
   portMap: PortMapping[];
   /** The guest may not open connections out (QEMU's `restrict=on`); forwarded ports still work. */
   denyOutgoing: boolean;
+  /**
+   * False from the insert until the client that asked for the VM was answered: a VM nobody was told about
+   * is removed (by the create when its client leaves, by recovery after a crash). True for VMs the daemon
+   * makes for itself (services) and for every VM made before this mark existed.
+   */
+  acknowledged: boolean;
+  /** When the VM's lifetime ends and the expiry reaper deletes it (RFC 3339); null: it has none. */
+  expiresAt: string | null;
 }
 
 export interface PortMapping {
@@ -53,8 +61,14 @@ export interface PortMapping {
   host: number;
 }
 
-export type NewVm = Omit<VmRecord, "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template" | "origin" | "envId" | "diskMiB" | "portMap" | "denyOutgoing"> &
-  Partial<Pick<VmRecord, "envId" | "diskMiB" | "portMap" | "denyOutgoing">>;
+export type NewVm = Omit<
+  VmRecord,
+  "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template" | "origin" | "envId" | "diskMiB" | "portMap" | "denyOutgoing" | "acknowledged" | "expiresAt"
+> &
+  Partial<Pick<VmRecord, "envId" | "diskMiB" | "portMap" | "denyOutgoing" | "acknowledged">> & {
+    /** Milliseconds from creation to expiry (`expires_at` is `created_at` plus this); absent or null: none. */
+    lifetimeMs?: number | null;
+  };
 
 interface Row {
   hostname: string;
@@ -86,9 +100,11 @@ interface Row {
   disk_mib: number | null;
   port_map: string;
   deny_outgoing: number;
+  acknowledged: number;
+  expires_at: string | null;
 }
 
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -131,6 +147,12 @@ const MIGRATIONS: Record<number, string> = {
     ALTER TABLE vms ADD COLUMN port_map TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE vms ADD COLUMN deny_outgoing INTEGER NOT NULL DEFAULT 0;
   `,
+  // VMs from before the mark existed were all answered (or are services): they count as acknowledged.
+  6: `
+    ALTER TABLE vms ADD COLUMN acknowledged INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE vms ADD COLUMN expires_at TEXT;
+    CREATE INDEX vms_by_expiry ON vms (expires_at) WHERE expires_at IS NOT NULL;
+  `,
 };
 
 function fromRow(row: Row): VmRecord {
@@ -164,6 +186,8 @@ function fromRow(row: Row): VmRecord {
     diskMiB: row.disk_mib,
     portMap: JSON.parse(row.port_map) as PortMapping[],
     denyOutgoing: row.deny_outgoing === 1,
+    acknowledged: row.acknowledged === 1,
+    expiresAt: row.expires_at,
   };
 }
 
@@ -268,18 +292,20 @@ export class VmStore {
   }
 
   private insert(hostname: string, vm: NewVm): VmRecord {
-    const now = this.now().toISOString();
+    const created = this.now();
+    const now = created.toISOString();
+    const expiresAt = vm.lifetimeMs == null ? null : new Date(created.getTime() + vm.lifetimeMs).toISOString();
     this.db
       .prepare(
         `INSERT INTO vms (hostname, hostgroup, kind, state, incarnation, cpus, ram_bytes, persistent, image, image_version,
           userdata, ssh_keys, import_user, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error, machine_id,
-          env_id, disk_mib, port_map, deny_outgoing)
-         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL, ?, ?, ?, ?, ?)`,
+          env_id, disk_mib, port_map, deny_outgoing, acknowledged, expires_at)
+         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         hostname, vm.hostgroup, vm.kind, this.nextIncarnation(), vm.cpus, vm.ramBytes, vm.persistent ? 1 : 0, vm.image, vm.imageVersion,
         vm.userdata, JSON.stringify(vm.sshKeys), vm.importUser, JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now, vm.machineId,
-        vm.envId ?? null, vm.diskMiB ?? null, JSON.stringify(vm.portMap ?? []), vm.denyOutgoing ? 1 : 0,
+        vm.envId ?? null, vm.diskMiB ?? null, JSON.stringify(vm.portMap ?? []), vm.denyOutgoing ? 1 : 0, vm.acknowledged === false ? 0 : 1, expiresAt,
       );
     return this.get(hostname) as VmRecord;
   }
@@ -317,6 +343,25 @@ export class VmStore {
   /** Replaces the host ports of a VM's forwards (any state: ports are chosen again when taken at a start). */
   setPortMap(hostname: string, portMap: readonly PortMapping[]): void {
     this.db.prepare("UPDATE vms SET port_map = ?, updated_at = ? WHERE hostname = ?").run(JSON.stringify(portMap), this.now().toISOString(), hostname);
+  }
+
+  /**
+   * Marks the VM's create as answered to its client, if the record is still the VM that create made (same
+   * name and creation time); returns whether it is now acknowledged.
+   */
+  acknowledge(hostname: string, createdAt: string): boolean {
+    return this.db.prepare("UPDATE vms SET acknowledged = 1 WHERE hostname = ? AND created_at = ?").run(hostname, createdAt).changes === 1;
+  }
+
+  /** Sets or clears when the VM expires (any state); returns the record. */
+  setExpiry(hostname: string, expiresAt: Date | null): VmRecord | undefined {
+    this.db.prepare("UPDATE vms SET expires_at = ?, updated_at = ? WHERE hostname = ?").run(expiresAt?.toISOString() ?? null, this.now().toISOString(), hostname);
+    return this.get(hostname);
+  }
+
+  /** The VMs whose lifetime has ended at `now`, soonest first. */
+  listExpired(now: Date): VmRecord[] {
+    return (this.db.prepare("SELECT * FROM vms WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, hostname").all(now.toISOString()) as Row[]).map(fromRow);
   }
 
   /** Notes why the last start failed, without changing the state. */

@@ -8,6 +8,7 @@ import type { ImageStore } from "../../image/index.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { assertHostname } from "../../protocol/names.ts";
 import { raceAbort } from "../../util/abort.ts";
+import { crashPoint } from "../../util/crash-points.ts";
 import { KeyedLock } from "../../util/keyed-lock.ts";
 import type { Logger } from "../../util/log.ts";
 import { tailLines } from "../../util/tail.ts";
@@ -137,15 +138,21 @@ export class VmSupervisor {
    * `last_error`.
    */
   async launch(record: VmRecord, options: LaunchOptions = {}): Promise<VmRecord> {
+    if (record.state === "creating") crashPoint("create.inserted");
+    if (record.state === "creating" && options.signal?.aborted) {
+      // The client left before the VM was started: nothing of it may start now.
+      await this.rollBack(record, options.signal.reason);
+      throw options.signal.reason;
+    }
     if (record.state === "creating" && options.restoreFrom === undefined && options.from === undefined) {
-      const cloned = await this.tryClone(record);
-      if (cloned) return cloned;
+      const cloned = await this.tryClone(record, options.signal);
+      if (cloned) return this.afterLaunch(record, cloned);
     }
     try {
       const launched = await launchVm(this.deps, record, options);
       this.deps.metrics?.vmLaunched(record.hostgroup, "started");
       this.adopt(launched.runtime, launched.record);
-      return launched.record;
+      return this.afterLaunch(record, launched.record);
     } catch (err) {
       this.deps.metrics?.vmLaunched(record.hostgroup, "failed");
       if (record.state !== "creating") {
@@ -159,7 +166,7 @@ export class VmSupervisor {
   }
 
   /** Creates a new VM as a clone of its group's template; undefined when there is none or the clone failed. */
-  private async tryClone(record: VmRecord): Promise<VmRecord | undefined> {
+  private async tryClone(record: VmRecord, signal: AbortSignal | undefined): Promise<VmRecord | undefined> {
     const pooled = await this.takeFromPool(record);
     if (pooled) return pooled;
     const template = this.deps.templates?.acquire(record);
@@ -167,11 +174,17 @@ export class VmSupervisor {
     try {
       const launched = await launchVm(this.deps, record, {
         from: { kind: "template", template: template.id, disk: template.disk, serialLog: template.serialLog, state: template.state },
+        signal,
       });
       this.deps.metrics?.vmLaunched(record.hostgroup, "cloned");
       this.adopt(launched.runtime, launched.record);
       return launched.record;
     } catch (err) {
+      if (signal?.aborted) {
+        // Given up because the client left, not because the template is broken: no cold boot either.
+        await this.rollBack(record, signal.reason);
+        throw signal.reason;
+      }
       if (this.stopping.signal.aborted) throw err;
       this.deps.templates?.reportBroken(template.id, err);
       return undefined;
@@ -185,6 +198,7 @@ export class VmSupervisor {
     const paths = vmPaths(this.deps.stateDir, record.hostname);
     const pooled = await this.deps.pool?.take(record, paths.dir);
     if (!pooled) return undefined;
+    crashPoint("create.pool-taken");
     try {
       pooled.agent.relocate(paths.agentSocket);
       pooled.qmp.moveTranscript(paths.qmpTranscript);
@@ -209,6 +223,27 @@ export class VmSupervisor {
     } finally {
       pooled.release();
     }
+  }
+
+  /** A new VM has a QEMU process and a record in "booting" now: a crash here must still leave nothing. */
+  private afterLaunch(before: VmRecord, after: VmRecord): VmRecord {
+    if (before.state === "creating") crashPoint("create.booting");
+    return after;
+  }
+
+  /** Ends the VM's QEMU and removes its folder and record; the caller holds the VM's lock. */
+  async remove(record: VmRecord): Promise<void> {
+    await this.killRuntime(record.hostname);
+    await removeVmFolder(this.deps.stateDir, record.hostname);
+    this.deps.store.delete(record.hostname, record.incarnation);
+    if (record.template) void this.deps.templates?.collectGarbage();
+  }
+
+  /** Removes a VM whose create was undone before it was answered (see VmManager.rollBackCreate). */
+  async rollBack(record: VmRecord, reason: unknown): Promise<void> {
+    await this.remove(record);
+    this.deps.metrics?.createRolledBack(record.hostgroup);
+    this.log.warn({ vm: record.hostname, reason: reason instanceof Error ? reason.message : String(reason) }, "Create rolled back before it was answered: the VM was removed");
   }
 
   /** Takes charge of a live VM: watches for its exit and brings its agent up. */

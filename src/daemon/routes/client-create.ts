@@ -1,0 +1,45 @@
+// Creates as their client sees them: all or nothing. A VM made for a request (a Slicer create, a fork, a
+// TTstack agent create) exists for good only once its answer was written to the client; a client that
+// leaves first (during the clone or boot, during `?wait=`) or whose answer cannot be written gets its VM
+// removed at once, and one that a crash leaves unanswered is removed by recovery (the store's
+// `acknowledged` mark).
+import type { FastifyReply } from "fastify";
+import { watchDelivery } from "../../http/answer-delivery.ts";
+import { crashPoint } from "../../util/crash-points.ts";
+import { CorralError } from "../../protocol/errors.ts";
+import type { VmManager } from "../vm/vm-manager.ts";
+import type { VmRecord } from "../vm/vm-store.ts";
+import { waitAsAsked, type WaitRequest } from "./waiting.ts";
+
+export interface ClientCreate {
+  /** Makes the VM; `signal` aborts when the client is gone. */
+  make: (signal: AbortSignal) => Promise<VmRecord>;
+  /** What to wait for before answering (none: answer once QEMU runs). */
+  waiting?: WaitRequest;
+  /** The 408 message's ending when the wait times out (the VM is removed either way). */
+  timeoutOutcome?: string;
+}
+
+/**
+ * Makes a VM for the request `reply` answers, waits as asked, and arranges for the VM to be acknowledged
+ * once the answer is written or removed if it is not. Resolves with the record to answer with; on any
+ * failure (the client left, the wait failed) the VM is gone before the error is thrown.
+ */
+export async function createForClient(manager: VmManager, reply: FastifyReply, create: ClientCreate): Promise<VmRecord> {
+  const delivery = watchDelivery(reply.raw);
+  const record = await create.make(delivery.abandoned);
+  try {
+    if (create.waiting?.wait) crashPoint("create.waiting");
+    await waitAsAsked(manager, record.hostname, create.waiting ?? { wait: undefined, timeoutMs: 0 }, undefined, delivery.abandoned);
+    delivery.abandoned.throwIfAborted();
+    crashPoint("create.ready");
+  } catch (err) {
+    await manager.rollBackCreate(record, err).catch(() => undefined);
+    if (err instanceof CorralError && err.code === "timeout" && create.timeoutOutcome) throw new CorralError("timeout", `${err.message}: ${create.timeoutOutcome}`);
+    throw err;
+  }
+  void delivery.delivered
+    .then((written) => (written ? manager.acknowledgeCreate(record) : manager.rollBackCreate(record, delivery.abandoned.reason)))
+    .catch((err: unknown) => reply.log.error({ vm: record.hostname, err }, "Cannot settle a create after its answer"));
+  return record;
+}
