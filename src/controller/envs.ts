@@ -7,6 +7,7 @@ import { CorralError, isErrorCode } from "../protocol/errors.ts";
 import type { CreateEnv, Env, EnvState, FleetVm } from "../protocol/controller.ts";
 import { CORRAL_ENGINES, TTSTACK_DEFAULTS, type AgentVm } from "../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../sdk/transport.ts";
+import { crashPoint } from "../util/crash-points.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
 import type { Logger } from "../util/log.ts";
 import { placeVms, type EnvRecord, type FleetStore, type FleetVmRecord, type HostEndpoint, type HostRecord, type NewFleetVm, type Overcommit } from "./db/index.ts";
@@ -103,6 +104,7 @@ export class EnvService {
         (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
       );
       await events.envsChanged(env.id);
+      crashPoint("env-create.placed");
       const hosts = await this.endpoints(env);
       const failures: string[] = [];
       await Promise.all(
@@ -123,6 +125,7 @@ export class EnvService {
               ssh_keys: env.sshKeys,
             });
             await store.updateVm(vm.id, fromHost(answer));
+            crashPoint("env-create.vm-created");
           } catch (err) {
             failures.push(`VM ${vm.id} on host ${vm.hostId}: ${describeHostFailure(err)}`);
             await store.updateVm(vm.id, { state: "error", error: describeHostFailure(err) });
@@ -138,6 +141,7 @@ export class EnvService {
         await events.envsChanged(env.id);
         throw envCreateFailure(env.id, failures, err);
       });
+      crashPoint("env-create.all-created");
       await store.setEnvState(env.id, failures.length === 0 ? "running" : "partial");
       await events.vmsChanged(env.vms.map((vm) => vm.hostId));
       await events.envsChanged(env.id);
@@ -182,6 +186,7 @@ export class EnvService {
             const link = this.link(host);
             const answer = action === "stop" ? await link.stopVm(vm.id) : await link.startVm(vm.id);
             await store.updateVm(vm.id, fromHost(answer));
+            crashPoint("env-power.vm-done");
           } catch (err) {
             failed++;
             await store.updateVm(vm.id, { error: `Cannot ${action} it: ${describeHostFailure(err)}` });
@@ -215,6 +220,7 @@ export class EnvService {
           const host = hosts.get(vm.hostId);
           try {
             if (host) await this.link(host).deleteVm(vm.id);
+            crashPoint("env-delete.host-deleted");
             await store.deleteVm(vm.id);
             touched.add(vm.hostId);
           } catch (err) {
