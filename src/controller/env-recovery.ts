@@ -1,6 +1,6 @@
 // What to do with each VM of an environment whose create was interrupted (its controller died before it
-// was done), decided from the VM's record and what its host answers now; and the state an environment ends
-// in. Pure functions: the decisions are tested without hosts (test/unit/env-recovery.test.ts).
+// was done), or that is being deleted, decided from the VM's record and what its host answers now; and the
+// state a create ends in. Pure functions: the decisions are tested without hosts (test/unit/env-recovery.test.ts).
 //
 // TTstack answers an accepted create once its VMs exist, so a create the controller accepted is finished if
 // it can be: a VM its host already has (made by the dead controller's request) is adopted as it is there; one
@@ -76,6 +76,27 @@ export function createOutcome(vms: readonly Pick<FleetVmRecord, "state">[]): Env
   if (vms.some((vm) => vm.state === "pending")) return undefined;
   const made = vms.filter((vm) => MADE.has(vm.state)).length;
   return made === vms.length ? "running" : made === 0 ? "failed" : "partial";
+}
+
+export type DeleteStep =
+  /** Delete it on its host, then forget it. */
+  | { kind: "delete" }
+  /** Forget it: its host does not have it (or is no longer registered), or has a VM of that name that is not this environment's, which is left alone. */
+  | { kind: "forget"; stranger: boolean }
+  /** Its host did not answer: keep it (`deleting`, with the reason) and try again later. */
+  | { kind: "retry"; reason: string };
+
+/**
+ * How a VM of an environment being deleted goes. A VM is deleted on its host by name, so the host's VM of
+ * that name is deleted only when it is this environment's: a create refused because the name was taken
+ * (the VM is `error`) must not cost the VM that took it.
+ */
+export function planDeleteStep(vm: Pick<FleetVmRecord, "id" | "envId">, view: HostView): DeleteStep {
+  if (view.kind === "gone") return { kind: "forget", stranger: false };
+  if (view.kind === "unreachable") return { kind: "retry", reason: view.reason };
+  const there = view.vms.get(vm.id);
+  if (there === undefined) return { kind: "forget", stranger: false };
+  return there.env_id === vm.envId ? { kind: "delete" } : { kind: "forget", stranger: true };
 }
 
 /** Environment states in which an operation is under way: what a controller's death can leave behind. */

@@ -19,7 +19,7 @@ import { KeyedLock } from "../util/keyed-lock.ts";
 import type { Logger } from "../util/log.ts";
 import { placeVms, type EnvRecord, type FleetStore, type HostEndpoint, type NewFleetVm, type Overcommit } from "./db/index.ts";
 import { EnvHosts } from "./env-hosts.ts";
-import { createOutcome, IN_FLIGHT_STATES, planCreateStep, refreshPatch } from "./env-recovery.ts";
+import { createOutcome, IN_FLIGHT_STATES, planCreateStep, planDeleteStep, refreshPatch } from "./env-recovery.ts";
 import type { FleetEvents } from "./events.ts";
 import { describeHostFailure, type HostLinks } from "./host-link.ts";
 import { fromHost } from "./host-vms.ts";
@@ -200,13 +200,16 @@ export class EnvService {
   private async carryOutRemoval(id: string): Promise<Removal> {
     const { store, events } = this.deps;
     const env = await store.getEnv(id);
-    const hosts = await this.hosts.endpoints(env);
+    const [views, hosts] = await Promise.all([this.hosts.views(env), this.hosts.endpoints(env)]);
     const touched = new Set<string>();
     await Promise.all(
       env.vms.map(async (vm) => {
+        const step = planDeleteStep(vm, views.get(vm.hostId) ?? { kind: "gone" });
         const host = hosts.get(vm.hostId);
         try {
-          if (host) await this.deps.links.forHost(host).deleteVm(vm.id);
+          if (step.kind === "retry") throw new Error(step.reason);
+          if (step.kind === "delete" && host) await this.deps.links.forHost(host).deleteVm(vm.id);
+          if (step.kind === "forget" && step.stranger) this.deps.log.info({ env: id, vm: vm.id, host: vm.hostId }, "Left alone a VM of this name that is not this environment's");
           crashPoint("env-delete.host-deleted");
           await store.deleteVm(vm.id);
           touched.add(vm.hostId);

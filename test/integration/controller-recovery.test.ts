@@ -138,6 +138,49 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
     const status = (await controller.call<FleetStatus>("GET", "/api/status")).body;
     assert.deepEqual([status.envs, status.vms.total, status.cpu.reserved, status.mem.reserved], [0, 0, 0, 0]);
   });
+
+  test("a host that already has a VM of the name: a 409 adopts it when it is this VM, and a stranger is neither adopted nor deleted", async () => {
+    // Heartbeats off after the first round: they would delete the VMs made below for an environment the
+    // controller does not have yet, as orphans, before the create meets them.
+    await controller.stop();
+    const restarted = new Date().toISOString();
+    await controller.start([...ARGS, "--heartbeat", "1h"]);
+    await until(async () => ((await controller.call<Host[]>("GET", "/api/hosts")).body.every((h) => (h.last_seen_at ?? "") > restarted) ? true : undefined), "the first heartbeat round");
+    const make = async (daemon: TestDaemon, body: object): Promise<AgentVm> => {
+      const answer = await fetch(`${daemon.url}/api/vms`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ image: "base", ssh_keys: [KEY], ...body }) });
+      const vm = (await answer.json()) as AgentVm;
+      assert.equal(answer.status, 201, JSON.stringify(vm));
+      return vm;
+    };
+    // On both hosts, since placement picks one: "dup-1" as the controller would make it (a create whose answer
+    // was lost), "dup-2" another environment's.
+    const premade = new Map<string, AgentVm>();
+    for (const daemon of [a, b]) {
+      premade.set(daemon.url, await make(daemon, { vm_id: "dup-1", env_id: "dup", cpu: 2, mem: 512, disk: 4096, ports: [8080] }));
+      await make(daemon, { vm_id: "dup-2", env_id: "intruder", cpu: 1, mem: 256, disk: 4096 });
+    }
+    try {
+      const created = await controller.call<Env>("POST", "/api/envs", twoVms("dup"));
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const [first, second] = created.body.vms;
+      assert.equal(created.body.state, "partial", JSON.stringify(created.body));
+      const firstHost = hostOf.get(first?.host_id ?? "") as TestDaemon;
+      const there = (await daemonVms(firstHost)).find((vm) => vm.id === "dup-1") as AgentVm;
+      assert.equal(there.created_at, premade.get(firstHost.url)?.created_at, "dup-1 was adopted, not made again");
+      assert.deepEqual([first?.state === "error", first?.port_map], [false, there.port_map]);
+      assert.equal(second?.state, "error");
+      assert.match(second?.error ?? "", /already has a VM named "dup-2" that is not this one: it belongs to environment "intruder"/);
+
+      assert.equal((await controller.call("DELETE", "/api/envs/dup")).status, 204);
+      const left = await daemonVms(hostOf.get(second?.host_id ?? "") as TestDaemon);
+      assert.equal(left.find((vm) => vm.id === "dup-2")?.env_id, "intruder", "the other environment's VM is left alone");
+      assert.equal((await daemonVms(firstHost)).find((vm) => vm.id === "dup-1"), undefined, "the adopted VM went with its environment");
+    } finally {
+      for (const daemon of [a, b]) for (const vm of await daemonVms(daemon)) await fetch(`${daemon.url}/api/vms/${vm.id}`, { method: "DELETE" });
+      await controller.stop();
+      await controller.start(ARGS);
+    }
+  });
 });
 
 describe("two controllers on one PostgreSQL: the one creating dies, the other finishes", { timeout: 600_000 }, () => {

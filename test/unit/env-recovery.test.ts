@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { FleetVmRecord } from "../../src/controller/db/index.ts";
-import { createOutcome, planCreateStep, refreshPatch, type HostView } from "../../src/controller/env-recovery.ts";
+import { createOutcome, planCreateStep, planDeleteStep, refreshPatch, type HostView } from "../../src/controller/env-recovery.ts";
 import { heartbeatPatch } from "../../src/controller/heartbeat.ts";
 import { differenceFrom } from "../../src/controller/host-vms.ts";
 import type { AgentVm } from "../../src/protocol/ttstack-agent.ts";
@@ -127,6 +127,24 @@ describe("createOutcome: the state a create ends in", () => {
     assert.equal(createOutcome(states("running", "failed")), "partial", "a VM that failed on its host was not made");
     assert.equal(createOutcome(states("error", "error")), "failed");
     assert.equal(createOutcome(states("running", "pending")), undefined);
+  });
+});
+
+describe("planDeleteStep: each VM of an environment being deleted", () => {
+  test("deleted on its host when the host's VM of that name is this environment's; forgotten when the host lacks it or is gone", () => {
+    assert.deepEqual(planDeleteStep(record(), answered(onHost())), { kind: "delete" });
+    assert.deepEqual(planDeleteStep(record(), answered(onHost({ image: "debian" }))), { kind: "delete" }, "an older VM of this environment's id is its garbage too");
+    assert.deepEqual(planDeleteStep(record(), answered()), { kind: "forget", stranger: false });
+    assert.deepEqual(planDeleteStep(record(), { kind: "gone" }), { kind: "forget", stranger: false });
+  });
+
+  test("a VM of that name that is not this environment's (it took the name first) is left alone", () => {
+    assert.deepEqual(planDeleteStep(record({ state: "error" }), answered(onHost({ env_id: "intruder" }))), { kind: "forget", stranger: true });
+    assert.deepEqual(planDeleteStep(record({ state: "error" }), answered(onHost({ env_id: null }))), { kind: "forget", stranger: true });
+  });
+
+  test("a host that does not answer: tried again later, offline or not", () => {
+    for (const offline of [false, true]) assert.deepEqual(planDeleteStep(record(), { kind: "unreachable", reason: "ECONNREFUSED", offline }), { kind: "retry", reason: "ECONNREFUSED" });
   });
 });
 
