@@ -70,12 +70,12 @@ export function planCreateStep(vm: FleetVmRecord, view: HostView): CreateStep {
 
 /**
  * The state a create ends in once each VM was made or failed: `running` when all were made, `failed` when
- * none was, `partial` otherwise; undefined while a VM is still `pending` (not settled yet).
+ * none was (or there is none), `partial` otherwise; undefined while a VM is still `pending` (not settled yet).
  */
 export function createOutcome(vms: readonly Pick<FleetVmRecord, "state">[]): EnvState | undefined {
   if (vms.some((vm) => vm.state === "pending")) return undefined;
   const made = vms.filter((vm) => MADE.has(vm.state)).length;
-  return made === vms.length ? "running" : made === 0 ? "failed" : "partial";
+  return made === 0 ? "failed" : made === vms.length ? "running" : "partial";
 }
 
 export type DeleteStep =

@@ -271,6 +271,11 @@ export class EnvService {
           const result = await this.carryOutRemoval(env.id);
           if (!result.done) return;
           outcome = "deleted";
+        } else if (env.state === "creating" && env.vms.length === 0) {
+          // The rollback of a create that made nothing was cut short: finish it (such an environment is not kept).
+          await store.deleteEnv(env.id);
+          await events.envsChanged(env.id);
+          outcome = "deleted";
         } else if (env.state === "creating") {
           const state = await this.finishCreate(env, { waitForHosts: true });
           if (state === undefined) return;
@@ -317,9 +322,7 @@ export class EnvService {
         }
       }),
     );
-    const vms = (await store.getEnv(env.id)).vms;
-    // A rollback of a create that made nothing was cut short: nothing is left to finish.
-    return vms.length === 0 ? "failed" : createOutcome(vms);
+    return createOutcome((await store.getEnv(env.id)).vms);
   }
 
   /** The environment with each VM's record brought in line with what its host has now. */

@@ -126,6 +126,7 @@ describe("createOutcome: the state a create ends in", () => {
     assert.equal(createOutcome(states("running", "lost")), "partial");
     assert.equal(createOutcome(states("running", "failed")), "partial", "a VM that failed on its host was not made");
     assert.equal(createOutcome(states("error", "error")), "failed");
+    assert.equal(createOutcome([]), "failed");
     assert.equal(createOutcome(states("running", "pending")), undefined);
   });
 });
