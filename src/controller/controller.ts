@@ -1,15 +1,19 @@
 // `corral controller`: the composition root. Opens the store (SQLite in the state directory, or PostgreSQL),
-// builds the services and the HTTP app, listens, and runs the leader's loops: heartbeats every interval and
-// the lifetime check every second. With PostgreSQL several controllers may share the fleet: each serves the
-// API and /ws, one (holding an advisory lock) runs the loops, and a follower takes over when it goes.
+// builds the services and the HTTP app, listens, and runs the leader's loops: heartbeats every interval, and
+// every second the lifetime check and the recovery of operations interrupted by a controller's death (both
+// also at once when it starts). With PostgreSQL several controllers may share the fleet: each serves the API
+// and /ws, one (holding an advisory lock) runs the loops, and a follower takes over when it goes. Every
+// process renews the leases of the environment operations it carries out.
+import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
+import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { corralHome } from "../image/home.ts";
 import type { Logger } from "../util/log.ts";
 import { corralVersion } from "../util/version.ts";
 import { buildControllerApp } from "./app.ts";
 import type { ControllerApp, ControllerContext } from "./context.ts";
-import { DEFAULT_OVERCOMMIT, openFleetStore, type FleetStore, type Overcommit } from "./db/index.ts";
+import { DEFAULT_OVERCOMMIT, OPERATION_LEASE_MS, openFleetStore, type FleetStore, type Overcommit } from "./db/index.ts";
 import { EnvService } from "./envs.ts";
 import { FleetEvents } from "./events.ts";
 import { Heartbeats } from "./heartbeat.ts";
@@ -45,10 +49,13 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
-/** Runs `task` every `ms` while this process leads, never two rounds at once. */
+/** Leases of operations in flight are renewed this often: a few missed renewals still keep them. */
+const LEASE_RENEWAL_MS = OPERATION_LEASE_MS / 5;
+
+/** Runs `task` now and every `ms` while this process leads, never two rounds at once. */
 function leaderLoop(ms: number, isLeader: () => boolean, task: () => Promise<void>, log: Logger, what: string): NodeJS.Timeout {
   let running = false;
-  const timer = setInterval(() => {
+  const round = (): void => {
     if (running || !isLeader()) return;
     running = true;
     task()
@@ -56,9 +63,16 @@ function leaderLoop(ms: number, isLeader: () => boolean, task: () => Promise<voi
       .finally(() => {
         running = false;
       });
-  }, ms);
+  };
+  const timer = setInterval(round, ms);
   timer.unref();
+  round();
   return timer;
+}
+
+/** This process's id as the owner of environment operations: readable in logs, new at every start. */
+function controllerInstanceId(): string {
+  return `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
 }
 
 export async function startController(options: ControllerOptions): Promise<RunningController> {
@@ -70,7 +84,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const links = new HostLinks();
   const events = new FleetEvents(store, log);
   const heartbeats = new Heartbeats({ store, links, events, log });
-  const envs = new EnvService({ store, links, events, log, overcommit: options.overcommit ?? DEFAULT_OVERCOMMIT });
+  const instance = controllerInstanceId();
+  const envs = new EnvService({ store, links, events, log, overcommit: options.overcommit ?? DEFAULT_OVERCOMMIT, owner: instance });
   const live = new LiveUpdates({ store, links, events, log, statsIntervalMs: options.statsMs ?? CONTROLLER_DEFAULTS.statsMs });
   let leader = false;
   const ctx: ControllerContext = {
@@ -108,13 +123,25 @@ export async function startController(options: ControllerOptions): Promise<Runni
     leader = now;
   };
   await campaign();
+  const renewal = setInterval(() => void envs.renewLeases().catch((err: unknown) => log.warn({ err }, "Cannot renew the leases of environment operations")), LEASE_RENEWAL_MS);
   const timers = [
     setInterval(() => void campaign(), heartbeatMs),
+    renewal,
     leaderLoop(heartbeatMs, () => leader, () => heartbeats.beatAll(), log, "A heartbeat round"),
-    leaderLoop(options.expiryMs ?? CONTROLLER_DEFAULTS.expiryMs, () => leader, () => envs.collectExpired(new Date()), log, "The lifetime check"),
+    leaderLoop(
+      options.expiryMs ?? CONTROLLER_DEFAULTS.expiryMs,
+      () => leader,
+      async () => {
+        await envs.collectExpired(new Date());
+        await envs.recoverInterrupted(new Date());
+      },
+      log,
+      "The lifetime check and recovery",
+    ),
   ];
   timers[0]?.unref();
-  log.info({ url, state: store.location, backend: store.backend, auth: options.apiKey !== undefined }, "Controller listening");
+  renewal.unref();
+  log.info({ url, state: store.location, backend: store.backend, auth: options.apiKey !== undefined, instance }, "Controller listening");
 
   let stopping: Promise<void> | undefined;
   return {

@@ -3,18 +3,39 @@
 // as state `partial` with each failed VM's `error`; only when no VM at all could be made is the environment
 // rolled back and the create answered with the hosts' error. Destroying (asked, or at expiry) deletes each
 // VM on its host and forgets it once the host confirmed; an offline host is retried until it does.
-import { CorralError, isErrorCode } from "../protocol/errors.ts";
-import type { CreateEnv, Env, EnvState, FleetVm } from "../protocol/controller.ts";
-import { CORRAL_ENGINES, TTSTACK_DEFAULTS, type AgentVm } from "../protocol/ttstack-agent.ts";
+//
+// Each create, stop, start and delete is carried out by one controller process, which holds it in the
+// database with a lease it renews (FleetStore.claimEnvOperation): in this process a per-environment lock
+// orders them, across processes the lease does. An environment left in `creating`, `stopping`, `starting` or
+// `deleting` by a controller that died (its lease ran out; on SQLite, any other process's) is recovered by
+// the leader (`recoverInterrupted`): a create is finished (env-recovery.ts), a stop or start carried out
+// again, a delete carried on; each step is safe to repeat on the hosts.
+import { CorralError, isErrorCode, quote } from "../protocol/errors.ts";
+import type { CreateEnv, EnvState } from "../protocol/controller.ts";
+import { CORRAL_ENGINES, TTSTACK_DEFAULTS } from "../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../sdk/transport.ts";
+import { crashPoint } from "../util/crash-points.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
 import type { Logger } from "../util/log.ts";
-import { placeVms, type EnvRecord, type FleetStore, type FleetVmRecord, type HostEndpoint, type HostRecord, type NewFleetVm, type Overcommit } from "./db/index.ts";
+import { placeVms, type EnvRecord, type FleetStore, type HostEndpoint, type NewFleetVm, type Overcommit } from "./db/index.ts";
+import { EnvHosts } from "./env-hosts.ts";
+import { createOutcome, IN_FLIGHT_STATES, planCreateStep, planDeleteStep, refreshPatch } from "./env-recovery.ts";
 import type { FleetEvents } from "./events.ts";
 import { describeHostFailure, type HostLinks } from "./host-link.ts";
+import { fromHost } from "./host-vms.ts";
 
 /** The VM states in which the VM exists on its host (as far as the controller knows). */
 const ON_HOST = new Set(["creating", "booting", "running", "paused", "suspending", "suspended", "stopping", "stopped", "failed"]);
+
+/** VM states in which a stop or a start has nothing left to do (the host's own stop and start are idempotent too). */
+const DONE_BY: Record<PowerAction, ReadonlySet<string>> = {
+  stop: new Set(["stopping", "stopped"]),
+  start: new Set(["creating", "booting", "running"]),
+};
+
+type PowerAction = "stop" | "start";
+
+const NOT_DELETING: readonly EnvState[] = ["creating", "running", "partial", "failed", "stopping", "stopped", "starting"];
 
 export interface EnvServiceDeps {
   store: FleetStore;
@@ -22,60 +43,22 @@ export interface EnvServiceDeps {
   events: FleetEvents;
   log: Logger;
   overcommit: Overcommit;
+  /** This controller process's id: the owner of the operations it carries out (a new one at each start). */
+  owner: string;
 }
 
 export type Removal = { done: true } | { done: false; env: EnvRecord };
 
-/** The host part of a daemon's address, where a VM's mapped ports are reached. */
-export function hostOfAddr(addr: string): string {
-  const url = new URL(`http://${addr}`);
-  return url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
-}
-
-export function fleetVmView(vm: FleetVmRecord, host: Pick<HostRecord, "addr"> | undefined): FleetVm {
-  return {
-    id: vm.id,
-    env_id: vm.envId,
-    host_id: vm.hostId,
-    host_addr: host ? hostOfAddr(host.addr) : "",
-    image: vm.image,
-    engine: vm.engine,
-    cpu: vm.cpu,
-    mem: vm.mem,
-    disk: vm.disk,
-    ports: vm.ports,
-    port_map: vm.portMap,
-    deny_outgoing: vm.denyOutgoing,
-    state: vm.state,
-    ip: vm.ip,
-    error: vm.error,
-    created_at: vm.createdAt,
-  };
-}
-
-export function envView(env: EnvRecord, hosts: ReadonlyMap<string, Pick<HostRecord, "addr">>): Env {
-  return {
-    id: env.id,
-    owner: env.owner,
-    ssh_keys: env.sshKeys,
-    lifetime: env.lifetime,
-    state: env.state,
-    created_at: env.createdAt,
-    expires_at: env.expiresAt,
-    vms: env.vms.map((vm) => fleetVmView(vm, hosts.get(vm.hostId))),
-  };
-}
-
-/** The VM fields a host's answer updates. */
-function fromHost(answer: AgentVm): Pick<FleetVmRecord, "state" | "portMap" | "ip" | "error"> {
-  return { state: answer.state as FleetVmRecord["state"], portMap: answer.port_map, ip: answer.ip, error: answer.last_error };
-}
-
 export class EnvService {
   /** One create, stop, start or destroy per environment at a time (in this process). */
   private readonly lock = new KeyedLock();
+  /** Environments whose operation this process is carrying out: their leases are renewed (renewLeases). */
+  private readonly inFlight = new Set<string>();
+  private readonly hosts: EnvHosts;
 
-  constructor(private readonly deps: EnvServiceDeps) {}
+  constructor(private readonly deps: EnvServiceDeps) {
+    this.hosts = new EnvHosts(deps.store, deps.links);
+  }
 
   /** Places and creates an environment (see the file's opening). */
   async create(body: CreateEnv): Promise<EnvRecord> {
@@ -97,51 +80,44 @@ export class EnvService {
     }));
     return this.lock.run(body.id, async () => {
       const { store, events } = this.deps;
+      // Stored with this process holding the create: from here on a crash leaves it to recoverInterrupted.
       const env = await store.createEnv(
-        { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys, lifetime: body.lifetime ?? TTSTACK_DEFAULTS.lifetime },
+        { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys, lifetime: body.lifetime ?? TTSTACK_DEFAULTS.lifetime, operationOwner: this.deps.owner },
         vms,
         (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
       );
-      await events.envsChanged(env.id);
-      const hosts = await this.endpoints(env);
-      const failures: string[] = [];
-      await Promise.all(
-        env.vms.map(async (vm) => {
-          const host = hosts.get(vm.hostId);
-          try {
-            if (!host) throw new CorralError("host_not_found", `Host ${JSON.stringify(vm.hostId)} is gone`);
-            const answer = await this.link(host).createVm({
-              vm_id: vm.id,
-              env_id: env.id,
-              image: vm.image,
-              engine: vm.engine,
-              cpu: vm.cpu,
-              mem: vm.mem,
-              disk: vm.disk,
-              ports: vm.ports,
-              deny_outgoing: vm.denyOutgoing,
-              ssh_keys: env.sshKeys,
-            });
-            await store.updateVm(vm.id, fromHost(answer));
-          } catch (err) {
-            failures.push(`VM ${vm.id} on host ${vm.hostId}: ${describeHostFailure(err)}`);
-            await store.updateVm(vm.id, { state: "error", error: describeHostFailure(err) });
-            this.deps.log.warn({ env: env.id, vm: vm.id, host: vm.hostId, err }, "A VM of an environment could not be created");
-            if (failures.length === env.vms.length) throw err;
-          }
-        }),
-      ).catch(async (err: unknown) => {
-        // Nothing was made: forget the environment (a host that made a VM after all has it deleted by the
-        // next heartbeat's reconciliation, as an orphan) and answer with the hosts' error.
-        for (const vm of env.vms) await store.deleteVm(vm.id);
-        await store.deleteEnv(env.id);
+      return this.holding(env.id, async () => {
         await events.envsChanged(env.id);
-        throw envCreateFailure(env.id, failures, err);
+        crashPoint("env-create.placed");
+        const hosts = await this.hosts.endpoints(env);
+        const failures: string[] = [];
+        await Promise.all(
+          env.vms.map(async (vm) => {
+            try {
+              const answer = await this.hosts.make(env, vm, hosts.get(vm.hostId));
+              await store.updateVm(vm.id, fromHost(answer));
+              crashPoint("env-create.vm-created");
+            } catch (err) {
+              failures.push(`VM ${vm.id} on host ${vm.hostId}: ${describeHostFailure(err)}`);
+              await store.updateVm(vm.id, { state: "error", error: describeHostFailure(err) });
+              this.deps.log.warn({ env: env.id, vm: vm.id, host: vm.hostId, err }, "A VM of an environment could not be created");
+              if (failures.length === env.vms.length) throw err;
+            }
+          }),
+        ).catch(async (err: unknown) => {
+          // Nothing was made: forget the environment (a host that made a VM after all has it deleted by the
+          // next heartbeat's reconciliation, as an orphan) and answer with the hosts' error.
+          for (const vm of env.vms) await store.deleteVm(vm.id);
+          await store.deleteEnv(env.id);
+          await events.envsChanged(env.id);
+          throw envCreateFailure(env.id, failures, err);
+        });
+        crashPoint("env-create.all-created");
+        await this.finish(env.id, createOutcome((await store.getEnv(env.id)).vms) ?? "partial");
+        await events.vmsChanged(env.vms.map((vm) => vm.hostId));
+        await events.envsChanged(env.id);
+        return store.getEnv(env.id);
       });
-      await store.setEnvState(env.id, failures.length === 0 ? "running" : "partial");
-      await events.vmsChanged(env.vms.map((vm) => vm.hostId));
-      await events.envsChanged(env.id);
-      return store.getEnv(env.id);
     });
   }
 
@@ -163,99 +139,245 @@ export class EnvService {
     return this.power(id, "start");
   }
 
-  private power(id: string, action: "stop" | "start"): Promise<EnvRecord> {
+  private power(id: string, action: PowerAction): Promise<EnvRecord> {
     return this.lock.run(id, async () => {
-      const { store, events } = this.deps;
-      const env = await store.getEnv(id);
-      if (env.state === "deleting") throw new CorralError("conflict", `Cannot ${action} environment ${JSON.stringify(id)}: it is being deleted`);
-      await store.setEnvState(id, action === "stop" ? "stopping" : "starting");
-      const hosts = await this.endpoints(env);
-      let failed = 0;
-      await Promise.all(
-        env.vms.map(async (vm) => {
-          const host = hosts.get(vm.hostId);
-          if (!ON_HOST.has(vm.state) || !host) {
-            failed++;
-            return;
-          }
-          try {
-            const link = this.link(host);
-            const answer = action === "stop" ? await link.stopVm(vm.id) : await link.startVm(vm.id);
-            await store.updateVm(vm.id, fromHost(answer));
-          } catch (err) {
-            failed++;
-            await store.updateVm(vm.id, { error: `Cannot ${action} it: ${describeHostFailure(err)}` });
-          }
-        }),
-      );
-      const next: EnvState = failed > 0 ? "partial" : action === "stop" ? "stopped" : "running";
-      await store.setEnvState(id, next);
-      await events.vmsChanged(env.vms.map((vm) => vm.hostId));
-      await events.envsChanged(id);
-      return store.getEnv(id);
+      const env = await this.claim(id, action, { from: NOT_DELETING });
+      return this.holding(id, async () => {
+        // A create whose controller died is finished first: its VMs must exist before they can be stopped.
+        if (env.state === "creating") await this.finishCreate(env, { waitForHosts: false });
+        await this.deps.store.claimEnvOperation(id, this.deps.owner, { to: action === "stop" ? "stopping" : "starting" });
+        await this.deps.events.envsChanged(id);
+        return this.carryOutPower(id, action);
+      });
     });
+  }
+
+  /** Stops or starts each VM the host has not already stopped or started; the environment's new state. */
+  private async carryOutPower(id: string, action: PowerAction): Promise<EnvRecord> {
+    const { store, events } = this.deps;
+    const env = await this.refreshFromHosts(await store.getEnv(id));
+    const hosts = await this.hosts.endpoints(env);
+    let failed = 0;
+    await Promise.all(
+      env.vms.map(async (vm) => {
+        if (DONE_BY[action].has(vm.state)) return;
+        const host = hosts.get(vm.hostId);
+        if (!ON_HOST.has(vm.state) || !host) {
+          failed++;
+          return;
+        }
+        try {
+          const link = this.deps.links.forHost(host);
+          const answer = action === "stop" ? await link.stopVm(vm.id) : await link.startVm(vm.id);
+          await store.updateVm(vm.id, fromHost(answer));
+          crashPoint("env-power.vm-done");
+        } catch (err) {
+          failed++;
+          await store.updateVm(vm.id, { error: `Cannot ${action} it: ${describeHostFailure(err)}` });
+        }
+      }),
+    );
+    const next: EnvState = failed > 0 ? "partial" : action === "stop" ? "stopped" : "running";
+    await this.finish(id, next);
+    await events.vmsChanged(env.vms.map((vm) => vm.hostId));
+    await events.envsChanged(id);
+    return store.getEnv(id);
   }
 
   /**
    * Destroys the environment: each VM deleted on its host and forgotten once the host confirmed. Done when
-   * none is left; otherwise the environment stays `deleting` and `retryDeletions` carries on.
+   * none is left; otherwise the environment stays `deleting` and `recoverInterrupted` carries on.
    */
   remove(id: string): Promise<Removal> {
     return this.lock.run(id, async () => {
-      const { store, events } = this.deps;
-      const env = await store.getEnv(id);
-      if (env.state !== "deleting") {
-        await store.setEnvState(id, "deleting");
-        await events.envsChanged(id);
-      }
-      const hosts = await this.endpoints(env);
-      const touched = new Set<string>();
-      await Promise.all(
-        env.vms.map(async (vm) => {
-          const host = hosts.get(vm.hostId);
-          try {
-            if (host) await this.link(host).deleteVm(vm.id);
-            await store.deleteVm(vm.id);
-            touched.add(vm.hostId);
-          } catch (err) {
-            await store.updateVm(vm.id, { state: "deleting", error: `Cannot delete it yet: ${describeHostFailure(err)}` }).catch(() => undefined);
-          }
-        }),
-      );
-      if (touched.size > 0) await events.vmsChanged(touched);
-      const left = await store.getEnv(id);
-      if (left.vms.length > 0) return { done: false, env: left };
-      await store.deleteEnv(id);
-      await events.envsChanged(id);
-      this.deps.log.info({ env: id }, "Environment deleted");
-      return { done: true };
+      const before = await this.deps.store.getEnv(id);
+      await this.claim(id, "delete", { to: "deleting" });
+      if (before.state !== "deleting") await this.deps.events.envsChanged(id);
+      return this.holding(id, () => this.carryOutRemoval(id));
     });
   }
 
-  /** One round of the lifetime check: expired environments, and deletions still waiting for a host. */
+  private async carryOutRemoval(id: string): Promise<Removal> {
+    const { store, events } = this.deps;
+    const env = await store.getEnv(id);
+    const [views, hosts] = await Promise.all([this.hosts.views(env), this.hosts.endpoints(env)]);
+    const touched = new Set<string>();
+    await Promise.all(
+      env.vms.map(async (vm) => {
+        const step = planDeleteStep(vm, views.get(vm.hostId) ?? { kind: "gone" });
+        const host = hosts.get(vm.hostId);
+        try {
+          if (step.kind === "retry") throw new Error(step.reason);
+          if (step.kind === "delete" && host) await this.deps.links.forHost(host).deleteVm(vm.id);
+          if (step.kind === "forget" && step.stranger) this.deps.log.info({ env: id, vm: vm.id, host: vm.hostId }, "Left alone a VM of this name that is not this environment's");
+          crashPoint("env-delete.host-deleted");
+          await store.deleteVm(vm.id);
+          touched.add(vm.hostId);
+        } catch (err) {
+          await store.updateVm(vm.id, { state: "deleting", error: `Cannot delete it yet: ${describeHostFailure(err)}` }).catch(() => undefined);
+        }
+      }),
+    );
+    if (touched.size > 0) await events.vmsChanged(touched);
+    const left = await store.getEnv(id);
+    if (left.vms.length > 0) return { done: false, env: left };
+    await store.deleteEnv(id);
+    await events.envsChanged(id);
+    this.deps.log.info({ env: id }, "Environment deleted");
+    return { done: true };
+  }
+
+  /** One round of the lifetime check: environments whose time is up are deleted. */
   async collectExpired(now: Date): Promise<void> {
     const { store, log } = this.deps;
-    const due = [...(await store.listExpiredEnvs(now)), ...(await store.listEnvsInState("deleting"))];
-    const seen = new Set<string>();
-    for (const env of due) {
-      if (seen.has(env.id)) continue;
-      seen.add(env.id);
+    for (const env of await store.listExpiredEnvs(now)) {
       try {
         const result = await this.remove(env.id);
         if (result.done && env.state !== "deleting") log.info({ env: env.id, expired_at: env.expiresAt }, "Environment expired and deleted");
       } catch (err) {
-        if (!(err instanceof CorralError && err.code === "env_not_found")) log.warn({ env: env.id, err }, "Cannot delete an expired environment yet");
+        // Gone meanwhile, or another live controller is carrying out an operation on it: the next round sees.
+        if (!(err instanceof CorralError && (err.code === "env_not_found" || err.code === "conflict"))) log.warn({ env: env.id, err }, "Cannot delete an expired environment yet");
       }
     }
   }
 
-  /** The addresses of the environment's hosts (of every host, without an environment), by id. */
-  endpoints(env?: EnvRecord): Promise<Map<string, HostEndpoint>> {
-    return this.deps.store.hostEndpoints(env?.vms.map((vm) => vm.hostId));
+  /**
+   * One round of recovery: environments left in `creating`, `stopping`, `starting` or `deleting` with no live
+   * controller carrying the operation out (its controller died, or a delete waits for a host) are taken over
+   * and finished. Expired ones are left to the lifetime check, which deletes them.
+   */
+  async recoverInterrupted(now: Date): Promise<void> {
+    const { store, log } = this.deps;
+    for (const env of await store.listClaimableEnvs(this.deps.owner, IN_FLIGHT_STATES)) {
+      if (this.inFlight.has(env.id) || Date.parse(env.expiresAt) <= now.getTime()) continue;
+      try {
+        await this.recover(env);
+      } catch (err) {
+        if (!(err instanceof CorralError && (err.code === "env_not_found" || err.code === "conflict"))) log.warn({ env: env.id, err }, "Cannot recover an interrupted environment yet");
+      }
+    }
   }
 
-  private link(host: HostEndpoint) {
-    return this.deps.links.forHost(host);
+  private recover(seen: EnvRecord): Promise<void> {
+    return this.lock.run(seen.id, async () => {
+      const { store, events, log } = this.deps;
+      const env = await store.claimEnvOperation(seen.id, this.deps.owner, { from: IN_FLIGHT_STATES });
+      if (env === undefined) return;
+      // A delete waiting for a host was let go by its controller: carrying it on is routine, not a recovery.
+      const interrupted = seen.operation !== null;
+      await this.holding(env.id, async () => {
+        let outcome: string;
+        if (env.state === "deleting") {
+          const result = await this.carryOutRemoval(env.id);
+          if (!result.done) return;
+          outcome = "deleted";
+        } else if (env.state === "creating" && env.vms.length === 0) {
+          // The rollback of a create that made nothing was cut short: finish it (such an environment is not kept).
+          await store.deleteEnv(env.id);
+          await events.envsChanged(env.id);
+          outcome = "deleted";
+        } else if (env.state === "creating") {
+          const state = await this.finishCreate(env, { waitForHosts: true });
+          if (state === undefined) return;
+          await this.finish(env.id, state);
+          await events.vmsChanged(env.vms.map((vm) => vm.hostId));
+          await events.envsChanged(env.id);
+          outcome = state;
+        } else {
+          outcome = (await this.carryOutPower(env.id, env.state === "stopping" ? "stop" : "start")).state;
+        }
+        if (interrupted) log.info({ env: env.id, was: env.state, now: outcome, by: seen.operation?.owner }, "Recovered environment interrupted by its controller's death");
+      });
+    });
+  }
+
+  /**
+   * Finishes a create whose controller died (env-recovery.ts decides per VM); the state it ends in, or
+   * undefined while a host that may soon answer has not (with `waitForHosts`; without, such a VM fails).
+   */
+  private async finishCreate(env: EnvRecord, options: { waitForHosts: boolean }): Promise<EnvState | undefined> {
+    const { store } = this.deps;
+    const [views, hosts] = await Promise.all([this.hosts.views(env), this.hosts.endpoints(env)]);
+    await Promise.all(
+      env.vms.map(async (vm) => {
+        const step = planCreateStep(vm, views.get(vm.hostId) ?? { kind: "gone" });
+        switch (step.kind) {
+          case "keep":
+            return;
+          case "adopt":
+            await store.updateVm(vm.id, step.patch);
+            return;
+          case "fail":
+            await store.updateVm(vm.id, { state: "error", error: step.error });
+            return;
+          case "wait":
+            if (!options.waitForHosts) await store.updateVm(vm.id, { state: "error", error: `Cannot finish creating it: host ${quote(vm.hostId)} did not answer (${step.reason})` });
+            return;
+          case "create":
+            try {
+              await store.updateVm(vm.id, fromHost(await this.hosts.make(env, vm, hosts.get(vm.hostId))));
+            } catch (err) {
+              await store.updateVm(vm.id, { state: "error", error: describeHostFailure(err) });
+            }
+        }
+      }),
+    );
+    return createOutcome((await store.getEnv(env.id)).vms);
+  }
+
+  /** The environment with each VM's record brought in line with what its host has now. */
+  private async refreshFromHosts(env: EnvRecord): Promise<EnvRecord> {
+    const views = await this.hosts.views(env);
+    const patches = env.vms.map((vm) => [vm, refreshPatch(vm, views.get(vm.hostId) ?? { kind: "gone" })] as const);
+    await Promise.all(patches.map(([vm, patch]) => patch && this.deps.store.updateVm(vm.id, patch)));
+    return patches.some(([, patch]) => patch) ? this.deps.store.getEnv(env.id) : env;
+  }
+
+  /**
+   * Makes this process the one carrying out `verb` on the environment (FleetStore.claimEnvOperation); the
+   * environment as claimed. 404 if there is none; 409 if its state forbids `verb` or another live controller
+   * is carrying out an operation on it.
+   */
+  private async claim(id: string, verb: string, change: { from?: readonly EnvState[]; to?: EnvState }): Promise<EnvRecord> {
+    const { store, owner } = this.deps;
+    const claimed = await store.claimEnvOperation(id, owner, change);
+    if (claimed) return claimed;
+    const env = await store.getEnv(id);
+    if (change.from !== undefined && !change.from.includes(env.state)) {
+      throw new CorralError("conflict", `Cannot ${verb} environment ${quote(id)}: it is ${env.state === "deleting" ? "being deleted" : env.state}`);
+    }
+    // The in-flight states read as what the holder does: "is creating it", "is deleting it".
+    const doing = (IN_FLIGHT_STATES as readonly EnvState[]).includes(env.state) ? env.state : "working on";
+    throw new CorralError("conflict", `Cannot ${verb} environment ${quote(id)}: controller ${quote(env.operation?.owner ?? "")} is ${doing} it; try again when it is done`);
+  }
+
+  /** Runs `operation` with this process's lease on the environment renewed; lets the lease go at the end, whatever happened. */
+  private async holding<T>(id: string, operation: () => Promise<T>): Promise<T> {
+    this.inFlight.add(id);
+    try {
+      return await operation();
+    } finally {
+      this.inFlight.delete(id);
+      // Without a state: a no-op when `finish` already ended it; otherwise the state stays and the next recovery carries on.
+      await this.deps.store.finishEnvOperation(id, this.deps.owner).catch((err: unknown) => this.deps.log.warn({ env: id, err }, "Cannot let go of an environment's operation"));
+    }
+  }
+
+  /** Ends this process's operation on the environment with `state`; logs when another controller took it over meanwhile. */
+  private async finish(id: string, state: EnvState): Promise<void> {
+    if (!(await this.deps.store.finishEnvOperation(id, this.deps.owner, state))) {
+      this.deps.log.warn({ env: id, state }, "Another controller took over this environment's operation (this one's lease ran out): its outcome stands");
+    }
+  }
+
+  /** Extends the leases of the operations this process is carrying out (the controller calls it every few seconds). */
+  renewLeases(): Promise<void> {
+    return this.deps.store.renewEnvOperations(this.deps.owner, [...this.inFlight]);
+  }
+
+  /** The addresses of the environment's hosts (of every host, without an environment), by id. */
+  endpoints(env?: EnvRecord): Promise<Map<string, HostEndpoint>> {
+    return this.hosts.endpoints(env);
   }
 }
 

@@ -1,20 +1,40 @@
 // Heartbeats: every interval the leading controller asks each host for its /api/info and /api/vms. A host
 // that answers is online with a fresh report; one that fails twice in a row is offline. Each answer is
 // reconciled with what the controller knows: its VMs' states, ports and addresses are updated, a VM its host
-// no longer has is `lost`, and a VM of an environment the controller no longer has (deleted while the host
-// was away, or made by a create that timed out) is deleted on the host.
+// no longer has is `lost`, a `pending` VM its host already runs (made by a create whose answer was never
+// stored: its controller died) takes the host's state, and a VM of an environment the controller no longer
+// has (deleted while the host was away, or made by a create that timed out) is deleted on the host.
 import type { AgentVm } from "../protocol/ttstack-agent.ts";
 import type { Logger } from "../util/log.ts";
-import type { FleetStore, FleetVmRecord, HostRecord } from "./db/index.ts";
+import type { FleetStore, FleetVmRecord, HostRecord, VmPatch } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
 import { describeHostFailure, type HostLinks } from "./host-link.ts";
+import { differenceFrom, fromHost } from "./host-vms.ts";
 
 /** Consecutive failed heartbeats after which a host is offline. */
 export const OFFLINE_AFTER_FAILURES = 2;
 /** At most this many hosts are asked at once. */
 const CONCURRENCY = 64;
 /** Controller VM states the host's report does not override: the controller is acting on them. */
-const CONTROLLER_OWNED = new Set(["pending", "deleting", "error"]);
+const CONTROLLER_OWNED = new Set(["deleting", "error"]);
+
+/**
+ * What a heartbeat changes in the controller's record of `vm` given its host's report of it (`there`,
+ * undefined when the host did not list it); undefined for nothing. A `pending` VM is one a create has not
+ * heard back about: the host may not have it yet, so its absence says nothing (it stays pending, never
+ * `lost`), while a VM the host has that is this one (same environment and spec) is taken as it is there.
+ */
+export function heartbeatPatch(hostId: string, vm: FleetVmRecord, there: AgentVm | undefined): VmPatch | undefined {
+  if (vm.state === "pending") {
+    if (there === undefined || differenceFrom(vm, there) !== undefined) return undefined;
+    const { state, portMap, ip } = fromHost(there);
+    return { state, portMap, ip };
+  }
+  if (CONTROLLER_OWNED.has(vm.state)) return undefined;
+  if (there === undefined) return vm.state === "lost" ? undefined : { state: "lost", error: `Host ${JSON.stringify(hostId)} no longer has this VM` };
+  if (there.state === vm.state && samePorts(vm.portMap, there.port_map)) return undefined;
+  return { state: there.state as FleetVmRecord["state"], portMap: there.port_map, ip: there.ip, ...(vm.state === "lost" ? { error: null } : {}) };
+}
 
 export interface HeartbeatDeps {
   store: FleetStore;
@@ -75,13 +95,9 @@ export class Heartbeats {
     const byId = new Map(reported.map((vm) => [vm.id, vm]));
     let changed = false;
     for (const vm of ours) {
-      if (CONTROLLER_OWNED.has(vm.state)) continue;
-      const there = byId.get(vm.id);
-      const next: Partial<FleetVmRecord> = there
-        ? { state: there.state as FleetVmRecord["state"], portMap: there.port_map, ip: there.ip, ...(vm.state === "lost" ? { error: null } : {}) }
-        : { state: "lost", error: `Host ${JSON.stringify(host.id)} no longer has this VM` };
-      if (next.state === vm.state && (!there || samePorts(vm.portMap, there.port_map))) continue;
-      if (await store.updateVmIfUnchanged(vm, next)) changed = true;
+      const next = heartbeatPatch(host.id, vm, byId.get(vm.id));
+      // Only if nothing wrote the VM since `ours` was read: a create's or a delete's answer is newer than this report.
+      if (next && (await store.updateVmIfUnchanged(vm, next))) changed = true;
     }
     const known = new Set(ours.map((vm) => vm.id));
     for (const vm of reported) {

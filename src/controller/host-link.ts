@@ -126,6 +126,8 @@ export function hostFailure(hostId: string, err: unknown): Error {
 /** A host's answer as one line for a VM's `error` or a log: its message, or why it could not be reached. */
 export function describeHostFailure(err: unknown): string {
   if (err instanceof CorralApiError) return `${err.message} (${err.status} ${err.code})`;
+  // The controller's own verdict on an answer (e.g. a VM of that name that is not this one) says it all.
+  if (err instanceof CorralError) return err.message;
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
   if (cause?.code) return `the host cannot be reached (${cause.code})`;
   return err instanceof Error ? err.message : String(err);

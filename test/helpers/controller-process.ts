@@ -31,17 +31,33 @@ export class TestController {
   }
 
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null;
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** Starts the controller and resolves once it has written controller.json (it is listening). */
-  async start(extraArgs: string[] = []): Promise<void> {
+  /** Resolves with how the process ended (e.g. "SIGKILL" at an armed crash point); rejects after `timeoutMs`. */
+  async exited(timeoutMs = 120_000): Promise<number | NodeJS.Signals> {
+    const child = this.child;
+    if (!child) throw new Error("The test controller was never started");
+    const deadline = Date.now() + timeoutMs;
+    while (child.exitCode === null && child.signalCode === null) {
+      if (Date.now() > deadline) throw new Error(`The controller did not exit in time:\n${this.logs}`);
+      await sleep(50);
+    }
+    await this.client.close().catch(() => undefined);
+    return child.exitCode ?? (child.signalCode as NodeJS.Signals);
+  }
+
+  /**
+   * Starts the controller and resolves once it has written controller.json (it is listening). `env` adds to
+   * its environment (e.g. CORRAL_CRASH_AT, to make it die at a named point of an operation).
+   */
+  async start(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<void> {
     const infoFile = join(this.stateDir, "controller.json");
     await rm(infoFile, { force: true });
     const child = spawn(
       process.execPath,
       ["--import", "tsx", CLI, "controller", "--state-dir", this.stateDir, "--port", "0", "--heartbeat", "500ms", "--api-key", this.apiKey, ...extraArgs],
-      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CORRAL_LOG_LEVEL: "info" } },
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CORRAL_LOG_LEVEL: "info", ...env } },
     );
     this.child = child;
     child.stdout?.on("data", (chunk: Buffer) => (this.logs += chunk.toString()));

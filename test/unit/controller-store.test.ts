@@ -184,7 +184,7 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       );
       assert.deepEqual(
         { ...env, vms: undefined },
-        { id: "e1", owner: "ann", sshKeys: ["ssh-ed25519 AAAA ann"], lifetime: 3600, state: "creating", createdAt: "2030-01-01T12:00:00.000Z", expiresAt: "2030-01-01T13:00:00.000Z", vms: undefined },
+        { id: "e1", owner: "ann", sshKeys: ["ssh-ed25519 AAAA ann"], lifetime: 3600, state: "creating", createdAt: "2030-01-01T12:00:00.000Z", expiresAt: "2030-01-01T13:00:00.000Z", operation: null, vms: undefined },
       );
       // small (8 vCPUs with overcommit, 4 GiB) takes the first, then has 4 vCPUs left: the second goes to big.
       assert.deepEqual(
@@ -318,8 +318,8 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       await store.insertHost(newHost("h2"));
       const all = await store.hostEndpoints();
       assert.deepEqual([...all.values()].sort((a, b) => a.id.localeCompare(b.id)), [
-        { id: "h1", addr: "h1.example:8080", uri: "http://h1.example:8080", token: "t1" },
-        { id: "h2", addr: "h2.example:8080", uri: "http://h2.example:8080", token: null },
+        { id: "h1", addr: "h1.example:8080", uri: "http://h1.example:8080", token: "t1", state: "online" },
+        { id: "h2", addr: "h2.example:8080", uri: "http://h2.example:8080", token: null, state: "online" },
       ]);
       assert.deepEqual([...(await store.hostEndpoints(["h2", "h2", "gone"])).keys()], ["h2"]);
       assert.equal((await store.hostEndpoints([])).size, 0);
@@ -377,6 +377,31 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
         deleting.map((e) => [e.id, e.vms.map((vm) => vm.id)]),
         [["long", ["long-1"]]],
       );
+    });
+
+    test("an environment's operation: held by its creator with a lease, renewed, finished only by its holder", async () => {
+      await store.insertHost(newHost("h1"));
+      const created = await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 3600, operationOwner: "ctl-a" }, [vmSpec("e1-1")], place);
+      assert.deepEqual(created.operation, { owner: "ctl-a", until: "2030-01-01T12:00:15.000Z" });
+      clock += 10_000;
+      await store.renewEnvOperations("ctl-a", ["e1", "not-there"]);
+      await store.renewEnvOperations("ctl-b", ["e1"]);
+      assert.deepEqual((await store.getEnv("e1")).operation, { owner: "ctl-a", until: "2030-01-01T12:00:25.000Z" });
+
+      assert.equal(await store.finishEnvOperation("e1", "ctl-b", "running"), false, "only the holder finishes it");
+      assert.equal(await store.finishEnvOperation("e1", "ctl-a", "partial"), true);
+      const finished = await store.getEnv("e1");
+      assert.deepEqual([finished.state, finished.operation], ["partial", null]);
+      assert.equal(await store.finishEnvOperation("e1", "ctl-a"), false, "letting go twice is harmless");
+
+      // Between operations anyone may claim it; `from` and `to` make the claim a compare-and-set of the state.
+      assert.equal(await store.claimEnvOperation("e1", "ctl-b", { from: ["running"], to: "stopping" }), undefined);
+      const claimed = await store.claimEnvOperation("e1", "ctl-b", { from: ["partial", "running"], to: "stopping" });
+      assert.deepEqual([claimed?.state, claimed?.operation], ["stopping", { owner: "ctl-b", until: "2030-01-01T12:00:25.000Z" }]);
+      assert.deepEqual([claimed?.vms.map((vm) => vm.id)], [["e1-1"]]);
+      assert.equal(await store.claimEnvOperation("nope", "ctl-b"), undefined);
+      assert.equal(await store.finishEnvOperation("e1", "ctl-b"), true);
+      assert.deepEqual([(await store.getEnv("e1")).state, (await store.getEnv("e1")).operation], ["stopping", null], "let go without a state: the state stays");
     });
 
     test("fleetStatus counts hosts, envs, VMs and sums capacity", async () => {
@@ -462,6 +487,21 @@ async function tempDir(): Promise<string> {
 
 storeContract("SQLite", async () => ({ stateDir: await tempDir() }));
 
+describe("operations on SQLite, where no other process shares the database", () => {
+  test("an operation held by another controller is claimable at once: that controller is dead for sure", async () => {
+    const dir = await tempDir();
+    const store = await openFleetStore({ stateDir: dir, logger });
+    try {
+      await store.insertHost(newHost("h1"));
+      await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 3600, operationOwner: "ctl-dead" }, [vmSpec("e1-1")], place);
+      assert.deepEqual((await store.listClaimableEnvs("ctl-new", ["creating"])).map((e) => e.id), ["e1"]);
+      assert.equal((await store.claimEnvOperation("e1", "ctl-new", { from: ["creating"] }))?.operation?.owner, "ctl-new");
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("openFleetStore on SQLite", () => {
   test("keeps STATE_DIR/controller.db, readable by its owner only, in WAL mode; sqlite:PATH elsewhere", async () => {
     const stateDir = join(await tempDir(), "state");
@@ -509,8 +549,8 @@ describe("PostgreSQL", { timeout: 120_000 }, () => {
   describe("controllers sharing one PostgreSQL", { timeout: 60_000 }, () => {
     let url: string;
     const opened: FleetStore[] = [];
-    const open = async (): Promise<FleetStore> => {
-      const s = await openFleetStore({ url, stateDir: "/nonexistent", logger });
+    const open = async (options: Partial<FleetStoreOptions> = {}): Promise<FleetStore> => {
+      const s = await openFleetStore({ url, stateDir: "/nonexistent", logger, ...options });
       opened.push(s);
       return s;
     };
@@ -540,6 +580,24 @@ describe("PostgreSQL", { timeout: 120_000 }, () => {
       assert.deepEqual((await b.getHost("h1")).reserved, { cpu: 20, mem: 10240, disk: 102400 });
       assert.equal((await a.listEnvs()).length, 10);
       assert.equal((await b.fleetStatus()).vms.total, 10);
+    });
+
+    test("an environment's operation held by another controller is claimed once its lease ran out, by one claimant only", async () => {
+      let clock = START;
+      const now = () => new Date(clock);
+      const [a, b, c] = await Promise.all([open({ now }), open({ now }), open({ now })]);
+      await a.insertHost(newHost("h1"));
+      await a.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 3600, operationOwner: "ctl-a" }, [vmSpec("e1-1")], place);
+      assert.deepEqual(await b.listClaimableEnvs("ctl-b", ["creating"]), []);
+      assert.equal(await b.claimEnvOperation("e1", "ctl-b", { from: ["creating"] }), undefined, "ctl-a's lease holds");
+      clock += 15_000;
+      assert.equal(await b.claimEnvOperation("e1", "ctl-b", { from: ["creating"] }), undefined, "to the last millisecond");
+      clock += 1;
+      assert.deepEqual((await b.listClaimableEnvs("ctl-b", ["creating", "deleting"])).map((e) => [e.id, e.operation?.owner]), [["e1", "ctl-a"]]);
+      const claims = await Promise.all([b.claimEnvOperation("e1", "ctl-b", { from: ["creating"] }), c.claimEnvOperation("e1", "ctl-c", { from: ["creating"] })]);
+      assert.equal(claims.filter((env) => env !== undefined).length, 1, "one claimant wins");
+      assert.equal(await a.finishEnvOperation("e1", "ctl-a", "running"), false, "the old holder's late outcome does not land");
+      assert.equal((await a.getEnv("e1")).state, "creating");
     });
 
     test("an event published by one store reaches the subscribers of both", async () => {

@@ -1,7 +1,7 @@
 // How the controller reports what a host answered when it passes a call on (the shell, logs, power actions).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { hostFailure } from "../../src/controller/host-link.ts";
+import { describeHostFailure, hostFailure } from "../../src/controller/host-link.ts";
 import { CorralError } from "../../src/protocol/errors.ts";
 import { CorralApiError } from "../../src/sdk/transport.ts";
 
@@ -36,5 +36,15 @@ describe("hostFailure", () => {
   test("a CorralError raised on this side passes unchanged", () => {
     const own = new CorralError("host_not_found", "Host \"h9\" is not registered");
     assert.equal(hostFailure("h9", own), own);
+  });
+});
+
+describe("describeHostFailure", () => {
+  test("a host's answer with its status and code; a connection failure by its code; the controller's own verdict by its message", () => {
+    assert.equal(describeHostFailure(answered(409, "conflict")), "the host said conflict (409 conflict)");
+    assert.equal(describeHostFailure(new TypeError("fetch failed", { cause: Object.assign(new Error("connect"), { code: "ECONNREFUSED" }) })), "the host cannot be reached (ECONNREFUSED)");
+    // Its cause (the host's 409) has a code too: the verdict is not taken for an unreachable host.
+    const verdict = new CorralError("conflict", 'Host "h1" already has a VM named "e-1" that is not this one: it belongs to environment "f"', { cause: answered(409, "conflict") });
+    assert.equal(describeHostFailure(verdict), verdict.message);
   });
 });

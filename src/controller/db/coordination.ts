@@ -6,6 +6,11 @@ import type { Logger } from "../../util/log.ts";
 export type EventListener = (event: unknown) => void;
 
 export interface FleetCoordination {
+  /**
+   * Whether other controller processes may use this database. When not (SQLite), an operation this process
+   * did not start is abandoned for sure: no lease needs to run out before it is recovered.
+   */
+  readonly shared: boolean;
   /** Sends a small JSON event to every subscriber of every process on this database, this one included. */
   publish(event: object): Promise<void>;
   /** Calls `listener` with each event, asynchronously; returns the function that unsubscribes it. */
@@ -66,6 +71,7 @@ export class ListenerSet {
 
 /** One process on SQLite: events go straight to this process's listeners, and it always leads. */
 export class LocalCoordination implements FleetCoordination {
+  readonly shared = false;
   private readonly listeners: ListenerSet;
 
   constructor(logger: Logger) {

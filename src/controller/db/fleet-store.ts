@@ -2,7 +2,7 @@
 // kysely query layer. Placement and the counters it books change in one transaction, serialized across
 // processes (dialects.ts), so controllers sharing a database never book the same room twice.
 import type { Expression, ExpressionBuilder, Selectable, SqlBool } from "kysely";
-import type { EnvState, FleetStatus } from "../../protocol/controller.ts";
+import type { EnvState, FleetStatus, HostState } from "../../protocol/controller.ts";
 import { CorralError, quote } from "../../protocol/errors.ts";
 import type { FleetCoordination, EventListener } from "./coordination.ts";
 import type { BackendName, StoreDialect } from "./dialects.ts";
@@ -11,6 +11,14 @@ import type { Placement, PlacementHost, PlacementSpec } from "./placement.ts";
 import type { Amounts, EnvRecord, FleetVmRecord, HostEndpoint, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
 import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, placementHostFromRow, PLACEMENT_COLUMNS, vmFromRow, vmPatchToRow, vmToRow } from "./rows.ts";
 import type { FleetDatabase, FleetDb, FleetQueries, VmsTable } from "./schema.ts";
+
+/**
+ * How long a controller holds an environment's operation (create, stop, start, delete) without renewing it.
+ * A controller renews the operations it carries out every few seconds (EnvService.renewLeases); past this,
+ * the operation is taken for abandoned (its controller died or lost the database) and another may finish it.
+ * Controllers compare it with their own clocks: theirs must agree to well within it (NTP does).
+ */
+export const OPERATION_LEASE_MS = 15_000;
 
 /** Chooses a host per VM: `placeVms` with the controller's overcommit ratios. */
 export type PlaceFn = (hosts: PlacementHost[], specs: PlacementSpec[]) => Placement;
@@ -38,17 +46,29 @@ function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
+export interface FleetStoreSettings {
+  now: () => Date;
+  /** Where the state is, for logs: the SQLite file, or the PostgreSQL URL without its password. */
+  location: string;
+  operationLeaseMs: number;
+}
+
 export class FleetStore {
   private closing: Promise<void> | undefined;
+  private readonly now: () => Date;
+  readonly location: string;
+  private readonly leaseMs: number;
 
   constructor(
     private readonly db: FleetDb,
     private readonly dialect: StoreDialect,
     private readonly coordination: FleetCoordination,
-    private readonly now: () => Date,
-    /** Where the state is, for logs: the SQLite file, or the PostgreSQL URL without its password. */
-    readonly location: string,
-  ) {}
+    settings: FleetStoreSettings,
+  ) {
+    this.now = settings.now;
+    this.location = settings.location;
+    this.leaseMs = settings.operationLeaseMs;
+  }
 
   get backend(): BackendName {
     return this.dialect.name;
@@ -93,14 +113,14 @@ export class FleetStore {
    * leaves out each host's info and VM list (JSON that a big fleet would parse on every environment call).
    */
   async hostEndpoints(ids?: Iterable<string>): Promise<Map<string, HostEndpoint>> {
-    let query = this.db.selectFrom("hosts").select(["id", "addr", "uri", "token"]);
+    let query = this.db.selectFrom("hosts").select(["id", "addr", "uri", "token", "state"]);
     if (ids !== undefined) {
       const wanted = [...new Set(ids)];
       if (wanted.length === 0) return new Map();
       query = query.where("id", "in", wanted);
     }
     const rows = await query.execute();
-    return new Map(rows.map((row) => [row.id, row]));
+    return new Map(rows.map((row) => [row.id, { ...row, state: row.state as HostState }]));
   }
 
   async updateHost(id: string, patch: HostPatch): Promise<HostRecord> {
@@ -138,7 +158,7 @@ export class FleetStore {
    */
   async createEnv(env: NewEnv, vms: readonly NewFleetVm[], place: PlaceFn): Promise<EnvRecord> {
     const createdAt = this.now();
-    const envRow = envToRow(env, createdAt);
+    const envRow = envToRow(env, createdAt, this.leaseMs);
     return this.db.transaction().execute(async (trx) => {
       await this.dialect.lockPlacement(trx);
       await this.assertEnvIdsFree(trx, env.id, vms);
@@ -196,9 +216,67 @@ export class FleetStore {
     return this.loadEnvs((eb) => eb("envs.expires_at", "<=", now.toISOString()));
   }
 
-  /** Environments in one state (e.g. `deleting`, to retry), with their VMs. */
-  listEnvsInState(state: EnvState): Promise<EnvRecord[]> {
-    return this.loadEnvs((eb) => eb("envs.state", "=", state));
+  /** Environments in one of the states (e.g. `deleting`, to retry), with their VMs. */
+  listEnvsInState(...states: EnvState[]): Promise<EnvRecord[]> {
+    return this.loadEnvs((eb) => eb("envs.state", "in", states));
+  }
+
+  // ---- operations on environments: who carries them out, and until when ----
+
+  /**
+   * Environments in one of `states` whose operation `owner` could claim now (see claimEnvOperation): none
+   * holds it, `owner` does, or its lease ran out. What a controller recovers after another one's death.
+   */
+  listClaimableEnvs(owner: string, states: readonly EnvState[]): Promise<EnvRecord[]> {
+    const claimable = this.claimable(owner);
+    return this.loadEnvs((eb) => eb.and([eb("envs.state", "in", states), claimable(eb)]));
+  }
+
+  /**
+   * Makes `owner` the controller that carries out the environment's operation, and (with `to`) sets its
+   * state, in one compare-and-set: only if no other controller holds it (its lease ran out, or, on a
+   * database no other process uses, always) and (with `from`) its state is one of those. The environment
+   * with its VMs when claimed; undefined when not (no such environment, another holds it, another state).
+   */
+  async claimEnvOperation(id: string, owner: string, change: { from?: readonly EnvState[]; to?: EnvState } = {}): Promise<EnvRecord | undefined> {
+    const until = new Date(this.now().getTime() + this.leaseMs).toISOString();
+    let query = this.db
+      .updateTable("envs")
+      .set({ op_owner: owner, op_lease_until: until, state: change.to })
+      .where("id", "=", id)
+      .where(this.claimable(owner));
+    if (change.from !== undefined) query = query.where("state", "in", change.from);
+    const result = await query.executeTakeFirst();
+    return result.numUpdatedRows > 0n ? this.findEnv(id) : undefined;
+  }
+
+  /** Extends `owner`'s leases on the environments given (those whose operations it is still carrying out). */
+  async renewEnvOperations(owner: string, ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const until = new Date(this.now().getTime() + this.leaseMs).toISOString();
+    await this.db.updateTable("envs").set({ op_lease_until: until }).where("op_owner", "=", owner).where("id", "in", ids).execute();
+  }
+
+  /**
+   * Ends `owner`'s operation on the environment, with its outcome as the state (without `state`, the state
+   * stays: a later recovery carries on). False if `owner` no longer held it: another controller took it over
+   * after this one's lease ran out, and that one's outcome stands.
+   */
+  async finishEnvOperation(id: string, owner: string, state?: EnvState): Promise<boolean> {
+    const result = await this.db
+      .updateTable("envs")
+      .set({ op_owner: null, op_lease_until: null, state })
+      .where("id", "=", id)
+      .where("op_owner", "=", owner)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  /** Which environments `owner` may claim: those nobody holds, its own, and (on a shared database) expired leases. */
+  private claimable(owner: string): EnvCondition {
+    if (!this.coordination.shared) return (eb) => eb.lit(true);
+    const now = this.now().toISOString();
+    return (eb) => eb.or([eb("envs.op_owner", "is", null), eb("envs.op_owner", "=", owner), eb("envs.op_lease_until", "<", now)]);
   }
 
   /**

@@ -66,6 +66,16 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.createIndex("vms_by_host").on("vms").column("host_id").execute();
     },
   },
+  // Who is carrying out an environment's create, stop, start or delete, until when (fleet-store.ts,
+  // claimEnvOperation): what tells an operation in flight from one its controller's death interrupted.
+  "0002_env_operations": {
+    async up(db: AnyDb) {
+      // SQLite adds one column per ALTER TABLE.
+      await db.schema.alterTable("envs").addColumn("op_owner", "text").execute();
+      await db.schema.alterTable("envs").addColumn("op_lease_until", "text").execute();
+      await db.schema.createIndex("envs_by_state").on("envs").column("state").execute();
+    },
+  },
 };
 
 /** Brings the schema up to date; throws with the failed migration's name and cause. */

@@ -9,7 +9,7 @@ import { CorralError, quote } from "../../protocol/errors.ts";
 import { createLogger, type Logger } from "../../util/log.ts";
 import { LocalCoordination, type FleetCoordination } from "./coordination.ts";
 import { POSTGRES, SQLITE, type StoreDialect } from "./dialects.ts";
-import { FleetStore } from "./fleet-store.ts";
+import { FleetStore, OPERATION_LEASE_MS } from "./fleet-store.ts";
 import { migrateToLatest } from "./migrations.ts";
 import { EVENTS_CHANNEL, PostgresCoordination } from "./pg-coordination.ts";
 import type { FleetDatabase, FleetDb } from "./schema.ts";
@@ -20,6 +20,8 @@ export interface FleetStoreOptions {
   /** Where the default SQLite file goes (`STATE_DIR/controller.db`). */
   stateDir: string;
   now?: () => Date;
+  /** How long a controller holds an environment's operation without renewing it (default OPERATION_LEASE_MS). */
+  operationLeaseMs?: number;
   /** Background failures: lost connections, listeners that throw. */
   logger?: Logger;
   /** Called after each SQL statement the store runs (tests count queries; a debug log may show them). */
@@ -88,7 +90,11 @@ export async function openFleetStore(options: FleetStoreOptions): Promise<FleetS
   try {
     await migrateToLatest(opened.db);
     const coordination = await opened.coordinate(logger);
-    return new FleetStore(opened.db, opened.dialect, coordination, options.now ?? (() => new Date()), opened.location);
+    return new FleetStore(opened.db, opened.dialect, coordination, {
+      now: options.now ?? (() => new Date()),
+      location: opened.location,
+      operationLeaseMs: options.operationLeaseMs ?? OPERATION_LEASE_MS,
+    });
   } catch (err) {
     await opened.db.destroy().catch(() => undefined);
     throw new Error(`Cannot open the controller database ${quote(opened.location)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

@@ -13,6 +13,7 @@ export const LEADERSHIP_LOCK_KEY = 726_133_002;
 const RECONNECT_MS = 2000;
 
 export class PostgresCoordination implements FleetCoordination {
+  readonly shared = true;
   private readonly listeners: ListenerSet;
   private listenClient: pg.Client | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;

@@ -31,8 +31,8 @@ export interface HostRecord {
   lastError: string | null;
 }
 
-/** Where a host is and how to call it: what environments need of their hosts (no info or VM list to parse). */
-export type HostEndpoint = Pick<HostRecord, "id" | "addr" | "uri" | "token">;
+/** Where a host is, how to call it and whether it answers: what environments need of their hosts (no info or VM list to parse). */
+export type HostEndpoint = Pick<HostRecord, "id" | "addr" | "uri" | "token" | "state">;
 
 /** A host to register: created and registered now, nothing reserved, no failures. */
 export type NewHost = Pick<HostRecord, "id" | "addr" | "uri" | "state" | "hostname"> &
@@ -90,6 +90,14 @@ export type NewFleetVm = Pick<FleetVmRecord, "id" | "image" | "engine" | "cpu" |
 
 export type VmPatch = Partial<Pick<FleetVmRecord, "state" | "ip" | "error" | "portMap" | "updatedAt">>;
 
+/** A controller's hold on an environment's operation in flight (see FleetStore.claimEnvOperation). */
+export interface EnvOperationLease {
+  /** The controller process's id (a new one each time a controller starts). */
+  owner: string;
+  /** ISO 8601: past it, and not renewed, the operation is abandoned and another controller may take it. */
+  until: string;
+}
+
 export interface EnvRecord {
   id: string;
   owner: string;
@@ -99,9 +107,14 @@ export interface EnvRecord {
   state: EnvState;
   createdAt: string;
   expiresAt: string;
+  /** Who carries out its create, stop, start or delete now; null between operations. */
+  operation: EnvOperationLease | null;
   /** In the order the request listed them. */
   vms: FleetVmRecord[];
 }
 
-/** An environment to create; `state` defaults to `creating`. */
-export type NewEnv = Pick<EnvRecord, "id" | "owner" | "sshKeys" | "lifetime"> & { state?: EnvState };
+/**
+ * An environment to create; `state` defaults to `creating`. With `operationOwner`, that controller holds the
+ * create from the start (a lease as claimEnvOperation gives).
+ */
+export type NewEnv = Pick<EnvRecord, "id" | "owner" | "sshKeys" | "lifetime"> & { state?: EnvState; operationOwner?: string };

@@ -137,11 +137,13 @@ export function envFromRow(row: Selectable<EnvsTable>, vms: FleetVmRecord[]): En
     state: row.state as EnvState,
     createdAt: row.created_at,
     expiresAt: row.expires_at,
+    operation: row.op_owner === null ? null : { owner: row.op_owner, until: row.op_lease_until ?? "" },
     vms,
   };
 }
 
-export function envToRow(env: NewEnv, createdAt: Date): Selectable<EnvsTable> {
+/** `leaseMs`: how long the creating controller holds the create without renewing (when `operationOwner` is given). */
+export function envToRow(env: NewEnv, createdAt: Date, leaseMs: number): Selectable<EnvsTable> {
   return {
     id: env.id,
     owner: env.owner,
@@ -150,5 +152,7 @@ export function envToRow(env: NewEnv, createdAt: Date): Selectable<EnvsTable> {
     state: env.state ?? "creating",
     created_at: createdAt.toISOString(),
     expires_at: new Date(createdAt.getTime() + env.lifetime * 1000).toISOString(),
+    op_owner: env.operationOwner ?? null,
+    op_lease_until: env.operationOwner === undefined ? null : new Date(createdAt.getTime() + leaseMs).toISOString(),
   };
 }

@@ -37,6 +37,10 @@ export interface EnvsTable {
   state: string;
   created_at: string;
   expires_at: string;
+  /** The controller process carrying out the environment's create, stop, start or delete; null between operations. */
+  op_owner: string | null;
+  /** Until when `op_owner` holds the operation unless it renews (ISO 8601). */
+  op_lease_until: string | null;
 }
 
 export interface VmsTable {

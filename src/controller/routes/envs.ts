@@ -4,7 +4,7 @@
 import { Type } from "@sinclair/typebox";
 import { CreateEnvSchema, EnvParams, EnvSchema } from "../../protocol/controller.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
-import { envView } from "../envs.ts";
+import { envView } from "../env-views.ts";
 
 export function envRoutes(app: ControllerApp, ctx: ControllerContext): void {
   const { envs } = ctx;

@@ -3,7 +3,7 @@
 import { Type } from "@sinclair/typebox";
 import { FleetImageSchema, FleetStatusSchema, FleetVmSchema, VmIdParams } from "../../protocol/controller.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
-import { fleetVmView } from "../envs.ts";
+import { fleetVmView } from "../env-views.ts";
 
 export function fleetRoutes(app: ControllerApp, ctx: ControllerContext): void {
   app.get("/api/vms/:id", { schema: { params: VmIdParams, response: { 200: FleetVmSchema } } }, async (request) => {

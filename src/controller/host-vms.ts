@@ -1,0 +1,31 @@
+// How the controller's VM records relate to what a host reports of its VMs: whether the host's VM named like
+// a record is the VM that record describes, and which record fields a host's answer sets. A VM's id is its
+// name on its host, so a create repeated after a crash meets the VM the first one made: it is adopted only
+// when it is that VM (same environment and spec), never a stranger that happens to have the name.
+import type { AgentVm } from "../protocol/ttstack-agent.ts";
+import type { FleetVmRecord, VmPatch } from "./db/index.ts";
+
+/** The port every VM made through the agent API forwards, asked for or not (the daemon adds it). */
+const ALWAYS_FORWARDED = 22;
+
+/** The VM fields a host's answer about the VM sets. */
+export function fromHost(answer: AgentVm): Required<Pick<VmPatch, "state" | "portMap" | "ip" | "error">> {
+  return { state: answer.state as FleetVmRecord["state"], portMap: answer.port_map, ip: answer.ip, error: answer.last_error };
+}
+
+/**
+ * Why the host's VM `there` is not the VM `vm` describes (another environment's, or made with another spec),
+ * or undefined when it is. The disk is left out: the host reports the image's size when it is larger.
+ */
+export function differenceFrom(vm: Pick<FleetVmRecord, "envId" | "image" | "cpu" | "mem" | "ports" | "denyOutgoing">, there: AgentVm): string | undefined {
+  if (there.env_id !== vm.envId) {
+    return there.env_id === null ? "it was not made for an environment" : `it belongs to environment ${JSON.stringify(there.env_id)}`;
+  }
+  if (there.image !== vm.image) return `its image is ${JSON.stringify(there.image)}, not ${JSON.stringify(vm.image)}`;
+  if (there.cpu !== vm.cpu) return `it has ${there.cpu} vCPUs, not ${vm.cpu}`;
+  if (there.mem !== vm.mem) return `it has ${there.mem} MiB of memory, not ${vm.mem}`;
+  if (there.deny_outgoing !== vm.denyOutgoing) return `its outgoing traffic is ${there.deny_outgoing ? "denied" : "allowed"}`;
+  const ports = (list: readonly number[]) => [...new Set(list.filter((p) => p !== ALWAYS_FORWARDED))].sort((x, y) => x - y).join(",");
+  if (ports(there.ports) !== ports(vm.ports)) return `it forwards ports [${ports(there.ports)}], not [${ports(vm.ports)}]`;
+  return undefined;
+}
