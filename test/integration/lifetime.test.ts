@@ -102,6 +102,12 @@ describe("sandbox lifetimes", { timeout: 900_000 }, () => {
     assert.match(await daemon.client.metrics(), /corral_vm_expired_total\{hostgroup="free"\} 1\b/);
   });
 
+  test("a lifetime shorter than the boot: a create that waits for the agent is still answered 201, then the sandbox expires", async () => {
+    const created = await daemon.client.createNode("free", { lifetime: "1s" }, { wait: "agent", timeout: "300s" });
+    assert.ok(at(created.expires_at) <= Date.now(), "it expired while it booted");
+    await until(async () => ((await daemon.client.nodes()).some((n) => n.hostname === created.hostname) ? undefined : true), "the sandbox to expire", 60_000, 200);
+  });
+
   test("PATCH /vm/HOST extends or shortens a lifetime, within the group's maximum; services refuse one", async () => {
     const vm = await daemon.client.createNode("sbox", { lifetime: "10m" });
     const before = Date.now();

@@ -436,6 +436,16 @@ describe("VmStore", () => {
       assert.equal(s.setExpiry(a.hostname, null)?.expiresAt, null);
       assert.deepEqual(at("2030-01-01T01:00:00.000Z"), []);
     });
+
+    test("a VM whose create is not yet acknowledged is not listed as expired until it is", () => {
+      const clock = fakeClock(Date.UTC(2030, 0, 1, 0, 0, 0));
+      store.close();
+      const s = openStore(clock.now);
+      const pending = s.insertSandbox(newVm({ lifetimeMs: 1000, acknowledged: false }), 0);
+      assert.deepEqual(s.listExpired(new Date("2030-01-01T00:01:00.000Z")), []);
+      assert.equal(s.acknowledge(pending.hostname, pending.createdAt), true);
+      assert.deepEqual(s.listExpired(new Date("2030-01-01T00:01:00.000Z")).map((r) => r.hostname), [pending.hostname]);
+    });
   });
 
   describe("clock", () => {

@@ -359,9 +359,15 @@ export class VmStore {
     return this.get(hostname);
   }
 
-  /** The VMs whose lifetime has ended at `now`, soonest first. */
+  /**
+   * The VMs whose lifetime has ended at `now`, soonest first. A VM whose create is not yet acknowledged is
+   * left to that create (its answer, or its rollback), so a lifetime shorter than the boot never pulls a VM
+   * out from under a client waiting for it: it expires right after its answer.
+   */
   listExpired(now: Date): VmRecord[] {
-    return (this.db.prepare("SELECT * FROM vms WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, hostname").all(now.toISOString()) as Row[]).map(fromRow);
+    return (
+      this.db.prepare("SELECT * FROM vms WHERE expires_at IS NOT NULL AND expires_at <= ? AND acknowledged = 1 ORDER BY expires_at, hostname").all(now.toISOString()) as Row[]
+    ).map(fromRow);
   }
 
   /** Notes why the last start failed, without changing the state. */
