@@ -6,6 +6,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { bearerToken, tokensMatch } from "../http/auth.ts";
 import { installJsonBodies, JSON_BODY_LIMIT } from "../http/body-parsers.ts";
 import { installErrorHandling } from "../http/error-handler.ts";
+import { installRouteTable } from "../http/route-table.ts";
 import { installValidators } from "../http/validators.ts";
 import type { Logger } from "../util/log.ts";
 import type { ControllerApp, ControllerContext } from "./context.ts";
@@ -48,6 +49,7 @@ export async function buildControllerApp(ctx: ControllerContext, options: { apiK
     routerOptions: { ignoreTrailingSlash: true },
     forceCloseConnections: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  installRouteTable(app);
   installValidators(app);
   installErrorHandling(app);
   installJsonBodies(app);

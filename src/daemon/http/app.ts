@@ -8,6 +8,7 @@ import { installAuth } from "../../http/auth.ts";
 import { installJsonBodies, JSON_BODY_LIMIT } from "../../http/body-parsers.ts";
 import type { DaemonApp, DaemonContext } from "./context.ts";
 import { installErrorHandling } from "../../http/error-handler.ts";
+import { installRouteTable } from "../../http/route-table.ts";
 import { installValidators } from "../../http/validators.ts";
 
 /** Routes anyone may call: liveness only. */
@@ -39,6 +40,7 @@ export async function buildDaemonApp(ctx: DaemonContext, options: AppOptions): P
     rewriteUrl: (request) => repairEscapedQuery(request.url ?? "/"),
     forceCloseConnections: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  installRouteTable(app);
   installValidators(app);
   installErrorHandling(app);
   installJsonBodies(app);
