@@ -47,9 +47,12 @@ export class LiveUpdates {
     return { clients: this.clients.size, statsPollers: this.pollers.size };
   }
 
-  /** Registers GET /ws (authorized by the app's hook like /api) in the scope that has the WebSocket plugin. */
+  /**
+   * Registers GET /ws in the scope that has the WebSocket plugin. Like every route it needs the API key, which
+   * a browser's WebSocket can only send as `?token=KEY`.
+   */
   route(scope: FastifyInstance): void {
-    scope.get("/ws", { websocket: true }, (socket) => this.accept(socket));
+    scope.get("/ws", { websocket: true, config: { access: "token-or-query" } }, (socket) => this.accept(socket));
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 // One error handler for every route: CorralError becomes its status and {"error","code"}; fastify's own
 // errors (validation, bodies, media types) become 4xx with a message that names the field; anything else is
-// logged with its cause and answered as "internal", never echoed.
+// logged with its cause and answered as "internal", never echoed. (What no route matched is answered by
+// access control, src/http/access.ts: whether it is a 404 depends on who asks.)
 import type { FastifyError, FastifyInstance } from "fastify";
 import { CorralError, type ErrorBody } from "../protocol/errors.ts";
 
@@ -80,8 +81,5 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     request.log.error({ err: error, url: request.url, method: request.method }, "unexpected error");
     return reply.code(500).type("application/json").send({ error: "Internal error: see the daemon log", code: "internal" });
-  });
-  app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({ error: `No route for ${request.method} ${request.url.split("?")[0]}`, code: "not_found" });
   });
 }
