@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { corralHome } from "../image/home.ts";
 import type { Logger } from "../util/log.ts";
 import { corralVersion } from "../util/version.ts";
+import type { RequestDeadlines } from "../http/deadlines.ts";
 import { buildControllerApp } from "./app.ts";
 import type { ControllerApp, ControllerContext } from "./context.ts";
 import { DEFAULT_OVERCOMMIT, openFleetStore, type FleetStore, type Overcommit } from "./db/index.ts";
@@ -33,6 +34,8 @@ export interface ControllerOptions {
   overcommit?: Overcommit;
   /** The dashboard's built files (default: the repository's web/dist). */
   webRoot?: string;
+  /** How long clients may take to send requests (tests shorten them; DEFAULT_DEADLINES otherwise). */
+  httpDeadlines?: Partial<RequestDeadlines>;
   log: Logger;
 }
 
@@ -84,7 +87,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     isLeader: () => leader,
     refreshHost: async (hostId) => heartbeats.beat(await store.getHost(hostId)),
   };
-  const app = await buildControllerApp(ctx, { apiKey: options.apiKey, log });
+  const app = await buildControllerApp(ctx, { apiKey: options.apiKey, log, deadlines: options.httpDeadlines });
   try {
     await app.listen({ host: options.bind ?? CONTROLLER_DEFAULTS.bind, port: options.port ?? CONTROLLER_DEFAULTS.port });
   } catch (err) {

@@ -13,6 +13,7 @@ import { corralVersion, gitCommit } from "../util/version.ts";
 import { loadDaemonConfig, type DaemonConfig } from "./config.ts";
 import { buildDaemonApp } from "./http/app.ts";
 import { ensureToken, tokenFile } from "../http/auth.ts";
+import { DEFAULT_DEADLINES, serverTimeouts, type RequestDeadlines } from "../http/deadlines.ts";
 import type { DaemonApp } from "./http/context.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { Secrets } from "./secrets/index.ts";
@@ -32,6 +33,8 @@ export interface DaemonOptions {
   log: Logger;
   /** Overrides config.api.port (tests use 0 for a free port). */
   port?: number;
+  /** How long clients may take to send requests (tests shorten them; DEFAULT_DEADLINES otherwise). */
+  httpDeadlines?: Partial<RequestDeadlines>;
 }
 
 export interface RunningDaemon {
@@ -88,14 +91,18 @@ function socketInUse(path: string): Promise<boolean> {
   });
 }
 
-/** Serves the same application on a unix socket (mode 0600: with auth off, it grants full control). */
-async function listenOnSocket(app: DaemonApp, socketPath: string): Promise<Server> {
+/**
+ * Serves the same application on a unix socket (mode 0600: with auth off, it grants full control), with the
+ * same headers deadline and the same answers to malformed requests as the TCP listener.
+ */
+async function listenOnSocket(app: DaemonApp, socketPath: string, deadlines: RequestDeadlines): Promise<Server> {
   if (existsSync(socketPath)) {
     if (await socketInUse(socketPath)) throw new Error(`The socket ${socketPath} is in use by another process`);
     await rm(socketPath);
   }
-  const server = createServer((req, res) => app.server.emit("request", req, res));
+  const server = createServer(serverTimeouts(deadlines), (req, res) => app.server.emit("request", req, res));
   server.on("upgrade", (req, socket, head) => app.server.emit("upgrade", req, socket, head));
+  server.on("clientError", (err, socket) => app.server.emit("clientError", err, socket));
   await new Promise<void>((done, fail) => {
     server.once("error", fail);
     server.listen(socketPath, () => done());
@@ -149,14 +156,18 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
   const hostId = await loadHostId(stateDir);
-  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, stateDir, hostId, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const deadlines = { ...DEFAULT_DEADLINES, ...options.httpDeadlines };
+  const app = await buildDaemonApp(
+    { manager, secrets, images, accel, metrics, templates, stateDir, hostId, version: corralVersion(), gitCommit: gitCommit() },
+    { token, log, isReady: () => ready, deadlines },
+  );
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
   let unixServer: Server | undefined;
   try {
     // Both listeners first: a taken port or socket fails here, before any VM is touched. Until recovery is
     // done, requests get 503.
     await app.listen({ host: config.api.bindAddress, port: options.port ?? config.api.port });
-    if (socketPath) unixServer = await listenOnSocket(app, socketPath);
+    if (socketPath) unixServer = await listenOnSocket(app, socketPath, deadlines);
     await manager.start();
     await templates.start();
   } catch (err) {

@@ -1,6 +1,6 @@
 // The HTTP application both servers are built on, so that they cannot drift apart: fastify's options, the
-// route table, access control (the first hook of every request), validators, error bodies, JSON bodies and
-// the OpenAPI document at /openapi.json. Each server then adds its own routes (daemon/http/app.ts,
+// route table, request deadlines and malformed-HTTP answers, access control (the first decision on every
+// request), validators, error bodies, JSON bodies and the OpenAPI document at /openapi.json. Each server then adds its own routes (daemon/http/app.ts,
 // controller/app.ts).
 import swagger from "@fastify/swagger";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from "fastify";
@@ -8,6 +8,8 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Logger } from "../util/log.ts";
 import { installAccessControl, type ServerRole } from "./access.ts";
 import { installJsonBodies, JSON_BODY_LIMIT } from "./body-parsers.ts";
+import { clientErrorHandler } from "./client-errors.ts";
+import { DEFAULT_DEADLINES, installBodyDeadlines, serverTimeouts, type RequestDeadlines } from "./deadlines.ts";
 import { installErrorHandling } from "./error-handler.ts";
 import { installRouteTable } from "./route-table.ts";
 import { installValidators } from "./validators.ts";
@@ -26,10 +28,13 @@ export interface AppBaseOptions {
   /** Applied to each request's URL before routing (the daemon repairs Slicer's escaped "?"). */
   rewriteUrl?: (url: string) => string;
   openapi: { title: string; description: string; version: string };
+  /** How long clients may take to send requests (DEFAULT_DEADLINES for what is not given). */
+  deadlines?: Partial<RequestDeadlines>;
 }
 
 export async function createAppBase(options: AppBaseOptions): Promise<CorralApp> {
   const rewriteUrl = options.rewriteUrl;
+  const deadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
   const app = Fastify({
     loggerInstance: options.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -37,11 +42,15 @@ export async function createAppBase(options: AppBaseOptions): Promise<CorralApp>
     routerOptions: { ignoreTrailingSlash: true },
     ...(rewriteUrl ? { rewriteUrl: (request: { url?: string }) => rewriteUrl(request.url ?? "/") } : {}),
     forceCloseConnections: true,
+    http: serverTimeouts(deadlines),
+    clientErrorHandler: clientErrorHandler(deadlines.headersMs),
   }).withTypeProvider<TypeBoxTypeProvider>();
   installRouteTable(app);
+  // Before access control: a refused request's body is still timed while node reads it away.
+  const bodyDeadlines = installBodyDeadlines(app, deadlines);
   installAccessControl(app, { role: options.role, token: options.token, credential: options.credential, isReady: options.isReady });
   installValidators(app);
-  installErrorHandling(app);
+  installErrorHandling(app, { replaces: (request) => bodyDeadlines.expired(request) });
   installJsonBodies(app);
   // Before any route: the OpenAPI document is collected from the routes' schemas as they are added.
   await app.register(swagger, {

@@ -15,8 +15,12 @@ export interface RawAnswer {
   status: number;
   headers: Record<string, string>;
   body: string;
+  /** The whole body came (by its length, or its last chunk); false when the connection ended first. */
+  complete: boolean;
   /** The connection was closed by the server (after the answer, or instead of one). */
   closed: boolean;
+  /** Nothing more came before the reader's own deadline (the server kept the connection). */
+  timedOut: boolean;
   /** Milliseconds from the first byte sent to the answer (or to the close). */
   elapsedMs: number;
 }
@@ -39,7 +43,7 @@ export function openSocket(endpoint: RawEndpoint): Promise<Socket> {
 }
 
 /** The answer, parsed once enough bytes arrived; undefined while it is incomplete. */
-function parseAnswer(data: Buffer, closed: boolean, bodiless = false): Omit<RawAnswer, "elapsedMs" | "closed"> | undefined {
+function parseAnswer(data: Buffer, closed: boolean, bodiless = false): Omit<RawAnswer, "elapsedMs" | "closed" | "timedOut"> | undefined {
   const end = data.indexOf("\r\n\r\n");
   if (end < 0) return undefined;
   const head = data.subarray(0, end).toString("latin1").split("\r\n");
@@ -50,25 +54,26 @@ function parseAnswer(data: Buffer, closed: boolean, bodiless = false): Omit<RawA
     if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
   const rest = data.subarray(end + 4);
-  if (bodiless || status === 101 || status === 204 || status === 304) return { status, headers, body: "" };
+  const answer = (body: string, complete = true): Omit<RawAnswer, "elapsedMs" | "closed" | "timedOut"> => ({ status, headers, body, complete });
+  if (bodiless || status === 101 || status === 204 || status === 304) return answer("");
   if (headers["content-length"] !== undefined) {
     const length = Number(headers["content-length"]);
-    return rest.length >= length ? { status, headers, body: rest.subarray(0, length).toString("utf8") } : undefined;
+    if (rest.length >= length) return answer(rest.subarray(0, length).toString("utf8"));
+    return closed ? answer(rest.toString("utf8"), false) : undefined;
   }
   if (/chunked/i.test(headers["transfer-encoding"] ?? "")) {
     let body = "";
     let at = 0;
     for (;;) {
       const lineEnd = rest.indexOf("\r\n", at);
-      if (lineEnd < 0) return undefined;
-      const size = parseInt(rest.subarray(at, lineEnd).toString("latin1"), 16);
-      if (size === 0) return { status, headers, body };
-      if (rest.length < lineEnd + 2 + size + 2) return undefined;
+      const size = lineEnd < 0 ? Number.NaN : parseInt(rest.subarray(at, lineEnd).toString("latin1"), 16);
+      if (size === 0) return answer(body);
+      if (Number.isNaN(size) || rest.length < lineEnd + 2 + size + 2) return closed ? answer(body, false) : undefined;
       body += rest.subarray(lineEnd + 2, lineEnd + 2 + size).toString("utf8");
       at = lineEnd + 2 + size + 2;
     }
   }
-  return closed ? { status, headers, body: rest.toString("utf8") } : undefined;
+  return closed ? answer(rest.toString("utf8")) : undefined;
 }
 
 /**
@@ -79,20 +84,21 @@ export function readAnswer(socket: Socket, timeoutMs: number, startedAt = perfor
   return new Promise((resolve) => {
     let data = Buffer.alloc(0);
     let done = false;
-    const finish = (closed: boolean): void => {
+    // `ended`: the server closed the connection, or the wait is over (timedOut): either way, no more comes.
+    const finish = (ended: boolean, timedOut = false): void => {
       if (done) return;
-      const parsed = parseAnswer(data, closed, bodiless) ?? { status: 0, headers: {}, body: data.toString("utf8") };
-      if (!closed && parsed.status === 0) return;
+      const parsed = parseAnswer(data, ended, bodiless) ?? { status: 0, headers: {}, body: data.toString("utf8"), complete: false };
+      if (!ended && parsed.status === 0) return;
       done = true;
       clearTimeout(timer);
       socket.off("data", onData);
-      resolve({ ...parsed, closed, elapsedMs: performance.now() - startedAt });
+      resolve({ ...parsed, closed: ended && !timedOut, timedOut, elapsedMs: performance.now() - startedAt });
     };
     const onData = (chunk: Buffer): void => {
       data = Buffer.concat([data, chunk]);
       if (parseAnswer(data, false, bodiless)) finish(socket.destroyed);
     };
-    const timer = setTimeout(() => finish(true), timeoutMs);
+    const timer = setTimeout(() => finish(true, true), timeoutMs);
     socket.on("data", onData);
     socket.once("close", () => setImmediate(() => finish(true)));
     socket.on("error", () => undefined);
@@ -104,32 +110,55 @@ export async function rawRequest(endpoint: RawEndpoint, request: string | Buffer
   const text = Buffer.from(request);
   const socket = await openSocket(endpoint);
   const started = performance.now();
+  let closed = false;
+  socket.once("close", () => (closed = true));
   const answer = readAnswer(socket, timeoutMs, started, text.subarray(0, 5).toString() === "HEAD ");
   socket.write(text);
   const result = await answer;
+  // An answer that announces the close is followed by it: give it a moment, to report it.
+  if (!closed && /close/i.test(result.headers.connection ?? "")) await Promise.race([new Promise((resolve) => socket.once("close", resolve)), sleep(5000)]);
   socket.destroy();
-  return result;
+  return { ...result, closed: result.closed || closed };
+}
+
+export interface TrickleOptions {
+  /** Sent at once before the trickle (the headers of a request whose body trickles). */
+  head?: string;
+  everyMs: number;
+  /** Bytes per piece (default 1). */
+  bytes?: number;
+  /** How long to wait for an answer, in all. */
+  timeoutMs: number;
+  /** Keep sending after an answer came, while the connection is open (a body the server drains). */
+  afterAnswer?: boolean;
 }
 
 /**
  * Sends `text` a piece at a time, `everyMs` apart, for as long as the server keeps the connection (or the
  * text runs out), and reads whatever answer comes. How a slow client, or a slowloris, looks to a server.
+ * `sentAll` says whether the server let the whole text in.
  */
-export async function trickle(endpoint: RawEndpoint, text: string, options: { everyMs: number; bytes?: number; timeoutMs: number }): Promise<RawAnswer> {
+export async function trickle(endpoint: RawEndpoint, text: string, options: TrickleOptions): Promise<RawAnswer & { sentAll: boolean }> {
   const socket = await openSocket(endpoint);
   const started = performance.now();
   const answer = readAnswer(socket, options.timeoutMs, started);
-  let stopped = false;
-  void answer.then(() => (stopped = true));
-  socket.once("close", () => (stopped = true));
+  let answered = false;
+  let closed = false;
+  void answer.then(() => (answered = true));
+  socket.once("close", () => (closed = true));
+  if (options.head) socket.write(options.head);
   const step = options.bytes ?? 1;
-  for (let at = 0; at < text.length && !stopped; at += step) {
+  let at = 0;
+  for (; at < text.length && !closed && (options.afterAnswer || !answered); at += step) {
     socket.write(text.slice(at, at + step));
     await sleep(options.everyMs);
   }
   const result = await answer;
+  // The answer may come just before the close: give the close a moment, to report it.
+  if (!closed) await Promise.race([new Promise((resolve) => socket.once("close", resolve)), sleep(Math.max(5000, options.everyMs * 4))]);
+  const sentAll = at >= text.length;
   socket.destroy();
-  return result;
+  return { ...result, closed: result.closed || closed, sentAll };
 }
 
 /** A GET with the headers of a WebSocket upgrade (and more), as a request line and headers. */

@@ -6,34 +6,14 @@
 // slashes, case, dot segments, ";" parameters, the key in the query where the route does not take it; each
 // also as a WebSocket upgrade, sent over raw sockets since HTTP clients would normalise them.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { pino, type Logger } from "pino";
-import { startController, type RunningController } from "../../src/controller/controller.ts";
-import { startDaemon, type RunningDaemon } from "../../src/daemon/daemon.ts";
+import type { RunningDaemon } from "../../src/daemon/daemon.ts";
 import { PUBLIC_ROUTES, type ServerRole } from "../../src/http/access.ts";
 import type { RouteEntry } from "../../src/http/route-table.ts";
+import { startInProcess, type InProcessServers } from "../helpers/in-process.ts";
 import { endpointOf, plainRequest, rawRequest, upgradeRequest, type RawAnswer, type RawEndpoint } from "../helpers/raw-http.ts";
 
-const API_KEY = "access-test-key-0123456789";
 const WRONG = "wrong-token-0123456789abcdef";
-
-const DAEMON_CONFIG = (socket: string): string => `config:
-  api:
-    bind_address: 127.0.0.1
-    socket: ${socket}
-    auth:
-      enabled: true
-  host_groups:
-    - name: sbox
-      count: 0
-      vcpu: 1
-      ram_mb: 512
-      template: false
-`;
 
 /** A concrete path for a route pattern: parameters get a plausible value that names nothing. */
 function concrete(url: string): string {
@@ -111,30 +91,22 @@ function request(method: string, target: string, headers: Record<string, string>
 }
 
 describe("access control on the routed path, both servers", { timeout: 600_000 }, () => {
-  const log = pino({ level: "silent" }) as unknown as Logger;
-  let dir: string;
+  let running: InProcessServers;
   let daemon: RunningDaemon;
-  let controller: RunningController;
   let servers: Server[];
+  let API_KEY: string;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), "corral-acc-"));
-    const socket = join(dir, "api.sock");
-    await writeFile(join(dir, "daemon.yaml"), DAEMON_CONFIG(socket));
-    daemon = await startDaemon({ configPath: join(dir, "daemon.yaml"), stateDir: join(dir, "d"), log, port: 0 });
-    controller = await startController({ port: 0, apiKey: API_KEY, stateDir: join(dir, "c"), log, heartbeatMs: 60_000 });
-    const token = readFileSync(join(dir, "d", "auth", "token"), "utf8").trim();
+    running = await startInProcess();
+    daemon = running.daemon;
+    API_KEY = running.apiKey;
     servers = [
-      { role: "daemon", endpoint: endpointOf(daemon.url), routes: daemon.app.routeTable, token },
-      { role: "controller", endpoint: endpointOf(controller.url), routes: controller.app.routeTable, token: API_KEY },
+      { role: "daemon", endpoint: endpointOf(daemon.url), routes: daemon.app.routeTable, token: running.token },
+      { role: "controller", endpoint: endpointOf(running.controller.url), routes: running.controller.app.routeTable, token: API_KEY },
     ];
   });
 
-  after(async () => {
-    await controller?.stop();
-    await daemon?.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => running?.stop());
 
   test("the route tables hold every route, WebSockets included", () => {
     const keys = (role: ServerRole): string[] => (servers.find((s) => s.role === role)?.routes ?? []).map((r) => `${r.method} ${r.url}${r.websocket ? " (ws)" : ""}`);
@@ -210,7 +182,7 @@ describe("access control on the routed path, both servers", { timeout: 600_000 }
   });
 
   test("the daemon's unix socket decides the same", async () => {
-    const socket = { socketPath: join(dir, "api.sock") };
+    const socket = { socketPath: running.socketPath };
     for (const route of daemon.app.routeTable.filter((r) => r.access !== "public" && r.method !== "HEAD")) {
       for (const target of [concrete(route.url), `http://x${concrete(route.url)}`, `/${concrete(route.url)}`]) {
         assertRefused(await rawRequest(socket, request(route.method, target)), `unix socket ${route.method} ${target}`);

@@ -1,6 +1,7 @@
 // Builds the daemon's HTTP application: the shared base (src/http/app-base.ts) and every route.
 import type { Logger } from "../../util/log.ts";
 import { createAppBase } from "../../http/app-base.ts";
+import type { RequestDeadlines } from "../../http/deadlines.ts";
 import { ROUTE_SETS } from "../routes/index.ts";
 import type { DaemonApp, DaemonContext } from "./context.ts";
 
@@ -19,6 +20,7 @@ export interface AppOptions {
   log: Logger;
   /** False while the daemon is still recovering VMs: requests other than liveness get 503. */
   isReady?: () => boolean;
+  deadlines?: Partial<RequestDeadlines>;
 }
 
 export async function buildDaemonApp(ctx: DaemonContext, options: AppOptions): Promise<DaemonApp> {
@@ -29,6 +31,7 @@ export async function buildDaemonApp(ctx: DaemonContext, options: AppOptions): P
     credential: "token",
     isReady: options.isReady,
     rewriteUrl: repairEscapedQuery,
+    deadlines: options.deadlines,
     openapi: { title: "Corral host daemon", description: "Slicer-compatible API of a Corral host daemon", version: ctx.version },
   });
   for (const routes of ROUTE_SETS) routes(app, ctx);
