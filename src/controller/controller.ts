@@ -6,6 +6,7 @@ import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import { corralHome } from "../image/home.ts";
 import type { Logger } from "../util/log.ts";
+import { tightenStateDir } from "../util/private-state.ts";
 import { corralVersion } from "../util/version.ts";
 import type { RequestDeadlines } from "../http/deadlines.ts";
 import { buildControllerApp } from "./app.ts";
@@ -69,6 +70,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
   // By default beside the daemon's state (its own files: controller.db, controller.json), where the CLI looks.
   const stateDir = resolve(options.stateDir ?? corralHome().defaultStateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const opened = await tightenStateDir(stateDir);
+  if (opened.length > 0) log.warn({ paths: opened }, "The state directory was open to other users: it is private again (0700, files 0600)");
   const store = await openFleetStore({ url: options.databaseUrl, stateDir });
   const links = new HostLinks();
   const events = new FleetEvents(store, log);

@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
 import { corralHome, ImageStore, type CorralHome } from "../image/index.ts";
 import type { Logger } from "../util/log.ts";
+import { createPrivateFile, tightenStateDir } from "../util/private-state.ts";
 import { requireProgram } from "../util/run.ts";
 import { corralVersion, gitCommit } from "../util/version.ts";
 import { loadDaemonConfig, type DaemonConfig } from "./config.ts";
@@ -117,6 +118,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const stateDir = resolve(options.stateDir ?? home.defaultStateDir);
   assertSocketPathsFit(stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const opened = await tightenStateDir(stateDir);
+  if (opened.length > 0) options.log.warn({ paths: opened }, "The state directory was open to other users: it is private again (0700, files 0600)");
   const releaseLock = await acquireStateLock(stateDir);
   try {
     return await startLocked(options, config, stateDir, home, releaseLock);
@@ -144,6 +147,8 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const token = config.api.authEnabled ? await ensureToken(tokenFile(stateDir)) : undefined;
   if (token) log.info({ token_file: tokenFile(stateDir) }, "API auth is on: the bearer token is in the token file");
 
+  // Created private before SQLite opens it: it holds the VMs' ssh_keys and userdata.
+  createPrivateFile(join(stateDir, "corral.db"));
   const store = new VmStore(join(stateDir, "corral.db"));
   const metrics = new DaemonMetrics(() => store.countByState());
   const tscKhz = hostTscKhz();
