@@ -1,8 +1,8 @@
 // Every route an app registers, as its router will match them: method, URL pattern, declared access, and
-// whether it is a WebSocket. Collected by an onRoute hook installed before any route, so that nothing added
-// later (encapsulated scopes, plugins, the HEAD twin fastify adds to each GET) is missed. The access test
-// and the fuzz test read it; nothing decides on it.
-import type { FastifyInstance } from "fastify";
+// whether it is a WebSocket, its schemas. Collected by an onRoute hook installed before any route, so that
+// nothing added later (encapsulated scopes, plugins, the HEAD twin fastify adds to each GET) is missed. The
+// access test and the fuzz test read it; nothing decides on it.
+import type { FastifyInstance, FastifySchema } from "fastify";
 import type { RouteAccess } from "./access.ts";
 
 export interface RouteEntry {
@@ -10,6 +10,8 @@ export interface RouteEntry {
   url: string;
   access: RouteAccess;
   websocket: boolean;
+  /** The route's schemas (params, querystring, body): what a fuzzer needs to aim past the first check. */
+  schema: FastifySchema | undefined;
 }
 
 declare module "fastify" {
@@ -26,6 +28,6 @@ export function installRouteTable(app: FastifyInstance): void {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const access = (route.config as { access?: RouteAccess } | undefined)?.access ?? "token";
     const websocket = Boolean((route as { websocket?: boolean }).websocket || (route as { wsHandler?: unknown }).wsHandler);
-    for (const method of methods) entries.push({ method, url: route.url, access, websocket: websocket && method === "GET" });
+    for (const method of methods) entries.push({ method, url: route.url, access, websocket: websocket && method === "GET", schema: route.schema });
   });
 }
