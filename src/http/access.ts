@@ -6,7 +6,7 @@
 // answered 401 without a valid token (what exists is not revealed), 404 with one. WebSocket upgrades are
 // routed by fastify like any request, so they meet the same hook.
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
-import { CorralError } from "../protocol/errors.ts";
+import { CorralError, quote } from "../protocol/errors.ts";
 import { bearerToken, tokensMatch } from "./auth.ts";
 
 /**
@@ -140,8 +140,8 @@ async function answer(reply: FastifyReply, error: CorralError): Promise<void> {
  * Installs the decision as the app's first onRequest hook (before any route or plugin is registered), the
  * answer for paths no route matched, and the check of public declarations against PUBLIC_ROUTES.
  */
-export function installAccessControl(app: FastifyInstance, options: AccessOptions): AccessControl {
-  const control = new AccessControl(options);
+export function installAccessControl(app: FastifyInstance, options: AccessOptions | AccessControl): AccessControl {
+  const control = options instanceof AccessControl ? options : new AccessControl(options);
   app.addHook("onRoute", (route) => control.checkRoute(route));
   app.addHook("onReady", async () => control.checkList());
   app.addHook("onRequest", async (request, reply) => {
@@ -155,4 +155,22 @@ export function installAccessControl(app: FastifyInstance, options: AccessOption
     return answer(reply, new CorralError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}`));
   });
   return control;
+}
+
+/** How long a path parameter may be before the router gives up on it (fastify's default is 100). */
+export const MAX_PARAM_LENGTH = 1024;
+
+/**
+ * fastify's `frameworkErrors`: a path the router cannot even decode (a bad percent-escape) or whose
+ * parameter is too long fails before any route or hook. Still the same decision: 401 without the token,
+ * then a 400 in the catalogue's shape.
+ */
+export function answerFrameworkError(control: AccessControl, error: { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
+  if (!control.presentsToken(request, "token")) return void answer(reply, control.unauthorized());
+  const path = request.url.split("?")[0] ?? "";
+  const message =
+    error.code === "FST_ERR_MAX_PARAM_LENGTH"
+      ? `Invalid path ${quote(path.length > 80 ? `${path.slice(0, 80)}…` : path)}: a part of it is longer than ${MAX_PARAM_LENGTH} characters`
+      : `Invalid path ${quote(path)}: it is not valid percent-encoding`;
+  void answer(reply, new CorralError("invalid_request", message));
 }

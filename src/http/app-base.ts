@@ -6,7 +6,7 @@ import swagger from "@fastify/swagger";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from "fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Logger } from "../util/log.ts";
-import { installAccessControl, type ServerRole } from "./access.ts";
+import { AccessControl, answerFrameworkError, installAccessControl, MAX_PARAM_LENGTH, type ServerRole } from "./access.ts";
 import { installJsonBodies, JSON_BODY_LIMIT } from "./body-parsers.ts";
 import { clientErrorHandler } from "./client-errors.ts";
 import { DEFAULT_DEADLINES, installBodyDeadlines, serverTimeouts, type RequestDeadlines } from "./deadlines.ts";
@@ -35,11 +35,13 @@ export interface AppBaseOptions {
 export async function createAppBase(options: AppBaseOptions): Promise<CorralApp> {
   const rewriteUrl = options.rewriteUrl;
   const deadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
+  const access = new AccessControl({ role: options.role, token: options.token, credential: options.credential, isReady: options.isReady });
   const app = Fastify({
     loggerInstance: options.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: JSON_BODY_LIMIT,
-    routerOptions: { ignoreTrailingSlash: true },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: (error, request, reply) => answerFrameworkError(access, error, request, reply),
     ...(rewriteUrl ? { rewriteUrl: (request: { url?: string }) => rewriteUrl(request.url ?? "/") } : {}),
     forceCloseConnections: true,
     http: serverTimeouts(deadlines),
@@ -48,7 +50,7 @@ export async function createAppBase(options: AppBaseOptions): Promise<CorralApp>
   installRouteTable(app);
   // Before access control: a refused request's body is still timed while node reads it away.
   const bodyDeadlines = installBodyDeadlines(app, deadlines);
-  installAccessControl(app, { role: options.role, token: options.token, credential: options.credential, isReady: options.isReady });
+  installAccessControl(app, access);
   installValidators(app);
   installErrorHandling(app, { replaces: (request) => bodyDeadlines.expired(request) });
   installJsonBodies(app);
