@@ -203,6 +203,20 @@ describe("access control on the routed path, both servers", { timeout: 600_000 }
     }
   });
 
+  test("a path the router cannot decode, or a name too long for it: 401 without the token, a 4xx with it", async () => {
+    for (const server of servers) {
+      const prefix = server.role === "daemon" ? "/vm" : "/api/hosts";
+      for (const target of [`${prefix}/%zz`, `${prefix}/%C0%AE`, `${prefix}/${"x".repeat(1100)}`]) {
+        const anonymous = await rawRequest(server.endpoint, plainRequest("GET", target));
+        assert.equal(anonymous.status, 401, `${server.role} GET ${target.slice(0, 40)}: ${describeAnswer(anonymous)}`);
+        const known = await rawRequest(server.endpoint, plainRequest("GET", target, { authorization: `Bearer ${server.token}` }));
+        // 400, or 404 where the router fell back to a wildcard route (the controller's dashboard).
+        assert.ok(known.status === 400 || known.status === 404, `${server.role} GET ${target.slice(0, 40)} with the token: ${describeAnswer(known)}`);
+        assert.match((JSON.parse(known.body) as { code: string }).code, /^(invalid_request|not_found)$/);
+      }
+    }
+  });
+
   test("the key in the query opens the routes that take it, and only as the whole key", async () => {
     const controllerEndpoint = servers[1]!.endpoint;
     const accepted = await rawRequest(controllerEndpoint, upgradeRequest(`/ws?token=${API_KEY}`), 5000);
