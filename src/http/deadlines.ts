@@ -70,9 +70,12 @@ class BodyClock {
     private readonly ms: number,
   ) {
     this.timer = setTimeout(() => this.check(), ms).unref();
-    request.raw.socket.once("close", () => this.stop());
+    // Removed again in stop(): a keep-alive connection carries many requests.
+    request.raw.socket.once("close", this.onSocketClose);
     reply.raw.once("finish", () => this.answered());
   }
+
+  private readonly onSocketClose = (): void => this.stop();
 
   /** The body as the app reads it: the same bytes, counted as they pass. */
   wrap(payload: Readable): Readable {
@@ -100,6 +103,7 @@ class BodyClock {
   private stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.request.raw.socket.off("close", this.onSocketClose);
   }
 
   private check(): void {
@@ -121,6 +125,7 @@ class BodyClock {
     const raw = this.request.raw;
     if (this.wrapper) raw.unpipe(this.wrapper);
     raw.on("data", () => (this.lastProgress = performance.now()));
+    raw.once("end", () => this.stop());
     raw.resume();
   }
 

@@ -92,16 +92,18 @@ export function readAnswer(socket: Socket, timeoutMs: number, startedAt = perfor
       done = true;
       clearTimeout(timer);
       socket.off("data", onData);
+      socket.off("close", onClose);
       resolve({ ...parsed, closed: ended && !timedOut, timedOut, elapsedMs: performance.now() - startedAt });
     };
     const onData = (chunk: Buffer): void => {
       data = Buffer.concat([data, chunk]);
       if (parseAnswer(data, false, bodiless)) finish(socket.destroyed);
     };
+    const onClose = (): void => void setImmediate(() => finish(true));
     const timer = setTimeout(() => finish(true, true), timeoutMs);
     socket.on("data", onData);
-    socket.once("close", () => setImmediate(() => finish(true)));
-    socket.on("error", () => undefined);
+    socket.once("close", onClose);
+    if (socket.listenerCount("error") === 0) socket.on("error", () => undefined);
   });
 }
 

@@ -144,6 +144,25 @@ describe("HTTP edges of both servers", { timeout: 600_000 }, () => {
     }
   });
 
+  test("many requests with bodies on one kept-alive connection leave nothing behind on it", async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): number => warnings.push(String(warning));
+    process.on("warning", onWarning);
+    const socket = await openSocket(targets[0]!.endpoint);
+    try {
+      for (let i = 0; i < 30; i++) {
+        const answer = readAnswer(socket, 30_000);
+        const body = JSON.stringify({ name: "Not A Name" });
+        socket.write(`POST /secrets HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+        assert.equal((await answer).status, 400);
+      }
+    } finally {
+      socket.destroy();
+      process.off("warning", onWarning);
+    }
+    assert.deepEqual(warnings.filter((w) => w.includes("MaxListeners")), []);
+  });
+
   test("quiet answers are not timed: an exec of sleep, a WebSocket", async () => {
     const exec = await rawRequest(targets[0]!.endpoint, plainRequest("POST", `/vm/${vm}/exec?cmd=sleep&args=3`, { authorization: `Bearer ${token}` }), 120_000);
     assert.equal(exec.status, 200);
