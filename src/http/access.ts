@@ -103,7 +103,7 @@ export class AccessControl {
     if (access === "public") return undefined;
     if (!proved) return this.unauthorized();
     if (this.options.isReady && !this.options.isReady()) {
-      return new CorralError("unavailable", "The daemon is starting: try again in a moment");
+      return new CorralError("unavailable", `The ${this.options.role} is starting: try again in a moment`);
     }
     return undefined;
   }

@@ -3,7 +3,7 @@
 // request), enforced by node's HTTP server. Bodies the server parses (JSON): a total deadline from the
 // headers. Streamed bodies (uploads, exec stdin): an inactivity deadline, so that an upload that keeps
 // moving is never cut, however large. A body still arriving after the answer was sent (a refused request:
-// node reads the rest to keep the connection) keeps its deadline too. Expired: 408 `request_timeout` and the
+// node reads the rest to keep the connection) gets the total deadline again, from the answer. Expired: 408 `request_timeout` and the
 // connection closed, or only the close when an answer has already begun. Answers are never timed: a quiet
 // exec, a log follow, a WebSocket may last as long as they like once the request is in.
 import type { ServerOptions } from "node:http";
@@ -14,9 +14,9 @@ import { CorralError } from "../protocol/errors.ts";
 export interface RequestDeadlines {
   /** From the connection (or the end of the previous request on it) to the end of the headers. */
   headersMs: number;
-  /** From the headers to the last byte of a body the server parses: a total. */
+  /** From the headers to the last byte of a body the server parses (a total); also what the rest of any body may take once the answer is out. */
   bodyMs: number;
-  /** The longest pause in a streamed body (uploads, exec stdin) or in a body still arriving after the answer. */
+  /** The longest pause in a streamed body (uploads, exec stdin). */
   idleMs: number;
 }
 
@@ -54,6 +54,9 @@ function hasBody(request: FastifyRequest): boolean {
   return length !== undefined && length !== "0";
 }
 
+/** A total deadline, or one on the longest pause. */
+type ClockMode = "total" | "idle";
+
 /** One request's body against its deadline. */
 class BodyClock {
   private timer: NodeJS.Timeout;
@@ -66,8 +69,10 @@ class BodyClock {
   constructor(
     private readonly request: FastifyRequest,
     private readonly reply: FastifyReply,
-    private readonly idle: boolean,
-    private readonly ms: number,
+    private mode: ClockMode,
+    private ms: number,
+    /** How long the rest of a body may take to arrive once the answer is out. */
+    private readonly drainMs: number,
   ) {
     this.timer = setTimeout(() => this.check(), ms).unref();
     // Removed again in stop(): a keep-alive connection carries many requests.
@@ -109,7 +114,7 @@ class BodyClock {
   private check(): void {
     if (this.stopped || this.request.raw.complete) return this.stop();
     const quiet = performance.now() - this.lastProgress;
-    if (this.idle && quiet < this.ms) {
+    if (this.mode === "idle" && quiet < this.ms) {
       this.timer = setTimeout(() => this.check(), this.ms - quiet).unref();
       return;
     }
@@ -118,15 +123,19 @@ class BodyClock {
 
   /**
    * The answer is out but the body is still coming (a refusal before the body was read): let node read and
-   * drop the rest, as it does to keep the connection, under the same deadline.
+   * drop the rest, as it does to keep the connection, for at most drainMs more, however it moves (whoever
+   * sent it, an unauthenticated client too, has its answer already).
    */
   private answered(): void {
     if (this.stopped || this.request.raw.complete) return this.stop();
     const raw = this.request.raw;
     if (this.wrapper) raw.unpipe(this.wrapper);
-    raw.on("data", () => (this.lastProgress = performance.now()));
     raw.once("end", () => this.stop());
     raw.resume();
+    this.mode = "total";
+    this.ms = this.drainMs;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.check(), this.drainMs).unref();
   }
 
   private expire(): void {
@@ -134,7 +143,7 @@ class BodyClock {
     const socket = this.request.raw.socket;
     const error = new CorralError(
       "request_timeout",
-      this.idle
+      this.mode === "idle"
         ? `The request body stopped arriving for ${seconds(this.ms)}: the connection is closed`
         : `The request body did not arrive within ${seconds(this.ms)}: the connection is closed`,
     );
@@ -170,7 +179,8 @@ export function installBodyDeadlines(app: FastifyInstance, deadlines: RequestDea
     // An upgrade has no body: what follows its headers is the WebSocket's.
     if (!hasBody(request) || (request.raw as { upgrade?: boolean }).upgrade === true) return;
     const streamed = !request.is404 && request.routeOptions.config?.body === "stream";
-    clocks.set(request, new BodyClock(request, reply, streamed, streamed ? deadlines.idleMs : deadlines.bodyMs));
+    const clock = streamed ? new BodyClock(request, reply, "idle", deadlines.idleMs, deadlines.bodyMs) : new BodyClock(request, reply, "total", deadlines.bodyMs, deadlines.bodyMs);
+    clocks.set(request, clock);
   });
   app.addHook("preParsing", async (request, _reply, payload) => clocks.get(request)?.wrap(payload) ?? payload);
   return { expired: (request) => clocks.get(request)?.expired };

@@ -119,6 +119,11 @@ describe("HTTP edges of both servers", { timeout: 600_000 }, () => {
       await client.close();
     }
 
+    // Refused before it is read (no token): the rest may keep moving, it is still only drained for a while.
+    const refused = await trickle(daemonEndpoint, data, { head: head.replace(`authorization: Bearer ${token}\r\n`, ""), everyMs: 100, timeoutMs: 120_000, afterAnswer: true });
+    assertJsonError(refused, 401, "unauthorized", "an upload without the token");
+    assert.ok(refused.closed && !refused.sentAll, "an unauthenticated upload that keeps moving is not drained for ever");
+
     const stalled = await trickle(daemonEndpoint, data.slice(0, 10), { head: head.replace(`content-length: ${data.length}`, "content-length: 1000"), everyMs: 50, timeoutMs: 120_000 });
     assertJsonError(stalled, 408, "request_timeout", "an upload that stopped");
     assert.ok(stalled.closed);
