@@ -5,12 +5,14 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { parseDuration } from "../protocol/duration.ts";
 import type { Logger } from "../util/log.ts";
+import { resolveSecret, warnOnStderr } from "./secret-options.ts";
 
 export interface ControllerFlags {
   bind?: string;
   port?: string;
   database?: string;
   apiKey?: string;
+  apiKeyFile?: string;
   stateDir?: string;
   heartbeat?: string;
   overcommit?: string;
@@ -60,7 +62,15 @@ export async function startControllerFromFlags(flags: ControllerFlags, log: Logg
       fail((err as Error).message);
     }
   }
-  const apiKey = flags.apiKey ?? process.env.CORRAL_API_KEY;
+  let apiKey: string | undefined;
+  try {
+    apiKey = resolveSecret(
+      { value: flags.apiKey, file: flags.apiKeyFile, env: process.env.CORRAL_API_KEY, flag: "--api-key", fileFlag: "--api-key-file", envName: "CORRAL_API_KEY" },
+      warnOnStderr,
+    );
+  } catch (err) {
+    fail((err as Error).message);
+  }
   if (apiKey !== undefined && apiKey.length < 16) fail("The API key is too short: use at least 16 characters");
   let controller;
   try {
@@ -122,7 +132,8 @@ export function registerControllerCommand(program: Command): void {
     .option("--bind <addr>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0 picks a free one)", "9200")
     .option("--database <url>", "postgres://USER@HOST:PORT/DB to share the fleet between controllers (default: SQLite in the state directory)")
-    .option("--api-key <key>", "require Authorization: Bearer KEY on /api and /ws (env CORRAL_API_KEY)")
+    .option("--api-key <key>", "require Authorization: Bearer KEY on every route but the dashboard's files and /healthz (ps shows it: prefer --api-key-file or env CORRAL_API_KEY)")
+    .option("--api-key-file <file>", "read the API key from FILE (mode 0600: no one else may read it)")
     .option("--state-dir <dir>", "where the SQLite database and controller.json live")
     .option("--heartbeat <duration>", "how often hosts are asked for their state", "2s")
     .option("--overcommit <ratios>", "how much may be reserved per unit a host has, e.g. cpu=4,mem=1,disk=1 (the default)")

@@ -1,17 +1,19 @@
 // Which controller the CLI's fleet commands (host, env, status) talk to: --controller / CORRAL_CONTROLLER,
 // else the controller recorded in the default state directory (controller.json), else http://127.0.0.1:9200;
-// and with which key: --api-key / CORRAL_API_KEY, else the recorded controller's key file.
+// and with which key: --api-key-file / --api-key / CORRAL_API_KEY, else the recorded controller's key file.
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { readControllerInfo } from "../controller/runtime-info.ts";
 import { corralHome } from "../image/home.ts";
 import { ControllerClient, CorralApiError } from "../sdk/index.ts";
+import { resolveSecret, warnOnStderr } from "./secret-options.ts";
 
 export const DEFAULT_CONTROLLER_URL = "http://127.0.0.1:9200";
 
 export interface FleetFlags {
   controller?: string;
   apiKey?: string;
+  apiKeyFile?: string;
 }
 
 export interface FleetConnection {
@@ -22,7 +24,8 @@ export interface FleetConnection {
 export function addFleetOptions(command: Command): Command {
   return command
     .option("--controller <url>", `controller URL (env CORRAL_CONTROLLER, default ${DEFAULT_CONTROLLER_URL})`)
-    .option("--api-key <key>", "the controller's API key (env CORRAL_API_KEY)");
+    .option("--api-key <key>", "the controller's API key (ps shows it: prefer --api-key-file or env CORRAL_API_KEY)")
+    .option("--api-key-file <file>", "read the controller's API key from FILE (mode 0600)");
 }
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "0.0.0.0", "[::]"]);
@@ -54,7 +57,10 @@ function readKeyFile(file: string): string | undefined {
 export function resolveFleetConnection(flags: FleetFlags, env: NodeJS.ProcessEnv = process.env, stateDir = corralHome(env).defaultStateDir): FleetConnection {
   const info = readControllerInfo(stateDir);
   const url = flags.controller ?? env.CORRAL_CONTROLLER ?? info?.url ?? DEFAULT_CONTROLLER_URL;
-  let apiKey = flags.apiKey ?? env.CORRAL_API_KEY;
+  let apiKey = resolveSecret(
+    { value: flags.apiKey, file: flags.apiKeyFile, env: env.CORRAL_API_KEY, flag: "--api-key", fileFlag: "--api-key-file", envName: "CORRAL_API_KEY" },
+    warnOnStderr,
+  );
   if (apiKey === undefined && info?.api_key_file && sameController(url, info.url)) apiKey = readKeyFile(info.api_key_file);
   return { url, apiKey };
 }
@@ -68,7 +74,7 @@ function explain(err: unknown, connection: FleetConnection): unknown {
     return new Error(message, { cause: err });
   }
   if (err instanceof CorralApiError && err.status === 401) {
-    const hint = connection.apiKey === undefined ? "give the controller's key with --api-key or CORRAL_API_KEY" : "check the key given (--api-key, CORRAL_API_KEY or the controller's key file)";
+    const hint = connection.apiKey === undefined ? "give the controller's key with --api-key-file or CORRAL_API_KEY" : "check the key given (--api-key-file, --api-key, CORRAL_API_KEY or the controller's key file)";
     return new CorralApiError(err.status, err.code, `${err.message}: ${hint}`, err.method, err.path);
   }
   return err;

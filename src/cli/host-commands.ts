@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import type { Host, HostVm, RegisterHost } from "../sdk/index.ts";
 import { addFleetOptions, withController, type FleetFlags } from "./fleet-connection.ts";
 import { action, formatBytes, printJson, printTable } from "./output.ts";
+import { resolveSecret, warnOnStderr } from "./secret-options.ts";
 import { amountWithPercent, formatAmount, formatMib, type Resource } from "./status-command.ts";
 
 interface JsonFlag {
@@ -95,11 +96,13 @@ export function registerHostCommands(program: Command): Command {
 
   addFleetOptions(host.command("add").description("Register a daemon with the controller").argument("<addr-or-uri>", "HOST:PORT, or http://HOST:PORT"))
     .option("--id <id>", "the host's id (default: the id the daemon reports)")
-    .option("--token <token>", "the daemon's API token, if it runs with one")
+    .option("--token <token>", "the daemon's API token, if it runs with one (ps shows it: prefer --token-file)")
+    .option("--token-file <file>", "read the daemon's token from FILE (mode 0600), e.g. the daemon's STATE_DIR/auth/token")
     .option("--json", "print JSON")
     .action(
-      action(async (target: string, flags: FleetFlags & JsonFlag & { id?: string; token?: string }) => {
-        const body = registerBody(target, { id: flags.id, token: flags.token });
+      action(async (target: string, flags: FleetFlags & JsonFlag & { id?: string; token?: string; tokenFile?: string }) => {
+        const token = resolveSecret({ value: flags.token, file: flags.tokenFile, flag: "--token", fileFlag: "--token-file" }, warnOnStderr);
+        const body = registerBody(target, { id: flags.id, token });
         const added = await withController(flags, (client) => client.hosts.add(body));
         if (flags.json) return printJson(added);
         process.stdout.write(`${addedLine(added)}\n`);

@@ -10,6 +10,7 @@ interface UpFlags extends DaemonFlags {
   controllerBind?: string;
   database?: string;
   apiKey?: string;
+  apiKeyFile?: string;
   controller?: boolean;
 }
 
@@ -23,7 +24,8 @@ export function registerUpCommand(program: Command): void {
     .option("--controller-port <port>", "the controller's port", "9200")
     .option("--controller-bind <addr>", "the controller's address", "127.0.0.1")
     .option("--database <url>", "the controller's PostgreSQL (default: SQLite in the state directory)")
-    .option("--api-key <key>", "require this key on the controller's /api and /ws (env CORRAL_API_KEY)")
+    .option("--api-key <key>", "require this key on the controller's API (ps shows it: prefer --api-key-file or env CORRAL_API_KEY)")
+    .option("--api-key-file <file>", "read the controller's API key from FILE (mode 0600: no one else may read it)")
     .option("--no-controller", "run the daemon only")
     .action(async (flags: UpFlags) => {
       process.stderr.write("corral: set-up (guest kernel, default image)\n");
@@ -37,7 +39,7 @@ export function registerUpCommand(program: Command): void {
       let stopController = async (): Promise<void> => undefined;
       if (flags.controller !== false) {
         const controller = await startControllerFromFlags(
-          { bind: flags.controllerBind, port: flags.controllerPort, database: flags.database, apiKey: flags.apiKey, stateDir: daemon.stateDir },
+          { bind: flags.controllerBind, port: flags.controllerPort, database: flags.database, apiKey: flags.apiKey, apiKeyFile: flags.apiKeyFile, stateDir: daemon.stateDir },
           log,
         );
         await controller.registerHost({ id: daemon.hostId, uri: daemon.url, ...(daemon.token ? { token: daemon.token } : {}) });

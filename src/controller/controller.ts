@@ -10,7 +10,9 @@ import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { corralHome } from "../image/home.ts";
 import type { Logger } from "../util/log.ts";
+import { tightenStateDir } from "../util/private-state.ts";
 import { corralVersion } from "../util/version.ts";
+import type { RequestDeadlines } from "../http/deadlines.ts";
 import { buildControllerApp } from "./app.ts";
 import type { ControllerApp, ControllerContext } from "./context.ts";
 import { DEFAULT_OVERCOMMIT, OPERATION_LEASE_MS, openFleetStore, type FleetStore, type Overcommit } from "./db/index.ts";
@@ -37,6 +39,8 @@ export interface ControllerOptions {
   overcommit?: Overcommit;
   /** The dashboard's built files (default: the repository's web/dist). */
   webRoot?: string;
+  /** How long clients may take to send requests (tests shorten them; DEFAULT_DEADLINES otherwise). */
+  httpDeadlines?: Partial<RequestDeadlines>;
   log: Logger;
 }
 
@@ -80,6 +84,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
   // By default beside the daemon's state (its own files: controller.db, controller.json), where the CLI looks.
   const stateDir = resolve(options.stateDir ?? corralHome().defaultStateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const opened = await tightenStateDir(stateDir);
+  if (opened.length > 0) log.warn({ paths: opened }, "The state directory was open to other users: it is private again (0700, files 0600)");
   const store = await openFleetStore({ url: options.databaseUrl, stateDir });
   const links = new HostLinks();
   const events = new FleetEvents(store, log);
@@ -99,7 +105,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     isLeader: () => leader,
     refreshHost: async (hostId) => heartbeats.beat(await store.getHost(hostId)),
   };
-  const app = await buildControllerApp(ctx, { apiKey: options.apiKey, log });
+  const app = await buildControllerApp(ctx, { apiKey: options.apiKey, log, deadlines: options.httpDeadlines });
   try {
     await app.listen({ host: options.bind ?? CONTROLLER_DEFAULTS.bind, port: options.port ?? CONTROLLER_DEFAULTS.port });
   } catch (err) {

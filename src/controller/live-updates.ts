@@ -11,6 +11,7 @@ import { isHostname } from "../protocol/names.ts";
 import type { Logger } from "../util/log.ts";
 import type { FleetStore } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
+import { assertWebSocketUpgrade } from "../http/upgrade.ts";
 import { describeHostFailure, type HostLinks } from "./host-link.ts";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -47,9 +48,22 @@ export class LiveUpdates {
     return { clients: this.clients.size, statsPollers: this.pollers.size };
   }
 
-  /** Registers GET /ws (authorized by the app's hook like /api) in the scope that has the WebSocket plugin. */
+  /**
+   * Registers GET /ws in the scope that has the WebSocket plugin. Like every route it needs the API key, which
+   * a browser's WebSocket can only send as `?token=KEY`.
+   */
   route(scope: FastifyInstance): void {
-    scope.get("/ws", { websocket: true }, (socket) => this.accept(socket));
+    scope.route({
+      method: "GET",
+      url: "/ws",
+      config: { access: "token-or-query" },
+      schema: { hide: true },
+      // A request that is not a well-formed upgrade gets a JSON answer (426 or 400), as the shell routes do.
+      preHandler: async (request) => assertWebSocketUpgrade(request, "GET /ws"),
+      // Only reached by a HEAD request: a plain GET was refused (426) before this.
+      handler: async (_request, reply) => reply.code(426).send({ error: "GET /ws is a WebSocket", code: "upgrade_required" }),
+      wsHandler: (socket) => this.accept(socket),
+    });
   }
 
   close(): void {

@@ -9,11 +9,13 @@ import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVe
 import { corralHome, ImageStore, type CorralHome } from "../image/index.ts";
 import { HostIsolation } from "../net/index.ts";
 import type { Logger } from "../util/log.ts";
+import { createPrivateFile, tightenStateDir } from "../util/private-state.ts";
 import { requireProgram } from "../util/run.ts";
 import { corralVersion, gitCommit } from "../util/version.ts";
 import { loadDaemonConfig, type DaemonConfig } from "./config.ts";
 import { buildDaemonApp } from "./http/app.ts";
 import { ensureToken, tokenFile } from "../http/auth.ts";
+import { DEFAULT_DEADLINES, serverTimeouts, type RequestDeadlines } from "../http/deadlines.ts";
 import type { DaemonApp } from "./http/context.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { Secrets } from "./secrets/index.ts";
@@ -33,6 +35,8 @@ export interface DaemonOptions {
   log: Logger;
   /** Overrides config.api.port (tests use 0 for a free port). */
   port?: number;
+  /** How long clients may take to send requests (tests shorten them; DEFAULT_DEADLINES otherwise). */
+  httpDeadlines?: Partial<RequestDeadlines>;
 }
 
 export interface RunningDaemon {
@@ -89,14 +93,18 @@ function socketInUse(path: string): Promise<boolean> {
   });
 }
 
-/** Serves the same application on a unix socket (mode 0600: with auth off, it grants full control). */
-async function listenOnSocket(app: DaemonApp, socketPath: string): Promise<Server> {
+/**
+ * Serves the same application on a unix socket (mode 0600: with auth off, it grants full control), with the
+ * same headers deadline and the same answers to malformed requests as the TCP listener.
+ */
+async function listenOnSocket(app: DaemonApp, socketPath: string, deadlines: RequestDeadlines): Promise<Server> {
   if (existsSync(socketPath)) {
     if (await socketInUse(socketPath)) throw new Error(`The socket ${socketPath} is in use by another process`);
     await rm(socketPath);
   }
-  const server = createServer((req, res) => app.server.emit("request", req, res));
+  const server = createServer(serverTimeouts(deadlines), (req, res) => app.server.emit("request", req, res));
   server.on("upgrade", (req, socket, head) => app.server.emit("upgrade", req, socket, head));
+  server.on("clientError", (err, socket) => app.server.emit("clientError", err, socket));
   await new Promise<void>((done, fail) => {
     server.once("error", fail);
     server.listen(socketPath, () => done());
@@ -111,6 +119,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const stateDir = resolve(options.stateDir ?? home.defaultStateDir);
   assertSocketPathsFit(stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const opened = await tightenStateDir(stateDir);
+  if (opened.length > 0) options.log.warn({ paths: opened }, "The state directory was open to other users: it is private again (0700, files 0600)");
   const releaseLock = await acquireStateLock(stateDir);
   let isolation: HostIsolation | undefined;
   try {
@@ -152,6 +162,8 @@ async function startLocked(
   const token = config.api.authEnabled ? await ensureToken(tokenFile(stateDir)) : undefined;
   if (token) log.info({ token_file: tokenFile(stateDir) }, "API auth is on: the bearer token is in the token file");
 
+  // Created private before SQLite opens it: it holds the VMs' ssh_keys and userdata.
+  createPrivateFile(join(stateDir, "corral.db"));
   const store = new VmStore(join(stateDir, "corral.db"));
   const metrics = new DaemonMetrics(() => store.countByState());
   const tscKhz = hostTscKhz();
@@ -164,14 +176,18 @@ async function startLocked(
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
   const hostId = await loadHostId(stateDir);
-  const app = await buildDaemonApp({ manager, secrets, images, accel, metrics, templates, isolation, stateDir, hostId, version: corralVersion(), gitCommit: gitCommit() }, { token, log, isReady: () => ready });
+  const deadlines = { ...DEFAULT_DEADLINES, ...options.httpDeadlines };
+  const app = await buildDaemonApp(
+    { manager, secrets, images, accel, metrics, templates, isolation, stateDir, hostId, version: corralVersion(), gitCommit: gitCommit() },
+    { token, log, isReady: () => ready, deadlines },
+  );
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;
   let unixServer: Server | undefined;
   try {
     // Both listeners first: a taken port or socket fails here, before any VM is touched. Until recovery is
     // done, requests get 503.
     await app.listen({ host: config.api.bindAddress, port: options.port ?? config.api.port });
-    if (socketPath) unixServer = await listenOnSocket(app, socketPath);
+    if (socketPath) unixServer = await listenOnSocket(app, socketPath, deadlines);
     await manager.start();
     const unwalled = isolation.gid === undefined ? [] : isolation.unwalled(manager.list());
     if (unwalled.length > 0) {

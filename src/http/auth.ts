@@ -1,9 +1,9 @@
-// Bearer-token auth: the token is generated on first start into a 0600 file and compared in constant time.
+// Bearer tokens: generated on first start into a 0600 file, read from the Authorization header, compared in
+// constant time. Which routes need one is decided in access.ts.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { FastifyInstance } from "fastify";
 
 export function tokenFile(stateDir: string): string {
   return join(stateDir, "auth", "token");
@@ -33,15 +33,4 @@ export function bearerToken(header: string | undefined): string | undefined {
   if (!header) return undefined;
   const match = /^Bearer\s+(.*)$/i.exec(header);
   return match ? (match[1] ?? "").trim() : undefined;
-}
-
-/** Requires the token on every route but the open ones (liveness). */
-export function installAuth(app: FastifyInstance, token: string, openPaths: readonly string[]): void {
-  app.addHook("onRequest", async (request, reply) => {
-    const path = request.url.split("?")[0] ?? "";
-    if (openPaths.includes(path)) return;
-    const presented = bearerToken(request.headers.authorization);
-    if (presented !== undefined && tokensMatch(presented, token)) return;
-    await reply.code(401).send({ error: "Missing or wrong token: send Authorization: Bearer TOKEN", code: "unauthorized" });
-  });
 }

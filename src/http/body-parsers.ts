@@ -1,6 +1,6 @@
 // Request bodies. JSON is parsed whatever the Content-Type says (curl -d sends form encoding; Slicer's Go
 // server ignores the header too), an empty body is "no body", and a broken one is a 400 that says so.
-// Routes that stream their body (exec with stdin) get the raw request instead.
+// Routes that stream their body (exec with stdin, uploads) get it as a stream instead.
 import type { FastifyInstance } from "fastify";
 import { CorralError } from "../protocol/errors.ts";
 
@@ -22,8 +22,14 @@ export function installJsonBodies(app: FastifyInstance): void {
   });
 }
 
-/** For an encapsulated route set: leave the body unread so the handler can stream `request.raw`. */
+/**
+ * For an encapsulated route set: the body is left unread, as a stream the handler takes with bodyStream()
+ * (src/http/deadlines.ts), and timed by inactivity rather than in total.
+ */
 export function installStreamingBodies(app: FastifyInstance): void {
+  app.addHook("onRoute", (route) => {
+    route.config = { ...route.config, body: "stream" };
+  });
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("*", (_request, _payload, done) => done(null, undefined));
+  app.addContentTypeParser("*", (_request, payload, done) => done(null, payload));
 }

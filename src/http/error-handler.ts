@@ -1,7 +1,8 @@
 // One error handler for every route: CorralError becomes its status and {"error","code"}; fastify's own
 // errors (validation, bodies, media types) become 4xx with a message that names the field; anything else is
-// logged with its cause and answered as "internal", never echoed.
-import type { FastifyError, FastifyInstance } from "fastify";
+// logged with its cause and answered as "internal", never echoed. (What no route matched is answered by
+// access control, src/http/access.ts: whether it is a 404 depends on who asks.)
+import type { FastifyError, FastifyInstance, FastifyRequest } from "fastify";
 import { CorralError, type ErrorBody } from "../protocol/errors.ts";
 
 interface AjvError {
@@ -71,17 +72,24 @@ function toErrorBody(error: FastifyError): { status: number; body: ErrorBody } |
   return undefined;
 }
 
-export function installErrorHandling(app: FastifyInstance): void {
+export interface ErrorHandlingOptions {
+  /**
+   * An answer that replaces whatever error a request ended with: its body ran out of time, and the
+   * reader's own failure (a broken upload, a closed agent stream) is only the consequence.
+   */
+  replaces?: (request: FastifyRequest) => CorralError | undefined;
+}
+
+export function installErrorHandling(app: FastifyInstance, options: ErrorHandlingOptions = {}): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const known = toErrorBody(error);
+    const known = toErrorBody(options.replaces?.(request) ?? error);
+    // After a request that ran out of time the connection is not reused: the rest of its body may follow.
+    if (known?.body.code === "request_timeout") reply.header("connection", "close");
     if (known) {
       if (known.status >= 500) request.log.error({ err: error }, "request failed");
       return reply.code(known.status).type("application/json").send(known.body);
     }
     request.log.error({ err: error, url: request.url, method: request.method }, "unexpected error");
     return reply.code(500).type("application/json").send({ error: "Internal error: see the daemon log", code: "internal" });
-  });
-  app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({ error: `No route for ${request.method} ${request.url.split("?")[0]}`, code: "not_found" });
   });
 }

@@ -22,6 +22,7 @@ export const ERROR_STATUS = {
   env_not_found: 404,
   method_not_allowed: 405,
   timeout: 408,
+  request_timeout: 408,
   conflict: 409,
   file_exists: 409,
   directory_not_empty: 409,
@@ -33,6 +34,7 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   no_capacity: 422,
   upgrade_required: 426,
+  headers_too_large: 431,
   // nginx's convention: the client left before it was answered (the answer is for logs and metrics only).
   client_closed_request: 499,
   host_unreachable: 502,

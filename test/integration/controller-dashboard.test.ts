@@ -141,22 +141,25 @@ describe("controller: VM shell, VM logs and the dashboard's files", { timeout: 6
     assert.match(String(index.headers["content-type"]), /^text\/html/);
     const route = await rawGet(controller.url, "/envs/x", page);
     assert.deepEqual([route.status, route.body], [200, INDEX_HTML], "a client-side route is the SPA's page");
-    assert.equal((await rawGet(controller.url, "/envs/x")).status, 404, "not for a non-page request");
+    const key = { authorization: `Bearer ${controller.apiKey}` };
+    assert.equal((await rawGet(controller.url, "/envs/x", key)).status, 404, "not for a non-page request");
+    assert.equal((await rawGet(controller.url, "/envs/x")).status, 401, "which, without the key, reveals nothing either");
 
     const asset = await rawGet(controller.url, "/assets/app-3f2a9c.js");
     assert.deepEqual([asset.status, asset.body, asset.headers["cache-control"]], [200, ASSET, "public, max-age=31536000, immutable"]);
     assert.match(String(asset.headers["content-type"]), /^text\/javascript/);
-    const missing = await rawGet(controller.url, "/assets/app-000000.js", page);
+    const missing = await rawGet(controller.url, "/assets/app-000000.js", { ...page, ...key });
     assert.deepEqual([missing.status, (JSON.parse(missing.body) as { code: string }).code], [404, "not_found"]);
+    assert.equal((await rawGet(controller.url, "/assets/app-000000.js", page)).status, 401);
 
     for (const path of ["/..%2f..%2fetc/passwd", "/assets/../../package.json", "/assets/%2e%2e/%2e%2e/package.json", "/%00index.html"]) {
       const refused = await rawGet(controller.url, path, page);
       assert.equal(refused.status, 400, `${path}: ${refused.body}`);
     }
-    const escape = await rawGet(controller.url, "/assets/escape.txt");
+    const escape = await rawGet(controller.url, "/assets/escape.txt", key);
     assert.equal(escape.status, 404, "a symbolic link out of the root is not followed");
 
-    const api = await rawGet(controller.url, "/api/nothing-here", { ...page, authorization: `Bearer ${controller.apiKey}` });
+    const api = await rawGet(controller.url, "/api/nothing-here", { ...page, ...key });
     assert.deepEqual([api.status, (JSON.parse(api.body) as { code: string }).code], [404, "not_found"], "the API's paths never get the page");
     assert.equal((await rawGet(controller.url, "/api/hosts", page)).status, 401, "the API still needs the key");
 

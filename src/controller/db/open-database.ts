@@ -1,6 +1,6 @@
 // Opening the fleet store: the URL picks the database (SQLite in the state directory by default, or a shared
 // PostgreSQL), the schema is migrated, and the events/leadership side is set up for that database.
-import { chmodSync, closeSync, mkdirSync, openSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, sql, type LogConfig } from "kysely";
@@ -57,9 +57,10 @@ interface Opened {
 
 function openSqlite(file: string, log: LogConfig | undefined): Opened {
   mkdirSync(dirname(file), { recursive: true });
-  // The file holds the daemons' API tokens: only its owner may read it (SQLite gives -wal and -shm the same mode).
+  // The file holds the daemons' API tokens: only its owner may read it (SQLite gives new -wal and -shm files
+  // the same mode; ones left by an older version are closed here too).
   closeSync(openSync(file, "a", 0o600));
-  chmodSync(file, 0o600);
+  for (const path of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(path)) chmodSync(path, 0o600);
   const database = new Database(file);
   database.pragma("journal_mode = WAL");
   database.pragma("synchronous = NORMAL");

@@ -63,6 +63,7 @@ export function dashboardRoutes(app: ControllerApp, ctx: ControllerContext): voi
     return notFound(reply);
   };
 
-  app.get("/", { schema: { hide: true } }, serve);
-  app.get("/*", { schema: { hide: true } }, serve);
+  const options = { schema: { hide: true }, config: { access: "public" as const } };
+  app.get("/", options, serve);
+  app.get("/*", options, serve);
 }

@@ -27,6 +27,8 @@ export function vmShellRoute(scope: ControllerApp, ctx: ControllerContext): void
     method: "GET",
     url: "/api/hosts/:hostId/vms/:vmName/shell",
     schema: { params: HostVmParams, querystring: ShellQuerySchema },
+    // The dashboard's terminal: a browser's WebSocket cannot send the key as a header.
+    config: { access: "token-or-query" },
     preHandler: async (request) => {
       const { hostId, vmName } = request.params;
       const link = await hostLink(ctx, hostId);

@@ -1,7 +1,8 @@
 // Background exec: POST /vm/HOST/exec?background=true starts a job (answered 201 at once; the job lives in
 // the guest), then GET /vm/HOST/exec (list), GET|DELETE /vm/HOST/exec/ID, GET /vm/HOST/exec/ID/logs
 // (NDJSON, follow and resume), POST /vm/HOST/exec/ID/kill, GET /vm/HOST/exec/ID/wait-exit.
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
 import { Type } from "@sinclair/typebox";
 import type { FastifyReply } from "fastify";
 import type { ExecSpec } from "../../protocol/agent.ts";
@@ -41,11 +42,12 @@ function clientGone(reply: { raw: ServerResponse }): AbortSignal {
  */
 export async function launchBackgroundExec(
   ctx: DaemonContext,
-  request: { params: { hostname: string }; query: BackgroundExecQuery; raw: IncomingMessage },
+  request: { params: { hostname: string }; query: BackgroundExecQuery },
+  body: Readable,
   reply: FastifyReply,
   spec: ExecSpec,
 ): Promise<FastifyReply> {
-  request.raw.resume();
+  body.resume();
   if (request.query.buffered) throw new CorralError("invalid_request", "buffered=true cannot be combined with background=true: read a background job's output with GET /vm/HOST/exec/ID/logs");
   const ringBytes = ringBytesFor(request.query.ring_bytes);
   const launched = await new BackgroundJobs(ctx.manager).launch(request.params.hostname, spec, ringBytes, AbortSignal.timeout(60_000));

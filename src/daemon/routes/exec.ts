@@ -8,6 +8,7 @@ import { VmParams, type ExecQuery } from "../../protocol/slicer.ts";
 import { collectExec } from "../exec/collect-exec.ts";
 import { relayExecFrames } from "../exec/exec-relay.ts";
 import { installStreamingBodies } from "../../http/body-parsers.ts";
+import { bodyStream } from "../../http/deadlines.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { launchBackgroundExec } from "./exec-background.ts";
 
@@ -40,14 +41,15 @@ export function execRoutes(app: DaemonApp, ctx: DaemonContext): void {
     const typed = scope as DaemonApp;
     typed.post("/vm/:hostname/exec", { schema: { params: VmParams, querystring: BackgroundExecQuerySchema } }, async (request, reply) => {
       const spec = execSpecFromQuery(request.query);
-      if (request.query.background) return launchBackgroundExec(ctx, request, reply, spec);
+      const body = bodyStream(request);
+      if (request.query.background) return launchBackgroundExec(ctx, request, body, reply, spec);
       const cancel = new AbortController();
       reply.raw.on("close", () => {
         if (!reply.raw.writableFinished) cancel.abort();
       });
-      const frames = await ctx.manager.exec(request.params.hostname, spec, spec.stdin ? request.raw : undefined, cancel.signal);
+      const frames = await ctx.manager.exec(request.params.hostname, spec, spec.stdin ? body : undefined, cancel.signal);
       if (request.query.buffered) return collectExec(frames, spec.stdio);
-      if (!spec.stdin) request.raw.resume(); // nothing to read: let the request end
+      if (!spec.stdin) body.resume(); // nothing to read: let the request end
       reply.header("content-type", "application/x-ndjson").header("cache-control", "no-store");
       return reply.send(relayExecFrames(frames));
     });

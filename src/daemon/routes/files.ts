@@ -7,6 +7,7 @@ import { CopyQuerySchema, parseOctalMode, SLICER_COPY_HEADERS, type CopyQuery, t
 import { VmParams } from "../../protocol/slicer.ts";
 import { GuestFiles } from "../files/guest-files.ts";
 import { installStreamingBodies } from "../../http/body-parsers.ts";
+import { bodyStream } from "../../http/deadlines.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 
 function asList(value: string | string[] | undefined): string[] {
@@ -72,7 +73,7 @@ export function fileRoutes(app: DaemonApp, ctx: DaemonContext): void {
     // connection instead would make clients such as undici see EPIPE rather than the answer).
     typed.post("/vm/:hostname/cp", { schema }, async (request, reply) => {
       const spec = uploadSpecFromQuery(request.query, request.headers["content-type"]);
-      return files.upload(request.params.hostname, spec, request.raw, clientGone(reply.raw));
+      return files.upload(request.params.hostname, spec, bodyStream(request), clientGone(reply.raw));
     });
 
     typed.get("/vm/:hostname/cp", { schema }, async (request, reply) => {

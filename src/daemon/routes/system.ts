@@ -5,7 +5,7 @@ import { InfoSchema } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 
 export function systemRoutes(app: DaemonApp, ctx: DaemonContext): void {
-  app.get("/healthz", { schema: { response: { 200: Type.Object({ status: Type.String() }) } } }, async () => ({ status: "ok" }));
+  app.get("/healthz", { config: { access: "public" }, schema: { response: { 200: Type.Object({ status: Type.String() }) } } }, async () => ({ status: "ok" }));
 
   app.get("/info", { schema: { response: { 200: InfoSchema } } }, async () => {
     const images = await ctx.images.list();
