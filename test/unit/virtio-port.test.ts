@@ -204,7 +204,7 @@ class PtyHost {
         pending = pending.slice(end + 1);
       }
     });
-    await host.waitEvent((e) => e.ev === "ready", 4000);
+    await host.waitEvent((e) => e.ev === "ready", 20_000);
     return host;
   }
 
@@ -217,7 +217,7 @@ class PtyHost {
     this.relay.stdin?.end();
   }
 
-  async waitOutput(predicate: (output: Buffer) => boolean, what: string, timeoutMs = 2000): Promise<void> {
+  async waitOutput(predicate: (output: Buffer) => boolean, what: string, timeoutMs = 20_000): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     while (!predicate(this.output)) {
       if (performance.now() > deadline) assert.fail(`timed out waiting for ${what}; host got ${JSON.stringify(this.output.toString("latin1"))}`);
@@ -225,7 +225,7 @@ class PtyHost {
     }
   }
 
-  async waitEvent(predicate: (e: AgentEvent) => boolean, timeoutMs = 2000): Promise<AgentEvent> {
+  async waitEvent(predicate: (e: AgentEvent) => boolean, timeoutMs = 20_000): Promise<AgentEvent> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const found = this.events.find(predicate);
@@ -274,7 +274,7 @@ async function withHost(body: (host: PtyHost) => Promise<void>, env: Record<stri
   }
 }
 
-describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 20_000, skip: hasPython ? false : "python3 is needed to hold the pty master" }, () => {
+describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 180_000, skip: hasPython ? false : "python3 is needed to hold the pty master" }, () => {
   test("answers the first valid HELLO with READY, skipping older lines, and forwards the bytes that came with it", async () => {
     await withHost(async (host) => {
       const n = nonce();
@@ -392,10 +392,10 @@ describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 20_000, skip: 
         host.send(payload);
         // While the consumer is paused the port stops reading once the stream's buffer is full: at most one
         // more read (64 KiB) past the 16 KiB high-water mark is held in memory, the rest waits in the device.
-        const buffered = await host.waitEvent((e) => e.ev === "buffered", 3000);
+        const buffered = await host.waitEvent((e) => e.ev === "buffered", 20_000);
         assert.ok((buffered.length ?? Infinity) <= 80 * 1024, `${buffered.length} bytes were buffered while paused`);
         assert.ok((buffered.length ?? 0) > 0, "some bytes were already delivered to the stream");
-        await host.waitOutput((o) => o.length >= ready(n).length + payload.length, "the whole echo", 4000);
+        await host.waitOutput((o) => o.length >= ready(n).length + payload.length, "the whole echo", 20_000);
         assert.equal(host.receivedLength(1), payload.length);
         assert.ok(host.output.subarray(ready(n).length).equals(payload), "the echo differs from what was sent");
       },
