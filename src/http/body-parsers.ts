@@ -3,6 +3,7 @@
 // Routes that stream their body (exec with stdin, uploads) get it as a stream instead.
 import type { FastifyInstance } from "fastify";
 import { CorralError } from "../protocol/errors.ts";
+import type { BodyMode } from "./deadlines.ts";
 
 export const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -24,11 +25,12 @@ export function installJsonBodies(app: FastifyInstance): void {
 
 /**
  * For an encapsulated route set: the body is left unread, as a stream the handler takes with bodyStream()
- * (src/http/deadlines.ts), and timed by inactivity rather than in total.
+ * (src/http/deadlines.ts), and timed by inactivity rather than in total; a `session` body (exec stdin) only
+ * until the answer begins (see BodyMode).
  */
-export function installStreamingBodies(app: FastifyInstance): void {
+export function installStreamingBodies(app: FastifyInstance, mode: Exclude<BodyMode, "parsed"> = "stream"): void {
   app.addHook("onRoute", (route) => {
-    route.config = { ...route.config, body: "stream" };
+    route.config = { ...route.config, body: mode };
   });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("*", (_request, payload, done) => done(null, payload));

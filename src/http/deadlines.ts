@@ -22,8 +22,14 @@ export interface RequestDeadlines {
 
 export const DEFAULT_DEADLINES: RequestDeadlines = { headersMs: 30_000, bodyMs: 30_000, idleMs: 60_000 };
 
-/** How a route's body is read: parsed by the app (the default), or streamed by its handler. */
-export type BodyMode = "parsed" | "stream";
+/**
+ * How a route's body is read: parsed by the app (the default), streamed by its handler (an upload), or the
+ * input of a session whose answer streams back at the same time (exec stdin): a session's body is timed by
+ * inactivity only until its answer begins; from then on the command is running and may wait for input as
+ * long as it likes, like a shell (the client is authenticated by then, and could hold the connection with a
+ * quiet command anyway).
+ */
+export type BodyMode = "parsed" | "stream" | "session";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -73,6 +79,8 @@ class BodyClock {
     private ms: number,
     /** How long the rest of a body may take to arrive once the answer is out. */
     private readonly drainMs: number,
+    /** The body is a session's input: not timed once the answer has begun (see BodyMode). */
+    private readonly session = false,
   ) {
     this.timer = setTimeout(() => this.check(), ms).unref();
     // Removed again in stop(): a keep-alive connection carries many requests.
@@ -113,6 +121,7 @@ class BodyClock {
 
   private check(): void {
     if (this.stopped || this.request.raw.complete) return this.stop();
+    if (this.session && this.reply.raw.headersSent) return this.stop();
     const quiet = performance.now() - this.lastProgress;
     if (this.mode === "idle" && quiet < this.ms) {
       this.timer = setTimeout(() => this.check(), this.ms - quiet).unref();
@@ -178,8 +187,11 @@ export function installBodyDeadlines(app: FastifyInstance, deadlines: RequestDea
   app.addHook("onRequest", async (request, reply) => {
     // An upgrade has no body: what follows its headers is the WebSocket's.
     if (!hasBody(request) || (request.raw as { upgrade?: boolean }).upgrade === true) return;
-    const streamed = !request.is404 && request.routeOptions.config?.body === "stream";
-    const clock = streamed ? new BodyClock(request, reply, "idle", deadlines.idleMs, deadlines.bodyMs) : new BodyClock(request, reply, "total", deadlines.bodyMs, deadlines.bodyMs);
+    const mode = request.is404 ? "parsed" : (request.routeOptions.config?.body ?? "parsed");
+    const clock =
+      mode === "parsed"
+        ? new BodyClock(request, reply, "total", deadlines.bodyMs, deadlines.bodyMs)
+        : new BodyClock(request, reply, "idle", deadlines.idleMs, deadlines.bodyMs, mode === "session");
     clocks.set(request, clock);
   });
   app.addHook("preParsing", async (request, _reply, payload) => clocks.get(request)?.wrap(payload) ?? payload);

@@ -35,9 +35,9 @@ export function execSpecFromQuery(query: ExecQuery): ExecSpec {
 }
 
 export function execRoutes(app: DaemonApp, ctx: DaemonContext): void {
-  // Its own encapsulated context: the body is stdin, streamed, not parsed.
+  // Its own encapsulated context: the body is stdin, streamed, not parsed, and not timed once the command runs.
   app.register(async (scope) => {
-    installStreamingBodies(scope);
+    installStreamingBodies(scope, "session");
     const typed = scope as DaemonApp;
     typed.post("/vm/:hostname/exec", { schema: { params: VmParams, querystring: BackgroundExecQuerySchema } }, async (request, reply) => {
       const spec = execSpecFromQuery(request.query);
