@@ -33,6 +33,8 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   no_capacity: 422,
   upgrade_required: 426,
+  hostgroup_full: 429,
+  insufficient_memory: 429,
   host_unreachable: 502,
   agent_unavailable: 503,
   unavailable: 503,
@@ -51,12 +53,15 @@ export interface ErrorBody {
 export class CorralError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /** Seconds after which the same request may succeed (sent as `Retry-After`): limits that free up. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; status?: number } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; status?: number; retryAfterSeconds?: number } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "CorralError";
     this.code = code;
     this.status = options.status ?? ERROR_STATUS[code];
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   toBody(): ErrorBody {
