@@ -21,6 +21,10 @@ import { loadHostId } from "./host-identity.ts";
 import { TemplateManager } from "./templates/template-manager.ts";
 import { WarmPool } from "./templates/warm-pool.ts";
 import { VmManager } from "./vm/vm-manager.ts";
+import { Admission } from "./admission.ts";
+import { LivenessChecks } from "./vm/liveness.ts";
+import { countHealth } from "./vm/vm-condition.ts";
+import { isLive } from "./vm/vm-state.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
 import { runtimeInfoFile, type DaemonRuntimeInfo } from "./runtime-info.ts";
@@ -142,10 +146,19 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
   const tscKhz = hostTscKhz();
   const commits = new CommitStore(stateDir);
   await commits.removeDebris();
-  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits });
-  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log });
+  const admission = new Admission({
+    config: config.admission,
+    stateDir,
+    // What max_vms limits: the group's VMs that hold a QEMU process or are being made.
+    activeInGroup: (group) => store.listGroup(group).filter((r) => r.state === "creating" || isLive(r.state)).length,
+    onRefused: (code, priority) => metrics.admissionRefused(code, priority),
+  });
+  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, admission });
+  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, admission });
   const forwardAddress = forwardAddressFor(config.api.bindAddress);
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress });
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, admission });
+  metrics.observe({ healthCounts: () => countHealth(manager.list().map((r) => manager.healthOf(r).health)), pressure: () => admission.pressure() });
+  const liveness = new LivenessChecks({ config: config.healthCheck, live: () => manager.liveVms(), log });
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
   const hostId = await loadHostId(stateDir);
@@ -159,6 +172,7 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
     if (socketPath) unixServer = await listenOnSocket(app, socketPath);
     await manager.start();
     await templates.start();
+    liveness.start();
   } catch (err) {
     await app.close();
     unixServer?.close();
@@ -185,6 +199,7 @@ async function startLocked(options: DaemonOptions, config: DaemonConfig, stateDi
       log.info("Stopping: sandboxes are removed, services and persistent VMs are powered off");
       await app.close();
       if (unixServer) await new Promise<void>((done) => unixServer?.close(() => done()));
+      await liveness.stop();
       await templates.stop();
       await pool.stop();
       await manager.stop();

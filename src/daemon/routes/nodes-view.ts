@@ -1,13 +1,19 @@
 // How VM records and host groups look on the wire (Slicer's field names).
 import type { CreatedNode, HostGroupInfo, NodeInfo } from "../../protocol/slicer.ts";
 import { SLICER_ARCH } from "../../protocol/slicer.ts";
+import { isFrozenByDisk, type HealthFields } from "../../protocol/vm-health.ts";
 import type { HostGroupConfig } from "../config.ts";
 import { slicerStatus } from "../vm/vm-state.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 
 const GiB = 1024 * 1024 * 1024;
 
-export function nodeView(record: VmRecord, lastAgentCall: Date | undefined): NodeInfo {
+/**
+ * A node in Slicer's shape, with Corral's `health` beside `status`. A VM frozen by its disk is `Paused`: its
+ * vCPUs are stopped and `resume` is the way out, as after a pause (libvirt reports such a domain as paused,
+ * reason I/O error); `health` says why.
+ */
+export function nodeView(record: VmRecord, lastAgentCall: Date | undefined, health: HealthFields): NodeInfo {
   const node: NodeInfo = {
     hostname: record.hostname,
     hostgroup: record.hostgroup,
@@ -19,7 +25,9 @@ export function nodeView(record: VmRecord, lastAgentCall: Date | undefined): Nod
     tags: record.tags,
     status: slicerStatus(record.state),
     persistent: record.persistent,
+    ...health,
   };
+  if (isFrozenByDisk(health.health)) node.status = "Paused";
   if (lastAgentCall) node.last_agent_call = lastAgentCall.toISOString();
   return node;
 }

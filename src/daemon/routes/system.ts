@@ -18,6 +18,7 @@ export function systemRoutes(app: DaemonApp, ctx: DaemonContext): void {
       accel_decided_at: ctx.accel.decided_at,
       images: images.map((i) => ({ name: i.name, version: i.version, kernel_release: i.kernel_release, created_at: i.created_at })),
       templates: ctx.templates.list(),
+      pressure: ctx.manager.hostPressure(),
     };
   });
 }

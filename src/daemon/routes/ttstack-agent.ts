@@ -10,6 +10,7 @@ import { processCpuNanoseconds } from "../../engine/index.ts";
 import { libvirtState } from "../../protocol/controller.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { STATS_PATH, type VmSnapshot } from "../../protocol/stats.ts";
+import type { HealthFields } from "../../protocol/vm-health.ts";
 import {
   AgentImageSchema,
   AgentVmDetailSchema,
@@ -135,6 +136,8 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
 
   app.post("/api/vms/:id/start", { schema: { params: AgentVmParams, response: { 200: AgentVmSchema } } }, async (request) => {
     const record = manager.get(request.params.id);
+    // Paused (on request, or by QEMU when the host's disk was full): starting it means letting it run again.
+    if (record.state === "paused" || manager.healthOf(record).health === "disk_full") return view(await manager.power.resume(record.hostname));
     if (isLive(record.state)) return view(record);
     return view(record.state === "suspended" ? await manager.power.restore(record.hostname) : await manager.power.relaunch(record.hostname));
   });
@@ -188,7 +191,13 @@ function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
     mac: record.mac,
     created_at: record.createdAt,
     last_error: record.lastError,
+    ...agentHealth(ctx.manager.healthOf(record)),
   });
+}
+
+/** The health fields TTstack's VM carries (no `health_since`: the controller keeps its own times). */
+function agentHealth({ health, health_detail }: HealthFields): Pick<AgentVm, "health" | "health_detail"> {
+  return health_detail === undefined ? { health } : { health, health_detail };
 }
 
 /** Virtumancer's live numbers: CPU time from the QEMU process, memory, disk and network from the guest. */

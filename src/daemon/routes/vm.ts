@@ -27,7 +27,7 @@ export function vmRoutes(app: DaemonApp, ctx: DaemonContext): void {
   app.get("/vm/:hostname", { schema: { params: VmParams, response: { 200: DescribeSchema } } }, async (request) => {
     const record = manager.get(request.params.hostname);
     return {
-      ...nodeView(record, manager.lastAgentCall(record.hostname)),
+      ...nodeView(record, manager.lastAgentCall(record.hostname), manager.healthOf(record)),
       image: `${record.image}@${record.imageVersion}`,
       state: record.state,
       // Slicer's TypeScript SDK reads network.mode unconditionally.

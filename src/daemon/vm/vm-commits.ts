@@ -10,7 +10,8 @@ import type { HostGroupConfig } from "../config.ts";
 import type { TemplateManager } from "../templates/template-manager.ts";
 import { vmPaths } from "./vm-paths.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
-import type { VmSupervisor } from "./vm-supervisor.ts";
+import { assertNotFrozen, type VmSupervisor } from "./vm-supervisor.ts";
+import { storageFullError } from "../../util/storage-full.ts";
 
 export interface CommitRequest {
   memory: boolean;
@@ -49,12 +50,14 @@ export class VmCommits {
       if (!runtime?.qmp || (record.state !== "running" && record.state !== "paused")) {
         throw new CorralError("vm_not_running", `Cannot commit VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
+      // Its last writes are held in QEMU, not on its disk, and resuming it for the copy would only retry them.
+      assertNotFrozen(runtime, this.vms.deps.stateDir);
       const id = this.commits.newId();
       const staging = this.commits.stagingPaths(id);
       const paths = vmPaths(this.vms.deps.stateDir, hostname);
       const wasRunning = record.state === "running";
-      await mkdir(staging.dir, { recursive: true, mode: 0o700 });
       try {
+        await mkdir(staging.dir, { recursive: true, mode: 0o700 });
         // The guest writes its page cache out first, so that even a disk-only commit holds what it wrote.
         if (wasRunning) await runtime.syncDisks();
         // Stopping the vCPUs also drains and flushes QEMU's own disk cache: the overlay file is consistent.
@@ -87,7 +90,10 @@ export class VmCommits {
       } catch (err) {
         await rm(staging.dir, { recursive: true, force: true });
         if (err instanceof CorralError) throw err;
-        throw new CorralError("engine_failed", `Cannot commit VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err });
+        throw (
+          storageFullError(err, `commit ${id} of VM ${JSON.stringify(hostname)}`, this.vms.deps.stateDir) ??
+          new CorralError("engine_failed", `Cannot commit VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err })
+        );
       }
     });
   }
@@ -98,7 +104,30 @@ export class VmCommits {
     const meta = await this.commits.get(commitId);
     const paths = this.commits.paths(commitId);
     const group = this.group(meta.hostgroup);
-    const record = this.vms.store.insertSandbox(
+    const reservation = this.vms.admit({ what: `a fork of commit ${commitId} in host group ${JSON.stringify(group.name)}`, group, ramBytes: meta.ram_bytes, priority: "user", joinsGroup: true });
+    let record: VmRecord;
+    try {
+      record = this.insertFork(group, meta, request);
+    } catch (err) {
+      reservation.release();
+      throw storageFullError(err, `the record of a fork of commit ${commitId}`, this.vms.deps.stateDir) ?? err;
+    }
+    return this.vms.lock.run(record.hostname, () =>
+      this.vms.launchHolding(record, reservation, {
+        from: {
+          kind: "fork",
+          template: meta.template,
+          origin: commitId,
+          disk: paths.disk,
+          serialLog: paths.serialLog,
+          ...(meta.memory ? { state: paths.state } : {}),
+        },
+      }),
+    );
+  }
+
+  private insertFork(group: HostGroupConfig, meta: CommitMeta, request: ForkRequest): VmRecord {
+    return this.vms.store.insertSandbox(
       this.newVm(group, {
         cpus: meta.cpus,
         ramBytes: meta.ram_bytes,
@@ -111,18 +140,6 @@ export class VmCommits {
         imageVersion: meta.image_version,
       }),
       group.count,
-    );
-    return this.vms.lock.run(record.hostname, () =>
-      this.vms.launch(record, {
-        from: {
-          kind: "fork",
-          template: meta.template,
-          origin: commitId,
-          disk: paths.disk,
-          serialLog: paths.serialLog,
-          ...(meta.memory ? { state: paths.state } : {}),
-        },
-      }),
     );
   }
 

@@ -16,13 +16,17 @@ import { tailLines } from "../../util/tail.ts";
 import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import { ttstackGroup, type HostGroupConfig } from "../config.ts";
 import { DEFAULT_FORWARD_ADDRESS } from "./launch-vm.ts";
+import type { HostPressure, Reservation } from "../admission.ts";
 import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import { CommitStore } from "../commits/commit-store.ts";
 import { VmCommits } from "./vm-commits.ts";
 import { VmPower } from "./vm-power.ts";
 import { isLive } from "./vm-state.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
-import { VmSupervisor, type AgentReadyHook, type VmManagerDeps } from "./vm-supervisor.ts";
+import { healthOf } from "./vm-condition.ts";
+import { assertNotFrozen, VmSupervisor, type AgentReadyHook, type VmManagerDeps } from "./vm-supervisor.ts";
+import { storageFullError } from "../../util/storage-full.ts";
+import type { HealthFields } from "../../protocol/vm-health.ts";
 
 export type { AgentReadyHook, VmManagerDeps } from "./vm-supervisor.ts";
 
@@ -75,7 +79,7 @@ export class VmManager {
 
   constructor(private readonly deps: VmManagerDeps) {
     this.vms = new VmSupervisor(deps);
-    this.power = new VmPower(this.vms);
+    this.power = new VmPower(this.vms, (name) => this.group(name));
     this.commits = new VmCommits(
       this.vms,
       deps.commits ?? new CommitStore(deps.stateDir),
@@ -121,6 +125,23 @@ export class VmManager {
     return this.vms.record(hostname);
   }
 
+  /** What the VM is doing now (see healthOf): beside Slicer's status in every view. */
+  healthOf(record: VmRecord): HealthFields {
+    const runtime = this.vms.runtime(record.hostname);
+    const live = runtime && runtime.incarnation === record.incarnation ? runtime : undefined;
+    return healthOf(record, live, { stateDir: this.deps.stateDir });
+  }
+
+  /** The host's memory and disk as admission control sees them. */
+  hostPressure(): HostPressure {
+    return this.deps.admission.pressure();
+  }
+
+  /** Every VM that has a QEMU process, with its record (liveness checks, metrics). */
+  liveVms(): ReturnType<VmSupervisor["live"]> {
+    return this.vms.live();
+  }
+
   /** When the VM's agent last answered a call, if it has since this daemon started. */
   lastAgentCall(hostname: string): Date | undefined {
     return this.vms.runtime(hostname)?.agent.lastCallAt;
@@ -160,20 +181,38 @@ export class VmManager {
       throw new CorralError("resources_exceeded", `Cannot create a VM with ${ramBytes} bytes of RAM in host group "${group.name}": its limit is ${group.ramBytes}`);
     }
     const image = await this.deps.images.resolve(group.image);
-    const record = this.deps.store.insertSandbox(
-      this.newVm(group, "sandbox", {
-        cpus,
-        ramBytes,
-        persistent: request.persistent ?? false,
-        userdata: request.userdata ?? group.userdata ?? null,
-        sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
-        importUser: request.importUser ?? null,
-        tags: request.tags ?? [],
-        imageVersion: image.version,
-      }),
-      group.count,
+    // Admitted and recorded in one step (no await between): concurrent creates see each other's records.
+    const reservation = this.vms.admit({ what: `a new VM in host group ${JSON.stringify(group.name)}`, group, ramBytes, priority: "user", joinsGroup: true });
+    return this.launchAdmitted(reservation, "the new VM's record", () =>
+      this.deps.store.insertSandbox(
+        this.newVm(group, "sandbox", {
+          cpus,
+          ramBytes,
+          persistent: request.persistent ?? false,
+          userdata: request.userdata ?? group.userdata ?? null,
+          sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
+          importUser: request.importUser ?? null,
+          tags: request.tags ?? [],
+          imageVersion: image.version,
+        }),
+        group.count,
+      ),
     );
-    return this.vms.lock.run(record.hostname, () => this.vms.launch(record));
+  }
+
+  /**
+   * Records a VM admitted with `reservation` (`insert` runs at once, before any await) and launches it; the
+   * reservation is held until the VM has started. A full disk on the way is a 507 naming what was written.
+   */
+  private launchAdmitted(reservation: Reservation, what: string, insert: () => VmRecord): Promise<VmRecord> {
+    let record: VmRecord;
+    try {
+      record = insert();
+    } catch (err) {
+      reservation.release();
+      throw storageFullError(err, what, this.deps.stateDir) ?? err;
+    }
+    return this.vms.lock.run(record.hostname, () => this.vms.launchHolding(record, reservation));
   }
 
   /**
@@ -188,24 +227,26 @@ export class VmManager {
     const diskMiB = request.diskMiB > (await imageSizeMiB(image)) ? request.diskMiB : null;
     const ports = [...new Set(request.ports)];
     const hostPorts = await allocateHostPorts(this.deps.forwardAddress ?? DEFAULT_FORWARD_ADDRESS, ports.length);
-    const record = this.deps.store.insertNamed(request.hostname, {
-      ...this.newVm(group, "sandbox", {
-        cpus: request.cpus,
-        ramBytes: request.ramBytes,
-        persistent: true,
-        userdata: group.userdata ?? null,
-        sshKeys: [...group.sshKeys, ...request.sshKeys],
-        importUser: null,
-        tags: request.envId === null ? [] : [`env=${request.envId}`],
-        imageVersion: image.version,
+    const reservation = this.vms.admit({ what: `VM ${JSON.stringify(request.hostname)} in host group ${JSON.stringify(group.name)}`, group, ramBytes: request.ramBytes, priority: "user", joinsGroup: true });
+    return this.launchAdmitted(reservation, `the record of VM ${JSON.stringify(request.hostname)}`, () =>
+      this.deps.store.insertNamed(request.hostname, {
+        ...this.newVm(group, "sandbox", {
+          cpus: request.cpus,
+          ramBytes: request.ramBytes,
+          persistent: true,
+          userdata: group.userdata ?? null,
+          sshKeys: [...group.sshKeys, ...request.sshKeys],
+          importUser: null,
+          tags: request.envId === null ? [] : [`env=${request.envId}`],
+          imageVersion: image.version,
+        }),
+        image: request.image,
+        envId: request.envId,
+        diskMiB,
+        portMap: ports.map((guest, i) => ({ guest, host: hostPorts[i] as number })),
+        denyOutgoing: request.denyOutgoing,
       }),
-      image: request.image,
-      envId: request.envId,
-      diskMiB,
-      portMap: ports.map((guest, i) => ({ guest, host: hostPorts[i] as number })),
-      denyOutgoing: request.denyOutgoing,
-    });
-    return this.vms.lock.run(record.hostname, () => this.vms.launch(record));
+    );
   }
 
   private newVm(group: HostGroupConfig, kind: NewVm["kind"], fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion">): NewVm {
@@ -282,6 +323,7 @@ export class VmManager {
     if (!runtime || !isLive(record.state)) {
       throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is not running (it is ${record.state})`);
     }
+    assertNotFrozen(runtime, this.deps.stateDir);
     if (record.state === "paused") throw new CorralError("vm_paused", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
     if (!runtime.isReady) throw new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} is not ready yet`);
     try {
