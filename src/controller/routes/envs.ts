@@ -8,14 +8,16 @@ import { envView } from "../envs.ts";
 
 export function envRoutes(app: ControllerApp, ctx: ControllerContext): void {
   const { envs } = ctx;
-  const view = async (env: Parameters<typeof envView>[0]) => envView(env, await envs.endpoints(env));
+  // Full host records, not just addresses: each VM's health is in its host's last report.
+  const hostRecords = async () => new Map((await ctx.store.listHosts()).map((host) => [host.id, host]));
+  const view = async (env: Parameters<typeof envView>[0]) => envView(env, await hostRecords());
 
   app.post("/api/envs", { schema: { body: CreateEnvSchema, response: { 201: EnvSchema } } }, async (request, reply) =>
     reply.code(201).send(await view(await envs.create(request.body))),
   );
 
   app.get("/api/envs", { schema: { response: { 200: Type.Array(EnvSchema) } } }, async () => {
-    const [list, hosts] = await Promise.all([envs.list(), envs.endpoints()]);
+    const [list, hosts] = await Promise.all([envs.list(), hostRecords()]);
     return list.map((env) => envView(env, hosts));
   });
 
