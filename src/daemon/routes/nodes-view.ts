@@ -3,10 +3,18 @@ import type { CreatedNode, HostGroupInfo, NodeInfo } from "../../protocol/slicer
 import { SLICER_ARCH } from "../../protocol/slicer.ts";
 import { isFrozenByDisk, type HealthFields } from "../../protocol/vm-health.ts";
 import type { HostGroupConfig } from "../config.ts";
-import { slicerStatus } from "../vm/vm-state.ts";
+import { isLive, slicerStatus, type VmState } from "../vm/vm-state.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 
 const GiB = 1024 * 1024 * 1024;
+
+/**
+ * The lifecycle state a view shows: the record's, except that a VM QEMU froze because of its disk is
+ * `paused` (its vCPUs are stopped, as after a pause; the record keeps what was asked of the VM).
+ */
+export function shownState(record: VmRecord, health: HealthFields): VmState {
+  return isFrozenByDisk(health.health) && isLive(record.state) ? "paused" : record.state;
+}
 
 /**
  * A node in Slicer's shape, with Corral's `health` beside `status`. A VM frozen by its disk is `Paused`: its
@@ -23,11 +31,10 @@ export function nodeView(record: VmRecord, lastAgentCall: Date | undefined, heal
     created_at: record.createdAt,
     arch: SLICER_ARCH,
     tags: record.tags,
-    status: slicerStatus(record.state),
+    status: slicerStatus(shownState(record, health)),
     persistent: record.persistent,
     ...health,
   };
-  if (isFrozenByDisk(health.health)) node.status = "Paused";
   if (lastAgentCall) node.last_agent_call = lastAgentCall.toISOString();
   return node;
 }

@@ -28,6 +28,7 @@ import {
 import { imageSizeMiB } from "../../image/index.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { vmPaths } from "../vm/vm-paths.ts";
+import { shownState } from "./nodes-view.ts";
 import { isLive } from "../vm/vm-state.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 
@@ -186,18 +187,18 @@ function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
     ports: record.portMap.map((p) => p.guest),
     port_map: Object.fromEntries(record.portMap.map((p) => [String(p.guest), p.host])),
     deny_outgoing: record.denyOutgoing,
-    state: record.state,
     ip: record.ip,
     mac: record.mac,
     created_at: record.createdAt,
     last_error: record.lastError,
-    ...agentHealth(ctx.manager.healthOf(record)),
+    ...stateAndHealth(record, ctx.manager.healthOf(record)),
   });
 }
 
-/** The health fields TTstack's VM carries (no `health_since`: the controller keeps its own times). */
-function agentHealth({ health, health_detail }: HealthFields): Pick<AgentVm, "health" | "health_detail"> {
-  return health_detail === undefined ? { health } : { health, health_detail };
+/** The state shown (see shownState) and the health fields TTstack's VM carries (no `health_since`). */
+function stateAndHealth(record: VmRecord, fields: HealthFields): Pick<AgentVm, "state" | "health" | "health_detail"> {
+  const state = shownState(record, fields);
+  return fields.health_detail === undefined ? { state, health: fields.health } : { state, health: fields.health, health_detail: fields.health_detail };
 }
 
 /** Virtumancer's live numbers: CPU time from the QEMU process, memory, disk and network from the guest. */
@@ -209,7 +210,7 @@ async function statsOf(ctx: DaemonContext, record: VmRecord): Promise<VmStats> {
   }
   const maxKiB = Math.floor(record.ramBytes / 1024);
   return {
-    state: libvirtState(record.state),
+    state: libvirtState(shownState(record, ctx.manager.healthOf(record))),
     memory: snapshot ? Math.floor(snapshot.memoryUsed / 1024) : isLive(record.state) ? maxKiB : 0,
     max_mem: maxKiB,
     vcpu: record.cpus,

@@ -2,7 +2,7 @@
 import { Type } from "@sinclair/typebox";
 import { LogsQuerySchema, LogsSchema, NodeSchema, VmHealthSchema, VmParams } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
-import { nodeView } from "./nodes-view.ts";
+import { nodeView, shownState } from "./nodes-view.ts";
 
 const DEFAULT_LOG_LINES = 20;
 const NS_PER_SECOND = 1e9;
@@ -26,10 +26,11 @@ export function vmRoutes(app: DaemonApp, ctx: DaemonContext): void {
 
   app.get("/vm/:hostname", { schema: { params: VmParams, response: { 200: DescribeSchema } } }, async (request) => {
     const record = manager.get(request.params.hostname);
+    const health = manager.healthOf(record);
     return {
-      ...nodeView(record, manager.lastAgentCall(record.hostname), manager.healthOf(record)),
+      ...nodeView(record, manager.lastAgentCall(record.hostname), health),
       image: `${record.image}@${record.imageVersion}`,
-      state: record.state,
+      state: shownState(record, health),
       // Slicer's TypeScript SDK reads network.mode unconditionally.
       network: { mode: "user", policy_source: "host_group", host_group: { allow: [], drop: [] }, effective: { allow: [], drop: [] } },
     };

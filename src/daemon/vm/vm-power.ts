@@ -9,7 +9,8 @@ import { isLive } from "./vm-state.ts";
 import type { Reservation } from "../admission.ts";
 import type { HostGroupConfig } from "../config.ts";
 import type { VmRecord } from "./vm-store.ts";
-import type { VmSupervisor } from "./vm-supervisor.ts";
+import { assertNotFrozen, type VmSupervisor } from "./vm-supervisor.ts";
+import { storageFullError } from "../../util/storage-full.ts";
 
 /** How long a resumed VM that was frozen by its disk is watched for stopping again before it counts as running. */
 const RETRY_SETTLE_MS = 1500;
@@ -109,6 +110,8 @@ export class VmPower {
       if (!runtime?.qmp || record.state !== "running") {
         throw new CorralError(record.state === "paused" ? "vm_paused" : "vm_not_running", `Cannot reboot VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
+      // A reset would not run the vCPUs again: the disk has to take the held writes first (resume).
+      assertNotFrozen(runtime, this.vms.deps.stateDir);
       if (options.flush !== false) await runtime.syncDisks();
       const booting = this.vms.store.transition(record, "booting");
       runtime.isReady = false;
@@ -165,7 +168,10 @@ export class VmPower {
         } else {
           this.vms.store.transition(suspending, "failed", { pid: null, pidStartTime: null });
         }
-        throw new CorralError("engine_failed", `Cannot suspend VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err });
+        throw (
+          storageFullError(err, `the saved state of VM ${JSON.stringify(hostname)}`, this.vms.deps.stateDir) ??
+          new CorralError("engine_failed", `Cannot suspend VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err })
+        );
       }
       const suspended = this.vms.store.transition(suspending, "suspended", { pid: null, pidStartTime: null });
       this.vms.release(hostname);

@@ -228,8 +228,10 @@ export class VmSupervisor {
   }
 
   /**
-   * QEMU stops the vCPUs when the host cannot store a disk write (its default policy, werror=enospc): the VM
-   * is then paused by its disk, not running, until it is resumed with room to spare (see VmPower.resume).
+   * QEMU stops the vCPUs when the host cannot store a disk write (its default policy, werror=enospc), until
+   * it is resumed with room to spare (see VmPower.resume). That is kept in the runtime's condition, not in the
+   * record: the record's database sits on the very filesystem that is full, and QEMU itself remembers the
+   * stop for the next daemon (recovery reads it back). Views show such a VM as paused (see shownState).
    */
   private onQmpEvent(runtime: VmRuntime, event: QmpEvent): void {
     if (event.event === "RESUME") return runtime.condition.resumed();
@@ -239,18 +241,6 @@ export class VmSupervisor {
     const first = runtime.condition.diskStop === undefined;
     const stop = runtime.condition.stoppedByDisk(data);
     if (first) this.log.warn({ vm: runtime.hostname, reason: stop.reason, operation: data.operation }, `VM frozen by QEMU: ${stop.kind === "disk_full" ? "the host's disk is full" : "a disk error"}`);
-    void this.pauseForDisk(runtime);
-  }
-
-  /** Records a VM frozen by its disk as paused (it is: its vCPUs are stopped), unless it changed meanwhile. */
-  private pauseForDisk(runtime: VmRuntime): Promise<void> {
-    return this.lock
-      .run(runtime.hostname, async () => {
-        const current = this.deps.store.get(runtime.hostname);
-        if (current?.incarnation !== runtime.incarnation || current.state !== "running" || !runtime.condition.diskStop) return;
-        this.deps.store.transition(current, "paused");
-      })
-      .catch((err: unknown) => this.log.error({ vm: runtime.hostname, err }, "Cannot record a VM frozen by its disk"));
   }
 
   /** (Re)connects to the agent and hands it the VM's identity; `runtime.ready` settles when that is done. */
@@ -397,11 +387,8 @@ export class VmSupervisor {
   async recover(): Promise<void> {
     for (const { record, runtime } of await recoverVms(this.deps.stateDir, this.deps.store, this.log)) {
       this.adopt(runtime, record);
-      // Frozen by its disk while no daemon watched (QEMU told recovery so): it is paused, not running.
-      if (runtime.condition.diskStop) {
-        this.log.warn({ vm: record.hostname, reason: runtime.condition.diskStop.reason }, "VM found frozen by QEMU: its disk writes failed");
-        await this.pauseForDisk(runtime);
-      }
+      // Frozen by its disk while no daemon watched: QEMU told recovery so.
+      if (runtime.condition.diskStop) this.log.warn({ vm: record.hostname, reason: runtime.condition.diskStop.reason }, "VM found frozen by QEMU: its disk writes failed");
     }
   }
 
