@@ -105,29 +105,7 @@ export class VmCommits {
     const paths = this.commits.paths(commitId);
     const group = this.group(meta.hostgroup);
     const reservation = this.vms.admit({ what: `a fork of commit ${commitId} in host group ${JSON.stringify(group.name)}`, group, ramBytes: meta.ram_bytes, priority: "user", joinsGroup: true });
-    let record: VmRecord;
-    try {
-      record = this.insertFork(group, meta, request);
-    } catch (err) {
-      reservation.release();
-      throw storageFullError(err, `the record of a fork of commit ${commitId}`, this.vms.deps.stateDir) ?? err;
-    }
-    return this.vms.lock.run(record.hostname, () =>
-      this.vms.launchHolding(record, reservation, {
-        from: {
-          kind: "fork",
-          template: meta.template,
-          origin: commitId,
-          disk: paths.disk,
-          serialLog: paths.serialLog,
-          ...(meta.memory ? { state: paths.state } : {}),
-        },
-      }),
-    );
-  }
-
-  private insertFork(group: HostGroupConfig, meta: CommitMeta, request: ForkRequest): VmRecord {
-    return this.vms.store.insertSandbox(
+    const record = this.vms.recordAdmitted(reservation, `the record of a fork of commit ${commitId}`, () => this.vms.store.insertSandbox(
       this.newVm(group, {
         cpus: meta.cpus,
         ramBytes: meta.ram_bytes,
@@ -140,6 +118,18 @@ export class VmCommits {
         imageVersion: meta.image_version,
       }),
       group.count,
+    ));
+    return this.vms.lock.run(record.hostname, () =>
+      this.vms.launchHolding(record, reservation, {
+        from: {
+          kind: "fork",
+          template: meta.template,
+          origin: commitId,
+          disk: paths.disk,
+          serialLog: paths.serialLog,
+          ...(meta.memory ? { state: paths.state } : {}),
+        },
+      }),
     );
   }
 

@@ -16,7 +16,7 @@ import { tailLines } from "../../util/tail.ts";
 import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import { ttstackGroup, type HostGroupConfig } from "../config.ts";
 import { DEFAULT_FORWARD_ADDRESS } from "./launch-vm.ts";
-import type { HostPressure, Reservation } from "../admission.ts";
+import type { HostPressure } from "../admission.ts";
 import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import { CommitStore } from "../commits/commit-store.ts";
 import { VmCommits } from "./vm-commits.ts";
@@ -25,7 +25,6 @@ import { isLive } from "./vm-state.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
 import { healthOf } from "./vm-condition.ts";
 import { assertNotFrozen, VmSupervisor, type AgentReadyHook, type VmManagerDeps } from "./vm-supervisor.ts";
-import { storageFullError } from "../../util/storage-full.ts";
 import type { HealthFields } from "../../protocol/vm-health.ts";
 
 export type { AgentReadyHook, VmManagerDeps } from "./vm-supervisor.ts";
@@ -183,35 +182,19 @@ export class VmManager {
     const image = await this.deps.images.resolve(group.image);
     // Admitted and recorded in one step (no await between): concurrent creates see each other's records.
     const reservation = this.vms.admit({ what: `a new VM in host group ${JSON.stringify(group.name)}`, group, ramBytes, priority: "user", joinsGroup: true });
-    return this.launchAdmitted(reservation, "the new VM's record", () =>
-      this.deps.store.insertSandbox(
-        this.newVm(group, "sandbox", {
-          cpus,
-          ramBytes,
-          persistent: request.persistent ?? false,
-          userdata: request.userdata ?? group.userdata ?? null,
-          sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
-          importUser: request.importUser ?? null,
-          tags: request.tags ?? [],
-          imageVersion: image.version,
-        }),
-        group.count,
-      ),
-    );
-  }
-
-  /**
-   * Records a VM admitted with `reservation` (`insert` runs at once, before any await) and launches it; the
-   * reservation is held until the VM has started. A full disk on the way is a 507 naming what was written.
-   */
-  private launchAdmitted(reservation: Reservation, what: string, insert: () => VmRecord): Promise<VmRecord> {
-    let record: VmRecord;
-    try {
-      record = insert();
-    } catch (err) {
-      reservation.release();
-      throw storageFullError(err, what, this.deps.stateDir) ?? err;
-    }
+    const record = this.vms.recordAdmitted(reservation, "the new VM's record", () => this.deps.store.insertSandbox(
+      this.newVm(group, "sandbox", {
+        cpus,
+        ramBytes,
+        persistent: request.persistent ?? false,
+        userdata: request.userdata ?? group.userdata ?? null,
+        sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
+        importUser: request.importUser ?? null,
+        tags: request.tags ?? [],
+        imageVersion: image.version,
+      }),
+      group.count,
+    ));
     return this.vms.lock.run(record.hostname, () => this.vms.launchHolding(record, reservation));
   }
 
@@ -228,25 +211,24 @@ export class VmManager {
     const ports = [...new Set(request.ports)];
     const hostPorts = await allocateHostPorts(this.deps.forwardAddress ?? DEFAULT_FORWARD_ADDRESS, ports.length);
     const reservation = this.vms.admit({ what: `VM ${JSON.stringify(request.hostname)} in host group ${JSON.stringify(group.name)}`, group, ramBytes: request.ramBytes, priority: "user", joinsGroup: true });
-    return this.launchAdmitted(reservation, `the record of VM ${JSON.stringify(request.hostname)}`, () =>
-      this.deps.store.insertNamed(request.hostname, {
-        ...this.newVm(group, "sandbox", {
-          cpus: request.cpus,
-          ramBytes: request.ramBytes,
-          persistent: true,
-          userdata: group.userdata ?? null,
-          sshKeys: [...group.sshKeys, ...request.sshKeys],
-          importUser: null,
-          tags: request.envId === null ? [] : [`env=${request.envId}`],
-          imageVersion: image.version,
-        }),
-        image: request.image,
-        envId: request.envId,
-        diskMiB,
-        portMap: ports.map((guest, i) => ({ guest, host: hostPorts[i] as number })),
-        denyOutgoing: request.denyOutgoing,
+    const record = this.vms.recordAdmitted(reservation, `the record of VM ${JSON.stringify(request.hostname)}`, () => this.deps.store.insertNamed(request.hostname, {
+      ...this.newVm(group, "sandbox", {
+        cpus: request.cpus,
+        ramBytes: request.ramBytes,
+        persistent: true,
+        userdata: group.userdata ?? null,
+        sshKeys: [...group.sshKeys, ...request.sshKeys],
+        importUser: null,
+        tags: request.envId === null ? [] : [`env=${request.envId}`],
+        imageVersion: image.version,
       }),
-    );
+      image: request.image,
+      envId: request.envId,
+      diskMiB,
+      portMap: ports.map((guest, i) => ({ guest, host: hostPorts[i] as number })),
+      denyOutgoing: request.denyOutgoing,
+    }));
+    return this.vms.lock.run(record.hostname, () => this.vms.launchHolding(record, reservation));
   }
 
   private newVm(group: HostGroupConfig, kind: NewVm["kind"], fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion">): NewVm {

@@ -400,6 +400,20 @@ export class VmSupervisor {
   }
 
   /**
+   * Writes the record of a VM admitted with `reservation` (at once: no await between the admission and the
+   * record, so concurrent creates see each other). When that fails the reservation ends, and a full disk is a
+   * 507 naming what was written.
+   */
+  recordAdmitted(reservation: Reservation, what: string, insert: () => VmRecord): VmRecord {
+    try {
+      return insert();
+    } catch (err) {
+      reservation.release();
+      throw storageFullError(err, what, this.deps.stateDir) ?? err;
+    }
+  }
+
+  /**
    * Launches a record admitted with `reservation` (the caller holds the VM's lock); the reservation is held
    * until the VM's agent is ready or its start failed.
    */
