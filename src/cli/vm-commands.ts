@@ -73,8 +73,8 @@ export function registerVmCommands(program: Command): Command {
             return;
           }
           printTable(
-            ["HOSTNAME", "GROUP", "STATUS", "CPUS", "RAM", "IP", "AGE", "EXPIRES", "TAGS"],
-            nodes.map((n) => [n.hostname, n.hostgroup, n.status, String(n.cpus), formatBytes(n.ram_bytes), n.ip, age(n.created_at), expiry(n.expires_at), n.tags.join(",")]),
+            ["HOSTNAME", "GROUP", "STATUS", "HEALTH", "CPUS", "RAM", "IP", "AGE", "EXPIRES", "TAGS"],
+            nodes.map((n) => [n.hostname, n.hostgroup, n.status, n.health ?? "-", String(n.cpus), formatBytes(n.ram_bytes), n.ip, age(n.created_at), expiry(n.expires_at), n.tags.join(",")]),
           );
         } finally {
           await client.close();

@@ -1,5 +1,6 @@
 // Environments and their VMs as the API shows them (TTstack's fields, Corral's beside them).
 import type { Env, FleetVm } from "../protocol/controller.ts";
+import type { AgentVm } from "../protocol/ttstack-agent.ts";
 import type { EnvRecord, FleetVmRecord, HostRecord } from "./db/index.ts";
 
 /** The host part of a daemon's address, where a VM's mapped ports are reached. */
@@ -8,7 +9,14 @@ export function hostOfAddr(addr: string): string {
   return url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
 }
 
-export function fleetVmView(vm: FleetVmRecord, host: Pick<HostRecord, "addr"> | undefined): FleetVm {
+/** The health a host reported for one of its VMs (TTstack's VM entry), in the controller's views. */
+export function reportedHealth(reported: Pick<AgentVm, "health" | "health_detail"> | undefined): Pick<FleetVm, "health" | "health_detail"> {
+  if (reported?.health === undefined) return {};
+  return reported.health_detail === undefined ? { health: reported.health } : { health: reported.health, health_detail: reported.health_detail };
+}
+
+/** `host.vms`, when given, is the host's last report: the VM's health comes from there. */
+export function fleetVmView(vm: FleetVmRecord, host: (Pick<HostRecord, "addr"> & Partial<Pick<HostRecord, "vms">>) | undefined): FleetVm {
   return {
     id: vm.id,
     env_id: vm.envId,
@@ -26,10 +34,11 @@ export function fleetVmView(vm: FleetVmRecord, host: Pick<HostRecord, "addr"> | 
     ip: vm.ip,
     error: vm.error,
     created_at: vm.createdAt,
+    ...reportedHealth(host?.vms?.find((reported) => reported.id === vm.id)),
   };
 }
 
-export function envView(env: EnvRecord, hosts: ReadonlyMap<string, Pick<HostRecord, "addr">>): Env {
+export function envView(env: EnvRecord, hosts: ReadonlyMap<string, Pick<HostRecord, "addr"> & Partial<Pick<HostRecord, "vms">>>): Env {
   return {
     id: env.id,
     owner: env.owner,

@@ -8,6 +8,8 @@ import type { AccelMode } from "../engine/accel-probe.ts";
 import { parseHostAccess, type HostAccess } from "../net/index.ts";
 import { quote } from "../protocol/errors.ts";
 import { parseLifetime } from "../protocol/lifetime.ts";
+import { parseDuration } from "../protocol/duration.ts";
+import { CorralError } from "../protocol/errors.ts";
 import { HOSTGROUP_PATTERN, IMAGE_PATTERN } from "../protocol/names.ts";
 import { describeSchemaErrors } from "../util/schema-errors.ts";
 
@@ -33,9 +35,12 @@ const HostGroupSchema = Type.Object(
     warm_pool: Type.Optional(Type.Integer({ minimum: 0, maximum: 32, description: "clones kept restored and idle, ready to be handed out (default 0)" })),
     lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: "a duration such as \"30m\", or seconds" })),
     max_lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: "a duration such as \"24h\", or seconds" })),
+    max_vms: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: "VMs of the group that may run or be starting at once (default: no limit)" })),
   },
   { additionalProperties: false },
 );
+
+const DurationText = Type.String({ minLength: 1, description: 'a duration such as "10s" or "500ms"' });
 
 const ConfigFileSchema = Type.Object(
   {
@@ -59,6 +64,21 @@ const ConfigFileSchema = Type.Object(
               host_isolation: Type.Optional(Type.Boolean({ description: "wall guests off from this host's services (default true)" })),
               host_access: Type.Optional(Type.Array(Type.String(), { maxItems: 256, description: "host services guests may reach through the wall" })),
             },
+            { additionalProperties: false },
+          ),
+        ),
+        admission: Type.Optional(
+          Type.Object(
+            {
+              memory_reserve_mb: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: "host memory (MiB) creates may not take (default 512)" })),
+              min_free_disk_mb: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: "free space (MiB) the state directory must keep for creates (default 1024)" })),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+        health_check: Type.Optional(
+          Type.Object(
+            { interval: Type.Optional(DurationText), timeout: Type.Optional(DurationText), failures: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) },
             { additionalProperties: false },
           ),
         ),
@@ -91,7 +111,30 @@ export interface HostGroupConfig {
   readonly lifetimeMs: number | null;
   /** The longest a sandbox may live, from its creation, whatever its create or a later extension asks (ms). */
   readonly maxLifetimeMs: number | null;
+  /** VMs of the group that may hold a QEMU process or be on their way to one; undefined: no limit. */
+  readonly maxVms: number | undefined;
 }
+
+/** What the daemon keeps for the host itself: creates that would eat into it are refused (see admission.ts). */
+export interface AdmissionConfig {
+  /** Bytes of host memory (of MemAvailable) no VM may be admitted into. */
+  readonly memoryReserveBytes: number;
+  /** Bytes the state directory's filesystem must have free for a create to start. */
+  readonly minFreeDiskBytes: number;
+}
+
+/** The periodic liveness check of each running VM's agent (see liveness.ts). */
+export interface HealthCheckConfig {
+  /** Between two checks of one VM; 0 turns the checks off. */
+  readonly intervalMs: number;
+  /** How long one check may take. */
+  readonly timeoutMs: number;
+  /** Missed checks in a row after which the VM is `unresponsive`. */
+  readonly failures: number;
+}
+
+export const DEFAULT_ADMISSION: AdmissionConfig = Object.freeze({ memoryReserveBytes: 512 * MiB, minFreeDiskBytes: 1024 * MiB });
+export const DEFAULT_HEALTH_CHECK: HealthCheckConfig = Object.freeze({ intervalMs: 10_000, timeoutMs: 5_000, failures: 2 });
 
 export interface DaemonConfig {
   readonly api: {
@@ -107,6 +150,8 @@ export interface DaemonConfig {
     /** Host services guests may reach through the wall. */
     readonly hostAccess: readonly HostAccess[];
   };
+  readonly admission: AdmissionConfig;
+  readonly healthCheck: HealthCheckConfig;
   readonly hostGroups: readonly HostGroupConfig[];
 }
 
@@ -148,6 +193,7 @@ export function ttstackGroup(config: DaemonConfig): HostGroupConfig {
       // The controller decides when its VMs go.
       lifetimeMs: null,
       maxLifetimeMs: null,
+      maxVms: undefined,
     })
   );
 }
@@ -253,8 +299,15 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
       warmPool: group.template === false ? 0 : (group.warm_pool ?? 0),
       lifetimeMs,
       maxLifetimeMs,
+      maxVms: group.max_vms,
     });
   });
+  for (const [index, group] of hostGroups.entries()) {
+    if (group.maxVms !== undefined && group.maxVms < group.count) {
+      problems.push(`config.host_groups[${index}].max_vms must be at least its count (${group.count} services), got ${group.maxVms}`);
+    }
+  }
+  const healthCheck = healthCheckOf(file.config.health_check, problems);
   const network = file.config.network ?? {};
   const hostAccess = (network.host_access ?? []).flatMap((entry, index): HostAccess[] => {
     const parsed = parseHostAccess(entry);
@@ -275,6 +328,29 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
     }),
     accel: file.config.accel ?? "auto",
     network: Object.freeze({ hostIsolation: network.host_isolation ?? true, hostAccess: Object.freeze(hostAccess) }),
+    admission: Object.freeze({
+      memoryReserveBytes: (file.config.admission?.memory_reserve_mb ?? DEFAULT_ADMISSION.memoryReserveBytes / MiB) * MiB,
+      minFreeDiskBytes: (file.config.admission?.min_free_disk_mb ?? DEFAULT_ADMISSION.minFreeDiskBytes / MiB) * MiB,
+    }),
+    healthCheck,
     hostGroups: Object.freeze(hostGroups),
   });
+}
+
+function healthCheckOf(raw: ConfigFile["config"]["health_check"], problems: string[]): HealthCheckConfig {
+  const duration = (key: "interval" | "timeout", fallback: number): number => {
+    const text = raw?.[key];
+    if (text === undefined) return fallback;
+    try {
+      return parseDuration(text, `config.health_check.${key}`);
+    } catch (err) {
+      problems.push(err instanceof CorralError ? err.message.replace(/^Invalid /, "") : String(err));
+      return fallback;
+    }
+  };
+  const intervalMs = duration("interval", DEFAULT_HEALTH_CHECK.intervalMs);
+  const timeoutMs = duration("timeout", DEFAULT_HEALTH_CHECK.timeoutMs);
+  if (intervalMs > 0 && timeoutMs === 0) problems.push("config.health_check.timeout must be more than 0s");
+  if (intervalMs > 0 && timeoutMs > intervalMs) problems.push(`config.health_check.timeout (${raw?.timeout}) must not be longer than its interval (${raw?.interval ?? "10s"})`);
+  return Object.freeze({ intervalMs, timeoutMs, failures: raw?.failures ?? DEFAULT_HEALTH_CHECK.failures });
 }

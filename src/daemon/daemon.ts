@@ -24,6 +24,10 @@ import { loadHostId } from "./host-identity.ts";
 import { TemplateManager } from "./templates/template-manager.ts";
 import { WarmPool } from "./templates/warm-pool.ts";
 import { VmManager } from "./vm/vm-manager.ts";
+import { Admission } from "./admission.ts";
+import { LivenessChecks } from "./vm/liveness.ts";
+import { countHealth } from "./vm/vm-condition.ts";
+import { isLive } from "./vm/vm-state.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
 import { runtimeInfoFile, type DaemonRuntimeInfo } from "./runtime-info.ts";
@@ -169,10 +173,19 @@ async function startLocked(
   const tscKhz = hostTscKhz();
   const commits = new CommitStore(stateDir);
   await commits.removeDebris();
-  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, guestGid });
-  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, guestGid });
+  const admission = new Admission({
+    config: config.admission,
+    stateDir,
+    // What max_vms limits: the group's VMs that hold a QEMU process or are being made.
+    activeInGroup: (group) => store.listGroup(group).filter((r) => r.state === "creating" || isLive(r.state)).length,
+    onRefused: (code, priority) => metrics.admissionRefused(code, priority),
+  });
+  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, guestGid, admission });
+  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, guestGid, admission });
   const forwardAddress = forwardAddressFor(config.api.bindAddress);
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid });
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid, admission });
+  metrics.observe({ healthCounts: () => countHealth(manager.list().map((r) => manager.healthOf(r).health)), pressure: () => admission.pressure() });
+  const liveness = new LivenessChecks({ config: config.healthCheck, live: () => manager.liveVms(), log });
   const secrets = await Secrets.open(stateDir, manager, log);
   let ready = false;
   const hostId = await loadHostId(stateDir);
@@ -194,6 +207,7 @@ async function startLocked(
       log.warn({ vms: unwalled }, "VMs re-attached from an earlier run are outside the wall between guests and this host's services: restart them to wall them off");
     }
     await templates.start();
+    liveness.start();
   } catch (err) {
     await app.close();
     unixServer?.close();
@@ -220,6 +234,7 @@ async function startLocked(
       log.info("Stopping: sandboxes are removed, services and persistent VMs are powered off");
       await app.close();
       if (unixServer) await new Promise<void>((done) => unixServer?.close(() => done()));
+      await liveness.stop();
       await templates.stop();
       await pool.stop();
       await manager.stop();

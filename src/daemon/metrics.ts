@@ -1,6 +1,8 @@
 // The daemon's Prometheus metrics, in a registry of its own (several daemons may share a process in tests).
 import { freemem, loadavg, totalmem } from "node:os";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { VmHealth } from "../protocol/vm-health.ts";
+import type { HostPressure } from "./admission.ts";
 import type { VmState } from "./vm/vm-state.ts";
 
 export type LaunchOutcome = "started" | "cloned" | "failed";
@@ -12,6 +14,7 @@ export class DaemonMetrics {
   private readonly rollbacks: Counter<"hostgroup">;
   private readonly requests: Counter<"method" | "route" | "status">;
   private readonly durations: Histogram<"method" | "route">;
+  private readonly refusals: Counter<"code" | "priority">;
 
   /** `countByState` is read at each scrape, so the gauges are never stale. */
   constructor(countByState: () => Partial<Record<VmState, number>>) {
@@ -66,6 +69,39 @@ export class DaemonMetrics {
     load(2, "corral_host_load15");
     new Gauge({ name: "corral_host_memory_total_bytes", help: "Host memory", registers, collect() { this.set(totalmem()); } });
     new Gauge({ name: "corral_host_memory_available_bytes", help: "Host memory available", registers, collect() { this.set(freemem()); } });
+    this.refusals = new Counter({ name: "corral_admission_refused_total", help: "VM starts refused by admission control, by code and priority (user, background)", labelNames: ["code", "priority"], registers });
+  }
+
+  /** Gauges read from the live daemon at each scrape: VMs by health, and the host's memory and disk pressure. */
+  observe(sources: { healthCounts: () => Record<VmHealth, number>; pressure: () => HostPressure }): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: "corral_vm_health",
+      help: "VMs by health (starting, ok, unresponsive, disk_full, io_error, paused, stopped)",
+      labelNames: ["health"],
+      registers,
+      collect() {
+        for (const [health, count] of Object.entries(sources.healthCounts())) this.set({ health }, count);
+      },
+    });
+    const pressure = (name: string, help: string, pick: (p: HostPressure) => number | boolean): Gauge =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(Number(pick(sources.pressure())));
+        },
+      });
+    pressure("corral_host_memory_starting_bytes", "Memory held by admission control for VMs still starting", (p) => p.memory_starting_bytes);
+    pressure("corral_host_memory_reserve_bytes", "Host memory admission control keeps for the host (admission.memory_reserve_mb)", (p) => p.memory_reserve_bytes);
+    pressure("corral_host_memory_pressure", "1 when MemAvailable is below the reserve", (p) => p.memory_pressure);
+    pressure("corral_state_dir_free_bytes", "Free space on the state directory's filesystem", (p) => p.state_dir_free_bytes);
+    pressure("corral_host_disk_pressure", "1 when the state directory has less free space than creates need (admission.min_free_disk_mb)", (p) => p.disk_pressure);
+  }
+
+  admissionRefused(code: string, priority: string): void {
+    this.refusals.inc({ code, priority });
   }
 
   vmLaunched(hostgroup: string, outcome: LaunchOutcome): void {

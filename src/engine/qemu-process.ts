@@ -64,6 +64,7 @@ export class QemuProcess {
   private watching = false;
   private pollMs = Number.POSITIVE_INFINITY;
   private wakePoll: (() => void) | undefined;
+  private sent: NodeJS.Signals | undefined;
 
   private constructor(
     readonly pid: number,
@@ -119,8 +120,14 @@ export class QemuProcess {
     if (!this.ownChild) this.watchUntilGone(50);
   }
 
+  /** The last signal this process was sent by us: a death by any other came from elsewhere (a crash, the OOM killer). */
+  get signalSent(): NodeJS.Signals | undefined {
+    return this.sent;
+  }
+
   kill(signal: NodeJS.Signals = "SIGKILL"): void {
     if (this.hasExited) return;
+    this.sent = signal;
     try {
       process.kill(this.pid, signal);
     } catch {

@@ -33,6 +33,24 @@ export interface QmpStatus {
   status: string;
 }
 
+/** `query-block`: one entry per drive; `io-status` only for drives whose error policy can stop the VM. */
+export interface QmpBlockInfo {
+  device: string;
+  "io-status"?: "ok" | "failed" | "nospace";
+}
+
+/**
+ * `BLOCK_IO_ERROR`: a disk request failed; with `action: "stop"` QEMU stopped the vCPUs (its default policy,
+ * werror=enospc, does that when the host has no space left: `nospace`). The request is retried on `cont`.
+ */
+export interface QmpBlockIoError {
+  device: string;
+  operation: "read" | "write";
+  action: "ignore" | "report" | "stop";
+  nospace?: boolean;
+  reason: string;
+}
+
 interface Pending {
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
@@ -104,6 +122,10 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
 
   queryStatus(): Promise<QmpStatus> {
     return this.execute("query-status") as Promise<QmpStatus>;
+  }
+
+  queryBlock(): Promise<QmpBlockInfo[]> {
+    return this.execute("query-block") as Promise<QmpBlockInfo[]>;
   }
 
   stop(): Promise<void> {

@@ -4,6 +4,7 @@
 // access control, src/http/access.ts: whether it is a 404 depends on who asks.)
 import type { FastifyError, FastifyInstance, FastifyRequest } from "fastify";
 import { CorralError, type ErrorBody } from "../protocol/errors.ts";
+import { storageFullReason } from "../util/storage-full.ts";
 
 interface AjvError {
   instancePath: string;
@@ -50,8 +51,8 @@ function articled(type: string): string {
   return type.split(",").map((t) => names[t] ?? t).join(" or ");
 }
 
-function toErrorBody(error: FastifyError): { status: number; body: ErrorBody } | undefined {
-  if (error instanceof CorralError) return { status: error.status, body: error.toBody() };
+function toErrorBody(error: FastifyError): { status: number; body: ErrorBody; retryAfter?: number } | undefined {
+  if (error instanceof CorralError) return { status: error.status, body: error.toBody(), retryAfter: error.retryAfterSeconds };
   if (error.validation) {
     const code = error.validationContext === "params" ? "invalid_name" : "invalid_request";
     return { status: 400, body: { error: describeValidation(error.validation as AjvError[], error.validationContext), code } };
@@ -69,6 +70,10 @@ function toErrorBody(error: FastifyError): { status: number; body: ErrorBody } |
   if (typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 500) {
     return { status: error.statusCode, body: { error: error.message, code: "invalid_request" } };
   }
+  // A write that the services did not name (they turn their own into a 507 that says what and where): the
+  // host's disk is full, which is a condition of the host, not a bug.
+  const full = storageFullReason(error);
+  if (full) return { status: 507, body: { error: `Cannot complete the request: the server's storage is full (${full}); free space on the host and retry`, code: "insufficient_storage" } };
   return undefined;
 }
 
@@ -86,7 +91,10 @@ export function installErrorHandling(app: FastifyInstance, options: ErrorHandlin
     // After a request that ran out of time the connection is not reused: the rest of its body may follow.
     if (known?.body.code === "request_timeout") reply.header("connection", "close");
     if (known) {
-      if (known.status >= 500) request.log.error({ err: error }, "request failed");
+      // A full disk is the host's condition, reported once per request without a stack; 5xx otherwise are bugs or broken parts.
+      if (known.status === 507) request.log.warn({ url: request.url, err: error.message }, "request refused: storage full");
+      else if (known.status >= 500) request.log.error({ err: error }, "request failed");
+      if (known.retryAfter !== undefined) reply.header("retry-after", String(known.retryAfter));
       return reply.code(known.status).type("application/json").send(known.body);
     }
     request.log.error({ err: error, url: request.url, method: request.method }, "unexpected error");

@@ -5,6 +5,13 @@ import { Type, type Static } from "@sinclair/typebox";
 import { HOSTNAME_PATTERN, IMAGE_PATTERN } from "./names.ts";
 import { StringEnum } from "./slicer.ts";
 import { PortMapSchema, VmHardwareSchema, VmStatsSchema } from "./ttstack-agent.ts";
+import { VmHealthStateSchema } from "./vm-health.ts";
+
+/** What the VM's host last reported of its health (see vm-health.ts); absent when the host has not said. */
+const ReportedHealth = {
+  health: Type.Optional(VmHealthStateSchema),
+  health_detail: Type.Optional(Type.String()),
+};
 
 /** Host ids and environment ids: DNS labels, since VM ids (`ENV-N`) become daemon hostnames. */
 export const ENV_ID_PATTERN = "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$";
@@ -129,6 +136,7 @@ export const FleetVmSchema = Type.Object({
   ip: Type.Union([Type.String(), Type.Null()]),
   error: Type.Union([Type.String(), Type.Null()]),
   created_at: Type.String(),
+  ...ReportedHealth,
 });
 export type FleetVm = Static<typeof FleetVmSchema>;
 
@@ -184,6 +192,7 @@ export const HostVmSchema = Type.Object({
   /** Corral additions: the daemon's state name and the environment, if the controller made the VM. */
   status: Type.String(),
   env_id: Type.Union([Type.String(), Type.Null()]),
+  ...ReportedHealth,
 });
 export type HostVm = Static<typeof HostVmSchema>;
 

@@ -37,6 +37,8 @@ export const ERROR_STATUS = {
   headers_too_large: 431,
   // nginx's convention: the client left before it was answered (the answer is for logs and metrics only).
   client_closed_request: 499,
+  hostgroup_full: 429,
+  insufficient_memory: 429,
   host_unreachable: 502,
   agent_unavailable: 503,
   unavailable: 503,
@@ -55,12 +57,15 @@ export interface ErrorBody {
 export class CorralError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /** Seconds after which the same request may succeed (sent as `Retry-After`): limits that free up. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; status?: number } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; status?: number; retryAfterSeconds?: number } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "CorralError";
     this.code = code;
     this.status = options.status ?? ERROR_STATUS[code];
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   toBody(): ErrorBody {

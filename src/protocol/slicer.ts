@@ -4,6 +4,7 @@ import { Type, type Static, type TUnsafe } from "@sinclair/typebox";
 import { HOSTGROUP_PATTERN, HOSTNAME_PATTERN } from "./names.ts";
 import { HostIsolationInfoSchema } from "./host-isolation.ts";
 import { TemplateInfoSchema } from "./templates-api.ts";
+import { HealthFieldsSchema } from "./vm-health.ts";
 
 /** A string limited to some values, as a JSON Schema enum (so errors can list the allowed values). */
 export function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string } = {}): TUnsafe<T[number]> {
@@ -90,6 +91,7 @@ export type CreatedNode = Static<typeof CreatedNodeSchema>;
 
 export const NodeStatusSchema = Type.Union([Type.Literal("Running"), Type.Literal("Paused"), Type.Literal("Stopped")]);
 
+/** Slicer's node fields, and Corral's `health` beside `status` (see vm-health.ts). */
 export const NodeSchema = Type.Object({
   hostname: Type.String(),
   hostgroup: Type.String(),
@@ -104,6 +106,7 @@ export const NodeSchema = Type.Object({
   last_agent_call: Type.Optional(Type.String()),
   /** When the VM's lifetime ends (RFC 3339); absent: it has none. */
   expires_at: Type.Optional(Type.String()),
+  ...HealthFieldsSchema.properties,
 });
 export type NodeInfo = Static<typeof NodeSchema>;
 
@@ -183,6 +186,18 @@ export const BufferedExecSchema = Type.Object({
   truncated: Type.Optional(Type.Boolean()),
 });
 
+/** The host's memory and disk as admission control sees them (GET /info `pressure`; see docs/api.md). */
+export const HostPressureSchema = Type.Object({
+  memory_available_bytes: Type.Integer({ description: "MemAvailable of /proc/meminfo" }),
+  memory_reserve_bytes: Type.Integer({ description: "kept for the host (admission.memory_reserve_mb)" }),
+  memory_starting_bytes: Type.Integer({ description: "held for VMs admitted and still starting" }),
+  memory_pressure: Type.Boolean({ description: "MemAvailable is below the reserve" }),
+  state_dir_free_bytes: Type.Integer(),
+  min_free_disk_bytes: Type.Integer({ description: "what creates need free (admission.min_free_disk_mb)" }),
+  disk_pressure: Type.Boolean({ description: "the state directory has less free space than creates need" }),
+});
+export type HostPressure = Static<typeof HostPressureSchema>;
+
 export const InfoSchema = Type.Object({
   version: Type.String(),
   git_commit: Type.String(),
@@ -194,6 +209,7 @@ export const InfoSchema = Type.Object({
   images: Type.Array(Type.Object({ name: Type.String(), version: Type.String(), kernel_release: Type.String(), created_at: Type.String() })),
   templates: Type.Array(TemplateInfoSchema),
   host_isolation: HostIsolationInfoSchema,
+  pressure: HostPressureSchema,
 });
 
 /** Slicer reports the machine architecture as x86_64 in host groups and nodes. */

@@ -2,6 +2,7 @@
 // a host's resources and images here. Sizes are in MiB, as TTstack counts them.
 import { Type, type Static } from "@sinclair/typebox";
 import { HOSTNAME_PATTERN, IMAGE_PATTERN } from "./names.ts";
+import { VmHealthStateSchema } from "./vm-health.ts";
 
 export const HostInfoSchema = Type.Object({
   id: Type.String({ description: "this host's id, generated once and kept in the state directory" }),
@@ -80,6 +81,9 @@ export const AgentVmSchema = Type.Object({
   mac: Type.String(),
   created_at: Type.String(),
   last_error: Type.Union([Type.String(), Type.Null()]),
+  /** Corral's: what the VM is doing now (see vm-health.ts); absent from daemons older than the field. */
+  health: Type.Optional(VmHealthStateSchema),
+  health_detail: Type.Optional(Type.String()),
 });
 export type AgentVm = Static<typeof AgentVmSchema>;
 

@@ -18,3 +18,24 @@ export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, onAbort: 
     );
   });
 }
+
+/** How often `runningTimeout` looks whether its clock runs. */
+const RUNNING_TICK_MS = 1000;
+
+/**
+ * A deadline that only counts time while `running()` says so (checked every second): a guest whose vCPUs are
+ * stopped (paused, frozen by its disk) cannot be late. `dispose` when the wait is over.
+ */
+export function runningTimeout(ms: number, running: () => boolean): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  let left = ms;
+  const timer = setInterval(() => {
+    if (running()) left -= RUNNING_TICK_MS;
+    if (left <= 0) {
+      clearInterval(timer);
+      controller.abort(new Error(`Timed out after ${ms} ms of running time`));
+    }
+  }, RUNNING_TICK_MS);
+  timer.unref();
+  return { signal: controller.signal, dispose: () => clearInterval(timer) };
+}

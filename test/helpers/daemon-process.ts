@@ -83,12 +83,20 @@ export class TestDaemon {
     readonly configPath: string,
   ) {}
 
-  /** A daemon with a fresh state directory under /tmp (short enough for unix socket paths). */
-  static async create(config: string | ((stateDir: string) => string) = TEST_CONFIG): Promise<TestDaemon> {
-    const stateDir = await mkdtemp(join(tmpdir(), "corral-t-"));
-    const configPath = join(stateDir, "config.yaml");
+  /**
+   * A daemon with a fresh state directory under /tmp (short enough for unix socket paths), or in `stateDir`
+   * when given (a filesystem the test mounted there); its config file is written beside it.
+   */
+  static async create(config: string | ((stateDir: string) => string) = TEST_CONFIG, options: { stateDir?: string } = {}): Promise<TestDaemon> {
+    const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), "corral-t-")));
+    const configPath = options.stateDir ? `${stateDir}.config.yaml` : join(stateDir, "config.yaml");
     await writeFile(configPath, typeof config === "function" ? config(stateDir) : config);
     return new TestDaemon(stateDir, configPath);
+  }
+
+  /** Replaces the configuration the next start reads. */
+  async reconfigure(config: string): Promise<void> {
+    await writeFile(this.configPath, config);
   }
 
   get current(): DaemonRun {
@@ -191,6 +199,7 @@ export class TestDaemon {
       }
     }
     await rm(this.stateDir, { recursive: true, force: true });
+    if (this.configPath.endsWith(".config.yaml")) await rm(this.configPath, { force: true });
     if (wasRunning && code === 0 && left.length > 0) {
       throw new Error(`QEMU processes outlived the daemon of ${this.stateDir} that stopped gracefully: ${left.join(", ")}`);
     }

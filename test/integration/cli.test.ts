@@ -40,9 +40,9 @@ describe("corral CLI", { timeout: 600_000 }, () => {
     const table = await corral(["vm", "list"], env);
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trimEnd().split("\n");
-    assert.match(lines[0] ?? "", /^HOSTNAME\s+GROUP\s+STATUS\s+CPUS\s+RAM\s+IP\s+AGE\s+EXPIRES\s+TAGS$/);
-    assert.match(lines[1] ?? "", /^sbox-1\s+sbox\s+Running\s+1\s+512 MiB\s+10\.0\.2\.15\s+\d+[smhd]\s+-\s+cli$/);
-    assert.match(lines[2] ?? "", /^sbox-2\s+sbox\s+Running\s+1\s+256 MiB/);
+    assert.match(lines[0] ?? "", /^HOSTNAME\s+GROUP\s+STATUS\s+HEALTH\s+CPUS\s+RAM\s+IP\s+AGE\s+EXPIRES\s+TAGS$/);
+    assert.match(lines[1] ?? "", /^sbox-1\s+sbox\s+Running\s+(starting|ok)\s+1\s+512 MiB\s+10\.0\.2\.15\s+\d+[smhd]\s+-\s+cli$/);
+    assert.match(lines[2] ?? "", /^sbox-2\s+sbox\s+Running\s+(starting|ok)\s+1\s+256 MiB/);
     const json = JSON.parse((await corral(["vm", "list", "--json", "--tag", "cli"], env)).stdout) as { hostname: string }[];
     assert.deepEqual(json.map((n) => n.hostname), ["sbox-1"]);
   });

@@ -33,7 +33,9 @@ const DEFAULTS: DaemonConfig = {
   api: { bindAddress: "127.0.0.1", port: 8080, socket: undefined, authEnabled: false },
   accel: "auto",
   network: { hostIsolation: true, hostAccess: [] },
-  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 2, lifetimeMs: null, maxLifetimeMs: null }],
+  admission: { memoryReserveBytes: 512 * MiB, minFreeDiskBytes: 1024 * MiB },
+  healthCheck: { intervalMs: 10_000, timeoutMs: 5_000, failures: 2 },
+  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 2, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined }],
 };
 
 describe("parseDaemonConfig defaults", () => {
@@ -74,7 +76,7 @@ describe("parseDaemonConfig defaults", () => {
   test("a group with only a name gets every per-group default", () => {
     const config = parseDaemonConfig(groups("    - name: web\n"), "c.yaml");
     assert.deepEqual(config.hostGroups, [
-      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 0, lifetimeMs: null, maxLifetimeMs: null },
+      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 0, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined },
     ]);
   });
 
@@ -99,11 +101,21 @@ describe("parseDaemonConfig defaults", () => {
       template: false
       lifetime: 30m
       max_lifetime: 7200
+      max_vms: 7
+  admission:
+    memory_reserve_mb: 2048
+    min_free_disk_mb: 100
+  health_check:
+    interval: 30s
+    timeout: 2s
+    failures: 3
 `;
     assert.deepEqual(parseDaemonConfig(text, "c.yaml"), {
       api: { bindAddress: "0.0.0.0", port: 9090, socket: "/run/corral.sock", authEnabled: true },
       accel: "tcg",
       network: { hostIsolation: true, hostAccess: [] },
+      admission: { memoryReserveBytes: 2048 * MiB, minFreeDiskBytes: 100 * MiB },
+      healthCheck: { intervalMs: 30_000, timeoutMs: 2_000, failures: 3 },
       hostGroups: [
         {
           name: "web",
@@ -118,6 +130,7 @@ describe("parseDaemonConfig defaults", () => {
           warmPool: 0,
           lifetimeMs: 30 * 60_000,
           maxLifetimeMs: 2 * 3_600_000,
+          maxVms: 7,
         },
       ],
     });
@@ -314,6 +327,21 @@ describe("parseDaemonConfig errors", () => {
     assert.deepEqual(problemsOf(groups("    - name: g\n      count: 257\n")), ["config.host_groups[0].count must be at most 256, got 257"]);
   });
 
+  test("admission, health checks and max_vms: wrong values name their path", () => {
+    assert.deepEqual(problemsOf("config:\n  admission:\n    memory_reserve_mb: -1\n    disk: 3\n"), [
+      "config.admission.disk is not a known setting",
+      "config.admission.memory_reserve_mb must be at least 0, got -1",
+    ]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      max_vms: 0\n")), ["config.host_groups[0].max_vms must be at least 1, got 0"]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      count: 3\n      max_vms: 2\n")), ["config.host_groups[0].max_vms must be at least its count (3 services), got 2"]);
+    assert.deepEqual(problemsOf("config:\n  health_check:\n    interval: soon\n"), [
+      'config.health_check.interval "soon": use a duration such as "30s", "500ms" or "2m"',
+    ]);
+    assert.deepEqual(problemsOf("config:\n  health_check:\n    interval: 2s\n    timeout: 5s\n"), ["config.health_check.timeout (5s) must not be longer than its interval (2s)"]);
+    assert.deepEqual(problemsOf("config:\n  health_check:\n    failures: 0\n"), ["config.health_check.failures must be at least 1, got 0"]);
+    assert.equal(parseDaemonConfig("config:\n  health_check:\n    interval: 0s\n", "c.yaml").healthCheck.intervalMs, 0, "0s turns the checks off");
+  });
+
   test("accel must be one of the modes", () => {
     assert.deepEqual(problemsOf("config:\n  accel: fast\n"), ['config.accel must be one of "auto", "kvm", "tcg", got "fast"']);
   });
@@ -448,6 +476,8 @@ describe("parseDaemonConfig result", () => {
     const config = parseDaemonConfig(groups("    - name: g\n      ssh_keys: [k]\n"), "c.yaml");
     assert.ok(Object.isFrozen(config));
     assert.ok(Object.isFrozen(config.api));
+    assert.ok(Object.isFrozen(config.admission));
+    assert.ok(Object.isFrozen(config.healthCheck));
     assert.ok(Object.isFrozen(config.hostGroups));
     assert.ok(Object.isFrozen(config.hostGroups[0]));
     assert.ok(Object.isFrozen(config.hostGroups[0]?.sshKeys));

@@ -24,6 +24,11 @@ describe("hostFailure", () => {
     assert.deepEqual([err.code, err.status], ["agent_unavailable", 503]);
   });
 
+  test("507 insufficient_storage (the host's disk is full, a VM frozen by it) is passed on, not called unreachable", () => {
+    const err = hostFailure("h1", answered(507, "insufficient_storage")) as CorralError;
+    assert.deepEqual([err.code, err.status, err.message], ["insufficient_storage", 507, "the host said insufficient_storage"]);
+  });
+
   test("a 500, or no answer at all, is host_unreachable naming the host", () => {
     for (const cause of [answered(500, "internal_error"), new TypeError("fetch failed")]) {
       const err = hostFailure("h1", cause) as CorralError;

@@ -8,14 +8,21 @@ import { envView } from "../env-views.ts";
 
 export function envRoutes(app: ControllerApp, ctx: ControllerContext): void {
   const { envs } = ctx;
-  const view = async (env: Parameters<typeof envView>[0]) => envView(env, await envs.endpoints(env));
+  // Full host records, not just addresses: each VM's health is in its host's last report. One environment
+  // reads only its own hosts (a create must not parse every host's report: see the controller scale bench).
+  const hostRecords = async () => new Map((await ctx.store.listHosts()).map((host) => [host.id, host]));
+  const hostsOf = async (env: Parameters<typeof envView>[0]) => {
+    const found = await Promise.all([...new Set(env.vms.map((vm) => vm.hostId))].map((id) => ctx.store.findHost(id)));
+    return new Map(found.flatMap((host) => (host ? [[host.id, host] as const] : [])));
+  };
+  const view = async (env: Parameters<typeof envView>[0]) => envView(env, await hostsOf(env));
 
   app.post("/api/envs", { schema: { body: CreateEnvSchema, response: { 201: EnvSchema } } }, async (request, reply) =>
     reply.code(201).send(await view(await envs.create(request.body))),
   );
 
   app.get("/api/envs", { schema: { response: { 200: Type.Array(EnvSchema) } } }, async () => {
-    const [list, hosts] = await Promise.all([envs.list(), envs.endpoints()]);
+    const [list, hosts] = await Promise.all([envs.list(), hostRecords()]);
     return list.map((env) => envView(env, hosts));
   });
 

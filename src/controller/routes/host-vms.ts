@@ -4,6 +4,7 @@
 import { Type } from "@sinclair/typebox";
 import { HostParams, HostVmHardwareSchema, HostVmParams, HostVmSchema, libvirtState, VmActionSchema, type VmAction } from "../../protocol/controller.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
+import { reportedHealth } from "../env-views.ts";
 import { hostFailure, type HostLink } from "../host-link.ts";
 
 const MiB = 1024 * 1024;
@@ -31,6 +32,7 @@ export function hostVmRoutes(app: ControllerApp, ctx: ControllerContext): void {
       graphics: { vnc: false, spice: false },
       status: vm.state,
       env_id: vm.env_id,
+      ...reportedHealth(vm),
     }));
   });
 

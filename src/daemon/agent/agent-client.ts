@@ -92,6 +92,28 @@ export class AgentClient {
     return this.callJson<AgentHealth>("GET", AGENT_PATHS.health, { signal });
   }
 
+  /**
+   * An HTTP/2 PING over the agent's session: answered by the agent's event loop itself (no stream, no route),
+   * so it proves the agent runs for the least a guest can spend. Rejects when `signal` aborts first.
+   */
+  async ping(signal: AbortSignal): Promise<void> {
+    const session = await this.connect(signal);
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(new AgentError("The guest agent did not answer a ping in time"));
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      const sent = session.ping((err) => {
+        signal.removeEventListener("abort", onAbort);
+        if (err) reject(new AgentError(`Ping to the agent failed: ${err.message}`, { cause: err }));
+        else resolve();
+      });
+      if (!sent) {
+        signal.removeEventListener("abort", onAbort);
+        reject(new AgentError("Cannot ping the agent: too many pings in flight"));
+      }
+    });
+  }
+
   applyIdentity(identity: GuestIdentity, signal: AbortSignal): Promise<AgentHealth> {
     return this.callJson<AgentHealth>("POST", AGENT_PATHS.identity, { body: { ...identity }, signal });
   }

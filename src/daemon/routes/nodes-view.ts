@@ -1,13 +1,27 @@
 // How VM records and host groups look on the wire (Slicer's field names).
 import type { CreatedNode, HostGroupInfo, NodeInfo } from "../../protocol/slicer.ts";
 import { SLICER_ARCH } from "../../protocol/slicer.ts";
+import { isFrozenByDisk, type HealthFields } from "../../protocol/vm-health.ts";
 import type { HostGroupConfig } from "../config.ts";
-import { slicerStatus } from "../vm/vm-state.ts";
+import { isLive, slicerStatus, type VmState } from "../vm/vm-state.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 
 const GiB = 1024 * 1024 * 1024;
 
-export function nodeView(record: VmRecord, lastAgentCall: Date | undefined): NodeInfo {
+/**
+ * The lifecycle state a view shows: the record's, except that a VM QEMU froze because of its disk is
+ * `paused` (its vCPUs are stopped, as after a pause; the record keeps what was asked of the VM).
+ */
+export function shownState(record: VmRecord, health: HealthFields): VmState {
+  return isFrozenByDisk(health.health) && isLive(record.state) ? "paused" : record.state;
+}
+
+/**
+ * A node in Slicer's shape, with Corral's `health` beside `status`. A VM frozen by its disk is `Paused`: its
+ * vCPUs are stopped and `resume` is the way out, as after a pause (libvirt reports such a domain as paused,
+ * reason I/O error); `health` says why.
+ */
+export function nodeView(record: VmRecord, lastAgentCall: Date | undefined, health: HealthFields): NodeInfo {
   const node: NodeInfo = {
     hostname: record.hostname,
     hostgroup: record.hostgroup,
@@ -17,8 +31,9 @@ export function nodeView(record: VmRecord, lastAgentCall: Date | undefined): Nod
     created_at: record.createdAt,
     arch: SLICER_ARCH,
     tags: record.tags,
-    status: slicerStatus(record.state),
+    status: slicerStatus(shownState(record, health)),
     persistent: record.persistent,
+    ...health,
   };
   if (lastAgentCall) node.last_agent_call = lastAgentCall.toISOString();
   if (record.expiresAt) node.expires_at = record.expiresAt;

@@ -55,7 +55,7 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
   );
 
   app.get("/nodes", { schema: { querystring: NodeListQuerySchema, response: { 200: Type.Array(NodeSchema) } } }, async (request) =>
-    manager.list({ tag: request.query.tag, tagPrefix: request.query.tag_prefix }).map((r) => nodeView(r, manager.lastAgentCall(r.hostname))),
+    manager.list({ tag: request.query.tag, tagPrefix: request.query.tag_prefix }).map((r) => nodeView(r, manager.lastAgentCall(r.hostname), manager.healthOf(r))),
   );
 
   app.get(
@@ -65,7 +65,7 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
       manager.group(request.params.name);
       return manager
         .list({ hostgroup: request.params.name, tag: request.query.tag, tagPrefix: request.query.tag_prefix })
-        .map((r) => nodeView(r, manager.lastAgentCall(r.hostname)));
+        .map((r) => nodeView(r, manager.lastAgentCall(r.hostname), manager.healthOf(r)));
     },
   );
 

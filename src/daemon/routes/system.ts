@@ -20,6 +20,7 @@ export function systemRoutes(app: DaemonApp, ctx: DaemonContext): void {
       images: images.map((i) => ({ name: i.name, version: i.version, kernel_release: i.kernel_release, created_at: i.created_at })),
       templates: ctx.templates.list(),
       host_isolation: ctx.isolation.info(ctx.manager.list()),
+      pressure: ctx.manager.hostPressure(),
     };
   });
 }

@@ -10,6 +10,7 @@ import { processCpuNanoseconds } from "../../engine/index.ts";
 import { libvirtState } from "../../protocol/controller.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { STATS_PATH, type VmSnapshot } from "../../protocol/stats.ts";
+import type { HealthFields } from "../../protocol/vm-health.ts";
 import {
   AgentImageSchema,
   AgentVmDetailSchema,
@@ -28,6 +29,7 @@ import { imageSizeMiB } from "../../image/index.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { createForClient } from "./client-create.ts";
 import { vmPaths } from "../vm/vm-paths.ts";
+import { shownState } from "./nodes-view.ts";
 import { isLive } from "../vm/vm-state.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 
@@ -138,6 +140,8 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
 
   app.post("/api/vms/:id/start", { schema: { params: AgentVmParams, response: { 200: AgentVmSchema } } }, async (request) => {
     const record = manager.get(request.params.id);
+    // Paused (on request, or by QEMU when the host's disk was full): starting it means letting it run again.
+    if (record.state === "paused" || manager.healthOf(record).health === "disk_full") return view(await manager.power.resume(record.hostname));
     if (isLive(record.state)) return view(record);
     return view(record.state === "suspended" ? await manager.power.restore(record.hostname) : await manager.power.relaunch(record.hostname));
   });
@@ -186,12 +190,18 @@ function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
     ports: record.portMap.map((p) => p.guest),
     port_map: Object.fromEntries(record.portMap.map((p) => [String(p.guest), p.host])),
     deny_outgoing: record.denyOutgoing,
-    state: record.state,
     ip: record.ip,
     mac: record.mac,
     created_at: record.createdAt,
     last_error: record.lastError,
+    ...stateAndHealth(record, ctx.manager.healthOf(record)),
   });
+}
+
+/** The state shown (see shownState) and the health fields TTstack's VM carries (no `health_since`). */
+function stateAndHealth(record: VmRecord, fields: HealthFields): Pick<AgentVm, "state" | "health" | "health_detail"> {
+  const state = shownState(record, fields);
+  return fields.health_detail === undefined ? { state, health: fields.health } : { state, health: fields.health, health_detail: fields.health_detail };
 }
 
 /** Virtumancer's live numbers: CPU time from the QEMU process, memory, disk and network from the guest. */
@@ -203,7 +213,7 @@ async function statsOf(ctx: DaemonContext, record: VmRecord): Promise<VmStats> {
   }
   const maxKiB = Math.floor(record.ramBytes / 1024);
   return {
-    state: libvirtState(record.state),
+    state: libvirtState(shownState(record, ctx.manager.healthOf(record))),
     memory: snapshot ? Math.floor(snapshot.memoryUsed / 1024) : isLive(record.state) ? maxKiB : 0,
     max_mem: maxKiB,
     vcpu: record.cpus,

@@ -4,7 +4,7 @@ import { parseLifetime } from "../../protocol/lifetime.ts";
 import { LogsQuerySchema, LogsSchema, NodeSchema, VmHealthSchema, VmParams, VmPatchSchema } from "../../protocol/slicer.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
-import { nodeView } from "./nodes-view.ts";
+import { nodeView, shownState } from "./nodes-view.ts";
 
 const DEFAULT_LOG_LINES = 20;
 const NS_PER_SECOND = 1e9;
@@ -26,13 +26,16 @@ const DescribeSchema = Type.Composite([
 export function vmRoutes(app: DaemonApp, ctx: DaemonContext): void {
   const { manager } = ctx;
 
-  const describe = (record: VmRecord) => ({
-    ...nodeView(record, manager.lastAgentCall(record.hostname)),
-    image: `${record.image}@${record.imageVersion}`,
-    state: record.state,
-    // Slicer's TypeScript SDK reads network.mode unconditionally.
-    network: { mode: "user", policy_source: "host_group", host_group: { allow: [], drop: [] }, effective: { allow: [], drop: [] } },
-  });
+  const describe = (record: VmRecord) => {
+    const health = manager.healthOf(record);
+    return {
+      ...nodeView(record, manager.lastAgentCall(record.hostname), health),
+      image: `${record.image}@${record.imageVersion}`,
+      state: shownState(record, health),
+      // Slicer's TypeScript SDK reads network.mode unconditionally.
+      network: { mode: "user", policy_source: "host_group", host_group: { allow: [], drop: [] }, effective: { allow: [], drop: [] } },
+    };
+  };
 
   app.get("/vm/:hostname", { schema: { params: VmParams, response: { 200: DescribeSchema } } }, async (request) => describe(manager.get(request.params.hostname)));
 

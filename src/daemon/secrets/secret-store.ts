@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { CorralError } from "../../protocol/errors.ts";
 import { MAX_SECRETS, MAX_TOTAL_SECRET_BYTES, assertSecretName, isSecretName, type SecretInfo } from "../../protocol/secrets.ts";
 import { KeyedLock } from "../../util/keyed-lock.ts";
+import { storageFullError } from "../../util/storage-full.ts";
 import type { Logger } from "../../util/log.ts";
 
 export interface SecretHeader {
@@ -137,18 +138,19 @@ export class SecretStore {
       modified_at: new Date().toISOString(),
     };
     const temp = join(this.dir, `${TEMP_PREFIX}${randomBytes(6).toString("hex")}`);
-    const file = await open(temp, "wx", 0o600);
     try {
-      await file.writeFile(Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), data]));
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    try {
+      const file = await open(temp, "wx", 0o600);
+      try {
+        await file.writeFile(Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), data]));
+        await file.sync();
+      } finally {
+        await file.close();
+      }
       await rename(temp, join(this.dir, name));
     } catch (err) {
+      // Nothing half-written stays; the secret as it was before (if any) is untouched.
       await rm(temp, { force: true });
-      throw err;
+      throw storageFullError(err, `secret ${JSON.stringify(name)}`, this.dir) ?? err;
     }
     this.headers.set(name, header);
     this.changes++;

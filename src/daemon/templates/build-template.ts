@@ -11,7 +11,10 @@ import { SECRET_AGENT_PATHS } from "../../protocol/secrets.ts";
 import type { Logger } from "../../util/log.ts";
 import { AgentClient } from "../agent/agent-client.ts";
 import { qemuSpecFor } from "../vm/launch-vm.ts";
+import { backRamFile } from "./ram-file.ts";
 import { templateBuildPaths, templatePaths, type TemplatePaths } from "./template-paths.ts";
+
+const MiB = 1024 * 1024;
 
 /** What `template.json` holds; the `key` says which host group, image and size it serves. */
 export interface TemplateMeta {
@@ -61,6 +64,8 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
   const agent = new AgentClient(paths.agentSocket);
   try {
     await createOverlay(input.image, paths.disk);
+    // On tmpfs, every page the file may ever need is allocated now, or the build fails here (see ram-file.ts).
+    await backRamFile(paths.ram, Math.ceil(input.ramBytes / MiB) * MiB);
     const machine = { hostname: TEMPLATE_HOSTNAME, mac: randomMac(), cpus: input.cpus, ramBytes: input.ramBytes };
     const spec = { ...qemuSpecFor(machine, paths, input.image, deps.accel, deps.tscKhz), memoryFile: { path: paths.ram, shared: true } };
     qemu = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript, gid: deps.guestGid });

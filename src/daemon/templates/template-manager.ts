@@ -15,11 +15,15 @@ import { findProgram } from "../../util/run.ts";
 import type { CommitStore } from "../commits/commit-store.ts";
 import type { DaemonConfig, HostGroupConfig } from "../config.ts";
 import type { VmRecord, VmStore } from "../vm/vm-store.ts";
+import type { Admission } from "../admission.ts";
 import { buildTemplate, type TemplateMeta } from "./build-template.ts";
+import { backRamFile } from "./ram-file.ts";
 import { TEMPLATE_ID_PATTERN, templatePaths, templatesDir, type TemplatePaths } from "./template-paths.ts";
 
 /** Bump when the way templates are made or restored changes: older templates are then rebuilt. */
 const TEMPLATE_FORMAT = "1";
+/** The start of a group's `error` while its template build is skipped for want of memory or space. */
+const SKIPPED = "template not built";
 /** After this many failed builds or broken templates in a row, a group waits for `rebuild`. */
 const MAX_FAILURES = 3;
 
@@ -69,6 +73,8 @@ export interface TemplateManagerDeps {
   guestGid: number | undefined;
   /** Commits keep the template their VM came from (their forks map its RAM file). */
   commits?: CommitStore;
+  /** A build boots a VM: it must fit beside the user's VMs, never instead of them. */
+  admission: Admission;
 }
 
 export class TemplateManager {
@@ -96,6 +102,7 @@ export class TemplateManager {
       const key = await this.currentKey(group).catch(() => undefined);
       const entry = this.entry(group.name);
       entry.ready = found.filter((m) => m.key === key && m.hostgroup === group.name).sort((a, b) => b.built_at.localeCompare(a.built_at))[0];
+      if (entry.ready && !(await this.backed(entry.ready, entry))) entry.ready = undefined;
       if (!entry.ready) this.scheduleBuild(group);
       else for (const listener of this.readyListeners) listener(group.name);
     }
@@ -277,12 +284,28 @@ export class TemplateManager {
       const key = this.keyFor(group, image.version);
       if (!force && entry.ready?.key === key) return;
       const id = `t-${key.slice(0, 8)}-${randomBytes(3).toString("hex")}`;
+      // The template VM's RAM file takes up to its RAM on the state directory's filesystem.
+      const admitted = this.deps.admission.tryAdmit({
+        what: `the template of host group ${JSON.stringify(group.name)}`,
+        group,
+        ramBytes: group.ramBytes,
+        priority: "background",
+        joinsGroup: false,
+        extraDiskBytes: group.ramBytes,
+      });
+      if ("refused" in admitted) {
+        // Not a failure of the template: tried again at the next create, which meanwhile boots cold.
+        const already = entry.error?.startsWith(SKIPPED);
+        entry.error = `${SKIPPED}: ${admitted.refused.message}`;
+        if (!already) this.deps.log.warn({ hostgroup: group.name, reason: admitted.refused.message }, "Template build skipped: creating VMs by cold boot");
+        return;
+      }
       this.deps.log.info({ hostgroup: group.name, template: id, image: `${image.name}@${image.version}` }, "Building template");
       const meta = await buildTemplate(
         this.deps,
         { id, key, hostgroup: group.name, image, cpus: group.vcpu, ramBytes: group.ramBytes },
         AbortSignal.any([this.stopping.signal, AbortSignal.timeout(10 * 60_000)]),
-      );
+      ).finally(() => admitted.reservation.release());
       entry.ready = meta;
       entry.failures = 0;
       entry.error = undefined;
@@ -294,6 +317,21 @@ export class TemplateManager {
       entry.failures++;
       entry.error = `template build failed: ${(err as Error).message}`;
       this.deps.log.error({ hostgroup: group.name, err }, "Template build failed: creating VMs by cold boot");
+    }
+  }
+
+  /**
+   * Whether a template found on disk can back its clones' memory (a template made before its RAM file was
+   * allocated in full, on tmpfs, can run its clones into SIGBUS); one that cannot is not used.
+   */
+  private async backed(meta: TemplateMeta, entry: GroupEntry): Promise<boolean> {
+    try {
+      await backRamFile(templatePaths(this.deps.stateDir, meta.id).ram, Math.ceil(meta.ram_bytes / (1024 * 1024)) * 1024 * 1024);
+      return true;
+    } catch (err) {
+      entry.error = `template ${meta.id} is not used: its RAM file cannot be backed in full (${(err as Error).message.split("\n").pop()})`;
+      this.deps.log.warn({ hostgroup: meta.hostgroup, template: meta.id, err }, "Template is not used: its RAM file cannot be backed; creating VMs by cold boot");
+      return false;
     }
   }
 

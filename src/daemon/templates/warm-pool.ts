@@ -20,6 +20,7 @@ import { warmUpAgent } from "./build-template.ts";
 import { vmPathsIn, vmsDir } from "../vm/vm-paths.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 import type { TemplateLease, TemplateManager } from "./template-manager.ts";
+import type { Admission } from "../admission.ts";
 
 /** A pooled clone handed to a new VM: its folder is already the VM's; `release` once the record names its template. */
 export interface PooledClone {
@@ -52,6 +53,8 @@ export interface WarmPoolDeps {
    * src/net/host-isolation.ts). Undefined when the wall is off.
    */
   guestGid: number | undefined;
+  /** A refill boots a clone: it must fit beside the user's VMs, never instead of them. */
+  admission: Admission;
 }
 
 const POOL_HOSTNAME = "corral-pool";
@@ -63,6 +66,8 @@ export class WarmPool {
   private readonly refills = new Set<Promise<void>>();
   /** Aborted on stop: a clone being warmed up gives up at once. */
   private readonly stopping = new AbortController();
+  /** Groups whose last refill was refused by admission control (logged once until one succeeds). */
+  private readonly skipped = new Set<string>();
   private stopped = false;
 
   constructor(private readonly deps: WarmPoolDeps) {
@@ -119,11 +124,22 @@ export class WarmPool {
         while (!this.stopped && (this.idle.get(groupName)?.length ?? 0) < group.warmPool) {
           const lease = this.deps.templates.acquireCurrent(groupName);
           if (!lease) return;
-          const entry = await this.restore(group, lease).catch((err: unknown) => {
+          const admitted = this.deps.admission.tryAdmit({ what: `a warm-pool clone of host group ${JSON.stringify(groupName)}`, group, ramBytes: group.ramBytes, priority: "background", joinsGroup: false });
+          if ("refused" in admitted) {
+            // Tried again at the next create (each one refills), when VMs may have gone.
             lease.release();
-            this.deps.log.warn({ hostgroup: groupName, err }, "Cannot add a clone to the warm pool");
-            return undefined;
-          });
+            if (!this.skipped.has(groupName)) this.deps.log.warn({ hostgroup: groupName, reason: admitted.refused.message }, "Warm-pool refill skipped");
+            this.skipped.add(groupName);
+            return;
+          }
+          this.skipped.delete(groupName);
+          const entry = await this.restore(group, lease)
+            .catch((err: unknown) => {
+              lease.release();
+              this.deps.log.warn({ hostgroup: groupName, err }, "Cannot add a clone to the warm pool");
+              return undefined;
+            })
+            .finally(() => admitted.reservation.release());
           if (!entry) return;
           if (this.stopped) return void (await this.end(entry));
           const list = this.idle.get(groupName) ?? [];

@@ -26,8 +26,11 @@ async function reattach(stateDir: string, record: VmRecord): Promise<VmRuntime |
   const paths = vmPaths(stateDir, record.hostname);
   try {
     const qmp = await QmpClient.connect(paths.qmpSocket, { transcript: paths.qmpTranscript, timeoutMs: 5000 });
-    await qmp.queryStatus();
-    return new VmRuntime(record.hostname, record.incarnation, process, qmp, paths.agentSocket);
+    const status = await qmp.queryStatus();
+    const runtime = new VmRuntime(record.hostname, record.incarnation, process, qmp, paths.agentSocket);
+    // Events sent while no daemon listened are lost; QEMU still knows why it stopped the vCPUs.
+    if (status.status === "io-error") runtime.condition.fromRunState(status, await qmp.queryBlock());
+    return runtime;
   } catch {
     // A QEMU we cannot control is worse than none: stop it and treat the VM as exited.
     process.kill("SIGKILL");
@@ -54,8 +57,9 @@ export async function recoverVms(stateDir: string, store: VmStore, log: Logger):
       continue;
     }
     if (!isLive(record.state)) {
-      // A stopped sandbox that is not persistent should not exist; a suspended one waits for its restore.
-      if (record.kind === "sandbox" && !record.persistent && record.state !== "suspended") await settleExitedVm(stateDir, store, { ...record });
+      // A stopped sandbox that is not persistent should not exist; a suspended one waits for its restore, a
+      // failed one (QEMU crashed) stays to say why until it is deleted.
+      if (record.kind === "sandbox" && !record.persistent && record.state !== "suspended" && record.state !== "failed") await settleExitedVm(stateDir, store, { ...record });
       continue;
     }
     const runtime = await reattach(stateDir, record);

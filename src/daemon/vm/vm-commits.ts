@@ -11,7 +11,8 @@ import type { TemplateManager } from "../templates/template-manager.ts";
 import { newSandboxLifetime } from "./lifetime-policy.ts";
 import { vmPaths } from "./vm-paths.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
-import type { VmSupervisor } from "./vm-supervisor.ts";
+import { assertNotFrozen, type VmSupervisor } from "./vm-supervisor.ts";
+import { storageFullError } from "../../util/storage-full.ts";
 
 export interface CommitRequest {
   memory: boolean;
@@ -52,12 +53,14 @@ export class VmCommits {
       if (!runtime?.qmp || (record.state !== "running" && record.state !== "paused")) {
         throw new CorralError("vm_not_running", `Cannot commit VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
+      // Its last writes are held in QEMU, not on its disk, and resuming it for the copy would only retry them.
+      assertNotFrozen(runtime, this.vms.deps.stateDir);
       const id = this.commits.newId();
       const staging = this.commits.stagingPaths(id);
       const paths = vmPaths(this.vms.deps.stateDir, hostname);
       const wasRunning = record.state === "running";
-      await mkdir(staging.dir, { recursive: true, mode: 0o700 });
       try {
+        await mkdir(staging.dir, { recursive: true, mode: 0o700 });
         // The guest writes its page cache out first, so that even a disk-only commit holds what it wrote.
         if (wasRunning) await runtime.syncDisks();
         // Stopping the vCPUs also drains and flushes QEMU's own disk cache: the overlay file is consistent.
@@ -90,7 +93,10 @@ export class VmCommits {
       } catch (err) {
         await rm(staging.dir, { recursive: true, force: true });
         if (err instanceof CorralError) throw err;
-        throw new CorralError("engine_failed", `Cannot commit VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err });
+        throw (
+          storageFullError(err, `commit ${id} of VM ${JSON.stringify(hostname)}`, this.vms.deps.stateDir) ??
+          new CorralError("engine_failed", `Cannot commit VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err })
+        );
       }
     });
   }
@@ -105,7 +111,8 @@ export class VmCommits {
     const paths = this.commits.paths(commitId);
     const group = this.group(meta.hostgroup);
     const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
-    const record = this.vms.store.insertSandbox(
+    const reservation = this.vms.admit({ what: `a fork of commit ${commitId} in host group ${JSON.stringify(group.name)}`, group, ramBytes: meta.ram_bytes, priority: "user", joinsGroup: true });
+    const record = this.vms.recordAdmitted(reservation, `the record of a fork of commit ${commitId}`, () => this.vms.store.insertSandbox(
       this.newVm(group, {
         cpus: meta.cpus,
         ramBytes: meta.ram_bytes,
@@ -119,9 +126,9 @@ export class VmCommits {
         lifetimeMs,
       }),
       group.count,
-    );
+    ));
     return this.vms.lock.run(record.hostname, () =>
-      this.vms.launch(record, {
+      this.vms.launchHolding(record, reservation, {
         from: {
           kind: "fork",
           template: meta.template,

@@ -18,6 +18,7 @@ import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import { ttstackGroup, type HostGroupConfig } from "../config.ts";
 import { ExpiryReaper } from "./expiry-reaper.ts";
 import { DEFAULT_FORWARD_ADDRESS } from "./launch-vm.ts";
+import type { HostPressure } from "../admission.ts";
 import { extendedExpiry, newSandboxLifetime } from "./lifetime-policy.ts";
 import { vmPaths } from "./vm-paths.ts";
 import { CommitStore } from "../commits/commit-store.ts";
@@ -25,7 +26,9 @@ import { VmCommits } from "./vm-commits.ts";
 import { VmPower } from "./vm-power.ts";
 import { isLive } from "./vm-state.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
-import { VmSupervisor, type AgentReadyHook, type VmManagerDeps } from "./vm-supervisor.ts";
+import { healthOf } from "./vm-condition.ts";
+import { assertNotFrozen, VmSupervisor, type AgentReadyHook, type VmManagerDeps } from "./vm-supervisor.ts";
+import type { HealthFields } from "../../protocol/vm-health.ts";
 
 export type { AgentReadyHook, VmManagerDeps } from "./vm-supervisor.ts";
 
@@ -88,7 +91,7 @@ export class VmManager {
   constructor(private readonly deps: VmManagerDeps) {
     this.vms = new VmSupervisor(deps);
     this.reaper = new ExpiryReaper({ store: deps.store, expire: (record, now) => this.expire(record, now), log: deps.log });
-    this.power = new VmPower(this.vms);
+    this.power = new VmPower(this.vms, (name) => this.group(name));
     this.commits = new VmCommits(
       this.vms,
       deps.commits ?? new CommitStore(deps.stateDir),
@@ -134,6 +137,23 @@ export class VmManager {
     return this.vms.record(hostname);
   }
 
+  /** What the VM is doing now (see healthOf): beside Slicer's status in every view. */
+  healthOf(record: VmRecord): HealthFields {
+    const runtime = this.vms.runtime(record.hostname);
+    const live = runtime && runtime.incarnation === record.incarnation ? runtime : undefined;
+    return healthOf(record, live, { stateDir: this.deps.stateDir });
+  }
+
+  /** The host's memory and disk as admission control sees them. */
+  hostPressure(): HostPressure {
+    return this.deps.admission.pressure();
+  }
+
+  /** Every VM that has a QEMU process, with its record (liveness checks, metrics). */
+  liveVms(): ReturnType<VmSupervisor["live"]> {
+    return this.vms.live();
+  }
+
   /** When the VM's agent last answered a call, if it has since this daemon started. */
   lastAgentCall(hostname: string): Date | undefined {
     return this.vms.runtime(hostname)?.agent.lastCallAt;
@@ -177,7 +197,9 @@ export class VmManager {
     }
     const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
     const image = await this.deps.images.resolve(group.image);
-    const record = this.deps.store.insertSandbox(
+    // Admitted and recorded in one step (no await between): concurrent creates see each other's records.
+    const reservation = this.vms.admit({ what: `a new VM in host group ${JSON.stringify(group.name)}`, group, ramBytes, priority: "user", joinsGroup: true });
+    const record = this.vms.recordAdmitted(reservation, "the new VM's record", () => this.deps.store.insertSandbox(
       this.newVm(group, "sandbox", {
         cpus,
         ramBytes,
@@ -191,8 +213,8 @@ export class VmManager {
         lifetimeMs,
       }),
       group.count,
-    );
-    return this.vms.lock.run(record.hostname, () => this.vms.launch(record, { signal: options.signal }));
+    ));
+    return this.vms.lock.run(record.hostname, () => this.vms.launchHolding(record, reservation, { signal: options.signal }));
   }
 
   /**
@@ -207,7 +229,8 @@ export class VmManager {
     const diskMiB = request.diskMiB > (await imageSizeMiB(image)) ? request.diskMiB : null;
     const ports = [...new Set(request.ports)];
     const hostPorts = await allocateHostPorts(this.deps.forwardAddress ?? DEFAULT_FORWARD_ADDRESS, ports.length);
-    const record = this.deps.store.insertNamed(request.hostname, {
+    const reservation = this.vms.admit({ what: `VM ${JSON.stringify(request.hostname)} in host group ${JSON.stringify(group.name)}`, group, ramBytes: request.ramBytes, priority: "user", joinsGroup: true });
+    const record = this.vms.recordAdmitted(reservation, `the record of VM ${JSON.stringify(request.hostname)}`, () => this.deps.store.insertNamed(request.hostname, {
       ...this.newVm(group, "sandbox", {
         cpus: request.cpus,
         ramBytes: request.ramBytes,
@@ -224,8 +247,8 @@ export class VmManager {
       diskMiB,
       portMap: ports.map((guest, i) => ({ guest, host: hostPorts[i] as number })),
       denyOutgoing: request.denyOutgoing,
-    });
-    return this.vms.lock.run(record.hostname, () => this.vms.launch(record, { signal: options.signal }));
+    }));
+    return this.vms.lock.run(record.hostname, () => this.vms.launchHolding(record, reservation, { signal: options.signal }));
   }
 
   /**
@@ -354,6 +377,7 @@ export class VmManager {
     if (!runtime || !isLive(record.state)) {
       throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is not running (it is ${record.state})`);
     }
+    assertNotFrozen(runtime, this.deps.stateDir);
     if (record.state === "paused") throw new CorralError("vm_paused", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
     if (!runtime.isReady) throw new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} is not ready yet`);
     try {

@@ -6,11 +6,25 @@ import { saveVmState } from "../../engine/index.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { vmPaths } from "./vm-paths.ts";
 import { isLive } from "./vm-state.ts";
+import type { Reservation } from "../admission.ts";
+import type { HostGroupConfig } from "../config.ts";
 import type { VmRecord } from "./vm-store.ts";
-import type { VmSupervisor } from "./vm-supervisor.ts";
+import { assertNotFrozen, type VmSupervisor } from "./vm-supervisor.ts";
+import { storageFullError } from "../../util/storage-full.ts";
+
+/** How long a resumed VM that was frozen by its disk is watched for stopping again before it counts as running. */
+const RETRY_SETTLE_MS = 1500;
 
 export class VmPower {
-  constructor(private readonly vms: VmSupervisor) {}
+  constructor(
+    private readonly vms: VmSupervisor,
+    private readonly group: (name: string) => HostGroupConfig,
+  ) {}
+
+  /** Admission for a VM that starts again (relaunch, restore): it needs its memory and its group's room. */
+  private admit(record: VmRecord): Reservation {
+    return this.vms.admit({ what: `VM ${JSON.stringify(record.hostname)} of host group ${JSON.stringify(record.hostgroup)}`, group: this.group(record.hostgroup), ramBytes: record.ramBytes, priority: "user", joinsGroup: true });
+  }
 
   /** Freezes the VM's vCPUs (QMP stop). Agent calls answer 409 until it is resumed. */
   pause(hostname: string): Promise<VmRecord> {
@@ -26,16 +40,39 @@ export class VmPower {
     });
   }
 
+  /**
+   * Unfreezes the vCPUs (QMP `cont`) whatever stopped them: a pause, or QEMU itself when the host could not
+   * store a disk write (the failed writes are retried then). QEMU's run state is checked afterwards: a VM whose
+   * disk still cannot be written stops again at once, and that is a 507, not a resume.
+   */
   resume(hostname: string): Promise<VmRecord> {
     return this.vms.lock.run(hostname, async () => {
       const record = this.vms.record(hostname);
       const runtime = this.vms.runtime(hostname);
-      if (record.state === "running") return record;
-      if (!runtime?.qmp || record.state !== "paused") {
+      const frozen = runtime?.condition.diskStop !== undefined;
+      if (record.state === "running" && !frozen) return record;
+      if (!runtime?.qmp || !(record.state === "paused" || (frozen && isLive(record.state)))) {
         throw new CorralError("vm_not_running", `Cannot resume VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
-      await runtime.qmp.cont();
-      const running = this.vms.store.transition(record, "running");
+      const qmp = runtime.qmp;
+      // QEMU retries the failed writes as soon as the vCPUs run: if they fail again it stops at once.
+      const stoppedAgain = frozen ? qmp.waitForEvent("STOP", RETRY_SETTLE_MS).then(() => true, () => false) : Promise.resolve(false);
+      await qmp.cont();
+      await stoppedAgain;
+      const status = await qmp.queryStatus();
+      if (!status.running) {
+        if (status.status === "io-error") {
+          runtime.condition.fromRunState(status, await qmp.queryBlock());
+          throw new CorralError(
+            "insufficient_storage",
+            `Cannot resume VM ${JSON.stringify(hostname)}: QEMU stopped it again because its disk writes still fail (${runtime.condition.diskStop?.reason ?? status.status}); free space in ${this.vms.deps.stateDir} first`,
+          );
+        }
+        throw new CorralError("engine_failed", `Cannot resume VM ${JSON.stringify(hostname)}: QEMU reports it as ${status.status} after the resume`);
+      }
+      runtime.condition.resumed();
+      const running = record.state === "paused" ? this.vms.store.transition(record, "running") : record;
+      if (frozen) this.vms.log.info({ vm: hostname }, "VM frozen by its disk resumed");
       void this.vms.rerunReadySteps(hostname);
       return running;
     });
@@ -73,6 +110,8 @@ export class VmPower {
       if (!runtime?.qmp || record.state !== "running") {
         throw new CorralError(record.state === "paused" ? "vm_paused" : "vm_not_running", `Cannot reboot VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
+      // A reset would not run the vCPUs again: the disk has to take the held writes first (resume).
+      assertNotFrozen(runtime, this.vms.deps.stateDir);
       if (options.flush !== false) await runtime.syncDisks();
       const booting = this.vms.store.transition(record, "booting");
       runtime.isReady = false;
@@ -98,7 +137,7 @@ export class VmPower {
       if (record.state !== "stopped" && record.state !== "failed") {
         throw new CorralError("conflict", `Cannot relaunch VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
-      return this.vms.launch(record);
+      return this.vms.launchHolding(record, this.admit(record));
     });
   }
 
@@ -129,7 +168,10 @@ export class VmPower {
         } else {
           this.vms.store.transition(suspending, "failed", { pid: null, pidStartTime: null });
         }
-        throw new CorralError("engine_failed", `Cannot suspend VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err });
+        throw (
+          storageFullError(err, `the saved state of VM ${JSON.stringify(hostname)}`, this.vms.deps.stateDir) ??
+          new CorralError("engine_failed", `Cannot suspend VM ${JSON.stringify(hostname)}: ${(err as Error).message}`, { cause: err })
+        );
       }
       const suspended = this.vms.store.transition(suspending, "suspended", { pid: null, pidStartTime: null });
       this.vms.release(hostname);
@@ -148,7 +190,7 @@ export class VmPower {
       if (record.state !== "suspended") throw new CorralError("conflict", `Cannot restore VM ${JSON.stringify(hostname)}: it is ${record.state}, not suspended`);
       const paths = vmPaths(this.vms.deps.stateDir, hostname);
       const started = performance.now();
-      const booting = await this.vms.launch(record, { restoreFrom: paths.stateFile });
+      const booting = await this.vms.launchHolding(record, this.admit(record), { restoreFrom: paths.stateFile });
       await rm(paths.stateFile, { force: true });
       this.vms.log.info({ vm: hostname, seconds: ((performance.now() - started) / 1000).toFixed(2) }, "VM restored");
       return booting;

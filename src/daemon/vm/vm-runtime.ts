@@ -1,6 +1,7 @@
 // The live parts of one running VM incarnation: its QEMU process, QMP connection and agent client.
 import type { QemuProcess, QmpClient } from "../../engine/index.ts";
 import { AgentClient } from "../agent/agent-client.ts";
+import { VmCondition } from "./vm-condition.ts";
 
 export class VmRuntime {
   readonly agent: AgentClient;
@@ -9,6 +10,8 @@ export class VmRuntime {
   isReady = false;
   /** A VM created by this launch (not relaunched, restored or re-attached), until its first bring-up. */
   fresh = false;
+  /** Stopped by its disk? Does its agent answer? (see vm-condition.ts) */
+  readonly condition = new VmCondition();
 
   constructor(
     readonly hostname: string,

@@ -3,19 +3,21 @@
 // (records, agent calls) and the power operations (pause, shutdown, suspend, ...) build on this.
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AccelVerdict, ExitInfo } from "../../engine/index.ts";
+import type { AccelVerdict, ExitInfo, QmpBlockIoError, QmpEvent } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { assertHostname } from "../../protocol/names.ts";
-import { raceAbort } from "../../util/abort.ts";
+import { raceAbort, runningTimeout } from "../../util/abort.ts";
 import { crashPoint } from "../../util/crash-points.ts";
 import { KeyedLock } from "../../util/keyed-lock.ts";
 import type { Logger } from "../../util/log.ts";
+import { isStorageFull, storageFullError } from "../../util/storage-full.ts";
 import { tailLines } from "../../util/tail.ts";
 import type { AgentClient } from "../agent/agent-client.ts";
+import type { Admission, AdmissionRequest, Reservation } from "../admission.ts";
 import type { DaemonConfig } from "../config.ts";
 import type { DaemonMetrics } from "../metrics.ts";
-import { settleExitedVm } from "./exit-policy.ts";
+import { describeCrash, failExitedVm, settleExitedVm } from "./exit-policy.ts";
 import { launchVm, type LaunchOptions } from "./launch-vm.ts";
 import { recoverVms } from "./recovery.ts";
 import { removeVmFolder, vmPaths } from "./vm-paths.ts";
@@ -52,6 +54,8 @@ export interface VmManagerDeps {
    * src/net/host-isolation.ts). Undefined when the wall is off.
    */
   guestGid: number | undefined;
+  /** Decides whether the host can take one more VM (see admission.ts). */
+  admission: Admission;
 }
 
 /**
@@ -121,11 +125,11 @@ export class VmSupervisor {
     }
   }
 
-  /** The agents of every VM that is ready now (paused VMs excluded: they cannot answer). */
+  /** The agents of every VM that is ready now (paused or frozen VMs excluded: they cannot answer). */
   readyAgents(): { hostname: string; agent: AgentClient }[] {
     const ready: { hostname: string; agent: AgentClient }[] = [];
     for (const runtime of this.runtimes.values()) {
-      if (runtime.isReady && this.deps.store.get(runtime.hostname)?.state === "running") ready.push({ hostname: runtime.hostname, agent: runtime.agent });
+      if (runtime.isReady && !runtime.condition.diskStop && this.deps.store.get(runtime.hostname)?.state === "running") ready.push({ hostname: runtime.hostname, agent: runtime.agent });
     }
     return ready;
   }
@@ -160,6 +164,8 @@ export class VmSupervisor {
         this.log.error({ vm: record.hostname, err }, "VM could not be relaunched");
       }
       if (err instanceof CorralError) throw err;
+      const full = storageFullError(err, `the disk and files of VM ${JSON.stringify(record.hostname)}`, this.deps.stateDir);
+      if (full) throw full;
       this.log.error({ vm: record.hostname, err }, "VM could not start");
       throw new CorralError("engine_failed", `Cannot start VM ${JSON.stringify(record.hostname)}: ${(err as Error).message}`, { cause: err });
     }
@@ -186,7 +192,9 @@ export class VmSupervisor {
         throw signal.reason;
       }
       if (this.stopping.signal.aborted) throw err;
-      this.deps.templates?.reportBroken(template.id, err);
+      // A full disk is the host's problem, not the template's (the cold boot that follows meets it too, and
+      // its undo removes the record).
+      if (!isStorageFull(err)) this.deps.templates?.reportBroken(template.id, err);
       return undefined;
     } finally {
       template.release();
@@ -252,15 +260,33 @@ export class VmSupervisor {
     this.exitHandling.set(
       runtime,
       runtime.process.exited
-        .then((info) => this.onExit(runtime.hostname, runtime.incarnation, info))
+        .then((info) => this.onExit(runtime, info))
         .catch((err: unknown) => this.log.error({ vm: runtime.hostname, err }, "Cannot clean up after VM exit")),
     );
+    runtime.qmp?.on("event", (event) => this.onQmpEvent(runtime, event));
     this.bringUp(runtime, record);
+  }
+
+  /**
+   * QEMU stops the vCPUs when the host cannot store a disk write (its default policy, werror=enospc), until
+   * it is resumed with room to spare (see VmPower.resume). That is kept in the runtime's condition, not in the
+   * record: the record's database sits on the very filesystem that is full, and QEMU itself remembers the
+   * stop for the next daemon (recovery reads it back). Views show such a VM as paused (see shownState).
+   */
+  private onQmpEvent(runtime: VmRuntime, event: QmpEvent): void {
+    if (event.event === "RESUME") return runtime.condition.resumed();
+    if (event.event !== "BLOCK_IO_ERROR") return;
+    const data = event.data as unknown as QmpBlockIoError | undefined;
+    if (data?.action !== "stop") return;
+    const first = runtime.condition.diskStop === undefined;
+    const stop = runtime.condition.stoppedByDisk(data);
+    if (first) this.log.warn({ vm: runtime.hostname, reason: stop.reason, operation: data.operation }, `VM frozen by QEMU: ${stop.kind === "disk_full" ? "the host's disk is full" : "a disk error"}`);
   }
 
   /** (Re)connects to the agent and hands it the VM's identity; `runtime.ready` settles when that is done. */
   bringUp(runtime: VmRuntime, record: VmRecord): void {
     runtime.isReady = false;
+    runtime.condition.agentRestarting();
     runtime.ready = this.connectAgent(runtime, record);
     runtime.ready.catch(() => undefined);
   }
@@ -269,7 +295,10 @@ export class VmSupervisor {
     // Milliseconds from here to each step, in the "ready" log line: where a slow bring-up spends its time.
     const started = performance.now();
     const timings: Record<string, number> = {};
-    const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.deps.bootDeadlineMs ?? 10 * 60_000)]);
+    // The deadline counts only while the vCPUs run: a VM re-attached while paused or frozen by its disk
+    // answers once it is resumed, and must not be killed for its silence meanwhile.
+    const deadline = runningTimeout(this.deps.bootDeadlineMs ?? 10 * 60_000, () => !runtime.condition.diskStop && this.deps.store.get(record.hostname)?.state !== "paused");
+    const signal = AbortSignal.any([this.stopping.signal, deadline.signal]);
     try {
       await runtime.agent.waitForConnection(signal, () => runtime.alive);
       timings.connected = Math.round(performance.now() - started);
@@ -302,6 +331,8 @@ export class VmSupervisor {
         runtime.process.kill();
       }
       throw err;
+    } finally {
+      deadline.dispose();
     }
     runtime.isReady = true;
     await this.lock.run(record.hostname, async () => {
@@ -321,6 +352,7 @@ export class VmSupervisor {
     if (!runtime || !isLive(record.state)) {
       throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is not running (it is ${record.state})`);
     }
+    assertNotFrozen(runtime, this.deps.stateDir);
     if (record.state === "paused") throw new CorralError("vm_paused", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
     if (!runtime.isReady) {
       const wait = AbortSignal.any([signal, AbortSignal.timeout(AGENT_WAIT_MS)]);
@@ -364,7 +396,8 @@ export class VmSupervisor {
     await runtime.process.exited;
   }
 
-  private async onExit(hostname: string, incarnation: number, info: ExitInfo): Promise<void> {
+  private async onExit(exited: VmRuntime, info: ExitInfo): Promise<void> {
+    const { hostname, incarnation } = exited;
     await this.lock.run(hostname, async () => {
       const runtime = this.runtimes.get(hostname);
       if (runtime?.incarnation === incarnation) {
@@ -374,6 +407,14 @@ export class VmSupervisor {
       const record = this.deps.store.get(hostname);
       if (!record || record.incarnation !== incarnation || !isLive(record.state)) return;
       const how = info.code !== null ? `exit code ${info.code}` : info.signal ? `signal ${info.signal}` : "no status";
+      // A QEMU that died of a signal nobody here sent crashed (SIGBUS: its RAM file could not be backed) or
+      // was killed (the OOM killer): the VM stays, failed, with the reason, instead of vanishing.
+      const crash = describeCrash(info, exited.process.signalSent);
+      if (crash) {
+        failExitedVm(this.deps.store, record, crash);
+        this.log.error({ vm: hostname, how }, crash);
+        return;
+      }
       const outcome = await settleExitedVm(this.deps.stateDir, this.deps.store, record);
       this.log.info({ vm: hostname, how, outcome }, outcome === "removed" ? "Sandbox exited: removed with its disk" : "VM exited");
       if (outcome === "removed" && record.template) void this.deps.templates?.collectGarbage();
@@ -384,7 +425,67 @@ export class VmSupervisor {
 
   /** Re-attaches to the VMs that survived the previous daemon (after cleaning up its debris). */
   async recover(): Promise<void> {
-    for (const { record, runtime } of await recoverVms(this.deps.stateDir, this.deps.store, this.log)) this.adopt(runtime, record);
+    for (const { record, runtime } of await recoverVms(this.deps.stateDir, this.deps.store, this.log)) {
+      this.adopt(runtime, record);
+      // Frozen by its disk while no daemon watched: QEMU told recovery so.
+      if (runtime.condition.diskStop) this.log.warn({ vm: record.hostname, reason: runtime.condition.diskStop.reason }, "VM found frozen by QEMU: its disk writes failed");
+    }
+  }
+
+  // ---- admission ----
+
+  /** Admits one more VM or throws the refusal (429 or 507, see Admission.admit). */
+  admit(request: AdmissionRequest): Reservation {
+    return this.deps.admission.admit(request);
+  }
+
+  /**
+   * Writes the record of a VM admitted with `reservation` (at once: no await between the admission and the
+   * record, so concurrent creates see each other). When that fails the reservation ends, and a full disk is a
+   * 507 naming what was written.
+   */
+  recordAdmitted(reservation: Reservation, what: string, insert: () => VmRecord): VmRecord {
+    try {
+      return insert();
+    } catch (err) {
+      reservation.release();
+      throw storageFullError(err, what, this.deps.stateDir) ?? err;
+    }
+  }
+
+  /**
+   * Launches a record admitted with `reservation` (the caller holds the VM's lock); the reservation is held
+   * until the VM's agent is ready or its start failed.
+   */
+  async launchHolding(record: VmRecord, reservation: Reservation, options?: LaunchOptions): Promise<VmRecord> {
+    try {
+      const launched = await this.launch(record, options);
+      this.holdUntilStarted(launched.hostname, reservation);
+      return launched;
+    } catch (err) {
+      reservation.release();
+      throw err;
+    }
+  }
+
+  /** Keeps `reservation` until the VM's agent is ready or its start failed, then releases it. */
+  holdUntilStarted(hostname: string, reservation: Reservation): void {
+    const runtime = this.runtimes.get(hostname);
+    if (!runtime) return reservation.release();
+    void runtime.ready.then(
+      () => reservation.release(),
+      () => reservation.release(),
+    );
+  }
+
+  /** Every runtime with its record, for the liveness checks and the views. */
+  live(): { runtime: VmRuntime; record: VmRecord }[] {
+    const found: { runtime: VmRuntime; record: VmRecord }[] = [];
+    for (const runtime of this.runtimes.values()) {
+      const record = this.deps.store.get(runtime.hostname);
+      if (record?.incarnation === runtime.incarnation) found.push({ runtime, record });
+    }
+    return found;
   }
 
   /**
@@ -411,4 +512,16 @@ export class VmSupervisor {
     });
     await Promise.all(work);
   }
+}
+
+/** 507 at once for a VM whose vCPUs QEMU stopped on a disk error: nothing in it can answer until it is resumed. */
+export function assertNotFrozen(runtime: VmRuntime, stateDir: string): void {
+  const stop = runtime.condition.diskStop;
+  if (!stop) return;
+  const name = JSON.stringify(runtime.hostname);
+  const why =
+    stop.kind === "disk_full"
+      ? `the host cannot store what it writes to its disk (${stop.reason}): free space in ${stateDir}, then POST /vm/${runtime.hostname}/resume`
+      : `a disk request failed (${stop.reason}): POST /vm/${runtime.hostname}/resume retries it`;
+  throw new CorralError("insufficient_storage", `VM ${name} is frozen: QEMU stopped it because ${why}`);
 }

@@ -3,6 +3,7 @@
 import { Fragment, useState, type ReactNode } from "react";
 import type { ApiError } from "../lib/api.ts";
 import { percentOf } from "../lib/format.ts";
+import { healthLabel, healthTone } from "../lib/health.ts";
 
 const GOOD = new Set(["online", "running"]);
 const BUSY = new Set(["creating", "booting", "starting", "stopping", "deleting", "pending", "suspending", "partial", "paused"]);
@@ -11,6 +12,15 @@ const BAD = new Set(["offline", "failed", "error", "lost"]);
 export function StateBadge({ state }: { state: string }) {
   const tone = GOOD.has(state) ? "good" : BUSY.has(state) ? "busy" : BAD.has(state) ? "bad" : "idle";
   return <span className={`badge badge-${tone}`}>{state}</span>;
+}
+
+/** A VM's health (src/protocol/vm-health.ts); the detail, when there is one, shows on hover. */
+export function HealthBadge({ health, detail }: { health: string; detail?: string | undefined }) {
+  return (
+    <span className={`badge badge-${healthTone(health)}`} title={detail}>
+      {healthLabel(health)}
+    </span>
+  );
 }
 
 export function ErrorNote({ error, children }: { error: ApiError | Error | string | undefined; children?: ReactNode }) {

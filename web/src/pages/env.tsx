@@ -1,7 +1,8 @@
 // `/envs/:id`: one environment, its VMs (with their ssh lines) and its actions.
 /** @jsxRuntime automatic */
 import type { Env } from "../../../src/protocol/controller.ts";
-import { CopyButton, Empty, ErrorNote, Facts, Loading, StateBadge, TableHead } from "../components/bits.tsx";
+import { CopyButton, Empty, ErrorNote, Facts, HealthBadge, Loading, StateBadge, TableHead } from "../components/bits.tsx";
+import { healthWorthShowing } from "../lib/health.ts";
 import { Countdown } from "../components/countdown.tsx";
 import { formatMiB, formatTime } from "../lib/format.ts";
 import { useResource } from "../lib/hooks.ts";
@@ -66,6 +67,7 @@ function EnvDetails({ env }: { env: Env }) {
                       </th>
                       <td>
                         <StateBadge state={vm.state} />
+                        {healthWorthShowing(vm.health, vm.state) && vm.health && <> <HealthBadge health={vm.health} detail={vm.health_detail} /></>}
                         {vm.error && <div className="error-text small-text">{vm.error}</div>}
                       </td>
                       <td>

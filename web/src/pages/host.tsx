@@ -2,7 +2,7 @@
 /** @jsxRuntime automatic */
 import { useState } from "react";
 import type { Host, HostVm } from "../../../src/protocol/controller.ts";
-import { Empty, ErrorNote, Facts, Loading, StateBadge, TableHead } from "../components/bits.tsx";
+import { Empty, ErrorNote, Facts, HealthBadge, Loading, StateBadge, TableHead } from "../components/bits.tsx";
 import { formatMiB, formatTime } from "../lib/format.ts";
 import { hostsChanged, useResource } from "../lib/hooks.ts";
 import { paths } from "../lib/routes.ts";
@@ -73,7 +73,7 @@ function VmTable({ hostId, vms }: { hostId: string; vms: HostVm[] }) {
   return (
     <div className="table-wrap">
       <table>
-        <TableHead columns={["VM", "State", "Environment", "vCPUs", "Memory"]} />
+        <TableHead columns={["VM", "State", "Health", "Environment", "vCPUs", "Memory"]} />
         <tbody>
           {vms.map((vm) => (
             <tr key={vm.name}>
@@ -83,6 +83,7 @@ function VmTable({ hostId, vms }: { hostId: string; vms: HostVm[] }) {
               <td>
                 <StateBadge state={vm.status} />
               </td>
+              <td>{vm.health ? <HealthBadge health={vm.health} detail={vm.health_detail} /> : <span className="muted">–</span>}</td>
               <td>{vm.env_id ? <Link href={paths.env(vm.env_id)}>{vm.env_id}</Link> : <span className="muted">not the controller's</span>}</td>
               <td className="num">{vm.vcpu_count}</td>
               <td className="num">{formatMiB(vm.memory_bytes / (1024 * 1024))}</td>

@@ -4,7 +4,8 @@
 import { lazy, Suspense, useState } from "react";
 import type { FleetVm, HostVm, VmAction } from "../../../src/protocol/controller.ts";
 import type { VmHardware } from "../../../src/protocol/ttstack-agent.ts";
-import { CopyButton, Empty, ErrorNote, Facts, Loading, StateBadge, TableHead } from "../components/bits.tsx";
+import { CopyButton, Empty, ErrorNote, Facts, HealthBadge, Loading, StateBadge, TableHead } from "../components/bits.tsx";
+import { healthWorthShowing } from "../lib/health.ts";
 import { ConfirmDialog } from "../components/dialog.tsx";
 import { formatMiB } from "../lib/format.ts";
 import { useAction, useResource } from "../lib/hooks.ts";
@@ -40,6 +41,8 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
   // /api/vms/ID knows only the controller's VMs; one with the same name on another host is not this one.
   const fleet = fleetVm.data && fleetVm.data.host_id === hostId ? fleetVm.data : undefined;
   const state = listed?.status ?? fleet?.state;
+  const health = listed?.health ?? fleet?.health;
+  const healthDetail = listed?.health_detail ?? fleet?.health_detail;
   const missing = hostVms.data !== undefined && listed === undefined;
 
   return (
@@ -55,7 +58,9 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
       <div className="title-row">
         <h1>VM {vmName}</h1>
         {state && <StateBadge state={state} />}
+        {health && state && healthWorthShowing(health, state) && <HealthBadge health={health} detail={healthDetail} />}
       </div>
+      {healthDetail && health !== "ok" && <p className={health === "disk_full" || health === "io_error" || health === "unresponsive" ? "error" : "muted"} role="status">{healthDetail}</p>}
       <ErrorNote error={hostVms.error} />
       {missing && <ErrorNote error={`Host "${hostId}" does not report a VM named "${vmName}" (it may have been deleted).`} />}
       {hostVms.data === undefined && !hostVms.error && <Loading />}
@@ -65,6 +70,7 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
           <Facts
             items={[
               ["State", state ? <StateBadge state={state} /> : "–"],
+              ["Health", health ? <HealthBadge health={health} detail={healthDetail} /> : "–"],
               [
                 "Host",
                 <>
