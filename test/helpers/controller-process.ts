@@ -56,8 +56,9 @@ export class TestController {
     await rm(infoFile, { force: true });
     const child = spawn(
       process.execPath,
-      ["--import", "tsx", CLI, "controller", "--state-dir", this.stateDir, "--port", "0", "--heartbeat", "500ms", "--api-key", this.apiKey, ...extraArgs],
-      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CORRAL_LOG_LEVEL: "info", ...env } },
+      ["--import", "tsx", CLI, "controller", "--state-dir", this.stateDir, "--port", "0", "--heartbeat", "500ms", ...extraArgs],
+      // The key as the environment variable, not --api-key: the flag would put it in `ps` (and warns so).
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CORRAL_LOG_LEVEL: "info", CORRAL_API_KEY: this.apiKey, ...env } },
     );
     this.child = child;
     child.stdout?.on("data", (chunk: Buffer) => (this.logs += chunk.toString()));

@@ -156,7 +156,7 @@ describe("sandbox lifetimes", { timeout: 900_000 }, () => {
     const hostname = added.stdout.trim();
     assert.match(added.stderr, new RegExp(`^Created ${hostname} in [\\d.]+s \\(booting\\), expires in (9|10)m\\.`));
     const list = (await corral(["vm", "list"], env)).stdout.split("\n");
-    assert.match(list[0] ?? "", /^HOSTNAME\s+GROUP\s+STATUS\s+CPUS\s+RAM\s+IP\s+AGE\s+EXPIRES\s+TAGS$/);
+    assert.match(list[0] ?? "", /^HOSTNAME\s+GROUP\s+STATUS\s+HEALTH\s+CPUS\s+RAM\s+IP\s+AGE\s+EXPIRES\s+TAGS$/);
     assert.match(list.find((l) => l.startsWith(hostname)) ?? "", /\sin (9|10)m\s*$/);
     assert.match(list.find((l) => l.startsWith("svc-1")) ?? "", /\s-\s*$/, "a service never expires");
     const show = await corral(["vm", "show", hostname], env);

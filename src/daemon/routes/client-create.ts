@@ -1,8 +1,15 @@
 // Creates as their client sees them: all or nothing. A VM made for a request (a Slicer create, a fork, a
-// TTstack agent create) exists for good only once its answer was written to the client; a client that
+// TTstack agent create) exists for good only once its answer is written to the client; a client that
 // leaves first (during the clone or boot, during `?wait=`) or whose answer cannot be written gets its VM
 // removed at once, and one that a crash leaves unanswered is removed by recovery (the store's
 // `acknowledged` mark).
+//
+// The mark is set in the same synchronous step in which the answer's last byte is handed to the socket
+// (the response's "prefinish"), before the event loop runs anything else: a client cannot have read its 201
+// while the mark is still unset, so a crash never removes a VM whose create was answered. (Setting it on
+// "finish", when the write completed, left a window in which a client that had its answer saw the VM vanish
+// after a crash: seen on a loaded host.) A write that then fails (the connection closed before the answer
+// was flushed) still removes the VM.
 import type { FastifyReply } from "fastify";
 import { watchDelivery } from "../../http/answer-delivery.ts";
 import { crashPoint } from "../../util/crash-points.ts";
@@ -38,8 +45,12 @@ export async function createForClient(manager: VmManager, reply: FastifyReply, c
     if (err instanceof CorralError && err.code === "timeout" && create.timeoutOutcome) throw new CorralError("timeout", `${err.message}: ${create.timeoutOutcome}`);
     throw err;
   }
+  // Only the successful answer sets the mark: an error answered in its place (e.g. serialisation) never does.
+  reply.raw.once("prefinish", () => {
+    if (reply.raw.statusCode < 300) manager.acknowledgeCreate(record);
+  });
   void delivery.delivered
-    .then((written) => (written ? manager.acknowledgeCreate(record) : manager.rollBackCreate(record, delivery.abandoned.reason)))
+    .then((written) => (written ? undefined : manager.rollBackCreate(record, delivery.abandoned.reason)))
     .catch((err: unknown) => reply.log.error({ vm: record.hostname, err }, "Cannot settle a create after its answer"));
   return record;
 }

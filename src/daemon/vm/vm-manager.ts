@@ -252,24 +252,24 @@ export class VmManager {
   }
 
   /**
-   * The create that made `record` was answered to its client: from now on the VM outlives a daemon crash.
-   * Called once the answer was written; a crash before this removes the VM at the next start.
+   * The create that made `record` is being answered to its client: from now on the VM outlives a daemon
+   * crash. Called synchronously as the answer is handed to the connection (see routes/client-create.ts); a
+   * crash before this removes the VM at the next start.
    */
   acknowledgeCreate(record: VmRecord): void {
-    crashPoint("create.answered");
     this.deps.store.acknowledge(record.hostname, record.createdAt);
     crashPoint("create.acknowledged");
   }
 
   /**
-   * Undoes the create that made `record` before its client got the answer (the client left, the answer
-   * could not be written, its wait failed): the VM goes, whatever it has become meanwhile, unless it was
-   * acknowledged after all.
+   * Undoes the create that made `record` because its client did not get the answer (the client left, the
+   * answer could not be written, its wait failed): the VM goes, whatever it has become meanwhile, even if
+   * the mark was set as the answer was handed to a connection that then failed.
    */
   async rollBackCreate(record: VmRecord, reason: unknown): Promise<void> {
     await this.vms.lock.run(record.hostname, async () => {
       const current = this.deps.store.get(record.hostname);
-      if (!current || current.createdAt !== record.createdAt || current.acknowledged) return;
+      if (!current || current.createdAt !== record.createdAt) return;
       await this.vms.rollBack(current, reason);
     });
   }
