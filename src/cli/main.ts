@@ -18,6 +18,15 @@ import { registerTemplateCommands } from "./template-commands.ts";
 import { registerTopCommand } from "./top-command.ts";
 import { registerVmCommands } from "./vm-commands.ts";
 
+// A reader that goes away (`corral vm exec X -- cat big | head`) ends the command quietly with the status a
+// shell gives a program killed by SIGPIPE (128 + 13), as it would end a C tool, instead of a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(141);
+    throw err;
+  });
+}
+
 const program = new Command();
 program.name("corral").description("Real Linux micro-VMs on demand").version(corralVersion());
 registerUpCommand(program);

@@ -33,6 +33,7 @@ function printNode(node: DescribedNode): void {
     ["hostname", node.hostname],
     ["group", node.hostgroup],
     ["status", `${node.status} (${node.state})`],
+    ["health", node.health === undefined ? "-" : `${node.health}${node.health_detail ? `: ${node.health_detail}` : ""}${node.health_since ? ` (since ${age(node.health_since)} ago)` : ""}`],
     ["image", node.image],
     ["cpus", String(node.cpus)],
     ["ram", formatBytes(node.ram_bytes)],

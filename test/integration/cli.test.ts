@@ -59,6 +59,18 @@ describe("corral CLI", { timeout: 600_000 }, () => {
     assert.match(missing.stderr, /Command not found: "no-such-cmd"/);
   });
 
+  test("a reader that goes away ends vm exec quietly, with SIGPIPE's status", async () => {
+    // `head` leaves after its first line while the guest is still writing: the CLI's next write fails.
+    const pipeline = `set -o pipefail; "${CORRAL}" vm exec sbox-1 -- sh -c 'while true; do echo line; done' | head -n 1`;
+    const result = await run("bash", ["-c", pipeline], { env: { ...process.env, ...env } }).then(
+      (out) => ({ code: 0, ...out }),
+      (err: { code: number; stdout: string; stderr: string }) => err,
+    );
+    assert.equal(result.stdout, "line\n");
+    assert.equal(result.code, 141, result.stderr);
+    assert.equal(result.stderr, "", "no stack trace");
+  });
+
   test("vm exec -i sends stdin; --env and --cwd apply", async () => {
     const upper = await corral(["vm", "exec", "-i", "sbox-1", "--", "tr", "a-z", "A-Z"], env, "shout\n");
     assert.equal(upper.stdout, "SHOUT\n");

@@ -11,6 +11,7 @@ import { readMemAvailable } from "../../src/daemon/admission.ts";
 import type { AgentVm } from "../../src/protocol/ttstack-agent.ts";
 import type { NodeInfo } from "../../src/protocol/slicer.ts";
 import type { TemplateInfoBody } from "../../src/protocol/templates-api.ts";
+import { corral } from "../helpers/cli-process.ts";
 import { qemuPids, TestDaemon } from "../helpers/daemon-process.ts";
 import { SmallFilesystem } from "../helpers/small-fs.ts";
 import { until } from "../helpers/until.ts";
@@ -236,6 +237,8 @@ ${reserveMiB === undefined ? "" : `  admission:\n    memory_reserve_mb: ${reserv
     assert.equal(wedged.status, "Running", "the VM still runs: only its agent does not answer");
     assert.match(wedged.health_detail ?? "", /has not answered its liveness checks/);
     assert.match(await daemon.client.metrics(), /^corral_vm_health\{health="unresponsive"\} [12]$/m);
+    const shown = await corral(["vm", "show", vm], { CORRAL_URL: daemon.url });
+    assert.match(shown.stdout, /\nstatus:\s+Running \(running\)\nhealth:\s+unresponsive: .*has not answered its liveness checks/, shown.stdout + shown.stderr);
     await until(async () => ((await describeVm(daemon, vm)).health === "ok" ? true : undefined), "the agent to answer again", 120_000, 500);
     assert.match(daemon.log, /VM agent answers again/);
   });
