@@ -57,8 +57,10 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
       </p>
       <div className="title-row">
         <h1>VM {vmName}</h1>
-        {state && <StateBadge state={state} />}
-        {health && state && healthWorthShowing(health, state) && <HealthBadge health={health} detail={healthDetail} />}
+        <span className="badges">
+          {state && <StateBadge state={state} />}
+          {health && state && healthWorthShowing(health, state) && <HealthBadge health={health} detail={healthDetail} />}
+        </span>
       </div>
       {healthDetail && health !== "ok" && <p className={health === "disk_full" || health === "io_error" || health === "unresponsive" ? "error" : "muted"} role="status">{healthDetail}</p>}
       <ErrorNote error={hostVms.error} />
