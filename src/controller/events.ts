@@ -4,14 +4,14 @@
 import type { WsServerMessage } from "../protocol/controller.ts";
 import type { Logger } from "../util/log.ts";
 
-export type FleetEvent = Extract<WsServerMessage, { type: "hosts-changed" | "vms-changed" | "envs-changed" }>;
+export type FleetEvent = Extract<WsServerMessage, { type: "hosts-changed" | "vms-changed" | "envs-changed" | "host-connection-changed" }>;
 
 interface EventChannel {
   publish(event: object): Promise<void>;
   subscribe(listener: (event: unknown) => void): () => void;
 }
 
-const EVENT_TYPES = new Set(["hosts-changed", "vms-changed", "envs-changed"]);
+const EVENT_TYPES = new Set(["hosts-changed", "vms-changed", "envs-changed", "host-connection-changed"]);
 
 export class FleetEvents {
   constructor(
@@ -25,6 +25,11 @@ export class FleetEvents {
 
   vmsChanged(hostIds: Iterable<string>): Promise<void> {
     return Promise.all([...new Set(hostIds)].map((hostId) => this.send({ type: "vms-changed", payload: { hostId } }))).then(() => undefined);
+  }
+
+  /** A host was connected or disconnected through Virtumancer's API. */
+  hostConnectionChanged(hostId: string, connected: boolean): Promise<void> {
+    return this.send({ type: "host-connection-changed", payload: { hostId, connected } });
   }
 
   envsChanged(envId: string): Promise<void> {

@@ -14,9 +14,13 @@ const RUNNING = 1;
 /** libvirt's states of a domain that has no process: no domain id (0 no state, 5 shut off, 6 crashed). */
 const INACTIVE = new Set([0, 5, 6]);
 
-/** A host as Virtumancer lists it: `CONNECTED` while heartbeats get answers, `ERROR` once they fail. */
-export function v1Host(host: Pick<HostRecord, "id" | "uri" | "state">): V1Host {
-  return { id: host.id, uri: host.uri, state: host.state === "online" ? "CONNECTED" : "ERROR", task_state: "", auto_reconnect_disabled: false };
+/**
+ * A host as Virtumancer lists it: `CONNECTED` while heartbeats get answers, `ERROR` once they fail,
+ * `DISCONNECTED` (and not to be reconnected on its own) after a disconnect.
+ */
+export function v1Host(host: Pick<HostRecord, "id" | "uri" | "state" | "disconnected">): V1Host {
+  const state = host.disconnected ? "DISCONNECTED" : host.state === "online" ? "CONNECTED" : "ERROR";
+  return { id: host.id, uri: host.uri, state, task_state: "", auto_reconnect_disabled: host.disconnected };
 }
 
 /** The host's last report in libvirt's virNodeInfo terms: memory in KiB, threads per core. */

@@ -230,6 +230,7 @@ export type WsClientMessage = { type: "subscribe-vm-stats"; payload: VmRef } | {
 export type WsServerMessage =
   | { type: "hosts-changed"; payload: null }
   | { type: "vms-changed"; payload: { hostId: string } }
+  | { type: "host-connection-changed"; payload: { hostId: string; connected: boolean } }
   | { type: "envs-changed"; payload: { envId: string } }
   | { type: "vm-stats-updated"; payload: VmRef & { stats: Static<typeof VmStatsSchema> } }
   | { type: "error"; payload: { error: string; code: string } };

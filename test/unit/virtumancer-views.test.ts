@@ -56,13 +56,16 @@ const hardware: VmHardware = {
   networks: [{ type: "user", mac: { address: "52:54:00:12:34:56" }, source: { mode: "user" }, model: { model_type: "virtio" } }],
 };
 
-const host = { id: "kvm-1", uri: "http://127.0.0.1:8080", state: "online" as const, hostname: "build-7", info };
+const host = { id: "kvm-1", uri: "http://127.0.0.1:8080", state: "online" as const, disconnected: false, hostname: "build-7", info };
 
 describe("Virtumancer's views of Corral's hosts and VMs", () => {
-  test("a host: CONNECTED while online, ERROR when offline", () => {
+  test("a host: CONNECTED while online, ERROR when offline, DISCONNECTED without reconnecting after a disconnect", () => {
     wire.assertFits(wire.Host, v1Host(host), "host");
     assert.deepEqual(v1Host(host), { id: "kvm-1", uri: "http://127.0.0.1:8080", state: "CONNECTED", task_state: "", auto_reconnect_disabled: false });
     assert.equal(v1Host({ ...host, state: "offline" }).state, "ERROR");
+    const disconnected = v1Host({ ...host, state: "offline", disconnected: true });
+    wire.assertFits(wire.Host, disconnected, "a disconnected host");
+    assert.deepEqual([disconnected.state, disconnected.auto_reconnect_disabled], ["DISCONNECTED", true]);
   });
 
   test("host info in libvirt's units: memory in KiB, threads per core", () => {

@@ -1,5 +1,5 @@
 // Virtumancer's API under /api/v1, as its web UI calls it (docs/virtumancer-wire-notes.md): GET /health
-// (public), hosts (list, add with {id, uri}, delete, info in libvirt's units), a host's VMs with every field
+// (public), hosts (list, add with {id, uri}, delete, info in libvirt's units, connect, disconnect), a host's VMs with every field
 // the UI reads, the five power routes (each 204), a VM's hardware in libvirt's shape and its live stats.
 // Errors are written as Virtumancer's Go handlers write them (text/plain, src/http/text-errors.ts), with the
 // catalogue's status. The seed document's routes stay on /api (hosts.ts, host-vms.ts).
@@ -42,6 +42,17 @@ export async function virtumancerRoutes(app: ControllerApp, ctx: ControllerConte
 
       scope.delete("/hosts/:id", { schema: { tags, params: HostParams } }, async (request, reply) => {
         await ctx.hosts.remove(request.params.id);
+        return reply.code(204).send();
+      });
+
+      // Virtumancer's later routes (7ac184f): stop and resume talking to a host (host-connections.ts).
+      scope.post("/hosts/:id/connect", { schema: { tags, params: HostParams } }, async (request, reply) => {
+        await ctx.connections.connect(request.params.id);
+        return reply.code(204).send();
+      });
+
+      scope.post("/hosts/:id/disconnect", { schema: { tags, params: HostParams } }, async (request, reply) => {
+        await ctx.connections.disconnect(request.params.id);
         return reply.code(204).send();
       });
 
