@@ -1,6 +1,9 @@
 // What changed in the fleet, told to every /ws client of every controller process on the same database:
 // events go through the store (PostgreSQL NOTIFY, or in-process with SQLite) and come back to each process,
 // which fans them out to its own clients. The payloads are Virtumancer's; `envs-changed` is Corral's own.
+// `hosts-changed` means the hosts themselves changed (added, removed, connected, disconnected, offline or
+// back); anything that changes on a host (its VMs, what it reports) is `vms-changed` for that host, which
+// Virtumancer's UI answers by reading that host's VMs and info again.
 import type { WsServerMessage } from "../protocol/controller.ts";
 import type { Logger } from "../util/log.ts";
 
@@ -20,7 +23,7 @@ export class FleetEvents {
   ) {}
 
   hostsChanged(): Promise<void> {
-    return this.send({ type: "hosts-changed", payload: null });
+    return this.send({ type: "hosts-changed" });
   }
 
   vmsChanged(hostIds: Iterable<string>): Promise<void> {

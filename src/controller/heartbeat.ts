@@ -90,8 +90,10 @@ export class Heartbeats {
     if (after.disconnected) return;
     const cameBack = host.state === "offline";
     if (cameBack) log.info({ host: host.id }, "Host is online again");
-    const vmsChanged = (await this.reconcile(host, ours, report.vms)) || vmListChanged(host.vms, report.vms);
-    if (cameBack || vmListChanged(host.vms, report.vms) || infoChanged(host, report.info)) await events.hostsChanged();
+    const vmsChanged = (await this.reconcile(host, ours, report.vms)) || vmListChanged(host.vms, report.vms) || infoChanged(host, report.info);
+    // Only a change of the hosts themselves is hosts-changed (Virtumancer's UI then reads every host again);
+    // what changed on this host is vms-changed for it.
+    if (cameBack) await events.hostsChanged();
     if (vmsChanged) await events.vmsChanged([host.id]);
   }
 

@@ -226,9 +226,12 @@ export interface VmRef {
 /** What a /ws client may send. */
 export type WsClientMessage = { type: "subscribe-vm-stats"; payload: VmRef } | { type: "unsubscribe-vm-stats"; payload: VmRef };
 
-/** What the controller sends on /ws. `envs-changed` is a Corral addition (environments created, changed or gone). */
+/**
+ * What the controller sends on /ws, as Virtumancer's hub writes it: an empty payload is left out
+ * (`hosts-changed`). `envs-changed` and `error` are Corral's additions.
+ */
 export type WsServerMessage =
-  | { type: "hosts-changed"; payload: null }
+  | { type: "hosts-changed" }
   | { type: "vms-changed"; payload: { hostId: string } }
   | { type: "host-connection-changed"; payload: { hostId: string; connected: boolean } }
   | { type: "envs-changed"; payload: { envId: string } }
