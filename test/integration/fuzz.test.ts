@@ -85,9 +85,10 @@ function problem(server: string, route: RouteEntry, req: FuzzRequest, answer: An
   if (answer.status < 400) return undefined;
   if (req.method === "HEAD") return answer.status >= 500 ? `HEAD answered ${answer.status}` : undefined;
   let body: { error?: unknown; code?: unknown };
-  if (route.url.startsWith(`${VIRTUMANCER_PREFIX}/`) && answer.status !== 401) {
-    // Virtumancer's wire: Go's http.Error (one line of text), the code in a header.
-    if (!answer.contentType.startsWith("text/plain") || !answer.body.endsWith("\n")) return `${answer.status} not as Go's http.Error: ${answer.contentType} ${JSON.stringify(answer.body.slice(0, 200))}`;
+  // Virtumancer's routes answer Go's http.Error (one line of text, the code in a header); what reached no route
+  // (another method, a path the router cannot take) is answered by the router, in JSON, as everywhere.
+  if (route.url.startsWith(`${VIRTUMANCER_PREFIX}/`) && answer.contentType.startsWith("text/plain")) {
+    if (!answer.body.endsWith("\n")) return `${answer.status} not as Go's http.Error: ${JSON.stringify(answer.body.slice(0, 200))}`;
     body = { error: answer.body.trimEnd(), code: answer.errorCode };
     if (!isErrorCode(body.code)) return `${answer.status} with the code ${JSON.stringify(body.code)}, not one of the catalogue`;
   } else {
