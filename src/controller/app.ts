@@ -10,6 +10,7 @@ import { fleetRoutes } from "./routes/fleet.ts";
 import { hostVmRoutes } from "./routes/host-vms.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { vmLogsRoute } from "./routes/vm-console.ts";
+import { virtumancerRoutes } from "./routes/virtumancer.ts";
 import { installWebSockets } from "./websockets.ts";
 
 export interface ControllerAppOptions {
@@ -34,6 +35,7 @@ export async function buildControllerApp(ctx: ControllerContext, options: Contro
   vmLogsRoute(app, ctx);
   envRoutes(app, ctx);
   fleetRoutes(app, ctx);
+  await virtumancerRoutes(app, ctx);
   dashboardRoutes(app, ctx);
   return app;
 }

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, Raw
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FleetStore } from "./db/index.ts";
 import type { EnvService } from "./envs.ts";
+import type { HostConnections } from "./host-connections.ts";
 import type { HostLinks } from "./host-link.ts";
 import type { HostRegistry } from "./hosts.ts";
 import type { LiveUpdates } from "./live-updates.ts";
@@ -10,6 +11,8 @@ import type { LiveUpdates } from "./live-updates.ts";
 export interface ControllerContext {
   store: FleetStore;
   hosts: HostRegistry;
+  /** Virtumancer's connect and disconnect of a host. */
+  connections: HostConnections;
   envs: EnvService;
   links: HostLinks;
   live: LiveUpdates;

@@ -19,6 +19,7 @@ import { DEFAULT_OVERCOMMIT, OPERATION_LEASE_MS, openFleetStore, type FleetStore
 import { EnvService } from "./envs.ts";
 import { FleetEvents } from "./events.ts";
 import { Heartbeats } from "./heartbeat.ts";
+import { HostConnections } from "./host-connections.ts";
 import { HostLinks } from "./host-link.ts";
 import { HostRegistry } from "./hosts.ts";
 import { LiveUpdates } from "./live-updates.ts";
@@ -97,6 +98,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const ctx: ControllerContext = {
     store,
     hosts: new HostRegistry(store, links, events),
+    connections: new HostConnections(store, links, events),
     envs,
     links,
     live,

@@ -1,17 +1,20 @@
 // What changed in the fleet, told to every /ws client of every controller process on the same database:
 // events go through the store (PostgreSQL NOTIFY, or in-process with SQLite) and come back to each process,
 // which fans them out to its own clients. The payloads are Virtumancer's; `envs-changed` is Corral's own.
+// `hosts-changed` means the hosts themselves changed (added, removed, connected, disconnected, offline or
+// back); anything that changes on a host (its VMs, what it reports) is `vms-changed` for that host, which
+// Virtumancer's UI answers by reading that host's VMs and info again.
 import type { WsServerMessage } from "../protocol/controller.ts";
 import type { Logger } from "../util/log.ts";
 
-export type FleetEvent = Extract<WsServerMessage, { type: "hosts-changed" | "vms-changed" | "envs-changed" }>;
+export type FleetEvent = Extract<WsServerMessage, { type: "hosts-changed" | "vms-changed" | "envs-changed" | "host-connection-changed" }>;
 
 interface EventChannel {
   publish(event: object): Promise<void>;
   subscribe(listener: (event: unknown) => void): () => void;
 }
 
-const EVENT_TYPES = new Set(["hosts-changed", "vms-changed", "envs-changed"]);
+const EVENT_TYPES = new Set(["hosts-changed", "vms-changed", "envs-changed", "host-connection-changed"]);
 
 export class FleetEvents {
   constructor(
@@ -20,11 +23,16 @@ export class FleetEvents {
   ) {}
 
   hostsChanged(): Promise<void> {
-    return this.send({ type: "hosts-changed", payload: null });
+    return this.send({ type: "hosts-changed" });
   }
 
   vmsChanged(hostIds: Iterable<string>): Promise<void> {
     return Promise.all([...new Set(hostIds)].map((hostId) => this.send({ type: "vms-changed", payload: { hostId } }))).then(() => undefined);
+  }
+
+  /** A host was connected or disconnected through Virtumancer's API. */
+  hostConnectionChanged(hostId: string, connected: boolean): Promise<void> {
+    return this.send({ type: "host-connection-changed", payload: { hostId, connected } });
   }
 
   envsChanged(envId: string): Promise<void> {

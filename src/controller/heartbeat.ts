@@ -46,9 +46,9 @@ export interface HeartbeatDeps {
 export class Heartbeats {
   constructor(private readonly deps: HeartbeatDeps) {}
 
-  /** One round over every host. */
+  /** One round over every host but those disconnected. */
   async beatAll(): Promise<void> {
-    const hosts = await this.deps.store.listHosts();
+    const hosts = (await this.deps.store.listHosts()).filter((host) => !host.disconnected);
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < hosts.length) {
@@ -59,9 +59,13 @@ export class Heartbeats {
     await Promise.all(Array.from({ length: Math.min(CONCURRENCY, hosts.length) }, worker));
   }
 
-  /** Asks one host; records what it said (or that it did not answer) and reconciles its VMs. */
+  /**
+   * Asks one host; records what it said (or that it did not answer) and reconciles its VMs. A disconnected
+   * host is not asked, and a host disconnected while it was asked keeps its state (the writes are skipped).
+   */
   async beat(host: HostRecord): Promise<void> {
     const { store, events, log } = this.deps;
+    if (host.disconnected) return;
     const link = this.deps.links.forHost(host);
     // Read before asking: a VM created while the host answers is then either unknown here (and its
     // environment exists, so it is no orphan) or changed since (and left alone), never taken for lost.
@@ -73,7 +77,8 @@ export class Heartbeats {
     } catch (err) {
       const failures = host.failures + 1;
       const offline = failures >= OFFLINE_AFTER_FAILURES;
-      await store.updateHost(host.id, { failures, lastError: describeHostFailure(err), ...(offline ? { state: "offline" } : {}) });
+      const after = await store.updateHost(host.id, { failures, lastError: describeHostFailure(err), ...(offline ? { state: "offline" } : {}) }, { unlessDisconnected: true });
+      if (after.disconnected) return;
       if (offline && host.state === "online") {
         log.warn({ host: host.id, err: describeHostFailure(err) }, "Host is offline");
         await events.hostsChanged();
@@ -81,11 +86,14 @@ export class Heartbeats {
       return;
     }
     const now = new Date().toISOString();
-    await store.updateHost(host.id, { state: "online", failures: 0, lastSeenAt: now, lastError: null, info: report.info, vms: report.vms, hostname: report.info.hostname });
+    const after = await store.updateHost(host.id, { state: "online", failures: 0, lastSeenAt: now, lastError: null, info: report.info, vms: report.vms, hostname: report.info.hostname }, { unlessDisconnected: true });
+    if (after.disconnected) return;
     const cameBack = host.state === "offline";
     if (cameBack) log.info({ host: host.id }, "Host is online again");
-    const vmsChanged = (await this.reconcile(host, ours, report.vms)) || vmListChanged(host.vms, report.vms);
-    if (cameBack || vmListChanged(host.vms, report.vms) || infoChanged(host, report.info)) await events.hostsChanged();
+    const vmsChanged = (await this.reconcile(host, ours, report.vms)) || vmListChanged(host.vms, report.vms) || infoChanged(host, report.info);
+    // Only a change of the hosts themselves is hosts-changed (Virtumancer's UI then reads every host again);
+    // what changed on this host is vms-changed for it.
+    if (cameBack) await events.hostsChanged();
     if (vmsChanged) await events.vmsChanged([host.id]);
   }
 

@@ -1,13 +1,20 @@
-// The /ws WebSocket (Virtumancer's): every client hears fleet events (`hosts-changed`, `vms-changed`,
-// `envs-changed`); a client that sends `subscribe-vm-stats {hostId, vmName}` also gets `vm-stats-updated`
-// for that VM every interval. A VM's host is polled only while some client of this process is subscribed
-// to it: the last `unsubscribe-vm-stats` (or the last subscriber leaving) stops the polling. The plugin's
-// scope, shared with the shell route, is set up in websockets.ts; its frames allow more than /ws does.
+// The /ws WebSocket (Virtumancer's, docs/virtumancer-wire-notes.md §9): every client hears fleet events
+// (`hosts-changed`, `vms-changed`, `host-connection-changed`, Corral's `envs-changed`); a client that sends
+// `subscribe-vm-stats {hostId, vmName}` also gets `vm-stats-updated` for that VM every interval. A VM's host is
+// polled only while some client of this process is subscribed to it: the last `unsubscribe-vm-stats` (or the
+// last subscriber leaving) stops the polling. As Virtumancer's poller does, a VM that does not run, or that
+// its host does not have, is reported once (libvirt's numbers for a domain that is shut off) and the polling
+// ends with its subscriptions: a later subscribe starts again. A host that does not answer is asked again
+// next time (it may come back with the VM still running). The plugin's scope, shared with the shell route,
+// is set up in websockets.ts; its frames allow more than /ws does.
 import type { FastifyInstance } from "fastify";
 import type { RawData, WebSocket } from "ws";
 import type { VmRef, WsServerMessage } from "../protocol/controller.ts";
 import { HOST_ID_PATTERN } from "../protocol/controller.ts";
+import { quote } from "../protocol/errors.ts";
 import { isHostname } from "../protocol/names.ts";
+import type { VmStats } from "../protocol/ttstack-agent.ts";
+import { CorralApiError } from "../sdk/transport.ts";
 import type { Logger } from "../util/log.ts";
 import type { FleetStore } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
@@ -16,6 +23,10 @@ import { describeHostFailure, type HostLinks } from "./host-link.ts";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const hostIdRe = new RegExp(HOST_ID_PATTERN);
+/** libvirt's virDomainState for a running domain: the only state whose stats keep being polled. */
+const RUNNING = 1;
+/** What Virtumancer's poller sends for a domain it cannot read: shut off, every number zero. */
+const SHUT_OFF: VmStats = { state: 5, memory: 0, max_mem: 0, vcpu: 0, cpu_time: 0, disk_stats: [], net_stats: [] };
 
 export interface LiveUpdatesDeps {
   store: FleetStore;
@@ -105,16 +116,20 @@ export class LiveUpdates {
       if (poller?.subscribers.delete(socket)) this.stopIfUnused(key, poller);
       return;
     }
-    if (!(await this.deps.store.findHost(ref.hostId))) {
-      return send(socket, errorMessage("host_not_found", `Cannot subscribe to VM ${JSON.stringify(ref.vmName)}: host ${JSON.stringify(ref.hostId)} is not registered`));
+    const host = await this.deps.store.findHost(ref.hostId);
+    if (!host) {
+      // An unknown VM, as Virtumancer reports one: shut off, once; and why.
+      send(socket, statsMessage(ref, SHUT_OFF));
+      return send(socket, errorMessage("host_not_found", `Cannot subscribe to VM ${quote(ref.vmName)}: host ${quote(ref.hostId)} is not registered`));
     }
+    if (host.disconnected) return send(socket, disconnectedMessage(ref));
     if (socket.readyState !== socket.OPEN) return;
     let poller = this.pollers.get(key);
     if (!poller) {
-      const created: Poller = { ref, subscribers: new Set(), busy: false, timer: setInterval(() => void this.poll(created), this.deps.statsIntervalMs) };
+      const created: Poller = { ref, subscribers: new Set(), busy: false, timer: setInterval(() => void this.poll(key, created), this.deps.statsIntervalMs) };
       poller = created;
       this.pollers.set(key, created);
-      void this.poll(created);
+      void this.poll(key, created);
     }
     poller.subscribers.add(socket);
   }
@@ -125,23 +140,53 @@ export class LiveUpdates {
     this.pollers.delete(key);
   }
 
-  private async poll(poller: Poller): Promise<void> {
-    if (poller.busy) return;
+  /** Stops polling and drops its subscriptions, after telling the subscribers `messages`. */
+  private end(key: string, poller: Poller, messages: WsServerMessage[]): void {
+    for (const client of poller.subscribers) for (const message of messages) send(client, message);
+    clearInterval(poller.timer);
+    poller.subscribers.clear();
+    if (this.pollers.get(key) === poller) this.pollers.delete(key);
+  }
+
+  private async poll(key: string, poller: Poller): Promise<void> {
+    if (poller.busy || this.pollers.get(key) !== poller) return;
     poller.busy = true;
+    const { ref } = poller;
     try {
-      const host = await this.deps.store.findHost(poller.ref.hostId);
-      if (!host) return;
-      const stats = await this.deps.links.forHost(host).stats(poller.ref.vmName);
-      const message: WsServerMessage = { type: "vm-stats-updated", payload: { ...poller.ref, stats } };
+      const host = await this.deps.store.findHost(ref.hostId);
+      if (!host) return this.end(key, poller, [statsMessage(ref, SHUT_OFF), errorMessage("host_not_found", `Host ${quote(ref.hostId)} is no longer registered`)]);
+      if (host.disconnected) return this.end(key, poller, [disconnectedMessage(ref)]);
+      let stats: VmStats;
+      try {
+        stats = await this.deps.links.forHost(host).stats(ref.vmName);
+      } catch (err) {
+        if (err instanceof CorralApiError && err.status === 404) {
+          return this.end(key, poller, [statsMessage(ref, SHUT_OFF), errorMessage("vm_not_found", `Host ${quote(ref.hostId)} has no VM ${quote(ref.vmName)}`)]);
+        }
+        this.deps.log.debug({ vm: ref, err: describeHostFailure(err) }, "Cannot read a VM's stats");
+        const message = errorMessage("stats_unavailable", `Cannot read the stats of VM ${quote(ref.vmName)} on host ${quote(ref.hostId)}: ${describeHostFailure(err)}`);
+        for (const client of poller.subscribers) send(client, message);
+        return;
+      }
+      // Polling ended while the host answered (the last subscriber left): nothing to tell.
+      if (this.pollers.get(key) !== poller) return;
+      if (stats.state !== RUNNING) return this.end(key, poller, [statsMessage(ref, stats)]);
+      const message = statsMessage(ref, stats);
       for (const client of poller.subscribers) send(client, message);
     } catch (err) {
-      this.deps.log.debug({ vm: poller.ref, err: describeHostFailure(err) }, "Cannot read a VM's stats");
-      const message = errorMessage("stats_unavailable", `Cannot read the stats of VM ${JSON.stringify(poller.ref.vmName)} on host ${JSON.stringify(poller.ref.hostId)}: ${describeHostFailure(err)}`);
-      for (const client of poller.subscribers) send(client, message);
+      this.deps.log.warn({ vm: ref, err }, "A VM's stats poll failed");
     } finally {
       poller.busy = false;
     }
   }
+}
+
+function statsMessage(ref: VmRef, stats: VmStats): WsServerMessage {
+  return { type: "vm-stats-updated", payload: { hostId: ref.hostId, vmName: ref.vmName, stats } };
+}
+
+function disconnectedMessage(ref: VmRef): WsServerMessage {
+  return errorMessage("conflict", `Cannot read the stats of VM ${quote(ref.vmName)}: host ${quote(ref.hostId)} is disconnected (POST /api/v1/hosts/${ref.hostId}/connect)`);
 }
 
 /** The payload's {hostId, vmName}, or why it is not one. */

@@ -25,6 +25,28 @@ export function processStartTime(pid: number): string | undefined {
 /** Linux's USER_HZ: /proc/PID/stat counts CPU time in these ticks on every architecture Corral runs on. */
 const TICKS_PER_SECOND = 100;
 
+/** When this machine booted, in seconds since the epoch (`btime` of /proc/stat); read once. */
+let bootTime: number | undefined;
+function bootTimeSeconds(): number | undefined {
+  if (bootTime === undefined) {
+    try {
+      const line = /^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"));
+      bootTime = line ? Number(line[1]) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return bootTime;
+}
+
+/** When a process started (boot time plus its start in clock ticks), to the tick; undefined if it is gone. */
+export function processStartedAt(pid: number): Date | undefined {
+  const ticks = processStartTime(pid);
+  const boot = bootTimeSeconds();
+  if (ticks === undefined || boot === undefined || !/^\d+$/.test(ticks)) return undefined;
+  return new Date(Math.round((boot + Number(ticks) / TICKS_PER_SECOND) * 1000));
+}
+
 /** CPU time (user + system) a process has used, in nanoseconds; undefined if it is gone. */
 export function processCpuNanoseconds(pid: number): number | undefined {
   try {

@@ -31,8 +31,11 @@ declare module "fastify" {
 export const PUBLIC_ROUTES = {
   /** Liveness. */
   daemon: ["GET /healthz"],
-  /** Liveness, and the dashboard's files and its client-side pages (they hold no data; the API they call needs the key). */
-  controller: ["GET /healthz", "GET /", "GET /*"],
+  /**
+   * Liveness (Corral's, and Virtumancer's `/api/v1/health`), and the dashboard's files and its client-side
+   * pages (they hold no data; the API they call needs the key).
+   */
+  controller: ["GET /healthz", "GET /api/v1/health", "GET /", "GET /*"],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ServerRole = keyof typeof PUBLIC_ROUTES;

@@ -201,13 +201,18 @@ export const HostVmHardwareSchema = VmHardwareSchema;
 export const VmActionSchema = Type.Object({ action: StringEnum(["start", "shutdown", "reboot", "destroy", "reset"]) }, { additionalProperties: false });
 export type VmAction = Static<typeof VmActionSchema>["action"];
 
-/** libvirt's domain state numbers, as Virtumancer shows them. */
+/**
+ * libvirt's domain state number (virDomainState) for a daemon's VM state, as Virtumancer shows it: 0 no state
+ * yet (creating), 1 running, 3 paused, 4 being shut down, 5 shut off, 6 crashed. A suspended VM is saved to
+ * disk with no process left, as libvirt's managed save leaves a domain shut off (5): its UI offers Start, which
+ * restores it. libvirt's 7 (pmsuspended) is a guest asleep in its own RAM, which Corral's VMs never are.
+ */
 export function libvirtState(state: string): number {
   if (state === "running" || state === "booting") return 1;
   if (state === "paused") return 3;
-  if (state === "stopping") return 4;
+  if (state === "stopping" || state === "suspending") return 4;
   if (state === "failed") return 6;
-  if (state === "suspended") return 7;
+  if (state === "creating") return 0;
   return 5;
 }
 
@@ -221,10 +226,14 @@ export interface VmRef {
 /** What a /ws client may send. */
 export type WsClientMessage = { type: "subscribe-vm-stats"; payload: VmRef } | { type: "unsubscribe-vm-stats"; payload: VmRef };
 
-/** What the controller sends on /ws. `envs-changed` is a Corral addition (environments created, changed or gone). */
+/**
+ * What the controller sends on /ws, as Virtumancer's hub writes it: an empty payload is left out
+ * (`hosts-changed`). `envs-changed` and `error` are Corral's additions.
+ */
 export type WsServerMessage =
-  | { type: "hosts-changed"; payload: null }
+  | { type: "hosts-changed" }
   | { type: "vms-changed"; payload: { hostId: string } }
+  | { type: "host-connection-changed"; payload: { hostId: string; connected: boolean } }
   | { type: "envs-changed"; payload: { envId: string } }
   | { type: "vm-stats-updated"; payload: VmRef & { stats: Static<typeof VmStatsSchema> } }
   | { type: "error"; payload: { error: string; code: string } };

@@ -81,6 +81,8 @@ export const AgentVmSchema = Type.Object({
   mac: Type.String(),
   created_at: Type.String(),
   last_error: Type.Union([Type.String(), Type.Null()]),
+  /** Corral's: when the VM's current run started (its QEMU process), null when it has none; absent from older daemons. */
+  started_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   /** Corral's: what the VM is doing now (see vm-health.ts); absent from daemons older than the field. */
   health: Type.Optional(VmHealthStateSchema),
   health_detail: Type.Optional(Type.String()),

@@ -2,7 +2,7 @@
 // fixed seed (FUZZ_SEED overrides it), bounded in count and in time: a real daemon (auth on) with one running
 // VM, so that VM routes reach real handlers, and a real controller with that daemon registered. Every answer
 // must be below 500 (but for the upstream failures listed below), every error a JSON {error, code} of
-// strings, no request may hang; afterwards both servers answer /healthz and nothing stored before was lost:
+// strings (on Virtumancer's /api/v1, Go's text error with the code in a header), no request may hang; afterwards both servers answer /healthz and nothing stored before was lost:
 // the VM (still running), a secret (still in the guest), the registered host.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -10,6 +10,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Agent, request } from "undici";
 import type { RouteEntry } from "../../src/http/route-table.ts";
+import { ERROR_CODE_HEADER } from "../../src/http/text-errors.ts";
+import { isErrorCode } from "../../src/protocol/errors.ts";
+import { VIRTUMANCER_PREFIX } from "../../src/protocol/virtumancer.ts";
 import { TestController } from "../helpers/controller-process.ts";
 import { AUTH_TEST_CONFIG, TestDaemon } from "../helpers/daemon-process.ts";
 import { FuzzGenerator, type FuzzRequest } from "../helpers/fuzz-requests.ts";
@@ -37,6 +40,8 @@ const UPSTREAM_FAILURES: Record<string, readonly string[]> = {
 interface Answer {
   status: number;
   contentType: string;
+  /** The catalogue's code of an error answered as text (Virtumancer's /api/v1). */
+  errorCode: string;
   body: string;
   streamed: boolean;
 }
@@ -65,7 +70,13 @@ async function send(dispatcher: Agent, base: string, req: FuzzRequest): Promise<
     response.body.destroy();
     await reading.catch(() => undefined);
   }
-  return { status: response.statusCode, contentType: String(response.headers["content-type"] ?? ""), body: Buffer.concat(chunks).toString("utf8"), streamed };
+  return {
+    status: response.statusCode,
+    contentType: String(response.headers["content-type"] ?? ""),
+    errorCode: String(response.headers[ERROR_CODE_HEADER] ?? ""),
+    body: Buffer.concat(chunks).toString("utf8"),
+    streamed,
+  };
 }
 
 /** Why an answer is wrong, or undefined. */
@@ -74,10 +85,18 @@ function problem(server: string, route: RouteEntry, req: FuzzRequest, answer: An
   if (answer.status < 400) return undefined;
   if (req.method === "HEAD") return answer.status >= 500 ? `HEAD answered ${answer.status}` : undefined;
   let body: { error?: unknown; code?: unknown };
-  try {
-    body = JSON.parse(answer.body) as typeof body;
-  } catch {
-    return `${answer.status} with a body that is not JSON: ${JSON.stringify(answer.body.slice(0, 200))}`;
+  // Virtumancer's routes answer Go's http.Error (one line of text, the code in a header); what reached no route
+  // (another method, a path the router cannot take) is answered by the router, in JSON, as everywhere.
+  if (route.url.startsWith(`${VIRTUMANCER_PREFIX}/`) && answer.contentType.startsWith("text/plain")) {
+    if (!answer.body.endsWith("\n")) return `${answer.status} not as Go's http.Error: ${JSON.stringify(answer.body.slice(0, 200))}`;
+    body = { error: answer.body.trimEnd(), code: answer.errorCode };
+    if (!isErrorCode(body.code)) return `${answer.status} with the code ${JSON.stringify(body.code)}, not one of the catalogue`;
+  } else {
+    try {
+      body = JSON.parse(answer.body) as typeof body;
+    } catch {
+      return `${answer.status} with a body that is not JSON: ${JSON.stringify(answer.body.slice(0, 200))}`;
+    }
   }
   if (typeof body.error !== "string" || typeof body.code !== "string") return `${answer.status} without {error, code} strings: ${answer.body.slice(0, 200)}`;
   if (answer.status >= 500 && !(UPSTREAM_FAILURES[server] ?? []).includes(body.code)) return `${answer.status} ${answer.body.slice(0, 300)}`;

@@ -105,6 +105,7 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
         vms: [],
         reserved: { cpu: 0, mem: 0, disk: 0 },
         failures: 0,
+        disconnected: false,
         createdAt: "2030-01-01T12:00:00.000Z",
         registeredAt: "2030-01-01T12:00:00.000Z",
         lastSeenAt: null,
@@ -160,6 +161,19 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       assert.deepEqual(await store.getHost("h2"), updated);
       assert.deepEqual(await store.updateHost("h2", {}), updated);
       await assert.rejects(store.updateHost("nope", { failures: 1 }), corralError("host_not_found"));
+    });
+
+    test("hosts: disconnected is kept; an update unlessDisconnected leaves a disconnected host as it is", async () => {
+      await store.insertHost(newHost("h1"));
+      const disconnected = await store.updateHost("h1", { disconnected: true, state: "offline" });
+      assert.deepEqual([disconnected.disconnected, disconnected.state], [true, "offline"]);
+      // A heartbeat's answer arriving after the disconnect does not bring the host back.
+      assert.deepEqual(await store.updateHost("h1", { state: "online", failures: 0 }, { unlessDisconnected: true }), disconnected);
+      assert.equal((await store.getHost("h1")).state, "offline");
+      const connected = await store.updateHost("h1", { disconnected: false, state: "online" });
+      assert.equal((await store.updateHost("h1", { failures: 2 }, { unlessDisconnected: true })).failures, 2);
+      assert.equal(connected.disconnected, false);
+      await assert.rejects(store.updateHost("nope", { failures: 1 }, { unlessDisconnected: true }), corralError("host_not_found"));
     });
 
     test("hosts: a taken id or uri is a conflict", async () => {

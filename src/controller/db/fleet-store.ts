@@ -123,17 +123,23 @@ export class FleetStore {
     return new Map(rows.map((row) => [row.id, { ...row, state: row.state as HostState }]));
   }
 
-  async updateHost(id: string, patch: HostPatch): Promise<HostRecord> {
+  /**
+   * Writes the patch; with `unlessDisconnected`, only while the host is not disconnected (a heartbeat's answer
+   * must not bring back a host disconnected while it was asked), else the host is returned as it is.
+   */
+  async updateHost(id: string, patch: HostPatch, options: { unlessDisconnected?: boolean } = {}): Promise<HostRecord> {
     const values = hostPatchToRow(patch);
     if (Object.values(values).every((v) => v === undefined)) return this.getHost(id);
     let row;
     try {
-      row = await this.db.updateTable("hosts").set(values).where("id", "=", id).returningAll().executeTakeFirst();
+      let update = this.db.updateTable("hosts").set(values).where("id", "=", id);
+      if (options.unlessDisconnected) update = update.where("disconnected", "=", 0);
+      row = await update.returningAll().executeTakeFirst();
     } catch (err) {
       if (isUniqueViolation(err) && patch.uri !== undefined) throw await this.hostConflict({ id, uri: patch.uri }, err);
       throw err;
     }
-    if (!row) throw hostNotFound(id);
+    if (!row) return options.unlessDisconnected ? this.getHost(id) : Promise.reject(hostNotFound(id));
     return hostFromRow(row);
   }
 

@@ -76,6 +76,12 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.createIndex("envs_by_state").on("envs").column("state").execute();
     },
   },
+  // Hosts disconnected through Virtumancer's API (host-connections.ts): heartbeats leave them alone.
+  "0003_host_disconnected": {
+    async up(db: AnyDb) {
+      await db.schema.alterTable("hosts").addColumn("disconnected", "integer", (c) => c.notNull().defaultTo(0)).execute();
+    },
+  },
 };
 
 /** Brings the schema up to date; throws with the failed migration's name and cause. */

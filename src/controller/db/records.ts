@@ -25,6 +25,11 @@ export interface HostRecord {
   reserved: Amounts;
   /** Consecutive failed heartbeats. */
   failures: number;
+  /**
+   * Disconnected through Virtumancer's API: the controller leaves it alone (no heartbeats, no stats, no new
+   * VMs; it is `offline`) until it is connected again.
+   */
+  disconnected: boolean;
   createdAt: string;
   registeredAt: string;
   lastSeenAt: string | null;
@@ -38,7 +43,7 @@ export type HostEndpoint = Pick<HostRecord, "id" | "addr" | "uri" | "token" | "s
 export type NewHost = Pick<HostRecord, "id" | "addr" | "uri" | "state" | "hostname"> &
   Partial<Pick<HostRecord, "token" | "info" | "vms" | "lastSeenAt" | "lastError">>;
 
-export type HostPatch = Partial<Pick<HostRecord, "state" | "hostname" | "info" | "vms" | "failures" | "lastSeenAt" | "lastError" | "addr" | "uri" | "token">>;
+export type HostPatch = Partial<Pick<HostRecord, "state" | "hostname" | "info" | "vms" | "failures" | "disconnected" | "lastSeenAt" | "lastError" | "addr" | "uri" | "token">>;
 
 /**
  * A VM as the controller knows it: `pending` (placed, not yet created on its host), the daemon's states as

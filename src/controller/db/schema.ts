@@ -21,6 +21,8 @@ export interface HostsTable {
   reserved_disk: number;
   /** Consecutive failed heartbeats. */
   failures: number;
+  /** 1 once disconnected (Virtumancer's disconnect): no heartbeats until it is connected again. */
+  disconnected: number;
   created_at: string;
   registered_at: string;
   last_seen_at: string | null;

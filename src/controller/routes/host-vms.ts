@@ -1,25 +1,20 @@
-// Virtumancer's VM routes: GET /api/hosts/ID/vms (every VM the host last reported, from the controller's
-// cache), GET /api/hosts/HOST/vms/NAME/hardware (fresh from the host), POST /api/hosts/HOST/vms/NAME/action
-// with start, shutdown, reboot, destroy (power off without flushing) or reset (hard reset) -> 204.
+// Virtumancer's VM routes as the seed document has them: GET /api/hosts/ID/vms (every VM the host last
+// reported, from the controller's cache), GET /api/hosts/HOST/vms/NAME/hardware (fresh from the host), POST
+// /api/hosts/HOST/vms/NAME/action with start, shutdown, reboot, destroy (power off without flushing) or reset
+// (hard reset) -> 204. Virtumancer's own wire, under /api/v1, is in virtumancer.ts.
 import { Type } from "@sinclair/typebox";
 import { HostParams, HostVmHardwareSchema, HostVmParams, HostVmSchema, libvirtState, VmActionSchema, type VmAction } from "../../protocol/controller.ts";
+import type { V1PowerAction } from "../../protocol/virtumancer.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
 import { reportedHealth } from "../env-views.ts";
-import { hostFailure, type HostLink } from "../host-link.ts";
+import { powerVm, vmHardware } from "../host-vm-calls.ts";
 
 const MiB = 1024 * 1024;
 
-const ACTIONS: Record<VmAction, (link: HostLink, name: string) => Promise<unknown>> = {
-  start: (link, name) => link.startVm(name),
-  shutdown: (link, name) => link.stopVm(name),
-  destroy: (link, name) => link.stopVm(name, { force: true }),
-  reboot: (link, name) => link.rebootVm(name),
-  reset: (link, name) => link.rebootVm(name, { force: true }),
-};
+/** The seed's action names for Virtumancer's power routes. */
+const SEED_ACTIONS: Record<VmAction, V1PowerAction> = { start: "start", shutdown: "shutdown", reboot: "reboot", destroy: "forceoff", reset: "forcereset" };
 
 export function hostVmRoutes(app: ControllerApp, ctx: ControllerContext): void {
-  const link = async (hostId: string): Promise<HostLink> => ctx.links.forHost(await ctx.store.getHost(hostId));
-
   app.get("/api/hosts/:id/vms", { schema: { params: HostParams, response: { 200: Type.Array(HostVmSchema) } } }, async (request) => {
     const host = await ctx.store.getHost(request.params.id);
     return host.vms.map((vm, index) => ({
@@ -36,25 +31,12 @@ export function hostVmRoutes(app: ControllerApp, ctx: ControllerContext): void {
     }));
   });
 
-  app.get("/api/hosts/:hostId/vms/:vmName/hardware", { schema: { params: HostVmParams, response: { 200: HostVmHardwareSchema } } }, async (request) => {
-    const { hostId, vmName } = request.params;
-    try {
-      return (await (await link(hostId)).vm(vmName)).hardware;
-    } catch (err) {
-      throw hostFailure(hostId, err);
-    }
-  });
+  app.get("/api/hosts/:hostId/vms/:vmName/hardware", { schema: { params: HostVmParams, response: { 200: HostVmHardwareSchema } } }, async (request) =>
+    vmHardware(ctx, request.params.hostId, request.params.vmName),
+  );
 
   app.post("/api/hosts/:hostId/vms/:vmName/action", { schema: { params: HostVmParams, body: VmActionSchema } }, async (request, reply) => {
-    const { hostId, vmName } = request.params;
-    const target = await link(hostId);
-    try {
-      await ACTIONS[request.body.action](target, vmName);
-    } catch (err) {
-      throw hostFailure(hostId, err);
-    }
-    // The host's list changed: refresh the cache now rather than at the next heartbeat.
-    await ctx.refreshHost(hostId);
+    await powerVm(ctx, request.params.hostId, request.params.vmName, SEED_ACTIONS[request.body.action]);
     return reply.code(204).send();
   });
 }

@@ -10,14 +10,11 @@ import { CLOSE_CODE } from "../../protocol/shell.ts";
 import { LogsQuerySchema, ShellQuerySchema } from "../../protocol/slicer.ts";
 import { abortOnDisconnect, assertWebSocketUpgrade, PendingUpgrades } from "../../http/upgrade.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
-import { hostFailure, type HostLink } from "../host-link.ts";
+import { hostFailure } from "../host-link.ts";
+import { linkToHost } from "../host-vm-calls.ts";
 import { relayWebSockets } from "../ws-relay.ts";
 
 const SHELL_ROUTE = "GET /api/hosts/HOST/vms/NAME/shell";
-
-async function hostLink(ctx: ControllerContext, hostId: string): Promise<HostLink> {
-  return ctx.links.forHost(await ctx.store.getHost(hostId));
-}
 
 /** The shell route; registered in the scope that has the WebSocket plugin (see websockets.ts). */
 export function vmShellRoute(scope: ControllerApp, ctx: ControllerContext): void {
@@ -31,7 +28,7 @@ export function vmShellRoute(scope: ControllerApp, ctx: ControllerContext): void
     config: { access: "token-or-query" },
     preHandler: async (request) => {
       const { hostId, vmName } = request.params;
-      const link = await hostLink(ctx, hostId);
+      const link = await linkToHost(ctx, hostId);
       assertWebSocketUpgrade(request, SHELL_ROUTE);
       const { uid, gid, shell, cwd } = request.query;
       let upstream: WebSocket;
@@ -62,7 +59,7 @@ export function vmShellRoute(scope: ControllerApp, ctx: ControllerContext): void
 export function vmLogsRoute(app: ControllerApp, ctx: ControllerContext): void {
   app.get("/api/hosts/:hostId/vms/:vmName/logs", { schema: { params: HostVmParams, querystring: LogsQuerySchema } }, async (request, reply) => {
     const { hostId, vmName } = request.params;
-    const link = await hostLink(ctx, hostId);
+    const link = await linkToHost(ctx, hostId);
     // Stops the daemon's answer when the client leaves; the streamed body is destroyed with the response.
     const abort = new AbortController();
     reply.raw.once("close", () => abort.abort());

@@ -6,7 +6,7 @@
 import { readFile, statfs } from "node:fs/promises";
 import { cpus, hostname, totalmem } from "node:os";
 import { Type } from "@sinclair/typebox";
-import { processCpuNanoseconds } from "../../engine/index.ts";
+import { processCpuNanoseconds, processStartedAt } from "../../engine/index.ts";
 import { libvirtState } from "../../protocol/controller.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { STATS_PATH, type VmSnapshot } from "../../protocol/stats.ts";
@@ -194,8 +194,18 @@ function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
     mac: record.mac,
     created_at: record.createdAt,
     last_error: record.lastError,
+    started_at: startedAt(record),
     ...stateAndHealth(record, ctx.manager.healthOf(record)),
   });
+}
+
+/**
+ * When the VM's current run began: its QEMU process's start (Virtumancer shows the uptime from it). A reboot
+ * in place keeps the process; a start, a restore or a clone makes a new one. null when it has no process.
+ */
+function startedAt(record: VmRecord): string | null {
+  if (!isLive(record.state) || record.pid === null) return null;
+  return processStartedAt(record.pid)?.toISOString() ?? null;
 }
 
 /** The state shown (see shownState) and the health fields TTstack's VM carries (no `health_since`). */

@@ -10,7 +10,8 @@ import { useServices } from "../lib/services.tsx";
 
 export function CreateEnvForm({ onCreated, onCancel }: { onCreated: (env: Env) => void; onCancel: () => void }) {
   const { api } = useServices();
-  const images = useResource<FleetImage[]>("/api/images", { staleOn: (m) => m.type === "hosts-changed" });
+  // A host's images are part of its report: a change is vms-changed for that host.
+  const images = useResource<FleetImage[]>("/api/images", { staleOn: (m) => m.type === "hosts-changed" || m.type === "vms-changed" });
   const [values, setValues] = useState<EnvFormValues>(() => blankEnvForm());
   const [invalid, setInvalid] = useState<string | undefined>();
   const action = useAction();

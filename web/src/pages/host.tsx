@@ -11,7 +11,8 @@ import { HostResources, RemoveHostDialog } from "./hosts.tsx";
 
 export function HostPage({ id }: { id: string }) {
   const base = `/api/hosts/${encodeURIComponent(id)}`;
-  const host = useResource<Host>(base, { staleOn: (m) => m.type === "hosts-changed" });
+  // What the host reports (resources, images) changes with its VMs: vms-changed for this host.
+  const host = useResource<Host>(base, { staleOn: (m) => m.type === "hosts-changed" || (m.type === "vms-changed" && m.payload.hostId === id) });
   const vms = useResource<HostVm[]>(`${base}/vms`, { staleOn: (m) => hostsChanged(m) && (m.type !== "vms-changed" || m.payload.hostId === id) });
   const [removing, setRemoving] = useState(false);
   return (

@@ -92,6 +92,12 @@ function EventText({ event }: { event: LiveEvent }) {
           VMs changed on host <Link href={paths.host(m.payload.hostId)}>{m.payload.hostId}</Link>
         </span>
       );
+    case "host-connection-changed":
+      return (
+        <span>
+          Host <Link href={paths.host(m.payload.hostId)}>{m.payload.hostId}</Link> {m.payload.connected ? "connected" : "disconnected"}
+        </span>
+      );
     case "envs-changed":
       return (
         <span>

@@ -1,4 +1,6 @@
-// Live graphs of one VM: subscribes to its stats on /ws while shown, keeps the last five minutes.
+// Live graphs of one VM: subscribes to its stats on /ws while shown and the VM runs, keeps the last five
+// minutes. The controller sends a VM that stops one last sample and ends the subscription (as Virtumancer's
+// poller does): when the VM runs again, the panel subscribes again.
 /** @jsxRuntime automatic */
 import { useEffect, useMemo, useState } from "react";
 import { LineChart } from "../components/line-chart.tsx";
@@ -7,7 +9,7 @@ import { useNow } from "../lib/hooks.ts";
 import { useServices } from "../lib/services.tsx";
 import { addSample, emptyWindow, statsPoints } from "../lib/stats-window.ts";
 
-export function VmStatsPanel({ hostId, vmName }: { hostId: string; vmName: string }) {
+export function VmStatsPanel({ hostId, vmName, running }: { hostId: string; vmName: string; running: boolean }) {
   const { live } = useServices();
   const [window, setWindow] = useState(() => emptyWindow());
   const now = useNow(1000);
@@ -18,12 +20,13 @@ export function VmStatsPanel({ hostId, vmName }: { hostId: string; vmName: strin
       const sample = { at: Date.now(), stats: message.payload.stats };
       setWindow((w) => addSample(w, sample));
     });
+    if (!running) return off;
     const unsubscribe = live.subscribeStats({ hostId, vmName });
     return () => {
       unsubscribe();
       off();
     };
-  }, [live, hostId, vmName]);
+  }, [live, hostId, vmName, running]);
 
   const points = useMemo(() => statsPoints(window), [window]);
   const times = points.map((p) => p.at);

@@ -2,7 +2,7 @@
 // live graphs, the serial log and a terminal on its shell.
 /** @jsxRuntime automatic */
 import { lazy, Suspense, useState } from "react";
-import type { FleetVm, HostVm, VmAction } from "../../../src/protocol/controller.ts";
+import type { FleetVm, HostVm, VmAction, WsServerMessage } from "../../../src/protocol/controller.ts";
 import type { VmHardware } from "../../../src/protocol/ttstack-agent.ts";
 import { CopyButton, Empty, ErrorNote, Facts, HealthBadge, Loading, StateBadge, TableHead } from "../components/bits.tsx";
 import { healthWorthShowing } from "../lib/health.ts";
@@ -31,7 +31,7 @@ const ShellTerminal = lazy(async () => ({ default: (await import("../components/
 export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
   const hostBase = `/api/hosts/${encodeURIComponent(hostId)}`;
   const vmBase = `${hostBase}/vms/${encodeURIComponent(vmName)}`;
-  const ofThisHost = (m: { type: string; payload: unknown }) => m.type === "vms-changed" && (m.payload as { hostId: string }).hostId === hostId;
+  const ofThisHost = (m: WsServerMessage) => m.type === "vms-changed" && m.payload.hostId === hostId;
   const hostVms = useResource<HostVm[]>(`${hostBase}/vms`, { staleOn: ofThisHost });
   const fleetVm = useResource<FleetVm>(`/api/vms/${encodeURIComponent(vmName)}`, { staleOn: ofThisHost });
   const hardware = useResource<VmHardware>(`${vmBase}/hardware`, { staleOn: ofThisHost });
@@ -102,7 +102,7 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
         </div>
       </div>
       <Hardware hardware={hardware.data} error={hardware.error} />
-      <VmStatsPanel hostId={hostId} vmName={vmName} />
+      <VmStatsPanel hostId={hostId} vmName={vmName} running={state === "running" || state === "booting"} />
       <div className="panel">
         <div className="title-row">
           <h2>Terminal</h2>
