@@ -2,14 +2,14 @@
 // the controller already reserved on them) and the request. Best fit, so that large hosts stay free for
 // large VMs; one request may span hosts. When a VM fits nowhere, the reason says why each kind of host failed.
 import type { HostState } from "../../protocol/controller.ts";
-import type { HostInfo } from "../../protocol/ttstack-agent.ts";
+import type { HostReport } from "../host-report.ts";
 import type { Amounts } from "./records.ts";
 
 export interface PlacementHost {
   id: string;
   state: HostState;
   /** The host's last report; null until it first answered. */
-  info: Pick<HostInfo, "cpu_total" | "mem_total" | "disk_total" | "engines" | "images"> | null;
+  info: Pick<HostReport, "cpu_total" | "mem_total" | "disk_total" | "engines" | "images"> | null;
   reserved: Amounts;
 }
 

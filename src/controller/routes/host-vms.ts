@@ -1,8 +1,9 @@
-// Virtumancer's VM routes: GET /api/hosts/ID/vms (every VM the host last reported, from the controller's
+// Virtumancer's host and VM routes (seed 003, plain JSON, not TTstack's envelope): GET /api/hosts/ID/info,
+// GET /api/hosts/ID/vms (every VM the host last reported, from the controller's
 // cache), GET /api/hosts/HOST/vms/NAME/hardware (fresh from the host), POST /api/hosts/HOST/vms/NAME/action
 // with start, shutdown, reboot, destroy (power off without flushing) or reset (hard reset) -> 204.
 import { Type } from "@sinclair/typebox";
-import { HostParams, HostVmHardwareSchema, HostVmParams, HostVmSchema, libvirtState, VmActionSchema, type VmAction } from "../../protocol/controller.ts";
+import { HostInfoViewSchema, HostParams, HostVmHardwareSchema, HostVmParams, HostVmSchema, libvirtState, VmActionSchema, type VmAction } from "../../protocol/controller.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
 import { reportedHealth } from "../env-views.ts";
 import { hostFailure, type HostLink } from "../host-link.ts";
@@ -19,6 +20,19 @@ const ACTIONS: Record<VmAction, (link: HostLink, name: string) => Promise<unknow
 
 export function hostVmRoutes(app: ControllerApp, ctx: ControllerContext): void {
   const link = async (hostId: string): Promise<HostLink> => ctx.links.forHost(await ctx.store.getHost(hostId));
+
+  app.get("/api/hosts/:id/info", { schema: { params: HostParams, response: { 200: HostInfoViewSchema } } }, async (request) => {
+    const host = await ctx.hosts.get(request.params.id);
+    const threads = host.info?.cpu_total ?? 0;
+    const threadsPerCore = host.info?.threads_per_core ?? 1;
+    return {
+      hostname: host.hostname,
+      cpu: threads,
+      memory: (host.info?.mem_total ?? 0) * 1024 * 1024,
+      cores: Math.max(1, Math.floor(threads / threadsPerCore)),
+      threads: threadsPerCore,
+    };
+  });
 
   app.get("/api/hosts/:id/vms", { schema: { params: HostParams, response: { 200: Type.Array(HostVmSchema) } } }, async (request) => {
     const host = await ctx.store.getHost(request.params.id);
