@@ -12,7 +12,8 @@
 // again, a delete carried on; each step is safe to repeat on the hosts.
 import { CorralError, isErrorCode, quote } from "../protocol/errors.ts";
 import type { CreateEnv, EnvState } from "../protocol/controller.ts";
-import { CORRAL_ENGINES, TTSTACK_DEFAULTS } from "../protocol/ttstack-agent.ts";
+import { TT_ENGINES } from "../protocol/ttstack.ts";
+import { TTSTACK_DEFAULTS } from "../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../sdk/transport.ts";
 import { crashPoint } from "../util/crash-points.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
@@ -71,8 +72,10 @@ export class EnvService {
   async create(body: CreateEnv): Promise<EnvRecord> {
     for (const [index, spec] of body.vms.entries()) {
       const engine = spec.engine ?? TTSTACK_DEFAULTS.engine;
-      if (!(CORRAL_ENGINES as readonly string[]).includes(engine)) {
-        throw new CorralError("unsupported_engine", `Cannot create VM ${index + 1} with engine ${JSON.stringify(engine)}: Corral hosts run ${CORRAL_ENGINES.map((e) => JSON.stringify(e)).join(", ")}`);
+      // Any engine TTstack names: placement then finds a host that runs it (Corral daemons run qemu; a TTstack
+      // agent says which it runs).
+      if (!(TT_ENGINES as readonly string[]).includes(engine)) {
+        throw new CorralError("unsupported_engine", `Cannot create VM ${index + 1} with engine ${JSON.stringify(engine)}: the engines are ${TT_ENGINES.map((e) => JSON.stringify(e)).join(", ")}`);
       }
     }
     // As TTstack's serde and controller read a request: a size that is absent or null is the default.

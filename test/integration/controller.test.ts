@@ -232,7 +232,8 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
   test("bad environment bodies: 4xx JSON naming the problem; nothing is stored", async () => {
     const vm = { image: "base", cpu: 1, mem: 512 };
     const cases: [unknown, number, string, RegExp][] = [
-      [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, engine: "firecracker" }] }, 400, "unsupported_engine", /"firecracker".*"qemu"/],
+      [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, engine: "kvm2" }] }, 400, "unsupported_engine", /"kvm2".*"qemu", "firecracker"/],
+      [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, engine: "firecracker" }] }, 422, "no_capacity", /lack engine "firecracker"/],
       [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, cpu: -2 }] }, 400, "invalid_request", /cpu/],
       [{ id: "team", ssh_keys: [publicKey], vms: [vm] }, 409, "conflict", /team/],
       [{ id: "bad id", ssh_keys: [publicKey], vms: [vm] }, 400, "invalid_request", /id/],

@@ -70,7 +70,8 @@ function refusal(host: PlacementHost, candidate: Candidate | undefined, spec: Pl
   if (host.state !== "online") return "offline";
   if (host.info === null || candidate === undefined) return "unreported";
   if (!host.info.engines.includes(spec.engine)) return "engine";
-  if (!host.info.images.includes(spec.image)) return "image";
+  // Docker's images are Docker's, not in the host's image list (as TTstack's scheduler has it, scheduler.rs:35-36).
+  if (spec.engine !== "docker" && !host.info.images.includes(spec.image)) return "image";
   return RESOURCES.find((r) => spec[r] > candidate.free[r]);
 }
 
