@@ -204,8 +204,8 @@ async function runBackend(backend: BackendName, hosts: number, envs: number, log
     const envList = await timedReads(client, "/api/envs", 3, ENV_LISTS);
     const status = await timedReads(client, "/api/status", 20, STATUS_READS);
     const fleet = await client.status();
-    const vmsWithError = (await client.envs.list()).reduce((sum, env) => sum + env.vms.filter((vm) => vm.error !== null).length, 0);
-    if (fleet.envs !== made.length) log(`  the controller holds ${fleet.envs} environments, ${made.length} creates succeeded`);
+    const vmsWithError = (await client.envs.list()).filter((env) => env.status === "partial" || env.status === "failed").length;
+    if (fleet.total_envs !== made.length) log(`  the controller holds ${fleet.total_envs} environments, ${made.length} creates succeeded`);
 
     return {
       backend,
@@ -266,7 +266,7 @@ function scaleTables(results: readonly BackendScaleResult[], hosts: number, envs
   const title = `controller scale: ${hosts.toLocaleString("en")} simulated hosts, ${envs.toLocaleString("en")} envs × 1 VM`;
   const notes = results.map(
     (r) =>
-      `${BACKEND_TITLES[r.backend]}: ${r.fleet.envs} envs and ${r.fleet.vms.running}/${r.fleet.vms.total} VMs running on ${r.fleet.hosts.online} hosts online, ` +
+      `${BACKEND_TITLES[r.backend]}: ${r.fleet.total_envs} envs and ${r.fleet.vms_running}/${r.fleet.total_vms} VMs running on ${r.fleet.hosts_online} hosts online, ` +
       `${r.vmsWithError} VMs with an error, ${r.create.failures} failed creates, ${r.warnings} controller warnings, ${r.seconds.toFixed(0)} s in all; ` +
       `the simulated hosts served ${Object.values(r.hostRequests).reduce((a, b) => a + b, 0)} requests (${r.hostRequests["GET /api/info"] ?? 0} GET /api/info)`,
   );

@@ -3,14 +3,16 @@
 // record made at once (state "running", its ports mapped from a counter), and bodies are checked only as far
 // as the controller could get them wrong. Each simulated host has its own port on 127.0.0.1, since the
 // controller calls fixed paths on a host's origin; one HTTP parser serves every port and tells the hosts
-// apart by the port a connection came in on. Answers use the wire shapes of src/protocol/ttstack-agent.ts.
+// apart by the port a connection came in on. Answers use the wire shapes of src/protocol/ttstack-agent.ts,
+// in TTstack's envelope as the daemon sends them.
 // `startSimulatedHostsThread` runs them on a worker thread, so that serving a thousand hosts does not count
 // against the event loop of the controller being measured.
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createNetServer, type Server as NetServer } from "node:net";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { libvirtState } from "../src/protocol/controller.ts";
-import { TTSTACK_DEFAULTS, type AgentImage, type AgentVm, type AgentVmDetail, type CreateAgentVm, type HostInfo, type VmStats } from "../src/protocol/ttstack-agent.ts";
+import { TT_DONE, ttOk, ttVmState, type TtEngine } from "../src/protocol/ttstack.ts";
+import { TTSTACK_DEFAULTS, type AgentInfo, type AgentVm, type AgentVmDetail, type CreateAgentVm, type VmStats } from "../src/protocol/ttstack-agent.ts";
 
 /** What every simulated host reports: a large machine (sizes in MiB, as TTstack counts them). */
 export const SIMULATED_HOST = { cpu: 64, threadsPerCore: 2, memMiB: 256 * 1024, diskMiB: 4 * 1024 * 1024, image: "base" } as const;
@@ -23,7 +25,7 @@ interface Answer {
   body?: unknown;
 }
 
-const notFound = (what: string, code = "not_found"): Answer => ({ status: 404, body: { error: what, code } });
+const notFound = (what: string, code = "not_found"): Answer => ({ status: 404, body: { ok: false, error: what, code } });
 
 /** One simulated host: its VMs in memory. */
 class SimulatedHost {
@@ -36,32 +38,35 @@ class SimulatedHost {
     this.id = `sim-${index}`;
   }
 
-  info(): HostInfo {
-    const running = [...this.vms.values()].filter((vm) => vm.state === "running");
+  info(): AgentInfo {
+    const running = [...this.vms.values()].filter((vm) => vm.status === "running");
     return {
-      id: this.id,
-      hostname: this.id,
-      cpu_total: SIMULATED_HOST.cpu,
-      threads_per_core: SIMULATED_HOST.threadsPerCore,
-      cpu_used: running.reduce((sum, vm) => sum + vm.cpu, 0),
-      mem_total: SIMULATED_HOST.memMiB,
-      mem_used: running.reduce((sum, vm) => sum + vm.mem, 0),
-      disk_total: SIMULATED_HOST.diskMiB,
-      disk_used: [...this.vms.values()].reduce((sum, vm) => sum + vm.disk, 0),
-      vm_count: running.length,
+      host_id: this.id,
+      resource: {
+        cpu_total: SIMULATED_HOST.cpu,
+        cpu_used: running.reduce((sum, vm) => sum + vm.cpu, 0),
+        mem_total: SIMULATED_HOST.memMiB,
+        mem_used: running.reduce((sum, vm) => sum + vm.mem, 0),
+        disk_total: SIMULATED_HOST.diskMiB,
+        disk_used: [...this.vms.values()].reduce((sum, vm) => sum + vm.disk, 0),
+        vm_count: running.length,
+      },
       engines: ["qemu"],
       storage: "file",
       images: [SIMULATED_HOST.image],
+      corral_version: "simulated",
+      hostname: this.id,
+      threads_per_core: SIMULATED_HOST.threadsPerCore,
     };
   }
 
   route(method: string, path: string, query: URLSearchParams, body: unknown): Answer {
-    if (path === "/api/info" && method === "GET") return { status: 200, body: this.info() };
-    if (path === "/api/images" && method === "GET") return { status: 200, body: [this.image()] };
+    if (path === "/api/info" && method === "GET") return { status: 200, body: ttOk(this.info()) };
+    if (path === "/api/images" && method === "GET") return { status: 200, body: ttOk([SIMULATED_HOST.image]) };
     if (path === "/api/vms") {
       if (method === "GET") {
         const envId = query.get("env_id");
-        return { status: 200, body: [...this.vms.values()].filter((vm) => envId === null || vm.env_id === envId) };
+        return { status: 200, body: ttOk([...this.vms.values()].filter((vm) => envId === null || vm.env_id === envId)) };
       }
       if (method === "POST") return this.create(body);
     }
@@ -69,17 +74,19 @@ class SimulatedHost {
     if (!match) return notFound(`Route ${method}:${path} not found`);
     const id = decodeURIComponent(match[1] as string);
     const vm = this.vms.get(id);
-    if (!vm) return notFound(`VM ${JSON.stringify(id)} does not exist on simulated host ${this.id}`, "vm_not_found");
     const action = match[2];
-    if (action === undefined && method === "GET") return { status: 200, body: this.detail(vm) };
+    // As the daemon (and TTstack's agent): deleting a VM the host does not have succeeds.
     if (action === undefined && method === "DELETE") {
-      this.vms.delete(vm.id);
-      return { status: 204 };
+      this.vms.delete(id);
+      return { status: 200, body: TT_DONE };
     }
-    if (action === "stats" && method === "GET") return { status: 200, body: this.stats(vm) };
+    if (!vm) return notFound(`VM ${JSON.stringify(id)} does not exist on simulated host ${this.id}`, "vm_not_found");
+    if (action === undefined && method === "GET") return { status: 200, body: ttOk(this.detail(vm)) };
+    if (action === "stats" && method === "GET") return { status: 200, body: ttOk(this.stats(vm)) };
     if (action !== undefined && action !== "stats" && method === "POST") {
-      vm.state = action === "stop" ? "stopped" : "running";
-      return { status: 200, body: vm };
+      vm.status = action === "stop" ? "stopped" : "running";
+      vm.state = ttVmState(vm.status);
+      return { status: 200, body: TT_DONE };
     }
     return notFound(`Route ${method}:${path} not found`);
   }
@@ -87,37 +94,36 @@ class SimulatedHost {
   private create(body: unknown): Answer {
     const spec = body as Partial<CreateAgentVm> | null;
     if (typeof spec?.vm_id !== "string" || typeof spec.image !== "string") {
-      return { status: 400, body: { error: 'Missing body field "vm_id" or "image"', code: "invalid_request" } };
+      return { status: 400, body: { ok: false, error: 'Missing body field "vm_id" or "image"', code: "invalid_request" } };
     }
     if (spec.image !== SIMULATED_HOST.image) return notFound(`Image ${JSON.stringify(spec.image)} is not on simulated host ${this.id}`, "image_not_found");
-    if (this.vms.has(spec.vm_id)) return { status: 409, body: { error: `VM ${JSON.stringify(spec.vm_id)} already exists`, code: "conflict" } };
+    if (this.vms.has(spec.vm_id)) return { status: 409, body: { ok: false, error: `VM ${JSON.stringify(spec.vm_id)} already exists`, code: "conflict" } };
     // As the daemon does: port 22 is always forwarded, then the ports asked for.
     const ports = [22, ...(spec.ports ?? []).filter((p) => p !== 22)];
     const n = ++this.nextVm;
     const vm: AgentVm = {
       id: spec.vm_id,
-      env_id: spec.env_id ?? null,
-      hostgroup: "ttstack",
+      env_id: spec.env_id ?? "",
+      host_id: this.id,
       image: spec.image,
-      engine: spec.engine ?? TTSTACK_DEFAULTS.engine,
+      engine: (spec.engine ?? TTSTACK_DEFAULTS.engine) as TtEngine,
       cpu: spec.cpu ?? TTSTACK_DEFAULTS.cpu,
       mem: spec.mem ?? TTSTACK_DEFAULTS.mem,
       disk: spec.disk ?? TTSTACK_DEFAULTS.disk,
-      ports,
-      port_map: Object.fromEntries(ports.map((p) => [String(p), this.nextPort++])),
-      deny_outgoing: spec.deny_outgoing ?? false,
-      state: "running",
       ip: `10.${(n >> 8) & 255}.${n & 255}.2`,
+      port_map: Object.fromEntries(ports.map((p) => [String(p), this.nextPort++])),
+      state: "running",
+      created_at: Math.floor(Date.now() / 1000),
+      status: "running",
+      hostgroup: "ttstack",
+      ports,
+      deny_outgoing: spec.deny_outgoing ?? false,
       mac: `52:54:00:${hex(this.index >> 8)}:${hex(this.index)}:${hex(n)}`,
-      created_at: new Date().toISOString(),
       last_error: null,
+      fleet_id: spec.fleet_id ?? null,
     };
     this.vms.set(vm.id, vm);
-    return { status: 201, body: vm };
-  }
-
-  private image(): AgentImage {
-    return { name: SIMULATED_HOST.image, version: "simulated", kernel_release: "simulated", size_mib: 1024, created_at: "2026-01-01T00:00:00.000Z" };
+    return { status: 201, body: ttOk({ vm }) };
   }
 
   private detail(vm: AgentVm): AgentVmDetail {
@@ -132,7 +138,7 @@ class SimulatedHost {
 
   private stats(vm: AgentVm): VmStats {
     const maxKiB = vm.mem * 1024;
-    return { state: libvirtState(vm.state), memory: vm.state === "running" ? maxKiB : 0, max_mem: maxKiB, vcpu: vm.cpu, cpu_time: 0, disk_stats: [], net_stats: [] };
+    return { state: libvirtState(vm.status), memory: vm.status === "running" ? maxKiB : 0, max_mem: maxKiB, vcpu: vm.cpu, cpu_time: 0, disk_stats: [], net_stats: [] };
   }
 }
 
@@ -199,7 +205,7 @@ export class SimulatedHosts {
         const body = chunks.length > 0 ? (JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown) : undefined;
         answer = host ? host.route(method, url.pathname, url.searchParams, body) : notFound(`No simulated host on port ${request.socket.localPort}`);
       } catch {
-        answer = { status: 400, body: { error: "The body is not JSON", code: "invalid_json" } };
+        answer = { status: 400, body: { ok: false, error: "The body is not JSON", code: "invalid_json" } };
       }
       if (answer.body === undefined) {
         response.writeHead(answer.status).end();

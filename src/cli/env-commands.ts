@@ -3,10 +3,10 @@
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import type { Command } from "commander";
-import { MAX_LIFETIME_SECONDS, VmSpecSchema } from "../protocol/controller.ts";
+import { MAX_LIFETIME_SECONDS, VM_BOUNDS } from "../protocol/controller.ts";
 import { isImageName } from "../protocol/names.ts";
 import { hostPort, sshCommand } from "../protocol/vm-access.ts";
-import type { CreateEnv, Env, FleetVm, VmSpec } from "../sdk/index.ts";
+import type { CreateEnv, Env, EnvDetail, FleetVm, VmSpec } from "../sdk/index.ts";
 import { addFleetOptions, withController, type FleetFlags } from "./fleet-connection.ts";
 import { formatSince, formatSpan } from "./host-commands.ts";
 import { action, collect, printJson, printTable } from "./output.ts";
@@ -27,7 +27,7 @@ const VM_FIELDS = ["image", "engine", "cpu", "mem", "disk", "ports", "deny_outgo
 type VmField = (typeof VM_FIELDS)[number];
 
 // The bounds are the API's own, read from its schema so that the two never disagree.
-const BOUNDS = VmSpecSchema.properties;
+const BOUNDS = VM_BOUNDS;
 
 function wholeNumber(field: string, value: string, min: number, max: number): number {
   if (!/^\d+$/.test(value)) throw new Error(`${field} must be a whole number`);
@@ -137,7 +137,6 @@ export function parseAuthorizedKeys(text: string, file: string): string[] {
 }
 
 function readKeys(files: readonly string[]): string[] {
-  if (files.length === 0) throw new Error("Give at least one --ssh-key FILE (e.g. --ssh-key ~/.ssh/id_ed25519.pub): the VMs let in only these keys");
   return files.flatMap((file) => {
     const path = file.startsWith("~/") ? `${homedir()}${file.slice(1)}` : file;
     return parseAuthorizedKeys(readFileSync(path, "utf8"), file);
@@ -150,21 +149,25 @@ export function createBody(id: string, flags: CreateFlags): CreateEnv {
   // What the command line says is checked before any file is read.
   const vms = specs.map(parseVmSpec);
   const lifetime = flags.lifetime === undefined ? undefined : parseLifetime(flags.lifetime);
-  const body: CreateEnv = { id, ssh_keys: readKeys(flags.sshKey ?? []), vms };
+  const keys = readKeys(flags.sshKey ?? []);
+  // Without keys, as TTstack allows: nobody logs in over SSH, the VMs are reached through the controller.
+  const body: CreateEnv = keys.length > 0 ? { id, ssh_keys: keys, vms } : { id, vms };
   if (flags.owner !== undefined) body.owner = flags.owner;
   if (lifetime !== undefined) body.lifetime = lifetime;
   return body;
 }
 
-export function formatExpiry(env: Env, now: number): string {
-  const seconds = (Date.parse(env.expires_at) - now) / 1000;
+/** Time left, from `expires_at` in Unix seconds (TTstack's timestamps). */
+export function formatExpiry(env: Pick<Env, "expires_at">, now: number): string {
+  const seconds = env.expires_at - now / 1000;
   return seconds <= 0 ? "expired" : formatSpan(seconds);
 }
 
 export const ENV_HEADERS = ["ID", "OWNER", "STATE", "VMS", "EXPIRES IN"] as const;
 
+/** One row per environment; its state is Corral's (`status`: partial, failed, … where TTstack says active). */
 export function envRows(envs: readonly Env[], now: number): string[][] {
-  return envs.map((env) => [env.id, env.owner || "-", env.state, String(env.vms.length), formatExpiry(env, now)]);
+  return envs.map((env) => [env.id, env.owner || "-", env.status, String(env.vm_ids.length), formatExpiry(env, now)]);
 }
 
 /** How to reach one VM: its SSH command and each other mapped port as `guest -> host:port`. */
@@ -178,14 +181,16 @@ export function vmAccess(vm: FleetVm): string[] {
   return lines;
 }
 
-export function envDetails(env: Env, now: number): string[] {
+export function envDetails(detail: EnvDetail, now: number): string[] {
+  const { env } = detail;
   const expiry = formatExpiry(env, now);
   const lines = [
-    `Environment ${env.id}: ${env.state}${env.owner ? `, owner ${env.owner}` : ""}`,
-    `  Created ${formatSince(env.created_at, now)}; ${expiry === "expired" ? "expired" : `expires in ${expiry}`} (${env.expires_at})`,
+    `Environment ${env.id}: ${env.status}${env.owner ? `, owner ${env.owner}` : ""}`,
+    `  Created ${formatSince(env.created_at, now)}; ${expiry === "expired" ? "expired" : `expires in ${expiry}`} (${new Date(env.expires_at * 1000).toISOString()})`,
   ];
-  for (const vm of env.vms) {
-    lines.push("", `VM ${vm.id}: ${vm.state} on ${vm.host_id || "-"} (${vm.image}, ${vm.cpu} vCPUs, ${formatMib(vm.mem)} memory, ${formatMib(vm.disk)} disk${vm.deny_outgoing ? ", no outgoing traffic" : ""})`);
+  if (env.ssh_keys.length === 0) lines.push("  No SSH keys: reach its VMs through the controller (the dashboard's shell)");
+  for (const vm of detail.vms) {
+    lines.push("", `VM ${vm.id}: ${vm.status} on ${vm.host_id || "-"} (${vm.image}, ${vm.cpu} vCPUs, ${formatMib(vm.mem)} memory, ${formatMib(vm.disk)} disk${vm.deny_outgoing ? ", no outgoing traffic" : ""})`);
     if (vm.error !== null) lines.push(`  Error: ${vm.error}`);
     const access = vmAccess(vm);
     lines.push(...(access.length > 0 ? access.map((line) => `  ${line}`) : ["  No ports mapped yet"]));
@@ -194,24 +199,25 @@ export function envDetails(env: Env, now: number): string[] {
 }
 
 /** A partial or failed environment exists, but the command did not do all it was asked: say so and exit 1. */
-function reportFailures(env: Env): void {
-  if (env.state !== "partial" && env.state !== "failed") return;
-  const failed = env.vms.filter((vm) => vm.error !== null).length;
-  process.stderr.write(`corral: ${failed} of ${env.vms.length} VMs of ${env.id} failed (see each VM's error); delete it with: corral env delete ${env.id}\n`);
+function reportFailures(detail: EnvDetail): void {
+  const { env, vms } = detail;
+  if (env.status !== "partial" && env.status !== "failed") return;
+  const failed = vms.filter((vm) => vm.error !== null).length;
+  process.stderr.write(`corral: ${failed} of ${vms.length} VMs of ${env.id} failed (see each VM's error); delete it with: corral env delete ${env.id}\n`);
   process.exitCode = 1;
 }
 
-function showEnv(env: Env, flags: JsonFlag): void {
-  if (flags.json) printJson(env);
-  else process.stdout.write(`${envDetails(env, Date.now()).join("\n")}\n`);
+function showEnv(detail: EnvDetail, flags: JsonFlag): void {
+  if (flags.json) printJson(detail);
+  else process.stdout.write(`${envDetails(detail, Date.now()).join("\n")}\n`);
 }
 
 export function registerEnvCommands(program: Command): Command {
   const env = program.command("env").description("Create, inspect, stop, start and delete environments on a fleet controller");
 
-  addFleetOptions(env.command("create").description("Create an environment: VMs placed on the controller's hosts").argument("<id>", "lower-case letters, digits and dashes"))
+  addFleetOptions(env.command("create").description("Create an environment: VMs placed on the controller's hosts").argument("<id>", "letters, digits, '.', '_' and '-' (TTstack's names)"))
     .option("--vm <spec>", "a VM, e.g. image=base,cpu=2,mem=1024,disk=40960,ports=80+443,engine=qemu,deny_outgoing (repeatable)", collect)
-    .option("--ssh-key <file>", "authorized_keys file whose keys may log in as root (repeatable; at least one)", collect)
+    .option("--ssh-key <file>", "authorized_keys file whose keys may log in as root (repeatable; none: no SSH login)", collect)
     .option("--owner <owner>", "an owner label")
     .option("--lifetime <duration>", "delete it after this long: seconds, or e.g. 6h, 90m, 2d (default 6h)")
     .option("--json", "print JSON")
@@ -265,7 +271,7 @@ export function registerEnvCommands(program: Command): Command {
         action(async (id: string, flags: FleetFlags & JsonFlag) => {
           const changed = await withController(flags, (client) => client.envs[verb](id));
           if (flags.json) return printJson(changed);
-          process.stdout.write(`Environment ${id}: ${changed.state}\n`);
+          process.stdout.write(`Environment ${id}: ${changed.env.status}\n`);
         }),
       );
   }

@@ -33,8 +33,11 @@ export function formatSpan(seconds: number): string {
   return `${Math.floor(s / 86_400)}d ${Math.floor((s % 86_400) / 3600)}h`;
 }
 
-export function formatSince(iso: string | null, now: number): string {
-  return iso === null ? "never" : `${formatSpan((now - Date.parse(iso)) / 1000)} ago`;
+/** How long ago a time was: RFC 3339, or Unix seconds (TTstack's timestamps). */
+export function formatSince(when: string | number | null, now: number): string {
+  if (when === null) return "never";
+  const ms = typeof when === "number" ? when * 1000 : Date.parse(when);
+  return `${formatSpan((now - ms) / 1000)} ago`;
 }
 
 export const HOST_HEADERS = ["ID", "STATE", "ADDR", "CPU RES/TOTAL", "MEM RES/TOTAL", "DISK RES/TOTAL", "VMS", "LAST SEEN"] as const;
@@ -72,7 +75,8 @@ export function hostDetails(host: Host, now: number): string[] {
     `  Engines:    ${list(host.engines)}`,
     `  Storage:    ${host.storage || "-"}`,
     `  Images:     ${list(host.images)}`,
-    `  Registered: ${host.registered_at}`,
+    `  Registered: ${new Date(host.registered_at * 1000).toISOString()}`,
+    `  Kind:       ${host.kind === "ttstack" ? "TTstack agent" : "Corral daemon"}`,
     `  Last seen:  ${formatSince(host.last_seen_at, now)}`,
   ];
   if (host.last_error !== null) lines.push(`  Last error: ${host.last_error}`);

@@ -31,11 +31,10 @@ export function percent(part: number, total: number): string {
 }
 
 export function statusSummary(status: FleetStatus): string[] {
-  const { hosts, vms } = status;
   return [
-    `Hosts: ${hosts.online} online, ${hosts.offline} offline`,
-    `Envs:  ${status.envs}`,
-    `VMs:   ${vms.running} running, ${vms.stopped} stopped${vms.other > 0 ? `, ${vms.other} other` : ""}`,
+    `Hosts: ${status.hosts_online} online, ${status.hosts_offline} offline`,
+    `Envs:  ${status.total_envs}`,
+    `VMs:   ${status.vms_running} running, ${status.vms_stopped} stopped${status.vms_other > 0 ? `, ${status.vms_other} other` : ""}`,
   ];
 }
 
@@ -44,7 +43,7 @@ export const CAPACITY_HEADERS = ["", "RESERVED", "USED", "TOTAL"] as const;
 /** One row per resource: what the controller's VMs reserve and what the hosts report in use, of the online total. */
 export function capacityRows(status: FleetStatus): string[][] {
   return (["cpu", "mem", "disk"] as const).map((resource) => {
-    const { total, reserved, used } = status[resource];
+    const [total, reserved, used] = [status[`${resource}_total`], status[`${resource}_reserved`], status[`${resource}_used`]];
     return [resource.toUpperCase(), amountWithPercent(resource, reserved, total), amountWithPercent(resource, used, total), formatAmount(resource, total)];
   });
 }
@@ -58,7 +57,7 @@ export function registerStatusCommand(program: Command): void {
         if (flags.json) return printJson(status);
         process.stdout.write(`${statusSummary(status).join("\n")}\n\n`);
         printTable(CAPACITY_HEADERS, capacityRows(status));
-        if (status.hosts.total === 0) process.stdout.write("\nNo hosts. Add one: corral host add HOST:PORT\n");
+        if (status.hosts === 0) process.stdout.write("\nNo hosts. Add one: corral host add HOST:PORT\n");
       }),
     );
 }

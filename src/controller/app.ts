@@ -1,6 +1,7 @@
 // The controller's HTTP application: the shared base (src/http/app-base.ts: parsing, validation, error
 // bodies, the API key on every route but those in PUBLIC_ROUTES.controller) and the controller's routes.
 import { createAppBase } from "../http/app-base.ts";
+import { speaksTTstack, type Wire } from "../http/wire.ts";
 import type { RequestDeadlines } from "../http/deadlines.ts";
 import type { Logger } from "../util/log.ts";
 import type { ControllerApp, ControllerContext } from "./context.ts";
@@ -12,6 +13,16 @@ import { hostRoutes } from "./routes/hosts.ts";
 import { vmLogsRoute } from "./routes/vm-console.ts";
 import { virtumancerRoutes } from "./routes/virtumancer.ts";
 import { installWebSockets } from "./websockets.ts";
+
+/**
+ * Which wire a path no route matched is answered in: TTstack's envelope under /api/, where TTstack's clients
+ * call, but Virtumancer's /api/v1/ (src/http/wire.ts).
+ */
+export function controllerUnmatchedWire(path: string): Wire {
+  const underApi = path === "/api" || path.startsWith("/api/");
+  const virtumancer = path === "/api/v1" || path.startsWith("/api/v1/");
+  return underApi && !virtumancer ? "ttstack" : "corral";
+}
 
 export interface ControllerAppOptions {
   apiKey: string | undefined;
@@ -26,15 +37,19 @@ export async function buildControllerApp(ctx: ControllerContext, options: Contro
     token: options.apiKey,
     credential: "API key",
     deadlines: options.deadlines,
-    openapi: { title: "Corral fleet controller", description: "TTstack's controller API and Virtumancer's API over Corral daemons", version: ctx.version },
+    openapi: { title: "Corral fleet controller", description: "TTstack's controller API and Virtumancer's API over Corral daemons and TTstack agents", version: ctx.version },
+    unmatchedWire: controllerUnmatchedWire,
   });
   app.get("/healthz", { schema: { hide: true }, config: { access: "public" } }, async () => ({ status: "ok", leader: ctx.isLeader(), backend: ctx.store.backend, ...ctx.live.counts() }));
   await installWebSockets(app, ctx);
-  hostRoutes(app, ctx);
+  // TTstack's controller routes: every answer in its envelope (src/http/wire.ts).
+  await speaksTTstack(app, (scope) => {
+    hostRoutes(scope, ctx);
+    envRoutes(scope, ctx);
+    fleetRoutes(scope, ctx);
+  });
   hostVmRoutes(app, ctx);
   vmLogsRoute(app, ctx);
-  envRoutes(app, ctx);
-  fleetRoutes(app, ctx);
   await virtumancerRoutes(app, ctx);
   dashboardRoutes(app, ctx);
   return app;

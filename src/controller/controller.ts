@@ -88,7 +88,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const opened = await tightenStateDir(stateDir);
   if (opened.length > 0) log.warn({ paths: opened }, "The state directory was open to other users: it is private again (0700, files 0600)");
   const store = await openFleetStore({ url: options.databaseUrl, stateDir });
-  const links = new HostLinks();
+  // Hosts registered without a token of their own are sent the controller's key, as TTstack's controller does.
+  const links = new HostLinks({ sharedKey: options.apiKey });
   const events = new FleetEvents(store, log);
   const heartbeats = new Heartbeats({ store, links, events, log });
   const instance = controllerInstanceId();

@@ -3,11 +3,11 @@
 // already has it (an earlier request's answer was lost with its controller) answers 409, and the VM there is
 // adopted when it is this one, refused when it is a stranger with the name.
 import { CorralError, quote } from "../protocol/errors.ts";
-import type { AgentVm } from "../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../sdk/transport.ts";
 import type { EnvRecord, FleetStore, FleetVmRecord, HostEndpoint } from "./db/index.ts";
 import type { HostView } from "./env-recovery.ts";
 import { describeHostFailure, type HostLinks } from "./host-link.ts";
+import type { ReportedVm } from "./host-report.ts";
 import { differenceFrom } from "./host-vms.ts";
 
 export class EnvHosts {
@@ -47,9 +47,10 @@ export class EnvHosts {
    * Creates the VM on its host; the host's answer. A 409 from the host means it has a VM of that name: the
    * one asked for (adopted: its answer is returned) or another (409 `conflict`, saying how it differs).
    */
-  async make(env: EnvRecord, vm: FleetVmRecord, host: HostEndpoint | undefined): Promise<AgentVm> {
+  async make(env: EnvRecord, vm: FleetVmRecord, host: HostEndpoint | undefined): Promise<ReportedVm> {
     if (host === undefined) throw new CorralError("host_not_found", `Host ${quote(vm.hostId)} is gone`);
     const link = this.links.forHost(host);
+    const fleetId = await this.store.fleetId();
     try {
       return await link.createVm({
         vm_id: vm.id,
@@ -61,12 +62,14 @@ export class EnvHosts {
         disk: vm.disk,
         ports: vm.ports,
         deny_outgoing: vm.denyOutgoing,
-        ssh_keys: env.sshKeys,
+        // The environment's keys and the VM's own, each once (TTstack's controller merges them alike, handler.rs:293-298).
+        ssh_keys: [...new Set([...env.sshKeys, ...vm.sshKeys])],
+        fleet_id: fleetId,
       });
     } catch (err) {
       if (!(err instanceof CorralApiError && err.status === 409)) throw err;
       const there = await link.vm(vm.id);
-      const difference = differenceFrom(vm, there);
+      const difference = differenceFrom(vm, there, fleetId);
       if (difference !== undefined) {
         throw new CorralError("conflict", `Host ${quote(host.id)} already has a VM named ${quote(vm.id)} that is not this one: ${difference}`, { cause: err });
       }

@@ -7,13 +7,13 @@
 // its host lacks is created now; only a VM that cannot be made (its host gone or offline, or the name taken
 // by a VM that is not this one) fails, with the reason in its `error`.
 import type { EnvState } from "../protocol/controller.ts";
-import type { AgentVm } from "../protocol/ttstack-agent.ts";
 import type { FleetVmRecord, FleetVmState, VmPatch } from "./db/index.ts";
+import type { ReportedVm } from "./host-report.ts";
 import { differenceFrom, fromHost } from "./host-vms.ts";
 
 /** What a host said when asked for an environment's VMs. */
 export type HostView =
-  | { kind: "answered"; vms: ReadonlyMap<string, AgentVm> }
+  | { kind: "answered"; vms: ReadonlyMap<string, ReportedVm> }
   /** It did not answer; `offline` when heartbeats have given up on it too (it will not answer soon). */
   | { kind: "unreachable"; reason: string; offline: boolean }
   /** It is no longer registered with the controller. */
@@ -39,18 +39,18 @@ const MADE: ReadonlySet<FleetVmState> = new Set(["creating", "booting", "running
  * its state there, or `lost` when the host lacks it; undefined for nothing (the host did not answer, or the
  * record is the controller's own verdict: `error`, `lost`, `deleting`).
  */
-export function refreshPatch(vm: FleetVmRecord, view: HostView): VmPatch | undefined {
+export function refreshPatch(vm: FleetVmRecord, view: HostView, fleetId: string): VmPatch | undefined {
   if (view.kind !== "answered" || !MADE.has(vm.state)) return undefined;
   const there = view.vms.get(vm.id);
   if (there === undefined) return { state: "lost", error: `Host ${JSON.stringify(vm.hostId)} no longer has this VM` };
-  return differenceFrom(vm, there) === undefined ? fromHost(there) : undefined;
+  return differenceFrom(vm, there, fleetId) === undefined ? fromHost(there) : undefined;
 }
 
 /** The next step for `vm` of an interrupted create, given its host's view (see the file's opening). */
-export function planCreateStep(vm: FleetVmRecord, view: HostView): CreateStep {
+export function planCreateStep(vm: FleetVmRecord, view: HostView, fleetId: string): CreateStep {
   // The dead controller's create had its answer (or its refusal) stored: it stands, refreshed from the host.
   if (vm.state !== "pending") {
-    const patch = refreshPatch(vm, view);
+    const patch = refreshPatch(vm, view, fleetId);
     return patch === undefined ? { kind: "keep" } : { kind: "adopt", patch };
   }
   switch (view.kind) {
@@ -61,7 +61,7 @@ export function planCreateStep(vm: FleetVmRecord, view: HostView): CreateStep {
     case "answered": {
       const there = view.vms.get(vm.id);
       if (there === undefined) return { kind: "create" };
-      const difference = differenceFrom(vm, there);
+      const difference = differenceFrom(vm, there, fleetId);
       if (difference !== undefined) return { kind: "fail", error: `Cannot create it: host ${JSON.stringify(vm.hostId)} already has a VM named ${JSON.stringify(vm.id)} that is not this one (${difference})` };
       return { kind: "adopt", patch: fromHost(there) };
     }
@@ -89,14 +89,16 @@ export type DeleteStep =
 /**
  * How a VM of an environment being deleted goes. A VM is deleted on its host by name, so the host's VM of
  * that name is deleted only when it is this environment's: a create refused because the name was taken
- * (the VM is `error`) must not cost the VM that took it.
+ * (the VM is `error`) must not cost the VM that took it, nor may another fleet's VM of the same name and
+ * environment id (a host shared by two controllers).
  */
-export function planDeleteStep(vm: Pick<FleetVmRecord, "id" | "envId">, view: HostView): DeleteStep {
+export function planDeleteStep(vm: Pick<FleetVmRecord, "id" | "envId">, view: HostView, fleetId: string): DeleteStep {
   if (view.kind === "gone") return { kind: "forget", stranger: false };
   if (view.kind === "unreachable") return { kind: "retry", reason: view.reason };
   const there = view.vms.get(vm.id);
   if (there === undefined) return { kind: "forget", stranger: false };
-  return there.env_id === vm.envId ? { kind: "delete" } : { kind: "forget", stranger: true };
+  const othersFleet = typeof there.fleet_id === "string" && there.fleet_id !== fleetId;
+  return there.env_id === vm.envId && !othersFleet ? { kind: "delete" } : { kind: "forget", stranger: true };
 }
 
 /** Environment states in which an operation is under way: what a controller's death can leave behind. */

@@ -12,7 +12,8 @@
 // again, a delete carried on; each step is safe to repeat on the hosts.
 import { CorralError, isErrorCode, quote } from "../protocol/errors.ts";
 import type { CreateEnv, EnvState } from "../protocol/controller.ts";
-import { CORRAL_ENGINES, TTSTACK_DEFAULTS } from "../protocol/ttstack-agent.ts";
+import { TT_ENGINES } from "../protocol/ttstack.ts";
+import { TTSTACK_DEFAULTS } from "../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../sdk/transport.ts";
 import { crashPoint } from "../util/crash-points.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
@@ -23,6 +24,7 @@ import { createOutcome, IN_FLIGHT_STATES, planCreateStep, planDeleteStep, refres
 import type { FleetEvents } from "./events.ts";
 import { describeHostFailure, type HostLinks } from "./host-link.ts";
 import { fromHost } from "./host-vms.ts";
+import { vmIdOf } from "./vm-ids.ts";
 
 /** The VM states in which the VM exists on its host (as far as the controller knows). */
 const ON_HOST = new Set(["creating", "booting", "running", "paused", "suspending", "suspended", "stopping", "stopped", "failed"]);
@@ -49,6 +51,12 @@ export interface EnvServiceDeps {
 
 export type Removal = { done: true } | { done: false; env: EnvRecord };
 
+/** What a stop or a start did: the environment as it ended, and the first VM that could not (if one could not). */
+export interface PowerOutcome {
+  env: EnvRecord;
+  failure: { vmId: string; error: unknown } | undefined;
+}
+
 export class EnvService {
   /** One create, stop, start or destroy per environment at a time (in this process). */
   private readonly lock = new KeyedLock();
@@ -64,12 +72,15 @@ export class EnvService {
   async create(body: CreateEnv): Promise<EnvRecord> {
     for (const [index, spec] of body.vms.entries()) {
       const engine = spec.engine ?? TTSTACK_DEFAULTS.engine;
-      if (!(CORRAL_ENGINES as readonly string[]).includes(engine)) {
-        throw new CorralError("unsupported_engine", `Cannot create VM ${index + 1} with engine ${JSON.stringify(engine)}: Corral hosts run ${CORRAL_ENGINES.map((e) => JSON.stringify(e)).join(", ")}`);
+      // Any engine TTstack names: placement then finds a host that runs it (Corral daemons run qemu; a TTstack
+      // agent says which it runs).
+      if (!(TT_ENGINES as readonly string[]).includes(engine)) {
+        throw new CorralError("unsupported_engine", `Cannot create VM ${index + 1} with engine ${JSON.stringify(engine)}: the engines are ${TT_ENGINES.map((e) => JSON.stringify(e)).join(", ")}`);
       }
     }
+    // As TTstack's serde and controller read a request: a size that is absent or null is the default.
     const vms: NewFleetVm[] = body.vms.map((spec, index) => ({
-      id: `${body.id}-${index + 1}`,
+      id: vmIdOf(body.id, index + 1),
       image: spec.image,
       engine: spec.engine ?? TTSTACK_DEFAULTS.engine,
       cpu: spec.cpu ?? TTSTACK_DEFAULTS.cpu,
@@ -77,12 +88,15 @@ export class EnvService {
       disk: spec.disk ?? TTSTACK_DEFAULTS.disk,
       ports: [...new Set(spec.ports ?? [])],
       denyOutgoing: spec.deny_outgoing ?? false,
+      sshKeys: spec.ssh_keys ?? [],
     }));
+    // TTstack: a lifetime that is absent, null or 0 is the default (crates/ctl/src/handler.rs:266-270).
+    const lifetime = body.lifetime ? body.lifetime : TTSTACK_DEFAULTS.lifetime;
     return this.lock.run(body.id, async () => {
       const { store, events } = this.deps;
       // Stored with this process holding the create: from here on a crash leaves it to recoverInterrupted.
       const env = await store.createEnv(
-        { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys, lifetime: body.lifetime ?? TTSTACK_DEFAULTS.lifetime, operationOwner: this.deps.owner },
+        { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner },
         vms,
         (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
       );
@@ -130,16 +144,16 @@ export class EnvService {
   }
 
   /** Stops every VM of the environment (their disks stay); `partial` if some host could not. */
-  stop(id: string): Promise<EnvRecord> {
+  stop(id: string): Promise<PowerOutcome> {
     return this.power(id, "stop");
   }
 
   /** Starts every VM of the environment again. */
-  start(id: string): Promise<EnvRecord> {
+  start(id: string): Promise<PowerOutcome> {
     return this.power(id, "start");
   }
 
-  private power(id: string, action: PowerAction): Promise<EnvRecord> {
+  private power(id: string, action: PowerAction): Promise<PowerOutcome> {
     return this.lock.run(id, async () => {
       const env = await this.claim(id, action, { from: NOT_DELETING });
       return this.holding(id, async () => {
@@ -153,17 +167,19 @@ export class EnvService {
   }
 
   /** Stops or starts each VM the host has not already stopped or started; the environment's new state. */
-  private async carryOutPower(id: string, action: PowerAction): Promise<EnvRecord> {
+  private async carryOutPower(id: string, action: PowerAction): Promise<PowerOutcome> {
     const { store, events } = this.deps;
     const env = await this.refreshFromHosts(await store.getEnv(id));
     const hosts = await this.hosts.endpoints(env);
     let failed = 0;
+    let failure: PowerOutcome["failure"];
     await Promise.all(
       env.vms.map(async (vm) => {
         if (DONE_BY[action].has(vm.state)) return;
         const host = hosts.get(vm.hostId);
         if (!ON_HOST.has(vm.state) || !host) {
           failed++;
+          failure ??= { vmId: vm.id, error: new CorralError("conflict", host ? `it is ${vm.state}${vm.error ? ` (${vm.error})` : ""}` : `its host ${quote(vm.hostId)} is no longer registered`) };
           return;
         }
         try {
@@ -173,6 +189,7 @@ export class EnvService {
           crashPoint("env-power.vm-done");
         } catch (err) {
           failed++;
+          failure ??= { vmId: vm.id, error: err };
           await store.updateVm(vm.id, { error: `Cannot ${action} it: ${describeHostFailure(err)}` });
         }
       }),
@@ -181,7 +198,7 @@ export class EnvService {
     await this.finish(id, next);
     await events.vmsChanged(env.vms.map((vm) => vm.hostId));
     await events.envsChanged(id);
-    return store.getEnv(id);
+    return { env: await store.getEnv(id), failure };
   }
 
   /**
@@ -200,11 +217,11 @@ export class EnvService {
   private async carryOutRemoval(id: string): Promise<Removal> {
     const { store, events } = this.deps;
     const env = await store.getEnv(id);
-    const [views, hosts] = await Promise.all([this.hosts.views(env), this.hosts.endpoints(env)]);
+    const [views, hosts, fleetId] = await Promise.all([this.hosts.views(env), this.hosts.endpoints(env), store.fleetId()]);
     const touched = new Set<string>();
     await Promise.all(
       env.vms.map(async (vm) => {
-        const step = planDeleteStep(vm, views.get(vm.hostId) ?? { kind: "gone" });
+        const step = planDeleteStep(vm, views.get(vm.hostId) ?? { kind: "gone" }, fleetId);
         const host = hosts.get(vm.hostId);
         try {
           if (step.kind === "retry") throw new Error(step.reason);
@@ -284,7 +301,7 @@ export class EnvService {
           await events.envsChanged(env.id);
           outcome = state;
         } else {
-          outcome = (await this.carryOutPower(env.id, env.state === "stopping" ? "stop" : "start")).state;
+          outcome = (await this.carryOutPower(env.id, env.state === "stopping" ? "stop" : "start")).env.state;
         }
         if (interrupted) log.info({ env: env.id, was: env.state, now: outcome, by: seen.operation?.owner }, "Recovered environment interrupted by its controller's death");
       });
@@ -297,10 +314,10 @@ export class EnvService {
    */
   private async finishCreate(env: EnvRecord, options: { waitForHosts: boolean }): Promise<EnvState | undefined> {
     const { store } = this.deps;
-    const [views, hosts] = await Promise.all([this.hosts.views(env), this.hosts.endpoints(env)]);
+    const [views, hosts, fleetId] = await Promise.all([this.hosts.views(env), this.hosts.endpoints(env), store.fleetId()]);
     await Promise.all(
       env.vms.map(async (vm) => {
-        const step = planCreateStep(vm, views.get(vm.hostId) ?? { kind: "gone" });
+        const step = planCreateStep(vm, views.get(vm.hostId) ?? { kind: "gone" }, fleetId);
         switch (step.kind) {
           case "keep":
             return;
@@ -328,7 +345,8 @@ export class EnvService {
   /** The environment with each VM's record brought in line with what its host has now. */
   private async refreshFromHosts(env: EnvRecord): Promise<EnvRecord> {
     const views = await this.hosts.views(env);
-    const patches = env.vms.map((vm) => [vm, refreshPatch(vm, views.get(vm.hostId) ?? { kind: "gone" })] as const);
+    const fleetId = await this.deps.store.fleetId();
+    const patches = env.vms.map((vm) => [vm, refreshPatch(vm, views.get(vm.hostId) ?? { kind: "gone" }, fleetId)] as const);
     await Promise.all(patches.map(([vm, patch]) => patch && this.deps.store.updateVm(vm.id, patch)));
     return patches.some(([, patch]) => patch) ? this.deps.store.getEnv(env.id) : env;
   }

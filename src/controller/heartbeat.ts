@@ -2,14 +2,17 @@
 // that answers is online with a fresh report; one that fails twice in a row is offline. Each answer is
 // reconciled with what the controller knows: its VMs' states, ports and addresses are updated, a VM its host
 // no longer has is `lost`, a `pending` VM its host already runs (made by a create whose answer was never
-// stored: its controller died) takes the host's state, and a VM of an environment the controller no longer
-// has (deleted while the host was away, or made by a create that timed out) is deleted on the host.
-import type { AgentVm } from "../protocol/ttstack-agent.ts";
+// stored: its controller died) takes the host's state, and a VM this fleet made (the host kept the fleet's
+// id with it) for an environment the controller no longer has (deleted while the host was away, or made by a
+// create that timed out) is deleted on the host. Any other VM is left alone: a Slicer sandbox, another
+// controller's (a TTstack controller's, or another Corral fleet's on a shared host), or one on a TTstack
+// agent, which keeps no fleet id and so is never provably this fleet's.
 import type { Logger } from "../util/log.ts";
 import type { FleetStore, FleetVmRecord, HostRecord, VmPatch } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
 import { describeHostFailure, type HostLinks } from "./host-link.ts";
-import { differenceFrom, fromHost } from "./host-vms.ts";
+import type { HostReport, ReportedVm } from "./host-report.ts";
+import { differenceFrom, fromHost, madeByFleet } from "./host-vms.ts";
 
 /** Consecutive failed heartbeats after which a host is offline. */
 export const OFFLINE_AFTER_FAILURES = 2;
@@ -24,9 +27,9 @@ const CONTROLLER_OWNED = new Set(["deleting", "error"]);
  * heard back about: the host may not have it yet, so its absence says nothing (it stays pending, never
  * `lost`), while a VM the host has that is this one (same environment and spec) is taken as it is there.
  */
-export function heartbeatPatch(hostId: string, vm: FleetVmRecord, there: AgentVm | undefined): VmPatch | undefined {
+export function heartbeatPatch(hostId: string, vm: FleetVmRecord, there: ReportedVm | undefined, fleetId: string): VmPatch | undefined {
   if (vm.state === "pending") {
-    if (there === undefined || differenceFrom(vm, there) !== undefined) return undefined;
+    if (there === undefined || differenceFrom(vm, there, fleetId) !== undefined) return undefined;
     const { state, portMap, ip } = fromHost(there);
     return { state, portMap, ip };
   }
@@ -90,7 +93,7 @@ export class Heartbeats {
     if (after.disconnected) return;
     const cameBack = host.state === "offline";
     if (cameBack) log.info({ host: host.id }, "Host is online again");
-    const vmsChanged = (await this.reconcile(host, ours, report.vms)) || vmListChanged(host.vms, report.vms) || infoChanged(host, report.info);
+    const vmsChanged = (await this.reconcile(host, ours, report.vms, await store.fleetId())) || vmListChanged(host.vms, report.vms) || infoChanged(host, report.info);
     // Only a change of the hosts themselves is hosts-changed (Virtumancer's UI then reads every host again);
     // what changed on this host is vms-changed for it.
     if (cameBack) await events.hostsChanged();
@@ -98,19 +101,19 @@ export class Heartbeats {
   }
 
   /** Brings the controller's VMs on `host` in line with what it reported; true if any changed. */
-  private async reconcile(host: HostRecord, ours: readonly FleetVmRecord[], reported: readonly AgentVm[]): Promise<boolean> {
+  private async reconcile(host: HostRecord, ours: readonly FleetVmRecord[], reported: readonly ReportedVm[], fleetId: string): Promise<boolean> {
     const { store, log } = this.deps;
     const byId = new Map(reported.map((vm) => [vm.id, vm]));
     let changed = false;
     for (const vm of ours) {
-      const next = heartbeatPatch(host.id, vm, byId.get(vm.id));
+      const next = heartbeatPatch(host.id, vm, byId.get(vm.id), fleetId);
       // Only if nothing wrote the VM since `ours` was read: a create's or a delete's answer is newer than this report.
       if (next && (await store.updateVmIfUnchanged(vm, next))) changed = true;
     }
     const known = new Set(ours.map((vm) => vm.id));
     for (const vm of reported) {
-      if (vm.env_id === null || known.has(vm.id)) continue;
-      // A VM the controller made (it has an env_id) for an environment that is gone.
+      if (vm.env_id === null || known.has(vm.id) || !madeByFleet(vm, fleetId)) continue;
+      // A VM this fleet made for an environment that is gone.
       if (await store.findEnv(vm.env_id)) continue;
       try {
         await this.deps.links.forHost(host).deleteVm(vm.id);
@@ -130,13 +133,13 @@ function samePorts(a: Record<string, number>, b: Record<string, number>): boolea
 }
 
 /** Whether the host's VM list changed in a way a VM list shows (a VM came, went or changed state). */
-function vmListChanged(before: readonly AgentVm[], after: readonly AgentVm[]): boolean {
+function vmListChanged(before: readonly ReportedVm[], after: readonly ReportedVm[]): boolean {
   if (before.length !== after.length) return true;
   const states = new Map(before.map((vm) => [vm.id, vm.state]));
   return after.some((vm) => states.get(vm.id) !== vm.state);
 }
 
-function infoChanged(host: HostRecord, info: NonNullable<HostRecord["info"]>): boolean {
+function infoChanged(host: HostRecord, info: HostReport): boolean {
   const old = host.info;
   if (!old) return true;
   return old.cpu_used !== info.cpu_used || old.mem_used !== info.mem_used || old.vm_count !== info.vm_count || old.images.join() !== info.images.join();

@@ -1,125 +1,111 @@
-// The controller's calls to one host's daemon, over TTstack's agent API (/api/info, /api/vms…). Short
-// deadlines for reads (a heartbeat must not hang on a dead host), longer ones for creates (QEMU starts).
-// A VM's shell and serial log come from the daemon's Slicer API (/vm/NAME/shell, /vm/NAME/logs).
+// The controller's calls to its hosts, behind one interface per host whatever its kind (the HostDriver seam
+// of DESIGN.md): a Corral daemon (links/corral-daemon-link.ts) or a TTstack agent
+// (links/ttstack-agent-link.ts), both reached over TTstack's agent API (/api/info, /api/vms…) and read into
+// the controller's own shapes (host-report.ts). What a kind of host cannot do is 501 `unsupported_by_host`.
+// Credentials: a host's own token when it was registered with one, else the controller's API key, which
+// TTstack's controller sends to all its agents (its agents share that key).
 import type { Dispatcher } from "undici";
 import type WebSocket from "ws";
 import { CorralError, isErrorCode } from "../protocol/errors.ts";
 import type { ShellQuery } from "../protocol/slicer.ts";
-import type { AgentVm, AgentVmDetail, CreateAgentVm, HostInfo, VmStats } from "../protocol/ttstack-agent.ts";
-import { CorralApiError, queryString, Transport } from "../sdk/transport.ts";
-import { openWebSocket } from "../sdk/websocket.ts";
-
-const READ_TIMEOUT_MS = 5000;
-const CHANGE_TIMEOUT_MS = 120_000;
-/** A whole log may take the daemon a while to read; this bounds the wait for each part of the answer. */
-const STREAM_TIMEOUT_MS = 30_000;
+import type { CreateAgentVm, VmStats } from "../protocol/ttstack-agent.ts";
+import { CorralApiError } from "../sdk/transport.ts";
+import type { HostKind, HostReport, ReportedVm, ReportedVmDetail } from "./host-report.ts";
+import { Type } from "@sinclair/typebox";
+import { AgentApi, READ_TIMEOUT_MS } from "./links/agent-api.ts";
+import { CorralDaemonLink } from "./links/corral-daemon-link.ts";
+import { TTstackAgentLink } from "./links/ttstack-agent-link.ts";
 
 export interface HostAddress {
   uri: string;
+  /** The host's own token; null: the controller's key, if it has one. */
   token: string | null;
+  kind: HostKind;
 }
 
-export class HostLink {
-  private readonly transport: Transport;
-
-  constructor(readonly address: HostAddress) {
-    this.transport = new Transport({ url: address.uri, token: address.token ?? undefined, timeoutMs: READ_TIMEOUT_MS });
-  }
-
-  close(): Promise<void> {
-    return this.transport.close();
-  }
-
-  info(): Promise<HostInfo> {
-    return this.transport.json<HostInfo>("GET", "/api/info");
-  }
-
-  vms(): Promise<AgentVm[]> {
-    return this.transport.json<AgentVm[]>("GET", "/api/vms");
-  }
-
-  vm(id: string): Promise<AgentVmDetail> {
-    return this.transport.json<AgentVmDetail>("GET", `/api/vms/${encodeURIComponent(id)}`);
-  }
-
-  stats(id: string): Promise<VmStats> {
-    return this.transport.json<VmStats>("GET", `/api/vms/${encodeURIComponent(id)}/stats`, undefined, 10_000);
-  }
-
-  createVm(body: CreateAgentVm): Promise<AgentVm> {
-    return this.transport.json<AgentVm>("POST", "/api/vms", body, CHANGE_TIMEOUT_MS);
-  }
-
+/** One host, as the controller calls it. */
+export interface HostLink {
+  readonly kind: HostKind;
+  close(): Promise<void>;
+  info(): Promise<HostReport>;
+  vms(): Promise<ReportedVm[]>;
+  vm(id: string): Promise<ReportedVmDetail>;
+  stats(id: string): Promise<VmStats>;
+  createVm(body: CreateAgentVm): Promise<ReportedVm>;
   /** Deletes a VM; true when it is gone (also when the host never had it). */
-  async deleteVm(id: string): Promise<true> {
-    try {
-      await this.transport.json("DELETE", `/api/vms/${encodeURIComponent(id)}`, undefined, CHANGE_TIMEOUT_MS);
-    } catch (err) {
-      if (!(err instanceof CorralApiError && err.status === 404)) throw err;
-    }
-    return true;
-  }
+  deleteVm(id: string): Promise<true>;
+  /** The VM as it is once stopped (`force`: without flushing its disks, where the host can tell the two apart). */
+  stopVm(id: string, options?: { force?: boolean }): Promise<ReportedVm>;
+  startVm(id: string): Promise<ReportedVm>;
+  rebootVm(id: string, options?: { force?: boolean }): Promise<ReportedVm>;
+  /** The VM's shell WebSocket, once the host accepted it (a refusal is a CorralApiError with its code). */
+  openShell(name: string, query: ShellQuery, signal: AbortSignal): Promise<WebSocket>;
+  /** The VM's serial console log as the host answers it, its body still to be read. */
+  logs(name: string, query: { lines?: number }, signal: AbortSignal): Promise<Dispatcher.ResponseData>;
+}
 
-  stopVm(id: string, options: { force?: boolean } = {}): Promise<AgentVm> {
-    return this.transport.json<AgentVm>("POST", `/api/vms/${encodeURIComponent(id)}/stop${options.force ? "?force=true" : ""}`, undefined, CHANGE_TIMEOUT_MS);
-  }
-
-  startVm(id: string): Promise<AgentVm> {
-    return this.transport.json<AgentVm>("POST", `/api/vms/${encodeURIComponent(id)}/start`, undefined, CHANGE_TIMEOUT_MS);
-  }
-
-  rebootVm(id: string, options: { force?: boolean } = {}): Promise<AgentVm> {
-    return this.transport.json<AgentVm>("POST", `/api/vms/${encodeURIComponent(id)}/reboot${options.force ? "?force=true" : ""}`, undefined, CHANGE_TIMEOUT_MS);
-  }
-
-  /** The VM's shell WebSocket, once the daemon accepted it (a refusal is a CorralApiError with its code). */
-  openShell(name: string, query: ShellQuery, signal: AbortSignal): Promise<WebSocket> {
-    const path = `/vm/${encodeURIComponent(name)}/shell${queryString({ ...query })}`;
-    return openWebSocket({ url: this.address.uri, token: this.address.token ?? undefined }, path, {}, signal);
-  }
-
-  /** The VM's serial console log as the daemon answers it, its body still to be read. */
-  logs(name: string, query: { lines?: number }, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    return this.transport.send("GET", `/vm/${encodeURIComponent(name)}/logs${queryString({ ...query })}`, { signal, timeoutMs: STREAM_TIMEOUT_MS });
-  }
+export interface HostLinksOptions {
+  /** The controller's API key: sent to hosts registered without a token of their own. */
+  sharedKey?: string;
 }
 
 /** One link per host, kept while the host's address is the same. */
 export class HostLinks {
-  private readonly links = new Map<string, HostLink>();
+  private readonly links = new Map<string, { address: HostAddress; link: HostLink }>();
 
-  /** The link to a registered host (anything with its id, uri and token: a record or an endpoint). */
+  constructor(private readonly options: HostLinksOptions = {}) {}
+
+  /** The link to a registered host (anything with its id, uri, token and kind: a record or an endpoint). */
   forHost(host: { id: string } & HostAddress): HostLink {
-    return this.for(host.id, { uri: host.uri, token: host.token });
+    return this.for(host.id, { uri: host.uri, token: host.token, kind: host.kind });
   }
 
   for(hostId: string, address: HostAddress): HostLink {
     const known = this.links.get(hostId);
-    if (known && known.address.uri === address.uri && known.address.token === address.token) return known;
-    void known?.close();
-    const link = new HostLink(address);
-    this.links.set(hostId, link);
+    if (known && known.address.uri === address.uri && known.address.token === address.token && known.address.kind === address.kind) return known.link;
+    void known?.link.close();
+    const token = address.token ?? this.options.sharedKey;
+    const link = address.kind === "ttstack" ? new TTstackAgentLink(hostId, { uri: address.uri, token }) : new CorralDaemonLink(hostId, { uri: address.uri, token });
+    this.links.set(hostId, { address, link });
     return link;
   }
 
+  /**
+   * What kind of host answers at `uri` (asked before it is registered): a Corral daemon says
+   * `corral_version` in its /api/info, a TTstack agent does not. Throws what `info()` would.
+   */
+  async probe(name: string, address: Omit<HostAddress, "kind">): Promise<HostKind> {
+    const api = new AgentApi(name, { uri: address.uri, token: address.token ?? this.options.sharedKey }, READ_TIMEOUT_MS);
+    try {
+      const info = await api.data<{ corral_version?: unknown }>("GET", "/api/info", Type.Object({}));
+      return typeof info.corral_version === "string" ? "corral" : "ttstack";
+    } finally {
+      await api.close();
+    }
+  }
+
   drop(hostId: string): void {
-    void this.links.get(hostId)?.close();
+    void this.links.get(hostId)?.link.close();
     this.links.delete(hostId);
   }
 
   async closeAll(): Promise<void> {
-    await Promise.all([...this.links.values()].map((l) => l.close()));
+    await Promise.all([...this.links.values()].map(({ link }) => link.close()));
     this.links.clear();
   }
 }
 
-/** A host's answer passed on: its 4xx keep their status and code; anything else means it cannot be reached. */
+/**
+ * A host's answer passed on: its 4xx keep their status and code; one the controller cannot use stays
+ * `host_bad_answer` (502); a 5xx is a bad answer too; a host that did not answer is `host_unreachable`.
+ */
 export function hostFailure(hostId: string, err: unknown): Error {
   if (err instanceof CorralError) return err;
   if (err instanceof CorralApiError && err.status < 500) return new CorralError(isErrorCode(err.code) ? err.code : "invalid_request", err.message, { status: err.status, cause: err });
   // The host answered that it cannot serve this yet (a VM still booting: 503 agent_unavailable) or that its
   // disk is full (507 insufficient_storage, a VM frozen by it): say that, not that the host is unreachable.
   if (err instanceof CorralApiError && (err.status === 503 || err.status === 507) && isErrorCode(err.code)) return new CorralError(err.code, err.message, { status: err.status, cause: err });
+  if (err instanceof CorralApiError) return new CorralError("host_bad_answer", `Host ${JSON.stringify(hostId)} answered ${err.method} ${err.path} with ${err.status}: ${err.message}`, { cause: err });
   return new CorralError("host_unreachable", `Host ${JSON.stringify(hostId)} did not answer: ${(err as Error).message}`, { cause: err });
 }
 

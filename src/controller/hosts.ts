@@ -1,11 +1,15 @@
 // The host registry: hosts registered by TTstack's `{addr}` or Virtumancer's `{id, uri}`, checked by
-// asking the daemon for its /api/info before they are stored, removed only when they hold no VMs of the
-// controller. Heartbeats (heartbeat.ts) keep their state and reports fresh.
+// asking the host for its /api/info before they are stored (which also tells a Corral daemon from a TTstack
+// agent: host-link.ts), removed only when they hold no VMs of the controller. Heartbeats (heartbeat.ts) keep
+// their state and reports fresh. A host that does not answer, or answers something the controller cannot
+// read, is refused with 502 and nothing is stored.
 import { CorralError } from "../protocol/errors.ts";
 import type { Host, RegisterHost } from "../protocol/controller.ts";
 import { HOST_ID_PATTERN } from "../protocol/controller.ts";
 import type { FleetStore, HostRecord } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
+import { unixSeconds } from "../protocol/ttstack.ts";
+import { CorralApiError } from "../sdk/transport.ts";
 import { describeHostFailure, type HostLinks } from "./host-link.ts";
 
 const hostIdRe = new RegExp(HOST_ID_PATTERN);
@@ -42,15 +46,16 @@ function parseUri(text: string, field: "addr" | "uri"): URL {
   return url;
 }
 
-/** A host as the API shows it. */
+type Engines = Host["engines"];
+type Storage = Host["storage"];
+const STORAGES: readonly string[] = ["file", "zvol"];
+
+/** A host as the TTstack routes show it: TTstack's Host, Corral's fields beside. */
 export function hostView(host: HostRecord): Host {
   const info = host.info;
   return {
     id: host.id,
     addr: host.addr,
-    uri: host.uri,
-    state: host.state,
-    hostname: host.hostname,
     resource: {
       cpu_total: info?.cpu_total ?? 0,
       cpu_used: info?.cpu_used ?? 0,
@@ -60,16 +65,36 @@ export function hostView(host: HostRecord): Host {
       disk_used: info?.disk_used ?? 0,
       vm_count: info?.vm_count ?? 0,
     },
+    state: host.state,
+    // As the host reported them (a TTstack agent and a Corral daemon name TTstack's engines and storages).
+    engines: (info?.engines ?? []) as Engines,
+    storage: (STORAGES.includes(info?.storage ?? "") ? info?.storage : "file") as Storage,
+    registered_at: unixSeconds(host.registeredAt),
+    uri: host.uri,
+    kind: host.kind,
+    hostname: host.hostname,
     reserved: host.reserved,
-    engines: info?.engines ?? [],
-    storage: info?.storage ?? "file",
     images: info?.images ?? [],
     vm_count: host.vms.length,
-    created_at: host.createdAt,
-    registered_at: host.registeredAt,
-    last_seen_at: host.lastSeenAt,
+    last_seen_at: host.lastSeenAt === null ? null : unixSeconds(host.lastSeenAt),
     last_error: host.lastError,
   };
+}
+
+/**
+ * Why a host could not be registered, as a 502: an answer the controller cannot use (not JSON, not TTstack's
+ * envelope, another shape, a 5xx) is `host_bad_answer`; a refusal (a 401: the key or token is wrong) or no
+ * answer at all is `host_unreachable`. Never the host's own 4xx status: it is not the client's request that
+ * was wrong.
+ */
+function registrationFailure(name: string, uri: string, err: unknown): CorralError {
+  const prefix = `Cannot register host ${JSON.stringify(name)}`;
+  if (err instanceof CorralError && err.code === "host_bad_answer") return new CorralError("host_bad_answer", `${prefix}: ${err.message}`, { cause: err });
+  if (err instanceof CorralApiError && err.status >= 500) {
+    return new CorralError("host_bad_answer", `${prefix}: ${uri} answered ${err.method} ${err.path} with ${err.status}: ${err.message}`, { cause: err });
+  }
+  if (err instanceof CorralApiError) return new CorralError("host_unreachable", `${prefix}: ${uri} refused ${err.method} ${err.path}: ${describeHostFailure(err)}`, { cause: err });
+  return new CorralError("host_unreachable", `${prefix}: ${uri} did not answer GET /api/info: ${describeHostFailure(err)}`, { cause: err });
 }
 
 export class HostRegistry {
@@ -79,24 +104,28 @@ export class HostRegistry {
     private readonly events: FleetEvents,
   ) {}
 
-  /** Registers a daemon after it answered /api/info; its id is the one given, else the daemon's own. */
+  /** Registers a host after it answered /api/info and /api/vms; its id is the one given, else the host's own. */
   async register(body: RegisterHost): Promise<HostRecord> {
     const { addr, uri } = hostAddress(body);
     const token = body.token ?? null;
-    const link = this.links.for(`pending:${uri}`, { uri, token });
+    const name = body.id ?? addr;
+    const pending = `pending:${uri}`;
+    let kind;
     let info;
     let vms;
     try {
+      kind = await this.links.probe(name, { uri, token });
+      const link = this.links.for(pending, { uri, token, kind });
       [info, vms] = await Promise.all([link.info(), link.vms()]);
     } catch (err) {
-      throw new CorralError("host_unreachable", `Cannot register host ${JSON.stringify(body.id ?? addr)}: ${uri} did not answer GET /api/info: ${describeHostFailure(err)}`, { cause: err });
+      throw registrationFailure(name, uri, err);
     } finally {
-      this.links.drop(`pending:${uri}`);
+      this.links.drop(pending);
     }
     const id = body.id ?? info.id;
     if (!hostIdRe.test(id)) throw new CorralError("invalid_request", `The host reports the id ${JSON.stringify(id)}, which cannot be used: give an "id"`);
     const now = new Date().toISOString();
-    const host = await this.store.insertHost({ id, addr, uri, token, state: "online", hostname: info.hostname, info, vms, lastSeenAt: now });
+    const host = await this.store.insertHost({ id, addr, uri, token, kind, state: "online", hostname: info.hostname, info, vms, lastSeenAt: now });
     await this.events.hostsChanged();
     return host;
   }
@@ -109,7 +138,7 @@ export class HostRegistry {
     const known = await this.store.findHost(body.id);
     if (!known) return this.register(body);
     const { addr, uri } = hostAddress(body);
-    const host = await this.store.updateHost(body.id, { addr, uri, token: body.token ?? null });
+    const host = await this.store.updateHost(body.id, { addr, uri, token: body.token ?? null, kind: await this.links.probe(body.id, { uri, token: body.token ?? null }).catch(() => known.kind) });
     this.links.drop(body.id);
     await this.events.hostsChanged();
     return host;

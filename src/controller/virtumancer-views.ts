@@ -5,9 +5,10 @@
 import { createHash } from "node:crypto";
 import { libvirtState } from "../protocol/controller.ts";
 import { CorralError, quote } from "../protocol/errors.ts";
-import type { AgentVm, VmHardware } from "../protocol/ttstack-agent.ts";
+import type { VmHardware } from "../protocol/ttstack-agent.ts";
 import type { V1Hardware, V1Host, V1HostInfo, V1Vm } from "../protocol/virtumancer.ts";
 import type { HostRecord } from "./db/index.ts";
+import type { ReportedVm } from "./host-report.ts";
 
 const KIB_PER_MIB = 1024;
 const RUNNING = 1;
@@ -41,7 +42,7 @@ export function v1HostInfo(host: Pick<HostRecord, "id" | "hostname" | "info">): 
  * A stable UUID for the VM (libvirt gives each domain one): from its host, name and creation time, so that a
  * VM made again under the same name gets another. Formatted as a name-based (version 5) UUID.
  */
-export function domainUuid(hostId: string, vm: Pick<AgentVm, "id" | "created_at">): string {
+export function domainUuid(hostId: string, vm: Pick<ReportedVm, "id" | "created_at">): string {
   const hex = createHash("sha1").update(`corral-domain\0${hostId}\0${vm.id}\0${vm.created_at}`).digest("hex").slice(0, 32).split("");
   hex[12] = "5";
   hex[16] = ((parseInt(hex[16] ?? "0", 16) & 0x3) | 0x8).toString(16);
@@ -50,23 +51,29 @@ export function domainUuid(hostId: string, vm: Pick<AgentVm, "id" | "created_at"
 }
 
 /** Seconds since the VM's current run started; -1 when it does not run, as Virtumancer's connector gives. */
-export function uptimeSeconds(vm: Pick<AgentVm, "state" | "started_at">, now: Date): number {
+export function uptimeSeconds(vm: Pick<ReportedVm, "state" | "started_at">, now: Date): number {
   if (libvirtState(vm.state) !== RUNNING || !vm.started_at) return -1;
   const started = Date.parse(vm.started_at);
   return Number.isNaN(started) ? -1 : Math.max(0, Math.floor((now.getTime() - started) / 1000));
+}
+
+/** What a VM is for, in a line: its environment, else its host group (a TTstack agent reports neither). */
+export function vmDescription(vm: Pick<ReportedVm, "env_id" | "hostgroup">): string {
+  if (vm.env_id) return `environment ${vm.env_id}`;
+  return vm.hostgroup === undefined ? "" : `host group ${vm.hostgroup}`;
 }
 
 /**
  * One VM of a host's list: Virtumancer's VMView fields and its connector's VMInfo fields (its UI reads
  * `vcpu`, `memory`, `max_mem`, `uptime` from the list). `position` is the VM's index in the host's report.
  */
-export function v1Vm(hostId: string, vm: AgentVm, position: number, now: Date): V1Vm {
+export function v1Vm(hostId: string, vm: ReportedVm, position: number, now: Date): V1Vm {
   const state = libvirtState(vm.state);
   const kib = vm.mem * KIB_PER_MIB;
   const view: V1Vm = {
     db_id: position + 1,
     name: vm.id,
-    description: vm.env_id ? `environment ${vm.env_id}` : `host group ${vm.hostgroup}`,
+    description: vmDescription(vm),
     vcpu_count: vm.cpu,
     memory_bytes: kib * 1024,
     is_template: false,

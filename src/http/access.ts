@@ -8,6 +8,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
 import { CorralError, quote } from "../protocol/errors.ts";
 import { bearerToken, tokensMatch } from "./auth.ts";
+import { errorBodyIn, wireOf, type UnmatchedWire } from "./wire.ts";
 
 /**
  * `token`: `Authorization: Bearer TOKEN` (the default for any route that says nothing). `token-or-query`: the
@@ -48,6 +49,8 @@ export interface AccessOptions {
   credential: string;
   /** False while the server cannot serve yet: every route but the public ones answers 503. */
   isReady?: () => boolean;
+  /** The wire of paths no route matched (src/http/wire.ts): their 401 and 404 are answered in it. */
+  unmatchedWire?: UnmatchedWire;
 }
 
 /** "GET /healthz" for a route's method and URL (a HEAD route is named by its GET). */
@@ -78,6 +81,10 @@ export class AccessControl {
 
   constructor(private readonly options: AccessOptions) {
     this.publicRoutes = new Set(PUBLIC_ROUTES[options.role]);
+  }
+
+  get unmatchedWire(): UnmatchedWire | undefined {
+    return this.options.unmatchedWire;
   }
 
   /** Whether `request` carried the token in a form its route accepts. */
@@ -133,10 +140,12 @@ export class AccessControl {
   }
 }
 
-async function answer(reply: FastifyReply, error: CorralError): Promise<void> {
+/** Sends the refusal in the request's wire: its route's, or (`routed: false`) the one of paths no route served. */
+async function answer(control: AccessControl, request: FastifyRequest, reply: FastifyReply, error: CorralError, options: { routed: boolean } = { routed: true }): Promise<void> {
   if (error.code === "unauthorized") reply.header("www-authenticate", 'Bearer realm="corral"');
   if (error.code === "unavailable") reply.header("retry-after", "1");
-  await reply.code(error.status).type("application/json").send(error.toBody());
+  const wire = wireOf(request, control.unmatchedWire, options);
+  await reply.code(error.status).type("application/json").send(errorBodyIn(wire, error.toBody()));
 }
 
 /**
@@ -149,13 +158,14 @@ export function installAccessControl(app: FastifyInstance, options: AccessOption
   app.addHook("onReady", async () => control.checkList());
   app.addHook("onRequest", async (request, reply) => {
     const refusal = control.decide(request);
-    if (refusal) await answer(reply, refusal);
+    if (refusal) await answer(control, request, reply, refusal);
   });
   // Reached by a path no route matched (already refused above without the token), and by a public route
   // that found nothing to serve (the dashboard's fallback): that one must not reveal what exists either.
   app.setNotFoundHandler(async (request, reply) => {
-    if (!control.isAuthenticated(request)) return answer(reply, control.unauthorized());
-    return answer(reply, new CorralError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}`));
+    const unrouted = { routed: false };
+    if (!control.isAuthenticated(request)) return answer(control, request, reply, control.unauthorized(), unrouted);
+    return answer(control, request, reply, new CorralError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}`), unrouted);
   });
   return control;
 }
@@ -169,11 +179,12 @@ export const MAX_PARAM_LENGTH = 1024;
  * then a 400 in the catalogue's shape.
  */
 export function answerFrameworkError(control: AccessControl, error: { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
-  if (!control.presentsToken(request, "token")) return void answer(reply, control.unauthorized());
+  const unrouted = { routed: false };
+  if (!control.presentsToken(request, "token")) return void answer(control, request, reply, control.unauthorized(), unrouted);
   const path = request.url.split("?")[0] ?? "";
   const message =
     error.code === "FST_ERR_MAX_PARAM_LENGTH"
       ? `Invalid path ${quote(path.length > 80 ? `${path.slice(0, 80)}…` : path)}: a part of it is longer than ${MAX_PARAM_LENGTH} characters`
       : `Invalid path ${quote(path)}: it is not valid percent-encoding`;
-  void answer(reply, new CorralError("invalid_request", message));
+  void answer(control, request, reply, new CorralError("invalid_request", message), unrouted);
 }

@@ -13,6 +13,7 @@ import { DEFAULT_DEADLINES, installBodyDeadlines, serverTimeouts, type RequestDe
 import { installErrorHandling } from "./error-handler.ts";
 import { installRouteTable } from "./route-table.ts";
 import { installValidators } from "./validators.ts";
+import type { UnmatchedWire } from "./wire.ts";
 
 export type CorralApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;
 
@@ -30,12 +31,17 @@ export interface AppBaseOptions {
   openapi: { title: string; description: string; version: string };
   /** How long clients may take to send requests (DEFAULT_DEADLINES for what is not given). */
   deadlines?: Partial<RequestDeadlines>;
+  /**
+   * The wire paths no route matched are answered in, by path (src/http/wire.ts): TTstack's envelope under a
+   * TTstack prefix. Routes declare their own (`speaksTTstack`); without this, Corral's error body.
+   */
+  unmatchedWire?: UnmatchedWire;
 }
 
 export async function createAppBase(options: AppBaseOptions): Promise<CorralApp> {
   const rewriteUrl = options.rewriteUrl;
   const deadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
-  const access = new AccessControl({ role: options.role, token: options.token, credential: options.credential, isReady: options.isReady });
+  const access = new AccessControl({ role: options.role, token: options.token, credential: options.credential, isReady: options.isReady, unmatchedWire: options.unmatchedWire });
   const app = Fastify({
     loggerInstance: options.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -49,10 +55,10 @@ export async function createAppBase(options: AppBaseOptions): Promise<CorralApp>
   }).withTypeProvider<TypeBoxTypeProvider>();
   installRouteTable(app);
   // Before access control: a refused request's body is still timed while node reads it away.
-  const bodyDeadlines = installBodyDeadlines(app, deadlines);
+  const bodyDeadlines = installBodyDeadlines(app, deadlines, options.unmatchedWire);
   installAccessControl(app, access);
   installValidators(app);
-  installErrorHandling(app, { replaces: (request) => bodyDeadlines.expired(request) });
+  installErrorHandling(app, { replaces: (request) => bodyDeadlines.expired(request), unmatchedWire: options.unmatchedWire });
   installJsonBodies(app);
   // Before any route: the OpenAPI document is collected from the routes' schemas as they are added.
   await app.register(swagger, {

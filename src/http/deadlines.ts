@@ -10,6 +10,7 @@ import type { ServerOptions } from "node:http";
 import { Transform, type Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { CorralError } from "../protocol/errors.ts";
+import { errorBodyIn, wireOf, type UnmatchedWire } from "./wire.ts";
 
 export interface RequestDeadlines {
   /** From the connection (or the end of the previous request on it) to the end of the headers. */
@@ -81,6 +82,8 @@ class BodyClock {
     private readonly drainMs: number,
     /** The body is a session's input: not timed once the answer has begun (see BodyMode). */
     private readonly session = false,
+    /** The wire of paths no route matched, for a 408 sent from here (src/http/wire.ts). */
+    private readonly unmatchedWire?: UnmatchedWire,
   ) {
     this.timer = setTimeout(() => this.check(), ms).unref();
     // Removed again in stop(): a keep-alive connection carries many requests.
@@ -161,7 +164,7 @@ class BodyClock {
     // An answer already under way cannot become a 408: only the connection can end.
     if (this.reply.raw.headersSent) return void socket.destroy();
     if (!this.wrapper) {
-      void this.reply.code(408).header("connection", "close").send(error.toBody());
+      void this.reply.code(408).header("connection", "close").send(errorBodyIn(wireOf(this.request, this.unmatchedWire), error.toBody()));
       return;
     }
     // The reader (the JSON parser, or a handler streaming the body) fails with this; the error handler
@@ -182,7 +185,7 @@ export interface BodyDeadlines {
  * Installs the body deadlines. Must come before access control: a request refused there still has its body
  * timed while node drains it.
  */
-export function installBodyDeadlines(app: FastifyInstance, deadlines: RequestDeadlines): BodyDeadlines {
+export function installBodyDeadlines(app: FastifyInstance, deadlines: RequestDeadlines, unmatchedWire?: UnmatchedWire): BodyDeadlines {
   const clocks = new WeakMap<FastifyRequest, BodyClock>();
   app.addHook("onRequest", async (request, reply) => {
     // An upgrade has no body: what follows its headers is the WebSocket's.
@@ -190,8 +193,8 @@ export function installBodyDeadlines(app: FastifyInstance, deadlines: RequestDea
     const mode = request.is404 ? "parsed" : (request.routeOptions.config?.body ?? "parsed");
     const clock =
       mode === "parsed"
-        ? new BodyClock(request, reply, "total", deadlines.bodyMs, deadlines.bodyMs)
-        : new BodyClock(request, reply, "idle", deadlines.idleMs, deadlines.bodyMs, mode === "session");
+        ? new BodyClock(request, reply, "total", deadlines.bodyMs, deadlines.bodyMs, false, unmatchedWire)
+        : new BodyClock(request, reply, "idle", deadlines.idleMs, deadlines.bodyMs, mode === "session", unmatchedWire);
     clocks.set(request, clock);
   });
   app.addHook("preParsing", async (request, _reply, payload) => clocks.get(request)?.wrap(payload) ?? payload);

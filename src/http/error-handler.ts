@@ -5,6 +5,7 @@
 import type { FastifyError, FastifyInstance, FastifyRequest } from "fastify";
 import { CorralError, type ErrorBody } from "../protocol/errors.ts";
 import { storageFullReason } from "../util/storage-full.ts";
+import { errorBodyIn, wireOf, type UnmatchedWire } from "./wire.ts";
 
 interface AjvError {
   instancePath: string;
@@ -83,11 +84,14 @@ export interface ErrorHandlingOptions {
    * reader's own failure (a broken upload, a closed agent stream) is only the consequence.
    */
   replaces?: (request: FastifyRequest) => CorralError | undefined;
+  /** The wire of paths no route matched (src/http/wire.ts); a route's own is in its config. */
+  unmatchedWire?: UnmatchedWire;
 }
 
 export function installErrorHandling(app: FastifyInstance, options: ErrorHandlingOptions = {}): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const known = toErrorBody(options.replaces?.(request) ?? error);
+    const wire = wireOf(request, options.unmatchedWire);
     // After a request that ran out of time the connection is not reused: the rest of its body may follow.
     if (known?.body.code === "request_timeout") reply.header("connection", "close");
     if (known) {
@@ -95,9 +99,9 @@ export function installErrorHandling(app: FastifyInstance, options: ErrorHandlin
       if (known.status === 507) request.log.warn({ url: request.url, err: error.message }, "request refused: storage full");
       else if (known.status >= 500) request.log.error({ err: error }, "request failed");
       if (known.retryAfter !== undefined) reply.header("retry-after", String(known.retryAfter));
-      return reply.code(known.status).type("application/json").send(known.body);
+      return reply.code(known.status).type("application/json").send(errorBodyIn(wire, known.body));
     }
     request.log.error({ err: error, url: request.url, method: request.method }, "unexpected error");
-    return reply.code(500).type("application/json").send({ error: "Internal error: see the daemon log", code: "internal" });
+    return reply.code(500).type("application/json").send(errorBodyIn(wire, { error: "Internal error: see the daemon log", code: "internal" }));
   });
 }

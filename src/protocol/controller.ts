@@ -1,10 +1,12 @@
-// The fleet controller's wire shapes: TTstack's controller API (seed 002: hosts by `addr`, environments,
-// fleet status, images) and Virtumancer's (seed 003: hosts by `id` and `uri`, VMs per host, hardware, power
-// actions, the /ws messages). One host registry serves both host bodies (DESIGN.md, "The three APIs").
+// The fleet controller's wire shapes: TTstack's controller API (docs/ttstack-wire-notes.md §4: hosts by
+// `addr`, environments, fleet status, images, in TTstack's envelope with TTstack's types and Corral's fields
+// beside them) and Virtumancer's (seed 003: hosts by `id` and `uri`, VMs per host, hardware, power actions,
+// the /ws messages). One host registry serves both host bodies (DESIGN.md, "The three APIs").
 import { Type, type Static } from "@sinclair/typebox";
 import { HOSTNAME_PATTERN, IMAGE_PATTERN } from "./names.ts";
 import { StringEnum } from "./slicer.ts";
-import { PortMapSchema, VmHardwareSchema, VmStatsSchema } from "./ttstack-agent.ts";
+import { Envelope, TtAgentInfoFields, TtEnvStateSchema, TtHostStateSchema, TtResourceSchema, TtVmFields } from "./ttstack.ts";
+import { VmHardwareSchema, VmStatsSchema } from "./ttstack-agent.ts";
 import { VmHealthStateSchema } from "./vm-health.ts";
 
 /** What the VM's host last reported of its health (see vm-health.ts); absent when the host has not said. */
@@ -13,30 +15,34 @@ const ReportedHealth = {
   health_detail: Type.Optional(Type.String()),
 };
 
-/** Host ids and environment ids: DNS labels, since VM ids (`ENV-N`) become daemon hostnames. */
-export const ENV_ID_PATTERN = "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$";
+/**
+ * Environment ids as TTstack accepts names (crates/core/src/model.rs:236-257): 1-128 letters, digits, ".",
+ * "_" and "-", not starting with "." and without "..". A VM's id (its hostname on a Corral daemon) is derived
+ * from it (src/controller/vm-ids.ts).
+ */
+export const ENV_ID_PATTERN = "^(?!\\.)(?!.*\\.\\.)[A-Za-z0-9._-]{1,128}$";
 export const HOST_ID_PATTERN = "^[a-zA-Z0-9]([a-zA-Z0-9._-]{0,62})$";
 
 export const HostIdParam = Type.String({ pattern: HOST_ID_PATTERN, description: "a host id: letters, digits, '.', '_' and '-' (1-63)" });
 export const HostParams = Type.Object({ id: HostIdParam });
-export const EnvParams = Type.Object({ id: Type.String({ pattern: ENV_ID_PATTERN }) });
-export const VmIdParams = Type.Object({ id: Type.String({ pattern: HOSTNAME_PATTERN, maxLength: 63 }) });
+const EnvId = Type.String({ pattern: ENV_ID_PATTERN, description: "letters, digits, '.', '_' and '-' (1-128), not starting with '.', without '..'" });
+export const EnvParams = Type.Object({ id: EnvId });
+/** A VM looked up by id: any name TTstack could give one (an unknown one is a 404). */
+export const VmIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
 export const HostVmParams = Type.Object({ hostId: HostIdParam, vmName: Type.String({ pattern: HOSTNAME_PATTERN, maxLength: 63 }) });
 
 /**
  * POST /api/hosts: TTstack's `{addr: "HOST:PORT"}` or Virtumancer's `{id, uri: "http://HOST:PORT"}`.
- * `token` is the daemon's API token when it runs with auth (a Corral addition). Without `id`, the host's
- * own id (its /api/info `id`) is used.
+ * `token` is the host's API token when it runs with auth (a Corral addition; without it the controller sends
+ * its own key, as TTstack's controller does). Without `id`, the host's own id (its /api/info `host_id`) is
+ * used. Unknown fields are ignored, as TTstack's serde ignores them.
  */
-export const RegisterHostSchema = Type.Object(
-  {
-    id: Type.Optional(HostIdParam),
-    addr: Type.Optional(Type.String({ minLength: 3, maxLength: 255, description: "HOST:PORT of the daemon" })),
-    uri: Type.Optional(Type.String({ minLength: 8, maxLength: 300, description: "http://HOST:PORT or https://HOST:PORT of the daemon" })),
-    token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
-  },
-  { additionalProperties: false },
-);
+export const RegisterHostSchema = Type.Object({
+  id: Type.Optional(HostIdParam),
+  addr: Type.Optional(Type.String({ minLength: 3, maxLength: 255, description: "HOST:PORT of the host's agent API" })),
+  uri: Type.Optional(Type.String({ minLength: 8, maxLength: 300, description: "http://HOST:PORT or https://HOST:PORT of the host" })),
+  token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+});
 export type RegisterHost = Static<typeof RegisterHostSchema>;
 
 export const HostStateSchema = StringEnum(["online", "offline"]);
@@ -44,32 +50,24 @@ export type HostState = Static<typeof HostStateSchema>;
 
 const Amounts = Type.Object({ cpu: Type.Integer(), mem: Type.Integer({ description: "MiB" }), disk: Type.Integer({ description: "MiB" }) });
 
-/** A host as both seeds show it: TTstack's fields and Virtumancer's (`id`, `uri`, `created_at`). */
+/** TTstack's Host (crates/core/src/model.rs:165-177) and Corral's fields beside it. */
 export const HostSchema = Type.Object({
   id: Type.String(),
   addr: Type.String(),
+  /** What the host last reported (GET /api/info): totals and what its running VMs use. */
+  resource: TtResourceSchema,
+  state: TtHostStateSchema,
+  engines: TtAgentInfoFields.engines,
+  storage: TtAgentInfoFields.storage,
+  registered_at: Type.Integer({ description: "Unix seconds" }),
   uri: Type.String(),
-  state: HostStateSchema,
+  kind: StringEnum(["corral", "ttstack"], { description: "what answers there: a Corral daemon or a TTstack agent" }),
   hostname: Type.String(),
-  /** What the daemon last reported (GET /api/info): totals and what its running VMs use. */
-  resource: Type.Object({
-    cpu_total: Type.Integer(),
-    cpu_used: Type.Integer(),
-    mem_total: Type.Integer(),
-    mem_used: Type.Integer(),
-    disk_total: Type.Integer(),
-    disk_used: Type.Integer(),
-    vm_count: Type.Integer(),
-  }),
   /** What the controller's VMs on this host reserve (placement counts these against the totals). */
   reserved: Amounts,
-  engines: Type.Array(Type.String()),
-  storage: Type.String(),
   images: Type.Array(Type.String()),
-  vm_count: Type.Integer({ description: "VMs the daemon reports (all of them, not only the controller's)" }),
-  created_at: Type.String(),
-  registered_at: Type.String(),
-  last_seen_at: Type.Union([Type.String(), Type.Null()]),
+  vm_count: Type.Integer({ description: "VMs the host reports (all of them, not only the controller's)" }),
+  last_seen_at: Type.Union([Type.Integer({ description: "Unix seconds" }), Type.Null()]),
   last_error: Type.Union([Type.String(), Type.Null()]),
 });
 export type Host = Static<typeof HostSchema>;
@@ -83,102 +81,126 @@ export const HostInfoViewSchema = Type.Object({
   threads: Type.Integer({ description: "threads per core" }),
 });
 
-/** One VM of an environment request (seed 002, VmSpec); defaults in TTSTACK_DEFAULTS. */
-export const VmSpecSchema = Type.Object(
-  {
-    image: Type.String({ pattern: IMAGE_PATTERN, description: "an image name" }),
-    engine: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
-    cpu: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
-    mem: Type.Optional(Type.Integer({ minimum: 128, maximum: 1024 * 1024, description: "MiB" })),
-    disk: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, description: "MiB" })),
-    ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { maxItems: 64 })),
-    deny_outgoing: Type.Optional(Type.Boolean()),
-  },
-  { additionalProperties: false },
-);
+/** The sizes a VM may be given (the CLI checks its flags against the same). */
+export const VM_BOUNDS = {
+  cpu: { minimum: 1, maximum: 64 },
+  mem: { minimum: 128, maximum: 1024 * 1024 },
+  disk: { minimum: 1024, maximum: 64 * 1024 * 1024 },
+} as const;
+
+/** One VM of an environment request (TTstack's VmSpec, crates/core/src/api.rs:44-59); defaults in TTSTACK_DEFAULTS. */
+export const VmSpecSchema = Type.Object({
+  image: Type.String({ pattern: IMAGE_PATTERN, description: "an image name" }),
+  engine: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+  cpu: Type.Optional(Type.Union([Type.Integer(VM_BOUNDS.cpu), Type.Null()], { description: "vCPUs; null: the default" })),
+  mem: Type.Optional(Type.Union([Type.Integer(VM_BOUNDS.mem), Type.Null()], { description: "MiB; null: the default" })),
+  disk: Type.Optional(Type.Union([Type.Integer(VM_BOUNDS.disk), Type.Null()], { description: "MiB; null: the default" })),
+  ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { maxItems: 64 })),
+  deny_outgoing: Type.Optional(Type.Boolean()),
+  ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 64, description: "this VM's keys, beside the environment's" })),
+});
 export type VmSpec = Static<typeof VmSpecSchema>;
 
 export const MAX_LIFETIME_SECONDS = 30 * 24 * 3600;
 
-/** POST /api/envs (seed 002, CreateEnvReq). */
-export const CreateEnvSchema = Type.Object(
-  {
-    id: Type.String({ pattern: ENV_ID_PATTERN, description: "lower-case letters, digits and dashes (1-40)" }),
-    owner: Type.Optional(Type.String({ maxLength: 128 })),
-    ssh_keys: Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 64 }),
-    vms: Type.Array(VmSpecSchema, { minItems: 1, maxItems: 64 }),
-    lifetime: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIFETIME_SECONDS, description: "seconds (default 21600)" })),
-  },
-  { additionalProperties: false },
-);
+/** POST /api/envs (TTstack's CreateEnvReq, crates/core/src/api.rs:66-76). Unknown fields are ignored, as serde does. */
+export const CreateEnvSchema = Type.Object({
+  id: EnvId,
+  owner: Type.Optional(Type.String({ maxLength: 128 })),
+  ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 64 })),
+  vms: Type.Array(VmSpecSchema, { minItems: 1, maxItems: 64 }),
+  lifetime: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: MAX_LIFETIME_SECONDS }), Type.Null()], { description: "seconds; absent, null or 0: 21600" })),
+});
 export type CreateEnv = Static<typeof CreateEnvSchema>;
 
 /**
- * A VM's state as the controller knows it: the daemon's state (creating, booting, running, paused, stopping,
- * stopped, suspended, failed) as last seen, or the controller's own: `pending` (placed, not yet created on
- * its host), `error` (its host refused or failed the create), `lost` (its host no longer has it), `deleting`.
+ * A VM of an environment: TTstack's Vm (crates/core/src/model.rs:180-199) and Corral's fields beside it.
+ * `state` is TTstack's; `status` is the controller's own: the daemon's state (creating, booting, running,
+ * paused, stopping, stopped, suspended, failed) as last seen, or `pending` (placed, not yet created on its
+ * host), `error` (its host refused or failed the create), `lost` (its host no longer has it), `deleting`.
  */
 export const FleetVmSchema = Type.Object({
-  id: Type.String(),
-  env_id: Type.String(),
-  host_id: Type.String(),
-  /** Where to reach the VM's mapped ports: the host part of the daemon's address. */
+  ...TtVmFields,
+  status: Type.String(),
+  /** Where to reach the VM's mapped ports: the host part of its host's address. */
   host_addr: Type.String(),
-  image: Type.String(),
-  engine: Type.String(),
-  cpu: Type.Integer(),
-  mem: Type.Integer(),
-  disk: Type.Integer(),
   ports: Type.Array(Type.Integer()),
-  port_map: PortMapSchema,
   deny_outgoing: Type.Boolean(),
-  state: Type.String(),
-  ip: Type.Union([Type.String(), Type.Null()]),
   error: Type.Union([Type.String(), Type.Null()]),
-  created_at: Type.String(),
   ...ReportedHealth,
 });
 export type FleetVm = Static<typeof FleetVmSchema>;
 
 /**
- * `running`: every VM runs; `partial`: some VMs failed (see each VM's `error`); `failed`: none could be
- * created; `stopped`; `deleting`: being destroyed (expired or asked), until every host confirmed.
+ * Corral's environment states: `running`: every VM runs; `partial`: some VMs failed (see each VM's `error`);
+ * `failed`: none could be created; `stopped`; `deleting`: being destroyed (expired or asked), until every
+ * host confirmed; and the operations under way (`creating`, `stopping`, `starting`).
  */
 export const EnvStateSchema = StringEnum(["creating", "running", "partial", "failed", "stopping", "stopped", "starting", "deleting"]);
 export type EnvState = Static<typeof EnvStateSchema>;
 
+/** TTstack's Env (crates/core/src/model.rs:202-211): no VMs inline (EnvDetail has them); Corral's fields beside. */
 export const EnvSchema = Type.Object({
   id: Type.String(),
   owner: Type.String(),
+  vm_ids: Type.Array(Type.String()),
+  created_at: Type.Integer({ description: "Unix seconds" }),
+  expires_at: Type.Integer({ description: "Unix seconds" }),
+  state: TtEnvStateSchema,
+  status: EnvStateSchema,
+  lifetime: Type.Integer({ description: "seconds" }),
   ssh_keys: Type.Array(Type.String()),
-  lifetime: Type.Integer(),
-  state: EnvStateSchema,
-  created_at: Type.String(),
-  expires_at: Type.String(),
-  vms: Type.Array(FleetVmSchema),
 });
 export type Env = Static<typeof EnvSchema>;
 
-/** GET /api/images: every image of the fleet, with the hosts that have it. */
-export const FleetImageSchema = Type.Object({ name: Type.String(), hosts: Type.Array(Type.String()) });
+/** TTstack's EnvDetail (crates/core/src/api.rs:80-86): `warnings` only when there are some (VMs that failed). */
+export const EnvDetailSchema = Type.Object({
+  env: EnvSchema,
+  vms: Type.Array(FleetVmSchema),
+  warnings: Type.Optional(Type.Array(Type.String())),
+});
+export type EnvDetail = Static<typeof EnvDetailSchema>;
+
+/** GET /api/images: TTstack's ImageInfo (crates/core/src/api.rs:96-99), one per image per host. */
+export const FleetImageSchema = Type.Object({ name: Type.String(), host_id: Type.String() });
 export type FleetImage = Static<typeof FleetImageSchema>;
 
-const Capacity = Type.Object({
-  total: Type.Integer({ description: "sum over online hosts" }),
-  reserved: Type.Integer({ description: "reserved by the controller's VMs" }),
-  used: Type.Integer({ description: "used by running VMs, as the hosts report" }),
-});
-
-/** GET /api/status: fleet totals (cpu in vCPUs, mem and disk in MiB). */
+/**
+ * GET /api/status: TTstack's FleetStatus (crates/core/src/api.rs:103-114), its ten flat fields, and Corral's
+ * beside (offline hosts, VMs by state, what the controller's VMs reserve). Totals and used are over online
+ * hosts; cpu in vCPUs, mem and disk in MiB.
+ */
 export const FleetStatusSchema = Type.Object({
-  hosts: Type.Object({ total: Type.Integer(), online: Type.Integer(), offline: Type.Integer() }),
-  envs: Type.Integer(),
-  vms: Type.Object({ total: Type.Integer(), running: Type.Integer(), stopped: Type.Integer(), other: Type.Integer() }),
-  cpu: Capacity,
-  mem: Capacity,
-  disk: Capacity,
+  hosts: Type.Integer(),
+  hosts_online: Type.Integer(),
+  total_vms: Type.Integer(),
+  total_envs: Type.Integer(),
+  cpu_total: Type.Integer(),
+  cpu_used: Type.Integer(),
+  mem_total: Type.Integer(),
+  mem_used: Type.Integer(),
+  disk_total: Type.Integer(),
+  disk_used: Type.Integer(),
+  hosts_offline: Type.Integer(),
+  vms_running: Type.Integer(),
+  vms_stopped: Type.Integer(),
+  vms_other: Type.Integer(),
+  cpu_reserved: Type.Integer({ description: "reserved by the controller's VMs" }),
+  mem_reserved: Type.Integer(),
+  disk_reserved: Type.Integer(),
 });
 export type FleetStatus = Static<typeof FleetStatusSchema>;
+
+/** The TTstack routes' answers, each in TTstack's envelope. */
+export const CONTROLLER_ANSWERS = {
+  host: Envelope(HostSchema),
+  hosts: Envelope(Type.Array(HostSchema)),
+  envs: Envelope(Type.Array(EnvSchema)),
+  envDetail: Envelope(EnvDetailSchema),
+  vm: Envelope(FleetVmSchema),
+  images: Envelope(Type.Array(FleetImageSchema)),
+  status: Envelope(FleetStatusSchema),
+} as const;
 
 /** GET /api/hosts/ID/vms, Virtumancer's VM list entry (libvirt state numbers: 1 running, 3 paused, 5 off). */
 export const HostVmSchema = Type.Object({

@@ -40,10 +40,15 @@ export const ERROR_STATUS = {
   hostgroup_full: 429,
   insufficient_memory: 429,
   host_unreachable: 502,
+  // The host answered, but with something the controller cannot use: not JSON, not TTstack's envelope, data
+  // of another shape, a 5xx.
+  host_bad_answer: 502,
   agent_unavailable: 503,
   unavailable: 503,
   insufficient_storage: 507,
   engine_failed: 500,
+  // What a kind of host cannot do (a TTstack agent has no reboot, stats, shell or serial log).
+  unsupported_by_host: 501,
   internal: 500,
 } as const satisfies Record<string, number>;
 

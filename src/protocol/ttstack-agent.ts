@@ -1,88 +1,68 @@
-// TTstack's per-host agent API as the daemon serves it (seed 002, "Agent Endpoints"): the controller reads
-// a host's resources and images here. Sizes are in MiB, as TTstack counts them.
+// TTstack's per-host agent API as the daemon serves it (docs/ttstack-wire-notes.md §5): what a fleet
+// controller calls on each host, TTstack's `tt-ctl` and Corral's alike. Every answer is TTstack's envelope
+// (ttstack.ts); the payloads are TTstack's types with Corral's fields beside them. Sizes in MiB, times in Unix
+// seconds, as TTstack counts them.
 import { Type, type Static } from "@sinclair/typebox";
 import { HOSTNAME_PATTERN, IMAGE_PATTERN } from "./names.ts";
+import { Envelope, TtAgentInfoFields, TtVmFields } from "./ttstack.ts";
 import { VmHealthStateSchema } from "./vm-health.ts";
 
-export const HostInfoSchema = Type.Object({
-  id: Type.String({ description: "this host's id, generated once and kept in the state directory" }),
+/** GET /api/info: TTstack's AgentInfo, and Corral's fields (their presence is how a controller tells a Corral daemon). */
+export const AgentInfoSchema = Type.Object({
+  ...TtAgentInfoFields,
+  corral_version: Type.String({ description: "Corral's version: this host is a Corral daemon (a TTstack agent has no such field)" }),
   hostname: Type.String(),
-  cpu_total: Type.Integer({ description: "host CPU threads" }),
-  threads_per_core: Type.Optional(Type.Integer({ description: "hardware threads per core (Virtumancer's \"threads\")" })),
-  cpu_used: Type.Integer({ description: "vCPUs of the VMs that run" }),
-  mem_total: Type.Integer({ description: "host memory, MiB" }),
-  mem_used: Type.Integer({ description: "memory of the VMs that run, MiB" }),
-  disk_total: Type.Integer({ description: "the state directory's filesystem, MiB" }),
-  disk_used: Type.Integer({ description: "used on that filesystem, MiB" }),
-  vm_count: Type.Integer({ description: "VMs that run" }),
-  engines: Type.Array(Type.String(), { description: "the engines this host runs" }),
-  storage: Type.String({ description: '"file": qcow2 files' }),
-  images: Type.Array(Type.String()),
+  threads_per_core: Type.Integer({ description: 'hardware threads per core (Virtumancer\'s "threads")' }),
 });
-
-export const AgentImageSchema = Type.Object({
-  name: Type.String(),
-  version: Type.String(),
-  kernel_release: Type.String(),
-  size_mib: Type.Integer(),
-  created_at: Type.String(),
-});
-
-export type HostInfo = Static<typeof HostInfoSchema>;
-export type AgentImage = Static<typeof AgentImageSchema>;
+export type AgentInfo = Static<typeof AgentInfoSchema>;
 
 /** The one engine Corral runs. TTstack also names firecracker, docker, bhyve and jail. */
 export const CORRAL_ENGINES = ["qemu"] as const;
 
-/** Ids of VMs made through this API: a hostname (the controller gives `ENV-N`). */
+/** Ids of VMs made through this API: a hostname (the controller gives `ENV-N`; TTstack's gives 12-character UUID prefixes). */
 const VmIdSchema = Type.String({ pattern: HOSTNAME_PATTERN, maxLength: 63, description: "a hostname: lower-case letters, digits and dashes (1-63)" });
 export const AgentVmParams = Type.Object({ id: VmIdSchema });
+/** A VM's id in a path where an unknown one is answered (found or not) rather than refused: TTstack's names. */
+export const AgentVmLookupParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
 
 const GuestPort = Type.Integer({ minimum: 1, maximum: 65535 });
 
-/** TTstack's defaults (seed 002, VmSpec). */
+/** TTstack's defaults (crates/core/src/model.rs:215-222, api.rs:47; the lifetime is Corral's). */
 export const TTSTACK_DEFAULTS = { engine: "qemu", cpu: 2, mem: 1024, disk: 40960, lifetime: 21600 } as const;
 
-/** POST /api/vms on a daemon (what a controller sends for each VM of an environment). */
-export const CreateAgentVmSchema = Type.Object(
-  {
-    vm_id: VmIdSchema,
-    env_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    image: Type.String({ pattern: IMAGE_PATTERN, description: "an image this host has (GET /api/images)" }),
-    engine: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
-    cpu: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
-    mem: Type.Optional(Type.Integer({ minimum: 128, maximum: 1024 * 1024, description: "MiB" })),
-    disk: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, description: "MiB" })),
-    ports: Type.Optional(Type.Array(GuestPort, { maxItems: 64 })),
-    deny_outgoing: Type.Optional(Type.Boolean()),
-    ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 64 })),
-  },
-  { additionalProperties: false },
-);
+/**
+ * POST /api/vms: TTstack's CreateVmReq (api.rs:9-23). TTstack's controller sends every field; Corral's
+ * defaults stand in for one left out. Unknown fields are ignored, as serde does. `fleet_id` is Corral's: the
+ * fleet controller that made the VM, so that it never takes another fleet's VM for its own.
+ */
+export const CreateAgentVmSchema = Type.Object({
+  vm_id: VmIdSchema,
+  env_id: Type.Optional(Type.String({ maxLength: 128 })),
+  image: Type.String({ pattern: IMAGE_PATTERN, description: "an image this host has (GET /api/images)" }),
+  engine: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+  cpu: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+  mem: Type.Optional(Type.Integer({ minimum: 128, maximum: 1024 * 1024, description: "MiB" })),
+  disk: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, description: "MiB" })),
+  ports: Type.Optional(Type.Array(GuestPort, { maxItems: 64 })),
+  deny_outgoing: Type.Optional(Type.Boolean()),
+  ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 64 })),
+  fleet_id: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9-]{1,64}$" })),
+});
 export type CreateAgentVm = Static<typeof CreateAgentVmSchema>;
 
-/** Guest port -> host port, keys are the guest ports as strings (JSON objects have string keys). */
-export const PortMapSchema = Type.Record(Type.String(), Type.Integer());
-
+/** A VM as the daemon answers it: TTstack's Vm (model.rs:180-199) and Corral's fields beside. */
 export const AgentVmSchema = Type.Object({
-  id: Type.String(),
-  env_id: Type.Union([Type.String(), Type.Null()]),
-  hostgroup: Type.String({ description: "the daemon's host group: \"ttstack\" for VMs made here, else a Slicer group" }),
-  image: Type.String(),
-  engine: Type.String(),
-  cpu: Type.Integer(),
-  mem: Type.Integer({ description: "MiB" }),
-  disk: Type.Integer({ description: "MiB" }),
+  ...TtVmFields,
+  status: Type.String({ description: "the daemon's own state: creating, booting, running, paused, suspending, suspended, stopping, stopped, failed" }),
+  hostgroup: Type.String({ description: 'the daemon\'s host group: "ttstack" for VMs made here, else a Slicer group' }),
   ports: Type.Array(Type.Integer()),
-  port_map: PortMapSchema,
   deny_outgoing: Type.Boolean(),
-  state: Type.String({ description: "creating, booting, running, paused, suspending, suspended, stopping, stopped, failed" }),
-  ip: Type.String(),
   mac: Type.String(),
-  created_at: Type.String(),
   last_error: Type.Union([Type.String(), Type.Null()]),
   /** Corral's: when the VM's current run started (its QEMU process), null when it has none; absent from older daemons. */
   started_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  /** The fleet controller that made the VM (CreateAgentVm's `fleet_id`); null for others. */
+  fleet_id: Type.Union([Type.String(), Type.Null()]),
   /** Corral's: what the VM is doing now (see vm-health.ts); absent from daemons older than the field. */
   health: Type.Optional(VmHealthStateSchema),
   health_detail: Type.Optional(Type.String()),
@@ -114,6 +94,10 @@ export type VmHardware = Static<typeof VmHardwareSchema>;
 export const AgentVmDetailSchema = Type.Composite([AgentVmSchema, Type.Object({ hardware: VmHardwareSchema })]);
 export type AgentVmDetail = Static<typeof AgentVmDetailSchema>;
 
+/** CreateVmResp (api.rs:26-29). */
+export const CreateVmRespSchema = Type.Object({ vm: AgentVmSchema });
+
+
 /** POST /api/vms/ID/stop: `force` skips flushing the guest's disks (Virtumancer's "destroy"). */
 export const StopAgentVmQuerySchema = Type.Object({ force: Type.Optional(Type.Boolean()) });
 
@@ -131,3 +115,13 @@ export const VmStatsSchema = Type.Object({
   net_stats: Type.Array(Type.Object({ device: Type.String(), read_bytes: Type.Integer(), write_bytes: Type.Integer() })),
 });
 export type VmStats = Static<typeof VmStatsSchema>;
+
+/** The agent API's answers, each in TTstack's envelope. */
+export const AGENT_ANSWERS = {
+  info: Envelope(AgentInfoSchema),
+  images: Envelope(Type.Array(Type.String())),
+  vms: Envelope(Type.Array(AgentVmSchema)),
+  vm: Envelope(AgentVmDetailSchema),
+  created: Envelope(CreateVmRespSchema),
+  stats: Envelope(VmStatsSchema),
+} as const;

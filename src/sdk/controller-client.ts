@@ -1,9 +1,13 @@
-// A typed client for the fleet controller's API (TTstack's controller routes and Virtumancer's host routes).
-// The CLI's `host`, `env` and `status` commands use it; it shares the daemon client's transport and errors.
+// A typed client for the fleet controller's API: TTstack's controller routes (hosts, environments, VMs,
+// images, status), each answer in TTstack's envelope {ok, data} and unwrapped here, and Virtumancer's host
+// routes (plain JSON). The CLI's `host`, `env` and `status` commands use it; it shares the daemon client's
+// transport and errors (an envelope's error carries Corral's {error, code} too).
 import type { Static } from "@sinclair/typebox";
+import type { Dispatcher } from "undici";
 import type {
   CreateEnv,
   Env,
+  EnvDetail,
   FleetImage,
   FleetStatus,
   FleetVm,
@@ -14,7 +18,7 @@ import type {
   VmAction,
 } from "../protocol/controller.ts";
 import type { VmHardware } from "../protocol/ttstack-agent.ts";
-import { Transport } from "./transport.ts";
+import { CorralApiError, Transport } from "./transport.ts";
 
 export interface ControllerClientOptions {
   /** `http://host:port` of the controller (default port 9200). */
@@ -29,15 +33,28 @@ export interface ControllerClientOptions {
 export type HostInfoView = Static<typeof HostInfoViewSchema>;
 
 /**
- * What DELETE /api/envs/ID did: `deleted` when every host confirmed (204); `deleting` when some host has
+ * What DELETE /api/envs/ID did: `deleted` when every host confirmed (200); `deleting` when some host has
  * not yet (202): the controller keeps retrying, and `env` is the environment as it stands.
  */
-export type EnvRemoval = { status: "deleted" } | { status: "deleting"; env: Env };
+export type EnvRemoval = { status: "deleted" } | { status: "deleting"; env: EnvDetail };
 
 // Creating, stopping or deleting an environment waits on its hosts, each VM booting under TCG at worst.
 const HOST_WAIT_MS = 10 * 60_000;
 
 const segment = encodeURIComponent;
+
+/**
+ * A TTstack route's answer: its `data` (undefined for a `{"ok":true}`). A body that is not the envelope is
+ * an error that says so (a controller of another version, a proxy's page).
+ */
+export async function ttData<T>(transport: Transport, method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+  const answer = await transport.json<{ ok?: unknown; data?: T; error?: unknown } | undefined>(method, path, body, timeoutMs);
+  if (typeof answer !== "object" || answer === null || typeof answer.ok !== "boolean") {
+    throw new CorralApiError(502, "host_bad_answer", `The controller answered ${method} ${path} with something that is not TTstack's envelope {"ok", "data"}`, method, path);
+  }
+  if (!answer.ok) throw new CorralApiError(502, "unknown", typeof answer.error === "string" ? answer.error : `${method} ${path} failed`, method, path);
+  return answer.data as T;
+}
 
 /** `client.hosts`: the host registry (TTstack's `{addr}` and Virtumancer's `{id, uri}` bodies alike). */
 export class HostsApi {
@@ -45,20 +62,20 @@ export class HostsApi {
 
   /** Registers a daemon by `{addr: "HOST:PORT"}` or `{id, uri: "http://HOST:PORT"}`, with its API `token` if it has one. */
   add(body: RegisterHost): Promise<Host> {
-    return this.transport.json("POST", "/api/hosts", body, HOST_WAIT_MS);
+    return ttData(this.transport, "POST", "/api/hosts", body, HOST_WAIT_MS);
   }
 
   list(): Promise<Host[]> {
-    return this.transport.json("GET", "/api/hosts");
+    return ttData(this.transport, "GET", "/api/hosts");
   }
 
   get(id: string): Promise<Host> {
-    return this.transport.json("GET", `/api/hosts/${segment(id)}`);
+    return ttData(this.transport, "GET", `/api/hosts/${segment(id)}`);
   }
 
   /** Fails with 409 while the host holds environments' VMs. */
   async remove(id: string): Promise<void> {
-    await this.transport.json("DELETE", `/api/hosts/${segment(id)}`);
+    await ttData(this.transport, "DELETE", `/api/hosts/${segment(id)}`);
   }
 
   info(id: string): Promise<HostInfoView> {
@@ -83,32 +100,39 @@ export class HostsApi {
 export class EnvsApi {
   constructor(private readonly transport: Transport) {}
 
-  /** Answers once the VMs are made; `state` is `partial` when some failed (see each VM's `error`). 422 `no_capacity` when nothing fits. */
-  create(body: CreateEnv): Promise<Env> {
-    return this.transport.json("POST", "/api/envs", body, HOST_WAIT_MS);
+  /**
+   * Answers once the VMs are made: the environment and its VMs; its `status` is `partial` when some failed
+   * (each has its `error`, and `warnings` says which). 422 `no_capacity` when nothing fits.
+   */
+  create(body: CreateEnv): Promise<EnvDetail> {
+    return ttData(this.transport, "POST", "/api/envs", body, HOST_WAIT_MS);
   }
 
+  /** Every environment, its VMs by id (`vm_ids`): `get` has them whole. */
   list(): Promise<Env[]> {
-    return this.transport.json("GET", "/api/envs");
+    return ttData(this.transport, "GET", "/api/envs");
   }
 
-  get(id: string): Promise<Env> {
-    return this.transport.json("GET", `/api/envs/${segment(id)}`);
+  get(id: string): Promise<EnvDetail> {
+    return ttData(this.transport, "GET", `/api/envs/${segment(id)}`);
   }
 
   async remove(id: string): Promise<EnvRemoval> {
     const response = await this.transport.send("DELETE", `/api/envs/${segment(id)}`, { timeoutMs: HOST_WAIT_MS });
-    const text = await response.body.text();
-    if (response.statusCode === 202) return { status: "deleting", env: JSON.parse(text) as Env };
+    await response.body.text();
+    if (response.statusCode === 202) return { status: "deleting", env: await this.get(id) };
     return { status: "deleted" };
   }
 
-  stop(id: string): Promise<Env> {
-    return this.transport.json("POST", `/api/envs/${segment(id)}/stop`, undefined, HOST_WAIT_MS);
+  /** Stops every VM; fails with the first VM's error when some could not (the environment is then `partial`). */
+  async stop(id: string): Promise<EnvDetail> {
+    await ttData(this.transport, "POST", `/api/envs/${segment(id)}/stop`, undefined, HOST_WAIT_MS);
+    return this.get(id);
   }
 
-  start(id: string): Promise<Env> {
-    return this.transport.json("POST", `/api/envs/${segment(id)}/start`, undefined, HOST_WAIT_MS);
+  async start(id: string): Promise<EnvDetail> {
+    await ttData(this.transport, "POST", `/api/envs/${segment(id)}/start`, undefined, HOST_WAIT_MS);
+    return this.get(id);
   }
 }
 
@@ -129,16 +153,16 @@ export class ControllerClient {
 
   /** One VM of an environment, by its id (`ENV-N`). */
   vm(id: string): Promise<FleetVm> {
-    return this.transport.json("GET", `/api/vms/${segment(id)}`);
+    return ttData(this.transport, "GET", `/api/vms/${segment(id)}`);
   }
 
-  /** Every image of the fleet, with the hosts that have it. */
+  /** Every image of the fleet's online hosts: one entry per image and host. */
   images(): Promise<FleetImage[]> {
-    return this.transport.json("GET", "/api/images");
+    return ttData(this.transport, "GET", "/api/images");
   }
 
-  /** Fleet totals: hosts, environments, VMs, and CPU, memory and disk (total, reserved, used). */
+  /** Fleet totals: hosts, environments, VMs, and CPU, memory and disk (total, used; reserved beside). */
   status(): Promise<FleetStatus> {
-    return this.transport.json("GET", "/api/status");
+    return ttData(this.transport, "GET", "/api/status");
   }
 }

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { ControllerClient } from "../../src/sdk/index.ts";
+import { controllerAnswerType, envelopeError } from "../fixtures/ttstack/contract.ts";
 
 const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
@@ -73,13 +74,23 @@ export class TestController {
     this.client = new ControllerClient({ url: this.url, apiKey: this.apiKey });
   }
 
-  /** An HTTP call with the API key (or without, or with another); the status and the parsed body. */
-  async call<T = unknown>(method: string, path: string, body?: unknown, key: string | null = this.apiKey): Promise<{ status: number; body: T }> {
+  /**
+   * An HTTP call with the API key (or without, or with another); the status, the parsed body as `raw`, and as
+   * `body` the same with TTstack's envelope of a success unwrapped (`{"ok":true,"data":X}` gives X,
+   * `{"ok":true}` undefined): the TTstack routes' payloads read like any other answer. The envelope itself is
+   * checked on every call to a TTstack route against TTstack's own types (test/fixtures/ttstack/contract.ts).
+   */
+  async call<T = unknown>(method: string, path: string, body?: unknown, key: string | null = this.apiKey): Promise<{ status: number; body: T; raw: unknown }> {
     const headers: Record<string, string> = key === null ? {} : { authorization: `Bearer ${key}` };
     if (body !== undefined) headers["content-type"] = "application/json";
     const response = await fetch(`${this.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const text = await response.text();
-    return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
+    const raw = (text ? JSON.parse(text) : undefined) as unknown;
+    // Every answer of a TTstack route, whichever test makes the call, is checked against TTstack's own types.
+    const type = controllerAnswerType(method, path, response.status);
+    const wrong = type === undefined ? undefined : envelopeError(type, raw);
+    if (wrong !== undefined) throw new Error(`${method} ${path} answered ${response.status} with what TTstack's ApiResp<${type}> cannot read: ${wrong}: ${text.slice(0, 300)}`);
+    return { status: response.status, body: unwrapSuccess(raw) as T, raw };
   }
 
   async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
@@ -96,4 +107,11 @@ export class TestController {
     await this.stop().catch(() => undefined);
     await rm(this.stateDir, { recursive: true, force: true });
   }
+}
+
+/** TTstack's envelope of a success, unwrapped to its data; anything else as it is. */
+export function unwrapSuccess(body: unknown): unknown {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return body;
+  const envelope = (body as { ok?: unknown }).ok === true && Object.keys(body).every((key) => key === "ok" || key === "data");
+  return envelope ? (body as { data?: unknown }).data : body;
 }

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
-import type { Env, Host, WsServerMessage } from "../../src/protocol/controller.ts";
+import type { EnvDetail, Host, WsServerMessage } from "../../src/protocol/controller.ts";
 import type { AgentVm } from "../../src/protocol/ttstack-agent.ts";
 import { TestController } from "../helpers/controller-process.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
@@ -51,10 +51,10 @@ describe("two controllers on one PostgreSQL", { timeout: 600_000 }, () => {
       await until(() => messages.find((m) => m.type === "hosts-changed"), "hosts-changed on the other controller", 10_000);
       assert.deepEqual((await two.call<Host[]>("GET", "/api/hosts")).body.map((h) => h.id), [host.id]);
       assert.equal((await one.call("GET", "/healthz")).status, 200);
-      const created = await two.call<Env>("POST", "/api/envs", { id: "shared", ssh_keys: [KEY], vms: [{ image: "base", cpu: 1, mem: 512, disk: 4096 }], lifetime: 3600 });
+      const created = await two.call<EnvDetail>("POST", "/api/envs", { id: "shared", ssh_keys: [KEY], vms: [{ image: "base", cpu: 1, mem: 512, disk: 4096 }], lifetime: 3600 });
       assert.equal(created.status, 201, JSON.stringify(created.body));
       await until(() => messages.find((m) => m.type === "envs-changed" && m.payload.envId === "shared"), "envs-changed", 10_000);
-      assert.deepEqual((await one.call<Env>("GET", "/api/envs/shared")).body.vms.map((vm) => vm.id), ["shared-1"]);
+      assert.deepEqual((await one.call<EnvDetail>("GET", "/api/envs/shared")).body.vms.map((vm) => vm.id), ["shared-1"]);
       assert.equal((await one.call("POST", "/api/envs", { id: "shared", ssh_keys: [KEY], vms: [{ image: "base" }] })).status, 409, "the id is taken for both");
     } finally {
       socket.close();
@@ -66,10 +66,10 @@ describe("two controllers on one PostgreSQL", { timeout: 600_000 }, () => {
     assert.deepEqual(leaders.filter(Boolean).length, 1, `leaders: ${JSON.stringify(leaders)}`);
     const [leader, follower] = leaders[0] ? [one, two] : [two, one];
 
-    const created = await follower.call<Env>("POST", "/api/envs", { id: "brief", ssh_keys: [KEY], vms: [{ image: "base", cpu: 1, mem: 512, disk: 4096 }], lifetime: 3 });
+    const created = await follower.call<EnvDetail>("POST", "/api/envs", { id: "brief", ssh_keys: [KEY], vms: [{ image: "base", cpu: 1, mem: 512, disk: 4096 }], lifetime: 3 });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     await until(async () => ((await follower.call("GET", "/api/envs/brief")).status === 404 ? true : undefined), "the expiry", 60_000, 250);
-    const vms = (await (await fetch(`${daemon.url}/api/vms`)).json()) as AgentVm[];
+    const vms = ((await (await fetch(`${daemon.url}/api/vms`)).json()) as { data: AgentVm[] }).data;
     assert.deepEqual(vms.map((vm) => vm.id), ["shared-1"]);
     assert.match(leader.log, /Environment expired and deleted/);
     assert.doesNotMatch(follower.log, /Environment expired and deleted/, "only the leader runs the expiry");
@@ -77,8 +77,8 @@ describe("two controllers on one PostgreSQL", { timeout: 600_000 }, () => {
     await leader.stop("SIGKILL");
     await until(() => leaderOf(follower).then((l) => (l ? true : undefined)), "the follower to lead", 30_000, 250);
     // The new leader's heartbeats keep the host's report fresh.
-    const seen = (await follower.call<Host>("GET", `/api/hosts/${host.id}`)).body.last_seen_at as string;
-    await until(async () => (((await follower.call<Host>("GET", `/api/hosts/${host.id}`)).body.last_seen_at as string) > seen ? true : undefined), "a heartbeat by the new leader", 15_000);
-    assert.equal((await follower.call("DELETE", "/api/envs/shared")).status, 204);
+    const seen = (await follower.call<Host>("GET", `/api/hosts/${host.id}`)).body.last_seen_at as number;
+    await until(async () => (((await follower.call<Host>("GET", `/api/hosts/${host.id}`)).body.last_seen_at as number) > seen ? true : undefined), "a heartbeat by the new leader", 15_000);
+    assert.equal((await follower.call("DELETE", "/api/envs/shared")).status, 200);
   });
 });

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
-import type { Env, FleetStatus, Host, WsServerMessage } from "../../src/protocol/controller.ts";
+import type { EnvDetail, EnvState, FleetStatus, FleetVm, Host, WsServerMessage } from "../../src/protocol/controller.ts";
 import type { AgentVm } from "../../src/protocol/ttstack-agent.ts";
 import { TestController } from "../helpers/controller-process.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
@@ -20,7 +20,14 @@ const ARGS = ["--overcommit", "cpu=1"];
 const VM = { image: "base", cpu: 2, mem: 512, disk: 4096 };
 const twoVms = (id: string) => ({ id, ssh_keys: [KEY], vms: [{ ...VM, ports: [8080] }, VM], lifetime: 3600 });
 
-const daemonVms = async (daemon: TestDaemon): Promise<AgentVm[]> => (await (await fetch(`${daemon.url}/api/vms`)).json()) as AgentVm[];
+/** A daemon's VMs (its agent API's data), each with the daemon's own state as `state`. */
+const daemonVms = async (daemon: TestDaemon): Promise<AgentVm[]> =>
+  ((await (await fetch(`${daemon.url}/api/vms`)).json()) as { data: AgentVm[] }).data.map((vm) => ({ ...vm, state: vm.status as AgentVm["state"] }));
+
+/** An environment as these tests read it: Corral's own states (`status`) as `state`, its VMs inline. */
+type Env = Omit<EnvDetail["env"], "state"> & { state: EnvState; vms: (Omit<FleetVm, "state"> & { state: string })[] };
+const envOf = (detail: EnvDetail): Env => ({ ...detail.env, state: detail.env.status, vms: detail.vms.map((vm) => ({ ...vm, state: vm.status })) });
+const getEnv = async (controller: TestController, id: string): Promise<Env> => envOf((await controller.call<EnvDetail>("GET", `/api/envs/${id}`)).body);
 
 describe("a controller killed mid-operation recovers when it restarts", { timeout: 1_200_000 }, () => {
   let a: TestDaemon;
@@ -28,7 +35,7 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
   let controller: TestController;
   const hostOf = new Map<string, TestDaemon>();
 
-  const env = async (id: string): Promise<Env> => (await controller.call<Env>("GET", `/api/envs/${id}`)).body;
+  const env = (id: string): Promise<Env> => getEnv(controller, id);
 
   /** Restarts the controller armed to die at `point`, makes `request` (which it dies in), then starts it again unarmed. */
   const crashAt = async (point: string, request: () => Promise<unknown>): Promise<void> => {
@@ -72,7 +79,8 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
 
   /** Every VM on either host is one the controller knows, on that host; none is there twice. */
   const assertNoStrayVms = async (): Promise<void> => {
-    const known = new Map((await controller.call<Env[]>("GET", "/api/envs")).body.flatMap((e) => e.vms.map((vm) => [vm.id, vm.host_id] as const)));
+    const envs = (await controller.call<{ id: string }[]>("GET", "/api/envs")).body;
+    const known = new Map((await Promise.all(envs.map((e) => env(e.id)))).flatMap((e) => e.vms.map((vm) => [vm.id, vm.host_id] as const)));
     for (const [hostId, daemon] of hostOf) {
       const ids = (await daemonVms(daemon)).map((vm) => vm.id);
       assert.equal(new Set(ids).size, ids.length, `no VM twice on ${hostId}: ${ids.join(", ")}`);
@@ -81,10 +89,10 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
   };
 
   const deleteAll = async (id: string): Promise<void> => {
-    assert.equal((await controller.call("DELETE", `/api/envs/${id}`)).status, 204);
+    assert.equal((await controller.call("DELETE", `/api/envs/${id}`)).status, 200);
     for (const daemon of [a, b]) assert.deepEqual((await daemonVms(daemon)).map((vm) => vm.id), []);
     const status = (await controller.call<FleetStatus>("GET", "/api/status")).body;
-    assert.deepEqual([status.envs, status.vms.total, status.cpu.reserved], [0, 0, 0]);
+    assert.deepEqual([status.total_envs, status.total_vms, status.cpu_reserved], [0, 0, 0]);
   };
 
   before(async () => {
@@ -128,7 +136,7 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
     const stopped = await settled("whole", "stopped", "stopped");
     assert.deepEqual(stopped.vms.map((vm) => vm.port_map), created.vms.map((vm) => vm.port_map), "the ports stay");
 
-    const started = await controller.call<Env>("POST", "/api/envs/whole/start");
+    const started = await controller.call("POST", "/api/envs/whole/start");
     assert.equal(started.status, 200, JSON.stringify(started.body));
     await settled("whole", "running", "running");
 
@@ -136,21 +144,21 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
     await until(async () => ((await controller.call("GET", "/api/envs/whole")).status === 404 ? true : undefined), "the deletion to finish", 60_000, 250);
     for (const daemon of [a, b]) assert.deepEqual((await daemonVms(daemon)).map((vm) => vm.id), []);
     const status = (await controller.call<FleetStatus>("GET", "/api/status")).body;
-    assert.deepEqual([status.envs, status.vms.total, status.cpu.reserved, status.mem.reserved], [0, 0, 0, 0]);
+    assert.deepEqual([status.total_envs, status.total_vms, status.cpu_reserved, status.mem_reserved], [0, 0, 0, 0]);
   });
 
   test("a host that already has a VM of the name: a 409 adopts it when it is this VM, and a stranger is neither adopted nor deleted", async () => {
     // Heartbeats off after the first round: they would delete the VMs made below for an environment the
     // controller does not have yet, as orphans, before the create meets them.
     await controller.stop();
-    const restarted = new Date().toISOString();
+    const restarted = Math.floor(Date.now() / 1000);
     await controller.start([...ARGS, "--heartbeat", "1h"]);
-    await until(async () => ((await controller.call<Host[]>("GET", "/api/hosts")).body.every((h) => (h.last_seen_at ?? "") > restarted) ? true : undefined), "the first heartbeat round");
+    await until(async () => ((await controller.call<Host[]>("GET", "/api/hosts")).body.every((h) => (h.last_seen_at ?? 0) >= restarted) ? true : undefined), "the first heartbeat round");
     const make = async (daemon: TestDaemon, body: object): Promise<AgentVm> => {
       const answer = await fetch(`${daemon.url}/api/vms`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ image: "base", ssh_keys: [KEY], ...body }) });
-      const vm = (await answer.json()) as AgentVm;
-      assert.equal(answer.status, 201, JSON.stringify(vm));
-      return vm;
+      const created = (await answer.json()) as { data: { vm: AgentVm } };
+      assert.equal(answer.status, 201, JSON.stringify(created));
+      return created.data.vm;
     };
     // On both hosts, since placement picks one: "dup-1" as the controller would make it (a create whose answer
     // was lost), "dup-2" another environment's.
@@ -160,10 +168,12 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
       await make(daemon, { vm_id: "dup-2", env_id: "intruder", cpu: 1, mem: 256, disk: 4096 });
     }
     try {
-      const created = await controller.call<Env>("POST", "/api/envs", twoVms("dup"));
-      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const answer = await controller.call<EnvDetail>("POST", "/api/envs", twoVms("dup"));
+      assert.equal(answer.status, 201, JSON.stringify(answer.body));
+      const created = { body: envOf(answer.body) };
       const [first, second] = created.body.vms;
       assert.equal(created.body.state, "partial", JSON.stringify(created.body));
+      assert.match(answer.body.warnings?.join("\n") ?? "", /VM dup-2 on host .*: Host .* already has a VM named "dup-2"/, "TTstack's warnings name each VM that failed");
       const firstHost = hostOf.get(first?.host_id ?? "") as TestDaemon;
       const there = (await daemonVms(firstHost)).find((vm) => vm.id === "dup-1") as AgentVm;
       assert.equal(there.created_at, premade.get(firstHost.url)?.created_at, "dup-1 was adopted, not made again");
@@ -171,7 +181,7 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
       assert.equal(second?.state, "error");
       assert.match(second?.error ?? "", /already has a VM named "dup-2" that is not this one: it belongs to environment "intruder"/);
 
-      assert.equal((await controller.call("DELETE", "/api/envs/dup")).status, 204);
+      assert.equal((await controller.call("DELETE", "/api/envs/dup")).status, 200);
       const left = await daemonVms(hostOf.get(second?.host_id ?? "") as TestDaemon);
       assert.equal(left.find((vm) => vm.id === "dup-2")?.env_id, "intruder", "the other environment's VM is left alone");
       assert.equal((await daemonVms(firstHost)).find((vm) => vm.id === "dup-1"), undefined, "the adopted VM went with its environment");
@@ -217,7 +227,7 @@ describe("two controllers on one PostgreSQL: the one creating dies, the other fi
       const spec = { image: "base", cpu: 1, mem: 512, disk: 4096 };
       await doomed.call("POST", "/api/envs", { id: "pg", ssh_keys: [KEY], vms: [{ ...spec, ports: [8080] }, spec], lifetime: 3600 }).catch(() => undefined);
       assert.equal(await doomed.exited(), "SIGKILL", doomed.log);
-      const stuck = (await survivor.call<Env>("GET", "/api/envs/pg")).body;
+      const stuck = await getEnv(survivor, "pg");
       assert.deepEqual([stuck.state, ...stuck.vms.map((vm) => vm.state)], ["creating", "pending", "pending"]);
       const sinceCrash = messages.length;
 
@@ -227,13 +237,14 @@ describe("two controllers on one PostgreSQL: the one creating dies, the other fi
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ vm_id: "pg-1", env_id: "pg", ...spec, ports: [8080], ssh_keys: [KEY] }),
       });
-      const made = (await late.json()) as AgentVm;
-      assert.equal(late.status, 201, JSON.stringify(made));
+      const lateAnswer = (await late.json()) as { data: { vm: AgentVm } };
+      assert.equal(late.status, 201, JSON.stringify(lateAnswer));
+      const made = lateAnswer.data.vm;
 
       // Heartbeats update a pending VM the host reports, while the create is still the dead controller's.
       const adopted = await until(
         async () => {
-          const current = (await survivor.call<Env>("GET", "/api/envs/pg")).body;
+          const current = await getEnv(survivor, "pg");
           return current.vms[0]?.state !== "pending" ? current : undefined;
         },
         "the heartbeat to adopt pg-1",
@@ -246,7 +257,7 @@ describe("two controllers on one PostgreSQL: the one creating dies, the other fi
 
       const done = await until(
         async () => {
-          const current = (await survivor.call<Env>("GET", "/api/envs/pg")).body;
+          const current = await getEnv(survivor, "pg");
           return current.state === "running" && current.vms.every((vm) => vm.state === "running") ? current : undefined;
         },
         "the survivor to finish the environment",
@@ -259,7 +270,7 @@ describe("two controllers on one PostgreSQL: the one creating dies, the other fi
       for (const vm of done.vms) assert.deepEqual(vm.port_map, onHost.find((v) => v.id === vm.id)?.port_map);
       assert.ok(messages.slice(sinceCrash).some((m) => m.type === "envs-changed" && m.payload.envId === "pg"), "the dashboard heard of the recovery");
       assert.match(survivor.log, /Recovered environment/);
-      assert.equal((await survivor.call("DELETE", "/api/envs/pg")).status, 204);
+      assert.equal((await survivor.call("DELETE", "/api/envs/pg")).status, 200);
       assert.deepEqual(await daemonVms(daemon), []);
     } finally {
       socket.close();

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
-import type { Env, FleetImage, FleetStatus, FleetVm, Host, HostVm, WsServerMessage } from "../../src/protocol/controller.ts";
+import type { Env, EnvDetail, FleetImage, FleetStatus, FleetVm, Host, HostVm, WsServerMessage } from "../../src/protocol/controller.ts";
 import type { AgentVm } from "../../src/protocol/ttstack-agent.ts";
 import { corral } from "../helpers/cli-process.ts";
 import { TestController } from "../helpers/controller-process.ts";
@@ -67,14 +67,14 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
   let publicKey: string;
   let hostA: Host;
 
-  const env = async (id: string): Promise<Env> => (await controller.call<Env>("GET", `/api/envs/${id}`)).body;
-  const untilVmsRunning = (id: string): Promise<Env> =>
+  const env = async (id: string): Promise<EnvDetail> => (await controller.call<EnvDetail>("GET", `/api/envs/${id}`)).body;
+  const untilVmsRunning = (id: string): Promise<EnvDetail> =>
     until(async () => {
       const current = await env(id);
-      return current.vms.every((vm) => vm.state === "running") ? current : undefined;
+      return current.vms.every((vm) => vm.status === "running") ? current : undefined;
     }, `every VM of ${id} to run`, 180_000, 250);
   const daemonVms = async (daemon: TestDaemon, token?: string): Promise<AgentVm[]> =>
-    (await (await fetch(`${daemon.url}/api/vms`, { headers: token ? { authorization: `Bearer ${token}` } : {} })).json()) as AgentVm[];
+    ((await (await fetch(`${daemon.url}/api/vms`, { headers: token ? { authorization: `Bearer ${token}` } : {} })).json()) as { data: AgentVm[] }).data;
 
   before(async () => {
     key = await makeSshKey("corral-fleet-test");
@@ -100,7 +100,8 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     hostA = first.body;
     assert.match(hostA.id, /^h-[0-9a-f]{12}$/, "without an id the host's own is used");
     assert.deepEqual([hostA.addr, hostA.uri, hostA.state, hostA.engines, hostA.storage], [new URL(a.url).host, a.url, "online", ["qemu"], "file"]);
-    assert.ok(hostA.images.includes("base") && hostA.resource.cpu_total > 0 && hostA.created_at && hostA.registered_at, JSON.stringify(hostA));
+    assert.ok(hostA.images.includes("base") && hostA.resource.cpu_total > 0 && hostA.registered_at > 1e9, JSON.stringify(hostA));
+    assert.equal(hostA.kind, "corral", "a Corral daemon, told apart by its /api/info");
     const second = await controller.call<Host>("POST", "/api/hosts", { id: "host-b", uri: b.url, token: bToken });
     assert.equal(second.status, 201, JSON.stringify(second.body));
     assert.equal(second.body.id, "host-b");
@@ -113,7 +114,7 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
       [{ id: "host-c", uri: b.url }, 502, "host_unreachable", /401/],
       [{ id: "host-b", uri: b.url, token: bToken }, 409, "conflict", /host-b/],
       [{ id: "bad id!", uri: b.url }, 400, "invalid_request", /id/],
-      [{ addr: "127.0.0.1:80", colour: 1 }, 400, "invalid_request", /colour/],
+      [{ addr: 8080 }, 400, "invalid_request", /addr/],
     ];
     for (const [body, status, code, message] of cases) {
       const answer = await controller.call<{ error: string; code: string }>("POST", "/api/hosts", body);
@@ -129,7 +130,7 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
   });
 
   test("an environment spans both hosts; ssh into each VM with the key; stop keeps disks, start boots them", async () => {
-    const created = await controller.call<Env>("POST", "/api/envs", {
+    const created = await controller.call<EnvDetail>("POST", "/api/envs", {
       id: "team",
       owner: "alice",
       ssh_keys: [publicKey],
@@ -141,9 +142,9 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const team = created.body;
-    assert.equal(team.state, "running");
-    assert.equal(team.owner, "alice");
-    assert.equal(Date.parse(team.expires_at) - Date.parse(team.created_at), 3600_000);
+    assert.deepEqual([team.env.state, team.env.status], ["active", "running"]);
+    assert.equal(team.env.owner, "alice");
+    assert.equal(team.env.expires_at - team.env.created_at, 3600);
     assert.deepEqual(team.vms.map((vm) => vm.id), ["team-1", "team-2"]);
     assert.deepEqual(team.vms.map((vm) => vm.host_id).sort(), [hostA.id, "host-b"].sort(), "one VM per host");
     assert.ok(team.vms.every((vm) => vm.host_addr === "127.0.0.1" && vm.port_map["22"]), JSON.stringify(team.vms));
@@ -153,16 +154,19 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     await sshAsRoot(key, running.vms[0]?.port_map["22"] as number, "echo kept > /root/mark; sync");
 
     const status = (await controller.call<FleetStatus>("GET", "/api/status")).body;
-    assert.deepEqual([status.hosts.online, status.envs, status.vms.total, status.vms.running, status.cpu.reserved, status.mem.reserved], [2, 1, 2, 2, 4, 1024]);
+    assert.deepEqual([status.hosts_online, status.total_envs, status.total_vms, status.vms_running, status.cpu_reserved, status.mem_reserved], [2, 1, 2, 2, 4, 1024]);
     const vm = (await controller.call<FleetVm>("GET", "/api/vms/team-2")).body;
-    assert.deepEqual([vm.env_id, vm.cpu, vm.state], ["team", 2, "running"]);
-    assert.deepEqual((await controller.call<FleetImage[]>("GET", "/api/images")).body.find((i) => i.name === "base")?.hosts.sort(), [hostA.id, "host-b"].sort());
+    assert.deepEqual([vm.env_id, vm.cpu, vm.state, vm.status], ["team", 2, "running", "running"]);
+    const images = (await controller.call<FleetImage[]>("GET", "/api/images")).body;
+    assert.deepEqual(images.filter((i) => i.name === "base").map((i) => i.host_id).sort(), [hostA.id, "host-b"].sort());
 
-    const stopped = await controller.call<Env>("POST", "/api/envs/team/stop");
-    assert.equal(stopped.status, 200);
-    assert.deepEqual([stopped.body.state, ...stopped.body.vms.map((v) => v.state)], ["stopped", "stopped", "stopped"]);
-    const started = await controller.call<Env>("POST", "/api/envs/team/start");
-    assert.equal(started.body.state, "running");
+    const stopped = await controller.call("POST", "/api/envs/team/stop");
+    assert.deepEqual([stopped.status, stopped.raw], [200, { ok: true }]);
+    const afterStop = await env("team");
+    assert.deepEqual([afterStop.env.state, afterStop.env.status, ...afterStop.vms.map((v) => v.status)], ["stopped", "stopped", "stopped", "stopped"]);
+    const started = await controller.call("POST", "/api/envs/team/start");
+    assert.deepEqual([started.status, started.raw], [200, { ok: true }]);
+    assert.equal((await env("team")).env.status, "running");
     const back = await untilVmsRunning("team");
     assert.deepEqual(back.vms.map((v) => v.port_map), running.vms.map((v) => v.port_map), "the ports stay");
     assert.equal(await sshAsRoot(key, back.vms[0]?.port_map["22"] as number, "cat /root/mark"), "kept\n");
@@ -228,20 +232,24 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
   test("bad environment bodies: 4xx JSON naming the problem; nothing is stored", async () => {
     const vm = { image: "base", cpu: 1, mem: 512 };
     const cases: [unknown, number, string, RegExp][] = [
-      [{ id: "e1", vms: [vm] }, 400, "invalid_request", /ssh_keys/],
-      [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, engine: "firecracker" }] }, 400, "unsupported_engine", /"firecracker".*"qemu"/],
+      [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, engine: "kvm2" }] }, 400, "unsupported_engine", /"kvm2".*"qemu", "firecracker"/],
+      [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, engine: "firecracker" }] }, 422, "no_capacity", /lack engine "firecracker"/],
       [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, cpu: -2 }] }, 400, "invalid_request", /cpu/],
       [{ id: "team", ssh_keys: [publicKey], vms: [vm] }, 409, "conflict", /team/],
-      [{ id: "Bad_Id", ssh_keys: [publicKey], vms: [vm] }, 400, "invalid_request", /id/],
+      [{ id: "bad id", ssh_keys: [publicKey], vms: [vm] }, 400, "invalid_request", /id/],
+      [{ id: ".hidden", vms: [vm] }, 400, "invalid_request", /id/],
+      [{ id: "a..b", vms: [vm] }, 400, "invalid_request", /id/],
+      [{ id: "x".repeat(129), vms: [vm] }, 400, "invalid_request", /id/],
       [{ id: "e1", ssh_keys: [publicKey], vms: [] }, 400, "invalid_request", /vms/],
+      [{ id: "e1", ssh_keys: "not a list", vms: [vm] }, 400, "invalid_request", /ssh_keys/],
       [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, cpu: 64 }] }, 422, "no_capacity", /No host can take VM 1/],
       [{ id: "e1", ssh_keys: [publicKey], vms: [{ ...vm, image: "nope" }] }, 422, "no_capacity", /image "nope"/],
-      [{ id: "e1", ssh_keys: [publicKey], vms: [vm], lifetime: 0 }, 400, "invalid_request", /lifetime/],
+      [{ id: "e1", ssh_keys: [publicKey], vms: [vm], lifetime: -1 }, 400, "invalid_request", /lifetime/],
     ];
     for (const [body, status, code, message] of cases) {
-      const answer = await controller.call<{ error: string; code: string }>("POST", "/api/envs", body);
+      const answer = await controller.call<{ ok: boolean; error: string; code: string }>("POST", "/api/envs", body);
       assert.equal(answer.status, status, JSON.stringify([body, answer.body]));
-      assert.equal(answer.body.code, code, JSON.stringify(answer.body));
+      assert.deepEqual([answer.body.ok, answer.body.code], [false, code], JSON.stringify(answer.body));
       assert.match(answer.body.error, message);
     }
     assert.deepEqual((await controller.call<Env[]>("GET", "/api/envs")).body.map((e) => e.id), ["team"]);
@@ -254,10 +262,11 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
       await b.kill9();
       await until(async () => ((await controller.call<Host>("GET", "/api/hosts/host-b")).body.state === "offline" ? true : undefined), "host-b to be offline", 20_000);
       assert.ok(ws.messages.some((m) => m.type === "hosts-changed"));
-      const removal = await controller.call<Env>("DELETE", "/api/envs/team");
-      assert.equal(removal.status, 202, JSON.stringify(removal.body));
-      assert.equal(removal.body.state, "deleting");
-      assert.deepEqual(removal.body.vms.map((vm) => vm.host_id), ["host-b"], "the VM on the host that answered is gone");
+      const removal = await controller.call("DELETE", "/api/envs/team");
+      assert.deepEqual([removal.status, removal.raw], [202, { ok: true }]);
+      const deleting = await env("team");
+      assert.equal(deleting.env.status, "deleting");
+      assert.deepEqual(deleting.vms.map((vm) => vm.host_id), ["host-b"], "the VM on the host that answered is gone");
       assert.equal((await daemonVms(a)).filter((vm) => vm.env_id === "team").length, 0);
 
       await b.start(["--port", bPort], bToken);
@@ -272,17 +281,18 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
   });
 
   test("a VM changed behind the controller's back is reconciled: stopped on its host shows stopped, deleted shows lost", async () => {
-    const created = await controller.call<Env>("POST", "/api/envs", { id: "solo", ssh_keys: [publicKey], vms: [{ image: "base", cpu: 1, mem: 512, disk: 4096 }] });
+    const created = await controller.call<EnvDetail>("POST", "/api/envs", { id: "solo", ssh_keys: [publicKey], vms: [{ image: "base", cpu: 1, mem: 512, disk: 4096 }] });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const vm = created.body.vms[0] as FleetVm;
     const daemon = vm.host_id === "host-b" ? b : a;
     const headers = vm.host_id === "host-b" ? { authorization: `Bearer ${bToken}` } : undefined;
     await untilVmsRunning("solo");
     assert.equal((await fetch(`${daemon.url}/api/vms/${vm.id}/stop`, { method: "POST", headers })).status, 200);
-    await until(async () => ((await env("solo")).vms[0]?.state === "stopped" ? true : undefined), "the controller to see it stopped", 15_000);
-    assert.equal((await fetch(`${daemon.url}/api/vms/${vm.id}`, { method: "DELETE", headers })).status, 204);
-    await until(async () => ((await env("solo")).vms[0]?.state === "lost" ? true : undefined), "the controller to see it lost", 15_000);
-    assert.equal((await controller.call("DELETE", "/api/envs/solo")).status, 204);
+    await until(async () => ((await env("solo")).vms[0]?.status === "stopped" ? true : undefined), "the controller to see it stopped", 15_000);
+    assert.equal((await fetch(`${daemon.url}/api/vms/${vm.id}`, { method: "DELETE", headers })).status, 200);
+    await until(async () => ((await env("solo")).vms[0]?.status === "lost" ? true : undefined), "the controller to see it lost", 15_000);
+    assert.equal((await env("solo")).vms[0]?.state, "failed", "TTstack's VmState for a lost VM");
+    assert.equal((await controller.call("DELETE", "/api/envs/solo")).status, 200);
   });
 
   test("the CLI: host list/show, env create with --vm and --ssh-key, show with the ssh line, stop, start, status, delete", async () => {
@@ -308,9 +318,9 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     assert.match(status.stdout, /Hosts: 2 online, 0 offline/);
     assert.match(status.stdout, /Envs:\s+1/);
     assert.equal((await corral(["env", "stop", "cli"], cli)).code, 0);
-    assert.equal((await env("cli")).state, "stopped");
+    assert.equal((await env("cli")).env.status, "stopped");
     assert.equal((await corral(["env", "start", "cli"], cli)).code, 0);
-    assert.equal((await env("cli")).state, "running");
+    assert.equal((await env("cli")).env.status, "running");
     const deleted = await corral(["env", "delete", "cli"], cli);
     assert.equal(deleted.code, 0, deleted.stderr);
     assert.equal((await controller.call("GET", "/api/envs/cli")).status, 404);
@@ -324,7 +334,7 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
   });
 
   test("a lifetime of a few seconds: the environment expires and nothing is left on any host", async () => {
-    const created = await controller.call<Env>("POST", "/api/envs", {
+    const created = await controller.call<EnvDetail>("POST", "/api/envs", {
       id: "brief",
       ssh_keys: [publicKey],
       vms: [
@@ -334,17 +344,18 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
       lifetime: 4,
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    assert.equal(Date.parse(created.body.expires_at) - Date.parse(created.body.created_at), 4000);
+    assert.equal(created.body.env.expires_at - created.body.env.created_at, 4);
     await until(async () => ((await controller.call("GET", "/api/envs/brief")).status === 404 ? true : undefined), "the environment to expire", 60_000, 250);
     assert.deepEqual((await daemonVms(a)).map((vm) => vm.id), []);
     assert.deepEqual((await daemonVms(b, bToken)).map((vm) => vm.id), []);
     const status = (await controller.call<FleetStatus>("GET", "/api/status")).body;
-    assert.deepEqual([status.envs, status.vms.total, status.cpu.reserved], [0, 0, 0]);
+    assert.deepEqual([status.total_envs, status.total_vms, status.cpu_reserved], [0, 0, 0]);
     assert.match(controller.log, /Environment expired and deleted/);
   });
 
-  test("an empty host can be removed (204, hosts-changed)", async () => {
-    assert.equal((await controller.call("DELETE", "/api/hosts/host-b")).status, 204);
+  test("an empty host can be removed (200 {\"ok\":true})", async () => {
+    const removed = await controller.call("DELETE", "/api/hosts/host-b");
+    assert.deepEqual([removed.status, removed.raw], [200, { ok: true }]);
     assert.equal((await controller.call<{ code: string }>("GET", "/api/hosts/host-b")).body.code, "host_not_found");
   });
 });

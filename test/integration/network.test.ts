@@ -73,8 +73,9 @@ describe("guest networking behind the wall", { timeout: 900_000 }, () => {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ vm_id: "fwd-1", image: "base", cpu: 1, mem: 512 }),
     });
-    forwarded = (await created.json()) as AgentVm;
-    assert.equal(created.status, 201, JSON.stringify(forwarded));
+    const answer = (await created.json()) as { data: { vm: AgentVm } };
+    assert.equal(created.status, 201, JSON.stringify(answer));
+    forwarded = answer.data.vm;
   });
 
   after(async () => {
@@ -106,7 +107,7 @@ describe("guest networking behind the wall", { timeout: 900_000 }, () => {
   test("the guest reaches none of the host's services", async (t) => {
     const daemonPort = Number(new URL(daemon.url).port);
     const controllerPort = Number(new URL(controller.url).port);
-    await until(async () => ((await fetch(`${daemon.url}/api/vms/fwd-1`).then((r) => r.json())) as AgentVm).state === "running" || undefined, "fwd-1 to run", 240_000, 500);
+    await until(async () => ((await fetch(`${daemon.url}/api/vms/fwd-1`).then((r) => r.json())) as { data: AgentVm }).data.status === "running" || undefined, "fwd-1 to run", 240_000, 500);
     const sshPort = forwarded.port_map["22"] as number;
     // From the host itself, the same services answer: what the guest is refused is the wall's doing.
     const fromHost = await new Promise<string>((resolve, reject) => {

@@ -106,8 +106,8 @@ describe("a full disk", { timeout: 900_000 }, () => {
     const listed = (await daemon.client.nodes()).find((n) => n.hostname === vm);
     assert.equal(listed?.health, "disk_full");
     assert.equal((await daemon.client.groupNodes("sbox"))[0]?.health, "disk_full");
-    const agentVm = (await call<AgentVm[]>(daemon, "GET", "/api/vms")).body.find((v) => v.id === vm);
-    assert.deepEqual([agentVm?.state, agentVm?.health], ["paused", "disk_full"]);
+    const agentVm = (await call<{ data: AgentVm[] }>(daemon, "GET", "/api/vms")).body.data.find((v) => v.id === vm);
+    assert.deepEqual([agentVm?.state, agentVm?.status, agentVm?.health], ["paused", "paused", "disk_full"]);
     assert.match(await daemon.client.metrics(), /^corral_vm_health\{health="disk_full"\} 1$/m);
 
     // Before: exec hung for as long as the VM stayed frozen. The deadline turns a hang into a failure.
@@ -319,7 +319,7 @@ describe("a state directory on a small tmpfs", { timeout: 900_000 }, () => {
     }, "the VM to be failed", 60_000, 250);
     assert.deepEqual([failed.status, failed.health], ["Stopped", "stopped"]);
     assert.match(failed.health_detail ?? "", /QEMU was killed by SIGBUS/);
-    const agentVm = (await call<AgentVm>(daemon, "GET", `/api/vms/${node.hostname}`)).body;
+    const agentVm = (await call<{ data: AgentVm }>(daemon, "GET", `/api/vms/${node.hostname}`)).body.data;
     assert.match(agentVm.last_error ?? "", /SIGBUS/);
     await daemon.stop();
     await daemon.start();

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
-import type { HostInfo } from "../../src/protocol/ttstack-agent.ts";
+import type { AgentInfo } from "../../src/protocol/ttstack-agent.ts";
 import { ERROR_CODE_HEADER } from "../../src/http/text-errors.ts";
 import { TestController } from "../helpers/controller-process.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
@@ -164,7 +164,9 @@ describe("Virtumancer's UI against Corral: the whole wire", { timeout: 1_200_000
   });
 
   test("host info in libvirt's units: the daemon's memory in KiB, not MiB", async () => {
-    const daemonInfo = (await (await fetch(`${daemon.url}/api/info`)).json()) as HostInfo;
+    // The daemon's agent API answers in TTstack's envelope.
+    const agentInfo = ((await (await fetch(`${daemon.url}/api/info`)).json()) as { data: AgentInfo }).data;
+    const daemonInfo = { hostname: agentInfo.hostname, ...agentInfo.resource };
     const info = (await api("GET", `/hosts/${HOST}/info`)).json as Json;
     assert.equal(info.memory, daemonInfo.mem_total * 1024);
     assert.deepEqual([info.hostname, info.cpu], [daemonInfo.hostname, daemonInfo.cpu_total]);

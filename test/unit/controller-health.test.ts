@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { FleetVmRecord } from "../../src/controller/db/index.ts";
 import { fleetVmView, reportedHealth } from "../../src/controller/env-views.ts";
-import type { AgentVm } from "../../src/protocol/ttstack-agent.ts";
+import type { ReportedVm as AgentVm } from "../../src/controller/host-report.ts";
 
 const vm: FleetVmRecord = {
   id: "team-1",
@@ -17,6 +17,7 @@ const vm: FleetVmRecord = {
   disk: 4096,
   ports: [],
   denyOutgoing: false,
+  sshKeys: [],
   portMap: { "22": 41000 },
   state: "running",
   ip: "10.0.2.15",

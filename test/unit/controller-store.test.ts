@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CorralError, type ErrorCode } from "../../src/protocol/errors.ts";
-import type { HostInfo, AgentVm } from "../../src/protocol/ttstack-agent.ts";
+import type { HostReport as HostInfo, ReportedVm as AgentVm } from "../../src/controller/host-report.ts";
 import { createLogger } from "../../src/util/log.ts";
 import {
   openFleetStore,
@@ -44,7 +44,7 @@ function info(id: string, totals: { cpu: number; mem: number; disk: number }, mo
 }
 
 function newHost(id: string, totals = { cpu: 8, mem: 16384, disk: 200_000 }, more: Partial<NewHost> = {}): NewHost {
-  return { id, addr: `${id}.example:8080`, uri: `http://${id}.example:8080`, state: "online", hostname: `${id}.example`, info: info(id, totals), ...more };
+  return { id, addr: `${id}.example:8080`, uri: `http://${id}.example:8080`, kind: "corral", state: "online", hostname: `${id}.example`, info: info(id, totals), ...more };
 }
 
 function vmSpec(id: string, more: Partial<NewFleetVm> = {}): NewFleetVm {
@@ -99,6 +99,7 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
         addr: "h2.example:8080",
         uri: "http://h2.example:8080",
         token: "secret",
+        kind: "corral",
         state: "online",
         hostname: "h2.example",
         info: info("h2", { cpu: 8, mem: 16384, disk: 200_000 }),
@@ -220,6 +221,7 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
         disk: 20480,
         ports: [8080],
         denyOutgoing: true,
+        sshKeys: [],
         portMap: {},
         state: "pending",
         ip: null,
@@ -329,11 +331,11 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
 
     test("hostEndpoints gives the addresses of the asked hosts, or of all", async () => {
       await store.insertHost(newHost("h1", undefined, { token: "t1" }));
-      await store.insertHost(newHost("h2"));
+      await store.insertHost(newHost("h2", undefined, { kind: "ttstack" }));
       const all = await store.hostEndpoints();
       assert.deepEqual([...all.values()].sort((a, b) => a.id.localeCompare(b.id)), [
-        { id: "h1", addr: "h1.example:8080", uri: "http://h1.example:8080", token: "t1", state: "online" },
-        { id: "h2", addr: "h2.example:8080", uri: "http://h2.example:8080", token: null, state: "online" },
+        { id: "h1", addr: "h1.example:8080", uri: "http://h1.example:8080", token: "t1", kind: "corral", state: "online" },
+        { id: "h2", addr: "h2.example:8080", uri: "http://h2.example:8080", token: null, kind: "ttstack", state: "online" },
       ]);
       assert.deepEqual([...(await store.hostEndpoints(["h2", "h2", "gone"])).keys()], ["h2"]);
       assert.equal((await store.hostEndpoints([])).size, 0);
@@ -474,14 +476,27 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       assert.equal(calledDuringPublish, false);
     });
 
+    test("a host's kind and a VM's own SSH keys are kept; the fleet's id is made once", async () => {
+      assert.equal((await store.insertHost(newHost("h1", undefined, { kind: "ttstack" }))).kind, "ttstack");
+      assert.equal((await store.getHost("h1")).kind, "ttstack");
+      assert.equal((await store.updateHost("h1", { kind: "corral" })).kind, "corral");
+      await store.createEnv({ id: "e1", owner: "", sshKeys: ["env-key"], lifetime: 60 }, [vmSpec("e1-1", { sshKeys: ["vm-key"] }), vmSpec("e1-2")], place);
+      assert.deepEqual((await store.getEnv("e1")).vms.map((vm) => vm.sshKeys), [["vm-key"], []]);
+      const fleet = await store.fleetId();
+      assert.match(fleet, /^[0-9a-f-]{36}$/);
+      assert.equal(await store.fleetId(), fleet);
+    });
+
     test("the state survives closing and reopening (migrations run once)", async () => {
       await store.insertHost(newHost("h1"));
       await store.createEnv({ id: "e1", owner: "bob", sshKeys: ["k"], lifetime: 60 }, [vmSpec("e1-1")], place);
       const env = await store.getEnv("e1");
+      const fleet = await store.fleetId();
       await store.close();
       const again = await open();
       assert.deepEqual(await again.getEnv("e1"), env);
       assert.deepEqual((await again.getHost("h1")).reserved, { cpu: 2, mem: 1024, disk: 10240 });
+      assert.equal(await again.fleetId(), fleet, "the fleet keeps its id");
     });
   });
 }

@@ -1,12 +1,22 @@
 // The decisions behind recovering an environment whose controller died mid-create, and behind a heartbeat's
-// update of a `pending` VM: pure functions over the controller's records and what a host answers.
+// update of a `pending` VM: pure functions over the controller's records and what a host answers. Every
+// decision is made for one fleet (FLEET): a VM another fleet made is never taken for this fleet's.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { FleetVmRecord } from "../../src/controller/db/index.ts";
-import { createOutcome, planCreateStep, planDeleteStep, refreshPatch, type HostView } from "../../src/controller/env-recovery.ts";
-import { heartbeatPatch } from "../../src/controller/heartbeat.ts";
-import { differenceFrom } from "../../src/controller/host-vms.ts";
-import type { AgentVm } from "../../src/protocol/ttstack-agent.ts";
+import * as recovery from "../../src/controller/env-recovery.ts";
+import { createOutcome, type HostView } from "../../src/controller/env-recovery.ts";
+import * as heartbeat from "../../src/controller/heartbeat.ts";
+import type { ReportedVm } from "../../src/controller/host-report.ts";
+import * as hostVms from "../../src/controller/host-vms.ts";
+
+const FLEET = "fleet-a";
+type AgentVm = ReportedVm;
+const differenceFrom = (vm: FleetVmRecord, there: ReportedVm) => hostVms.differenceFrom(vm, there, FLEET);
+const planCreateStep = (vm: FleetVmRecord, view: HostView) => recovery.planCreateStep(vm, view, FLEET);
+const planDeleteStep = (vm: FleetVmRecord, view: HostView) => recovery.planDeleteStep(vm, view, FLEET);
+const refreshPatch = (vm: FleetVmRecord, view: HostView) => recovery.refreshPatch(vm, view, FLEET);
+const heartbeatPatch = (hostId: string, vm: FleetVmRecord, there: ReportedVm | undefined) => heartbeat.heartbeatPatch(hostId, vm, there, FLEET);
 
 function record(more: Partial<FleetVmRecord> = {}): FleetVmRecord {
   return {
@@ -20,6 +30,7 @@ function record(more: Partial<FleetVmRecord> = {}): FleetVmRecord {
     disk: 4096,
     ports: [8080],
     denyOutgoing: false,
+    sshKeys: [],
     portMap: {},
     state: "pending",
     ip: null,
@@ -34,6 +45,7 @@ function onHost(more: Partial<AgentVm> = {}): AgentVm {
   return {
     id: "team-1",
     env_id: "team",
+    fleet_id: FLEET,
     hostgroup: "ttstack",
     image: "base",
     engine: "qemu",
@@ -71,8 +83,25 @@ describe("differenceFrom: is the host's VM of this name the VM the record descri
       [{ mem: 512 }, /512 MiB of memory, not 1024/],
       [{ deny_outgoing: true }, /outgoing traffic is denied/],
       [{ ports: [22] }, /forwards ports \[\], not \[8080\]/],
+      [{ fleet_id: "fleet-b" }, /made by another fleet controller/],
     ];
     for (const [change, reason] of cases) assert.match(differenceFrom(record(), onHost(change)) ?? "the same", reason, JSON.stringify(change));
+  });
+
+  test("what a host does not say is not held against it (a TTstack agent keeps no fleet, no outgoing policy)", () => {
+    const { fleet_id: _fleet, deny_outgoing: _deny, ...bare } = onHost();
+    assert.equal(differenceFrom(record(), bare), undefined);
+    assert.equal(differenceFrom(record(), onHost({ fleet_id: null })), undefined, "a VM from before fleets were kept");
+  });
+});
+
+describe("madeByFleet: a VM is provably this fleet's only when its host kept this fleet's id", () => {
+  test("this fleet's id: yes; another's, none, or a host that keeps none: no", () => {
+    assert.equal(hostVms.madeByFleet(onHost(), FLEET), true);
+    assert.equal(hostVms.madeByFleet(onHost({ fleet_id: "fleet-b" }), FLEET), false);
+    assert.equal(hostVms.madeByFleet(onHost({ fleet_id: null }), FLEET), false);
+    const { fleet_id: _fleet, ...ttstackAgents } = onHost();
+    assert.equal(hostVms.madeByFleet(ttstackAgents, FLEET), false);
   });
 });
 
@@ -142,6 +171,12 @@ describe("planDeleteStep: each VM of an environment being deleted", () => {
   test("a VM of that name that is not this environment's (it took the name first) is left alone", () => {
     assert.deepEqual(planDeleteStep(record({ state: "error" }), answered(onHost({ env_id: "intruder" }))), { kind: "forget", stranger: true });
     assert.deepEqual(planDeleteStep(record({ state: "error" }), answered(onHost({ env_id: null }))), { kind: "forget", stranger: true });
+  });
+
+  test("another fleet's VM of the same name and environment id (a host shared by two controllers) is left alone", () => {
+    assert.deepEqual(planDeleteStep(record(), answered(onHost({ fleet_id: "fleet-b" }))), { kind: "forget", stranger: true });
+    const { fleet_id: _fleet, ...ttstackAgents } = onHost();
+    assert.deepEqual(planDeleteStep(record(), answered(ttstackAgents)), { kind: "delete" }, "a host that keeps no fleet: the environment's id decides");
   });
 
   test("a host that does not answer: tried again later, offline or not", () => {

@@ -11,7 +11,7 @@ import { DEFAULT_CONTROLLER_URL, resolveFleetConnection } from "../../src/cli/fl
 import { formatSpan, hostDetails, hostRows, hostVmRows, registerBody } from "../../src/cli/host-commands.ts";
 import { capacityRows, percent, statusSummary } from "../../src/cli/status-command.ts";
 import { controllerInfoFile, readControllerInfo, writeControllerInfo } from "../../src/controller/runtime-info.ts";
-import { ControllerClient, CorralApiError, type Env, type FleetStatus, type FleetVm, type Host } from "../../src/sdk/index.ts";
+import { ControllerClient, CorralApiError, type Env, type EnvDetail, type FleetStatus, type FleetVm, type Host } from "../../src/sdk/index.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "corral-fleet-cli-test-"));
 after(async () => {
@@ -19,6 +19,8 @@ after(async () => {
 });
 
 const NOW = Date.parse("2025-01-01T12:00:00Z");
+/** Unix seconds, as TTstack's answers give times. */
+const unix = (iso: string): number => Date.parse(iso) / 1000;
 const GiB = 1024;
 
 function rejectsSpec(spec: string, problem: string): void {
@@ -99,7 +101,7 @@ describe("env create body", () => {
 
   test("a VM and a key are required; the command line is checked before files are read", () => {
     assert.throws(() => createBody("e", { sshKey: ["/nonexistent"] }), { message: "Give at least one --vm spec, e.g. --vm image=base,cpu=2,mem=1024" });
-    assert.throws(() => createBody("e", { vm: ["image=base"] }), { message: /^Give at least one --ssh-key FILE/ });
+    assert.deepEqual(createBody("e", { vm: ["image=base"] }), { id: "e", vms: [{ image: "base" }] }, "no --ssh-key: no keys, as TTstack allows");
     assert.throws(() => createBody("e", { vm: ["image=base,cpu=x"], sshKey: ["/nonexistent"] }), { message: /cpu must be a whole number/ });
   });
 });
@@ -121,18 +123,18 @@ function host(overrides: Partial<Host> = {}): Host {
   return {
     id: "node-a",
     addr: "10.0.0.2:8080",
-    uri: "http://10.0.0.2:8080",
-    state: "online",
-    hostname: "node-a.lan",
     resource: { cpu_total: 16, cpu_used: 2, mem_total: 32 * GiB, mem_used: 2 * GiB, disk_total: 500 * GiB, disk_used: 100 * GiB, vm_count: 3 },
-    reserved: { cpu: 4, mem: 4 * GiB, disk: 80 * GiB },
+    state: "online",
     engines: ["qemu"],
     storage: "file",
+    registered_at: unix("2025-01-01T10:00:00Z"),
+    uri: "http://10.0.0.2:8080",
+    kind: "corral",
+    hostname: "node-a.lan",
+    reserved: { cpu: 4, mem: 4 * GiB, disk: 80 * GiB },
     images: ["base", "alpine-cloud"],
     vm_count: 3,
-    created_at: "2025-01-01T10:00:00Z",
-    registered_at: "2025-01-01T10:00:00Z",
-    last_seen_at: "2025-01-01T11:59:48Z",
+    last_seen_at: unix("2025-01-01T11:59:48Z"),
     last_error: null,
     ...overrides,
   };
@@ -143,19 +145,20 @@ function vm(overrides: Partial<FleetVm> = {}): FleetVm {
     id: "my-env-1",
     env_id: "my-env",
     host_id: "node-a",
-    host_addr: "10.0.0.2",
     image: "base",
     engine: "qemu",
     cpu: 2,
     mem: 1024,
     disk: 40960,
-    ports: [22, 80, 443],
-    port_map: { "22": 40022, "443": 40443, "80": 40080 },
-    deny_outgoing: false,
-    state: "running",
     ip: "10.0.2.15",
+    port_map: { "22": 40022, "443": 40443, "80": 40080 },
+    state: "running",
+    created_at: unix("2025-01-01T11:00:00Z"),
+    status: "running",
+    host_addr: "10.0.0.2",
+    ports: [22, 80, 443],
+    deny_outgoing: false,
     error: null,
-    created_at: "2025-01-01T11:00:00Z",
     ...overrides,
   };
 }
@@ -164,14 +167,19 @@ function env(overrides: Partial<Env> = {}): Env {
   return {
     id: "my-env",
     owner: "alice",
-    ssh_keys: ["ssh-ed25519 AAAA1 alice@laptop"],
+    vm_ids: ["my-env-1"],
+    created_at: unix("2025-01-01T11:00:00Z"),
+    expires_at: unix("2025-01-01T17:00:00Z"),
+    state: "active",
+    status: "running",
     lifetime: 21_600,
-    state: "running",
-    created_at: "2025-01-01T11:00:00Z",
-    expires_at: "2025-01-01T17:00:00Z",
-    vms: [vm()],
+    ssh_keys: ["ssh-ed25519 AAAA1 alice@laptop"],
     ...overrides,
   };
+}
+
+function detail(envOverrides: Partial<Env> = {}, vms: FleetVm[] = [vm()]): EnvDetail {
+  return { env: env({ vm_ids: vms.map((v) => v.id), ...envOverrides }), vms };
 }
 
 describe("fleet tables and details", () => {
@@ -197,7 +205,8 @@ describe("fleet tables and details", () => {
       "  Engines:    qemu",
       "  Storage:    file",
       "  Images:     base, alpine-cloud",
-      "  Registered: 2025-01-01T10:00:00Z",
+      "  Registered: 2025-01-01T10:00:00.000Z",
+      "  Kind:       Corral daemon",
       "  Last seen:  12s ago",
       "  Last error: connect ECONNREFUSED 10.0.0.2:8080",
     ]);
@@ -209,17 +218,17 @@ describe("fleet tables and details", () => {
   });
 
   test("env rows: owner, state, VM count, time left", () => {
-    assert.deepEqual(envRows([env(), env({ id: "old", owner: "", state: "deleting", vms: [], expires_at: "2025-01-01T11:00:00Z" })], NOW), [
+    assert.deepEqual(envRows([env(), env({ id: "old", owner: "", status: "deleting", vm_ids: [], expires_at: unix("2025-01-01T11:00:00Z") })], NOW), [
       ["my-env", "alice", "running", "1", "5h 0m"],
       ["old", "-", "deleting", "0", "expired"],
     ]);
   });
 
   test("env details: a ready-to-paste ssh line and each other port as guest -> host:port", () => {
-    const failed = vm({ id: "my-env-2", host_id: "", host_addr: "", state: "error", port_map: {}, error: "no host has image \"win\"", image: "win", deny_outgoing: true });
-    assert.deepEqual(envDetails(env({ state: "partial", vms: [vm(), failed] }), NOW), [
+    const failed = vm({ id: "my-env-2", host_id: "", host_addr: "", state: "failed", status: "error", port_map: {}, error: "no host has image \"win\"", image: "win", deny_outgoing: true });
+    assert.deepEqual(envDetails(detail({ status: "partial" }, [vm(), failed]), NOW), [
       "Environment my-env: partial, owner alice",
-      "  Created 1h 0m ago; expires in 5h 0m (2025-01-01T17:00:00Z)",
+      "  Created 1h 0m ago; expires in 5h 0m (2025-01-01T17:00:00.000Z)",
       "",
       "VM my-env-1: running on node-a (base, 2 vCPUs, 1 GiB memory, 40 GiB disk)",
       "  ssh -p 40022 root@10.0.0.2",
@@ -231,16 +240,28 @@ describe("fleet tables and details", () => {
       "  No ports mapped yet",
     ]);
     assert.deepEqual(vmAccess(vm({ host_addr: "fd00::2", port_map: { "22": 2222, "80": 8080 } })), ["ssh -p 2222 root@fd00::2", "80 -> [fd00::2]:8080"]);
+    assert.match(envDetails(detail({ ssh_keys: [] }), NOW).join("\n"), /No SSH keys: reach its VMs through the controller/);
   });
 
   test("fleet status: totals, and each resource reserved and used with its share", () => {
     const status: FleetStatus = {
-      hosts: { total: 3, online: 2, offline: 1 },
-      envs: 4,
-      vms: { total: 8, running: 7, stopped: 1, other: 0 },
-      cpu: { total: 32, reserved: 12, used: 6 },
-      mem: { total: 64 * GiB, reserved: 8 * GiB, used: 0 },
-      disk: { total: 1000 * GiB, reserved: 5, used: 0 },
+      hosts: 3,
+      hosts_online: 2,
+      total_vms: 8,
+      total_envs: 4,
+      cpu_total: 32,
+      cpu_used: 6,
+      mem_total: 64 * GiB,
+      mem_used: 0,
+      disk_total: 1000 * GiB,
+      disk_used: 0,
+      hosts_offline: 1,
+      vms_running: 7,
+      vms_stopped: 1,
+      vms_other: 0,
+      cpu_reserved: 12,
+      mem_reserved: 8 * GiB,
+      disk_reserved: 5,
     };
     assert.deepEqual(statusSummary(status), ["Hosts: 2 online, 1 offline", "Envs:  4", "VMs:   7 running, 1 stopped"]);
     assert.deepEqual(capacityRows(status), [
@@ -305,11 +326,15 @@ describe("ControllerClient", () => {
       const reply = (status: number, value?: unknown): void => {
         response.writeHead(status, value === undefined ? {} : { "content-type": "application/json" }).end(value === undefined ? undefined : JSON.stringify(value));
       };
-      if (request.url === "/api/envs/done") reply(204);
-      else if (request.url === "/api/envs/slow") reply(202, env({ id: "slow", state: "deleting" }));
-      else if (request.url === "/api/hosts" && request.method === "POST") reply(201, host());
-      else if (request.url === "/api/hosts/busy") reply(409, { error: 'Cannot remove host "busy": it holds 2 VMs', code: "host_busy" });
-      else reply(200, []);
+      // The controller's TTstack routes answer in TTstack's envelope; Virtumancer's action route with 204.
+      if (request.url === "/api/envs/done") reply(200, { ok: true });
+      else if (request.url === "/api/envs/slow" && request.method === "DELETE") reply(202, { ok: true });
+      else if (request.url === "/api/envs/slow") reply(200, { ok: true, data: detail({ id: "slow", status: "deleting" }) });
+      else if (request.url === "/api/hosts" && request.method === "POST") reply(201, { ok: true, data: host() });
+      else if (request.url === "/api/hosts/busy") reply(409, { ok: false, error: 'Cannot remove host "busy": it holds 2 VMs', code: "host_busy" });
+      else if (request.url === "/api/status") reply(200, [{ not: "an envelope" }]);
+      else if (request.url?.endsWith("/action")) reply(204);
+      else reply(200, { ok: true, data: [] });
     });
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
@@ -318,18 +343,21 @@ describe("ControllerClient", () => {
       assert.deepEqual(await client.envs.remove("done"), { status: "deleted" });
       const pending = await client.envs.remove("slow");
       assert.equal(pending.status, "deleting");
-      assert.equal(pending.status === "deleting" && pending.env.id, "slow");
+      assert.equal(pending.status === "deleting" && pending.env.env.id, "slow");
       assert.equal((await client.hosts.add({ addr: "10.0.0.2:8080" })).id, "node-a");
       await client.hosts.action("node a", "vm-1", "reboot");
       await assert.rejects(client.hosts.remove("busy"), (err: unknown) => err instanceof CorralApiError && err.status === 409 && err.code === "host_busy");
+      await assert.rejects(client.status(), /not TTstack's envelope/);
       assert.deepEqual(
         seen.map((r) => [r.method, r.url, r.auth, r.body]),
         [
           ["DELETE", "/api/envs/done", "Bearer k1", ""],
           ["DELETE", "/api/envs/slow", "Bearer k1", ""],
+          ["GET", "/api/envs/slow", "Bearer k1", ""],
           ["POST", "/api/hosts", "Bearer k1", '{"addr":"10.0.0.2:8080"}'],
           ["POST", "/api/hosts/node%20a/vms/vm-1/action", "Bearer k1", '{"action":"reboot"}'],
           ["DELETE", "/api/hosts/busy", "Bearer k1", ""],
+          ["GET", "/api/status", "Bearer k1", ""],
         ],
       );
     } finally {

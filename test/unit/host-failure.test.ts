@@ -29,13 +29,13 @@ describe("hostFailure", () => {
     assert.deepEqual([err.code, err.status, err.message], ["insufficient_storage", 507, "the host said insufficient_storage"]);
   });
 
-  test("a 500, or no answer at all, is host_unreachable naming the host", () => {
-    for (const cause of [answered(500, "internal_error"), new TypeError("fetch failed")]) {
-      const err = hostFailure("h1", cause) as CorralError;
-      assert.equal(err.code, "host_unreachable");
-      assert.equal(err.status, 502);
-      assert.match(err.message, /Host "h1" did not answer/);
-    }
+  test("no answer at all is host_unreachable; a 500 is host_bad_answer; both name the host", () => {
+    const unreachable = hostFailure("h1", new TypeError("fetch failed")) as CorralError;
+    assert.deepEqual([unreachable.code, unreachable.status], ["host_unreachable", 502]);
+    assert.match(unreachable.message, /Host "h1" did not answer/);
+    const broken = hostFailure("h1", answered(500, "internal_error")) as CorralError;
+    assert.deepEqual([broken.code, broken.status], ["host_bad_answer", 502]);
+    assert.match(broken.message, /Host "h1" answered .* with 500: /);
   });
 
   test("a CorralError raised on this side passes unchanged", () => {

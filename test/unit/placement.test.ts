@@ -60,6 +60,12 @@ describe("placeVms", () => {
     });
   });
 
+  test("a docker VM needs no image on its host (Docker keeps its own images), as TTstack's scheduler has it", () => {
+    const agent = host("ttstack-agent", 16, 32_768, 400_000, { engines: ["qemu", "docker"], images: ["alpine-cloud"] });
+    assert.deepEqual(placeVms([agent], [vm(1, 1024, 2048, { engine: "docker", image: "nginx" })]), { ok: true, hostIds: ["ttstack-agent"] });
+    assert.equal(placeVms([agent], [vm(1, 1024, 2048, { engine: "qemu", image: "nginx" })]).ok, false, "a qemu VM still needs its image there");
+  });
+
   test("offline hosts and hosts that never reported are skipped", () => {
     const offline = host("a", 64, 262144, 1_000_000, { state: "offline" });
     const silent: PlacementHost = { ...host("b", 0, 0, 0), info: null };

@@ -4,14 +4,15 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { libvirtState } from "../../src/protocol/controller.ts";
-import type { AgentVm, HostInfo, VmHardware } from "../../src/protocol/ttstack-agent.ts";
+import type { VmHardware } from "../../src/protocol/ttstack-agent.ts";
+import type { HostReport, ReportedVm } from "../../src/controller/host-report.ts";
 import { domainUuid, uptimeSeconds, v1Hardware, v1Host, v1HostInfo, v1Vm } from "../../src/controller/virtumancer-views.ts";
 import { brokenText, datacenterCard, hardwareTab, hostDashboard, powerButtons, vmSummary } from "../fixtures/virtumancer/ui.ts";
 import * as wire from "../fixtures/virtumancer/wire.ts";
 
 const NOW = new Date("2026-01-10T12:00:00.000Z");
 
-const info: HostInfo = {
+const info: HostReport = {
   id: "h-0123456789ab",
   hostname: "build-7",
   cpu_total: 8,
@@ -27,7 +28,7 @@ const info: HostInfo = {
   images: ["base"],
 };
 
-function agentVm(overrides: Partial<AgentVm> = {}): AgentVm {
+function agentVm(overrides: Partial<ReportedVm> = {}): ReportedVm {
   return {
     id: "team-1",
     env_id: "team",

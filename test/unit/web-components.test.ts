@@ -10,7 +10,7 @@ import { App } from "../../web/src/app.tsx";
 import { ApiKeyDialog } from "../../web/src/components/api-key-dialog.tsx";
 import { Countdown } from "../../web/src/components/countdown.tsx";
 import { LineChart } from "../../web/src/components/line-chart.tsx";
-import type { ApiClient, KeyStore } from "../../web/src/lib/api.ts";
+import { ApiError, createApiClient, unwrap, type ApiClient, type KeyStore } from "../../web/src/lib/api.ts";
 import { chartPath, niceMax } from "../../web/src/lib/chart-path.ts";
 import { LiveConnection } from "../../web/src/lib/live.ts";
 import { ServicesContext } from "../../web/src/lib/services.tsx";
@@ -33,22 +33,28 @@ function withServices(node: ReactNode): string {
   return renderToString(createElement(ServicesContext.Provider, { value: { api, live, keyVersion: 0 } }, node));
 }
 
-function env(id: string, state: Env["state"], secondsLeft: number): Env {
+function env(id: string, status: Env["status"], secondsLeft: number): Env {
   return {
     id,
     owner: "alice",
+    vm_ids: [`${id}-1`],
+    created_at: Math.floor((NOW - 1000) / 1000),
+    expires_at: Math.floor((NOW + secondsLeft * 1000) / 1000),
+    state: status === "stopped" ? "stopped" : "active",
+    status,
     ssh_keys: [],
     lifetime: 3600,
-    state,
-    created_at: new Date(NOW - 1000).toISOString(),
-    expires_at: new Date(NOW + secondsLeft * 1000).toISOString(),
-    vms: [],
   };
 }
 
 describe("Countdown", () => {
   test("shows the time left with the expiry as its machine-readable time", () => {
     const html = renderToString(createElement(Countdown, { expiresAt: "2025-01-01T13:02:30.000Z", now: NOW }));
+    assert.match(html, /<time class="countdown countdown-ok" dateTime="2025-01-01T13:02:30.000Z"[^>]*>1h 02m<\/time>/);
+  });
+
+  test("takes TTstack's Unix seconds too", () => {
+    const html = renderToString(createElement(Countdown, { expiresAt: Date.parse("2025-01-01T13:02:30.000Z") / 1000, now: NOW }));
     assert.match(html, /<time class="countdown countdown-ok" dateTime="2025-01-01T13:02:30.000Z"[^>]*>1h 02m<\/time>/);
   });
 
@@ -104,7 +110,7 @@ describe("pages", () => {
     assert.match(html, /aria-label="Stop team"[^>]*>Stop</);
     assert.match(html, /aria-label="Start old"[^>]*>Start</);
     assert.match(html, /aria-label="Delete old"[^>]*>Delete</);
-    assert.match(html, /badge-good">running</);
+    assert.match(html, /badge-good">running</, "Corral's state (`status`), not TTstack's `active`");
   });
 
   test("the API key prompt labels its field", () => {
@@ -122,6 +128,32 @@ describe("pages", () => {
     assert.match(html, /aria-current="page"[^>]*>Overview</);
     assert.match(html, /<h1>Overview<\/h1>/);
     assert.match(html, /Loading…/);
+  });
+});
+
+describe("API client", () => {
+  test("TTstack's envelope is unwrapped to its data; other answers stay as they are; envelope errors are ApiErrors", async () => {
+    assert.deepEqual(unwrap({ ok: true, data: [{ id: "h1" }] }), [{ id: "h1" }]);
+    assert.equal(unwrap({ ok: true }), undefined);
+    assert.deepEqual(unwrap({ hostname: "h", cpu: 2 }), { hostname: "h", cpu: 2 }, "Virtumancer's shapes are not envelopes");
+    assert.deepEqual(unwrap([1, 2]), [1, 2]);
+    const answers: Record<string, [number, unknown]> = {
+      "/api/hosts": [200, { ok: true, data: [{ id: "h1" }] }],
+      "/api/envs/x": [404, { ok: false, error: 'Environment "x" not found', code: "env_not_found" }],
+      "/api/hosts/h1/info": [200, { hostname: "h1", cpu: 2 }],
+    };
+    const client = createApiClient({
+      keys,
+      onUnauthorized: () => undefined,
+      origin: "http://controller",
+      fetch: async (input) => {
+        const [status, body] = answers[String(input)] ?? [500, {}];
+        return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+      },
+    });
+    assert.deepEqual(await client.get("/api/hosts"), [{ id: "h1" }]);
+    assert.deepEqual(await client.get("/api/hosts/h1/info"), { hostname: "h1", cpu: 2 });
+    await assert.rejects(client.get("/api/envs/x"), (err: unknown) => err instanceof ApiError && err.status === 404 && err.code === "env_not_found" && /not found/.test(err.message));
   });
 });
 

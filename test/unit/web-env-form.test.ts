@@ -51,8 +51,12 @@ describe("create-environment form", () => {
       assert.equal(built.ok, false);
       return built.ok ? "" : built.error;
     };
-    assert.match(error(form({ id: "Team" })), /^Environment ID must be lower-case/);
-    assert.match(error(form({ id: "-a" })), /Environment ID/);
+    assert.match(error(form({ id: "bad id" })), /^Environment ID must be letters, digits/);
+    assert.match(error(form({ id: ".hidden" })), /Environment ID/);
+    assert.match(error(form({ id: "a..b" })), /Environment ID/);
+    assert.ok(buildCreateEnv(form({ id: "Team_A.1" })).ok, "TTstack's names are taken");
+    const keyless = buildCreateEnv(form({ sshKeys: "" }));
+    assert.ok(keyless.ok && !("ssh_keys" in keyless.body), "no keys: the field is left out");
     assert.match(error(form({ lifetime: "0" })), /^Lifetime must be a positive number/);
     assert.match(error(form({ lifetime: "31", lifetimeUnit: "days" })), /at most 30 days/);
     assert.equal(error(form({ vms: [] })), "Add at least one VM");

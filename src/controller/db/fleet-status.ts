@@ -1,7 +1,25 @@
 // GET /api/status's numbers, counted by the database: a few aggregate queries whatever the fleet's size.
-import type { FleetStatus } from "../../protocol/controller.ts";
 import type { StoreDialect } from "./dialects.ts";
 import type { FleetQueries } from "./schema.ts";
+
+interface Capacity {
+  /** Over online hosts. */
+  total: number;
+  /** By the controller's VMs. */
+  reserved: number;
+  /** By running VMs, as the hosts report. */
+  used: number;
+}
+
+/** The fleet's totals (cpu in vCPUs, mem and disk in MiB); GET /api/status shows them in TTstack's FleetStatus. */
+export interface FleetTotals {
+  hosts: { total: number; online: number; offline: number };
+  envs: number;
+  vms: { total: number; running: number; stopped: number; other: number };
+  cpu: Capacity;
+  mem: Capacity;
+  disk: Capacity;
+}
 
 /** COUNT and SUM come back as strings from PostgreSQL (bigint, numeric) and as numbers from SQLite. */
 function count(value: number | string | bigint | null | undefined): number {
@@ -12,7 +30,7 @@ function count(value: number | string | bigint | null | undefined): number {
  * Totals and used are what online hosts last reported; reserved is what the controller's VMs reserve on
  * every host, offline ones included (those VMs still hold their room).
  */
-export async function queryFleetStatus(db: FleetQueries, dialect: StoreDialect): Promise<FleetStatus> {
+export async function queryFleetStatus(db: FleetQueries, dialect: StoreDialect): Promise<FleetTotals> {
   const parsed = db
     .selectFrom("hosts")
     .select(["state", "reserved_cpu", "reserved_mem", "reserved_disk", dialect.jsonDocument("hosts.info").as("info")])

@@ -2,11 +2,12 @@
 // kysely query layer. Placement and the counters it books change in one transaction, serialized across
 // processes (dialects.ts), so controllers sharing a database never book the same room twice.
 import type { Expression, ExpressionBuilder, Selectable, SqlBool } from "kysely";
-import type { EnvState, FleetStatus, HostState } from "../../protocol/controller.ts";
+import type { EnvState, HostState } from "../../protocol/controller.ts";
 import { CorralError, quote } from "../../protocol/errors.ts";
+import { isHostKind } from "../host-report.ts";
 import type { FleetCoordination, EventListener } from "./coordination.ts";
 import type { BackendName, StoreDialect } from "./dialects.ts";
-import { queryFleetStatus } from "./fleet-status.ts";
+import { queryFleetStatus, type FleetTotals } from "./fleet-status.ts";
 import type { Placement, PlacementHost, PlacementSpec } from "./placement.ts";
 import type { Amounts, EnvRecord, FleetVmRecord, HostEndpoint, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
 import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, placementHostFromRow, PLACEMENT_COLUMNS, vmFromRow, vmPatchToRow, vmToRow } from "./rows.ts";
@@ -74,6 +75,21 @@ export class FleetStore {
     return this.dialect.name;
   }
 
+  // ---- the fleet ----
+
+  private fleetIdRead: Promise<string> | undefined;
+
+  /** This fleet's id (made once, by the migration that added it): what hosts keep with the VMs the controller makes. */
+  fleetId(): Promise<string> {
+    this.fleetIdRead ??= this.db
+      .selectFrom("settings")
+      .select("value")
+      .where("key", "=", "fleet_id")
+      .executeTakeFirstOrThrow()
+      .then((row) => row.value);
+    return this.fleetIdRead;
+  }
+
   // ---- hosts ----
 
   async insertHost(host: NewHost): Promise<HostRecord> {
@@ -113,14 +129,14 @@ export class FleetStore {
    * leaves out each host's info and VM list (JSON that a big fleet would parse on every environment call).
    */
   async hostEndpoints(ids?: Iterable<string>): Promise<Map<string, HostEndpoint>> {
-    let query = this.db.selectFrom("hosts").select(["id", "addr", "uri", "token", "state"]);
+    let query = this.db.selectFrom("hosts").select(["id", "addr", "uri", "token", "kind", "state"]);
     if (ids !== undefined) {
       const wanted = [...new Set(ids)];
       if (wanted.length === 0) return new Map();
       query = query.where("id", "in", wanted);
     }
     const rows = await query.execute();
-    return new Map(rows.map((row) => [row.id, { ...row, state: row.state as HostState }]));
+    return new Map(rows.map((row) => [row.id, { ...row, kind: isHostKind(row.kind) ? row.kind : "corral", state: row.state as HostState }]));
   }
 
   /**
@@ -368,7 +384,7 @@ export class FleetStore {
 
   // ---- fleet ----
 
-  fleetStatus(): Promise<FleetStatus> {
+  fleetStatus(): Promise<FleetTotals> {
     return queryFleetStatus(this.db, this.dialect);
   }
 

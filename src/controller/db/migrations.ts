@@ -1,6 +1,7 @@
 // The controller's schema, as in-code kysely migrations: one list for SQLite and PostgreSQL, applied at open.
 // kysely's Migrator records what ran in `kysely_migration` and, on PostgreSQL, holds an advisory lock while
 // it migrates, so controllers starting together on one database do not race.
+import { randomUUID } from "node:crypto";
 import { Migrator, type Kysely, type Migration } from "kysely";
 import type { FleetDb } from "./schema.ts";
 
@@ -80,6 +81,21 @@ const MIGRATIONS: Record<string, Migration> = {
   "0003_host_disconnected": {
     async up(db: AnyDb) {
       await db.schema.alterTable("hosts").addColumn("disconnected", "integer", (c) => c.notNull().defaultTo(0)).execute();
+    },
+  },
+  // Hosts of other kinds (a TTstack agent beside Corral daemons), a VM's own SSH keys (TTstack's per-VM
+  // `ssh_keys`), and the fleet's id: a host keeps it with each VM the controller makes, so that only VMs
+  // provably this fleet's are ever deleted as orphans.
+  "0004_host_kinds_fleet_id": {
+    async up(db: AnyDb) {
+      await db.schema.alterTable("hosts").addColumn("kind", "text", (c) => c.notNull().defaultTo("corral")).execute();
+      await db.schema.alterTable("vms").addColumn("ssh_keys", "text", (c) => c.notNull().defaultTo("[]")).execute();
+      await db.schema
+        .createTable("settings")
+        .addColumn("key", "text", (c) => c.primaryKey())
+        .addColumn("value", "text", (c) => c.notNull())
+        .execute();
+      await db.insertInto("settings").values({ key: "fleet_id", value: randomUUID() }).execute();
     },
   },
 };

@@ -2,14 +2,14 @@
 // the controller already reserved on them) and the request. Best fit, so that large hosts stay free for
 // large VMs; one request may span hosts. When a VM fits nowhere, the reason says why each kind of host failed.
 import type { HostState } from "../../protocol/controller.ts";
-import type { HostInfo } from "../../protocol/ttstack-agent.ts";
+import type { HostReport } from "../host-report.ts";
 import type { Amounts } from "./records.ts";
 
 export interface PlacementHost {
   id: string;
   state: HostState;
   /** The host's last report; null until it first answered. */
-  info: Pick<HostInfo, "cpu_total" | "mem_total" | "disk_total" | "engines" | "images"> | null;
+  info: Pick<HostReport, "cpu_total" | "mem_total" | "disk_total" | "engines" | "images"> | null;
   reserved: Amounts;
 }
 
@@ -70,7 +70,8 @@ function refusal(host: PlacementHost, candidate: Candidate | undefined, spec: Pl
   if (host.state !== "online") return "offline";
   if (host.info === null || candidate === undefined) return "unreported";
   if (!host.info.engines.includes(spec.engine)) return "engine";
-  if (!host.info.images.includes(spec.image)) return "image";
+  // Docker's images are Docker's, not in the host's image list (as TTstack's scheduler has it, scheduler.rs:35-36).
+  if (spec.engine !== "docker" && !host.info.images.includes(spec.image)) return "image";
   return RESOURCES.find((r) => spec[r] > candidate.free[r]);
 }
 

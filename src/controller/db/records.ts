@@ -1,7 +1,7 @@
 // What the fleet store hands its callers and takes from them: camelCase records with JSON columns parsed
 // (rows.ts converts them to and from the rows of schema.ts).
 import type { EnvState, HostState } from "../../protocol/controller.ts";
-import type { AgentVm, HostInfo } from "../../protocol/ttstack-agent.ts";
+import type { HostKind, HostReport, ReportedVm } from "../host-report.ts";
 
 /** vCPUs, MiB of memory, MiB of disk. */
 export interface Amounts {
@@ -15,12 +15,14 @@ export interface HostRecord {
   addr: string;
   uri: string;
   token: string | null;
+  /** What answers at `uri`: a Corral daemon or a TTstack agent (told apart at registration). */
+  kind: HostKind;
   state: HostState;
   hostname: string;
-  /** The daemon's last GET /api/info answer; null until it first answered. */
-  info: HostInfo | null;
-  /** The daemon's last GET /api/vms answer (all its VMs, not only the controller's). */
-  vms: AgentVm[];
+  /** The host's last GET /api/info answer; null until it first answered. */
+  info: HostReport | null;
+  /** The host's last GET /api/vms answer (all its VMs, not only the controller's). */
+  vms: ReportedVm[];
   /** What the controller's VMs on this host reserve. */
   reserved: Amounts;
   /** Consecutive failed heartbeats. */
@@ -37,13 +39,13 @@ export interface HostRecord {
 }
 
 /** Where a host is, how to call it and whether it answers: what environments need of their hosts (no info or VM list to parse). */
-export type HostEndpoint = Pick<HostRecord, "id" | "addr" | "uri" | "token" | "state">;
+export type HostEndpoint = Pick<HostRecord, "id" | "addr" | "uri" | "token" | "kind" | "state">;
 
 /** A host to register: created and registered now, nothing reserved, no failures. */
-export type NewHost = Pick<HostRecord, "id" | "addr" | "uri" | "state" | "hostname"> &
+export type NewHost = Pick<HostRecord, "id" | "addr" | "uri" | "kind" | "state" | "hostname"> &
   Partial<Pick<HostRecord, "token" | "info" | "vms" | "lastSeenAt" | "lastError">>;
 
-export type HostPatch = Partial<Pick<HostRecord, "state" | "hostname" | "info" | "vms" | "failures" | "disconnected" | "lastSeenAt" | "lastError" | "addr" | "uri" | "token">>;
+export type HostPatch = Partial<Pick<HostRecord, "state" | "hostname" | "info" | "vms" | "failures" | "disconnected" | "lastSeenAt" | "lastError" | "addr" | "uri" | "token" | "kind">>;
 
 /**
  * A VM as the controller knows it: `pending` (placed, not yet created on its host), the daemon's states as
@@ -81,6 +83,8 @@ export interface FleetVmRecord {
   disk: number;
   ports: number[];
   denyOutgoing: boolean;
+  /** The VM's own SSH keys, given to it beside its environment's. */
+  sshKeys: string[];
   /** Guest port (as a string) -> host port, once the daemon created the VM. */
   portMap: Record<string, number>;
   state: FleetVmState;
@@ -91,7 +95,7 @@ export interface FleetVmRecord {
 }
 
 /** One VM of an environment to create: the request's values with defaults applied. */
-export type NewFleetVm = Pick<FleetVmRecord, "id" | "image" | "engine" | "cpu" | "mem" | "disk" | "ports" | "denyOutgoing">;
+export type NewFleetVm = Pick<FleetVmRecord, "id" | "image" | "engine" | "cpu" | "mem" | "disk" | "ports" | "denyOutgoing"> & Partial<Pick<FleetVmRecord, "sshKeys">>;
 
 export type VmPatch = Partial<Pick<FleetVmRecord, "state" | "ip" | "error" | "portMap" | "updatedAt">>;
 

@@ -2,7 +2,7 @@
 // both shapes.
 import type { Selectable, Updateable } from "kysely";
 import type { EnvState, HostState } from "../../protocol/controller.ts";
-import type { AgentVm, HostInfo } from "../../protocol/ttstack-agent.ts";
+import { isHostKind, type HostReport, type ReportedVm } from "../host-report.ts";
 import type { PlacementHost } from "./placement.ts";
 import type { EnvRecord, FleetVmRecord, FleetVmState, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
 import type { EnvsTable, HostsTable, VmsTable } from "./schema.ts";
@@ -16,7 +16,7 @@ export function placementHostFromRow(row: PlacementRow): PlacementHost & Pick<Ho
   return {
     id: row.id,
     state: row.state as HostState,
-    info: row.info === null ? null : (JSON.parse(row.info) as HostInfo),
+    info: row.info === null ? null : (JSON.parse(row.info) as HostReport),
     reserved: { cpu: row.reserved_cpu, mem: row.reserved_mem, disk: row.reserved_disk },
   };
 }
@@ -27,8 +27,9 @@ export function hostFromRow(row: Selectable<HostsTable>): HostRecord {
     addr: row.addr,
     uri: row.uri,
     token: row.token,
+    kind: isHostKind(row.kind) ? row.kind : "corral",
     hostname: row.hostname,
-    vms: JSON.parse(row.vms) as AgentVm[],
+    vms: JSON.parse(row.vms) as ReportedVm[],
     failures: row.failures,
     disconnected: row.disconnected === 1,
     createdAt: row.created_at,
@@ -44,6 +45,7 @@ export function hostToRow(host: NewHost, now: string): Selectable<HostsTable> {
     addr: host.addr,
     uri: host.uri,
     token: host.token ?? null,
+    kind: host.kind,
     state: host.state,
     hostname: host.hostname,
     info: host.info ? JSON.stringify(host.info) : null,
@@ -74,6 +76,7 @@ export function hostPatchToRow(patch: HostPatch): Updateable<HostsTable> {
     addr: patch.addr,
     uri: patch.uri,
     token: patch.token,
+    kind: patch.kind,
   };
 }
 
@@ -89,6 +92,7 @@ export function vmFromRow(row: Selectable<VmsTable>): FleetVmRecord {
     disk: row.disk,
     ports: JSON.parse(row.ports) as number[],
     denyOutgoing: row.deny_outgoing === 1,
+    sshKeys: JSON.parse(row.ssh_keys) as string[],
     portMap: JSON.parse(row.port_map) as Record<string, number>,
     state: row.state as FleetVmState,
     ip: row.ip,
@@ -110,6 +114,7 @@ export function vmToRow(vm: NewFleetVm, placed: { envId: string; position: numbe
     mem: vm.mem,
     disk: vm.disk,
     ports: JSON.stringify(vm.ports),
+    ssh_keys: JSON.stringify(vm.sshKeys ?? []),
     // better-sqlite3 cannot bind booleans.
     deny_outgoing: vm.denyOutgoing ? 1 : 0,
     port_map: "{}",

@@ -10,11 +10,13 @@ export interface HostsTable {
   uri: string;
   /** The daemon's API token, when it runs with auth. */
   token: string | null;
+  /** What answers there (host-report.ts's HostKind): "corral" (a Corral daemon) or "ttstack" (a TTstack agent). */
+  kind: string;
   state: string;
   hostname: string;
-  /** JSON of the daemon's last GET /api/info answer (HostInfo). */
+  /** JSON of the host's last GET /api/info answer, as the controller keeps it (HostReport). */
   info: string | null;
-  /** JSON of the daemon's last GET /api/vms answer (AgentVm[]). */
+  /** JSON of the host's last GET /api/vms answer, as the controller keeps it (ReportedVm[]). */
   vms: string;
   reserved_cpu: number;
   reserved_mem: number;
@@ -58,6 +60,8 @@ export interface VmsTable {
   disk: number;
   /** JSON number[]. */
   ports: string;
+  /** JSON string[]: the VM's own SSH keys, beside its environment's (TTstack's per-VM `ssh_keys`). */
+  ssh_keys: string;
   /** 0 or 1. */
   deny_outgoing: number;
   /** JSON object: guest port (as a string) -> host port. */
@@ -69,7 +73,14 @@ export interface VmsTable {
   updated_at: string;
 }
 
+/** Facts about the fleet itself, one row each (`fleet_id`: this fleet's id, made once, sent to hosts with each VM). */
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
 export interface FleetDatabase {
+  settings: SettingsTable;
   hosts: HostsTable;
   envs: EnvsTable;
   vms: VmsTable;

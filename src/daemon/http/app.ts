@@ -2,7 +2,8 @@
 import type { Logger } from "../../util/log.ts";
 import { createAppBase } from "../../http/app-base.ts";
 import type { RequestDeadlines } from "../../http/deadlines.ts";
-import { ROUTE_SETS } from "../routes/index.ts";
+import { ROUTE_SETS, TTSTACK_ROUTE_SETS } from "../routes/index.ts";
+import { speaksTTstack } from "../../http/wire.ts";
 import type { DaemonApp, DaemonContext } from "./context.ts";
 
 /**
@@ -32,8 +33,13 @@ export async function buildDaemonApp(ctx: DaemonContext, options: AppOptions): P
     isReady: options.isReady,
     rewriteUrl: repairEscapedQuery,
     deadlines: options.deadlines,
-    openapi: { title: "Corral host daemon", description: "Slicer-compatible API of a Corral host daemon", version: ctx.version },
+    openapi: { title: "Corral host daemon", description: "Slicer-compatible API of a Corral host daemon, and TTstack's agent API under /api", version: ctx.version },
+    // The daemon's /api/ paths are TTstack's agent API: a path there that no route serves still gets its envelope.
+    unmatchedWire: (path) => (path === "/api" || path.startsWith("/api/") ? "ttstack" : "corral"),
   });
   for (const routes of ROUTE_SETS) routes(app, ctx);
+  await speaksTTstack(app, (scope) => {
+    for (const routes of TTSTACK_ROUTE_SETS) routes(scope, ctx);
+  });
   return app;
 }

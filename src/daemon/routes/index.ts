@@ -36,5 +36,7 @@ export const ROUTE_SETS: readonly RouteSet[] = [
   fsRoutes,
   shellAndForwardRoutes,
   templateRoutes,
-  ttstackAgentRoutes,
 ];
+
+/** Route sets that speak TTstack's wire (its envelope on every answer: src/http/wire.ts). */
+export const TTSTACK_ROUTE_SETS: readonly RouteSet[] = [ttstackAgentRoutes];

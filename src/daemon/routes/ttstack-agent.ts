@@ -1,6 +1,8 @@
-// TTstack's agent API (seed 002, "Agent Endpoints"), what a fleet controller calls on each host:
-// GET /api/info (this host's resources, engines, storage, images), GET /api/images, and the VMs:
-// POST|GET /api/vms, GET|DELETE /api/vms/ID, POST /api/vms/ID/stop|start. Corral adds what Virtumancer's
+// TTstack's agent API (docs/ttstack-wire-notes.md §5), what a fleet controller calls on each host, TTstack's
+// own `tt-ctl` as much as Corral's: GET /api/info (this host's resources, engines, storage, images), GET
+// /api/images, and the VMs: POST|GET /api/vms, GET|DELETE /api/vms/ID, POST /api/vms/ID/stop|start. Every
+// answer is TTstack's envelope with its status codes (201 for a create, 200 {"ok":true} for a delete, a stop
+// or a start; a delete of an unknown VM too, as TTstack's agent answers it). Corral adds what Virtumancer's
 // power actions and live stats need: POST /api/vms/ID/reboot (?force: a hard reset), GET /api/vms/ID/stats.
 // Resources in use are the VMs that run (paused ones included: they hold their memory).
 import { readFile, statfs } from "node:fs/promises";
@@ -10,19 +12,19 @@ import { processCpuNanoseconds, processStartedAt } from "../../engine/index.ts";
 import { libvirtState } from "../../protocol/controller.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { STATS_PATH, type VmSnapshot } from "../../protocol/stats.ts";
+import { DoneEnvelopeSchema, TT_DONE, ttOk, ttVmState, unixSeconds } from "../../protocol/ttstack.ts";
 import type { HealthFields } from "../../protocol/vm-health.ts";
 import {
-  AgentImageSchema,
-  AgentVmDetailSchema,
+  AGENT_ANSWERS,
+  AgentVmLookupParams,
   AgentVmParams,
-  AgentVmSchema,
   CORRAL_ENGINES,
   CreateAgentVmSchema,
-  HostInfoSchema,
   StopAgentVmQuerySchema,
   TTSTACK_DEFAULTS,
-  VmStatsSchema,
+  type AgentInfo,
   type AgentVm,
+  type AgentVmDetail,
   type VmStats,
 } from "../../protocol/ttstack-agent.ts";
 import { imageSizeMiB } from "../../image/index.ts";
@@ -30,48 +32,52 @@ import type { DaemonApp, DaemonContext } from "../http/context.ts";
 import { createForClient } from "./client-create.ts";
 import { vmPaths } from "../vm/vm-paths.ts";
 import { shownState } from "./nodes-view.ts";
+import { isHostname } from "../../protocol/names.ts";
 import { isLive } from "../vm/vm-state.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 
 const MiB = 1024 * 1024;
 const STATS_TIMEOUT_MS = 5000;
+/** The tag that keeps which fleet controller made a VM (CreateAgentVm's `fleet_id`). */
+const FLEET_TAG = "fleet=";
 
 export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
   const { manager } = ctx;
   const view = vmViewer(ctx);
+  // TTstack names VMs more freely than hostnames allow: one that is no hostname is simply not here (404).
+  const lookup = (id: string): VmRecord => {
+    if (!isHostname(id)) throw new CorralError("vm_not_found", `VM ${JSON.stringify(id)} does not exist`);
+    return manager.get(id);
+  };
 
-  app.get("/api/info", { schema: { response: { 200: HostInfoSchema } } }, async () => {
+  app.get("/api/info", { schema: { response: { 200: AGENT_ANSWERS.info } } }, async () => {
     const live = manager.list().filter((vm) => isLive(vm.state));
     const disk = await statfs(ctx.stateDir);
     const images = await ctx.images.list();
-    return {
-      id: ctx.hostId,
-      hostname: hostname(),
-      cpu_total: cpus().length,
-      threads_per_core: await threadsPerCore(),
-      cpu_used: live.reduce((sum, vm) => sum + vm.cpus, 0),
-      mem_total: Math.floor(totalmem() / MiB),
-      mem_used: Math.ceil(live.reduce((sum, vm) => sum + vm.ramBytes, 0) / MiB),
-      disk_total: Math.floor((disk.blocks * disk.bsize) / MiB),
-      disk_used: Math.ceil(((disk.blocks - disk.bfree) * disk.bsize) / MiB),
-      vm_count: live.length,
+    const info: AgentInfo = {
+      host_id: ctx.hostId,
+      resource: {
+        cpu_total: cpus().length,
+        cpu_used: live.reduce((sum, vm) => sum + vm.cpus, 0),
+        mem_total: Math.floor(totalmem() / MiB),
+        mem_used: Math.ceil(live.reduce((sum, vm) => sum + vm.ramBytes, 0) / MiB),
+        disk_total: Math.floor((disk.blocks * disk.bsize) / MiB),
+        disk_used: Math.ceil(((disk.blocks - disk.bfree) * disk.bsize) / MiB),
+        vm_count: live.length,
+      },
       engines: [...CORRAL_ENGINES],
       storage: "file",
       images: images.map((i) => i.name),
+      corral_version: ctx.version,
+      hostname: hostname(),
+      threads_per_core: await threadsPerCore(),
     };
+    return ttOk(info);
   });
 
-  app.get("/api/images", { schema: { response: { 200: Type.Array(AgentImageSchema) } } }, async () =>
-    (await ctx.images.list()).map((i) => ({
-      name: i.name,
-      version: i.version,
-      kernel_release: i.kernel_release,
-      size_mib: Math.ceil(i.disk_size_bytes / MiB),
-      created_at: i.created_at,
-    })),
-  );
+  app.get("/api/images", { schema: { response: { 200: AGENT_ANSWERS.images } } }, async () => ttOk((await ctx.images.list()).map((i) => i.name)));
 
-  app.post("/api/vms", { schema: { body: CreateAgentVmSchema, response: { 201: AgentVmSchema } } }, async (request, reply) => {
+  app.post("/api/vms", { schema: { body: CreateAgentVmSchema, response: { 201: AGENT_ANSWERS.created } } }, async (request, reply) => {
     const body = request.body;
     const engine = body.engine ?? TTSTACK_DEFAULTS.engine;
     if (!(CORRAL_ENGINES as readonly string[]).includes(engine)) {
@@ -79,35 +85,36 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
     }
     const vm = {
       hostname: body.vm_id,
-      envId: body.env_id ?? null,
+      envId: body.env_id === undefined || body.env_id === "" ? null : body.env_id,
       image: body.image,
       cpus: body.cpu ?? TTSTACK_DEFAULTS.cpu,
       ramBytes: (body.mem ?? TTSTACK_DEFAULTS.mem) * MiB,
       diskMiB: body.disk ?? TTSTACK_DEFAULTS.disk,
-      // Port 22 is always forwarded: the guest's SSH server takes the keys given.
+      // Port 22 is always forwarded (first, as TTstack's agent does): the guest's SSH server takes the keys given.
       ports: [22, ...(body.ports ?? []).filter((p) => p !== 22)],
       denyOutgoing: body.deny_outgoing ?? false,
       sshKeys: body.ssh_keys ?? [],
+      tags: body.fleet_id === undefined ? [] : [`${FLEET_TAG}${body.fleet_id}`],
     };
     // A controller that gave up on this create (its deadline, its own crash) never learns the VM: it goes.
     const record = await createForClient(manager, reply, { make: (signal) => manager.createApiVm(vm, { signal }) });
-    return reply.code(201).send(await view(record));
+    return reply.code(201).send(ttOk({ vm: await view(record) }));
   });
 
   app.get(
     "/api/vms",
-    { schema: { querystring: Type.Object({ env_id: Type.Optional(Type.String({ minLength: 1 })) }), response: { 200: Type.Array(AgentVmSchema) } } },
+    { schema: { querystring: Type.Object({ env_id: Type.Optional(Type.String({ minLength: 1 })) }), response: { 200: AGENT_ANSWERS.vms } } },
     async (request) => {
       const envId = request.query.env_id;
       const records = manager.list().filter((r) => envId === undefined || r.envId === envId);
-      return Promise.all(records.map(view));
+      return ttOk(await Promise.all(records.map(view)));
     },
   );
 
-  app.get("/api/vms/:id", { schema: { params: AgentVmParams, response: { 200: AgentVmDetailSchema } } }, async (request) => {
-    const record = manager.get(request.params.id);
+  app.get("/api/vms/:id", { schema: { params: AgentVmLookupParams, response: { 200: AGENT_ANSWERS.vm } } }, async (request) => {
+    const record = lookup(request.params.id);
     const vm = await view(record);
-    return {
+    const detail: AgentVmDetail = {
       ...vm,
       hardware: {
         disks: [
@@ -123,34 +130,37 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
         networks: [{ type: "user", mac: { address: record.mac }, source: { mode: "user" }, model: { model_type: "virtio" } }],
       },
     };
+    return ttOk(detail);
   });
 
-  app.delete("/api/vms/:id", { schema: { params: AgentVmParams } }, async (request, reply) => {
-    const record = manager.get(request.params.id);
-    await manager.deleteNode(record.hostgroup, record.hostname);
-    return reply.code(204).send();
+  // As TTstack's agent: deleting a VM this host does not have succeeds (it is gone either way).
+  app.delete("/api/vms/:id", { schema: { params: AgentVmLookupParams, response: { 200: DoneEnvelopeSchema } } }, async (request) => {
+    const record = manager.list().find((r) => r.hostname === request.params.id);
+    if (record) await manager.deleteNode(record.hostgroup, record.hostname);
+    return TT_DONE;
   });
 
-  app.post("/api/vms/:id/stop", { schema: { params: AgentVmParams, querystring: StopAgentVmQuerySchema, response: { 200: AgentVmSchema } } }, async (request) => {
-    const before = manager.get(request.params.id);
-    const after = before.state === "stopped" ? before : await manager.power.shutdown(before.hostname, { flush: request.query.force !== true });
-    // A Slicer sandbox that is not persistent is gone once stopped.
-    return view(after ?? { ...before, state: "stopped" });
+  app.post("/api/vms/:id/stop", { schema: { params: AgentVmLookupParams, querystring: StopAgentVmQuerySchema, response: { 200: DoneEnvelopeSchema } } }, async (request) => {
+    const before = lookup(request.params.id);
+    if (before.state !== "stopped") await manager.power.shutdown(before.hostname, { flush: request.query.force !== true });
+    return TT_DONE;
   });
 
-  app.post("/api/vms/:id/start", { schema: { params: AgentVmParams, response: { 200: AgentVmSchema } } }, async (request) => {
-    const record = manager.get(request.params.id);
+  app.post("/api/vms/:id/start", { schema: { params: AgentVmLookupParams, response: { 200: DoneEnvelopeSchema } } }, async (request) => {
+    const record = lookup(request.params.id);
     // Paused (on request, or by QEMU when the host's disk was full): starting it means letting it run again.
-    if (record.state === "paused" || manager.healthOf(record).health === "disk_full") return view(await manager.power.resume(record.hostname));
-    if (isLive(record.state)) return view(record);
-    return view(record.state === "suspended" ? await manager.power.restore(record.hostname) : await manager.power.relaunch(record.hostname));
+    if (record.state === "paused" || manager.healthOf(record).health === "disk_full") await manager.power.resume(record.hostname);
+    else if (record.state === "suspended") await manager.power.restore(record.hostname);
+    else if (!isLive(record.state)) await manager.power.relaunch(record.hostname);
+    return TT_DONE;
   });
 
-  app.post("/api/vms/:id/reboot", { schema: { params: AgentVmParams, querystring: StopAgentVmQuerySchema, response: { 200: AgentVmSchema } } }, async (request) =>
-    view(await manager.power.reboot(request.params.id, { flush: request.query.force !== true })),
-  );
+  app.post("/api/vms/:id/reboot", { schema: { params: AgentVmParams, querystring: StopAgentVmQuerySchema, response: { 200: DoneEnvelopeSchema } } }, async (request) => {
+    await manager.power.reboot(request.params.id, { flush: request.query.force !== true });
+    return TT_DONE;
+  });
 
-  app.get("/api/vms/:id/stats", { schema: { params: AgentVmParams, response: { 200: VmStatsSchema } } }, async (request) => statsOf(ctx, manager.get(request.params.id)));
+  app.get("/api/vms/:id/stats", { schema: { params: AgentVmParams, response: { 200: AGENT_ANSWERS.stats } } }, async (request) => ttOk(await statsOf(ctx, manager.get(request.params.id))));
 }
 
 /** Hardware threads per core, from the first CPU's siblings list ("0-1", "0,4" or "0"). */
@@ -180,21 +190,23 @@ function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
   };
   return async (record) => ({
     id: record.hostname,
-    env_id: record.envId,
-    hostgroup: record.hostgroup,
+    env_id: record.envId ?? "",
+    host_id: ctx.hostId,
     image: record.image,
     engine: "qemu",
     cpu: record.cpus,
     mem: Math.ceil(record.ramBytes / MiB),
     disk: record.diskMiB ?? (await imageSize(record)),
-    ports: record.portMap.map((p) => p.guest),
-    port_map: Object.fromEntries(record.portMap.map((p) => [String(p.guest), p.host])),
-    deny_outgoing: record.denyOutgoing,
     ip: record.ip,
+    port_map: Object.fromEntries(record.portMap.map((p) => [String(p.guest), p.host])),
+    created_at: unixSeconds(record.createdAt),
+    hostgroup: record.hostgroup,
+    ports: record.portMap.map((p) => p.guest),
+    deny_outgoing: record.denyOutgoing,
     mac: record.mac,
-    created_at: record.createdAt,
     last_error: record.lastError,
     started_at: startedAt(record),
+    fleet_id: record.tags.find((t) => t.startsWith(FLEET_TAG))?.slice(FLEET_TAG.length) ?? null,
     ...stateAndHealth(record, ctx.manager.healthOf(record)),
   });
 }
@@ -208,10 +220,11 @@ function startedAt(record: VmRecord): string | null {
   return processStartedAt(record.pid)?.toISOString() ?? null;
 }
 
-/** The state shown (see shownState) and the health fields TTstack's VM carries (no `health_since`). */
-function stateAndHealth(record: VmRecord, fields: HealthFields): Pick<AgentVm, "state" | "health" | "health_detail"> {
-  const state = shownState(record, fields);
-  return fields.health_detail === undefined ? { state, health: fields.health } : { state, health: fields.health, health_detail: fields.health_detail };
+/** TTstack's state and Corral's (see shownState) beside it, and the health fields (no `health_since`). */
+function stateAndHealth(record: VmRecord, fields: HealthFields): Pick<AgentVm, "state" | "status" | "health" | "health_detail"> {
+  const status = shownState(record, fields);
+  const states = { state: ttVmState(status), status };
+  return fields.health_detail === undefined ? { ...states, health: fields.health } : { ...states, health: fields.health, health_detail: fields.health_detail };
 }
 
 /** Virtumancer's live numbers: CPU time from the QEMU process, memory, disk and network from the guest. */

@@ -64,6 +64,8 @@ export interface ApiVmRequest {
   ports: number[];
   denyOutgoing: boolean;
   sshKeys: string[];
+  /** Tags beside the environment's `env=ID` (a fleet controller's `fleet=ID`). */
+  tags?: string[];
 }
 
 export type Readiness = "agent" | "userdata";
@@ -238,7 +240,7 @@ export class VmManager {
         userdata: group.userdata ?? null,
         sshKeys: [...group.sshKeys, ...request.sshKeys],
         importUser: null,
-        tags: request.envId === null ? [] : [`env=${request.envId}`],
+        tags: [...(request.envId === null ? [] : [`env=${request.envId}`]), ...(request.tags ?? [])],
         imageVersion: image.version,
         acknowledged: false,
       }),

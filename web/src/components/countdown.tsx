@@ -4,11 +4,13 @@ import { formatSecondsLeft, secondsLeft, urgency } from "../lib/countdown.ts";
 import { formatTime } from "../lib/format.ts";
 import { useNow } from "../lib/hooks.ts";
 
-export function Countdown({ expiresAt, now }: { expiresAt: string; now?: number }) {
+/** `expiresAt`: RFC 3339 text, or Unix seconds as TTstack's answers give them. */
+export function Countdown({ expiresAt, now }: { expiresAt: string | number; now?: number }) {
   const ticking = useNow(1000);
-  const left = secondsLeft(expiresAt, now ?? ticking);
+  const end = typeof expiresAt === "number" ? new Date(expiresAt * 1000) : new Date(expiresAt);
+  const left = secondsLeft(end, now ?? ticking);
   return (
-    <time className={`countdown countdown-${urgency(left)}`} dateTime={expiresAt} title={`Expires ${formatTime(expiresAt)}`}>
+    <time className={`countdown countdown-${urgency(left)}`} dateTime={Number.isNaN(end.getTime()) ? String(expiresAt) : end.toISOString()} title={`Expires ${formatTime(expiresAt)}`}>
       {formatSecondsLeft(left)}
     </time>
   );

@@ -1,5 +1,7 @@
 // The controller's HTTP API as the dashboard calls it: the API key from session storage as a Bearer token,
-// the error body {"error", "code"} turned into ApiError, and a 401 reported so the app can ask for the key.
+// TTstack's envelope {"ok", "data"} (the TTstack routes': hosts, environments, VMs, images, status) unwrapped
+// to its data, the error body {"error", "code"} (in the envelope or not) turned into ApiError, and a 401
+// reported so the app can ask for the key.
 
 export class ApiError extends Error {
   constructor(
@@ -65,18 +67,18 @@ export function createApiClient(options: ApiOptions): ApiClient {
 
   return {
     async get<T>(path: string) {
-      return (await (await request("GET", path)).json()) as T;
+      return unwrap(await (await request("GET", path)).json()) as T;
     },
     async text(path: string) {
       return (await request("GET", path)).text();
     },
     async post<T>(path: string, body?: unknown) {
       const response = await request("POST", path, body ?? {});
-      return (response.status === 204 ? undefined : await response.json()) as T;
+      return (response.status === 204 ? undefined : unwrap(await response.json())) as T;
     },
     async delete<T>(path: string) {
       const response = await request("DELETE", path);
-      return response.status === 204 ? undefined : ((await response.json()) as T);
+      return response.status === 204 ? undefined : (unwrap(await response.json()) as T | undefined);
     },
     socketUrl(path: string) {
       const url = new URL(path, origin);
@@ -86,6 +88,17 @@ export function createApiClient(options: ApiOptions): ApiClient {
       return url.toString();
     },
   };
+}
+
+/**
+ * TTstack's envelope's data (undefined for `{"ok": true}`); any other answer as it is. The envelope is told by
+ * its shape: `ok` and at most `data` beside it, which no other answer of the controller has.
+ */
+export function unwrap(body: unknown): unknown {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return body;
+  const keys = Object.keys(body);
+  const envelope = (body as { ok?: unknown }).ok === true && keys.every((key) => key === "ok" || key === "data");
+  return envelope ? (body as { data?: unknown }).data : body;
 }
 
 async function errorOf(response: Response): Promise<ApiError> {

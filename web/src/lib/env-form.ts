@@ -24,7 +24,8 @@ export interface EnvFormValues {
   vms: VmFormValues[];
 }
 
-const ENV_ID = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
+/** TTstack's names (its validate_name): the controller's ENV_ID_PATTERN. */
+const ENV_ID = /^(?!\.)(?!.*\.\.)[A-Za-z0-9._-]{1,128}$/;
 const UNIT_SECONDS: Record<LifetimeUnit, number> = { minutes: 60, hours: 3600, days: 86400 };
 const MAX_LIFETIME_SECONDS = 30 * 86400;
 
@@ -65,7 +66,7 @@ export type BuiltRequest = { ok: true; body: CreateEnv } | { ok: false; error: s
 export function buildCreateEnv(values: EnvFormValues): BuiltRequest {
   try {
     const id = values.id.trim();
-    if (!ENV_ID.test(id)) throw new Error(`Environment ID must be lower-case letters, digits and dashes (1-40, not starting or ending with a dash), got "${id}"`);
+    if (!ENV_ID.test(id)) throw new Error(`Environment ID must be letters, digits, ".", "_" and "-" (1-128, not starting with "." nor holding ".."), got "${id}"`);
     const amount = Number(values.lifetime.trim());
     if (values.lifetime.trim() === "" || !Number.isFinite(amount) || amount <= 0) throw new Error(`Lifetime must be a positive number, got "${values.lifetime}"`);
     const lifetime = Math.round(amount * UNIT_SECONDS[values.lifetimeUnit]);
@@ -92,7 +93,9 @@ export function buildCreateEnv(values: EnvFormValues): BuiltRequest {
       };
     });
     const owner = values.owner.trim();
-    return { ok: true, body: { id, ...(owner ? { owner } : {}), ssh_keys: parseSshKeys(values.sshKeys), vms, lifetime } };
+    const keys = parseSshKeys(values.sshKeys);
+    // No keys is allowed (as TTstack allows it): the VMs are then reached through the dashboard's shell.
+    return { ok: true, body: { id, ...(owner ? { owner } : {}), ...(keys.length > 0 ? { ssh_keys: keys } : {}), vms, lifetime } };
   } catch (cause) {
     return { ok: false, error: (cause as Error).message };
   }

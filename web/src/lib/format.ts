@@ -30,8 +30,9 @@ export function percentOf(part: number, total: number): number {
   return total > 0 ? Math.min(100, Math.max(0, (part / total) * 100)) : 0;
 }
 
-export function formatTime(iso: string | number): string {
-  const date = new Date(iso);
+/** A time: RFC 3339 text, or Unix seconds as TTstack's answers give them. */
+export function formatTime(when: string | number): string {
+  const date = new Date(typeof when === "number" ? when * 1000 : when);
   return Number.isNaN(date.getTime()) ? "–" : date.toLocaleString();
 }
 

@@ -2,13 +2,20 @@
 // lifetime, and per VM image, engine, vCPUs, memory, disk, ports, deny_outgoing).
 /** @jsxRuntime automatic */
 import { useId, useState, type ChangeEvent, type FormEvent } from "react";
-import type { Env, FleetImage } from "../../../src/protocol/controller.ts";
+import type { EnvDetail, FleetImage } from "../../../src/protocol/controller.ts";
 import { ErrorNote } from "../components/bits.tsx";
 import { blankEnvForm, blankVm, buildCreateEnv, type EnvFormValues, type LifetimeUnit, type VmFormValues } from "../lib/env-form.ts";
 import { useAction, useResource } from "../lib/hooks.ts";
 import { useServices } from "../lib/services.tsx";
 
-export function CreateEnvForm({ onCreated, onCancel }: { onCreated: (env: Env) => void; onCancel: () => void }) {
+/** Each image name once, with how many hosts have it (GET /api/images lists one entry per image and host). */
+export function imageHosts(images: readonly FleetImage[]): [string, number][] {
+  const counts = new Map<string, number>();
+  for (const image of images) counts.set(image.name, (counts.get(image.name) ?? 0) + 1);
+  return [...counts.entries()];
+}
+
+export function CreateEnvForm({ onCreated, onCancel }: { onCreated: (env: EnvDetail) => void; onCancel: () => void }) {
   const { api } = useServices();
   // A host's images are part of its report: a change is vms-changed for that host.
   const images = useResource<FleetImage[]>("/api/images", { staleOn: (m) => m.type === "hosts-changed" || m.type === "vms-changed" });
@@ -38,8 +45,8 @@ export function CreateEnvForm({ onCreated, onCancel }: { onCreated: (env: Env) =
       return;
     }
     setInvalid(undefined);
-    let created: Env | undefined;
-    if (await action.run(async () => (created = await api.post<Env>("/api/envs", built.body)))) {
+    let created: EnvDetail | undefined;
+    if (await action.run(async () => (created = await api.post<EnvDetail>("/api/envs", built.body)))) {
       setValues(blankEnvForm());
       if (created) onCreated(created);
     }
@@ -82,9 +89,9 @@ export function CreateEnvForm({ onCreated, onCancel }: { onCreated: (env: Env) =
         <input id="env-ssh-file" type="file" accept=".pub,text/plain" multiple onChange={loadKeys} />
       </div>
       <datalist id={imagesId}>
-        {images.data?.map((image) => (
-          <option key={image.name} value={image.name}>
-            {`on ${image.hosts.length} host${image.hosts.length === 1 ? "" : "s"}`}
+        {imageHosts(images.data ?? []).map(([name, hosts]) => (
+          <option key={name} value={name}>
+            {`on ${hosts} host${hosts === 1 ? "" : "s"}`}
           </option>
         ))}
       </datalist>

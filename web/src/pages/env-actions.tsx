@@ -13,19 +13,20 @@ import { useServices } from "../lib/services.tsx";
 const STOPPABLE = new Set(["running", "partial", "starting"]);
 const STARTABLE = new Set(["stopped", "partial", "failed"]);
 
+/** Stop, start and delete; the environment's state is Corral's (`status`), richer than TTstack's `state`. */
 export function EnvActions({ env, onChanged, leaveOnDelete }: { env: Env; onChanged: () => void; leaveOnDelete?: boolean }) {
   const { api } = useServices();
   const power = useAction();
   const remove = useAction();
   const [confirming, setConfirming] = useState(false);
   const base = `/api/envs/${encodeURIComponent(env.id)}`;
-  const deleting = env.state === "deleting";
+  const deleting = env.status === "deleting";
 
   const act = async (what: "stop" | "start") => {
-    if (await power.run(() => api.post<Env>(`${base}/${what}`))) onChanged();
+    if (await power.run(() => api.post<undefined>(`${base}/${what}`))) onChanged();
   };
   const confirmDelete = async () => {
-    if (await remove.run(() => api.delete<Env>(base))) {
+    if (await remove.run(() => api.delete<undefined>(base))) {
       setConfirming(false);
       onChanged();
       if (leaveOnDelete) navigate(paths.envs());
@@ -35,12 +36,12 @@ export function EnvActions({ env, onChanged, leaveOnDelete }: { env: Env; onChan
   return (
     <div className="row-actions">
       <span className="actions">
-        {STOPPABLE.has(env.state) && (
+        {STOPPABLE.has(env.status) && (
           <button type="button" className="small" disabled={power.busy} onClick={() => act("stop")} aria-label={`Stop ${env.id}`}>
             Stop
           </button>
         )}
-        {STARTABLE.has(env.state) && (
+        {STARTABLE.has(env.status) && (
           <button type="button" className="small" disabled={power.busy} onClick={() => act("start")} aria-label={`Start ${env.id}`}>
             Start
           </button>
@@ -60,7 +61,7 @@ export function EnvActions({ env, onChanged, leaveOnDelete }: { env: Env; onChan
           onClose={() => setConfirming(false)}
         >
           <p>
-            {env.vms.length === 1 ? "Its VM is destroyed on its host, with its disk." : `Its ${env.vms.length} VMs are destroyed on their hosts, with their disks.`} This
+            {env.vm_ids.length === 1 ? "Its VM is destroyed on its host, with its disk." : `Its ${env.vm_ids.length} VMs are destroyed on their hosts, with their disks.`} This
             cannot be undone.
           </p>
         </ConfirmDialog>

@@ -1,6 +1,6 @@
 // `/envs/:id`: one environment, its VMs (with their ssh lines) and its actions.
 /** @jsxRuntime automatic */
-import type { Env } from "../../../src/protocol/controller.ts";
+import type { EnvDetail } from "../../../src/protocol/controller.ts";
 import { CopyButton, Empty, ErrorNote, Facts, HealthBadge, Loading, StateBadge, TableHead } from "../components/bits.tsx";
 import { healthWorthShowing } from "../lib/health.ts";
 import { Countdown } from "../components/countdown.tsx";
@@ -12,7 +12,7 @@ import { sshCommand } from "../../../src/protocol/vm-access.ts";
 import { EnvActions } from "./env-actions.tsx";
 
 export function EnvPage({ id }: { id: string }) {
-  const env = useResource<Env>(`/api/envs/${encodeURIComponent(id)}`, {
+  const env = useResource<EnvDetail>(`/api/envs/${encodeURIComponent(id)}`, {
     staleOn: (m) => (m.type === "envs-changed" && m.payload.envId === id) || m.type === "vms-changed",
   });
   return (
@@ -22,7 +22,7 @@ export function EnvPage({ id }: { id: string }) {
       </p>
       <div className="title-row">
         <h1>Environment {id}</h1>
-        {env.data && <EnvActions env={env.data} onChanged={env.reload} leaveOnDelete />}
+        {env.data && <EnvActions env={env.data.env} onChanged={env.reload} leaveOnDelete />}
       </div>
       <ErrorNote error={env.error} />
       {env.data ? <EnvDetails env={env.data} /> : !env.error && <Loading />}
@@ -30,13 +30,14 @@ export function EnvPage({ id }: { id: string }) {
   );
 }
 
-function EnvDetails({ env }: { env: Env }) {
+function EnvDetails({ env: detail }: { env: EnvDetail }) {
+  const { env, vms } = detail;
   return (
     <>
       <div className="panel">
         <Facts
           items={[
-            ["State", <StateBadge state={env.state} />],
+            ["State", <StateBadge state={env.status} />],
             ["Owner", env.owner || "–"],
             [
               "Expires in",
@@ -51,14 +52,14 @@ function EnvDetails({ env }: { env: Env }) {
       </div>
       <div className="panel">
         <h2>VMs</h2>
-        {env.vms.length === 0 ? (
+        {vms.length === 0 ? (
           <Empty>This environment has no VMs.</Empty>
         ) : (
           <div className="table-wrap">
             <table>
               <TableHead columns={["VM", "State", "Host", "Image", "Size", "IP", "SSH"]} />
               <tbody>
-                {env.vms.map((vm) => {
+                {vms.map((vm) => {
                   const ssh = sshCommand(vm);
                   return (
                     <tr key={vm.id}>
@@ -66,8 +67,8 @@ function EnvDetails({ env }: { env: Env }) {
                         <Link href={paths.vm(vm.host_id, vm.id)}>{vm.id}</Link>
                       </th>
                       <td>
-                        <StateBadge state={vm.state} />
-                        {healthWorthShowing(vm.health, vm.state) && vm.health && <> <HealthBadge health={vm.health} detail={vm.health_detail} /></>}
+                        <StateBadge state={vm.status} />
+                        {healthWorthShowing(vm.health, vm.status) && vm.health && <> <HealthBadge health={vm.health} detail={vm.health_detail} /></>}
                         {vm.error && <div className="error-text small-text">{vm.error}</div>}
                       </td>
                       <td>
@@ -77,7 +78,7 @@ function EnvDetails({ env }: { env: Env }) {
                       <td className="nowrap">
                         {vm.cpu} vCPU · {formatMiB(vm.mem)} · {formatMiB(vm.disk)}
                       </td>
-                      <td>{vm.ip ?? "–"}</td>
+                      <td>{vm.ip || "–"}</td>
                       <td className="nowrap">{ssh ? <><code>{ssh}</code> <CopyButton text={ssh} /></> : "–"}</td>
                     </tr>
                   );

@@ -48,9 +48,9 @@ export function EnvTable({ envs, onChanged }: { envs: Env[]; onChanged: () => vo
                 <Link href={paths.env(env.id)}>{env.id}</Link>
               </th>
               <td>{env.owner || <span className="muted">–</span>}</td>
-              <td className="num">{env.vms.length}</td>
+              <td className="num">{env.vm_ids.length}</td>
               <td>
-                <StateBadge state={env.state} />
+                <StateBadge state={env.status} />
               </td>
               <td>
                 <Countdown expiresAt={env.expires_at} />

@@ -27,21 +27,21 @@ function Totals({ status }: { status: FleetStatus }) {
   return (
     <>
       <div className="cards">
-        <Card label="Hosts online" value={`${status.hosts.online} / ${status.hosts.total}`} note={status.hosts.offline > 0 ? `${status.hosts.offline} offline` : undefined} href={paths.hosts()} />
-        <Card label="VMs running" value={`${status.vms.running} / ${status.vms.total}`} note={status.vms.stopped > 0 ? `${status.vms.stopped} stopped` : undefined} />
-        <Card label="Environments" value={String(status.envs)} href={paths.envs()} />
+        <Card label="Hosts online" value={`${status.hosts_online} / ${status.hosts}`} note={status.hosts_offline > 0 ? `${status.hosts_offline} offline` : undefined} href={paths.hosts()} />
+        <Card label="VMs running" value={`${status.vms_running} / ${status.total_vms}`} note={status.vms_stopped > 0 ? `${status.vms_stopped} stopped` : undefined} />
+        <Card label="Environments" value={String(status.total_envs)} href={paths.envs()} />
       </div>
       <div className="panel">
         <h2>Reserved of total (online hosts)</h2>
-        {status.hosts.online === 0 ? (
+        {status.hosts_online === 0 ? (
           <Empty>
             No host is online. <Link href={paths.hosts()}>Add a host</Link> to run environments.
           </Empty>
         ) : (
           <>
-            <CapacityBar label="CPU" part={status.cpu.reserved} total={status.cpu.total} format={vcpus} />
-            <CapacityBar label="Memory" part={status.mem.reserved} total={status.mem.total} format={formatMiB} />
-            <CapacityBar label="Disk" part={status.disk.reserved} total={status.disk.total} format={formatMiB} />
+            <CapacityBar label="CPU" part={status.cpu_reserved} total={status.cpu_total} format={vcpus} />
+            <CapacityBar label="Memory" part={status.mem_reserved} total={status.mem_total} format={formatMiB} />
+            <CapacityBar label="Disk" part={status.disk_reserved} total={status.disk_total} format={formatMiB} />
           </>
         )}
       </div>

@@ -40,7 +40,7 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
   const listed = hostVms.data?.find((vm) => vm.name === vmName);
   // /api/vms/ID knows only the controller's VMs; one with the same name on another host is not this one.
   const fleet = fleetVm.data && fleetVm.data.host_id === hostId ? fleetVm.data : undefined;
-  const state = listed?.status ?? fleet?.state;
+  const state = listed?.status ?? fleet?.status;
   const health = listed?.health ?? fleet?.health;
   const healthDetail = listed?.health_detail ?? fleet?.health_detail;
   const missing = hostVms.data !== undefined && listed === undefined;
@@ -81,7 +81,7 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
                 </>,
               ],
               ["Image", fleet?.image ?? "–"],
-              ["IP", fleet?.ip ?? "–"],
+              ["IP", fleet?.ip || "–"],
               [
                 "Size",
                 fleet
