@@ -46,11 +46,21 @@ export async function createForClient(manager: VmManager, reply: FastifyReply, c
     throw err;
   }
   // Only the successful answer sets the mark: an error answered in its place (e.g. serialisation) never does.
-  reply.raw.once("prefinish", () => {
-    if (reply.raw.statusCode < 300) manager.acknowledgeCreate(record);
-  });
+  let acknowledged = false;
+  const acknowledge = (): void => {
+    if (acknowledged || reply.raw.statusCode >= 300) return;
+    acknowledged = true;
+    if (!manager.acknowledgeCreate(record)) reply.log.error({ vm: record.hostname, created_at: record.createdAt }, "The answered create's VM was not found to acknowledge");
+  };
+  reply.raw.once("prefinish", acknowledge);
   void delivery.delivered
-    .then((written) => (written ? undefined : manager.rollBackCreate(record, delivery.abandoned.reason)))
+    .then((written) => {
+      if (!written) return manager.rollBackCreate(record, delivery.abandoned.reason);
+      // A whole answer always passes "prefinish" first; should it not have, the mark is still set now.
+      if (!acknowledged) reply.log.warn({ vm: record.hostname }, "A create's answer was written without its prefinish step");
+      acknowledge();
+      return undefined;
+    })
     .catch((err: unknown) => reply.log.error({ vm: record.hostname, err }, "Cannot settle a create after its answer"));
   return record;
 }

@@ -256,11 +256,12 @@ export class VmManager {
   /**
    * The create that made `record` is being answered to its client: from now on the VM outlives a daemon
    * crash. Called synchronously as the answer is handed to the connection (see routes/client-create.ts); a
-   * crash before this removes the VM at the next start.
+   * crash before this removes the VM at the next start. False if the VM is no longer the one that create made.
    */
-  acknowledgeCreate(record: VmRecord): void {
-    this.deps.store.acknowledge(record.hostname, record.createdAt);
+  acknowledgeCreate(record: VmRecord): boolean {
+    const marked = this.deps.store.acknowledge(record.hostname, record.createdAt);
     crashPoint("create.acknowledged");
+    return marked;
   }
 
   /**
