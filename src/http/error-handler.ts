@@ -94,6 +94,11 @@ export function installErrorHandling(app: FastifyInstance, options: ErrorHandlin
     const wire = wireOf(request, options.unmatchedWire);
     // After a request that ran out of time the connection is not reused: the rest of its body may follow.
     if (known?.body.code === "request_timeout") reply.header("connection", "close");
+    // A body refused before it was read (too large, unsupported type): fastify asks for the connection to
+    // close, but closing while the client still sends resets the connection, and the client sees EPIPE
+    // instead of the answer. Node reads the rest away (timed by the body deadlines) and the connection is
+    // reused.
+    else if (!request.raw.complete) reply.removeHeader("connection");
     if (known) {
       // A full disk is the host's condition, reported once per request without a stack; 5xx otherwise are bugs or broken parts.
       if (known.status === 507) request.log.warn({ url: request.url, err: error.message }, "request refused: storage full");
