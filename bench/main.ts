@@ -28,13 +28,16 @@ const VM = { cpus: 1, memoryMiB: 512 };
 const CONFIG = `config:
   host_groups:
     - name: bench
+      image: base
       vcpu: ${VM.cpus}
       ram_mb: ${VM.memoryMiB}
     - name: pool
+      image: base
       vcpu: ${VM.cpus}
       ram_mb: ${VM.memoryMiB}
       warm_pool: 2
     - name: cold
+      image: base
       vcpu: ${VM.cpus}
       ram_mb: ${VM.memoryMiB}
       template: false
