@@ -58,7 +58,7 @@ interface DensityStep {
   freeGiB: number;
 }
 
-function qemuPidsOf(stateDir: string): number[] {
+export function qemuPidsOf(stateDir: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -72,7 +72,7 @@ function qemuPidsOf(stateDir: string): number[] {
   return pids;
 }
 
-function pssKiB(pid: number): number {
+export function pssKiB(pid: number): number {
   try {
     const match = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
     return Number(match?.[1] ?? 0);

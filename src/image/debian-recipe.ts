@@ -8,9 +8,13 @@ export const DEBIAN_SUITE = "bookworm";
 export const DEBIAN_DEFAULT_USER = "debian";
 export const DEBIAN_DEFAULT_UID = 1000;
 
-/** On top of minbase (which has apt, bash, coreutils). kmod: modprobe; dbus: logind, hostnamectl. */
+/**
+ * On top of minbase (which has apt, bash, coreutils). udev: without it systemd never sees devices (the serial
+ * console's getty would wait for ttyS0 until it times out); kmod: modprobe; dbus: logind, hostnamectl.
+ */
 export const DEBIAN_PACKAGES = [
   "systemd-sysv",
+  "udev",
   "dbus",
   "bash",
   "coreutils",
@@ -28,7 +32,7 @@ export const DEBIAN_PACKAGES = [
 
 /**
  * Units masked in the image: timers and scrubbers that wake a sandbox for nothing, a getty for a VGA console
- * the VM does not have, and sshd's always-on service (ssh.socket starts sshd per connection instead).
+ * the VM does not have, and sshd's always-on service (SSH_SOCKET starts sshd per connection instead).
  */
 export const MASKED_UNITS = [
   "apt-daily.timer",
@@ -42,6 +46,40 @@ export const MASKED_UNITS = [
   "systemd-pstore.service",
   "systemd-timesyncd.service",
 ] as const;
+
+/**
+ * sshd per connection (bookworm's own ssh.socket only hands its socket to the always-on service): nothing
+ * runs until someone connects, and the host keys are made then, so each clone of a template has its own.
+ */
+export const SSH_SOCKET = "corral-ssh.socket";
+const SSH_SOCKET_UNIT = `# Installed by Corral: sshd started per connection.
+[Unit]
+Description=OpenSSH server, started per connection
+Before=sockets.target
+ConditionPathExists=!/etc/ssh/sshd_not_to_be_run
+
+[Socket]
+ListenStream=22
+Accept=yes
+
+[Install]
+WantedBy=sockets.target
+`;
+const SSH_SERVICE_UNIT = `# Installed by Corral: one sshd per connection; host keys made at the first one.
+[Unit]
+Description=OpenSSH server for one connection
+Documentation=man:sshd(8)
+
+[Service]
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStart=-/usr/sbin/sshd -i
+StandardInput=socket
+StandardError=journal
+RuntimeDirectory=sshd
+RuntimeDirectoryMode=0755
+RuntimeDirectoryPreserve=yes
+KillMode=process
+`;
 
 export interface AptSource {
   uri: string;
@@ -111,8 +149,8 @@ export function debianFiles(user: string): Record<string, { contents: string; mo
     "etc/machine-id": { contents: "", mode: 0o444 },
     // The journal in memory: a sandbox's disk is for its work, and writes cost more than they are worth here.
     "etc/systemd/journald.conf.d/corral.conf": { contents: "[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\nForwardToConsole=no\n", mode: 0o644 },
-    // Host keys are per VM: made at the first SSH connection (after a template restore, in each clone).
-    "etc/systemd/system/ssh@.service.d/corral.conf": { contents: "[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n", mode: 0o644 },
+    [`etc/systemd/system/${SSH_SOCKET}`]: { contents: SSH_SOCKET_UNIT, mode: 0o644 },
+    "etc/systemd/system/corral-ssh@.service": { contents: SSH_SERVICE_UNIT, mode: 0o644 },
     "etc/profile.d/corral.sh": { contents: "# Corral: a default locale every image has.\nexport LANG=${LANG:-C.UTF-8}\n", mode: 0o644 },
   };
 }
@@ -124,7 +162,7 @@ export function debianCommands(user: string, uid: number = DEBIAN_DEFAULT_UID): 
     // "*": no password login, but not locked ("!"), which sshd would refuse even for keys without PAM.
     ["usermod", "--password", "*", user],
     ["systemctl", "mask", ...MASKED_UNITS],
-    ["systemctl", "enable", "ssh.socket", "serial-getty@ttyS0.service"],
+    ["systemctl", "enable", SSH_SOCKET, "serial-getty@ttyS0.service"],
     ["systemctl", "set-default", "multi-user.target"],
     // Host keys made by the package are the same in every image: each VM makes its own.
     ["sh", "-c", "rm -f /etc/ssh/ssh_host_*"],

@@ -2,14 +2,19 @@
 // Debian's archive through user-mode networking, clones of one template that are machines of their own, and
 // a daemon restart that re-attaches a running Debian VM. One daemon and one template serve every test.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { ensureDebianImage } from "../../src/image/debian-image.ts";
 import { DEBIAN_DEFAULT_USER } from "../../src/image/debian-recipe.ts";
 import { corralHome, consoleProgress } from "../../src/image/index.ts";
-import type { TemplateInfo } from "../../src/sdk/index.ts";
+import type { CorralApiError as ApiError, TemplateInfo } from "../../src/sdk/index.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
+import { makeSshKey } from "../helpers/ssh.ts";
 import { until } from "../helpers/until.ts";
+
+const runFile = promisify(execFile);
 
 const CONFIG = `config:
   host_groups:
@@ -82,6 +87,16 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
     assert.equal(await bash(first, "id -u"), "0", "without uid, exec runs as root (as Slicer's does)");
   });
 
+  test("exec's user field runs as a guest user by name; an unknown name is a 400", async () => {
+    const byName = await daemon.client.execBuffered(first, { cmd: "/bin/bash", args: ["-c", "echo $(id -u) $(id -g) $HOME"], user: DEBIAN_DEFAULT_USER });
+    assert.equal(byName.stdout.trim(), `1000 1000 /home/${DEBIAN_DEFAULT_USER}`);
+    await assert.rejects(daemon.client.execBuffered(first, { cmd: "id", user: "ghost" }), (err: ApiError) => err.status === 400 && err.code === "invalid_request" && /User "ghost" does not exist in the guest/.test(err.message));
+    await assert.rejects(daemon.client.execBuffered(first, { cmd: "id", user: "Not A Name" }), (err: ApiError) => err.status === 400 && /user/.test(err.message));
+    const job = await daemon.client.bg.exec(first, { cmd: "id -un", shell: "/bin/bash", user: DEBIAN_DEFAULT_USER });
+    assert.equal((await daemon.client.bg.wait(first, job.exec_id, 60)).exit_code, 0);
+    assert.equal((await daemon.client.bg.info(first, job.exec_id)).uid, 1000);
+  });
+
   test("a Slicer-style background job with shell /bin/bash runs", async () => {
     const job = await daemon.client.bg.exec(first, { cmd: 'for i in 1 2 3; do echo "tick $i"; done; [[ -n "$BASH_VERSION" ]] && echo bash', shell: "/bin/bash" });
     const waited = await daemon.client.bg.wait(first, job.exec_id, 60);
@@ -97,9 +112,10 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
     assert.match(await bash(first, "hello"), /^Hello, world!$/);
   });
 
-  test("a second sandbox is a clone of the template, with its own hostname and machine id", async () => {
+  test("a second sandbox is a clone of the template, with its own hostname, machine id and SSH host keys", async () => {
     await readyTemplate();
-    const second = (await daemon.client.createNode("deb", {}, { wait: "agent" })).hostname;
+    const key = await makeSshKey();
+    const second = (await daemon.client.createNode("deb", { ssh_keys: [key.publicKey], import_user: DEBIAN_DEFAULT_USER }, { wait: "agent" })).hostname;
     assert.match(daemon.log, new RegExp(`"vm":"${second}"[^\\n]*"msg":"VM cloned from its template"`));
     assert.equal(await bash(second, "hostname"), second);
     assert.equal(await bash(second, "cat /etc/hostname"), second);
@@ -108,6 +124,18 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
     assert.notEqual(ids[0], ids[1]);
     assert.equal(await bash(second, "command -v hello || echo none"), "none", "the clone has the template's disk, not the first sandbox's");
     assert.equal(await bash(second, "systemctl is-active corral-agent.service"), "active");
+    // The VM's key reaches the default user, through OpenSSH's sshd started for the connection.
+    const forward = await daemon.client.listenForward(second, "0:127.0.0.1:22");
+    try {
+      const port = Number(forward.address.split(":").pop());
+      const options = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "BatchMode=yes", "ConnectTimeout=60", "LogLevel=ERROR"].flatMap((o) => ["-o", o]);
+      const { stdout } = await runFile("ssh", ["-i", key.privateKeyFile, "-p", String(port), ...options, `${DEBIAN_DEFAULT_USER}@127.0.0.1`, "id -un; sudo -n id -u"], { timeout: 180_000 });
+      assert.equal(stdout, `${DEBIAN_DEFAULT_USER}\n0\n`);
+    } finally {
+      await forward.close();
+      await key.dispose();
+    }
+    assert.match(await bash(second, "ls /etc/ssh/ssh_host_ed25519_key.pub"), /ssh_host_ed25519_key\.pub/, "host keys were made at the first connection");
   });
 
   test("a daemon restart (kill -9) re-attaches the running Debian sandbox without a reboot", async () => {

@@ -2,7 +2,7 @@
 // and what it changes in the root filesystem.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { aptListName, debianCommands, debianFiles, MASKED_UNITS, mirrorLines, parseAptSources, releaseDate } from "../../src/image/debian-recipe.ts";
+import { aptListName, debianCommands, debianFiles, MASKED_UNITS, mirrorLines, parseAptSources, releaseDate, SSH_SOCKET } from "../../src/image/debian-recipe.ts";
 
 const DEB822 = `Types: deb
 # http://snapshot.debian.org/archive/debian/20250520T000000Z
@@ -90,8 +90,11 @@ describe("the root filesystem's changes", () => {
     assert.ok(commands.some((c) => c.startsWith("useradd ") && c.includes("--uid 1000") && c.endsWith(" debian")));
   });
 
-  test("sshd starts per connection and the always-on service is masked", () => {
+  test("sshd starts per connection (Accept=yes, sshd -i) and the always-on service is masked", () => {
     assert.ok(MASKED_UNITS.includes("ssh.service"));
-    assert.ok(debianCommands("debian").some((c) => c[0] === "systemctl" && c[1] === "enable" && c.includes("ssh.socket")));
+    assert.ok(debianCommands("debian").some((c) => c[0] === "systemctl" && c[1] === "enable" && c.includes(SSH_SOCKET)));
+    const files = debianFiles("debian");
+    assert.match(files[`etc/systemd/system/${SSH_SOCKET}`]?.contents ?? "", /^Accept=yes$/m);
+    assert.match(files["etc/systemd/system/corral-ssh@.service"]?.contents ?? "", /^ExecStart=-\/usr\/sbin\/sshd -i$/m);
   });
 });
