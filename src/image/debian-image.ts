@@ -112,6 +112,12 @@ async function ensureLocked(home: CorralHome, progress: Progress, options: Ensur
     return existing;
   }
   if (process.getuid?.() !== 0) {
+    // A version built earlier (by root) still boots: keep it rather than fail, and say why it is not rebuilt.
+    const current = await store.resolve(DEBIAN_IMAGE).catch(() => undefined);
+    if (current && !options.force) {
+      progress.skip(`image "${DEBIAN_IMAGE}" ${current.version} kept: its inputs changed, but rebuilding it needs root ("sudo corral image build ${DEBIAN_IMAGE}")`);
+      return current;
+    }
     throw new Error(`Building the "${DEBIAN_IMAGE}" image needs root (mmdebstrap and chroot): run "sudo corral image build ${DEBIAN_IMAGE}" once`);
   }
   const mmdebstrap = requireProgram("mmdebstrap", "mmdebstrap");

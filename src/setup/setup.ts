@@ -12,12 +12,19 @@ import { ensureDashboard } from "./web-build.ts";
 export interface SetupResult {
   home: CorralHome;
   baseImage: ImageVersion;
-  debianImage: ImageVersion;
+  /** Undefined when it could not be built (not root, and none built before): groups must name `base`. */
+  debianImage: ImageVersion | undefined;
 }
 
 export async function runSetup(progress: Progress = consoleProgress(), home: CorralHome = corralHome()): Promise<SetupResult> {
   const baseImage = await ensureBaseImage(home, progress);
-  const debianImage = await ensureDebianImage(home, progress);
+  let debianImage: ImageVersion | undefined;
+  try {
+    debianImage = await ensureDebianImage(home, progress);
+  } catch (err) {
+    if (process.getuid?.() === 0) throw err;
+    progress.skip(`image "debian" not built: ${(err as Error).message}`);
+  }
   await ensureDashboard(progress);
   return { home, baseImage, debianImage };
 }

@@ -73,6 +73,9 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
       "systemd to finish starting",
       300_000,
     );
+    // For the record (never asserted: timings here depend on the machine's load): where boot time went.
+    const analyze = await run(first, "/bin/bash", ["-c", "systemd-analyze; systemd-analyze critical-chain corral-agent.service | tail -n +3"]);
+    console.log(`systemd-analyze in the guest:\n${analyze.stdout}`);
     if (state !== "running") {
       const failed = await run(first, "systemctl", ["--failed", "--no-legend", "--plain"]);
       console.log(`systemd is ${state}; failed units:\n${failed.stdout}`);
