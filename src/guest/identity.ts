@@ -5,6 +5,7 @@ import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
 import { appendFileSync, chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import type { GuestIdentity } from "../protocol/agent.ts";
+import { GUEST_USER_PATTERN } from "../protocol/names.ts";
 import { guestNative } from "./native.ts";
 import { guestEnvironment, lookupUserByName, type GuestUser } from "./users.ts";
 
@@ -55,7 +56,12 @@ export class IdentityState {
     await setHostname(identity.hostname);
     if (identity.machine_id !== undefined) setMachineId(identity.machine_id);
     if (identity.mac !== undefined) await setMacAddress(identity.mac, this.log);
-    if (identity.template) return;
+    if (identity.template) {
+      // A template is snapshotted once this answers: let the init system finish booting first, so that each
+      // clone starts as a booted system rather than redoing the end of the boot on its own.
+      await settleBoot(this.log);
+      return;
+    }
     const user = identity.user ? ensureUser(identity.user) : undefined;
     if (identity.ssh_keys && identity.ssh_keys.length > 0) this.installSshKeys(identity.ssh_keys, user);
     this.applied = true;
@@ -125,6 +131,23 @@ export class IdentityState {
   }
 }
 
+/** How long a template build waits for systemd to finish booting before it snapshots anyway. */
+const BOOT_SETTLE_MS = 180_000;
+
+/** Under systemd: waits until the boot's jobs are done (`is-system-running --wait`), at most BOOT_SETTLE_MS. */
+async function settleBoot(log: (line: string) => void): Promise<void> {
+  if (!existsSync("/run/systemd/system")) return;
+  const started = Date.now();
+  const state = await new Promise<string>((resolve) => {
+    const child = spawn("systemctl", ["is-system-running", "--wait"], { stdio: ["ignore", "pipe", "ignore"], timeout: BOOT_SETTLE_MS });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    child.on("error", () => resolve("unknown (systemctl did not start)"));
+    child.on("close", () => resolve(out.trim() || "unknown"));
+  });
+  log(`boot settled for the template: systemd is ${state} after ${Date.now() - started} ms`);
+}
+
 function runQuietly(file: string, args: string[]): Promise<void> {
   return new Promise<void>((resolve) => {
     const child = spawn(file, args, { stdio: "ignore" });
@@ -188,7 +211,7 @@ async function setMacAddress(mac: string, log: (line: string) => void): Promise<
   }
 }
 
-export const USER_NAME_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
+export const USER_NAME_PATTERN = new RegExp(GUEST_USER_PATTERN);
 
 /**
  * A login user with a home and /bin/sh, created by appending to passwd, group and shadow. Its password is

@@ -12,6 +12,25 @@ import { assertImageName, isImageName } from "../protocol/names.ts";
 
 export type DiskFormat = "raw" | "qcow2";
 
+/**
+ * How the image runs things, in the spirit of OCI's image config (snake_case). Written into the guest too, at
+ * /etc/corral/image.json, so the agent reads its defaults there.
+ */
+export interface ImageConfig {
+  /** "KEY=VALUE" entries. */
+  env?: string[];
+  working_dir?: string;
+  user?: string;
+  entrypoint?: string[];
+  cmd?: string[];
+  labels?: Record<string, string>;
+  /** The login user clients act as by default (Slicer's images: `ubuntu`; Corral's `debian`: `debian`). */
+  default_user?: string;
+}
+
+/** Where an image came from: a built-in recipe, a Dockerfile, or an OCI archive or registry. */
+export type ImageSource = { kind: "recipe" | "dockerfile" | "oci" } & Record<string, string>;
+
 export interface ImageManifest {
   name: string;
   version: string;
@@ -20,6 +39,10 @@ export interface ImageManifest {
   rootfs_format: DiskFormat;
   /** What went into the build; equal inputs give the same version id. */
   inputs: Record<string, string>;
+  config?: ImageConfig;
+  source?: ImageSource;
+  /** The image version this one was built on (a Dockerfile's FROM). */
+  parent?: { name: string; version: string };
 }
 
 export interface ImageVersion {
@@ -45,6 +68,14 @@ export interface ImageSummary {
   versions: number;
 }
 
+/** Images Corral builds from its own recipes; any other name is built from a Dockerfile or imported. */
+export const RECIPE_IMAGES = ["base", "debian"] as const;
+
+function buildHint(name: string): string {
+  if ((RECIPE_IMAGES as readonly string[]).includes(name)) return `build it with "corral image build ${name}" (or "./corral up", which builds both)`;
+  return `build or import it first ("corral image build", "corral image import" or "corral image pull"); "corral image list" shows the images there are`;
+}
+
 export const IMAGE_FILES = { kernel: "vmlinuz", initrd: "initrd.img", rootfs: "rootfs.ext4", manifest: "image.json" } as const;
 
 export class ImageStore {
@@ -62,7 +93,7 @@ export class ImageStore {
     try {
       target = await readlink(current);
     } catch {
-      throw new CorralError("image_not_found", `Image ${JSON.stringify(name)} does not exist: run "corral image build" or "./corral up"`);
+      throw new CorralError("image_not_found", `Image ${JSON.stringify(name)} does not exist: ${buildHint(name)}`);
     }
     const version = target.split("/").pop() ?? "";
     return this.load(name, version);
@@ -91,6 +122,14 @@ export class ImageStore {
 
   async has(name: string, version: string): Promise<boolean> {
     return existsSync(join(this.versionDir(name, version), IMAGE_FILES.manifest));
+  }
+
+  /** An installed version, made current when it was not (a build with equal inputs); undefined when absent. */
+  async reuse(name: string, version: string): Promise<ImageVersion | undefined> {
+    if (!(await this.has(name, version))) return undefined;
+    const current = await this.resolve(name).catch(() => undefined);
+    if (current?.version !== version) await this.setCurrent(name, version);
+    return this.load(name, version);
   }
 
   /**

@@ -1,7 +1,11 @@
-// The image folder's public face: kernels, images, overlays and the set-up progress reporter.
+// The image folder's public face: kernels, images (base, debian), the guest runtime every image gets, overlays and
+// the set-up progress reporter.
 export { BASE_IMAGE, ensureBaseImage } from "./base-image.ts";
 export { corralHome, type CorralHome } from "./home.ts";
-export { ImageStore, type ImageSummary, type ImageVersion, type ImageManifest } from "./image-store.ts";
+export { ImageStore, type ImageConfig, type ImageManifest, type ImageSource, type ImageSummary, type ImageVersion } from "./image-store.ts";
 export { createOverlay, createOverlayOn, imageSizeMiB } from "./overlay.ts";
 export { consoleProgress, silentProgress, type Progress } from "./progress.ts";
 export { findInstalledKernel, ensureKernel, type KernelInfo } from "./kernel.ts";
+export { DEBIAN_IMAGE } from "./debian-recipe.ts";
+export { ensureDebianImage } from "./debian-image.ts";
+export { detectGuestInit, guestRuntimeInputs, installGuestRuntime, type GuestInit, type GuestRuntimeOptions } from "./guest-runtime.ts";
