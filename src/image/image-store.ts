@@ -12,6 +12,31 @@ import { assertImageName, isImageName } from "../protocol/names.ts";
 
 export type DiskFormat = "raw" | "qcow2";
 
+/** What the image says about running in it, in OCI's spirit (snake_case); also written to /etc/corral/image.json in the guest. */
+export interface ImageConfig {
+  /** "KEY=VALUE" entries. */
+  env?: string[];
+  working_dir?: string;
+  user?: string;
+  entrypoint?: string[];
+  cmd?: string[];
+  labels?: Record<string, string>;
+  /** The login user a Slicer client expects (e.g. "ubuntu" on Slicer's images). */
+  default_user?: string;
+}
+
+/** Where a version came from. */
+export interface ImageSource {
+  kind: "recipe" | "dockerfile" | "oci";
+  [field: string]: unknown;
+}
+
+/** The image version a build started from. */
+export interface ImageParent {
+  name: string;
+  version: string;
+}
+
 export interface ImageManifest {
   name: string;
   version: string;
@@ -20,6 +45,9 @@ export interface ImageManifest {
   rootfs_format: DiskFormat;
   /** What went into the build; equal inputs give the same version id. */
   inputs: Record<string, string>;
+  config?: ImageConfig;
+  source?: ImageSource;
+  parent?: ImageParent;
 }
 
 export interface ImageVersion {

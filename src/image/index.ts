@@ -1,7 +1,7 @@
 // The image folder's public face: kernels, images, overlays and the set-up progress reporter.
 export { BASE_IMAGE, ensureBaseImage } from "./base-image.ts";
 export { corralHome, type CorralHome } from "./home.ts";
-export { ImageStore, type ImageSummary, type ImageVersion, type ImageManifest } from "./image-store.ts";
+export { ImageStore, type ImageSummary, type ImageVersion, type ImageManifest, type ImageConfig, type ImageSource, type ImageParent } from "./image-store.ts";
 export { createOverlay, createOverlayOn, imageSizeMiB } from "./overlay.ts";
 export { consoleProgress, silentProgress, type Progress } from "./progress.ts";
 export { findInstalledKernel, ensureKernel, type KernelInfo } from "./kernel.ts";
