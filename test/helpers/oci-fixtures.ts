@@ -15,7 +15,9 @@ export async function tarOf(entries: readonly LayerEntry[]): Promise<Buffer> {
   const pack = tarPack();
   for (const { body, ...header } of entries) {
     const type = header.type ?? "file";
-    pack.entry({ mode: type === "directory" ? 0o755 : 0o644, mtime: new Date(1_700_000_000_000), uid: 0, gid: 0, ...header, type }, type === "file" ? (body ?? "") : undefined);
+    const full = { mode: type === "directory" ? 0o755 : 0o644, mtime: new Date(1_700_000_000_000), uid: 0, gid: 0, ...header, type };
+    if (type === "file") pack.entry(full, body ?? "");
+    else pack.entry(full);
   }
   pack.finalize();
   const chunks: Buffer[] = [];
