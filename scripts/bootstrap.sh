@@ -8,8 +8,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # qemu-system-x86, qemu-utils: the hypervisor and qemu-img; busybox-static, tini, e2fsprogs, dropbear-bin: the
 # base image; iproute2, cpio: networking and archives; nftables: the wall between guests and the host's own
 # services (the daemon refuses to start without it unless told otherwise); openssh-client: ssh into VMs;
-# python3, make, g++: native npm modules (better-sqlite3, node-pty).
-PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++"
+# python3, make, g++: native npm modules (better-sqlite3, node-pty); patchelf, kmod: the guest runtime (node
+# pointed at its own loader and libraries; depmod for the kernel's modules in every image).
+PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++ patchelf kmod"
 
 missing=""
 for package in $PACKAGES; do

@@ -120,6 +120,13 @@ export class ImageStore {
   async has(name: string, version: string): Promise<boolean> {
     return existsSync(join(this.versionDir(name, version), IMAGE_FILES.manifest));
   }
+  /** An installed version, made current when it was not (a build with equal inputs); undefined when absent. */
+  async reuse(name: string, version: string): Promise<ImageVersion | undefined> {
+    if (!(await this.has(name, version))) return undefined;
+    const current = await this.resolve(name).catch(() => undefined);
+    if (current?.version !== version) await this.setCurrent(name, version);
+    return this.load(name, version);
+  }
 
   /**
    * Moves a fully built version folder into place and makes it current. The manifest is written last, so a

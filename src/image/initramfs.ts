@@ -4,13 +4,15 @@
 import { readFile } from "node:fs/promises";
 import { PROBE_ARGUMENT, PROBE_MARKER } from "../protocol/boot.ts";
 import { CpioArchive } from "./cpio.ts";
+import { PID1_FILE } from "./guest-runtime-scripts.ts";
 import type { KernelModule } from "./kernel-modules.ts";
 
 
 /** The initramfs /init script; pure so tests can pin it. */
 export function initramfsInit(moduleNames: readonly string[]): string {
   return `#!/bin/busybox sh
-# Corral initramfs: load the virtio drivers, mount the root disk, hand over to its /sbin/init.
+# Corral initramfs: load the virtio drivers, mount the root disk, hand over to its init: the program the
+# guest runtime named in ${PID1_FILE} (Corral's init, or the image's systemd), else /sbin/init.
 bb=/bin/busybox
 fail() { echo "corral-init: $*"; $bb sync; $bb poweroff -f; }
 $bb mount -t proc proc /proc
@@ -34,11 +36,13 @@ while [ ! -b "$root" ]; do
   $bb usleep 10000
 done
 $bb mount -t ext4 -o rw,noatime "$root" /newroot || fail "cannot mount root disk $root"
-[ -x /newroot/sbin/init ] || fail "the root disk has no /sbin/init"
+init=/sbin/init
+[ -f /newroot${PID1_FILE} ] && init=$($bb head -n 1 /newroot${PID1_FILE})
+[ -x "/newroot$init" ] || fail "the root disk has no $init"
 $bb mount --move /dev /newroot/dev
 $bb umount /sys
 $bb umount /proc
-exec $bb switch_root /newroot /sbin/init
+exec $bb switch_root /newroot "$init"
 `;
 }
 

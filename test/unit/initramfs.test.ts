@@ -70,7 +70,8 @@ describe("initramfsInit", () => {
     assert.equal(
       initramfsInit(["virtio_mmio", "virtio_blk"]),
       `#!/bin/busybox sh
-# Corral initramfs: load the virtio drivers, mount the root disk, hand over to its /sbin/init.
+# Corral initramfs: load the virtio drivers, mount the root disk, hand over to its init: the program the
+# guest runtime named in /opt/corral/pid1 (Corral's init, or the image's systemd), else /sbin/init.
 bb=/bin/busybox
 fail() { echo "corral-init: $*"; $bb sync; $bb poweroff -f; }
 $bb mount -t proc proc /proc
@@ -94,11 +95,13 @@ while [ ! -b "$root" ]; do
   $bb usleep 10000
 done
 $bb mount -t ext4 -o rw,noatime "$root" /newroot || fail "cannot mount root disk $root"
-[ -x /newroot/sbin/init ] || fail "the root disk has no /sbin/init"
+init=/sbin/init
+[ -f /newroot/opt/corral/pid1 ] && init=$($bb head -n 1 /newroot/opt/corral/pid1)
+[ -x "/newroot$init" ] || fail "the root disk has no $init"
 $bb mount --move /dev /newroot/dev
 $bb umount /sys
 $bb umount /proc
-exec $bb switch_root /newroot /sbin/init
+exec $bb switch_root /newroot "$init"
 `,
     );
   });
