@@ -10,7 +10,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # services (the daemon refuses to start without it unless told otherwise); openssh-client: ssh into VMs;
 # python3, make, g++: native npm modules (better-sqlite3, node-pty); patchelf, kmod: the guest runtime (node
 # pointed at its own loader and libraries; depmod for the kernel's modules in every image).
-PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++ patchelf kmod"
+# skopeo: OCI imports and registry pulls; docker-registry: the local registry the image tests pull from.
+PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++ patchelf kmod skopeo docker-registry"
 
 missing=""
 for package in $PACKAGES; do

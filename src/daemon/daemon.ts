@@ -155,7 +155,7 @@ async function startLocked(
   // Before any VM is recovered or made: from now on this daemon's disks count as users of the store's images.
   await registerImageUser(home.images, stateDir);
   const catalogue = new ImageCatalogue(images);
-  const imports = new OciImports({ home, store: images, runtime: ociGuestRuntime });
+  const imports = new OciImports({ home, store: images, runtime: ociGuestRuntime, insecureRegistry: config.insecureRegistry });
   const defaultImage = await images.resolve(config.hostGroups[0]?.image ?? "base");
   for (const group of config.hostGroups) await images.resolve(group.image);
   const qemuBinary = requireProgram(QEMU_BINARY, "qemu-system-x86");

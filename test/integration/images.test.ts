@@ -147,6 +147,8 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
     assert.equal(await sh("test -e /etc/gone.txt && echo present || echo absent"), "absent", "the whiteout removed the lower layer's file");
     assert.equal(await sh("ls /data"), "new.txt", "the opaque directory kept only its own layer's entries");
     assert.equal(await sh("cat /srv/app/hello.txt"), "hello from the image");
+    const inGuest = JSON.parse(await sh("cat /etc/corral/image.json")) as Record<string, unknown>;
+    assert.deepEqual(inGuest, fromDocker.config, "the image's config is in the guest for the agent");
     assert.equal(await sh("pwd"), "/srv/app", "WorkingDir is exec's default directory");
     assert.equal(await sh('echo "$GREETING"'), "hello-oci", "Env applies to exec");
     assert.equal(await sh("id -u"), "1000", "User applies to exec");

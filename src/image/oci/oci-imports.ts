@@ -24,6 +24,7 @@ export interface PullRequest {
   /** The image's name; default: the repository's last component. */
   name?: string;
   auth?: RegistryAuth;
+  /** Plain HTTP and unverified TLS; unset: the daemon's `insecure_registry`. */
   insecure?: boolean;
 }
 
@@ -56,7 +57,7 @@ export function defaultImageName(repository: string): string {
 }
 
 export class OciImports {
-  constructor(private readonly deps: { home: CorralHome; store: ImageStore; runtime: GuestRuntime }) {}
+  constructor(private readonly deps: { home: CorralHome; store: ImageStore; runtime: GuestRuntime; insecureRegistry: boolean }) {}
 
   async importArchive(name: string, body: Readable, progress: Progress, signal?: AbortSignal): Promise<ImageVersion> {
     assertImageName(name);
@@ -83,7 +84,7 @@ export class OciImports {
     const reference = parseReference(request.reference);
     const name = assertImageName(request.name ?? defaultImageName(reference.repository));
     const work = await importWorkDir(this.deps.home);
-    const source = registrySource(reference, { auth: request.auth, insecure: request.insecure ?? false });
+    const source = registrySource(reference, { auth: request.auth, insecure: request.insecure ?? this.deps.insecureRegistry });
     return importOci({ name, source, record: { kind: "oci", reference: reference.canonical }, work }, { ...this.deps, progress, signal });
   }
 }
