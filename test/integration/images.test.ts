@@ -132,6 +132,7 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
   test("the imported image boots: layers applied with whiteouts, Env and WorkingDir apply to exec; TTstack's API names it", async () => {
     const images = (await (await fetch(`${daemon.url}/api/images`)).json()) as { data: string[] };
     assert.ok(images.data.includes("t-docker"), JSON.stringify(images));
+    assert.ok((await daemon.client.info()).images.some((i) => i.name === "t-docker" && i.version === fromDocker.version), "GET /info lists it (fleet controllers read it there)");
     const created = await fetch(`${daemon.url}/api/vms`, {
       method: "POST",
       headers: { "content-type": "application/json" },

@@ -95,6 +95,7 @@ describe("parseDaemonConfig defaults", () => {
     auth:
       enabled: true
   accel: tcg
+  insecure_registry: true
   host_groups:
     - name: web
       count: 3
@@ -119,6 +120,7 @@ describe("parseDaemonConfig defaults", () => {
     assert.deepEqual(parseDaemonConfig(text, "c.yaml"), {
       api: { bindAddress: "0.0.0.0", port: 9090, socket: "/run/corral.sock", authEnabled: true },
       accel: "tcg",
+      insecureRegistry: true,
       network: { hostIsolation: true, hostAccess: [] },
       admission: { memoryReserveBytes: 2048 * MiB, minFreeDiskBytes: 100 * MiB },
       healthCheck: { intervalMs: 30_000, timeoutMs: 2_000, failures: 3 },
