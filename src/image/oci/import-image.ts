@@ -12,6 +12,7 @@ import { CorralError } from "../../protocol/errors.ts";
 import { assertImageName } from "../../protocol/names.ts";
 import { withFileLock } from "../../util/file-lock.ts";
 import { requireProgram, run } from "../../util/run.ts";
+import { storageFullError } from "../../util/storage-full.ts";
 import type { CorralHome } from "../home.ts";
 import { IMAGE_FILES, type ImageConfig, type ImageManifest, type ImageSource, type ImageStore, type ImageVersion } from "../image-store.ts";
 import { buildInitramfs } from "../initramfs.ts";
@@ -64,6 +65,9 @@ export async function importOci(request: ImportRequest, deps: ImportDeps): Promi
     return await withFileLock(join(deps.home.root, `import-${request.name}.lock`), () => importLocked(request, deps), {
       onWait: (pid) => deps.progress.step(`waiting for another import of "${request.name}" (pid ${pid})`),
     });
+  } catch (err) {
+    // A full disk is the host's condition (507), whichever step ran out: the upload, skopeo, a layer, mkfs.
+    throw storageFullError(err, `image "${request.name}"`, deps.home.root) ?? err;
   } finally {
     await rm(request.work, { recursive: true, force: true });
   }
@@ -120,6 +124,8 @@ async function importLocked(request: ImportRequest, deps: ImportDeps): Promise<I
   await writeFile(join(out, IMAGE_FILES.initrd), await buildInitramfs({ busyboxPath: requireProgram("busybox", "busybox-static"), modules: await resolveBootModules(kernel.modulesDir) }));
   await copyFile(kernel.vmlinuz, join(out, IMAGE_FILES.kernel));
 
+  // A client that left while mkfs ran does not get an image it no longer waits for.
+  deps.signal?.throwIfAborted();
   const manifest: ImageManifest = {
     name: request.name,
     version,

@@ -12,6 +12,7 @@ import { extract as tarExtract } from "tar-stream";
 import { CorralError } from "../../protocol/errors.ts";
 import { assertImageName } from "../../protocol/names.ts";
 import { pump } from "../../util/pump.ts";
+import { storageFullError } from "../../util/storage-full.ts";
 import type { CorralHome } from "../home.ts";
 import type { ImageStore, ImageVersion } from "../image-store.ts";
 import type { Progress } from "../progress.ts";
@@ -76,7 +77,7 @@ export class OciImports {
       return await importOci({ name, source: archiveSource(format, archive), record: { kind: "oci", format }, work }, { ...this.deps, progress, signal });
     } catch (err) {
       await rm(work, { recursive: true, force: true });
-      throw err;
+      throw storageFullError(err, `the archive of image "${name}"`, this.deps.home.cache) ?? err;
     }
   }
 
