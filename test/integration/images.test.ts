@@ -271,20 +271,23 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       assert.equal(existsSync(join(imagesDir, "t-docker")), false);
     });
 
-    test("another daemon's VM counts: a state folder registered in the store keeps its disks' versions", async () => {
-      // A second daemon sharing the store; its VM's disk keeps t-layout's version in use for the first daemon.
-      const other = await TestDaemon.create();
+    test("a host group's image: may name an imported image; another daemon's template and VM keep its version", async () => {
+      // A second daemon sharing the store, with a group whose image is t-layout: its template and its VM
+      // boot from t-layout's version, and the first daemon sees them as users.
+      const other = await TestDaemon.create(`config:\n  host_groups:\n    - name: oci\n      vcpu: 1\n      ram_mb: 512\n      image: t-layout\n`);
       try {
         await other.start();
-        const created = await fetch(`${other.url}/api/vms`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ vm_id: "other-1", image: "t-layout", cpu: 1, mem: 512, disk: 1024, ports: [] }),
-        });
-        assert.equal(created.status, 201, await created.text());
-        const shown = await daemon.client.images.show("t-layout");
-        assert.deepEqual(shown.versions[0]?.used_by.map((u) => [u.id, u.state_dir]), [["other-1", other.stateDir]]);
-        await assert.rejects(daemon.client.images.remove("t-layout"), rejectsWith(409, "image_in_use", /other-1/));
+        const node = await other.client.createNode("oci", {}, { wait: "agent", timeout: "300s" });
+        const hello = await other.client.execBuffered(node.hostname, { cmd: "sh", args: ["-c", "cat hello.txt; echo $GREETING"] });
+        assert.equal(hello.stdout, "hello from the image\nhello-oci\n", "booted from the imported image, in its WorkingDir with its Env");
+        const users = await until(async () => {
+          const used = (await daemon.client.images.show("t-layout")).versions[0]?.used_by ?? [];
+          return used.some((u) => u.kind === "template" && !u.in_making) && used.some((u) => u.kind === "vm") ? used : undefined;
+        }, "the other daemon's template and VM to use t-layout", 300_000, 1000);
+        assert.ok(users.every((u) => u.state_dir === other.stateDir), JSON.stringify(users));
+        assert.ok(users.some((u) => u.kind === "vm" && u.id === node.hostname), JSON.stringify(users));
+        await assert.rejects(daemon.client.images.remove("t-layout"), rejectsWith(409, "image_in_use", new RegExp(node.hostname)));
+        assert.ok(!(await daemon.client.images.prune()).removed.some((r) => r.name === "t-layout"));
       } finally {
         await other.dispose();
       }
