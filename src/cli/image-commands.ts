@@ -40,6 +40,16 @@ export function nameFromPath(path: string): string {
   return stem.toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[^a-z0-9]+/, "").slice(0, 63) || "imported";
 }
 
+/**
+ * The catalogue to read: the named daemon's (--url or CORRAL_URL), else this host's store read directly (no
+ * daemon needed: the store and its users are the same for every daemon of the host).
+ */
+async function catalogueFor(flags: ConnectionFlags): Promise<{ list(): Promise<ImageDetail[]>; show(name: string): Promise<ImageDetail> }> {
+  if (flags.url !== undefined || process.env.CORRAL_URL !== undefined) return clientFor(flags).images;
+  const { ImageCatalogue, ImageStore } = await import("../image/index.ts");
+  return new ImageCatalogue(new ImageStore(corralHome().images));
+}
+
 export function registerImageCommands(program: Command): void {
   const image = program.command("image").description("Build, import, pull and manage VM images");
 
@@ -56,9 +66,9 @@ export function registerImageCommands(program: Command): void {
       }),
     );
 
-  addConnectionOptions(image.command("list").alias("ls").description("List the daemon's images").option("--json", "print JSON")).action(
+  addConnectionOptions(image.command("list").alias("ls").description("List images (this host's store; a daemon's with --url or CORRAL_URL)").option("--json", "print JSON")).action(
     action(async (flags: ConnectionFlags & { json?: boolean }) => {
-      const images = await clientFor(flags).images.list();
+      const images = await (await catalogueFor(flags)).list();
       if (flags.json) return printJson(images);
       if (images.length === 0) {
         process.stdout.write("No images. Build the default one with: corral image build\n");
@@ -85,9 +95,9 @@ export function registerImageCommands(program: Command): void {
     }),
   );
 
-  addConnectionOptions(image.command("show").description("Show an image: every version with its sizes, source, config and users").argument("<name>").option("--json", "print JSON")).action(
+  addConnectionOptions(image.command("show").description("Show an image: every version with its sizes, source, config and users (this host's store; a daemon's with --url or CORRAL_URL)").argument("<name>").option("--json", "print JSON")).action(
     action(async (name: string, flags: ConnectionFlags & { json?: boolean }) => {
-      const detail = await clientFor(flags).images.show(name);
+      const detail = await (await catalogueFor(flags)).show(name);
       if (flags.json) return printJson(detail);
       process.stdout.write(`Image ${detail.name}, current version ${detail.version ?? "(none)"}\n`);
       for (const v of detail.versions) {

@@ -110,7 +110,7 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       cmd: ["sh", "-c", "echo started"],
       labels: { "org.example.purpose": "corral-test" },
     });
-    assert.ok(fromDocker.disk_size_bytes >= 512 * 1024 * 1024 && fromDocker.disk_usage_bytes > 0, JSON.stringify(fromDocker));
+    assert.ok(fromDocker.disk_size_bytes >= 1024 * 1024 * 1024 && fromDocker.disk_usage_bytes > 0, JSON.stringify(fromDocker));
     // Importing the same image again makes no new version.
     const again = await daemon.client.images.import("t-docker", await dockerArchive(image));
     assert.equal(again.version, fromDocker.version);
@@ -198,6 +198,7 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       }
       await assert.rejects(daemon.client.images.pull({ reference: "127.0.0.1:1/x:1", name: "Bad/Name" }), rejectsWith(400, "invalid_request", /name/));
       await assert.rejects(daemon.client.images.pull({ reference: "NOT A REF" }), rejectsWith(400, "invalid_reference", /NOT A REF/));
+      await assert.rejects(daemon.client.images.import("base", await dockerArchive(image)), rejectsWith(409, "conflict", /another name/));
       const registry = await startRegistry(await mkdtemp(join(work, "reg-")));
       registries.push(registry.child);
       await assert.rejects(daemon.client.images.pull({ reference: `${registry.address}/no/such:1`, insecure: true }), rejectsWith(404, "image_reference_not_found", /no\/such/));

@@ -75,6 +75,11 @@ export async function importOci(request: ImportRequest, deps: ImportDeps): Promi
 
 async function importLocked(request: ImportRequest, deps: ImportDeps): Promise<ImageVersion> {
   const { progress, store } = deps;
+  // An import never takes over a built image (`base`, `debian`, a Dockerfile's): their builders own them.
+  const existing = await store.resolve(request.name).catch(() => undefined);
+  if (existing && existing.manifest.source?.kind !== "oci") {
+    throw new CorralError("conflict", `Image ${JSON.stringify(request.name)} is built by Corral (${existing.manifest.source?.kind ?? "recipe"}), not imported: import under another name`);
+  }
   const layoutDir = join(request.work, "layout");
   progress.step(`reading ${request.source.label}`);
   await copyToLayout(request.source, layoutDir, request.work, deps.signal);
@@ -142,7 +147,7 @@ async function importLocked(request: ImportRequest, deps: ImportDeps): Promise<I
 }
 
 /**
- * ext4 sized to the content with headroom (a quarter more, and 256 MiB for what the guest writes before a
+ * ext4 sized to the content with headroom (a quarter more, and 1 GiB for what the guest writes before a
  * VM's bigger disk is grown into), and inodes enough for many small files.
  */
 async function buildExt4Fitting(root: string, output: string): Promise<number> {
@@ -151,7 +156,7 @@ async function buildExt4Fitting(root: string, output: string): Promise<number> {
   const inodes = await run("du", ["-s", "--inodes", root]);
   const bytes = Math.max(Number.parseInt(usage, 10) || 0, Number.parseInt(blocks, 10) || 0);
   const files = Number.parseInt(inodes, 10) || 0;
-  const sizeMiB = Math.max(512, Math.ceil((bytes * 1.25) / MiB) + 256);
+  const sizeMiB = Math.max(1024, Math.ceil((bytes * 1.25) / MiB) + 1024);
   const inodeCount = Math.max(65_536, files * 2);
   const mkfs = requireProgram("mkfs.ext4", "e2fsprogs");
   await run(mkfs, ["-q", "-F", "-t", "ext4", "-L", "corral-root", "-N", String(inodeCount), "-E", "root_owner=0:0", "-d", root, output, `${sizeMiB}M`]);
