@@ -112,7 +112,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const { silentProgress } = await import("../src/image/index.ts");
   const { TestDaemon } = await import("../test/helpers/daemon-process.ts");
   await runSetup(silentProgress);
-  const daemon = await TestDaemon.create(`config:\n  host_groups:\n    - name: bench\n      vcpu: 1\n      ram_mb: 512\n`);
+  const daemon = await TestDaemon.create(`config:\n  host_groups:\n    - name: bench\n      image: base\n      vcpu: 1\n      ram_mb: 512\n`);
   try {
     await daemon.start();
     const info = await daemon.client.info();

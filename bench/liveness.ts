@@ -21,6 +21,7 @@ const config = (interval: string): string => `config:
     timeout: ${interval === "0s" ? "5s" : interval === "1s" ? "1s" : "5s"}
   host_groups:
     - name: idle
+      image: base
       vcpu: 1
       ram_mb: 256
       template: false

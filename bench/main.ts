@@ -5,12 +5,15 @@
 //   copy: /vm/HOST/cp throughput both ways vs our own exec path carrying the same bytes (bench/copy.ts).
 //   templates: create from a template snapshot vs a plain QEMU restore vs cold boot, create throughput,
 //         and how many idle sandboxes the host holds (bench/templates.ts).
+//   images: base against debian: build time (forced and cached), cold boot, template create p50/p99, PSS per
+//         idle VM (bench/images.ts), with a daemon of its own once the first one is gone.
 //   controller scale: a controller over 1,000 simulated hosts, 10,000 placements, GET /api/envs and
 //         /api/status, on SQLite and PostgreSQL (bench/controller-scale.ts), once the daemon is gone.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { runControllerScaleBench } from "./controller-scale.ts";
+import { runImageBench } from "./images.ts";
 import { COPY_BENCH_HEADERS, runCopyBench } from "./copy.ts";
 import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
 import { runShellBench, SHELL_BENCH_HEADERS } from "./shell.ts";
@@ -28,13 +31,16 @@ const VM = { cpus: 1, memoryMiB: 512 };
 const CONFIG = `config:
   host_groups:
     - name: bench
+      image: base
       vcpu: ${VM.cpus}
       ram_mb: ${VM.memoryMiB}
     - name: pool
+      image: base
       vcpu: ${VM.cpus}
       ram_mb: ${VM.memoryMiB}
       warm_pool: 2
     - name: cold
+      image: base
       vcpu: ${VM.cpus}
       ram_mb: ${VM.memoryMiB}
       template: false
@@ -126,8 +132,11 @@ try {
   await daemon.dispose();
 }
 
-// The controller needs no daemon: it runs once the daemon and its VMs are gone, and adds to latest.json.
+// The images compare on a daemon of their own; the controller needs none: both run once the first daemon and
+// its VMs are gone, and add to latest.json.
+const images = await runImageBench((line) => process.stderr.write(`${line}\n`));
+process.stdout.write(`\n${images.tables.join("\n\n")}\n`);
 const scale = await runControllerScaleBench({ log: (line) => process.stderr.write(`${line}\n`) });
 process.stdout.write(`\n${scale.tables.join("\n\n")}\n`);
 const latest = join("bench/results", "latest.json");
-await writeFile(latest, `${JSON.stringify({ ...(JSON.parse(await readFile(latest, "utf8")) as object), controllerScale: scale.backends }, null, 2)}\n`);
+await writeFile(latest, `${JSON.stringify({ ...(JSON.parse(await readFile(latest, "utf8")) as object), images: images.results, controllerScale: scale.backends }, null, 2)}\n`);

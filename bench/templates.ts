@@ -58,7 +58,7 @@ interface DensityStep {
   freeGiB: number;
 }
 
-function qemuPidsOf(stateDir: string): number[] {
+export function qemuPidsOf(stateDir: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -72,7 +72,7 @@ function qemuPidsOf(stateDir: string): number[] {
   return pids;
 }
 
-function pssKiB(pid: number): number {
+export function pssKiB(pid: number): number {
   try {
     const match = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
     return Number(match?.[1] ?? 0);
@@ -257,8 +257,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const { TestDaemon } = await import("../test/helpers/daemon-process.ts");
   const { baseImage } = await runSetup(silentProgress);
   const config =
-    "config:\n  host_groups:\n    - name: bench\n      vcpu: 1\n      ram_mb: 512\n    - name: pool\n      vcpu: 1\n      ram_mb: 512\n      warm_pool: 2\n" +
-    "    - name: cold\n      vcpu: 1\n      ram_mb: 512\n      template: false\n";
+    "config:\n  host_groups:\n    - name: bench\n      image: base\n      vcpu: 1\n      ram_mb: 512\n    - name: pool\n      image: base\n      vcpu: 1\n      ram_mb: 512\n      warm_pool: 2\n" +
+    "    - name: cold\n      image: base\n      vcpu: 1\n      ram_mb: 512\n      template: false\n";
   const daemon = await TestDaemon.create(config);
   await daemon.start();
   try {

@@ -57,7 +57,7 @@ export function registerImageCatalogueCommands(image: Command): void {
       const images = await (await catalogueFor(flags)).list();
       if (flags.json) return printJson(images);
       if (images.length === 0) {
-        process.stdout.write("No images. Build the default one with: corral image build\n");
+        process.stdout.write("No images. Build them with: corral image build base; corral image build debian\n");
         return;
       }
       printTable(

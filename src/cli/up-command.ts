@@ -1,5 +1,5 @@
 // `corral up`: everything a new user needs in one command. (./corral up has already installed the Debian
-// and npm packages with scripts/bootstrap.sh.) Fetches the kernel, builds the default image, then runs a
+// and npm packages with scripts/bootstrap.sh.) Fetches the kernel, builds the images, then runs a
 // daemon and a fleet controller in the foreground, the daemon registered as the controller's first host.
 import type { Command } from "commander";
 import { startControllerFromFlags, stopOnSignals } from "./controller-command.ts";
@@ -17,7 +17,7 @@ interface UpFlags extends DaemonFlags {
 export function registerUpCommand(program: Command): void {
   program
     .command("up")
-    .description("Set up this machine (kernel, default image) and run a daemon and a fleet controller")
+    .description("Set up this machine (kernel, images base and debian) and run a daemon and a fleet controller")
     .option("-c, --config <file>", "daemon configuration (YAML, Slicer's shape)")
     .option("--state-dir <dir>", "daemon and controller state directory")
     .option("--port <port>", "override the daemon's API port")
@@ -28,7 +28,7 @@ export function registerUpCommand(program: Command): void {
     .option("--api-key-file <file>", "read the controller's API key from FILE (mode 0600: no one else may read it)")
     .option("--no-controller", "run the daemon only")
     .action(async (flags: UpFlags) => {
-      process.stderr.write("corral: set-up (guest kernel, default image)\n");
+      process.stderr.write("corral: set-up (guest kernel, images base and debian)\n");
       const { runSetup } = await import("../setup/setup.ts");
       await runSetup();
       const { createLogger } = await import("../util/log.ts");
@@ -61,7 +61,7 @@ export function registerUpCommand(program: Command): void {
           "Try, in another terminal:",
           `  ./corral vm add ${group}                 # a sandbox, ready in a few seconds`,
           `  ./corral vm exec ${group}-1 -- uname -a`,
-          ...(controllerUrl ? ["  ./corral env create demo --vm image=base,cpu=1,mem=512 --ssh-key ~/.ssh/id_ed25519.pub --lifetime 1h", "  ./corral status"] : []),
+          ...(controllerUrl ? ["  ./corral env create demo --vm image=debian,cpu=1,mem=1024 --ssh-key ~/.ssh/id_ed25519.pub --lifetime 1h", "  ./corral status"] : []),
           "Stop with Ctrl-C (sandboxes are removed; services keep their disks).",
           "",
           "",

@@ -169,6 +169,7 @@ export function registerVmCommands(program: Command): Command {
   )
     .option("--uid <uid>", "run as this user id")
     .option("--gid <gid>", "run with this group id")
+    .option("-u, --user <name>", "run as this user of the guest (e.g. the image's default user)")
     .option("--cwd <dir>", "working directory in the guest")
     .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", collect)
     .option("--shell <shell>", "run the command line through this shell (e.g. /bin/sh)")
@@ -187,6 +188,7 @@ export function registerVmCommands(program: Command): Command {
             cwd: flags.cwd as string | undefined,
             uid: flags.uid !== undefined ? Number(flags.uid) : undefined,
             gid: flags.gid !== undefined ? Number(flags.gid) : undefined,
+            user: flags.user as string | undefined,
             shell: flags.shell as string | undefined,
             stdio: "base64",
             stdin: flags.stdin ? process.stdin : undefined,

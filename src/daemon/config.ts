@@ -170,7 +170,8 @@ export class ConfigError extends Error {
 
 /** The group a daemon without host groups in its configuration serves; it keeps two clones warm. */
 export const DEFAULT_GROUP = { name: "sbox", vcpu: 2, ramBytes: 2 * GiB, warmPool: 2 } as const;
-export const DEFAULT_IMAGE = "base";
+/** The image of a host group without `image:`: Debian with systemd, what Slicer's users expect of a guest. */
+export const DEFAULT_IMAGE = "debian";
 
 /**
  * The host group of VMs made through TTstack's agent API (`POST /api/vms`, what a fleet controller calls).

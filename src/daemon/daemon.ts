@@ -12,7 +12,7 @@ import type { Logger } from "../util/log.ts";
 import { createPrivateFile, tightenStateDir } from "../util/private-state.ts";
 import { requireProgram } from "../util/run.ts";
 import { corralVersion, gitCommit } from "../util/version.ts";
-import { loadDaemonConfig, type DaemonConfig } from "./config.ts";
+import { DEFAULT_IMAGE, loadDaemonConfig, type DaemonConfig } from "./config.ts";
 import { buildDaemonApp } from "./http/app.ts";
 import { ensureToken, tokenFile } from "../http/auth.ts";
 import { DEFAULT_DEADLINES, serverTimeouts, type RequestDeadlines } from "../http/deadlines.ts";
@@ -156,7 +156,7 @@ async function startLocked(
   await registerImageUser(home.images, stateDir);
   const catalogue = new ImageCatalogue(images);
   const imports = new OciImports({ home, store: images, runtime: ociGuestRuntime, insecureRegistry: config.insecureRegistry });
-  const defaultImage = await images.resolve(config.hostGroups[0]?.image ?? "base");
+  const defaultImage = await images.resolve(config.hostGroups[0]?.image ?? DEFAULT_IMAGE);
   for (const group of config.hostGroups) await images.resolve(group.image);
   const qemuBinary = requireProgram(QEMU_BINARY, "qemu-system-x86");
   const accel = await resolveAccel(config.accel, {

@@ -5,6 +5,7 @@ import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
 import { appendFileSync, chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import type { GuestIdentity } from "../protocol/agent.ts";
+import { GUEST_USER_PATTERN } from "../protocol/names.ts";
 import { guestNative } from "./native.ts";
 import { guestEnvironment, lookupUserByName, type GuestUser } from "./users.ts";
 
@@ -188,7 +189,7 @@ async function setMacAddress(mac: string, log: (line: string) => void): Promise<
   }
 }
 
-export const USER_NAME_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
+export const USER_NAME_PATTERN = new RegExp(GUEST_USER_PATTERN);
 
 /**
  * A login user with a home and /bin/sh, created by appending to passwd, group and shadow. Its password is

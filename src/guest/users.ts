@@ -1,5 +1,7 @@
 // Users of the guest as /etc/passwd describes them, and the environment commands run with.
 import { readFileSync } from "node:fs";
+import type { ExecSpec } from "../protocol/agent.ts";
+import { AgentRouteError } from "./http.ts";
 
 export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -34,6 +36,20 @@ export function lookupUser(uid: number, passwdFile = "/etc/passwd"): GuestUser |
 
 export function lookupUserByName(name: string, passwdFile = "/etc/passwd"): GuestUser | undefined {
   return readUsers(passwdFile).find((u) => u.name === name);
+}
+
+/**
+ * An exec spec whose `user` (a name) is turned into its uid and gid. A uid given beside it must be that
+ * user's; a gid given beside it wins (as `sudo -u USER -g GROUP` would). Unknown users are a 400.
+ */
+export function resolveExecUser(spec: ExecSpec, passwdFile = "/etc/passwd"): ExecSpec {
+  if (spec.user === undefined) return spec;
+  const account = lookupUserByName(spec.user, passwdFile);
+  if (!account) throw new AgentRouteError(400, "invalid_request", `User ${JSON.stringify(spec.user)} does not exist in the guest`);
+  if (spec.uid !== undefined && spec.uid !== account.uid) {
+    throw new AgentRouteError(400, "invalid_request", `User ${JSON.stringify(spec.user)} has uid ${account.uid}, not ${spec.uid}: give one or the other`);
+  }
+  return { ...spec, uid: account.uid, gid: spec.gid ?? account.gid };
 }
 
 /** The default environment for `uid`, with "KEY=VALUE" entries from the request on top. */

@@ -100,7 +100,6 @@ export const CONFIGURE_UNIT_TEXT = `# Installed by Corral: hostname, network and
 [Unit]
 Description=Corral: apply the VM's hostname and network
 DefaultDependencies=no
-After=systemd-remount-fs.service
 Before=sysinit.target network-pre.target systemd-networkd.service ssh.service
 Wants=network-pre.target
 
@@ -114,8 +113,8 @@ WantedBy=sysinit.target
 `;
 
 /**
- * The agent starts as early as the root filesystem is writable, beside the rest of the boot: the daemon waits
- * for it, not for multi-user.target. KillMode=process: commands the agent started (background jobs, shells)
+ * The agent starts at once, beside the rest of the boot (the initramfs mounted the root disk read-write, and
+ * systemd mounts /proc, /sys, /dev and /run before any unit): the daemon waits for it, not for multi-user.target. KillMode=process: commands the agent started (background jobs, shells)
  * are not its to take down if systemd restarts it.
  */
 export const AGENT_UNIT_TEXT = `# Installed by Corral: the guest agent the host talks to over virtio-serial.
@@ -123,7 +122,7 @@ export const AGENT_UNIT_TEXT = `# Installed by Corral: the guest agent the host 
 Description=Corral guest agent
 DefaultDependencies=no
 Wants=${CONFIGURE_UNIT}
-After=${CONFIGURE_UNIT} systemd-remount-fs.service
+After=${CONFIGURE_UNIT}
 
 [Service]
 ExecStart=${RUNTIME_NODE} ${AGENT_GUEST_PATH}

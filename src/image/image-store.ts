@@ -73,6 +73,14 @@ export interface ImageSummary {
   versions: number;
 }
 
+/** Images Corral builds from its own recipes; any other name is built from a Dockerfile or imported. */
+export const RECIPE_IMAGES = ["base", "debian"] as const;
+
+function buildHint(name: string): string {
+  if ((RECIPE_IMAGES as readonly string[]).includes(name)) return `build it with "corral image build ${name}" (or "./corral up", which builds both)`;
+  return `build or import it first ("corral image build", "corral image import" or "corral image pull"); "corral image list" shows the images there are`;
+}
+
 export const IMAGE_FILES = { kernel: "vmlinuz", initrd: "initrd.img", rootfs: "rootfs.ext4", manifest: "image.json" } as const;
 
 export class ImageStore {
@@ -90,7 +98,7 @@ export class ImageStore {
     try {
       target = await readlink(current);
     } catch {
-      throw new CorralError("image_not_found", `Image ${JSON.stringify(name)} does not exist: run "corral image build" or "./corral up"`);
+      throw new CorralError("image_not_found", `Image ${JSON.stringify(name)} does not exist: ${buildHint(name)}`);
     }
     const version = target.split("/").pop() ?? "";
     return this.load(name, version);

@@ -78,6 +78,8 @@ export interface ExecSpec {
   cwd?: string;
   uid?: number;
   gid?: number;
+  /** A user of the guest by name: the agent looks up its uid and gid (and its home for $HOME). */
+  user?: string;
   /** When set, `cmd` (with `args` appended, quoted) is a script run by this interpreter with `-lc`. */
   shell?: string;
   /** "base64" sends output chunks base64-encoded, with `encoding: "base64"` on their frames. */

@@ -8,6 +8,8 @@ export const HOSTNAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 export const HOSTGROUP_PATTERN = "^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$";
 /** Image names: letters, digits, dot, dash, underscore; never "." or "..". */
 export const IMAGE_PATTERN = "^[a-z0-9][a-z0-9._-]{0,62}$";
+/** A login name in the guest, as useradd takes it by default. */
+export const GUEST_USER_PATTERN = "^[a-z_][a-z0-9_-]{0,31}$";
 
 const hostnameRe = new RegExp(HOSTNAME_PATTERN);
 const hostgroupRe = new RegExp(HOSTGROUP_PATTERN);

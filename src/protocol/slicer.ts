@@ -1,7 +1,7 @@
 // Request and response shapes of the daemon's Slicer-compatible API, with the seeds' field names. Each
 // schema is the TypeScript type, the request validator and the OpenAPI entry at once.
 import { Type, type Static, type TUnsafe } from "@sinclair/typebox";
-import { HOSTGROUP_PATTERN, HOSTNAME_PATTERN } from "./names.ts";
+import { GUEST_USER_PATTERN, HOSTGROUP_PATTERN, HOSTNAME_PATTERN } from "./names.ts";
 import { HostIsolationInfoSchema } from "./host-isolation.ts";
 import { TemplateInfoSchema } from "./templates-api.ts";
 import { HealthFieldsSchema } from "./vm-health.ts";
@@ -163,6 +163,7 @@ export const ExecQuerySchema = Type.Object({
   cwd: Type.Optional(Type.String()),
   uid: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967294 })),
   gid: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967294 })),
+  user: Type.Optional(Type.String({ pattern: GUEST_USER_PATTERN, description: "a user of the guest by name (e.g. the image's default user); its uid and gid unless uid/gid are given" })),
   shell: Type.Optional(Type.String()),
   stdin: Type.Optional(Type.Boolean()),
   stdout: Type.Optional(Type.Boolean()),

@@ -11,6 +11,8 @@ export interface BackgroundExecOptions {
   cwd?: string;
   uid?: number;
   gid?: number;
+  /** A user of the guest by name. */
+  user?: string;
   shell?: string;
   /** "base64" keeps binary output intact in the log frames (default "text"). */
   stdio?: "text" | "base64";
@@ -46,6 +48,7 @@ export class BackgroundExecApi {
       cwd: options.cwd,
       uid: options.uid,
       gid: options.gid,
+      user: options.user,
       shell: options.shell,
       stdio: options.stdio,
       ring_bytes: options.ringBytes,

@@ -68,6 +68,8 @@ export interface ExecOptions {
   cwd?: string;
   uid?: number;
   gid?: number;
+  /** A user of the guest by name (e.g. the image's default user, "debian"). */
+  user?: string;
   shell?: string;
   stdio?: "text" | "base64";
   /** Sent as the command's standard input, streamed. */
@@ -292,6 +294,7 @@ export class CorralClient {
       cwd: options.cwd,
       uid: options.uid,
       gid: options.gid,
+      user: options.user,
       shell: options.shell,
       stdio: options.stdio,
       ...extra,

@@ -16,6 +16,7 @@ const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 export const TEST_CONFIG = `config:
   host_groups:
     - name: sbox
+      image: base
       count: 0
       vcpu: 1
       ram_mb: 512
@@ -25,13 +26,16 @@ export const TEST_CONFIG = `config:
 export const CREATE_PATHS_CONFIG = `config:
   host_groups:
     - name: cold
+      image: base
       vcpu: 1
       ram_mb: 512
       template: false
     - name: tmpl
+      image: base
       vcpu: 1
       ram_mb: 512
     - name: pool
+      image: base
       vcpu: 1
       ram_mb: 512
       warm_pool: 1

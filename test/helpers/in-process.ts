@@ -20,6 +20,7 @@ const DAEMON_CONFIG = (socket: string): string => `config:
       enabled: true
   host_groups:
     - name: sbox
+      image: base
       count: 0
       vcpu: 1
       ram_mb: 512

@@ -17,6 +17,7 @@ const AUTH_CONFIG = (socket: string): string => `config:
       enabled: true
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 512
 `;

@@ -113,7 +113,7 @@ describe("corral CLI", { timeout: 600_000 }, () => {
 
   test("the daemon refuses a bad configuration, naming each problem's path", async () => {
     const bad = join(daemon.stateDir, "bad.yaml");
-    await writeFile(bad, "config:\n  api:\n    prot: 1\n  host_groups:\n    - name: sbox\n      vcpu: two\n");
+    await writeFile(bad, "config:\n  api:\n    prot: 1\n  host_groups:\n    - name: sbox\n      image: base\n      vcpu: two\n");
     const result = await corral(["daemon", "--config", bad, "--state-dir", join(daemon.stateDir, "other")]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /Invalid configuration in .*bad\.yaml:/);

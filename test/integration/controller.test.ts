@@ -25,6 +25,7 @@ const DAEMON_CONFIG = (auth: boolean) => `config:
       enabled: ${auth}
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 512
       template: false

@@ -13,12 +13,14 @@ import { qemuPids, TestDaemon } from "../helpers/daemon-process.ts";
 const CONFIG = `config:
   host_groups:
     - name: svc
+      image: base
       count: 2
       vcpu: 1
       ram_mb: 512
       userdata: |
         echo "userdata ran at $(cat /proc/uptime)" >> /root/userdata-runs
     - name: sbox
+      image: base
       count: 0
       vcpu: 1
       ram_mb: 512

@@ -22,6 +22,7 @@ const ARTIFACTS = join("test-artifacts", "dashboard");
 const CONFIG = `config:
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 512
       warm_pool: 0

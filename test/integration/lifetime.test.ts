@@ -13,16 +13,19 @@ import { until } from "../helpers/until.ts";
 const CONFIG = `config:
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 256
       template: false
       lifetime: 1h
       max_lifetime: 2h
     - name: free
+      image: base
       vcpu: 1
       ram_mb: 256
       template: false
     - name: svc
+      image: base
       count: 1
       vcpu: 1
       ram_mb: 256

@@ -59,6 +59,7 @@ describe("guest networking behind the wall", { timeout: 900_000 }, () => {
     host_access: ["127.0.0.1:${listeners.allowed.port}"]
   host_groups:
     - name: sbox
+      image: base
       count: 0
       vcpu: 1
       ram_mb: 512

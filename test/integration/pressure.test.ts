@@ -56,6 +56,7 @@ const DISK_CONFIG = (minFreeMiB: number): string => `config:
     min_free_disk_mb: ${minFreeMiB}
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 256
       template: false
@@ -194,6 +195,7 @@ describe("admission control and health", { timeout: 900_000 }, () => {
     failures: 2
 ${reserveMiB === undefined ? "" : `  admission:\n    memory_reserve_mb: ${reserveMiB}\n`}  host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 256
       template: false
@@ -275,6 +277,7 @@ describe("a state directory on a small tmpfs", { timeout: 900_000 }, () => {
     min_free_disk_mb: 16
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 512
 `,

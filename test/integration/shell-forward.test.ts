@@ -30,6 +30,7 @@ const CONFIG = (socket: string): string => `config:
       enabled: true
   host_groups:
     - name: sbox
+      image: base
       count: 0
       vcpu: 1
       ram_mb: 512

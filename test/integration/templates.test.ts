@@ -37,7 +37,7 @@ describe("template snapshots", { timeout: 900_000 }, () => {
   const templateDirs = async (): Promise<string[]> => (await readdir(join(daemon.stateDir, "templates"))).sort();
 
   before(async () => {
-    daemon = await TestDaemon.create(`${TEST_CONFIG}    - name: cold\n      vcpu: 1\n      ram_mb: 512\n      template: false\n`);
+    daemon = await TestDaemon.create(`${TEST_CONFIG}    - name: cold\n      image: base\n      vcpu: 1\n      ram_mb: 512\n      template: false\n`);
     await daemon.start();
   });
 

@@ -27,6 +27,7 @@ const CONFIG = `config:
       enabled: true
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 512
 `;

@@ -21,6 +21,7 @@ const DAEMON_CONFIG = `config:
       enabled: true
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 512
       template: false

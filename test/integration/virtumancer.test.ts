@@ -21,6 +21,7 @@ import * as wire from "../fixtures/virtumancer/wire.ts";
 const DAEMON_CONFIG = `config:
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 512
       template: false

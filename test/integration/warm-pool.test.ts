@@ -15,6 +15,7 @@ import { until } from "../helpers/until.ts";
 const CONFIG = `config:
   host_groups:
     - name: sbox
+      image: base
       vcpu: 1
       ram_mb: 512
       warm_pool: 2

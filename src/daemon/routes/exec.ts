@@ -30,6 +30,7 @@ export function execSpecFromQuery(query: ExecQuery): ExecSpec {
   if (query.cwd) spec.cwd = query.cwd;
   if (query.uid !== undefined) spec.uid = query.uid;
   if (query.gid !== undefined) spec.gid = query.gid;
+  if (query.user) spec.user = query.user;
   if (query.shell) spec.shell = query.shell;
   return spec;
 }

@@ -2,6 +2,7 @@
 // these checks are the guest's own, so a confused host gets a 400 instead of a crash.
 import { constants as h2 } from "node:http2";
 import type { ExecSpec } from "../../protocol/agent.ts";
+import { resolveExecUser } from "../users.ts";
 import { LINUX_SIGNALS, MAX_KILL_GRACE_MS, MAX_RING_BYTES, MAX_WAIT_SECONDS, MIN_RING_BYTES, type BackgroundLaunch, type JobKillRequest, type JobLaunchRequest } from "../../protocol/jobs.ts";
 import { AgentRouteError, readJson, sendJson } from "../http.ts";
 import type { AgentRouter } from "../router.ts";
@@ -27,10 +28,10 @@ export function parseLaunch(body: unknown): JobLaunchRequest {
   if (spec.stdio !== "text" && spec.stdio !== "base64") throw bad('spec.stdio must be "text" or "base64"');
   if (spec.stdin) throw bad("A background job has no stdin");
   for (const key of ["uid", "gid"] as const) if (spec[key] !== undefined && !isCount(spec[key], 4294967294)) throw bad(`spec.${key} must be a user or group id`);
-  for (const key of ["cwd", "shell"] as const) if (spec[key] !== undefined && typeof spec[key] !== "string") throw bad(`spec.${key} must be a string`);
+  for (const key of ["cwd", "shell", "user"] as const) if (spec[key] !== undefined && typeof spec[key] !== "string") throw bad(`spec.${key} must be a string`);
   const ringBytes = request?.ring_bytes;
   if (!isCount(ringBytes, MAX_RING_BYTES) || ringBytes < MIN_RING_BYTES) throw bad(`ring_bytes must be from ${MIN_RING_BYTES} to ${MAX_RING_BYTES}`);
-  return { spec: spec as ExecSpec, ring_bytes: ringBytes };
+  return { spec: resolveExecUser(spec as ExecSpec), ring_bytes: ringBytes };
 }
 
 export function parseKill(body: unknown): JobKillRequest {
