@@ -11,6 +11,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { CorralApiError, type ImportedImage } from "../../src/sdk/index.ts";
@@ -165,6 +166,30 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       const tarball = await dockerArchive(image);
       await assert.rejects(daemon.client.images.import("t-bad", tarball.subarray(0, Math.floor(tarball.length / 2))), rejectsWith(400, "invalid_image_archive", /truncated|tar|unexpected|EOF/i));
       await assert.rejects(daemon.client.images.import("t-bad", Buffer.alloc(0)), rejectsWith(400, "invalid_image_archive"));
+      assert.equal(storeSnapshot(), before);
+    });
+
+    test("an upload cut off by its client leaves nothing; a CLI import of a broken file says why and fails", async () => {
+      const before = storeSnapshot();
+      const tarball = await dockerArchive(image);
+      const cancel = new AbortController();
+      // Half the archive, then the client goes away without ending the body.
+      const body = new Readable({ read() {} });
+      body.push(tarball.subarray(0, Math.floor(tarball.length / 2)));
+      const answer = daemon.client.images.import("t-cut", body, { signal: cancel.signal });
+      setTimeout(() => cancel.abort(), 1000);
+      await assert.rejects(answer);
+      await until(() => (storeSnapshot() === before ? true : undefined), "the cut-off import's work folder to go", 60_000, 200);
+      assert.equal(existsSync(join(imagesDir, "t-cut")), false);
+
+      const broken = join(work, "broken.tar");
+      await writeFile(broken, tarball.subarray(0, 3000));
+      const cli = await run(CORRAL, ["image", "import", broken], { env: { ...process.env, CORRAL_URL: daemon.url } }).then(
+        () => assert.fail("the import should fail"),
+        (err: { code: number; stderr: string }) => err,
+      );
+      assert.equal(cli.code, 1);
+      assert.match(cli.stderr, /\(400 invalid_image_archive\)/);
       assert.equal(storeSnapshot(), before);
     });
 
