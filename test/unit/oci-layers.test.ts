@@ -67,6 +67,10 @@ describe("applying layers", () => {
         { name: "data/.wh..wh..opq" },
         { name: "data/later", body: "later\n" },
         { name: "etc/keep", body: "replaced\n" },
+        // AUFS' bookkeeping is skipped, not unpacked.
+        { name: ".wh..wh.plnk/", type: "directory" },
+        { name: ".wh..wh.plnk/1234.5678", body: "aufs" },
+        { name: ".wh..wh.aufs" },
       ],
       true,
     );
@@ -80,6 +84,7 @@ describe("applying layers", () => {
     // No whiteout file itself is ever written.
     assert.equal(existsSync(join(root, "etc/.wh.gone")), false);
     assert.equal(existsSync(join(root, "data/.wh..wh..opq")), false);
+    assert.deepEqual((await readdir(root)).filter((n) => n.startsWith(".wh.")), []);
   });
 
   test("a file replaces a directory of a lower layer, and a directory a file", async () => {

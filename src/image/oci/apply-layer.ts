@@ -16,6 +16,7 @@ import { pump } from "../../util/pump.ts";
 
 const WHITEOUT_PREFIX = ".wh.";
 const OPAQUE_MARKER = ".wh..wh..opq";
+const AUFS_META_PREFIX = ".wh..wh.";
 const SPECIAL_BITS = 0o7777;
 /** Linux's own limit on symlinks followed while resolving one path. */
 const MAX_LINKS = 40;
@@ -114,6 +115,8 @@ class LayerApplier {
       for await (const _ of body) void _;
     };
     if (segments.length === 0) return drain();
+    // AUFS' own bookkeeping (.wh..wh.plnk, .wh..wh.aufs and what is in them) is no part of the image.
+    if (segments.some((segment, i) => segment.startsWith(AUFS_META_PREFIX) && !(segment === OPAQUE_MARKER && i === segments.length - 1))) return drain();
     const base = segments[segments.length - 1] as string;
     const parentSegments = await this.resolveDir(header.name, segments.slice(0, -1));
     const parent = join(this.root, ...parentSegments);
