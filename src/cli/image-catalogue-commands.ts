@@ -5,7 +5,8 @@
 // progress on stderr.
 import { createReadStream, statSync } from "node:fs";
 import { basename } from "node:path";
-import type { Readable } from "node:stream";
+import { Transform, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import { packTree } from "../archive/index.ts";
 import { corralHome } from "../image/home.ts";
@@ -28,6 +29,25 @@ function sourceOf(source: ImageDetail["versions"][number]["source"]): string {
 function progressPrinter(quiet: boolean): ((p: ImageProgress) => void) | undefined {
   if (quiet) return undefined;
   return (p) => process.stderr.write(`  ${p.stage === "step" ? "->" : "ok"} ${p.message}\n`);
+}
+
+/** The upload's own progress on stderr (at most once a second): the daemon reports only once it has it all. */
+function withUploadProgress(source: Readable, total: number | undefined): Readable {
+  let sent = 0;
+  let last = 0;
+  const of = total === undefined ? "" : ` of ${formatBytes(total)}`;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      sent += chunk.length;
+      if (Date.now() - last >= 1000) {
+        last = Date.now();
+        process.stderr.write(`  .. sent ${formatBytes(sent)}${of}\n`);
+      }
+      callback(null, chunk);
+    },
+  });
+  pipeline(source, counter).catch(() => undefined); // a failed read ends the upload; the daemon says why
+  return counter;
 }
 
 function printImported(image: ImportedImage, json: boolean): void {
@@ -130,7 +150,8 @@ export function registerImageCatalogueCommands(image: Command): void {
     action(async (path: string, flags: ConnectionFlags & { name?: string; quiet?: boolean; json?: boolean }) => {
       const isDir = statSync(path).isDirectory();
       // A layout folder goes as the OCI archive it would be: a tar of its contents.
-      const body: Readable = isDir ? packTree(path, { topName: "" }) : createReadStream(path);
+      const source: Readable = isDir ? packTree(path, { topName: "" }) : createReadStream(path);
+      const body = flags.quiet ? source : withUploadProgress(source, isDir ? undefined : statSync(path).size);
       const imported = await clientFor(flags).images.import(flags.name ?? nameFromPath(path), body, { onProgress: progressPrinter(flags.quiet ?? false) });
       printImported(imported, flags.json ?? false);
     }),
