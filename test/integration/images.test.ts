@@ -16,6 +16,7 @@ import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { CorralApiError, type ImportedImage } from "../../src/sdk/index.ts";
 import { corralHome } from "../../src/image/home.ts";
+import { TestController } from "../helpers/controller-process.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
 import { dockerArchive, tarDirectory, testImage, writeOciLayout, type FixtureImage } from "../helpers/oci-fixtures.ts";
 import { until } from "../helpers/until.ts";
@@ -157,6 +158,25 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
     assert.equal(await sh("cd /tmp && pwd"), "/tmp");
     const asked = await daemon.client.execBuffered("oci-1", { cmd: "sh", args: ["-c", "pwd; echo $GREETING; id -u"], cwd: "/", env: { GREETING: "mine" }, uid: 0 });
     assert.deepEqual(asked.stdout.trim().split("\n"), ["/", "mine", "0"], "what a request asks for wins over the image's defaults");
+  });
+
+  test("a fleet controller lists an imported image (TTstack's /api/images, from the host's report)", async () => {
+    const controller = await TestController.create();
+    try {
+      await controller.start();
+      const headers = { authorization: `Bearer ${controller.apiKey}`, "content-type": "application/json" };
+      const added = await fetch(`${controller.url}/api/v1/hosts`, { method: "POST", headers, body: JSON.stringify({ id: "h-images", uri: daemon.url }) });
+      assert.equal(added.status, 201, await added.text());
+      const listed = async (): Promise<Array<{ name: string; host_id: string }>> =>
+        ((await (await fetch(`${controller.url}/api/images`, { headers })).json()) as { data: Array<{ name: string; host_id: string }> }).data;
+      assert.ok((await listed()).some((i) => i.name === "t-docker"), JSON.stringify(await listed()));
+      // An image imported after the host joined shows up with the next report.
+      await daemon.client.images.import("t-later", await dockerArchive(image));
+      await until(async () => ((await listed()).some((i) => i.name === "t-later") ? true : undefined), "t-later in the controller's images", 120_000, 500);
+      await daemon.client.images.remove("t-later");
+    } finally {
+      await controller.dispose();
+    }
   });
 
   describe("bad input: a clear 4xx, nothing half-written in the store", () => {
