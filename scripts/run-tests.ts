@@ -1,5 +1,5 @@
 // `npm test`: the type checks (Node code; the web dashboard, in the browser's settings and with its tests),
-// the set-up step (guest kernel, default image, dashboard build; idempotent), then every test file under
+// the set-up step (guest kernel, images base and debian, dashboard build; idempotent), then every test file under
 // test/ with Node's own runner. Unit tests run two at a time; tests that boot VMs one file at a time, since
 // each guest is emulated on this machine's few cores. Arguments narrow the run to the files given.
 import { spawnSync } from "node:child_process";
@@ -38,7 +38,7 @@ if (!typecheck) {
   process.exit(1);
 }
 
-console.error("corral: set-up (guest kernel, default image, web dashboard)");
+console.error("corral: set-up (guest kernel, images base and debian, web dashboard)");
 await runSetup();
 
 const chosen = process.argv.slice(2);

@@ -56,7 +56,12 @@ export class IdentityState {
     await setHostname(identity.hostname);
     if (identity.machine_id !== undefined) setMachineId(identity.machine_id);
     if (identity.mac !== undefined) await setMacAddress(identity.mac, this.log);
-    if (identity.template) return;
+    if (identity.template) {
+      // A template is snapshotted once this answers: let the init system finish booting first, so that each
+      // clone starts as a booted system rather than redoing the end of the boot on its own.
+      await settleBoot(this.log);
+      return;
+    }
     const user = identity.user ? ensureUser(identity.user) : undefined;
     if (identity.ssh_keys && identity.ssh_keys.length > 0) this.installSshKeys(identity.ssh_keys, user);
     this.applied = true;
@@ -124,6 +129,23 @@ export class IdentityState {
       this.markUserdata(exitCode);
     });
   }
+}
+
+/** How long a template build waits for systemd to finish booting before it snapshots anyway. */
+const BOOT_SETTLE_MS = 180_000;
+
+/** Under systemd: waits until the boot's jobs are done (`is-system-running --wait`), at most BOOT_SETTLE_MS. */
+async function settleBoot(log: (line: string) => void): Promise<void> {
+  if (!existsSync("/run/systemd/system")) return;
+  const started = Date.now();
+  const state = await new Promise<string>((resolve) => {
+    const child = spawn("systemctl", ["is-system-running", "--wait"], { stdio: ["ignore", "pipe", "ignore"], timeout: BOOT_SETTLE_MS });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    child.on("error", () => resolve("unknown (systemctl did not start)"));
+    child.on("close", () => resolve(out.trim() || "unknown"));
+  });
+  log(`boot settled for the template: systemd is ${state} after ${Date.now() - started} ms`);
 }
 
 function runQuietly(file: string, args: string[]): Promise<void> {

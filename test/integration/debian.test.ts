@@ -122,6 +122,8 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
     assert.match(daemon.log, new RegExp(`"vm":"${second}"[^\\n]*"msg":"VM cloned from its template"`));
     assert.equal(await bash(second, "hostname"), second);
     assert.equal(await bash(second, "cat /etc/hostname"), second);
+    const state = await run(second, "systemctl", ["is-system-running"]);
+    assert.match(state.stdout, /^(running|degraded)$/, "the template was snapshotted after systemd finished booting");
     const ids = [await bash(first, "cat /etc/machine-id"), await bash(second, "cat /etc/machine-id")];
     assert.match(ids[1] ?? "", /^[0-9a-f]{32}$/);
     assert.notEqual(ids[0], ids[1]);
@@ -139,6 +141,21 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
       await key.dispose();
     }
     assert.match(await bash(second, "ls /etc/ssh/ssh_host_ed25519_key.pub"), /ssh_host_ed25519_key\.pub/, "host keys were made at the first connection");
+  });
+
+  test("suspend/restore keeps systemd and the agent's unit running; a memory commit forks into its own machine", async () => {
+    const vm = (await daemon.client.createNode("deb", {}, { wait: "agent" })).hostname;
+    await bash(vm, "echo kept > /root/kept; systemd-run --unit corral-test-sleeper sleep 100000");
+    await daemon.client.suspend(vm);
+    await daemon.client.restore(vm, { wait: "agent", timeout: "300s" });
+    assert.equal(await bash(vm, "systemctl is-active corral-test-sleeper.service corral-agent.service | sort -u"), "active");
+    const commit = await daemon.client.commit(vm, { memory: true });
+    const fork = (await daemon.client.fork(commit.commit_id, {}, { wait: "agent", timeout: "300s" })).hostname;
+    assert.equal(await bash(fork, "cat /root/kept; systemctl is-active corral-test-sleeper.service"), "kept\nactive", "the fork has the disk and the running unit");
+    assert.equal(await bash(fork, "hostname"), fork);
+    assert.notEqual(await bash(fork, "cat /etc/machine-id"), await bash(vm, "cat /etc/machine-id"));
+    for (const name of [fork, vm]) await daemon.client.deleteNode("deb", name);
+    await daemon.client.deleteCommit(commit.commit_id);
   });
 
   test("a daemon restart (kill -9) re-attaches the running Debian sandbox without a reboot", async () => {

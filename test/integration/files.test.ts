@@ -107,7 +107,7 @@ function peakRssKiB(pid: number): number {
 
 /** Runs `command` with `$p` set to the guest agent's /proc directory (found by its command line). */
 function forAgent(command: string): string {
-  return `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in "node /opt/corral/agent.mjs"*) ${command};; esac; done`;
+  return `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in "/opt/corral/bin/node /opt/corral/agent.mjs"*) ${command};; esac; done`;
 }
 
 /** How many inotify watches the agent holds. */

@@ -226,10 +226,11 @@ describe("shell and port forwarding", { timeout: 900_000 }, () => {
       const session = await client.shell(hostname);
       await sleep(500);
       // Measured inside the guest while nothing else talks to the agent: its CPU ticks over 3 s.
-      const ticks = (await guest("p=$(pgrep -f '^node /opt/corral/agent.mjs'); a=$(cut -d' ' -f14,15 /proc/$p/stat); sleep 3; b=$(cut -d' ' -f14,15 /proc/$p/stat); echo $a $b"))
+      const ticks = (await guest("p=$(pgrep -f '^/opt/corral/bin/node /opt/corral/agent.mjs'); a=$(cut -d' ' -f14,15 /proc/$p/stat); sleep 3; b=$(cut -d' ' -f14,15 /proc/$p/stat); echo $a $b"))
         .trim()
         .split(" ")
         .map(Number);
+      assert.equal(ticks.length, 4, "the agent's process was found");
       const used = (ticks[2] as number) + (ticks[3] as number) - (ticks[0] as number) - (ticks[1] as number);
       assert.ok(used <= 3, `the agent used ${used} ticks (10 ms each) in 3 s with an idle shell open`);
       session.close();
