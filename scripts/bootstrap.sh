@@ -10,8 +10,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # services (the daemon refuses to start without it unless told otherwise); openssh-client: ssh into VMs;
 # python3, make, g++: native npm modules (better-sqlite3, node-pty); patchelf, kmod: the guest runtime (node
 # pointed at its own loader and libraries; depmod for the kernel's modules in every image); mmdebstrap: the
-# debian image, from Debian's archive.
-PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++ patchelf kmod mmdebstrap"
+# debian image, from Debian's archive; skopeo: OCI imports and registry pulls; docker-registry: the local
+# registry the image tests pull from.
+PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++ patchelf kmod mmdebstrap skopeo docker-registry"
 
 missing=""
 for package in $PACKAGES; do

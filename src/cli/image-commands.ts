@@ -1,8 +1,8 @@
-// `corral image build|list`: images on this host (no daemon needed).
+// `corral image build [base|debian]` (built-in images, on this host; no daemon needed) and the catalogue's commands.
 import type { Command } from "commander";
 import { corralHome } from "../image/home.ts";
-import { ImageStore } from "../image/image-store.ts";
-import { action, formatBytes, printJson, printTable } from "./output.ts";
+import { registerImageCatalogueCommands } from "./image-catalogue-commands.ts";
+import { action } from "./output.ts";
 
 export function registerImageCommands(program: Command): void {
   const image = program.command("image").description("Build and list VM images");
@@ -24,23 +24,6 @@ export function registerImageCommands(program: Command): void {
       }),
     );
 
-  image
-    .command("list")
-    .alias("ls")
-    .description("List images")
-    .option("--json", "print JSON")
-    .action(
-      action(async (flags: { json?: boolean }) => {
-        const images = await new ImageStore(corralHome().images).list();
-        if (flags.json) return printJson(images);
-        if (images.length === 0) {
-          process.stdout.write("No images. Build them with: corral image build base; corral image build debian\n");
-          return;
-        }
-        printTable(
-          ["NAME", "VERSION", "KERNEL", "DISK", "ON HOST", "BUILT", "VERSIONS"],
-          images.map((i) => [i.name, i.version, i.kernel_release, formatBytes(i.disk_size_bytes), formatBytes(i.disk_usage_bytes), i.created_at.slice(0, 19).replace("T", " "), String(i.versions)]),
-        );
-      }),
-    );
+  // list, show, remove, prune, import, pull (image-catalogue-commands.ts).
+  registerImageCatalogueCommands(image);
 }

@@ -58,6 +58,7 @@ const ConfigFileSchema = Type.Object(
           ),
         ),
         accel: Type.Optional(Type.Union([Type.Literal("auto"), Type.Literal("kvm"), Type.Literal("tcg")])),
+        insecure_registry: Type.Optional(Type.Boolean({ description: "image pulls may use plain HTTP and unverified TLS (Slicer's field; default false)" })),
         network: Type.Optional(
           Type.Object(
             {
@@ -144,6 +145,8 @@ export interface DaemonConfig {
     readonly authEnabled: boolean;
   };
   readonly accel: AccelMode;
+  /** Slicer's `insecure_registry`: every pull may use plain HTTP and unverified TLS, as if it asked `insecure`. */
+  readonly insecureRegistry: boolean;
   readonly network: {
     /** Guests are walled off from this host's addresses (src/net/host-isolation.ts); false: on purpose, not. */
     readonly hostIsolation: boolean;
@@ -328,6 +331,7 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
       authEnabled: api.auth?.enabled ?? false,
     }),
     accel: file.config.accel ?? "auto",
+    insecureRegistry: file.config.insecure_registry ?? false,
     network: Object.freeze({ hostIsolation: network.host_isolation ?? true, hostAccess: Object.freeze(hostAccess) }),
     admission: Object.freeze({
       memoryReserveBytes: (file.config.admission?.memory_reserve_mb ?? DEFAULT_ADMISSION.memoryReserveBytes / MiB) * MiB,

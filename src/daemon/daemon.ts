@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
-import { corralHome, ImageStore, type CorralHome } from "../image/index.ts";
+import { corralHome, ImageCatalogue, ImageStore, OciImports, ociGuestRuntime, registerImageUser, type CorralHome } from "../image/index.ts";
 import { HostIsolation } from "../net/index.ts";
 import type { Logger } from "../util/log.ts";
 import { createPrivateFile, tightenStateDir } from "../util/private-state.ts";
@@ -152,6 +152,12 @@ async function startLocked(
   const guestGid = isolation.gid;
 
   const images = new ImageStore(home.images);
+  // Before any VM is recovered or made: from now on this daemon's disks count as users of the store's images.
+  await registerImageUser(home.images, stateDir).catch((err: unknown) =>
+    log.warn({ err, images: home.images }, "Cannot register this daemon's state directory in the image store: another daemon's image prune could remove versions this daemon's VMs use"),
+  );
+  const catalogue = new ImageCatalogue(images);
+  const imports = new OciImports({ home, store: images, runtime: ociGuestRuntime, insecureRegistry: config.insecureRegistry });
   const defaultImage = await images.resolve(config.hostGroups[0]?.image ?? DEFAULT_IMAGE);
   for (const group of config.hostGroups) await images.resolve(group.image);
   const qemuBinary = requireProgram(QEMU_BINARY, "qemu-system-x86");
@@ -191,7 +197,7 @@ async function startLocked(
   const hostId = await loadHostId(stateDir);
   const deadlines = { ...DEFAULT_DEADLINES, ...options.httpDeadlines };
   const app = await buildDaemonApp(
-    { manager, secrets, images, accel, metrics, templates, isolation, stateDir, hostId, version: corralVersion(), gitCommit: gitCommit() },
+    { manager, secrets, images, catalogue, imports, accel, metrics, templates, isolation, stateDir, hostId, version: corralVersion(), gitCommit: gitCommit() },
     { token, log, isReady: () => ready, deadlines },
   );
   const socketPath = config.api.socket ? resolve(config.api.socket) : undefined;

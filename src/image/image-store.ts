@@ -12,10 +12,7 @@ import { assertImageName, isImageName } from "../protocol/names.ts";
 
 export type DiskFormat = "raw" | "qcow2";
 
-/**
- * How the image runs things, in the spirit of OCI's image config (snake_case). Written into the guest too, at
- * /etc/corral/image.json, so the agent reads its defaults there.
- */
+/** What the image says about running in it, in OCI's spirit (snake_case); also written to /etc/corral/image.json in the guest. */
 export interface ImageConfig {
   /** "KEY=VALUE" entries. */
   env?: string[];
@@ -24,12 +21,21 @@ export interface ImageConfig {
   entrypoint?: string[];
   cmd?: string[];
   labels?: Record<string, string>;
-  /** The login user clients act as by default (Slicer's images: `ubuntu`; Corral's `debian`: `debian`). */
+  /** The login user a Slicer client expects (e.g. "ubuntu" on Slicer's images). */
   default_user?: string;
 }
 
-/** Where an image came from: a built-in recipe, a Dockerfile, or an OCI archive or registry. */
-export type ImageSource = { kind: "recipe" | "dockerfile" | "oci" } & Record<string, string>;
+/** Where a version came from. */
+export interface ImageSource {
+  kind: "recipe" | "dockerfile" | "oci";
+  [field: string]: unknown;
+}
+
+/** The image version a build started from. */
+export interface ImageParent {
+  name: string;
+  version: string;
+}
 
 export interface ImageManifest {
   name: string;
@@ -41,8 +47,7 @@ export interface ImageManifest {
   inputs: Record<string, string>;
   config?: ImageConfig;
   source?: ImageSource;
-  /** The image version this one was built on (a Dockerfile's FROM). */
-  parent?: { name: string; version: string };
+  parent?: ImageParent;
 }
 
 export interface ImageVersion {
@@ -123,7 +128,6 @@ export class ImageStore {
   async has(name: string, version: string): Promise<boolean> {
     return existsSync(join(this.versionDir(name, version), IMAGE_FILES.manifest));
   }
-
   /** An installed version, made current when it was not (a build with equal inputs); undefined when absent. */
   async reuse(name: string, version: string): Promise<ImageVersion | undefined> {
     if (!(await this.has(name, version))) return undefined;

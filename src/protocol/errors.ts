@@ -8,6 +8,10 @@ export const ERROR_STATUS = {
   invalid_duration: 400,
   resources_exceeded: 400,
   unsupported_engine: 400,
+  // An image archive or layout that cannot be imported: not a tar, cut short, a missing blob, a digest that
+  // does not match, a layer that is not a tar or would write outside the root.
+  invalid_image_archive: 400,
+  invalid_reference: 400,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
@@ -15,6 +19,7 @@ export const ERROR_STATUS = {
   hostgroup_not_found: 404,
   vm_not_found: 404,
   image_not_found: 404,
+  image_reference_not_found: 404,
   exec_not_found: 404,
   secret_not_found: 404,
   commit_not_found: 404,
@@ -29,6 +34,9 @@ export const ERROR_STATUS = {
   vm_not_running: 409,
   vm_paused: 409,
   secret_exists: 409,
+  image_in_use: 409,
+  // A registry refused the credentials given (or wants some): not this API's own 401.
+  registry_auth_failed: 403,
   gone: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,
@@ -43,6 +51,8 @@ export const ERROR_STATUS = {
   // The host answered, but with something the controller cannot use: not JSON, not TTstack's envelope, data
   // of another shape, a 5xx.
   host_bad_answer: 502,
+  // A registry that cannot be reached, or only over plain HTTP without `insecure`.
+  registry_unreachable: 502,
   agent_unavailable: 503,
   unavailable: 503,
   insufficient_storage: 507,

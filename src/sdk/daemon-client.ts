@@ -10,6 +10,7 @@ import type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { BackgroundExecApi } from "./background.ts";
 import { FilesApi } from "./files.ts";
+import { ImagesApi } from "./images.ts";
 import { ndjson } from "./ndjson.ts";
 import { SecretsApi } from "./secrets.ts";
 import { listenForward, openForward, type ListenForwardOptions, type LocalForward } from "./forward.ts";
@@ -89,12 +90,15 @@ export class CorralClient {
   readonly secrets: SecretsApi;
   /** Files in VMs: copies, listings, watches. */
   readonly fs: FilesApi;
+  /** The host's images: catalogue, removal, pruning, OCI import and registry pull. */
+  readonly images: ImagesApi;
 
   constructor(options: ClientOptions) {
     this.transport = new Transport(options);
     this.bg = new BackgroundExecApi(this.transport);
     this.secrets = new SecretsApi(this.transport);
     this.fs = new FilesApi(this.transport);
+    this.images = new ImagesApi(this.transport);
   }
 
   close(): Promise<void> {

@@ -32,6 +32,7 @@ const groups = (yaml: string): string => `config:\n  host_groups:\n${yaml}`;
 const DEFAULTS: DaemonConfig = {
   api: { bindAddress: "127.0.0.1", port: 8080, socket: undefined, authEnabled: false },
   accel: "auto",
+  insecureRegistry: false,
   network: { hostIsolation: true, hostAccess: [] },
   admission: { memoryReserveBytes: 512 * MiB, minFreeDiskBytes: 1024 * MiB },
   healthCheck: { intervalMs: 10_000, timeoutMs: 5_000, failures: 2 },
@@ -55,6 +56,11 @@ describe("parseDaemonConfig defaults", () => {
 
   test("an empty config mapping gives the defaults", () => {
     assert.deepEqual(parseDaemonConfig("config: {}\n", "c.yaml"), DEFAULTS);
+  });
+
+  test("Slicer's insecure_registry lets image pulls use plain HTTP; it must be true or false", () => {
+    assert.equal(parseDaemonConfig("config:\n  insecure_registry: true\n", "c.yaml").insecureRegistry, true);
+    assert.match(problemsOf("config:\n  insecure_registry: yes-please\n").join("\n"), /insecure_registry/);
   });
 
   test("the built-in YAML parses to the defaults", () => {
@@ -89,6 +95,7 @@ describe("parseDaemonConfig defaults", () => {
     auth:
       enabled: true
   accel: tcg
+  insecure_registry: true
   host_groups:
     - name: web
       count: 3
@@ -113,6 +120,7 @@ describe("parseDaemonConfig defaults", () => {
     assert.deepEqual(parseDaemonConfig(text, "c.yaml"), {
       api: { bindAddress: "0.0.0.0", port: 9090, socket: "/run/corral.sock", authEnabled: true },
       accel: "tcg",
+      insecureRegistry: true,
       network: { hostIsolation: true, hostAccess: [] },
       admission: { memoryReserveBytes: 2048 * MiB, minFreeDiskBytes: 100 * MiB },
       healthCheck: { intervalMs: 30_000, timeoutMs: 2_000, failures: 3 },

@@ -2,7 +2,7 @@
 import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from "fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { AccelVerdict } from "../../engine/index.ts";
-import type { ImageStore } from "../../image/index.ts";
+import type { ImageCatalogue, ImageStore, OciImports } from "../../image/index.ts";
 import type { HostIsolation } from "../../net/index.ts";
 import type { DaemonMetrics } from "../metrics.ts";
 import type { Secrets } from "../secrets/index.ts";
@@ -13,6 +13,10 @@ export interface DaemonContext {
   manager: VmManager;
   secrets: Secrets;
   images: ImageStore;
+  /** Every image version with its sizes and users; removal and pruning. */
+  catalogue: ImageCatalogue;
+  /** Images from OCI archives and registries. */
+  imports: OciImports;
   accel: AccelVerdict;
   version: string;
   gitCommit: string;
