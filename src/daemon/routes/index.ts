@@ -5,6 +5,7 @@ import { execRoutes } from "./exec.ts";
 import { backgroundExecRoutes } from "./exec-background.ts";
 import { fileRoutes } from "./files.ts";
 import { fsRoutes } from "./fs.ts";
+import { imageBuildRoutes } from "./image-build.ts";
 import { lifecycleRoutes } from "./lifecycle.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { nodeRoutes } from "./nodes.ts";
@@ -36,6 +37,7 @@ export const ROUTE_SETS: readonly RouteSet[] = [
   fsRoutes,
   shellAndForwardRoutes,
   templateRoutes,
+  imageBuildRoutes,
 ];
 
 /** Route sets that speak TTstack's wire (its envelope on every answer: src/http/wire.ts). */

@@ -21,7 +21,7 @@ export class DockerIgnore {
       // Docker cleans each pattern (filepath.Clean) and drops a leading slash.
       let pattern = posix.normalize(line).replace(/^\/+/, "").replace(/\/+$/, "");
       if (pattern === "." || pattern === "") pattern = "";
-      this.rules.push({ regex: patternRegExp(pattern), include });
+      this.rules.push({ regex: dockerignoreRegExp(pattern), include });
     }
   }
 
@@ -45,7 +45,8 @@ export class DockerIgnore {
   }
 }
 
-function patternRegExp(pattern: string): RegExp {
+/** One pattern (Go's filepath.Match per segment, `**` for any depth) as a regular expression over a whole path. */
+export function dockerignoreRegExp(pattern: string): RegExp {
   let source = "";
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i] as string;

@@ -1,0 +1,78 @@
+// The end of a Dockerfile build: the last step's disk (a qcow2 chain of commits over the FROM image)
+// flattened into a raw ext4 with qemu-img, the image's config written to /etc/corral/image.json inside it
+// with debugfs (no mounting), the FROM image's kernel and initramfs beside it, installed atomically as a new
+// version. The version id is a hash of the last step's cache key and the config, so a rebuild that changed
+// nothing installs nothing.
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { IMAGE_FILES, type ImageConfig, type ImageManifest, type ImageSource, type ImageStore, type ImageVersion } from "../../image/image-store.ts";
+import { requireProgram, run } from "../../util/run.ts";
+
+export interface FinishRequest {
+  images: ImageStore;
+  name: string;
+  parent: ImageVersion;
+  /** The disk the last step left: the FROM image untouched, or a commit's qcow2 overlay. */
+  disk: { kind: "image" } | { kind: "commit"; path: string };
+  key: string;
+  config: ImageConfig;
+  source: ImageSource;
+  /** Install a new copy even when this version exists (a --no-cache build). */
+  force: boolean;
+  signal: AbortSignal;
+}
+
+/** Where /etc/corral/image.json is in every Corral image. */
+export const GUEST_IMAGE_CONFIG = "/etc/corral/image.json";
+
+export async function installBuiltImage(request: FinishRequest): Promise<{ image: ImageVersion; reused: boolean }> {
+  const { images, name, parent } = request;
+  const version = createHash("sha256").update(`${request.key}\0${JSON.stringify(request.config)}`).digest("hex").slice(0, 12);
+  if (!request.force && (await images.has(name, version))) {
+    await images.setCurrent(name, version);
+    return { image: await images.load(name, version), reused: true };
+  }
+  // Beside the image store (same filesystem: install renames), like the recipe builds' work folders.
+  const cache = join(dirname(images.dir), "cache");
+  await mkdir(cache, { recursive: true });
+  const work = await mkdtemp(join(cache, "dockerfile-"));
+  try {
+    const out = join(work, "out");
+    await mkdir(out);
+    const rootfs = join(out, IMAGE_FILES.rootfs);
+    const qemuImg = requireProgram("qemu-img", "qemu-utils");
+    const source = request.disk.kind === "image" ? ["-f", parent.rootfsFormat, parent.rootfs] : ["-f", "qcow2", request.disk.path];
+    await run(qemuImg, ["convert", "-O", "raw", ...source, rootfs], { signal: request.signal });
+    await writeGuestConfig(rootfs, request.config, join(work, "image.json"), request.signal);
+    await copyFile(parent.kernel, join(out, IMAGE_FILES.kernel));
+    await copyFile(parent.initrd, join(out, IMAGE_FILES.initrd));
+    const manifest: ImageManifest = {
+      name,
+      version,
+      created_at: new Date().toISOString(),
+      kernel_release: parent.manifest.kernel_release,
+      rootfs_format: "raw",
+      inputs: { dockerfile_key: request.key, parent: `${parent.name}@${parent.version}` },
+      config: request.config,
+      source: request.source,
+      parent: { name: parent.name, version: parent.version },
+    };
+    request.signal.throwIfAborted();
+    return { image: await images.install(out, manifest), reused: false };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Writes the config into the ext4 image without mounting it (debugfs from e2fsprogs). */
+async function writeGuestConfig(rootfs: string, config: ImageConfig, scratch: string, signal: AbortSignal): Promise<void> {
+  await writeFile(scratch, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
+  const debugfs = requireProgram("debugfs", "e2fsprogs");
+  // debugfs goes on past a failing command: "mkdir" of an existing folder and "rm" of a missing file are fine.
+  const commands = ["mkdir /etc", "mkdir /etc/corral", `rm ${GUEST_IMAGE_CONFIG}`, `write ${scratch} ${GUEST_IMAGE_CONFIG}`, `sif ${GUEST_IMAGE_CONFIG} uid 0`, `sif ${GUEST_IMAGE_CONFIG} gid 0`].join("\n");
+  await run(debugfs, ["-w", "-f", "-", rootfs], { input: `${commands}\n`, signal });
+  // debugfs exits 0 even when a command failed: read the file back to be sure it is there.
+  const written = await run(debugfs, ["-R", `cat ${GUEST_IMAGE_CONFIG}`, rootfs], { signal });
+  if (written.trim() !== JSON.stringify(config, null, 2)) throw new Error(`Cannot write ${GUEST_IMAGE_CONFIG} into the built image`);
+}

@@ -1,0 +1,73 @@
+// POST /images/build?name=NAME[&dockerfile=PATH][&build_arg=K=V...][&no_cache=true]: a Dockerfile build.
+// The body is the build context as an uncompressed tar, unpacked to disk as it arrives. Whatever fails
+// before the first step (the context, the Dockerfile, FROM, a COPY source) is an ordinary error answer and
+// no VM was booted; after that the answer is NDJSON progress (src/protocol/image-build.ts) ending in
+// `done` or `error`. A client that leaves cancels the build: its builder VM is removed, nothing installed.
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { PassThrough } from "node:stream";
+import { installStreamingBodies } from "../../http/body-parsers.ts";
+import { bodyStream } from "../../http/deadlines.ts";
+import { CorralError } from "../../protocol/errors.ts";
+import { ImageBuildQuerySchema, type BuildEvent } from "../../protocol/image-build.ts";
+import { BuildContext } from "../builds/build-context.ts";
+import { ImageBuilder } from "../builds/image-builder.ts";
+import type { DaemonApp, DaemonContext } from "../http/context.ts";
+
+function buildArgs(value: string | string[] | undefined): Record<string, string> {
+  const args: Record<string, string> = {};
+  for (const entry of value === undefined ? [] : Array.isArray(value) ? value : [value]) {
+    const eq = entry.indexOf("=");
+    args[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return args;
+}
+
+export function imageBuildRoutes(app: DaemonApp, ctx: DaemonContext): void {
+  const builder = new ImageBuilder({ manager: ctx.manager, images: ctx.images, log: app.log });
+  app.register(async (scope) => {
+    installStreamingBodies(scope, "stream");
+    const typed = scope as DaemonApp;
+    typed.post("/images/build", { schema: { querystring: ImageBuildQuerySchema } }, async (request, reply) => {
+      const cancel = new AbortController();
+      reply.raw.on("close", () => {
+        if (!reply.raw.writableFinished) cancel.abort(new CorralError("client_closed_request", "The client left before the build finished"));
+      });
+      // Beside the image store, where builds keep their work (see finish-image.ts).
+      const cache = join(dirname(ctx.images.dir), "cache");
+      await mkdir(cache, { recursive: true });
+      const work = await mkdtemp(join(cache, "context-"));
+      let streaming = false;
+      try {
+        const context = await BuildContext.receive(bodyStream(request), work);
+        const prepared = await builder.prepare(
+          { name: request.query.name, dockerfile: request.query.dockerfile ?? "Dockerfile", buildArgs: buildArgs(request.query.build_arg), noCache: request.query.no_cache ?? false },
+          context,
+        );
+        cancel.signal.throwIfAborted();
+        const out = new PassThrough();
+        const emit = (event: BuildEvent): void => void out.write(`${JSON.stringify(event)}\n`);
+        reply.header("content-type", "application/x-ndjson").header("cache-control", "no-store");
+        void reply.send(out);
+        streaming = true;
+        try {
+          const image = await builder.run(prepared, emit, cancel.signal);
+          request.log.info({ image: image.name, version: image.version }, "Image built from a Dockerfile");
+        } catch (err) {
+          if (cancel.signal.aborted) request.log.info({ image: request.query.name }, "Image build cancelled: the client left");
+          else if (err instanceof CorralError) emit({ type: "error", error: err.message, code: err.code });
+          else {
+            request.log.error({ err, image: request.query.name }, "Image build failed");
+            emit({ type: "error", error: `The build of image ${JSON.stringify(request.query.name)} failed: internal error (the daemon's log has the cause)`, code: "internal" });
+          }
+        } finally {
+          out.end();
+        }
+        return reply;
+      } finally {
+        await rm(work, { recursive: true, force: true });
+        if (!streaming) bodyStream(request).resume();
+      }
+    });
+  });
+}
