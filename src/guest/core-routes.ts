@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { constants as h2 } from "node:http2";
 import { AGENT_PATHS, AGENT_VERSION, EXEC_SPEC_HEADER, type AgentHealth, type ExecFrame, type ExecSpec, type GuestIdentity } from "../protocol/agent.ts";
 import { runExec } from "./exec.ts";
+import { withImageDefaults } from "./image-defaults.ts";
 import { AgentRouteError, jsonHeader, readJson, sendJson } from "./http.ts";
 import type { IdentityState } from "./identity.ts";
 import type { AgentRouter } from "./router.ts";
@@ -46,7 +47,8 @@ export function registerCoreRoutes(router: AgentRouter, identity: IdentityState)
   });
 
   router.add("POST", AGENT_PATHS.exec, async ({ stream, headers }) => {
-    const spec = parseExecSpec(headers[EXEC_SPEC_HEADER]);
+    // The image's ENV, WORKDIR and USER apply where the request is silent (see image-defaults.ts).
+    const spec = withImageDefaults(parseExecSpec(headers[EXEC_SPEC_HEADER]));
     stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200, [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/x-ndjson" });
     const aborted = new AbortController();
     stream.on("close", () => aborted.abort());

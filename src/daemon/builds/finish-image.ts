@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { IMAGE_FILES, type ImageConfig, type ImageManifest, type ImageSource, type ImageStore, type ImageVersion } from "../../image/image-store.ts";
-import { requireProgram, run } from "../../util/run.ts";
+import { CommandError, requireProgram, run } from "../../util/run.ts";
 
 export interface FinishRequest {
   images: ImageStore;
@@ -68,6 +68,9 @@ export async function installBuiltImage(request: FinishRequest): Promise<{ image
 /** Writes the config into the ext4 image without mounting it (debugfs from e2fsprogs). */
 async function writeGuestConfig(rootfs: string, config: ImageConfig, scratch: string, signal: AbortSignal): Promise<void> {
   await writeFile(scratch, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
+  // The disk was saved from a running guest: its journal may hold writes not yet in place. They are replayed
+  // first; a later mount would otherwise replay them over what debugfs wrote (seen: EBADMSG in the guest).
+  await runFsck(rootfs, signal);
   const debugfs = requireProgram("debugfs", "e2fsprogs");
   // debugfs goes on past a failing command: "mkdir" of an existing folder and "rm" of a missing file are fine.
   const commands = ["mkdir /etc", "mkdir /etc/corral", `rm ${GUEST_IMAGE_CONFIG}`, `write ${scratch} ${GUEST_IMAGE_CONFIG}`, `sif ${GUEST_IMAGE_CONFIG} uid 0`, `sif ${GUEST_IMAGE_CONFIG} gid 0`].join("\n");
@@ -75,4 +78,15 @@ async function writeGuestConfig(rootfs: string, config: ImageConfig, scratch: st
   // debugfs exits 0 even when a command failed: read the file back to be sure it is there.
   const written = await run(debugfs, ["-R", `cat ${GUEST_IMAGE_CONFIG}`, rootfs], { signal });
   if (written.trim() !== JSON.stringify(config, null, 2)) throw new Error(`Cannot write ${GUEST_IMAGE_CONFIG} into the built image`);
+}
+
+/** Replays the journal only (fast); exit codes 1 and 2 mean it changed the file system, which is expected. */
+async function runFsck(rootfs: string, signal: AbortSignal): Promise<void> {
+  const e2fsck = requireProgram("e2fsck", "e2fsprogs");
+  try {
+    await run(e2fsck, ["-y", "-E", "journal_only", rootfs], { signal });
+  } catch (err) {
+    if (err instanceof CommandError && (err.exitCode === 1 || err.exitCode === 2)) return;
+    throw err;
+  }
 }

@@ -240,7 +240,7 @@ class BuilderSession {
   async copyStep(step: Extract<BuildStep, { kind: "copy" }>, sources: ContextSource[]): Promise<void> {
     await this.prepareContext(step.context);
     // COPY writes files as root unless --chown says otherwise (USER does not apply, as in Docker).
-    const owner = step.chown === undefined ? {} : await this.ids(step.chown, step);
+    const owner = step.chown === undefined ? { uid: 0, gid: 0 } : await this.ids(step.chown, step);
     const intoDirectory = step.dest.endsWith("/") || sources.length > 1 || sources.some((s) => s.kind === "directory" || s.archive) || (await this.isDirectory(step.dest));
     const dest = step.dest.replace(/(.)\/$/, "$1");
     const permissions = step.chmod === undefined ? {} : { permissions: Number.parseInt(step.chmod, 8) };
@@ -262,10 +262,10 @@ class BuilderSession {
   }
 
   /** The step's user as ids, and its WORKDIR made (Docker creates it, owned by that user). */
-  private async prepareContext(context: StepContext): Promise<{ uid?: number; gid?: number }> {
-    const ids: { uid?: number; gid?: number } = context.user === "" ? {} : await this.ids(context.user);
-    const owner = ids.uid === undefined ? "0:0" : `${ids.uid}:${ids.gid}`;
-    const made = await this.shell('[ -d "$1" ] || { mkdir -p "$1" && chown "$2" "$1"; }', [context.workdir, owner]);
+  private async prepareContext(context: StepContext): Promise<{ uid: number; gid: number }> {
+    // Root is said outright: the agent would otherwise run the step as the parent image's USER.
+    const ids = context.user === "" ? { uid: 0, gid: 0 } : await this.ids(context.user);
+    const made = await this.shell('[ -d "$1" ] || { mkdir -p "$1" && chown "$2" "$1"; }', [context.workdir, `${ids.uid}:${ids.gid}`]);
     if (made.exit_code !== 0) throw new CorralError("build_failed", `Cannot create the working directory ${JSON.stringify(context.workdir)} in the builder VM: ${made.stderr.trim()}`);
     return ids;
   }
@@ -299,7 +299,7 @@ class BuilderSession {
 
   /** A small script as root in the builder VM, its output collected. */
   private async shell(script: string, args: string[]): Promise<{ exit_code: number; stdout: string; stderr: string }> {
-    const frames = await this.manager.exec(this.vm(), { cmd: "/bin/sh", args: ["-c", script, "sh", ...args], env: [], stdio: "text", stdin: false }, undefined, this.signal);
+    const frames = await this.manager.exec(this.vm(), { cmd: "/bin/sh", args: ["-c", script, "sh", ...args], env: [], cwd: "/", uid: 0, gid: 0, stdio: "text", stdin: false }, undefined, this.signal);
     return collectExec(frames, "text");
   }
 }
