@@ -222,12 +222,17 @@ class BuilderSession {
     const ids = await this.prepareContext(step.context);
     const [cmd = "", ...args] = step.argv;
     const spec: ExecSpec = { cmd, args, env: step.context.env, cwd: step.context.workdir, ...ids, stdio: "text", stdin: false };
-    const frames = await this.manager.exec(this.vm(), spec, undefined, this.signal);
+    const frames = await this.exec(spec);
     let exit: ExecFrame | undefined;
-    for await (const frame of readFrames(frames)) {
-      if (frame.type === "stdout" && frame.stdout) this.emit({ type: "output", step: step.number, stream: "stdout", text: frame.stdout });
-      else if (frame.type === "stderr" && frame.stderr) this.emit({ type: "output", step: step.number, stream: "stderr", text: frame.stderr });
-      else if (frame.type === "exit") exit = frame;
+    try {
+      for await (const frame of readFrames(frames)) {
+        if (frame.type === "stdout" && frame.stdout) this.emit({ type: "output", step: step.number, stream: "stdout", text: frame.stdout });
+        else if (frame.type === "stderr" && frame.stderr) this.emit({ type: "output", step: step.number, stream: "stderr", text: frame.stderr });
+        else if (frame.type === "exit") exit = frame;
+      }
+    } catch (err) {
+      this.signal.throwIfAborted();
+      throw err;
     }
     this.signal.throwIfAborted();
     if (!exit) throw new CorralError("build_failed", `Step ${step.number}/${this.build.total} "${step.display}": the connection to the builder VM's agent ended before the command did`);
@@ -293,13 +298,25 @@ class BuilderSession {
     return ids;
   }
 
+  /** A command in the builder VM; the build's cancellation kills it (the agent kills a command whose stream goes). */
+  private async exec(spec: ExecSpec): Promise<ClientHttp2Stream> {
+    const frames = await this.manager.exec(this.vm(), spec, undefined, this.signal);
+    const stop = (): void => void frames.destroy();
+    if (this.signal.aborted) stop();
+    else {
+      this.signal.addEventListener("abort", stop, { once: true });
+      frames.once("close", () => this.signal.removeEventListener("abort", stop));
+    }
+    return frames;
+  }
+
   private async isDirectory(path: string): Promise<boolean> {
     return (await this.shell('[ -d "$1" ]', [path])).exit_code === 0;
   }
 
   /** A small script as root in the builder VM, its output collected. */
   private async shell(script: string, args: string[]): Promise<{ exit_code: number; stdout: string; stderr: string }> {
-    const frames = await this.manager.exec(this.vm(), { cmd: "/bin/sh", args: ["-c", script, "sh", ...args], env: [], cwd: "/", uid: 0, gid: 0, stdio: "text", stdin: false }, undefined, this.signal);
+    const frames = await this.exec({ cmd: "/bin/sh", args: ["-c", script, "sh", ...args], env: [], cwd: "/", uid: 0, gid: 0, stdio: "text", stdin: false });
     return collectExec(frames, "text");
   }
 }
