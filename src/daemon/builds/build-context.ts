@@ -25,8 +25,11 @@ export class BuildContext {
 
   constructor(readonly root: string) {}
 
-  /** Unpacks the context tar into `root` (an existing, empty folder) and applies .dockerignore. */
-  static async receive(body: Readable, root: string): Promise<BuildContext> {
+  /**
+   * Unpacks the context tar into `root` (an existing, empty folder) and applies .dockerignore, which never
+   * removes the Dockerfile (`dockerfile`, its path in the context) nor itself, as in Docker.
+   */
+  static async receive(body: Readable, root: string, dockerfile = "Dockerfile"): Promise<BuildContext> {
     try {
       await extractTree(body, root);
     } catch (err) {
@@ -39,8 +42,10 @@ export class BuildContext {
     const ignore = new DockerIgnore(await readFile(join(root, ".dockerignore"), "utf8").catch(() => ""));
     if (!ignore.empty) {
       // A client that packed everything still gets Docker's context: what .dockerignore names is not there.
+      const kept = new Set([".dockerignore", contextPath(dockerfile)]);
       for (const entry of await context.list()) {
-        if (entry.path !== ".dockerignore" && ignore.ignores(entry.path)) await rm(join(root, entry.path), { recursive: true, force: true });
+        const holdsKept = [...kept].some((path) => path.startsWith(`${entry.path}/`));
+        if (!kept.has(entry.path) && !holdsKept && ignore.ignores(entry.path)) await rm(join(root, entry.path), { recursive: true, force: true });
       }
       context.entries = undefined;
     }
@@ -48,7 +53,7 @@ export class BuildContext {
   }
 
   async readDockerfile(path: string): Promise<string> {
-    const relative = contextPath(path, "dockerfile");
+    const relative = contextPath(path);
     try {
       return await readFile(join(this.root, relative), "utf8");
     } catch {
@@ -77,7 +82,7 @@ export class BuildContext {
 
   /** The context entries a COPY/ADD source names (a path or a wildcard pattern); `missing` when none. */
   async resolve(source: string, add: boolean): Promise<ContextSource[]> {
-    const relative = contextPath(source, "source");
+    const relative = contextPath(source);
     if (relative === "") return [{ path: "", absolute: this.root, kind: "directory" }];
     let matches: { path: string; kind: "file" | "directory" }[];
     if (/[*?[]/.test(relative)) {
@@ -115,11 +120,9 @@ export class BuildContext {
   }
 }
 
-/** A context-relative path; never outside the context. */
-function contextPath(path: string, what: string): string {
-  const clean = posix.normalize(`/${path}`).slice(1).replace(/\/+$/, "");
-  if (clean.split("/").includes("..")) throw new CorralError("invalid_request", `The ${what} ${JSON.stringify(path)} is outside the build context`);
-  return clean;
+/** A context-relative path. As in Docker, ".." cannot climb out: paths are cleaned from the context's root. */
+function contextPath(path: string): string {
+  return posix.normalize(`/${path}`).slice(1).replace(/\/+$/, "");
 }
 
 /** ADD unpacks local tar archives (plain or gzip); other compressions it cannot and says so. */

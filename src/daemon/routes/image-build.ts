@@ -39,9 +39,10 @@ export function imageBuildRoutes(app: DaemonApp, ctx: DaemonContext): void {
       const work = await mkdtemp(join(cache, "context-"));
       let streaming = false;
       try {
-        const context = await BuildContext.receive(bodyStream(request), work);
+        const dockerfile = request.query.dockerfile ?? "Dockerfile";
+        const context = await BuildContext.receive(bodyStream(request), work, dockerfile);
         const prepared = await builder.prepare(
-          { name: request.query.name, dockerfile: request.query.dockerfile ?? "Dockerfile", buildArgs: buildArgs(request.query.build_arg), noCache: request.query.no_cache ?? false },
+          { name: request.query.name, dockerfile, buildArgs: buildArgs(request.query.build_arg), noCache: request.query.no_cache ?? false },
           context,
         );
         cancel.signal.throwIfAborted();
