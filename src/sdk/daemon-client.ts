@@ -11,7 +11,7 @@ import type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { BackgroundExecApi } from "./background.ts";
 import { FilesApi } from "./files.ts";
-import { buildImage, type BuildImageOptions } from "./images.ts";
+import { buildImage, type BuildImageOptions } from "./image-build.ts";
 import { ndjson } from "./ndjson.ts";
 import { SecretsApi } from "./secrets.ts";
 import { listenForward, openForward, type ListenForwardOptions, type LocalForward } from "./forward.ts";

@@ -13,5 +13,5 @@ export type { CommitBody, CommitView, ForkBody } from "../protocol/commits-api.t
 export { ControllerClient, EnvsApi, HostsApi, ttData, type ControllerClientOptions, type EnvRemoval, type HostInfoView } from "./controller-client.ts";
 export type { CreateEnv, Env, EnvDetail, EnvState, FleetImage, FleetStatus, FleetVm, Host, HostState, HostVm, RegisterHost, VmAction, VmSpec } from "../protocol/controller.ts";
 export type { VmHardware } from "../protocol/ttstack-agent.ts";
-export { packBuildContext, type BuildImageOptions } from "./images.ts";
+export { packBuildContext, type BuildImageOptions } from "./image-build.ts";
 export type { BuildEvent } from "../protocol/image-build.ts";

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pack } from "tar-stream";
 import { BuildContext } from "../../src/daemon/builds/build-context.ts";
-import { packBuildContext } from "../../src/sdk/images.ts";
+import { packBuildContext } from "../../src/sdk/image-build.ts";
 import { CorralError } from "../../src/protocol/errors.ts";
 
 function tarOf(files: Record<string, string>): Readable {
