@@ -180,6 +180,27 @@ describe("images from a Dockerfile", { timeout: 1_800_000 }, () => {
     }
   });
 
+  test("a build FROM a built image inherits its config, and its cached steps fork from commits of that image", async () => {
+    const child = `${NAME}-child`;
+    try {
+      await writeFile(join(context, "Child.dockerfile"), `FROM ${NAME}\nRUN id -u > uid-at-build\nCOPY extra.txt ./\n`);
+      await writeFile(join(context, "extra.txt"), "one\n");
+      const first = done(await build({ name: child, dockerfile: "Child.dockerfile" }));
+      assert.equal(first.run_steps, 2);
+      await writeFile(join(context, "extra.txt"), "two\n");
+      const events = await build({ name: child, dockerfile: "Child.dockerfile" });
+      const second = done(events);
+      assert.deepEqual([second.cached_steps, second.run_steps, second.vms_started], [1, 1, 1], "the COPY ran in a fork of the RUN's commit");
+      const manifest = manifestOf(child);
+      assert.deepEqual(manifest.parent, { name: NAME, version: manifestOf(NAME).version });
+      assert.equal(manifest.config?.user, "app", "USER carries over from the parent image");
+      assert.deepEqual(manifest.config?.cmd, ["node", "server.js"]);
+      assert.deepEqual(vmQemuPids(daemon.stateDir), []);
+    } finally {
+      await rm(imageDir(child), { recursive: true, force: true });
+    }
+  });
+
   test("a RUN that fails names the step and its exit code; nothing is installed and no VM is left", async () => {
     const versions = await readdir(join(imageDir(NAME), "versions"));
     const current = manifestOf(NAME).version;
