@@ -175,6 +175,9 @@ describe("images from a Dockerfile", { timeout: 1_800_000 }, () => {
       assert.equal(guestConfig.working_dir, "/srv/app");
       // An exec that says nothing runs as the image's USER, in its WORKDIR, with its ENV.
       assert.equal(await sh(vm, 'id -u; pwd; echo "$MODE $APP_HOME"'), "1234\n/srv/app\ntest /srv/app");
+      // A background job too.
+      const job = await daemon.client.bg.exec(vm, { cmd: "sh", args: ["-c", 'test "$(id -u):$(pwd):$MODE" = "1234:/srv/app:test"'] });
+      assert.equal((await daemon.client.bg.wait(vm, job.exec_id, 60)).exit_code, 0, "the background job ran as app in /srv/app with MODE");
     } finally {
       await daemon.client.deleteNode("app", vm);
     }
