@@ -141,6 +141,14 @@ describe("images from a Dockerfile", { timeout: 1_800_000 }, () => {
     assert.equal(manifestOf(NAME).version, versionBefore);
   });
 
+  test("--no-cache runs every step and installs a version of its own beside the cached one", async () => {
+    const cached = manifestOf(NAME).version;
+    const last = done(await build({ noCache: true }));
+    assert.deepEqual([last.run_steps, last.cached_steps, last.reused_version], [5, 0, false]);
+    assert.notEqual(last.version, cached, "never a rewrite of a version VMs may use");
+    assert.ok(existsSync(join(imageDir(NAME), "versions", cached, "image.json")), "the cached build's version stays");
+  });
+
   test("a changed COPY source re-runs from that step on", async () => {
     await writeFile(join(context, "greeting.txt"), "hi again\n");
     const events = await build();

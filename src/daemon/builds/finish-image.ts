@@ -18,7 +18,7 @@ export interface FinishRequest {
   key: string;
   config: ImageConfig;
   source: ImageSource;
-  /** Install a new copy even when this version exists (a --no-cache build). */
+  /** A new version even when the steps' keys are unchanged (a --no-cache build). */
   force: boolean;
   signal: AbortSignal;
 }
@@ -28,7 +28,10 @@ export const GUEST_IMAGE_CONFIG = "/etc/corral/image.json";
 
 export async function installBuiltImage(request: FinishRequest): Promise<{ image: ImageVersion; reused: boolean }> {
   const { images, name, parent } = request;
-  const version = createHash("sha256").update(`${request.key}\0${JSON.stringify(request.config)}`).digest("hex").slice(0, 12);
+  // A forced (--no-cache) build re-ran its steps, whose results may differ: it is a version of its own, never
+  // a rewrite of one that VMs may be using.
+  const forcedAt = request.force ? new Date().toISOString() : "";
+  const version = createHash("sha256").update(`${request.key}\0${JSON.stringify(request.config)}\0${forcedAt}`).digest("hex").slice(0, 12);
   if (!request.force && (await images.has(name, version))) {
     await images.setCurrent(name, version);
     return { image: await images.load(name, version), reused: true };
@@ -53,7 +56,7 @@ export async function installBuiltImage(request: FinishRequest): Promise<{ image
       created_at: new Date().toISOString(),
       kernel_release: parent.manifest.kernel_release,
       rootfs_format: "raw",
-      inputs: { dockerfile_key: request.key, parent: `${parent.name}@${parent.version}` },
+      inputs: { dockerfile_key: request.key, parent: `${parent.name}@${parent.version}`, ...(forcedAt ? { forced_at: forcedAt } : {}) },
       config: request.config,
       source: request.source,
       parent: { name: parent.name, version: parent.version },

@@ -61,6 +61,9 @@ function sha256(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }
 
+/** Hands a progress event to the client; resolves when it may take more (a RUN's output waits for a slow client). */
+export type BuildEmitter = (event: BuildEvent) => void | Promise<void>;
+
 export interface ImageBuilderDeps {
   manager: VmManager;
   images: ImageStore;
@@ -101,7 +104,7 @@ export class ImageBuilder {
   }
 
   /** Carries the steps out, emitting progress; resolves with the installed version. The builder VM never outlives it. */
-  async run(build: PreparedBuild, emit: (event: BuildEvent) => void, signal: AbortSignal): Promise<ImageVersion> {
+  async run(build: PreparedBuild, emit: BuildEmitter, signal: AbortSignal): Promise<ImageVersion> {
     const session = new BuilderSession(this.deps.manager, this.files, build, emit, signal);
     let disk: DiskState = { kind: "image" };
     let cached = 0;
@@ -162,7 +165,7 @@ class BuilderSession {
     private readonly manager: VmManager,
     private readonly files: GuestFiles,
     private readonly build: PreparedBuild,
-    private readonly emit: (event: BuildEvent) => void,
+    private readonly emit: BuildEmitter,
     private readonly signal: AbortSignal,
   ) {}
 
@@ -226,8 +229,8 @@ class BuilderSession {
     let exit: ExecFrame | undefined;
     try {
       for await (const frame of readFrames(frames)) {
-        if (frame.type === "stdout" && frame.stdout) this.emit({ type: "output", step: step.number, stream: "stdout", text: frame.stdout });
-        else if (frame.type === "stderr" && frame.stderr) this.emit({ type: "output", step: step.number, stream: "stderr", text: frame.stderr });
+        if (frame.type === "stdout" && frame.stdout) await this.emit({ type: "output", step: step.number, stream: "stdout", text: frame.stdout });
+        else if (frame.type === "stderr" && frame.stderr) await this.emit({ type: "output", step: step.number, stream: "stderr", text: frame.stderr });
         else if (frame.type === "exit") exit = frame;
       }
     } catch (err) {

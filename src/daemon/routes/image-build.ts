@@ -3,6 +3,7 @@
 // before the first step (the context, the Dockerfile, FROM, a COPY source) is an ordinary error answer and
 // no VM was booted; after that the answer is NDJSON progress (src/protocol/image-build.ts) ending in
 // `done` or `error`. A client that leaves cancels the build: its builder VM is removed, nothing installed.
+import { once } from "node:events";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -47,7 +48,12 @@ export function imageBuildRoutes(app: DaemonApp, ctx: DaemonContext): void {
         );
         cancel.signal.throwIfAborted();
         const out = new PassThrough();
-        const emit = (event: BuildEvent): void => void out.write(`${JSON.stringify(event)}\n`);
+        // Backpressure: a RUN that prints fast waits for a slow client instead of piling up in memory.
+        const emit = async (event: BuildEvent): Promise<void> => {
+          if (!out.write(`${JSON.stringify(event)}\n`) && !cancel.signal.aborted) {
+            await Promise.race([once(out, "drain"), once(cancel.signal, "abort")]);
+          }
+        };
         reply.header("content-type", "application/x-ndjson").header("cache-control", "no-store");
         void reply.send(out);
         streaming = true;
@@ -56,10 +62,10 @@ export function imageBuildRoutes(app: DaemonApp, ctx: DaemonContext): void {
           request.log.info({ image: image.name, version: image.version }, "Image built from a Dockerfile");
         } catch (err) {
           if (cancel.signal.aborted) request.log.info({ image: request.query.name }, "Image build cancelled: the client left");
-          else if (err instanceof CorralError) emit({ type: "error", error: err.message, code: err.code });
+          else if (err instanceof CorralError) void emit({ type: "error", error: err.message, code: err.code });
           else {
             request.log.error({ err, image: request.query.name }, "Image build failed");
-            emit({ type: "error", error: `The build of image ${JSON.stringify(request.query.name)} failed: internal error (the daemon's log has the cause)`, code: "internal" });
+            void emit({ type: "error", error: `The build of image ${JSON.stringify(request.query.name)} failed: internal error (the daemon's log has the cause)`, code: "internal" });
           }
         } finally {
           out.end();
