@@ -74,7 +74,6 @@ export function planBuild(dockerfile: Dockerfile, options: PlanOptions = {}): Bu
   const exposed: string[] = [];
   let from: string | undefined;
   const steps: BuildStep[] = [];
-  const total = dockerfile.instructions.length;
 
   const lookup: Lookup = (name) => env.get(name) ?? (from === undefined ? globalArgs.get(name) : args.get(name));
   const expand = (instruction: Instruction, word: string): string => {
@@ -203,7 +202,6 @@ export function planBuild(dockerfile: Dockerfile, options: PlanOptions = {}): Bu
       }
     }
   });
-  void total;
   if (from === undefined) throw dockerfileError(1, "no FROM instruction");
   const config: ImageConfig = { ...parent };
   if (env.size > 0) config.env = [...env].map(([k, v]) => `${k}=${v}`);
