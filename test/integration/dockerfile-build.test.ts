@@ -10,7 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { Readable } from "node:stream";
 import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
+import { pack } from "tar-stream";
 import { corralHome } from "../../src/image/home.ts";
 import type { ImageManifest } from "../../src/image/image-store.ts";
 import { CorralApiError, packBuildContext, type BuildEvent } from "../../src/sdk/index.ts";
@@ -34,6 +37,12 @@ RUN id -u > whoami && pwd > where && echo "$MODE" > mode
 LABEL org.example.team=sandbox
 CMD ["node", "server.js"]
 `;
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}
 
 function imageDir(name: string): string {
   return join(corralHome().images, name);
@@ -194,14 +203,29 @@ describe("images from a Dockerfile", { timeout: 1_800_000 }, () => {
   test("a build FROM a built image inherits its config, and its cached steps fork from commits of that image", async () => {
     const child = `${NAME}-child`;
     try {
-      await writeFile(join(context, "Child.dockerfile"), `FROM ${NAME}\nRUN id -u > uid-at-build\nCOPY extra.txt ./\n`);
+      // ADD unpacks a local gzip tar; COPY --chown/--chmod set owner and mode; a RUN after each checks in the VM.
+      const bundle = pack();
+      bundle.entry({ name: "inner.txt", mode: 0o644 }, "inside");
+      bundle.finalize();
+      await writeFile(join(context, "bundle.tgz"), gzipSync(await collect(Readable.from(bundle))));
+      await writeFile(
+        join(context, "Child.dockerfile"),
+        [
+          `FROM ${NAME}`,
+          "RUN id -u > uid-at-build",
+          "ADD bundle.tgz /opt/bundle/",
+          'RUN test "$(cat /opt/bundle/inner.txt)" = inside',
+          "COPY --chown=app:app --chmod=0600 extra.txt ./",
+          'RUN test "$(stat -c %U:%a extra.txt)" = "app:600"',
+        ].join("\n"),
+      );
       await writeFile(join(context, "extra.txt"), "one\n");
       const first = done(await build({ name: child, dockerfile: "Child.dockerfile" }));
-      assert.equal(first.run_steps, 2);
+      assert.equal(first.run_steps, 5);
       await writeFile(join(context, "extra.txt"), "two\n");
       const events = await build({ name: child, dockerfile: "Child.dockerfile" });
       const second = done(events);
-      assert.deepEqual([second.cached_steps, second.run_steps, second.vms_started], [1, 1, 1], "the COPY ran in a fork of the RUN's commit");
+      assert.deepEqual([second.cached_steps, second.run_steps, second.vms_started], [3, 2, 1], "the COPY ran in a fork of the last cached step's commit");
       const manifest = manifestOf(child);
       assert.deepEqual(manifest.parent, { name: NAME, version: manifestOf(NAME).version });
       assert.equal(manifest.config?.user, "app", "USER carries over from the parent image");
