@@ -172,7 +172,11 @@ describe("images from a Dockerfile", { timeout: 1_800_000 }, () => {
     const config = `config:\n  host_groups:\n    - name: app\n      count: 0\n      vcpu: 1\n      ram_mb: 512\n      image: ${NAME}\n      template: false\n`;
     await daemon.stop();
     await daemon.reconfigure(config);
+    // What a build cut short by a stop leaves: the next start clears it.
+    await mkdir(join(daemon.stateDir, "builds", "context-leftover"), { recursive: true });
+    await writeFile(join(daemon.stateDir, "builds", "context-leftover", "Dockerfile"), "FROM base\n");
     await daemon.start();
+    assert.equal(existsSync(join(daemon.stateDir, "builds", "context-leftover")), false, "a stopped build's context is cleared at start");
     const vm = (await daemon.client.createNode("app", {}, { wait: "agent", timeout: "300s" })).hostname;
     try {
       const root = async (script: string): Promise<string> => {

@@ -10,6 +10,9 @@ import { extractTree, MalformedArchiveError, UnsafeEntryError } from "../../arch
 import { DockerIgnore, dockerignoreRegExp } from "../../image/dockerfile/dockerignore.ts";
 import { CorralError } from "../../protocol/errors.ts";
 
+/** Where in the daemon's state directory build contexts are unpacked (emptied when the daemon starts). */
+export const BUILDS_DIR = "builds";
+
 /** A file or directory of the context a COPY/ADD takes. */
 export interface ContextSource {
   /** Path relative to the context root. */

@@ -5,13 +5,13 @@
 // `done` or `error`. A client that leaves cancels the build: its builder VM is removed, nothing installed.
 import { once } from "node:events";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { installStreamingBodies } from "../../http/body-parsers.ts";
 import { bodyStream } from "../../http/deadlines.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { ImageBuildQuerySchema, type BuildEvent } from "../../protocol/image-build.ts";
-import { BuildContext } from "../builds/build-context.ts";
+import { BuildContext, BUILDS_DIR } from "../builds/build-context.ts";
 import { ImageBuilder } from "../builds/image-builder.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
 
@@ -34,10 +34,10 @@ export function imageBuildRoutes(app: DaemonApp, ctx: DaemonContext): void {
       reply.raw.on("close", () => {
         if (!reply.raw.writableFinished) cancel.abort(new CorralError("client_closed_request", "The client left before the build finished"));
       });
-      // Beside the image store, where builds keep their work (see finish-image.ts).
-      const cache = join(dirname(ctx.images.dir), "cache");
-      await mkdir(cache, { recursive: true });
-      const work = await mkdtemp(join(cache, "context-"));
+      // In this daemon's state directory: a build cut short by a stop leaves its context where the next start clears it.
+      const builds = join(ctx.stateDir, BUILDS_DIR);
+      await mkdir(builds, { recursive: true, mode: 0o700 });
+      const work = await mkdtemp(join(builds, "context-"));
       let streaming = false;
       try {
         const dockerfile = request.query.dockerfile ?? "Dockerfile";
