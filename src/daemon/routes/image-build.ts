@@ -49,9 +49,13 @@ export function imageBuildRoutes(app: DaemonApp, ctx: DaemonContext): void {
         cancel.signal.throwIfAborted();
         const out = new PassThrough();
         // Backpressure: a RUN that prints fast waits for a slow client instead of piling up in memory.
+        // A client gone mid-build destroys the stream: later events are dropped, never an unhandled error.
+        out.on("error", () => undefined);
+        const left = new Promise<void>((resolve) => cancel.signal.addEventListener("abort", () => resolve(), { once: true }));
         const emit = async (event: BuildEvent): Promise<void> => {
+          if (out.destroyed) return;
           if (!out.write(`${JSON.stringify(event)}\n`) && !cancel.signal.aborted) {
-            await Promise.race([once(out, "drain"), once(cancel.signal, "abort")]);
+            await Promise.race([once(out, "drain"), left]).catch(() => undefined);
           }
         };
         reply.header("content-type", "application/x-ndjson").header("cache-control", "no-store");
