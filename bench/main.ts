@@ -7,6 +7,7 @@
 //         and how many idle sandboxes the host holds (bench/templates.ts).
 //   images: base against debian: build time (forced and cached), cold boot, template create p50/p99, PSS per
 //         idle VM (bench/images.ts), with a daemon of its own once the first one is gone.
+//   dockerfile: a first build, rebuilds with a full step cache, a rebuild after a changed COPY (bench/dockerfile.ts).
 //   controller scale: a controller over 1,000 simulated hosts, 10,000 placements, GET /api/envs and
 //         /api/status, on SQLite and PostgreSQL (bench/controller-scale.ts), once the daemon is gone.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -15,6 +16,7 @@ import { join } from "node:path";
 import { runControllerScaleBench } from "./controller-scale.ts";
 import { runImageBench } from "./images.ts";
 import { COPY_BENCH_HEADERS, runCopyBench } from "./copy.ts";
+import { DOCKERFILE_BENCH_HEADERS, runDockerfileBench } from "./dockerfile.ts";
 import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
 import { runShellBench, SHELL_BENCH_HEADERS } from "./shell.ts";
 import { runTemplateBench } from "./templates.ts";
@@ -102,6 +104,7 @@ try {
     memoryMiB: VM.memoryMiB,
     log: (line) => process.stderr.write(`${line}\n`),
   });
+  const dockerfile = await runDockerfileBench(client, Number(process.env.CORRAL_BENCH_REBUILDS ?? 5), (line) => process.stderr.write(`${line}\n`));
 
   const rows = [
     ["create -> agent ready, p50", ms(percentile(ours, 50)), ms(percentile(plain, 50)), ratio(percentile(ours, 50), percentile(plain, 50))],
@@ -110,7 +113,7 @@ try {
     ["exec `true` round trip, p99", ms(percentile(execOurs, 99)), ms(percentile(execPlain, 99)), ratio(percentile(execOurs, 99), percentile(execPlain, 99))],
   ];
   const report = table(["cold boot, 1 vCPU / 512 MiB", "Corral (API)", "plain QEMU", "ours/plain"], rows);
-  const sections = [report, table([...COPY_BENCH_HEADERS], copyRows), table([...SHELL_BENCH_HEADERS], shell.rows), ...templates.tables];
+  const sections = [report, table([...COPY_BENCH_HEADERS], copyRows), table([...SHELL_BENCH_HEADERS], shell.rows), ...templates.tables, table([...DOCKERFILE_BENCH_HEADERS], dockerfile.rows)];
   process.stdout.write(`\n${sections.join("\n\n")}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
   const results = {
     date: new Date().toISOString(),
@@ -122,6 +125,7 @@ try {
     copy: copyRows,
     shell: { shell: shell.shell, forward: shell.forward },
     templates: { create: templates.create, throughput: templates.throughput, density: templates.density },
+    dockerfile: dockerfile.samples,
   };
   await mkdir("bench/results", { recursive: true });
   await writeFile(join("bench/results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);

@@ -16,6 +16,8 @@ export interface PackOptions {
   topName?: string;
   /** Glob patterns (Slicer's syntax) of paths, relative to the root, to leave out. */
   exclude?: readonly string[];
+  /** Another rule for what to leave out (a path relative to the root): .dockerignore's, for a build context. */
+  skip?: (relativePath: string) => boolean;
 }
 
 const READ_CHUNK = 256 * 1024;
@@ -23,7 +25,7 @@ const READ_CHUNK = 256 * 1024;
 /** Streams a tar of `root` (symlinks are followed for the root only). Errors end the stream with that error. */
 export function packTree(root: string, options: PackOptions = {}): Readable {
   const pack = tarPack();
-  const packer = new TreePacker(pack, options.exclude ?? []);
+  const packer = new TreePacker(pack, options.exclude ?? [], options.skip);
   packer
     .packRoot(root, options.topName)
     .then(() => pack.finalize())
@@ -38,6 +40,7 @@ class TreePacker {
   constructor(
     private readonly pack: Pack,
     private readonly exclude: readonly string[],
+    private readonly skip: ((relativePath: string) => boolean) | undefined,
   ) {
     this.gone = new Promise<never>((_, reject) => pack.once("close", () => reject(new Error("The tar stream was closed"))));
     this.gone.catch(() => undefined);
@@ -63,6 +66,7 @@ class TreePacker {
     for (const name of names) {
       const childRelative = relative ? `${relative}/${name}` : name;
       if (this.exclude.length > 0 && matchesAny(this.exclude, childRelative)) continue;
+      if (this.skip?.(childRelative)) continue;
       const path = join(dir, name);
       let stats: Stats;
       try {

@@ -20,6 +20,7 @@ import type { DaemonApp } from "./http/context.ts";
 import { DaemonMetrics } from "./metrics.ts";
 import { Secrets } from "./secrets/index.ts";
 import { CommitStore } from "./commits/commit-store.ts";
+import { BUILDS_DIR } from "./builds/build-context.ts";
 import { loadHostId } from "./host-identity.ts";
 import { TemplateManager } from "./templates/template-manager.ts";
 import { WarmPool } from "./templates/warm-pool.ts";
@@ -179,6 +180,8 @@ async function startLocked(
   const tscKhz = hostTscKhz();
   const commits = new CommitStore(stateDir);
   await commits.removeDebris();
+  // Contexts of image builds the previous run was doing when it stopped (their builder VMs go with recovery).
+  await rm(join(stateDir, BUILDS_DIR), { recursive: true, force: true });
   const admission = new Admission({
     config: config.admission,
     stateDir,

@@ -6,6 +6,7 @@ export const ERROR_STATUS = {
   invalid_json: 400,
   invalid_name: 400,
   invalid_duration: 400,
+  invalid_dockerfile: 400,
   resources_exceeded: 400,
   unsupported_engine: 400,
   // An image archive or layout that cannot be imported: not a tar, cut short, a missing blob, a digest that
@@ -41,6 +42,8 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   no_capacity: 422,
+  // A Dockerfile step failed in the builder VM (a RUN's non-zero exit, a COPY source that is not there).
+  build_failed: 422,
   upgrade_required: 426,
   headers_too_large: 431,
   // nginx's convention: the client left before it was answered (the answer is for logs and metrics only).

@@ -6,11 +6,13 @@ import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CommitBody, CommitView, ForkBody } from "../protocol/commits-api.ts";
 import type { HostIsolationInfo } from "../protocol/host-isolation.ts";
+import type { BuildEvent } from "../protocol/image-build.ts";
 import type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api.ts";
 import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { BackgroundExecApi } from "./background.ts";
 import { FilesApi } from "./files.ts";
 import { ImagesApi } from "./images.ts";
+import { buildImage, type BuildImageOptions } from "./image-build.ts";
 import { ndjson } from "./ndjson.ts";
 import { SecretsApi } from "./secrets.ts";
 import { listenForward, openForward, type ListenForwardOptions, type LocalForward } from "./forward.ts";
@@ -256,6 +258,11 @@ export class CorralClient {
 
   execBuffered(hostname: string, options: Omit<ExecOptions, "stdin">): Promise<BufferedExecResult> {
     return this.json("POST", `/vm/${encodeURIComponent(hostname)}/exec${this.execQuery(options, { buffered: true })}`, undefined, 25 * 3_600_000);
+  }
+
+  /** Builds a new version of an image from a Dockerfile on the daemon; yields progress, ending in `done` or `error`. */
+  buildImage(options: BuildImageOptions): AsyncGenerator<BuildEvent> {
+    return buildImage(this.transport, options);
   }
 
   /** Streams the command's frames as they come; the last one is the `exit` frame. */

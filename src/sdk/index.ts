@@ -15,3 +15,5 @@ export type { CreateEnv, Env, EnvDetail, EnvState, FleetImage, FleetStatus, Flee
 export type { VmHardware } from "../protocol/ttstack-agent.ts";
 export { ImagesApi, type ImageProgress, type LongImageOptions } from "./images.ts";
 export type { ImageDetailBody as ImageDetail, ImportedImage, PruneResultBody as PruneResult, PullBody } from "../protocol/images-api.ts";
+export { packBuildContext, type BuildImageOptions } from "./image-build.ts";
+export type { BuildEvent } from "../protocol/image-build.ts";

@@ -6,6 +6,7 @@ import { backgroundExecRoutes } from "./exec-background.ts";
 import { fileRoutes } from "./files.ts";
 import { fsRoutes } from "./fs.ts";
 import { imageRoutes } from "./images.ts";
+import { imageBuildRoutes } from "./image-build.ts";
 import { lifecycleRoutes } from "./lifecycle.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { nodeRoutes } from "./nodes.ts";
@@ -38,6 +39,7 @@ export const ROUTE_SETS: readonly RouteSet[] = [
   shellAndForwardRoutes,
   templateRoutes,
   imageRoutes,
+  imageBuildRoutes,
 ];
 
 /** Route sets that speak TTstack's wire (its envelope on every answer: src/http/wire.ts). */

@@ -113,18 +113,22 @@ export class VmCommits {
     const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
     const reservation = this.vms.admit({ what: `a fork of commit ${commitId} in host group ${JSON.stringify(group.name)}`, group, ramBytes: meta.ram_bytes, priority: "user", joinsGroup: true });
     const record = this.vms.recordAdmitted(reservation, `the record of a fork of commit ${commitId}`, () => this.vms.store.insertSandbox(
-      this.newVm(group, {
-        cpus: meta.cpus,
-        ramBytes: meta.ram_bytes,
-        persistent: false,
-        // The source's userdata already ran (its marker is on the disk the fork starts from).
-        userdata: null,
-        sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
-        importUser: null,
-        tags: request.tags ?? meta.tags,
-        imageVersion: meta.image_version,
-        lifetimeMs,
-      }),
+      {
+        ...this.newVm(group, {
+          cpus: meta.cpus,
+          ramBytes: meta.ram_bytes,
+          persistent: false,
+          // The source's userdata already ran (its marker is on the disk the fork starts from).
+          userdata: null,
+          sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
+          importUser: null,
+          tags: request.tags ?? meta.tags,
+          imageVersion: meta.image_version,
+          lifetimeMs,
+        }),
+        // The commit's image, not the group's: a VM of another image (TTstack's API, a build) forks too.
+        image: meta.image,
+      },
       group.count,
     ));
     return this.vms.lock.run(record.hostname, () =>
@@ -140,6 +144,12 @@ export class VmCommits {
         signal,
       }),
     );
+  }
+
+  /** The commit's disk (a qcow2 overlay whose chain ends in its image): what an image build flattens. */
+  async diskPath(commitId: string): Promise<string> {
+    await this.commits.get(commitId);
+    return this.commits.paths(commitId).disk;
   }
 
   async list(filter: { cacheKey?: string } = {}): Promise<CommitInfo[]> {

@@ -3,6 +3,7 @@
 import { constants as h2 } from "node:http2";
 import type { ExecSpec } from "../../protocol/agent.ts";
 import { resolveExecUser } from "../users.ts";
+import { withImageDefaults } from "../image-defaults.ts";
 import { LINUX_SIGNALS, MAX_KILL_GRACE_MS, MAX_RING_BYTES, MAX_WAIT_SECONDS, MIN_RING_BYTES, type BackgroundLaunch, type JobKillRequest, type JobLaunchRequest } from "../../protocol/jobs.ts";
 import { AgentRouteError, readJson, sendJson } from "../http.ts";
 import type { AgentRouter } from "../router.ts";
@@ -51,7 +52,8 @@ function queryCount(query: URLSearchParams, key: string, max: number): number {
 export function registerJobRoutes(router: AgentRouter, jobs: JobRegistry): void {
   router.add("POST", "/v1/jobs", async ({ stream }) => {
     const { spec, ring_bytes } = parseLaunch(await readJson(stream));
-    const job = await jobs.launch(spec, ring_bytes);
+    // Like an exec: the image's ENV, WORKDIR and USER where the request is silent.
+    const job = await jobs.launch(withImageDefaults(spec), ring_bytes);
     const launched: BackgroundLaunch = { exec_id: job.id, pid: job.pid, started_at: job.startedAt, ring_bytes: job.ring.capacity };
     sendJson(stream, 201, launched);
   });
