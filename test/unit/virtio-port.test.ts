@@ -244,6 +244,22 @@ class PtyHost {
     return this.events.filter((e) => e.ev === "data" && e.id === id).reduce((sum, e) => sum + (e.length ?? 0), 0);
   }
 
+  /**
+   * Retries `check` until it holds: the agent's events (connections, bytes it received) come on its stdout,
+   * another pipe than the port's echo, so they may trail the output the test waited for.
+   */
+  async settled(check: () => void, timeoutMs = 20_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      try {
+        return check();
+      } catch (err) {
+        if (performance.now() > deadline) throw err;
+        await sleep(5);
+      }
+    }
+  }
+
   connections(): number[] {
     return this.events.filter((e) => e.ev === "connection").map((e) => e.id as number);
   }
@@ -281,8 +297,8 @@ describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 180_000, skip:
       host.send(`\x00\x00\x04stale HTTP/2 bytes\nCORRAL-HELLO short\nCORRAL-READY ${n} 0.0.0\nCORRAL-HELLO ${n}\nping`);
       await host.waitOutput((o) => o.length >= ready(n).length + 4, "READY and the echo");
       assert.equal(host.output.toString("latin1"), `${ready(n)}ping`, "READY comes first, exactly once, then the echo");
-      assert.deepEqual(host.connections(), [1]);
-      assert.equal(host.received(1).toString("latin1"), "ping");
+      await host.settled(() => assert.deepEqual(host.connections(), [1]));
+      await host.settled(() => assert.equal(host.received(1).toString("latin1"), "ping"));
     });
   });
 
@@ -299,7 +315,7 @@ describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 180_000, skip:
       host.send("\n");
       await host.waitOutput((o) => o.length >= ready(n).length, "READY");
       assert.equal(host.output.toString("latin1"), ready(n));
-      assert.deepEqual(host.connections(), [1]);
+      await host.settled(() => assert.deepEqual(host.connections(), [1]));
     });
   });
 
@@ -311,7 +327,7 @@ describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 180_000, skip:
       const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
       host.send(all);
       await host.waitOutput((o) => o.length >= ready(n).length + all.length, "the echo");
-      assert.deepEqual(host.received(1), all);
+      await host.settled(() => assert.deepEqual(host.received(1), all));
       assert.deepEqual(host.output.subarray(ready(n).length), all);
     });
   });
@@ -326,7 +342,7 @@ describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 180_000, skip:
       // A line that looks like HELLO but is not valid is ordinary data for the live connection.
       host.send("CORRAL-HELLO not-valid!\n");
       await host.waitOutput((o) => o.toString("latin1").endsWith("not-valid!\n"), "echo of the invalid HELLO");
-      assert.deepEqual(host.connections(), [1]);
+      await host.settled(() => assert.deepEqual(host.connections(), [1]));
       host.send(`CORRAL-HELLO ${n2}\n`);
       await host.waitEvent((e) => e.ev === "connection" && e.id === 2);
       await host.waitEvent((e) => e.ev === "end" && e.id === 1);
@@ -334,8 +350,8 @@ describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 180_000, skip:
       host.send("two");
       await host.waitOutput((o) => o.toString("latin1").endsWith("two"), "echo of two");
       assert.equal(host.output.toString("latin1"), `${ready(n1)}oneCORRAL-HELLO not-valid!\n${ready(n2)}two`);
-      assert.equal(host.received(1).toString("latin1"), "oneCORRAL-HELLO not-valid!\n");
-      assert.equal(host.received(2).toString("latin1"), "two");
+      await host.settled(() => assert.equal(host.received(1).toString("latin1"), "oneCORRAL-HELLO not-valid!\n"));
+      await host.settled(() => assert.equal(host.received(2).toString("latin1"), "two"));
     });
   });
 
@@ -348,15 +364,15 @@ describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 180_000, skip:
       await host.waitEvent((e) => e.ev === "close" && e.id === 1);
       host.send("lost bytes");
       await sleep(100);
-      assert.equal(host.received(1).toString("latin1"), "!close");
-      assert.deepEqual(host.connections(), [1]);
+      await host.settled(() => assert.equal(host.received(1).toString("latin1"), "!close"));
+      await host.settled(() => assert.deepEqual(host.connections(), [1]));
       host.send(`CORRAL-HELLO ${n2}\n`);
       await host.waitOutput((o) => o.toString("latin1").endsWith(ready(n2)), "READY 2");
       host.send("kept");
       await host.waitOutput((o) => o.toString("latin1").endsWith("kept"), "echo of kept");
       assert.equal(host.output.toString("latin1"), `${ready(n1)}${ready(n2)}kept`);
-      assert.deepEqual(host.connections(), [1, 2]);
-      assert.equal(host.received(2).toString("latin1"), "kept");
+      await host.settled(() => assert.deepEqual(host.connections(), [1, 2]));
+      await host.settled(() => assert.equal(host.received(2).toString("latin1"), "kept"));
     });
   });
 
@@ -378,7 +394,7 @@ describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 180_000, skip:
           { ev: "close", id: 1 },
         ],
       );
-      assert.deepEqual(host.connections(), [1]);
+      await host.settled(() => assert.deepEqual(host.connections(), [1]));
       assert.equal(host.agentAlive(), true, "the agent process died after the hang-up");
     });
   });
