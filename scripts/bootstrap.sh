@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what Corral needs on a Debian or Ubuntu machine that has Node.js, git and apt: the Debian
 # packages (QEMU, image tools, compilers for native npm modules), then the npm packages. Idempotent: a second
-# run only checks. Used by `./corral up`, `npm test` and `npm run bench`.
+# run only checks. Used by `./corral up`, `npm test` and `npm run bench`; `--for-tests` (npm test) adds what
+# only the tests need.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -10,9 +11,13 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # services (the daemon refuses to start without it unless told otherwise); openssh-client: ssh into VMs;
 # python3, make, g++: native npm modules (better-sqlite3, node-pty); patchelf, kmod: the guest runtime (node
 # pointed at its own loader and libraries; depmod for the kernel's modules in every image); mmdebstrap: the
-# debian image, from Debian's archive; skopeo: OCI imports and registry pulls; docker-registry: the local
-# registry the image tests pull from.
-PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++ patchelf kmod mmdebstrap skopeo docker-registry"
+# debian image, from Debian's archive; skopeo: OCI imports and registry pulls.
+PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++ patchelf kmod mmdebstrap skopeo"
+# docker-registry: the local registry the image tests start on 127.0.0.1 with a configuration of their own.
+# Only for the tests: Debian's package also starts a registry service open on port 5000, which a host that
+# merely runs Corral must not get (it is stopped and disabled below).
+TEST_PACKAGES="docker-registry"
+if [ "${1:-}" = "--for-tests" ]; then PACKAGES="$PACKAGES $TEST_PACKAGES"; fi
 
 missing=""
 for package in $PACKAGES; do
@@ -30,6 +35,9 @@ if [ -n "$missing" ]; then
   $sudo apt-get update -q
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
+  case "$missing" in
+    *docker-registry*) $sudo systemctl disable --now docker-registry.service >/dev/null 2>&1 || true ;;
+  esac
 else
   echo "corral: Debian packages are installed"
 fi
