@@ -6,6 +6,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import type { AccelMode } from "../engine/accel-probe.ts";
 import { parseHostAccess, type HostAccess } from "../net/index.ts";
+import { USER_GROUP_NETWORK, type GroupNetwork } from "../net/network-config.ts";
 import { quote } from "../protocol/errors.ts";
 import { parseLifetime } from "../protocol/lifetime.ts";
 import { parseDuration } from "../protocol/duration.ts";
@@ -114,6 +115,10 @@ export interface HostGroupConfig {
   readonly maxLifetimeMs: number | null;
   /** VMs of the group that may hold a QEMU process or be on their way to one; undefined: no limit. */
   readonly maxVms: number | undefined;
+  /** How the group's VMs are networked (Slicer's `network:`); user mode when absent. */
+  readonly network: GroupNetwork;
+  /** Slicer's `dns_servers`: what the guests are told; empty: the mode's default (see src/net). */
+  readonly dnsServers: readonly string[];
 }
 
 /** What the daemon keeps for the host itself: creates that would eat into it are refused (see admission.ts). */
@@ -198,6 +203,8 @@ export function ttstackGroup(config: DaemonConfig): HostGroupConfig {
       lifetimeMs: null,
       maxLifetimeMs: null,
       maxVms: undefined,
+      network: USER_GROUP_NETWORK,
+      dnsServers: Object.freeze([]),
     })
   );
 }
@@ -304,6 +311,8 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
       lifetimeMs,
       maxLifetimeMs,
       maxVms: group.max_vms,
+      network: USER_GROUP_NETWORK,
+      dnsServers: Object.freeze([]),
     });
   });
   for (const [index, group] of hostGroups.entries()) {

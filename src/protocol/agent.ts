@@ -64,6 +64,11 @@ export interface GuestIdentity {
   /** The network interface's hardware address ("52:54:00:..."): a clone starts with its template's. */
   mac?: string;
   /**
+   * eth0's address, route and resolvers (bridge and isolated modes): a clone starts with its template's (none),
+   * so it is told its own. Absent: the network set at boot stays.
+   */
+  network?: { address: string; prefix_length: number; gateway: string; dns: string[] };
+  /**
    * This machine is a template: apply the rest (so the code that does it is loaded and compiled before the
    * snapshot), but leave userdata unsettled: each clone runs its own.
    */

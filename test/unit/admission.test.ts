@@ -27,6 +27,8 @@ const group = (fields: Partial<HostGroupConfig> = {}): HostGroupConfig => ({
   lifetimeMs: null,
   maxLifetimeMs: null,
   maxVms: undefined,
+  network: { mode: "user" },
+  dnsServers: [],
   ...fields,
 });
 

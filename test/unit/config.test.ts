@@ -36,7 +36,7 @@ const DEFAULTS: DaemonConfig = {
   network: { hostIsolation: true, hostAccess: [] },
   admission: { memoryReserveBytes: 512 * MiB, minFreeDiskBytes: 1024 * MiB },
   healthCheck: { intervalMs: 10_000, timeoutMs: 5_000, failures: 2 },
-  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "debian", sshKeys: [], template: true, warmPool: 2, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined }],
+  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "debian", sshKeys: [], template: true, warmPool: 2, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined, network: { mode: "user" }, dnsServers: [] }],
 };
 
 describe("parseDaemonConfig defaults", () => {
@@ -82,7 +82,7 @@ describe("parseDaemonConfig defaults", () => {
   test("a group with only a name gets every per-group default", () => {
     const config = parseDaemonConfig(groups("    - name: web\n"), "c.yaml");
     assert.deepEqual(config.hostGroups, [
-      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "debian", sshKeys: [], template: true, warmPool: 0, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined },
+      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "debian", sshKeys: [], template: true, warmPool: 0, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined, network: { mode: "user" }, dnsServers: [] },
     ]);
   });
 

@@ -22,7 +22,7 @@ function refused(run: () => unknown, code: string, message: string | RegExp): vo
 }
 
 function group(overrides: Partial<HostGroupConfig> = {}): HostGroupConfig {
-  return { name: "sbox", count: 0, vcpu: 1, ramBytes: 512 * 1024 * 1024, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 0, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined, ...overrides };
+  return { name: "sbox", count: 0, vcpu: 1, ramBytes: 512 * 1024 * 1024, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 0, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined, network: { mode: "user" }, dnsServers: [], ...overrides };
 }
 
 function vm(overrides: Partial<VmRecord> = {}): VmRecord {

@@ -1,0 +1,36 @@
+// The seam between networking and the engine: a NetworkAttachment says how a machine's one NIC is backed
+// (QEMU's user-mode network, or a TAP on a bridge or in the VM's own namespace), what the guest is told, and
+// plumbs the host side once QEMU's process exists and before any vCPU runs. src/net makes attachments;
+// src/daemon/vm/launch-vm.ts consumes them.
+import type { Reverter } from "../util/reverter.ts";
+import type { NetworkMode } from "./network-config.ts";
+import type { PortForward } from "../engine/qemu-args.ts";
+import type { NicView } from "../protocol/net.ts";
+
+/** What the guest is told: on the kernel command line at a cold boot, in its identity after a restore. */
+export interface GuestNetwork {
+  readonly address: string;
+  readonly prefixLength: number;
+  readonly gateway: string;
+  readonly dns: readonly string[];
+  readonly mac: string;
+}
+
+/** The QEMU back end of the NIC (qemu-args.ts renders it; TAPs always with vnet_hdr=on so saved states agree). */
+export type NetdevSpec =
+  | { readonly kind: "user"; readonly guestCidr: string; readonly gateway: string; readonly dns: string; readonly restrict: boolean; readonly forwards: readonly PortForward[] }
+  | { readonly kind: "tap"; readonly ifname: string; readonly vhost: boolean };
+
+export interface NetworkAttachment {
+  readonly mode: NetworkMode;
+  readonly guest: GuestNetwork;
+  readonly netdev: NetdevSpec;
+  /** argv QEMU is exec'd through: [] or ["unshare", "--net", "--"] (unshare execs: the pid stays QEMU's). */
+  readonly launchPrefix: readonly string[];
+  /** QEMU must start with its vCPUs stopped until plumb() is done. */
+  readonly needsPlumbing: boolean;
+  /** After QEMU's process exists, before any vCPU runs: devices and rules; each step's undo goes into `revert`. */
+  plumb(pid: number, revert: Reverter, signal?: AbortSignal): Promise<void>;
+  /** For GET /vm/HOST, /api/vms/ID hardware, Virtumancer and the dashboard. */
+  view(): NicView;
+}
