@@ -139,6 +139,8 @@ describe("parseDaemonConfig defaults", () => {
           lifetimeMs: 30 * 60_000,
           maxLifetimeMs: 2 * 3_600_000,
           maxVms: 7,
+          network: { mode: "user" },
+          dnsServers: [],
         },
       ],
     });
