@@ -29,6 +29,8 @@ import type { NewVm, VmRecord } from "./vm-store.ts";
 import { healthOf } from "./vm-condition.ts";
 import { assertNotFrozen, VmSupervisor, type AgentReadyHook, type VmManagerDeps } from "./vm-supervisor.ts";
 import type { HealthFields } from "../../protocol/vm-health.ts";
+import type { NetworkPatchBody, VmNetworkDescription } from "../../protocol/net.ts";
+import type { PolicyOverride } from "../../net/policy.ts";
 
 export type { AgentReadyHook, VmManagerDeps } from "./vm-supervisor.ts";
 
@@ -43,6 +45,10 @@ export interface SandboxRequest {
   persistent?: boolean;
   /** How long the sandbox lives (ms); absent: the group's default (see newSandboxLifetime). */
   lifetimeMs?: number;
+  /** A static address from the group's pool (bridge mode; Slicer's `ip`). */
+  ip?: string;
+  /** The VM's own egress lists instead of its group's (bridge and isolated modes; Slicer's `network`). */
+  networkPolicy?: PolicyOverride;
 }
 
 /** How a create is made for a client (see acknowledgeCreate and rollBackCreate). */
@@ -101,6 +107,29 @@ export class VmManager {
       (group, fields) => this.newVm(group, "sandbox", { ...fields, acknowledged: false }),
       deps.templates,
     );
+  }
+
+  // ---- networking ----
+
+  /** The VM's NIC and egress policy as GET /vm/HOST shows them (Slicer's `network`, with Corral's fields). */
+  networkOf(record: VmRecord): VmNetworkDescription {
+    const portMap = Object.fromEntries(record.portMap.map((m) => [String(m.guest), m.host]));
+    return {
+      mode: "user",
+      policy_source: "host_group",
+      host_group: { allow: [], drop: [] },
+      effective: { allow: [], drop: [] },
+      deny_outgoing: record.denyOutgoing,
+      port_map: portMap,
+      interface: { mode: "user", mac: record.mac, address: record.ip, prefix_length: USER_NET.prefixLength, gateway: USER_NET.gateway, bridge: null, target_dev: null },
+    };
+  }
+
+  /** Changes a running VM's egress policy (PATCH /vm/HOST/network); user-mode VMs take theirs at start only. */
+  async setNetworkPolicy(hostname: string, patch: NetworkPatchBody): Promise<VmNetworkDescription> {
+    const record = this.get(hostname);
+    void patch;
+    throw new CorralError("conflict", `VM "${record.hostname}" uses user-mode networking, whose egress policy is fixed when it starts: use a host group in bridge or isolated mode`);
   }
 
   // ---- host groups and records ----
