@@ -34,3 +34,20 @@ export interface NetworkAttachment {
   /** For GET /vm/HOST, /api/vms/ID hardware, Virtumancer and the dashboard. */
   view(): NicView;
 }
+
+/** What the engine asks for: the NIC of a VM (its lease and policy are the provider's) or of a template being made. */
+export interface AttachmentRequest {
+  readonly hostname: string;
+  readonly hostgroup: string;
+  readonly mac: string;
+  /** A template is built on a NIC with no address and no peer (TAP modes: a TAP in a private namespace). */
+  readonly purpose: "vm" | "template";
+}
+
+/**
+ * Makes attachments. src/net's NetworkManager is the daemon's provider for bridge and isolated groups and
+ * hands user-mode VMs and templates to a base provider (user-attachment.ts, detached TAPs).
+ */
+export interface AttachmentProvider {
+  attachmentFor(request: AttachmentRequest): Promise<NetworkAttachment>;
+}

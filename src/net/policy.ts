@@ -1,7 +1,7 @@
 // Egress policy (Slicer's `drop`/`allow`): parsing lists of entries with problems that name the field.
 // Merging a host group's lists with a VM's override and turning a policy into nftables statements live
 // beside this (see the rules modules).
-import { isProblem, parseEgressEntry, type EgressEntry, type Parsed } from "./cidr.ts";
+import { formatCidr, isProblem, parseEgressEntry, type EgressEntry, type Parsed } from "./cidr.ts";
 import type { EgressPolicy } from "./network-config.ts";
 
 /** A VM's override of its host group's lists: an absent list inherits, `[]` clears (Slicer's fork policy). */
@@ -35,3 +35,48 @@ export function parsePolicyOverride(lists: { allow?: readonly string[] | null; d
 }
 
 export const EMPTY_POLICY: EgressPolicy = Object.freeze({ allow: Object.freeze([]), drop: Object.freeze([]) });
+
+/** The policy a VM runs under: each list of its override replaces the group's; absent ones inherit. */
+export function mergePolicy(group: EgressPolicy, override: PolicyOverride | undefined): EgressPolicy {
+  return { allow: override?.allow ?? group.allow, drop: override?.drop ?? group.drop };
+}
+
+/** Slicer's defaults: only `allow` given → the rest is dropped; otherwise the rest is allowed. */
+export function defaultVerdict(policy: EgressPolicy): "accept" | "drop" {
+  return policy.allow.length > 0 && policy.drop.length === 0 ? "drop" : "accept";
+}
+
+interface RankedEntry {
+  entry: EgressEntry;
+  verdict: "accept" | "drop";
+}
+
+/**
+ * The entries in the order they are judged: the more specific first (longer prefix; with a port before
+ * without), `drop` before `allow` on a tie. So `drop: [0.0.0.0/0], allow: [192.168.222.1:3128]` lets only the
+ * proxy through, and `drop: [192.168.1.0/24], allow: [0.0.0.0/0]` blocks the LAN and allows the rest.
+ */
+export function orderedEntries(policy: EgressPolicy): RankedEntry[] {
+  const ranked: RankedEntry[] = [
+    ...policy.drop.map((entry) => ({ entry, verdict: "drop" as const })),
+    ...policy.allow.map((entry) => ({ entry, verdict: "accept" as const })),
+  ];
+  const score = (r: RankedEntry): number => r.entry.cidr.prefixLength * 4 + (r.entry.port !== undefined ? 2 : 0) + (r.verdict === "drop" ? 1 : 0);
+  return ranked.sort((a, b) => score(b) - score(a));
+}
+
+/**
+ * nftables statements (one per element, no trailing "}") that judge a packet a VM sends to open a
+ * connection: `ct state new drop` first under deny_outgoing, then the entries, then the default verdict.
+ */
+export function egressStatements(policy: EgressPolicy, options: { denyOutgoing: boolean }): string[] {
+  const lines: string[] = [];
+  if (options.denyOutgoing) lines.push("ct state new drop");
+  for (const { entry, verdict } of orderedEntries(policy)) {
+    const address = `${formatCidr(entry.cidr)}`;
+    const port = entry.port === undefined ? "" : ` meta l4proto { tcp, udp } th dport ${entry.port}`;
+    lines.push(`ip daddr ${address}${port} ${verdict}`);
+  }
+  lines.push(defaultVerdict(policy));
+  return lines;
+}

@@ -36,6 +36,8 @@ export const ERROR_STATUS = {
   vm_paused: 409,
   secret_exists: 409,
   image_in_use: 409,
+  // A static address (`ip`) another VM holds.
+  address_in_use: 409,
   // A registry refused the credentials given (or wants some): not this API's own 401.
   registry_auth_failed: 403,
   gone: 410,
@@ -57,6 +59,8 @@ export const ERROR_STATUS = {
   // A registry that cannot be reached, or only over plain HTTP without `insecure`.
   registry_unreachable: 502,
   agent_unavailable: 503,
+  // The host group's network (bridge or isolated) could not be set up: the message says what is missing.
+  network_unavailable: 503,
   unavailable: 503,
   insufficient_storage: 507,
   engine_failed: 500,
