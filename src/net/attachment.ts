@@ -40,6 +40,9 @@ export interface AttachmentRequest {
   readonly hostname: string;
   readonly hostgroup: string;
   readonly mac: string;
+  /** Guest port → host port (user mode: hostfwd on the daemon's address; TAP modes: DNAT). */
+  readonly portMap: readonly { readonly guest: number; readonly host: number }[];
+  readonly denyOutgoing: boolean;
   /** A template is built on a NIC with no address and no peer (TAP modes: a TAP in a private namespace). */
   readonly purpose: "vm" | "template";
 }
