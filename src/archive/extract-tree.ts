@@ -1,15 +1,15 @@
 // Unpacks an uncompressed tar below one directory, safely: entry names are checked first (no absolute paths,
 // no ".."), nothing is ever written through a symlink (parents must be real directories, files are opened
 // with O_NOFOLLOW), and file contents stream to disk with backpressure.
-import { constants, type Stats } from "node:fs";
-import { chmod, chown, lchown, link, lstat, lutimes, mkdir, open, stat, symlink, unlink, utimes } from "node:fs/promises";
+import { constants } from "node:fs";
+import { chmod, chown, lchown, link, lutimes, mkdir, open, stat, symlink, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { extract as tarExtract, type Header } from "tar-stream";
+import type { Header } from "tar-stream";
 import { matchesAny } from "../protocol/path-patterns.ts";
-import { pump } from "../util/pump.ts";
 import { entrySegments, linkSegments, UnsafeEntryError } from "./entry-path.ts";
+import { DirectoryAttributes, drain, forEachTarEntry, lstatOrUndefined } from "./tar-entries.ts";
 
 export interface ExtractOptions {
   /** Owner of everything written (unset: the extracting process's). */
@@ -44,34 +44,16 @@ export async function extractTree(input: Readable, destination: string, options:
   const root = await stat(destination);
   if (!root.isDirectory()) throw new UnsafeEntryError(".", `the destination ${JSON.stringify(destination)} is not a directory`);
   const unpacker = new TreeUnpacker(destination, options);
-  const extract = tarExtract();
-  const feeding = pump(input, extract);
-  // A body cut short must end the unpacking too, not leave it waiting for the rest.
-  feeding.catch((err: unknown) => extract.destroy(err instanceof Error ? err : new Error(String(err))));
-  try {
-    for await (const entry of extract) await unpacker.add(entry.header, entry);
-  } catch (err) {
-    extract.destroy();
-    if (err instanceof UnsafeEntryError || typeof (err as NodeJS.ErrnoException).code === "string") throw err;
-    throw new MalformedArchiveError(err);
-  }
-  await feeding;
+  await forEachTarEntry(input, (header, body) => unpacker.add(header, body), { malformed: (cause) => new MalformedArchiveError(cause) });
   await unpacker.finish();
   return unpacker.result;
-}
-
-interface PendingDirectory {
-  path: string;
-  mode: number;
-  mtime: Date | undefined;
 }
 
 class TreeUnpacker {
   readonly result: ExtractResult = { files: 0, bytes: 0 };
   /** Directories known to be real directories (not symlinks) below the destination. */
   private readonly directories = new Set<string>();
-  /** Modes and times applied last: a read-only directory must not stop its own children being written. */
-  private readonly pendingDirectories: PendingDirectory[] = [];
+  private readonly directoryAttributes = new DirectoryAttributes();
 
   constructor(
     private readonly destination: string,
@@ -85,8 +67,7 @@ class TreeUnpacker {
       const skip = segments.length === 0 || this.excluded(segments);
     if (skip || !["file", "contiguous-file", "directory", "symlink", "link"].includes(header.type)) {
       // Root entries, excluded ones and devices, FIFOs: read past their content.
-      for await (const _ of body) void _;
-      return;
+      return drain(body);
     }
     await this.ensureParents(header.name, segments);
     const path = join(this.destination, ...segments);
@@ -135,7 +116,7 @@ class TreeUnpacker {
     if (!existing) await mkdir(path, { mode: 0o755 });
     await this.own(path, false);
     this.directories.add(segments.join("/"));
-    this.pendingDirectories.push({ path, mode: header.mode & SPECIAL_BITS, mtime: header.mtime });
+    this.directoryAttributes.add(path, header.mode & SPECIAL_BITS, header.mtime);
   }
 
   private async addFile(header: Header, path: string, body: AsyncIterable<unknown>): Promise<void> {
@@ -181,20 +162,7 @@ class TreeUnpacker {
     await (isLink ? lchown : chown)(path, uid ?? -1, gid ?? -1);
   }
 
-  /** Applies directory modes and times, deepest first so setting a child's time does not move its parent's. */
   async finish(): Promise<void> {
-    for (const directory of this.pendingDirectories.reverse()) {
-      await chmod(directory.path, directory.mode);
-      if (directory.mtime) await utimes(directory.path, directory.mtime, directory.mtime);
-    }
-  }
-}
-
-async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
+    await this.directoryAttributes.apply();
   }
 }

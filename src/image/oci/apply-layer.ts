@@ -4,15 +4,14 @@
 // path is resolved inside the root as if the root were `/` (a symlink to `/etc` means ROOT/etc, `..` never
 // climbs above ROOT), the last component is never followed (files open with O_NOFOLLOW), and device nodes
 // and FIFOs are skipped (the guest's /dev is devtmpfs).
-import { constants, type Stats } from "node:fs";
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes } from "node:fs/promises";
+import { constants } from "node:fs";
+import { chmod, lchown, link, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import { extract as tarExtract, type Header } from "tar-stream";
-import { entrySegments, UnsafeEntryError } from "../../archive/index.ts";
-import { pump } from "../../util/pump.ts";
+import type { Header } from "tar-stream";
+import { DirectoryAttributes, drain, entrySegments, forEachTarEntry, lstatOrUndefined, UnsafeEntryError } from "../../archive/index.ts";
 
 const WHITEOUT_PREFIX = ".wh.";
 const OPAQUE_MARKER = ".wh..wh..opq";
@@ -74,60 +73,42 @@ async function decompressed(input: Readable): Promise<Readable> {
 
 export async function applyLayer(input: Readable, root: string): Promise<LayerResult> {
   const applier = new LayerApplier(root);
-  const extract = tarExtract();
   const source = await decompressed(input);
-  const feeding = pump(source, extract);
-  // A layer cut short must end the unpacking too, not leave it waiting for the rest.
-  feeding.catch((err: unknown) => extract.destroy(err instanceof Error ? err : new Error(String(err))));
-  try {
-    for await (const entry of extract) await applier.add(entry.header, entry);
-    await feeding;
-  } catch (err) {
-    extract.destroy();
-    source.destroy();
-    feeding.catch(() => undefined);
-    if (err instanceof UnsafeEntryError || err instanceof MalformedLayerError) throw err;
-    if (typeof (err as NodeJS.ErrnoException).code === "string" && (err as NodeJS.ErrnoException).code !== "Z_DATA_ERROR" && (err as NodeJS.ErrnoException).code !== "Z_BUF_ERROR") throw err;
-    throw new MalformedLayerError(`The layer is not a valid tar archive: ${(err as Error).message}`, { cause: err });
-  }
+  await forEachTarEntry(source, (header, body) => applier.add(header, body), {
+    malformed: (cause) => new MalformedLayerError(`The layer is not a valid tar archive: ${(cause as Error).message}`, { cause }),
+    passThrough: (err) => err instanceof MalformedLayerError,
+    ownedSource: source,
+  });
   await applier.finish();
   return applier.result;
-}
-
-interface PendingDirectory {
-  path: string;
-  mode: number;
-  mtime: Date | undefined;
 }
 
 class LayerApplier {
   readonly result: LayerResult = { files: 0, bytes: 0, whiteouts: 0, skipped: 0 };
   /** Paths (relative, "/"-joined) this layer wrote, with their parents: an opaque marker keeps them. */
   private readonly written = new Set<string>();
-  private readonly pendingDirectories: PendingDirectory[] = [];
+  private readonly directoryAttributes = new DirectoryAttributes();
   private readonly isRoot = process.getuid?.() === 0;
 
   constructor(private readonly root: string) {}
 
   async add(header: Header, body: AsyncIterable<unknown>): Promise<void> {
     const segments = entrySegments(header.name);
-    const drain = async (): Promise<void> => {
-      for await (const _ of body) void _;
-    };
-    if (segments.length === 0) return drain();
+    const drainBody = (): Promise<void> => drain(body);
+    if (segments.length === 0) return drainBody();
     // AUFS' own bookkeeping (.wh..wh.plnk, .wh..wh.aufs and what is in them) is no part of the image.
-    if (segments.some((segment, i) => segment.startsWith(AUFS_META_PREFIX) && !(segment === OPAQUE_MARKER && i === segments.length - 1))) return drain();
+    if (segments.some((segment, i) => segment.startsWith(AUFS_META_PREFIX) && !(segment === OPAQUE_MARKER && i === segments.length - 1))) return drainBody();
     const base = segments[segments.length - 1] as string;
     const parentSegments = await this.resolveDir(header.name, segments.slice(0, -1));
     const parent = join(this.root, ...parentSegments);
     if (base === OPAQUE_MARKER) {
-      await drain();
+      await drainBody();
       await this.makeOpaque(parentSegments);
       this.result.whiteouts++;
       return;
     }
     if (base.startsWith(WHITEOUT_PREFIX)) {
-      await drain();
+      await drainBody();
       const hidden = base.slice(WHITEOUT_PREFIX.length);
       if (hidden === "" || hidden === "." || hidden === "..") throw new UnsafeEntryError(header.name, "the whiteout names no file");
       await rm(join(parent, hidden), { recursive: true, force: true });
@@ -141,10 +122,10 @@ class LayerApplier {
       case "directory":
         return this.addDirectory(header, path);
       case "symlink":
-        await drain();
+        await drainBody();
         return this.addSymlink(header, path);
       case "link":
-        await drain();
+        await drainBody();
         return this.addHardLink(header, path);
       case "file":
       case "contiguous-file":
@@ -152,7 +133,7 @@ class LayerApplier {
       default:
         // Devices, FIFOs, and tar's own extension entries that tar-stream passes on: nothing to write.
         this.result.skipped++;
-        return drain();
+        return drainBody();
     }
   }
 
@@ -209,7 +190,7 @@ class LayerApplier {
     if (existing && !existing.isDirectory()) await rm(path, { force: true });
     if (!existing?.isDirectory()) await mkdir(path, { mode: 0o755 });
     await this.own(path, header);
-    this.pendingDirectories.push({ path, mode: header.mode & SPECIAL_BITS, mtime: header.mtime });
+    this.directoryAttributes.add(path, header.mode & SPECIAL_BITS, header.mtime);
   }
 
   private async addFile(header: Header, path: string, body: AsyncIterable<unknown>): Promise<void> {
@@ -258,22 +239,8 @@ class LayerApplier {
     await lchown(path, header.uid ?? 0, header.gid ?? 0);
   }
 
-  /** Directory modes and times last, deepest first: a read-only directory must not stop its children. */
+  /** Directory modes and times last; a directory a later entry replaced is skipped. */
   async finish(): Promise<void> {
-    for (const directory of this.pendingDirectories.reverse()) {
-      const existing = await lstatOrUndefined(directory.path);
-      if (!existing?.isDirectory()) continue; // a later entry of the layer replaced it
-      await chmod(directory.path, directory.mode);
-      if (directory.mtime) await utimes(directory.path, directory.mtime, directory.mtime);
-    }
-  }
-}
-
-async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
-    throw err;
+    await this.directoryAttributes.apply({ skipReplaced: true });
   }
 }
