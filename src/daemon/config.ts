@@ -203,29 +203,37 @@ export const DEFAULT_IMAGE = "debian";
  */
 export const TTSTACK_GROUP_NAME = "ttstack";
 
+/** Groups made up by the daemon (ttstackGroup's when none is configured): no YAML path names them. */
+const BUILT_IN_GROUPS = new WeakSet<HostGroupConfig>();
+
+export function isBuiltInGroup(group: HostGroupConfig): boolean {
+  return BUILT_IN_GROUPS.has(group);
+}
+
 export function ttstackGroup(config: DaemonConfig): HostGroupConfig {
-  return (
-    config.hostGroups.find((g) => g.name === TTSTACK_GROUP_NAME) ??
-    Object.freeze({
-      name: TTSTACK_GROUP_NAME,
-      count: 0,
-      vcpu: 2,
-      ramBytes: 1024 * MiB,
-      persistent: true,
-      userdata: undefined,
-      image: DEFAULT_IMAGE,
-      sshKeys: Object.freeze([]),
-      // Sizes and port forwards differ per VM: boot cold.
-      template: false,
-      warmPool: 0,
-      // The controller decides when its VMs go.
-      lifetimeMs: null,
-      maxLifetimeMs: null,
-      maxVms: undefined,
-      network: USER_GROUP_NETWORK,
-      dnsServers: Object.freeze([]),
-    })
-  );
+  const configured = config.hostGroups.find((g) => g.name === TTSTACK_GROUP_NAME);
+  if (configured) return configured;
+  const group: HostGroupConfig = Object.freeze({
+    name: TTSTACK_GROUP_NAME,
+    count: 0,
+    vcpu: 2,
+    ramBytes: 1024 * MiB,
+    persistent: true,
+    userdata: undefined,
+    image: DEFAULT_IMAGE,
+    sshKeys: Object.freeze([]),
+    // Sizes and port forwards differ per VM: boot cold.
+    template: false,
+    warmPool: 0,
+    // The controller decides when its VMs go.
+    lifetimeMs: null,
+    maxLifetimeMs: null,
+    maxVms: undefined,
+    network: USER_GROUP_NETWORK,
+    dnsServers: Object.freeze([]),
+  });
+  BUILT_IN_GROUPS.add(group);
+  return group;
 }
 
 export const DEFAULT_CONFIG_YAML = `config:

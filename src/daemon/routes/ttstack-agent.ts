@@ -14,6 +14,7 @@ import { CorralError } from "../../protocol/errors.ts";
 import { STATS_PATH, type VmSnapshot } from "../../protocol/stats.ts";
 import { DoneEnvelopeSchema, TT_DONE, ttOk, ttVmState, unixSeconds } from "../../protocol/ttstack.ts";
 import type { HealthFields } from "../../protocol/vm-health.ts";
+import type { NicView } from "../../protocol/net.ts";
 import {
   AGENT_ANSWERS,
   AgentVmLookupParams,
@@ -25,6 +26,7 @@ import {
   type AgentInfo,
   type AgentVm,
   type AgentVmDetail,
+  type VmHardware,
   type VmStats,
 } from "../../protocol/ttstack-agent.ts";
 import { imageSizeMiB } from "../../image/index.ts";
@@ -127,7 +129,7 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
             size_mib: vm.disk,
           },
         ],
-        networks: [{ type: "user", mac: { address: record.mac }, source: { mode: "user" }, model: { model_type: "virtio" } }],
+        networks: [hardwareNic(manager.networkOf(record).interface)],
       },
     };
     return ttOk(detail);
@@ -211,6 +213,32 @@ function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
   });
 }
 
+/** The VM's NIC as libvirt's domain XML names it: a TAP on a bridge is "bridge", isolated mode's TAP "ethernet". */
+function hardwareNic(nic: NicView): VmHardware["networks"][number] {
+  const type = nic.mode === "bridge" ? "bridge" : nic.mode === "isolated" ? "ethernet" : "user";
+  return {
+    type,
+    mac: { address: nic.mac },
+    source: nic.bridge !== null ? { mode: nic.mode, bridge: nic.bridge } : { mode: nic.mode },
+    model: { model_type: "virtio" },
+    target: { dev: nic.target_dev ?? "eth0" },
+  };
+}
+
+/**
+ * The NIC's byte counts from the host's side of a TAP-mode VM (the TAP or veth end): what the host device
+ * sends, the guest reads. undefined when the device is gone or the VM is in user mode.
+ */
+async function hostNicCounters(device: string | null): Promise<{ device: string; read_bytes: number; write_bytes: number } | undefined> {
+  if (device === null || !/^[A-Za-z0-9_.-]{1,15}$/.test(device)) return undefined;
+  try {
+    const counter = async (name: string) => Number((await readFile(`/sys/class/net/${device}/statistics/${name}`, "utf8")).trim());
+    return { device, read_bytes: await counter("tx_bytes"), write_bytes: await counter("rx_bytes") };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * When the VM's current run began: its QEMU process's start (Virtumancer shows the uptime from it). A reboot
  * in place keeps the process; a start, a restore or a clone makes a new one. null when it has no process.
@@ -235,6 +263,8 @@ async function statsOf(ctx: DaemonContext, record: VmRecord): Promise<VmStats> {
     snapshot = await ctx.manager.withAgent(record.hostname, signal, (agent) => agent.callJson<VmSnapshot>("GET", STATS_PATH, { signal })).catch(() => undefined);
   }
   const maxKiB = Math.floor(record.ramBytes / 1024);
+  // TAP modes: the host's device counts the NIC's traffic, named as the hardware view names it (target.dev).
+  const hostCounters = isLive(record.state) ? await hostNicCounters(ctx.manager.networkOf(record).interface.target_dev) : undefined;
   return {
     state: libvirtState(shownState(record, ctx.manager.healthOf(record))),
     memory: snapshot ? Math.floor(snapshot.memoryUsed / 1024) : isLive(record.state) ? maxKiB : 0,
@@ -242,6 +272,6 @@ async function statsOf(ctx: DaemonContext, record: VmRecord): Promise<VmStats> {
     vcpu: record.cpus,
     cpu_time: Math.round((isLive(record.state) && record.pid !== null ? processCpuNanoseconds(record.pid) : undefined) ?? 0),
     disk_stats: snapshot ? [{ device: "vda", read_bytes: snapshot.diskReadTotal, write_bytes: snapshot.diskWriteTotal }] : [],
-    net_stats: snapshot ? [{ device: "eth0", read_bytes: snapshot.networkReadTotal, write_bytes: snapshot.networkWriteTotal }] : [],
+    net_stats: hostCounters ? [hostCounters] : snapshot ? [{ device: "eth0", read_bytes: snapshot.networkReadTotal, write_bytes: snapshot.networkWriteTotal }] : [],
   };
 }
