@@ -89,7 +89,17 @@ describe("networking on the daemon's API (user mode)", { timeout: 600_000 }, () 
   test("TTstack's GET /api/vms/ID names the NIC as libvirt does, and net_stats by the same device", async () => {
     const answer = await call("GET", `/api/vms/${vm}`);
     assert.equal(answer.status, 200, JSON.stringify(answer.json));
-    const detail = answer.json.data as { hardware: { networks: unknown[] }; mac: string };
-    assert.deepEqual(detail.hardware.networks, [{ type: "user", mac: { address: detail.mac }, source: { mode: "user" }, model: { model_type: "virtio" }, target: { dev: "eth0" } }]);
+    const detail = answer.json.data as { hardware: { networks: unknown[] }; mac: string; ip: string };
+    assert.deepEqual(detail.hardware.networks, [
+      {
+        type: "user",
+        mac: { address: detail.mac },
+        source: { mode: "user" },
+        model: { model_type: "virtio" },
+        target: { dev: "eth0" },
+        ip: { address: `${detail.ip}/24`, gateway: "10.0.2.2" },
+        policy: { source: "host_group", allow: [], drop: [], deny_outgoing: false },
+      },
+    ]);
   });
 });

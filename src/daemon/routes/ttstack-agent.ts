@@ -14,7 +14,7 @@ import { CorralError } from "../../protocol/errors.ts";
 import { STATS_PATH, type VmSnapshot } from "../../protocol/stats.ts";
 import { DoneEnvelopeSchema, TT_DONE, ttOk, ttVmState, unixSeconds } from "../../protocol/ttstack.ts";
 import type { HealthFields } from "../../protocol/vm-health.ts";
-import type { NicView } from "../../protocol/net.ts";
+import type { VmNetworkDescription } from "../../protocol/net.ts";
 import {
   AGENT_ANSWERS,
   AgentVmLookupParams,
@@ -129,7 +129,7 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
             size_mib: vm.disk,
           },
         ],
-        networks: [hardwareNic(manager.networkOf(record).interface)],
+        networks: [hardwareNic(manager.networkOf(record))],
       },
     };
     return ttOk(detail);
@@ -214,7 +214,8 @@ function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
 }
 
 /** The VM's NIC as libvirt's domain XML names it: a TAP on a bridge is "bridge", isolated mode's TAP "ethernet". */
-function hardwareNic(nic: NicView): VmHardware["networks"][number] {
+function hardwareNic(network: VmNetworkDescription): VmHardware["networks"][number] {
+  const nic = network.interface;
   const type = nic.mode === "bridge" ? "bridge" : nic.mode === "isolated" ? "ethernet" : "user";
   return {
     type,
@@ -222,6 +223,8 @@ function hardwareNic(nic: NicView): VmHardware["networks"][number] {
     source: nic.bridge !== null ? { mode: nic.mode, bridge: nic.bridge } : { mode: nic.mode },
     model: { model_type: "virtio" },
     target: { dev: nic.target_dev ?? "eth0" },
+    ip: { address: `${nic.address}/${nic.prefix_length}`, gateway: nic.gateway },
+    policy: { source: network.policy_source, allow: network.effective.allow, drop: network.effective.drop, deny_outgoing: network.deny_outgoing },
   };
 }
 
