@@ -214,7 +214,7 @@ function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
 }
 
 /** The VM's NIC as libvirt's domain XML names it: a TAP on a bridge is "bridge", isolated mode's TAP "ethernet". */
-function hardwareNic(network: VmNetworkDescription): VmHardware["networks"][number] {
+export function hardwareNic(network: VmNetworkDescription): VmHardware["networks"][number] {
   const nic = network.interface;
   const type = nic.mode === "bridge" ? "bridge" : nic.mode === "isolated" ? "ethernet" : "user";
   return {
@@ -230,16 +230,22 @@ function hardwareNic(network: VmNetworkDescription): VmHardware["networks"][numb
 
 /**
  * The NIC's byte counts from the host's side of a TAP-mode VM (the TAP or veth end): what the host device
- * sends, the guest reads. undefined when the device is gone or the VM is in user mode.
+ * sends, the guest reads. From /proc/net/dev, which shows the daemon's own network namespace (sysfs shows the
+ * namespace it was mounted in). undefined when the device is gone or the VM is in user mode.
  */
-async function hostNicCounters(device: string | null): Promise<{ device: string; read_bytes: number; write_bytes: number } | undefined> {
-  if (device === null || !/^[A-Za-z0-9_.-]{1,15}$/.test(device)) return undefined;
-  try {
-    const counter = async (name: string) => Number((await readFile(`/sys/class/net/${device}/statistics/${name}`, "utf8")).trim());
-    return { device, read_bytes: await counter("tx_bytes"), write_bytes: await counter("rx_bytes") };
-  } catch {
-    return undefined;
+export async function hostNicCounters(device: string | null): Promise<{ device: string; read_bytes: number; write_bytes: number } | undefined> {
+  if (device === null) return undefined;
+  const table = await readFile("/proc/net/dev", "utf8").catch(() => "");
+  for (const line of table.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon < 0 || line.slice(0, colon).trim() !== device) continue;
+    const fields = line.slice(colon + 1).trim().split(/\s+/).map(Number);
+    // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit: bytes …
+    const [received, sent] = [fields[0], fields[8]];
+    if (received === undefined || sent === undefined || Number.isNaN(received) || Number.isNaN(sent)) return undefined;
+    return { device, read_bytes: sent, write_bytes: received };
   }
+  return undefined;
 }
 
 /**
