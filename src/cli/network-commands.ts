@@ -15,6 +15,15 @@ export function policyListFlag(values: readonly string[] | undefined, name: stri
   return entries;
 }
 
+/** `network` of a create or fork from --allow/--drop ("group" makes no sense there: leaving the flag out is that). */
+export function networkBodyFlags(flags: { allow?: string[]; drop?: string[] }): { allow?: string[]; drop?: string[] } | undefined {
+  const allow = policyListFlag(flags.allow, "allow");
+  const drop = policyListFlag(flags.drop, "drop");
+  if (allow === null || drop === null) throw new Error('"group" is what a VM gets without --allow/--drop: leave the flag out');
+  if (allow === undefined && drop === undefined) return undefined;
+  return { ...(allow !== undefined ? { allow } : {}), ...(drop !== undefined ? { drop } : {}) };
+}
+
 const listText = (list: readonly string[]): string => (list.length === 0 ? "-" : list.join(", "));
 
 /** What `vm show` and `vm network` print about a VM's network, one row each. */

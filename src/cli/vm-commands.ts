@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { CreateNodeBody, DescribedNode } from "../sdk/index.ts";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
-import { networkRows, policyListFlag, printRows, registerVmNetworkCommand } from "./network-commands.ts";
+import { networkBodyFlags, networkRows, printRows, registerVmNetworkCommand } from "./network-commands.ts";
 import { action, collect, formatBytes, parseSize, printJson, printTable } from "./output.ts";
 
 interface JsonFlag {
@@ -113,10 +113,8 @@ export function registerVmCommands(program: Command): Command {
         if (flags.persistent) body.persistent = true;
         if (flags.lifetime !== undefined) body.lifetime = String(flags.lifetime);
         if (flags.ip !== undefined) body.ip = String(flags.ip);
-        const allow = policyListFlag(flags.allow as string[] | undefined, "allow");
-        const drop = policyListFlag(flags.drop as string[] | undefined, "drop");
-        if (allow === null || drop === null) throw new Error('"group" is what a VM gets without --allow/--drop: leave the flag out');
-        if (allow !== undefined || drop !== undefined) body.network = { ...(allow !== undefined ? { allow } : {}), ...(drop !== undefined ? { drop } : {}) };
+        const network = networkBodyFlags({ allow: flags.allow as string[] | undefined, drop: flags.drop as string[] | undefined });
+        if (network !== undefined) body.network = network;
         const wait = String(flags.wait);
         if (!["agent", "userdata", "none"].includes(wait)) throw new Error(`Invalid --wait ${JSON.stringify(wait)}: use agent, userdata or none`);
         const client = clientFor(flags);

@@ -4,7 +4,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { parseDaemonConfig } from "../../src/daemon/config.ts";
-import { networkRows, policyListFlag } from "../../src/cli/network-commands.ts";
+import { networkBodyFlags, networkRows, policyListFlag } from "../../src/cli/network-commands.ts";
 import { groupNetworkLines, upConfigYaml } from "../../src/cli/up-network.ts";
 import { formatCidr, formatIpv4 } from "../../src/net/cidr.ts";
 
@@ -75,6 +75,13 @@ describe("corral vm network", () => {
     assert.deepEqual(policyListFlag(["none"], "allow"), []);
     assert.equal(policyListFlag(["group"], "drop"), null);
     assert.throws(() => policyListFlag(["none", "1.1.1.1"], "drop"), /--drop takes entries, or "none" alone, or "group" alone/);
+  });
+
+  test("create and fork: --allow/--drop become Slicer's network body; none is [], group is refused", () => {
+    assert.equal(networkBodyFlags({}), undefined);
+    assert.deepEqual(networkBodyFlags({ allow: ["none"] }), { allow: [] });
+    assert.deepEqual(networkBodyFlags({ drop: ["10.0.0.0/8,192.168.1.0/24"] }), { drop: ["10.0.0.0/8", "192.168.1.0/24"] });
+    assert.throws(() => networkBodyFlags({ allow: ["group"] }), /leave the flag out/);
   });
 
   test("rows: mode and address, MAC, device, ports, effective lists marked when the VM's own", () => {
