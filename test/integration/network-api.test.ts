@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { CorralClient } from "../../src/sdk/index.ts";
+import { corral } from "../helpers/cli-process.ts";
 import { startInProcess, type InProcessServers } from "../helpers/in-process.ts";
 
 describe("networking on the daemon's API (user mode)", { timeout: 600_000 }, () => {
@@ -101,5 +102,19 @@ describe("networking on the daemon's API (user mode)", { timeout: 600_000 }, () 
         policy: { source: "host_group", allow: [], drop: [], deny_outgoing: false },
       },
     ]);
+  });
+
+  test("the CLI: vm network and vm show print the NIC and policy; a change is refused as the API refuses it", async () => {
+    const env = { CORRAL_URL: running.daemon.url, CORRAL_TOKEN: running.token };
+    const shown = await corral(["vm", "network", vm], env);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^network: {4}user, 10\.0\.2\.15\/24 via 10\.0\.2\.2$/m);
+    assert.match(shown.stdout, /^outgoing: {3}allowed$/m);
+    const json = await corral(["vm", "network", vm, "--json"], env);
+    assert.equal((JSON.parse(json.stdout) as { mode: string }).mode, "user");
+    assert.match((await corral(["vm", "show", vm], env)).stdout, /^mac: {8}52:54:00(:[0-9a-f]{2}){3}$/m);
+    const refusedChange = await corral(["vm", "network", vm, "--deny-outgoing"], env);
+    assert.notEqual(refusedChange.code, 0);
+    assert.match(refusedChange.stderr, /user-mode networking/);
   });
 });
