@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { CommitBody, CommitView, ForkBody } from "../sdk/index.ts";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
+import { networkBodyFlags } from "./network-commands.ts";
 import { action, collect, formatBytes, printJson, printTable } from "./output.ts";
 
 interface CommitFlags extends ConnectionFlags {
@@ -16,6 +17,8 @@ interface CommitFlags extends ConnectionFlags {
 
 interface ForkFlags extends ConnectionFlags {
   tag?: string[];
+  allow?: string[];
+  drop?: string[];
   sshKey?: string[];
   lifetime?: string;
   wait: string;
@@ -63,6 +66,8 @@ export function registerCommitCommands(program: Command, vm: Command): void {
     .option("--tag <tag>", "tag the new VM (repeatable; default: the commit's tags)", collect)
     .option("--ssh-key <file>", "public key file to authorize (repeatable)", collect)
     .option("--lifetime <duration>", "delete the sandbox after this long, e.g. 10m (default: the group's lifetime, if it sets one)")
+    .option("--allow <entries>", 'the fork\'s allowed destinations instead of the group\'s (bridge and isolated groups; repeatable or comma-separated; "none" for an empty list)', collect)
+    .option("--drop <entries>", "the fork's dropped destinations instead of the group's, as --allow", collect)
     .option("--wait <what>", "agent or none", "agent")
     .option("--timeout <duration>", "how long to wait", "5m")
     .option("--json", "print JSON")
@@ -73,6 +78,8 @@ export function registerCommitCommands(program: Command, vm: Command): void {
         if (flags.tag) body.tags = flags.tag;
         if (flags.sshKey) body.ssh_keys = flags.sshKey.map((file) => readFileSync(file, "utf8").trim());
         if (flags.lifetime !== undefined) body.lifetime = flags.lifetime;
+        const network = networkBodyFlags(flags);
+        if (network !== undefined) body.network = network;
         const client = clientFor(flags);
         try {
           const created = await client.fork(commitId, body, flags.wait === "none" ? {} : { wait: "agent", timeout: flags.timeout });

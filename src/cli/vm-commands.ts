@@ -1,8 +1,9 @@
-// `corral vm list|add|show|lifetime|exec|logs|health|delete`: VMs on one daemon, through the SDK.
+// `corral vm list|add|show|lifetime|network|exec|logs|health|delete`: VMs on one daemon, through the SDK.
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { CreateNodeBody, DescribedNode } from "../sdk/index.ts";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
+import { networkBodyFlags, networkRows, printRows, registerVmNetworkCommand } from "./network-commands.ts";
 import { action, collect, formatBytes, parseSize, printJson, printTable } from "./output.ts";
 
 interface JsonFlag {
@@ -42,8 +43,9 @@ function printNode(node: DescribedNode): void {
     ["created", `${node.created_at} (${age(node.created_at)} ago)`],
     ["expires", node.expires_at === undefined ? "never" : `${node.expires_at} (${expiry(node.expires_at)})`],
     ["tags", node.tags.join(",") || "-"],
+    ...(node.network ? networkRows(node.network) : []),
   ];
-  process.stdout.write(rows.map(([key, value]) => `${`${key}:`.padEnd(12)}${value}\n`).join(""));
+  printRows(rows);
 }
 
 /** The host group of a VM, looked up when the user did not say. */
@@ -92,6 +94,9 @@ export function registerVmCommands(program: Command): Command {
     .option("--tag <tag>", "tag the VM (repeatable)", collect)
     .option("--persistent", "keep the disk when the VM stops")
     .option("--lifetime <duration>", "delete the sandbox after this long, e.g. 10m or 2h (default: the group's lifetime, if it sets one)")
+    .option("--ip <address>", "a static address from the group's pool (bridge groups)")
+    .option("--allow <entries>", 'this VM\'s allowed destinations instead of the group\'s (bridge and isolated groups; repeatable or comma-separated; "none" for an empty list)', collect)
+    .option("--drop <entries>", "this VM's dropped destinations instead of the group's, as --allow", collect)
     .option("--wait <what>", "agent, userdata or none", "agent")
     .option("--timeout <duration>", "how long to wait", "5m")
     .option("--json", "print JSON")
@@ -107,6 +112,9 @@ export function registerVmCommands(program: Command): Command {
         if (Array.isArray(flags.tag)) body.tags = flags.tag;
         if (flags.persistent) body.persistent = true;
         if (flags.lifetime !== undefined) body.lifetime = String(flags.lifetime);
+        if (flags.ip !== undefined) body.ip = String(flags.ip);
+        const network = networkBodyFlags({ allow: flags.allow as string[] | undefined, drop: flags.drop as string[] | undefined });
+        if (network !== undefined) body.network = network;
         const wait = String(flags.wait);
         if (!["agent", "userdata", "none"].includes(wait)) throw new Error(`Invalid --wait ${JSON.stringify(wait)}: use agent, userdata or none`);
         const client = clientFor(flags);
@@ -260,5 +268,6 @@ export function registerVmCommands(program: Command): Command {
         }
       }),
     );
+  registerVmNetworkCommand(vm);
   return vm;
 }

@@ -101,7 +101,7 @@ export function v1Vm(hostId: string, vm: ReportedVm, position: number, now: Date
 
 /**
  * The host's hardware answer in libvirt's domain-XML shape as Virtumancer writes it: each disk's `Source`
- * beside its `path`, each NIC's `source.bridge` (user-mode networking has none), `model` under both names
+ * beside its `path`, each NIC's `source.bridge` (only bridge mode has one), `model` under both names
  * (the server's `model_type`, the UI's `type`) and `target.dev`, the name `net_stats` gives the NIC.
  */
 export function v1Hardware(hardware: VmHardware): V1Hardware {
@@ -118,9 +118,10 @@ export function v1Hardware(hardware: VmHardware): V1Hardware {
     networks: hardware.networks.map((nic, index) => ({
       type: nic.type,
       mac: { address: nic.mac.address },
-      source: { bridge: "" },
+      source: { bridge: nic.source.bridge ?? "" },
       model: { model_type: nic.model.model_type, type: nic.model.model_type },
-      target: { dev: `eth${index}` },
+      // Daemons before issue 14 name no device: their net_stats call the NIC eth0.
+      target: { dev: nic.target?.dev ?? `eth${index}` },
     })),
   };
 }

@@ -7,6 +7,16 @@ import { parse as parseYaml, YAMLParseError } from "yaml";
 import type { AccelMode } from "../engine/accel-probe.ts";
 import { parseHostAccess, type HostAccess } from "../net/index.ts";
 import { USER_GROUP_NETWORK, type GroupNetwork } from "../net/network-config.ts";
+import {
+  GroupNetworkSchema,
+  NETWORK_DAEMON_FIELDS,
+  parseDnsServers,
+  parseGroupNetwork,
+  parsePortRange,
+  settleGroupNetworks,
+  type PortRange,
+  type VhostSetting,
+} from "./config-network.ts";
 import { quote } from "../protocol/errors.ts";
 import { parseLifetime } from "../protocol/lifetime.ts";
 import { parseDuration } from "../protocol/duration.ts";
@@ -37,6 +47,10 @@ const HostGroupSchema = Type.Object(
     lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: "a duration such as \"30m\", or seconds" })),
     max_lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: "a duration such as \"24h\", or seconds" })),
     max_vms: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: "VMs of the group that may run or be starting at once (default: no limit)" })),
+    network: Type.Optional(GroupNetworkSchema),
+    dns_servers: Type.Optional(Type.Array(Type.String(), { maxItems: 8, description: "what the guests use as resolvers (Slicer's field)" })),
+    // Slicer's CNI networks: read only to refuse them with a sentence.
+    network_name: Type.Optional(Type.String()),
   },
   { additionalProperties: false },
 );
@@ -65,6 +79,7 @@ const ConfigFileSchema = Type.Object(
             {
               host_isolation: Type.Optional(Type.Boolean({ description: "wall guests off from this host's services (default true)" })),
               host_access: Type.Optional(Type.Array(Type.String(), { maxItems: 256, description: "host services guests may reach through the wall" })),
+              ...NETWORK_DAEMON_FIELDS,
             },
             { additionalProperties: false },
           ),
@@ -157,6 +172,10 @@ export interface DaemonConfig {
     readonly hostIsolation: boolean;
     /** Host services guests may reach through the wall. */
     readonly hostAccess: readonly HostAccess[];
+    /** Host ports DNAT'd to TAP-mode VMs' port maps (TTstack's `port_map`) are taken from here. */
+    readonly portRange: PortRange;
+    /** vhost-net for TAP NICs; auto: on when /dev/vhost-net opens. */
+    readonly vhost: VhostSetting;
   };
   readonly admission: AdmissionConfig;
   readonly healthCheck: HealthCheckConfig;
@@ -184,29 +203,37 @@ export const DEFAULT_IMAGE = "debian";
  */
 export const TTSTACK_GROUP_NAME = "ttstack";
 
+/** Groups made up by the daemon (ttstackGroup's when none is configured): no YAML path names them. */
+const BUILT_IN_GROUPS = new WeakSet<HostGroupConfig>();
+
+export function isBuiltInGroup(group: HostGroupConfig): boolean {
+  return BUILT_IN_GROUPS.has(group);
+}
+
 export function ttstackGroup(config: DaemonConfig): HostGroupConfig {
-  return (
-    config.hostGroups.find((g) => g.name === TTSTACK_GROUP_NAME) ??
-    Object.freeze({
-      name: TTSTACK_GROUP_NAME,
-      count: 0,
-      vcpu: 2,
-      ramBytes: 1024 * MiB,
-      persistent: true,
-      userdata: undefined,
-      image: DEFAULT_IMAGE,
-      sshKeys: Object.freeze([]),
-      // Sizes and port forwards differ per VM: boot cold.
-      template: false,
-      warmPool: 0,
-      // The controller decides when its VMs go.
-      lifetimeMs: null,
-      maxLifetimeMs: null,
-      maxVms: undefined,
-      network: USER_GROUP_NETWORK,
-      dnsServers: Object.freeze([]),
-    })
-  );
+  const configured = config.hostGroups.find((g) => g.name === TTSTACK_GROUP_NAME);
+  if (configured) return configured;
+  const group: HostGroupConfig = Object.freeze({
+    name: TTSTACK_GROUP_NAME,
+    count: 0,
+    vcpu: 2,
+    ramBytes: 1024 * MiB,
+    persistent: true,
+    userdata: undefined,
+    image: DEFAULT_IMAGE,
+    sshKeys: Object.freeze([]),
+    // Sizes and port forwards differ per VM: boot cold.
+    template: false,
+    warmPool: 0,
+    // The controller decides when its VMs go.
+    lifetimeMs: null,
+    maxLifetimeMs: null,
+    maxVms: undefined,
+    network: USER_GROUP_NETWORK,
+    dnsServers: Object.freeze([]),
+  });
+  BUILT_IN_GROUPS.add(group);
+  return group;
 }
 
 export const DEFAULT_CONFIG_YAML = `config:
@@ -311,10 +338,20 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
       lifetimeMs,
       maxLifetimeMs,
       maxVms: group.max_vms,
-      network: USER_GROUP_NETWORK,
-      dnsServers: Object.freeze([]),
+      network: parseGroupNetwork(group.network, group.name, index, problems),
+      dnsServers: parseDnsServers(group.dns_servers, index, problems),
     });
   });
+  for (const [index, group] of rawGroups.entries()) {
+    if (group.network_name !== undefined) {
+      problems.push(`config.host_groups[${index}].network_name ${quote(group.network_name)} names a CNI network, which Corral does not support: give a network: section with mode "user", "bridge" or "isolated"`);
+    }
+  }
+  const networks = settleGroupNetworks(
+    hostGroups.map((g, i) => ({ name: g.name, network: g.network, raw: rawGroups[i]?.network })),
+    problems,
+  );
+  const settledGroups = hostGroups.map((g, i) => (networks[i] === g.network ? g : Object.freeze({ ...g, network: networks[i]! })));
   for (const [index, group] of hostGroups.entries()) {
     if (group.maxVms !== undefined && group.maxVms < group.count) {
       problems.push(`config.host_groups[${index}].max_vms must be at least its count (${group.count} services), got ${group.maxVms}`);
@@ -327,6 +364,7 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
     if ("problem" in parsed) problems.push(`config.network.host_access[${index}] ${parsed.problem}`);
     return "problem" in parsed ? [] : [Object.freeze(parsed)];
   });
+  const portRange = parsePortRange(network.port_range, problems);
   if (network.host_isolation === false && hostAccess.length > 0) {
     problems.push("config.network.host_access has no effect with config.network.host_isolation: false (there is no wall to pass through): remove one of them");
   }
@@ -341,13 +379,13 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
     }),
     accel: file.config.accel ?? "auto",
     insecureRegistry: file.config.insecure_registry ?? false,
-    network: Object.freeze({ hostIsolation: network.host_isolation ?? true, hostAccess: Object.freeze(hostAccess) }),
+    network: Object.freeze({ hostIsolation: network.host_isolation ?? true, hostAccess: Object.freeze(hostAccess), portRange, vhost: network.vhost ?? "auto" }),
     admission: Object.freeze({
       memoryReserveBytes: (file.config.admission?.memory_reserve_mb ?? DEFAULT_ADMISSION.memoryReserveBytes / MiB) * MiB,
       minFreeDiskBytes: (file.config.admission?.min_free_disk_mb ?? DEFAULT_ADMISSION.minFreeDiskBytes / MiB) * MiB,
     }),
     healthCheck,
-    hostGroups: Object.freeze(hostGroups),
+    hostGroups: Object.freeze(settledGroups),
   });
 }
 

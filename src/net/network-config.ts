@@ -20,6 +20,8 @@ export interface BridgeGroupNetwork {
   readonly bridge: string;
   /** TAP names are this prefix and a device number (`tap_prefix:`). */
   readonly tapPrefix: string;
+  /** True when `tap_prefix:` was not written: the daemon may put its own tag in it ("c<tag4>-<index>-"). */
+  readonly tapPrefixDerived?: boolean;
   /** The bridge's own address and the subnet VMs get addresses from (`gateway: 192.168.137.1/24`). */
   readonly gateway: AddressWithPrefix;
   /** The part of the subnet handed out (`range:`); default: the whole subnet but network, gateway, broadcast. */

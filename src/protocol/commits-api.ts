@@ -1,5 +1,6 @@
 // Commits and forks (POST /vm/HOST/commit, GET /vm/commits, POST /vm/commits/ID/fork, DELETE /vm/commits/ID)
 // in the field names of Slicer's SDK: commit_id, source_hostname, tags, labels, cache_key.
+import { NetworkPolicyBodySchema } from "./net.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { HostnameParam, LifetimeField } from "./slicer.ts";
 
@@ -52,6 +53,8 @@ export const ForkBodySchema = Type.Object(
     ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 64 })),
     /** How long the fork lives (default: its host group's `lifetime`). */
     lifetime: Type.Optional(LifetimeField),
+    /** Slicer's fork-time policy (bridge and isolated groups): an absent list inherits the group's, `[]` clears it. */
+    network: Type.Optional(NetworkPolicyBodySchema),
   },
   { additionalProperties: false },
 );

@@ -115,6 +115,51 @@ export const NodeListQuerySchema = Type.Object({
   tag_prefix: Type.Optional(Type.String()),
 });
 
+const PolicyListsSchema = Type.Object({ allow: Type.Array(Type.String()), drop: Type.Array(Type.String()) });
+
+/** A VM's NIC as the host sees it (protocol/net.ts NicView). */
+export const NicViewSchema = Type.Object({
+  mode: StringEnum(["user", "bridge", "isolated"] as const),
+  mac: Type.String(),
+  address: Type.String(),
+  prefix_length: Type.Integer(),
+  gateway: Type.String(),
+  bridge: Type.Union([Type.String(), Type.Null()]),
+  target_dev: Type.Union([Type.String(), Type.Null()]),
+});
+
+/**
+ * GET /vm/HOST's `network` (protocol/net.ts VmNetworkDescription): Slicer's Go SDK fields (mode,
+ * policy_source, host_group, override, effective) exactly, Corral's beside them.
+ */
+export const VmNetworkSchema = Type.Object({
+  mode: StringEnum(["user", "bridge", "isolated"] as const),
+  policy_source: StringEnum(["host_group", "override"] as const),
+  host_group: PolicyListsSchema,
+  override: Type.Optional(Type.Object({ allow: Type.Optional(Type.Array(Type.String())), drop: Type.Optional(Type.Array(Type.String())) })),
+  effective: PolicyListsSchema,
+  deny_outgoing: Type.Boolean(),
+  /** Guest port → host port (TTstack's port_map). */
+  port_map: Type.Record(Type.String(), Type.Integer()),
+  interface: NicViewSchema,
+});
+
+/** A host group's network (GET /hostgroup, GET /info): its mode, whether this daemon could set it up, and why not. */
+export const GroupNetworkInfoSchema = Type.Object({
+  name: Type.String(),
+  mode: StringEnum(["user", "bridge", "isolated"] as const),
+  state: StringEnum(["ready", "unavailable"] as const),
+  /** Why the group is unavailable (what is missing, what to do); empty when ready. */
+  reason: Type.String(),
+  bridge: Type.Optional(Type.String()),
+  /** Bridge mode: the bridge's address with the subnet's prefix ("192.168.137.1/24"). */
+  gateway: Type.Optional(Type.String()),
+  /** The addresses handed out: "A-B" (bridge) or the CIDR cut into /30 blocks (isolated). */
+  range: Type.Optional(Type.String()),
+  free_addresses: Type.Optional(Type.Integer({ minimum: 0 })),
+});
+export type GroupNetworkInfo = Static<typeof GroupNetworkInfoSchema>;
+
 export const HostGroupSchema = Type.Object({
   name: Type.String(),
   count: Type.Integer(),
@@ -125,6 +170,8 @@ export const HostGroupSchema = Type.Object({
   /** The older document's fields, kept for older clients. */
   ram_gb: Type.Number(),
   vcpu: Type.Integer(),
+  /** Corral's: how the group's VMs are networked (Slicer's config `network:`). */
+  network: Type.Omit(GroupNetworkInfoSchema, ["name"]),
 });
 export type HostGroupInfo = Static<typeof HostGroupSchema>;
 
@@ -210,6 +257,8 @@ export const InfoSchema = Type.Object({
   images: Type.Array(Type.Object({ name: Type.String(), version: Type.String(), kernel_release: Type.String(), created_at: Type.String() })),
   templates: Type.Array(TemplateInfoSchema),
   host_isolation: HostIsolationInfoSchema,
+  /** Corral's: each host group's network (mode, set up or not and why). */
+  network: Type.Object({ groups: Type.Array(GroupNetworkInfoSchema) }),
   pressure: HostPressureSchema,
 });
 

@@ -83,10 +83,25 @@ export const VmHardwareSchema = Type.Object({
   ),
   networks: Type.Array(
     Type.Object({
+      /** libvirt's interface type: "bridge" (a TAP on a bridge), "ethernet" (isolated mode's TAP), "user". */
       type: Type.String(),
       mac: Type.Object({ address: Type.String() }),
-      source: Type.Object({ mode: Type.String() }),
+      /** `bridge`: the bridge the TAP is a port of; absent in other modes and from older daemons. */
+      source: Type.Object({ mode: Type.String(), bridge: Type.Optional(Type.String()) }),
       model: Type.Object({ model_type: Type.String() }),
+      /** The host-side device (TAP or veth end) in TAP modes, the guest's "eth0" in user mode; `net_stats` names the NIC by it. Absent from older daemons. */
+      target: Type.Optional(Type.Object({ dev: Type.String() })),
+      /** Corral's: the guest's address with its prefix ("192.168.137.2/24") and its gateway. Absent from older daemons. */
+      ip: Type.Optional(Type.Object({ address: Type.String(), gateway: Type.String() })),
+      /** Corral's: the egress policy in force (allow/drop after the VM's override) and whether it opens connections. */
+      policy: Type.Optional(
+        Type.Object({
+          source: Type.String({ description: "host_group or override" }),
+          allow: Type.Array(Type.String()),
+          drop: Type.Array(Type.String()),
+          deny_outgoing: Type.Boolean(),
+        }),
+      ),
     }),
   ),
 });

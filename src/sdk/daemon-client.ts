@@ -6,9 +6,10 @@ import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CommitBody, CommitView, ForkBody } from "../protocol/commits-api.ts";
 import type { HostIsolationInfo } from "../protocol/host-isolation.ts";
+import type { NetworkPatchBody, VmNetworkDescription } from "../protocol/net.ts";
 import type { BuildEvent } from "../protocol/image-build.ts";
 import type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api.ts";
-import type { CreatedNode, CreateNodeBody, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
+import type { CreatedNode, CreateNodeBody, GroupNetworkInfo, HostGroupInfo, NodeInfo, NodeStat } from "../protocol/slicer.ts";
 import { BackgroundExecApi } from "./background.ts";
 import { FilesApi } from "./files.ts";
 import { ImagesApi } from "./images.ts";
@@ -48,6 +49,8 @@ export interface DaemonInfo {
   templates: TemplateInfo[];
   /** The wall between guests and the host's services. */
   host_isolation: HostIsolationInfo;
+  /** Each host group's network: mode, whether it could be set up, and why not. */
+  network: { groups: GroupNetworkInfo[] };
 }
 
 export interface CreateOptions {
@@ -61,7 +64,8 @@ export interface CreateOptions {
   signal?: AbortSignal;
 }
 
-export type DescribedNode = NodeInfo & { image: string; state: string };
+/** GET /vm/HOST: the node, its image and state, and its network (Slicer's Go SDK's `network` fields and Corral's). */
+export type DescribedNode = NodeInfo & { image: string; state: string; network: VmNetworkDescription };
 
 export interface ExecOptions {
   cmd: string;
@@ -184,6 +188,15 @@ export class CorralClient {
    */
   setLifetime(hostname: string, lifetime: string | number | null): Promise<DescribedNode> {
     return this.json("PATCH", `/vm/${encodeURIComponent(hostname)}`, { lifetime });
+  }
+
+  /**
+   * Changes a running VM's egress policy: `allow`/`drop` replace its lists (null: back to its host group's,
+   * `[]`: none), `deny_outgoing` stops or lets it open connections. Bridge and isolated groups; a user-mode
+   * VM's policy is fixed at start (409). Answers with the VM's network as GET /vm/HOST shows it.
+   */
+  patchNetwork(hostname: string, body: NetworkPatchBody): Promise<VmNetworkDescription> {
+    return this.json("PATCH", `/vm/${encodeURIComponent(hostname)}/network`, body);
   }
 
   health(hostname: string): Promise<VmHealth> {

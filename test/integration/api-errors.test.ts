@@ -242,7 +242,7 @@ describe("Slicer SDK habits on a daemon without auth", { timeout: 120_000 }, () 
 
   test("/hostgroup carries both the new and the older field names", async () => {
     const answer = await call(daemon.url, "GET", "/hostgroup");
-    assert.deepEqual(answer.body, [{ name: "sbox", count: 0, ram_bytes: 536870912, cpus: 1, gpu_count: 0, arch: "x86_64", ram_gb: 0.5, vcpu: 1 }]);
+    assert.deepEqual(answer.body, [{ name: "sbox", count: 0, ram_bytes: 536870912, cpus: 1, gpu_count: 0, arch: "x86_64", ram_gb: 0.5, vcpu: 1, network: { mode: "user", state: "ready", reason: "" } }]);
   });
 
   test("/info reports the version, platform and the accelerator with its reason", async () => {

@@ -148,6 +148,12 @@ describe("the web dashboard in Chromium, on ./corral up", { timeout: 900_000 }, 
     await page.getByRole("link", { name: "team", exact: true }).click();
     await page.getByRole("link", { name: "team-1" }).first().click();
     await page.getByText(/ssh .*-p \d+/).first().waitFor();
+    // The NIC as the daemon describes it: a user-mode VM's address, the guest device, its egress policy.
+    const networks = page.getByRole("table", { name: "Networks" });
+    await networks.getByRole("cell", { name: "user", exact: true }).waitFor();
+    await networks.getByText(/^10\.0\.2\.15\/24 via 10\.0\.2\.2$/).waitFor();
+    await networks.getByRole("cell", { name: "eth0", exact: true }).waitFor();
+    await page.getByText("its host group", { exact: true }).waitFor();
     const points = async (id: string): Promise<number> => Number((await page.getByTestId(id).locator("path[data-points]").first().getAttribute("data-points")) ?? 0);
     for (const chart of ["chart-cpu", "chart-mem", "chart-disk", "chart-net"]) {
       await until(async () => ((await points(chart)) >= 2 ? true : undefined), `${chart} to draw points`, 120_000, 500);

@@ -33,7 +33,7 @@ const DEFAULTS: DaemonConfig = {
   api: { bindAddress: "127.0.0.1", port: 8080, socket: undefined, authEnabled: false },
   accel: "auto",
   insecureRegistry: false,
-  network: { hostIsolation: true, hostAccess: [] },
+  network: { hostIsolation: true, hostAccess: [], portRange: { first: 20000, last: 29999 }, vhost: "auto" },
   admission: { memoryReserveBytes: 512 * MiB, minFreeDiskBytes: 1024 * MiB },
   healthCheck: { intervalMs: 10_000, timeoutMs: 5_000, failures: 2 },
   hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "debian", sshKeys: [], template: true, warmPool: 2, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined, network: { mode: "user" }, dnsServers: [] }],
@@ -121,7 +121,7 @@ describe("parseDaemonConfig defaults", () => {
       api: { bindAddress: "0.0.0.0", port: 9090, socket: "/run/corral.sock", authEnabled: true },
       accel: "tcg",
       insecureRegistry: true,
-      network: { hostIsolation: true, hostAccess: [] },
+      network: { hostIsolation: true, hostAccess: [], portRange: { first: 20000, last: 29999 }, vhost: "auto" },
       admission: { memoryReserveBytes: 2048 * MiB, minFreeDiskBytes: 100 * MiB },
       healthCheck: { intervalMs: 30_000, timeoutMs: 2_000, failures: 3 },
       hostGroups: [
@@ -442,12 +442,14 @@ describe("config.network", () => {
         { protocol: "udp", address: "192.0.2.2", ports: [5353, 5353] },
         { protocol: "tcp", address: "fd00::2", ports: [22, 22] },
       ],
+      portRange: { first: 20000, last: 29999 },
+      vhost: "auto",
     });
     assert.ok(Object.isFrozen(parsed.hostAccess) && Object.isFrozen(parsed.hostAccess[0]));
   });
 
   test("host_isolation: false turns the wall off on purpose", () => {
-    assert.deepEqual(network("    host_isolation: false\n"), { hostIsolation: false, hostAccess: [] });
+    assert.deepEqual(network("    host_isolation: false\n"), { hostIsolation: false, hostAccess: [], portRange: { first: 20000, last: 29999 }, vhost: "auto" });
   });
 
   test("every bad host_access entry is named by its path, with what is wrong", () => {

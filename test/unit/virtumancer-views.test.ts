@@ -131,4 +131,27 @@ describe("Virtumancer's views of Corral's hosts and VMs", () => {
     assert.deepEqual(hardwareTab(shown), ["disk vda virtio /var/lib/corral/vms/team-1/disk.qcow2 qcow2", "net eth0 52:54:00:12:34:56  virtio"]);
     assert.throws(() => hardwareTab(hardware), TypeError, "the daemon's own shape is what crashed the tab");
   });
+
+  test("a bridge-mode NIC shows its bridge and the host's TAP as Virtumancer's source.bridge and target.dev", () => {
+    const bridged: VmHardware = {
+      disks: [],
+      networks: [
+        {
+          type: "bridge",
+          mac: { address: "52:54:00:aa:bb:cc" },
+          source: { mode: "bridge", bridge: "brvm0" },
+          model: { model_type: "virtio" },
+          target: { dev: "vmtap3" },
+          ip: { address: "192.168.137.2/24", gateway: "192.168.137.1" },
+          policy: { source: "host_group", allow: [], drop: [], deny_outgoing: false },
+        },
+        { type: "ethernet", mac: { address: "52:54:00:aa:bb:cd" }, source: { mode: "isolated" }, model: { model_type: "virtio" }, target: { dev: "ci0a1b-7" } },
+      ],
+    };
+    const shown = v1Hardware(bridged);
+    wire.assertFits(wire.HardwareInfo, shown, "hardware");
+    assert.deepEqual(shown.networks[0], { type: "bridge", mac: { address: "52:54:00:aa:bb:cc" }, source: { bridge: "brvm0" }, model: { model_type: "virtio", type: "virtio" }, target: { dev: "vmtap3" } });
+    assert.deepEqual([shown.networks[1]?.source.bridge, shown.networks[1]?.target.dev], ["", "ci0a1b-7"]);
+    assert.deepEqual(hardwareTab(shown), ["net vmtap3 52:54:00:aa:bb:cc brvm0 virtio", "net ci0a1b-7 52:54:00:aa:bb:cd  virtio"]);
+  });
 });

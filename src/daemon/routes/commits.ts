@@ -7,7 +7,9 @@ import { CorralError } from "../../protocol/errors.ts";
 import { parseLifetime } from "../../protocol/lifetime.ts";
 import { CreatedNodeSchema, WaitQuerySchema } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
+import type { ForkRequest } from "../vm/vm-commits.ts";
 import { createdView } from "./nodes-view.ts";
+import { parseNetworkOverride } from "./network-fields.ts";
 import { createForClient } from "./client-create.ts";
 import { parseWait } from "./waiting.ts";
 
@@ -49,7 +51,12 @@ export function commitRoutes(app: DaemonApp, { manager }: DaemonContext): void {
     async (request, reply) => {
       const waiting = parseWait(request.query);
       const body = request.body ?? {};
-      const fork = { tags: body.tags, sshKeys: body.ssh_keys, ...(body.lifetime !== undefined ? { lifetimeMs: parseLifetime(body.lifetime, 'body field "lifetime"') } : {}) };
+      const fork: ForkRequest = { tags: body.tags, sshKeys: body.ssh_keys, ...(body.lifetime !== undefined ? { lifetimeMs: parseLifetime(body.lifetime, 'body field "lifetime"') } : {}) };
+      if (body.network !== undefined) {
+        // The policy is checked against the group the fork lands in (the commit's).
+        const group = manager.group((await commits.get(request.params.commit_id)).hostgroup);
+        fork.networkPolicy = parseNetworkOverride(body.network, group, manager.groups());
+      }
       // A fork that did not become ready, or whose client left, leaves nothing behind.
       const record = await createForClient(manager, reply, {
         make: (signal) => commits.fork(request.params.commit_id, fork, signal),

@@ -1,5 +1,5 @@
 // How VM records and host groups look on the wire (Slicer's field names).
-import type { CreatedNode, HostGroupInfo, NodeInfo } from "../../protocol/slicer.ts";
+import type { CreatedNode, GroupNetworkInfo, HostGroupInfo, NodeInfo } from "../../protocol/slicer.ts";
 import { SLICER_ARCH } from "../../protocol/slicer.ts";
 import { isFrozenByDisk, type HealthFields } from "../../protocol/vm-health.ts";
 import type { HostGroupConfig } from "../config.ts";
@@ -47,7 +47,8 @@ export function createdView(record: VmRecord): CreatedNode {
   return created;
 }
 
-export function hostGroupView(group: HostGroupConfig, vmCount: number): HostGroupInfo {
+export function hostGroupView(group: HostGroupConfig, vmCount: number, network: GroupNetworkInfo): HostGroupInfo {
+  const { name: _name, ...networkView } = network;
   return {
     name: group.name,
     count: vmCount,
@@ -57,5 +58,6 @@ export function hostGroupView(group: HostGroupConfig, vmCount: number): HostGrou
     arch: SLICER_ARCH,
     ram_gb: Math.round((group.ramBytes / GiB) * 1000) / 1000,
     vcpu: group.vcpu,
+    network: networkView,
   };
 }

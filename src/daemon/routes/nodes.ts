@@ -16,18 +16,24 @@ import {
   type CreateNodeBody,
 } from "../../protocol/slicer.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
+import type { HostGroupConfig } from "../config.ts";
 import type { SandboxRequest } from "../vm/vm-manager.ts";
+import { groupNetworks, parseNetworkOverride, parseStaticIp } from "./network-fields.ts";
 import { createdView, hostGroupView, nodeView } from "./nodes-view.ts";
 import { createForClient } from "./client-create.ts";
 import { parseWait } from "./waiting.ts";
 
 const GiB = 1024 * 1024 * 1024;
 
-/** Turns the create body into a request, refusing fields Corral cannot honour rather than ignoring them. */
-function sandboxRequest(body: CreateNodeBody | undefined): SandboxRequest {
+/**
+ * Turns the create body into a request, refusing fields Corral cannot honour rather than ignoring them.
+ * `ip` and `network` depend on the group's mode (see network-fields.ts).
+ */
+function sandboxRequest(body: CreateNodeBody | undefined, group: HostGroupConfig, configured: readonly HostGroupConfig[]): SandboxRequest {
   const b = body ?? {};
   if (b.gpu_count) throw new CorralError("invalid_request", "Invalid body field \"gpu_count\": this daemon has no GPUs to pass through");
-  if (b.ip) throw new CorralError("invalid_request", "Invalid body field \"ip\": VMs use user-mode networking, where addresses are not chosen per VM");
+  const ip = parseStaticIp(b.ip, group, configured);
+  const networkPolicy = parseNetworkOverride(b.network, group, configured);
   if (b.github_user) {
     throw new CorralError("invalid_request", 'Invalid body field "github_user": keys cannot be fetched from GitHub here; pass them in "ssh_keys"');
   }
@@ -44,15 +50,19 @@ function sandboxRequest(body: CreateNodeBody | undefined): SandboxRequest {
   if (b.tags !== undefined) request.tags = b.tags;
   if (b.persistent !== undefined) request.persistent = b.persistent;
   if (b.lifetime !== undefined) request.lifetimeMs = parseLifetime(b.lifetime, 'body field "lifetime"');
+  if (ip !== undefined) request.ip = ip;
+  if (networkPolicy !== undefined) request.networkPolicy = networkPolicy;
   return request;
 }
 
 export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
   const { manager } = ctx;
 
-  app.get("/hostgroup", { schema: { response: { 200: Type.Array(HostGroupSchema) } } }, async () =>
-    manager.listedGroups().map(({ group, count }) => hostGroupView(group, count)),
-  );
+  app.get("/hostgroup", { schema: { response: { 200: Type.Array(HostGroupSchema) } } }, async () => {
+    const listed = manager.listedGroups();
+    const networks = groupNetworks(manager, listed.map((l) => l.group));
+    return listed.map(({ group, count }, i) => hostGroupView(group, count, networks[i]!));
+  });
 
   app.get("/nodes", { schema: { querystring: NodeListQuerySchema, response: { 200: Type.Array(NodeSchema) } } }, async (request) =>
     manager.list({ tag: request.query.tag, tagPrefix: request.query.tag_prefix }).map((r) => nodeView(r, manager.lastAgentCall(r.hostname), manager.healthOf(r))),
@@ -75,7 +85,7 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
     async (request, reply) => {
       // Check everything about the request before a VM exists.
       const waiting = parseWait(request.query);
-      const sandbox = sandboxRequest(request.body);
+      const sandbox = sandboxRequest(request.body, manager.group(request.params.name), manager.groups());
       // A create that did not become ready, or whose client left, leaves nothing behind.
       const record = await createForClient(manager, reply, {
         make: (signal) => manager.createSandbox(request.params.name, sandbox, { signal }),

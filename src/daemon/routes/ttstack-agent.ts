@@ -14,6 +14,7 @@ import { CorralError } from "../../protocol/errors.ts";
 import { STATS_PATH, type VmSnapshot } from "../../protocol/stats.ts";
 import { DoneEnvelopeSchema, TT_DONE, ttOk, ttVmState, unixSeconds } from "../../protocol/ttstack.ts";
 import type { HealthFields } from "../../protocol/vm-health.ts";
+import type { VmNetworkDescription } from "../../protocol/net.ts";
 import {
   AGENT_ANSWERS,
   AgentVmLookupParams,
@@ -25,6 +26,7 @@ import {
   type AgentInfo,
   type AgentVm,
   type AgentVmDetail,
+  type VmHardware,
   type VmStats,
 } from "../../protocol/ttstack-agent.ts";
 import { imageSizeMiB } from "../../image/index.ts";
@@ -127,7 +129,7 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
             size_mib: vm.disk,
           },
         ],
-        networks: [{ type: "user", mac: { address: record.mac }, source: { mode: "user" }, model: { model_type: "virtio" } }],
+        networks: [hardwareNic(manager.networkOf(record))],
       },
     };
     return ttOk(detail);
@@ -211,6 +213,41 @@ function vmViewer(ctx: DaemonContext): (record: VmRecord) => Promise<AgentVm> {
   });
 }
 
+/** The VM's NIC as libvirt's domain XML names it: a TAP on a bridge is "bridge", isolated mode's TAP "ethernet". */
+export function hardwareNic(network: VmNetworkDescription): VmHardware["networks"][number] {
+  const nic = network.interface;
+  const type = nic.mode === "bridge" ? "bridge" : nic.mode === "isolated" ? "ethernet" : "user";
+  return {
+    type,
+    mac: { address: nic.mac },
+    source: nic.bridge !== null ? { mode: nic.mode, bridge: nic.bridge } : { mode: nic.mode },
+    model: { model_type: "virtio" },
+    target: { dev: nic.target_dev ?? "eth0" },
+    ip: { address: `${nic.address}/${nic.prefix_length}`, gateway: nic.gateway },
+    policy: { source: network.policy_source, allow: network.effective.allow, drop: network.effective.drop, deny_outgoing: network.deny_outgoing },
+  };
+}
+
+/**
+ * The NIC's byte counts from the host's side of a TAP-mode VM (the TAP or veth end): what the host device
+ * sends, the guest reads. From /proc/net/dev, which shows the daemon's own network namespace (sysfs shows the
+ * namespace it was mounted in). undefined when the device is gone or the VM is in user mode.
+ */
+export async function hostNicCounters(device: string | null): Promise<{ device: string; read_bytes: number; write_bytes: number } | undefined> {
+  if (device === null) return undefined;
+  const table = await readFile("/proc/net/dev", "utf8").catch(() => "");
+  for (const line of table.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon < 0 || line.slice(0, colon).trim() !== device) continue;
+    const fields = line.slice(colon + 1).trim().split(/\s+/).map(Number);
+    // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit: bytes …
+    const [received, sent] = [fields[0], fields[8]];
+    if (received === undefined || sent === undefined || Number.isNaN(received) || Number.isNaN(sent)) return undefined;
+    return { device, read_bytes: sent, write_bytes: received };
+  }
+  return undefined;
+}
+
 /**
  * When the VM's current run began: its QEMU process's start (Virtumancer shows the uptime from it). A reboot
  * in place keeps the process; a start, a restore or a clone makes a new one. null when it has no process.
@@ -235,6 +272,8 @@ async function statsOf(ctx: DaemonContext, record: VmRecord): Promise<VmStats> {
     snapshot = await ctx.manager.withAgent(record.hostname, signal, (agent) => agent.callJson<VmSnapshot>("GET", STATS_PATH, { signal })).catch(() => undefined);
   }
   const maxKiB = Math.floor(record.ramBytes / 1024);
+  // TAP modes: the host's device counts the NIC's traffic, named as the hardware view names it (target.dev).
+  const hostCounters = isLive(record.state) ? await hostNicCounters(ctx.manager.networkOf(record).interface.target_dev) : undefined;
   return {
     state: libvirtState(shownState(record, ctx.manager.healthOf(record))),
     memory: snapshot ? Math.floor(snapshot.memoryUsed / 1024) : isLive(record.state) ? maxKiB : 0,
@@ -242,6 +281,6 @@ async function statsOf(ctx: DaemonContext, record: VmRecord): Promise<VmStats> {
     vcpu: record.cpus,
     cpu_time: Math.round((isLive(record.state) && record.pid !== null ? processCpuNanoseconds(record.pid) : undefined) ?? 0),
     disk_stats: snapshot ? [{ device: "vda", read_bytes: snapshot.diskReadTotal, write_bytes: snapshot.diskWriteTotal }] : [],
-    net_stats: snapshot ? [{ device: "eth0", read_bytes: snapshot.networkReadTotal, write_bytes: snapshot.networkWriteTotal }] : [],
+    net_stats: hostCounters ? [hostCounters] : snapshot ? [{ device: "eth0", read_bytes: snapshot.networkReadTotal, write_bytes: snapshot.networkWriteTotal }] : [],
   };
 }

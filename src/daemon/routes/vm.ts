@@ -1,9 +1,12 @@
-// One VM: GET /vm/HOST (describe), PATCH /vm/HOST (its lifetime), GET|HEAD /vm/HOST/health, GET /vm/HOST/logs.
+// One VM: GET /vm/HOST (describe), PATCH /vm/HOST (its lifetime), PATCH /vm/HOST/network (its egress policy),
+// GET|HEAD /vm/HOST/health, GET /vm/HOST/logs.
 import { Type } from "@sinclair/typebox";
 import { parseLifetime } from "../../protocol/lifetime.ts";
-import { LogsQuerySchema, LogsSchema, NodeSchema, VmHealthSchema, VmParams, VmPatchSchema } from "../../protocol/slicer.ts";
+import { NetworkPatchBodySchema } from "../../protocol/net.ts";
+import { LogsQuerySchema, LogsSchema, NodeSchema, VmHealthSchema, VmNetworkSchema, VmParams, VmPatchSchema } from "../../protocol/slicer.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 import type { DaemonApp, DaemonContext } from "../http/context.ts";
+import { checkPatchLists } from "./network-fields.ts";
 import { nodeView, shownState } from "./nodes-view.ts";
 
 const DEFAULT_LOG_LINES = 20;
@@ -14,12 +17,7 @@ const DescribeSchema = Type.Composite([
   Type.Object({
     image: Type.String(),
     state: Type.String(),
-    network: Type.Object({
-      mode: Type.String(),
-      policy_source: Type.String(),
-      host_group: Type.Object({ allow: Type.Array(Type.String()), drop: Type.Array(Type.String()) }),
-      effective: Type.Object({ allow: Type.Array(Type.String()), drop: Type.Array(Type.String()) }),
-    }),
+    network: VmNetworkSchema,
   }),
 ]);
 
@@ -32,8 +30,8 @@ export function vmRoutes(app: DaemonApp, ctx: DaemonContext): void {
       ...nodeView(record, manager.lastAgentCall(record.hostname), health),
       image: `${record.image}@${record.imageVersion}`,
       state: shownState(record, health),
-      // Slicer's TypeScript SDK reads network.mode unconditionally.
-      network: { mode: "user", policy_source: "host_group", host_group: { allow: [], drop: [] }, effective: { allow: [], drop: [] } },
+      // Slicer's TypeScript SDK reads network.mode unconditionally; its Go SDK reads override and effective.
+      network: manager.networkOf(record),
     };
   };
 
@@ -44,6 +42,13 @@ export function vmRoutes(app: DaemonApp, ctx: DaemonContext): void {
     const { lifetime } = request.body;
     const lifetimeMs = lifetime === null ? null : parseLifetime(lifetime, 'body field "lifetime"');
     return describe(await manager.setLifetime(request.params.hostname, lifetimeMs));
+  });
+
+  // Corral's: the VM's allow/drop lists (null: back to its group's) and deny_outgoing, applied to the live rules.
+  app.patch("/vm/:hostname/network", { schema: { params: VmParams, body: NetworkPatchBodySchema, response: { 200: VmNetworkSchema } } }, async (request) => {
+    const record = manager.get(request.params.hostname);
+    checkPatchLists(request.body, manager.group(record.hostgroup), manager.groups());
+    return manager.setNetworkPolicy(record.hostname, request.body);
   });
 
   app.get("/vm/:hostname/health", { schema: { params: VmParams, response: { 200: VmHealthSchema } } }, async (request) => {

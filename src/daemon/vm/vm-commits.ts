@@ -2,6 +2,7 @@
 // sandboxes made from a commit. The VM is frozen for the moment of the copy so that disk and memory agree;
 // it runs on afterwards. A fork from a memory commit resumes where the VM was (its processes, its /tmp)
 // and then takes its own identity; a fork from a disk-only commit boots from the disk.
+import type { PolicyOverride } from "../../net/policy.ts";
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { saveVmState } from "../../engine/index.ts";
 import { CorralError } from "../../protocol/errors.ts";
@@ -26,6 +27,8 @@ export interface ForkRequest {
   sshKeys?: string[];
   /** How long the fork lives (ms); absent: its group's default (see newSandboxLifetime). */
   lifetimeMs?: number;
+  /** The fork's own allow/drop lists (Slicer's fork policy: an absent list inherits, `[]` clears); bridge and isolated groups. */
+  networkPolicy?: PolicyOverride;
 }
 
 export interface CommitInfo extends Omit<CommitMeta, "template"> {

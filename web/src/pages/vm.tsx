@@ -226,20 +226,49 @@ function Hardware({ hardware, error }: { hardware: VmHardware | undefined; error
           <div className="table-wrap">
             <table className="compact">
               <caption>Networks</caption>
-              <TableHead columns={["MAC", "Model", "Mode"]} />
+              <TableHead columns={["Mode", "Address", "MAC", "Device", "Model"]} />
               <tbody>
                 {hardware.networks.map((net) => (
                   <tr key={net.mac.address}>
-                    <td className="mono">{net.mac.address}</td>
-                    <td>{net.model.model_type}</td>
                     <td>{net.source.mode}</td>
+                    <td className="mono">
+                      {net.ip ? (
+                        <>
+                          {net.ip.address} <span className="muted">via {net.ip.gateway}</span>
+                        </>
+                      ) : (
+                        "–"
+                      )}
+                    </td>
+                    <td className="mono">{net.mac.address}</td>
+                    <td className="mono">
+                      {net.target?.dev ?? "–"}
+                      {net.source.bridge && <span className="muted"> on {net.source.bridge}</span>}
+                    </td>
+                    <td>{net.model.model_type}</td>
                   </tr>
                 ))}
               </tbody>
             </table>
+            {hardware.networks.map((net) => net.policy && <EgressPolicy key={`policy-${net.mac.address}`} policy={net.policy} />)}
           </div>
         </div>
       )}
     </div>
+  );
+}
+
+/** The egress policy in force: Slicer's lists after the VM's own override, and TTstack's deny_outgoing. */
+function EgressPolicy({ policy }: { policy: NonNullable<VmHardware["networks"][number]["policy"]> }) {
+  const list = (entries: string[]) => (entries.length === 0 ? "none" : entries.join(", "));
+  return (
+    <Facts
+      items={[
+        ["Allowed", <span className="mono">{list(policy.allow)}</span>],
+        ["Dropped", <span className="mono">{list(policy.drop)}</span>],
+        ["Policy from", policy.source === "override" ? "this VM" : "its host group"],
+        ["New connections", policy.deny_outgoing ? "denied (answers on mapped ports flow)" : "allowed"],
+      ]}
+    />
   );
 }
