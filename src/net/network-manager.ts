@@ -1,0 +1,474 @@
+// The daemon's network service for bridge and isolated host groups: group set-up at start, leases, the NIC
+// of each VM (AttachmentProvider; user-mode VMs and templates go to the base provider), the host tables
+// rewritten whole from the live VMs, runtime policy changes, recovery's reconcile, the 5 s repair loop and
+// what /info and /hostgroup show. One per daemon, built in daemon.ts.
+import { networkInterfaces } from "node:os";
+import { readFileSync } from "node:fs";
+import { CorralError } from "../protocol/errors.ts";
+import type { NicView } from "../protocol/net.ts";
+import type { Logger } from "../util/log.ts";
+import { Reverter } from "../util/reverter.ts";
+import type { AttachmentProvider, AttachmentRequest, GuestNetwork, NetworkAttachment } from "./attachment.ts";
+import { createBridgeAttachment } from "./bridge-attachment.ts";
+import { probeCapabilities, type NetCapabilities } from "./capabilities.ts";
+import { cidrContains, formatCidr, formatIpv4, parseIpv4 } from "./cidr.ts";
+import { setUpGroups, type GroupInput, type GroupSetUp } from "./group-network.ts";
+import type { HostAccess } from "./host-access.ts";
+import { resolversOf } from "./host-isolation-rules.ts";
+import { deleteHostTablesScript, hostTablesScript, tableComment, type HostRulesInput } from "./host-rules.ts";
+import type { IpamStore, Lease } from "./ipam-store.ts";
+import { deleteLinksBatch, HostCommands, type LinkRunner } from "./link-commands.ts";
+import { daemonTag, deviceAlias, deviceName, netTable, parseAlias, vethPrefix } from "./names.ts";
+import type { EgressPolicy } from "./network-config.ts";
+import { mergePolicy, type PolicyOverride } from "./policy.ts";
+
+/** Interface 5 (isolated-attachment.ts): what the isolated attachment is made from. */
+export interface IsolatedAttachmentInput {
+  hostIfname: string;
+  block: { network: number; gateway: number; address: number };
+  mac: string;
+  dns: readonly string[];
+  policy: EgressPolicy;
+  denyOutgoing: boolean;
+  portMap: readonly { guest: number; host: number }[];
+  vhost: boolean;
+}
+
+export interface IsolatedAttachmentLike extends NetworkAttachment {
+  setPolicy(pid: number, policy: EgressPolicy, denyOutgoing: boolean): Promise<void>;
+}
+
+export type IsolatedAttachmentFactory = (input: IsolatedAttachmentInput) => IsolatedAttachmentLike;
+
+export interface NetworkManagerOptions {
+  readonly stateDir: string;
+  /** Every host group the daemon serves (the TTstack group included), with its index in config.host_groups. */
+  readonly groups: readonly (GroupInput & { readonly dnsServers: readonly string[] })[];
+  readonly hostIsolation: boolean;
+  readonly hostAccess: readonly HostAccess[];
+  /** config.network.port_range: host ports of DNAT'd port maps. */
+  readonly portRange?: { readonly first: number; readonly last: number };
+  readonly vhost?: "auto" | "on" | "off";
+  readonly ipam: IpamStore;
+  /** User-mode VMs and templates (engine's DefaultAttachments). */
+  readonly base: AttachmentProvider;
+  readonly log: Logger;
+  /** E's createIsolatedAttachment; absent: isolated groups are unavailable, saying so. */
+  readonly isolated?: IsolatedAttachmentFactory;
+  /** The host's programs (contract tests: in a namespace of their own). */
+  readonly runner?: LinkRunner;
+  readonly caps?: NetCapabilities;
+  /** The host's resolvers, for groups without dns_servers. */
+  readonly resolvConf?: string;
+}
+
+/** A VM whose NIC is plumbed: its place in the host tables. */
+interface LiveNic {
+  readonly hostname: string;
+  readonly pid: number;
+  readonly lease: Lease;
+  readonly group: GroupSetUp;
+  readonly ifname: string;
+  policy: EgressPolicy;
+  denyOutgoing: boolean;
+  readonly portMap: readonly { guest: number; host: number }[];
+  readonly attachment: NetworkAttachment;
+}
+
+export interface GroupNetworkInfo {
+  hostgroup: string;
+  mode: "bridge" | "isolated";
+  state: "ready" | "unavailable";
+  reason: string | null;
+  bridge: string | null;
+  gateway: string | null;
+  range: string;
+  addresses: number;
+  free_addresses: number;
+}
+
+export interface NetworkInfo {
+  tables: string[];
+  groups: GroupNetworkInfo[];
+  ip_forward: boolean;
+  vhost: boolean;
+}
+
+export const DEFAULT_PORT_RANGE = Object.freeze({ first: 20000, last: 29999 });
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class NetworkManager implements AttachmentProvider {
+  readonly tag: string;
+  private readonly runner: LinkRunner;
+  private readonly live = new Map<string, LiveNic>();
+  private groups = new Map<string, GroupSetUp>();
+  private vhost = false;
+  private queued: Promise<void> | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private watchTimer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
+  private lastComment: string | undefined;
+
+  constructor(private readonly options: NetworkManagerOptions) {
+    this.tag = daemonTag(options.stateDir);
+    this.runner = options.runner ?? new HostCommands();
+  }
+
+  /** True when some group is in a TAP mode (else the manager only hands requests to the base). */
+  get needed(): boolean {
+    return this.options.groups.some((g) => g.network.mode !== "user");
+  }
+
+  /**
+   * Group set-up (bridges, pinned subnets, states); throws when the start must be refused (a subnet
+   * overlapping a foreign interface or another group). Then the (still empty) host tables.
+   */
+  async start(): Promise<void> {
+    if (!this.needed) return;
+    const caps = this.options.caps ?? probeCapabilities();
+    const wanted = this.options.vhost ?? "auto";
+    this.vhost = wanted === "on" || (wanted === "auto" && caps.vhostNet);
+    this.groups = await setUpGroups(this.options.groups, { tag: this.tag, caps, ipam: this.options.ipam, runner: this.runner, log: this.options.log, isolatedBuilt: this.options.isolated !== undefined });
+    if ([...this.groups.values()].some((g) => g.state === "ready")) await this.applyTables();
+  }
+
+  group(name: string): GroupSetUp | undefined {
+    return this.groups.get(name);
+  }
+
+  /** Throws 503 network_unavailable with the group's reason when its network could not be set up. */
+  assertAvailable(hostgroup: string): void {
+    const group = this.groups.get(hostgroup);
+    if (group && group.state !== "ready") throw new CorralError("network_unavailable", group.reason ?? `Host group "${hostgroup}" has no network`);
+    const configured = this.options.groups.find((g) => g.name === hostgroup);
+    if (!group && configured && configured.network.mode !== "user") {
+      throw new CorralError("network_unavailable", `Host group "${hostgroup}" (network.mode ${configured.network.mode}) is not set up: the daemon's network is not started`);
+    }
+  }
+
+  /** A lease for a new VM of a TAP-mode group (in the caller's transaction); undefined for user-mode groups. */
+  lease(hostgroup: string, owner: string, mac: string, options: { ip?: string; ownerKind?: "vm" | "pool" } = {}): Lease | undefined {
+    const group = this.groups.get(hostgroup);
+    if (!group) {
+      if (options.ip !== undefined) throw new CorralError("invalid_request", `Host group "${hostgroup}" uses user-mode networking: "ip" is only for host groups in bridge mode`);
+      return undefined;
+    }
+    this.assertAvailable(hostgroup);
+    if (options.ip !== undefined && group.network.mode !== "bridge") {
+      throw new CorralError("invalid_request", `Host group "${hostgroup}" is in isolated mode: isolated VMs get a /30 block each, "ip" cannot be chosen`);
+    }
+    return this.options.ipam.allocate(group.pool, { owner, ownerKind: options.ownerKind ?? "vm", mac, ip: options.ip });
+  }
+
+  /** Host ports for a VM's port maps from config.network.port_range (TAP-mode groups). */
+  allocatePorts(owner: string, guestPorts: readonly number[]): { guest: number; host: number }[] {
+    return this.options.ipam.allocatePorts(owner, guestPorts, this.options.portRange ?? DEFAULT_PORT_RANGE).map((m) => ({ guest: m.guestPort, host: m.hostPort }));
+  }
+
+  /** The record's lease and NIC are gone with it: frees the lease and takes the VM out of the tables. */
+  release(hostname: string): void {
+    this.options.ipam.release(hostname);
+    if (this.live.delete(hostname)) void this.applyTables().catch((err: unknown) => this.options.log.error({ err, vm: hostname }, "Cannot take a deleted VM out of the host tables"));
+  }
+
+  private dnsOf(hostgroup: string, gateway: number): string[] {
+    const configured = this.options.groups.find((g) => g.name === hostgroup)?.dnsServers ?? [];
+    if (configured.length > 0) return [...configured];
+    let text = "";
+    try {
+      text = readFileSync(this.options.resolvConf ?? "/etc/resolv.conf", "utf8");
+    } catch {
+      // no resolv.conf: the guest gets the gateway, which answers nothing (logged below)
+    }
+    const resolvers = resolversOf(text).filter((r) => !r.includes(":") && !r.startsWith("127."));
+    return resolvers.length > 0 ? resolvers : [formatIpv4(gateway)];
+  }
+
+  /** Interface 1: bridge and isolated VMs here; user-mode VMs and every template to the base provider. */
+  async attachmentFor(request: AttachmentRequest): Promise<NetworkAttachment> {
+    const group = this.groups.get(request.hostgroup);
+    if (!group || request.purpose === "template") return this.options.base.attachmentFor(request);
+    this.assertAvailable(request.hostgroup);
+    const lease = this.options.ipam.leaseOf(request.hostname) ?? this.lease(request.hostgroup, request.hostname, request.mac);
+    if (!lease) throw new CorralError("network_unavailable", `VM "${request.hostname}" has no address`);
+    const slot = group.pool.slot(lease.slot);
+    const guest: GuestNetwork = {
+      address: lease.address,
+      prefixLength: slot.prefixLength,
+      gateway: formatIpv4(slot.gateway),
+      dns: this.dnsOf(request.hostgroup, slot.gateway),
+      mac: request.mac,
+    };
+    const policy = mergePolicy(group.network.policy, this.overrides.get(request.hostname));
+    const entry = (ifname: string, attachment: () => NetworkAttachment) => ({
+      add: async (pid: number): Promise<void> => {
+        this.live.set(request.hostname, { hostname: request.hostname, pid, lease, group, ifname, policy, denyOutgoing: request.denyOutgoing, portMap: request.portMap, attachment: attachment() });
+        await this.applyTables();
+      },
+      remove: async (): Promise<void> => {
+        if (this.live.get(request.hostname)?.lease.deviceId === lease.deviceId) this.live.delete(request.hostname);
+        await this.applyTables();
+      },
+    });
+    if (group.network.mode === "bridge") {
+      const tap = deviceName(group.tapPrefix as string, lease.deviceId);
+      const made: NetworkAttachment = createBridgeAttachment({
+        tap,
+        bridge: group.network.bridge,
+        alias: deviceAlias(this.tag, request.hostgroup, lease.deviceId),
+        guest,
+        vhost: this.vhost,
+        runner: this.runner,
+        rules: entry(tap, () => made),
+      });
+      return made;
+    }
+    const factory = this.options.isolated;
+    if (!factory || slot.blockNetwork === undefined) throw new CorralError("network_unavailable", `Host group "${request.hostgroup}" is in isolated mode, which is not built yet in this Corral`);
+    const hostIfname = deviceName(vethPrefix(this.tag), lease.deviceId);
+    const inner = factory({
+      hostIfname,
+      block: { network: slot.blockNetwork, gateway: slot.gateway, address: slot.address },
+      mac: request.mac,
+      dns: guest.dns,
+      policy,
+      denyOutgoing: request.denyOutgoing,
+      portMap: request.portMap,
+      vhost: this.vhost,
+    });
+    const rules = entry(hostIfname, () => inner);
+    // The namespace side is isolated-attachment.ts's; the host side (DNAT, host_allow, masquerade, the
+    // wall) is this manager's, added once the veth exists.
+    const wrapped: IsolatedAttachmentLike = {
+      mode: inner.mode,
+      guest: inner.guest,
+      netdev: inner.netdev,
+      launchPrefix: inner.launchPrefix,
+      needsPlumbing: inner.needsPlumbing,
+      async plumb(pid: number, revert: Reverter, signal?: AbortSignal): Promise<void> {
+        await inner.plumb(pid, revert, signal);
+        revert.add(`host rules of ${hostIfname}`, () => rules.remove());
+        await rules.add(pid);
+      },
+      view: () => inner.view(),
+      setPolicy: (pid, policy, denyOutgoing) => inner.setPolicy(pid, policy, denyOutgoing),
+    };
+    return wrapped;
+  }
+
+  /** Per-VM policy overrides (vms.network), kept here so attachments and PATCH agree. */
+  private readonly overrides = new Map<string, PolicyOverride>();
+
+  setOverride(hostname: string, override: PolicyOverride | undefined): void {
+    if (override && (override.allow !== undefined || override.drop !== undefined)) this.overrides.set(hostname, override);
+    else this.overrides.delete(hostname);
+  }
+
+  effectivePolicy(hostgroup: string, hostname: string): EgressPolicy | undefined {
+    const group = this.groups.get(hostgroup);
+    return group ? mergePolicy(group.network.policy, this.overrides.get(hostname)) : undefined;
+  }
+
+  /** The NIC of a live VM, if it is plumbed. */
+  nicOf(hostname: string): NicView | undefined {
+    return this.live.get(hostname)?.attachment.view();
+  }
+
+  /** PATCH /vm/HOST/network on a live VM: the new policy takes effect in its rules at once. */
+  async applyPolicy(hostname: string, denyOutgoing: boolean): Promise<void> {
+    const nic = this.live.get(hostname);
+    if (!nic) return;
+    nic.policy = mergePolicy(nic.group.network.policy, this.overrides.get(hostname));
+    nic.denyOutgoing = denyOutgoing;
+    if (nic.group.network.mode === "isolated") await (nic.attachment as IsolatedAttachmentLike).setPolicy(nic.pid, nic.policy, denyOutgoing);
+    await this.applyTables();
+  }
+
+  // ---- host tables ----
+
+  private hostAddresses(): number[] {
+    return Object.values(networkInterfaces())
+      .flatMap((list) => list ?? [])
+      .filter((i) => i.family === "IPv4")
+      .map((i) => parseIpv4(i.address))
+      .filter((a): a is number => a !== undefined);
+  }
+
+  /** The tables' content from the live VMs and the ready groups. */
+  rulesInput(): HostRulesInput {
+    const ready = [...this.groups.values()].filter((g) => g.state === "ready");
+    const nics = [...this.live.values()].sort((a, b) => a.lease.deviceId - b.lease.deviceId);
+    const hostAddresses = this.hostAddresses();
+    return {
+      tag: this.tag,
+      stateDir: this.options.stateDir,
+      hostIsolation: this.options.hostIsolation,
+      hostAccess: this.options.hostAccess,
+      bridges: ready.flatMap((g) => (g.network.mode === "bridge" ? [{ name: g.network.bridge, subnet: g.pool.subnet }] : [])),
+      isolatedRanges: ready.flatMap((g) => (g.network.mode === "isolated" ? [g.pool.subnet] : [])),
+      bridgeVms: nics
+        .filter((n) => n.group.network.mode === "bridge")
+        .map((n) => ({ deviceId: n.lease.deviceId, tap: n.ifname, address: n.lease.address, mac: n.attachment.guest.mac, policy: n.policy, denyOutgoing: n.denyOutgoing })),
+      isolatedVms: nics
+        .filter((n) => n.group.network.mode === "isolated")
+        .map((n) => ({
+          deviceId: n.lease.deviceId,
+          address: n.lease.address,
+          // Only an allow entry naming one address of this host opens the host (0.0.0.0/0 does not: Slicer).
+          hostAllow: n.policy.allow
+            .filter((e) => e.cidr.prefixLength === 32 && hostAddresses.some((h) => cidrContains(e.cidr, h)))
+            .map((e) => ({ cidr: formatCidr(e.cidr), port: e.port })),
+        })),
+      portMaps: nics.flatMap((n) => n.portMap.map((m) => ({ hostPort: m.host, address: n.lease.address, guestPort: m.guest }))),
+    };
+  }
+
+  private async loadScript(script: string): Promise<void> {
+    await this.runner.nft(["-f", "-"], script);
+  }
+
+  /**
+   * Rewrites both tables whole from the live VMs, one nft transaction. Calls made while a rewrite waits
+   * share it; one made while a rewrite runs queues the next (which reads the state when it starts).
+   */
+  applyTables(): Promise<void> {
+    if (this.queued) return this.queued;
+    const next = this.chain
+      .catch(() => undefined)
+      .then(async () => {
+        this.queued = undefined;
+        const input = this.rulesInput();
+        await this.loadScript(hostTablesScript(input));
+        this.lastComment = tableComment(input);
+      });
+    this.queued = next;
+    this.chain = next;
+    return next;
+  }
+
+  // ---- recovery and repair ----
+
+  /**
+   * After recoverVms (plan §2.7): live VMs of TAP-mode groups get their TAP back on the bridge and their
+   * place in the tables (rewritten whole, so nothing stale survives); links with this daemon's alias and no
+   * live owner are deleted; leases without a record are swept.
+   */
+  async reconcile(liveVms: readonly { hostname: string; hostgroup: string; pid: number; mac: string; portMap: readonly { guest: number; host: number }[]; denyOutgoing: boolean }[], owners: ReadonlySet<string>): Promise<void> {
+    if (!this.needed) return;
+    const swept = this.options.ipam.sweep(owners);
+    if (swept.length > 0) this.options.log.warn({ leases: swept.map((l) => `${l.owner} ${l.address}`) }, "Released addresses that belonged to no VM");
+    const keep = new Set<string>();
+    for (const vm of liveVms) {
+      const group = this.groups.get(vm.hostgroup);
+      if (!group || group.state !== "ready") continue;
+      try {
+        const attachment = await this.attachmentFor({ hostname: vm.hostname, hostgroup: vm.hostgroup, mac: vm.mac, portMap: vm.portMap, denyOutgoing: vm.denyOutgoing, purpose: "vm" });
+        if (group.network.mode === "bridge") {
+          // Idempotent: the TAP is already a port of the bridge unless someone took it off.
+          const steps = new Reverter();
+          await attachment.plumb(vm.pid, steps);
+          steps.commit();
+          keep.add((attachment.netdev as { ifname: string }).ifname);
+        } else {
+          const lease = this.options.ipam.leaseOf(vm.hostname) as Lease;
+          this.live.set(vm.hostname, { hostname: vm.hostname, pid: vm.pid, lease, group, ifname: deviceName(vethPrefix(this.tag), lease.deviceId), policy: this.effectivePolicy(vm.hostgroup, vm.hostname) as EgressPolicy, denyOutgoing: vm.denyOutgoing, portMap: vm.portMap, attachment });
+          keep.add(deviceName(vethPrefix(this.tag), lease.deviceId));
+        }
+      } catch (err) {
+        this.options.log.error({ err, vm: vm.hostname }, "Cannot re-attach a running VM's network");
+      }
+    }
+    await this.applyTables();
+    const links = await this.runner.links().catch(() => []);
+    const debris = links.filter((l) => parseAlias(l.alias)?.tag === this.tag && parseAlias(l.alias)?.deviceId !== undefined && !keep.has(l.name)).map((l) => l.name);
+    if (debris.length > 0) {
+      await this.runner.ipBatch(deleteLinksBatch(debris), { force: true }).catch(() => undefined);
+      this.options.log.warn({ links: debris }, "Deleted network devices that belonged to no running VM");
+    }
+  }
+
+  /**
+   * Every `intervalMs`: VMs whose QEMU is gone leave the tables, and tables that something removed or
+   * changed (a firewall reload, `nft flush ruleset`) are written again, with an error in the log.
+   */
+  watch(intervalMs = 5000): void {
+    if (!this.needed || this.watchTimer) return;
+    this.watchTimer = setInterval(() => {
+      this.checking ??= this.repair().finally(() => (this.checking = undefined));
+    }, intervalMs);
+    this.watchTimer.unref();
+  }
+
+  async repair(): Promise<void> {
+    try {
+      let changed = false;
+      for (const [hostname, nic] of this.live) {
+        if (!pidAlive(nic.pid)) changed = this.live.delete(hostname) || changed;
+      }
+      const listed = await this.listedComment();
+      if (changed || (this.lastComment !== undefined && listed !== this.lastComment)) {
+        await this.applyTables();
+        if (!changed) this.options.log.error({ table: netTable(this.tag) }, "The host tables of bridge and isolated VMs were removed or changed (a firewall reload or nft flush ruleset?): they are back");
+      }
+    } catch (err) {
+      this.options.log.error({ err }, "Cannot put back the host tables of bridge and isolated VMs");
+    }
+  }
+
+  private async listedComment(): Promise<string | undefined> {
+    try {
+      const json = JSON.parse(await this.runner.nft(["-j", "list", "table", "inet", netTable(this.tag)])) as { nftables: { table?: { comment?: string } }[] };
+      return json.nftables.find((e) => e.table)?.table?.comment;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** For GET /info and /hostgroup. */
+  info(): NetworkInfo {
+    let ipForward = false;
+    try {
+      ipForward = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim() === "1";
+    } catch {
+      // not Linux, or no /proc: reported as off
+    }
+    return {
+      tables: this.groups.size > 0 ? [`inet ${netTable(this.tag)}`, `bridge corral_br_${this.tag}`] : [],
+      groups: [...this.groups.values()].map((g) => this.groupInfo(g)),
+      ip_forward: ipForward,
+      vhost: this.vhost,
+    };
+  }
+
+  groupInfo(g: GroupSetUp): GroupNetworkInfo {
+    const leased = this.options.ipam.groupLeases(g.hostgroup).length;
+    return {
+      hostgroup: g.hostgroup,
+      mode: g.network.mode,
+      state: g.state,
+      reason: g.reason ?? null,
+      bridge: g.network.mode === "bridge" ? g.network.bridge : null,
+      gateway: g.network.mode === "bridge" ? `${formatIpv4(g.network.gateway.address)}/${g.network.gateway.prefixLength}` : null,
+      range: g.pool.subnet,
+      addresses: g.pool.size,
+      free_addresses: Math.max(0, g.pool.size - leased),
+    };
+  }
+
+  /** Graceful stop: the loop ends; tables stay for VMs that outlive the daemon (persistent ones are stopped by then). */
+  async stop(options: { removeTables?: boolean } = {}): Promise<void> {
+    clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
+    await this.checking;
+    await this.chain.catch(() => undefined);
+    if (options.removeTables) await this.loadScript(deleteHostTablesScript(this.tag)).catch(() => undefined);
+  }
+}
