@@ -60,6 +60,10 @@ export interface NetworkManagerOptions {
   readonly caps?: NetCapabilities;
   /** The host's resolvers, for groups without dns_servers. */
   readonly resolvConf?: string;
+  /** A lease taken at a VM's first start rather than at its create (a fork, a record from before leases). */
+  readonly onLeased?: (owner: string, lease: Lease) => void;
+  /** A VM's own egress lists (vms.network), read whenever its rules are written. */
+  readonly overrideOf?: (hostname: string) => PolicyOverride | undefined;
 }
 
 /** A VM whose NIC is plumbed: its place in the host tables. */
@@ -168,6 +172,10 @@ export class NetworkManager implements AttachmentProvider {
     return this.options.ipam.allocate(group.pool, { owner, ownerKind: options.ownerKind ?? "vm", mac, ip: options.ip });
   }
 
+  hasLease(owner: string): boolean {
+    return this.options.ipam.leaseOf(owner) !== undefined;
+  }
+
   /** Host ports for a VM's port maps from config.network.port_range (TAP-mode groups). */
   allocatePorts(owner: string, guestPorts: readonly number[]): { guest: number; host: number }[] {
     return this.options.ipam.allocatePorts(owner, guestPorts, this.options.portRange ?? DEFAULT_PORT_RANGE).map((m) => ({ guest: m.guestPort, host: m.hostPort }));
@@ -197,8 +205,12 @@ export class NetworkManager implements AttachmentProvider {
     const group = this.groups.get(request.hostgroup);
     if (!group || request.purpose === "template") return this.options.base.attachmentFor(request);
     this.assertAvailable(request.hostgroup);
-    const lease = this.options.ipam.leaseOf(request.hostname) ?? this.lease(request.hostgroup, request.hostname, request.mac);
-    if (!lease) throw new CorralError("network_unavailable", `VM "${request.hostname}" has no address`);
+    let lease = this.options.ipam.leaseOf(request.hostname);
+    if (!lease) {
+      lease = this.lease(request.hostgroup, request.hostname, request.mac);
+      if (!lease) throw new CorralError("network_unavailable", `VM "${request.hostname}" has no address`);
+      this.options.onLeased?.(request.hostname, lease);
+    }
     const slot = group.pool.slot(lease.slot);
     const guest: GuestNetwork = {
       address: lease.address,
@@ -207,7 +219,7 @@ export class NetworkManager implements AttachmentProvider {
       dns: this.dnsOf(request.hostgroup, slot.gateway),
       mac: request.mac,
     };
-    const policy = mergePolicy(group.network.policy, this.overrides.get(request.hostname));
+    const policy = mergePolicy(group.network.policy, this.options.overrideOf?.(request.hostname));
     const entry = (ifname: string, attachment: () => NetworkAttachment) => ({
       add: async (pid: number): Promise<void> => {
         this.live.set(request.hostname, { hostname: request.hostname, pid, lease, group, ifname, policy, denyOutgoing: request.denyOutgoing, portMap: request.portMap, attachment: attachment() });
@@ -264,29 +276,29 @@ export class NetworkManager implements AttachmentProvider {
     return wrapped;
   }
 
-  /** Per-VM policy overrides (vms.network), kept here so attachments and PATCH agree. */
-  private readonly overrides = new Map<string, PolicyOverride>();
-
-  setOverride(hostname: string, override: PolicyOverride | undefined): void {
-    if (override && (override.allow !== undefined || override.drop !== undefined)) this.overrides.set(hostname, override);
-    else this.overrides.delete(hostname);
-  }
-
   effectivePolicy(hostgroup: string, hostname: string): EgressPolicy | undefined {
     const group = this.groups.get(hostgroup);
-    return group ? mergePolicy(group.network.policy, this.overrides.get(hostname)) : undefined;
+    return group ? mergePolicy(group.network.policy, this.options.overrideOf?.(hostname)) : undefined;
   }
 
-  /** The NIC of a live VM, if it is plumbed. */
-  nicOf(hostname: string): NicView | undefined {
-    return this.live.get(hostname)?.attachment.view();
+  /** The NIC of a VM of a TAP-mode group: the live one, else what its lease gives (a stopped VM). */
+  nicOf(hostname: string, hostgroup: string, mac: string): NicView | undefined {
+    const live = this.live.get(hostname);
+    if (live) return live.attachment.view();
+    const group = this.groups.get(hostgroup);
+    const lease = this.options.ipam.leaseOf(hostname);
+    if (!group || !lease) return undefined;
+    const slot = group.pool.slot(lease.slot);
+    const bridge = group.network.mode === "bridge" ? group.network.bridge : null;
+    const targetDev = group.network.mode === "bridge" ? deviceName(group.tapPrefix as string, lease.deviceId) : deviceName(vethPrefix(this.tag), lease.deviceId);
+    return { mode: group.network.mode, mac, address: lease.address, prefix_length: slot.prefixLength, gateway: formatIpv4(slot.gateway), bridge, target_dev: targetDev };
   }
 
   /** PATCH /vm/HOST/network on a live VM: the new policy takes effect in its rules at once. */
   async applyPolicy(hostname: string, denyOutgoing: boolean): Promise<void> {
     const nic = this.live.get(hostname);
     if (!nic) return;
-    nic.policy = mergePolicy(nic.group.network.policy, this.overrides.get(hostname));
+    nic.policy = mergePolicy(nic.group.network.policy, this.options.overrideOf?.(hostname));
     nic.denyOutgoing = denyOutgoing;
     if (nic.group.network.mode === "isolated") await (nic.attachment as IsolatedAttachmentLike).setPolicy(nic.pid, nic.policy, denyOutgoing);
     await this.applyTables();

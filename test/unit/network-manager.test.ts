@@ -17,7 +17,7 @@ import { IpamStore } from "../../src/net/ipam-store.ts";
 import { HostCommands, type LinkRunner } from "../../src/net/link-commands.ts";
 import { NetworkManager } from "../../src/net/network-manager.ts";
 import type { BridgeGroupNetwork } from "../../src/net/network-config.ts";
-import { EMPTY_POLICY, parseEgressList } from "../../src/net/policy.ts";
+import { EMPTY_POLICY, parseEgressList, type PolicyOverride } from "../../src/net/policy.ts";
 import { Reverter } from "../../src/util/reverter.ts";
 
 const CAN_RUN = process.getuid?.() === 0 && spawnSync("qemu-system-x86_64", ["--version"]).status === 0 && spawnSync("nft", ["--version"]).status === 0;
@@ -48,6 +48,8 @@ function bridgeNetwork(extra: Partial<BridgeGroupNetwork> = {}): BridgeGroupNetw
 
 const NO_BASE: AttachmentProvider = { attachmentFor: () => Promise.reject(new Error("user mode is not under test")) };
 
+const overrides = new Map<string, PolicyOverride>();
+
 function manager(db: Database.Database, runner: LinkRunner = new HostCommands(nsPath), network = bridgeNetwork()): NetworkManager {
   return new NetworkManager({
     stateDir: `/tmp/${ns}-state`,
@@ -59,6 +61,7 @@ function manager(db: Database.Database, runner: LinkRunner = new HostCommands(ns
     log,
     runner,
     caps: CAPS,
+    overrideOf: (hostname) => overrides.get(hostname),
   });
 }
 
@@ -140,7 +143,7 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     assert.match(rules, /"tt0" : jump guard_0/);
     assert.match(rules, /20022 : 10\.77\.0\.2 \. 22/);
     assert.match(rules, /chain vm_0 \{\n\t\tct state new drop\n/);
-    assert.equal(network.nicOf("vm-1")?.target_dev, "tt0");
+    assert.equal(network.nicOf("vm-1", "vm", mac(1))?.target_dev, "tt0");
 
     await revert.revert();
     await stop(qemu);
@@ -277,7 +280,7 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     const drop = parseEgressList(["0.0.0.0/0"], "t");
     const allow = parseEgressList(["192.0.2.7:3128"], "t");
     assert.ok(Array.isArray(drop) && Array.isArray(allow));
-    network.setOverride("vm-p", { drop, allow });
+    overrides.set("vm-p", { drop, allow });
     await network.applyPolicy("vm-p", true);
     assert.match(inNs("nft list ruleset"), /chain vm_\d+ \{\n\t\tct state new drop\n\t\tip daddr 192\.0\.2\.7 meta l4proto \{ tcp, udp \} th dport 3128 accept\n\t\tip daddr 0\.0\.0\.0\/0 drop\n\t\taccept\n/);
     await revert.revert();
