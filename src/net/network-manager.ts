@@ -3,7 +3,7 @@
 // rewritten whole from the live VMs, runtime policy changes, recovery's reconcile, the 5 s repair loop and
 // what /info and /hostgroup show. One per daemon, built in daemon.ts.
 import { networkInterfaces } from "node:os";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { CorralError } from "../protocol/errors.ts";
 import type { NicView } from "../protocol/net.ts";
 import type { Logger } from "../util/log.ts";
@@ -100,6 +100,12 @@ export interface NetworkInfo {
 
 export const DEFAULT_PORT_RANGE = Object.freeze({ first: 20000, last: 29999 });
 
+/** A table's comment from `nft list table` text (nft 1.0.6's JSON leaves comments out). */
+function tableCommentOf(listing: string): string | undefined {
+  const match = /^table \S+ \S+ \{\n\s*comment "([^"]*)"/.exec(listing);
+  return match?.[1];
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -141,7 +147,34 @@ export class NetworkManager implements AttachmentProvider {
     const wanted = this.options.vhost ?? "auto";
     this.vhost = wanted === "on" || (wanted === "auto" && caps.vhostNet);
     this.groups = await setUpGroups(this.options.groups, { tag: this.tag, caps, ipam: this.options.ipam, runner: this.runner, log: this.options.log, isolatedBuilt: this.options.isolated !== undefined });
-    if ([...this.groups.values()].some((g) => g.state === "ready")) await this.applyTables();
+    for (const group of this.groups.values()) {
+      const dns = this.dnsOf(group.hostgroup, group.pool.slot(0).gateway);
+      if (group.state === "ready" && dns.length === 1 && dns[0] === formatIpv4(group.pool.slot(0).gateway)) {
+        // No DNS relay on the gateway yet: a host with only loopback resolvers (systemd-resolved) has none to give.
+        this.options.log.warn({ hostgroup: group.hostgroup }, `Host group "${group.hostgroup}" has no DNS server for its guests: this host's resolvers are all loopback addresses; set dns_servers on the group`);
+      }
+    }
+    if ([...this.groups.values()].some((g) => g.state === "ready")) {
+      await this.deleteStaleTables();
+      await this.applyTables();
+    }
+  }
+
+  /** Tables of daemons whose state directory is gone (their comment names it) are deleted; others are left. */
+  private async deleteStaleTables(): Promise<void> {
+    try {
+      const listing = JSON.parse(await this.runner.nft(["-j", "list", "tables"])) as { nftables: { table?: { family: string; name: string } }[] };
+      for (const { table } of listing.nftables) {
+        if (!table || !/^corral_(net|br)_[0-9a-f]{8}$/.test(table.name) || table.name.endsWith(this.tag)) continue;
+        const comment = tableCommentOf(await this.runner.nft(["list", "table", table.family, table.name])) ?? "";
+        const owner = /^corral \S+ (.+)$/.exec(comment)?.[1];
+        if (owner === undefined || existsSync(owner)) continue;
+        await this.runner.nft(["delete", "table", table.family, table.name]);
+        this.options.log.warn({ table: `${table.family} ${table.name}`, state_dir: owner }, "Deleted the network table of a Corral daemon whose state directory is gone");
+      }
+    } catch (err) {
+      this.options.log.warn({ err }, "Cannot look for other daemons' stale network tables");
+    }
   }
 
   group(name: string): GroupSetUp | undefined {
@@ -437,8 +470,7 @@ export class NetworkManager implements AttachmentProvider {
 
   private async listedComment(): Promise<string | undefined> {
     try {
-      const json = JSON.parse(await this.runner.nft(["-j", "list", "table", "inet", netTable(this.tag)])) as { nftables: { table?: { comment?: string } }[] };
-      return json.nftables.find((e) => e.table)?.table?.comment;
+      return tableCommentOf(await this.runner.nft(["list", "table", "inet", netTable(this.tag)]));
     } catch {
       return undefined;
     }

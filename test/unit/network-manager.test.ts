@@ -268,6 +268,19 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     }
   });
 
+  test("start deletes the tables of a daemon whose state directory is gone, and only those", async () => {
+    const gone = "/nonexistent/corral-state-gone";
+    inNs(`nft add table inet corral_net_deadbeef '{ comment "corral 0 ${gone}"; }'; nft add table inet corral_net_feedbeef '{ comment "corral 0 /tmp"; }'`);
+    const network = manager(new Database(":memory:"));
+    await network.start();
+    const tables = inNs("nft list tables");
+    assert.doesNotMatch(tables, /corral_net_deadbeef/);
+    assert.match(tables, /corral_net_feedbeef/);
+    assert.match(tables, new RegExp(`corral_net_${network.tag}`));
+    inNs("nft delete table inet corral_net_feedbeef");
+    await network.stop({ removeTables: true });
+  });
+
   test("policy at runtime: an override rewrites the VM's chain", async () => {
     const db = new Database(":memory:");
     const network = manager(db);
