@@ -39,6 +39,7 @@ describe("a VM's network beside its record", () => {
       stateDir: dir,
       groups: [
         { name: "sbox", index: 0, network: { mode: "user" }, dnsServers: [] },
+        { name: "sandbox", index: 2, network: { mode: "isolated", range: { network: (169 << 24 | 254 << 16 | 100 << 8) >>> 0, prefixLength: 22 }, rangeDerived: false, policy: { allow: [], drop: [] } }, dnsServers: [] },
         {
           name: "vm",
           index: 1,
@@ -117,6 +118,23 @@ describe("a VM's network beside its record", () => {
     assert.throws(
       () => policyPatch({}, { drop: ["10.0.0.0/8", "::/0"] }),
       (err: unknown) => err instanceof CorralError && err.code === "invalid_request" && err.message === 'Invalid body field drop[1] "::/0" is IPv6: only IPv4 entries are supported',
+    );
+  });
+
+  test("isolated groups stay unavailable, saying why, until isolated-attachment.ts is composed; info shows each group", () => {
+    assert.throws(
+      () => network.lease("sandbox", "sandbox-1", "m"),
+      (err: unknown) => err instanceof CorralError && err.code === "network_unavailable" && err.status === 503 && err.message === 'Host group "sandbox" (network.mode isolated) is unavailable: isolated mode is not built yet in this Corral',
+    );
+    create();
+    const info = network.info();
+    assert.deepEqual(info.tables, [`inet corral_net_${network.tag}`, `bridge corral_br_${network.tag}`]);
+    assert.deepEqual(
+      info.groups.map((g) => [g.hostgroup, g.mode, g.state, g.bridge, g.gateway, g.range, g.addresses, g.free_addresses]),
+      [
+        ["sandbox", "isolated", "unavailable", null, null, "169.254.100.0/22", 256, 256],
+        ["vm", "bridge", "ready", "brvm0", "192.168.137.1/24", "192.168.137.0/24", 253, 252],
+      ],
     );
   });
 });
