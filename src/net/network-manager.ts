@@ -3,7 +3,7 @@
 // rewritten whole from the live VMs, runtime policy changes, recovery's reconcile, the 5 s repair loop and
 // what /info and /hostgroup show. One per daemon, built in daemon.ts.
 import { networkInterfaces } from "node:os";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { CorralError } from "../protocol/errors.ts";
 import type { NicView } from "../protocol/net.ts";
 import type { Logger } from "../util/log.ts";
@@ -15,6 +15,7 @@ import { cidrContains, formatCidr, formatIpv4, parseIpv4 } from "./cidr.ts";
 import { setUpGroups, type GroupInput, type GroupSetUp } from "./group-network.ts";
 import type { HostAccess } from "./host-access.ts";
 import { resolversOf } from "./host-isolation-rules.ts";
+import { deleteStaleTables, tableCommentOf, warnForeignForwardDrop } from "./foreign-tables.ts";
 import { deleteHostTablesScript, hostTablesScript, tableComment, type HostRulesInput } from "./host-rules.ts";
 import type { IpamStore, Lease } from "./ipam-store.ts";
 import { deleteLinksBatch, HostCommands, type LinkRunner } from "./link-commands.ts";
@@ -100,12 +101,6 @@ export interface NetworkInfo {
 
 export const DEFAULT_PORT_RANGE = Object.freeze({ first: 20000, last: 29999 });
 
-/** A table's comment from `nft list table` text (nft 1.0.6's JSON leaves comments out). */
-function tableCommentOf(listing: string): string | undefined {
-  const match = /^table \S+ \S+ \{\n\s*comment "([^"]*)"/.exec(listing);
-  return match?.[1];
-}
-
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -155,25 +150,10 @@ export class NetworkManager implements AttachmentProvider {
       }
     }
     if ([...this.groups.values()].some((g) => g.state === "ready")) {
-      await this.deleteStaleTables();
+      await deleteStaleTables(this.runner, this.tag, this.options.log);
       await this.applyTables();
-    }
-  }
-
-  /** Tables of daemons whose state directory is gone (their comment names it) are deleted; others are left. */
-  private async deleteStaleTables(): Promise<void> {
-    try {
-      const listing = JSON.parse(await this.runner.nft(["-j", "list", "tables"])) as { nftables: { table?: { family: string; name: string } }[] };
-      for (const { table } of listing.nftables) {
-        if (!table || !/^corral_(net|br)_[0-9a-f]{8}$/.test(table.name) || table.name.endsWith(this.tag)) continue;
-        const comment = tableCommentOf(await this.runner.nft(["list", "table", table.family, table.name])) ?? "";
-        const owner = /^corral \S+ (.+)$/.exec(comment)?.[1];
-        if (owner === undefined || existsSync(owner)) continue;
-        await this.runner.nft(["delete", "table", table.family, table.name]);
-        this.options.log.warn({ table: `${table.family} ${table.name}`, state_dir: owner }, "Deleted the network table of a Corral daemon whose state directory is gone");
-      }
-    } catch (err) {
-      this.options.log.warn({ err }, "Cannot look for other daemons' stale network tables");
+      const subnets = [...this.groups.values()].filter((g) => g.state === "ready").map((g) => g.pool.subnet);
+      await warnForeignForwardDrop(this.runner, subnets, this.options.log);
     }
   }
 

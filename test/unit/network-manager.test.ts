@@ -50,7 +50,7 @@ const NO_BASE: AttachmentProvider = { attachmentFor: () => Promise.reject(new Er
 
 const overrides = new Map<string, PolicyOverride>();
 
-function manager(db: Database.Database, runner: LinkRunner = new HostCommands(nsPath), network = bridgeNetwork()): NetworkManager {
+function manager(db: Database.Database, runner: LinkRunner = new HostCommands(nsPath), network = bridgeNetwork(), logger = log): NetworkManager {
   return new NetworkManager({
     stateDir: `/tmp/${ns}-state`,
     groups: [{ name: "vm", index: 0, network, dnsServers: ["10.77.0.1"] }],
@@ -58,7 +58,7 @@ function manager(db: Database.Database, runner: LinkRunner = new HostCommands(ns
     hostAccess: [],
     ipam: new IpamStore(db),
     base: NO_BASE,
-    log,
+    log: logger,
     runner,
     caps: CAPS,
     overrideOf: (hostname) => overrides.get(hostname),
@@ -279,6 +279,23 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     assert.match(tables, new RegExp(`corral_net_${network.tag}`));
     inNs("nft delete table inet corral_net_feedbeef");
     await network.stop({ removeTables: true });
+  });
+
+  test("another firewall's forward chain with policy drop (Docker's) is warned about at start, with the fix", async () => {
+    inNs(`nft add table ip filter; nft add chain ip filter FORWARD '{ type filter hook forward priority 0; policy drop; }'`);
+    const lines: string[] = [];
+    const capture = pino({ level: "warn" }, { write: (line: string) => void lines.push(line) });
+    const network = manager(new Database(":memory:"), new HostCommands(nsPath), bridgeNetwork(), capture);
+    try {
+      await network.start();
+      assert.ok(
+        lines.some((l) => l.includes("Forwarded traffic is dropped by another firewall's chain (ip filter FORWARD; Docker does this)") && l.includes("iptables -I DOCKER-USER -s 10.77.0.0/24 -j ACCEPT")),
+        lines.join("\n"),
+      );
+    } finally {
+      inNs("nft delete table ip filter");
+      await network.stop({ removeTables: true });
+    }
   });
 
   test("policy at runtime: an override rewrites the VM's chain", async () => {
