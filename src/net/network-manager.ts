@@ -185,6 +185,16 @@ export class NetworkManager implements AttachmentProvider {
     return this.options.ipam.allocate(group.pool, { owner, ownerKind: options.ownerKind ?? "vm", mac, ip: options.ip });
   }
 
+  /** A warm-pool clone handed out as `hostname`: its lease (taken with ownerKind "pool") is the VM's now. */
+  handOut(poolOwner: string, hostname: string): void {
+    this.options.ipam.rename(poolOwner, hostname);
+    const nic = this.live.get(poolOwner);
+    if (nic) {
+      this.live.delete(poolOwner);
+      this.live.set(hostname, { ...nic, hostname });
+    }
+  }
+
   hasLease(owner: string): boolean {
     return this.options.ipam.leaseOf(owner) !== undefined;
   }
@@ -239,7 +249,8 @@ export class NetworkManager implements AttachmentProvider {
         await this.applyTables();
       },
       remove: async (): Promise<void> => {
-        if (this.live.get(request.hostname)?.lease.deviceId === lease.deviceId) this.live.delete(request.hostname);
+        // By device, not by name: a pool clone handed out lives on under its new hostname.
+        for (const [name, nic] of this.live) if (nic.lease.deviceId === lease.deviceId) this.live.delete(name);
         await this.applyTables();
       },
     });

@@ -88,6 +88,14 @@ describe("a VM's network beside its record", () => {
     assert.deepEqual(store.list().map((r) => r.ip), ["192.168.137.50"]);
   });
 
+  test("a warm-pool clone's lease becomes the VM's at hand-out", () => {
+    const pooled = network.lease("vm", "pool-3", "02:fc:00:00:00:03", { ownerKind: "pool" });
+    network.handOut("pool-3", "vm-7");
+    assert.equal(network.hasLease("pool-3"), false);
+    assert.equal(network.hasLease("vm-7"), true);
+    assert.equal(network.nicOf("vm-7", "vm", "02:fc:00:00:00:03")?.address, pooled?.address);
+  });
+
   test("ip in an isolated or user group is refused by name; a user group takes no lease", () => {
     assert.throws(() => network.lease("sbox", "x", "m", { ip: "10.0.2.20" }), /user-mode networking: "ip" is only for host groups in bridge mode/);
     assert.equal(network.lease("sbox", "x", "m"), undefined);
