@@ -34,9 +34,9 @@ function must(ns: string, cmd: string): string {
   return r.stdout;
 }
 
-/** What a TCP client in `ns` reads from ADDRESS:PORT within 4 s ("" when refused, dropped or timed out). */
+/** What a TCP client in `ns` reads from ADDRESS:PORT within 10 s (generous: CI is busy) ("" when refused, dropped or timed out). */
 function tcpRead(ns: string, address: string, port: number): string {
-  return sh(ns, `timeout 4 bash -c 'exec 3<>/dev/tcp/${address}/${port}; cat <&3' 2>/dev/null`).stdout;
+  return sh(ns, `timeout 10 bash -c 'exec 3<>/dev/tcp/${address}/${port}; cat <&3' 2>/dev/null`).stdout;
 }
 
 const servers: ChildProcess[] = [];
