@@ -15,6 +15,7 @@ import { cidrContains, formatCidr, formatIpv4, parseIpv4 } from "./cidr.ts";
 import { setUpGroups, type GroupInput, type GroupSetUp } from "./group-network.ts";
 import type { HostAccess } from "./host-access.ts";
 import { resolversOf } from "./host-isolation-rules.ts";
+import { groupNetworkInfo, networkInfo, type GroupNetworkInfo, type NetworkInfo } from "./network-info.ts";
 import { deleteStaleTables, tableCommentOf, warnForeignForwardDrop } from "./foreign-tables.ts";
 import { deleteHostTablesScript, hostTablesScript, tableComment, type HostRulesInput } from "./host-rules.ts";
 import type { IpamStore, Lease } from "./ipam-store.ts";
@@ -38,6 +39,8 @@ export interface IsolatedAttachmentInput {
 export interface IsolatedAttachmentLike extends NetworkAttachment {
   setPolicy(pid: number, policy: EgressPolicy, denyOutgoing: boolean): Promise<void>;
 }
+
+export type { GroupNetworkInfo, NetworkInfo } from "./network-info.ts";
 
 export type IsolatedAttachmentFactory = (input: IsolatedAttachmentInput) => IsolatedAttachmentLike;
 
@@ -78,25 +81,6 @@ interface LiveNic {
   denyOutgoing: boolean;
   readonly portMap: readonly { guest: number; host: number }[];
   readonly attachment: NetworkAttachment;
-}
-
-export interface GroupNetworkInfo {
-  hostgroup: string;
-  mode: "bridge" | "isolated";
-  state: "ready" | "unavailable";
-  reason: string | null;
-  bridge: string | null;
-  gateway: string | null;
-  range: string;
-  addresses: number;
-  free_addresses: number;
-}
-
-export interface NetworkInfo {
-  tables: string[];
-  groups: GroupNetworkInfo[];
-  ip_forward: boolean;
-  vhost: boolean;
 }
 
 export const DEFAULT_PORT_RANGE = Object.freeze({ first: 20000, last: 29999 });
@@ -467,35 +451,14 @@ export class NetworkManager implements AttachmentProvider {
     }
   }
 
-  /** For GET /info and /hostgroup. */
+  /** For GET /info. */
   info(): NetworkInfo {
-    let ipForward = false;
-    try {
-      ipForward = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim() === "1";
-    } catch {
-      // not Linux, or no /proc: reported as off
-    }
-    return {
-      tables: this.groups.size > 0 ? [`inet ${netTable(this.tag)}`, `bridge corral_br_${this.tag}`] : [],
-      groups: [...this.groups.values()].map((g) => this.groupInfo(g)),
-      ip_forward: ipForward,
-      vhost: this.vhost,
-    };
+    return networkInfo({ tag: this.tag, groups: [...this.groups.values()], ipam: this.options.ipam, vhost: this.vhost });
   }
 
-  groupInfo(g: GroupSetUp): GroupNetworkInfo {
-    const leased = this.options.ipam.groupLeases(g.hostgroup).length;
-    return {
-      hostgroup: g.hostgroup,
-      mode: g.network.mode,
-      state: g.state,
-      reason: g.reason ?? null,
-      bridge: g.network.mode === "bridge" ? g.network.bridge : null,
-      gateway: g.network.mode === "bridge" ? `${formatIpv4(g.network.gateway.address)}/${g.network.gateway.prefixLength}` : null,
-      range: g.pool.subnet,
-      addresses: g.pool.size,
-      free_addresses: Math.max(0, g.pool.size - leased),
-    };
+  /** For GET /hostgroup. */
+  groupInfo(group: GroupSetUp): GroupNetworkInfo {
+    return groupNetworkInfo(group, this.options.ipam);
   }
 
   /** Graceful stop: the loop ends; tables stay for VMs that outlive the daemon (persistent ones are stopped by then). */
