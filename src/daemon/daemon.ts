@@ -7,7 +7,7 @@ import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
 import { corralHome, ImageCatalogue, ImageStore, OciImports, ociGuestRuntime, registerImageUser, type CorralHome } from "../image/index.ts";
-import { HostIsolation } from "../net/index.ts";
+import { HostIsolation, IpamStore, NetworkManager, type AttachmentProvider } from "../net/index.ts";
 import type { Logger } from "../util/log.ts";
 import { createPrivateFile, tightenStateDir } from "../util/private-state.ts";
 import { requireProgram } from "../util/run.ts";
@@ -31,6 +31,7 @@ import { countHealth } from "./vm/vm-condition.ts";
 import { isLive } from "./vm/vm-state.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
+import { storedOverride } from "./vm/vm-network.ts";
 import { runtimeInfoFile, type DaemonRuntimeInfo } from "./runtime-info.ts";
 
 export interface DaemonOptions {
@@ -176,6 +177,14 @@ async function startLocked(
   // Created private before SQLite opens it: it holds the VMs' ssh_keys and userdata.
   createPrivateFile(join(stateDir, "corral.db"));
   const store = new VmStore(join(stateDir, "corral.db"));
+  const network = networkManager(config, stateDir, store, log);
+  try {
+    // Before recovery: bridges back, subnets checked against the host (an overlap refuses the start).
+    await network.start();
+  } catch (err) {
+    store.close();
+    throw err;
+  }
   const metrics = new DaemonMetrics(() => store.countByState());
   const tscKhz = hostTscKhz();
   const commits = new CommitStore(stateDir);
@@ -192,7 +201,7 @@ async function startLocked(
   const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, guestGid, admission });
   const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, guestGid, admission });
   const forwardAddress = forwardAddressFor(config.api.bindAddress);
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid, admission });
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid, admission, network });
   metrics.observe({ healthCounts: () => countHealth(manager.list().map((r) => manager.healthOf(r).health)), pressure: () => admission.pressure() });
   const liveness = new LivenessChecks({ config: config.healthCheck, live: () => manager.liveVms(), log });
   const secrets = await Secrets.open(stateDir, manager, log);
@@ -210,7 +219,9 @@ async function startLocked(
     // done, requests get 503.
     await app.listen({ host: config.api.bindAddress, port: options.port ?? config.api.port });
     if (socketPath) unixServer = await listenOnSocket(app, socketPath, deadlines);
+    // Recovery, then the network's reconcile (inside start), before the routes answer.
     await manager.start();
+    network.watch();
     const unwalled = isolation.gid === undefined ? [] : isolation.unwalled(manager.list());
     if (unwalled.length > 0) {
       log.warn({ vms: unwalled }, "VMs re-attached from an earlier run are outside the wall between guests and this host's services: restart them to wall them off");
@@ -220,6 +231,7 @@ async function startLocked(
   } catch (err) {
     await app.close();
     unixServer?.close();
+    await network.stop();
     store.close();
     throw err;
   }
@@ -247,6 +259,7 @@ async function startLocked(
       await templates.stop();
       await pool.stop();
       await manager.stop();
+      await network.stop();
       await isolation.release();
       store.close();
       await rm(runtimeInfoFile(stateDir), { force: true });
@@ -257,6 +270,36 @@ async function startLocked(
     return stopping;
   };
   return { url, socketPath, stateDir, config, accel, app, token, hostId, stop };
+}
+
+/**
+ * Until the engine's DefaultAttachments (user mode, detached TAPs for templates) is composed here, requests
+ * the network manager does not serve itself are refused by name rather than guessed at.
+ */
+const UNWIRED_BASE: AttachmentProvider = {
+  attachmentFor: (request) => Promise.reject(new Error(`No network attachment provider for host group "${request.hostgroup}" (${request.purpose}): the engine's default attachments are not composed`)),
+};
+
+/** The network service of bridge and isolated groups; its leases live in corral.db beside the records. */
+function networkManager(config: DaemonConfig, stateDir: string, store: VmStore, log: Logger): NetworkManager {
+  // port_range and vhost are parsed by daemon/config.ts once it knows them; the defaults hold until then.
+  const knobs = config.network as DaemonConfig["network"] & { portRange?: { first: number; last: number }; vhost?: "auto" | "on" | "off" };
+  return new NetworkManager({
+    stateDir,
+    groups: config.hostGroups.map((group, index) => ({ name: group.name, index, network: group.network, dnsServers: group.dnsServers })),
+    hostIsolation: config.network.hostIsolation,
+    hostAccess: config.network.hostAccess,
+    portRange: knobs.portRange,
+    vhost: knobs.vhost,
+    ipam: new IpamStore(store.database),
+    base: UNWIRED_BASE,
+    log,
+    overrideOf: (hostname) => {
+      const record = store.get(hostname);
+      return record ? storedOverride(record.networkPolicy) : undefined;
+    },
+    onLeased: (hostname, lease) => store.setAddress(hostname, lease.address, lease.mac),
+  });
 }
 
 /**

@@ -109,6 +109,7 @@ describe("VmStore", () => {
         denyOutgoing: false,
         acknowledged: true,
         expiresAt: null,
+        networkPolicy: {},
       } satisfies VmRecord);
       assert.deepEqual(store.get("sbox-1"), record);
     });
@@ -360,10 +361,10 @@ describe("VmStore", () => {
     test("the schema version is recorded and a newer one is refused", () => {
       store.close();
       const raw = new Database(file);
-      assert.equal(raw.pragma("user_version", { simple: true }), 6);
-      raw.pragma("user_version = 7");
+      assert.equal(raw.pragma("user_version", { simple: true }), 7);
+      raw.pragma("user_version = 8");
       raw.close();
-      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 7, this one knows 6)" });
+      assert.throws(() => new VmStore(file), { message: "The state database was written by a newer Corral (schema 8, this one knows 7)" });
     });
 
     test("the database uses write-ahead logging", () => {
@@ -401,7 +402,7 @@ describe("VmStore", () => {
       // The same database as a schema-5 daemon left it: the columns of schema 6 dropped again.
       for (const s of open.splice(0)) s.close();
       const raw = new Database(file);
-      raw.exec("DROP INDEX vms_by_expiry; ALTER TABLE vms DROP COLUMN acknowledged; ALTER TABLE vms DROP COLUMN expires_at;");
+      raw.exec("DROP INDEX vms_by_expiry; ALTER TABLE vms DROP COLUMN acknowledged; ALTER TABLE vms DROP COLUMN expires_at; ALTER TABLE vms DROP COLUMN network;");
       raw.pragma("user_version = 5");
       raw.close();
       assert.deepEqual(openStore().list().map((r) => [r.hostname, r.acknowledged, r.expiresAt]), [["sbox-1", true, null], ["sbox-2", true, null]]);
@@ -457,6 +458,44 @@ describe("VmStore", () => {
       assert.equal(record.createdAt, "2030-06-15T12:00:00.000Z");
       assert.equal(s.transition(record, "booting").updatedAt, "2030-06-15T12:00:01.000Z");
       assert.equal(clock.readings(), 2);
+    });
+  });
+
+  describe("network (schema 7)", () => {
+    test("the egress override and deny_outgoing are stored; the address a lease gave is set", () => {
+      const record = store.insertSandbox(newVm({ networkPolicy: { drop: ["0.0.0.0/0"] } }), 0);
+      assert.deepEqual(record.networkPolicy, { drop: ["0.0.0.0/0"] });
+      assert.deepEqual(store.setNetworkPolicy(record.hostname, { allow: [] }, true)?.networkPolicy, { allow: [] });
+      assert.equal(store.get(record.hostname)?.denyOutgoing, true);
+      store.setAddress(record.hostname, "10.77.0.2", "02:fc:00:00:00:01");
+      assert.deepEqual([store.get(record.hostname)?.ip, store.get(record.hostname)?.mac], ["10.77.0.2", "02:fc:00:00:00:01"]);
+    });
+
+    test("delete hooks run in the delete's transaction: a hook that fails keeps the record", () => {
+      const record = store.insertSandbox(newVm(), 0);
+      const seen: string[] = [];
+      store.onDelete((hostname) => seen.push(hostname));
+      let fail = true;
+      store.onDelete(() => {
+        if (fail) throw new Error("lease store failed");
+      });
+      assert.throws(() => store.delete(record.hostname, record.incarnation), /lease store failed/);
+      assert.ok(store.get(record.hostname), "the record is still there");
+      fail = false;
+      assert.equal(store.delete(record.hostname, record.incarnation), true);
+      assert.equal(store.delete(record.hostname, record.incarnation), false, "hooks only run for a delete that happened");
+      assert.deepEqual(seen, [record.hostname, record.hostname]);
+    });
+
+    test("a schema-6 database gains the column with an empty override", () => {
+      store.close();
+      const db = new Database(file);
+      db.exec("ALTER TABLE vms DROP COLUMN network");
+      db.pragma("user_version = 6");
+      db.close();
+      const reopened = openStore();
+      assert.deepEqual(reopened.list(), []);
+      assert.deepEqual(reopened.insertSandbox(newVm(), 0).networkPolicy, {});
     });
   });
 });

@@ -30,9 +30,16 @@ import { healthOf } from "./vm-condition.ts";
 import { assertNotFrozen, VmSupervisor, type AgentReadyHook, type VmManagerDeps } from "./vm-supervisor.ts";
 import type { HealthFields } from "../../protocol/vm-health.ts";
 import type { NetworkPatchBody, VmNetworkDescription } from "../../protocol/net.ts";
+import type { GroupNetworkInfo, NetworkInfo, NetworkManager } from "../../net/network-manager.ts";
+import { overrideOfRecord, policyPatch, vmNetworkDescription } from "./vm-network.ts";
 import type { PolicyOverride } from "../../net/policy.ts";
 
 export type { AgentReadyHook, VmManagerDeps } from "./vm-supervisor.ts";
+
+/** The network service of bridge and isolated host groups (absent: every group is user mode). */
+export interface VmManagerNetwork {
+  network?: NetworkManager;
+}
 
 export interface SandboxRequest {
   cpus?: number;
@@ -96,8 +103,11 @@ export class VmManager {
   readonly commits: VmCommits;
   private readonly reaper: ExpiryReaper;
 
-  constructor(private readonly deps: VmManagerDeps) {
+  constructor(private readonly deps: VmManagerDeps & VmManagerNetwork) {
     this.vms = new VmSupervisor(deps);
+    // Whoever deletes a record (delete, rollback, recovery), its lease goes in the same transaction.
+    const network = deps.network;
+    if (network) deps.store.onDelete((hostname) => network.release(hostname));
     this.reaper = new ExpiryReaper({ store: deps.store, expire: (record, now) => this.expire(record, now), log: deps.log });
     this.power = new VmPower(this.vms, (name) => this.group(name));
     this.commits = new VmCommits(
@@ -113,23 +123,80 @@ export class VmManager {
 
   /** The VM's NIC and egress policy as GET /vm/HOST shows them (Slicer's `network`, with Corral's fields). */
   networkOf(record: VmRecord): VmNetworkDescription {
-    const portMap = Object.fromEntries(record.portMap.map((m) => [String(m.guest), m.host]));
-    return {
-      mode: "user",
-      policy_source: "host_group",
-      host_group: { allow: [], drop: [] },
-      effective: { allow: [], drop: [] },
-      deny_outgoing: record.denyOutgoing,
-      port_map: portMap,
-      interface: { mode: "user", mac: record.mac, address: record.ip, prefix_length: USER_NET.prefixLength, gateway: USER_NET.gateway, bridge: null, target_dev: null },
-    };
+    return vmNetworkDescription(record, this.deps.network);
   }
 
-  /** Changes a running VM's egress policy (PATCH /vm/HOST/network); user-mode VMs take theirs at start only. */
+  /**
+   * Changes a VM's egress policy and deny_outgoing (PATCH /vm/HOST/network) under its lock: stored, then
+   * applied to its live rules; if they cannot be applied the stored values go back. User-mode VMs take
+   * theirs at start only.
+   */
   async setNetworkPolicy(hostname: string, patch: NetworkPatchBody): Promise<VmNetworkDescription> {
-    const record = this.get(hostname);
-    void patch;
-    throw new CorralError("conflict", `VM "${record.hostname}" uses user-mode networking, whose egress policy is fixed when it starts: use a host group in bridge or isolated mode`);
+    assertHostname(hostname);
+    return this.vms.lock.run(hostname, async () => {
+      const record = this.get(hostname);
+      const network = this.deps.network;
+      const group = network?.group(record.hostgroup);
+      if (!network || !group) {
+        if (patch.deny_outgoing !== undefined) {
+          throw new CorralError("conflict", `VM "${record.hostname}" uses user-mode networking, which takes deny_outgoing at start only: use a host group in bridge or isolated mode`);
+        }
+        throw new CorralError("invalid_request", `VM "${record.hostname}" uses user-mode networking, which has no egress lists: set ${this.networkField(record.hostgroup)}.mode to bridge or isolated`);
+      }
+      const lists = policyPatch(record.networkPolicy, patch);
+      const denyOutgoing = patch.deny_outgoing ?? record.denyOutgoing;
+      const updated = this.deps.store.setNetworkPolicy(hostname, lists, denyOutgoing) ?? record;
+      try {
+        await network.applyPolicy(hostname, denyOutgoing);
+      } catch (err) {
+        this.deps.store.setNetworkPolicy(hostname, record.networkPolicy, record.denyOutgoing);
+        await network.applyPolicy(hostname, record.denyOutgoing).catch(() => undefined);
+        throw new CorralError("network_unavailable", `Cannot apply the new egress policy of VM "${hostname}": ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      this.deps.log.info({ vm: hostname, policy: lists, deny_outgoing: denyOutgoing }, "VM egress policy changed");
+      return this.networkOf(updated);
+    });
+  }
+
+  /** Bridge and isolated groups' network state for GET /info (empty when every group is user mode). */
+  networkInfo(): NetworkInfo | undefined {
+    return this.deps.network?.needed ? this.deps.network.info() : undefined;
+  }
+
+  /** A TAP-mode group's network state for GET /hostgroup; undefined for user-mode groups. */
+  groupNetwork(hostgroup: string): GroupNetworkInfo | undefined {
+    const group = this.deps.network?.group(hostgroup);
+    return group ? this.deps.network?.groupInfo(group) : undefined;
+  }
+
+  /** `config.host_groups[i].network` of a group, for messages. */
+  private networkField(hostgroup: string): string {
+    const index = this.deps.config.hostGroups.findIndex((g) => g.name === hostgroup);
+    return index >= 0 ? `config.host_groups[${index}].network` : `host group "${hostgroup}"'s network`;
+  }
+
+  /** Refuses a create's network fields that the group's mode does not take, before anything is made. */
+  private checkNetworkRequest(group: HostGroupConfig, request: { ip?: string; networkPolicy?: PolicyOverride }): void {
+    const mode = group.network.mode;
+    if (request.ip !== undefined && mode !== "bridge") {
+      const why = mode === "isolated" ? "isolated VMs get a /30 block each" : "user-mode VMs all have 10.0.2.15";
+      throw new CorralError("invalid_request", `Cannot create a VM with "ip" in host group "${group.name}": ${why} (${this.networkField(group.name)}.mode is "${mode}")`);
+    }
+    if (request.networkPolicy !== undefined && mode === "user") {
+      throw new CorralError("invalid_request", `Cannot create a VM with a "network" policy in host group "${group.name}": its ${this.networkField(group.name)}.mode is "user" (bridge or isolated take egress lists)`);
+    }
+    if (mode !== "user") {
+      if (!this.deps.network) throw new CorralError("network_unavailable", `Host group "${group.name}" (network.mode ${mode}) is unavailable: this daemon was started without its network service`);
+      this.deps.network.assertAvailable(group.name);
+    }
+  }
+
+  /** In the insert's transaction: a lease for a VM of a TAP-mode group, its address and MAC on the record. */
+  private leaseFor(record: VmRecord, ip: string | undefined): VmRecord {
+    const lease = this.deps.network?.lease(record.hostgroup, record.hostname, record.mac, { ip });
+    if (!lease) return record;
+    this.deps.store.setAddress(record.hostname, lease.address, record.mac);
+    return this.deps.store.get(record.hostname) as VmRecord;
   }
 
   // ---- host groups and records ----
@@ -227,10 +294,11 @@ export class VmManager {
       throw new CorralError("resources_exceeded", `Cannot create a VM with ${ramBytes} bytes of RAM in host group "${group.name}": its limit is ${group.ramBytes}`);
     }
     const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
+    this.checkNetworkRequest(group, request);
     const image = await this.deps.images.resolve(group.image);
     // Admitted and recorded in one step (no await between): concurrent creates see each other's records.
     const reservation = this.vms.admit({ what: `a new VM in host group ${JSON.stringify(group.name)}`, group, ramBytes, priority: "user", joinsGroup: true });
-    const record = this.vms.recordAdmitted(reservation, "the new VM's record", () => this.deps.store.insertSandbox(
+    const record = this.vms.recordAdmitted(reservation, "the new VM's record", () => this.deps.store.transaction(() => this.leaseFor(this.deps.store.insertSandbox(
       this.newVm(group, "sandbox", {
         cpus,
         ramBytes,
@@ -242,9 +310,10 @@ export class VmManager {
         imageVersion: image.version,
         acknowledged: false,
         lifetimeMs,
+        networkPolicy: overrideOfRecord(request.networkPolicy),
       }),
       group.count,
-    ));
+    ), request.ip)));
     return this.vms.lock.run(record.hostname, () => this.vms.launchHolding(record, reservation, { signal: options.signal }));
   }
 
@@ -259,9 +328,14 @@ export class VmManager {
     const image = await this.deps.images.resolve(request.image);
     const diskMiB = request.diskMiB > (await imageSizeMiB(image)) ? request.diskMiB : null;
     const ports = [...new Set(request.ports)];
-    const hostPorts = await allocateHostPorts(this.deps.forwardAddress ?? DEFAULT_FORWARD_ADDRESS, ports.length);
+    this.checkNetworkRequest(group, {});
+    // TAP modes: DNAT from config.network.port_range, taken in the insert's transaction; user mode: hostfwd.
+    const tapMode = group.network.mode !== "user";
+    const hostPorts = tapMode ? [] : await allocateHostPorts(this.deps.forwardAddress ?? DEFAULT_FORWARD_ADDRESS, ports.length);
     const reservation = this.vms.admit({ what: `VM ${JSON.stringify(request.hostname)} in host group ${JSON.stringify(group.name)}`, group, ramBytes: request.ramBytes, priority: "user", joinsGroup: true });
-    const record = this.vms.recordAdmitted(reservation, `the record of VM ${JSON.stringify(request.hostname)}`, () => this.deps.store.insertNamed(request.hostname, {
+    const portMapOf = (): { guest: number; host: number }[] =>
+      tapMode && this.deps.network ? this.deps.network.allocatePorts(request.hostname, ports) : ports.map((guest, i) => ({ guest, host: hostPorts[i] as number }));
+    const record = this.vms.recordAdmitted(reservation, `the record of VM ${JSON.stringify(request.hostname)}`, () => this.deps.store.transaction(() => this.leaseFor(this.deps.store.insertNamed(request.hostname, {
       ...this.newVm(group, "sandbox", {
         cpus: request.cpus,
         ramBytes: request.ramBytes,
@@ -276,9 +350,9 @@ export class VmManager {
       image: request.image,
       envId: request.envId,
       diskMiB,
-      portMap: ports.map((guest, i) => ({ guest, host: hostPorts[i] as number })),
+      portMap: portMapOf(),
       denyOutgoing: request.denyOutgoing,
-    }));
+    }), undefined)));
     return this.vms.lock.run(record.hostname, () => this.vms.launchHolding(record, reservation, { signal: options.signal }));
   }
 
@@ -337,7 +411,7 @@ export class VmManager {
   private newVm(
     group: HostGroupConfig,
     kind: NewVm["kind"],
-    fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "acknowledged" | "lifetimeMs">,
+    fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "acknowledged" | "lifetimeMs" | "networkPolicy">,
   ): NewVm {
     return {
       hostgroup: group.name,
@@ -437,11 +511,34 @@ export class VmManager {
    */
   async start(): Promise<void> {
     await this.vms.recover();
+    await this.reconcileNetwork();
     await this.reaper.sweep();
     this.reaper.start();
     for (const group of this.deps.config.hostGroups) {
       for (let index = 1; index <= group.count; index++) await this.ensureService(group, `${group.name}-${index}`);
     }
+  }
+
+  /**
+   * After recovery (plan §2.7): VMs of TAP-mode groups that lack a lease get one (with a warning), then the
+   * network re-attaches the live ones, rewrites the host tables and removes what belongs to no VM.
+   */
+  private async reconcileNetwork(): Promise<void> {
+    const network = this.deps.network;
+    if (!network?.needed) return;
+    for (const record of this.deps.store.list()) {
+      if (!network.group(record.hostgroup) || network.hasLease(record.hostname)) continue;
+      try {
+        this.deps.store.transaction(() => this.leaseFor(record, undefined));
+        this.deps.log.warn({ vm: record.hostname }, "VM had no address lease: it got a new one");
+      } catch (err) {
+        this.deps.log.error({ vm: record.hostname, err }, "VM has no address lease and cannot get one");
+      }
+    }
+    const live = this.vms.live().flatMap(({ record }) =>
+      record.pid === null ? [] : [{ hostname: record.hostname, hostgroup: record.hostgroup, pid: record.pid, mac: record.mac, portMap: record.portMap, denyOutgoing: record.denyOutgoing }],
+    );
+    await network.reconcile(live, new Set(this.deps.store.list().map((r) => r.hostname)));
   }
 
   /** Graceful stop (see VmSupervisor.stopAll). */
@@ -460,7 +557,7 @@ export class VmManager {
       if (record && (isLive(record.state) || record.state === "suspended")) return;
       if (!record) {
         const image = await this.deps.images.resolve(group.image);
-        record = this.deps.store.insertNamed(
+        const insert = (): VmRecord => this.deps.store.insertNamed(
           hostname,
           this.newVm(group, "service", {
             cpus: group.vcpu,
@@ -473,6 +570,12 @@ export class VmManager {
             imageVersion: image.version,
           }),
         );
+        try {
+          record = this.deps.store.transaction(() => this.leaseFor(insert(), undefined));
+        } catch (err) {
+          this.deps.log.error({ vm: hostname, err }, "Service could not start");
+          return;
+        }
       }
       try {
         await this.vms.launch(record);

@@ -54,6 +54,16 @@ export interface VmRecord {
   acknowledged: boolean;
   /** When the VM's lifetime ends and the expiry reaper deletes it (RFC 3339); null: it has none. */
   expiresAt: string | null;
+  /**
+   * The VM's own egress lists instead of its host group's (bridge and isolated modes): an absent list
+   * inherits the group's, `[]` clears it (Slicer's fork policy). As written; parsed where it is applied.
+   */
+  networkPolicy: NetworkPolicyLists;
+}
+
+export interface NetworkPolicyLists {
+  allow?: string[];
+  drop?: string[];
 }
 
 export interface PortMapping {
@@ -63,9 +73,9 @@ export interface PortMapping {
 
 export type NewVm = Omit<
   VmRecord,
-  "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template" | "origin" | "envId" | "diskMiB" | "portMap" | "denyOutgoing" | "acknowledged" | "expiresAt"
+  "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template" | "origin" | "envId" | "diskMiB" | "portMap" | "denyOutgoing" | "acknowledged" | "expiresAt" | "networkPolicy"
 > &
-  Partial<Pick<VmRecord, "envId" | "diskMiB" | "portMap" | "denyOutgoing" | "acknowledged">> & {
+  Partial<Pick<VmRecord, "envId" | "diskMiB" | "portMap" | "denyOutgoing" | "acknowledged" | "networkPolicy">> & {
     /** Milliseconds from creation to expiry (`expires_at` is `created_at` plus this); absent or null: none. */
     lifetimeMs?: number | null;
   };
@@ -102,9 +112,10 @@ interface Row {
   deny_outgoing: number;
   acknowledged: number;
   expires_at: string | null;
+  network: string;
 }
 
-const SCHEMA_VERSION = 6;
+const SCHEMA_VERSION = 7;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -153,6 +164,8 @@ const MIGRATIONS: Record<number, string> = {
     ALTER TABLE vms ADD COLUMN expires_at TEXT;
     CREATE INDEX vms_by_expiry ON vms (expires_at) WHERE expires_at IS NOT NULL;
   `,
+  // A VM's egress policy override (bridge and isolated modes); its address lease lives in net_leases.
+  7: `ALTER TABLE vms ADD COLUMN network TEXT NOT NULL DEFAULT '{}';`,
 };
 
 function fromRow(row: Row): VmRecord {
@@ -188,6 +201,7 @@ function fromRow(row: Row): VmRecord {
     denyOutgoing: row.deny_outgoing === 1,
     acknowledged: row.acknowledged === 1,
     expiresAt: row.expires_at,
+    networkPolicy: JSON.parse(row.network) as NetworkPolicyLists,
   };
 }
 
@@ -203,6 +217,7 @@ export interface StatePatch {
 
 export class VmStore {
   private readonly db: Database.Database;
+  private readonly deleteHooks: ((hostname: string) => void)[] = [];
 
   constructor(file: string, private readonly now: () => Date = () => new Date()) {
     this.db = new Database(file);
@@ -214,6 +229,24 @@ export class VmStore {
 
   close(): void {
     this.db.close();
+  }
+
+  /** The handle, for stores that keep their tables in the same file and share transactions (IpamStore). */
+  get database(): Database.Database {
+    return this.db;
+  }
+
+  /** Runs `fn` in one transaction (nested calls become savepoints): a record and its lease land together. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  /**
+   * Runs `hook` inside the transaction that deletes a record, whoever deletes it (delete, rollback,
+   * recovery): the VM's address lease goes with its record, or neither does.
+   */
+  onDelete(hook: (hostname: string) => void): void {
+    this.deleteHooks.push(hook);
   }
 
   private migrate(): void {
@@ -299,13 +332,14 @@ export class VmStore {
       .prepare(
         `INSERT INTO vms (hostname, hostgroup, kind, state, incarnation, cpus, ram_bytes, persistent, image, image_version,
           userdata, ssh_keys, import_user, tags, ip, mac, accel, pid, pid_start_time, created_at, updated_at, last_error, machine_id,
-          env_id, disk_mib, port_map, deny_outgoing, acknowledged, expires_at)
-         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)`,
+          env_id, disk_mib, port_map, deny_outgoing, acknowledged, expires_at, network)
+         VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         hostname, vm.hostgroup, vm.kind, this.nextIncarnation(), vm.cpus, vm.ramBytes, vm.persistent ? 1 : 0, vm.image, vm.imageVersion,
         vm.userdata, JSON.stringify(vm.sshKeys), vm.importUser, JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now, vm.machineId,
         vm.envId ?? null, vm.diskMiB ?? null, JSON.stringify(vm.portMap ?? []), vm.denyOutgoing ? 1 : 0, vm.acknowledged === false ? 0 : 1, expiresAt,
+        JSON.stringify(vm.networkPolicy ?? {}),
       );
     return this.get(hostname) as VmRecord;
   }
@@ -386,8 +420,23 @@ export class VmStore {
     return (this.db.prepare("SELECT hostname FROM vms WHERE origin = ? ORDER BY hostname").all(commitId) as { hostname: string }[]).map((r) => r.hostname);
   }
 
-  /** Deletes the record if it is still the given incarnation; returns whether it did. */
+  /** Sets the address and MAC a lease gave the VM (any state). */
+  setAddress(hostname: string, ip: string, mac: string): void {
+    this.db.prepare("UPDATE vms SET ip = ?, mac = ?, updated_at = ? WHERE hostname = ?").run(ip, mac, this.now().toISOString(), hostname);
+  }
+
+  /** Stores a VM's egress override and deny_outgoing (PATCH /vm/HOST/network); returns the record. */
+  setNetworkPolicy(hostname: string, policy: NetworkPolicyLists, denyOutgoing: boolean): VmRecord | undefined {
+    this.db.prepare("UPDATE vms SET network = ?, deny_outgoing = ?, updated_at = ? WHERE hostname = ?").run(JSON.stringify(policy), denyOutgoing ? 1 : 0, this.now().toISOString(), hostname);
+    return this.get(hostname);
+  }
+
+  /** Deletes the record if it is still the given incarnation (with the delete hooks, one transaction); returns whether it did. */
   delete(hostname: string, incarnation: number): boolean {
-    return this.db.prepare("DELETE FROM vms WHERE hostname = ? AND incarnation = ?").run(hostname, incarnation).changes === 1;
+    return this.db.transaction(() => {
+      const deleted = this.db.prepare("DELETE FROM vms WHERE hostname = ? AND incarnation = ?").run(hostname, incarnation).changes === 1;
+      if (deleted) for (const hook of this.deleteHooks) hook(hostname);
+      return deleted;
+    })();
   }
 }
