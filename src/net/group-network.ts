@@ -91,7 +91,7 @@ export async function setUpGroup(group: GroupInput, deps: GroupSetUpDeps, links:
     pool = isolatedPool(group.name, network, fieldPath, isProblem(range) ? undefined : range);
   }
   const claim = claimOf(network, pool);
-  const tapPrefix = network.mode === "bridge" ? network.tapPrefix || defaultTapPrefix(deps.tag, group.index) : undefined;
+  const tapPrefix = network.mode === "bridge" ? (network.tapPrefixDerived || !network.tapPrefix ? defaultTapPrefix(deps.tag, group.index) : network.tapPrefix) : undefined;
   const result = (state: GroupState, reason: string | undefined): GroupSetUp => ({ hostgroup: group.name, network, state, reason, pool, tapPrefix, fieldPath });
   const unavailable = (reason: string): GroupSetUp => {
     const sentence = `Host group "${group.name}" (network.mode ${network.mode}) is unavailable: ${reason}`;

@@ -258,7 +258,15 @@ export const InfoSchema = Type.Object({
   templates: Type.Array(TemplateInfoSchema),
   host_isolation: HostIsolationInfoSchema,
   /** Corral's: each host group's network (mode, set up or not and why). */
-  network: Type.Object({ groups: Type.Array(GroupNetworkInfoSchema) }),
+  network: Type.Object({
+    groups: Type.Array(GroupNetworkInfoSchema),
+    /** This daemon's nftables tables for bridge and isolated VMs (none when every group is user mode). */
+    tables: Type.Array(Type.String()),
+    /** The host forwards IPv4 (bridge and isolated modes turn it on). */
+    ip_forward: Type.Boolean(),
+    /** TAPs use vhost-net. */
+    vhost: Type.Boolean(),
+  }),
   pressure: HostPressureSchema,
 });
 

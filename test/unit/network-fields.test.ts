@@ -113,11 +113,11 @@ describe("each group's network from its configuration", () => {
     assert.deepEqual(configuredGroupNetwork(isolated), { name: "sandbox", mode: "isolated", state: "unavailable", reason: "isolated mode is not set up by this daemon yet", range: "169.254.100.0/22" });
   });
 
-  test("a manager's live view wins group by group", () => {
-    const live = { name: "vm", mode: "bridge" as const, state: "ready" as const, reason: "", bridge: "brvm0", gateway: "192.168.137.1/24", free_addresses: 61 };
-    const views = groupNetworks({ groupNetworks: () => [live] }, groups);
+  test("a manager's live view wins group by group, in the wire's shape", () => {
+    const live = { hostgroup: "vm", mode: "bridge" as const, state: "ready" as const, reason: null, bridge: "brvm0", gateway: "192.168.137.1/24", range: "192.168.137.20-192.168.137.80", addresses: 61, free_addresses: 61 };
+    const views = groupNetworks({ groupNetwork: (name) => (name === "vm" ? live : undefined) }, groups);
     assert.deepEqual(views.map((v) => [v.name, v.state]), [["sbox", "ready"], ["vm", "ready"], ["sandbox", "unavailable"]]);
-    assert.equal(views[1], live);
-    assert.deepEqual(groupNetworks({}, [user]), [configuredGroupNetwork(user)]);
+    assert.deepEqual(views[1], { name: "vm", mode: "bridge", state: "ready", reason: "", bridge: "brvm0", gateway: "192.168.137.1/24", range: "192.168.137.20-192.168.137.80", free_addresses: 61 });
+    assert.deepEqual(groupNetworks({ groupNetwork: () => undefined }, [user]), [configuredGroupNetwork(user)]);
   });
 });

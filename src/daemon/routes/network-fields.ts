@@ -6,6 +6,7 @@ import type { GroupNetwork } from "../../net/network-config.ts";
 import { parsePolicyOverride, type PolicyOverride } from "../../net/policy.ts";
 import { CorralError, quote } from "../../protocol/errors.ts";
 import type { GroupNetworkInfo } from "../../protocol/slicer.ts";
+import type { GroupNetworkInfo as NetGroupInfo } from "../../net/network-info.ts";
 import { isBuiltInGroup, type HostGroupConfig } from "../config.ts";
 
 /** Where a group's mode is set, for messages: its YAML path, or why it has none. */
@@ -107,16 +108,26 @@ function describeGroupNetwork(name: string, network: GroupNetwork): GroupNetwork
   }
 }
 
-/** What the network manager tells about its groups (src/net's NetworkManager, through VmManager.groupNetworks). */
-export interface GroupNetworkSource {
-  groupNetworks(): readonly GroupNetworkInfo[];
+/**
+ * Each group's network: the network manager's live view for bridge and isolated groups (set up or not and
+ * why, addresses free), the configuration's for user-mode ones.
+ */
+export function groupNetworks(manager: { groupNetwork(name: string): NetGroupInfo | undefined }, groups: readonly HostGroupConfig[]): GroupNetworkInfo[] {
+  return groups.map((g) => {
+    const live = manager.groupNetwork(g.name);
+    return live ? wireGroupNetwork(live) : configuredGroupNetwork(g);
+  });
 }
 
-/**
- * Each group's network: the live view when the manager gives one (bridge set up, addresses free), else
- * the configuration's. The second is what a daemon without src/net's manager can say.
- */
-export function groupNetworks(manager: object, groups: readonly HostGroupConfig[]): GroupNetworkInfo[] {
-  const live = "groupNetworks" in manager && typeof manager.groupNetworks === "function" ? (manager as GroupNetworkSource).groupNetworks() : [];
-  return groups.map((g) => live.find((n) => n.name === g.name) ?? configuredGroupNetwork(g));
+function wireGroupNetwork(info: NetGroupInfo): GroupNetworkInfo {
+  return {
+    name: info.hostgroup,
+    mode: info.mode,
+    state: info.state,
+    reason: info.reason ?? "",
+    ...(info.bridge !== null ? { bridge: info.bridge } : {}),
+    ...(info.gateway !== null ? { gateway: info.gateway } : {}),
+    range: info.range,
+    free_addresses: info.free_addresses,
+  };
 }

@@ -21,7 +21,12 @@ export function systemRoutes(app: DaemonApp, ctx: DaemonContext): void {
       images: images.map((i) => ({ name: i.name, version: i.version, kernel_release: i.kernel_release, created_at: i.created_at })),
       templates: ctx.templates.list(),
       host_isolation: ctx.isolation.info(ctx.manager.list()),
-      network: { groups: groupNetworks(ctx.manager, ctx.manager.listedGroups().map((g) => g.group)) },
+      network: {
+        groups: groupNetworks(ctx.manager, ctx.manager.listedGroups().map((g) => g.group)),
+        tables: ctx.manager.networkInfo()?.tables ?? [],
+        ip_forward: ctx.manager.networkInfo()?.ip_forward ?? false,
+        vhost: ctx.manager.networkInfo()?.vhost ?? false,
+      },
       pressure: ctx.manager.hostPressure(),
     };
   });
