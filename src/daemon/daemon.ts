@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
 import { corralHome, ImageCatalogue, ImageStore, OciImports, ociGuestRuntime, registerImageUser, type CorralHome } from "../image/index.ts";
 import { HostIsolation } from "../net/index.ts";
+import { DefaultAttachments } from "../net/default-attachments.ts";
 import type { Logger } from "../util/log.ts";
 import { createPrivateFile, tightenStateDir } from "../util/private-state.ts";
 import { requireProgram } from "../util/run.ts";
@@ -189,10 +190,12 @@ async function startLocked(
     activeInGroup: (group) => store.listGroup(group).filter((r) => r.state === "creating" || isLive(r.state)).length,
     onRefused: (code, priority) => metrics.admissionRefused(code, priority),
   });
-  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, guestGid, admission });
-  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, guestGid, admission });
   const forwardAddress = forwardAddressFor(config.api.bindAddress);
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid, admission });
+  // Every machine's NIC (part B's NetworkManager wraps this for bridge and isolated VMs).
+  const network = new DefaultAttachments((name) => config.hostGroups.find((g) => g.name === name), forwardAddress);
+  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, guestGid, admission, network });
+  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, guestGid, admission, network });
+  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid, admission, network });
   metrics.observe({ healthCounts: () => countHealth(manager.list().map((r) => manager.healthOf(r).health)), pressure: () => admission.pressure() });
   const liveness = new LivenessChecks({ config: config.healthCheck, live: () => manager.liveVms(), log });
   const secrets = await Secrets.open(stateDir, manager, log);
