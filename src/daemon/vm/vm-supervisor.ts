@@ -327,6 +327,10 @@ export class VmSupervisor {
       if (runtime.linkDown && runtime.qmp) {
         await runtime.qmp.setLink(NIC_ID, true);
         runtime.linkDown = false;
+      } else if (runtime.attachment === undefined && runtime.qmp) {
+        // Re-attached after a daemon restart: the last daemon may have died between a restore and this step,
+        // leaving the link down. Raising a link that is up is a no-op on every back end.
+        await runtime.qmp.setLink(NIC_ID, true).catch((err: unknown) => this.log.warn({ vm: record.hostname, err }, "Cannot raise the VM's network link"));
       }
       timings.identity = Math.round(performance.now() - started);
       const fresh = runtime.fresh;
