@@ -26,7 +26,10 @@ import { buildTemplate, type TemplateMeta } from "../../src/daemon/templates/bui
 import { templatePaths } from "../../src/daemon/templates/template-paths.ts";
 import { NIC_ID, startMachine, type StartedMachine } from "../../src/daemon/vm/launch-vm.ts";
 import { vmPaths } from "../../src/daemon/vm/vm-paths.ts";
-import { guestNetworkIdentity } from "../../src/daemon/vm/vm-supervisor.ts";
+import { guestNetworkIdentity, VmSupervisor } from "../../src/daemon/vm/vm-supervisor.ts";
+import { VmStore } from "../../src/daemon/vm/vm-store.ts";
+import { Admission } from "../../src/daemon/admission.ts";
+import { parseDaemonConfig } from "../../src/daemon/config.ts";
 import { RUNTIME_BUSYBOX } from "../../src/image/guest-runtime-scripts.ts";
 import { Reverter } from "../../src/util/reverter.ts";
 
@@ -219,6 +222,56 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
     // The bridge learnt each clone under its own MAC (not the template's).
     const { stdout: neighbours } = await run("nsenter", [`--net=/run/netns/${NS}`, "ip", "neigh", "show", "dev", BRIDGE]);
     for (const clone of clones) assert.match(neighbours, new RegExp(`${clone.address.replaceAll(".", "\\.")} lladdr ${clone.mac}`));
+  });
+
+  test("a clone launched by the VmSupervisor is told its address and gets its link raised by the bring-up", { timeout: 10 * 60_000 }, async () => {
+    assert.ok(template, "the template was built");
+    const config = parseDaemonConfig(`config:\n  host_groups:\n    - name: ${GROUP}\n      image: base\n      count: 0\n      vcpu: 1\n      ram_mb: 512\n      template: false\n`, "test");
+    const store = new VmStore(join(stateDir, "corral.db"));
+    const supervisor = new VmSupervisor({
+      stateDir,
+      tscKhz: hostTscKhz(),
+      config,
+      store,
+      images: new ImageStore(corralHome().images),
+      accel,
+      qemuBinary: QEMU_BINARY,
+      log,
+      guestGid: undefined,
+      admission: new Admission({ config: config.admission, stateDir, activeInGroup: () => 0 }),
+      network: provider,
+    });
+    const clone = { address: "10.213.0.5", tap: "vmtap5", mac: "52:54:00:21:30:05" };
+    const record = store.insertNamed("sup-1", {
+      hostgroup: GROUP, kind: "sandbox", cpus: 1, ramBytes: 512 * MiB, persistent: false, image: "base", imageVersion: image.version,
+      userdata: null, sshKeys: [], importUser: null, tags: [], ip: clone.address, mac: clone.mac, accel: "tcg", machineId: randomBytes(16).toString("hex"),
+    });
+    provider.planned.set(record.hostname, testBridgeAttachment(clone.address, clone.tap, clone.mac));
+    const paths = templatePaths(stateDir, template.id);
+    try {
+      await supervisor.lock.run(record.hostname, () =>
+        supervisor.launch(record, { from: { kind: "template", template: template.id, disk: paths.disk, serialLog: paths.serialLog, state: paths.state } }),
+      );
+      const runtime = supervisor.runtime(record.hostname);
+      assert.ok(runtime, "the supervisor took charge of the clone");
+      processes.push(runtime.process);
+      assert.equal(runtime.attachment?.view().target_dev, clone.tap);
+      await runtime.ready;
+      assert.equal(runtime.linkDown, false, "the bring-up raised the link");
+      const addr = await guestRun(runtime.agent, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+      assert.match(addr.out, /inet 10\.213\.0\.5\/24 /);
+      const mac = await guestRun(runtime.agent, ["cat", "/sys/class/net/eth0/address"]);
+      assert.equal(mac.out.trim(), clone.mac);
+      const ping = await guestRun(runtime.agent, ["ping", "-c", "3", "-W", "10", GATEWAY]);
+      assert.equal(ping.exit, 0, ping.out);
+      assert.equal(await tcpAnswer(clone.address, 22), "answered");
+    } finally {
+      supervisor.stopping.abort();
+      supervisor.runtime(record.hostname)?.process.kill("SIGKILL");
+      await supervisor.runtime(record.hostname)?.process.exited;
+      supervisor.runtime(record.hostname)?.dispose();
+      store.close();
+    }
   });
 
   test("a VM booted cold on the bridge takes its address from the kernel command line", { timeout: 15 * 60_000 }, async () => {
