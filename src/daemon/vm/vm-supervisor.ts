@@ -196,9 +196,10 @@ export class VmSupervisor {
         throw signal.reason;
       }
       if (this.stopping.signal.aborted) throw err;
-      // A full disk is the host's problem, not the template's (the cold boot that follows meets it too, and
-      // its undo removes the record).
-      if (!isStorageFull(err)) this.deps.templates?.reportBroken(template.id, err);
+      // A full disk is the host's problem, not the template's, and so is a group whose network cannot be set
+      // up (the cold boot that follows meets either too, and its undo removes the record).
+      const networkDown = err instanceof CorralError && err.code === "network_unavailable";
+      if (!isStorageFull(err) && !networkDown) this.deps.templates?.reportBroken(template.id, err);
       return undefined;
     } finally {
       template.release();
