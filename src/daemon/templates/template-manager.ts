@@ -261,13 +261,9 @@ export class TemplateManager {
 
   /** The key a template must have to serve `group` with image version `imageVersion`. */
   private keyFor(group: HostGroupConfig, imageVersion: string): string {
-    const { accel, kvmCpu } = this.deps.accel;
-    // Saved states only load on the back end they were saved on (a TAP or slirp): a group that changes
-    // kind needs a new template. User mode adds nothing, so templates made before TAP modes stay valid.
-    const net = backendKind(group);
-    const inputs = { format: TEMPLATE_FORMAT, image: group.image, imageVersion, cpus: group.vcpu, ramBytes: group.ramBytes, accel, kvmCpu, tscKhz: this.deps.tscKhz, qemu: this.qemuIdentity, ...(net === "user" ? {} : { net }) };
-    return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
+    return templateKey(group, imageVersion, { accel: this.deps.accel, tscKhz: this.deps.tscKhz, qemu: this.qemuIdentity });
   }
+
 
   private async currentKey(group: HostGroupConfig): Promise<string> {
     return this.keyFor(group, (await this.deps.images.resolve(group.image)).version);
@@ -388,4 +384,20 @@ function binaryIdentity(binary: string): string {
   } catch {
     return path;
   }
+}
+
+/**
+ * What a template is made from, hashed: a template serves a group only while all of it is unchanged. Saved
+ * states only load on the NIC back end they were saved on (a TAP or slirp), so a group that changes kind
+ * needs a new template; user mode adds nothing, so templates made before TAP modes stay valid.
+ */
+export function templateKey(
+  group: Pick<HostGroupConfig, "image" | "vcpu" | "ramBytes" | "network">,
+  imageVersion: string,
+  engine: { accel: Pick<AccelVerdict, "accel" | "kvmCpu">; tscKhz: number; qemu: string },
+): string {
+  const { accel, kvmCpu } = engine.accel;
+  const net = backendKind(group);
+  const inputs = { format: TEMPLATE_FORMAT, image: group.image, imageVersion, cpus: group.vcpu, ramBytes: group.ramBytes, accel, kvmCpu, tscKhz: engine.tscKhz, qemu: engine.qemu, ...(net === "user" ? {} : { net }) };
+  return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
 }
