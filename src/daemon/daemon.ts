@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
 import { corralHome, ImageCatalogue, ImageStore, OciImports, ociGuestRuntime, registerImageUser, type CorralHome } from "../image/index.ts";
 import { HostIsolation, IpamStore, NetworkManager, type AttachmentProvider } from "../net/index.ts";
+import { DefaultAttachments } from "../net/default-attachments.ts";
 import type { Logger } from "../util/log.ts";
 import { createPrivateFile, tightenStateDir } from "../util/private-state.ts";
 import { requireProgram } from "../util/run.ts";
@@ -177,7 +178,10 @@ async function startLocked(
   // Created private before SQLite opens it: it holds the VMs' ssh_keys and userdata.
   createPrivateFile(join(stateDir, "corral.db"));
   const store = new VmStore(join(stateDir, "corral.db"));
-  const network = networkManager(config, stateDir, store, log);
+  // Every machine's NIC: the network manager serves bridge and isolated VMs and hands user-mode VMs and
+  // templates (detached TAPs in TAP-mode groups) to the engine's default attachments.
+  const defaults = new DefaultAttachments((name) => config.hostGroups.find((g) => g.name === name), forwardAddressFor(config.api.bindAddress));
+  const network = networkManager(config, stateDir, store, defaults, log);
   try {
     // Before recovery: bridges back, subnets checked against the host (an overlap refuses the start).
     await network.start();
@@ -198,9 +202,9 @@ async function startLocked(
     activeInGroup: (group) => store.listGroup(group).filter((r) => r.state === "creating" || isLive(r.state)).length,
     onRefused: (code, priority) => metrics.admissionRefused(code, priority),
   });
-  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, guestGid, admission });
-  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, guestGid, admission });
   const forwardAddress = forwardAddressFor(config.api.bindAddress);
+  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, guestGid, admission, network });
+  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, guestGid, admission, network });
   const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid, admission, network });
   metrics.observe({ healthCounts: () => countHealth(manager.list().map((r) => manager.healthOf(r).health)), pressure: () => admission.pressure() });
   const liveness = new LivenessChecks({ config: config.healthCheck, live: () => manager.liveVms(), log });
@@ -272,27 +276,17 @@ async function startLocked(
   return { url, socketPath, stateDir, config, accel, app, token, hostId, stop };
 }
 
-/**
- * Until the engine's DefaultAttachments (user mode, detached TAPs for templates) is composed here, requests
- * the network manager does not serve itself are refused by name rather than guessed at.
- */
-const UNWIRED_BASE: AttachmentProvider = {
-  attachmentFor: (request) => Promise.reject(new Error(`No network attachment provider for host group "${request.hostgroup}" (${request.purpose}): the engine's default attachments are not composed`)),
-};
-
 /** The network service of bridge and isolated groups; its leases live in corral.db beside the records. */
-function networkManager(config: DaemonConfig, stateDir: string, store: VmStore, log: Logger): NetworkManager {
-  // port_range and vhost are parsed by daemon/config.ts once it knows them; the defaults hold until then.
-  const knobs = config.network as DaemonConfig["network"] & { portRange?: { first: number; last: number }; vhost?: "auto" | "on" | "off" };
+function networkManager(config: DaemonConfig, stateDir: string, store: VmStore, base: AttachmentProvider, log: Logger): NetworkManager {
   return new NetworkManager({
     stateDir,
     groups: config.hostGroups.map((group, index) => ({ name: group.name, index, network: group.network, dnsServers: group.dnsServers })),
     hostIsolation: config.network.hostIsolation,
     hostAccess: config.network.hostAccess,
-    portRange: knobs.portRange,
-    vhost: knobs.vhost,
+    portRange: config.network.portRange,
+    vhost: config.network.vhost,
     ipam: new IpamStore(store.database),
-    base: UNWIRED_BASE,
+    base,
     log,
     overrideOf: (hostname) => {
       const record = store.get(hostname);

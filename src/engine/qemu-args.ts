@@ -19,6 +19,31 @@ export interface UserNetwork {
   forwards: readonly PortForward[];
   /** Block the guest's outbound traffic (`restrict=on`); port forwards still work. */
   denyOutgoing: boolean;
+  kind?: "user";
+}
+
+/**
+ * A NIC backed by a TAP: QEMU opens (as root: creates, transiently) the TAP `ifname` in whatever network
+ * namespace it runs in. `vnet_hdr=on` is always given: a state saved on a TAP only loads on a TAP with it.
+ */
+export interface TapNetwork {
+  kind: "tap";
+  ifname: string;
+  /** vhost-net (only when /dev/vhost-net exists). */
+  vhost: boolean;
+  mac: string;
+}
+
+/** The one NIC of a machine. */
+export type QemuNetwork = UserNetwork | TapNetwork;
+
+/** What the guest is told about its network on the kernel command line (the image's boot script applies it). */
+export interface BootNetwork {
+  /** Address with prefix length, e.g. "192.168.137.2/24". */
+  guestCidr: string;
+  gateway: string;
+  /** One server, or several (written comma-separated; the boot script writes each into /etc/resolv.conf). */
+  dns: string | readonly string[];
 }
 
 export interface QemuSpec {
@@ -35,7 +60,9 @@ export interface QemuSpec {
   qmpSocket: string;
   agentSocket: string;
   pidFile: string;
-  network: UserNetwork | undefined;
+  network: QemuNetwork | undefined;
+  /** Start with the vCPUs stopped (`-S`) until a `cont`: a NIC is plumbed on the host side first. */
+  freeze?: boolean;
   /** Start with the vCPUs stopped, waiting for a state to load (`migrate-incoming`). */
   incoming?: boolean;
   /**
@@ -54,7 +81,7 @@ export const AGENT_PORT = "corral.agent";
 export interface CmdlineInput {
   accel: Accel;
   hostname: string;
-  network: UserNetwork | undefined;
+  network: BootNetwork | undefined;
   /** Under TCG, the guest's TSC rate (the host's; see host-tsc.ts). */
   tscKhz: number;
   /** The VM's disk is bigger than its image's filesystem (see BOOT_ARGS.growRootfs). */
@@ -71,7 +98,7 @@ export function kernelCmdline(input: CmdlineInput): string {
   if (input.accel === "tcg") args.push(`tsc_early_khz=${input.tscKhz}`, "tsc=reliable");
   args.push(`${BOOT_ARGS.hostname}=${input.hostname}`);
   if (input.network) {
-    args.push(`${BOOT_ARGS.ip}=${input.network.guestCidr}`, `${BOOT_ARGS.gateway}=${input.network.gateway}`, `${BOOT_ARGS.dns}=${input.network.dns}`);
+    args.push(`${BOOT_ARGS.ip}=${input.network.guestCidr}`, `${BOOT_ARGS.gateway}=${input.network.gateway}`, `${BOOT_ARGS.dns}=${[input.network.dns].flat().join(",")}`);
   }
   if (input.growRootfs) args.push(`${BOOT_ARGS.growRootfs}=1`);
   return args.join(" ");
@@ -81,6 +108,12 @@ function netdevUser(network: UserNetwork): string {
   const parts = ["user", "id=net0", `net=${networkOf(network.guestCidr)}`, `host=${network.gateway}`, `dns=${network.dns}`];
   if (network.denyOutgoing) parts.push("restrict=on");
   for (const f of network.forwards) parts.push(`hostfwd=tcp:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`);
+  return parts.join(",");
+}
+
+function netdevTap(network: TapNetwork): string {
+  const parts = ["tap", "id=net0", `ifname=${escapeOption(network.ifname)}`, "script=no", "downscript=no", "vnet_hdr=on"];
+  if (network.vhost) parts.push("vhost=on");
   return parts.join(",");
 }
 
@@ -129,12 +162,14 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     args.push("-object", `memory-backend-file,id=${RAM_BACKEND_ID},size=${spec.memoryMiB}M,mem-path=${escapeOption(path)},share=${shared ? "on" : "off"}`);
   }
   if (spec.network) {
-    args.push("-netdev", netdevUser(spec.network), "-device", `virtio-net-device,netdev=net0,mac=${spec.network.mac}`);
+    const netdev = spec.network.kind === "tap" ? netdevTap(spec.network) : netdevUser(spec.network);
+    args.push("-netdev", netdev, "-device", `virtio-net-device,netdev=net0,mac=${spec.network.mac}`);
   }
   args.push(
     "-qmp", `unix:${escapeOption(spec.qmpSocket)},server=on,wait=off`,
     "-pidfile", spec.pidFile,
   );
   if (spec.incoming) args.push("-incoming", "defer");
+  else if (spec.freeze) args.push("-S");
   return args;
 }

@@ -136,6 +136,11 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     return this.execute("cont").then(() => undefined);
   }
 
+  /** Sets a NIC's carrier (`set_link`): a restored clone's link stays down until the guest took its own MAC and address. */
+  setLink(name: string, up: boolean): Promise<void> {
+    return this.execute("set_link", { name, up }).then(() => undefined);
+  }
+
   /** Asks the guest to power off (ACPI power button). */
   systemPowerdown(): Promise<void> {
     return this.execute("system_powerdown").then(() => undefined);

@@ -37,10 +37,22 @@ export interface StartQemuOptions {
   timeoutMs?: number;
   /** The group id QEMU runs with (the daemon's wall between guests and the host keys on it); absent: the daemon's. */
   gid?: number;
+  /**
+   * argv QEMU is exec'd through, e.g. ["unshare", "--net", "--"] for a NIC in the VM's own network namespace.
+   * It must exec (not fork) QEMU: the pid, its start time and /proc/PID/cmdline are then QEMU's.
+   */
+  argvPrefix?: readonly string[];
+}
+
+/** The program to spawn and its arguments: QEMU itself, or the prefix's first word with the rest before QEMU's argv. */
+export function qemuCommand(binary: string, args: readonly string[], prefix: readonly string[]): [string, string[]] {
+  const [first, ...rest] = prefix;
+  return first === undefined ? [binary, [...args]] : [first, [...rest, binary, ...args]];
 }
 
 export async function startQemu(spec: QemuSpec, options: StartQemuOptions): Promise<StartedQemu> {
-  const proc = await QemuProcess.spawn(options.binary, buildQemuArgs(spec), options.logFile, { gid: options.gid });
+  const [command, argv] = qemuCommand(options.binary, buildQemuArgs(spec), options.argvPrefix ?? []);
+  const proc = await QemuProcess.spawn(command, argv, options.logFile, { gid: options.gid });
   const deadline = performance.now() + (options.timeoutMs ?? 15_000);
   let exited = false;
   void proc.exited.then(() => {

@@ -1,4 +1,4 @@
-// Makes the guest the machine the host says it is: hostname, SSH keys, and userdata run once per disk.
+// Makes the guest the machine the host says it is: hostname, MAC and address, SSH keys, and userdata run once per disk.
 // The host delivers the identity every time it connects, so applying it is idempotent: userdata that has
 // started or finished (a marker on the VM's own disk) never runs again.
 import { spawn } from "node:child_process";
@@ -7,6 +7,7 @@ import { appendFileSync, chmodSync, chownSync, closeSync, existsSync, mkdirSync,
 import type { GuestIdentity } from "../protocol/agent.ts";
 import { GUEST_USER_PATTERN } from "../protocol/names.ts";
 import { guestNative } from "./native.ts";
+import { applyNetwork } from "./network.ts";
 import { guestEnvironment, lookupUserByName, type GuestUser } from "./users.ts";
 
 export interface IdentityPaths {
@@ -56,6 +57,8 @@ export class IdentityState {
     await setHostname(identity.hostname);
     if (identity.machine_id !== undefined) setMachineId(identity.machine_id);
     if (identity.mac !== undefined) await setMacAddress(identity.mac, this.log);
+    // After the MAC: the address is announced (arp_notify) with the new one when the host raises the link.
+    if (identity.network !== undefined) await applyNetwork(NET_INTERFACE, identity.network);
     if (identity.template) {
       // A template is snapshotted once this answers: let the init system finish booting first, so that each
       // clone starts as a booted system rather than redoing the end of the boot on its own.
@@ -173,7 +176,7 @@ const CLOCK_TOLERANCE_MS = 20;
 
 const MACHINE_ID_PATTERN = /^[0-9a-f]{32}$/;
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-/** The guest's one network interface (QEMU user networking: virtio-net). */
+/** The guest's one network interface (virtio-net, on any back end). */
 const NET_INTERFACE = "eth0";
 
 function reseedRandom(seed: Buffer, log: (line: string) => void): void {

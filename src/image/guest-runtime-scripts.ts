@@ -61,7 +61,8 @@ if [ -n "$ip" ]; then
   $bb ip addr add "$ip" dev eth0
   [ -n "$gw" ] && $bb ip route add default via "$gw"
   # /etc/resolv.conf may be a symlink into /run (systemd-resolved): write a plain file instead.
-  [ -n "$dns" ] && { $bb rm -f /etc/resolv.conf; echo "nameserver $dns" > /etc/resolv.conf; }
+  # corral.dns is a comma-separated list: one nameserver line each, in order.
+  [ -n "$dns" ] && { $bb rm -f /etc/resolv.conf; for server in $(echo "$dns" | $bb tr , ' '); do echo "nameserver $server"; done > /etc/resolv.conf; }
 fi
 exit 0
 `;

@@ -166,6 +166,36 @@ describe("buildQemuArgs", () => {
     assert.equal(plain.some((a) => a.startsWith("memory-backend")), false);
   });
 
+  test("a TAP NIC: the exact netdev (vnet_hdr always on, no script), its MAC on the device", () => {
+    assert.deepEqual(buildQemuArgs(spec({ network: { kind: "tap", ifname: "vmtap12", vhost: false, mac: "52:54:00:00:00:07" } })), [
+      "-M", "microvm,isa-serial=on,pit=on",
+      "-accel", "tcg,thread=multi", "-cpu", "qemu64,+arat",
+      ...COMMON_TAIL,
+      "-netdev", "tap,id=net0,ifname=vmtap12,script=no,downscript=no,vnet_hdr=on",
+      "-device", "virtio-net-device,netdev=net0,mac=52:54:00:00:00:07",
+      ...QMP_AND_PID,
+    ]);
+  });
+
+  test("a TAP NIC with vhost-net adds vhost=on", () => {
+    const args = buildQemuArgs(spec({ network: { kind: "tap", ifname: "tap0", vhost: true, mac: "52:54:00:00:00:08" } }));
+    assert.equal(args[args.indexOf("-netdev") + 1], "tap,id=net0,ifname=tap0,script=no,downscript=no,vnet_hdr=on,vhost=on");
+  });
+
+  test("freeze starts the vCPUs stopped (-S, last); incoming already waits, so it needs no -S", () => {
+    assert.deepEqual(buildQemuArgs(spec({ freeze: true })), [
+      "-M", "microvm,isa-serial=on,pit=on",
+      "-accel", "tcg,thread=multi", "-cpu", "qemu64,+arat",
+      ...COMMON_TAIL,
+      ...QMP_AND_PID,
+      "-S",
+    ]);
+    const incoming = buildQemuArgs(spec({ freeze: true, incoming: true }));
+    assert.deepEqual(incoming.slice(-2), ["-incoming", "defer"]);
+    assert.equal(incoming.includes("-S"), false);
+    assert.equal(buildQemuArgs(spec()).includes("-S"), false);
+  });
+
   test("the agent port name is the one the guest looks for", () => {
     assert.equal(AGENT_PORT, "corral.agent");
   });
@@ -218,9 +248,17 @@ describe("kernelCmdline", () => {
     );
   });
 
+  test("several DNS servers are one comma-separated corral.dns", () => {
+    assert.equal(
+      kernelCmdline({ accel: "kvm", hostname: "vm-1", network: { guestCidr: "192.168.137.2/24", gateway: "192.168.137.1", dns: ["192.168.137.1", "1.1.1.1"] }, tscKhz: 1 }),
+      "console=ttyS0 reboot=k panic=-1 pci=off quiet root=/dev/vda rw corral.hostname=vm-1 corral.ip=192.168.137.2/24 corral.gw=192.168.137.1 corral.dns=192.168.137.1,1.1.1.1",
+    );
+  });
+
   test("forwards and denyOutgoing do not reach the kernel command line", () => {
     const plain = kernelCmdline({ accel: "kvm", hostname: "h", network: NET, tscKhz: 1 });
-    const restricted = kernelCmdline({ accel: "kvm", hostname: "h", network: { ...NET, denyOutgoing: true, forwards: [{ hostAddress: "127.0.0.1", hostPort: 1, guestPort: 2 }] }, tscKhz: 1 });
+    const withForwards: UserNetwork = { ...NET, denyOutgoing: true, forwards: [{ hostAddress: "127.0.0.1", hostPort: 1, guestPort: 2 }] };
+    const restricted = kernelCmdline({ accel: "kvm", hostname: "h", network: withForwards, tscKhz: 1 });
     assert.equal(restricted, plain);
   });
 });

@@ -26,6 +26,8 @@ export interface CommitMeta {
   ram_bytes: number;
   /** The template whose RAM file the VM's memory was mapped from, if any: its forks need it too. */
   template: string | null;
+  /** The NIC back end the memory was saved on (absent: "user", commits made before TAP modes); a state loads only on the same kind. */
+  net?: "user" | "tap";
 }
 
 export interface CommitPaths {

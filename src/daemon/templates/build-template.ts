@@ -6,11 +6,13 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { saveVmState, startQemu, type AccelVerdict } from "../../engine/index.ts";
 import { createOverlay, type ImageVersion } from "../../image/index.ts";
+import type { AttachmentProvider } from "../../net/attachment.ts";
 import { randomMac } from "../../net/user-network.ts";
 import { SECRET_AGENT_PATHS } from "../../protocol/secrets.ts";
 import type { Logger } from "../../util/log.ts";
 import { AgentClient } from "../agent/agent-client.ts";
-import { qemuSpecFor } from "../vm/launch-vm.ts";
+import { attachmentRequest, qemuSpecFor } from "../vm/launch-vm.ts";
+import { Reverter } from "../../util/reverter.ts";
 import { backRamFile } from "./ram-file.ts";
 import { templateBuildPaths, templatePaths, type TemplatePaths } from "./template-paths.ts";
 
@@ -49,6 +51,8 @@ export interface TemplateBuildDeps {
    * src/net/host-isolation.ts). Undefined when the wall is off.
    */
   guestGid: number | undefined;
+  /** The template's NIC: user mode, or a TAP attached to nothing for a TAP-mode group (see detached-tap-attachment.ts). */
+  network: AttachmentProvider;
 }
 
 /** The hostname the template's guest boots with; each clone is given its own when its agent connects. */
@@ -67,9 +71,21 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
     // On tmpfs, every page the file may ever need is allocated now, or the build fails here (see ram-file.ts).
     await backRamFile(paths.ram, Math.ceil(input.ramBytes / MiB) * MiB);
     const machine = { hostname: TEMPLATE_HOSTNAME, mac: randomMac(), cpus: input.cpus, ramBytes: input.ramBytes };
-    const spec = { ...qemuSpecFor(machine, paths, input.image, deps.accel, deps.tscKhz), memoryFile: { path: paths.ram, shared: true } };
-    qemu = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript, gid: deps.guestGid });
+    const attachment = await deps.network.attachmentFor(attachmentRequest({ ...machine, hostgroup: input.hostgroup }, "template"));
+    const spec = { ...qemuSpecFor(machine, paths, input.image, deps.accel, deps.tscKhz, attachment), memoryFile: { path: paths.ram, shared: true } };
+    qemu = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript, gid: deps.guestGid, argvPrefix: attachment.launchPrefix });
     const running = qemu.process;
+    if (attachment.needsPlumbing) {
+      // The QEMU is killed below on any failure, which takes what plumbing made with it; the rest is undone here.
+      const revert = new Reverter((what, err) => deps.log.warn({ err }, `Cannot undo ${what}`));
+      try {
+        await attachment.plumb(running.pid, revert, signal);
+        await qemu.qmp.cont();
+      } catch (err) {
+        await revert.revert();
+        throw err;
+      }
+    }
     await agent.waitForConnection(signal, () => running.running);
     await warmUpAgent(agent, { hostname: TEMPLATE_HOSTNAME, mac: machine.mac }, signal);
     signal.throwIfAborted();

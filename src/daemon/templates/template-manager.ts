@@ -9,6 +9,8 @@ import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { findProcessesWithArgument, type AccelVerdict } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
+import type { AttachmentProvider } from "../../net/attachment.ts";
+import { backendKind } from "../../net/default-attachments.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import type { Logger } from "../../util/log.ts";
 import { findProgram } from "../../util/run.ts";
@@ -75,6 +77,8 @@ export interface TemplateManagerDeps {
   commits?: CommitStore;
   /** A build boots a VM: it must fit beside the user's VMs, never instead of them. */
   admission: Admission;
+  /** Templates of TAP-mode groups are built on a detached TAP (see build-template.ts). */
+  network: AttachmentProvider;
 }
 
 export class TemplateManager {
@@ -257,10 +261,9 @@ export class TemplateManager {
 
   /** The key a template must have to serve `group` with image version `imageVersion`. */
   private keyFor(group: HostGroupConfig, imageVersion: string): string {
-    const { accel, kvmCpu } = this.deps.accel;
-    const inputs = { format: TEMPLATE_FORMAT, image: group.image, imageVersion, cpus: group.vcpu, ramBytes: group.ramBytes, accel, kvmCpu, tscKhz: this.deps.tscKhz, qemu: this.qemuIdentity };
-    return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
+    return templateKey(group, imageVersion, { accel: this.deps.accel, tscKhz: this.deps.tscKhz, qemu: this.qemuIdentity });
   }
+
 
   private async currentKey(group: HostGroupConfig): Promise<string> {
     return this.keyFor(group, (await this.deps.images.resolve(group.image)).version);
@@ -381,4 +384,20 @@ function binaryIdentity(binary: string): string {
   } catch {
     return path;
   }
+}
+
+/**
+ * What a template is made from, hashed: a template serves a group only while all of it is unchanged. Saved
+ * states only load on the NIC back end they were saved on (a TAP or slirp), so a group that changes kind
+ * needs a new template; user mode adds nothing, so templates made before TAP modes stay valid.
+ */
+export function templateKey(
+  group: Pick<HostGroupConfig, "image" | "vcpu" | "ramBytes" | "network">,
+  imageVersion: string,
+  engine: { accel: Pick<AccelVerdict, "accel" | "kvmCpu">; tscKhz: number; qemu: string },
+): string {
+  const { accel, kvmCpu } = engine.accel;
+  const net = backendKind(group);
+  const inputs = { format: TEMPLATE_FORMAT, image: group.image, imageVersion, cpus: group.vcpu, ramBytes: group.ramBytes, accel, kvmCpu, tscKhz: engine.tscKhz, qemu: engine.qemu, ...(net === "user" ? {} : { net }) };
+  return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
 }

@@ -10,12 +10,13 @@ import { copyFile, mkdir, rename, rm, symlink, writeFile } from "node:fs/promise
 import { basename, join } from "node:path";
 import type { AccelVerdict, QemuProcess, QmpClient } from "../../engine/index.ts";
 import { createOverlayOn, type ImageStore } from "../../image/index.ts";
+import type { AttachmentProvider, NetworkAttachment } from "../../net/attachment.ts";
 import { randomMac } from "../../net/user-network.ts";
 import type { Logger } from "../../util/log.ts";
 import { Reverter } from "../../util/reverter.ts";
 import type { AgentClient } from "../agent/agent-client.ts";
 import type { DaemonConfig, HostGroupConfig } from "../config.ts";
-import { startMachine } from "../vm/launch-vm.ts";
+import { attachmentRequest, startMachine } from "../vm/launch-vm.ts";
 import { warmUpAgent } from "./build-template.ts";
 import { vmPathsIn, vmsDir } from "../vm/vm-paths.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
@@ -28,6 +29,10 @@ export interface PooledClone {
   process: QemuProcess;
   qmp: QmpClient;
   agent: AgentClient;
+  /** The clone's NIC (in TAP modes its lease is the pool's until the VM's record takes it over). */
+  attachment: NetworkAttachment;
+  /** Its link is still down: raised when the VM's identity (MAC and address) is in. */
+  linkDown: boolean;
   release(): void;
 }
 
@@ -37,6 +42,8 @@ interface PoolEntry {
   process: QemuProcess;
   qmp: QmpClient;
   agent: AgentClient;
+  attachment: NetworkAttachment;
+  linkDown: boolean;
 }
 
 export interface WarmPoolDeps {
@@ -55,6 +62,8 @@ export interface WarmPoolDeps {
   guestGid: number | undefined;
   /** A refill boots a clone: it must fit beside the user's VMs, never instead of them. */
   admission: Admission;
+  /** Pool clones get their NIC like any VM (in TAP modes: a lease of the pool's, see AttachmentRequest). */
+  network: AttachmentProvider;
 }
 
 const POOL_HOSTNAME = "corral-pool";
@@ -111,7 +120,15 @@ export class WarmPool {
       await this.end(entry);
       return undefined;
     }
-    return { templateId: entry.lease.id, process: entry.process, qmp: entry.qmp, agent: entry.agent, release: () => entry.lease.release() };
+    return {
+      templateId: entry.lease.id,
+      process: entry.process,
+      qmp: entry.qmp,
+      agent: entry.agent,
+      attachment: entry.attachment,
+      linkDown: entry.linkDown,
+      release: () => entry.lease.release(),
+    };
   }
 
   /** Keeps the group's pool at its size, in the background, one clone at a time. */
@@ -172,7 +189,8 @@ export class WarmPool {
 
   /** A clone restored into a pool folder, its agent connected and warmed up (a provisional identity, an exec). */
   private async restore(group: HostGroupConfig, lease: TemplateLease): Promise<PoolEntry> {
-    const dir = join(vmsDir(this.deps.stateDir), `.pool-${randomBytes(4).toString("hex")}`);
+    const poolName = `pool-${randomBytes(4).toString("hex")}`;
+    const dir = join(vmsDir(this.deps.stateDir), `.${poolName}`);
     const paths = vmPathsIn(dir);
     const revert = new Reverter((what, err) => this.deps.log.warn({ err }, `Cannot undo ${what}`));
     revert.add("the pool folder", () => rm(dir, { recursive: true, force: true }));
@@ -182,11 +200,13 @@ export class WarmPool {
       await copyFile(lease.serialLog, paths.serialLog).catch(() => undefined);
       const image = await this.deps.images.load(group.image, lease.imageVersion);
       const machine = { hostname: POOL_HOSTNAME, mac: randomMac(), cpus: group.vcpu, ramBytes: group.ramBytes };
-      const started = await startMachine(this.deps, machine, paths, image, revert, { template: lease.id, resumeFrom: lease.state, checkAgent: true });
+      // Asked for under the pool folder's name (the owner of its lease until a VM takes it).
+      const attachment = await this.deps.network.attachmentFor(attachmentRequest({ ...machine, hostname: poolName, hostgroup: group.name }, "vm"));
+      const started = await startMachine(this.deps, machine, paths, image, revert, { template: lease.id, resumeFrom: lease.state, checkAgent: true, attachment });
       const agent = started.agent as AgentClient;
-      await warmUpAgent(agent, { hostname: POOL_HOSTNAME, mac: machine.mac }, AbortSignal.any([this.stopping.signal, AbortSignal.timeout(60_000)]));
+      await warmUpAgent(agent, { hostname: POOL_HOSTNAME, mac: attachment.guest.mac }, AbortSignal.any([this.stopping.signal, AbortSignal.timeout(60_000)]));
       revert.commit();
-      const entry: PoolEntry = { dir, lease, process: started.process, qmp: started.qmp, agent };
+      const entry: PoolEntry = { dir, lease, process: started.process, qmp: started.qmp, agent, attachment, linkDown: started.linkDown };
       void started.process.exited.then(() => this.forget(group.name, entry));
       return entry;
     } catch (err) {

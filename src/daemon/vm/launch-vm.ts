@@ -3,10 +3,10 @@
 // part-way leaves nothing behind (for a brand-new VM, not even its record).
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, rm } from "node:fs/promises";
-import { kernelCmdline, loadVmState, startQemu, type AccelVerdict, type QemuProcess, type QemuSpec, type QmpClient } from "../../engine/index.ts";
+import { kernelCmdline, loadVmState, startQemu, type AccelVerdict, type BootNetwork, type QemuNetwork, type QemuProcess, type QemuSpec, type QmpClient } from "../../engine/index.ts";
 import { createOverlay, createOverlayOn, type ImageStore } from "../../image/index.ts";
 import { allocateHostPorts, isPortFree } from "../../net/host-ports.ts";
-import { userNetwork } from "../../net/user-network.ts";
+import type { AttachmentProvider, AttachmentRequest, NetworkAttachment } from "../../net/attachment.ts";
 import { crashPoint } from "../../util/crash-points.ts";
 import type { Logger } from "../../util/log.ts";
 import { Reverter } from "../../util/reverter.ts";
@@ -34,12 +34,37 @@ export interface LaunchDeps {
    * src/net/host-isolation.ts). Undefined when the wall is off.
    */
   guestGid: number | undefined;
+  /** Makes each machine's NIC (user mode, a TAP on a bridge, a TAP in the VM's own namespace). */
+  network: AttachmentProvider;
 }
 
 /** What a QEMU spec needs to know about a machine (a VM record, or a template being made). */
 export type MachineShape = Pick<VmRecord, "hostname" | "mac" | "cpus" | "ramBytes"> & Partial<Pick<VmRecord, "portMap" | "denyOutgoing" | "diskMiB">>;
 
 export const DEFAULT_FORWARD_ADDRESS = "127.0.0.1";
+
+/** The NIC QEMU renders from an attachment (its MAC is the guest's). */
+export function qemuNetworkOf(attachment: NetworkAttachment): QemuNetwork {
+  const { netdev, guest } = attachment;
+  if (netdev.kind === "tap") return { kind: "tap", ifname: netdev.ifname, vhost: netdev.vhost, mac: guest.mac };
+  return { guestCidr: netdev.guestCidr, gateway: netdev.gateway, dns: netdev.dns, mac: guest.mac, forwards: netdev.forwards, denyOutgoing: netdev.restrict };
+}
+
+/**
+ * What a cold boot is told on the kernel command line: user mode as always; a TAP NIC its address, gateway
+ * and DNS list; a TAP with no address (a template's) nothing, so the guest configures no address at all.
+ */
+export function bootNetworkOf(attachment: NetworkAttachment): BootNetwork | undefined {
+  const { netdev, guest } = attachment;
+  if (netdev.kind === "user") return { guestCidr: netdev.guestCidr, gateway: netdev.gateway, dns: netdev.dns };
+  if (!guest.address) return undefined;
+  return { guestCidr: `${guest.address}/${guest.prefixLength}`, gateway: guest.gateway, dns: guest.dns };
+}
+
+/** The provider's question for a machine's NIC. */
+export function attachmentRequest(record: MachineShape & { hostgroup: string }, purpose: AttachmentRequest["purpose"]): AttachmentRequest {
+  return { hostname: record.hostname, hostgroup: record.hostgroup, mac: record.mac, portMap: record.portMap ?? [], denyOutgoing: record.denyOutgoing ?? false, purpose };
+}
 
 /** The QEMU spec for a machine; pure apart from the paths it names. */
 export function qemuSpecFor(
@@ -48,10 +73,8 @@ export function qemuSpecFor(
   image: { kernel: string; initrd: string },
   accel: AccelVerdict,
   tscKhz: number,
-  forwardAddress = DEFAULT_FORWARD_ADDRESS,
+  attachment: NetworkAttachment,
 ): QemuSpec {
-  const forwards = (record.portMap ?? []).map((p) => ({ hostAddress: forwardAddress, hostPort: p.host, guestPort: p.guest }));
-  const network = userNetwork(record.mac, forwards, record.denyOutgoing ?? false);
   return {
     accel: accel.accel,
     kvmCpu: accel.kvmCpu,
@@ -59,13 +82,14 @@ export function qemuSpecFor(
     memoryMiB: Math.ceil(record.ramBytes / MiB),
     kernel: image.kernel,
     initrd: image.initrd,
-    cmdline: kernelCmdline({ accel: accel.accel, hostname: record.hostname, network, tscKhz, growRootfs: record.diskMiB != null }),
+    cmdline: kernelCmdline({ accel: accel.accel, hostname: record.hostname, network: bootNetworkOf(attachment), tscKhz, growRootfs: record.diskMiB != null }),
     disk: { path: paths.disk, format: "qcow2" },
     serialLog: paths.serialLog,
     qmpSocket: paths.qmpSocket,
     agentSocket: paths.agentSocket,
     pidFile: paths.pidFile,
-    network,
+    network: qemuNetworkOf(attachment),
+    freeze: attachment.needsPlumbing,
   };
 }
 
@@ -102,56 +126,79 @@ export interface LaunchOptions {
 /** How long a clone's agent may take to answer after the restore before the clone counts as failed. */
 const CLONE_AGENT_DEADLINE_MS = 30_000;
 
+/** The id of every machine's one NIC (qemu-args.ts names its netdev so; QMP set_link takes it). */
+export const NIC_ID = "net0";
+
 export interface StartedMachine {
   process: QemuProcess;
   qmp: QmpClient;
   /** Connected, when the caller asked for the agent to be checked. */
   agent: AgentClient | undefined;
+  attachment: NetworkAttachment;
+  /** The NIC's link was left down (a state resumed on a TAP): raise it once the guest has its identity. */
+  linkDown: boolean;
 }
 
 /**
- * Starts QEMU for a machine whose disk (and console log) are in place: with the template's RAM file as its
- * memory when it has one, resumed from a saved state when given, its agent connected when `checkAgent` (a
- * clone whose agent does not answer counts as failed). Each step registers its undo in `revert`.
+ * Starts QEMU for a machine whose disk (and console log) are in place, on the NIC `attachment` gives it:
+ * spawned through the attachment's prefix, with its vCPUs stopped while the host side is plumbed; then the
+ * saved state is loaded when given and the vCPUs run. A machine resumed on a TAP runs with its link down (the
+ * guest still has the template's or the forked VM's MAC and address): the supervisor raises it once the guest
+ * took its own identity. With its RAM the template's file when it has one; its agent connected when
+ * `checkAgent` (a clone whose agent does not answer counts as failed). Each step registers its undo in `revert`.
  */
 export async function startMachine(
-  deps: Pick<LaunchDeps, "stateDir" | "accel" | "tscKhz" | "qemuBinary" | "forwardAddress" | "guestGid">,
+  deps: Pick<LaunchDeps, "stateDir" | "accel" | "tscKhz" | "qemuBinary" | "guestGid">,
   machine: MachineShape,
   paths: VmPaths,
   image: { kernel: string; initrd: string },
   revert: Reverter,
-  options: { template: string | null; resumeFrom?: string; checkAgent: boolean; signal?: AbortSignal },
+  options: { template: string | null; resumeFrom?: string; checkAgent: boolean; signal?: AbortSignal; attachment: NetworkAttachment },
 ): Promise<StartedMachine> {
+  const { attachment } = options;
   await rm(paths.qmpSocket, { force: true });
   await rm(paths.agentSocket, { force: true });
   const spec: QemuSpec = {
-    ...qemuSpecFor(machine, paths, image, deps.accel, deps.tscKhz, deps.forwardAddress),
+    ...qemuSpecFor(machine, paths, image, deps.accel, deps.tscKhz, attachment),
     incoming: options.resumeFrom !== undefined,
     // A VM made from a template keeps the template's RAM file as its memory backend for life: its saved
     // states (suspend, commit) name that RAM block, and its disk is backed by the template's anyway.
     ...(options.template ? { memoryFile: { path: templatePaths(deps.stateDir, options.template).ram, shared: false } } : {}),
   };
-  const started = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript, gid: deps.guestGid });
+  const started = await startQemu(spec, {
+    binary: deps.qemuBinary,
+    logFile: paths.qemuLog,
+    qmpTranscript: paths.qmpTranscript,
+    gid: deps.guestGid,
+    argvPrefix: attachment.launchPrefix,
+  });
   revert.add("the QEMU process", async () => {
     started.process.kill();
     started.qmp.close();
     await started.process.exited;
   });
+  if (attachment.needsPlumbing) await attachment.plumb(started.process.pid, revert, options.signal);
   // Every QEMU of a template-backed VM has `x-ignore-shared` on, so that all the states it saves and loads
   // (clone, suspend, restore, commit, fork) have the same format. Its RAM is a private mapping, which is
   // not "shared": a suspend or a commit still saves every page.
   if (options.template) await started.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
+  const linkDown = options.resumeFrom !== undefined && attachment.netdev.kind === "tap";
   if (options.resumeFrom !== undefined) {
+    // On a TAP the restored guest would speak with the saved machine's MAC and address (another VM's):
+    // its link stays down until it took its own (see VmSupervisor's bring-up).
+    if (linkDown) await started.qmp.setLink(NIC_ID, false);
     await loadVmState(started.qmp, options.resumeFrom, paths.migrationSocket);
     await started.qmp.cont();
+  } else if (spec.freeze) {
+    await started.qmp.cont();
   }
-  if (!options.checkAgent) return { ...started, agent: undefined };
+  if (!options.checkAgent) return { ...started, agent: undefined, attachment, linkDown };
   // Waited for here, while the caller can still fall back (boot cold): later, a silent agent only ends the VM.
   const agent = new AgentClient(paths.agentSocket);
   revert.add("the agent connection", () => agent.close());
   const deadline = AbortSignal.timeout(CLONE_AGENT_DEADLINE_MS);
   await agent.waitForConnection(options.signal ? AbortSignal.any([deadline, options.signal]) : deadline, () => started.process.running);
-  return { ...started, agent };
+  return { ...started, agent, attachment, linkDown };
 }
 
 /**
@@ -205,7 +252,9 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
     }
     const template = source ? source.template : record.template;
     record = await freeForwardPorts(deps, record);
+    const attachment = await deps.network.attachmentFor(attachmentRequest(record, "vm"));
     const started = await startMachine(deps, record, paths, image, revert, {
+      attachment,
       template,
       resumeFrom: source ? source.state : options.restoreFrom,
       checkAgent: isClone,
@@ -223,7 +272,8 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
     const detail = source ? { template: source.template, origin: source.origin } : {};
     const message = isClone ? "VM cloned from its template" : source ? `VM forked from commit ${source.origin}` : "VM started";
     deps.log.info({ vm: booting.hostname, pid: started.process.pid, accel: deps.accel.accel, cpus: record.cpus, ram_mib: Math.ceil(record.ramBytes / MiB), ...detail }, message);
-    const runtime = new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, started.agent ?? paths.agentSocket);
+    const runtime = new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, started.agent ?? paths.agentSocket, attachment);
+    runtime.linkDown = started.linkDown;
     runtime.fresh = record.state === "creating" && source?.kind !== "fork";
     return { record: booting, runtime };
   } catch (err) {

@@ -9,6 +9,7 @@ import { CorralError } from "../../protocol/errors.ts";
 import type { CommitMeta, CommitStore } from "../commits/commit-store.ts";
 import type { HostGroupConfig } from "../config.ts";
 import type { TemplateManager } from "../templates/template-manager.ts";
+import { backendKind } from "../../net/default-attachments.ts";
 import { newSandboxLifetime } from "./lifetime-policy.ts";
 import { vmPaths } from "./vm-paths.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
@@ -31,7 +32,7 @@ export interface ForkRequest {
   networkPolicy?: PolicyOverride;
 }
 
-export interface CommitInfo extends Omit<CommitMeta, "template"> {
+export interface CommitInfo extends Omit<CommitMeta, "template" | "net"> {
   size_bytes: number;
   /** The VMs forked from this commit that still exist (while there are any, it cannot be deleted). */
   forks: string[];
@@ -89,6 +90,7 @@ export class VmCommits {
           cpus: record.cpus,
           ram_bytes: record.ramBytes,
           template: record.template,
+          net: runtime.attachment?.netdev.kind ?? backendKind(this.group(record.hostgroup)),
         };
         await this.commits.publish(id, meta);
         this.vms.log.info({ vm: hostname, commit: id, memory: request.memory }, "VM committed");
@@ -113,6 +115,7 @@ export class VmCommits {
     const meta = await this.commits.get(commitId);
     const paths = this.commits.paths(commitId);
     const group = this.group(meta.hostgroup);
+    assertSameBackend(commitId, meta, group);
     const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
     const reservation = this.vms.admit({ what: `a fork of commit ${commitId} in host group ${JSON.stringify(group.name)}`, group, ramBytes: meta.ram_bytes, priority: "user", joinsGroup: true });
     const record = this.vms.recordAdmitted(reservation, `the record of a fork of commit ${commitId}`, () => this.vms.store.insertSandbox(
@@ -178,7 +181,24 @@ export class VmCommits {
   }
 
   private async info(meta: CommitMeta): Promise<CommitInfo> {
-    const { template: _template, ...fields } = meta;
+    const { template: _template, net: _net, ...fields } = meta;
     return { ...fields, size_bytes: await this.commits.size(meta.commit_id), forks: this.vms.store.forksOf(meta.commit_id) };
   }
+}
+
+/**
+ * A saved memory state loads only on the NIC back end it was saved on (QEMU refuses a slirp section under a
+ * TAP, and a TAP state without vnet_hdr): a fork into a group that changed kind since is refused up front,
+ * naming both. A disk-only commit boots, on any back end.
+ */
+export function assertSameBackend(commitId: string, meta: Pick<CommitMeta, "memory" | "net">, group: HostGroupConfig): void {
+  if (!meta.memory) return;
+  const saved = meta.net ?? "user";
+  const wanted = backendKind(group);
+  if (saved === wanted) return;
+  const name = (kind: "user" | "tap"): string => (kind === "tap" ? "a TAP back end" : "user-mode networking");
+  throw new CorralError(
+    "conflict",
+    `Cannot fork commit ${JSON.stringify(commitId)} into host group ${JSON.stringify(group.name)}: it was saved on ${name(saved)} and the group uses ${wanted === "tap" ? `${group.network.mode} networking (a TAP back end)` : name(wanted)}`,
+  );
 }

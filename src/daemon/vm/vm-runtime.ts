@@ -1,5 +1,6 @@
-// The live parts of one running VM incarnation: its QEMU process, QMP connection and agent client.
+// The live parts of one running VM incarnation: its QEMU process, QMP connection, agent client and NIC.
 import type { QemuProcess, QmpClient } from "../../engine/index.ts";
+import type { NetworkAttachment } from "../../net/attachment.ts";
 import { AgentClient } from "../agent/agent-client.ts";
 import { VmCondition } from "./vm-condition.ts";
 
@@ -12,6 +13,11 @@ export class VmRuntime {
   fresh = false;
   /** Stopped by its disk? Does its agent answer? (see vm-condition.ts) */
   readonly condition = new VmCondition();
+  /**
+   * The NIC's link is down (a state resumed on a TAP still speaks with the saved machine's MAC and address):
+   * the bring-up raises it once the guest took its own identity.
+   */
+  linkDown = false;
 
   constructor(
     readonly hostname: string,
@@ -19,6 +25,11 @@ export class VmRuntime {
     readonly process: QemuProcess,
     readonly qmp: QmpClient | undefined,
     agent: string | AgentClient,
+    /**
+     * The machine's NIC as it was made for this incarnation; undefined for a VM re-attached after a daemon
+     * restart until the network side (recovery) has found it again.
+     */
+    public attachment?: NetworkAttachment,
   ) {
     // A socket path, or a client already connected (a clone's agent answers before its record moves on).
     this.agent = typeof agent === "string" ? new AgentClient(agent) : agent;

@@ -5,6 +5,8 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AccelVerdict, ExitInfo, QmpBlockIoError, QmpEvent } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
+import type { AttachmentProvider } from "../../net/attachment.ts";
+import type { GuestIdentity } from "../../protocol/agent.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { assertHostname } from "../../protocol/names.ts";
 import { raceAbort, runningTimeout } from "../../util/abort.ts";
@@ -18,7 +20,7 @@ import type { Admission, AdmissionRequest, Reservation } from "../admission.ts";
 import type { DaemonConfig } from "../config.ts";
 import type { DaemonMetrics } from "../metrics.ts";
 import { describeCrash, failExitedVm, settleExitedVm } from "./exit-policy.ts";
-import { launchVm, type LaunchOptions } from "./launch-vm.ts";
+import { launchVm, NIC_ID, type LaunchOptions } from "./launch-vm.ts";
 import { recoverVms } from "./recovery.ts";
 import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
@@ -56,6 +58,8 @@ export interface VmManagerDeps {
   guestGid: number | undefined;
   /** Decides whether the host can take one more VM (see admission.ts). */
   admission: Admission;
+  /** Makes each VM's NIC (see src/net/attachment.ts). */
+  network: AttachmentProvider;
 }
 
 /**
@@ -192,9 +196,10 @@ export class VmSupervisor {
         throw signal.reason;
       }
       if (this.stopping.signal.aborted) throw err;
-      // A full disk is the host's problem, not the template's (the cold boot that follows meets it too, and
-      // its undo removes the record).
-      if (!isStorageFull(err)) this.deps.templates?.reportBroken(template.id, err);
+      // A full disk is the host's problem, not the template's, and so is a group whose network cannot be set
+      // up (the cold boot that follows meets either too, and its undo removes the record).
+      const networkDown = err instanceof CorralError && err.code === "network_unavailable";
+      if (!isStorageFull(err) && !networkDown) this.deps.templates?.reportBroken(template.id, err);
       return undefined;
     } finally {
       template.release();
@@ -217,8 +222,9 @@ export class VmSupervisor {
         lastError: null,
         template: pooled.templateId,
       });
-      const runtime = new VmRuntime(booting.hostname, booting.incarnation, pooled.process, pooled.qmp, pooled.agent);
+      const runtime = new VmRuntime(booting.hostname, booting.incarnation, pooled.process, pooled.qmp, pooled.agent, pooled.attachment);
       runtime.fresh = true;
+      runtime.linkDown = pooled.linkDown;
       this.deps.metrics?.vmLaunched(record.hostgroup, "cloned");
       this.log.info({ vm: record.hostname, pid: pooled.process.pid, template: pooled.templateId }, "VM taken from the warm pool");
       this.adopt(runtime, booting);
@@ -314,9 +320,19 @@ export class VmSupervisor {
           // another VM shares.
           entropy: randomBytes(ENTROPY_BYTES).toString("base64"),
           mac: record.mac,
+          ...guestNetworkIdentity(runtime),
         },
         signal,
       );
+      // The guest has its own MAC and address now: a NIC resumed with its link down may carry traffic.
+      if (runtime.linkDown && runtime.qmp) {
+        await runtime.qmp.setLink(NIC_ID, true);
+        runtime.linkDown = false;
+      } else if (runtime.attachment === undefined && runtime.qmp) {
+        // Re-attached after a daemon restart: the last daemon may have died between a restore and this step,
+        // leaving the link down. Raising a link that is up is a no-op on every back end.
+        await runtime.qmp.setLink(NIC_ID, true).catch((err: unknown) => this.log.warn({ vm: record.hostname, err }, "Cannot raise the VM's network link"));
+      }
       timings.identity = Math.round(performance.now() - started);
       const fresh = runtime.fresh;
       runtime.fresh = false;
@@ -524,4 +540,15 @@ export function assertNotFrozen(runtime: VmRuntime, stateDir: string): void {
       ? `the host cannot store what it writes to its disk (${stop.reason}): free space in ${stateDir}, then POST /vm/${runtime.hostname}/resume`
       : `a disk request failed (${stop.reason}): POST /vm/${runtime.hostname}/resume retries it`;
   throw new CorralError("insufficient_storage", `VM ${name} is frozen: QEMU stopped it because ${why}`);
+}
+
+/**
+ * The address part of a VM's identity: TAP modes only, from the NIC this incarnation was given (user mode's
+ * guest keeps what it booted with; a template's detached TAP has no address to give).
+ */
+export function guestNetworkIdentity(runtime: Pick<VmRuntime, "attachment">): { network?: NonNullable<GuestIdentity["network"]> } {
+  const attachment = runtime.attachment;
+  if (!attachment || attachment.netdev.kind !== "tap" || !attachment.guest.address) return {};
+  const { address, prefixLength, gateway, dns } = attachment.guest;
+  return { network: { address, prefix_length: prefixLength, gateway, dns: [...dns] } };
 }
