@@ -68,6 +68,15 @@ export interface WarmPoolDeps {
 
 const POOL_HOSTNAME = "corral-pool";
 
+/**
+ * The clones kept for a group. None in bridge and isolated groups for now: a pooled clone would be plumbed
+ * with an address of its own, while the VM that takes it was leased another at its insert; until a hand-out
+ * moves the NIC onto the VM's lease, their creates restore from the template (a TAP plumb adds ~50 ms).
+ */
+export function poolSizeOf(group: Pick<HostGroupConfig, "warmPool" | "network">): number {
+  return group.network.mode === "user" ? group.warmPool : 0;
+}
+
 export class WarmPool {
   private readonly idle = new Map<string, PoolEntry[]>();
   private readonly filling = new Set<string>();
@@ -80,6 +89,9 @@ export class WarmPool {
   private stopped = false;
 
   constructor(private readonly deps: WarmPoolDeps) {
+    for (const group of deps.config.hostGroups.filter((g) => g.warmPool > 0 && poolSizeOf(g) === 0)) {
+      deps.log.info({ hostgroup: group.name, mode: group.network.mode }, `Host group "${group.name}" keeps no warm pool: its network is in ${group.network.mode} mode, where each create restores its own clone`);
+    }
     deps.templates.onReady((group) => {
       // A new template makes the pooled clones of the old one useless: replace them.
       const current = deps.templates.acquireCurrent(group);
@@ -101,7 +113,7 @@ export class WarmPool {
    */
   async take(record: VmRecord, dir: string): Promise<PooledClone | undefined> {
     const group = this.groupOf(record.hostgroup);
-    if (!group || group.warmPool === 0) return undefined;
+    if (!group || poolSizeOf(group) === 0) return undefined;
     const wanted = this.deps.templates.templateFor(record);
     const entries = this.idle.get(group.name) ?? [];
     // Clones of a template that is no longer current are of no use: end them.
@@ -134,11 +146,11 @@ export class WarmPool {
   /** Keeps the group's pool at its size, in the background, one clone at a time. */
   refill(groupName: string): void {
     const group = this.groupOf(groupName);
-    if (!group || group.warmPool === 0 || this.stopped || this.filling.has(groupName)) return;
+    if (!group || poolSizeOf(group) === 0 || this.stopped || this.filling.has(groupName)) return;
     this.filling.add(groupName);
     const refill = (async () => {
       try {
-        while (!this.stopped && (this.idle.get(groupName)?.length ?? 0) < group.warmPool) {
+        while (!this.stopped && (this.idle.get(groupName)?.length ?? 0) < poolSizeOf(group)) {
           const lease = this.deps.templates.acquireCurrent(groupName);
           if (!lease) return;
           const admitted = this.deps.admission.tryAdmit({ what: `a warm-pool clone of host group ${JSON.stringify(groupName)}`, group, ramBytes: group.ramBytes, priority: "background", joinsGroup: false });

@@ -251,8 +251,13 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
       revert.add("the overlay disk", () => rm(paths.disk, { force: true }));
     }
     const template = source ? source.template : record.template;
-    record = await freeForwardPorts(deps, record);
-    const attachment = await deps.network.attachmentFor(attachmentRequest(record, "vm"));
+    let attachment = await deps.network.attachmentFor(attachmentRequest(record, "vm"));
+    // User mode's forwards are sockets QEMU binds, so a port another program took moves; TAP modes' port
+    // maps are DNAT rules on ports the network manager leased, which nothing else binds.
+    if (attachment.mode === "user" && record.portMap.length > 0) {
+      record = await freeForwardPorts(deps, record);
+      attachment = await deps.network.attachmentFor(attachmentRequest(record, "vm"));
+    }
     const started = await startMachine(deps, record, paths, image, revert, {
       attachment,
       template,
