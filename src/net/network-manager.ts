@@ -133,12 +133,17 @@ export class NetworkManager implements AttachmentProvider {
         this.options.log.warn({ hostgroup: group.hostgroup }, `Host group "${group.hostgroup}" has no DNS server for its guests: this host's resolvers are all loopback addresses; set dns_servers on the group`);
       }
     }
-    if ([...this.groups.values()].some((g) => g.state === "ready")) {
+    if (this.anyReady()) {
       await deleteStaleTables(this.runner, this.tag, this.options.log);
       await this.applyTables();
       const subnets = [...this.groups.values()].filter((g) => g.state === "ready").map((g) => g.pool.subnet);
       await warnForeignForwardDrop(this.runner, subnets, this.options.log);
     }
+  }
+
+  /** Some bridge or isolated group could be set up: only then are there host tables to write. */
+  private anyReady(): boolean {
+    return [...this.groups.values()].some((g) => g.state === "ready");
   }
 
   group(name: string): GroupSetUp | undefined {
@@ -360,6 +365,8 @@ export class NetworkManager implements AttachmentProvider {
    * share it; one made while a rewrite runs queues the next (which reads the state when it starts).
    */
   applyTables(): Promise<void> {
+    // Without a ready group the daemon may lack the right to write tables at all (no CAP_NET_ADMIN).
+    if (!this.anyReady()) return Promise.resolve();
     if (this.queued) return this.queued;
     const next = this.chain
       .catch(() => undefined)
