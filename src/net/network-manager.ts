@@ -435,6 +435,7 @@ export class NetworkManager implements AttachmentProvider {
   }
 
   async repair(): Promise<void> {
+    if (!this.anyReady()) return;
     try {
       let changed = false;
       for (const [hostname, nic] of this.live) {
