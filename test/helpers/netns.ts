@@ -9,7 +9,9 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { run, type RunOptions } from "../../src/util/run.ts";
+import type { VmNetworkDescription } from "../../src/protocol/net.ts";
 import type { CorralClient } from "../../src/sdk/index.ts";
+import type { TestDaemon } from "./daemon-process.ts";
 import { parseProbe, REACH_PROBE, type ProbeResult } from "./reach.ts";
 
 /** Every namespace the tests make starts with this (a leak check greps for it). */
@@ -312,8 +314,15 @@ export class PeerNetns {
     return peer;
   }
 
-  listen(name: string, port = 0): Promise<NsListener> {
-    return this.ns.listen(name, PeerNetns.ADDRESS, port);
+  /** A listener on the peer's address, or on another of its addresses (see addAddress). */
+  listen(name: string, port = 0, address = PeerNetns.ADDRESS): Promise<NsListener> {
+    return this.ns.listen(name, address, port);
+  }
+
+  /** One more address of the peer (another "network" out there, e.g. one a policy drops), routed to it. */
+  async addAddress(address: string): Promise<void> {
+    await this.ns.run("ip", ["addr", "add", `${address}/32`, "dev", "lo"]);
+    await this.inner.run("ip", ["route", "add", `${address}/32`, "via", PeerNetns.ADDRESS]);
   }
 
   dispose(): Promise<void> {
@@ -345,4 +354,49 @@ export async function guestInterface(client: CorralClient, hostname: string): Pr
   const addr = await guestRun(client, hostname, "ip", ["-4", "-o", "addr", "show", "dev", "eth0"]);
   const mac = await guestRun(client, hostname, "cat", ["/sys/class/net/eth0/address"]);
   return { address: /inet (\d+\.\d+\.\d+\.\d+\/\d+)/.exec(addr.stdout)?.[1], mac: mac.stdout.trim() };
+}
+
+/** Waits until the host group's template is ready (TAP-mode templates are built on a detached TAP). */
+export async function templateReady(daemon: TestDaemon, group: string, timeoutMs = 420_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const template = (await daemon.client.templates()).find((t) => t.hostgroup === group);
+    if (template?.state === "ready") return;
+    if (template?.state === "failed") throw new Error(`The template of host group "${group}" failed: ${JSON.stringify(template)}\n${daemon.log.split("\n").slice(-30).join("\n")}`);
+    if (Date.now() > deadline) throw new Error(`The template of host group "${group}" was not ready in time: ${JSON.stringify(template)}`);
+    await sleep(500);
+  }
+}
+
+/** GET /vm/HOST's `network` (Slicer's describe shape with Corral's fields beside). */
+export async function describeNetwork(daemon: TestDaemon, hostname: string): Promise<VmNetworkDescription> {
+  const answer = await daemon.request("GET", `/vm/${encodeURIComponent(hostname)}`);
+  if (answer.status !== 200) throw new Error(`GET /vm/${hostname}: ${answer.status} ${answer.text}`);
+  const network = (answer.body as { network?: VmNetworkDescription }).network;
+  if (!network) throw new Error(`GET /vm/${hostname} has no network: ${answer.text}`);
+  return network;
+}
+
+/** The daemon's own host table (`inet corral_net_<tag>`) in its namespace, if it made one. */
+export async function netTableName(ns: TestNetns, family = "inet", prefix = "corral_net_"): Promise<string | undefined> {
+  return (await ns.nftTables()).find((t) => t.startsWith(`${family} ${prefix}`))?.split(" ")[1];
+}
+
+/**
+ * What a table holds, independent of rule handles and element order: its chains (with their rule count) and
+ * the elements of each set or map. Two summaries are equal when the table says the same.
+ */
+export async function nftSummary(ns: TestNetns, family: string, name: string): Promise<{ chains: Record<string, number>; sets: Record<string, string[]> }> {
+  const items = await ns.nftTable(family, name);
+  const chains: Record<string, number> = {};
+  const sets: Record<string, string[]> = {};
+  for (const item of items) {
+    const chain = item.chain as { name: string } | undefined;
+    if (chain) chains[chain.name] ??= 0;
+    const rule = item.rule as { chain: string } | undefined;
+    if (rule) chains[rule.chain] = (chains[rule.chain] ?? 0) + 1;
+    const set = (item.set ?? item.map) as { name: string; elem?: unknown[] } | undefined;
+    if (set) sets[set.name] = (set.elem ?? []).map((e) => JSON.stringify(e)).sort();
+  }
+  return { chains, sets };
 }
