@@ -58,7 +58,7 @@ ${GROUP("b", "      network:\n        gateway: 10.150.7.1/24\n")}`);
   });
 
   test("a group's subnet already on an interface that is not the daemon's: refused at start, naming the interface", async () => {
-    await ns.run("ip", ["link", "add", "foreign0", "type", "dummy"]);
+    await ns.run("ip", ["link", "add", "foreign0", "type", "veth", "peer", "name", "foreign1"]);
     await ns.run("ip", ["addr", "add", "10.151.0.1/24", "dev", "foreign0"]);
     const daemon = await TestDaemon.create(`config:\n  host_groups:\n${GROUP("vm", "      network:\n        gateway: 10.151.0.1/24\n")}`, { netns: ns });
     try {
