@@ -343,10 +343,13 @@ export async function guestProbe(client: CorralClient, hostname: string, kind: "
   return parseProbe(result.stdout);
 }
 
-/** Whether the guest's `ping` gets an answer from `address` (busybox ping, 3 tries). */
+/**
+ * Whether the guest's `ping` gets an answer from `address` (busybox ping: 3 echoes, then 5 more waiting
+ * longer: a fresh bridge learns a new MAC with a delay, as Slicer's docs warn). A "no" takes about 15 s.
+ */
 export async function guestPing(client: CorralClient, hostname: string, address: string): Promise<boolean> {
-  const result = await guestRun(client, hostname, "ping", ["-c", "3", "-W", "2", address]);
-  return result.exit_code === 0;
+  if ((await guestRun(client, hostname, "ping", ["-c", "3", "-W", "5", address])).exit_code === 0) return true;
+  return (await guestRun(client, hostname, "ping", ["-c", "5", "-W", "10", address])).exit_code === 0;
 }
 
 /** eth0's IPv4 address with its prefix ("10.1.2.3/24") and MAC as the guest sees them. */
