@@ -141,19 +141,20 @@ export class TestNetns {
     return this.run("nft", ["list", "ruleset"]);
   }
 
-  /** Whether `ping` from this namespace gets an answer from `address` (3 tries, 2 s each). */
+  /**
+   * Whether `ping` from this namespace gets an answer from `address` (busybox's: the host may have no
+   * iputils, and busybox-static is installed for the images; 3 echoes, then 5 more waiting longer).
+   */
   async ping(address: string): Promise<boolean> {
-    try {
-      await this.run("ping", ["-c", "1", "-W", "2", address]);
-      return true;
-    } catch {
+    for (const args of [["-c", "3", "-W", "5"], ["-c", "5", "-W", "10"]]) {
       try {
-        await this.run("ping", ["-c", "2", "-W", "2", address]);
+        await this.run("busybox", ["ping", ...args, address]);
         return true;
       } catch {
-        return false;
+        // no answer: try again, waiting longer
       }
     }
+    return false;
   }
 
   /** REACH_PROBE from this namespace. */
