@@ -48,12 +48,15 @@ describe("isolated mode: a namespace per VM, Slicer's drop/allow lists, changed 
   const vms: { hostname: string; ip: string; mac: string }[] = [];
   const listeners: { a?: NsListener; b?: NsListener; dropped?: NsListener; host?: NsListener } = {};
 
-  /** Which of the three outside listeners the guest reaches, all probed before anything is asserted. */
-  const verdicts = async (hostname: string): Promise<{ dropped: boolean; a: boolean; b: boolean }> => ({
-    dropped: reached(await guestProbe(daemon.client, hostname, "tcp", DROPPED_ADDRESS, PORT_A)),
-    a: reached(await guestProbe(daemon.client, hostname, "tcp", PeerNetns.ADDRESS, PORT_A)),
-    b: reached(await guestProbe(daemon.client, hostname, "tcp", PeerNetns.ADDRESS, PORT_B)),
-  });
+  /** Which of the three outside listeners the guest reaches, probed at once (a drop waits out its deadline). */
+  const verdicts = async (hostname: string): Promise<{ dropped: boolean; a: boolean; b: boolean }> => {
+    const [dropped, a, b] = await Promise.all([
+      guestProbe(daemon.client, hostname, "tcp", DROPPED_ADDRESS, PORT_A),
+      guestProbe(daemon.client, hostname, "tcp", PeerNetns.ADDRESS, PORT_A),
+      guestProbe(daemon.client, hostname, "tcp", PeerNetns.ADDRESS, PORT_B),
+    ]);
+    return { dropped: reached(dropped), a: reached(a), b: reached(b) };
+  };
 
   const patch = async (hostname: string, body: unknown): Promise<VmNetworkDescription> => {
     const answer = await daemon.request("PATCH", `/vm/${hostname}/network`, body);
@@ -109,13 +112,14 @@ describe("isolated mode: a namespace per VM, Slicer's drop/allow lists, changed 
 
   test("the VMs reach neither each other nor the daemon's namespace, which reaches them on no port", async () => {
     const [a, b] = vms as [(typeof vms)[0], (typeof vms)[0]];
-    const results = {
-      ping: await guestPing(daemon.client, a.hostname, b.ip),
-      ssh: reached(await guestProbe(daemon.client, a.hostname, "tcp", b.ip, 22)),
-      host: reached(await guestProbe(daemon.client, a.hostname, "tcp", previous(a.ip), HOST_PORT)),
-      hostByPeerLink: reached(await guestProbe(daemon.client, a.hostname, "tcp", peer.innerAddress, HOST_PORT)),
-      fromHost: reached(await ns.probe("tcp", a.ip, 22)),
-    };
+    const [ping, ssh, host, hostByPeerLink, fromHost] = await Promise.all([
+      guestPing(daemon.client, a.hostname, b.ip),
+      guestProbe(daemon.client, a.hostname, "tcp", b.ip, 22).then(reached),
+      guestProbe(daemon.client, a.hostname, "tcp", previous(a.ip), HOST_PORT).then(reached),
+      guestProbe(daemon.client, a.hostname, "tcp", peer.innerAddress, HOST_PORT).then(reached),
+      ns.probe("tcp", a.ip, 22).then(reached),
+    ]);
+    const results = { ping, ssh, host, hostByPeerLink, fromHost };
     assert.deepEqual(results, { ping: false, ssh: false, host: false, hostByPeerLink: false, fromHost: false });
     assert.equal(listeners.host?.connections, 0);
   });
@@ -183,7 +187,8 @@ describe("isolated mode: a namespace per VM, Slicer's drop/allow lists, changed 
     assert.deepEqual(network.override, { allow: [`${DROPPED_ADDRESS}:${PORT_A}`] });
     // The override's allow list with the group's drop list: the dropped network's port A is more specific.
     assert.deepEqual(await verdicts(hostname), { dropped: true, a: false, b: false });
-    assert.deepEqual(await verdicts(vms[1]?.hostname as string), { dropped: false, a: false, b: false });
-    assert.equal(await guestPing(daemon.client, vms[0]?.hostname as string, vms[1]?.ip as string), false);
+    const [second, ping] = await Promise.all([verdicts(vms[1]?.hostname as string), guestPing(daemon.client, vms[0]?.hostname as string, vms[1]?.ip as string)]);
+    assert.deepEqual(second, { dropped: false, a: false, b: false });
+    assert.equal(ping, false);
   });
 });
