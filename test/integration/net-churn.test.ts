@@ -61,6 +61,7 @@ describe(`${CYCLES} creates and deletes per TAP mode leave nothing behind`, { ti
   });
 
   after(async () => {
+    if (daemon) process.stderr.write(`net-churn: the daemon's log ends with:\n${daemon.log.split("\n").slice(-20).join("\n")}\n`);
     await ns?.dispose();
   });
 
