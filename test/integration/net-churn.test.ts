@@ -9,6 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { findProcessesWithArgument } from "../../src/engine/index.ts";
 import { qemuPids, TestDaemon } from "../helpers/daemon-process.ts";
 import { netTableName, nftSummary, templateReady, TestNetns } from "../helpers/netns.ts";
+import { until } from "../helpers/until.ts";
 
 const CYCLES = process.env.CORRAL_LONG_TESTS === "1" ? 1000 : Number(process.env.CORRAL_NET_CHURN ?? 50);
 const CONCURRENCY = 2;
@@ -61,7 +62,12 @@ describe(`${CYCLES} creates and deletes per TAP mode leave nothing behind`, { ti
   });
 
   after(async () => {
-    if (daemon) process.stderr.write(`net-churn: the daemon's log ends with:\n${daemon.log.split("\n").slice(-20).join("\n")}\n`);
+    if (daemon) {
+      const lines = daemon.log.split("\n");
+      // A delete racing a clone's bring-up is expected to cut the agent off: its errors are not news.
+      const errors = lines.filter((l) => l.includes('"level":50') && !l.includes("VM agent never answered")).slice(0, 10);
+      process.stderr.write(`net-churn: the daemon's errors:\n${errors.join("\n")}\nits log ends with:\n${lines.slice(-10).join("\n")}\n`);
+    }
     await ns?.dispose();
   });
 
@@ -84,11 +90,12 @@ describe(`${CYCLES} creates and deletes per TAP mode leave nothing behind`, { ti
   }
 
   test("afterwards: no TAP, veth or bridge port, no VM process or namespace, the same tables, every address free", async () => {
-    const links = await ns.links();
-    assert.deepEqual(
-      links.filter((l) => l.kind === "tun" || l.kind === "veth" || l.master !== undefined).map((l) => `${l.ifname} (${l.kind})`),
-      [],
-    );
+    // The kernel destroys a namespace (and the veth end it held) in a work queue after its last process
+    // exits: a device of the last VMs may take a moment to go. One still there after 30 s is a leak.
+    const leftover = async (): Promise<string[]> =>
+      (await ns.links()).filter((l) => l.kind === "tun" || l.kind === "veth" || l.master !== undefined).map((l) => `${l.ifname} (${l.kind})`);
+    const gone = await until(async () => ((await leftover()).length === 0 ? true : undefined), "the last VMs' devices to go", 30_000, 500).catch(() => false);
+    if (!gone) assert.deepEqual(await leftover(), []);
     // Each isolated VM's namespace lives as long as a process holds it: no process of this daemon's state
     // directory but the daemon itself, and that one is in the test's namespace.
     const daemonPid = daemon.current.child.pid;
