@@ -102,6 +102,8 @@ describe(`${CYCLES} creates and deletes per TAP mode leave nothing behind`, { ti
     const processes = findProcessesWithArgument(daemon.stateDir).filter((p) => p.pid !== daemonPid);
     assert.deepEqual(processes.map((p) => `${p.pid} ${p.args.slice(0, 3).join(" ")}`), []);
     assert.equal(readlinkSync(`/proc/${daemonPid}/ns/net`), `net:[${ns.inode}]`);
+    // GET /hostgroup counts each TAP group's free addresses: without them "no lease left" proves nothing.
+    assert.ok(baseline.free.br !== undefined && baseline.free.iso !== undefined, `free addresses in GET /hostgroup: ${JSON.stringify(baseline.free)}`);
     assert.deepEqual(await snapshot(), baseline);
   });
 });
