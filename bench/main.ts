@@ -10,11 +10,14 @@
 //   dockerfile: a first build, rebuilds with a full step cache, a rebuild after a changed COPY (bench/dockerfile.ts).
 //   controller scale: a controller over 1,000 simulated hosts, 10,000 placements, GET /api/envs and
 //         /api/status, on SQLite and PostgreSQL (bench/controller-scale.ts), once the daemon is gone.
+//   network: per mode (user, bridge, isolated) TCP throughput and round trips VM -> outside, host -> VM, VM -> VM,
+//         and what each mode adds to a template clone (bench/network.ts), in a network namespace of its own.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { runControllerScaleBench } from "./controller-scale.ts";
 import { runImageBench } from "./images.ts";
+import { runNetworkBench } from "./network.ts";
 import { COPY_BENCH_HEADERS, runCopyBench } from "./copy.ts";
 import { DOCKERFILE_BENCH_HEADERS, runDockerfileBench } from "./dockerfile.ts";
 import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
@@ -142,5 +145,8 @@ const images = await runImageBench((line) => process.stderr.write(`${line}\n`));
 process.stdout.write(`\n${images.tables.join("\n\n")}\n`);
 const scale = await runControllerScaleBench({ log: (line) => process.stderr.write(`${line}\n`) });
 process.stdout.write(`\n${scale.tables.join("\n\n")}\n`);
+const network = await runNetworkBench({ log: (line) => process.stderr.write(`${line}\n`) });
+if (network) process.stdout.write(`\n${network.tables.join("\n\n")}\n`);
 const latest = join("bench/results", "latest.json");
-await writeFile(latest, `${JSON.stringify({ ...(JSON.parse(await readFile(latest, "utf8")) as object), images: images.results, controllerScale: scale.backends }, null, 2)}\n`);
+const networkResults = network ? { paths: network.paths, create: network.create } : undefined;
+await writeFile(latest, `${JSON.stringify({ ...(JSON.parse(await readFile(latest, "utf8")) as object), images: images.results, controllerScale: scale.backends, network: networkResults }, null, 2)}\n`);

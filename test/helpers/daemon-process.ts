@@ -1,5 +1,7 @@
 // Runs a real `corral daemon` in a child process for integration tests: its own state directory, a free
-// port, optional config. The child can be stopped gracefully or killed with -9 and started again.
+// port, optional config. The child can be stopped gracefully or killed with -9 and started again. With
+// `netns` the daemon runs inside a network namespace the test made (test/helpers/netns.ts) and the test
+// talks to it through a unix socket in its state directory.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -7,8 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { request as undiciRequest } from "undici";
+import { parseDocument } from "yaml";
 import { findProcessesWithArgument } from "../../src/engine/index.ts";
 import { CorralClient } from "../../src/sdk/index.ts";
+import type { TestNetns } from "./netns.ts";
 
 const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
@@ -71,11 +76,39 @@ export function vmQemuPids(stateDir: string): number[] {
 }
 
 export interface DaemonRun {
+  /** `http://127.0.0.1:PORT`, or `unix:STATE/api.sock` for a daemon in a namespace (fetch() cannot use it: see request()). */
   url: string;
   stateDir: string;
   client: CorralClient;
   child: ChildProcess;
   output(): string;
+}
+
+export interface TestDaemonOptions {
+  /** A filesystem the test mounted: the state directory (the config goes beside it). */
+  stateDir?: string;
+  /**
+   * Run the daemon in this network namespace (`nsenter --net=...`), its API on a unix socket in the state
+   * directory (config.api.socket is set in the config written). The namespace's dispose disposes the daemon
+   * first, so its QEMUs are killed before the namespace goes.
+   */
+  netns?: TestNetns;
+  /** Programs the daemon is exec'd through inside the namespace, e.g. `setpriv --bounding-set=-net_admin --`. */
+  wrap?: readonly string[];
+}
+
+/** A response read whole, whatever its status (for routes the SDK has no method for, over TCP or the socket). */
+export interface RawResponse {
+  status: number;
+  body: unknown;
+  text: string;
+}
+
+/** Sets config.api.socket in a YAML config (keeping everything else as written). */
+function withSocket(config: string, socketPath: string): string {
+  const doc = parseDocument(config);
+  doc.setIn(["config", "api", "socket"], socketPath);
+  return doc.toString();
 }
 
 export class TestDaemon {
@@ -85,22 +118,38 @@ export class TestDaemon {
   private constructor(
     readonly stateDir: string,
     readonly configPath: string,
+    private readonly options: TestDaemonOptions = {},
   ) {}
+
+  /** The unix socket a daemon in a namespace serves its API on. */
+  get socketPath(): string {
+    return join(this.stateDir, "api.sock");
+  }
+
+  get netns(): TestNetns | undefined {
+    return this.options.netns;
+  }
+
+  private render(config: string): string {
+    return this.options.netns ? withSocket(config, this.socketPath) : config;
+  }
 
   /**
    * A daemon with a fresh state directory under /tmp (short enough for unix socket paths), or in `stateDir`
    * when given (a filesystem the test mounted there); its config file is written beside it.
    */
-  static async create(config: string | ((stateDir: string) => string) = TEST_CONFIG, options: { stateDir?: string } = {}): Promise<TestDaemon> {
+  static async create(config: string | ((stateDir: string) => string) = TEST_CONFIG, options: TestDaemonOptions = {}): Promise<TestDaemon> {
     const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), "corral-t-")));
     const configPath = options.stateDir ? `${stateDir}.config.yaml` : join(stateDir, "config.yaml");
-    await writeFile(configPath, typeof config === "function" ? config(stateDir) : config);
-    return new TestDaemon(stateDir, configPath);
+    const daemon = new TestDaemon(stateDir, configPath, options);
+    await writeFile(configPath, daemon.render(typeof config === "function" ? config(stateDir) : config));
+    options.netns?.onDispose(() => daemon.dispose());
+    return daemon;
   }
 
   /** Replaces the configuration the next start reads. */
   async reconfigure(config: string): Promise<void> {
-    await writeFile(this.configPath, config);
+    await writeFile(this.configPath, this.render(config));
   }
 
   get current(): DaemonRun {
@@ -127,7 +176,11 @@ export class TestDaemon {
   async start(extraArgs: string[] = [], token?: string, env: Record<string, string> = {}): Promise<DaemonRun> {
     const infoFile = join(this.stateDir, "daemon.json");
     await rm(infoFile, { force: true });
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, "daemon", "--state-dir", this.stateDir, "--config", this.configPath, "--port", "0", ...extraArgs], {
+    const argv = [process.execPath, "--import", "tsx", CLI, "daemon", "--state-dir", this.stateDir, "--config", this.configPath, "--port", "0", ...extraArgs];
+    const netns = this.options.netns;
+    // nsenter and setpriv exec what they run: the child's pid stays the daemon's (kill9() kills the daemon).
+    const full = netns ? [...netns.prefix, ...(this.options.wrap ?? []), ...argv] : argv;
+    const child = spawn(full[0] as string, full.slice(1), {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, CORRAL_LOG_LEVEL: "info", ...env },
     });
@@ -139,10 +192,40 @@ export class TestDaemon {
       if (Date.now() > deadline) throw new Error(`The daemon did not start in time:\n${this.logs}`);
       await sleep(50);
     }
-    const info = JSON.parse(readFileSync(infoFile, "utf8")) as { url: string; token_file?: string };
+    const info = JSON.parse(readFileSync(infoFile, "utf8")) as { url: string; socket?: string; token_file?: string };
     const tokenValue = token ?? (info.token_file ? readFileSync(info.token_file, "utf8").trim() : undefined);
-    this.run = { url: info.url, stateDir: this.stateDir, client: new CorralClient({ url: info.url, token: tokenValue }), child, output: () => this.logs };
+    // The TCP port of a daemon in a namespace is the namespace's: the test reaches it through the socket.
+    const url = netns ? `unix:${info.socket ?? this.socketPath}` : info.url;
+    this.run = { url, stateDir: this.stateDir, client: new CorralClient({ url, token: tokenValue }), child, output: () => this.logs };
     return this.run;
+  }
+
+  /**
+   * One request through the client's connection (TCP or the unix socket), read whole whatever its status:
+   * for the routes the SDK has no method for (TTstack's /api/vms, PATCH /vm/HOST/network) and for errors.
+   */
+  async request(method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE", path: string, body?: unknown): Promise<RawResponse> {
+    const client = this.client;
+    const target = client.transport.target;
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (client.transport.options.token) headers.authorization = `Bearer ${client.transport.options.token}`;
+    const response = await undiciRequest(`${target.origin}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      dispatcher: target.dispatcher,
+      headersTimeout: 300_000,
+      bodyTimeout: 300_000,
+    });
+    const text = await response.body.text();
+    let parsed: unknown = undefined;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // not JSON: the text says it
+    }
+    return { status: response.statusCode, body: parsed, text };
   }
 
   /** SIGTERM and wait: the graceful path. */
