@@ -1,4 +1,4 @@
-// Egress policy (src/net/policy.ts): Slicer's drop/allow semantics as nft statements. Each case is checked two
+// Egress policy (src/net/policy.ts) judged by verdict: Slicer's drop/allow semantics as nft statements. Each case is checked two
 // ways: the literal statements, and a small evaluator that walks them for a destination the way nft does
 // (first matching statement wins), so a reordering that changes a verdict shows up as a verdict.
 import assert from "node:assert/strict";
