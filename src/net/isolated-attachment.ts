@@ -126,6 +126,9 @@ export function createIsolatedAttachment(input: IsolatedAttachmentInput, deps: I
     denyOutgoing: input.denyOutgoing,
     guestPorts: input.portMap.map((p) => p.guest),
   };
+  /** The namespace plumb() found (device:inode): later calls refuse a pid that no longer holds it. */
+  let plumbed: { pid: number; ns: string } | undefined;
+  const expectedNs = (pid: number): string | undefined => (plumbed?.pid === pid ? plumbed.ns : undefined);
 
   /** Runs `file args` inside QEMU's namespace, refusing when the pid no longer holds a namespace of its own. */
   async function inNamespace(pid: number, expected: string | undefined, file: string, args: readonly string[], text: string, signal?: AbortSignal): Promise<string> {
@@ -180,6 +183,7 @@ export function createIsolatedAttachment(input: IsolatedAttachmentInput, deps: I
 
   async function plumb(pid: number, revert: Reverter, signal?: AbortSignal): Promise<void> {
     const ns = await waitUntilReady(pid, signal);
+    plumbed = { pid, ns };
     await waitForNameFree(pid, signal);
 
     // 1. The veth, host end first: the gateway address gives the host a connected route to the VM and nothing
@@ -222,13 +226,14 @@ export function createIsolatedAttachment(input: IsolatedAttachmentInput, deps: I
 
   async function setPolicy(pid: number, policy: EgressPolicy, denyOutgoing: boolean): Promise<void> {
     const next = { ...rules, policy, denyOutgoing };
-    await inNamespace(pid, undefined, "nft", ["-f", "-"], policyTable(next));
+    await inNamespace(pid, expectedNs(pid), "nft", ["-f", "-"], policyTable(next));
     rules = next;
   }
 
   async function inspect(pid: number): Promise<IsolatedInspection> {
     const ns = await namespaceOf(pid);
-    const namespace = ns !== undefined && ns !== (await namespaceOf("self"));
+    const known = expectedNs(pid);
+    const namespace = ns !== undefined && ns !== (await namespaceOf("self")) && (known === undefined || known === ns);
     const hostLink = (await devicesOf("self"))?.has(host) ?? false;
     const inside = namespace ? await devicesOf(pid) : undefined;
     const devices = inside !== undefined && [VM_TAP, VM_VETH, VM_BRIDGE].every((d) => inside.has(d));
@@ -246,7 +251,7 @@ export function createIsolatedAttachment(input: IsolatedAttachmentInput, deps: I
   }
 
   async function restoreRules(pid: number): Promise<void> {
-    await inNamespace(pid, undefined, "nft", ["-f", "-"], guardTable(rules) + policyTable(rules));
+    await inNamespace(pid, expectedNs(pid), "nft", ["-f", "-"], guardTable(rules) + policyTable(rules));
   }
 
   return {
