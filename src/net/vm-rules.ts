@@ -99,6 +99,10 @@ export function blockCidr(block: VmBlock): Cidr {
   return { network: block.network, prefixLength: 30 };
 }
 
+/** Multicast and the limited broadcast: routed nowhere but to the host's own listeners, so guarded as the host. */
+const MULTICAST: Cidr = Object.freeze({ network: 0xe0000000, prefixLength: 4 });
+const BROADCAST: Cidr = Object.freeze({ network: 0xffffffff, prefixLength: 32 });
+
 function dnsStatement(dns: readonly string[]): string[] {
   const servers = [...new Set(dns.filter((d) => parseIpv4(d) !== undefined))];
   if (servers.length === 0) return [];
@@ -109,8 +113,8 @@ function dnsStatement(dns: readonly string[]): string[] {
 /**
  * The egress policy and the inbound rule. Order in `egress`: deny_outgoing's `ct state new drop`; DNS to the
  * VM's own resolvers (it was told to use them; a daemon relaying DNS on the gateway needs it); the entries,
- * the most specific first, with the metadata address and the VM's /30 (the gateway, i.e. the host) dropped
- * unless an entry at least as specific names them; the default verdict.
+ * the most specific first, with the metadata address, the VM's /30 (the gateway, i.e. the host), multicast and
+ * the limited broadcast dropped unless an entry at least as specific names them; the default verdict.
  */
 export function policyTable(input: Omit<VmRulesInput, "mac">): string {
   const address = formatIpv4(input.block.address);
@@ -118,7 +122,7 @@ export function policyTable(input: Omit<VmRulesInput, "mac">): string {
   for (const port of ports) {
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`Cannot write rules for guest port ${port}: not 1 to 65535`);
   }
-  const egress = egressStatements(input.policy, { denyOutgoing: false, guarded: [METADATA_CIDR, blockCidr(input.block)] });
+  const egress = egressStatements(input.policy, { denyOutgoing: false, guarded: [METADATA_CIDR, BROADCAST, blockCidr(input.block), MULTICAST] });
   const inbound = ports.length === 0 ? [] : [`ip daddr ${address} tcp dport ${ports.length === 1 ? ports[0] : `{ ${ports.join(", ")} }`} ct state new accept`];
   return replaceTable("inet", [
     ...chain("forward", [

@@ -90,7 +90,9 @@ describe("policyTable", () => {
         "\t\tip daddr { 8.8.8.8, 169.254.100.1 } meta l4proto { tcp, udp } th dport 53 accept",
         "\t\tip daddr 192.168.222.1/32 meta l4proto { tcp, udp } th dport 3128 accept",
         "\t\tip daddr 169.254.169.254/32 drop",
+        "\t\tip daddr 255.255.255.255/32 drop",
         "\t\tip daddr 169.254.100.0/30 drop",
+        "\t\tip daddr 224.0.0.0/4 drop",
         "\t\tip daddr 0.0.0.0/0 drop",
         "\t\taccept",
         "\t}",
@@ -112,6 +114,9 @@ describe("policyTable", () => {
     const egress = text.slice(text.indexOf("chain egress"));
     assert.ok(egress.indexOf("169.254.100.1/32 meta l4proto { tcp, udp } th dport 3128 accept") < egress.indexOf("169.254.100.0/30 drop"));
     assert.ok(egress.indexOf("169.254.169.254/32 drop") < egress.indexOf("0.0.0.0/0 accept"));
+    assert.ok(egress.indexOf("224.0.0.0/4 drop") < egress.indexOf("0.0.0.0/0 accept"), "multicast goes to the host's listeners: guarded");
+    const mdns = policyTable({ ...input, policy: { drop: [], allow: list(["224.0.0.251:5353"]) } });
+    assert.ok(mdns.indexOf("224.0.0.251/32 meta l4proto { tcp, udp } th dport 5353 accept") < mdns.indexOf("224.0.0.0/4 drop"), "named, it passes");
   });
 
   test("refuses a guest port out of range", () => {
