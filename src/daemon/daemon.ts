@@ -9,6 +9,7 @@ import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVe
 import { corralHome, ImageCatalogue, ImageStore, OciImports, ociGuestRuntime, registerImageUser, type CorralHome } from "../image/index.ts";
 import { HostIsolation, IpamStore, NetworkManager, type AttachmentProvider } from "../net/index.ts";
 import { DefaultAttachments } from "../net/default-attachments.ts";
+import { createIsolatedAttachment } from "../net/isolated-attachment.ts";
 import type { Logger } from "../util/log.ts";
 import { createPrivateFile, tightenStateDir } from "../util/private-state.ts";
 import { requireProgram } from "../util/run.ts";
@@ -287,6 +288,7 @@ function networkManager(config: DaemonConfig, stateDir: string, store: VmStore, 
     vhost: config.network.vhost,
     ipam: new IpamStore(store.database),
     base,
+    isolated: (input) => createIsolatedAttachment(input),
     log,
     overrideOf: (hostname) => {
       const record = store.get(hostname);
