@@ -38,6 +38,9 @@ export interface IsolatedAttachmentInput {
 
 export interface IsolatedAttachmentLike extends NetworkAttachment {
   setPolicy(pid: number, policy: EgressPolicy, denyOutgoing: boolean): Promise<void>;
+  /** What recovery finds in a running VM's namespace, and the rewrite of its tables (isolated-attachment.ts). */
+  inspect?(pid: number): Promise<{ namespace: boolean; guard: string; policy: string }>;
+  restoreRules?(pid: number): Promise<void>;
 }
 
 export type { GroupNetworkInfo, NetworkInfo } from "./network-info.ts";
@@ -285,6 +288,8 @@ export class NetworkManager implements AttachmentProvider {
       },
       view: () => inner.view(),
       setPolicy: (pid, policy, denyOutgoing) => inner.setPolicy(pid, policy, denyOutgoing),
+      ...(inner.inspect ? { inspect: (pid: number) => inner.inspect!(pid) } : {}),
+      ...(inner.restoreRules ? { restoreRules: (pid: number) => inner.restoreRules!(pid) } : {}),
     };
     return wrapped;
   }
@@ -405,6 +410,14 @@ export class NetworkManager implements AttachmentProvider {
           steps.commit();
           keep.add((attachment.netdev as { ifname: string }).ifname);
         } else {
+          // The VM's own tables live in its QEMU's namespace and survive the daemon; one removed or left
+          // stale (a policy change the last daemon stored but did not apply) is written again.
+          const isolated = attachment as IsolatedAttachmentLike;
+          const found = await isolated.inspect?.(vm.pid);
+          if (found?.namespace && (found.guard !== "current" || found.policy !== "current")) {
+            await isolated.restoreRules?.(vm.pid);
+            this.options.log.warn({ vm: vm.hostname, guard: found.guard, policy: found.policy }, "Rewrote an isolated VM's own tables, which were not as this daemon would write them");
+          }
           const lease = this.options.ipam.leaseOf(vm.hostname) as Lease;
           this.live.set(vm.hostname, { hostname: vm.hostname, pid: vm.pid, lease, group, ifname: deviceName(vethPrefix(this.tag), lease.deviceId), policy: this.effectivePolicy(vm.hostgroup, vm.hostname) as EgressPolicy, denyOutgoing: vm.denyOutgoing, portMap: vm.portMap, attachment });
           keep.add(deviceName(vethPrefix(this.tag), lease.deviceId));
