@@ -3,7 +3,8 @@
 // specific entry wins. Two clones reach neither each other nor the daemon's namespace (their "host"); a
 // dropped network and a dropped port are refused while the allowed ADDRESS:PORT answers (listeners in the
 // outside peer namespace); a create-time override like the Slicer SDK's shows in GET /vm/HOST as the Go
-// SDK's cold-fork example expects; PATCH /vm/HOST/network flips the verdicts of a running VM and back; after
+// SDK's cold-fork example expects, and so does a fork's (with its own /30 and MAC after the restore);
+// PATCH /vm/HOST/network flips the verdicts of a running VM and back; after
 // kill -9 of the daemon and a restart the VMs keep their addresses and their policy.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -169,6 +170,31 @@ describe("isolated mode: a namespace per VM, Slicer's drop/allow lists, changed 
     assert.equal(unknown.status, 404, unknown.text);
     // Nothing changed for the VM.
     assert.equal((await describeNetwork(daemon, vms[0]?.hostname as string)).policy_source, "host_group");
+  });
+
+  test("a fork of a memory commit takes its own /30 and MAC, and Slicer's fork-time policy (`allow: []`)", async () => {
+    const source = vms[0]?.hostname as string;
+    const committed = await daemon.request("POST", `/vm/${source}/commit`, { memory: true });
+    assert.equal(committed.status, 201, committed.text);
+    const commitId = (committed.body as { commit_id: string }).commit_id;
+    const forked = await daemon.request("POST", `/vm/commits/${commitId}/fork?wait=agent&timeout=300s`, { network: { allow: [] } });
+    assert.equal(forked.status, 201, forked.text);
+    const fork = forked.body as { hostname: string; ip: string };
+    try {
+      const network = await describeNetwork(daemon, fork.hostname);
+      assert.equal(network.policy_source, "override");
+      assert.deepEqual(network.override, { allow: [] });
+      assert.deepEqual(network.effective, { allow: [], drop: HOST_GROUP_POLICY.drop });
+      assert.ok(!vms.some((vm) => vm.ip === fork.ip || vm.mac === network.interface.mac), `the fork has its own address and MAC: ${JSON.stringify(network.interface)}`);
+      const nic = await guestInterface(daemon.client, fork.hostname);
+      assert.equal(nic.address, `${fork.ip}/30`, "the restored guest took the fork's address");
+      assert.equal(nic.mac, network.interface.mac);
+      // The source's allowed ADDRESS:PORT is closed to the fork: its own lists are in force.
+      assert.deepEqual(await verdicts(fork.hostname), { dropped: false, a: false, b: false });
+    } finally {
+      await daemon.request("DELETE", `/hostgroup/sandbox/nodes/${fork.hostname}`);
+      await daemon.request("DELETE", `/vm/commits/${commitId}`);
+    }
   });
 
   test("kill -9 of the daemon, restart: same addresses and MACs, the policies still hold", async () => {

@@ -2,6 +2,7 @@
 // sandboxes made from a commit. The VM is frozen for the moment of the copy so that disk and memory agree;
 // it runs on afterwards. A fork from a memory commit resumes where the VM was (its processes, its /tmp)
 // and then takes its own identity; a fork from a disk-only commit boots from the disk.
+import { overrideOfRecord } from "./vm-network.ts";
 import type { PolicyOverride } from "../../net/policy.ts";
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { saveVmState } from "../../engine/index.ts";
@@ -38,7 +39,7 @@ export interface CommitInfo extends Omit<CommitMeta, "template" | "net"> {
   forks: string[];
 }
 
-type NewVmFactory = (group: HostGroupConfig, fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "lifetimeMs">) => NewVm;
+type NewVmFactory = (group: HostGroupConfig, fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "lifetimeMs" | "networkPolicy">) => NewVm;
 
 export class VmCommits {
   constructor(
@@ -131,6 +132,8 @@ export class VmCommits {
           tags: request.tags ?? meta.tags,
           imageVersion: meta.image_version,
           lifetimeMs,
+          // Slicer's fork policy: a list given replaces the host group's ([] clears it), an absent one is the group's.
+          networkPolicy: overrideOfRecord(request.networkPolicy),
         }),
         // The commit's image, not the group's: a VM of another image (TTstack's API, a build) forks too.
         image: meta.image,
