@@ -192,7 +192,7 @@ async function runBackend(backend: BackendName, hosts: number, envs: number, log
     const tenth = Math.max(1, Math.floor(envs / 10));
 
     log(`${title}: ${HEARTBEAT_ROUNDS} heartbeat rounds over ${hosts} hosts`);
-    const heartbeats = new Heartbeats({ store: controller.store, links: controller.ctx.links, events: new FleetEvents(controller.store, logger), log: logger });
+    const heartbeats = new Heartbeats({ store: controller.store, drivers: controller.ctx.drivers, events: new FleetEvents(controller.store, logger), log: logger });
     const heartbeatRoundMs: number[] = [];
     for (let round = 0; round < HEARTBEAT_ROUNDS; round++) {
       const t0 = performance.now();

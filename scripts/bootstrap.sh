@@ -11,12 +11,15 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # services (the daemon refuses to start without it unless told otherwise); openssh-client: ssh into VMs;
 # python3, make, g++: native npm modules (better-sqlite3, node-pty); patchelf, kmod: the guest runtime (node
 # pointed at its own loader and libraries; depmod for the kernel's modules in every image); mmdebstrap: the
-# debian image, from Debian's archive; skopeo: OCI imports and registry pulls.
-PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++ patchelf kmod mmdebstrap skopeo"
+# debian image, from Debian's archive; skopeo: OCI imports and registry pulls; libvirt-clients: `virsh`, how the
+# controller reaches libvirt hosts (qemu:///system, qemu+ssh://…).
+PACKAGES="qemu-system-x86 qemu-utils busybox-static tini e2fsprogs dropbear-bin cpio iproute2 nftables openssh-client ca-certificates python3 make g++ patchelf kmod mmdebstrap skopeo libvirt-clients"
 # docker-registry: the local registry the image tests start on 127.0.0.1 with a configuration of their own.
-# Only for the tests: Debian's package also starts a registry service open on port 5000, which a host that
-# merely runs Corral must not get (it is stopped and disabled below).
-TEST_PACKAGES="docker-registry"
+# libvirt-daemon-system: the libvirt host the controller's libvirt tests manage; openssh-server: the key-only
+# sshd those tests start on 127.0.0.1 for qemu+ssh:// URIs. Only for the tests: Debian's packages also start
+# services (a registry open on port 5000, sshd on port 22), which a host that merely runs Corral must not get:
+# they are stopped and disabled below.
+TEST_PACKAGES="docker-registry libvirt-daemon-system openssh-server"
 if [ "${1:-}" = "--for-tests" ]; then PACKAGES="$PACKAGES $TEST_PACKAGES"; fi
 
 missing=""
@@ -37,6 +40,9 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
   case "$missing" in
     *docker-registry*) $sudo systemctl disable --now docker-registry.service >/dev/null 2>&1 || true ;;
+  esac
+  case "$missing" in
+    *openssh-server*) $sudo systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true ;;
   esac
 else
   echo "corral: Debian packages are installed"

@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FleetStore } from "./db/index.ts";
 import type { EnvService } from "./envs.ts";
 import type { HostConnections } from "./host-connections.ts";
-import type { HostLinks } from "./host-link.ts";
+import type { HostDrivers } from "./host-driver.ts";
 import type { HostRegistry } from "./hosts.ts";
 import type { LiveUpdates } from "./live-updates.ts";
 
@@ -14,7 +14,7 @@ export interface ControllerContext {
   /** Virtumancer's connect and disconnect of a host. */
   connections: HostConnections;
   envs: EnvService;
-  links: HostLinks;
+  drivers: HostDrivers;
   live: LiveUpdates;
   version: string;
   /** The dashboard's built files (index.html, assets/). */

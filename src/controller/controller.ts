@@ -20,7 +20,7 @@ import { EnvService } from "./envs.ts";
 import { FleetEvents } from "./events.ts";
 import { Heartbeats } from "./heartbeat.ts";
 import { HostConnections } from "./host-connections.ts";
-import { HostLinks } from "./host-link.ts";
+import { HostDrivers } from "./host-driver.ts";
 import { HostRegistry } from "./hosts.ts";
 import { LiveUpdates } from "./live-updates.ts";
 import { DEFAULT_WEB_ROOT } from "./static-files.ts";
@@ -89,19 +89,19 @@ export async function startController(options: ControllerOptions): Promise<Runni
   if (opened.length > 0) log.warn({ paths: opened }, "The state directory was open to other users: it is private again (0700, files 0600)");
   const store = await openFleetStore({ url: options.databaseUrl, stateDir });
   // Hosts registered without a token of their own are sent the controller's key, as TTstack's controller does.
-  const links = new HostLinks({ sharedKey: options.apiKey });
+  const drivers = new HostDrivers({ sharedKey: options.apiKey });
   const events = new FleetEvents(store, log);
-  const heartbeats = new Heartbeats({ store, links, events, log });
+  const heartbeats = new Heartbeats({ store, drivers, events, log });
   const instance = controllerInstanceId();
-  const envs = new EnvService({ store, links, events, log, overcommit: options.overcommit ?? DEFAULT_OVERCOMMIT, owner: instance });
-  const live = new LiveUpdates({ store, links, events, log, statsIntervalMs: options.statsMs ?? CONTROLLER_DEFAULTS.statsMs });
+  const envs = new EnvService({ store, drivers, events, log, overcommit: options.overcommit ?? DEFAULT_OVERCOMMIT, owner: instance });
+  const live = new LiveUpdates({ store, drivers, events, log, statsIntervalMs: options.statsMs ?? CONTROLLER_DEFAULTS.statsMs });
   let leader = false;
   const ctx: ControllerContext = {
     store,
-    hosts: new HostRegistry(store, links, events),
-    connections: new HostConnections(store, links, events),
+    hosts: new HostRegistry(store, drivers, events),
+    connections: new HostConnections(store, drivers, events),
     envs,
-    links,
+    drivers,
     live,
     version: corralVersion(),
     webRoot: resolve(options.webRoot ?? DEFAULT_WEB_ROOT),
@@ -163,7 +163,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       stopping ??= (async () => {
         for (const timer of timers) clearInterval(timer);
         await app.close();
-        await links.closeAll();
+        await drivers.closeAll();
         await store.close();
         log.info("Controller stopped");
       })();

@@ -6,14 +6,14 @@ import { CorralError, quote } from "../protocol/errors.ts";
 import { CorralApiError } from "../sdk/transport.ts";
 import type { EnvRecord, FleetStore, FleetVmRecord, HostEndpoint } from "./db/index.ts";
 import type { HostView } from "./env-recovery.ts";
-import { describeHostFailure, type HostLinks } from "./host-link.ts";
+import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 import type { ReportedVm } from "./host-report.ts";
 import { differenceFrom } from "./host-vms.ts";
 
 export class EnvHosts {
   constructor(
     private readonly store: FleetStore,
-    private readonly links: HostLinks,
+    private readonly drivers: HostDrivers,
   ) {}
 
   /** The addresses of the environment's hosts (of every host, without an environment), by id. */
@@ -33,7 +33,7 @@ export class EnvHosts {
           return;
         }
         try {
-          const vms = await this.links.forHost(host).vms();
+          const vms = await this.drivers.forHost(host).vms();
           views.set(hostId, { kind: "answered", vms: new Map(vms.map((vm) => [vm.id, vm])) });
         } catch (err) {
           views.set(hostId, { kind: "unreachable", reason: describeHostFailure(err), offline: host.state === "offline" });
@@ -49,10 +49,10 @@ export class EnvHosts {
    */
   async make(env: EnvRecord, vm: FleetVmRecord, host: HostEndpoint | undefined): Promise<ReportedVm> {
     if (host === undefined) throw new CorralError("host_not_found", `Host ${quote(vm.hostId)} is gone`);
-    const link = this.links.forHost(host);
+    const driver = this.drivers.forHost(host);
     const fleetId = await this.store.fleetId();
     try {
-      return await link.createVm({
+      return await driver.createVm({
         vm_id: vm.id,
         env_id: env.id,
         image: vm.image,
@@ -68,7 +68,7 @@ export class EnvHosts {
       });
     } catch (err) {
       if (!(err instanceof CorralApiError && err.status === 409)) throw err;
-      const there = await link.vm(vm.id);
+      const there = await driver.vm(vm.id);
       const difference = differenceFrom(vm, there, fleetId);
       if (difference !== undefined) {
         throw new CorralError("conflict", `Host ${quote(host.id)} already has a VM named ${quote(vm.id)} that is not this one: ${difference}`, { cause: err });

@@ -22,7 +22,7 @@ import { placeVms, type EnvRecord, type FleetStore, type HostEndpoint, type NewF
 import { EnvHosts } from "./env-hosts.ts";
 import { createOutcome, IN_FLIGHT_STATES, planCreateStep, planDeleteStep, refreshPatch } from "./env-recovery.ts";
 import type { FleetEvents } from "./events.ts";
-import { describeHostFailure, type HostLinks } from "./host-link.ts";
+import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 import { fromHost } from "./host-vms.ts";
 import { vmIdOf } from "./vm-ids.ts";
 
@@ -41,7 +41,7 @@ const NOT_DELETING: readonly EnvState[] = ["creating", "running", "partial", "fa
 
 export interface EnvServiceDeps {
   store: FleetStore;
-  links: HostLinks;
+  drivers: HostDrivers;
   events: FleetEvents;
   log: Logger;
   overcommit: Overcommit;
@@ -65,7 +65,7 @@ export class EnvService {
   private readonly hosts: EnvHosts;
 
   constructor(private readonly deps: EnvServiceDeps) {
-    this.hosts = new EnvHosts(deps.store, deps.links);
+    this.hosts = new EnvHosts(deps.store, deps.drivers);
   }
 
   /** Places and creates an environment (see the file's opening). */
@@ -183,8 +183,8 @@ export class EnvService {
           return;
         }
         try {
-          const link = this.deps.links.forHost(host);
-          const answer = action === "stop" ? await link.stopVm(vm.id) : await link.startVm(vm.id);
+          const driver = this.deps.drivers.forHost(host);
+          const answer = action === "stop" ? await driver.stopVm(vm.id) : await driver.startVm(vm.id);
           await store.updateVm(vm.id, fromHost(answer));
           crashPoint("env-power.vm-done");
         } catch (err) {
@@ -225,7 +225,7 @@ export class EnvService {
         const host = hosts.get(vm.hostId);
         try {
           if (step.kind === "retry") throw new Error(step.reason);
-          if (step.kind === "delete" && host) await this.deps.links.forHost(host).deleteVm(vm.id);
+          if (step.kind === "delete" && host) await this.deps.drivers.forHost(host).deleteVm(vm.id);
           if (step.kind === "forget" && step.stranger) this.deps.log.info({ env: id, vm: vm.id, host: vm.hostId }, "Left alone a VM of this name that is not this environment's");
           crashPoint("env-delete.host-deleted");
           await store.deleteVm(vm.id);

@@ -10,7 +10,7 @@
 import type { Logger } from "../util/log.ts";
 import type { FleetStore, FleetVmRecord, HostRecord, VmPatch } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
-import { describeHostFailure, type HostLinks } from "./host-link.ts";
+import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 import type { HostReport, ReportedVm } from "./host-report.ts";
 import { differenceFrom, fromHost, madeByFleet } from "./host-vms.ts";
 
@@ -41,7 +41,7 @@ export function heartbeatPatch(hostId: string, vm: FleetVmRecord, there: Reporte
 
 export interface HeartbeatDeps {
   store: FleetStore;
-  links: HostLinks;
+  drivers: HostDrivers;
   events: FleetEvents;
   log: Logger;
 }
@@ -69,13 +69,13 @@ export class Heartbeats {
   async beat(host: HostRecord): Promise<void> {
     const { store, events, log } = this.deps;
     if (host.disconnected) return;
-    const link = this.deps.links.forHost(host);
+    const driver = this.deps.drivers.forHost(host);
     // Read before asking: a VM created while the host answers is then either unknown here (and its
     // environment exists, so it is no orphan) or changed since (and left alone), never taken for lost.
     const ours = await store.listVmsOnHost(host.id);
     let report;
     try {
-      const [info, vms] = await Promise.all([link.info(), link.vms()]);
+      const [info, vms] = await Promise.all([driver.info(), driver.vms()]);
       report = { info, vms };
     } catch (err) {
       const failures = host.failures + 1;
@@ -116,7 +116,7 @@ export class Heartbeats {
       // A VM this fleet made for an environment that is gone.
       if (await store.findEnv(vm.env_id)) continue;
       try {
-        await this.deps.links.forHost(host).deleteVm(vm.id);
+        await this.deps.drivers.forHost(host).deleteVm(vm.id);
         log.info({ host: host.id, vm: vm.id, env: vm.env_id }, "Deleted a VM of an environment that no longer exists");
         changed = true;
       } catch (err) {

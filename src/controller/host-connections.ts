@@ -6,12 +6,12 @@
 import { CorralError, quote } from "../protocol/errors.ts";
 import type { FleetStore, HostRecord } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
-import { describeHostFailure, type HostLinks } from "./host-link.ts";
+import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 
 export class HostConnections {
   constructor(
     private readonly store: FleetStore,
-    private readonly links: HostLinks,
+    private readonly drivers: HostDrivers,
     private readonly events: FleetEvents,
   ) {}
 
@@ -25,7 +25,7 @@ export class HostConnections {
       failures: 0,
       lastError: `Disconnected through Virtumancer's API: POST /api/v1/hosts/${id}/connect to connect it again`,
     });
-    this.links.drop(id);
+    this.drivers.drop(id);
     await this.events.hostConnectionChanged(id, false);
     await this.events.hostsChanged();
     return disconnected;
@@ -35,11 +35,11 @@ export class HostConnections {
   async connect(id: string): Promise<HostRecord> {
     const host = await this.store.getHost(id);
     if (!host.disconnected && host.state === "online") return host;
-    const link = this.links.forHost(host);
+    const driver = this.drivers.forHost(host);
     let info;
     let vms;
     try {
-      [info, vms] = await Promise.all([link.info(), link.vms()]);
+      [info, vms] = await Promise.all([driver.info(), driver.vms()]);
     } catch (err) {
       throw new CorralError("host_unreachable", `Cannot connect host ${quote(id)}: ${host.uri} did not answer GET /api/info: ${describeHostFailure(err)}`, { cause: err });
     }

@@ -1,12 +1,12 @@
 // What the controller keeps of a host's reports, whatever kind of host made them (a Corral daemon, a TTstack
-// agent: src/controller/links/): the host's resources and the list of its VMs, in one shape. They are stored
+// agent: src/controller/drivers/): the host's resources and the list of its VMs, in one shape. They are stored
 // as JSON in the host's row (hosts.info, hosts.vms) and read by placement, fleet totals, heartbeats and the
 // Virtumancer views. A field a kind of host does not report is left out (optional below).
 import type { VmHardware } from "../protocol/ttstack-agent.ts";
 import type { VmHealth } from "../protocol/vm-health.ts";
 
 /** Which API a host speaks beyond TTstack's agent API, told apart at registration (GET /api/info). */
-export const HOST_KINDS = ["corral", "ttstack"] as const;
+export const HOST_KINDS = ["corral", "ttstack", "libvirt"] as const;
 export type HostKind = (typeof HOST_KINDS)[number];
 
 export function isHostKind(value: string): value is HostKind {

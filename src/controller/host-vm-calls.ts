@@ -6,43 +6,43 @@ import type { VmHardware, VmStats } from "../protocol/ttstack-agent.ts";
 import type { V1PowerAction } from "../protocol/virtumancer.ts";
 import type { ControllerContext } from "./context.ts";
 import { assertConnected } from "./host-connections.ts";
-import { hostFailure, type HostLink } from "./host-link.ts";
+import { hostFailure, type HostDriver } from "./host-driver.ts";
 
 /** Virtumancer's power actions (libvirt's create, shutdown, reboot, destroy, reset) as the daemon's calls. */
-const POWER: Record<V1PowerAction, (link: HostLink, name: string) => Promise<unknown>> = {
-  start: (link, name) => link.startVm(name),
-  shutdown: (link, name) => link.stopVm(name),
-  reboot: (link, name) => link.rebootVm(name),
-  forceoff: (link, name) => link.stopVm(name, { force: true }),
-  forcereset: (link, name) => link.rebootVm(name, { force: true }),
+const POWER: Record<V1PowerAction, (driver: HostDriver, name: string) => Promise<unknown>> = {
+  start: (driver, name) => driver.startVm(name),
+  shutdown: (driver, name) => driver.stopVm(name),
+  reboot: (driver, name) => driver.rebootVm(name),
+  forceoff: (driver, name) => driver.stopVm(name, { force: true }),
+  forcereset: (driver, name) => driver.rebootVm(name, { force: true }),
 };
 
-/** The link to a registered host that is not disconnected (404 `host_not_found`, 409 `conflict` otherwise). */
-export async function linkToHost(ctx: ControllerContext, hostId: string): Promise<HostLink> {
+/** The driver to a registered host that is not disconnected (404 `host_not_found`, 409 `conflict` otherwise). */
+export async function linkToHost(ctx: ControllerContext, hostId: string): Promise<HostDriver> {
   const host = await ctx.store.getHost(hostId);
   assertConnected(host);
-  return ctx.links.forHost(host);
+  return ctx.drivers.forHost(host);
 }
 
-async function ask<T>(ctx: ControllerContext, hostId: string, call: (link: HostLink) => Promise<T>): Promise<T> {
-  const link = await linkToHost(ctx, hostId);
+async function ask<T>(ctx: ControllerContext, hostId: string, call: (driver: HostDriver) => Promise<T>): Promise<T> {
+  const driver = await linkToHost(ctx, hostId);
   try {
-    return await call(link);
+    return await call(driver);
   } catch (err) {
     throw hostFailure(hostId, err);
   }
 }
 
 export async function powerVm(ctx: ControllerContext, hostId: string, vmName: string, action: V1PowerAction): Promise<void> {
-  await ask(ctx, hostId, (link) => POWER[action](link, vmName));
+  await ask(ctx, hostId, (driver) => POWER[action](driver, vmName));
   // The host's list changed: refresh the cache now rather than at the next heartbeat.
   await ctx.refreshHost(hostId);
 }
 
 export async function vmHardware(ctx: ControllerContext, hostId: string, vmName: string): Promise<VmHardware> {
-  return (await ask(ctx, hostId, (link) => link.vm(vmName))).hardware;
+  return (await ask(ctx, hostId, (driver) => driver.vm(vmName))).hardware;
 }
 
 export function vmStats(ctx: ControllerContext, hostId: string, vmName: string): Promise<VmStats> {
-  return ask(ctx, hostId, (link) => link.stats(vmName));
+  return ask(ctx, hostId, (driver) => driver.stats(vmName));
 }

@@ -1,6 +1,6 @@
 // The host registry: hosts registered by TTstack's `{addr}` or Virtumancer's `{id, uri}`, checked by
 // asking the host for its /api/info before they are stored (which also tells a Corral daemon from a TTstack
-// agent: host-link.ts), removed only when they hold no VMs of the controller. Heartbeats (heartbeat.ts) keep
+// agent: host-driver.ts), removed only when they hold no VMs of the controller. Heartbeats (heartbeat.ts) keep
 // their state and reports fresh. A host that does not answer, or answers something the controller cannot
 // read, is refused with 502 and nothing is stored.
 import { CorralError } from "../protocol/errors.ts";
@@ -10,7 +10,7 @@ import type { FleetStore, HostRecord } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
 import { unixSeconds } from "../protocol/ttstack.ts";
 import { CorralApiError } from "../sdk/transport.ts";
-import { describeHostFailure, type HostLinks } from "./host-link.ts";
+import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 
 const hostIdRe = new RegExp(HOST_ID_PATTERN);
 
@@ -100,7 +100,7 @@ function registrationFailure(name: string, uri: string, err: unknown): CorralErr
 export class HostRegistry {
   constructor(
     private readonly store: FleetStore,
-    private readonly links: HostLinks,
+    private readonly drivers: HostDrivers,
     private readonly events: FleetEvents,
   ) {}
 
@@ -114,13 +114,13 @@ export class HostRegistry {
     let info;
     let vms;
     try {
-      kind = await this.links.probe(name, { uri, token });
-      const link = this.links.for(pending, { uri, token, kind });
-      [info, vms] = await Promise.all([link.info(), link.vms()]);
+      kind = await this.drivers.probe(name, { uri, token });
+      const driver = this.drivers.for(pending, { uri, token, kind });
+      [info, vms] = await Promise.all([driver.info(), driver.vms()]);
     } catch (err) {
       throw registrationFailure(name, uri, err);
     } finally {
-      this.links.drop(pending);
+      this.drivers.drop(pending);
     }
     const id = body.id ?? info.id;
     if (!hostIdRe.test(id)) throw new CorralError("invalid_request", `The host reports the id ${JSON.stringify(id)}, which cannot be used: give an "id"`);
@@ -138,8 +138,8 @@ export class HostRegistry {
     const known = await this.store.findHost(body.id);
     if (!known) return this.register(body);
     const { addr, uri } = hostAddress(body);
-    const host = await this.store.updateHost(body.id, { addr, uri, token: body.token ?? null, kind: await this.links.probe(body.id, { uri, token: body.token ?? null }).catch(() => known.kind) });
-    this.links.drop(body.id);
+    const host = await this.store.updateHost(body.id, { addr, uri, token: body.token ?? null, kind: await this.drivers.probe(body.id, { uri, token: body.token ?? null }).catch(() => known.kind) });
+    this.drivers.drop(body.id);
     await this.events.hostsChanged();
     return host;
   }
@@ -155,7 +155,7 @@ export class HostRegistry {
   /** Removes a host that holds no VMs of the controller (409 otherwise: delete its environments first). */
   async remove(id: string): Promise<void> {
     await this.store.deleteHost(id);
-    this.links.drop(id);
+    this.drivers.drop(id);
     await this.events.hostsChanged();
   }
 }

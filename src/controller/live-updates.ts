@@ -19,7 +19,7 @@ import type { Logger } from "../util/log.ts";
 import type { FleetStore } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
 import { assertWebSocketUpgrade } from "../http/upgrade.ts";
-import { describeHostFailure, type HostLinks } from "./host-link.ts";
+import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const hostIdRe = new RegExp(HOST_ID_PATTERN);
@@ -30,7 +30,7 @@ const SHUT_OFF: VmStats = { state: 5, memory: 0, max_mem: 0, vcpu: 0, cpu_time: 
 
 export interface LiveUpdatesDeps {
   store: FleetStore;
-  links: HostLinks;
+  drivers: HostDrivers;
   events: FleetEvents;
   log: Logger;
   statsIntervalMs: number;
@@ -158,7 +158,7 @@ export class LiveUpdates {
       if (host.disconnected) return this.end(key, poller, [disconnectedMessage(ref)]);
       let stats: VmStats;
       try {
-        stats = await this.deps.links.forHost(host).stats(ref.vmName);
+        stats = await this.deps.drivers.forHost(host).stats(ref.vmName);
       } catch (err) {
         if (err instanceof CorralApiError && err.status === 404) {
           return this.end(key, poller, [statsMessage(ref, SHUT_OFF), errorMessage("vm_not_found", `Host ${quote(ref.hostId)} has no VM ${quote(ref.vmName)}`)]);

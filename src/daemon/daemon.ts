@@ -30,7 +30,7 @@ import { VmManager } from "./vm/vm-manager.ts";
 import { Admission } from "./admission.ts";
 import { LivenessChecks } from "./vm/liveness.ts";
 import { countHealth } from "./vm/vm-condition.ts";
-import { isLive } from "./vm/vm-state.ts";
+import { isLive } from "../protocol/vm-lifecycle.ts";
 import { assertSocketPathsFit } from "./vm/vm-paths.ts";
 import { VmStore } from "./vm/vm-store.ts";
 import { storedOverride } from "./vm/vm-network.ts";

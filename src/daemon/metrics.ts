@@ -3,7 +3,7 @@ import { freemem, loadavg, totalmem } from "node:os";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { VmHealth } from "../protocol/vm-health.ts";
 import type { HostPressure } from "./admission.ts";
-import type { VmState } from "./vm/vm-state.ts";
+import type { VmState } from "../protocol/vm-lifecycle.ts";
 
 export type LaunchOutcome = "started" | "cloned" | "failed";
 

@@ -61,7 +61,7 @@ export const HostSchema = Type.Object({
   storage: TtAgentInfoFields.storage,
   registered_at: Type.Integer({ description: "Unix seconds" }),
   uri: Type.String(),
-  kind: StringEnum(["corral", "ttstack"], { description: "what answers there: a Corral daemon or a TTstack agent" }),
+  kind: StringEnum(["corral", "ttstack", "libvirt"], { description: "what answers there: a Corral daemon, a TTstack agent or a libvirt daemon (by its URI)" }),
   hostname: Type.String(),
   /** What the controller's VMs on this host reserve (placement counts these against the totals). */
   reserved: Amounts,

@@ -1,7 +1,7 @@
 // How the controller reports what a host answered when it passes a call on (the shell, logs, power actions).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { describeHostFailure, hostFailure } from "../../src/controller/host-link.ts";
+import { describeHostFailure, hostFailure } from "../../src/controller/host-driver.ts";
 import { CorralError } from "../../src/protocol/errors.ts";
 import { CorralApiError } from "../../src/sdk/transport.ts";
 

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { describeCrash } from "../../src/daemon/vm/exit-policy.ts";
 import { healthOf, VmCondition, type LiveFacts } from "../../src/daemon/vm/vm-condition.ts";
-import type { VmState } from "../../src/daemon/vm/vm-state.ts";
+import type { VmState } from "../../src/protocol/vm-lifecycle.ts";
 import { runningTimeout } from "../../src/util/abort.ts";
 
 const T0 = new Date("2026-01-01T10:00:00.000Z");

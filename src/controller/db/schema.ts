@@ -10,7 +10,7 @@ export interface HostsTable {
   uri: string;
   /** The daemon's API token, when it runs with auth. */
   token: string | null;
-  /** What answers there (host-report.ts's HostKind): "corral" (a Corral daemon) or "ttstack" (a TTstack agent). */
+  /** What answers there (host-report.ts's HostKind): "corral" (a Corral daemon), "ttstack" (a TTstack agent) or "libvirt" (a libvirt daemon by URI). */
   kind: string;
   state: string;
   hostname: string;

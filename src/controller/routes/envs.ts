@@ -11,7 +11,7 @@ import type { ControllerApp, ControllerContext } from "../context.ts";
 import { envDetailView, envView } from "../env-views.ts";
 import type { EnvRecord } from "../db/index.ts";
 import type { PowerOutcome } from "../envs.ts";
-import { describeHostFailure, hostFailure } from "../host-link.ts";
+import { describeHostFailure, hostFailure } from "../host-driver.ts";
 
 /** The answer to a stop or a start that some VM did not follow: that VM's error, in the host's terms. */
 function powerFailure(action: "stop" | "start", outcome: PowerOutcome & { failure: NonNullable<PowerOutcome["failure"]> }): CorralError {

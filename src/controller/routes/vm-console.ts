@@ -10,7 +10,7 @@ import { CLOSE_CODE } from "../../protocol/shell.ts";
 import { LogsQuerySchema, ShellQuerySchema } from "../../protocol/slicer.ts";
 import { abortOnDisconnect, assertWebSocketUpgrade, PendingUpgrades } from "../../http/upgrade.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
-import { hostFailure } from "../host-link.ts";
+import { hostFailure } from "../host-driver.ts";
 import { linkToHost } from "../host-vm-calls.ts";
 import { relayWebSockets } from "../ws-relay.ts";
 
@@ -28,12 +28,12 @@ export function vmShellRoute(scope: ControllerApp, ctx: ControllerContext): void
     config: { access: "token-or-query" },
     preHandler: async (request) => {
       const { hostId, vmName } = request.params;
-      const link = await linkToHost(ctx, hostId);
+      const driver = await linkToHost(ctx, hostId);
       assertWebSocketUpgrade(request, SHELL_ROUTE);
       const { uid, gid, shell, cwd } = request.query;
       let upstream: WebSocket;
       try {
-        upstream = await link.openShell(vmName, { uid, gid, shell, cwd }, abortOnDisconnect(request));
+        upstream = await driver.openShell(vmName, { uid, gid, shell, cwd }, abortOnDisconnect(request));
       } catch (err) {
         throw hostFailure(hostId, err);
       }
@@ -59,13 +59,13 @@ export function vmShellRoute(scope: ControllerApp, ctx: ControllerContext): void
 export function vmLogsRoute(app: ControllerApp, ctx: ControllerContext): void {
   app.get("/api/hosts/:hostId/vms/:vmName/logs", { schema: { params: HostVmParams, querystring: LogsQuerySchema } }, async (request, reply) => {
     const { hostId, vmName } = request.params;
-    const link = await linkToHost(ctx, hostId);
+    const driver = await linkToHost(ctx, hostId);
     // Stops the daemon's answer when the client leaves; the streamed body is destroyed with the response.
     const abort = new AbortController();
     reply.raw.once("close", () => abort.abort());
     let answer;
     try {
-      answer = await link.logs(vmName, { lines: request.query.lines }, abort.signal);
+      answer = await driver.logs(vmName, { lines: request.query.lines }, abort.signal);
     } catch (err) {
       throw hostFailure(hostId, err);
     }

@@ -3,7 +3,7 @@ import type { CreatedNode, GroupNetworkInfo, HostGroupInfo, NodeInfo } from "../
 import { SLICER_ARCH } from "../../protocol/slicer.ts";
 import { isFrozenByDisk, type HealthFields } from "../../protocol/vm-health.ts";
 import type { HostGroupConfig } from "../config.ts";
-import { isLive, slicerStatus, type VmState } from "../vm/vm-state.ts";
+import { isLive, slicerStatus, type VmState } from "../../protocol/vm-lifecycle.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 
 const GiB = 1024 * 1024 * 1024;

@@ -35,7 +35,7 @@ import { createForClient } from "./client-create.ts";
 import { vmPaths } from "../vm/vm-paths.ts";
 import { shownState } from "./nodes-view.ts";
 import { isHostname } from "../../protocol/names.ts";
-import { isLive } from "../vm/vm-state.ts";
+import { isLive } from "../../protocol/vm-lifecycle.ts";
 import type { VmRecord } from "../vm/vm-store.ts";
 
 const MiB = 1024 * 1024;

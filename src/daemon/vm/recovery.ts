@@ -11,7 +11,7 @@ import type { Logger } from "../../util/log.ts";
 import { settleExitedVm } from "./exit-policy.ts";
 import { POOL_FOLDER_PATTERN, removeVmFolder, vmPaths, vmsDir } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
-import { isLive } from "./vm-state.ts";
+import { isLive } from "../../protocol/vm-lifecycle.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
 
 export interface Recovered {

@@ -4,7 +4,7 @@
 // remembers why it stopped, and an agent's liveness is only worth what the last check said.
 import type { QmpBlockInfo, QmpBlockIoError, QmpStatus } from "../../engine/index.ts";
 import type { HealthFields, VmHealth } from "../../protocol/vm-health.ts";
-import { isLive } from "./vm-state.ts";
+import { isLive } from "../../protocol/vm-lifecycle.ts";
 import type { VmRecord } from "./vm-store.ts";
 
 export interface DiskStop {

@@ -24,7 +24,7 @@ import { vmPaths } from "./vm-paths.ts";
 import { CommitStore } from "../commits/commit-store.ts";
 import { VmCommits } from "./vm-commits.ts";
 import { VmPower } from "./vm-power.ts";
-import { isLive } from "./vm-state.ts";
+import { isLive } from "../../protocol/vm-lifecycle.ts";
 import type { NewVm, VmRecord } from "./vm-store.ts";
 import { healthOf } from "./vm-condition.ts";
 import { assertNotFrozen, VmSupervisor, type AgentReadyHook, type VmManagerDeps } from "./vm-supervisor.ts";

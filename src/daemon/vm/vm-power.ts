@@ -5,7 +5,7 @@ import { rm } from "node:fs/promises";
 import { saveVmState } from "../../engine/index.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { vmPaths } from "./vm-paths.ts";
-import { isLive } from "./vm-state.ts";
+import { isLive } from "../../protocol/vm-lifecycle.ts";
 import type { Reservation } from "../admission.ts";
 import type { HostGroupConfig } from "../config.ts";
 import type { VmRecord } from "./vm-store.ts";

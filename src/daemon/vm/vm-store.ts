@@ -3,7 +3,7 @@
 // or about a state that has since changed, never lands.
 import Database from "better-sqlite3";
 import { CorralError } from "../../protocol/errors.ts";
-import { assertTransition, type VmState } from "./vm-state.ts";
+import { assertTransition, type VmState } from "../../protocol/vm-lifecycle.ts";
 
 export type VmKind = "service" | "sandbox";
 

@@ -24,7 +24,7 @@ import { launchVm, NIC_ID, type LaunchOptions } from "./launch-vm.ts";
 import { recoverVms } from "./recovery.ts";
 import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
-import { isLive } from "./vm-state.ts";
+import { isLive } from "../../protocol/vm-lifecycle.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
 import type { CommitStore } from "../commits/commit-store.ts";
 import type { TemplateManager } from "../templates/template-manager.ts";

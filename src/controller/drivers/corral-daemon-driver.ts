@@ -10,8 +10,8 @@ import { openWebSocket } from "../../sdk/websocket.ts";
 import { Type } from "@sinclair/typebox";
 import type { ReportedVm } from "../host-report.ts";
 import { CHANGE_TIMEOUT_MS, type AgentAddress } from "./agent-api.ts";
-import { AgentLink } from "./agent-link.ts";
-import { reportedFromTtVm } from "./ttstack-agent-link.ts";
+import { AgentDriver } from "./agent-driver.ts";
+import { reportedFromTtVm } from "./ttstack-agent-driver.ts";
 
 /** A whole log may take the daemon a while to read; this bounds the wait for each part of the answer. */
 const STREAM_TIMEOUT_MS = 30_000;
@@ -36,7 +36,7 @@ function reportedVm(vm: AgentVm): ReportedVm {
   };
 }
 
-export class CorralDaemonLink extends AgentLink<AgentInfo, AgentVm, AgentVmDetail> {
+export class CorralDaemonDriver extends AgentDriver<AgentInfo, AgentVm, AgentVmDetail> {
   /** The daemon's Slicer API (shell, logs). */
   private readonly slicer: Transport;
 

@@ -1,7 +1,7 @@
 // The calls every kind of host answers, written once over TTstack's agent API: a host's report, its VMs,
 // creating, deleting, stopping and starting one. TTstack answers a stop or a start with `{"ok":true}`, so the
 // VM is read again after it, as TTstack's own controller does (crates/ctl/src/handler.rs:494-497). Each kind
-// says how its answers are shaped and read (corral-daemon-link.ts, ttstack-agent-link.ts); what a kind
+// says how its answers are shaped and read (corral-daemon-driver.ts, ttstack-agent-driver.ts); what a kind
 // cannot do is 501 `unsupported_by_host`.
 import type { TSchema } from "@sinclair/typebox";
 import type { Dispatcher } from "undici";
@@ -10,7 +10,7 @@ import { CorralError } from "../../protocol/errors.ts";
 import type { ShellQuery } from "../../protocol/slicer.ts";
 import type { CreateAgentVm, VmStats } from "../../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../../sdk/transport.ts";
-import type { HostLink } from "../host-link.ts";
+import type { HostDriver } from "../host-driver.ts";
 import type { HostKind, HostReport, ReportedVm, ReportedVmDetail } from "../host-report.ts";
 import { AgentApi, CHANGE_TIMEOUT_MS, READ_TIMEOUT_MS, type AgentAddress } from "./agent-api.ts";
 
@@ -25,7 +25,7 @@ export interface AgentDialect<Info, Vm, Detail> {
 
 const segment = encodeURIComponent;
 
-export class AgentLink<Info, Vm, Detail> implements HostLink {
+export class AgentDriver<Info, Vm, Detail> implements HostDriver {
   protected readonly api: AgentApi;
 
   constructor(

@@ -1,7 +1,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { CorralError } from "../../src/protocol/errors.ts";
-import { assertTransition, canTransition, isLive, LIVE_STATES, slicerStatus, type VmState } from "../../src/daemon/vm/vm-state.ts";
+import { assertTransition, canTransition, isLive, LIVE_STATES, slicerStatus, type VmState } from "../../src/protocol/vm-lifecycle.ts";
 
 const STATES: readonly VmState[] = ["creating", "booting", "running", "paused", "suspending", "suspended", "stopping", "stopped", "failed"];
 

@@ -1,6 +1,6 @@
 // The controller's calls to its hosts, behind one interface per host whatever its kind (the HostDriver seam
-// of DESIGN.md): a Corral daemon (links/corral-daemon-link.ts) or a TTstack agent
-// (links/ttstack-agent-link.ts), both reached over TTstack's agent API (/api/info, /api/vms…) and read into
+// of DESIGN.md): a Corral daemon (drivers/corral-daemon-driver.ts) or a TTstack agent
+// (drivers/ttstack-agent-driver.ts), both reached over TTstack's agent API (/api/info, /api/vms…) and read into
 // the controller's own shapes (host-report.ts). What a kind of host cannot do is 501 `unsupported_by_host`.
 // Credentials: a host's own token when it was registered with one, else the controller's API key, which
 // TTstack's controller sends to all its agents (its agents share that key).
@@ -12,9 +12,10 @@ import type { CreateAgentVm, VmStats } from "../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../sdk/transport.ts";
 import type { HostKind, HostReport, ReportedVm, ReportedVmDetail } from "./host-report.ts";
 import { Type } from "@sinclair/typebox";
-import { AgentApi, READ_TIMEOUT_MS } from "./links/agent-api.ts";
-import { CorralDaemonLink } from "./links/corral-daemon-link.ts";
-import { TTstackAgentLink } from "./links/ttstack-agent-link.ts";
+import { AgentApi, READ_TIMEOUT_MS } from "./drivers/agent-api.ts";
+import { CorralDaemonDriver } from "./drivers/corral-daemon-driver.ts";
+import { LibvirtDriver } from "./drivers/libvirt-driver.ts";
+import { TTstackAgentDriver } from "./drivers/ttstack-agent-driver.ts";
 
 export interface HostAddress {
   uri: string;
@@ -24,7 +25,7 @@ export interface HostAddress {
 }
 
 /** One host, as the controller calls it. */
-export interface HostLink {
+export interface HostDriver {
   readonly kind: HostKind;
   close(): Promise<void>;
   info(): Promise<HostReport>;
@@ -44,30 +45,41 @@ export interface HostLink {
   logs(name: string, query: { lines?: number }, signal: AbortSignal): Promise<Dispatcher.ResponseData>;
 }
 
-export interface HostLinksOptions {
+export interface HostDriversOptions {
   /** The controller's API key: sent to hosts registered without a token of their own. */
   sharedKey?: string;
 }
 
-/** One link per host, kept while the host's address is the same. */
-export class HostLinks {
-  private readonly links = new Map<string, { address: HostAddress; link: HostLink }>();
+/** One driver per host, kept while the host's address is the same. */
+export class HostDrivers {
+  private readonly drivers = new Map<string, { address: HostAddress; driver: HostDriver }>();
 
-  constructor(private readonly options: HostLinksOptions = {}) {}
+  constructor(private readonly options: HostDriversOptions = {}) {}
 
-  /** The link to a registered host (anything with its id, uri, token and kind: a record or an endpoint). */
-  forHost(host: { id: string } & HostAddress): HostLink {
+  /** The driver to a registered host (anything with its id, uri, token and kind: a record or an endpoint). */
+  forHost(host: { id: string } & HostAddress): HostDriver {
     return this.for(host.id, { uri: host.uri, token: host.token, kind: host.kind });
   }
 
-  for(hostId: string, address: HostAddress): HostLink {
-    const known = this.links.get(hostId);
-    if (known && known.address.uri === address.uri && known.address.token === address.token && known.address.kind === address.kind) return known.link;
-    void known?.link.close();
+  for(hostId: string, address: HostAddress): HostDriver {
+    const known = this.drivers.get(hostId);
+    if (known && known.address.uri === address.uri && known.address.token === address.token && known.address.kind === address.kind) return known.driver;
+    void known?.driver.close();
+    const driver = this.make(hostId, address);
+    this.drivers.set(hostId, { address, driver });
+    return driver;
+  }
+
+  private make(hostId: string, address: HostAddress): HostDriver {
     const token = address.token ?? this.options.sharedKey;
-    const link = address.kind === "ttstack" ? new TTstackAgentLink(hostId, { uri: address.uri, token }) : new CorralDaemonLink(hostId, { uri: address.uri, token });
-    this.links.set(hostId, { address, link });
-    return link;
+    switch (address.kind) {
+      case "ttstack":
+        return new TTstackAgentDriver(hostId, { uri: address.uri, token });
+      case "libvirt":
+        return new LibvirtDriver(hostId, { uri: address.uri });
+      case "corral":
+        return new CorralDaemonDriver(hostId, { uri: address.uri, token });
+    }
   }
 
   /**
@@ -85,13 +97,13 @@ export class HostLinks {
   }
 
   drop(hostId: string): void {
-    void this.links.get(hostId)?.link.close();
-    this.links.delete(hostId);
+    void this.drivers.get(hostId)?.driver.close();
+    this.drivers.delete(hostId);
   }
 
   async closeAll(): Promise<void> {
-    await Promise.all([...this.links.values()].map(({ link }) => link.close()));
-    this.links.clear();
+    await Promise.all([...this.drivers.values()].map(({ driver }) => driver.close()));
+    this.drivers.clear();
   }
 }
 

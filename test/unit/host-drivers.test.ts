@@ -1,4 +1,4 @@
-// The controller's links to hosts (src/controller/links/), against small HTTP servers of this test: a TTstack
+// The controller's drivers to hosts (src/controller/drivers/), against small HTTP servers of this test: a TTstack
 // agent's own example answers (test/fixtures/ttstack/examples.ts) are read into the controller's shapes; what
 // the controller sends a TTstack agent is TTstack's CreateVmReq; every answer the controller cannot use is a
 // `host_bad_answer` naming the host, the call and what was wrong; a refusal keeps the host's status, with the
@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { AgentApi } from "../../src/controller/links/agent-api.ts";
-import { TTstackAgentLink } from "../../src/controller/links/ttstack-agent-link.ts";
-import { HostLinks } from "../../src/controller/host-link.ts";
+import { AgentApi } from "../../src/controller/drivers/agent-api.ts";
+import { TTstackAgentDriver } from "../../src/controller/drivers/ttstack-agent-driver.ts";
+import { HostDrivers } from "../../src/controller/host-driver.ts";
 import { vmIdOf } from "../../src/controller/vm-ids.ts";
 import { CorralError } from "../../src/protocol/errors.ts";
 import { CorralApiError } from "../../src/sdk/transport.ts";
@@ -19,7 +19,7 @@ import { AGENT, agentVmJson, EMPTY_OK, success } from "../fixtures/ttstack/examp
 
 type Answer = { status: number; type?: string; body?: string };
 
-describe("links to hosts", () => {
+describe("drivers to hosts", () => {
   let server: Server;
   let uri = "";
   const answers = new Map<string, Answer>();
@@ -44,9 +44,9 @@ describe("links to hosts", () => {
     answers.set("GET /api/info", { status: 200, body: AGENT.info });
     const vm = agentVmJson({ id: "3f2a6c1e-9b4", env_id: "team", host_id: AGENT.hostId, ports: { "8080": 20101, "22": 20100 }, state: "paused", created_at: 1772892177 });
     answers.set("GET /api/vms", { status: 200, body: success(`[${vm},${agentVmJson({ id: "x", env_id: "", host_id: AGENT.hostId })}]`) });
-    const link = new TTstackAgentLink("agent-1", { uri, token: "k" });
+    const driver = new TTstackAgentDriver("agent-1", { uri, token: "k" });
     try {
-      const report = await link.info();
+      const report = await driver.info();
       assert.deepEqual(report, {
         id: AGENT.hostId,
         hostname: "127.0.0.1",
@@ -61,7 +61,7 @@ describe("links to hosts", () => {
         storage: "file",
         images: ["alpine-cloud", "ubuntu-22.04"],
       });
-      const [first, second] = await link.vms();
+      const [first, second] = await driver.vms();
       assert.deepEqual(first, {
         id: "3f2a6c1e-9b4",
         env_id: "team",
@@ -80,7 +80,7 @@ describe("links to hosts", () => {
       assert.equal(second?.env_id, null, 'TTstack\'s "" is no environment');
       assert.ok(received.every((r) => r.auth === "Bearer k"));
     } finally {
-      await link.close();
+      await driver.close();
     }
   });
 
@@ -89,20 +89,20 @@ describe("links to hosts", () => {
     answers.set("POST /api/vms", { status: 201, body: success(`{"vm":${vm}}`) });
     answers.set("POST /api/vms/e-1/stop", { status: 200, body: EMPTY_OK });
     answers.set("GET /api/vms/e-1", { status: 200, body: success(agentVmJson({ id: "e-1", env_id: "e", host_id: AGENT.hostId, state: "paused" })) });
-    const link = new TTstackAgentLink("agent-1", { uri, token: undefined });
+    const driver = new TTstackAgentDriver("agent-1", { uri, token: undefined });
     try {
       received.length = 0;
-      await link.createVm({ vm_id: "e-1", env_id: "e", image: "base", engine: "qemu", cpu: 2, mem: 1024, disk: 40960, ports: [], deny_outgoing: false, ssh_keys: [], fleet_id: "f" });
+      await driver.createVm({ vm_id: "e-1", env_id: "e", image: "base", engine: "qemu", cpu: 2, mem: 1024, disk: 40960, ports: [], deny_outgoing: false, ssh_keys: [], fleet_id: "f" });
       const sent = JSON.parse(received[0]?.body ?? "{}") as Record<string, unknown>;
       assert.equal(serdeReadError("CreateVmReq", sent), undefined);
       assert.deepEqual(Object.keys(sent), ["vm_id", "env_id", "image", "engine", "cpu", "mem", "disk", "ports", "deny_outgoing"]);
       assert.equal(received[0]?.auth, undefined, "no token, no header");
-      assert.equal((await link.stopVm("e-1", { force: true })).state, "paused");
+      assert.equal((await driver.stopVm("e-1", { force: true })).state, "paused");
       assert.deepEqual(received.map((r) => r.route), ["POST /api/vms", "POST /api/vms/e-1/stop", "GET /api/vms/e-1"], "no ?force: TTstack's agent has none");
-      await assert.rejects(link.rebootVm("e-1"), (err: unknown) => err instanceof CorralError && err.code === "unsupported_by_host" && err.status === 501);
-      await assert.rejects(link.stats("e-1"), (err: unknown) => err instanceof CorralError && err.code === "unsupported_by_host");
+      await assert.rejects(driver.rebootVm("e-1"), (err: unknown) => err instanceof CorralError && err.code === "unsupported_by_host" && err.status === 501);
+      await assert.rejects(driver.stats("e-1"), (err: unknown) => err instanceof CorralError && err.code === "unsupported_by_host");
     } finally {
-      await link.close();
+      await driver.close();
     }
   });
 
@@ -160,15 +160,15 @@ describe("links to hosts", () => {
   });
 
   test("probe: a Corral daemon says corral_version in /api/info, a TTstack agent does not", async () => {
-    const links = new HostLinks({ sharedKey: "ctl-key" });
+    const drivers = new HostDrivers({ sharedKey: "ctl-key" });
     answers.set("GET /api/info", { status: 200, body: AGENT.info });
     received.length = 0;
-    assert.equal(await links.probe("x", { uri, token: null }), "ttstack");
+    assert.equal(await drivers.probe("x", { uri, token: null }), "ttstack");
     assert.equal(received[0]?.auth, "Bearer ctl-key", "without a token of its own, the controller's key");
     answers.set("GET /api/info", { status: 200, body: success(`{"host_id":"h-1","corral_version":"0.1.0"}`) });
-    assert.equal(await links.probe("x", { uri, token: "own" }), "corral");
+    assert.equal(await drivers.probe("x", { uri, token: "own" }), "corral");
     assert.equal(received[1]?.auth, "Bearer own");
-    await links.closeAll();
+    await drivers.closeAll();
   });
 });
 

@@ -7,7 +7,7 @@ import { isoOfSeconds, TtAgentInfoFields, TtVmFields } from "../../protocol/ttst
 import type { CreateAgentVm } from "../../protocol/ttstack-agent.ts";
 import type { ReportedVm } from "../host-report.ts";
 import type { AgentAddress } from "./agent-api.ts";
-import { AgentLink } from "./agent-link.ts";
+import { AgentDriver } from "./agent-driver.ts";
 
 const TtAgentInfoSchema = Type.Object(TtAgentInfoFields);
 const TtVmSchema = Type.Object(TtVmFields);
@@ -39,7 +39,7 @@ function hostOfUri(uri: string): string {
   return new URL(uri).hostname.replace(/^\[|\]$/g, "");
 }
 
-export class TTstackAgentLink extends AgentLink<Static<typeof TtAgentInfoSchema>, TtVm, TtVm> {
+export class TTstackAgentDriver extends AgentDriver<Static<typeof TtAgentInfoSchema>, TtVm, TtVm> {
   constructor(hostId: string, address: AgentAddress) {
     super(hostId, address, {
       kind: "ttstack",

@@ -1,6 +1,7 @@
-// The VM lifecycle: a closed set of states and the transitions allowed between them. Only the store's
-// `transition` writes a state, and only along this table.
-import { CorralError } from "../../protocol/errors.ts";
+// The VM lifecycle (a VM's state as the daemon keeps it and says it on its wire): a closed set of states and
+// the transitions allowed between them. Only the daemon store's `transition` writes a state, and only along
+// this table.
+import { CorralError } from "./errors.ts";
 
 export type VmState = "creating" | "booting" | "running" | "paused" | "suspending" | "suspended" | "stopping" | "stopped" | "failed";
 
