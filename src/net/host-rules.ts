@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import type { HostAccess } from "./host-access.ts";
 import type { EgressPolicy } from "./network-config.ts";
 import { bridgeTable, netTable, vethPrefix } from "./names.ts";
-import { egressStatements } from "./policy.ts";
+import { egressStatements, METADATA_CIDR } from "./policy.ts";
 
 export interface BridgeVmRules {
   readonly deviceId: number;
@@ -113,7 +113,8 @@ function inetBody(input: HostRulesInput): string[] {
       "ct status dnat ip saddr 127.0.0.0/8 masquerade",
     ]),
   );
-  for (const vm of input.bridgeVms) lines.push(...chain(`vm_${vm.deviceId}`, egressStatements(vm.policy, { denyOutgoing: vm.denyOutgoing })));
+  // The cloud metadata service is guarded as in isolated mode: a guest must not read the host's credentials.
+  for (const vm of input.bridgeVms) lines.push(...chain(`vm_${vm.deviceId}`, egressStatements(vm.policy, { denyOutgoing: vm.denyOutgoing, guarded: [METADATA_CIDR] })));
   return lines;
 }
 

@@ -3,8 +3,8 @@
 // 10.77.0.1/24); "guest" stands for the VM behind a veth whose host end carries the TAP's name and is
 // plumbed like one; "outside" (198.18.0.2, RFC 2544) stands for the world beyond the host. TCP only (no
 // ping here): the guest reaches the outside through NAT; deny_outgoing stops that but a DNAT'd port map
-// still answers, from the outside and from the host's 127.0.0.1; host services are walled; a spoofed
-// source address is dropped.
+// still answers, from the outside and from the host's 127.0.0.1; host services and the cloud metadata
+// address are walled; a spoofed source address is dropped.
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -119,6 +119,16 @@ describe("a bridge-mode VM's rules on real traffic, in namespaces of the test's 
     assert.equal(tcpRead(NS.outside, "198.18.0.1", 20080), "guest");
     await network.applyPolicy("vm-1", false);
     assert.equal(tcpRead(NS.guest, "198.18.0.2", 9000), "outside");
+  });
+
+  test("the cloud metadata service the host reaches is not the guest's to reach", async () => {
+    // As on a cloud VM: 169.254.169.254 answers beyond the host, which routes to it.
+    must(NS.outside, "ip addr add 169.254.169.254/32 dev eth0");
+    must(NS.host, "ip route add 169.254.169.254/32 via 198.18.0.2");
+    await serve(NS.outside, "169.254.169.254", 8081, "credentials");
+    assert.equal(tcpRead(NS.host, "169.254.169.254", 8081), "credentials", "the host reaches it");
+    assert.equal(tcpRead(NS.guest, "198.18.0.2", 9000), "outside", "the guest reaches the outside");
+    assert.equal(tcpRead(NS.guest, "169.254.169.254", 8081), "");
   });
 
   test("a guest that takes another address is dropped by the anti-spoof guard", () => {

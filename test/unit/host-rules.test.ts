@@ -110,10 +110,12 @@ table inet corral_net_0123abcd {
 	chain vm_0 {
 		ct state new drop
 		ip daddr 192.168.222.1/32 meta l4proto { tcp, udp } th dport 3128 accept
+		ip daddr 169.254.169.254/32 drop
 		ip daddr 0.0.0.0/0 drop
 		accept
 	}
 	chain vm_1 {
+		ip daddr 169.254.169.254/32 drop
 		accept
 	}
 }

@@ -312,7 +312,7 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     assert.ok(Array.isArray(drop) && Array.isArray(allow));
     overrides.set("vm-p", { drop, allow });
     await network.applyPolicy("vm-p", true);
-    assert.match(inNs("nft list ruleset"), /chain vm_\d+ \{\n\t\tct state new drop\n\t\tip daddr 192\.0\.2\.7 meta l4proto \{ tcp, udp \} th dport 3128 accept\n\t\tip daddr 0\.0\.0\.0\/0 drop\n\t\taccept\n/);
+    assert.match(inNs("nft list ruleset"), /chain vm_\d+ \{\n\t\tct state new drop\n\t\tip daddr 192\.0\.2\.7 meta l4proto \{ tcp, udp \} th dport 3128 accept\n\t\tip daddr 169\.254\.169\.254 drop\n\t\tip daddr 0\.0\.0\.0\/0 drop\n\t\taccept\n/);
     await revert.revert();
     await stop(qemu);
     network.release("vm-p");
