@@ -10,6 +10,7 @@ import { registerEnvCommands } from "./env-commands.ts";
 import { registerHostCommands } from "./host-commands.ts";
 import { registerImageCommands } from "./image-commands.ts";
 import { registerSecretCommands } from "./secret-commands.ts";
+import { registerServiceCommands } from "./service-command.ts";
 import { registerShellAndForwardCommands } from "./shell-forward-commands.ts";
 import { registerStatusCommand } from "./status-command.ts";
 import { registerUpCommand } from "./up-command.ts";
@@ -45,5 +46,6 @@ registerTemplateCommands(program);
 registerHostCommands(program);
 registerEnvCommands(program);
 registerStatusCommand(program);
+registerServiceCommands(program);
 
 await program.parseAsync(process.argv);
