@@ -2,6 +2,7 @@
 // becomes a path, and the whole folder goes when a sandbox goes.
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { MachineFiles } from "../../engine/index.ts";
 import { assertHostname } from "../../protocol/names.ts";
 
 export interface VmPaths {
@@ -19,6 +20,14 @@ export interface VmPaths {
   migrationSocket: string;
   /** For a VM that was a warm-pool clone: the name of the pool folder, now a link to this one. */
   alias: string;
+}
+
+/**
+ * The engine's files among a machine's paths (a VM's or a template's). The names on disk stay QEMU's
+ * (qmp.sock, qmp.log, qemu.log): a daemon re-attaches to machines an older one started by them.
+ */
+export function machineFiles(paths: Pick<VmPaths, "qmpSocket" | "qmpTranscript" | "qemuLog" | "pidFile" | "migrationSocket">): MachineFiles {
+  return { control: paths.qmpSocket, transcript: paths.qmpTranscript, log: paths.qemuLog, pidFile: paths.pidFile, stateSocket: paths.migrationSocket };
 }
 
 /** Longest hostname the daemon generates: a 32-character group name, "-", and up to 6 digits. */
