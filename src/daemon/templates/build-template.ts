@@ -12,7 +12,6 @@ import { SECRET_AGENT_PATHS } from "../../protocol/secrets.ts";
 import type { Logger } from "../../util/log.ts";
 import { AgentClient } from "../agent/agent-client.ts";
 import { attachmentRequest, machineSpecFor } from "../vm/launch-vm.ts";
-import { machineFiles } from "../vm/vm-paths.ts";
 import { Reverter } from "../../util/reverter.ts";
 import { backRamFile } from "./ram-file.ts";
 import { templateBuildPaths, templatePaths, type TemplatePaths } from "./template-paths.ts";
@@ -75,7 +74,7 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
     const machine = { hostname: TEMPLATE_HOSTNAME, mac: randomMac(), cpus: input.cpus, ramBytes: input.ramBytes };
     const attachment = await deps.network.attachmentFor(attachmentRequest({ ...machine, hostgroup: input.hostgroup }, "template"));
     const spec = { ...machineSpecFor(machine, paths, input.image, deps.accel, deps.tscKhz, attachment), memoryFile: { path: paths.ram, shared: true } };
-    const booted = await deps.engine.start(spec, machineFiles(paths), { gid: deps.guestGid, argvPrefix: attachment.launchPrefix });
+    const booted = await deps.engine.start(spec, paths.machine, { gid: deps.guestGid, argvPrefix: attachment.launchPrefix });
     running = booted;
     if (attachment.needsPlumbing) {
       // The machine is killed below on any failure, which takes what plumbing made with it; the rest is undone here.
@@ -144,7 +143,7 @@ export async function warmUpAgent(agent: AgentClient, identity: { hostname: stri
 
 /** Drops what only the build needed, freezes the disk and RAM, and moves the folder to its final name. */
 async function finish(paths: TemplatePaths, stateDir: string, id: string): Promise<void> {
-  for (const leftover of [paths.qmpSocket, paths.agentSocket, paths.migrationSocket, paths.pidFile, paths.qmpTranscript]) await rm(leftover, { force: true });
+  for (const leftover of [paths.machine.control, paths.agentSocket, paths.machine.stateSocket, paths.machine.pidFile, paths.machine.transcript]) await rm(leftover, { force: true });
   // Clones back their overlays on the disk: it may never change again. (The RAM file stays writable:
   // QEMU 7.2 opens a memory backend's file read-write even for a private mapping; clones never write to it.)
   await chmod(paths.disk, 0o400);

@@ -16,7 +16,7 @@ export async function settleExitedVm(stateDir: string, store: VmStore, record: V
     return "removed";
   }
   if (!record.persistent) await rm(paths.disk, { force: true });
-  await rm(paths.qmpSocket, { force: true });
+  await rm(paths.machine.control, { force: true });
   await rm(paths.agentSocket, { force: true });
   store.transition(record, "stopped", { pid: null, pidStartTime: null });
   return "stopped";

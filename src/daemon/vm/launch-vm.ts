@@ -12,7 +12,7 @@ import type { Logger } from "../../util/log.ts";
 import { Reverter } from "../../util/reverter.ts";
 import { templatePaths } from "../templates/template-paths.ts";
 import { AgentClient } from "../agent/agent-client.ts";
-import { machineFiles, vmPaths, type VmPaths } from "./vm-paths.ts";
+import { vmPaths, type VmPaths } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
 
@@ -147,7 +147,7 @@ export async function startMachine(
   options: { template: string | null; resumeFrom?: string; checkAgent: boolean; signal?: AbortSignal; attachment: NetworkAttachment },
 ): Promise<StartedMachine> {
   const { attachment } = options;
-  await rm(paths.qmpSocket, { force: true });
+  await rm(paths.machine.control, { force: true });
   await rm(paths.agentSocket, { force: true });
   const spec: MachineSpec = {
     ...machineSpecFor(machine, paths, image, deps.accel, deps.tscKhz, attachment),
@@ -156,7 +156,7 @@ export async function startMachine(
     // states (suspend, commit) name that RAM block, and its disk is backed by the template's anyway.
     ...(options.template ? { memoryFile: { path: templatePaths(deps.stateDir, options.template).ram, shared: false } } : {}),
   };
-  const started = await deps.engine.start(spec, machineFiles(paths), { gid: deps.guestGid, argvPrefix: attachment.launchPrefix });
+  const started = await deps.engine.start(spec, paths.machine, { gid: deps.guestGid, argvPrefix: attachment.launchPrefix });
   revert.add("the machine", async () => {
     await started.kill();
     started.dispose();

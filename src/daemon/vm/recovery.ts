@@ -9,7 +9,7 @@ import type { Engine, RecordedMachine } from "../../engine/index.ts";
 import { isHostname } from "../../protocol/names.ts";
 import type { Logger } from "../../util/log.ts";
 import { settleExitedVm } from "./exit-policy.ts";
-import { machineFiles, POOL_FOLDER_PATTERN, removeVmFolder, vmPaths, vmsDir } from "./vm-paths.ts";
+import { POOL_FOLDER_PATTERN, removeVmFolder, vmPaths, vmsDir } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
 import { isLive } from "../../protocol/vm-lifecycle.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
@@ -22,7 +22,7 @@ export interface Recovered {
 /** The machine a record names, as an engine finds it again; undefined when the record names none. */
 function recordedMachine(stateDir: string, record: VmRecord): RecordedMachine | undefined {
   if (record.pid === null || record.pidStartTime === null) return undefined;
-  return { pid: record.pid, startTime: record.pidStartTime, files: machineFiles(vmPaths(stateDir, record.hostname)) };
+  return { pid: record.pid, startTime: record.pidStartTime, files: vmPaths(stateDir, record.hostname).machine };
 }
 
 async function reattach(engine: Engine, stateDir: string, record: VmRecord): Promise<VmRuntime | undefined> {

@@ -215,7 +215,7 @@ export class VmSupervisor {
     crashPoint("create.pool-taken");
     try {
       pooled.agent.relocate(paths.agentSocket);
-      pooled.machine.moveFiles({ transcript: paths.qmpTranscript, stateSocket: paths.migrationSocket });
+      pooled.machine.moveFiles(paths.machine);
       const booting = this.deps.store.transition(record, "booting", {
         pid: pooled.machine.pid,
         pidStartTime: pooled.machine.startTime,
