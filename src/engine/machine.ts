@@ -160,9 +160,10 @@ export type MachineEventType = MachineEvent["type"];
 
 export interface SaveStateOptions {
   /**
-   * After the state is written: `quit` ends the machine (suspend, a template), `resume` runs the vCPUs
-   * again if they ran before (a commit), `stay` leaves them stopped. On a failed save the vCPUs run again
-   * if they ran before, whatever `then` says.
+   * After the state is written: `quit` ends the machine (a template), `resume` runs the vCPUs
+   * again if they ran before, `stay` leaves them stopped (suspend: the record says "suspended" before the
+   * machine goes; a commit, inside its own withVcpusStopped). On a failed save the partial file is removed
+   * and the vCPUs run again if they ran before, whatever `then` says.
    */
   then: "quit" | "resume" | "stay";
   /** How long the machine may take to end after a `quit`, before it is killed. */
@@ -233,7 +234,8 @@ export interface Engine {
   start(spec: MachineSpec, files: MachineFiles, options?: StartOptions): Promise<Machine>;
   /**
    * Finds a machine started earlier (by this or another daemon) and takes control of it; undefined when the
-   * process is gone or is another one now. Throws when it runs but cannot be controlled.
+   * process is gone or is another one now, or when it runs but cannot be controlled (it is killed then: a
+   * machine nothing controls is worse than none).
    */
   reattach(recorded: RecordedMachine): Promise<Machine | undefined>;
   /** Pids of this engine's processes whose command line names a path under `dir` (orphans after a crash). */
