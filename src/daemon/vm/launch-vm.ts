@@ -106,7 +106,7 @@ export interface MachineSource {
 }
 
 export interface LaunchOptions {
-  /** Restore: start from this saved state (see saveVmState) instead of booting. */
+  /** Restore: start from this saved state (see Machine.saveState) instead of booting. */
   restoreFrom?: string;
   /**
    * Create the VM from this source. A failed template clone leaves the record as it was (still "creating"),
