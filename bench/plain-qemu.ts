@@ -6,7 +6,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { agentHandshake } from "../src/daemon/agent/handshake.ts";
-import { buildQemuArgs, hostTscKhz, kernelCmdline, QemuProcess, type Accel } from "../src/engine/index.ts";
+import { buildQemuArgs, hostTscKhz, kernelCmdline, QemuProcess, type Accel } from "../src/engine/qemu/index.ts";
 import { createOverlay, type ImageVersion } from "../src/image/index.ts";
 import { userNetwork } from "../src/net/user-network.ts";
 import { AGENT_PATHS, EXEC_SPEC_HEADER } from "../src/protocol/agent.ts";

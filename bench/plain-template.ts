@@ -8,7 +8,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { agentHandshake } from "../src/daemon/agent/handshake.ts";
-import { buildQemuArgs, hostTscKhz, kernelCmdline, QemuProcess, QmpClient, saveVmState, type Accel, type QemuSpec } from "../src/engine/index.ts";
+import { buildQemuArgs, hostTscKhz, kernelCmdline, QemuProcess, QmpClient, saveVmState, type Accel, type QemuSpec } from "../src/engine/qemu/index.ts";
 import { createOverlay, type ImageVersion } from "../src/image/index.ts";
 import { run } from "../src/util/run.ts";
 import { userNetwork } from "../src/net/user-network.ts";

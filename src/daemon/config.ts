@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { parse as parseYaml, YAMLParseError } from "yaml";
-import type { AccelMode } from "../engine/accel-probe.ts";
+import type { AccelMode } from "../engine/index.ts";
 import { parseHostAccess, type HostAccess } from "../net/index.ts";
 import { USER_GROUP_NETWORK, type GroupNetwork } from "../net/network-config.ts";
 import {

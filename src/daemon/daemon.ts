@@ -5,7 +5,7 @@ import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
-import { hostTscKhz, resolveAccel, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
+import { hostTscKhz, resolveAccel, QemuEngine, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
 import { corralHome, ImageCatalogue, ImageStore, OciImports, ociGuestRuntime, registerImageUser, type CorralHome } from "../image/index.ts";
 import { HostIsolation, IpamStore, NetworkManager, type AttachmentProvider } from "../net/index.ts";
 import { DefaultAttachments } from "../net/default-attachments.ts";
@@ -172,6 +172,8 @@ async function startLocked(
     cacheFile: join(home.cache, "accel.json"),
   });
   (accel.accel === "kvm" ? log.info.bind(log) : log.warn.bind(log))({ accel: accel.accel, cached: accel.cached }, accel.reason);
+  // The one engine this daemon runs its machines with (see src/engine/machine.ts).
+  const engine = new QemuEngine({ binary: qemuBinary, accel });
 
   const token = config.api.authEnabled ? await ensureToken(tokenFile(stateDir)) : undefined;
   if (token) log.info({ token_file: tokenFile(stateDir) }, "API auth is on: the bearer token is in the token file");
@@ -204,9 +206,9 @@ async function startLocked(
     onRefused: (code, priority) => metrics.admissionRefused(code, priority),
   });
   const forwardAddress = forwardAddressFor(config.api.bindAddress);
-  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, qemuBinary, log, commits, guestGid, admission, network });
-  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, qemuBinary, log, guestGid, admission, network });
-  const manager = new VmManager({ stateDir, config, store, images, accel, qemuBinary, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid, admission, network });
+  const templates = new TemplateManager({ stateDir, config, images, store, accel, tscKhz, engine, log, commits, guestGid, admission, network });
+  const pool = new WarmPool({ stateDir, config, images, templates, accel, tscKhz, engine, log, guestGid, admission, network });
+  const manager = new VmManager({ stateDir, config, store, images, accel, engine, log, metrics, tscKhz, templates, commits, pool, forwardAddress, guestGid, admission, network });
   metrics.observe({ healthCounts: () => countHealth(manager.list().map((r) => manager.healthOf(r).health)), pressure: () => admission.pressure() });
   const liveness = new LivenessChecks({ config: config.healthCheck, live: () => manager.liveVms(), log });
   const secrets = await Secrets.open(stateDir, manager, log);

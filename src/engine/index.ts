@@ -1,8 +1,27 @@
-// The engine folder's public face: QEMU command lines, processes, QMP and the acceleration choice.
-export { resolveAccel, type AccelMode, type AccelVerdict, type KvmCpu } from "./accel-probe.ts";
-export { buildQemuArgs, kernelCmdline, type Accel, type PortForward, type BootNetwork, type QemuNetwork, type QemuSpec, type TapNetwork, type UserNetwork } from "./qemu-args.ts";
-export { QemuProcess, findProcessesWithArgument, processCommandLine, processCpuNanoseconds, processStartedAt, processStartTime, type ExitInfo } from "./qemu-process.ts";
-export { QmpClient, QmpError, type QmpBlockInfo, type QmpBlockIoError, type QmpEvent, type QmpMigrationInfo, type QmpStatus } from "./qmp-client.ts";
-export { startQemu, QEMU_BINARY, QemuStartError, type StartedQemu } from "./start-qemu.ts";
-export { loadVmState, saveVmState, MigrationError } from "./migration.ts";
-export { FALLBACK_TSC_KHZ, hostTscKhz } from "./host-tsc.ts";
+// The engine folder's public face: the seam (Engine, Machine and their words), what /proc says about any
+// machine's process, and the QEMU engine with the acceleration choice it is started with.
+export type {
+  DiskError,
+  Engine,
+  ExitCause,
+  ExitInfo,
+  Machine,
+  MachineCapabilities,
+  MachineEvent,
+  MachineEventType,
+  MachineExit,
+  MachineFiles,
+  MachineNic,
+  MachineSpec,
+  RecordedMachine,
+  RunState,
+  SaveStateOptions,
+  StartOptions,
+} from "./machine.ts";
+export { findProcessesWithArgument, processCommandLine, processCpuNanoseconds, processStartedAt, processStartTime } from "./process-info.ts";
+export { QemuEngine } from "./qemu/qemu-engine.ts";
+export { resolveAccel, type AccelMode, type AccelVerdict, type KvmCpu } from "./qemu/accel-probe.ts";
+export { kernelCmdline, type Accel, type PortForward, type BootNetwork } from "./qemu/qemu-args.ts";
+export { QEMU_BINARY, QemuStartError } from "./qemu/start-qemu.ts";
+export { MigrationError } from "./qemu/migration.ts";
+export { FALLBACK_TSC_KHZ, hostTscKhz } from "./qemu/host-tsc.ts";

@@ -4,7 +4,7 @@
 // src/daemon/vm/launch-vm.ts consumes them.
 import type { Reverter } from "../util/reverter.ts";
 import type { NetworkMode } from "./network-config.ts";
-import type { PortForward } from "../engine/qemu-args.ts";
+import type { PortForward } from "../engine/qemu/qemu-args.ts";
 import type { NicView } from "../protocol/net.ts";
 
 /** What the guest is told: on the kernel command line at a cold boot, in its identity after a restore. */

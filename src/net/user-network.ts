@@ -2,7 +2,7 @@
 // gateway at .2 and DNS at .3. The guest's address is the same in every VM; it is only reachable through
 // port forwards on the host's loopback.
 import { randomBytes } from "node:crypto";
-import type { PortForward, UserNetwork } from "../engine/qemu-args.ts";
+import type { PortForward, UserNetwork } from "../engine/qemu/qemu-args.ts";
 
 export const USER_NET = {
   guestAddress: "10.0.2.15",

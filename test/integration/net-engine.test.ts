@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { pino, type Logger } from "pino";
-import { hostTscKhz, QEMU_BINARY, type AccelVerdict, type QemuProcess } from "../../src/engine/index.ts";
+import { hostTscKhz, QEMU_BINARY, QemuEngine, type AccelVerdict, type Machine } from "../../src/engine/index.ts";
 import { corralHome, createOverlay, createOverlayOn, ImageStore, type ImageVersion } from "../../src/image/index.ts";
 import type { AttachmentProvider, AttachmentRequest, NetworkAttachment } from "../../src/net/attachment.ts";
 import { DefaultAttachments } from "../../src/net/default-attachments.ts";
@@ -24,7 +24,7 @@ import { AgentClient } from "../../src/daemon/agent/agent-client.ts";
 import { collectExec } from "../../src/daemon/exec/collect-exec.ts";
 import { buildTemplate, type TemplateMeta } from "../../src/daemon/templates/build-template.ts";
 import { templatePaths } from "../../src/daemon/templates/template-paths.ts";
-import { NIC_ID, startMachine, type StartedMachine } from "../../src/daemon/vm/launch-vm.ts";
+import { startMachine, type StartedMachine } from "../../src/daemon/vm/launch-vm.ts";
 import { vmPaths } from "../../src/daemon/vm/vm-paths.ts";
 import { guestNetworkIdentity, VmSupervisor } from "../../src/daemon/vm/vm-supervisor.ts";
 import { VmStore } from "../../src/daemon/vm/vm-store.ts";
@@ -100,12 +100,13 @@ const accel: AccelVerdict = { accel: "tcg", mode: "tcg", reason: "test", decided
 
 describe("engine on TAPs: template on a detached TAP, clones and a cold boot on a bridge", { skip: root ? false : "needs root (network namespaces, TAPs)" }, () => {
   const provider = new TestProvider();
-  const processes: QemuProcess[] = [];
+  const machines: Machine[] = [];
   const agents: AgentClient[] = [];
   let stateDir = "";
   let image: ImageVersion;
   let template: TemplateMeta;
-  const deps = () => ({ stateDir, accel, tscKhz: hostTscKhz(), qemuBinary: QEMU_BINARY, guestGid: undefined, log, network: provider });
+  const engine = new QemuEngine({ binary: QEMU_BINARY, accel });
+  const deps = () => ({ stateDir, accel, tscKhz: hostTscKhz(), engine, guestGid: undefined, log, network: provider });
 
   // QemuProcess unrefs its children (a daemon's QEMUs outlive it): this timer keeps the test's loop alive.
   let keepAlive: NodeJS.Timeout | undefined;
@@ -124,10 +125,7 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
 
   after(async () => {
     for (const agent of agents) agent.close();
-    for (const proc of processes) {
-      proc.kill("SIGKILL");
-      await proc.exited;
-    }
+    for (const machine of machines) await machine.kill();
     await run("ip", ["netns", "del", NS]).catch(() => undefined);
     if (stateDir) await rm(stateDir, { recursive: true, force: true });
     clearInterval(keepAlive);
@@ -142,7 +140,7 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
   }
 
   function track(started: StartedMachine): StartedMachine {
-    processes.push(started.process);
+    machines.push(started.machine);
     if (started.agent) agents.push(started.agent);
     return started;
   }
@@ -178,14 +176,14 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
       const machine = { hostname: clone.hostname, mac: clone.mac, cpus: 1, ramBytes: 512 * MiB };
       const started = track(await startMachine(deps(), machine, vm, image, revert, { template: template.id, resumeFrom: paths.state, checkAgent: true, attachment }));
       revert.commit();
-      assert.equal(started.linkDown, true, "a state resumed on a TAP starts with its link down");
+      assert.equal(started.machine.link, "down", "a state resumed on a TAP starts with its link down");
       const agent = started.agent as AgentClient;
       // What VmSupervisor's bring-up does: the identity with the NIC's address, then the link goes up.
       await agent.applyIdentity(
         { hostname: clone.hostname, mac: clone.mac, time_ms: Date.now(), entropy: randomBytes(64).toString("base64"), ...guestNetworkIdentity({ attachment }) },
         AbortSignal.timeout(120_000),
       );
-      await started.qmp.setLink(NIC_ID, true);
+      await started.machine.setLink(true);
       cloneAgents.set(clone.hostname, agent);
     }
     for (const clone of clones) {
@@ -235,7 +233,7 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
       store,
       images: new ImageStore(corralHome().images),
       accel,
-      qemuBinary: QEMU_BINARY,
+      engine,
       log,
       guestGid: undefined,
       admission: new Admission({ config: config.admission, stateDir, activeInGroup: () => 0 }),
@@ -254,10 +252,10 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
       );
       const runtime = supervisor.runtime(record.hostname);
       assert.ok(runtime, "the supervisor took charge of the clone");
-      processes.push(runtime.process);
+      machines.push(runtime.machine);
       assert.equal(runtime.attachment?.view().target_dev, clone.tap);
-      await runtime.ready;
-      assert.equal(runtime.linkDown, false, "the bring-up raised the link");
+      await runtime.readiness.whenSettled;
+      assert.equal(runtime.machine.link, "up", "the bring-up raised the link");
       const addr = await guestRun(runtime.agent, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
       assert.match(addr.out, /inet 10\.213\.0\.5\/24 /);
       const mac = await guestRun(runtime.agent, ["cat", "/sys/class/net/eth0/address"]);
@@ -267,8 +265,7 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
       assert.equal(await tcpAnswer(clone.address, 22), "answered");
     } finally {
       supervisor.stopping.abort();
-      supervisor.runtime(record.hostname)?.process.kill("SIGKILL");
-      await supervisor.runtime(record.hostname)?.process.exited;
+      await supervisor.runtime(record.hostname)?.machine.kill();
       supervisor.runtime(record.hostname)?.dispose();
       store.close();
     }
@@ -286,10 +283,10 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
       await startMachine(deps(), { hostname: cold.hostname, mac: cold.mac, cpus: 1, ramBytes: 512 * MiB }, vm, image, revert, { template: null, checkAgent: false, attachment }),
     );
     revert.commit();
-    assert.equal(started.linkDown, false);
+    assert.equal(started.machine.link, "up");
     const agent = new AgentClient(vm.agentSocket);
     agents.push(agent);
-    await agent.waitForConnection(AbortSignal.timeout(12 * 60_000), () => started.process.running);
+    await agent.waitForConnection(AbortSignal.timeout(12 * 60_000), () => started.machine.running);
     // No network in the identity: what the guest has came from corral.ip/gw/dns.
     await agent.applyIdentity({ hostname: cold.hostname, mac: cold.mac, time_ms: Date.now() }, AbortSignal.timeout(120_000));
     const addr = await guestRun(agent, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);

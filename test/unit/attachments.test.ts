@@ -3,8 +3,8 @@
 // command line must stay exactly what they were before the seam.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import type { AccelVerdict } from "../../src/engine/accel-probe.ts";
-import { buildQemuArgs, kernelCmdline } from "../../src/engine/qemu-args.ts";
+import type { AccelVerdict } from "../../src/engine/qemu/accel-probe.ts";
+import { buildQemuArgs, kernelCmdline } from "../../src/engine/qemu/qemu-args.ts";
 import { backendKind, DefaultAttachments } from "../../src/net/default-attachments.ts";
 import { createDetachedTapAttachment, DETACHED_TAP } from "../../src/net/detached-tap-attachment.ts";
 import type { NetworkAttachment } from "../../src/net/attachment.ts";
@@ -12,12 +12,14 @@ import { USER_GROUP_NETWORK, type GroupNetwork } from "../../src/net/network-con
 import { createUserAttachment } from "../../src/net/user-attachment.ts";
 import { userNetwork } from "../../src/net/user-network.ts";
 import { CorralError } from "../../src/protocol/errors.ts";
-import { attachmentRequest, bootNetworkOf, qemuNetworkOf, qemuSpecFor } from "../../src/daemon/vm/launch-vm.ts";
+import { attachmentRequest, bootNetworkOf, machineNicOf, machineSpecFor } from "../../src/daemon/vm/launch-vm.ts";
+import { qemuSpecOf } from "../../src/engine/qemu/qemu-engine.ts";
 import { guestNetworkIdentity } from "../../src/daemon/vm/vm-supervisor.ts";
 import { Reverter } from "../../src/util/reverter.ts";
 
 const MAC = "52:54:00:12:34:56";
-const PATHS = { disk: "/s/disk.qcow2", serialLog: "/s/serial.log", qmpSocket: "/s/qmp.sock", agentSocket: "/s/agent.sock", pidFile: "/s/qemu.pid" };
+const PATHS = { disk: "/s/disk.qcow2", serialLog: "/s/serial.log", agentSocket: "/s/agent.sock" };
+const FILES = { control: "/s/qmp.sock", pidFile: "/s/qemu.pid" };
 const IMAGE = { kernel: "/k/vmlinuz", initrd: "/k/initrd" };
 const ACCEL: AccelVerdict = { accel: "tcg", mode: "auto", reason: "", decided_at: "", cached: false };
 const BRIDGE: GroupNetwork = {
@@ -49,9 +51,9 @@ describe("user attachment", () => {
 
   test("QEMU's NIC and the kernel command line are exactly user-network.ts's (today's argv)", () => {
     const before = userNetwork(MAC, forwards.map((f) => ({ hostAddress: "127.0.0.1", hostPort: f.host, guestPort: f.guest })), true);
-    assert.deepEqual(qemuNetworkOf(attachment), before);
+    assert.deepEqual(machineNicOf(attachment), before);
     const spec = { accel: "tcg" as const, cpus: 1, memoryMiB: 256, kernel: "k", initrd: "i", cmdline: "c", disk: { path: "d", format: "qcow2" as const }, serialLog: "s", qmpSocket: "q", agentSocket: "a", pidFile: "p" };
-    assert.deepEqual(buildQemuArgs({ ...spec, network: qemuNetworkOf(attachment) }), buildQemuArgs({ ...spec, network: before }));
+    assert.deepEqual(buildQemuArgs({ ...spec, network: machineNicOf(attachment) }), buildQemuArgs({ ...spec, network: before }));
     assert.equal(
       kernelCmdline({ accel: "kvm", hostname: "h", network: bootNetworkOf(attachment), tscKhz: 1 }),
       kernelCmdline({ accel: "kvm", hostname: "h", network: before, tscKhz: 1 }),
@@ -67,7 +69,7 @@ describe("user attachment", () => {
   });
 
   test("the spec of a user-mode machine is not frozen", () => {
-    const spec = qemuSpecFor({ hostname: "h", mac: MAC, cpus: 1, ramBytes: 256 * 1024 * 1024 }, PATHS, IMAGE, ACCEL, 1, attachment);
+    const spec = qemuSpecOf(machineSpecFor({ hostname: "h", mac: MAC, cpus: 1, ramBytes: 256 * 1024 * 1024 }, PATHS, IMAGE, ACCEL, 1, attachment), FILES, ACCEL);
     assert.equal(spec.freeze, false);
     assert.equal(buildQemuArgs(spec).includes("-S"), false);
   });
@@ -79,9 +81,9 @@ describe("detached TAP attachment (templates of TAP-mode groups)", () => {
   test("QEMU in its own network namespace, on tap0 with vnet_hdr, no address on the command line", () => {
     assert.deepEqual(attachment.launchPrefix, ["unshare", "--net", "--"]);
     assert.equal(attachment.needsPlumbing, false);
-    assert.deepEqual(qemuNetworkOf(attachment), { kind: "tap", ifname: DETACHED_TAP, vhost: false, mac: MAC });
+    assert.deepEqual(machineNicOf(attachment), { kind: "tap", ifname: DETACHED_TAP, vhost: false, mac: MAC });
     assert.equal(bootNetworkOf(attachment), undefined);
-    const spec = qemuSpecFor({ hostname: "corral-template", mac: MAC, cpus: 1, ramBytes: 256 * 1024 * 1024 }, PATHS, IMAGE, ACCEL, 1, attachment);
+    const spec = qemuSpecOf(machineSpecFor({ hostname: "corral-template", mac: MAC, cpus: 1, ramBytes: 256 * 1024 * 1024 }, PATHS, IMAGE, ACCEL, 1, attachment), FILES, ACCEL);
     assert.doesNotMatch(spec.cmdline, /corral\.(ip|gw|dns)/);
     const args = buildQemuArgs(spec);
     assert.equal(args[args.indexOf("-netdev") + 1], "tap,id=net0,ifname=tap0,script=no,downscript=no,vnet_hdr=on");
@@ -95,7 +97,7 @@ describe("detached TAP attachment (templates of TAP-mode groups)", () => {
 
 describe("a TAP attachment with an address (what B's attachments give the engine)", () => {
   test("a cold boot gets address, gateway and every DNS server on the command line; the spec is frozen for plumbing", () => {
-    const spec = qemuSpecFor({ hostname: "vm-1", mac: MAC, cpus: 1, ramBytes: 256 * 1024 * 1024 }, PATHS, IMAGE, ACCEL, 1, addressedTap());
+    const spec = qemuSpecOf(machineSpecFor({ hostname: "vm-1", mac: MAC, cpus: 1, ramBytes: 256 * 1024 * 1024 }, PATHS, IMAGE, ACCEL, 1, addressedTap()), FILES, ACCEL);
     assert.match(spec.cmdline, / corral\.hostname=vm-1 corral\.ip=192\.168\.137\.2\/24 corral\.gw=192\.168\.137\.1 corral\.dns=192\.168\.137\.1,9\.9\.9\.9$/);
     assert.equal(spec.freeze, true);
     const args = buildQemuArgs(spec);

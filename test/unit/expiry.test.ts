@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { ExpiryReaper } from "../../src/daemon/vm/expiry-reaper.ts";
 import { recoverVms } from "../../src/daemon/vm/recovery.ts";
+import { QEMU_BINARY, QemuEngine } from "../../src/engine/index.ts";
 import { VmStore, type VmRecord } from "../../src/daemon/vm/vm-store.ts";
 import { newVm } from "../helpers/new-vm.ts";
 
@@ -114,7 +115,7 @@ describe("recovery of unanswered creates", () => {
       await mkdir(join(dir, "vms", record.hostname), { recursive: true });
       await writeFile(join(dir, "vms", record.hostname, "disk.qcow2"), "disk");
     }
-    const recovered = await recoverVms(dir, store, quiet);
+    const recovered = await recoverVms(new QemuEngine({ binary: QEMU_BINARY, accel: { accel: "tcg" } }), dir, store, quiet);
     assert.deepEqual(recovered, []);
     assert.deepEqual(store.list().map((r) => [r.hostname, r.state]), [["api-2", "stopped"]]);
     assert.equal(existsSync(join(dir, "vms", "api-1")), false);

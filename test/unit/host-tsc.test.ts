@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { FALLBACK_TSC_KHZ, hostTscKhz } from "../../src/engine/host-tsc.ts";
+import { FALLBACK_TSC_KHZ, hostTscKhz } from "../../src/engine/qemu/host-tsc.ts";
 
 function files(map: Record<string, string>): (path: string) => string {
   return (path) => {

@@ -1,6 +1,6 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { AGENT_PORT, buildQemuArgs, kernelCmdline, networkOf, type QemuSpec, type UserNetwork } from "../../src/engine/qemu-args.ts";
+import { AGENT_PORT, buildQemuArgs, kernelCmdline, networkOf, type QemuSpec, type UserNetwork } from "../../src/engine/qemu/qemu-args.ts";
 
 const NET: UserNetwork = {
   guestCidr: "10.0.2.15/24",

@@ -5,7 +5,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { QmpClient, QmpError, type QmpEvent } from "../../src/engine/qmp-client.ts";
+import { QmpClient, QmpError, type QmpEvent } from "../../src/engine/qemu/qmp-client.ts";
 
 const GREETING = { QMP: { version: { qemu: { micro: 0, minor: 2, major: 8 }, package: "" }, capabilities: [] } };
 

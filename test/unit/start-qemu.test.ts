@@ -9,9 +9,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { QemuProcess, processCommandLine } from "../../src/engine/qemu-process.ts";
-import { QmpClient } from "../../src/engine/qmp-client.ts";
-import { QEMU_BINARY, qemuCommand } from "../../src/engine/start-qemu.ts";
+import { processCommandLine } from "../../src/engine/process-info.ts";
+import { QemuProcess } from "../../src/engine/qemu/qemu-process.ts";
+import { QmpClient } from "../../src/engine/qemu/qmp-client.ts";
+import { QEMU_BINARY, qemuCommand } from "../../src/engine/qemu/start-qemu.ts";
 
 describe("qemuCommand", () => {
   test("no prefix: QEMU itself", () => {

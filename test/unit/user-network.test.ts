@@ -1,6 +1,6 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { buildQemuArgs, kernelCmdline, type PortForward } from "../../src/engine/qemu-args.ts";
+import { buildQemuArgs, kernelCmdline, type PortForward } from "../../src/engine/qemu/qemu-args.ts";
 import { randomMac, USER_NET, userNetwork } from "../../src/net/user-network.ts";
 
 describe("randomMac", () => {

@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { describeCrash } from "../../src/daemon/vm/exit-policy.ts";
+import type { MachineExit } from "../../src/engine/index.ts";
+import { exitCauseOf } from "../../src/engine/qemu/qemu-machine.ts";
 import { healthOf, VmCondition, type LiveFacts } from "../../src/daemon/vm/vm-condition.ts";
 import type { VmState } from "../../src/protocol/vm-lifecycle.ts";
 import { runningTimeout } from "../../src/util/abort.ts";
@@ -11,7 +13,7 @@ import { runningTimeout } from "../../src/util/abort.ts";
 const T0 = new Date("2026-01-01T10:00:00.000Z");
 const context = { stateDir: "/var/lib/corral/daemon" };
 const record = (state: VmState, lastError: string | null = null) => ({ hostname: "sbox-1", state, lastError, updatedAt: "2026-01-01T09:00:00.000Z" });
-const live = (fields: Partial<LiveFacts> = {}): LiveFacts => ({ condition: new VmCondition(), isReady: true, ...fields });
+const live = (fields: Partial<LiveFacts> = {}): LiveFacts => ({ condition: new VmCondition(), readiness: { isReady: true }, ...fields });
 
 describe("VM health", () => {
   test("without a QEMU process: starting while created, stopped otherwise, a failure's reason as detail", () => {
@@ -23,7 +25,7 @@ describe("VM health", () => {
   });
 
   test("a live VM: starting until its agent is ready, then ok; paused on request", () => {
-    assert.deepEqual(healthOf(record("booting"), live({ isReady: false }), context), { health: "starting" });
+    assert.deepEqual(healthOf(record("booting"), live({ readiness: { isReady: false } }), context), { health: "starting" });
     assert.deepEqual(healthOf(record("running"), live(), context), { health: "ok" });
     assert.deepEqual(healthOf(record("paused"), live(), context), { health: "paused", health_since: "2026-01-01T09:00:00.000Z" });
   });
@@ -38,7 +40,7 @@ describe("VM health", () => {
       health.health_detail,
       'QEMU stopped VM "sbox-1": the host cannot store what it writes to its disk (No space left on device); free space in /var/lib/corral/daemon, then POST /vm/sbox-1/resume',
     );
-    assert.equal(healthOf(record("booting"), live({ condition, isReady: false }), context).health, "disk_full", "also while booting");
+    assert.equal(healthOf(record("booting"), live({ condition, readiness: { isReady: false } }), context).health, "disk_full", "also while booting");
     // Each further failed request repeats the event: the first time stays.
     condition.stoppedByDisk({ nospace: true, reason: "No space left on device" }, new Date(T0.getTime() + 5000));
     assert.equal(condition.diskStop?.since, T0);
@@ -50,11 +52,11 @@ describe("VM health", () => {
 
   test("after a restart QEMU's run state says it: io-error, and the drive's io-status says whether the disk was full", () => {
     const condition = new VmCondition();
-    condition.fromRunState({ running: false, status: "io-error" }, [{ device: "root", "io-status": "nospace" }]);
+    condition.fromRunState({ diskError: { nospace: true } });
     assert.equal(condition.diskStop?.kind, "disk_full");
-    condition.fromRunState({ running: false, status: "io-error" }, [{ device: "root", "io-status": "failed" }]);
+    condition.fromRunState({ diskError: { nospace: false } });
     assert.equal(condition.diskStop?.kind, "io_error");
-    condition.fromRunState({ running: false, status: "paused" }, []);
+    condition.fromRunState({});
     assert.equal(condition.diskStop, undefined, "a pause on request is not a disk stop");
   });
 
@@ -76,20 +78,26 @@ describe("VM health", () => {
   });
 });
 
+/** An exit as the QEMU machine reports it: its status, and the signal the daemon sent, if any. */
+function exit(code: number | null, signal: NodeJS.Signals | null, sent: NodeJS.Signals | undefined): MachineExit {
+  const info = { code, signal };
+  return { ...info, cause: exitCauseOf(info, { signalSent: sent, asked: false }) };
+}
+
 describe("describeCrash", () => {
   test("a death by a signal the daemon did not send is a crash, with the reason", () => {
-    assert.match(describeCrash({ code: null, signal: "SIGBUS" }, undefined) ?? "", /^QEMU was killed by SIGBUS: a page of the VM's memory could not be backed/);
-    assert.match(describeCrash({ code: null, signal: "SIGKILL" }, undefined) ?? "", /out-of-memory killer/);
-    assert.match(describeCrash({ code: null, signal: "SIGSEGV" }, undefined) ?? "", /^QEMU crashed \(SIGSEGV\)/);
-    assert.match(describeCrash({ code: null, signal: "SIGTERM" }, undefined) ?? "", /from outside the daemon/);
+    assert.match(describeCrash(exit(null, "SIGBUS", undefined)) ?? "", /^QEMU was killed by SIGBUS: a page of the VM's memory could not be backed/);
+    assert.match(describeCrash(exit(null, "SIGKILL", undefined)) ?? "", /out-of-memory killer/);
+    assert.match(describeCrash(exit(null, "SIGSEGV", undefined)) ?? "", /^QEMU crashed \(SIGSEGV\)/);
+    assert.match(describeCrash(exit(null, "SIGTERM", undefined)) ?? "", /from outside the daemon/);
   });
 
   test("an exit, a signal the daemon sent, or no status (a re-attached process) is not", () => {
-    assert.equal(describeCrash({ code: 0, signal: null }, undefined), undefined);
-    assert.equal(describeCrash({ code: 1, signal: null }, undefined), undefined);
-    assert.equal(describeCrash({ code: null, signal: "SIGKILL" }, "SIGKILL"), undefined);
-    assert.equal(describeCrash({ code: null, signal: "SIGKILL" }, "SIGTERM"), undefined);
-    assert.equal(describeCrash({ code: null, signal: null }, undefined), undefined);
+    assert.equal(describeCrash(exit(0, null, undefined)), undefined);
+    assert.equal(describeCrash(exit(1, null, undefined)), undefined);
+    assert.equal(describeCrash(exit(null, "SIGKILL", "SIGKILL")), undefined);
+    assert.equal(describeCrash(exit(null, "SIGKILL", "SIGTERM")), undefined);
+    assert.equal(describeCrash(exit(null, null, undefined)), undefined);
   });
 });
 

@@ -4,14 +4,14 @@
 // the agent's port is still "connected" and its blocked read simply returns the next host's HELLO.
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { saveVmState, startQemu, type AccelVerdict } from "../../engine/index.ts";
+import type { AccelVerdict, Engine, Machine } from "../../engine/index.ts";
 import { createOverlay, type ImageVersion } from "../../image/index.ts";
 import type { AttachmentProvider } from "../../net/attachment.ts";
 import { randomMac } from "../../net/user-network.ts";
 import { SECRET_AGENT_PATHS } from "../../protocol/secrets.ts";
 import type { Logger } from "../../util/log.ts";
 import { AgentClient } from "../agent/agent-client.ts";
-import { attachmentRequest, qemuSpecFor } from "../vm/launch-vm.ts";
+import { attachmentRequest, machineSpecFor } from "../vm/launch-vm.ts";
 import { Reverter } from "../../util/reverter.ts";
 import { backRamFile } from "./ram-file.ts";
 import { templateBuildPaths, templatePaths, type TemplatePaths } from "./template-paths.ts";
@@ -44,7 +44,8 @@ export interface TemplateBuildDeps {
   stateDir: string;
   accel: AccelVerdict;
   tscKhz: number;
-  qemuBinary: string;
+  /** Runs the template's machine (see src/engine/machine.ts). */
+  engine: Engine;
   log: Logger;
   /**
    * The group id every QEMU runs with: the wall between guests and the host's services keys on it (see
@@ -64,7 +65,7 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
   const paths = templateBuildPaths(deps.stateDir, input.id);
   await rm(paths.dir, { recursive: true, force: true });
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  let qemu: Awaited<ReturnType<typeof startQemu>> | undefined;
+  let running: Machine | undefined;
   const agent = new AgentClient(paths.agentSocket);
   try {
     await createOverlay(input.image, paths.disk);
@@ -72,33 +73,29 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
     await backRamFile(paths.ram, Math.ceil(input.ramBytes / MiB) * MiB);
     const machine = { hostname: TEMPLATE_HOSTNAME, mac: randomMac(), cpus: input.cpus, ramBytes: input.ramBytes };
     const attachment = await deps.network.attachmentFor(attachmentRequest({ ...machine, hostgroup: input.hostgroup }, "template"));
-    const spec = { ...qemuSpecFor(machine, paths, input.image, deps.accel, deps.tscKhz, attachment), memoryFile: { path: paths.ram, shared: true } };
-    qemu = await startQemu(spec, { binary: deps.qemuBinary, logFile: paths.qemuLog, qmpTranscript: paths.qmpTranscript, gid: deps.guestGid, argvPrefix: attachment.launchPrefix });
-    const running = qemu.process;
+    const spec = { ...machineSpecFor(machine, paths, input.image, deps.accel, deps.tscKhz, attachment), memoryFile: { path: paths.ram, shared: true } };
+    const booted = await deps.engine.start(spec, paths.machine, { gid: deps.guestGid, argvPrefix: attachment.launchPrefix });
+    running = booted;
     if (attachment.needsPlumbing) {
-      // The QEMU is killed below on any failure, which takes what plumbing made with it; the rest is undone here.
+      // The machine is killed below on any failure, which takes what plumbing made with it; the rest is undone here.
       const revert = new Reverter((what, err) => deps.log.warn({ err }, `Cannot undo ${what}`));
       try {
-        await attachment.plumb(running.pid, revert, signal);
-        await qemu.qmp.cont();
+        await attachment.plumb(booted.pid, revert, signal);
+        await booted.resume();
       } catch (err) {
         await revert.revert();
         throw err;
       }
     }
-    await agent.waitForConnection(signal, () => running.running);
+    await agent.waitForConnection(signal, () => booted.running);
     await warmUpAgent(agent, { hostname: TEMPLATE_HOSTNAME, mac: machine.mac }, signal);
     signal.throwIfAborted();
-    await qemu.qmp.stop();
-    await qemu.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
-    await saveVmState(qemu.qmp, paths.state, paths.migrationSocket);
+    // The state leaves the RAM in the shared file: a few dozen KB. The machine ends once it is written.
+    await booted.useMemoryTemplate();
+    await booted.saveState(paths.state, { then: "quit", graceMs: 10_000 });
     agent.close();
-    await qemu.qmp.quit().catch(() => undefined);
-    await Promise.race([qemu.process.exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
-    qemu.process.kill("SIGKILL");
-    await qemu.process.exited;
-    qemu.qmp.close();
-    qemu = undefined;
+    booted.dispose();
+    running = undefined;
     await finish(paths, deps.stateDir, input.id);
     const meta: TemplateMeta = {
       id: input.id,
@@ -116,10 +113,9 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
     return meta;
   } catch (err) {
     agent.close();
-    if (qemu) {
-      qemu.process.kill("SIGKILL");
-      await qemu.process.exited;
-      qemu.qmp.close();
+    if (running) {
+      await running.kill();
+      running.dispose();
     }
     await rm(paths.dir, { recursive: true, force: true });
     throw err;
@@ -147,7 +143,7 @@ export async function warmUpAgent(agent: AgentClient, identity: { hostname: stri
 
 /** Drops what only the build needed, freezes the disk and RAM, and moves the folder to its final name. */
 async function finish(paths: TemplatePaths, stateDir: string, id: string): Promise<void> {
-  for (const leftover of [paths.qmpSocket, paths.agentSocket, paths.migrationSocket, paths.pidFile, paths.qmpTranscript]) await rm(leftover, { force: true });
+  for (const leftover of [paths.machine.control, paths.agentSocket, paths.machine.stateSocket, paths.machine.pidFile, paths.machine.transcript]) await rm(leftover, { force: true });
   // Clones back their overlays on the disk: it may never change again. (The RAM file stays writable:
   // QEMU 7.2 opens a memory backend's file read-write even for a private mapping; clones never write to it.)
   await chmod(paths.disk, 0o400);

@@ -4,16 +4,14 @@
 // is gone. Until a template is ready, or when one turns out to be broken, creation boots cold: a template
 // only ever makes creation faster, it never makes it fail.
 import { createHash, randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
 import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { findProcessesWithArgument, type AccelVerdict } from "../../engine/index.ts";
+import type { AccelVerdict, Engine } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
 import type { AttachmentProvider } from "../../net/attachment.ts";
 import { backendKind } from "../../net/default-attachments.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import type { Logger } from "../../util/log.ts";
-import { findProgram } from "../../util/run.ts";
 import type { CommitStore } from "../commits/commit-store.ts";
 import type { DaemonConfig, HostGroupConfig } from "../config.ts";
 import type { VmRecord, VmStore } from "../vm/vm-store.ts";
@@ -66,7 +64,8 @@ export interface TemplateManagerDeps {
   store: VmStore;
   accel: AccelVerdict;
   tscKhz: number;
-  qemuBinary: string;
+  /** Runs the templates' machines (see src/engine/machine.ts). */
+  engine: Engine;
   log: Logger;
   /**
    * The group id every QEMU runs with: the wall between guests and the host's services keys on it (see
@@ -95,7 +94,7 @@ export class TemplateManager {
 
   constructor(private readonly deps: TemplateManagerDeps) {
     for (const group of deps.config.hostGroups) this.groups.set(group.name, { ready: undefined, building: undefined, failures: 0, error: undefined });
-    this.qemuIdentity = binaryIdentity(deps.qemuBinary);
+    this.qemuIdentity = deps.engine.identity;
   }
 
   /** Adopts the templates already on disk, drops debris, and starts the builds that are missing. */
@@ -352,13 +351,7 @@ export class TemplateManager {
       if (name.startsWith(".b-")) {
         // A build the previous daemon was doing when it died: its QEMU may still be running.
         const buildDir = join(dir, name);
-        for (const { pid } of findProcessesWithArgument(`${buildDir}/`)) {
-          try {
-            process.kill(pid, "SIGKILL");
-          } catch {
-            // already gone
-          }
-        }
+        for (const pid of this.deps.engine.processesUnder(buildDir)) this.deps.engine.killOrphan(pid);
         await rm(buildDir, { recursive: true, force: true });
         continue;
       }
@@ -371,18 +364,6 @@ export class TemplateManager {
       }
     }
     return found;
-  }
-}
-
-/** Changes when the QEMU binary does (an upgrade may not load an older version's state). */
-function binaryIdentity(binary: string): string {
-  const path = binary.includes("/") ? binary : findProgram(binary);
-  if (!path) return binary;
-  try {
-    const info = statSync(path);
-    return `${path}:${info.size}:${info.mtimeMs}`;
-  } catch {
-    return path;
   }
 }
 

@@ -2,6 +2,8 @@
 // checked all the same before it becomes a path). A template in the making is built in a `.b-ID` folder
 // beside them and renamed when complete, so a folder named ID is always a whole template.
 import { join } from "node:path";
+import type { MachineFiles } from "../../engine/index.ts";
+import { machineFilesIn } from "../vm/vm-paths.ts";
 
 export const TEMPLATE_ID_PATTERN = /^t-[0-9a-f]{8}-[0-9a-f]{6}$/;
 
@@ -17,12 +19,9 @@ export interface TemplatePaths {
   serialLog: string;
   meta: string;
   // used while building only
-  qmpSocket: string;
   agentSocket: string;
-  migrationSocket: string;
-  qemuLog: string;
-  qmpTranscript: string;
-  pidFile: string;
+  /** The template machine's engine files (see machineFilesIn). */
+  machine: MachineFiles;
 }
 
 export function templatesDir(stateDir: string): string {
@@ -37,12 +36,8 @@ function pathsIn(dir: string): TemplatePaths {
     disk: join(dir, "disk.qcow2"),
     serialLog: join(dir, "serial.log"),
     meta: join(dir, "template.json"),
-    qmpSocket: join(dir, "qmp.sock"),
     agentSocket: join(dir, "agent.sock"),
-    migrationSocket: join(dir, "mig.sock"),
-    qemuLog: join(dir, "qemu.log"),
-    qmpTranscript: join(dir, "qmp.log"),
-    pidFile: join(dir, "qemu.pid"),
+    machine: machineFilesIn(dir),
   };
 }
 

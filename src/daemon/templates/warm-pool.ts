@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { AccelVerdict, QemuProcess, QmpClient } from "../../engine/index.ts";
+import type { AccelVerdict, Engine, Machine } from "../../engine/index.ts";
 import { createOverlayOn, type ImageStore } from "../../image/index.ts";
 import type { AttachmentProvider, NetworkAttachment } from "../../net/attachment.ts";
 import { randomMac } from "../../net/user-network.ts";
@@ -26,24 +26,20 @@ import type { Admission } from "../admission.ts";
 /** A pooled clone handed to a new VM: its folder is already the VM's; `release` once the record names its template. */
 export interface PooledClone {
   templateId: string;
-  process: QemuProcess;
-  qmp: QmpClient;
+  /** Its link is still down on a TAP (`machine.link`): raised when the VM's identity (MAC and address) is in. */
+  machine: Machine;
   agent: AgentClient;
   /** The clone's NIC (in TAP modes its lease is the pool's until the VM's record takes it over). */
   attachment: NetworkAttachment;
-  /** Its link is still down: raised when the VM's identity (MAC and address) is in. */
-  linkDown: boolean;
   release(): void;
 }
 
 interface PoolEntry {
   dir: string;
   lease: TemplateLease;
-  process: QemuProcess;
-  qmp: QmpClient;
+  machine: Machine;
   agent: AgentClient;
   attachment: NetworkAttachment;
-  linkDown: boolean;
 }
 
 export interface WarmPoolDeps {
@@ -53,7 +49,8 @@ export interface WarmPoolDeps {
   templates: TemplateManager;
   accel: AccelVerdict;
   tscKhz: number;
-  qemuBinary: string;
+  /** Runs the clones' machines (see src/engine/machine.ts). */
+  engine: Engine;
   log: Logger;
   /**
    * The group id every QEMU runs with: the wall between guests and the host's services keys on it (see
@@ -134,11 +131,9 @@ export class WarmPool {
     }
     return {
       templateId: entry.lease.id,
-      process: entry.process,
-      qmp: entry.qmp,
+      machine: entry.machine,
       agent: entry.agent,
       attachment: entry.attachment,
-      linkDown: entry.linkDown,
       release: () => entry.lease.release(),
     };
   }
@@ -218,8 +213,8 @@ export class WarmPool {
       const agent = started.agent as AgentClient;
       await warmUpAgent(agent, { hostname: POOL_HOSTNAME, mac: attachment.guest.mac }, AbortSignal.any([this.stopping.signal, AbortSignal.timeout(60_000)]));
       revert.commit();
-      const entry: PoolEntry = { dir, lease, process: started.process, qmp: started.qmp, agent, attachment, linkDown: started.linkDown };
-      void started.process.exited.then(() => this.forget(group.name, entry));
+      const entry: PoolEntry = { dir, lease, machine: started.machine, agent, attachment };
+      void started.machine.exited.then(() => this.forget(group.name, entry));
       return entry;
     } catch (err) {
       await revert.revert();
@@ -245,9 +240,8 @@ export class WarmPool {
 
   private async end(entry: PoolEntry): Promise<void> {
     entry.agent.close();
-    entry.qmp.close();
-    entry.process.kill("SIGKILL");
-    await entry.process.exited;
+    await entry.machine.kill();
+    entry.machine.dispose();
     await rm(entry.dir, { recursive: true, force: true });
     entry.lease.release();
   }

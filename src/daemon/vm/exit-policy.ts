@@ -2,7 +2,7 @@
 // was running: a sandbox goes with its disk; a persistent VM or a service stops and keeps its disk. A QEMU
 // that crashed or was killed from outside leaves its VM failed, with the reason, whatever its kind.
 import { rm } from "node:fs/promises";
-import type { ExitInfo } from "../../engine/index.ts";
+import type { MachineExit } from "../../engine/index.ts";
 import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import type { VmRecord, VmStore } from "./vm-store.ts";
 
@@ -16,18 +16,18 @@ export async function settleExitedVm(stateDir: string, store: VmStore, record: V
     return "removed";
   }
   if (!record.persistent) await rm(paths.disk, { force: true });
-  await rm(paths.qmpSocket, { force: true });
+  await rm(paths.machine.control, { force: true });
   await rm(paths.agentSocket, { force: true });
   store.transition(record, "stopped", { pid: null, pidStartTime: null });
   return "stopped";
 }
 
 /**
- * Why QEMU died, when it did of a signal the daemon did not send (`sent`: the one it did, if any); undefined
- * for an exit the VM's policy covers (the guest powered off, the daemon stopped or killed it).
+ * Why the machine died, when it crashed (a signal the daemon did not send, see ExitCause); undefined for an
+ * exit the VM's policy covers (the guest powered off, the daemon stopped or killed it).
  */
-export function describeCrash(info: ExitInfo, sent: NodeJS.Signals | undefined): string | undefined {
-  if (info.signal === null || sent !== undefined) return undefined;
+export function describeCrash(info: Pick<MachineExit, "signal" | "cause">): string | undefined {
+  if (info.cause !== "crashed" || info.signal === null) return undefined;
   switch (info.signal) {
     case "SIGBUS":
       return "QEMU was killed by SIGBUS: a page of the VM's memory could not be backed (the filesystem holding its RAM file is probably full)";

@@ -1,9 +1,9 @@
-// Starting QEMU for one VM record: folder, overlay disk, QEMU with its QMP connection, and the record moved
+// Starting the machine of one VM record: folder, overlay disk, the engine's machine, and the record moved
 // to "booting" with the new process and a fresh incarnation. Each step registers its undo beside it; a failure
 // part-way leaves nothing behind (for a brand-new VM, not even its record).
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, rm } from "node:fs/promises";
-import { kernelCmdline, loadVmState, startQemu, type AccelVerdict, type BootNetwork, type QemuNetwork, type QemuProcess, type QemuSpec, type QmpClient } from "../../engine/index.ts";
+import { kernelCmdline, type AccelVerdict, type BootNetwork, type Engine, type Machine, type MachineNic, type MachineSpec } from "../../engine/index.ts";
 import { createOverlay, createOverlayOn, type ImageStore } from "../../image/index.ts";
 import { allocateHostPorts, isPortFree } from "../../net/host-ports.ts";
 import type { AttachmentProvider, AttachmentRequest, NetworkAttachment } from "../../net/attachment.ts";
@@ -25,7 +25,8 @@ export interface LaunchDeps {
   store: VmStore;
   images: ImageStore;
   accel: AccelVerdict;
-  qemuBinary: string;
+  /** Runs the machines (see src/engine/machine.ts). */
+  engine: Engine;
   log: Logger;
   /** The host address VMs' forwarded ports listen on (the daemon's own; default 127.0.0.1). */
   forwardAddress?: string;
@@ -38,13 +39,13 @@ export interface LaunchDeps {
   network: AttachmentProvider;
 }
 
-/** What a QEMU spec needs to know about a machine (a VM record, or a template being made). */
+/** What a machine spec needs to know about a machine (a VM record, or a template being made). */
 export type MachineShape = Pick<VmRecord, "hostname" | "mac" | "cpus" | "ramBytes"> & Partial<Pick<VmRecord, "portMap" | "denyOutgoing" | "diskMiB">>;
 
 export const DEFAULT_FORWARD_ADDRESS = "127.0.0.1";
 
-/** The NIC QEMU renders from an attachment (its MAC is the guest's). */
-export function qemuNetworkOf(attachment: NetworkAttachment): QemuNetwork {
+/** The NIC the engine makes from an attachment (its MAC is the guest's). */
+export function machineNicOf(attachment: NetworkAttachment): MachineNic {
   const { netdev, guest } = attachment;
   if (netdev.kind === "tap") return { kind: "tap", ifname: netdev.ifname, vhost: netdev.vhost, mac: guest.mac };
   return { guestCidr: netdev.guestCidr, gateway: netdev.gateway, dns: netdev.dns, mac: guest.mac, forwards: netdev.forwards, denyOutgoing: netdev.restrict };
@@ -66,18 +67,16 @@ export function attachmentRequest(record: MachineShape & { hostgroup: string }, 
   return { hostname: record.hostname, hostgroup: record.hostgroup, mac: record.mac, portMap: record.portMap ?? [], denyOutgoing: record.denyOutgoing ?? false, purpose };
 }
 
-/** The QEMU spec for a machine; pure apart from the paths it names. */
-export function qemuSpecFor(
+/** The engine's spec for a machine; pure apart from the paths it names. */
+export function machineSpecFor(
   record: MachineShape,
-  paths: Pick<VmPaths, "disk" | "serialLog" | "qmpSocket" | "agentSocket" | "pidFile">,
+  paths: Pick<VmPaths, "disk" | "serialLog" | "agentSocket">,
   image: { kernel: string; initrd: string },
   accel: AccelVerdict,
   tscKhz: number,
   attachment: NetworkAttachment,
-): QemuSpec {
+): MachineSpec {
   return {
-    accel: accel.accel,
-    kvmCpu: accel.kvmCpu,
     cpus: record.cpus,
     memoryMiB: Math.ceil(record.ramBytes / MiB),
     kernel: image.kernel,
@@ -85,10 +84,8 @@ export function qemuSpecFor(
     cmdline: kernelCmdline({ accel: accel.accel, hostname: record.hostname, network: bootNetworkOf(attachment), tscKhz, growRootfs: record.diskMiB != null }),
     disk: { path: paths.disk, format: "qcow2" },
     serialLog: paths.serialLog,
-    qmpSocket: paths.qmpSocket,
     agentSocket: paths.agentSocket,
-    pidFile: paths.pidFile,
-    network: qemuNetworkOf(attachment),
+    network: machineNicOf(attachment),
     freeze: attachment.needsPlumbing,
   };
 }
@@ -109,7 +106,7 @@ export interface MachineSource {
 }
 
 export interface LaunchOptions {
-  /** Restore: start from this saved state (see saveVmState) instead of booting. */
+  /** Restore: start from this saved state (see Machine.saveState) instead of booting. */
   restoreFrom?: string;
   /**
    * Create the VM from this source. A failed template clone leaves the record as it was (still "creating"),
@@ -126,29 +123,23 @@ export interface LaunchOptions {
 /** How long a clone's agent may take to answer after the restore before the clone counts as failed. */
 const CLONE_AGENT_DEADLINE_MS = 30_000;
 
-/** The id of every machine's one NIC (qemu-args.ts names its netdev so; QMP set_link takes it). */
-export const NIC_ID = "net0";
-
 export interface StartedMachine {
-  process: QemuProcess;
-  qmp: QmpClient;
+  machine: Machine;
   /** Connected, when the caller asked for the agent to be checked. */
   agent: AgentClient | undefined;
   attachment: NetworkAttachment;
-  /** The NIC's link was left down (a state resumed on a TAP): raise it once the guest has its identity. */
-  linkDown: boolean;
 }
 
 /**
- * Starts QEMU for a machine whose disk (and console log) are in place, on the NIC `attachment` gives it:
- * spawned through the attachment's prefix, with its vCPUs stopped while the host side is plumbed; then the
+ * Starts the engine's machine for a VM whose disk (and console log) are in place, on the NIC `attachment`
+ * gives it: spawned through the attachment's prefix, with its vCPUs stopped while the host side is plumbed; then the
  * saved state is loaded when given and the vCPUs run. A machine resumed on a TAP runs with its link down (the
  * guest still has the template's or the forked VM's MAC and address): the supervisor raises it once the guest
  * took its own identity. With its RAM the template's file when it has one; its agent connected when
  * `checkAgent` (a clone whose agent does not answer counts as failed). Each step registers its undo in `revert`.
  */
 export async function startMachine(
-  deps: Pick<LaunchDeps, "stateDir" | "accel" | "tscKhz" | "qemuBinary" | "guestGid">,
+  deps: Pick<LaunchDeps, "stateDir" | "accel" | "tscKhz" | "engine" | "guestGid">,
   machine: MachineShape,
   paths: VmPaths,
   image: { kernel: string; initrd: string },
@@ -156,54 +147,44 @@ export async function startMachine(
   options: { template: string | null; resumeFrom?: string; checkAgent: boolean; signal?: AbortSignal; attachment: NetworkAttachment },
 ): Promise<StartedMachine> {
   const { attachment } = options;
-  await rm(paths.qmpSocket, { force: true });
+  await rm(paths.machine.control, { force: true });
   await rm(paths.agentSocket, { force: true });
-  const spec: QemuSpec = {
-    ...qemuSpecFor(machine, paths, image, deps.accel, deps.tscKhz, attachment),
+  const spec: MachineSpec = {
+    ...machineSpecFor(machine, paths, image, deps.accel, deps.tscKhz, attachment),
     incoming: options.resumeFrom !== undefined,
     // A VM made from a template keeps the template's RAM file as its memory backend for life: its saved
     // states (suspend, commit) name that RAM block, and its disk is backed by the template's anyway.
     ...(options.template ? { memoryFile: { path: templatePaths(deps.stateDir, options.template).ram, shared: false } } : {}),
   };
-  const started = await startQemu(spec, {
-    binary: deps.qemuBinary,
-    logFile: paths.qemuLog,
-    qmpTranscript: paths.qmpTranscript,
-    gid: deps.guestGid,
-    argvPrefix: attachment.launchPrefix,
+  const started = await deps.engine.start(spec, paths.machine, { gid: deps.guestGid, argvPrefix: attachment.launchPrefix });
+  revert.add("the machine", async () => {
+    await started.kill();
+    started.dispose();
   });
-  revert.add("the QEMU process", async () => {
-    started.process.kill();
-    started.qmp.close();
-    await started.process.exited;
-  });
-  if (attachment.needsPlumbing) await attachment.plumb(started.process.pid, revert, options.signal);
-  // Every QEMU of a template-backed VM has `x-ignore-shared` on, so that all the states it saves and loads
-  // (clone, suspend, restore, commit, fork) have the same format. Its RAM is a private mapping, which is
-  // not "shared": a suspend or a commit still saves every page.
-  if (options.template) await started.qmp.migrateSetCapabilities([{ capability: "x-ignore-shared", state: true }]);
-  const linkDown = options.resumeFrom !== undefined && attachment.netdev.kind === "tap";
+  if (attachment.needsPlumbing) await attachment.plumb(started.pid, revert, options.signal);
+  // Every machine of a template-backed VM saves and loads its states without the template's RAM, so that
+  // all of them (clone, suspend, restore, commit, fork) have the same format.
+  if (options.template) await started.useMemoryTemplate();
   if (options.resumeFrom !== undefined) {
     // On a TAP the restored guest would speak with the saved machine's MAC and address (another VM's):
     // its link stays down until it took its own (see VmSupervisor's bring-up).
-    if (linkDown) await started.qmp.setLink(NIC_ID, false);
-    await loadVmState(started.qmp, options.resumeFrom, paths.migrationSocket);
-    await started.qmp.cont();
+    if (attachment.netdev.kind === "tap") await started.setLink(false);
+    await started.loadState(options.resumeFrom);
   } else if (spec.freeze) {
-    await started.qmp.cont();
+    await started.resume();
   }
-  if (!options.checkAgent) return { ...started, agent: undefined, attachment, linkDown };
+  if (!options.checkAgent) return { machine: started, agent: undefined, attachment };
   // Waited for here, while the caller can still fall back (boot cold): later, a silent agent only ends the VM.
   const agent = new AgentClient(paths.agentSocket);
   revert.add("the agent connection", () => agent.close());
   const deadline = AbortSignal.timeout(CLONE_AGENT_DEADLINE_MS);
-  await agent.waitForConnection(options.signal ? AbortSignal.any([deadline, options.signal]) : deadline, () => started.process.running);
-  return { ...started, agent, attachment, linkDown };
+  await agent.waitForConnection(options.signal ? AbortSignal.any([deadline, options.signal]) : deadline, () => started.running);
+  return { machine: started, agent, attachment };
 }
 
 /**
  * Launches a record in state creating, stopped, failed or suspended; the caller holds the VM's lock.
- * Resolves with the record in state "booting" and the runtime of its new QEMU process (for a restore, the
+ * Resolves with the record in state "booting" and the runtime of its new machine (for a restore, the
  * guest runs on from where it was saved; its agent still has to reconnect).
  */
 /**
@@ -267,8 +248,8 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
     });
     if (record.state === "creating") crashPoint("create.qemu-started");
     const booting = deps.store.transition(record, "booting", {
-      pid: started.process.pid,
-      pidStartTime: started.process.startTime,
+      pid: started.machine.pid,
+      pidStartTime: started.machine.startTime,
       incarnation: deps.store.nextIncarnation(),
       lastError: null,
       ...(source ? { template: source.template, origin: source.origin ?? null } : {}),
@@ -276,10 +257,10 @@ export async function launchVm(deps: LaunchDeps, record: VmRecord, options: Laun
     revert.commit();
     const detail = source ? { template: source.template, origin: source.origin } : {};
     const message = isClone ? "VM cloned from its template" : source ? `VM forked from commit ${source.origin}` : "VM started";
-    deps.log.info({ vm: booting.hostname, pid: started.process.pid, accel: deps.accel.accel, cpus: record.cpus, ram_mib: Math.ceil(record.ramBytes / MiB), ...detail }, message);
-    const runtime = new VmRuntime(booting.hostname, booting.incarnation, started.process, started.qmp, started.agent ?? paths.agentSocket, attachment);
-    runtime.linkDown = started.linkDown;
-    runtime.fresh = record.state === "creating" && source?.kind !== "fork";
+    deps.log.info({ vm: booting.hostname, pid: started.machine.pid, accel: deps.accel.accel, cpus: record.cpus, ram_mib: Math.ceil(record.ramBytes / MiB), ...detail }, message);
+    const runtime = new VmRuntime(booting.hostname, booting.incarnation, started.machine, started.agent ?? paths.agentSocket, attachment, {
+      created: record.state === "creating" && source?.kind !== "fork",
+    });
     return { record: booting, runtime };
   } catch (err) {
     await revert.revert();

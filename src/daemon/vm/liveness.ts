@@ -47,7 +47,7 @@ export class LivenessChecks {
 
   /** One round over every running VM whose agent is ready (exported for tests that do not want to wait). */
   async checkAll(): Promise<void> {
-    const due = this.deps.live().filter(({ runtime, record }) => record.state === "running" && runtime.isReady && !runtime.condition.diskStop && !this.checking.has(runtime));
+    const due = this.deps.live().filter(({ runtime, record }) => record.state === "running" && runtime.readiness.isReady && !runtime.condition.diskStop && !this.checking.has(runtime));
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < due.length && !this.stopped.signal.aborted) {
@@ -71,7 +71,7 @@ export class LivenessChecks {
       await agent.ping(AbortSignal.any([this.stopped.signal, AbortSignal.timeout(this.deps.config.timeoutMs)]));
       this.answered(runtime, new Date());
     } catch (err) {
-      if (this.stopped.signal.aborted || !runtime.isReady || runtime.condition.diskStop) return;
+      if (this.stopped.signal.aborted || !runtime.readiness.isReady || runtime.condition.diskStop) return;
       const before = condition.missed(this.deps.config.failures);
       if (before !== "unresponsive" && condition.agent === "unresponsive") {
         this.deps.log.warn({ vm: runtime.hostname, misses: condition.misses, err: (err as Error).message }, "VM agent is not answering its liveness checks: unresponsive");

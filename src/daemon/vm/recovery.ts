@@ -1,11 +1,11 @@
-// Start-up recovery after the previous daemon stopped, gracefully or with kill -9: re-attach to QEMU
-// processes that are still running, settle VMs whose process is gone, and remove the debris of half-done
-// operations (half-created VMs and VMs whose create was never answered, orphan QEMU processes, folders
-// without a record).
+// Start-up recovery after the previous daemon stopped, gracefully or with kill -9: re-attach to machines
+// that are still running, settle VMs whose process is gone, and remove the debris of half-done operations
+// (half-created VMs and VMs whose create was never answered, orphan machine processes, folders without a
+// record).
 import { existsSync } from "node:fs";
 import { readdir, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { findProcessesWithArgument, QemuProcess, QmpClient } from "../../engine/index.ts";
+import type { Engine, RecordedMachine } from "../../engine/index.ts";
 import { isHostname } from "../../protocol/names.ts";
 import type { Logger } from "../../util/log.ts";
 import { settleExitedVm } from "./exit-policy.ts";
@@ -19,37 +19,42 @@ export interface Recovered {
   runtime: VmRuntime;
 }
 
-async function reattach(stateDir: string, record: VmRecord): Promise<VmRuntime | undefined> {
+/** The machine a record names, as an engine finds it again; undefined when the record names none. */
+function recordedMachine(stateDir: string, record: VmRecord): RecordedMachine | undefined {
   if (record.pid === null || record.pidStartTime === null) return undefined;
-  const process = QemuProcess.attach(record.pid, record.pidStartTime);
-  if (!process) return undefined;
-  const paths = vmPaths(stateDir, record.hostname);
+  return { pid: record.pid, startTime: record.pidStartTime, files: vmPaths(stateDir, record.hostname).machine };
+}
+
+async function reattach(engine: Engine, stateDir: string, record: VmRecord): Promise<VmRuntime | undefined> {
+  const recorded = recordedMachine(stateDir, record);
+  // The engine kills a machine that runs but does not answer: one we cannot control is worse than none.
+  const machine = recorded && (await engine.reattach(recorded));
+  if (!machine) return undefined;
   try {
-    const qmp = await QmpClient.connect(paths.qmpSocket, { transcript: paths.qmpTranscript, timeoutMs: 5000 });
-    const status = await qmp.queryStatus();
-    const runtime = new VmRuntime(record.hostname, record.incarnation, process, qmp, paths.agentSocket);
-    // Events sent while no daemon listened are lost; QEMU still knows why it stopped the vCPUs.
-    if (status.status === "io-error") runtime.condition.fromRunState(status, await qmp.queryBlock());
+    const status = await machine.runState();
+    const runtime = new VmRuntime(record.hostname, record.incarnation, machine, vmPaths(stateDir, record.hostname).agentSocket);
+    // Events sent while no daemon listened are lost; the engine still knows why it stopped the vCPUs.
+    runtime.condition.fromRunState(status);
     return runtime;
   } catch {
-    // A QEMU we cannot control is worse than none: stop it and treat the VM as exited.
-    process.kill("SIGKILL");
-    await process.exited;
+    await machine.kill();
+    machine.dispose();
     return undefined;
   }
 }
 
-export async function recoverVms(stateDir: string, store: VmStore, log: Logger): Promise<Recovered[]> {
+export async function recoverVms(engine: Engine, stateDir: string, store: VmStore, log: Logger): Promise<Recovered[]> {
   const recovered: Recovered[] = [];
   const keepPids = new Set<number>();
   for (const record of store.list()) {
     if (record.state === "creating" || !record.acknowledged) {
       // Interrupted mid-create, or made but never answered to its client (the daemon died first): no one
-      // knows of this VM, so whatever it started goes (its QEMU, and with it any forwarded ports).
-      if (record.pid !== null && record.pidStartTime !== null) {
-        const process = QemuProcess.attach(record.pid, record.pidStartTime);
-        process?.kill("SIGKILL");
-        await process?.exited;
+      // knows of this VM, so whatever it started goes (its machine, and with it any forwarded ports).
+      const recorded = recordedMachine(stateDir, record);
+      const machine = recorded && (await engine.reattach(recorded));
+      if (machine) {
+        await machine.kill();
+        machine.dispose();
       }
       await removeVmFolder(stateDir, record.hostname);
       store.delete(record.hostname, record.incarnation);
@@ -62,26 +67,21 @@ export async function recoverVms(stateDir: string, store: VmStore, log: Logger):
       if (record.kind === "sandbox" && !record.persistent && record.state !== "suspended" && record.state !== "failed") await settleExitedVm(stateDir, store, { ...record });
       continue;
     }
-    const runtime = await reattach(stateDir, record);
+    const runtime = await reattach(engine, stateDir, record);
     if (runtime) {
-      keepPids.add(runtime.process.pid);
+      keepPids.add(runtime.machine.pid);
       recovered.push({ record, runtime });
-      log.info({ vm: record.hostname, pid: runtime.process.pid }, "Re-attached to a running VM");
+      log.info({ vm: record.hostname, pid: runtime.machine.pid }, "Re-attached to a running VM");
     } else {
       const outcome = await settleExitedVm(stateDir, store, record);
       log.warn({ vm: record.hostname, outcome }, "VM stopped while the daemon was down");
     }
   }
 
-  const ours = `${vmsDir(stateDir)}/`;
-  for (const orphan of findProcessesWithArgument(ours)) {
-    if (keepPids.has(orphan.pid) || !orphan.args[0]?.includes("qemu")) continue;
-    try {
-      process.kill(orphan.pid, "SIGKILL");
-      log.warn({ pid: orphan.pid }, "Killed an orphan QEMU process of this state directory");
-    } catch {
-      // gone already
-    }
+  for (const pid of engine.processesUnder(vmsDir(stateDir))) {
+    if (keepPids.has(pid)) continue;
+    engine.killOrphan(pid);
+    log.warn({ pid, engine: engine.name }, "Killed an orphan machine process of this state directory");
   }
 
   if (existsSync(vmsDir(stateDir))) {

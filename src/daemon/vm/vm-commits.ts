@@ -5,7 +5,6 @@
 import { overrideOfRecord } from "./vm-network.ts";
 import type { PolicyOverride } from "../../net/policy.ts";
 import { copyFile, mkdir, rm } from "node:fs/promises";
-import { saveVmState } from "../../engine/index.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import type { CommitMeta, CommitStore } from "../commits/commit-store.ts";
 import type { HostGroupConfig } from "../config.ts";
@@ -55,7 +54,7 @@ export class VmCommits {
     return this.vms.lock.run(hostname, async () => {
       const record = this.vms.record(hostname);
       const runtime = this.vms.runtime(hostname);
-      if (!runtime?.qmp || (record.state !== "running" && record.state !== "paused")) {
+      if (!runtime || (record.state !== "running" && record.state !== "paused")) {
         throw new CorralError("vm_not_running", `Cannot commit VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
       // Its last writes are held in QEMU, not on its disk, and resuming it for the copy would only retry them.
@@ -68,15 +67,13 @@ export class VmCommits {
         await mkdir(staging.dir, { recursive: true, mode: 0o700 });
         // The guest writes its page cache out first, so that even a disk-only commit holds what it wrote.
         if (wasRunning) await runtime.syncDisks();
-        // Stopping the vCPUs also drains and flushes QEMU's own disk cache: the overlay file is consistent.
-        if (wasRunning) await runtime.qmp.stop();
-        try {
+        // Stopping the vCPUs also drains and flushes the engine's own disk cache: the overlay file is consistent.
+        await runtime.machine.withVcpusStopped(async () => {
           await copyFile(paths.disk, staging.disk);
           await copyFile(paths.serialLog, staging.serialLog).catch(() => undefined);
-          if (request.memory) await saveVmState(runtime.qmp, staging.state, paths.migrationSocket);
-        } finally {
-          if (wasRunning) await runtime.qmp.cont();
-        }
+          // The vCPUs are stopped already: the save leaves them so, and they run again after the copy either way.
+          if (request.memory) await runtime.machine.saveState(staging.state, { then: "stay" });
+        });
         const meta: CommitMeta = {
           commit_id: id,
           source_hostname: hostname,

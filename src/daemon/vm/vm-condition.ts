@@ -1,8 +1,8 @@
-// What the daemon knows about a live VM beyond its lifecycle state: whether QEMU stopped its vCPUs because
-// of its disk (learned from QMP's BLOCK_IO_ERROR event, or from `query-status` after a daemon restart), and
+// What the daemon knows about a live VM beyond its lifecycle state: whether the engine stopped its vCPUs
+// because of its disk (learned from the machine's disk-error event, or its run state after a daemon restart), and
 // whether its agent answers the periodic liveness check. Kept per QEMU process, never stored: QEMU itself
 // remembers why it stopped, and an agent's liveness is only worth what the last check said.
-import type { QmpBlockInfo, QmpBlockIoError, QmpStatus } from "../../engine/index.ts";
+import type { DiskError, RunState } from "../../engine/index.ts";
 import type { HealthFields, VmHealth } from "../../protocol/vm-health.ts";
 import { isLive } from "../../protocol/vm-lifecycle.ts";
 import type { VmRecord } from "./vm-store.ts";
@@ -28,26 +28,26 @@ export class VmCondition {
   lastAnswer: Date | undefined;
 
   /** QEMU reported a disk error that stopped the vCPUs. */
-  stoppedByDisk(event: Pick<QmpBlockIoError, "nospace" | "reason">, now = new Date()): DiskStop {
+  stoppedByDisk(event: Pick<DiskError, "nospace" | "reason">, now = new Date()): DiskStop {
     this.diskStop = { kind: event.nospace ? "disk_full" : "io_error", reason: event.reason, since: this.diskStop?.since ?? now };
     return this.diskStop;
   }
 
-  /** The vCPUs run again (QMP RESUME). */
+  /** The vCPUs run again (the machine's resumed event). */
   resumed(): void {
     this.diskStop = undefined;
   }
 
   /**
-   * What QEMU says now (a daemon re-attaching after a restart has missed the events): `io-error` is a stop on
-   * a disk error, and a drive whose `io-status` is `nospace` says it was a full disk.
+   * What the machine says now (a daemon re-attaching after a restart has missed the events): a disk error
+   * that stopped the vCPUs, and whether it was a full disk.
    */
-  fromRunState(status: QmpStatus, blocks: readonly QmpBlockInfo[], now = new Date()): void {
-    if (status.status !== "io-error") {
+  fromRunState(status: Pick<RunState, "diskError">, now = new Date()): void {
+    if (!status.diskError) {
       this.diskStop = undefined;
       return;
     }
-    const nospace = blocks.some((b) => b["io-status"] === "nospace");
+    const { nospace } = status.diskError;
     this.stoppedByDisk({ nospace, reason: nospace ? "No space left on device" : "a disk request failed" }, now);
   }
 
@@ -85,8 +85,8 @@ export class VmCondition {
 /** The live facts `healthOf` needs about a VM; absent when no QEMU process runs for it. */
 export interface LiveFacts {
   condition: VmCondition;
-  /** The agent answered and took the VM's identity. */
-  isReady: boolean;
+  /** The agent answered and took the VM's identity (see readiness.ts). */
+  readiness: { isReady: boolean };
 }
 
 /** The directory whose filesystem a disk-full detail points at. */
@@ -114,7 +114,7 @@ export function healthOf(record: Pick<VmRecord, "hostname" | "state" | "lastErro
     return { health: stop.kind, health_detail: detail, health_since: stop.since.toISOString() };
   }
   if (record.state === "paused") return { health: "paused", health_since: record.updatedAt };
-  if (!live.isReady) return { health: "starting" };
+  if (!live.readiness.isReady) return { health: "starting" };
   const { agent, agentSince, lastAnswer } = live.condition;
   if (agent === "unresponsive") {
     const last = lastAnswer ? `since ${lastAnswer.toISOString()}` : "since it was connected";

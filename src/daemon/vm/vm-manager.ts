@@ -450,7 +450,7 @@ export class VmManager {
     const runtime = this.vms.runtime(hostname);
     if (!runtime) throw new CorralError("vm_not_running", `VM ${JSON.stringify(hostname)} is not running`);
     try {
-      await raceAbort(runtime.ready, signal, () => new CorralError("timeout", "Timed out waiting for the VM"));
+      await raceAbort(runtime.readiness.whenSettled, signal, () => new CorralError("timeout", "Timed out waiting for the VM"));
       if (until === "agent") return;
       for (;;) {
         const health = await runtime.agent.health(signal);
@@ -485,7 +485,7 @@ export class VmManager {
     }
     assertNotFrozen(runtime, this.deps.stateDir);
     if (record.state === "paused") throw new CorralError("vm_paused", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
-    if (!runtime.isReady) throw new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} is not ready yet`);
+    if (!runtime.readiness.isReady) throw new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} is not ready yet`);
     try {
       return await runtime.agent.health(signal);
     } catch (err) {

@@ -2,23 +2,28 @@
 // becomes a path, and the whole folder goes when a sandbox goes.
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { MachineFiles } from "../../engine/index.ts";
 import { assertHostname } from "../../protocol/names.ts";
 
 export interface VmPaths {
   dir: string;
   disk: string;
-  qmpSocket: string;
   agentSocket: string;
   serialLog: string;
-  qemuLog: string;
-  qmpTranscript: string;
-  pidFile: string;
   /** A suspended VM's RAM and device state. */
   stateFile: string;
-  /** Where QEMU sends or reads that state during suspend and restore. */
-  migrationSocket: string;
+  /** The engine's own files: its control socket and transcript, its log and pid file, the state socket. */
+  machine: MachineFiles;
   /** For a VM that was a warm-pool clone: the name of the pool folder, now a link to this one. */
   alias: string;
+}
+
+/**
+ * The engine's files in a machine's folder (a VM's or a template's). The names on disk stay QEMU's
+ * (qmp.sock, qmp.log, qemu.log, mig.sock): a daemon re-attaches to machines an older one started by them.
+ */
+export function machineFilesIn(dir: string): MachineFiles {
+  return { control: join(dir, "qmp.sock"), transcript: join(dir, "qmp.log"), log: join(dir, "qemu.log"), pidFile: join(dir, "qemu.pid"), stateSocket: join(dir, "mig.sock") };
 }
 
 /** Longest hostname the daemon generates: a 32-character group name, "-", and up to 6 digits. */
@@ -39,14 +44,10 @@ export function vmPathsIn(dir: string): VmPaths {
   return {
     dir,
     disk: join(dir, "disk.qcow2"),
-    qmpSocket: join(dir, "qmp.sock"),
     agentSocket: join(dir, "agent.sock"),
     serialLog: join(dir, "serial.log"),
-    qemuLog: join(dir, "qemu.log"),
-    qmpTranscript: join(dir, "qmp.log"),
-    pidFile: join(dir, "qemu.pid"),
     stateFile: join(dir, "suspend.state"),
-    migrationSocket: join(dir, "mig.sock"),
+    machine: machineFilesIn(dir),
     alias: join(dir, "alias"),
   };
 }

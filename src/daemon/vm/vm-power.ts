@@ -1,8 +1,7 @@
-// A VM's power: pause and resume (vCPUs frozen), shutdown (flush, then QEMU stops), reboot (a machine
-// reset in the same QEMU), relaunch (boot a stopped VM on its own disk), suspend and restore (memory and
-// device state saved to a file, QEMU gone, then back where it was).
+// A VM's power: pause and resume (vCPUs frozen), shutdown (flush, then the machine ends), reboot (a reset
+// of the same machine), relaunch (boot a stopped VM on its own disk), suspend and restore (memory and
+// device state saved to a file, the machine gone, then back where it was).
 import { rm } from "node:fs/promises";
-import { saveVmState } from "../../engine/index.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { vmPaths } from "./vm-paths.ts";
 import { isLive } from "../../protocol/vm-lifecycle.ts";
@@ -26,23 +25,23 @@ export class VmPower {
     return this.vms.admit({ what: `VM ${JSON.stringify(record.hostname)} of host group ${JSON.stringify(record.hostgroup)}`, group: this.group(record.hostgroup), ramBytes: record.ramBytes, priority: "user", joinsGroup: true });
   }
 
-  /** Freezes the VM's vCPUs (QMP stop). Agent calls answer 409 until it is resumed. */
+  /** Freezes the VM's vCPUs. Agent calls answer 409 until it is resumed. */
   pause(hostname: string): Promise<VmRecord> {
     return this.vms.lock.run(hostname, async () => {
       const record = this.vms.record(hostname);
       const runtime = this.vms.runtime(hostname);
       if (record.state === "paused") return record;
-      if (!runtime?.qmp || record.state !== "running") {
+      if (!runtime || record.state !== "running") {
         throw new CorralError("vm_not_running", `Cannot pause VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
-      await runtime.qmp.stop();
+      await runtime.machine.pause();
       return this.vms.store.transition(record, "paused");
     });
   }
 
   /**
-   * Unfreezes the vCPUs (QMP `cont`) whatever stopped them: a pause, or QEMU itself when the host could not
-   * store a disk write (the failed writes are retried then). QEMU's run state is checked afterwards: a VM whose
+   * Unfreezes the vCPUs whatever stopped them: a pause, or the engine itself when the host could not store a
+   * disk write (the failed writes are retried then). The machine's run state is checked afterwards: a VM whose
    * disk still cannot be written stops again at once, and that is a 507, not a resume.
    */
   resume(hostname: string): Promise<VmRecord> {
@@ -51,24 +50,24 @@ export class VmPower {
       const runtime = this.vms.runtime(hostname);
       const frozen = runtime?.condition.diskStop !== undefined;
       if (record.state === "running" && !frozen) return record;
-      if (!runtime?.qmp || !(record.state === "paused" || (frozen && isLive(record.state)))) {
+      if (!runtime || !(record.state === "paused" || (frozen && isLive(record.state)))) {
         throw new CorralError("vm_not_running", `Cannot resume VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
-      const qmp = runtime.qmp;
-      // QEMU retries the failed writes as soon as the vCPUs run: if they fail again it stops at once.
-      const stoppedAgain = frozen ? qmp.waitForEvent("STOP", RETRY_SETTLE_MS).then(() => true, () => false) : Promise.resolve(false);
-      await qmp.cont();
+      const machine = runtime.machine;
+      // The engine retries the failed writes as soon as the vCPUs run: if they fail again it stops at once.
+      const stoppedAgain = frozen ? machine.nextEvent("stopped", RETRY_SETTLE_MS).then(() => true, () => false) : Promise.resolve(false);
+      await machine.resume();
       await stoppedAgain;
-      const status = await qmp.queryStatus();
+      const status = await machine.runState();
       if (!status.running) {
-        if (status.status === "io-error") {
-          runtime.condition.fromRunState(status, await qmp.queryBlock());
+        if (status.diskError) {
+          runtime.condition.fromRunState(status);
           throw new CorralError(
             "insufficient_storage",
-            `Cannot resume VM ${JSON.stringify(hostname)}: QEMU stopped it again because its disk writes still fail (${runtime.condition.diskStop?.reason ?? status.status}); free space in ${this.vms.deps.stateDir} first`,
+            `Cannot resume VM ${JSON.stringify(hostname)}: QEMU stopped it again because its disk writes still fail (${runtime.condition.diskStop?.reason ?? status.detail}); free space in ${this.vms.deps.stateDir} first`,
           );
         }
-        throw new CorralError("engine_failed", `Cannot resume VM ${JSON.stringify(hostname)}: QEMU reports it as ${status.status} after the resume`);
+        throw new CorralError("engine_failed", `Cannot resume VM ${JSON.stringify(hostname)}: the engine reports it as ${status.detail} after the resume`);
       }
       runtime.condition.resumed();
       const running = record.state === "paused" ? this.vms.store.transition(record, "running") : record;
@@ -79,7 +78,7 @@ export class VmPower {
   }
 
   /**
-   * Powers a VM off: the guest flushes its disks, then QEMU stops. Resolves once the VM's exit was handled:
+   * Powers a VM off: the guest flushes its disks, then the machine ends (killed if it takes over 10 s). Resolves once the VM's exit was handled:
    * a sandbox is gone with its disk (undefined), a persistent VM or a service is stopped with its disk kept.
    */
   async shutdown(hostname: string, options: { flush?: boolean } = {}): Promise<VmRecord | undefined> {
@@ -91,38 +90,32 @@ export class VmPower {
       }
       if (record.state === "running" && options.flush !== false) await live.syncDisks();
       this.vms.store.transition(record, "stopping");
-      await live.qmp?.quit().catch(() => undefined);
+      await live.machine.shutdown({ graceMs: 10_000 });
       return live;
     });
     // Outside the lock: handling the exit takes it.
-    await this.vms.awaitExit(runtime, 10_000);
+    await this.vms.awaitExit(runtime);
     return this.vms.store.get(hostname);
   }
 
   /**
-   * Reboots the guest in the same QEMU process: the disks are flushed, the machine reset, the agent
+   * Reboots the guest in the same machine: the disks are flushed, the machine reset, the agent
    * re-attached. With `flush: false` it is a hard reset (the guest's unwritten data is lost).
    */
   reboot(hostname: string, options: { flush?: boolean } = {}): Promise<VmRecord> {
     return this.vms.lock.run(hostname, async () => {
       const record = this.vms.record(hostname);
       const runtime = this.vms.runtime(hostname);
-      if (!runtime?.qmp || record.state !== "running") {
+      if (!runtime || record.state !== "running") {
         throw new CorralError(record.state === "paused" ? "vm_paused" : "vm_not_running", `Cannot reboot VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
       // A reset would not run the vCPUs again: the disk has to take the held writes first (resume).
       assertNotFrozen(runtime, this.vms.deps.stateDir);
       if (options.flush !== false) await runtime.syncDisks();
       const booting = this.vms.store.transition(record, "booting");
-      runtime.isReady = false;
+      runtime.readiness.restarting();
       runtime.agent.reset();
-      // QEMU runs with -no-reboot (a guest whose agent died must end, not reboot), which turns a reset into
-      // an exit: allow one reset, then go back.
-      const qmp = runtime.qmp;
-      await qmp.setAction({ reboot: "reset" });
-      const reset = qmp.waitForEvent("RESET", 10_000);
-      await qmp.systemReset();
-      await reset.finally(() => qmp.setAction({ reboot: "shutdown" }));
+      await runtime.machine.reset();
       this.vms.bringUp(runtime, booting);
       this.vms.log.info({ vm: hostname }, "VM rebooting");
       return booting;
@@ -142,7 +135,7 @@ export class VmPower {
   }
 
   /**
-   * Saves the VM's memory and device state next to its disk and ends its QEMU process. Background jobs, open
+   * Saves the VM's memory and device state next to its disk and ends its machine. Background jobs, open
    * files and the page cache are all in the saved state; `restore` brings it back. A failed suspend leaves
    * the VM as it was.
    */
@@ -150,7 +143,7 @@ export class VmPower {
     return this.vms.lock.run(hostname, async () => {
       const record = this.vms.record(hostname);
       const runtime = this.vms.runtime(hostname);
-      if (!runtime?.qmp || (record.state !== "running" && record.state !== "paused")) {
+      if (!runtime || (record.state !== "running" && record.state !== "paused")) {
         throw new CorralError("vm_not_running", `Cannot suspend VM ${JSON.stringify(hostname)}: it is ${record.state}`);
       }
       const wasRunning = record.state === "running";
@@ -158,12 +151,12 @@ export class VmPower {
       const suspending = this.vms.store.transition(record, "suspending");
       const started = performance.now();
       try {
-        if (wasRunning) await runtime.qmp.stop();
-        await saveVmState(runtime.qmp, paths.stateFile, paths.migrationSocket);
+        // Left stopped, not ended: the record says "suspended" before the machine goes, so a daemon that dies
+        // in between finds a saved state and an orphan machine, never a live record without its machine.
+        await runtime.machine.saveState(paths.stateFile, { then: "stay" });
       } catch (err) {
-        await rm(paths.stateFile, { force: true });
+        // The machine removed the partial file and runs again if it ran.
         if (runtime.alive) {
-          if (wasRunning) await runtime.qmp.cont().catch(() => undefined);
           this.vms.store.transition(suspending, wasRunning ? "running" : "paused");
         } else {
           this.vms.store.transition(suspending, "failed", { pid: null, pidStartTime: null });
@@ -175,8 +168,7 @@ export class VmPower {
       }
       const suspended = this.vms.store.transition(suspending, "suspended", { pid: null, pidStartTime: null });
       this.vms.release(hostname);
-      await runtime.qmp.quit().catch(() => undefined);
-      await this.vms.awaitProcessEnd(runtime, 5000);
+      await runtime.machine.shutdown({ graceMs: 5000 });
       runtime.dispose();
       this.vms.log.info({ vm: hostname, seconds: ((performance.now() - started) / 1000).toFixed(2) }, "VM suspended");
       return suspended;

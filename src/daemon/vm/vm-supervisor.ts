@@ -1,9 +1,9 @@
-// The live VMs: one runtime (QEMU process, QMP, agent client) per running VM, one operation per VM at a time,
-// agent bring-up after every boot, reboot or restore, and what happens when a QEMU process ends. The manager
+// The live VMs: one runtime (machine, agent client) per running VM, one operation per VM at a time,
+// agent bring-up after every boot, reboot or restore, and what happens when a machine ends. The manager
 // (records, agent calls) and the power operations (pause, shutdown, suspend, ...) build on this.
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AccelVerdict, ExitInfo, QmpBlockIoError, QmpEvent } from "../../engine/index.ts";
+import type { AccelVerdict, Engine, MachineEvent, MachineExit } from "../../engine/index.ts";
 import type { ImageStore } from "../../image/index.ts";
 import type { AttachmentProvider } from "../../net/attachment.ts";
 import type { GuestIdentity } from "../../protocol/agent.ts";
@@ -20,7 +20,7 @@ import type { Admission, AdmissionRequest, Reservation } from "../admission.ts";
 import type { DaemonConfig } from "../config.ts";
 import type { DaemonMetrics } from "../metrics.ts";
 import { describeCrash, failExitedVm, settleExitedVm } from "./exit-policy.ts";
-import { launchVm, NIC_ID, type LaunchOptions } from "./launch-vm.ts";
+import { launchVm, type LaunchOptions } from "./launch-vm.ts";
 import { recoverVms } from "./recovery.ts";
 import { removeVmFolder, vmPaths } from "./vm-paths.ts";
 import { VmRuntime } from "./vm-runtime.ts";
@@ -38,7 +38,8 @@ export interface VmManagerDeps {
   store: VmStore;
   images: ImageStore;
   accel: AccelVerdict;
-  qemuBinary: string;
+  /** Runs the machines (see src/engine/machine.ts). */
+  engine: Engine;
   log: Logger;
   /** How long a VM may take to boot to a responding agent before it is given up on. */
   bootDeadlineMs?: number;
@@ -122,7 +123,7 @@ export class VmSupervisor {
    */
   async rerunReadySteps(hostname: string): Promise<void> {
     const runtime = this.runtimes.get(hostname);
-    if (!runtime?.isReady) return;
+    if (!runtime?.readiness.isReady) return;
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(60_000)]);
     for (const hook of this.agentReadyHooks) {
       await hook(hostname, runtime.agent, signal, { fresh: false }).catch((err: unknown) => this.log.error({ vm: hostname, err }, "An agent-ready step failed"));
@@ -133,7 +134,7 @@ export class VmSupervisor {
   readyAgents(): { hostname: string; agent: AgentClient }[] {
     const ready: { hostname: string; agent: AgentClient }[] = [];
     for (const runtime of this.runtimes.values()) {
-      if (runtime.isReady && !runtime.condition.diskStop && this.deps.store.get(runtime.hostname)?.state === "running") ready.push({ hostname: runtime.hostname, agent: runtime.agent });
+      if (runtime.readiness.isReady && !runtime.condition.diskStop && this.deps.store.get(runtime.hostname)?.state === "running") ready.push({ hostname: runtime.hostname, agent: runtime.agent });
     }
     return ready;
   }
@@ -141,7 +142,7 @@ export class VmSupervisor {
   // ---- starting ----
 
   /**
-   * Starts QEMU for a record (the caller holds the VM's lock) and takes charge of it. A brand-new VM that
+   * Starts a machine for a record (the caller holds the VM's lock) and takes charge of it. A brand-new VM that
    * fails to start leaves nothing behind; a relaunch that fails keeps its record, with the reason in
    * `last_error`.
    */
@@ -214,23 +215,21 @@ export class VmSupervisor {
     crashPoint("create.pool-taken");
     try {
       pooled.agent.relocate(paths.agentSocket);
-      pooled.qmp.moveTranscript(paths.qmpTranscript);
+      pooled.machine.moveFiles(paths.machine);
       const booting = this.deps.store.transition(record, "booting", {
-        pid: pooled.process.pid,
-        pidStartTime: pooled.process.startTime,
+        pid: pooled.machine.pid,
+        pidStartTime: pooled.machine.startTime,
         incarnation: this.deps.store.nextIncarnation(),
         lastError: null,
         template: pooled.templateId,
       });
-      const runtime = new VmRuntime(booting.hostname, booting.incarnation, pooled.process, pooled.qmp, pooled.agent, pooled.attachment);
-      runtime.fresh = true;
-      runtime.linkDown = pooled.linkDown;
+      const runtime = new VmRuntime(booting.hostname, booting.incarnation, pooled.machine, pooled.agent, pooled.attachment, { created: true });
       this.deps.metrics?.vmLaunched(record.hostgroup, "cloned");
-      this.log.info({ vm: record.hostname, pid: pooled.process.pid, template: pooled.templateId }, "VM taken from the warm pool");
+      this.log.info({ vm: record.hostname, pid: pooled.machine.pid, template: pooled.templateId }, "VM taken from the warm pool");
       this.adopt(runtime, booting);
       return booting;
     } catch (err) {
-      pooled.process.kill("SIGKILL");
+      await pooled.machine.kill();
       await removeVmFolder(this.deps.stateDir, record.hostname);
       this.log.warn({ vm: record.hostname, err }, "A warm-pool clone could not be taken: cloning anew");
       return undefined;
@@ -239,13 +238,13 @@ export class VmSupervisor {
     }
   }
 
-  /** A new VM has a QEMU process and a record in "booting" now: a crash here must still leave nothing. */
+  /** A new VM has a machine and a record in "booting" now: a crash here must still leave nothing. */
   private afterLaunch(before: VmRecord, after: VmRecord): VmRecord {
     if (before.state === "creating") crashPoint("create.booting");
     return after;
   }
 
-  /** Ends the VM's QEMU and removes its folder and record; the caller holds the VM's lock. */
+  /** Ends the VM's machine and removes its folder and record; the caller holds the VM's lock. */
   async remove(record: VmRecord): Promise<void> {
     await this.killRuntime(record.hostname);
     await removeVmFolder(this.deps.stateDir, record.hostname);
@@ -265,39 +264,36 @@ export class VmSupervisor {
     this.runtimes.set(runtime.hostname, runtime);
     this.exitHandling.set(
       runtime,
-      runtime.process.exited
+      runtime.machine.exited
         .then((info) => this.onExit(runtime, info))
         .catch((err: unknown) => this.log.error({ vm: runtime.hostname, err }, "Cannot clean up after VM exit")),
     );
-    runtime.qmp?.on("event", (event) => this.onQmpEvent(runtime, event));
+    runtime.machine.onEvent((event) => this.onMachineEvent(runtime, event));
     this.bringUp(runtime, record);
   }
 
   /**
-   * QEMU stops the vCPUs when the host cannot store a disk write (its default policy, werror=enospc), until
-   * it is resumed with room to spare (see VmPower.resume). That is kept in the runtime's condition, not in the
-   * record: the record's database sits on the very filesystem that is full, and QEMU itself remembers the
-   * stop for the next daemon (recovery reads it back). Views show such a VM as paused (see shownState).
+   * The engine stops the vCPUs when the host cannot store a disk write (QEMU's default policy, werror=enospc),
+   * until it is resumed with room to spare (see VmPower.resume). That is kept in the runtime's condition, not
+   * in the record: the record's database sits on the very filesystem that is full, and the engine itself
+   * remembers the stop for the next daemon (recovery reads it back). Views show such a VM as paused (see
+   * shownState).
    */
-  private onQmpEvent(runtime: VmRuntime, event: QmpEvent): void {
-    if (event.event === "RESUME") return runtime.condition.resumed();
-    if (event.event !== "BLOCK_IO_ERROR") return;
-    const data = event.data as unknown as QmpBlockIoError | undefined;
-    if (data?.action !== "stop") return;
+  private onMachineEvent(runtime: VmRuntime, event: MachineEvent): void {
+    if (event.type === "resumed") return runtime.condition.resumed();
+    if (event.type !== "disk-error" || event.action !== "stop") return;
     const first = runtime.condition.diskStop === undefined;
-    const stop = runtime.condition.stoppedByDisk(data);
-    if (first) this.log.warn({ vm: runtime.hostname, reason: stop.reason, operation: data.operation }, `VM frozen by QEMU: ${stop.kind === "disk_full" ? "the host's disk is full" : "a disk error"}`);
+    const stop = runtime.condition.stoppedByDisk(event);
+    if (first) this.log.warn({ vm: runtime.hostname, reason: stop.reason, operation: event.operation }, `VM frozen by QEMU: ${stop.kind === "disk_full" ? "the host's disk is full" : "a disk error"}`);
   }
 
-  /** (Re)connects to the agent and hands it the VM's identity; `runtime.ready` settles when that is done. */
+  /** (Re)connects to the agent and hands it the VM's identity; `runtime.readiness` follows (see readiness.ts). */
   bringUp(runtime: VmRuntime, record: VmRecord): void {
-    runtime.isReady = false;
     runtime.condition.agentRestarting();
-    runtime.ready = this.connectAgent(runtime, record);
-    runtime.ready.catch(() => undefined);
+    void runtime.readiness.begin((attempt) => this.connectAgent(runtime, record, attempt));
   }
 
-  private async connectAgent(runtime: VmRuntime, record: VmRecord): Promise<void> {
+  private async connectAgent(runtime: VmRuntime, record: VmRecord, attempt: number): Promise<void> {
     // Milliseconds from here to each step, in the "ready" log line: where a slow bring-up spends its time.
     const started = performance.now();
     const timings: Record<string, number> = {};
@@ -325,17 +321,15 @@ export class VmSupervisor {
         signal,
       );
       // The guest has its own MAC and address now: a NIC resumed with its link down may carry traffic.
-      if (runtime.linkDown && runtime.qmp) {
-        await runtime.qmp.setLink(NIC_ID, true);
-        runtime.linkDown = false;
-      } else if (runtime.attachment === undefined && runtime.qmp) {
+      if (runtime.machine.link === "down") {
+        await runtime.machine.setLink(true);
+      } else if (runtime.machine.link === "unknown" && runtime.machine.capabilities.linkControl) {
         // Re-attached after a daemon restart: the last daemon may have died between a restore and this step,
         // leaving the link down. Raising a link that is up is a no-op on every back end.
-        await runtime.qmp.setLink(NIC_ID, true).catch((err: unknown) => this.log.warn({ vm: record.hostname, err }, "Cannot raise the VM's network link"));
+        await runtime.machine.setLink(true).catch((err: unknown) => this.log.warn({ vm: record.hostname, err }, "Cannot raise the VM's network link"));
       }
       timings.identity = Math.round(performance.now() - started);
-      const fresh = runtime.fresh;
-      runtime.fresh = false;
+      const fresh = runtime.readiness.fresh;
       for (const hook of this.agentReadyHooks) {
         await hook(record.hostname, runtime.agent, signal, { fresh }).catch((err: unknown) => this.log.error({ vm: record.hostname, err }, "An agent-ready step failed"));
       }
@@ -344,13 +338,13 @@ export class VmSupervisor {
       if (runtime.alive && !this.stopping.signal.aborted) {
         const tail = (await tailLines(vmPaths(this.deps.stateDir, record.hostname).serialLog, 5)).trim();
         this.log.error({ vm: record.hostname, err, serial: tail }, "VM agent never answered: stopping the VM");
-        runtime.process.kill();
+        void runtime.machine.kill();
       }
       throw err;
     } finally {
       deadline.dispose();
     }
-    runtime.isReady = true;
+    runtime.readiness.reached(attempt, "ready");
     await this.lock.run(record.hostname, async () => {
       const current = this.deps.store.get(record.hostname);
       if (current?.incarnation === runtime.incarnation && current.state === "booting") this.deps.store.transition(current, "running");
@@ -370,9 +364,9 @@ export class VmSupervisor {
     }
     assertNotFrozen(runtime, this.deps.stateDir);
     if (record.state === "paused") throw new CorralError("vm_paused", `VM ${JSON.stringify(hostname)} is paused: resume it first`);
-    if (!runtime.isReady) {
+    if (!runtime.readiness.isReady) {
       const wait = AbortSignal.any([signal, AbortSignal.timeout(AGENT_WAIT_MS)]);
-      await raceAbort(runtime.ready, wait, () => new CorralError("timeout", "Timed out waiting for the VM")).catch((err: unknown) => {
+      await raceAbort(runtime.readiness.whenSettled, wait, () => new CorralError("timeout", "Timed out waiting for the VM")).catch((err: unknown) => {
         throw new CorralError("agent_unavailable", `The agent of VM ${JSON.stringify(hostname)} is not answering`, { cause: err });
       });
     }
@@ -381,13 +375,12 @@ export class VmSupervisor {
 
   // ---- stopping ----
 
-  /** Forgets and kills a VM's QEMU at once (delete, failed create); resolves when the process is gone. */
+  /** Forgets and kills a VM's machine at once (delete, failed create); resolves when the process is gone. */
   async killRuntime(hostname: string): Promise<void> {
     const runtime = this.runtimes.get(hostname);
     if (!runtime) return;
     this.runtimes.delete(hostname);
-    runtime.process.kill("SIGKILL");
-    await Promise.race([runtime.process.exited, sleep(10_000)]);
+    await Promise.race([runtime.machine.kill(), sleep(10_000)]);
     runtime.dispose();
   }
 
@@ -397,22 +390,15 @@ export class VmSupervisor {
   }
 
   /**
-   * Resolves once QEMU of `runtime` is gone (SIGKILL after `graceMs`) and its exit was handled. Handling
-   * takes the VM's lock: never call this while holding it (see awaitProcessEnd).
+   * Resolves once the machine of `runtime` is gone and its exit was handled. Handling takes the VM's lock:
+   * never call this while holding it.
    */
-  async awaitExit(runtime: VmRuntime, graceMs: number): Promise<void> {
-    await this.awaitProcessEnd(runtime, graceMs);
+  async awaitExit(runtime: VmRuntime): Promise<void> {
+    await runtime.machine.exited;
     await this.exitHandling.get(runtime);
   }
 
-  /** Resolves once QEMU of `runtime` is gone (SIGKILL after `graceMs`); safe under the VM's lock. */
-  async awaitProcessEnd(runtime: VmRuntime, graceMs: number): Promise<void> {
-    await Promise.race([runtime.process.exited, sleep(graceMs)]);
-    runtime.process.kill("SIGKILL");
-    await runtime.process.exited;
-  }
-
-  private async onExit(exited: VmRuntime, info: ExitInfo): Promise<void> {
+  private async onExit(exited: VmRuntime, info: MachineExit): Promise<void> {
     const { hostname, incarnation } = exited;
     await this.lock.run(hostname, async () => {
       const runtime = this.runtimes.get(hostname);
@@ -423,9 +409,9 @@ export class VmSupervisor {
       const record = this.deps.store.get(hostname);
       if (!record || record.incarnation !== incarnation || !isLive(record.state)) return;
       const how = info.code !== null ? `exit code ${info.code}` : info.signal ? `signal ${info.signal}` : "no status";
-      // A QEMU that died of a signal nobody here sent crashed (SIGBUS: its RAM file could not be backed) or
-      // was killed (the OOM killer): the VM stays, failed, with the reason, instead of vanishing.
-      const crash = describeCrash(info, exited.process.signalSent);
+      // A machine that died of a signal nobody here sent crashed (SIGBUS: its RAM file could not be backed)
+      // or was killed (the OOM killer): the VM stays, failed, with the reason, instead of vanishing.
+      const crash = describeCrash(info);
       if (crash) {
         failExitedVm(this.deps.store, record, crash);
         this.log.error({ vm: hostname, how }, crash);
@@ -441,7 +427,7 @@ export class VmSupervisor {
 
   /** Re-attaches to the VMs that survived the previous daemon (after cleaning up its debris). */
   async recover(): Promise<void> {
-    for (const { record, runtime } of await recoverVms(this.deps.stateDir, this.deps.store, this.log)) {
+    for (const { record, runtime } of await recoverVms(this.deps.engine, this.deps.stateDir, this.deps.store, this.log)) {
       this.adopt(runtime, record);
       // Frozen by its disk while no daemon watched: QEMU told recovery so.
       if (runtime.condition.diskStop) this.log.warn({ vm: record.hostname, reason: runtime.condition.diskStop.reason }, "VM found frozen by QEMU: its disk writes failed");
@@ -488,7 +474,7 @@ export class VmSupervisor {
   holdUntilStarted(hostname: string, reservation: Reservation): void {
     const runtime = this.runtimes.get(hostname);
     if (!runtime) return reservation.release();
-    void runtime.ready.then(
+    void runtime.readiness.whenSettled.then(
       () => reservation.release(),
       () => reservation.release(),
     );
@@ -523,14 +509,14 @@ export class VmSupervisor {
         return;
       }
       await runtime.syncDisks();
-      await runtime.qmp?.quit().catch(() => undefined);
-      await this.awaitExit(runtime, 5000);
+      await runtime.machine.shutdown({ graceMs: 5000 });
+      await this.awaitExit(runtime);
     });
     await Promise.all(work);
   }
 }
 
-/** 507 at once for a VM whose vCPUs QEMU stopped on a disk error: nothing in it can answer until it is resumed. */
+/** 507 at once for a VM whose vCPUs the engine stopped on a disk error: nothing in it can answer until it is resumed. */
 export function assertNotFrozen(runtime: VmRuntime, stateDir: string): void {
   const stop = runtime.condition.diskStop;
   if (!stop) return;

@@ -1,41 +1,16 @@
 // QEMU command lines, built by pure functions so tests can pin the exact text.
 // Machine: `microvm` with virtio-mmio devices, direct kernel boot, no firmware, no PCI.
-import { BOOT_ARGS } from "../protocol/boot.ts";
+import { BOOT_ARGS } from "../../protocol/boot.ts";
+import type { MachineNic, MachineSpec, PortForward as MachinePortForward, TapNic, UserNic } from "../machine.ts";
 
 export type Accel = "kvm" | "tcg";
 
-export interface PortForward {
-  hostAddress: string;
-  hostPort: number;
-  guestPort: number;
-}
-
-export interface UserNetwork {
-  /** Guest address with prefix length, e.g. "10.0.2.15/24" (QEMU's user-mode network). */
-  guestCidr: string;
-  gateway: string;
-  dns: string;
-  mac: string;
-  forwards: readonly PortForward[];
-  /** Block the guest's outbound traffic (`restrict=on`); port forwards still work. */
-  denyOutgoing: boolean;
-  kind?: "user";
-}
-
-/**
- * A NIC backed by a TAP: QEMU opens (as root: creates, transiently) the TAP `ifname` in whatever network
- * namespace it runs in. `vnet_hdr=on` is always given: a state saved on a TAP only loads on a TAP with it.
- */
-export interface TapNetwork {
-  kind: "tap";
-  ifname: string;
-  /** vhost-net (only when /dev/vhost-net exists). */
-  vhost: boolean;
-  mac: string;
-}
-
-/** The one NIC of a machine. */
-export type QemuNetwork = UserNetwork | TapNetwork;
+// QEMU renders the seam's NIC as it is: user mode (slirp), or a TAP with `vnet_hdr=on` always (a state saved on
+// a TAP only loads on a TAP with it).
+export type PortForward = MachinePortForward;
+export type UserNetwork = UserNic;
+export type TapNetwork = TapNic;
+export type QemuNetwork = MachineNic;
 
 /** What the guest is told about its network on the kernel command line (the image's boot script applies it). */
 export interface BootNetwork {
@@ -46,31 +21,13 @@ export interface BootNetwork {
   dns: string | readonly string[];
 }
 
-export interface QemuSpec {
+/** The seam's spec with what only QEMU needs: the accelerator, its QMP socket and pid file. */
+export interface QemuSpec extends MachineSpec {
   accel: Accel;
   /** Under KVM: "host" unless the probe found only QEMU's default model works. */
   kvmCpu?: "host" | "default";
-  cpus: number;
-  memoryMiB: number;
-  kernel: string;
-  initrd: string;
-  cmdline: string;
-  disk: { path: string; format: "qcow2" | "raw" };
-  serialLog: string;
   qmpSocket: string;
-  agentSocket: string;
   pidFile: string;
-  network: QemuNetwork | undefined;
-  /** Start with the vCPUs stopped (`-S`) until a `cont`: a NIC is plumbed on the host side first. */
-  freeze?: boolean;
-  /** Start with the vCPUs stopped, waiting for a state to load (`migrate-incoming`). */
-  incoming?: boolean;
-  /**
-   * Guest RAM in a file instead of anonymous memory (template snapshots, DESIGN.md "Fast start"). `shared`:
-   * the guest writes into the file (a template being made); otherwise the file is mapped privately,
-   * copy-on-write, and clones share its unchanged pages through the page cache.
-   */
-  memoryFile?: { path: string; shared: boolean };
 }
 
 const RAM_BACKEND_ID = "ram";

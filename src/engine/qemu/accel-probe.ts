@@ -8,7 +8,7 @@ import { constants, existsSync } from "node:fs";
 import { access, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { release } from "node:os";
 import { dirname } from "node:path";
-import { PROBE_ARGUMENT, PROBE_MARKER } from "../protocol/boot.ts";
+import { PROBE_ARGUMENT, PROBE_MARKER } from "../../protocol/boot.ts";
 import type { Accel } from "./qemu-args.ts";
 
 export type AccelMode = "auto" | Accel;
