@@ -11,6 +11,8 @@ import type { CreateAgentVm, VmStats } from "../../protocol/ttstack-agent.ts";
 import type { HostDriver } from "../host-driver.ts";
 import type { HostReport, ReportedVm, ReportedVmDetail } from "../host-report.ts";
 
+export { parseLibvirtUri, type LibvirtUri, type LibvirtTransport } from "./libvirt/uri.ts";
+
 /** Is `uri` a libvirt connection URI (a driver name and an optional transport: `qemu:`, `qemu+ssh:`, …)? */
 export function isLibvirtUri(uri: string): boolean {
   return /^[a-z][a-z0-9]*(\+[a-z0-9]+)?:\/\//i.test(uri) && !/^https?:\/\//i.test(uri);
