@@ -11,7 +11,7 @@ import type { FastifyInstance } from "fastify";
 import type { RawData, WebSocket } from "ws";
 import type { VmRef, WsServerMessage } from "../protocol/controller.ts";
 import { HOST_ID_PATTERN } from "../protocol/controller.ts";
-import { quote } from "../protocol/errors.ts";
+import { CorralError, quote } from "../protocol/errors.ts";
 import { isHostname } from "../protocol/names.ts";
 import type { VmStats } from "../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../sdk/transport.ts";
@@ -160,7 +160,8 @@ export class LiveUpdates {
       try {
         stats = await this.deps.drivers.forHost(host).stats(ref.vmName);
       } catch (err) {
-        if (err instanceof CorralApiError && err.status === 404) {
+        // A daemon's 404 over HTTP, or a driver's own verdict (a libvirt host with no such domain).
+        if ((err instanceof CorralApiError || err instanceof CorralError) && err.status === 404) {
           return this.end(key, poller, [statsMessage(ref, SHUT_OFF), errorMessage("vm_not_found", `Host ${quote(ref.hostId)} has no VM ${quote(ref.vmName)}`)]);
         }
         this.deps.log.debug({ vm: ref, err: describeHostFailure(err) }, "Cannot read a VM's stats");

@@ -40,7 +40,7 @@ export const HostVmParams = Type.Object({ hostId: HostIdParam, vmName: Type.Stri
 export const RegisterHostSchema = Type.Object({
   id: Type.Optional(HostIdParam),
   addr: Type.Optional(Type.String({ minLength: 3, maxLength: 255, description: "HOST:PORT of the host's agent API" })),
-  uri: Type.Optional(Type.String({ minLength: 8, maxLength: 300, description: "http://HOST:PORT or https://HOST:PORT of the host" })),
+  uri: Type.Optional(Type.String({ minLength: 8, maxLength: 300, description: "http://HOST:PORT or https://HOST:PORT of the host, or a libvirt daemon's URI (qemu:///system, qemu+ssh://USER@HOST/system)" })),
   token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
 });
 export type RegisterHost = Static<typeof RegisterHostSchema>;
@@ -227,10 +227,17 @@ export type VmAction = Static<typeof VmActionSchema>["action"];
  * libvirt's domain state number (virDomainState) for a daemon's VM state, as Virtumancer shows it: 0 no state
  * yet (creating), 1 running, 3 paused, 4 being shut down, 5 shut off, 6 crashed. A suspended VM is saved to
  * disk with no process left, as libvirt's managed save leaves a domain shut off (5): its UI offers Start, which
- * restores it. libvirt's 7 (pmsuspended) is a guest asleep in its own RAM, which Corral's VMs never are.
+ * restores it. libvirt's 7 (pmsuspended) is a guest asleep in its own RAM, which Corral's VMs never are (a
+ * libvirt host's domains may be).
  */
 export function libvirtState(state: string): number {
   if (state === "running" || state === "booting") return 1;
+  // libvirt's own names (virsh domstate), as a libvirt host's domains are reported.
+  if (state === "idle" || state === "blocked") return 2;
+  if (state === "in shutdown") return 4;
+  if (state === "crashed") return 6;
+  if (state === "pmsuspended") return 7;
+  if (state === "no state") return 0;
   if (state === "paused") return 3;
   if (state === "stopping" || state === "suspending") return 4;
   if (state === "failed") return 6;

@@ -4,6 +4,7 @@ import { useState } from "react";
 import type { Host, HostVm } from "../../../src/protocol/controller.ts";
 import { Empty, ErrorNote, Facts, HealthBadge, Loading, StateBadge, TableHead } from "../components/bits.tsx";
 import { formatMiB, formatTime } from "../lib/format.ts";
+import { HOST_KIND_NAMES } from "../lib/host-kinds.ts";
 import { hostsChanged, useResource } from "../lib/hooks.ts";
 import { paths } from "../lib/routes.ts";
 import { Link } from "../lib/router.tsx";
@@ -52,6 +53,7 @@ function HostDetails({ host }: { host: Host }) {
       <Facts
         items={[
           ["State", <StateBadge state={host.state} />],
+          ["Kind", HOST_KIND_NAMES[host.kind]],
           ["Hostname", host.hostname],
           ["Address", <code>{host.uri}</code>],
           ["Engines", host.engines.join(", ") || "–"],
