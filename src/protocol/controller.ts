@@ -227,17 +227,11 @@ export type VmAction = Static<typeof VmActionSchema>["action"];
  * libvirt's domain state number (virDomainState) for a daemon's VM state, as Virtumancer shows it: 0 no state
  * yet (creating), 1 running, 3 paused, 4 being shut down, 5 shut off, 6 crashed. A suspended VM is saved to
  * disk with no process left, as libvirt's managed save leaves a domain shut off (5): its UI offers Start, which
- * restores it. libvirt's 7 (pmsuspended) is a guest asleep in its own RAM, which Corral's VMs never are (a
- * libvirt host's domains may be).
+ * restores it. libvirt's 7 (pmsuspended) is a guest asleep in its own RAM, which Corral's VMs never are.
+ * A libvirt host's driver reports its domains in these names too (drivers/libvirt/virsh-output.ts).
  */
 export function libvirtState(state: string): number {
   if (state === "running" || state === "booting") return 1;
-  // libvirt's own names (virsh domstate), as a libvirt host's domains are reported.
-  if (state === "idle" || state === "blocked") return 2;
-  if (state === "in shutdown") return 4;
-  if (state === "crashed") return 6;
-  if (state === "pmsuspended") return 7;
-  if (state === "no state") return 0;
   if (state === "paused") return 3;
   if (state === "stopping" || state === "suspending") return 4;
   if (state === "failed") return 6;

@@ -21,17 +21,17 @@ export function hostPlace(host: Pick<Host, "kind" | "addr" | "uri">): string {
 }
 
 /**
- * VM states in which a VM runs (its power actions are shutdown, reboot, force off, reset): a Corral daemon's
- * (running, booting, paused) and libvirt's own names for a domain with a process (virsh domstate).
+ * VM states in which a VM has a process (its power actions are shutdown, reboot, force off, reset); a libvirt
+ * host's driver names its domains' states in the daemon's words too.
  */
-const ON_STATES = new Set(["running", "booting", "paused", "idle", "blocked", "in shutdown", "pmsuspended"]);
+const ON_STATES = new Set(["running", "booting", "paused"]);
 
 export function isOn(state: string | undefined): boolean {
   return state !== undefined && ON_STATES.has(state);
 }
 
 /** States in which a VM's guest runs, whose live stats are worth asking for. */
-const RUNNING_STATES = new Set(["running", "booting", "idle", "blocked"]);
+const RUNNING_STATES = new Set(["running", "booting"]);
 
 export function isRunning(state: string | undefined): boolean {
   return state !== undefined && RUNNING_STATES.has(state);
