@@ -93,7 +93,7 @@ const V1DiskSchema = Type.Object({
 const V1NetworkSchema = Type.Object({
   type: Type.String(),
   mac: Type.Object({ address: Type.String() }),
-  source: Type.Object({ bridge: Type.String() }),
+  source: Type.Object({ bridge: Type.String(), network: Type.String({ description: "the libvirt network (libvirt hosts); \"\" otherwise" }) }),
   /** `model_type` as Virtumancer's server writes it, `type` as its UI reads it. */
   model: Type.Object({ model_type: Type.String(), type: Type.String() }),
   target: Type.Object({ dev: Type.String() }),
