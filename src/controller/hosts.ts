@@ -117,9 +117,9 @@ export class HostRegistry {
     const { addr, uri } = hostAddress(body);
     const token = body.token ?? null;
     const name = body.id ?? addr;
-    const { kind, info, vms } = await this.ask(name, uri, async (pending) => {
+    const { kind, info, vms } = await this.ask(name, uri, async () => {
       const kind = await this.drivers.probe(name, { uri, token });
-      return { kind, ...(await this.report(pending, { uri, token, kind })) };
+      return { kind, ...(await this.report(name, { uri, token, kind })) };
     });
     return this.insert(body.id ?? info.id, { addr, uri, token, kind }, info, vms);
   }
@@ -136,26 +136,29 @@ export class HostRegistry {
     const address = { uri: parsed.uri, token: null, kind: "libvirt" as const };
     // TTstack's `addr` is where a VM's ports are reached: the libvirt daemon's machine.
     const addr = parsed.host === null ? "localhost" : parsed.port === null ? parsed.host : `${parsed.host}:${parsed.port}`;
-    const { info, vms } = await this.ask(body.id ?? parsed.uri, parsed.uri, (pending) => this.report(pending, address));
+    const name = body.id ?? parsed.uri;
+    const { info, vms } = await this.ask(name, parsed.uri, () => this.report(name, address));
     return this.insert(body.id ?? info.id, { ...address, addr }, info, vms);
   }
 
-  /** `call` with a driver of its own for a host not yet registered; its failure as registrationFailure says. */
-  private async ask<T>(name: string, uri: string, call: (pending: string) => Promise<T>): Promise<T> {
-    const pending = `pending:${uri}`;
+  /** `call`, its failure as registrationFailure says. */
+  private async ask<T>(name: string, uri: string, call: () => Promise<T>): Promise<T> {
     try {
-      return await call(pending);
+      return await call();
     } catch (err) {
       throw registrationFailure(name, uri, err);
-    } finally {
-      this.drivers.drop(pending);
     }
   }
 
-  private async report(pending: string, address: { uri: string; token: string | null; kind: HostKind }): Promise<{ info: HostReport; vms: ReportedVm[] }> {
-    const driver = this.drivers.for(pending, address);
-    const [info, vms] = await Promise.all([driver.info(), driver.vms()]);
-    return { info, vms };
+  /** The host's report and VMs, asked through a driver of its own (it is not registered yet). */
+  private async report(name: string, address: { uri: string; token: string | null; kind: HostKind }): Promise<{ info: HostReport; vms: ReportedVm[] }> {
+    const driver = this.drivers.unregistered(name, address);
+    try {
+      const [info, vms] = await Promise.all([driver.info(), driver.vms()]);
+      return { info, vms };
+    } finally {
+      await driver.close();
+    }
   }
 
   private async insert(id: string, address: { addr: string; uri: string; token: string | null; kind: HostKind }, info: HostReport, vms: ReportedVm[]): Promise<HostRecord> {

@@ -11,23 +11,20 @@
 // dashboard, in Chromium: the hosts with their kind and URI, the domain's page, its power buttons.
 // libvirtd is shared with other tests of this machine: it is killed once, and started again at once.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { promisify } from "node:util";
 import WebSocket from "ws";
 import type { Host } from "../../src/protocol/controller.ts";
 import { launchBrowser } from "../helpers/browser.ts";
 import { TestController } from "../helpers/controller-process.ts";
 import { openRefused } from "../helpers/raw-websocket.ts";
-import { ensureLibvirtd, defineTestDomain, killLibvirtd, type TestDomain } from "../helpers/libvirt.ts";
-import { startSshd, type TestSshd } from "../helpers/sshd.ts";
+import { defineTestDomain, ensureLibvirtd, TEST_MAC, virsh, type TestDomain } from "../helpers/libvirt.ts";
+import { startSshd, type Sshd } from "../helpers/sshd.ts";
 import { until } from "../helpers/until.ts";
 import { brokenText, datacenterCard, hardwareTab, hostDashboard, vmSummary, type UiHost } from "../fixtures/virtumancer/ui.ts";
 import * as wire from "../fixtures/virtumancer/wire.ts";
 
-const run = promisify(execFile);
 const LOCAL = "kvm-local";
 const REMOTE = "kvm-ssh";
 /** A domain boots in seconds under TCG, but the machine is shared: waits are generous. */
@@ -37,14 +34,28 @@ const ARTIFACTS = join("test-artifacts", "libvirt-hosts");
 
 type Json = Record<string, unknown>;
 
-async function virsh(...args: string[]): Promise<string> {
-  return (await run("virsh", ["-c", "qemu:///system", "--quiet", ...args], { timeout: 60_000 })).stdout.trim();
+/**
+ * Kills the libvirt daemon (by the pid it wrote) and waits until it is gone; its domains' QEMU processes live
+ * on, as they do when libvirtd stops. ensureLibvirtd() starts it again.
+ */
+async function killLibvirtd(): Promise<void> {
+  const pid = Number((await readFile("/run/libvirtd.pid", "utf8")).trim());
+  assert.ok(pid > 1, "libvirtd's pid file names a process");
+  process.kill(pid, "SIGKILL");
+  await until(() => {
+    try {
+      process.kill(pid, 0);
+      return undefined;
+    } catch {
+      return true;
+    }
+  }, "libvirtd to be gone", WAIT_MS, 100);
 }
 
 /** `virsh dominfo`'s fields by name ("Max memory" → "196608 KiB"). */
 async function dominfo(name: string): Promise<Record<string, string>> {
   const fields: Record<string, string> = {};
-  for (const line of (await virsh("dominfo", name)).split("\n")) {
+  for (const line of (await virsh(["dominfo", "--domain", name])).split("\n")) {
     const colon = line.indexOf(":");
     if (colon > 0) fields[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
   }
@@ -53,7 +64,7 @@ async function dominfo(name: string): Promise<Record<string, string>> {
 
 describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout: 1_200_000 }, () => {
   let controller: TestController;
-  let sshd: TestSshd;
+  let sshd: Sshd;
   let domain: TestDomain;
   let ws: WebSocket;
   const messages: { type: string; payload?: Json }[] = [];
@@ -68,13 +79,13 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
   };
   const v1Hosts = async (): Promise<Json[]> => (await v1("GET", "/hosts")).json as Json[];
   const v1Vm = async (hostId: string): Promise<Json | undefined> => ((await v1("GET", `/hosts/${hostId}/vms`)).json as Json[]).find((vm) => vm.name === domain.name);
-  const domstate = async (): Promise<string> => virsh("domstate", domain.name);
+  const domstate = (): Promise<string> => domain.state();
   const untilDomstate = (want: string, what: string): Promise<string> => until(async () => ((await domstate()) === want ? want : undefined), what, WAIT_MS, 250);
 
   before(async () => {
     await ensureLibvirtd();
     [sshd, domain] = await Promise.all([startSshd(), defineTestDomain({ start: true })]);
-    sshUri = sshd.libvirtUri;
+    sshUri = sshd.libvirtUri();
     controller = await TestController.create();
     await controller.start();
     ws = new WebSocket(`${controller.url.replace("http", "ws")}/ws`, { headers: { authorization: `Bearer ${controller.apiKey}` } });
@@ -132,7 +143,7 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
     const hosts = (await controller.call<Host[]>("GET", "/api/hosts")).body;
     assert.deepEqual(hosts.map((h) => [h.id, h.kind, h.state]), [[LOCAL, "libvirt", "online"], [REMOTE, "libvirt", "online"]]);
     const local = hosts[0] as Host;
-    const nodeMemKiB = Number(/Memory size:\s+(\d+) KiB/.exec(await virsh("nodeinfo"))?.[1]);
+    const nodeMemKiB = Number(/Memory size:\s+(\d+) KiB/.exec(await virsh(["nodeinfo"]))?.[1]);
     assert.equal(local.resource.mem_total, Math.floor(nodeMemKiB / 1024), "the machine's memory in MiB");
     assert.ok(local.engines.every((e) => ["qemu", "firecracker", "bhyve", "docker", "jail"].includes(e)), JSON.stringify(local.engines));
     for (const host of await v1Hosts()) wire.assertFits(wire.Host, host, "a host");
@@ -165,12 +176,12 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
       assert.equal(answer.status, 200, answer.text);
       wire.assertFits(wire.HardwareInfo, answer.json, "hardware");
       const hardware = answer.json as { disks: Json[]; networks: Json[] };
-      assert.deepEqual(hardware.disks.map((d) => [d.path, (d.target as Json).dev, (d.target as Json).bus, (d.driver as Json).type]), [[domain.diskPath, "vda", "virtio", "qcow2"]]);
-      assert.deepEqual(hardware.networks.map((n) => [n.type, (n.mac as Json).address, (n.model as Json).type]), [["user", domain.mac, "virtio"]]);
+      assert.deepEqual(hardware.disks.map((d) => [d.path, (d.target as Json).dev, (d.target as Json).bus, (d.driver as Json).type]), [[domain.disk, "vda", "virtio", "qcow2"]]);
+      assert.deepEqual(hardware.networks.map((n) => [n.type, (n.mac as Json).address, (n.model as Json).type]), [["user", TEST_MAC, "virtio"]]);
       assert.deepEqual(brokenText(hardwareTab(hardware)), []);
     }
     const seed = await controller.call<{ disks: Json[] }>("GET", `/api/hosts/${LOCAL}/vms/${domain.name}/hardware`);
-    assert.equal(seed.body.disks[0]?.path, domain.diskPath);
+    assert.equal(seed.body.disks[0]?.path, domain.disk);
   });
 
   test("/ws subscribers get vm-stats-updated from libvirt's domain stats", async () => {
@@ -187,31 +198,33 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
     ws.send(JSON.stringify({ type: "unsubscribe-vm-stats", payload: { hostId: LOCAL, vmName: domain.name } }));
   });
 
-  test("the five power actions through /api/v1, seen in virsh domstate; the seed's action route too", async () => {
+  test("the five power actions through /api/v1, seen in virsh domstate and the guest's boots; the seed's action route too", async () => {
     const power = async (hostId: string, action: string): Promise<void> => {
       const answer = await v1("POST", `/hosts/${hostId}/vms/${domain.name}/${action}`);
       assert.equal(answer.status, 204, `${action}: ${answer.text}`);
     };
-    await power(LOCAL, "forceoff");
-    assert.equal(await domstate(), "shut off");
+    // The test guest powers off when ACPI's power button is pressed, once it listens to it.
+    await domain.waitForBoots(1, WAIT_MS * 2);
+    await power(LOCAL, "shutdown");
+    await untilDomstate("shut off", "the guest shut down");
     assert.equal((await v1Vm(LOCAL))?.state, 5, "the list is refreshed at once");
     const refused = await v1("POST", `/hosts/${LOCAL}/vms/${domain.name}/shutdown`);
-    assert.ok(refused.status >= 400 && refused.status < 500, `shutting down a domain that is off: ${refused.status} ${refused.text}`);
+    assert.equal(refused.status, 409, `shutting down a domain that is off: ${refused.text}`);
     await power(REMOTE, "start");
     await untilDomstate("running", "the domain started through qemu+ssh");
-    const idBefore = (await dominfo(domain.name)).Id;
-    await power(LOCAL, "forcereset");
-    assert.equal(await domstate(), "running", "a reset keeps the domain running");
+    await domain.waitForBoots(2, WAIT_MS * 2);
     await power(LOCAL, "reboot");
-    assert.equal((await dominfo(domain.name)).Id, idBefore, "reboot and reset keep the QEMU process (same domain id)");
-    // The guest has no ACPI handler to power itself off: libvirt accepts the request, and forceoff ends it.
-    await power(LOCAL, "shutdown");
+    await domain.waitForBoots(3, WAIT_MS * 2);
+    assert.equal(await domstate(), "running", "rebooted, not stopped");
+    await power(REMOTE, "forcereset");
+    await domain.waitForBoots(4, WAIT_MS * 2);
     await power(LOCAL, "forceoff");
-    await untilDomstate("shut off", "the domain forced off");
+    assert.equal(await domstate(), "shut off", "forced off at once");
     const seed = await controller.call("POST", `/api/hosts/${LOCAL}/vms/${domain.name}/action`, { action: "start" });
     assert.equal(seed.status, 204, JSON.stringify(seed.body));
     await untilDomstate("running", "the domain started through the seed's route");
-    assert.equal((await v1("POST", `/hosts/${LOCAL}/vms/no-such-domain/start`)).status, 404);
+    const unknown = await v1("POST", `/hosts/${LOCAL}/vms/no-such-domain/start`);
+    assert.equal(unknown.status, 404, unknown.text);
   });
 
   test("what a libvirt host cannot do: environments (422, naming the kind), a VM's shell and serial log", async () => {
@@ -254,7 +267,7 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
       await shot("host");
       await vmRow.getByRole("link", { name: domain.name }).click();
       await page.getByRole("heading", { name: "Terminal and log" }).waitFor();
-      await page.getByRole("table", { name: "Disks" }).getByText(domain.diskPath).waitFor({ timeout: WAIT_MS });
+      await page.getByRole("table", { name: "Disks" }).getByText(domain.disk).waitFor({ timeout: WAIT_MS });
       const powerGroup = page.getByRole("group", { name: "Power" });
       await powerGroup.getByRole("button", { name: "Force off" }).click();
       const confirm = page.getByRole("dialog", { name: "Force off this VM?" });

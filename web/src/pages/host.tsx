@@ -62,7 +62,7 @@ function HostDetails({ host }: { host: Host }) {
           ["Last error", host.last_error && <span className="error-text">{host.last_error}</span>],
         ]}
       />
-      <h3>Reserved by the controller's VMs, of the host's total</h3>
+      <h3>{host.kind === "libvirt" ? "In use by its running domains, of the host's total" : "Reserved by the controller's VMs, of the host's total"}</h3>
       <HostResources host={host} />
       <p className="muted small-text">
         In use as the host reports: {host.resource.cpu_used} of {host.resource.cpu_total} CPUs, {formatMiB(host.resource.mem_used)} of{" "}

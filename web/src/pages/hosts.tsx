@@ -69,12 +69,20 @@ function HostTable({ hosts, onRemove }: { hosts: Host[]; onRemove: (host: Host) 
   );
 }
 
+/**
+ * What the controller's VMs reserve of the host; on a libvirt host, which takes none of them, what its running
+ * domains use. A disk the host does not report (0 in all) is left out.
+ */
 export function HostResources({ host }: { host: Host }) {
+  const r = host.resource;
+  const inUse = host.kind === "libvirt";
+  const part = inUse ? { cpu: r.cpu_used, mem: r.mem_used, disk: r.disk_used } : host.reserved;
+  const label = (what: string) => (inUse ? `${what} in use` : what);
   return (
     <div className="mini-bars">
-      <CapacityBar label="CPU" part={host.reserved.cpu} total={host.resource.cpu_total} format={(n) => String(n)} />
-      <CapacityBar label="Memory" part={host.reserved.mem} total={host.resource.mem_total} format={formatMiB} />
-      <CapacityBar label="Disk" part={host.reserved.disk} total={host.resource.disk_total} format={formatMiB} />
+      <CapacityBar label={label("CPU")} part={part.cpu} total={r.cpu_total} format={(n) => String(n)} />
+      <CapacityBar label={label("Memory")} part={part.mem} total={r.mem_total} format={formatMiB} />
+      {r.disk_total > 0 && <CapacityBar label={label("Disk")} part={part.disk} total={r.disk_total} format={formatMiB} />}
     </div>
   );
 }
