@@ -50,7 +50,8 @@ export function hostRows(hosts: readonly Host[], now: number): string[][] {
   return hosts.map((host) => [
     host.id,
     host.state,
-    host.addr,
+    // A libvirt host's `addr` is only its machine: its URI says how it is reached.
+    host.kind === "libvirt" ? host.uri : host.addr,
     `${host.reserved.cpu}/${host.resource.cpu_total}`,
     `${formatMib(host.reserved.mem)}/${formatMib(host.resource.mem_total)}`,
     `${formatMib(host.reserved.disk)}/${formatMib(host.resource.disk_total)}`,

@@ -120,6 +120,8 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
       const answer = await controller.call<{ error: string; code: string }>("POST", "/api/hosts", body);
       assert.deepEqual([answer.status, answer.body.code], [400, "invalid_request"], JSON.stringify([body, answer.body]));
       assert.match(answer.body.error, message);
+      // Virtumancer's body has no "addr" (its Go decoder ignores one): the rest is refused there alike.
+      if ((body as { addr?: string }).addr !== undefined) continue;
       const v1Answer = await v1("POST", "/hosts", body);
       assert.equal(v1Answer.status, 400, `${JSON.stringify(body)}: ${v1Answer.text}`);
     }
@@ -159,7 +161,10 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
       const vm = await until(() => v1Vm(hostId), `the domain on ${hostId}`, WAIT_MS, 500);
       wire.assertFits(wire.VmListEntry, vm, "the domain");
       assert.deepEqual([vm.state, vm.vcpu, vm.vcpu_count, vm.max_mem, vm.memory_bytes], [1, Number(expected["CPU(s)"]), Number(expected["CPU(s)"]), maxKiB, maxKiB * 1024], JSON.stringify(vm));
-      assert.ok(typeof vm.uptime === "number" && vm.uptime >= 0, `a running domain has an uptime: ${JSON.stringify(vm)}`);
+      // libvirt tells no start time: the driver reads the local daemon's pid file; over ssh it is unknown (-1,
+      // as Virtumancer shows a domain whose guest agent does not answer).
+      if (hostId === LOCAL) assert.ok(typeof vm.uptime === "number" && vm.uptime >= 0, `a running domain has an uptime: ${JSON.stringify(vm)}`);
+      else assert.ok(typeof vm.uptime === "number" && vm.uptime >= -1, JSON.stringify(vm));
       assert.equal(vm.uuid, expected.UUID, "libvirt's own UUID");
       // What Virtumancer's UI shows of it: nothing NaN, undefined or null.
       const uiHost: UiHost = { id: hostId, uri: "", vms: [vm], info: (await v1("GET", `/hosts/${hostId}/info`)).json as Json };

@@ -195,6 +195,9 @@ describe("fleet tables and details", () => {
       ["node-a", "online", "10.0.0.2:8080", "4/16", "4 GiB/32 GiB", "80 GiB/500 GiB", "3", "12s ago"],
       ["node-b", "offline", "10.0.0.3:8080", "4/16", "4 GiB/32 GiB", "80 GiB/500 GiB", "0", "never"],
     ]);
+    const libvirt = host({ id: "kvm-1", kind: "libvirt", addr: "10.0.0.4", uri: "qemu+ssh://root@10.0.0.4/system" });
+    assert.equal(hostRows([libvirt], NOW)[0]?.[2], "qemu+ssh://root@10.0.0.4/system", "a libvirt host by its URI");
+    assert.ok(hostDetails(libvirt, NOW).includes("  Kind:       libvirt daemon"));
   });
 
   test("host details, with its last error", () => {
