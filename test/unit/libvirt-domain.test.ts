@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 import { domainNameProblem } from "../../src/controller/drivers/libvirt-driver.ts";
 import { DomainXmlError, parseDomainXml } from "../../src/controller/drivers/libvirt/domain-xml.ts";
 import { domainStateName, parseDomainList, parseDomStats, parseNodeInfo, parsePoolInfo, vmStatsOf } from "../../src/controller/drivers/libvirt/virsh-output.ts";
+import { Recent } from "../../src/controller/drivers/libvirt/recent.ts";
 import { libvirtSentence, VirshFailure, virshError } from "../../src/controller/drivers/libvirt/virsh.ts";
 
 const RUNNING_XML = `<domain type='kvm' id='7'>
@@ -222,5 +223,23 @@ describe("virsh's failures", () => {
     assert.match(domainNameProblem("a/b") ?? "", /'\/'/);
     assert.match(domainNameProblem("a\0b") ?? "", /control characters/);
     assert.match(domainNameProblem("") ?? "", /empty/);
+  });
+});
+
+describe("answers shared for a while", () => {
+  test("callers within the time share one call; after it, or after a failure or forget, the call is made again", async () => {
+    let now = 0;
+    const recent = new Recent(() => now);
+    let calls = 0;
+    const load = async () => ++calls;
+    assert.deepEqual(await Promise.all([recent.get("k", 1000, load), recent.get("k", 1000, load)]), [1, 1]);
+    now = 999;
+    assert.equal(await recent.get("k", 1000, load), 1);
+    now = 1000;
+    assert.equal(await recent.get("k", 1000, load), 2);
+    recent.forget("k");
+    assert.equal(await recent.get("k", 1000, load), 3);
+    await assert.rejects(recent.get("f", 1000, async () => Promise.reject(new Error("down"))), /down/);
+    assert.equal(await recent.get("f", 1000, async () => "up"), "up");
   });
 });
