@@ -204,6 +204,13 @@ describe("virsh's failures", () => {
     const unreachable = virshError("h", failure("error: failed to connect to the hypervisor\nerror: unable to connect to server at '127.0.0.1:1': Connection refused\n"), "web-1");
     assert.equal(unreachable.code, "host_unreachable");
     assert.match(unreachable.message, /Host "h" did not answer \(libvirt: unable to connect to server at '127.0.0.1:1': Connection refused\)/);
+    // libvirtd gone: its socket, locally; the helper on the far side of ssh; a key the server refuses.
+    for (const stderr of [
+      "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory\n",
+      "error: failed to connect to the hypervisor\nerror: End of file while reading data: virt-ssh-helper: cannot connect to 'qemu:///system': Failed to connect socket: Connection refused: Input/output error\n",
+      "error: failed to connect to the hypervisor\nerror: Cannot recv data: root@127.0.0.1: Permission denied (publickey).: Connection reset by peer\n",
+    ])
+      assert.equal(virshError("h", failure(stderr, ["list"])).code, "host_unreachable", stderr);
     const missing = virshError("h", failure("error: failed to get domain 'nosuch'\n"), "nosuch");
     assert.equal(missing.code, "vm_not_found");
     assert.equal(missing.status, 404);
