@@ -74,6 +74,17 @@ describe("libvirt driver", { timeout: 1_200_000 }, () => {
         assert.equal(vm.env_id, null);
       });
 
+      test("a domain defined after a listing is listed at the next one, with its own UUID", async () => {
+        await driver.vms();
+        const other = await defineTestDomain({ memoryMiB: 128 });
+        domains.push(other);
+        const listed = await until(async () => (await driver.vms()).find((v) => v.id === other.name), `${other.name} to be listed`, 30_000, 250);
+        assert.equal(listed.uuid, (await dominfo(other.name)).get("UUID"));
+        assert.equal(listed.mem, 128);
+        await other.remove();
+        await until(async () => ((await driver.vms()).some((v) => v.id === other.name) ? undefined : true), `${other.name} to leave the list`, 30_000, 250);
+      });
+
       test("the host's resources come from nodeinfo", async () => {
         const report = await driver.info();
         const nodeinfo = await virsh(["nodeinfo"]);

@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 import { domainNameProblem } from "../../src/controller/drivers/libvirt-driver.ts";
 import { DomainXmlError, parseDomainXml } from "../../src/controller/drivers/libvirt/domain-xml.ts";
 import { domainStateName, parseDomainList, parseDomStats, parseNodeInfo, parsePoolInfo, vmStatsOf } from "../../src/controller/drivers/libvirt/virsh-output.ts";
+import { Recent } from "../../src/controller/drivers/libvirt/recent.ts";
 import { libvirtSentence, VirshFailure, virshError } from "../../src/controller/drivers/libvirt/virsh.ts";
 
 const RUNNING_XML = `<domain type='kvm' id='7'>
@@ -203,6 +204,13 @@ describe("virsh's failures", () => {
     const unreachable = virshError("h", failure("error: failed to connect to the hypervisor\nerror: unable to connect to server at '127.0.0.1:1': Connection refused\n"), "web-1");
     assert.equal(unreachable.code, "host_unreachable");
     assert.match(unreachable.message, /Host "h" did not answer \(libvirt: unable to connect to server at '127.0.0.1:1': Connection refused\)/);
+    // libvirtd gone: its socket, locally; the helper on the far side of ssh; a key the server refuses.
+    for (const stderr of [
+      "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory\n",
+      "error: failed to connect to the hypervisor\nerror: End of file while reading data: virt-ssh-helper: cannot connect to 'qemu:///system': Failed to connect socket: Connection refused: Input/output error\n",
+      "error: failed to connect to the hypervisor\nerror: Cannot recv data: root@127.0.0.1: Permission denied (publickey).: Connection reset by peer\n",
+    ])
+      assert.equal(virshError("h", failure(stderr, ["list"])).code, "host_unreachable", stderr);
     const missing = virshError("h", failure("error: failed to get domain 'nosuch'\n"), "nosuch");
     assert.equal(missing.code, "vm_not_found");
     assert.equal(missing.status, 404);
@@ -222,5 +230,23 @@ describe("virsh's failures", () => {
     assert.match(domainNameProblem("a/b") ?? "", /'\/'/);
     assert.match(domainNameProblem("a\0b") ?? "", /control characters/);
     assert.match(domainNameProblem("") ?? "", /empty/);
+  });
+});
+
+describe("answers shared for a while", () => {
+  test("callers within the time share one call; after it, or after a failure or forget, the call is made again", async () => {
+    let now = 0;
+    const recent = new Recent(() => now);
+    let calls = 0;
+    const load = async () => ++calls;
+    assert.deepEqual(await Promise.all([recent.get("k", 1000, load), recent.get("k", 1000, load)]), [1, 1]);
+    now = 999;
+    assert.equal(await recent.get("k", 1000, load), 1);
+    now = 1000;
+    assert.equal(await recent.get("k", 1000, load), 2);
+    recent.forget("k");
+    assert.equal(await recent.get("k", 1000, load), 3);
+    await assert.rejects(recent.get("f", 1000, async () => Promise.reject(new Error("down"))), /down/);
+    assert.equal(await recent.get("f", 1000, async () => "up"), "up");
   });
 });

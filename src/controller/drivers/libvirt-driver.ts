@@ -13,6 +13,7 @@ import type { CreateAgentVm, VmStats } from "../../protocol/ttstack-agent.ts";
 import type { HostDriver } from "../host-driver.ts";
 import type { HostReport, ReportedVm, ReportedVmDetail } from "../host-report.ts";
 import { DomainXmlError, parseDomainXml, type DomainDefinition } from "./libvirt/domain-xml.ts";
+import { Recent } from "./libvirt/recent.ts";
 import { parseLibvirtUri, type LibvirtUri } from "./libvirt/uri.ts";
 import { Virsh, type VirshOptions } from "./libvirt/virsh.ts";
 import { DOMAIN_STATE, domainStateName, isActiveState, parseDomainList, parseDomStats, parseNodeInfo, parsePoolInfo, vmStatsOf, type DomainStats } from "./libvirt/virsh-output.ts";
@@ -31,6 +32,11 @@ const SHUTDOWN_WAIT_MS = 30_000;
 const SHUTDOWN_POLL_MS = 500;
 /** Where the local system daemon keeps a running domain's QEMU pid file: its mtime is when the domain started. */
 const LOCAL_PID_DIR = "/run/libvirt/qemu";
+/** How long answers are shared (see recent.ts): every domain's stats within one heartbeat, the rest longer. */
+const STATS_SHARED_MS = 1_000;
+const NODE_KEPT_MS = 60_000;
+const POOLS_KEPT_MS = 30_000;
+const UUIDS_KEPT_MS = 60_000;
 
 /** What libvirt reads as a domain name and the controller passes to virsh: refused before virsh sees it. */
 export function domainNameProblem(name: string): string | null {
@@ -54,6 +60,7 @@ export class LibvirtDriver implements HostDriver {
   private readonly shutdownWaitMs: number;
   /** libvirt does not say when a domain was defined: when this driver first saw each one stands in. */
   private readonly firstSeen = new Map<string, string>();
+  private readonly recent = new Recent();
 
   constructor(
     private readonly hostId: string,
@@ -77,7 +84,12 @@ export class LibvirtDriver implements HostDriver {
   async close(): Promise<void> {}
 
   async info(): Promise<HostReport> {
-    const [hostname, node, all, pools] = await Promise.all([this.run(["hostname"]), this.run(["nodeinfo"]), this.allStats(), this.storage()]);
+    const [hostname, node, all, pools] = await Promise.all([
+      this.recent.get("hostname", NODE_KEPT_MS, () => this.run(["hostname"])),
+      this.recent.get("nodeinfo", NODE_KEPT_MS, () => this.run(["nodeinfo"])),
+      this.allStats(),
+      this.recent.get("pools", POOLS_KEPT_MS, () => this.storage()),
+    ]);
     const node_ = parseNodeInfo(node);
     let cpuUsed = 0;
     let memUsedKiB = 0;
@@ -104,8 +116,15 @@ export class LibvirtDriver implements HostDriver {
   }
 
   async vms(): Promise<ReportedVm[]> {
-    const [list, all] = await Promise.all([this.run(["list", "--all", "--id", "--uuid", "--name"]), this.allStats()]);
-    const uuids = new Map(parseDomainList(list).map((d) => [d.name, d.uuid]));
+    const all = await this.allStats();
+    let uuids = await this.uuids();
+    // A domain defined since the list was read: read it again.
+    if (all.some((stats) => !uuids.has(stats.name))) {
+      this.recent.forget("uuids");
+      uuids = await this.uuids();
+    }
+    const names = new Set(all.map((stats) => stats.name));
+    for (const name of this.firstSeen.keys()) if (!names.has(name)) this.firstSeen.delete(name);
     return Promise.all(all.map((stats) => this.reported(stats, { uuid: uuids.get(stats.name) })));
   }
 
@@ -135,7 +154,7 @@ export class LibvirtDriver implements HostDriver {
 
   /** libvirt's `start`: a domain that runs already is 409 `conflict`, with libvirt's sentence. */
   async startVm(id: string): Promise<ReportedVm> {
-    await this.run(["start", "--domain", this.checked(id)], id);
+    await this.act(["start", "--domain", this.checked(id)], id);
     return this.reported(await this.domainStats(id));
   }
 
@@ -146,7 +165,7 @@ export class LibvirtDriver implements HostDriver {
    */
   async stopVm(id: string, options: { force?: boolean } = {}): Promise<ReportedVm> {
     const name = this.checked(id);
-    await this.run([options.force ? "destroy" : "shutdown", "--domain", name], id);
+    await this.act([options.force ? "destroy" : "shutdown", "--domain", name], id);
     let stats = await this.domainStats(id);
     const deadline = Date.now() + this.shutdownWaitMs;
     while (isActiveState(stats.state) && Date.now() < deadline) {
@@ -158,7 +177,7 @@ export class LibvirtDriver implements HostDriver {
 
   /** `force`: libvirt's `reset` (the machine's reset line, Virtumancer's forcereset); else `reboot` (through the guest). */
   async rebootVm(id: string, options: { force?: boolean } = {}): Promise<ReportedVm> {
-    await this.run([options.force ? "reset" : "reboot", "--domain", this.checked(id)], id);
+    await this.act([options.force ? "reset" : "reboot", "--domain", this.checked(id)], id);
     return this.reported(await this.domainStats(id));
   }
 
@@ -177,10 +196,24 @@ export class LibvirtDriver implements HostDriver {
     return name;
   }
 
-  private async allStats(): Promise<DomainStats[]> {
+  private allStats(): Promise<DomainStats[]> {
     // --nowait: a domain busy with a job (a migration, a save) gives what it can at once rather than holding
     // the host's whole report.
-    return parseDomStats(await this.run(["domstats", "--raw", "--state", "--balloon", "--vcpu", "--block", "--nowait"]));
+    return this.recent.get("stats", STATS_SHARED_MS, async () => parseDomStats(await this.run(["domstats", "--raw", "--state", "--balloon", "--vcpu", "--block", "--nowait"])));
+  }
+
+  /** Each domain's UUID by name (a UUID is fixed for as long as its domain is defined). */
+  private uuids(): Promise<Map<string, string>> {
+    return this.recent.get("uuids", UUIDS_KEPT_MS, async () => new Map(parseDomainList(await this.run(["list", "--all", "--id", "--uuid", "--name"])).map((d) => [d.name, d.uuid])));
+  }
+
+  /** Runs a power action; what every domain's stats said before it is stale after it. */
+  private async act(args: string[], id: string): Promise<void> {
+    try {
+      await this.run(args, id);
+    } finally {
+      this.recent.forget("stats");
+    }
   }
 
   private async domainStats(id: string): Promise<DomainStats> {
