@@ -1,4 +1,5 @@
-// `corral host add|list|show|remove`: the daemons a controller places environments on.
+// `corral host add|list|show|remove`: the hosts of a fleet controller (Corral daemons and TTstack agents, which take
+// environments, and libvirt daemons by their URI).
 import type { Command } from "commander";
 import type { Host, HostVm, RegisterHost } from "../sdk/index.ts";
 import { addFleetOptions, withController, type FleetFlags } from "./fleet-connection.ts";
@@ -11,11 +12,12 @@ interface JsonFlag {
 }
 
 /**
- * The body for POST /api/hosts: `http://…` or `https://…` is Virtumancer's `uri`, anything else TTstack's
+ * The body for POST /api/hosts: a URI (`http://…`, `https://…`, or a libvirt URI such as `qemu:///system` or
+ * `qemu+ssh://root@HOST/system`, which the controller checks) is Virtumancer's `uri`, anything else TTstack's
  * `addr` (HOST:PORT, checked here so that a missing port is caught before the controller tries to reach it).
  */
 export function registerBody(target: string, options: { id?: string; token?: string } = {}): RegisterHost {
-  const body: RegisterHost = /^https?:\/\//i.test(target) ? { uri: target } : { addr: target };
+  const body: RegisterHost = /^[a-z][a-z0-9+.-]*:\/\//i.test(target) ? { uri: target } : { addr: target };
   if (body.addr !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/.test(target)) {
     throw new Error(`Invalid host address ${JSON.stringify(target)}: use HOST:PORT (e.g. 10.0.0.2:8080) or http://HOST:PORT`);
   }
@@ -40,13 +42,16 @@ export function formatSince(when: string | number | null, now: number): string {
   return `${formatSpan((now - ms) / 1000)} ago`;
 }
 
+const HOST_KIND_NAMES: Record<Host["kind"], string> = { corral: "Corral daemon", ttstack: "TTstack agent", libvirt: "libvirt daemon" };
+
 export const HOST_HEADERS = ["ID", "STATE", "ADDR", "CPU RES/TOTAL", "MEM RES/TOTAL", "DISK RES/TOTAL", "VMS", "LAST SEEN"] as const;
 
 export function hostRows(hosts: readonly Host[], now: number): string[][] {
   return hosts.map((host) => [
     host.id,
     host.state,
-    host.addr,
+    // A libvirt host's `addr` is only its machine: its URI says how it is reached.
+    host.kind === "libvirt" ? host.uri : host.addr,
     `${host.reserved.cpu}/${host.resource.cpu_total}`,
     `${formatMib(host.reserved.mem)}/${formatMib(host.resource.mem_total)}`,
     `${formatMib(host.reserved.disk)}/${formatMib(host.resource.disk_total)}`,
@@ -76,7 +81,7 @@ export function hostDetails(host: Host, now: number): string[] {
     `  Storage:    ${host.storage || "-"}`,
     `  Images:     ${list(host.images)}`,
     `  Registered: ${new Date(host.registered_at * 1000).toISOString()}`,
-    `  Kind:       ${host.kind === "ttstack" ? "TTstack agent" : "Corral daemon"}`,
+    `  Kind:       ${HOST_KIND_NAMES[host.kind]}`,
     `  Last seen:  ${formatSince(host.last_seen_at, now)}`,
   ];
   if (host.last_error !== null) lines.push(`  Last error: ${host.last_error}`);
@@ -98,7 +103,7 @@ function addedLine(host: Host): string {
 export function registerHostCommands(program: Command): Command {
   const host = program.command("host").description("Add, list, inspect and remove the daemons of a fleet controller");
 
-  addFleetOptions(host.command("add").description("Register a daemon with the controller").argument("<addr-or-uri>", "HOST:PORT, or http://HOST:PORT"))
+  addFleetOptions(host.command("add").description("Register a daemon (Corral, TTstack agent, or libvirt by its URI) with the controller").argument("<addr-or-uri>", "HOST:PORT, http://HOST:PORT, or a libvirt URI (qemu:///system, qemu+ssh://USER@HOST/system)"))
     .option("--id <id>", "the host's id (default: the id the daemon reports)")
     .option("--token <token>", "the daemon's API token, if it runs with one (ps shows it: prefer --token-file)")
     .option("--token-file <file>", "read the daemon's token from FILE (mode 0600), e.g. the daemon's STATE_DIR/auth/token")

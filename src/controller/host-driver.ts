@@ -70,6 +70,14 @@ export class HostDrivers {
     return driver;
   }
 
+  /**
+   * A driver to a host not registered (yet), named `name` in what it says, kept nowhere (so never in the way of
+   * a registered host's): the caller closes it.
+   */
+  unregistered(name: string, address: HostAddress): HostDriver {
+    return this.make(name, address);
+  }
+
   private make(hostId: string, address: HostAddress): HostDriver {
     const token = address.token ?? this.options.sharedKey;
     switch (address.kind) {

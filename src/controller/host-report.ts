@@ -63,6 +63,8 @@ export interface ReportedVm {
   last_error: string | null;
   health?: VmHealth;
   health_detail?: string;
+  /** libvirt hosts: the domain's own UUID (Virtumancer's `uuid`); other hosts have none. */
+  uuid?: string;
 }
 
 /** A VM with its hardware in Virtumancer's shape (libvirt's domain as JSON). */

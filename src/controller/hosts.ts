@@ -1,16 +1,20 @@
 // The host registry: hosts registered by TTstack's `{addr}` or Virtumancer's `{id, uri}`, checked by
 // asking the host for its /api/info before they are stored (which also tells a Corral daemon from a TTstack
-// agent: host-driver.ts), removed only when they hold no VMs of the controller. Heartbeats (heartbeat.ts) keep
-// their state and reports fresh. A host that does not answer, or answers something the controller cannot
-// read, is refused with 502 and nothing is stored.
+// agent: host-driver.ts), removed only when they hold no VMs of the controller. A libvirt URI (`qemu:///system`,
+// `qemu+ssh://user@host/system`) is a libvirt daemon: its URI is checked by parseLibvirtUri (a parameter that
+// could run something on this machine is refused), then the daemon is asked through its driver, not over HTTP.
+// Heartbeats (heartbeat.ts) keep their state and reports fresh. A host that does not answer, or answers
+// something the controller cannot read, is refused with 502 and nothing is stored.
 import { CorralError } from "../protocol/errors.ts";
 import type { Host, RegisterHost } from "../protocol/controller.ts";
 import { HOST_ID_PATTERN } from "../protocol/controller.ts";
 import type { FleetStore, HostRecord } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
-import { unixSeconds } from "../protocol/ttstack.ts";
+import { TT_ENGINES, unixSeconds } from "../protocol/ttstack.ts";
 import { CorralApiError } from "../sdk/transport.ts";
+import { isLibvirtUri, parseLibvirtUri } from "./drivers/libvirt-driver.ts";
 import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
+import type { HostKind, HostReport, ReportedVm } from "./host-report.ts";
 
 const hostIdRe = new RegExp(HOST_ID_PATTERN);
 
@@ -37,7 +41,7 @@ function parseUri(text: string, field: "addr" | "uri"): URL {
     throw new CorralError("invalid_request", field === "addr" ? `Invalid "addr" ${JSON.stringify(text.slice(7))}: it must be HOST:PORT` : `Invalid "uri" ${JSON.stringify(text)}: it must be http://HOST:PORT`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new CorralError("invalid_request", `Cannot reach a host by ${JSON.stringify(text)}: Corral hosts are Corral daemons, reached by http://HOST:PORT or https://HOST:PORT (libvirt URIs such as qemu+ssh:// are not supported)`);
+    throw new CorralError("invalid_request", `Cannot reach a host by ${JSON.stringify(text)}: give http://HOST:PORT or https://HOST:PORT (a Corral daemon or a TTstack agent) or a libvirt URI (qemu:///system, qemu+ssh://USER@HOST/system)`);
   }
   if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) {
     throw new CorralError("invalid_request", `Invalid ${JSON.stringify(field)} ${JSON.stringify(text)}: give only the scheme, host and port`);
@@ -66,8 +70,9 @@ export function hostView(host: HostRecord): Host {
       vm_count: info?.vm_count ?? 0,
     },
     state: host.state,
-    // As the host reported them (a TTstack agent and a Corral daemon name TTstack's engines and storages).
-    engines: (info?.engines ?? []) as Engines,
+    // As the host reported them, those TTstack has names for (a libvirt daemon's may be others): TTstack's
+    // clients read this list against its enum.
+    engines: (info?.engines ?? []).filter((engine): engine is Engines[number] => (TT_ENGINES as readonly string[]).includes(engine)),
     storage: (STORAGES.includes(info?.storage ?? "") ? info?.storage : "file") as Storage,
     registered_at: unixSeconds(host.registeredAt),
     uri: host.uri,
@@ -90,6 +95,8 @@ export function hostView(host: HostRecord): Host {
 function registrationFailure(name: string, uri: string, err: unknown): CorralError {
   const prefix = `Cannot register host ${JSON.stringify(name)}`;
   if (err instanceof CorralError && err.code === "host_bad_answer") return new CorralError("host_bad_answer", `${prefix}: ${err.message}`, { cause: err });
+  // A driver's own verdict (a libvirt daemon that virsh cannot reach says why in its message).
+  if (err instanceof CorralError) return new CorralError("host_unreachable", `${prefix}: ${err.message}`, { cause: err });
   if (err instanceof CorralApiError && err.status >= 500) {
     return new CorralError("host_bad_answer", `${prefix}: ${uri} answered ${err.method} ${err.path} with ${err.status}: ${err.message}`, { cause: err });
   }
@@ -106,26 +113,58 @@ export class HostRegistry {
 
   /** Registers a host after it answered /api/info and /api/vms; its id is the one given, else the host's own. */
   async register(body: RegisterHost): Promise<HostRecord> {
+    if (body.uri !== undefined && isLibvirtUri(body.uri)) return this.registerLibvirt({ ...body, uri: body.uri });
     const { addr, uri } = hostAddress(body);
     const token = body.token ?? null;
     const name = body.id ?? addr;
-    const pending = `pending:${uri}`;
-    let kind;
-    let info;
-    let vms;
+    const { kind, info, vms } = await this.ask(name, uri, async () => {
+      const kind = await this.drivers.probe(name, { uri, token });
+      return { kind, ...(await this.report(name, { uri, token, kind })) };
+    });
+    return this.insert(body.id ?? info.id, { addr, uri, token, kind }, info, vms);
+  }
+
+  /**
+   * A libvirt daemon by its URI (Virtumancer's reason to exist): no token (the URI says how to authenticate,
+   * e.g. ssh's `keyfile`), no HTTP probe; its driver must answer before it is stored, as any host's must.
+   */
+  private async registerLibvirt(body: RegisterHost & { uri: string }): Promise<HostRecord> {
+    const parsed = parseLibvirtUri(body.uri);
+    if ("problem" in parsed) throw new CorralError("invalid_request", `Invalid "uri": ${parsed.problem}`);
+    if (body.addr !== undefined) throw new CorralError("invalid_request", `A libvirt host is reached by its "uri" only: leave out "addr" ${JSON.stringify(body.addr)}`);
+    if (body.token !== undefined) throw new CorralError("invalid_request", 'A libvirt host takes no "token": its URI says how to authenticate (qemu+ssh: the ssh key, e.g. ?keyfile=PATH)');
+    const address = { uri: parsed.uri, token: null, kind: "libvirt" as const };
+    // TTstack's `addr` is where a VM's ports are reached: the libvirt daemon's machine.
+    const addr = parsed.host === null ? "localhost" : parsed.port === null ? parsed.host : `${parsed.host}:${parsed.port}`;
+    const name = body.id ?? parsed.uri;
+    const { info, vms } = await this.ask(name, parsed.uri, () => this.report(name, address));
+    return this.insert(body.id ?? info.id, { ...address, addr }, info, vms);
+  }
+
+  /** `call`, its failure as registrationFailure says. */
+  private async ask<T>(name: string, uri: string, call: () => Promise<T>): Promise<T> {
     try {
-      kind = await this.drivers.probe(name, { uri, token });
-      const driver = this.drivers.for(pending, { uri, token, kind });
-      [info, vms] = await Promise.all([driver.info(), driver.vms()]);
+      return await call();
     } catch (err) {
       throw registrationFailure(name, uri, err);
-    } finally {
-      this.drivers.drop(pending);
     }
-    const id = body.id ?? info.id;
+  }
+
+  /** The host's report and VMs, asked through a driver of its own (it is not registered yet). */
+  private async report(name: string, address: { uri: string; token: string | null; kind: HostKind }): Promise<{ info: HostReport; vms: ReportedVm[] }> {
+    const driver = this.drivers.unregistered(name, address);
+    try {
+      const [info, vms] = await Promise.all([driver.info(), driver.vms()]);
+      return { info, vms };
+    } finally {
+      await driver.close();
+    }
+  }
+
+  private async insert(id: string, address: { addr: string; uri: string; token: string | null; kind: HostKind }, info: HostReport, vms: ReportedVm[]): Promise<HostRecord> {
     if (!hostIdRe.test(id)) throw new CorralError("invalid_request", `The host reports the id ${JSON.stringify(id)}, which cannot be used: give an "id"`);
     const now = new Date().toISOString();
-    const host = await this.store.insertHost({ id, addr, uri, token, kind, state: "online", hostname: info.hostname, info, vms, lastSeenAt: now });
+    const host = await this.store.insertHost({ id, ...address, state: "online", hostname: info.hostname, info, vms, lastSeenAt: now });
     await this.events.hostsChanged();
     return host;
   }

@@ -10,9 +10,8 @@
 import type { FastifyInstance } from "fastify";
 import type { RawData, WebSocket } from "ws";
 import type { VmRef, WsServerMessage } from "../protocol/controller.ts";
-import { HOST_ID_PATTERN } from "../protocol/controller.ts";
-import { quote } from "../protocol/errors.ts";
-import { isHostname } from "../protocol/names.ts";
+import { HOST_ID_PATTERN, HOST_VM_NAME_PATTERN } from "../protocol/controller.ts";
+import { CorralError, quote } from "../protocol/errors.ts";
 import type { VmStats } from "../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../sdk/transport.ts";
 import type { Logger } from "../util/log.ts";
@@ -23,6 +22,8 @@ import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const hostIdRe = new RegExp(HOST_ID_PATTERN);
+/** A daemon's VM (a hostname) or a libvirt host's domain. */
+const vmNameRe = new RegExp(HOST_VM_NAME_PATTERN);
 /** libvirt's virDomainState for a running domain: the only state whose stats keep being polled. */
 const RUNNING = 1;
 /** What Virtumancer's poller sends for a domain it cannot read: shut off, every number zero. */
@@ -160,7 +161,8 @@ export class LiveUpdates {
       try {
         stats = await this.deps.drivers.forHost(host).stats(ref.vmName);
       } catch (err) {
-        if (err instanceof CorralApiError && err.status === 404) {
+        // A daemon's 404 over HTTP, or a driver's own verdict (a libvirt host with no such domain).
+        if ((err instanceof CorralApiError || err instanceof CorralError) && err.status === 404) {
           return this.end(key, poller, [statsMessage(ref, SHUT_OFF), errorMessage("vm_not_found", `Host ${quote(ref.hostId)} has no VM ${quote(ref.vmName)}`)]);
         }
         this.deps.log.debug({ vm: ref, err: describeHostFailure(err) }, "Cannot read a VM's stats");
@@ -193,7 +195,7 @@ function disconnectedMessage(ref: VmRef): WsServerMessage {
 function vmRef(payload: unknown): VmRef | string {
   const p = (payload ?? {}) as Partial<Record<keyof VmRef, unknown>>;
   if (typeof p.hostId !== "string" || !hostIdRe.test(p.hostId)) return `Invalid payload field "hostId" ${JSON.stringify(p.hostId)}: it must be a host id`;
-  if (typeof p.vmName !== "string" || !isHostname(p.vmName)) return `Invalid payload field "vmName" ${JSON.stringify(p.vmName)}: it must be a VM name`;
+  if (typeof p.vmName !== "string" || !vmNameRe.test(p.vmName)) return `Invalid payload field "vmName" ${JSON.stringify(p.vmName)}: it must be a VM name`;
   return { hostId: p.hostId, vmName: p.vmName };
 }
 

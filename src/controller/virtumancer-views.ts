@@ -87,7 +87,8 @@ export function v1Vm(hostId: string, vm: ReportedVm, position: number, now: Date
     cpu_time: 0,
     uptime: uptimeSeconds(vm, now),
     id: INACTIVE.has(state) ? 0 : position + 1,
-    uuid: domainUuid(hostId, vm),
+    // A libvirt host's domain has its own; a daemon's VM gets a stable one.
+    uuid: vm.uuid ?? domainUuid(hostId, vm),
     vcpu: vm.cpu,
     persistent: true,
     autostart: false,
@@ -118,7 +119,8 @@ export function v1Hardware(hardware: VmHardware): V1Hardware {
     networks: hardware.networks.map((nic, index) => ({
       type: nic.type,
       mac: { address: nic.mac.address },
-      source: { bridge: nic.source.bridge ?? "" },
+      // `network`: the libvirt network a NIC of a libvirt host is plugged into, as Virtumancer's later connector has it.
+      source: { bridge: nic.source.bridge ?? "", network: nic.source.network ?? "" },
       model: { model_type: nic.model.model_type, type: nic.model.model_type },
       // Daemons before issue 14 name no device: their net_stats call the NIC eth0.
       target: { dev: nic.target?.dev ?? `eth${index}` },

@@ -3,7 +3,7 @@
 // beside them) and Virtumancer's (seed 003: hosts by `id` and `uri`, VMs per host, hardware, power actions,
 // the /ws messages). One host registry serves both host bodies (DESIGN.md, "The three APIs").
 import { Type, type Static } from "@sinclair/typebox";
-import { HOSTNAME_PATTERN, IMAGE_PATTERN } from "./names.ts";
+import { IMAGE_PATTERN } from "./names.ts";
 import { StringEnum } from "./slicer.ts";
 import { Envelope, TtAgentInfoFields, TtEnvStateSchema, TtHostStateSchema, TtResourceSchema, TtVmFields } from "./ttstack.ts";
 import { VmHardwareSchema, VmStatsSchema } from "./ttstack-agent.ts";
@@ -29,7 +29,13 @@ const EnvId = Type.String({ pattern: ENV_ID_PATTERN, description: "letters, digi
 export const EnvParams = Type.Object({ id: EnvId });
 /** A VM looked up by id: any name TTstack could give one (an unknown one is a 404). */
 export const VmIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
-export const HostVmParams = Type.Object({ hostId: HostIdParam, vmName: Type.String({ pattern: HOSTNAME_PATTERN, maxLength: 63 }) });
+/**
+ * A VM's name on its host: a daemon's VMs are hostnames, a libvirt host's domains are named as libvirt lets
+ * them be (`Win10`, `ubuntu_22.04`): anything but '/', control characters, or a leading '-' (virsh would take
+ * it for an option), at most 200 characters. The host refuses a name it has not (404).
+ */
+export const HOST_VM_NAME_PATTERN = "^[^/\\x00-\\x1f\\x7f-][^/\\x00-\\x1f\\x7f]{0,199}$";
+export const HostVmParams = Type.Object({ hostId: HostIdParam, vmName: Type.String({ pattern: HOST_VM_NAME_PATTERN, maxLength: 200 }) });
 
 /**
  * POST /api/hosts: TTstack's `{addr: "HOST:PORT"}` or Virtumancer's `{id, uri: "http://HOST:PORT"}`.
@@ -40,7 +46,7 @@ export const HostVmParams = Type.Object({ hostId: HostIdParam, vmName: Type.Stri
 export const RegisterHostSchema = Type.Object({
   id: Type.Optional(HostIdParam),
   addr: Type.Optional(Type.String({ minLength: 3, maxLength: 255, description: "HOST:PORT of the host's agent API" })),
-  uri: Type.Optional(Type.String({ minLength: 8, maxLength: 300, description: "http://HOST:PORT or https://HOST:PORT of the host" })),
+  uri: Type.Optional(Type.String({ minLength: 8, maxLength: 300, description: "http://HOST:PORT or https://HOST:PORT of the host, or a libvirt daemon's URI (qemu:///system, qemu+ssh://USER@HOST/system)" })),
   token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
 });
 export type RegisterHost = Static<typeof RegisterHostSchema>;
@@ -228,6 +234,7 @@ export type VmAction = Static<typeof VmActionSchema>["action"];
  * yet (creating), 1 running, 3 paused, 4 being shut down, 5 shut off, 6 crashed. A suspended VM is saved to
  * disk with no process left, as libvirt's managed save leaves a domain shut off (5): its UI offers Start, which
  * restores it. libvirt's 7 (pmsuspended) is a guest asleep in its own RAM, which Corral's VMs never are.
+ * A libvirt host's driver reports its domains in these names too (drivers/libvirt/virsh-output.ts).
  */
 export function libvirtState(state: string): number {
   if (state === "running" || state === "booting") return 1;

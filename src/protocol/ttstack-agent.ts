@@ -87,7 +87,12 @@ export const VmHardwareSchema = Type.Object({
       type: Type.String(),
       mac: Type.Object({ address: Type.String() }),
       /** `bridge`: the bridge the TAP is a port of; absent in other modes and from older daemons. */
-      source: Type.Object({ mode: Type.String(), bridge: Type.Optional(Type.String()) }),
+      source: Type.Object({
+        mode: Type.String(),
+        bridge: Type.Optional(Type.String()),
+        /** libvirt hosts: the libvirt network the NIC is plugged into (`<source network>`). */
+        network: Type.Optional(Type.String()),
+      }),
       model: Type.Object({ model_type: Type.String() }),
       /** The host-side device (TAP or veth end) in TAP modes, the guest's "eth0" in user mode; `net_stats` names the NIC by it. Absent from older daemons. */
       target: Type.Optional(Type.Object({ dev: Type.String() })),

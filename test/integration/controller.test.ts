@@ -109,7 +109,11 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
 
     const cases: [unknown, number, string, RegExp][] = [
       [{}, 400, "invalid_request", /"addr".*"uri"/],
-      [{ id: "x", uri: "qemu+ssh://root@kvm/system" }, 400, "invalid_request", /libvirt URIs/],
+      // libvirt URIs are libvirt hosts (libvirt-hosts.test.ts); those refused never reach virsh.
+      [{ id: "x", uri: "qemu+ssh://root@kvm/system?command=/bin/sh" }, 400, "invalid_request", /parameter "command" is refused/],
+      [{ id: "x", uri: "xen:///system" }, 400, "invalid_request", /qemu driver only/],
+      [{ id: "x", uri: "qemu:///system", token: "t" }, 400, "invalid_request", /takes no "token"/],
+      [{ id: "x", uri: "ftp://kvm:21" }, 400, "invalid_request", /qemu driver only/],
       [{ addr: "127.0.0.1" }, 400, "invalid_request", /HOST:PORT/],
       [{ addr: "127.0.0.1:1" }, 502, "host_unreachable", /did not answer/],
       [{ id: "host-c", uri: b.url }, 502, "host_unreachable", /401/],

@@ -140,7 +140,7 @@ describe("Virtumancer's UI against Corral: the whole wire", { timeout: 1_200_000
     wire.assertFits(wire.Health, await health.json(), "health");
   });
 
-  test("add a host as the UI does ({id, uri}); a libvirt URI or a body that is not JSON is refused as Go's http.Error", async () => {
+  test("add a host as the UI does ({id, uri}); a libvirt URI Corral refuses or a body that is not JSON is refused as Go's http.Error", async () => {
     const added = await api("POST", "/hosts", { id: HOST, uri: daemon.url });
     assert.equal(added.status, 201, added.text);
     wire.assertFits(wire.Host, added.json, "the added host");
@@ -150,7 +150,7 @@ describe("Virtumancer's UI against Corral: the whole wire", { timeout: 1_200_000
 
     for (const [what, body, status, code] of [
       ["the UI's default libvirt URI", { id: "kvm-2", uri: "qemu+ssh://root@/system" }, 400, "invalid_request"],
-      ["a libvirt URI with a host", { id: "kvm-2", uri: "qemu+ssh://root@10.0.0.2/system" }, 400, "invalid_request"],
+      ["a libvirt URI whose parameter runs a program here", { id: "kvm-2", uri: "qemu+ssh://root@10.0.0.2/system?netcat=/tmp/nc" }, 400, "invalid_request"],
       ["a body that is not JSON", "{", 400, "invalid_json"],
       ["the same id again", { id: HOST, uri: daemon.url }, 409, "conflict"],
       ["a daemon that does not answer", { id: "kvm-3", uri: "http://127.0.0.1:1" }, 502, "host_unreachable"],

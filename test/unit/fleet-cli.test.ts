@@ -107,12 +107,15 @@ describe("env create body", () => {
 });
 
 describe("host add body", () => {
-  test("http(s):// is a uri, anything else an addr HOST:PORT", () => {
+  test("http(s):// or a libvirt URI is a uri, anything else an addr HOST:PORT", () => {
     assert.deepEqual(registerBody("10.0.0.2:8080"), { addr: "10.0.0.2:8080" });
     assert.deepEqual(registerBody("node-a.lan:8080", { token: "t" }), { addr: "node-a.lan:8080", token: "t" });
     assert.deepEqual(registerBody("[::1]:8080"), { addr: "[::1]:8080" });
     assert.deepEqual(registerBody("http://10.0.0.2:8080", { id: "rack1-a" }), { uri: "http://10.0.0.2:8080", id: "rack1-a" });
     assert.deepEqual(registerBody("https://node-a:8443"), { uri: "https://node-a:8443" });
+    // A libvirt URI is a uri too: the controller reads it (and refuses what it must).
+    assert.deepEqual(registerBody("qemu:///system", { id: "kvm-1" }), { uri: "qemu:///system", id: "kvm-1" });
+    assert.deepEqual(registerBody("qemu+ssh://root@10.0.0.2/system"), { uri: "qemu+ssh://root@10.0.0.2/system" });
     for (const bad of ["10.0.0.2", "node-a:http", "10.0.0.2:8080/x"]) {
       assert.throws(() => registerBody(bad), { message: `Invalid host address ${JSON.stringify(bad)}: use HOST:PORT (e.g. 10.0.0.2:8080) or http://HOST:PORT` });
     }
@@ -192,6 +195,9 @@ describe("fleet tables and details", () => {
       ["node-a", "online", "10.0.0.2:8080", "4/16", "4 GiB/32 GiB", "80 GiB/500 GiB", "3", "12s ago"],
       ["node-b", "offline", "10.0.0.3:8080", "4/16", "4 GiB/32 GiB", "80 GiB/500 GiB", "0", "never"],
     ]);
+    const libvirt = host({ id: "kvm-1", kind: "libvirt", addr: "10.0.0.4", uri: "qemu+ssh://root@10.0.0.4/system" });
+    assert.equal(hostRows([libvirt], NOW)[0]?.[2], "qemu+ssh://root@10.0.0.4/system", "a libvirt host by its URI");
+    assert.ok(hostDetails(libvirt, NOW).includes("  Kind:       libvirt daemon"));
   });
 
   test("host details, with its last error", () => {

@@ -66,6 +66,20 @@ describe("placeVms", () => {
     assert.equal(placeVms([agent], [vm(1, 1024, 2048, { engine: "qemu", image: "nginx" })]).ok, false, "a qemu VM still needs its image there");
   });
 
+  test("a libvirt daemon takes no environment, however large, and the reason says so", () => {
+    const libvirt = host("virt", 64, 262144, 1_000_000, { kind: "libvirt" });
+    const corral = host("corral", 4, 8192, 100_000, { kind: "corral" });
+    assert.deepEqual(placeVms([libvirt, corral], [vm(1, 1024, 2048)]), { ok: true, hostIds: ["corral"] });
+    assert.deepEqual(placeVms([libvirt, corral], [vm(32, 1024, 2048)]), {
+      ok: false,
+      reason: 'No host can take VM 1 (cpu 32, mem 1024 MiB, disk 2048 MiB, image "base", engine "qemu"): 1 online host lacks CPU (at most 16 free), 1 host is a libvirt daemon, which takes no environments',
+    });
+    assert.deepEqual(placeVms([libvirt, { ...libvirt, id: "virt2" }], [vm(1, 1024, 2048)]), {
+      ok: false,
+      reason: 'No host can take VM 1 (cpu 1, mem 1024 MiB, disk 2048 MiB, image "base", engine "qemu"): 2 hosts are libvirt daemons, which take no environments',
+    });
+  });
+
   test("offline hosts and hosts that never reported are skipped", () => {
     const offline = host("a", 64, 262144, 1_000_000, { state: "offline" });
     const silent: PlacementHost = { ...host("b", 0, 0, 0), info: null };

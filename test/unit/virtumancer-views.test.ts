@@ -83,6 +83,8 @@ describe("Virtumancer's views of Corral's hosts and VMs", () => {
     assert.deepEqual([vm.name, vm.state, vm.vcpu, vm.vcpu_count, vm.max_mem, vm.memory, vm.memory_bytes, vm.uptime, vm.id, vm.db_id], ["team-1", 1, 2, 2, 524_288, 524_288, 536_870_912, 90, 1, 1]);
     assert.deepEqual([vm.status, vm.env_id, vm.health, vm.graphics], ["running", "team", "ok", { vnc: false, spice: false }]);
     assert.match(vm.uuid, /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // A libvirt host's domain keeps its own UUID.
+    assert.equal(v1Vm("kvm-1", agentVm({ uuid: "6505be9e-b440-47b3-96a4-d73db9d011d1" }), 0, NOW).uuid, "6505be9e-b440-47b3-96a4-d73db9d011d1");
   });
 
   test("a stopped VM: uptime -1, no domain id, shut off (5) with Start offered", () => {
@@ -150,8 +152,14 @@ describe("Virtumancer's views of Corral's hosts and VMs", () => {
     };
     const shown = v1Hardware(bridged);
     wire.assertFits(wire.HardwareInfo, shown, "hardware");
-    assert.deepEqual(shown.networks[0], { type: "bridge", mac: { address: "52:54:00:aa:bb:cc" }, source: { bridge: "brvm0" }, model: { model_type: "virtio", type: "virtio" }, target: { dev: "vmtap3" } });
+    assert.deepEqual(shown.networks[0], { type: "bridge", mac: { address: "52:54:00:aa:bb:cc" }, source: { bridge: "brvm0", network: "" }, model: { model_type: "virtio", type: "virtio" }, target: { dev: "vmtap3" } });
     assert.deepEqual([shown.networks[1]?.source.bridge, shown.networks[1]?.target.dev], ["", "ci0a1b-7"]);
     assert.deepEqual(hardwareTab(shown), ["net vmtap3 52:54:00:aa:bb:cc brvm0 virtio", "net ci0a1b-7 52:54:00:aa:bb:cd  virtio"]);
+  });
+
+  test("a libvirt host's NIC on a libvirt network shows it as source.network", () => {
+    const shown = v1Hardware({ disks: [], networks: [{ type: "network", mac: { address: "52:54:00:aa:bb:ce" }, source: { mode: "network", network: "default" }, model: { model_type: "virtio" }, target: { dev: "vnet0" } }] });
+    wire.assertFits(wire.HardwareInfo, shown, "hardware");
+    assert.deepEqual(shown.networks[0]?.source, { bridge: "", network: "default" });
   });
 });

@@ -1,12 +1,16 @@
 // Choosing a host for each VM of an environment: a pure function of the hosts (their last report and what
 // the controller already reserved on them) and the request. Best fit, so that large hosts stay free for
 // large VMs; one request may span hosts. When a VM fits nowhere, the reason says why each kind of host failed.
+// Only hosts that make VMs through the agent API (Corral daemons, TTstack agents) take environments: a libvirt
+// daemon's domains are its own, and its driver cannot create one (host-driver.ts).
 import type { HostState } from "../../protocol/controller.ts";
-import type { HostReport } from "../host-report.ts";
+import type { HostKind, HostReport } from "../host-report.ts";
 import type { Amounts } from "./records.ts";
 
 export interface PlacementHost {
   id: string;
+  /** Absent: a host that takes environments (a record from before kinds, a test's). */
+  kind?: HostKind;
   state: HostState;
   /** The host's last report; null until it first answered. */
   info: Pick<HostReport, "cpu_total" | "mem_total" | "disk_total" | "engines" | "images"> | null;
@@ -35,7 +39,12 @@ const RESOURCES = ["cpu", "mem", "disk"] as const;
 type Resource = (typeof RESOURCES)[number];
 
 /** Why a host cannot take a VM, in the order the reason lists them. */
-type Refusal = Resource | "image" | "engine" | "unreported" | "offline";
+type Refusal = Resource | "image" | "engine" | "unreported" | "offline" | "kind";
+
+/** The kinds of host that environments are placed on. */
+export function takesEnvironments(kind: HostKind | undefined): boolean {
+  return kind !== "libvirt";
+}
 
 interface Candidate {
   id: string;
@@ -46,7 +55,7 @@ interface Candidate {
 export function placeVms(hosts: readonly PlacementHost[], specs: readonly PlacementSpec[], overcommit: Overcommit = DEFAULT_OVERCOMMIT): Placement {
   const candidates = new Map<string, Candidate>();
   for (const host of hosts) {
-    if (host.state !== "online" || host.info === null) continue;
+    if (!takesEnvironments(host.kind) || host.state !== "online" || host.info === null) continue;
     const capacity = {
       cpu: Math.floor(host.info.cpu_total * overcommit.cpu),
       mem: Math.floor(host.info.mem_total * overcommit.mem),
@@ -67,6 +76,7 @@ export function placeVms(hosts: readonly PlacementHost[], specs: readonly Placem
 }
 
 function refusal(host: PlacementHost, candidate: Candidate | undefined, spec: PlacementSpec): Refusal | undefined {
+  if (!takesEnvironments(host.kind)) return "kind";
   if (host.state !== "online") return "offline";
   if (host.info === null || candidate === undefined) return "unreported";
   if (!host.info.engines.includes(spec.engine)) return "engine";
@@ -100,7 +110,7 @@ function refusalReason(hosts: readonly PlacementHost[], candidates: Map<string, 
     if (why === undefined) continue; // cannot happen: this VM fits no host
     byRefusal.set(why, [...(byRefusal.get(why) ?? []), host]);
   }
-  const order: Refusal[] = ["cpu", "mem", "disk", "image", "engine", "unreported", "offline"];
+  const order: Refusal[] = ["cpu", "mem", "disk", "image", "engine", "unreported", "offline", "kind"];
   const parts = order.flatMap((why) => {
     const refused = byRefusal.get(why);
     if (refused === undefined) return [];
@@ -110,6 +120,8 @@ function refusalReason(hosts: readonly PlacementHost[], candidates: Map<string, 
     switch (why) {
       case "offline":
         return [`${n} ${n === 1 ? "host is" : "hosts are"} offline`];
+      case "kind":
+        return [`${n} ${n === 1 ? "host is a libvirt daemon, which takes" : "hosts are libvirt daemons, which take"} no environments`];
       case "unreported":
         return [`${online} ${n === 1 ? "has" : "have"} not reported ${n === 1 ? "its" : "their"} resources yet`];
       case "engine":

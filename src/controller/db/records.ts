@@ -15,7 +15,7 @@ export interface HostRecord {
   addr: string;
   uri: string;
   token: string | null;
-  /** What answers at `uri`: a Corral daemon or a TTstack agent (told apart at registration). */
+  /** What answers at `uri`: a Corral daemon or a TTstack agent (told apart at registration), or a libvirt daemon (a libvirt URI). */
   kind: HostKind;
   state: HostState;
   hostname: string;

@@ -8,13 +8,14 @@ import type { EnvRecord, FleetVmRecord, FleetVmState, HostPatch, HostRecord, New
 import type { EnvsTable, HostsTable, VmsTable } from "./schema.ts";
 
 /** The columns placement reads, without the (possibly long) list of the host's VMs. */
-export const PLACEMENT_COLUMNS = ["id", "state", "info", "reserved_cpu", "reserved_mem", "reserved_disk"] as const;
+export const PLACEMENT_COLUMNS = ["id", "kind", "state", "info", "reserved_cpu", "reserved_mem", "reserved_disk"] as const;
 
 type PlacementRow = Pick<Selectable<HostsTable>, (typeof PLACEMENT_COLUMNS)[number]>;
 
-export function placementHostFromRow(row: PlacementRow): PlacementHost & Pick<HostRecord, "info"> {
+export function placementHostFromRow(row: PlacementRow): PlacementHost & Pick<HostRecord, "info" | "kind"> {
   return {
     id: row.id,
+    kind: isHostKind(row.kind) ? row.kind : "corral",
     state: row.state as HostState,
     info: row.info === null ? null : (JSON.parse(row.info) as HostReport),
     reserved: { cpu: row.reserved_cpu, mem: row.reserved_mem, disk: row.reserved_disk },
@@ -27,7 +28,6 @@ export function hostFromRow(row: Selectable<HostsTable>): HostRecord {
     addr: row.addr,
     uri: row.uri,
     token: row.token,
-    kind: isHostKind(row.kind) ? row.kind : "corral",
     hostname: row.hostname,
     vms: JSON.parse(row.vms) as ReportedVm[],
     failures: row.failures,

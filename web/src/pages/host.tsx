@@ -4,6 +4,7 @@ import { useState } from "react";
 import type { Host, HostVm } from "../../../src/protocol/controller.ts";
 import { Empty, ErrorNote, Facts, HealthBadge, Loading, StateBadge, TableHead } from "../components/bits.tsx";
 import { formatMiB, formatTime } from "../lib/format.ts";
+import { HOST_KIND_NAMES } from "../lib/host-kinds.ts";
 import { hostsChanged, useResource } from "../lib/hooks.ts";
 import { paths } from "../lib/routes.ts";
 import { Link } from "../lib/router.tsx";
@@ -52,6 +53,7 @@ function HostDetails({ host }: { host: Host }) {
       <Facts
         items={[
           ["State", <StateBadge state={host.state} />],
+          ["Kind", HOST_KIND_NAMES[host.kind]],
           ["Hostname", host.hostname],
           ["Address", <code>{host.uri}</code>],
           ["Engines", host.engines.join(", ") || "–"],
@@ -60,7 +62,7 @@ function HostDetails({ host }: { host: Host }) {
           ["Last error", host.last_error && <span className="error-text">{host.last_error}</span>],
         ]}
       />
-      <h3>Reserved by the controller's VMs, of the host's total</h3>
+      <h3>{host.kind === "libvirt" ? "In use by its running domains, of the host's total" : "Reserved by the controller's VMs, of the host's total"}</h3>
       <HostResources host={host} />
       <p className="muted small-text">
         In use as the host reports: {host.resource.cpu_used} of {host.resource.cpu_total} CPUs, {formatMiB(host.resource.mem_used)} of{" "}

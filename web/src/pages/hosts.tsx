@@ -1,10 +1,12 @@
-// `/hosts`: every host with its state, resources, engines and VMs; add one by address, remove one.
+// `/hosts`: every host with its kind, state, resources, engines and VMs; add one by address or libvirt URI,
+// remove one.
 /** @jsxRuntime automatic */
 import { useState, type FormEvent } from "react";
 import type { Host, RegisterHost } from "../../../src/protocol/controller.ts";
 import { CapacityBar, Empty, ErrorNote, Loading, StateBadge, TableHead } from "../components/bits.tsx";
 import { ConfirmDialog } from "../components/dialog.tsx";
 import { formatMiB } from "../lib/format.ts";
+import { HOST_KIND_NAMES, hostPlace } from "../lib/host-kinds.ts";
 import { hostsChanged, useAction, useResource } from "../lib/hooks.ts";
 import { paths } from "../lib/routes.ts";
 import { Link, navigate } from "../lib/router.tsx";
@@ -20,7 +22,7 @@ export function HostsPage() {
       {hosts.data === undefined ? (
         !hosts.error && <Loading />
       ) : hosts.data.length === 0 ? (
-        <Empty>No hosts yet. Add a Corral daemon by its address below.</Empty>
+        <Empty>No hosts yet. Add a Corral daemon by its address, or a libvirt daemon by its URI, below.</Empty>
       ) : (
         <HostTable hosts={hosts.data} onRemove={setRemoving} />
       )}
@@ -34,16 +36,17 @@ function HostTable({ hosts, onRemove }: { hosts: Host[]; onRemove: (host: Host) 
   return (
     <div className="table-wrap">
       <table>
-        <TableHead columns={["Host", "State", "Reserved / total", "Engines", "VMs"]} actions />
+        <TableHead columns={["Host", "Kind", "State", "Reserved / total", "Engines", "VMs"]} actions />
         <tbody>
           {hosts.map((host) => (
             <tr key={host.id}>
               <th scope="row">
                 <Link href={paths.host(host.id)}>{host.id}</Link>
                 <div className="muted small-text">
-                  {host.hostname} · {host.addr}
+                  {host.hostname} · {hostPlace(host)}
                 </div>
               </th>
+              <td>{HOST_KIND_NAMES[host.kind]}</td>
               <td>
                 <StateBadge state={host.state} />
                 {host.last_error && host.state !== "online" && <div className="error-text small-text">{host.last_error}</div>}
@@ -66,17 +69,25 @@ function HostTable({ hosts, onRemove }: { hosts: Host[]; onRemove: (host: Host) 
   );
 }
 
+/**
+ * What the controller's VMs reserve of the host; on a libvirt host, which takes none of them, what its running
+ * domains use. A disk the host does not report (0 in all) is left out.
+ */
 export function HostResources({ host }: { host: Host }) {
+  const r = host.resource;
+  const inUse = host.kind === "libvirt";
+  const part = inUse ? { cpu: r.cpu_used, mem: r.mem_used, disk: r.disk_used } : host.reserved;
+  const label = (what: string) => (inUse ? `${what} in use` : what);
   return (
     <div className="mini-bars">
-      <CapacityBar label="CPU" part={host.reserved.cpu} total={host.resource.cpu_total} format={(n) => String(n)} />
-      <CapacityBar label="Memory" part={host.reserved.mem} total={host.resource.mem_total} format={formatMiB} />
-      <CapacityBar label="Disk" part={host.reserved.disk} total={host.resource.disk_total} format={formatMiB} />
+      <CapacityBar label={label("CPU")} part={part.cpu} total={r.cpu_total} format={(n) => String(n)} />
+      <CapacityBar label={label("Memory")} part={part.mem} total={r.mem_total} format={formatMiB} />
+      {r.disk_total > 0 && <CapacityBar label={label("Disk")} part={part.disk} total={r.disk_total} format={formatMiB} />}
     </div>
   );
 }
 
-/** "10.0.0.2:8080" → TTstack's {addr}; "http://…" → Virtumancer's {uri}. */
+/** "10.0.0.2:8080" → TTstack's {addr}; "http://…" or a libvirt URI ("qemu+ssh://…") → Virtumancer's {uri}. */
 export function registerBody(address: string, id: string, token: string): RegisterHost {
   const trimmed = address.trim();
   const body: RegisterHost = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? { uri: trimmed } : { addr: trimmed };
@@ -104,18 +115,21 @@ function AddHostForm({ onAdded }: { onAdded: () => void }) {
   return (
     <form className="panel form" onSubmit={submit} aria-labelledby="add-host-title">
       <h2 id="add-host-title">Add a host</h2>
-      <p className="muted">A Corral daemon's address: HOST:PORT, or http://HOST:PORT. The controller checks it answers before adding it.</p>
+      <p className="muted">
+        A Corral daemon's address (HOST:PORT, or http://HOST:PORT), or a libvirt daemon's URI (qemu:///system, qemu+ssh://root@HOST/system?keyfile=PATH).
+        The controller checks it answers before adding it.
+      </p>
       <div className="fields">
         <div className="field">
           <label htmlFor="host-address">Address</label>
-          <input id="host-address" required placeholder="10.0.0.2:8080" value={address} onChange={(e) => setAddress(e.target.value)} />
+          <input id="host-address" required placeholder="10.0.0.2:8080 or qemu+ssh://root@10.0.0.2/system" value={address} onChange={(e) => setAddress(e.target.value)} />
         </div>
         <div className="field">
           <label htmlFor="host-id">Host ID (optional)</label>
           <input id="host-id" placeholder="the daemon's own id" value={id} onChange={(e) => setId(e.target.value)} />
         </div>
         <div className="field">
-          <label htmlFor="host-token">Daemon token (optional)</label>
+          <label htmlFor="host-token">Daemon token (optional; not for libvirt)</label>
           <input id="host-token" type="password" autoComplete="off" value={token} onChange={(e) => setToken(e.target.value)} />
         </div>
       </div>
@@ -141,7 +155,7 @@ export function RemoveHostDialog({ host, onDone, onClose, leave }: { host: Host;
   return (
     <ConfirmDialog title={`Remove host "${host.id}"?`} confirmLabel="Remove" busy={action.busy} error={action.error} onConfirm={confirm} onClose={onClose}>
       <p>
-        The controller stops sending work to <strong>{host.addr}</strong> and forgets it. The daemon and its VMs keep running. A host that still has
+        The controller stops sending work to <strong>{hostPlace(host)}</strong> and forgets it. The daemon and its VMs keep running. A host that still has
         environments' VMs cannot be removed: delete those environments first.
       </p>
     </ConfirmDialog>

@@ -2,12 +2,13 @@
 // live graphs, the serial log and a terminal on its shell.
 /** @jsxRuntime automatic */
 import { lazy, Suspense, useState } from "react";
-import type { FleetVm, HostVm, VmAction, WsServerMessage } from "../../../src/protocol/controller.ts";
+import type { FleetVm, Host, HostVm, VmAction, WsServerMessage } from "../../../src/protocol/controller.ts";
 import type { VmHardware } from "../../../src/protocol/ttstack-agent.ts";
 import { CopyButton, Empty, ErrorNote, Facts, HealthBadge, Loading, StateBadge, TableHead } from "../components/bits.tsx";
 import { healthWorthShowing } from "../lib/health.ts";
 import { ConfirmDialog } from "../components/dialog.tsx";
 import { formatMiB } from "../lib/format.ts";
+import { hasConsole, isOn, isRunning } from "../lib/host-kinds.ts";
 import { useAction, useResource } from "../lib/hooks.ts";
 import { paths } from "../lib/routes.ts";
 import { Link } from "../lib/router.tsx";
@@ -24,7 +25,6 @@ const POWER: { action: VmAction; label: string; when: "off" | "on"; confirm?: st
   { action: "destroy", label: "Force off", when: "on", confirm: "It is powered off at once, like pulling the plug: what the guest has not written to its disk is lost." },
   { action: "reset", label: "Reset", when: "on", confirm: "It is restarted at once, like pressing a reset button: what the guest has not written to its disk is lost." },
 ];
-const ON_STATES = new Set(["running", "booting", "paused"]);
 // xterm.js is most of the bundle's weight: loaded when a terminal is first opened.
 const ShellTerminal = lazy(async () => ({ default: (await import("../components/terminal.tsx")).ShellTerminal }));
 
@@ -35,6 +35,9 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
   const hostVms = useResource<HostVm[]>(`${hostBase}/vms`, { staleOn: ofThisHost });
   const fleetVm = useResource<FleetVm>(`/api/vms/${encodeURIComponent(vmName)}`, { staleOn: ofThisHost });
   const hardware = useResource<VmHardware>(`${vmBase}/hardware`, { staleOn: ofThisHost });
+  // Its kind says which panels apply (a libvirt domain has no shell or log through the controller).
+  const host = useResource<Host>(hostBase, { staleOn: (m) => m.type === "hosts-changed" });
+  const withConsole = hasConsole(host.data?.kind);
   const [terminalOpen, setTerminalOpen] = useState(false);
 
   const listed = hostVms.data?.find((vm) => vm.name === vmName);
@@ -94,7 +97,7 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
               ["Error", fleet?.error && <span className="error-text">{fleet.error}</span>],
             ]}
           />
-          <PowerActions vmBase={vmBase} on={state !== undefined && ON_STATES.has(state)} onDone={hostVms.reload} />
+          <PowerActions vmBase={vmBase} on={isOn(state)} onDone={hostVms.reload} />
         </div>
         <div className="panel">
           <h2>Access</h2>
@@ -102,25 +105,35 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
         </div>
       </div>
       <Hardware hardware={hardware.data} error={hardware.error} />
-      <VmStatsPanel hostId={hostId} vmName={vmName} running={state === "running" || state === "booting"} />
-      <div className="panel">
-        <div className="title-row">
-          <h2>Terminal</h2>
-          {!terminalOpen && (
-            <button type="button" onClick={() => setTerminalOpen(true)}>
-              Open terminal
-            </button>
-          )}
+      <VmStatsPanel hostId={hostId} vmName={vmName} running={isRunning(state)} />
+      {withConsole && (
+        <>
+          <div className="panel">
+            <div className="title-row">
+              <h2>Terminal</h2>
+              {!terminalOpen && (
+                <button type="button" onClick={() => setTerminalOpen(true)}>
+                  Open terminal
+                </button>
+              )}
+            </div>
+            {terminalOpen ? (
+              <Suspense fallback={<p className="muted">Loading the terminal…</p>}>
+                <ShellTerminal hostId={hostId} vmName={vmName} onClose={() => setTerminalOpen(false)} />
+              </Suspense>
+            ) : (
+              <p className="muted">A root shell in the VM, through the controller and the VM's host.</p>
+            )}
+          </div>
+          <VmLogPanel hostId={hostId} vmName={vmName} />
+        </>
+      )}
+      {!withConsole && (
+        <div className="panel">
+          <h2>Terminal and log</h2>
+          <p className="muted">Host {hostId} is a libvirt daemon: the controller opens no shell and reads no serial log of its domains.</p>
         </div>
-        {terminalOpen ? (
-          <Suspense fallback={<p className="muted">Loading the terminal…</p>}>
-            <ShellTerminal hostId={hostId} vmName={vmName} onClose={() => setTerminalOpen(false)} />
-          </Suspense>
-        ) : (
-          <p className="muted">A root shell in the VM, through the controller and the VM's host.</p>
-        )}
-      </div>
-      <VmLogPanel hostId={hostId} vmName={vmName} />
+      )}
     </section>
   );
 }
