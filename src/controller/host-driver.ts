@@ -1,7 +1,7 @@
 // The controller's calls to its hosts, behind one interface per host whatever its kind (the HostDriver seam
 // of DESIGN.md): a Corral daemon (drivers/corral-daemon-driver.ts) or a TTstack agent
 // (drivers/ttstack-agent-driver.ts), both reached over TTstack's agent API (/api/info, /api/vms…) and read into
-// the controller's own shapes (host-report.ts). What a kind of host cannot do is 501 `unsupported_by_host`.
+// the controller's own shapes (host-report.ts). What a kind of host cannot do is 422 `unsupported_by_host`.
 // Credentials: a host's own token when it was registered with one, else the controller's API key, which
 // TTstack's controller sends to all its agents (its agents share that key).
 import type { Dispatcher } from "undici";

@@ -65,7 +65,7 @@ export const ERROR_STATUS = {
   insufficient_storage: 507,
   engine_failed: 500,
   // What a kind of host cannot do (a TTstack agent has no reboot, stats, shell or serial log).
-  unsupported_by_host: 501,
+  unsupported_by_host: 422,
   internal: 500,
 } as const satisfies Record<string, number>;
 

@@ -89,7 +89,7 @@ describe("Corral's controller over a TTstack agent (simulated)", { timeout: 300_
 
     // Virtumancer's reboot is not in TTstack's agent API.
     const reboot = await controller.call<{ code: string; error: string }>("POST", `/api/hosts/${agent.hostId}/vms/${detail.vms[0]?.id}/action`, { action: "reboot" });
-    assert.deepEqual([reboot.status, reboot.body.code], [501, "unsupported_by_host"]);
+    assert.deepEqual([reboot.status, reboot.body.code], [422, "unsupported_by_host"]);
     assert.match(reboot.body.error, /TTstack agent/);
 
     assert.equal((await controller.call("DELETE", "/api/envs/Team_A.1")).status, 200);

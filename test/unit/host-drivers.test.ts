@@ -99,7 +99,7 @@ describe("drivers to hosts", () => {
       assert.equal(received[0]?.auth, undefined, "no token, no header");
       assert.equal((await driver.stopVm("e-1", { force: true })).state, "paused");
       assert.deepEqual(received.map((r) => r.route), ["POST /api/vms", "POST /api/vms/e-1/stop", "GET /api/vms/e-1"], "no ?force: TTstack's agent has none");
-      await assert.rejects(driver.rebootVm("e-1"), (err: unknown) => err instanceof CorralError && err.code === "unsupported_by_host" && err.status === 501);
+      await assert.rejects(driver.rebootVm("e-1"), (err: unknown) => err instanceof CorralError && err.code === "unsupported_by_host" && err.status === 422);
       await assert.rejects(driver.stats("e-1"), (err: unknown) => err instanceof CorralError && err.code === "unsupported_by_host");
     } finally {
       await driver.close();

@@ -2,7 +2,7 @@
 // creating, deleting, stopping and starting one. TTstack answers a stop or a start with `{"ok":true}`, so the
 // VM is read again after it, as TTstack's own controller does (crates/ctl/src/handler.rs:494-497). Each kind
 // says how its answers are shaped and read (corral-daemon-driver.ts, ttstack-agent-driver.ts); what a kind
-// cannot do is 501 `unsupported_by_host`.
+// cannot do is 422 `unsupported_by_host`.
 import type { TSchema } from "@sinclair/typebox";
 import type { Dispatcher } from "undici";
 import type WebSocket from "ws";

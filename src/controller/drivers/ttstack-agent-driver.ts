@@ -1,7 +1,7 @@
 // A TTstack agent (`tt-agent`) as a host of Corral's controller, read exactly as TTstack's own types are
 // (docs/ttstack-wire-notes.md §3, §5): AgentInfo with images by name, Vm with TTstack's five states, Unix
 // seconds, `env_id` never null. It says nothing of a VM's outgoing policy, health or fleet, has no hostname
-// (the address stands in), and no reboot, stats, shell or log: those are 501 `unsupported_by_host`.
+// (the address stands in), and no reboot, stats, shell or log: those are 422 `unsupported_by_host`.
 import { Type, type Static } from "@sinclair/typebox";
 import { isoOfSeconds, TtAgentInfoFields, TtVmFields } from "../../protocol/ttstack.ts";
 import type { CreateAgentVm } from "../../protocol/ttstack-agent.ts";
