@@ -36,7 +36,7 @@ export function heartbeatPatch(hostId: string, vm: FleetVmRecord, there: Reporte
   if (CONTROLLER_OWNED.has(vm.state)) return undefined;
   if (there === undefined) return vm.state === "lost" ? undefined : { state: "lost", error: `Host ${JSON.stringify(hostId)} no longer has this VM` };
   if (there.state === vm.state && samePorts(vm.portMap, there.port_map)) return undefined;
-  return { state: there.state as FleetVmRecord["state"], portMap: there.port_map, ip: there.ip, ...(vm.state === "lost" ? { error: null } : {}) };
+  return { state: there.state, portMap: there.port_map, ip: there.ip, ...(vm.state === "lost" ? { error: null } : {}) };
 }
 
 export interface HeartbeatDeps {
