@@ -23,6 +23,7 @@ import { placeVms, type EnvRecord, type FleetStore, type HostEndpoint, type NewF
 import { EnvHosts } from "./env-hosts.ts";
 import { createOutcome, planCreateStep, planDeleteStep, refreshPatch } from "./env-recovery.ts";
 import type { FleetEvents } from "./events.ts";
+import type { ControllerMetrics } from "./metrics.ts";
 import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 import { fromHost } from "./host-vms.ts";
 import { vmIdOf } from "./vm-ids.ts";
@@ -49,6 +50,8 @@ export interface EnvServiceDeps {
   overcommit: Overcommit;
   /** This controller process's id: the owner of the operations it carries out (a new one at each start). */
   owner: string;
+  /** Counts and times placements. */
+  metrics?: Pick<ControllerMetrics, "placed">;
 }
 
 export type Removal = { done: true } | { done: false; env: EnvRecord };
@@ -97,10 +100,12 @@ export class EnvService {
     return this.lock.run(body.id, async () => {
       const { store, events } = this.deps;
       // Stored with this process holding the create: from here on a crash leaves it to recoverInterrupted.
-      const env = await store.createEnv(
-        { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner },
-        vms,
-        (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
+      const env = await this.timedPlacement(() =>
+        store.createEnv(
+          { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner },
+          vms,
+          (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
+        ),
       );
       return this.holding(env.id, async () => {
         await events.envsChanged(env.id);
@@ -135,6 +140,20 @@ export class EnvService {
         return store.getEnv(env.id);
       });
     });
+  }
+
+  /** Runs a placement (the store's transaction that places and records an environment), counted and timed by outcome. */
+  private async timedPlacement(place: () => Promise<EnvRecord>): Promise<EnvRecord> {
+    const started = performance.now();
+    const seconds = (): number => (performance.now() - started) / 1000;
+    try {
+      const env = await place();
+      this.deps.metrics?.placed("placed", seconds());
+      return env;
+    } catch (err) {
+      this.deps.metrics?.placed(err instanceof CorralError ? err.code : "failed", seconds());
+      throw err;
+    }
   }
 
   get(id: string): Promise<EnvRecord> {

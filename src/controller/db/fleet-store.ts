@@ -8,7 +8,7 @@ import { CorralError, quote } from "../../protocol/errors.ts";
 import { isHostKind } from "../host-report.ts";
 import type { FleetCoordination, EventListener } from "./coordination.ts";
 import type { BackendName, StoreDialect } from "./dialects.ts";
-import { queryFleetStatus, type FleetTotals } from "./fleet-status.ts";
+import { queryFleetStatus, queryStateCounts, type FleetTotals, type StateCounts } from "./fleet-status.ts";
 import type { Placement, PlacementHost, PlacementSpec } from "./placement.ts";
 import type { Amounts, EnvRecord, FleetVmRecord, HostEndpoint, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
 import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, placementHostFromRow, PLACEMENT_COLUMNS, vmFromRow, vmPatchToRow, vmToRow } from "./rows.ts";
@@ -405,6 +405,11 @@ export class FleetStore {
 
   fleetStatus(): Promise<FleetTotals> {
     return queryFleetStatus(this.db, this.dialect);
+  }
+
+  /** Hosts by kind and state, environments and VMs by state. */
+  stateCounts(): Promise<StateCounts> {
+    return queryStateCounts(this.db);
   }
 
   // ---- events and leadership (coordination.ts) ----
