@@ -447,6 +447,34 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       }
     });
 
+    test("stateCounts: hosts by kind and state (disconnected apart), environments and VMs by state", async () => {
+      assert.deepEqual(await store.stateCounts(), { hosts: [], envs: [], vms: [] });
+      await store.insertHost(newHost("h1"));
+      await store.insertHost(newHost("h2"));
+      await store.insertHost(newHost("t1", undefined, { kind: "ttstack", state: "offline" }));
+      await store.insertHost(newHost("h3", undefined, { state: "offline" }));
+      await store.updateHost("h3", { disconnected: true });
+      await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 3600 }, [vmSpec("e1-1"), vmSpec("e1-2")], place);
+      await store.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 3600, state: "running" }, [vmSpec("e2-1")], place);
+      await store.updateVm("e1-1", { state: "running" });
+      await store.updateVm("e2-1", { state: "running" });
+      const counts = await store.stateCounts();
+      const sorted = <T>(rows: T[]): T[] => [...rows].sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)));
+      assert.deepEqual(sorted(counts.hosts), [
+        { kind: "corral", state: "disconnected", count: 1 },
+        { kind: "corral", state: "online", count: 2 },
+        { kind: "ttstack", state: "offline", count: 1 },
+      ]);
+      assert.deepEqual(sorted(counts.envs), [
+        { state: "creating", count: 1 },
+        { state: "running", count: 1 },
+      ]);
+      assert.deepEqual(sorted(counts.vms), [
+        { state: "pending", count: 1 },
+        { state: "running", count: 2 },
+      ]);
+    });
+
     test("fleetStatus counts hosts, envs, VMs and sums capacity", async () => {
       const numbersIn = (value: object): number[] => Object.values(value).flatMap((v) => (typeof v === "number" ? [v] : numbersIn(v as object)));
       assert.deepEqual(numbersIn(await store.fleetStatus()), Array(17).fill(0));
