@@ -1,6 +1,7 @@
 // The controller's HTTP application: the shared base (src/http/app-base.ts: parsing, validation, error
 // bodies, the API key on every route but those in PUBLIC_ROUTES.controller) and the controller's routes.
 import { createAppBase } from "../http/app-base.ts";
+import { installRequestTiming } from "../http/request-timing.ts";
 import { speaksTTstack, type Wire } from "../http/wire.ts";
 import type { RequestDeadlines } from "../http/deadlines.ts";
 import type { Logger } from "../util/log.ts";
@@ -10,6 +11,7 @@ import { envRoutes } from "./routes/envs.ts";
 import { fleetRoutes } from "./routes/fleet.ts";
 import { hostVmRoutes } from "./routes/host-vms.ts";
 import { hostRoutes } from "./routes/hosts.ts";
+import { metricsRoute } from "./routes/metrics.ts";
 import { vmLogsRoute } from "./routes/vm-console.ts";
 import { virtumancerRoutes } from "./routes/virtumancer.ts";
 import { installWebSockets } from "./websockets.ts";
@@ -40,6 +42,7 @@ export async function buildControllerApp(ctx: ControllerContext, options: Contro
     openapi: { title: "Corral fleet controller", description: "TTstack's controller API and Virtumancer's API over Corral daemons and TTstack agents", version: ctx.version },
     unmatchedWire: controllerUnmatchedWire,
   });
+  installRequestTiming(app, (served) => ctx.metrics.requestServed(served));
   app.get("/healthz", { schema: { hide: true }, config: { access: "public" } }, async () => ({ status: "ok", leader: ctx.isLeader(), backend: ctx.store.backend, ...ctx.live.counts() }));
   await installWebSockets(app, ctx);
   // TTstack's controller routes: every answer in its envelope (src/http/wire.ts).
@@ -51,6 +54,7 @@ export async function buildControllerApp(ctx: ControllerContext, options: Contro
   hostVmRoutes(app, ctx);
   vmLogsRoute(app, ctx);
   await virtumancerRoutes(app, ctx);
+  metricsRoute(app, ctx);
   dashboardRoutes(app, ctx);
   return app;
 }

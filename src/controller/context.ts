@@ -7,6 +7,7 @@ import type { HostConnections } from "./host-connections.ts";
 import type { HostDrivers } from "./host-driver.ts";
 import type { HostRegistry } from "./hosts.ts";
 import type { LiveUpdates } from "./live-updates.ts";
+import type { ControllerMetrics } from "./metrics.ts";
 
 export interface ControllerContext {
   store: FleetStore;
@@ -16,6 +17,7 @@ export interface ControllerContext {
   envs: EnvService;
   drivers: HostDrivers;
   live: LiveUpdates;
+  metrics: ControllerMetrics;
   version: string;
   /** The dashboard's built files (index.html, assets/). */
   webRoot: string;

@@ -23,6 +23,7 @@ import { HostConnections } from "./host-connections.ts";
 import { HostDrivers } from "./host-driver.ts";
 import { HostRegistry } from "./hosts.ts";
 import { LiveUpdates } from "./live-updates.ts";
+import { ControllerMetrics } from "./metrics.ts";
 import { DEFAULT_WEB_ROOT } from "./static-files.ts";
 
 export const CONTROLLER_DEFAULTS = { bind: "127.0.0.1", port: 9200, heartbeatMs: 2000, expiryMs: 1000, statsMs: 2000 } as const;
@@ -91,9 +92,10 @@ export async function startController(options: ControllerOptions): Promise<Runni
   // Hosts registered without a token of their own are sent the controller's key, as TTstack's controller does.
   const drivers = new HostDrivers({ sharedKey: options.apiKey });
   const events = new FleetEvents(store, log);
-  const heartbeats = new Heartbeats({ store, drivers, events, log });
+  const metrics = new ControllerMetrics(() => store.stateCounts());
+  const heartbeats = new Heartbeats({ store, drivers, events, log, metrics });
   const instance = controllerInstanceId();
-  const envs = new EnvService({ store, drivers, events, log, overcommit: options.overcommit ?? DEFAULT_OVERCOMMIT, owner: instance });
+  const envs = new EnvService({ store, drivers, events, log, overcommit: options.overcommit ?? DEFAULT_OVERCOMMIT, owner: instance, metrics });
   const live = new LiveUpdates({ store, drivers, events, log, statsIntervalMs: options.statsMs ?? CONTROLLER_DEFAULTS.statsMs });
   let leader = false;
   const ctx: ControllerContext = {
@@ -103,6 +105,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     envs,
     drivers,
     live,
+    metrics,
     version: corralVersion(),
     webRoot: resolve(options.webRoot ?? DEFAULT_WEB_ROOT),
     isLeader: () => leader,

@@ -6,7 +6,7 @@
 // it can be: a VM its host already has (made by the dead controller's request) is adopted as it is there; one
 // its host lacks is created now; only a VM that cannot be made (its host gone or offline, or the name taken
 // by a VM that is not this one) fails, with the reason in its `error`.
-import type { EnvState } from "../protocol/controller.ts";
+import type { EnvState } from "../protocol/env-lifecycle.ts";
 import type { FleetVmRecord, FleetVmState, VmPatch } from "./db/index.ts";
 import type { ReportedVm } from "./host-report.ts";
 import { differenceFrom, fromHost } from "./host-vms.ts";
@@ -100,6 +100,3 @@ export function planDeleteStep(vm: Pick<FleetVmRecord, "id" | "envId">, view: Ho
   const othersFleet = typeof there.fleet_id === "string" && there.fleet_id !== fleetId;
   return there.env_id === vm.envId && !othersFleet ? { kind: "delete" } : { kind: "forget", stranger: true };
 }
-
-/** Environment states in which an operation is under way: what a controller's death can leave behind. */
-export const IN_FLIGHT_STATES = ["creating", "stopping", "starting", "deleting"] as const satisfies readonly EnvState[];

@@ -11,7 +11,8 @@
 // the leader (`recoverInterrupted`): a create is finished (env-recovery.ts), a stop or start carried out
 // again, a delete carried on; each step is safe to repeat on the hosts.
 import { CorralError, isErrorCode, quote } from "../protocol/errors.ts";
-import type { CreateEnv, EnvState } from "../protocol/controller.ts";
+import type { CreateEnv } from "../protocol/controller.ts";
+import { canMoveEnv, envStatesLeadingTo, IN_FLIGHT_STATES, isInFlight, type EnvState } from "../protocol/env-lifecycle.ts";
 import { TT_ENGINES } from "../protocol/ttstack.ts";
 import { TTSTACK_DEFAULTS } from "../protocol/ttstack-agent.ts";
 import { CorralApiError } from "../sdk/transport.ts";
@@ -20,8 +21,9 @@ import { KeyedLock } from "../util/keyed-lock.ts";
 import type { Logger } from "../util/log.ts";
 import { placeVms, type EnvRecord, type FleetStore, type HostEndpoint, type NewFleetVm, type Overcommit } from "./db/index.ts";
 import { EnvHosts } from "./env-hosts.ts";
-import { createOutcome, IN_FLIGHT_STATES, planCreateStep, planDeleteStep, refreshPatch } from "./env-recovery.ts";
+import { createOutcome, planCreateStep, planDeleteStep, refreshPatch } from "./env-recovery.ts";
 import type { FleetEvents } from "./events.ts";
+import type { ControllerMetrics } from "./metrics.ts";
 import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 import { fromHost } from "./host-vms.ts";
 import { vmIdOf } from "./vm-ids.ts";
@@ -37,7 +39,8 @@ const DONE_BY: Record<PowerAction, ReadonlySet<string>> = {
 
 type PowerAction = "stop" | "start";
 
-const NOT_DELETING: readonly EnvState[] = ["creating", "running", "partial", "failed", "stopping", "stopped", "starting"];
+/** The state a stop or a start holds the environment in while it is carried out. */
+const UNDER_WAY: Record<PowerAction, EnvState> = { stop: "stopping", start: "starting" };
 
 export interface EnvServiceDeps {
   store: FleetStore;
@@ -47,6 +50,8 @@ export interface EnvServiceDeps {
   overcommit: Overcommit;
   /** This controller process's id: the owner of the operations it carries out (a new one at each start). */
   owner: string;
+  /** Counts and times placements. */
+  metrics?: Pick<ControllerMetrics, "placed">;
 }
 
 export type Removal = { done: true } | { done: false; env: EnvRecord };
@@ -95,10 +100,12 @@ export class EnvService {
     return this.lock.run(body.id, async () => {
       const { store, events } = this.deps;
       // Stored with this process holding the create: from here on a crash leaves it to recoverInterrupted.
-      const env = await store.createEnv(
-        { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner },
-        vms,
-        (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
+      const env = await this.timedPlacement(() =>
+        store.createEnv(
+          { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner },
+          vms,
+          (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
+        ),
       );
       return this.holding(env.id, async () => {
         await events.envsChanged(env.id);
@@ -135,6 +142,20 @@ export class EnvService {
     });
   }
 
+  /** Runs a placement (the store's transaction that places and records an environment), counted and timed by outcome. */
+  private async timedPlacement(place: () => Promise<EnvRecord>): Promise<EnvRecord> {
+    const started = performance.now();
+    const seconds = (): number => (performance.now() - started) / 1000;
+    try {
+      const env = await place();
+      this.deps.metrics?.placed("placed", seconds());
+      return env;
+    } catch (err) {
+      this.deps.metrics?.placed(err instanceof CorralError ? err.code : "failed", seconds());
+      throw err;
+    }
+  }
+
   get(id: string): Promise<EnvRecord> {
     return this.deps.store.getEnv(id);
   }
@@ -155,11 +176,12 @@ export class EnvService {
 
   private power(id: string, action: PowerAction): Promise<PowerOutcome> {
     return this.lock.run(id, async () => {
-      const env = await this.claim(id, action, { from: NOT_DELETING });
+      // Claimed in the state it is in (the lifecycle says from which a stop or a start may begin), moved on below.
+      const env = await this.claim(id, action, { from: envStatesLeadingTo(UNDER_WAY[action]) });
       return this.holding(id, async () => {
         // A create whose controller died is finished first: its VMs must exist before they can be stopped.
         if (env.state === "creating") await this.finishCreate(env, { waitForHosts: false });
-        await this.deps.store.claimEnvOperation(id, this.deps.owner, { to: action === "stop" ? "stopping" : "starting" });
+        await this.claim(id, action, { to: UNDER_WAY[action] });
         await this.deps.events.envsChanged(id);
         return this.carryOutPower(id, action);
       });
@@ -361,11 +383,12 @@ export class EnvService {
     const claimed = await store.claimEnvOperation(id, owner, change);
     if (claimed) return claimed;
     const env = await store.getEnv(id);
-    if (change.from !== undefined && !change.from.includes(env.state)) {
+    // Its state forbids the verb (the lifecycle's table, src/protocol/env-lifecycle.ts).
+    if ((change.from !== undefined && !change.from.includes(env.state)) || (change.to !== undefined && !canMoveEnv(env.state, change.to))) {
       throw new CorralError("conflict", `Cannot ${verb} environment ${quote(id)}: it is ${env.state === "deleting" ? "being deleted" : env.state}`);
     }
     // The in-flight states read as what the holder does: "is creating it", "is deleting it".
-    const doing = (IN_FLIGHT_STATES as readonly EnvState[]).includes(env.state) ? env.state : "working on";
+    const doing = isInFlight(env.state) ? env.state : "working on";
     throw new CorralError("conflict", `Cannot ${verb} environment ${quote(id)}: controller ${quote(env.operation?.owner ?? "")} is ${doing} it; try again when it is done`);
   }
 

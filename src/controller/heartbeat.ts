@@ -12,6 +12,7 @@ import type { FleetStore, FleetVmRecord, HostRecord, VmPatch } from "./db/index.
 import type { FleetEvents } from "./events.ts";
 import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 import type { HostReport, ReportedVm } from "./host-report.ts";
+import type { ControllerMetrics } from "./metrics.ts";
 import { differenceFrom, fromHost, madeByFleet } from "./host-vms.ts";
 
 /** Consecutive failed heartbeats after which a host is offline. */
@@ -36,7 +37,7 @@ export function heartbeatPatch(hostId: string, vm: FleetVmRecord, there: Reporte
   if (CONTROLLER_OWNED.has(vm.state)) return undefined;
   if (there === undefined) return vm.state === "lost" ? undefined : { state: "lost", error: `Host ${JSON.stringify(hostId)} no longer has this VM` };
   if (there.state === vm.state && samePorts(vm.portMap, there.port_map)) return undefined;
-  return { state: there.state as FleetVmRecord["state"], portMap: there.port_map, ip: there.ip, ...(vm.state === "lost" ? { error: null } : {}) };
+  return { state: there.state, portMap: there.port_map, ip: there.ip, ...(vm.state === "lost" ? { error: null } : {}) };
 }
 
 export interface HeartbeatDeps {
@@ -44,6 +45,8 @@ export interface HeartbeatDeps {
   drivers: HostDrivers;
   events: FleetEvents;
   log: Logger;
+  /** Times each host's answer (its kind's heartbeat histogram). */
+  metrics?: Pick<ControllerMetrics, "heartbeat">;
 }
 
 export class Heartbeats {
@@ -74,10 +77,13 @@ export class Heartbeats {
     // environment exists, so it is no orphan) or changed since (and left alone), never taken for lost.
     const ours = await store.listVmsOnHost(host.id);
     let report;
+    const asked = performance.now();
     try {
       const [info, vms] = await Promise.all([driver.info(), driver.vms()]);
       report = { info, vms };
+      this.deps.metrics?.heartbeat(host.kind, "answered", (performance.now() - asked) / 1000);
     } catch (err) {
+      this.deps.metrics?.heartbeat(host.kind, "failed", (performance.now() - asked) / 1000);
       const failures = host.failures + 1;
       const offline = failures >= OFFLINE_AFTER_FAILURES;
       const after = await store.updateHost(host.id, { failures, lastError: describeHostFailure(err), ...(offline ? { state: "offline" } : {}) }, { unlessDisconnected: true });

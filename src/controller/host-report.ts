@@ -4,6 +4,7 @@
 // Virtumancer views. A field a kind of host does not report is left out (optional below).
 import type { VmHardware } from "../protocol/ttstack-agent.ts";
 import type { VmHealth } from "../protocol/vm-health.ts";
+import type { VmState } from "../protocol/vm-lifecycle.ts";
 
 /** Which API a host speaks beyond TTstack's agent API, told apart at registration (GET /api/info). */
 export const HOST_KINDS = ["corral", "ttstack", "libvirt"] as const;
@@ -52,8 +53,11 @@ export interface ReportedVm {
   port_map: Record<string, number>;
   /** Absent when the host does not say (a TTstack agent keeps it to itself). */
   deny_outgoing?: boolean;
-  /** The host's own state name: a Corral daemon's (booting, suspended, …) or TTstack's VmState. */
-  state: string;
+  /**
+   * The host's state for it in Corral's VM lifecycle: a Corral daemon's own (booting, suspended, …), TTstack's
+   * VmState (its five names are Corral's too); another kind of host maps its own states onto these.
+   */
+  state: VmState;
   ip: string;
   mac?: string;
   /** RFC 3339. */

@@ -10,7 +10,7 @@ const ALWAYS_FORWARDED = 22;
 
 /** The VM fields a host's answer about the VM sets. */
 export function fromHost(answer: ReportedVm): Required<Pick<VmPatch, "state" | "portMap" | "ip" | "error">> {
-  return { state: answer.state as FleetVmRecord["state"], portMap: answer.port_map, ip: answer.ip, error: answer.last_error };
+  return { state: answer.state, portMap: answer.port_map, ip: answer.ip, error: answer.last_error };
 }
 
 /**

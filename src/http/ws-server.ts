@@ -1,8 +1,39 @@
-// What a server with @fastify/websocket needs around its routes (the daemon's and the controller's): refused
-// upgrades closed after their HTTP answer, and every client closed, with a deadline, when the server stops.
+// What a server with @fastify/websocket needs around its routes (the daemon's and the controller's): one
+// encapsulated scope for all of them, refused upgrades closed after their HTTP answer, and every client
+// closed, with a deadline, when the server stops.
+import websocketPlugin from "@fastify/websocket";
 import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
-import { CLOSE_CODE } from "../protocol/shell.ts";
+import { CLOSE_CODE, MAX_FRAME_PAYLOAD } from "../protocol/shell.ts";
+
+/** The largest message accepted: one shell frame with its header (a route may check its own, smaller, limit). */
+const MAX_MESSAGE_BYTES = MAX_FRAME_PAYLOAD + 5;
+
+export interface WebSocketScopeOptions {
+  /** The close reason every client is sent when the server stops ("The daemon is shutting down"). */
+  shutdownReason: string;
+  /** Run when the server stops, before the clients are closed (e.g. to stop timers that write to them). */
+  beforeClose?: () => void;
+}
+
+/**
+ * Registers @fastify/websocket once, in one encapsulated scope, and the server's WebSocket routes in it: each
+ * registration of the plugin listens to the server's "upgrade" event, so two of them would route every
+ * upgrade twice. The registration is returned for the caller to await (or leave to fastify's start).
+ */
+export function installWebSocketScope<App extends FastifyInstance>(app: App, options: WebSocketScopeOptions, routes: (scope: App) => void): PromiseLike<unknown> {
+  closeRefusedUpgrades(app);
+  return app.register(async (scope) => {
+    await scope.register(websocketPlugin, {
+      options: { maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false },
+      preClose: async () => {
+        options.beforeClose?.();
+        await closeAllClients(scope.websocketServer.clients, options.shutdownReason);
+      },
+    });
+    routes(scope as App);
+  });
+}
 
 /** On stop, how long clients get to answer the close before their sockets are destroyed. */
 const CLOSE_WAIT_MS = 1000;

@@ -8,6 +8,8 @@ import { StringEnum } from "./slicer.ts";
 import { Envelope, TtAgentInfoFields, TtEnvStateSchema, TtHostStateSchema, TtResourceSchema, TtVmFields } from "./ttstack.ts";
 import { VmHardwareSchema, VmStatsSchema } from "./ttstack-agent.ts";
 import { VmHealthStateSchema } from "./vm-health.ts";
+import { EnvStateSchema } from "./env-lifecycle.ts";
+import { FleetVmStateSchema, VmStateSchema } from "./vm-states.ts";
 
 /** What the VM's host last reported of its health (see vm-health.ts); absent when the host has not said. */
 const ReportedHealth = {
@@ -127,7 +129,7 @@ export type CreateEnv = Static<typeof CreateEnvSchema>;
  */
 export const FleetVmSchema = Type.Object({
   ...TtVmFields,
-  status: Type.String(),
+  status: FleetVmStateSchema,
   /** Where to reach the VM's mapped ports: the host part of its host's address. */
   host_addr: Type.String(),
   ports: Type.Array(Type.Integer()),
@@ -137,13 +139,8 @@ export const FleetVmSchema = Type.Object({
 });
 export type FleetVm = Static<typeof FleetVmSchema>;
 
-/**
- * Corral's environment states: `running`: every VM runs; `partial`: some VMs failed (see each VM's `error`);
- * `failed`: none could be created; `stopped`; `deleting`: being destroyed (expired or asked), until every
- * host confirmed; and the operations under way (`creating`, `stopping`, `starting`).
- */
-export const EnvStateSchema = StringEnum(["creating", "running", "partial", "failed", "stopping", "stopped", "starting", "deleting"]);
-export type EnvState = Static<typeof EnvStateSchema>;
+/** Corral's environment states and their transitions: src/protocol/env-lifecycle.ts. */
+export { EnvStateSchema, type EnvState } from "./env-lifecycle.ts";
 
 /** TTstack's Env (crates/core/src/model.rs:202-211): no VMs inline (EnvDetail has them); Corral's fields beside. */
 export const EnvSchema = Type.Object({
@@ -217,8 +214,8 @@ export const HostVmSchema = Type.Object({
   memory_bytes: Type.Integer(),
   state: Type.Integer(),
   graphics: Type.Object({ vnc: Type.Boolean(), spice: Type.Boolean() }),
-  /** Corral additions: the daemon's state name and the environment, if the controller made the VM. */
-  status: Type.String(),
+  /** Corral additions: the host's state name and the environment, if the controller made the VM. */
+  status: VmStateSchema,
   env_id: Type.Union([Type.String(), Type.Null()]),
   ...ReportedHealth,
 });

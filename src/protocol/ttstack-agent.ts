@@ -6,6 +6,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { HOSTNAME_PATTERN, IMAGE_PATTERN } from "./names.ts";
 import { Envelope, TtAgentInfoFields, TtVmFields } from "./ttstack.ts";
 import { VmHealthStateSchema } from "./vm-health.ts";
+import { VmStateSchema } from "./vm-states.ts";
 
 /** GET /api/info: TTstack's AgentInfo, and Corral's fields (their presence is how a controller tells a Corral daemon). */
 export const AgentInfoSchema = Type.Object({
@@ -53,7 +54,8 @@ export type CreateAgentVm = Static<typeof CreateAgentVmSchema>;
 /** A VM as the daemon answers it: TTstack's Vm (model.rs:180-199) and Corral's fields beside. */
 export const AgentVmSchema = Type.Object({
   ...TtVmFields,
-  status: Type.String({ description: "the daemon's own state: creating, booting, running, paused, suspending, suspended, stopping, stopped, failed" }),
+  /** The daemon's own state (its VM lifecycle), richer than TTstack's `state`. */
+  status: VmStateSchema,
   hostgroup: Type.String({ description: 'the daemon\'s host group: "ttstack" for VMs made here, else a Slicer group' }),
   ports: Type.Array(Type.Integer()),
   deny_outgoing: Type.Boolean(),

@@ -8,6 +8,7 @@ import { HostIdParam } from "./controller.ts";
 import { StringEnum } from "./slicer.ts";
 import { VmStatsSchema } from "./ttstack-agent.ts";
 import { VmHealthStateSchema } from "./vm-health.ts";
+import { VmStateSchema } from "./vm-states.ts";
 
 export const VIRTUMANCER_PREFIX = "/api/v1";
 
@@ -70,8 +71,8 @@ export const V1VmSchema = Type.Object({
   vcpu: Type.Integer(),
   persistent: Type.Boolean(),
   autostart: Type.Boolean(),
-  /** Corral's: the daemon's state name, the environment that made it, what its host says of its health. */
-  status: Type.String(),
+  /** Corral's: the host's state name, the environment that made it, what its host says of its health. */
+  status: VmStateSchema,
   env_id: Type.Union([Type.String(), Type.Null()]),
   health: Type.Optional(VmHealthStateSchema),
   health_detail: Type.Optional(Type.String()),

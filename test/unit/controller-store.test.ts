@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CorralError, type ErrorCode } from "../../src/protocol/errors.ts";
+import { canMoveEnv, ENV_STATES } from "../../src/protocol/env-lifecycle.ts";
 import type { HostReport as HostInfo, ReportedVm as AgentVm } from "../../src/controller/host-report.ts";
 import { createLogger } from "../../src/util/log.ts";
 import {
@@ -418,6 +419,60 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       assert.equal(await store.claimEnvOperation("nope", "ctl-b"), undefined);
       assert.equal(await store.finishEnvOperation("e1", "ctl-b"), true);
       assert.deepEqual([(await store.getEnv("e1")).state, (await store.getEnv("e1")).operation], ["stopping", null], "let go without a state: the state stays");
+    });
+
+    test("an environment's state moves only along the lifecycle: claims, finishes and sets; an illegal move is a 409 and writes nothing", async () => {
+      for (const from of ENV_STATES) {
+        for (const to of ENV_STATES) {
+          const legal = canMoveEnv(from, to);
+          const id = `${from}-${to}`;
+          await store.createEnv({ id: `claim-${id}`, owner: "", sshKeys: [], lifetime: 3600, state: from }, [], place);
+          const claimed = await store.claimEnvOperation(`claim-${id}`, "ctl-a", { to });
+          assert.equal(claimed?.state, legal ? to : undefined, `claim ${from} -> ${to}`);
+          if (!legal) assert.deepEqual([(await store.getEnv(`claim-${id}`)).state, (await store.getEnv(`claim-${id}`)).operation], [from, null]);
+
+          await store.createEnv({ id: `finish-${id}`, owner: "", sshKeys: [], lifetime: 3600, state: from, operationOwner: "ctl-a" }, [], place);
+          if (legal) assert.equal(await store.finishEnvOperation(`finish-${id}`, "ctl-a", to), true);
+          else await assert.rejects(store.finishEnvOperation(`finish-${id}`, "ctl-a", to), corralError("conflict", `Cannot move environment "finish-${id}" from ${from} to ${to}`));
+          const finished = await store.getEnv(`finish-${id}`);
+          assert.deepEqual([finished.state, finished.operation?.owner ?? null], legal ? [to, null] : [from, "ctl-a"], `finish ${from} -> ${to}`);
+          // Another controller's finish is not a verdict on the move: it did not hold the operation.
+          if (!legal) assert.equal(await store.finishEnvOperation(`finish-${id}`, "ctl-b", to), false);
+
+          await store.createEnv({ id: `set-${id}`, owner: "", sshKeys: [], lifetime: 3600, state: from }, [], place);
+          if (legal) await store.setEnvState(`set-${id}`, to);
+          else await assert.rejects(store.setEnvState(`set-${id}`, to), corralError("conflict"));
+          assert.equal((await store.getEnv(`set-${id}`)).state, legal ? to : from, `set ${from} -> ${to}`);
+        }
+      }
+    });
+
+    test("stateCounts: hosts by kind and state (disconnected apart), environments and VMs by state", async () => {
+      assert.deepEqual(await store.stateCounts(), { hosts: [], envs: [], vms: [] });
+      await store.insertHost(newHost("h1"));
+      await store.insertHost(newHost("h2"));
+      await store.insertHost(newHost("t1", undefined, { kind: "ttstack", state: "offline" }));
+      await store.insertHost(newHost("h3", undefined, { state: "offline" }));
+      await store.updateHost("h3", { disconnected: true });
+      await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 3600 }, [vmSpec("e1-1"), vmSpec("e1-2")], place);
+      await store.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 3600, state: "running" }, [vmSpec("e2-1")], place);
+      await store.updateVm("e1-1", { state: "running" });
+      await store.updateVm("e2-1", { state: "running" });
+      const counts = await store.stateCounts();
+      const sorted = <T>(rows: T[]): T[] => [...rows].sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)));
+      assert.deepEqual(sorted(counts.hosts), [
+        { kind: "corral", state: "disconnected", count: 1 },
+        { kind: "corral", state: "online", count: 2 },
+        { kind: "ttstack", state: "offline", count: 1 },
+      ]);
+      assert.deepEqual(sorted(counts.envs), [
+        { state: "creating", count: 1 },
+        { state: "running", count: 1 },
+      ]);
+      assert.deepEqual(sorted(counts.vms), [
+        { state: "pending", count: 1 },
+        { state: "running", count: 2 },
+      ]);
     });
 
     test("fleetStatus counts hosts, envs, VMs and sums capacity", async () => {

@@ -216,7 +216,7 @@ describe("fleet tables and details", () => {
       "  Last seen:  12s ago",
       "  Last error: connect ECONNREFUSED 10.0.0.2:8080",
     ]);
-    const hostVm = { db_id: 1, name: "my-env-1", description: "", vcpu_count: 2, memory_bytes: 1024 ** 3, state: 1, graphics: { vnc: false, spice: false }, status: "running" };
+    const hostVm = { db_id: 1, name: "my-env-1", description: "", vcpu_count: 2, memory_bytes: 1024 ** 3, state: 1, graphics: { vnc: false, spice: false }, status: "running" as const };
     assert.deepEqual(hostVmRows([{ ...hostVm, env_id: "my-env" }, { ...hostVm, name: "sbox-1", env_id: null }]), [
       ["my-env-1", "running", "2", "1 GiB", "my-env"],
       ["sbox-1", "running", "2", "1 GiB", "-"],

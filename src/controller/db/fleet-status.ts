@@ -81,3 +81,45 @@ export async function queryFleetStatus(db: FleetQueries, dialect: StoreDialect):
     disk: { total: count(hosts.disk_total), reserved: count(hosts.reserved_disk), used: count(hosts.disk_used) },
   };
 }
+
+/** How many hosts, environments and VMs are in each state (the controller's /metrics gauges). */
+export interface StateCounts {
+  /** One row per kind and state present; a disconnected host counts as `disconnected`, whatever it was. */
+  hosts: { kind: string; state: string; count: number }[];
+  envs: { state: string; count: number }[];
+  vms: { state: string; count: number }[];
+}
+
+/** Three GROUP BY queries, whatever the fleet's size. */
+export async function queryStateCounts(db: FleetQueries): Promise<StateCounts> {
+  const [hosts, envs, vms] = await Promise.all([
+    db
+      .selectFrom("hosts")
+      .select((eb) => ["kind", "state", "disconnected", eb.fn.countAll().as("n")])
+      .groupBy(["kind", "state", "disconnected"])
+      .execute(),
+    db
+      .selectFrom("envs")
+      .select((eb) => ["state", eb.fn.countAll().as("n")])
+      .groupBy("state")
+      .execute(),
+    db
+      .selectFrom("vms")
+      .select((eb) => ["state", eb.fn.countAll().as("n")])
+      .groupBy("state")
+      .execute(),
+  ]);
+  const byHostState = new Map<string, { kind: string; state: string; count: number }>();
+  for (const row of hosts) {
+    const state = row.disconnected ? "disconnected" : row.state;
+    const key = `${row.kind}/${state}`;
+    const entry = byHostState.get(key) ?? { kind: row.kind, state, count: 0 };
+    entry.count += count(row.n);
+    byHostState.set(key, entry);
+  }
+  return {
+    hosts: [...byHostState.values()],
+    envs: envs.map((row) => ({ state: row.state, count: count(row.n) })),
+    vms: vms.map((row) => ({ state: row.state, count: count(row.n) })),
+  };
+}

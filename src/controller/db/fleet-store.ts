@@ -2,12 +2,13 @@
 // kysely query layer. Placement and the counters it books change in one transaction, serialized across
 // processes (dialects.ts), so controllers sharing a database never book the same room twice.
 import type { Expression, ExpressionBuilder, Selectable, SqlBool } from "kysely";
-import type { EnvState, HostState } from "../../protocol/controller.ts";
+import type { HostState } from "../../protocol/controller.ts";
+import { assertEnvMove, envStatesLeadingTo, type EnvState } from "../../protocol/env-lifecycle.ts";
 import { CorralError, quote } from "../../protocol/errors.ts";
 import { isHostKind } from "../host-report.ts";
 import type { FleetCoordination, EventListener } from "./coordination.ts";
 import type { BackendName, StoreDialect } from "./dialects.ts";
-import { queryFleetStatus, type FleetTotals } from "./fleet-status.ts";
+import { queryFleetStatus, queryStateCounts, type FleetTotals, type StateCounts } from "./fleet-status.ts";
 import type { Placement, PlacementHost, PlacementSpec } from "./placement.ts";
 import type { Amounts, EnvRecord, FleetVmRecord, HostEndpoint, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
 import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, placementHostFromRow, PLACEMENT_COLUMNS, vmFromRow, vmPatchToRow, vmToRow } from "./rows.ts";
@@ -26,6 +27,12 @@ export type PlaceFn = (hosts: PlacementHost[], specs: PlacementSpec[]) => Placem
 
 /** Which environments `loadEnvs` reads (column names qualified: the condition also runs in a subquery of vms). */
 type EnvCondition = (eb: ExpressionBuilder<FleetDatabase, "envs">) => Expression<SqlBool>;
+
+/** Environments whose state the lifecycle lets move to `to` (none for a state no move leads to: `creating`). */
+function mayMoveTo(to: EnvState): EnvCondition {
+  const sources = envStatesLeadingTo(to);
+  return (eb) => (sources.length === 0 ? eb.lit(false) : eb("envs.state", "in", sources));
+}
 
 function isUniqueViolation(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
@@ -255,10 +262,11 @@ export class FleetStore {
   }
 
   /**
-   * Makes `owner` the controller that carries out the environment's operation, and (with `to`) sets its
-   * state, in one compare-and-set: only if no other controller holds it (its lease ran out, or, on a
-   * database no other process uses, always) and (with `from`) its state is one of those. The environment
-   * with its VMs when claimed; undefined when not (no such environment, another holds it, another state).
+   * Makes `owner` the controller that carries out the environment's operation, and (with `to`) moves its
+   * state there, in one compare-and-set: only if no other controller holds it (its lease ran out, or, on a
+   * database no other process uses, always), (with `from`) its state is one of those, and (with `to`) the
+   * lifecycle allows the move (src/protocol/env-lifecycle.ts). The environment with its VMs when claimed;
+   * undefined when not (no such environment, another holds it, another state).
    */
   async claimEnvOperation(id: string, owner: string, change: { from?: readonly EnvState[]; to?: EnvState } = {}): Promise<EnvRecord | undefined> {
     const until = new Date(this.now().getTime() + this.leaseMs).toISOString();
@@ -268,6 +276,7 @@ export class FleetStore {
       .where("id", "=", id)
       .where(this.claimable(owner));
     if (change.from !== undefined) query = query.where("state", "in", change.from);
+    if (change.to !== undefined) query = query.where(mayMoveTo(change.to));
     const result = await query.executeTakeFirst();
     return result.numUpdatedRows > 0n ? this.findEnv(id) : undefined;
   }
@@ -282,17 +291,22 @@ export class FleetStore {
   /**
    * Ends `owner`'s operation on the environment, with its outcome as the state (without `state`, the state
    * stays: a later recovery carries on). False if `owner` no longer held it: another controller took it over
-   * after this one's lease ran out, and that one's outcome stands.
+   * after this one's lease ran out, and that one's outcome stands. A 409 `conflict` if the lifecycle does not
+   * allow the move (src/protocol/env-lifecycle.ts): the operation stays held, nothing is written.
    */
   async finishEnvOperation(id: string, owner: string, state?: EnvState): Promise<boolean> {
-    const result = await this.db
-      .updateTable("envs")
-      .set({ op_owner: null, op_lease_until: null, state })
-      .where("id", "=", id)
-      .where("op_owner", "=", owner)
-      .executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    let query = this.db.updateTable("envs").set({ op_owner: null, op_lease_until: null, state }).where("id", "=", id).where("op_owner", "=", owner);
+    if (state !== undefined) query = query.where(mayMoveTo(state));
+    const result = await query.executeTakeFirst();
+    if (result.numUpdatedRows > 0n) return true;
+    if (state === undefined) return false;
+    // Still held by `owner`, so the state is what refused it.
+    const env = await this.findEnv(id);
+    if (env?.operation?.owner === owner) assertEnvMove(id, env.state, state);
+    return false;
   }
+
+
 
   /** Which environments `owner` may claim: those nobody holds, its own, and (on a shared database) expired leases. */
   private claimable(owner: string): EnvCondition {
@@ -319,9 +333,14 @@ export class FleetStore {
     return envRows.map((row) => envFromRow(row, vmsByEnv.get(row.id) ?? []));
   }
 
+  /** Moves the environment's state along the lifecycle (409 `conflict` for a move it does not allow), whoever holds its operation. */
   async setEnvState(id: string, state: EnvState): Promise<void> {
-    const result = await this.db.updateTable("envs").set({ state }).where("id", "=", id).executeTakeFirst();
-    if (result.numUpdatedRows === 0n) throw envNotFound(id);
+    const result = await this.db.updateTable("envs").set({ state }).where("id", "=", id).where(mayMoveTo(state)).executeTakeFirst();
+    if (result.numUpdatedRows > 0n) return;
+    const env = await this.getEnv(id);
+    assertEnvMove(id, env.state, state);
+    // Its state changed in between to one that may move: again.
+    return this.setEnvState(id, state);
   }
 
   /** Only once all its VMs are deleted (409 otherwise); false if there was no such environment. */
@@ -386,6 +405,11 @@ export class FleetStore {
 
   fleetStatus(): Promise<FleetTotals> {
     return queryFleetStatus(this.db, this.dialect);
+  }
+
+  /** Hosts by kind and state, environments and VMs by state. */
+  stateCounts(): Promise<StateCounts> {
+    return queryStateCounts(this.db);
   }
 
   // ---- events and leadership (coordination.ts) ----

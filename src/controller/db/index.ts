@@ -3,7 +3,7 @@
 // PostgreSQL coordinate through.
 export { openFleetStore, parseStoreUrl, redactUrl, type FleetStoreOptions, type StoreTarget } from "./open-database.ts";
 export { FleetStore, OPERATION_LEASE_MS, type PlaceFn } from "./fleet-store.ts";
-export type { FleetTotals } from "./fleet-status.ts";
+export type { FleetTotals, StateCounts } from "./fleet-status.ts";
 export type { BackendName } from "./dialects.ts";
 export type { EventListener } from "./coordination.ts";
 export { MAX_EVENT_BYTES } from "./coordination.ts";

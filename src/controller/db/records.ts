@@ -1,6 +1,7 @@
 // What the fleet store hands its callers and takes from them: camelCase records with JSON columns parsed
 // (rows.ts converts them to and from the rows of schema.ts).
 import type { EnvState, HostState } from "../../protocol/controller.ts";
+import type { FleetVmState } from "../../protocol/vm-states.ts";
 import type { HostKind, HostReport, ReportedVm } from "../host-report.ts";
 
 /** vCPUs, MiB of memory, MiB of disk. */
@@ -47,30 +48,8 @@ export type NewHost = Pick<HostRecord, "id" | "addr" | "uri" | "kind" | "state" 
 
 export type HostPatch = Partial<Pick<HostRecord, "state" | "hostname" | "info" | "vms" | "failures" | "disconnected" | "lastSeenAt" | "lastError" | "addr" | "uri" | "token" | "kind">>;
 
-/**
- * A VM as the controller knows it: `pending` (placed, not yet created on its host), the daemon's states as
- * last seen, `error` (its host refused or failed the create), `lost` (its host no longer has it), `deleting`.
- */
-export const FLEET_VM_STATES = [
-  "pending",
-  "creating",
-  "booting",
-  "running",
-  "paused",
-  "suspending",
-  "suspended",
-  "stopping",
-  "stopped",
-  "failed",
-  "error",
-  "lost",
-  "deleting",
-] as const;
-export type FleetVmState = (typeof FLEET_VM_STATES)[number];
-
-export function isFleetVmState(value: string): value is FleetVmState {
-  return (FLEET_VM_STATES as readonly string[]).includes(value);
-}
+// The controller's VM states are wire vocabulary (src/protocol/vm-states.ts).
+export { FLEET_VM_STATES, isFleetVmState, type FleetVmState } from "../../protocol/vm-states.ts";
 
 export interface FleetVmRecord {
   id: string;
