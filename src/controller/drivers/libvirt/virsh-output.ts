@@ -3,6 +3,7 @@
 // --bytes`, and a domain's live numbers in Virtumancer's VmStats shape. Pure: text in, values out. Units as
 // libvirt gives them: memory in KiB, CPU time in ns, block capacities and counters in bytes.
 import type { VmStats } from "../../../protocol/ttstack-agent.ts";
+import type { VmState } from "../../../protocol/vm-lifecycle.ts";
 
 /** libvirt's virDomainState numbers. */
 export const DOMAIN_STATE = { nostate: 0, running: 1, blocked: 2, paused: 3, shutdown: 4, shutoff: 5, crashed: 6, pmsuspended: 7 } as const;
@@ -12,7 +13,7 @@ export const DOMAIN_STATE = { nostate: 0, running: 1, blocked: 2, paused: 3, shu
  * libvirt's numbers for Virtumancer's wire): blocked (waiting on the host) is running, shutting down is
  * stopping, crashed is failed, suspended to the guest's memory is suspended.
  */
-export function domainStateName(state: number): string {
+export function domainStateName(state: number): VmState {
   switch (state) {
     case DOMAIN_STATE.running:
     case DOMAIN_STATE.blocked:
