@@ -1,23 +1,8 @@
-// The `corral` command line.
+// The `corral` command line. Each command group's module is loaded only when that group is run (all of them
+// for `corral --help`), so that a command pays for its own imports only: `corral --version` reads commander
+// and package.json, `corral vm list` the SDK, and neither the daemon's nor the controller's code.
 import { Command } from "commander";
 import { corralVersion } from "../util/version.ts";
-import { registerBackgroundCommands } from "./background-commands.ts";
-import { registerCommitCommands } from "./commit-commands.ts";
-import { registerControllerCommand } from "./controller-command.ts";
-import { registerCopyCommands } from "./cp-command.ts";
-import { registerDaemonCommand } from "./daemon-command.ts";
-import { registerEnvCommands } from "./env-commands.ts";
-import { registerHostCommands } from "./host-commands.ts";
-import { registerImageCommands } from "./image-commands.ts";
-import { registerSecretCommands } from "./secret-commands.ts";
-import { registerServiceCommands } from "./service-command.ts";
-import { registerShellAndForwardCommands } from "./shell-forward-commands.ts";
-import { registerStatusCommand } from "./status-command.ts";
-import { registerUpCommand } from "./up-command.ts";
-import { registerPowerCommands } from "./power-commands.ts";
-import { registerTemplateCommands } from "./template-commands.ts";
-import { registerTopCommand } from "./top-command.ts";
-import { registerVmCommands } from "./vm-commands.ts";
 
 // A reader that goes away (`corral vm exec X -- cat big | head`) ends the command quietly with the status a
 // shell gives a program killed by SIGPIPE (128 + 13), as it would end a C tool, instead of a stack trace.
@@ -28,24 +13,49 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+/** `corral vm …` and `corral commit …`: the vm group with everything other modules add to it. */
+async function registerVmGroup(program: Command): Promise<void> {
+  const [vmCommands, power, top, commits, background, copy, shellForward] = await Promise.all([
+    import("./vm-commands.ts"),
+    import("./power-commands.ts"),
+    import("./top-command.ts"),
+    import("./commit-commands.ts"),
+    import("./background-commands.ts"),
+    import("./cp-command.ts"),
+    import("./shell-forward-commands.ts"),
+  ]);
+  const vm = vmCommands.registerVmCommands(program);
+  power.registerPowerCommands(vm);
+  top.registerTopCommand(vm);
+  commits.registerCommitCommands(program, vm);
+  background.registerBackgroundCommands(program);
+  copy.registerCopyCommands(program);
+  shellForward.registerShellAndForwardCommands(program);
+}
+
+/** Top-level command names and how to register them, in the order `corral --help` lists them. */
+const GROUPS: [names: readonly string[], register: (program: Command) => Promise<unknown>][] = [
+  [["up"], async (p) => (await import("./up-command.ts")).registerUpCommand(p)],
+  [["daemon"], async (p) => (await import("./daemon-command.ts")).registerDaemonCommand(p)],
+  [["controller"], async (p) => (await import("./controller-command.ts")).registerControllerCommand(p)],
+  [["vm", "commit"], registerVmGroup],
+  [["secret"], async (p) => (await import("./secret-commands.ts")).registerSecretCommands(p)],
+  [["image"], async (p) => (await import("./image-commands.ts")).registerImageCommands(p)],
+  [["template"], async (p) => (await import("./template-commands.ts")).registerTemplateCommands(p)],
+  [["host"], async (p) => (await import("./host-commands.ts")).registerHostCommands(p)],
+  [["env"], async (p) => (await import("./env-commands.ts")).registerEnvCommands(p)],
+  [["status"], async (p) => (await import("./status-command.ts")).registerStatusCommand(p)],
+  [["service"], async (p) => (await import("./service-command.ts")).registerServiceCommands(p)],
+];
+
 const program = new Command();
 program.name("corral").description("Real Linux micro-VMs on demand").version(corralVersion());
-registerUpCommand(program);
-registerDaemonCommand(program);
-registerControllerCommand(program);
-const vm = registerVmCommands(program);
-registerPowerCommands(vm);
-registerTopCommand(vm);
-registerCommitCommands(program, vm);
-registerBackgroundCommands(program);
-registerSecretCommands(program);
-registerCopyCommands(program);
-registerShellAndForwardCommands(program);
-registerImageCommands(program);
-registerTemplateCommands(program);
-registerHostCommands(program);
-registerEnvCommands(program);
-registerStatusCommand(program);
-registerServiceCommands(program);
-
+const first = process.argv[2];
+const chosen = GROUPS.find(([names]) => first !== undefined && names.includes(first));
+if (chosen) {
+  await chosen[1](program);
+} else if (first !== "-V" && first !== "--version") {
+  // Help, a mistyped command (commander suggests the nearest), or no command: every group is needed.
+  for (const [, register] of GROUPS) await register(program);
+}
 await program.parseAsync(process.argv);
