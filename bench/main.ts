@@ -10,6 +10,7 @@
 //   dockerfile: a first build, rebuilds with a full step cache, a rebuild after a changed COPY (bench/dockerfile.ts).
 //   controller scale: a controller over 1,000 simulated hosts, 10,000 placements, GET /api/envs and
 //         /api/status, on SQLite and PostgreSQL (bench/controller-scale.ts), once the daemon is gone.
+//   cli: `corral --version` and `corral vm list` from the built package and the checkout, beside `node -e 0`.
 //   network: per mode (user, bridge, isolated) TCP throughput and round trips VM -> outside, host -> VM, VM -> VM,
 //         and what each mode adds to a template clone (bench/network.ts), in a network namespace of its own.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -22,6 +23,7 @@ import { COPY_BENCH_HEADERS, runCopyBench } from "./copy.ts";
 import { DOCKERFILE_BENCH_HEADERS, runDockerfileBench } from "./dockerfile.ts";
 import { bootPlain, plainExecTrue } from "./plain-qemu.ts";
 import { runShellBench, SHELL_BENCH_HEADERS } from "./shell.ts";
+import { cliTable, runCliBench } from "./cli.ts";
 import { runTemplateBench } from "./templates.ts";
 import { ms, percentile, ratio, table } from "./stats.ts";
 import { silentProgress } from "../src/image/index.ts";
@@ -94,6 +96,7 @@ try {
   await peer.stop();
   const copyRows = await runCopyBench(client, target.hostname, (line) => process.stderr.write(`${line}\n`));
   const shell = await runShellBench(client, target.hostname);
+  const cli = await runCliBench(daemon.url, Number(process.env.CORRAL_BENCH_CLI_RUNS ?? 30), (line) => process.stderr.write(`${line}\n`));
   await client.deleteNode("bench", target.hostname);
   const templates = await runTemplateBench({
     client,
@@ -116,7 +119,7 @@ try {
     ["exec `true` round trip, p99", ms(percentile(execOurs, 99)), ms(percentile(execPlain, 99)), ratio(percentile(execOurs, 99), percentile(execPlain, 99))],
   ];
   const report = table(["cold boot, 1 vCPU / 512 MiB", "Corral (API)", "plain QEMU", "ours/plain"], rows);
-  const sections = [report, table([...COPY_BENCH_HEADERS], copyRows), table([...SHELL_BENCH_HEADERS], shell.rows), ...templates.tables, table([...DOCKERFILE_BENCH_HEADERS], dockerfile.rows)];
+  const sections = [report, table([...COPY_BENCH_HEADERS], copyRows), table([...SHELL_BENCH_HEADERS], shell.rows), cliTable(cli.rows), ...templates.tables, table([...DOCKERFILE_BENCH_HEADERS], dockerfile.rows)];
   process.stdout.write(`\n${sections.join("\n\n")}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
   const results = {
     date: new Date().toISOString(),
@@ -127,6 +130,7 @@ try {
     exec: { ours: execOurs, plain: execPlain },
     copy: copyRows,
     shell: { shell: shell.shell, forward: shell.forward },
+    cli: cli.samples,
     templates: { create: templates.create, throughput: templates.throughput, density: templates.density },
     dockerfile: dockerfile.samples,
   };

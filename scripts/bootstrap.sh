@@ -49,7 +49,10 @@ else
 fi
 
 cd "$here"
-if [ ! -e node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ ! -e package-lock.json ]; then
+  # An installed package (npm install -g): npm installed its packages with it; there is nothing to pin here.
+  echo "corral: npm packages come with the installed package"
+elif [ ! -e node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "corral: installing npm packages (npm ci; native modules compile, about a minute)"
   npm ci --no-audit --no-fund --loglevel=error
 else

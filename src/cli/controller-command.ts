@@ -72,7 +72,7 @@ export async function startControllerFromFlags(flags: ControllerFlags, log: Logg
     fail((err as Error).message);
   }
   if (apiKey !== undefined && apiKey.length < 16) fail("The API key is too short: use at least 16 characters");
-  let controller;
+  let controller: Awaited<ReturnType<typeof startController>>;
   try {
     controller = await startController({ bind: flags.bind, port, databaseUrl: flags.database, apiKey, stateDir: flags.stateDir, heartbeatMs, overcommit, webRoot: flags.webRoot, log });
   } catch (err) {

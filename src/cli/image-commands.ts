@@ -2,6 +2,7 @@
 // any image from a Dockerfile on the daemon (image-build-command.ts); and the catalogue's commands.
 import type { Command } from "commander";
 import { corralHome } from "../image/home.ts";
+import type { ImageVersion } from "../image/image-store.ts";
 import { addConnectionOptions } from "./connection.ts";
 import type { DockerfileBuildFlags } from "./image-build-command.ts";
 import { registerImageCatalogueCommands } from "./image-catalogue-commands.ts";
@@ -35,7 +36,7 @@ export function registerImageCommands(program: Command): void {
         const { consoleProgress } = await import("../image/progress.ts");
         const options = { force: flags.force ?? false };
         const recipe = name ?? "base";
-        let built;
+        let built: ImageVersion;
         if (recipe === "base") built = await (await import("../image/base-image.ts")).ensureBaseImage(corralHome(), consoleProgress(), options);
         else if (recipe === "debian") built = await (await import("../image/debian-image.ts")).ensureDebianImage(corralHome(), consoleProgress(), options);
         else throw new Error(`Image ${JSON.stringify(recipe)} has no recipe ("base" and "debian" have): build it from a Dockerfile with -f`);

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
 import { corralHome } from "../image/home.ts";
 import { controllerUnit, daemonUnit, SERVICE_ROLES, UNIT_NAMES, type ServiceRole } from "../setup/systemd-units.ts";
-import { REPO_ROOT } from "../util/version.ts";
+import { FROM_SOURCES, packagePath } from "../util/package-root.ts";
 import { action, printTable } from "./output.ts";
 
 const DEFAULT_UNIT_DIR = "/etc/systemd/system";
@@ -44,11 +44,12 @@ function systemctl(args: string[]): { ok: boolean; out: string } {
   return { ok: result.status === 0, out: `${result.stdout ?? ""}${result.stderr ?? ""}`.trim() };
 }
 
-/** The launcher the units run: this checkout's `corral` script. */
-function launcher(): string {
-  const script = join(REPO_ROOT, "corral");
-  if (!existsSync(script)) throw new Error(`Cannot find the corral launcher at ${script}`);
-  return script;
+/** How the units run Corral: this checkout's `corral` script, or the installed package's CLI under this node. */
+function launcher(): string[] {
+  const command = FROM_SOURCES ? [packagePath("corral")] : [process.execPath, packagePath("dist", "corral.js")];
+  const file = command[command.length - 1] as string;
+  if (!existsSync(file)) throw new Error(`Cannot find Corral's command at ${file}`);
+  return command;
 }
 
 /** The controller's key file: the one given (it must be 0600 already), else a new one made at the default place. */

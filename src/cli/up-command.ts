@@ -19,6 +19,16 @@ interface UpFlags extends DaemonFlags, UpNetworkFlags {
   controller?: boolean;
 }
 
+/** scripts/bootstrap.sh (Debian packages), its output on stderr; a failure ends `corral up`. */
+async function runBootstrap(script: string): Promise<void> {
+  const { spawn } = await import("node:child_process");
+  const code = await new Promise<number | null>((resolve) => spawn("sh", [script], { stdio: ["ignore", 2, 2] }).once("exit", resolve));
+  if (code !== 0) {
+    process.stderr.write(`corral: ${script} failed (exit ${code})\n`);
+    process.exit(1);
+  }
+}
+
 export function registerUpCommand(program: Command): void {
   program
     .command("up")
@@ -65,6 +75,9 @@ export function registerUpCommand(program: Command): void {
         await writeFile(join(generated, "config.yaml"), yaml, { mode: 0o600 });
         flags.config = join(generated, "config.yaml");
       }
+      const { FROM_SOURCES, packagePath } = await import("../util/package-root.ts");
+      // The checkout's ./corral launcher ran the bootstrap already; an installed package's CLI runs it here.
+      if (!FROM_SOURCES) await runBootstrap(packagePath("scripts", "bootstrap.sh"));
       process.stderr.write("corral: set-up (guest kernel, images base and debian)\n");
       const { runSetup } = await import("../setup/setup.ts");
       await runSetup();
@@ -89,6 +102,7 @@ export function registerUpCommand(program: Command): void {
       });
       const auth = daemon.config.api.authEnabled ? `on (token in ${daemon.stateDir}/auth/token)` : "off";
       const group = daemon.config.hostGroups[0]?.name ?? "sbox";
+      const cli = FROM_SOURCES ? "./corral" : "corral";
       process.stderr.write(
         [
           "",
@@ -97,9 +111,9 @@ export function registerUpCommand(program: Command): void {
           ...(controllerUrl ? [`  controller  ${controllerUrl} (dashboard and fleet API; this daemon is host ${JSON.stringify(daemon.hostId)})`] : []),
           ...groupNetworkLines(daemon.config.hostGroups, process.getuid?.() ?? 0),
           "Try, in another terminal:",
-          `  ./corral vm add ${group}                 # a sandbox, ready in a few seconds`,
-          `  ./corral vm exec ${group}-1 -- uname -a`,
-          ...(controllerUrl ? ["  ./corral env create demo --vm image=debian,cpu=1,mem=1024 --ssh-key ~/.ssh/id_ed25519.pub --lifetime 1h", "  ./corral status"] : []),
+          `  ${cli} vm add ${group}                 # a sandbox, ready in a few seconds`,
+          `  ${cli} vm exec ${group}-1 -- uname -a`,
+          ...(controllerUrl ? [`  ${cli} env create demo --vm image=debian,cpu=1,mem=1024 --ssh-key ~/.ssh/id_ed25519.pub --lifetime 1h`, `  ${cli} status`] : []),
           "Stop with Ctrl-C (sandboxes are removed; services keep their disks).",
           "",
           "",

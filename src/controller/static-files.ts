@@ -2,11 +2,11 @@
 // the root, and how each is served (its content type and caching). The routes are in routes/dashboard.ts.
 import { realpath, stat } from "node:fs/promises";
 import { extname, resolve, sep } from "node:path";
-import { fileURLToPath } from "node:url";
+import { packagePath } from "../util/package-root.ts";
 import { CorralError } from "../protocol/errors.ts";
 
 /** `npm run build:web` writes the dashboard here (the repository's web/dist). */
-export const DEFAULT_WEB_ROOT = fileURLToPath(new URL("../../web/dist", import.meta.url));
+export const DEFAULT_WEB_ROOT = packagePath("web", "dist");
 
 const CONTENT_TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

@@ -73,7 +73,7 @@ export async function runShellSession(pty: PtyProcess, stream: ServerHttp2Stream
   const decoder = new FrameDecoder();
   let inputPaused = false;
   stream.on("data", (chunk: Buffer) => {
-    let frames;
+    let frames: ReturnType<typeof decoder.push>;
     try {
       frames = decoder.push(chunk);
     } catch {

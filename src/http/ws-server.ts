@@ -43,7 +43,9 @@ export async function closeAllClients(clients: Iterable<WebSocket>, reason: stri
   const open = [...clients];
   const closed = open.map((ws) => new Promise<void>((resolve) => (ws.readyState === ws.CLOSED ? resolve() : ws.once("close", () => resolve()))));
   for (const ws of open) ws.close(CLOSE_CODE.goingAway, reason);
-  const timer = setTimeout(() => open.forEach((ws) => ws.terminate()), CLOSE_WAIT_MS);
+  const timer = setTimeout(() => {
+    for (const ws of open) ws.terminate();
+  }, CLOSE_WAIT_MS);
   await Promise.all(closed);
   clearTimeout(timer);
 }

@@ -151,6 +151,7 @@ export function debianFiles(user: string): Record<string, { contents: string; mo
     "etc/systemd/journald.conf.d/corral.conf": { contents: "[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\nForwardToConsole=no\n", mode: 0o644 },
     [`etc/systemd/system/${SSH_SOCKET}`]: { contents: SSH_SOCKET_UNIT, mode: 0o644 },
     "etc/systemd/system/corral-ssh@.service": { contents: SSH_SERVICE_UNIT, mode: 0o644 },
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, expanded by the guest's shell
     "etc/profile.d/corral.sh": { contents: "# Corral: a default locale every image has.\nexport LANG=${LANG:-C.UTF-8}\n", mode: 0o644 },
   };
 }

@@ -1,10 +1,15 @@
-// Bundles the in-guest agent (src/guest) into one ESM file that the guest's node runs.
-import { build } from "esbuild";
-import { fileURLToPath } from "node:url";
+// The in-guest agent (src/guest) as one ESM file that the guest's node runs: bundled from the sources in a
+// checkout, or the copy the package was built with (dist/guest-agent.js: an installed package has no sources).
+import { readFile } from "node:fs/promises";
+import { FROM_SOURCES, packagePath } from "../util/package-root.ts";
 
-export const GUEST_ENTRY = fileURLToPath(new URL("../guest/main.ts", import.meta.url));
+export const GUEST_ENTRY = packagePath("src", "guest", "main.ts");
+export const PREBUILT_GUEST_AGENT = packagePath("dist", "guest-agent.js");
 
 export async function bundleGuestAgent(): Promise<Buffer> {
+  if (!FROM_SOURCES) return readFile(PREBUILT_GUEST_AGENT);
+  // esbuild is a build tool: an installed package does not have it, and does not come here.
+  const { build } = await import("esbuild");
   const result = await build({
     entryPoints: [GUEST_ENTRY],
     bundle: true,

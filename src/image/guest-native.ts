@@ -5,10 +5,11 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { packagePath } from "../util/package-root.ts";
 import { requireProgram, run } from "../util/run.ts";
 
-export const NATIVE_SOURCE = fileURLToPath(new URL("../guest/native/corral-native.c", import.meta.url));
+// Shipped in the package too: the addon is compiled on the host that builds the images.
+export const NATIVE_SOURCE = packagePath("src", "guest", "native", "corral-native.c");
 
 /** Where the Node-API headers of the running node are (`<prefix>/include/node`, as node-gyp finds them). */
 export function nodeIncludeDir(): string {

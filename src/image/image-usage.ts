@@ -7,7 +7,7 @@
 // start again). A registration whose state folder is gone is dropped by the scan.
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, open, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, realpath, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 
 /** What uses an image version: a disk of a VM, a template or a commit, in one daemon's state folder. */
@@ -64,7 +64,7 @@ async function registeredStateDirs(imagesDir: string): Promise<string[]> {
 
 /** The backing file a qcow2 names (absolute), or undefined for a file that is not qcow2 or has none. */
 export async function qcow2Backing(path: string): Promise<string | undefined> {
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await open(path, "r");
   } catch {

@@ -43,8 +43,8 @@ function probeBridgeNetfilter(): boolean {
 
 export function probeCapabilities(): NetCapabilities {
   const caps = effectiveCaps(readFileSync("/proc/self/status", "utf8"));
-  const netAdmin = (caps >> CAP_NET_ADMIN) & 1n ? true : false;
-  const sysAdmin = (caps >> CAP_SYS_ADMIN) & 1n ? true : false;
+  const netAdmin = !!((caps >> CAP_NET_ADMIN) & 1n );
+  const sysAdmin = !!((caps >> CAP_SYS_ADMIN) & 1n );
   const unshare = findProgram("unshare") !== undefined;
   return {
     uid: process.getuid?.(),

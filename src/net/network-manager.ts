@@ -400,7 +400,7 @@ export class NetworkManager implements AttachmentProvider {
     const keep = new Set<string>();
     for (const vm of liveVms) {
       const group = this.groups.get(vm.hostgroup);
-      if (!group || group.state !== "ready") continue;
+      if (group?.state !== "ready") continue;
       try {
         const attachment = await this.attachmentFor({ hostname: vm.hostname, hostgroup: vm.hostgroup, mac: vm.mac, portMap: vm.portMap, denyOutgoing: vm.denyOutgoing, purpose: "vm" });
         if (group.network.mode === "bridge") {

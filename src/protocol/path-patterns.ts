@@ -85,7 +85,7 @@ function matchSegments(patterns: readonly string[], parts: readonly string[], pi
   }
   if (si >= parts.length) return false;
   const re = segmentRegExp(pattern);
-  return re !== null && re.test(parts[si] as string) && matchSegments(patterns, parts, pi + 1, si + 1);
+  return re?.test(parts[si] as string) === true && matchSegments(patterns, parts, pi + 1, si + 1);
 }
 
 /** Whether `relativePath` (slash-separated, relative to the copied or watched root) matches `pattern`. */
@@ -97,7 +97,7 @@ export function matchesPattern(pattern: string, relativePath: string): boolean {
   if (matchSegments(p.split("/"), parts, 0, 0)) return true;
   if (!p.includes("/")) {
     const re = segmentRegExp(p);
-    return re !== null && re.test(parts[parts.length - 1] as string);
+    return re?.test(parts[parts.length - 1] as string) === true;
   }
   return false;
 }

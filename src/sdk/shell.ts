@@ -149,7 +149,7 @@ export class ShellSession implements AsyncIterable<Buffer> {
       if (this.ws.bufferedAmount >= SEND_HIGH) return;
       const waiters = this.drainWaiters;
       this.drainWaiters = [];
-      waiters.forEach((resolve) => resolve());
+      for (const resolve of waiters) resolve();
     });
   }
 
@@ -190,7 +190,7 @@ export class ShellSession implements AsyncIterable<Buffer> {
     clearInterval(this.heartbeat);
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
-    waiters.forEach((resolve) => resolve());
+    for (const resolve of waiters) resolve();
     this.wake?.();
     this.wake = undefined;
   }

@@ -16,8 +16,8 @@ export const SERVICE_ROLES: readonly ServiceRole[] = ["daemon", "controller"];
 const API_KEY_CREDENTIAL = "corral-api-key";
 
 export interface UnitOptions {
-  /** The command that runs Corral (an absolute path: the checkout's `corral` launcher or an installed one). */
-  launcher: string;
+  /** The command that runs Corral (absolute paths: the checkout's `corral` launcher, or node and the built CLI). */
+  launcher: readonly string[];
   /** CORRAL_HOME of the services: kernels, images and state. */
   home: string;
 }
@@ -69,7 +69,7 @@ function serviceSection(lines: string[]): string {
 const INSTALL = "[Install]\nWantedBy=multi-user.target\n";
 
 export function daemonUnit(options: DaemonUnitOptions): string {
-  const args = [options.launcher, "daemon", ...(options.config === undefined ? [] : ["--config", options.config])];
+  const args = [...options.launcher, "daemon", ...(options.config === undefined ? [] : ["--config", options.config])];
   return [
     "# Written by `corral service install daemon`; `corral service uninstall daemon` removes it.",
     "[Unit]",
@@ -100,7 +100,7 @@ export function controllerUnit(options: ControllerUnitOptions): string {
     throw new Error("--database has a password in it, which would be in the unit file and on the command line: leave it out and give it as PGPASSWORD in an EnvironmentFile= of 0600, or in /root/.pgpass");
   }
   const args = [
-    options.launcher,
+    ...options.launcher,
     "controller",
     "--bind",
     options.bind,

@@ -4,11 +4,10 @@ import { spawn } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Progress } from "../image/progress.ts";
 import { CommandError } from "../util/run.ts";
 
-export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
+import { PACKAGE_ROOT } from "../util/package-root.ts";
 
 /** What the bundle is built from: the app, the wire types and shell frames it imports, the pinned packages. */
 export function webSources(root: string): string[] {
@@ -40,7 +39,7 @@ export function dashboardIsStale(root: string): boolean {
   return !index || newestMtime(webSources(root)) > index.mtimeMs;
 }
 
-export async function ensureDashboard(progress: Progress, root: string = REPO_ROOT): Promise<void> {
+export async function ensureDashboard(progress: Progress, root: string = PACKAGE_ROOT): Promise<void> {
   if (!dashboardIsStale(root)) {
     progress.skip("web dashboard is built (web/dist)");
     return;
@@ -54,7 +53,7 @@ export async function ensureDashboard(progress: Progress, root: string = REPO_RO
  * Builds into a directory of its own, then swaps it in for web/dist: a controller serving web/dist, or a
  * second set-up building at the same time, never sees half a build.
  */
-export async function buildDashboard(root: string = REPO_ROOT): Promise<void> {
+export async function buildDashboard(root: string = PACKAGE_ROOT): Promise<void> {
   const web = join(root, "web");
   const [fresh, old] = [join(web, `dist.build-${process.pid}`), join(web, `dist.old-${process.pid}`)];
   try {

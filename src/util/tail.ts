@@ -1,5 +1,5 @@
 // Reading the end of a log file without loading all of it.
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 
 const BLOCK = 64 * 1024;
 
@@ -8,7 +8,7 @@ const BLOCK = 64 * 1024;
  * A missing file reads as empty.
  */
 export async function tailLines(file: string, lines: number, maxBytes = 16 * 1024 * 1024): Promise<string> {
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await open(file, "r");
   } catch {

@@ -238,8 +238,7 @@ server.listen({ host: address, port: Number(port), exclusive: true }, () => cons
       let listener: NsListener | undefined;
       child.stdout?.on("data", (chunk: Buffer) => {
         output += chunk.toString();
-        let newline: number;
-        while ((newline = output.indexOf("\n")) >= 0) {
+        for (let newline = output.indexOf("\n"); newline >= 0; newline = output.indexOf("\n")) {
           const line = output.slice(0, newline);
           output = output.slice(newline + 1);
           const listening = /^listening (\d+)$/.exec(line);

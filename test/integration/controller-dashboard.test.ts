@@ -156,8 +156,8 @@ describe("controller: VM shell, VM logs and the dashboard's files", { timeout: 6
       const refused = await rawGet(controller.url, path, page);
       assert.equal(refused.status, 400, `${path}: ${refused.body}`);
     }
-    const escape = await rawGet(controller.url, "/assets/escape.txt", key);
-    assert.equal(escape.status, 404, "a symbolic link out of the root is not followed");
+    const escaped = await rawGet(controller.url, "/assets/escape.txt", key);
+    assert.equal(escaped.status, 404, "a symbolic link out of the root is not followed");
 
     const api = await rawGet(controller.url, "/api/nothing-here", { ...page, ...key });
     assert.deepEqual([api.status, (JSON.parse(api.body) as { code: string }).code], [404, "not_found"], "the API's paths never get the page");

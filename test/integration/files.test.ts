@@ -516,7 +516,7 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
 
   test("the CLI copies files and directories both ways and lists a directory", async () => {
     const cli = async (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
-      const input = args[0] === "--stdin" ? (args.shift(), args.shift()) : undefined;
+      const input = args[0] === "--stdin" ? args.splice(0, 2)[1] : undefined;
       const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args, "--url", url], { stdio: ["pipe", "pipe", "pipe"] });
       child.stdin.end(input ?? "");
       let stdout = "";

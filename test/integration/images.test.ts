@@ -126,7 +126,7 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
     assert.match(stderr, /applying layer 2\/2/);
     assert.match(stderr, /root filesystem built/);
     const shown = await daemon.client.images.show("t-layout");
-    assert.equal((shown.versions[0]?.source as Record<string, unknown>).format, "oci-archive");
+    assert.equal((shown.versions[0]?.source as Record<string, unknown> | undefined)?.format, "oci-archive");
     const list = await run(CORRAL, ["image", "list"], { env: { ...process.env, CORRAL_URL: daemon.url } });
     assert.match(list.stdout, /\nt-layout\s+[0-9a-f]{12}\s+\S+-cloud-amd64\s+/);
   });

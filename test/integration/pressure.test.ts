@@ -188,7 +188,7 @@ describe("a full disk", { timeout: 900_000 }, () => {
 
 describe("admission control and health", { timeout: 900_000 }, () => {
   let daemon: TestDaemon;
-  const CONFIG = (reserveMiB?: number): string => `config:
+  const reserveConfig = (reserveMiB?: number): string => `config:
   health_check:
     interval: 1s
     timeout: 1s
@@ -203,7 +203,7 @@ ${reserveMiB === undefined ? "" : `  admission:\n    memory_reserve_mb: ${reserv
 `;
 
   before(async () => {
-    daemon = await TestDaemon.create(CONFIG());
+    daemon = await TestDaemon.create(reserveConfig());
     await daemon.start();
   });
 
@@ -249,7 +249,7 @@ ${reserveMiB === undefined ? "" : `  admission:\n    memory_reserve_mb: ${reserv
     for (const node of await daemon.client.nodes()) await daemon.client.deleteNode("sbox", node.hostname);
     await daemon.stop();
     // All the memory the host has now, and a bit: nothing fits, whatever the other tests on the host do.
-    await daemon.reconfigure(CONFIG(Math.ceil(readMemAvailable() / MiB) + 1024));
+    await daemon.reconfigure(reserveConfig(Math.ceil(readMemAvailable() / MiB) + 1024));
     await daemon.start();
     const answer = await call(daemon, "POST", "/hostgroup/sbox/nodes", {});
     assert.equal(answer.status, 429, JSON.stringify(answer.body));

@@ -64,7 +64,7 @@ describe("corral up --net", () => {
       lines[4],
       '  Host group "sandbox" (network.mode isolated) is unavailable: the daemon runs as uid 1000, not root: isolated mode makes a network namespace, a veth pair and nftables rules per VM (CAP_SYS_ADMIN and CAP_NET_ADMIN). Run the daemon as root, or set config.host_groups[2].network.mode: user',
     );
-    assert.match(lines[2]!, /^  Host group "vm" \(network\.mode bridge\) is unavailable: .*bridge mode makes a bridge, a TAP per VM and nftables rules \(CAP_NET_ADMIN\)\. .*config\.host_groups\[1\]\.network\.mode: user$/);
+    assert.match(lines[2]!, /^ {2}Host group "vm" \(network\.mode bridge\) is unavailable: .*bridge mode makes a bridge, a TAP per VM and nftables rules \(CAP_NET_ADMIN\)\. .*config\.host_groups\[1\]\.network\.mode: user$/);
   });
 });
 

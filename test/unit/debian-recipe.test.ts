@@ -53,7 +53,7 @@ describe("parseAptSources", () => {
   });
 
   test("mirror lines are what mmdebstrap takes, without duplicates", () => {
-    const sources = parseAptSources(DEB822 + "\n" + DEB822);
+    const sources = parseAptSources(`${DEB822}\n${DEB822}`);
     assert.deepEqual(mirrorLines(sources), [
       "deb http://deb.debian.org/debian bookworm main",
       "deb http://deb.debian.org/debian bookworm-updates main",

@@ -96,7 +96,7 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
   });
 
   test("a frame that only mentions exit does not count as the exit frame", async () => {
-    const tricky = stdoutFrame('{"type":"exit"}\n') + line({ exit_code: 0, type: "exit" }) + ' {"type":"exit"}\n';
+    const tricky = `${stdoutFrame('{"type":"exit"}\n') + line({ exit_code: 0, type: "exit" })} {"type":"exit"}\n`;
     const { stream } = await request((s) => writePieces(s, [started, tricky]));
     const out = await readAll(relayExecFrames(stream));
     assertLostFrame(lastLine(out), "The connection to the guest agent ended before the command did");

@@ -137,7 +137,10 @@ describe("IpamStore", () => {
     const held = new Map<string, { address: string; deviceId: number }>();
     let n = 0;
     let seed = 7;
-    const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = (): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     for (let cycle = 0; cycle < 1000; cycle++) {
       if (held.size > 0 && (random() < 0.45 || held.size >= pool.size)) {
         const owners = [...held.keys()];

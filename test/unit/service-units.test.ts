@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { controllerUnit, daemonUnit, execArgument } from "../../src/setup/systemd-units.ts";
-import { REPO_ROOT } from "../../src/util/version.ts";
+import { PACKAGE_ROOT as REPO_ROOT } from "../../src/util/package-root.ts";
 
 const LAUNCHER = join(REPO_ROOT, "corral");
 const HAS_ANALYZE = spawnSync("systemd-analyze", ["--version"]).status === 0;
@@ -35,7 +35,7 @@ function directive(text: string, key: string): string[] {
 
 describe("systemd units", () => {
   test("the daemon's unit: systemd accepts it; only the daemon is signalled so its VMs outlive a crash; restarted on failure", { skip: HAS_ANALYZE ? false : "no systemd-analyze" }, () => {
-    const text = daemonUnit({ launcher: LAUNCHER, home: "/var/lib/corral", config: "/etc/corral/daemon.yaml" });
+    const text = daemonUnit({ launcher: [LAUNCHER], home: "/var/lib/corral", config: "/etc/corral/daemon.yaml" });
     assert.equal(verify("corral-daemon.service", text), "");
     assert.deepEqual(directive(text, "KillMode"), ["process"]);
     assert.deepEqual(directive(text, "Restart"), ["on-failure"]);
@@ -44,7 +44,7 @@ describe("systemd units", () => {
   });
 
   test("the controller's unit: the API key is a credential read from %d, never on the command line", { skip: HAS_ANALYZE ? false : "no systemd-analyze" }, () => {
-    const text = controllerUnit({ launcher: LAUNCHER, home: "/var/lib/corral", bind: "0.0.0.0", port: 9200, apiKeyFile: "/etc/corral/controller-api-key" });
+    const text = controllerUnit({ launcher: [LAUNCHER], home: "/var/lib/corral", bind: "0.0.0.0", port: 9200, apiKeyFile: "/etc/corral/controller-api-key" });
     assert.equal(verify("corral-controller.service", text), "");
     assert.deepEqual(directive(text, "LoadCredential"), ["corral-api-key:/etc/corral/controller-api-key"]);
     assert.deepEqual(directive(text, "ExecStart"), [`${LAUNCHER} controller --bind 0.0.0.0 --port 9200 --api-key-file %d/corral-api-key`]);
@@ -52,8 +52,8 @@ describe("systemd units", () => {
   });
 
   test("a database URL with a password is refused (it would be in the unit and on the command line)", () => {
-    assert.throws(() => controllerUnit({ launcher: LAUNCHER, home: "/var/lib/corral", bind: "127.0.0.1", port: 9200, database: "postgres://corral:s3cret@db:5432/corral" }), /password/);
-    const text = controllerUnit({ launcher: LAUNCHER, home: "/var/lib/corral", bind: "127.0.0.1", port: 9200, database: "postgres://corral@db:5432/corral" });
+    assert.throws(() => controllerUnit({ launcher: [LAUNCHER], home: "/var/lib/corral", bind: "127.0.0.1", port: 9200, database: "postgres://corral:s3cret@db:5432/corral" }), /password/);
+    const text = controllerUnit({ launcher: [LAUNCHER], home: "/var/lib/corral", bind: "127.0.0.1", port: 9200, database: "postgres://corral@db:5432/corral" });
     assert.match(directive(text, "ExecStart")[0] ?? "", /--database postgres:\/\/corral@db:5432\/corral$/);
   });
 
@@ -61,10 +61,10 @@ describe("systemd units", () => {
     assert.equal(execArgument("/opt/corral/bin/corral"), "/opt/corral/bin/corral");
     assert.equal(execArgument("/etc/my configs/a$HOME%i.yaml"), '"/etc/my configs/a$$HOME%%i.yaml"');
     assert.equal(execArgument('say "hi"'), '"say \\"hi\\""');
-    const text = daemonUnit({ launcher: LAUNCHER, home: "/srv/corral 1", config: "/etc/my configs/a$HOME%i.yaml" });
+    const text = daemonUnit({ launcher: [LAUNCHER], home: "/srv/corral 1", config: "/etc/my configs/a$HOME%i.yaml" });
     assert.equal(verify("corral-daemon.service", text), "");
     assert.deepEqual(directive(text, "StateDirectory"), [], "another home is not systemd's to make");
-    assert.throws(() => daemonUnit({ launcher: LAUNCHER, home: "/srv/a\nExecStartPre=/bin/evil", config: undefined }), /line break/);
+    assert.throws(() => daemonUnit({ launcher: [LAUNCHER], home: "/srv/a\nExecStartPre=/bin/evil", config: undefined }), /line break/);
   });
 });
 

@@ -123,7 +123,7 @@ describe("tailLines", () => {
 
     test("a line break exactly on the block boundary", async () => {
       // The last block starts right after this newline.
-      const tail = "z".repeat(BLOCK - 5) + "\nend\n";
+      const tail = `${"z".repeat(BLOCK - 5)}\nend\n`;
       assert.equal(Buffer.byteLength(tail), BLOCK);
       const file = await fileWith(`head\n${tail}`);
       assert.equal(await tailLines(file, 2), tail);

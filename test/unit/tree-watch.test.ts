@@ -172,7 +172,15 @@ describe("WatchSession", () => {
   test("a consumer that stops reading is cut off with an error event", () => {
     const events: string[] = [];
     let ended = false;
-    const s = new WatchSession(base, { write: (text) => (events.push(text), 5 * 1024 * 1024), end: () => (ended = true) });
+    const s = new WatchSession(base, {
+      write: (text) => {
+        events.push(text);
+        return 5 * 1024 * 1024;
+      },
+      end: () => {
+        ended = true;
+      },
+    });
     s.accept(raw("write", "/w/a"));
     assert.equal(ended, true);
     assert.match(events.at(-1) ?? "", /"type":"error".*not reading/);

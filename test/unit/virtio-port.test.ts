@@ -18,7 +18,7 @@ after(async () => {
 
 describe("parseHello", { timeout: 20_000 }, () => {
   test("accepts nonces of 16 to 64 letters and digits", () => {
-    const n16 = "aB3".repeat(5) + "z";
+    const n16 = `${"aB3".repeat(5)}z`;
     const n64 = "0123456789abcdefABCDEF".repeat(3).slice(0, 64);
     assert.equal(n16.length, 16);
     assert.equal(n64.length, 64);

@@ -352,13 +352,34 @@ export class VmStore {
     assertTransition(vm.hostname, vm.state, to);
     const sets = ["state = @to", "updated_at = @now"];
     const params: Record<string, unknown> = { to, now: this.now().toISOString(), hostname: vm.hostname, incarnation: vm.incarnation, from: vm.state };
-    if (patch.pid !== undefined) (sets.push("pid = @pid"), (params.pid = patch.pid));
-    if (patch.pidStartTime !== undefined) (sets.push("pid_start_time = @pidStartTime"), (params.pidStartTime = patch.pidStartTime));
-    if (patch.lastError !== undefined) (sets.push("last_error = @lastError"), (params.lastError = patch.lastError));
-    if (patch.incarnation !== undefined) (sets.push("incarnation = @newIncarnation"), (params.newIncarnation = patch.incarnation));
-    if (patch.imageVersion !== undefined) (sets.push("image_version = @imageVersion"), (params.imageVersion = patch.imageVersion));
-    if (patch.template !== undefined) (sets.push("template = @template"), (params.template = patch.template));
-    if (patch.origin !== undefined) (sets.push("origin = @origin"), (params.origin = patch.origin));
+    if (patch.pid !== undefined) {
+      sets.push("pid = @pid");
+      params.pid = patch.pid;
+    }
+    if (patch.pidStartTime !== undefined) {
+      sets.push("pid_start_time = @pidStartTime");
+      params.pidStartTime = patch.pidStartTime;
+    }
+    if (patch.lastError !== undefined) {
+      sets.push("last_error = @lastError");
+      params.lastError = patch.lastError;
+    }
+    if (patch.incarnation !== undefined) {
+      sets.push("incarnation = @newIncarnation");
+      params.newIncarnation = patch.incarnation;
+    }
+    if (patch.imageVersion !== undefined) {
+      sets.push("image_version = @imageVersion");
+      params.imageVersion = patch.imageVersion;
+    }
+    if (patch.template !== undefined) {
+      sets.push("template = @template");
+      params.template = patch.template;
+    }
+    if (patch.origin !== undefined) {
+      sets.push("origin = @origin");
+      params.origin = patch.origin;
+    }
     const result = this.db
       .prepare(`UPDATE vms SET ${sets.join(", ")} WHERE hostname = @hostname AND incarnation = @incarnation AND state = @from`)
       .run(params);

@@ -40,7 +40,7 @@ export function relayShell(ws: WebSocket, toAgent: Writable, fromAgent: ClientHt
   ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
     if (!isBinary || ended) return; // text messages carry nothing in this protocol
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
-    let frames;
+    let frames: ReturnType<typeof clientFrames.push>;
     try {
       frames = clientFrames.push(bytes);
     } catch (err) {
@@ -69,7 +69,7 @@ export function relayShell(ws: WebSocket, toAgent: Writable, fromAgent: ClientHt
   const send = sendWithBackpressure(ws, fromAgent);
   let status: ShellExitStatus | undefined;
   fromAgent.on("data", (chunk: Buffer) => {
-    let frames;
+    let frames: ReturnType<typeof agentFrames.push>;
     try {
       frames = agentFrames.push(chunk);
     } catch {

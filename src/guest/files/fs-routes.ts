@@ -73,7 +73,10 @@ export function registerFsRoutes(router: AgentRouter): void {
     }
     try {
       // Like `mkdir -p -m MODE`: the mode is the new directory's (exactly, whatever the umask), not its parents'.
-      const created = recursive ? await mkdir(path, { recursive: true }) : (await mkdir(path), path);
+      // mkdir -p answers the first directory it made (undefined: none); a plain mkdir made `path` or threw.
+      let created: string | undefined = path;
+      if (recursive) created = await mkdir(path, { recursive: true });
+      else await mkdir(path);
       if (mode !== undefined && created !== undefined) await chmod(path, mode);
       sendJson(stream, 200, { path, created: created !== undefined });
     } catch (err) {

@@ -47,7 +47,7 @@ const DIRECTIVE = /^#\s*([A-Za-z][A-Za-z0-9]*)\s*=\s*(.*?)\s*$/;
 
 export function parseDockerfile(text: string): Dockerfile {
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
-  let escape = "\\";
+  let escapeChar = "\\";
   let index = 0;
   // Parser directives come first, before any comment, blank line or instruction.
   const seen = new Set<string>();
@@ -60,7 +60,7 @@ export function parseDockerfile(text: string): Dockerfile {
     seen.add(key);
     if (key === "escape") {
       if (value !== "\\" && value !== "`") throw dockerfileError(index + 1, `the escape directive must be "\\" or "\`", got ${JSON.stringify(value)}`);
-      escape = value;
+      escapeChar = value;
     } else if (key === "syntax" || key === "check") {
       // A frontend image or lint settings: Corral parses the Dockerfile itself, so both are notes only.
     } else {
@@ -76,7 +76,7 @@ export function parseDockerfile(text: string): Dockerfile {
     if (/^\s*(#|$)/.test(raw)) continue;
     let logical = raw;
     // A line ending in the escape character continues on the next; comment and blank lines inside are skipped.
-    while (endsWithEscape(logical, escape)) {
+    while (endsWithEscape(logical, escapeChar)) {
       logical = logical.replace(/\s*$/, "").slice(0, -1);
       let continued = false;
       while (index < lines.length) {
@@ -97,11 +97,11 @@ export function parseDockerfile(text: string): Dockerfile {
   }
   if (instructions.length === 0) throw new CorralError("invalid_dockerfile", "The Dockerfile has no instructions: it must start with FROM");
   checkStructure(instructions);
-  return { escape, instructions };
+  return { escape: escapeChar, instructions };
 }
 
-function endsWithEscape(line: string, escape: string): boolean {
-  return line.replace(/\s*$/, "").endsWith(escape);
+function endsWithEscape(line: string, escapeChar: string): boolean {
+  return line.replace(/\s*$/, "").endsWith(escapeChar);
 }
 
 function parseInstruction(text: string, line: number): Instruction {
@@ -183,5 +183,5 @@ function commandForm(text: string, line: number, keyword: string): CommandForm {
 
 function checkStructure(instructions: Instruction[]): void {
   const first = instructions.find((i) => i.kind !== "ARG");
-  if (!first || first.kind !== "FROM") throw dockerfileError(first?.line ?? 1, "the first instruction must be FROM (only ARG may come before it)");
+  if (first?.kind !== "FROM") throw dockerfileError(first?.line ?? 1, "the first instruction must be FROM (only ARG may come before it)");
 }

@@ -57,7 +57,7 @@ export function fromImage(dockerfile: Dockerfile, buildArgs: Record<string, stri
 }
 
 export function planBuild(dockerfile: Dockerfile, options: PlanOptions = {}): BuildPlan {
-  const { escape } = dockerfile;
+  const { escape: escapeChar } = dockerfile;
   const buildArgs = options.buildArgs ?? {};
   const parent = options.parentConfig ?? {};
   const declared = new Set<string>();
@@ -78,14 +78,14 @@ export function planBuild(dockerfile: Dockerfile, options: PlanOptions = {}): Bu
   const lookup: Lookup = (name) => env.get(name) ?? (from === undefined ? globalArgs.get(name) : args.get(name));
   const expand = (instruction: Instruction, word: string): string => {
     try {
-      return expandWord(word, lookup, escape);
+      return expandWord(word, lookup, escapeChar);
     } catch (err) {
       throw dockerfileError(instruction.line, (err as Error).message);
     }
   };
   const words = (instruction: Instruction, text: string): string[] => {
     try {
-      return splitWords(text, escape);
+      return splitWords(text, escapeChar);
     } catch (err) {
       if (err instanceof WordError) throw dockerfileError(instruction.line, err.message);
       throw err;

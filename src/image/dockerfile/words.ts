@@ -8,7 +8,7 @@ export type Lookup = (name: string) => string | undefined;
 export class WordError extends Error {}
 
 /** Splits on unquoted blanks, keeping quotes and escapes in each word for expandWord. */
-export function splitWords(text: string, escape: string): string[] {
+export function splitWords(text: string, escapeChar: string): string[] {
   const words: string[] = [];
   let current = "";
   let inWord = false;
@@ -23,7 +23,7 @@ export function splitWords(text: string, escape: string): string[] {
     }
     inWord = true;
     current += c;
-    if (c === escape && quote !== "'" && i + 1 < text.length) {
+    if (c === escapeChar && quote !== "'" && i + 1 < text.length) {
       current += text[++i] as string;
     } else if (quote === undefined && (c === '"' || c === "'")) quote = c;
     else if (c === quote) quote = undefined;
@@ -34,7 +34,7 @@ export function splitWords(text: string, escape: string): string[] {
 }
 
 /** Removes quotes and escapes and substitutes variables, as Docker's shell-word processing does. */
-export function expandWord(word: string, lookup: Lookup, escape: string): string {
+export function expandWord(word: string, lookup: Lookup, escapeChar: string): string {
   let out = "";
   let quote: string | undefined;
   for (let i = 0; i < word.length; i++) {
@@ -44,10 +44,10 @@ export function expandWord(word: string, lookup: Lookup, escape: string): string
       else out += c;
       continue;
     }
-    if (c === escape && i + 1 < word.length) {
+    if (c === escapeChar && i + 1 < word.length) {
       const next = word[i + 1] as string;
       // Inside double quotes the escape only escapes what is special there; elsewhere it stays as written.
-      if (quote === '"' && !['"', escape, "$"].includes(next)) {
+      if (quote === '"' && !['"', escapeChar, "$"].includes(next)) {
         out += c;
         continue;
       }
@@ -64,7 +64,7 @@ export function expandWord(word: string, lookup: Lookup, escape: string): string
       continue;
     }
     if (c === "$") {
-      const { value, end } = substitute(word, i, lookup, escape);
+      const { value, end } = substitute(word, i, lookup, escapeChar);
       out += value;
       i = end;
       continue;
@@ -79,10 +79,10 @@ const NAME_START = /[A-Za-z_]/;
 const NAME_CHAR = /[A-Za-z0-9_]/;
 
 /** The variable reference starting at `start` (a "$"): its value and the index of its last character. */
-function substitute(word: string, start: number, lookup: Lookup, escape: string): { value: string; end: number } {
+function substitute(word: string, start: number, lookup: Lookup, escapeChar: string): { value: string; end: number } {
   const next = word[start + 1];
   if (next === "{") {
-    const close = findClose(word, start + 2, escape);
+    const close = findClose(word, start + 2, escapeChar);
     if (close < 0) throw new WordError(`Missing "}" in ${JSON.stringify(word)}`);
     const body = word.slice(start + 2, close);
     const match = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])(.*))?$/s.exec(body);
@@ -91,7 +91,7 @@ function substitute(word: string, start: number, lookup: Lookup, escape: string)
     const value = lookup(name);
     const set = operator?.startsWith(":") ? value !== undefined && value !== "" : value !== undefined;
     if (operator === undefined) return { value: value ?? "", end: close };
-    const word2 = expandWord(operand, lookup, escape);
+    const word2 = expandWord(operand, lookup, escapeChar);
     if (operator.endsWith("-")) return { value: set ? (value as string) : word2, end: close };
     return { value: set ? word2 : "", end: close };
   }
@@ -103,11 +103,11 @@ function substitute(word: string, start: number, lookup: Lookup, escape: string)
   return { value: "$", end: start };
 }
 
-function findClose(word: string, from: number, escape: string): number {
+function findClose(word: string, from: number, escapeChar: string): number {
   let depth = 1;
   for (let i = from; i < word.length; i++) {
     const c = word[i];
-    if (c === escape) i++;
+    if (c === escapeChar) i++;
     else if (c === "{") depth++;
     else if (c === "}" && --depth === 0) return i;
   }

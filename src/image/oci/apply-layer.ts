@@ -45,8 +45,14 @@ async function decompressed(input: Readable): Promise<Readable> {
       cleanup();
       resolve(chunk);
     };
-    const onEnd = (): void => (cleanup(), resolve(Buffer.alloc(0)));
-    const onError = (err: Error): void => (cleanup(), reject(err));
+    const onEnd = (): void => {
+      cleanup();
+      resolve(Buffer.alloc(0));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
     const cleanup = (): void => {
       input.off("readable", onReadable);
       input.off("end", onEnd);

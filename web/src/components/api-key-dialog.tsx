@@ -18,6 +18,7 @@ export function ApiKeyDialog({ hadKey, onSave }: { hadKey: boolean; onSave: (key
           only. The key is in <code>STATE_DIR/auth/controller-api-key</code> on the controller's machine.
         </p>
         <label htmlFor={inputId}>API key</label>
+        {/* biome-ignore lint/a11y/noAutofocus: the dialog asks for this one field; focus goes where the user types */}
         <input id={inputId} type="password" autoComplete="off" required value={key} onChange={(e) => setKey(e.target.value)} autoFocus />
         <div className="actions">
           <button type="submit" className="primary">

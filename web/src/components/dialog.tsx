@@ -42,6 +42,7 @@ export function ConfirmDialog(props: {
       <div className="dialog-body">{props.children}</div>
       <ErrorNote error={props.error} />
       <div className="actions">
+        {/* biome-ignore lint/a11y/noAutofocus: a confirmation starts on its harmless choice, as modal dialogs should */}
         <button type="button" onClick={props.onClose} autoFocus>
           Cancel
         </button>

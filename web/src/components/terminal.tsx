@@ -19,6 +19,7 @@ export function ShellTerminal({ hostId, vmName, onClose }: { hostId: string; vmN
   const [state, setState] = useState<ShellState>({ kind: "connecting" });
   const [attempt, setAttempt] = useState(0);
 
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `attempt` is not read inside: a new value (Reconnect) opens a new session
   useEffect(() => {
     const element = container.current;
     if (!element) return;

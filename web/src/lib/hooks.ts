@@ -51,6 +51,7 @@ export function useResource<T>(path: string | null, options: ResourceOptions = {
     );
   }, [api, path, asText]);
 
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `keyVersion` is not read inside: a new API key reloads what was refused
   useEffect(() => {
     load();
   }, [load, keyVersion]);

@@ -97,6 +97,7 @@ export function CreateEnvForm({ onCreated, onCancel }: { onCreated: (env: EnvDet
       </datalist>
       {values.vms.map((vm, index) => (
         <VmFields
+          // biome-ignore lint/suspicious/noArrayIndexKey: a VM row has no identity but its place in the form
           key={index}
           index={index}
           vm={vm}

@@ -46,7 +46,10 @@ export function EnvActions({ env, onChanged, leaveOnDelete }: { env: Env; onChan
             Start
           </button>
         )}
-        <button type="button" className="small danger" disabled={deleting} onClick={() => (remove.clear(), setConfirming(true))} aria-label={`Delete ${env.id}`}>
+        <button type="button" className="small danger" disabled={deleting} onClick={() => {
+            remove.clear();
+            setConfirming(true);
+          }} aria-label={`Delete ${env.id}`}>
           Delete
         </button>
       </span>

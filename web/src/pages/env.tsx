@@ -37,7 +37,7 @@ function EnvDetails({ env: detail }: { env: EnvDetail }) {
       <div className="panel">
         <Facts
           items={[
-            ["State", <StateBadge state={env.status} />],
+            ["State", <StateBadge key="state" state={env.status} />],
             ["Owner", env.owner || "–"],
             [
               "Expires in",

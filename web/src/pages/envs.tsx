@@ -23,7 +23,10 @@ export function EnvsPage() {
           </button>
         )}
       </div>
-      {creating && <CreateEnvForm onCreated={() => (setCreating(false), envs.reload())} onCancel={() => setCreating(false)} />}
+      {creating && <CreateEnvForm onCreated={() => {
+            setCreating(false);
+            envs.reload();
+          }} onCancel={() => setCreating(false)} />}
       <ErrorNote error={envs.error} />
       {envs.data === undefined ? (
         !envs.error && <Loading />

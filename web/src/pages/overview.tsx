@@ -71,6 +71,7 @@ function RecentEvents() {
       ) : (
         <ul className="events" aria-live="polite">
           {events.slice(0, 20).map((event, i) => (
+            // biome-ignore lint/suspicious/noArrayIndexKey: events have no id; two at the same instant differ by place
             <li key={`${event.at}-${i}`}>
               <time className="muted">{formatClock(event.at)}</time> <EventText event={event} />
             </li>

@@ -50,10 +50,13 @@ export function VmLogPanel({ hostId, vmName }: { hostId: string; vmName: string 
 /** Scrolled to the end when new text arrives, as a console reads. */
 function LogText({ text }: { text: string }) {
   const ref = useRef<HTMLPreElement>(null);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `text` is not read inside: new text scrolls the log to its end
   useEffect(() => {
     if (ref.current) ref.current.scrollTop = ref.current.scrollHeight;
   }, [text]);
   return (
+    // biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling region must take focus so that keyboards can scroll it
+    // biome-ignore lint/a11y/useAriaPropsSupportedByRole: the label names the region that takes focus
     <pre ref={ref} className="log" tabIndex={0} aria-label="Serial log">
       {text}
     </pre>
