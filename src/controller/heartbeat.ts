@@ -76,7 +76,7 @@ export class Heartbeats {
     // Read before asking: a VM created while the host answers is then either unknown here (and its
     // environment exists, so it is no orphan) or changed since (and left alone), never taken for lost.
     const ours = await store.listVmsOnHost(host.id);
-    let report;
+    let report: { info: HostReport; vms: ReportedVm[] };
     const asked = performance.now();
     try {
       const [info, vms] = await Promise.all([driver.info(), driver.vms()]);

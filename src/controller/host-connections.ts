@@ -6,6 +6,7 @@
 import { CorralError, quote } from "../protocol/errors.ts";
 import type { FleetStore, HostRecord } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
+import type { HostReport, ReportedVm } from "./host-report.ts";
 import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
 
 export class HostConnections {
@@ -36,8 +37,8 @@ export class HostConnections {
     const host = await this.store.getHost(id);
     if (!host.disconnected && host.state === "online") return host;
     const driver = this.drivers.forHost(host);
-    let info;
-    let vms;
+    let info: HostReport;
+    let vms: ReportedVm[];
     try {
       [info, vms] = await Promise.all([driver.info(), driver.vms()]);
     } catch (err) {

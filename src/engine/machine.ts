@@ -163,9 +163,9 @@ export interface SaveStateOptions {
    * After the state is written: `quit` ends the machine (a template), `resume` runs the vCPUs
    * again if they ran before, `stay` leaves them stopped (suspend: the record says "suspended" before the
    * machine goes; a commit, inside its own withVcpusStopped). On a failed save the partial file is removed
-   * and the vCPUs run again if they ran before, whatever `then` says.
+   * and the vCPUs run again if they ran before, whatever `after` says.
    */
-  then: "quit" | "resume" | "stay";
+  after: "quit" | "resume" | "stay";
   /** How long the machine may take to end after a `quit`, before it is killed. */
   graceMs?: number;
   /** How long the state may take to write. */

@@ -6,7 +6,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { IMAGE_PATTERN } from "./names.ts";
 import { StringEnum } from "./slicer.ts";
 import { Envelope, TtAgentInfoFields, TtEnvStateSchema, TtHostStateSchema, TtResourceSchema, TtVmFields } from "./ttstack.ts";
-import { VmHardwareSchema, VmStatsSchema } from "./ttstack-agent.ts";
+import { VmHardwareSchema, type VmStatsSchema } from "./ttstack-agent.ts";
 import { VmHealthStateSchema } from "./vm-health.ts";
 import { EnvStateSchema } from "./env-lifecycle.ts";
 import { FleetVmStateSchema, VmStateSchema } from "./vm-states.ts";

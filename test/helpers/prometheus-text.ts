@@ -158,7 +158,7 @@ export function samples(families: Map<string, MetricFamily>, family: string, lab
 }
 
 /** The one sample's value (throws unless exactly one matches). */
-export function valueOf(families: Map<string, MetricFamily>, family: string, labels: Record<string, string> = {}, sampleName = family): number {
+export function sampleValue(families: Map<string, MetricFamily>, family: string, labels: Record<string, string> = {}, sampleName = family): number {
   const matching = samples(families, family, labels, sampleName);
   if (matching.length !== 1) throw new Error(`${matching.length} samples of ${sampleName} match ${JSON.stringify(labels)}`);
   return (matching[0] as Sample).value;

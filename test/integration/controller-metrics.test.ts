@@ -10,7 +10,7 @@ import { ENV_STATES } from "../../src/protocol/env-lifecycle.ts";
 import { FLEET_VM_STATES, VM_STATES } from "../../src/protocol/vm-states.ts";
 import { TestController } from "../helpers/controller-process.ts";
 import { TestDaemon } from "../helpers/daemon-process.ts";
-import { parsePrometheusText, samples, valueOf, type MetricFamily } from "../helpers/prometheus-text.ts";
+import { parsePrometheusText, samples, sampleValue, type MetricFamily } from "../helpers/prometheus-text.ts";
 import { until } from "../helpers/until.ts";
 
 const DAEMON_CONFIG = `config:
@@ -72,7 +72,7 @@ describe("the controller's /metrics", { timeout: 600_000 }, () => {
       return current.env.status === "running" && current.vms.every((vm) => vm.status === "running") ? current : undefined;
     }, "the environment's VM to run", 240_000, 500);
     // A heartbeat after the create: the host has answered at least once more than at registration.
-    const answered = (families: Families): number => valueOf(families, "corral_controller_heartbeat_duration_seconds", { kind: "corral", outcome: "answered" }, "corral_controller_heartbeat_duration_seconds_count");
+    const answered = (families: Families): number => sampleValue(families, "corral_controller_heartbeat_duration_seconds", { kind: "corral", outcome: "answered" }, "corral_controller_heartbeat_duration_seconds_count");
     const before = answered(await metrics());
     await until(async () => answered(await metrics()) > before || undefined, "a heartbeat to be timed", 60_000, 250);
     // Calls whose latency must show under their route's pattern, never their URL.
@@ -88,7 +88,7 @@ describe("the controller's /metrics", { timeout: 600_000 }, () => {
     for (const kind of ["corral", "ttstack", "libvirt"]) {
       for (const state of ["online", "offline", "disconnected"]) {
         const expected = kind === "corral" && state === "online" ? 1 : 0;
-        assert.equal(valueOf(families, "corral_controller_hosts", { kind, state }), expected, `${kind}/${state}`);
+        assert.equal(sampleValue(families, "corral_controller_hosts", { kind, state }), expected, `${kind}/${state}`);
       }
     }
     assert.equal(status.hosts_online, 1);
@@ -96,18 +96,18 @@ describe("the controller's /metrics", { timeout: 600_000 }, () => {
 
     // Environments and VMs by state, every state of each vocabulary present.
     assert.deepEqual(samples(families, "corral_controller_envs").map((s) => s.labels.state).sort(), [...ENV_STATES].sort());
-    for (const state of ENV_STATES) assert.equal(valueOf(families, "corral_controller_envs", { state }), state === detail.env.status ? 1 : 0, `envs ${state}`);
+    for (const state of ENV_STATES) assert.equal(sampleValue(families, "corral_controller_envs", { state }), state === detail.env.status ? 1 : 0, `envs ${state}`);
     assert.deepEqual(samples(families, "corral_controller_vms").map((s) => s.labels.state).sort(), [...FLEET_VM_STATES].sort());
     const vmTotal = samples(families, "corral_controller_vms").reduce((sum, s) => sum + s.value, 0);
     assert.equal(vmTotal, status.total_vms);
-    assert.equal(valueOf(families, "corral_controller_vms", { state: "running" }), status.vms_running);
-    assert.equal(valueOf(families, "corral_controller_vms", { state: "running" }), detail.vms.length);
+    assert.equal(sampleValue(families, "corral_controller_vms", { state: "running" }), status.vms_running);
+    assert.equal(sampleValue(families, "corral_controller_vms", { state: "running" }), detail.vms.length);
 
     // Placements: one placed, one refused for want of room; each timed.
-    assert.equal(valueOf(families, "corral_controller_placements_total", { outcome: "placed" }), 1);
-    assert.equal(valueOf(families, "corral_controller_placements_total", { outcome: "no_capacity" }), 1);
-    assert.equal(valueOf(families, "corral_controller_placement_duration_seconds", {}, "corral_controller_placement_duration_seconds_count"), 2);
-    assert.ok(valueOf(families, "corral_controller_placement_duration_seconds", {}, "corral_controller_placement_duration_seconds_sum") > 0);
+    assert.equal(sampleValue(families, "corral_controller_placements_total", { outcome: "placed" }), 1);
+    assert.equal(sampleValue(families, "corral_controller_placements_total", { outcome: "no_capacity" }), 1);
+    assert.equal(sampleValue(families, "corral_controller_placement_duration_seconds", {}, "corral_controller_placement_duration_seconds_count"), 2);
+    assert.ok(sampleValue(families, "corral_controller_placement_duration_seconds", {}, "corral_controller_placement_duration_seconds_sum") > 0);
 
     // Heartbeats per host kind: only a Corral daemon was asked, and it answered.
     const heartbeats = samples(families, "corral_controller_heartbeat_duration_seconds", {}, "corral_controller_heartbeat_duration_seconds_count");
@@ -115,7 +115,7 @@ describe("the controller's /metrics", { timeout: 600_000 }, () => {
     assert.ok((heartbeats[0]?.value ?? 0) >= 2, "registration's heartbeat and at least one of the loop's");
 
     // HTTP latencies by the matched route's pattern, method and status class.
-    const http = (labels: Record<string, string>): number => valueOf(families, "corral_controller_http_request_duration_seconds", labels, "corral_controller_http_request_duration_seconds_count");
+    const http = (labels: Record<string, string>): number => sampleValue(families, "corral_controller_http_request_duration_seconds", labels, "corral_controller_http_request_duration_seconds_count");
     assert.ok(http({ route: "/api/envs/:id", method: "GET", status_class: "2xx" }) >= 4, "the GETs of the environment (and the polling)");
     assert.equal(http({ route: "/api/envs/:id", method: "GET", status_class: "4xx" }), 1);
     assert.equal(http({ route: "/api/envs", method: "POST", status_class: "2xx" }), 1);
@@ -125,7 +125,7 @@ describe("the controller's /metrics", { timeout: 600_000 }, () => {
     for (const raw of ["watched", "no-such-env", "x9"]) assert.ok(![...routes].some((route) => route.includes(raw)), `no route label holds the URL's ${JSON.stringify(raw)}: ${[...routes].join(", ")}`);
 
     // The event loop's lag, among Node's own metrics.
-    assert.ok(valueOf(families, "nodejs_eventloop_lag_seconds") >= 0);
+    assert.ok(sampleValue(families, "nodejs_eventloop_lag_seconds") >= 0);
   });
 
   test("the OpenAPI documents list the lifecycle vocabularies where a state is said", async () => {

@@ -171,12 +171,12 @@ function engineContract(name: string, make: () => Engine): void {
       await machine.withVcpusStopped(
         async () => {
           await copyFile(join(firstFolder, "disk.qcow2"), savedDisk);
-          await machine.saveState(stateFile, { then: "stay" });
+          await machine.saveState(stateFile, { after: "stay" });
         },
         { resume: "on-failure" },
       );
       assert.equal((await first.runState()).running, false, "left stopped: its RAM file must not change any more");
-      await assert.rejects(first.saveState(join(dir, "no-such-dir", "x.state"), { then: "resume" }), "a save that cannot write fails");
+      await assert.rejects(first.saveState(join(dir, "no-such-dir", "x.state"), { after: "resume" }), "a save that cannot write fails");
       assert.equal((await first.runState()).running, false, "a failed save leaves stopped vCPUs stopped");
     });
 

@@ -90,7 +90,7 @@ describe("libvirt URIs", () => {
     refused("qemu:///embed?root=/tmp", /path must be/);
     refused("qemu:///system\n", /control characters/);
     refused("http://h:8080", /not of the form|qemu driver only/);
-    refused("qemu:///" + "s".repeat(1100), /1024/);
+    refused(`qemu:///${"s".repeat(1100)}`, /1024/);
   });
 
   test("isLibvirtUri tells libvirt URIs from a daemon's http address", () => {

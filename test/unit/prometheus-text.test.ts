@@ -3,7 +3,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { parsePrometheusText, valueOf } from "../helpers/prometheus-text.ts";
+import { parsePrometheusText, sampleValue } from "../helpers/prometheus-text.ts";
 
 describe("parsePrometheusText", () => {
   test("reads prom-client's exposition: counters, labelled gauges with escapes, histograms", async () => {
@@ -14,11 +14,11 @@ describe("parsePrometheusText", () => {
     histogram.observe({ kind: "x" }, 0.05);
     histogram.observe({ kind: "x" }, 5);
     const families = parsePrometheusText(await registry.metrics());
-    assert.equal(valueOf(families, "things_total"), 3);
-    assert.equal(valueOf(families, "odd", { v: 'a"b\\c\nd' }), -1.5);
-    assert.equal(valueOf(families, "took_seconds", { kind: "x", le: "0.1" }, "took_seconds_bucket"), 1);
-    assert.equal(valueOf(families, "took_seconds", { kind: "x", le: "+Inf" }, "took_seconds_bucket"), 2);
-    assert.equal(valueOf(families, "took_seconds", { kind: "x" }, "took_seconds_count"), 2);
+    assert.equal(sampleValue(families, "things_total"), 3);
+    assert.equal(sampleValue(families, "odd", { v: 'a"b\\c\nd' }), -1.5);
+    assert.equal(sampleValue(families, "took_seconds", { kind: "x", le: "0.1" }, "took_seconds_bucket"), 1);
+    assert.equal(sampleValue(families, "took_seconds", { kind: "x", le: "+Inf" }, "took_seconds_bucket"), 2);
+    assert.equal(sampleValue(families, "took_seconds", { kind: "x" }, "took_seconds_count"), 2);
     assert.equal(families.get("took_seconds")?.type, "histogram");
   });
 

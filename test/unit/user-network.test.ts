@@ -28,7 +28,7 @@ describe("randomMac", () => {
   test("the random bytes cover the whole range of each octet", () => {
     const octets = [new Set<string>(), new Set<string>(), new Set<string>()];
     for (let i = 0; i < 3_000; i++) {
-      randomMac().split(":").slice(3).forEach((o, k) => octets[k]?.add(o));
+      for (const [k, o] of randomMac().split(":").slice(3).entries()) octets[k]?.add(o);
     }
     // Each octet should take most of its 256 values, single hex digits padded included.
     for (const set of octets) {

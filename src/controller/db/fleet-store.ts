@@ -153,7 +153,7 @@ export class FleetStore {
   async updateHost(id: string, patch: HostPatch, options: { unlessDisconnected?: boolean } = {}): Promise<HostRecord> {
     const values = hostPatchToRow(patch);
     if (Object.values(values).every((v) => v === undefined)) return this.getHost(id);
-    let row;
+    let row: Selectable<FleetDatabase["hosts"]> | undefined;
     try {
       let update = this.db.updateTable("hosts").set(values).where("id", "=", id);
       if (options.unlessDisconnected) update = update.where("disconnected", "=", 0);

@@ -92,7 +92,7 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
     signal.throwIfAborted();
     // The state leaves the RAM in the shared file: a few dozen KB. The machine ends once it is written.
     await booted.useMemoryTemplate();
-    await booted.saveState(paths.state, { then: "quit", graceMs: 10_000 });
+    await booted.saveState(paths.state, { after: "quit", graceMs: 10_000 });
     agent.close();
     booted.dispose();
     running = undefined;

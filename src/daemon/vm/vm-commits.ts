@@ -72,7 +72,7 @@ export class VmCommits {
           await copyFile(paths.disk, staging.disk);
           await copyFile(paths.serialLog, staging.serialLog).catch(() => undefined);
           // The vCPUs are stopped already: the save leaves them so, and they run again after the copy either way.
-          if (request.memory) await runtime.machine.saveState(staging.state, { then: "stay" });
+          if (request.memory) await runtime.machine.saveState(staging.state, { after: "stay" });
         });
         const meta: CommitMeta = {
           commit_id: id,

@@ -153,7 +153,7 @@ export class VmPower {
       try {
         // Left stopped, not ended: the record says "suspended" before the machine goes, so a daemon that dies
         // in between finds a saved state and an orphan machine, never a live record without its machine.
-        await runtime.machine.saveState(paths.stateFile, { then: "stay" });
+        await runtime.machine.saveState(paths.stateFile, { after: "stay" });
       } catch (err) {
         // The machine removed the partial file and runs again if it ran.
         if (runtime.alive) {

@@ -534,7 +534,7 @@ export function assertNotFrozen(runtime: VmRuntime, stateDir: string): void {
  */
 export function guestNetworkIdentity(runtime: Pick<VmRuntime, "attachment">): { network?: NonNullable<GuestIdentity["network"]> } {
   const attachment = runtime.attachment;
-  if (!attachment || attachment.netdev.kind !== "tap" || !attachment.guest.address) return {};
+  if (attachment?.netdev.kind !== "tap" || !attachment.guest.address) return {};
   const { address, prefixLength, gateway, dns } = attachment.guest;
   return { network: { address, prefix_length: prefixLength, gateway, dns: [...dns] } };
 }

@@ -180,8 +180,8 @@ export class QemuMachine implements Machine {
         throw err;
       }
     };
-    await this.withVcpusStopped(save, { resume: options.then === "resume" ? "always" : "on-failure" });
-    if (options.then === "quit") await this.shutdown({ graceMs: options.graceMs ?? DEFAULT_QUIT_GRACE_MS });
+    await this.withVcpusStopped(save, { resume: options.after === "resume" ? "always" : "on-failure" });
+    if (options.after === "quit") await this.shutdown({ graceMs: options.graceMs ?? DEFAULT_QUIT_GRACE_MS });
   }
 
   async loadState(file: string, options: { deadlineMs?: number } = {}): Promise<void> {

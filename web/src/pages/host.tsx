@@ -52,10 +52,10 @@ function HostDetails({ host }: { host: Host }) {
     <div className="panel">
       <Facts
         items={[
-          ["State", <StateBadge state={host.state} />],
+          ["State", <StateBadge key="state" state={host.state} />],
           ["Kind", HOST_KIND_NAMES[host.kind]],
           ["Hostname", host.hostname],
-          ["Address", <code>{host.uri}</code>],
+          ["Address", <code key="address">{host.uri}</code>],
           ["Engines", host.engines.join(", ") || "–"],
           ["Images", host.images.join(", ") || "–"],
           ["Last seen", host.last_seen_at ? formatTime(host.last_seen_at) : "never"],

@@ -27,7 +27,10 @@ export function HostsPage() {
         <HostTable hosts={hosts.data} onRemove={setRemoving} />
       )}
       <AddHostForm onAdded={hosts.reload} />
-      {removing && <RemoveHostDialog host={removing} onDone={() => (setRemoving(undefined), hosts.reload())} onClose={() => setRemoving(undefined)} />}
+      {removing && <RemoveHostDialog host={removing} onDone={() => {
+            setRemoving(undefined);
+            hosts.reload();
+          }} onClose={() => setRemoving(undefined)} />}
     </section>
   );
 }

@@ -74,8 +74,8 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
           <h2>Details</h2>
           <Facts
             items={[
-              ["State", state ? <StateBadge state={state} /> : "–"],
-              ["Health", health ? <HealthBadge health={health} detail={healthDetail} /> : "–"],
+              ["State", state ? <StateBadge key="state" state={state} /> : "–"],
+              ["Health", health ? <HealthBadge key="health" health={health} detail={healthDetail} /> : "–"],
               [
                 "Host",
                 <>
@@ -153,6 +153,7 @@ function PowerActions({ vmBase, on, onDone }: { vmBase: string; on: boolean; onD
   };
   return (
     <div>
+      {/* biome-ignore lint/a11y/useSemanticElements: a row of buttons, not a form's fieldset */}
       <div className="actions wrap" role="group" aria-label="Power">
         {POWER.map((p) => (
           <button key={p.action} type="button" className="small" disabled={action.busy || (p.when === "on") !== on} onClick={() => (p.confirm ? setConfirming(p) : act(p.action))}>
@@ -277,8 +278,8 @@ function EgressPolicy({ policy }: { policy: NonNullable<VmHardware["networks"][n
   return (
     <Facts
       items={[
-        ["Allowed", <span className="mono">{list(policy.allow)}</span>],
-        ["Dropped", <span className="mono">{list(policy.drop)}</span>],
+        ["Allowed", <span key="allowed" className="mono">{list(policy.allow)}</span>],
+        ["Dropped", <span key="dropped" className="mono">{list(policy.drop)}</span>],
         ["Policy from", policy.source === "override" ? "this VM" : "its host group"],
         ["New connections", policy.deny_outgoing ? "denied (answers on mapped ports flow)" : "allowed"],
       ]}
