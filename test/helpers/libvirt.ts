@@ -159,8 +159,19 @@ export async function defineTestDomain(options: { start?: boolean; memoryMiB?: n
     },
     state: async () => (await virsh(["domstate", "--domain", name])).trim(),
     remove: async () => {
-      await virsh(["destroy", "--domain", name]).catch(() => undefined);
-      await virsh(["undefine", "--domain", name]).catch(() => undefined);
+      // Other tests stop libvirtd for a while (a host going offline): keep asking until the domain is gone.
+      await until(
+        async () => {
+          await virsh(["destroy", "--domain", name]).catch(() => undefined);
+          return virsh(["undefine", "--domain", name]).then(
+            () => true,
+            (err: Error & { stderr?: string }) => (/failed to get domain|Domain not found/.test(err.stderr ?? "") ? true : undefined),
+          );
+        },
+        `${name} to be undefined`,
+        120_000,
+        1_000,
+      );
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -7,6 +7,8 @@
 // its serial port each time it has booted); its stats show CPU time growing; a bad or unknown domain name is
 // a 4xx; and a URI where nothing answers is `host_unreachable` at once.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { LibvirtDriver } from "../../src/controller/drivers/libvirt-driver.ts";
 import type { HostDriver } from "../../src/controller/host-driver.ts";
@@ -173,6 +175,26 @@ describe("libvirt driver", { timeout: 1_200_000 }, () => {
       // libvirt's own sentence (the connection was refused), not the runner's deadline passing.
       await assert.rejects(driver.vms(), (err: unknown) => rejectsWith("host_unreachable", 502)(err) && /Connection refused/.test((err as Error).message) && !/did not answer virsh/.test((err as Error).message));
       await assert.rejects(driver.info(), rejectsWith("host_unreachable", 502));
+    }
+  });
+
+  test("a host that accepts the connection and then says nothing is host_unreachable at the deadline, and the ssh virsh started is ended with it", async () => {
+    // Holds every connection open without a word (no SSH banner).
+    const held: Socket[] = [];
+    const silent = createServer((socket) => void held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const driver = new LibvirtDriver("silent", { uri: `qemu+ssh://root@127.0.0.1:${port}/system?keyfile=${sshd.key.privateKeyFile}&no_verify=1` }, { timeoutMs: 3_000 });
+      await assert.rejects(driver.vms(), (err: unknown) => rejectsWith("host_unreachable", 502)(err) && /did not answer virsh domstats in 3 s/.test((err as Error).message));
+      const left = await until(async () => {
+        const ps = await new Promise<string>((resolve) => execFile("pgrep", ["-af", `-p ${port} `], (_err, stdout) => resolve(stdout)));
+        return ps.trim() === "" ? true : undefined;
+      }, `no ssh to port ${port} left`, 10_000, 200);
+      assert.equal(left, true);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
     }
   });
 
