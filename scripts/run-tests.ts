@@ -1,5 +1,5 @@
 // `npm test`: the type checks (Node code; the web dashboard, in the browser's settings and with its tests),
-// the set-up step (guest kernel, images base and debian, dashboard build; idempotent), then every test file under
+// the lint and format check, the set-up step (guest kernel, images base and debian, dashboard build; idempotent), then every test file under
 // test/ with Node's own runner. Unit tests run two at a time; tests that boot VMs one file at a time, since
 // each guest is emulated on this machine's few cores. Arguments narrow the run to the files given.
 import { spawnSync } from "node:child_process";
@@ -35,6 +35,14 @@ const typecheck = [".", "web", "web/tsconfig.test.json"].every(
 );
 if (!typecheck) {
   console.error("corral: the type check failed");
+  process.exit(1);
+}
+
+// Lint and format (Biome, biome.json) over src, test, bench, scripts and the dashboard: `npm run format` fixes
+// the formatting, `npm run lint` shows the rest.
+console.error("corral: lint and format check (biome)");
+if (spawnSync(process.execPath, ["node_modules/@biomejs/biome/bin/biome", "check", "--reporter=summary"], { stdio: "inherit" }).status !== 0) {
+  console.error("corral: the lint or format check failed: npm run format fixes the formatting; npm run lint lists the rest");
   process.exit(1);
 }
 

@@ -7,7 +7,7 @@
 // files removed by `remove()`.
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { copyFile, chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -35,10 +35,27 @@ export async function virsh(args: string[], uri = SYSTEM_URI): Promise<string> {
  * after libvirtd's first start probes QEMU's capabilities (~45 s once, then cached in /var/cache/libvirt).
  */
 export async function ensureLibvirtd(): Promise<void> {
+  await letQemuUserOpenKvm();
   if (await answers()) return;
   await exec("virtlogd", ["-d"]).catch(() => undefined);
   await exec("libvirtd", ["-d"]);
   await until(async () => ((await answers()) ? true : undefined), "libvirtd to answer on qemu:///system", 120_000, 250);
+}
+
+/**
+ * /dev/kvm as Debian's udev rule leaves it (root:kvm, 0660; libvirt's QEMU user is in group kvm). Where no
+ * udev ran (a container: root:root 0600) libvirt probes QEMU as root and finds KVM, then checks as its QEMU
+ * user, finds it not usable and throws its capability cache away: every `virsh define` then re-probes QEMU
+ * (~32 s here, measured with libvirtd's debug log: "KVM was enabled when probing ..., but it is not available
+ * now"). The device's owner and mode only change where the group exists and the group has no access yet.
+ */
+async function letQemuUserOpenKvm(): Promise<void> {
+  const info = await stat("/dev/kvm").catch(() => undefined);
+  if (!info || (info.mode & 0o060) === 0o060) return;
+  const kvm = await exec("getent", ["group", "kvm"]).then((r) => Number(r.stdout.split(":")[2]), () => undefined);
+  if (kvm === undefined || !Number.isInteger(kvm)) return;
+  await chown("/dev/kvm", info.uid, kvm);
+  await chmod("/dev/kvm", (info.mode & 0o777) | 0o060);
 }
 
 async function answers(): Promise<boolean> {
