@@ -262,7 +262,12 @@ function scaleTables(results: readonly BackendScaleResult[], hosts: number, envs
   const sqlite = results.find((r) => r.backend === "sqlite");
   const postgres = results.find((r) => r.backend === "postgres");
   const cell = (r: BackendScaleResult | undefined, value: (r: BackendScaleResult) => number, format: (v: number) => string) => (r ? format(value(r)) : "-");
-  const rows = metrics.map(([label, value, format]) => [label, cell(sqlite, value, format), cell(postgres, value, format), sqlite && postgres ? ratio(value(postgres), value(sqlite)) : "-"]);
+  const rows = metrics.map(([label, value, format]) => [
+    label,
+    cell(sqlite, value, format),
+    cell(postgres, value, format),
+    sqlite && postgres ? ratio(value(postgres), value(sqlite)) : "-",
+  ]);
   const title = `controller scale: ${hosts.toLocaleString("en")} simulated hosts, ${envs.toLocaleString("en")} envs × 1 VM`;
   const notes = results.map(
     (r) =>

@@ -27,7 +27,12 @@ async function asciiFile(path: string, size: number): Promise<string> {
   const source = new Readable({
     read() {
       if (left === 0) return void this.push(null);
-      const chunk = Buffer.from(randomBytes(Math.ceil(Math.min(MiB, left) * 0.75)).toString("base64").slice(0, Math.min(MiB, left)), "latin1");
+      const chunk = Buffer.from(
+        randomBytes(Math.ceil(Math.min(MiB, left) * 0.75))
+          .toString("base64")
+          .slice(0, Math.min(MiB, left)),
+        "latin1",
+      );
       left -= chunk.length;
       hash.update(chunk);
       this.push(chunk);
@@ -99,8 +104,16 @@ export async function runCopyBench(client: CorralClient, hostname: string, log: 
       );
     }
     await client.fs.remove(hostname, GUEST_FILE);
-    const row = (label: string, ours: number[], peer: number[]): string[] => [label, `${median(ours).toFixed(1)} MiB/s`, `${median(peer).toFixed(1)} MiB/s`, ratio(median(ours), median(peer))];
-    return [row("host -> guest (cp binary vs exec `cat > file`, stdin)", result.upOurs, result.upPeer), row("guest -> host (cp binary vs exec `cat file`, text stdout)", result.downOurs, result.downPeer)];
+    const row = (label: string, ours: number[], peer: number[]): string[] => [
+      label,
+      `${median(ours).toFixed(1)} MiB/s`,
+      `${median(peer).toFixed(1)} MiB/s`,
+      ratio(median(ours), median(peer)),
+    ];
+    return [
+      row("host -> guest (cp binary vs exec `cat > file`, stdin)", result.upOurs, result.upPeer),
+      row("guest -> host (cp binary vs exec `cat file`, text stdout)", result.downOurs, result.downPeer),
+    ];
   } finally {
     await rm(work, { recursive: true, force: true });
   }

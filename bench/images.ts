@@ -105,14 +105,23 @@ export async function runImageBench(log: (line: string) => void): Promise<{ resu
     await daemon.dispose();
   }
   const [base, debian] = results as [ImageBenchResult, ImageBenchResult];
-  const row = (label: string, pick: (r: ImageBenchResult) => number, format: (n: number) => string = ms): string[] => [label, format(pick(base)), format(pick(debian)), ratio(pick(debian), pick(base))];
+  const row = (label: string, pick: (r: ImageBenchResult) => number, format: (n: number) => string = ms): string[] => [
+    label,
+    format(pick(base)),
+    format(pick(debian)),
+    ratio(pick(debian), pick(base)),
+  ];
   const rows = [
     row("image build, cold (forced)", (r) => r.buildColdMs),
     row("image build, cached (inputs unchanged)", (r) => r.buildCachedMs),
     row("cold boot -> agent ready, p50", (r) => percentile(r.coldBootMs, 50)),
     row("template create -> agent ready, p50", (r) => percentile(r.templateCreateMs, 50)),
     row("template create -> agent ready, p99", (r) => percentile(r.templateCreateMs, 99)),
-    row("PSS per idle VM (template clones)", (r) => r.pssMiBPerIdleVm, (n) => `${n.toFixed(1)} MiB`),
+    row(
+      "PSS per idle VM (template clones)",
+      (r) => r.pssMiBPerIdleVm,
+      (n) => `${n.toFixed(1)} MiB`,
+    ),
   ];
   return { results, tables: [table([`images, ${VM.cpus} vCPU / ${VM.memoryMiB} MiB`, "base", "debian", "debian/base"], rows)] };
 }

@@ -119,7 +119,14 @@ try {
     ["exec `true` round trip, p99", ms(percentile(execOurs, 99)), ms(percentile(execPlain, 99)), ratio(percentile(execOurs, 99), percentile(execPlain, 99))],
   ];
   const report = table(["cold boot, 1 vCPU / 512 MiB", "Corral (API)", "plain QEMU", "ours/plain"], rows);
-  const sections = [report, table([...COPY_BENCH_HEADERS], copyRows), table([...SHELL_BENCH_HEADERS], shell.rows), cliTable(cli.rows), ...templates.tables, table([...DOCKERFILE_BENCH_HEADERS], dockerfile.rows)];
+  const sections = [
+    report,
+    table([...COPY_BENCH_HEADERS], copyRows),
+    table([...SHELL_BENCH_HEADERS], shell.rows),
+    cliTable(cli.rows),
+    ...templates.tables,
+    table([...DOCKERFILE_BENCH_HEADERS], dockerfile.rows),
+  ];
   process.stdout.write(`\n${sections.join("\n\n")}\n\nAccelerator: ${accel} (${info.accel_reason})\n`);
   const results = {
     date: new Date().toISOString(),
@@ -153,4 +160,7 @@ const network = await runNetworkBench({ log: (line) => process.stderr.write(`${l
 if (network) process.stdout.write(`\n${network.tables.join("\n\n")}\n`);
 const latest = join("bench/results", "latest.json");
 const networkResults = network ? { paths: network.paths, create: network.create } : undefined;
-await writeFile(latest, `${JSON.stringify({ ...(JSON.parse(await readFile(latest, "utf8")) as object), images: images.results, controllerScale: scale.backends, network: networkResults }, null, 2)}\n`);
+await writeFile(
+  latest,
+  `${JSON.stringify({ ...(JSON.parse(await readFile(latest, "utf8")) as object), images: images.results, controllerScale: scale.backends, network: networkResults }, null, 2)}\n`,
+);

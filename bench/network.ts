@@ -115,7 +115,10 @@ async function guestClient(client: CorralClient, hostname: string, args: string[
 async function guestServer(client: CorralClient, hostname: string): Promise<void> {
   await client.bg.exec(hostname, { cmd: "node", args: ["-e", SERVER, String(PORT)] });
   for (let i = 0; i < 100; i++) {
-    const probe = await client.execBuffered(hostname, { cmd: "node", args: ["-e", `require("net").connect(${PORT}, "127.0.0.1").on("connect", () => process.exit(0)).on("error", () => process.exit(1))`] });
+    const probe = await client.execBuffered(hostname, {
+      cmd: "node",
+      args: ["-e", `require("net").connect(${PORT}, "127.0.0.1").on("connect", () => process.exit(0)).on("error", () => process.exit(1))`],
+    });
     if (probe.exit_code === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
@@ -210,7 +213,16 @@ export async function runNetworkBench(options: { log: (line: string) => void }):
       value === undefined ? "-" : typeof value === "string" ? value : format(pick(value));
     const rows: string[][] = [];
     for (const [path, byMode] of Object.entries(paths)) {
-      rows.push([`${path}: MiB/s (${MIB} MiB)`, ...MODES.map((m) => cell(byMode[m], (r) => r.mibPerSecond ?? Number.NaN, (n) => n.toFixed(1)))]);
+      rows.push([
+        `${path}: MiB/s (${MIB} MiB)`,
+        ...MODES.map((m) =>
+          cell(
+            byMode[m],
+            (r) => r.mibPerSecond ?? Number.NaN,
+            (n) => n.toFixed(1),
+          ),
+        ),
+      ]);
       rows.push([`${path}: round trip p50`, ...MODES.map((m) => cell(byMode[m], (r) => percentile(r.rttMs, 50), ms))]);
       rows.push([`${path}: round trip p99`, ...MODES.map((m) => cell(byMode[m], (r) => percentile(r.rttMs, 99), ms))]);
     }

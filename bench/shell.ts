@@ -59,10 +59,16 @@ function quiet(session: ShellSession, forMs: number): Promise<void> {
 
 /** One keystroke at the prompt: time until it is echoed; then erase it so the line stays short. */
 async function shellKeystroke(session: ShellSession): Promise<number> {
-  const echoed = nextData((l) => session.onData(l), (seen) => seen.includes("x"));
+  const echoed = nextData(
+    (l) => session.onData(l),
+    (seen) => seen.includes("x"),
+  );
   session.write("x");
   const elapsed = await echoed;
-  const erased = nextData((l) => session.onData(l), () => true);
+  const erased = nextData(
+    (l) => session.onData(l),
+    () => true,
+  );
   session.write(BACKSPACE);
   await erased;
   return elapsed;
@@ -79,7 +85,10 @@ async function forwardByte(conn: Duplex): Promise<number> {
 }
 
 export async function runShellBench(client: CorralClient, hostname: string, keystrokes = Number(process.env.CORRAL_BENCH_KEYSTROKES ?? 200)): Promise<ShellBenchResult> {
-  await client.execBuffered(hostname, { cmd: "sh", args: ["-c", `cat > /tmp/bench-echo.js <<'EOF'\n${ECHO_SERVER}\nEOF\nsetsid node /tmp/bench-echo.js </dev/null >/dev/null 2>&1 &`] });
+  await client.execBuffered(hostname, {
+    cmd: "sh",
+    args: ["-c", `cat > /tmp/bench-echo.js <<'EOF'\n${ECHO_SERVER}\nEOF\nsetsid node /tmp/bench-echo.js </dev/null >/dev/null 2>&1 &`],
+  });
   for (let attempt = 0; ; attempt++) {
     const listening = await client.execBuffered(hostname, { cmd: "sh", args: ["-c", `netstat -ltn | grep -q ':${ECHO_PORT} '`] });
     if (listening.exit_code === 0) break;

@@ -130,7 +130,16 @@ class SimulatedHost {
     return {
       ...vm,
       hardware: {
-        disks: [{ type: "file", device: "disk", driver: { driver_name: "qemu", type: "qcow2" }, path: `/simulated/${vm.id}/disk.qcow2`, target: { dev: "vda", bus: "virtio" }, size_mib: vm.disk }],
+        disks: [
+          {
+            type: "file",
+            device: "disk",
+            driver: { driver_name: "qemu", type: "qcow2" },
+            path: `/simulated/${vm.id}/disk.qcow2`,
+            target: { dev: "vda", bus: "virtio" },
+            size_mib: vm.disk,
+          },
+        ],
         networks: [{ type: "user", mac: { address: vm.mac }, source: { mode: "user" }, model: { model_type: "virtio" } }],
       },
     };

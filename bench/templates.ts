@@ -235,7 +235,14 @@ export async function runTemplateBench(input: TemplateBenchInput): Promise<Templ
   ]);
   createRows.push(["create + first exec, p50", ms(p(create.firstExec, 50)), "-", "-", "-", "-"]);
   for (const q of [50, 99]) {
-    createRows.push([`warm pool hit -> agent ready, p${q}`, ms(p(create.pool, q)), ms(p(create.plain, q)), ratio(p(create.pool, q), p(create.plain, q)), ms(p(create.cold, q)), ratio(p(create.pool, q), p(create.cold, q))]);
+    createRows.push([
+      `warm pool hit -> agent ready, p${q}`,
+      ms(p(create.pool, q)),
+      ms(p(create.plain, q)),
+      ratio(p(create.pool, q), p(create.plain, q)),
+      ms(p(create.cold, q)),
+      ratio(p(create.pool, q), p(create.cold, q)),
+    ]);
   }
   const densityRows = [
     ["idle sandboxes with exec < 1 s", String(density.count), `(stopped: ${density.stoppedBecause})`],

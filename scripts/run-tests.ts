@@ -1,7 +1,8 @@
 // `npm test`: the type checks (Node code; the web dashboard, in the browser's settings and with its tests),
-// the lint and format check, the set-up step (guest kernel, images base and debian, dashboard build; idempotent), then every test file under
-// test/ with Node's own runner. Unit tests run two at a time; tests that boot VMs one file at a time, since
-// each guest is emulated on this machine's few cores. Arguments narrow the run to the files given.
+// the lint and format check (Biome), the set-up step (guest kernel, images base and debian, dashboard build;
+// idempotent), then every test file under test/ with Node's own runner. Unit tests run two at a time; tests
+// that boot VMs one file at a time, since each guest is emulated on this machine's few cores. Arguments
+// narrow the run to the files given.
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -20,11 +21,10 @@ function testFiles(dir: string): string[] {
 
 function runTests(files: string[], concurrency: number): number {
   if (files.length === 0) return 0;
-  const result = spawnSync(
-    process.execPath,
-    ["--import", "tsx", "--test", "--test-reporter=spec", `--test-concurrency=${concurrency}`, ...files],
-    { stdio: "inherit", env: { ...process.env, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? "warn" } },
-  );
+  const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", `--test-concurrency=${concurrency}`, ...files], {
+    stdio: "inherit",
+    env: { ...process.env, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? "warn" },
+  });
   return result.status ?? 1;
 }
 

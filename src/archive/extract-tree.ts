@@ -64,7 +64,7 @@ class TreeUnpacker {
 
   async add(header: Header, body: AsyncIterable<unknown>): Promise<void> {
     const segments = entrySegments(header.name);
-      const skip = segments.length === 0 || this.excluded(segments);
+    const skip = segments.length === 0 || this.excluded(segments);
     if (skip || !["file", "contiguous-file", "directory", "symlink", "link"].includes(header.type)) {
       // Root entries, excluded ones and devices, FIFOs: read past their content.
       return drain(body);

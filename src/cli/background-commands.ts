@@ -150,7 +150,9 @@ export function registerBackgroundCommands(program: Command): void {
       }),
     );
 
-  addConnectionOptions(bg.command("wait").description("Wait for a background job to exit; exits with its exit code (124 if still running)").argument("<hostname>").argument("<exec-id>"))
+  addConnectionOptions(
+    bg.command("wait").description("Wait for a background job to exit; exits with its exit code (124 if still running)").argument("<hostname>").argument("<exec-id>"),
+  )
     .option("--timeout <seconds>", "give up after this many seconds", "30")
     .option("--json", "print JSON")
     .action(
@@ -165,7 +167,9 @@ export function registerBackgroundCommands(program: Command): void {
       }),
     );
 
-  addConnectionOptions(bg.command("remove").alias("rm").description("Remove background jobs with their logs (running ones are killed)").argument("<hostname>").argument("<exec-id...>"))
+  addConnectionOptions(
+    bg.command("remove").alias("rm").description("Remove background jobs with their logs (running ones are killed)").argument("<hostname>").argument("<exec-id...>"),
+  )
     .option("--json", "print JSON")
     .action(
       action(async (hostname: string, execIds: string[], flags: ConnectionFlags & JsonFlag) => {

@@ -66,7 +66,11 @@ export function registerCommitCommands(program: Command, vm: Command): void {
     .option("--tag <tag>", "tag the new VM (repeatable; default: the commit's tags)", collect)
     .option("--ssh-key <file>", "public key file to authorize (repeatable)", collect)
     .option("--lifetime <duration>", "delete the sandbox after this long, e.g. 10m (default: the group's lifetime, if it sets one)")
-    .option("--allow <entries>", 'the fork\'s allowed destinations instead of the group\'s (bridge and isolated groups; repeatable or comma-separated; "none" for an empty list)', collect)
+    .option(
+      "--allow <entries>",
+      "the fork's allowed destinations instead of the group's (bridge and isolated groups; repeatable or comma-separated; \"none\" for an empty list)",
+      collect,
+    )
     .option("--drop <entries>", "the fork's dropped destinations instead of the group's, as --allow", collect)
     .option("--wait <what>", "agent or none", "agent")
     .option("--timeout <duration>", "how long to wait", "5m")
@@ -102,12 +106,23 @@ export function registerCommitCommands(program: Command, vm: Command): void {
           const commits = await client.commits({ cacheKey: flags.cacheKey });
           if (flags.json) return printJson(commits);
           if (commits.length === 0) {
-            process.stdout.write(`No commits${flags.cacheKey !== undefined ? ` with cache key ${JSON.stringify(flags.cacheKey)}` : ""}. Make one with: corral vm commit HOST [--memory]\n`);
+            process.stdout.write(
+              `No commits${flags.cacheKey !== undefined ? ` with cache key ${JSON.stringify(flags.cacheKey)}` : ""}. Make one with: corral vm commit HOST [--memory]\n`,
+            );
             return;
           }
           printTable(
             ["COMMIT", "SOURCE", "HOSTGROUP", "KIND", "SIZE", "FORKS", "CACHE KEY", "CREATED"],
-            commits.map((c) => [c.commit_id, c.source_hostname, c.hostgroup, c.memory ? "memory" : "disk", formatBytes(c.size_bytes), String(c.forks.length), c.cache_key || "-", c.created_at]),
+            commits.map((c) => [
+              c.commit_id,
+              c.source_hostname,
+              c.hostgroup,
+              c.memory ? "memory" : "disk",
+              formatBytes(c.size_bytes),
+              String(c.forks.length),
+              c.cache_key || "-",
+              c.created_at,
+            ]),
           );
         } finally {
           await client.close();

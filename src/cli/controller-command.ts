@@ -74,7 +74,17 @@ export async function startControllerFromFlags(flags: ControllerFlags, log: Logg
   if (apiKey !== undefined && apiKey.length < 16) fail("The API key is too short: use at least 16 characters");
   let controller: Awaited<ReturnType<typeof startController>>;
   try {
-    controller = await startController({ bind: flags.bind, port, databaseUrl: flags.database, apiKey, stateDir: flags.stateDir, heartbeatMs, overcommit, webRoot: flags.webRoot, log });
+    controller = await startController({
+      bind: flags.bind,
+      port,
+      databaseUrl: flags.database,
+      apiKey,
+      stateDir: flags.stateDir,
+      heartbeatMs,
+      overcommit,
+      webRoot: flags.webRoot,
+      log,
+    });
   } catch (err) {
     log.debug({ err }, "start-up failed");
     fail(`cannot start the controller: ${(err as Error).message}`);

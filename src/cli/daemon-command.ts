@@ -52,7 +52,7 @@ export function registerDaemonCommand(program: Command): void {
   program
     .command("daemon")
     .description("Run the host daemon (Slicer-compatible API) in the foreground")
-    .option("-c, --config <file>", "YAML configuration (Slicer's shape); without it: sandbox group \"sbox\" on 127.0.0.1:8080")
+    .option("-c, --config <file>", 'YAML configuration (Slicer\'s shape); without it: sandbox group "sbox" on 127.0.0.1:8080')
     .option("--state-dir <dir>", "where VM disks, sockets and the database live")
     .option("--port <port>", "override config.api.port (0 picks a free port)")
     .action((flags: DaemonFlags) => runDaemonForeground(flags));

@@ -190,7 +190,10 @@ export function envDetails(detail: EnvDetail, now: number): string[] {
   ];
   if (env.ssh_keys.length === 0) lines.push("  No SSH keys: reach its VMs through the controller (the dashboard's shell)");
   for (const vm of detail.vms) {
-    lines.push("", `VM ${vm.id}: ${vm.status} on ${vm.host_id || "-"} (${vm.image}, ${vm.cpu} vCPUs, ${formatMib(vm.mem)} memory, ${formatMib(vm.disk)} disk${vm.deny_outgoing ? ", no outgoing traffic" : ""})`);
+    lines.push(
+      "",
+      `VM ${vm.id}: ${vm.status} on ${vm.host_id || "-"} (${vm.image}, ${vm.cpu} vCPUs, ${formatMib(vm.mem)} memory, ${formatMib(vm.disk)} disk${vm.deny_outgoing ? ", no outgoing traffic" : ""})`,
+    );
     if (vm.error !== null) lines.push(`  Error: ${vm.error}`);
     const access = vmAccess(vm);
     lines.push(...(access.length > 0 ? access.map((line) => `  ${line}`) : ["  No ports mapped yet"]));
@@ -215,7 +218,9 @@ function showEnv(detail: EnvDetail, flags: JsonFlag): void {
 export function registerEnvCommands(program: Command): Command {
   const env = program.command("env").description("Create, inspect, stop, start and delete environments on a fleet controller");
 
-  addFleetOptions(env.command("create").description("Create an environment: VMs placed on the controller's hosts").argument("<id>", "letters, digits, '.', '_' and '-' (TTstack's names)"))
+  addFleetOptions(
+    env.command("create").description("Create an environment: VMs placed on the controller's hosts").argument("<id>", "letters, digits, '.', '_' and '-' (TTstack's names)"),
+  )
     .option("--vm <spec>", "a VM, e.g. image=base,cpu=2,mem=1024,disk=40960,ports=80+443,engine=qemu,deny_outgoing (repeatable)", collect)
     .option("--ssh-key <file>", "authorized_keys file whose keys may log in as root (repeatable; none: no SSH login)", collect)
     .option("--owner <owner>", "an owner label")
@@ -265,7 +270,12 @@ export function registerEnvCommands(program: Command): Command {
   );
 
   for (const verb of ["stop", "start"] as const) {
-    addFleetOptions(env.command(verb).description(verb === "stop" ? "Stop every VM of an environment (disks are kept)" : "Start a stopped environment's VMs again").argument("<id>"))
+    addFleetOptions(
+      env
+        .command(verb)
+        .description(verb === "stop" ? "Stop every VM of an environment (disks are kept)" : "Start a stopped environment's VMs again")
+        .argument("<id>"),
+    )
       .option("--json", "print JSON")
       .action(
         action(async (id: string, flags: FleetFlags & JsonFlag) => {

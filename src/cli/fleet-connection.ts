@@ -74,7 +74,10 @@ function explain(err: unknown, connection: FleetConnection): unknown {
     return new Error(message, { cause: err });
   }
   if (err instanceof CorralApiError && err.status === 401) {
-    const hint = connection.apiKey === undefined ? "give the controller's key with --api-key-file or CORRAL_API_KEY" : "check the key given (--api-key-file, --api-key, CORRAL_API_KEY or the controller's key file)";
+    const hint =
+      connection.apiKey === undefined
+        ? "give the controller's key with --api-key-file or CORRAL_API_KEY"
+        : "check the key given (--api-key-file, --api-key, CORRAL_API_KEY or the controller's key file)";
     return new CorralApiError(err.status, err.code, `${err.message}: ${hint}`, err.method, err.path);
   }
   return err;

@@ -103,7 +103,12 @@ function addedLine(host: Host): string {
 export function registerHostCommands(program: Command): Command {
   const host = program.command("host").description("Add, list, inspect and remove the daemons of a fleet controller");
 
-  addFleetOptions(host.command("add").description("Register a daemon (Corral, TTstack agent, or libvirt by its URI) with the controller").argument("<addr-or-uri>", "HOST:PORT, http://HOST:PORT, or a libvirt URI (qemu:///system, qemu+ssh://USER@HOST/system)"))
+  addFleetOptions(
+    host
+      .command("add")
+      .description("Register a daemon (Corral, TTstack agent, or libvirt by its URI) with the controller")
+      .argument("<addr-or-uri>", "HOST:PORT, http://HOST:PORT, or a libvirt URI (qemu:///system, qemu+ssh://USER@HOST/system)"),
+  )
     .option("--id <id>", "the host's id (default: the id the daemon reports)")
     .option("--token <token>", "the daemon's API token, if it runs with one (ps shows it: prefer --token-file)")
     .option("--token-file <file>", "read the daemon's token from FILE (mode 0600), e.g. the daemon's STATE_DIR/auth/token")
@@ -150,12 +155,11 @@ export function registerHostCommands(program: Command): Command {
       }),
     );
 
-  addFleetOptions(host.command("remove").alias("rm").description("Remove a host from the controller (it must hold no environment's VMs)").argument("<id>"))
-    .action(
-      action(async (id: string, flags: FleetFlags) => {
-        await withController(flags, (client) => client.hosts.remove(id));
-        process.stdout.write(`Removed host ${id}\n`);
-      }),
-    );
+  addFleetOptions(host.command("remove").alias("rm").description("Remove a host from the controller (it must hold no environment's VMs)").argument("<id>")).action(
+    action(async (id: string, flags: FleetFlags) => {
+      await withController(flags, (client) => client.hosts.remove(id));
+      process.stdout.write(`Removed host ${id}\n`);
+    }),
+  );
   return host;
 }

@@ -55,14 +55,22 @@ export async function buildFromDockerfile(name: string, contextArg: string | und
   const dockerfilePath = resolve(flags.file ?? `${contextDir}/Dockerfile`);
   if (!existsSync(dockerfilePath)) throw new Error(`No Dockerfile at ${JSON.stringify(flags.file ?? `${contextArg ?? "."}/Dockerfile`)}`);
   const dockerfile = relative(contextDir, dockerfilePath);
-  if (dockerfile.startsWith("..") || isAbsolute(dockerfile)) throw new Error(`The Dockerfile ${JSON.stringify(flags.file)} must be inside the build context ${JSON.stringify(contextArg ?? ".")}`);
+  if (dockerfile.startsWith("..") || isAbsolute(dockerfile))
+    throw new Error(`The Dockerfile ${JSON.stringify(flags.file)} must be inside the build context ${JSON.stringify(contextArg ?? ".")}`);
   const client = clientFor(flags);
   // Ctrl-C cancels the build on the daemon too: its builder VM is removed.
   const cancel = new AbortController();
   const onSignal = (): void => cancel.abort();
   process.once("SIGINT", onSignal);
   try {
-    const events = client.buildImage({ name, dockerfile, context: packBuildContext(contextDir, dockerfile), buildArgs: parseBuildArgs(flags.buildArg), noCache: flags.noCache ?? false, signal: cancel.signal });
+    const events = client.buildImage({
+      name,
+      dockerfile,
+      context: packBuildContext(contextDir, dockerfile),
+      buildArgs: parseBuildArgs(flags.buildArg),
+      noCache: flags.noCache ?? false,
+      signal: cancel.signal,
+    });
     for await (const event of events) {
       if (flags.json) process.stdout.write(`${JSON.stringify(event)}\n`);
       else {

@@ -58,7 +58,13 @@ function printImported(image: ImportedImage, json: boolean): void {
 /** A default image name from a file name: "My-Tool_1.2.tar.gz" -> "my-tool_1.2". */
 export function nameFromPath(path: string): string {
   const stem = basename(path.replace(/\/+$/, "")).replace(/\.(tar|tgz|tar\.gz|oci)$/i, "");
-  return stem.toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[^a-z0-9]+/, "").slice(0, 63) || "imported";
+  return (
+    stem
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]/g, "-")
+      .replace(/^[^a-z0-9]+/, "")
+      .slice(0, 63) || "imported"
+  );
 }
 
 /**
@@ -101,14 +107,22 @@ export function registerImageCatalogueCommands(image: Command): void {
     }),
   );
 
-  addConnectionOptions(image.command("show").description("Show an image: every version with its sizes, source, config and users (this host's store; a daemon's with --url or CORRAL_URL)").argument("<name>").option("--json", "print JSON")).action(
+  addConnectionOptions(
+    image
+      .command("show")
+      .description("Show an image: every version with its sizes, source, config and users (this host's store; a daemon's with --url or CORRAL_URL)")
+      .argument("<name>")
+      .option("--json", "print JSON"),
+  ).action(
     action(async (name: string, flags: ConnectionFlags & { json?: boolean }) => {
       const detail = await (await catalogueFor(flags)).show(name);
       if (flags.json) return printJson(detail);
       process.stdout.write(`Image ${detail.name}, current version ${detail.version ?? "(none)"}\n`);
       for (const v of detail.versions) {
         process.stdout.write(`\n${v.version}${v.current ? " (current)" : ""}  built ${when(v.created_at)}  kernel ${v.kernel_release}\n`);
-        process.stdout.write(`  disk ${formatBytes(v.disk_size_bytes)}, ${formatBytes(v.disk_usage_bytes)} on host; source ${sourceOf(v.source)}${v.parent ? `; parent ${v.parent.name}@${v.parent.version}` : ""}\n`);
+        process.stdout.write(
+          `  disk ${formatBytes(v.disk_size_bytes)}, ${formatBytes(v.disk_usage_bytes)} on host; source ${sourceOf(v.source)}${v.parent ? `; parent ${v.parent.name}@${v.parent.version}` : ""}\n`,
+        );
         const c = v.config;
         if (c.default_user) process.stdout.write(`  default user ${c.default_user}\n`);
         if (c.user) process.stdout.write(`  user ${c.user}\n`);
@@ -122,14 +136,18 @@ export function registerImageCatalogueCommands(image: Command): void {
     }),
   );
 
-  addConnectionOptions(image.command("remove").alias("rm").description("Remove an image and all its versions (refused while a VM, template or commit uses it)").argument("<name>")).action(
+  addConnectionOptions(
+    image.command("remove").alias("rm").description("Remove an image and all its versions (refused while a VM, template or commit uses it)").argument("<name>"),
+  ).action(
     action(async (name: string, flags: ConnectionFlags) => {
       const removed = await clientFor(flags).images.remove(name);
       process.stdout.write(`Removed image ${removed.name} (${removed.versions.length} version${removed.versions.length === 1 ? "" : "s"})\n`);
     }),
   );
 
-  addConnectionOptions(image.command("prune").description("Remove every image version that no VM, template or commit uses (current versions stay)").option("--json", "print JSON")).action(
+  addConnectionOptions(
+    image.command("prune").description("Remove every image version that no VM, template or commit uses (current versions stay)").option("--json", "print JSON"),
+  ).action(
     action(async (flags: ConnectionFlags & { json?: boolean }) => {
       const result = await clientFor(flags).images.prune();
       if (flags.json) return printJson(result);
@@ -170,17 +188,29 @@ export function registerImageCatalogueCommands(image: Command): void {
       .option("--quiet", "no progress on stderr")
       .option("--json", "print JSON"),
   ).action(
-    action(async (reference: string, flags: ConnectionFlags & { name?: string; username?: string; password?: string; passwordFile?: string; insecure?: boolean; quiet?: boolean; json?: boolean }) => {
-      const password = resolveSecret(
-        { value: flags.password, file: flags.passwordFile, env: process.env.CORRAL_REGISTRY_PASSWORD, flag: "--password", fileFlag: "--password-file", envName: "CORRAL_REGISTRY_PASSWORD" },
-        warnOnStderr,
-      );
-      if ((flags.username === undefined) !== (password === undefined)) throw new Error("Give --username with --password-file (or CORRAL_REGISTRY_PASSWORD), or neither");
-      const imported = await clientFor(flags).images.pull(
-        { reference, name: flags.name, username: flags.username, password, insecure: flags.insecure },
-        { onProgress: progressPrinter(flags.quiet ?? false) },
-      );
-      printImported(imported, flags.json ?? false);
-    }),
+    action(
+      async (
+        reference: string,
+        flags: ConnectionFlags & { name?: string; username?: string; password?: string; passwordFile?: string; insecure?: boolean; quiet?: boolean; json?: boolean },
+      ) => {
+        const password = resolveSecret(
+          {
+            value: flags.password,
+            file: flags.passwordFile,
+            env: process.env.CORRAL_REGISTRY_PASSWORD,
+            flag: "--password",
+            fileFlag: "--password-file",
+            envName: "CORRAL_REGISTRY_PASSWORD",
+          },
+          warnOnStderr,
+        );
+        if ((flags.username === undefined) !== (password === undefined)) throw new Error("Give --username with --password-file (or CORRAL_REGISTRY_PASSWORD), or neither");
+        const imported = await clientFor(flags).images.pull(
+          { reference, name: flags.name, username: flags.username, password, insecure: flags.insecure },
+          { onProgress: progressPrinter(flags.quiet ?? false) },
+        );
+        printImported(imported, flags.json ?? false);
+      },
+    ),
   );
 }

@@ -8,7 +8,10 @@ import { action, collect, printJson } from "./output.ts";
 /** A list flag: entries (repeatable, or comma-separated), "none" for an empty list, "group" for the host group's. */
 export function policyListFlag(values: readonly string[] | undefined, name: string): string[] | null | undefined {
   if (values === undefined) return undefined;
-  const entries = values.flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
+  const entries = values
+    .flatMap((v) => v.split(","))
+    .map((v) => v.trim())
+    .filter((v) => v !== "");
   if (entries.length === 1 && entries[0] === "group") return null;
   if (entries.length === 1 && entries[0] === "none") return [];
   if (entries.includes("group") || entries.includes("none")) throw new Error(`--${name} takes entries, or "none" alone, or "group" alone`);
@@ -47,12 +50,7 @@ export function printRows(rows: readonly [string, string][]): void {
 }
 
 export function registerVmNetworkCommand(vm: Command): void {
-  addConnectionOptions(
-    vm
-      .command("network")
-      .description("Show a VM's network, or change its egress policy (bridge and isolated groups)")
-      .argument("<hostname>"),
-  )
+  addConnectionOptions(vm.command("network").description("Show a VM's network, or change its egress policy (bridge and isolated groups)").argument("<hostname>"))
     .option("--allow <entries>", 'allowed destinations (CIDR, address, ADDRESS:PORT; repeatable or comma-separated); "none", or "group" for the host group\'s', collect)
     .option("--drop <entries>", 'dropped destinations, as --allow; "none", or "group" for the host group\'s', collect)
     .option("--deny-outgoing", "the VM may open no new connections (answers on its mapped ports still flow)")

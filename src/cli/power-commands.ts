@@ -6,7 +6,6 @@ import { action, collect, printJson } from "./output.ts";
 
 type Flags = ConnectionFlags & { json?: boolean; wait?: string; timeout?: string };
 
-
 async function withClient(flags: ConnectionFlags, work: (client: CorralClient) => Promise<void>): Promise<void> {
   const client = clientFor(flags);
   try {

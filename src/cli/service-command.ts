@@ -59,7 +59,8 @@ async function controllerKeyFile(flags: InstallFlags, say: (line: string) => voi
     const file = resolve(flags.apiKeyFile);
     if (!existsSync(file)) throw new Error(`--api-key-file ${JSON.stringify(file)}: no such file`);
     const mode = statSync(file).mode;
-    if ((mode & 0o077) !== 0) throw new Error(`--api-key-file ${JSON.stringify(file)} is open to other users (mode ${(mode & 0o777).toString(8).padStart(4, "0")}): run "chmod 600 ${file}"`);
+    if ((mode & 0o077) !== 0)
+      throw new Error(`--api-key-file ${JSON.stringify(file)} is open to other users (mode ${(mode & 0o777).toString(8).padStart(4, "0")}): run "chmod 600 ${file}"`);
     if ((await readFile(file, "utf8")).trim().length < 16) throw new Error(`--api-key-file ${JSON.stringify(file)}: the key is too short (at least 16 characters)`);
     return file;
   }

@@ -62,7 +62,11 @@ export function registerTemplateCommands(program: Command): void {
             info = (await client.templates()).find((t) => t.hostgroup === hostgroup) ?? info;
           }
           if (flags.json) return printJson(info);
-          process.stdout.write(flags.wait ? `Template of ${hostgroup}: ${describeState(info)}${info.template_id ? ` (${info.template_id})` : ""}\n` : `Rebuilding the template of ${hostgroup} in the background (see: corral template list)\n`);
+          process.stdout.write(
+            flags.wait
+              ? `Template of ${hostgroup}: ${describeState(info)}${info.template_id ? ` (${info.template_id})` : ""}\n`
+              : `Rebuilding the template of ${hostgroup} in the background (see: corral template list)\n`,
+          );
           if (flags.wait && info.state !== "ready") process.exitCode = 1;
         } finally {
           await client.close();

@@ -39,8 +39,24 @@ export function upConfigYaml(flags: UpNetworkFlags): string | undefined {
     throw new Error("--cidr is for --net bridge; isolated groups take --range, e.g. --range 169.254.100.0/22");
   }
   if (flags.range !== undefined) lines.push(`        range: ${JSON.stringify(flags.range)}`);
-  if (flags.allow !== undefined) lines.push(`        allow: ${yamlList(flags.allow.flatMap((a) => a.split(",")).map((a) => a.trim()).filter((a) => a !== ""))}`);
-  if (flags.drop !== undefined) lines.push(`        drop: ${yamlList(flags.drop.flatMap((d) => d.split(",")).map((d) => d.trim()).filter((d) => d !== ""))}`);
+  if (flags.allow !== undefined)
+    lines.push(
+      `        allow: ${yamlList(
+        flags.allow
+          .flatMap((a) => a.split(","))
+          .map((a) => a.trim())
+          .filter((a) => a !== ""),
+      )}`,
+    );
+  if (flags.drop !== undefined)
+    lines.push(
+      `        drop: ${yamlList(
+        flags.drop
+          .flatMap((d) => d.split(","))
+          .map((d) => d.trim())
+          .filter((d) => d !== ""),
+      )}`,
+    );
   return `${DEFAULT_CONFIG_YAML}      network:\n${lines.join("\n")}\n`;
 }
 

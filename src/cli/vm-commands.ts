@@ -10,7 +10,6 @@ interface JsonFlag {
   json?: boolean;
 }
 
-
 /** A span of time, coarsely: "45s", "12m", "5h", "3d". */
 function span(ms: number): string {
   const seconds = Math.max(0, Math.round(ms / 1000));
@@ -34,7 +33,10 @@ function printNode(node: DescribedNode): void {
     ["hostname", node.hostname],
     ["group", node.hostgroup],
     ["status", `${node.status} (${node.state})`],
-    ["health", node.health === undefined ? "-" : `${node.health}${node.health_detail ? `: ${node.health_detail}` : ""}${node.health_since ? ` (since ${age(node.health_since)} ago)` : ""}`],
+    [
+      "health",
+      node.health === undefined ? "-" : `${node.health}${node.health_detail ? `: ${node.health_detail}` : ""}${node.health_since ? ` (since ${age(node.health_since)} ago)` : ""}`,
+    ],
     ["image", node.image],
     ["cpus", String(node.cpus)],
     ["ram", formatBytes(node.ram_bytes)],
@@ -77,7 +79,18 @@ export function registerVmCommands(program: Command): Command {
           }
           printTable(
             ["HOSTNAME", "GROUP", "STATUS", "HEALTH", "CPUS", "RAM", "IP", "AGE", "EXPIRES", "TAGS"],
-            nodes.map((n) => [n.hostname, n.hostgroup, n.status, n.health ?? "-", String(n.cpus), formatBytes(n.ram_bytes), n.ip, age(n.created_at), expiry(n.expires_at), n.tags.join(",")]),
+            nodes.map((n) => [
+              n.hostname,
+              n.hostgroup,
+              n.status,
+              n.health ?? "-",
+              String(n.cpus),
+              formatBytes(n.ram_bytes),
+              n.ip,
+              age(n.created_at),
+              expiry(n.expires_at),
+              n.tags.join(","),
+            ]),
           );
         } finally {
           await client.close();
@@ -95,7 +108,11 @@ export function registerVmCommands(program: Command): Command {
     .option("--persistent", "keep the disk when the VM stops")
     .option("--lifetime <duration>", "delete the sandbox after this long, e.g. 10m or 2h (default: the group's lifetime, if it sets one)")
     .option("--ip <address>", "a static address from the group's pool (bridge groups)")
-    .option("--allow <entries>", 'this VM\'s allowed destinations instead of the group\'s (bridge and isolated groups; repeatable or comma-separated; "none" for an empty list)', collect)
+    .option(
+      "--allow <entries>",
+      "this VM's allowed destinations instead of the group's (bridge and isolated groups; repeatable or comma-separated; \"none\" for an empty list)",
+      collect,
+    )
     .option("--drop <entries>", "this VM's dropped destinations instead of the group's, as --allow", collect)
     .option("--wait <what>", "agent, userdata or none", "agent")
     .option("--timeout <duration>", "how long to wait", "5m")
@@ -150,7 +167,7 @@ export function registerVmCommands(program: Command): Command {
   addConnectionOptions(
     vm
       .command("lifetime")
-      .description("Set when a sandbox expires: LIFETIME from now (longer or shorter than before), or never with \"none\"")
+      .description('Set when a sandbox expires: LIFETIME from now (longer or shorter than before), or never with "none"')
       .argument("<hostname>")
       .argument("<lifetime>", 'a duration such as 30m or 2h, or "none"'),
   )

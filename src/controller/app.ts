@@ -43,7 +43,12 @@ export async function buildControllerApp(ctx: ControllerContext, options: Contro
     unmatchedWire: controllerUnmatchedWire,
   });
   installRequestTiming(app, (served) => ctx.metrics.requestServed(served));
-  app.get("/healthz", { schema: { hide: true }, config: { access: "public" } }, async () => ({ status: "ok", leader: ctx.isLeader(), backend: ctx.store.backend, ...ctx.live.counts() }));
+  app.get("/healthz", { schema: { hide: true }, config: { access: "public" } }, async () => ({
+    status: "ok",
+    leader: ctx.isLeader(),
+    backend: ctx.store.backend,
+    ...ctx.live.counts(),
+  }));
   await installWebSockets(app, ctx);
   // TTstack's controller routes: every answer in its envelope (src/http/wire.ts).
   await speaksTTstack(app, (scope) => {

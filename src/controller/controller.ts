@@ -139,7 +139,13 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const timers = [
     setInterval(() => void campaign(), heartbeatMs),
     renewal,
-    leaderLoop(heartbeatMs, () => leader, () => heartbeats.beatAll(), log, "A heartbeat round"),
+    leaderLoop(
+      heartbeatMs,
+      () => leader,
+      () => heartbeats.beatAll(),
+      log,
+      "A heartbeat round",
+    ),
     leaderLoop(
       options.expiryMs ?? CONTROLLER_DEFAULTS.expiryMs,
       () => leader,

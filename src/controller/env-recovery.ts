@@ -57,12 +57,15 @@ export function planCreateStep(vm: FleetVmRecord, view: HostView, fleetId: strin
     case "gone":
       return { kind: "fail", error: `Cannot finish creating it: host ${JSON.stringify(vm.hostId)} is no longer registered` };
     case "unreachable":
-      return view.offline ? { kind: "fail", error: `Cannot finish creating it: host ${JSON.stringify(vm.hostId)} is offline (${view.reason})` } : { kind: "wait", reason: view.reason };
+      return view.offline
+        ? { kind: "fail", error: `Cannot finish creating it: host ${JSON.stringify(vm.hostId)} is offline (${view.reason})` }
+        : { kind: "wait", reason: view.reason };
     case "answered": {
       const there = view.vms.get(vm.id);
       if (there === undefined) return { kind: "create" };
       const difference = differenceFrom(vm, there, fleetId);
-      if (difference !== undefined) return { kind: "fail", error: `Cannot create it: host ${JSON.stringify(vm.hostId)} already has a VM named ${JSON.stringify(vm.id)} that is not this one (${difference})` };
+      if (difference !== undefined)
+        return { kind: "fail", error: `Cannot create it: host ${JSON.stringify(vm.hostId)} already has a VM named ${JSON.stringify(vm.id)} that is not this one (${difference})` };
       return { kind: "adopt", patch: fromHost(there) };
     }
   }

@@ -80,7 +80,10 @@ export class EnvService {
       // Any engine TTstack names: placement then finds a host that runs it (Corral daemons run qemu; a TTstack
       // agent says which it runs).
       if (!(TT_ENGINES as readonly string[]).includes(engine)) {
-        throw new CorralError("unsupported_engine", `Cannot create VM ${index + 1} with engine ${JSON.stringify(engine)}: the engines are ${TT_ENGINES.map((e) => JSON.stringify(e)).join(", ")}`);
+        throw new CorralError(
+          "unsupported_engine",
+          `Cannot create VM ${index + 1} with engine ${JSON.stringify(engine)}: the engines are ${TT_ENGINES.map((e) => JSON.stringify(e)).join(", ")}`,
+        );
       }
     }
     // As TTstack's serde and controller read a request: a size that is absent or null is the default.
@@ -101,10 +104,8 @@ export class EnvService {
       const { store, events } = this.deps;
       // Stored with this process holding the create: from here on a crash leaves it to recoverInterrupted.
       const env = await this.timedPlacement(() =>
-        store.createEnv(
-          { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner },
-          vms,
-          (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
+        store.createEnv({ id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner }, vms, (hosts, specs) =>
+          placeVms(hosts, specs, this.deps.overcommit),
         ),
       );
       return this.holding(env.id, async () => {
@@ -201,7 +202,10 @@ export class EnvService {
         const host = hosts.get(vm.hostId);
         if (!ON_HOST.has(vm.state) || !host) {
           failed++;
-          failure ??= { vmId: vm.id, error: new CorralError("conflict", host ? `it is ${vm.state}${vm.error ? ` (${vm.error})` : ""}` : `its host ${quote(vm.hostId)} is no longer registered`) };
+          failure ??= {
+            vmId: vm.id,
+            error: new CorralError("conflict", host ? `it is ${vm.state}${vm.error ? ` (${vm.error})` : ""}` : `its host ${quote(vm.hostId)} is no longer registered`),
+          };
           return;
         }
         try {
@@ -292,7 +296,8 @@ export class EnvService {
       try {
         await this.recover(env);
       } catch (err) {
-        if (!(err instanceof CorralError && (err.code === "env_not_found" || err.code === "conflict"))) log.warn({ env: env.id, err }, "Cannot recover an interrupted environment yet");
+        if (!(err instanceof CorralError && (err.code === "env_not_found" || err.code === "conflict")))
+          log.warn({ env: env.id, err }, "Cannot recover an interrupted environment yet");
       }
     }
   }
@@ -350,7 +355,8 @@ export class EnvService {
             await store.updateVm(vm.id, { state: "error", error: step.error });
             return;
           case "wait":
-            if (!options.waitForHosts) await store.updateVm(vm.id, { state: "error", error: `Cannot finish creating it: host ${quote(vm.hostId)} did not answer (${step.reason})` });
+            if (!options.waitForHosts)
+              await store.updateVm(vm.id, { state: "error", error: `Cannot finish creating it: host ${quote(vm.hostId)} did not answer (${step.reason})` });
             return;
           case "create":
             try {

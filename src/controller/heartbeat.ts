@@ -95,7 +95,11 @@ export class Heartbeats {
       return;
     }
     const now = new Date().toISOString();
-    const after = await store.updateHost(host.id, { state: "online", failures: 0, lastSeenAt: now, lastError: null, info: report.info, vms: report.vms, hostname: report.info.hostname }, { unlessDisconnected: true });
+    const after = await store.updateHost(
+      host.id,
+      { state: "online", failures: 0, lastSeenAt: now, lastError: null, info: report.info, vms: report.vms, hostname: report.info.hostname },
+      { unlessDisconnected: true },
+    );
     if (after.disconnected) return;
     const cameBack = host.state === "offline";
     if (cameBack) log.info({ host: host.id }, "Host is online again");

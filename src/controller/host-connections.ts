@@ -42,7 +42,11 @@ export class HostConnections {
     try {
       [info, vms] = await Promise.all([driver.info(), driver.vms()]);
     } catch (err) {
-      throw new CorralError("host_unreachable", `Cannot connect host ${quote(id)}: ${host.uri} did not answer${host.kind === "libvirt" ? "" : " GET /api/info"}: ${describeHostFailure(err)}`, { cause: err });
+      throw new CorralError(
+        "host_unreachable",
+        `Cannot connect host ${quote(id)}: ${host.uri} did not answer${host.kind === "libvirt" ? "" : " GET /api/info"}: ${describeHostFailure(err)}`,
+        { cause: err },
+      );
     }
     const connected = await this.store.updateHost(id, {
       disconnected: false,

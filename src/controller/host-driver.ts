@@ -121,11 +121,14 @@ export class HostDrivers {
  */
 export function hostFailure(hostId: string, err: unknown): Error {
   if (err instanceof CorralError) return err;
-  if (err instanceof CorralApiError && err.status < 500) return new CorralError(isErrorCode(err.code) ? err.code : "invalid_request", err.message, { status: err.status, cause: err });
+  if (err instanceof CorralApiError && err.status < 500)
+    return new CorralError(isErrorCode(err.code) ? err.code : "invalid_request", err.message, { status: err.status, cause: err });
   // The host answered that it cannot serve this yet (a VM still booting: 503 agent_unavailable) or that its
   // disk is full (507 insufficient_storage, a VM frozen by it): say that, not that the host is unreachable.
-  if (err instanceof CorralApiError && (err.status === 503 || err.status === 507) && isErrorCode(err.code)) return new CorralError(err.code, err.message, { status: err.status, cause: err });
-  if (err instanceof CorralApiError) return new CorralError("host_bad_answer", `Host ${JSON.stringify(hostId)} answered ${err.method} ${err.path} with ${err.status}: ${err.message}`, { cause: err });
+  if (err instanceof CorralApiError && (err.status === 503 || err.status === 507) && isErrorCode(err.code))
+    return new CorralError(err.code, err.message, { status: err.status, cause: err });
+  if (err instanceof CorralApiError)
+    return new CorralError("host_bad_answer", `Host ${JSON.stringify(hostId)} answered ${err.method} ${err.path} with ${err.status}: ${err.message}`, { cause: err });
   return new CorralError("host_unreachable", `Host ${JSON.stringify(hostId)} did not answer: ${(err as Error).message}`, { cause: err });
 }
 

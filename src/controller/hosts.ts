@@ -26,7 +26,8 @@ export function hostAddress(body: Pick<RegisterHost, "addr" | "uri">): { addr: s
   if (body.addr !== undefined && body.uri !== undefined) {
     const fromAddr = parseUri(`http://${body.addr}`, "addr");
     const fromUri = parseUri(body.uri, "uri");
-    if (fromAddr.host !== fromUri.host) throw new CorralError("invalid_request", `The "addr" ${JSON.stringify(body.addr)} and the "uri" ${JSON.stringify(body.uri)} name different hosts: give one`);
+    if (fromAddr.host !== fromUri.host)
+      throw new CorralError("invalid_request", `The "addr" ${JSON.stringify(body.addr)} and the "uri" ${JSON.stringify(body.uri)} name different hosts: give one`);
     return { addr: fromUri.host, uri: fromUri.origin };
   }
   const url = body.uri !== undefined ? parseUri(body.uri, "uri") : parseUri(`http://${body.addr}`, "addr");
@@ -38,10 +39,16 @@ function parseUri(text: string, field: "addr" | "uri"): URL {
   try {
     url = new URL(text);
   } catch {
-    throw new CorralError("invalid_request", field === "addr" ? `Invalid "addr" ${JSON.stringify(text.slice(7))}: it must be HOST:PORT` : `Invalid "uri" ${JSON.stringify(text)}: it must be http://HOST:PORT`);
+    throw new CorralError(
+      "invalid_request",
+      field === "addr" ? `Invalid "addr" ${JSON.stringify(text.slice(7))}: it must be HOST:PORT` : `Invalid "uri" ${JSON.stringify(text)}: it must be http://HOST:PORT`,
+    );
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new CorralError("invalid_request", `Cannot reach a host by ${JSON.stringify(text)}: give http://HOST:PORT or https://HOST:PORT (a Corral daemon or a TTstack agent) or a libvirt URI (qemu:///system, qemu+ssh://USER@HOST/system)`);
+    throw new CorralError(
+      "invalid_request",
+      `Cannot reach a host by ${JSON.stringify(text)}: give http://HOST:PORT or https://HOST:PORT (a Corral daemon or a TTstack agent) or a libvirt URI (qemu:///system, qemu+ssh://USER@HOST/system)`,
+    );
   }
   if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) {
     throw new CorralError("invalid_request", `Invalid ${JSON.stringify(field)} ${JSON.stringify(text)}: give only the scheme, host and port`);
@@ -132,7 +139,8 @@ export class HostRegistry {
     const parsed = parseLibvirtUri(body.uri);
     if ("problem" in parsed) throw new CorralError("invalid_request", `Invalid "uri": ${parsed.problem}`);
     if (body.addr !== undefined) throw new CorralError("invalid_request", `A libvirt host is reached by its "uri" only: leave out "addr" ${JSON.stringify(body.addr)}`);
-    if (body.token !== undefined) throw new CorralError("invalid_request", 'A libvirt host takes no "token": its URI says how to authenticate (qemu+ssh: the ssh key, e.g. ?keyfile=PATH)');
+    if (body.token !== undefined)
+      throw new CorralError("invalid_request", 'A libvirt host takes no "token": its URI says how to authenticate (qemu+ssh: the ssh key, e.g. ?keyfile=PATH)');
     const address = { uri: parsed.uri, token: null, kind: "libvirt" as const };
     // TTstack's `addr` is where a VM's ports are reached: the libvirt daemon's machine.
     const addr = parsed.host === null ? "localhost" : parsed.port === null ? parsed.host : `${parsed.host}:${parsed.port}`;
@@ -177,7 +185,12 @@ export class HostRegistry {
     const known = await this.store.findHost(body.id);
     if (!known) return this.register(body);
     const { addr, uri } = hostAddress(body);
-    const host = await this.store.updateHost(body.id, { addr, uri, token: body.token ?? null, kind: await this.drivers.probe(body.id, { uri, token: body.token ?? null }).catch(() => known.kind) });
+    const host = await this.store.updateHost(body.id, {
+      addr,
+      uri,
+      token: body.token ?? null,
+      kind: await this.drivers.probe(body.id, { uri, token: body.token ?? null }).catch(() => known.kind),
+    });
     this.drivers.drop(body.id);
     await this.events.hostsChanged();
     return host;

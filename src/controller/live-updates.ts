@@ -104,7 +104,7 @@ export class LiveUpdates {
     try {
       message = JSON.parse(text) as typeof message;
     } catch {
-      return send(socket, errorMessage("invalid_json", "The message is not JSON: send {\"type\": ..., \"payload\": ...}"));
+      return send(socket, errorMessage("invalid_json", 'The message is not JSON: send {"type": ..., "payload": ...}'));
     }
     if (message.type !== "subscribe-vm-stats" && message.type !== "unsubscribe-vm-stats") {
       return send(socket, errorMessage("invalid_request", `Unknown message type ${JSON.stringify(message.type)}: send "subscribe-vm-stats" or "unsubscribe-vm-stats"`));

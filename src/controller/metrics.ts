@@ -34,10 +34,25 @@ export class ControllerMetrics {
   constructor(private readonly counts: () => Promise<StateCounts>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.hosts = new Gauge({ name: "corral_controller_hosts", help: "Registered hosts by kind (corral, ttstack, libvirt) and state (online, offline, disconnected)", labelNames: ["kind", "state"], registers });
+    this.hosts = new Gauge({
+      name: "corral_controller_hosts",
+      help: "Registered hosts by kind (corral, ttstack, libvirt) and state (online, offline, disconnected)",
+      labelNames: ["kind", "state"],
+      registers,
+    });
     this.envs = new Gauge({ name: "corral_controller_envs", help: "Environments by lifecycle state", labelNames: ["state"], registers });
-    this.vms = new Gauge({ name: "corral_controller_vms", help: "The controller's VMs by state (the host's as last seen, or pending, error, lost, deleting)", labelNames: ["state"], registers });
-    this.placements = new Counter({ name: "corral_controller_placements_total", help: "Environment placements by outcome: placed, or the error code that refused them (no_capacity, conflict, …)", labelNames: ["outcome"], registers });
+    this.vms = new Gauge({
+      name: "corral_controller_vms",
+      help: "The controller's VMs by state (the host's as last seen, or pending, error, lost, deleting)",
+      labelNames: ["state"],
+      registers,
+    });
+    this.placements = new Counter({
+      name: "corral_controller_placements_total",
+      help: "Environment placements by outcome: placed, or the error code that refused them (no_capacity, conflict, …)",
+      labelNames: ["outcome"],
+      registers,
+    });
     this.placementSeconds = new Histogram({
       name: "corral_controller_placement_duration_seconds",
       help: "Placement of an environment's VMs on hosts, in the store's transaction (whatever its outcome)",

@@ -27,7 +27,7 @@ import { quote } from "../protocol/errors.ts";
 /** `network:` of a host group as written. `mode` is any string so an unsupported one gets a sentence, not a schema error. */
 export const GroupNetworkSchema = Type.Object(
   {
-    mode: Type.Optional(Type.String({ description: 'user, bridge or isolated (bridge when absent, as in Slicer)' })),
+    mode: Type.Optional(Type.String({ description: "user, bridge or isolated (bridge when absent, as in Slicer)" })),
     bridge: Type.Optional(Type.String({ minLength: 1 })),
     tap_prefix: Type.Optional(Type.String({ minLength: 1 })),
     gateway: Type.Optional(Type.String({ minLength: 1 })),
@@ -45,7 +45,9 @@ export type RawGroupNetwork = Static<typeof GroupNetworkSchema>;
 /** Daemon-wide network settings added by issue 14 (beside host_isolation and host_access). */
 export const NETWORK_DAEMON_FIELDS = {
   port_range: Type.Optional(Type.String({ minLength: 1, description: 'host ports for TTstack port maps in TAP modes, "FIRST-LAST" (default "20000-29999")' })),
-  vhost: Type.Optional(Type.Union([Type.Literal("auto"), Type.Literal("on"), Type.Literal("off")], { description: "vhost-net for TAP NICs: auto (when /dev/vhost-net opens), on or off" })),
+  vhost: Type.Optional(
+    Type.Union([Type.Literal("auto"), Type.Literal("on"), Type.Literal("off")], { description: "vhost-net for TAP NICs: auto (when /dev/vhost-net opens), on or off" }),
+  ),
 };
 
 export interface PortRange {
@@ -157,7 +159,16 @@ function bridgeOf(raw: RawGroupNetwork, groupName: string, groupIndex: number, p
       problems.push(`${path}.tap_prefix ${quote(raw.tap_prefix)} must not end in a digit (the device number follows it), e.g. ${quote(`${raw.tap_prefix}-`)}`);
     }
   }
-  const placeholder = Object.freeze({ mode: "bridge" as const, bridge, tapPrefix, tapPrefixDerived: raw.tap_prefix === undefined, gateway: Object.freeze({ address: 0, prefixLength: 32 }), range: undefined, addresses: Object.freeze([]), policy });
+  const placeholder = Object.freeze({
+    mode: "bridge" as const,
+    bridge,
+    tapPrefix,
+    tapPrefixDerived: raw.tap_prefix === undefined,
+    gateway: Object.freeze({ address: 0, prefixLength: 32 }),
+    range: undefined,
+    addresses: Object.freeze([]),
+    policy,
+  });
   if (raw.gateway === undefined) {
     problems.push(`${path}.gateway is required in bridge mode (Slicer's default mode): the bridge's address and the VMs' subnet, e.g. "192.168.137.1/24"`);
     return placeholder;
@@ -189,7 +200,8 @@ function bridgeOf(raw: RawGroupNetwork, groupName: string, groupIndex: number, p
   if (raw.range !== undefined) {
     const parsed = parseRange(raw.range);
     if (isProblem(parsed)) problems.push(`${path}.range ${parsed.problem}`);
-    else if (!cidrContains(subnet, parsed.first) || !cidrContains(subnet, parsed.last)) problems.push(`${path}.range ${quote(raw.range)} is outside the gateway's subnet ${subnetText}`);
+    else if (!cidrContains(subnet, parsed.first) || !cidrContains(subnet, parsed.last))
+      problems.push(`${path}.range ${quote(raw.range)} is outside the gateway's subnet ${subnetText}`);
     else if (parsed.first === subnet.network || parsed.last === broadcast) problems.push(`${path}.range ${quote(raw.range)} includes the subnet's network or broadcast address`);
     else if (parsed.first === gateway.address && parsed.last === gateway.address) problems.push(`${path}.range ${quote(raw.range)} holds only the gateway's own address`);
     else range = Object.freeze(parsed);
@@ -197,14 +209,19 @@ function bridgeOf(raw: RawGroupNetwork, groupName: string, groupIndex: number, p
   const addresses: number[] = [];
   for (const [index, text] of (raw.addresses ?? []).entries()) {
     const at = `${path}.addresses[${index}] ${quote(text)}`;
-    const parsed = text.includes("/") ? parseAddressWithPrefix(text) : parseIpv4(text) !== undefined ? { address: parseIpv4(text) as number, prefixLength: subnet.prefixLength } : { problem: "is not an IPv4 address, e.g. \"192.168.137.2/24\"" };
+    const parsed = text.includes("/")
+      ? parseAddressWithPrefix(text)
+      : parseIpv4(text) !== undefined
+        ? { address: parseIpv4(text) as number, prefixLength: subnet.prefixLength }
+        : { problem: 'is not an IPv4 address, e.g. "192.168.137.2/24"' };
     if (isProblem(parsed)) {
       problems.push(parsed.problem.startsWith('"') ? `${path}.addresses[${index}] ${parsed.problem}` : `${at} ${parsed.problem}`);
       continue;
     }
     const what = usable(parsed.address);
     if (what !== undefined) problems.push(`${at} ${flaw(what)}`);
-    else if (parsed.prefixLength !== subnet.prefixLength) problems.push(`${at} has prefix length ${parsed.prefixLength}, the gateway's subnet ${subnetText} has ${subnet.prefixLength}`);
+    else if (parsed.prefixLength !== subnet.prefixLength)
+      problems.push(`${at} has prefix length ${parsed.prefixLength}, the gateway's subnet ${subnetText} has ${subnet.prefixLength}`);
     else if (addresses.includes(parsed.address)) problems.push(`${at} is listed twice`);
     else addresses.push(parsed.address);
   }
@@ -268,10 +285,7 @@ function spaceOf(network: GroupNetwork, index: number, raw: RawGroupNetwork | un
  * hash of the name, never the metadata service's /22, never one another group uses), then pairwise overlaps,
  * bridge names and tap prefixes. Answers the groups' networks with derived ranges filled in.
  */
-export function settleGroupNetworks(
-  groups: readonly { name: string; network: GroupNetwork; raw: RawGroupNetwork | undefined }[],
-  problems: string[],
-): GroupNetwork[] {
+export function settleGroupNetworks(groups: readonly { name: string; network: GroupNetwork; raw: RawGroupNetwork | undefined }[], problems: string[]): GroupNetwork[] {
   const networks = groups.map((g) => g.network);
   const taken = (): Cidr[] => networks.flatMap((n, i) => spaceOf(n, i, groups[i]?.raw)?.cidr ?? []);
   for (const [index, group] of groups.entries()) {
@@ -297,7 +311,10 @@ export function settleGroupNetworks(
   const firstWith = new Map<string, number>();
   for (const [index, network] of networks.entries()) {
     if (network.mode !== "bridge") continue;
-    for (const [key, value] of [["bridge", network.bridge], ["tap_prefix", network.tapPrefix]] as const) {
+    for (const [key, value] of [
+      ["bridge", network.bridge],
+      ["tap_prefix", network.tapPrefix],
+    ] as const) {
       const seen = firstWith.get(`${key}:${value}`);
       if (seen === undefined) firstWith.set(`${key}:${value}`, index);
       else problems.push(`config.host_groups[${index}].network.${key} ${quote(value)} is also config.host_groups[${seen}]'s: give each host group its own`);

@@ -44,8 +44,8 @@ const HostGroupSchema = Type.Object(
     ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
     template: Type.Optional(Type.Boolean({ description: "create sandboxes by restoring a template snapshot (default true)" })),
     warm_pool: Type.Optional(Type.Integer({ minimum: 0, maximum: 32, description: "clones kept restored and idle, ready to be handed out (default 0)" })),
-    lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: "a duration such as \"30m\", or seconds" })),
-    max_lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: "a duration such as \"24h\", or seconds" })),
+    lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: 'a duration such as "30m", or seconds' })),
+    max_lifetime: Type.Optional(Type.Union([Type.String(), Type.Number()], { description: 'a duration such as "24h", or seconds' })),
     max_vms: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: "VMs of the group that may run or be starting at once (default: no limit)" })),
     network: Type.Optional(GroupNetworkSchema),
     dns_servers: Type.Optional(Type.Array(Type.String(), { maxItems: 8, description: "what the guests use as resolvers (Slicer's field)" })),
@@ -88,7 +88,9 @@ const ConfigFileSchema = Type.Object(
           Type.Object(
             {
               memory_reserve_mb: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: "host memory (MiB) creates may not take (default 512)" })),
-              min_free_disk_mb: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: "free space (MiB) the state directory must keep for creates (default 1024)" })),
+              min_free_disk_mb: Type.Optional(
+                Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: "free space (MiB) the state directory must keep for creates (default 1024)" }),
+              ),
             },
             { additionalProperties: false },
           ),
@@ -344,7 +346,9 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
   });
   for (const [index, group] of rawGroups.entries()) {
     if (group.network_name !== undefined) {
-      problems.push(`config.host_groups[${index}].network_name ${quote(group.network_name)} names a CNI network, which Corral does not support: give a network: section with mode "user", "bridge" or "isolated"`);
+      problems.push(
+        `config.host_groups[${index}].network_name ${quote(group.network_name)} names a CNI network, which Corral does not support: give a network: section with mode "user", "bridge" or "isolated"`,
+      );
     }
   }
   const networks = settleGroupNetworks(

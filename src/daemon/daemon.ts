@@ -158,7 +158,10 @@ async function startLocked(
   const images = new ImageStore(home.images);
   // Before any VM is recovered or made: from now on this daemon's disks count as users of the store's images.
   await registerImageUser(home.images, stateDir).catch((err: unknown) =>
-    log.warn({ err, images: home.images }, "Cannot register this daemon's state directory in the image store: another daemon's image prune could remove versions this daemon's VMs use"),
+    log.warn(
+      { err, images: home.images },
+      "Cannot register this daemon's state directory in the image store: another daemon's image prune could remove versions this daemon's VMs use",
+    ),
   );
   const catalogue = new ImageCatalogue(images);
   const imports = new OciImports({ home, store: images, runtime: ociGuestRuntime, insecureRegistry: config.insecureRegistry });

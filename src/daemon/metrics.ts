@@ -28,7 +28,12 @@ export class DaemonMetrics {
       labelNames: ["hostgroup"],
       registers,
     });
-    this.requests = new Counter({ name: "corral_api_requests_total", help: "API requests by method, route template and status", labelNames: ["method", "route", "status"], registers });
+    this.requests = new Counter({
+      name: "corral_api_requests_total",
+      help: "API requests by method, route template and status",
+      labelNames: ["method", "route", "status"],
+      registers,
+    });
     this.durations = new Histogram({
       name: "corral_api_request_duration_seconds",
       help: "API request duration by method and route template",
@@ -67,9 +72,28 @@ export class DaemonMetrics {
     load(0, "corral_host_load1");
     load(1, "corral_host_load5");
     load(2, "corral_host_load15");
-    new Gauge({ name: "corral_host_memory_total_bytes", help: "Host memory", registers, collect() { this.set(totalmem()); } });
-    new Gauge({ name: "corral_host_memory_available_bytes", help: "Host memory available", registers, collect() { this.set(freemem()); } });
-    this.refusals = new Counter({ name: "corral_admission_refused_total", help: "VM starts refused by admission control, by code and priority (user, background)", labelNames: ["code", "priority"], registers });
+    new Gauge({
+      name: "corral_host_memory_total_bytes",
+      help: "Host memory",
+      registers,
+      collect() {
+        this.set(totalmem());
+      },
+    });
+    new Gauge({
+      name: "corral_host_memory_available_bytes",
+      help: "Host memory available",
+      registers,
+      collect() {
+        this.set(freemem());
+      },
+    });
+    this.refusals = new Counter({
+      name: "corral_admission_refused_total",
+      help: "VM starts refused by admission control, by code and priority (user, background)",
+      labelNames: ["code", "priority"],
+      registers,
+    });
   }
 
   /** Gauges read from the live daemon at each scrape: VMs by health, and the host's memory and disk pressure. */

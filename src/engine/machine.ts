@@ -149,12 +149,7 @@ export interface DiskError {
 }
 
 /** What a machine tells its supervisor while it runs. */
-export type MachineEvent =
-  | { type: "stopped" }
-  | { type: "resumed" }
-  | { type: "reset" }
-  | { type: "shutdown"; byGuest: boolean }
-  | ({ type: "disk-error" } & DiskError);
+export type MachineEvent = { type: "stopped" } | { type: "resumed" } | { type: "reset" } | { type: "shutdown"; byGuest: boolean } | ({ type: "disk-error" } & DiskError);
 
 export type MachineEventType = MachineEvent["type"];
 

@@ -52,7 +52,9 @@ export function processCpuNanoseconds(pid: number): number | undefined {
 
 export function processCommandLine(pid: number): string[] | undefined {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((a) => a.length > 0);
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8")
+      .split("\0")
+      .filter((a) => a.length > 0);
   } catch {
     return undefined;
   }

@@ -100,7 +100,11 @@ export class IdentityState {
     mkdirSync(sshDir, { recursive: true, mode: 0o700 });
     chmodSync(sshDir, 0o700);
     const file = `${sshDir}/authorized_keys`;
-    const existing = existsSync(file) ? readFileSync(file, "utf8").split("\n").filter((l) => l.trim()) : [];
+    const existing = existsSync(file)
+      ? readFileSync(file, "utf8")
+          .split("\n")
+          .filter((l) => l.trim())
+      : [];
     const merged = [...new Set([...existing, ...keys.map((k) => k.trim()).filter((k) => k)])];
     writeFileSync(file, `${merged.join("\n")}\n`, { mode: 0o600 });
     if (user) {
@@ -226,7 +230,12 @@ export function ensureUser(name: string, etc = "/etc", homeRoot = "/home"): Gues
   const existing = lookupUserByName(name, `${etc}/passwd`);
   if (existing) return existing;
   const passwd = readFileSync(`${etc}/passwd`, "utf8");
-  const used = new Set(passwd.split("\n").map((l) => Number(l.split(":")[2])).filter((n) => Number.isInteger(n)));
+  const used = new Set(
+    passwd
+      .split("\n")
+      .map((l) => Number(l.split(":")[2]))
+      .filter((n) => Number.isInteger(n)),
+  );
   let uid = 1000;
   while (used.has(uid)) uid++;
   const home = `${homeRoot}/${name}`;

@@ -14,7 +14,8 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]
 /** The host is trusted less than nothing here: every field reaches a command line. */
 export function checkNetwork(network: GuestNetworkIdentity): void {
   if (!IPV4.test(network.address)) throw new Error(`Invalid address ${JSON.stringify(network.address)}`);
-  if (!Number.isInteger(network.prefix_length) || network.prefix_length < 1 || network.prefix_length > 32) throw new Error(`Invalid prefix length ${JSON.stringify(network.prefix_length)}`);
+  if (!Number.isInteger(network.prefix_length) || network.prefix_length < 1 || network.prefix_length > 32)
+    throw new Error(`Invalid prefix length ${JSON.stringify(network.prefix_length)}`);
   if (network.gateway !== "" && !IPV4.test(network.gateway)) throw new Error(`Invalid gateway ${JSON.stringify(network.gateway)}`);
   if (!Array.isArray(network.dns) || network.dns.length > 8) throw new Error("Invalid DNS list");
   for (const server of network.dns) if (!IPV4.test(server)) throw new Error(`Invalid DNS server ${JSON.stringify(server)}`);

@@ -124,7 +124,11 @@ export async function runShellSession(pty: PtyProcess, stream: ServerHttp2Stream
   });
 
   const exit = await pty.exited;
-  await outputDone(pty, () => lastOutput, () => waitingForHost && !stream.destroyed);
+  await outputDone(
+    pty,
+    () => lastOutput,
+    () => waitingForHost && !stream.destroyed,
+  );
   // What the shell left running in its session gets a hangup, as when a terminal closes.
   if (!killed) pty.signalSession("SIGHUP", sessionMembers(pty.pid));
   pty.close();

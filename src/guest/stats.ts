@@ -56,7 +56,10 @@ export function parseNetDev(text: string): { received: number; sent: number } {
 
 /** Established TCP connections in a /proc/net/tcp table (state 01). */
 export function countEstablished(text: string): number {
-  return text.split("\n").slice(1).filter((line) => line.trim().split(/\s+/)[3] === "01").length;
+  return text
+    .split("\n")
+    .slice(1)
+    .filter((line) => line.trim().split(/\s+/)[3] === "01").length;
 }
 
 export function snapshot(): VmSnapshot {

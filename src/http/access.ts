@@ -125,7 +125,9 @@ export class AccessControl {
     for (const method of methods) {
       const key = routeKey(method, route.url);
       if (!this.publicRoutes.has(key)) {
-        throw new Error(`The route ${JSON.stringify(key)} declares access "public" but is not in PUBLIC_ROUTES.${this.options.role} (src/http/access.ts): add it there and to the docs, or drop the declaration`);
+        throw new Error(
+          `The route ${JSON.stringify(key)} declares access "public" but is not in PUBLIC_ROUTES.${this.options.role} (src/http/access.ts): add it there and to the docs, or drop the declaration`,
+        );
       }
       this.declaredPublic.add(key);
     }

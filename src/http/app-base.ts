@@ -3,7 +3,14 @@
 // request), validators, error bodies, JSON bodies and the OpenAPI document at /openapi.json. Each server then adds its own routes (daemon/http/app.ts,
 // controller/app.ts).
 import swagger from "@fastify/swagger";
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from "fastify";
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from "fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Logger } from "../util/log.ts";
 import { AccessControl, answerFrameworkError, installAccessControl, MAX_PARAM_LENGTH, type ServerRole } from "./access.ts";

@@ -52,7 +52,12 @@ export function clientErrorHandler(headersMs: number): (error: ParserError, sock
     }
     const { status, body } = describeClientError(error, headersMs);
     const text = JSON.stringify(body);
-    const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}`, "Content-Type: application/json; charset=utf-8", `Content-Length: ${Buffer.byteLength(text)}`, "Connection: close"];
+    const head = [
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}`,
+      "Content-Type: application/json; charset=utf-8",
+      `Content-Length: ${Buffer.byteLength(text)}`,
+      "Connection: close",
+    ];
     socket.end(`${head.join("\r\n")}\r\n\r\n${text}`, () => socket.destroy());
     // A peer that never reads must not keep the socket.
     setTimeout(() => socket.destroy(), 1000).unref();

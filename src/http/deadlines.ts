@@ -164,7 +164,10 @@ class BodyClock {
     // An answer already under way cannot become a 408: only the connection can end.
     if (this.reply.raw.headersSent) return void socket.destroy();
     if (!this.wrapper) {
-      void this.reply.code(408).header("connection", "close").send(errorBodyIn(wireOf(this.request, this.unmatchedWire), error.toBody()));
+      void this.reply
+        .code(408)
+        .header("connection", "close")
+        .send(errorBodyIn(wireOf(this.request, this.unmatchedWire), error.toBody()));
       return;
     }
     // The reader (the JSON parser, or a handler streaming the body) fails with this; the error handler

@@ -49,7 +49,10 @@ export function describeValidation(validation: readonly AjvError[], context: str
 
 function articled(type: string): string {
   const names: Record<string, string> = { integer: "an integer", number: "a number", string: "a string", boolean: "true or false", array: "a list", object: "a JSON object" };
-  return type.split(",").map((t) => names[t] ?? t).join(" or ");
+  return type
+    .split(",")
+    .map((t) => names[t] ?? t)
+    .join(" or ");
 }
 
 function toErrorBody(error: FastifyError): { status: number; body: ErrorBody; retryAfter?: number } | undefined {
@@ -74,7 +77,8 @@ function toErrorBody(error: FastifyError): { status: number; body: ErrorBody; re
   // A write that the services did not name (they turn their own into a 507 that says what and where): the
   // host's disk is full, which is a condition of the host, not a bug.
   const full = storageFullReason(error);
-  if (full) return { status: 507, body: { error: `Cannot complete the request: the server's storage is full (${full}); free space on the host and retry`, code: "insufficient_storage" } };
+  if (full)
+    return { status: 507, body: { error: `Cannot complete the request: the server's storage is full (${full}); free space on the host and retry`, code: "insufficient_storage" } };
   return undefined;
 }
 
@@ -107,6 +111,9 @@ export function installErrorHandling(app: FastifyInstance, options: ErrorHandlin
       return reply.code(known.status).type("application/json").send(errorBodyIn(wire, known.body));
     }
     request.log.error({ err: error, url: request.url, method: request.method }, "unexpected error");
-    return reply.code(500).type("application/json").send(errorBodyIn(wire, { error: "Internal error: see the daemon log", code: "internal" }));
+    return reply
+      .code(500)
+      .type("application/json")
+      .send(errorBodyIn(wire, { error: "Internal error: see the daemon log", code: "internal" }));
   });
 }

@@ -10,7 +10,5 @@ const common: Options = { allErrors: false, removeAdditional: false, useDefaults
 export function installValidators(app: FastifyInstance): void {
   const textParts = new Ajv({ ...common, coerceTypes: "array" });
   const bodies = new Ajv({ ...common, coerceTypes: false });
-  app.setValidatorCompiler(({ schema, httpPart }: { schema: FastifySchema; httpPart?: string }) =>
-    (httpPart === "body" ? bodies : textParts).compile(schema as object),
-  );
+  app.setValidatorCompiler(({ schema, httpPart }: { schema: FastifySchema; httpPart?: string }) => (httpPart === "body" ? bodies : textParts).compile(schema as object));
 }

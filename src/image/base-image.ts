@@ -45,13 +45,7 @@ async function collectInputs(home: CorralHome, progress: Progress, forced: boole
 }
 
 function osRelease(version: string): string {
-  return [
-    'NAME="Corral base"',
-    "ID=corral",
-    `VERSION_ID="${version}"`,
-    `PRETTY_NAME="Corral base image (busybox, Node.js ${process.version})"`,
-    "",
-  ].join("\n");
+  return ['NAME="Corral base"', "ID=corral", `VERSION_ID="${version}"`, `PRETTY_NAME="Corral base image (busybox, Node.js ${process.version})"`, ""].join("\n");
 }
 
 export interface EnsureImageOptions {

@@ -64,11 +64,7 @@ function padding(length: number): Buffer {
 function encode(entry: Entry, ino: number): Buffer[] {
   const name = Buffer.from(`${entry.name}\0`);
   const isDir = (entry.mode & 0o170000) === S_IFDIR;
-  const header =
-    "070701" +
-    [ino, entry.mode, 0, 0, isDir ? 2 : 1, 0, entry.data.length, 0, 0, entry.rdevMajor, entry.rdevMinor, name.length, 0]
-      .map(hex8)
-      .join("");
+  const header = `070701${[ino, entry.mode, 0, 0, isDir ? 2 : 1, 0, entry.data.length, 0, 0, entry.rdevMajor, entry.rdevMinor, name.length, 0].map(hex8).join("")}`;
   const head = Buffer.concat([Buffer.from(header, "ascii"), name]);
   return [head, padding(head.length), entry.data, padding(entry.data.length)];
 }

@@ -49,7 +49,9 @@ export async function hostDebianSources(): Promise<AptSource[]> {
   const sources: AptSource[] = [];
   for (const file of files) sources.push(...parseAptSources(await readFile(file, "utf8")));
   if (sources.length === 0) {
-    throw new Error(`No Debian ${DEBIAN_SUITE} archive in this host's apt sources (${APT_SOURCES.join(", ")}): add one (e.g. "deb http://deb.debian.org/debian ${DEBIAN_SUITE} main") to build the debian image`);
+    throw new Error(
+      `No Debian ${DEBIAN_SUITE} archive in this host's apt sources (${APT_SOURCES.join(", ")}): add one (e.g. "deb http://deb.debian.org/debian ${DEBIAN_SUITE} main") to build the debian image`,
+    );
   }
   return sources;
 }

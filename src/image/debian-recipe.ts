@@ -113,7 +113,10 @@ export function parseAptSources(text: string, suite: string = DEBIAN_SUITE): Apt
     }
   } else {
     for (const raw of text.split("\n")) {
-      const line = raw.replace(/#.*$/, "").replace(/\[[^\]]*\]/, "").trim();
+      const line = raw
+        .replace(/#.*$/, "")
+        .replace(/\[[^\]]*\]/, "")
+        .trim();
       const [type, uri, s, ...components] = line.split(/\s+/);
       if (type && uri && s) add([type], [uri], [s], components, true);
     }
@@ -140,7 +143,10 @@ export function aptListName(uri: string, suite: string): string {
 /** Files written into the image after mmdebstrap (paths relative to its root), with their modes. */
 export function debianFiles(user: string): Record<string, { contents: string; mode: number }> {
   return {
-    [`etc/sudoers.d/90-corral-${user}`]: { contents: `# Corral: the image's default user runs anything as root without a password.\n${user} ALL=(ALL:ALL) NOPASSWD:ALL\n`, mode: 0o440 },
+    [`etc/sudoers.d/90-corral-${user}`]: {
+      contents: `# Corral: the image's default user runs anything as root without a password.\n${user} ALL=(ALL:ALL) NOPASSWD:ALL\n`,
+      mode: 0o440,
+    },
     "etc/hostname": { contents: "debian\n", mode: 0o644 },
     "etc/hosts": { contents: "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n127.0.1.1 debian\n", mode: 0o644 },
     "etc/resolv.conf": { contents: "nameserver 10.0.2.3\n", mode: 0o644 },

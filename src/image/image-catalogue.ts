@@ -117,7 +117,10 @@ export class ImageCatalogue {
     const used = detail.versions.filter((v) => v.used_by.length > 0);
     if (used.length > 0) {
       const users = used.flatMap((v) => v.used_by.map((u) => `${u.kind} ${JSON.stringify(u.id)} (version ${v.version})`));
-      throw new CorralError("image_in_use", `Cannot remove image ${JSON.stringify(name)}: in use by ${users.slice(0, 5).join(", ")}${users.length > 5 ? ` and ${users.length - 5} more` : ""}`);
+      throw new CorralError(
+        "image_in_use",
+        `Cannot remove image ${JSON.stringify(name)}: in use by ${users.slice(0, 5).join(", ")}${users.length > 5 ? ` and ${users.length - 5} more` : ""}`,
+      );
     }
     await this.discard(join(this.store.dir, name));
     return detail;

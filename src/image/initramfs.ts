@@ -7,7 +7,6 @@ import { CpioArchive } from "./cpio.ts";
 import { PID1_FILE } from "./guest-runtime-scripts.ts";
 import type { KernelModule } from "./kernel-modules.ts";
 
-
 /** The initramfs /init script; pure so tests can pin it. */
 export function initramfsInit(moduleNames: readonly string[]): string {
   return `#!/bin/busybox sh

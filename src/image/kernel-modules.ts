@@ -26,7 +26,10 @@ export function parseModuleDepends(contents: Buffer): string[] {
   const start = at + marker.length;
   const end = contents.indexOf(0, start);
   const value = contents.subarray(start, end < 0 ? undefined : end).toString("latin1");
-  return value.split(",").map((d) => d.trim()).filter((d) => d.length > 0);
+  return value
+    .split(",")
+    .map((d) => d.trim())
+    .filter((d) => d.length > 0);
 }
 
 async function indexModules(modulesDir: string): Promise<Map<string, string>> {

@@ -11,7 +11,10 @@ export const ROOTFS_SIZE = "4G";
 
 async function busyboxApplets(busybox: string): Promise<string[]> {
   const out = await run(busybox, ["--list-full"]);
-  return out.split("\n").map((l) => l.trim()).filter((l) => l.length > 0);
+  return out
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
 }
 
 export function etcFiles(osRelease: string): Record<string, string> {

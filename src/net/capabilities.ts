@@ -37,14 +37,17 @@ function canOpen(path: string): boolean {
 
 /** Sets nf_call_iptables on a scratch bridge in a throwaway namespace (nothing of the host's is touched). */
 function probeBridgeNetfilter(): boolean {
-  const result = spawnSync("unshare", ["--net", "--", "sh", "-c", "ip link add corral-probe type bridge && ip link set dev corral-probe type bridge nf_call_iptables 1"], { stdio: "ignore", timeout: 10_000 });
+  const result = spawnSync("unshare", ["--net", "--", "sh", "-c", "ip link add corral-probe type bridge && ip link set dev corral-probe type bridge nf_call_iptables 1"], {
+    stdio: "ignore",
+    timeout: 10_000,
+  });
   return result.status === 0;
 }
 
 export function probeCapabilities(): NetCapabilities {
   const caps = effectiveCaps(readFileSync("/proc/self/status", "utf8"));
-  const netAdmin = !!((caps >> CAP_NET_ADMIN) & 1n );
-  const sysAdmin = !!((caps >> CAP_SYS_ADMIN) & 1n );
+  const netAdmin = !!((caps >> CAP_NET_ADMIN) & 1n);
+  const sysAdmin = !!((caps >> CAP_SYS_ADMIN) & 1n);
   const unshare = findProgram("unshare") !== undefined;
   return {
     uid: process.getuid?.(),
@@ -65,7 +68,10 @@ export function probeCapabilities(): NetCapabilities {
  * undefined when nothing is missing. `fieldPath` is the group's `config.host_groups[i].network`.
  */
 export function missingFor(mode: "bridge" | "isolated", caps: NetCapabilities, fieldPath: string): string | undefined {
-  const needs = mode === "bridge" ? "bridge mode makes a bridge, a TAP and nftables rules per VM (CAP_NET_ADMIN)" : "isolated mode makes a network namespace, a veth pair and nftables rules per VM (CAP_SYS_ADMIN and CAP_NET_ADMIN)";
+  const needs =
+    mode === "bridge"
+      ? "bridge mode makes a bridge, a TAP and nftables rules per VM (CAP_NET_ADMIN)"
+      : "isolated mode makes a network namespace, a veth pair and nftables rules per VM (CAP_SYS_ADMIN and CAP_NET_ADMIN)";
   const fix = `Run the daemon as root, or set ${fieldPath}.mode: user`;
   const missing: string[] = [];
   if (!caps.netAdmin || (mode === "isolated" && !caps.sysAdmin)) {

@@ -34,8 +34,12 @@ export async function deleteStaleTables(runner: LinkRunner, tag: string, log: Lo
  */
 export async function warnForeignForwardDrop(runner: LinkRunner, subnets: readonly string[], log: Logger): Promise<void> {
   try {
-    const listing = JSON.parse(await runner.nft(["-j", "list", "chains"])) as { nftables: { chain?: { family: string; table: string; name: string; hook?: string; policy?: string } }[] };
-    const dropping = listing.nftables.flatMap(({ chain }) => (chain?.hook === "forward" && chain.policy === "drop" && !chain.table.startsWith("corral_") ? [`${chain.family} ${chain.table} ${chain.name}`] : []));
+    const listing = JSON.parse(await runner.nft(["-j", "list", "chains"])) as {
+      nftables: { chain?: { family: string; table: string; name: string; hook?: string; policy?: string } }[];
+    };
+    const dropping = listing.nftables.flatMap(({ chain }) =>
+      chain?.hook === "forward" && chain.policy === "drop" && !chain.table.startsWith("corral_") ? [`${chain.family} ${chain.table} ${chain.name}`] : [],
+    );
     if (dropping.length === 0) return;
     log.warn(
       { chains: dropping, subnets },

@@ -110,7 +110,8 @@ export async function setUpGroup(group: GroupInput, deps: GroupSetUpDeps, links:
       return unavailable(`the interface "${network.bridge}" exists and is ${whose}: give ${fieldPath}.bridge another name, or delete that interface`);
     }
     const foreignTap = links.find((l) => tapPrefix !== undefined && l.name.startsWith(tapPrefix) && /^\d+$/.test(l.name.slice(tapPrefix.length)) && !isOurs(l, deps.tag));
-    if (foreignTap) return unavailable(`the interface "${foreignTap.name}" has this group's TAP prefix "${tapPrefix}" and is not this daemon's: set ${fieldPath}.tap_prefix to another prefix`);
+    if (foreignTap)
+      return unavailable(`the interface "${foreignTap.name}" has this group's TAP prefix "${tapPrefix}" and is not this daemon's: set ${fieldPath}.tap_prefix to another prefix`);
     assertNoHostOverlap(group, claim, links, deps.tag);
     const gateway = `${formatIpv4(network.gateway.address)}/${network.gateway.prefixLength}`;
     try {
@@ -128,7 +129,10 @@ export async function setUpGroup(group: GroupInput, deps: GroupSetUpDeps, links:
   } catch (err) {
     return unavailable(`net.ipv4.ip_forward cannot be turned on: ${err instanceof Error ? err.message : String(err)}`);
   }
-  deps.log.info({ hostgroup: group.name, mode: network.mode, subnet: pool.subnet, bridge: network.mode === "bridge" ? network.bridge : undefined }, "Host group network ready (net.ipv4.ip_forward is on: this host routes for its VMs)");
+  deps.log.info(
+    { hostgroup: group.name, mode: network.mode, subnet: pool.subnet, bridge: network.mode === "bridge" ? network.bridge : undefined },
+    "Host group network ready (net.ipv4.ip_forward is on: this host routes for its VMs)",
+  );
   return result("ready", undefined);
 }
 
@@ -146,7 +150,9 @@ export async function setUpGroups(groups: readonly GroupInput[], deps: GroupSetU
     for (const other of done.values()) {
       const theirs = claimOf(other.network, other.pool);
       if (cidrsOverlap(mine.cidr, theirs.cidr)) {
-        throw new Error(`Cannot start: ${setUp.fieldPath}.${mine.field} "${mine.text}" overlaps ${other.fieldPath}.${theirs.field} "${theirs.text}": give each host group its own range`);
+        throw new Error(
+          `Cannot start: ${setUp.fieldPath}.${mine.field} "${mine.text}" overlaps ${other.fieldPath}.${theirs.field} "${theirs.text}": give each host group its own range`,
+        );
       }
     }
     done.set(group.name, setUp);

@@ -152,7 +152,9 @@ export class HostIsolation {
     const { stateDir } = this.options;
     for (let attempt = 1; ; attempt++) {
       const jumps = await this.listJumps();
-      const staleOwners = [...new Set(jumps.flatMap((j) => (j.owner !== undefined && j.owner !== stateDir && j.target === allowanceChain(j.owner) && !existsSync(j.owner) ? [j.owner] : [])))];
+      const staleOwners = [
+        ...new Set(jumps.flatMap((j) => (j.owner !== undefined && j.owner !== stateDir && j.target === allowanceChain(j.owner) && !existsSync(j.owner) ? [j.owner] : []))),
+      ];
       try {
         await run(this.nft as string, ["-f", "-"], { input: allowanceScript({ stateDir, access: this.options.config.hostAccess, jumps, staleOwners }) });
         return;

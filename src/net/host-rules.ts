@@ -75,10 +75,34 @@ function inetBody(input: HostRulesInput): string[] {
   const ci = `"${vethPrefix(input.tag)}*"`;
   const hasBridges = input.bridges.length > 0;
   const lines: string[] = [];
-  lines.push(...set("set bridges", "ifname", input.bridges.map((b) => quoted(b.name))));
-  lines.push(...set("map vm_egress", "ipv4_addr : verdict", input.bridgeVms.map((vm) => `${vm.address} : jump vm_${vm.deviceId}`)));
-  lines.push(...set("map dnat_tcp", "inet_service : ipv4_addr . inet_service", input.portMaps.map((m) => `${m.hostPort} : ${m.address} . ${m.guestPort}`)));
-  lines.push(...set("set deny_new", "ipv4_addr", input.bridgeVms.filter((vm) => vm.denyOutgoing).map((vm) => vm.address)));
+  lines.push(
+    ...set(
+      "set bridges",
+      "ifname",
+      input.bridges.map((b) => quoted(b.name)),
+    ),
+  );
+  lines.push(
+    ...set(
+      "map vm_egress",
+      "ipv4_addr : verdict",
+      input.bridgeVms.map((vm) => `${vm.address} : jump vm_${vm.deviceId}`),
+    ),
+  );
+  lines.push(
+    ...set(
+      "map dnat_tcp",
+      "inet_service : ipv4_addr . inet_service",
+      input.portMaps.map((m) => `${m.hostPort} : ${m.address} . ${m.guestPort}`),
+    ),
+  );
+  lines.push(
+    ...set(
+      "set deny_new",
+      "ipv4_addr",
+      input.bridgeVms.filter((vm) => vm.denyOutgoing).map((vm) => vm.address),
+    ),
+  );
   lines.push(...chain("prerouting", ["type nat hook prerouting priority dstnat; policy accept;", "fib daddr type local dnat ip to tcp dport map @dnat_tcp"]));
   lines.push(...chain("output_nat", ["type nat hook output priority -100; policy accept;", "fib daddr type local dnat ip to tcp dport map @dnat_tcp"]));
   lines.push(
@@ -92,7 +116,13 @@ function inetBody(input: HostRulesInput): string[] {
       `iifname ${ci} meta nfproto ipv6 drop`,
     ]),
   );
-  lines.push(...chain("input", ["type filter hook input priority filter; policy accept;", ...(hasBridges ? ["iifname @bridges jump bridge_input"] : []), `iifname ${ci} jump isolated_input`]));
+  lines.push(
+    ...chain("input", [
+      "type filter hook input priority filter; policy accept;",
+      ...(hasBridges ? ["iifname @bridges jump bridge_input"] : []),
+      `iifname ${ci} jump isolated_input`,
+    ]),
+  );
   const bridgeInput = ["ct state established,related accept", "ip saddr @deny_new reject with icmpx type admin-prohibited", "icmp type echo-request accept"];
   if (input.hostIsolation) bridgeInput.push(...input.hostAccess.map(hostAccessRule).filter((r): r is string => r !== undefined), ...REJECT);
   else bridgeInput.push("accept");
@@ -120,7 +150,13 @@ function inetBody(input: HostRulesInput): string[] {
 
 function bridgeBody(input: HostRulesInput): string[] {
   const lines: string[] = [];
-  lines.push(...set("map port_guard", "ifname : verdict", input.bridgeVms.map((vm) => `${quoted(vm.tap)} : jump guard_${vm.deviceId}`)));
+  lines.push(
+    ...set(
+      "map port_guard",
+      "ifname : verdict",
+      input.bridgeVms.map((vm) => `${quoted(vm.tap)} : jump guard_${vm.deviceId}`),
+    ),
+  );
   lines.push(...chain("prerouting", ["type filter hook prerouting priority -200; policy accept;", "iifname vmap @port_guard"]));
   for (const vm of input.bridgeVms) {
     lines.push(
@@ -162,5 +198,7 @@ export function hostTablesScript(input: HostRulesInput): string {
 
 /** Takes both tables away (the daemon's last VM in a TAP mode is gone and the daemon stops, or tests). */
 export function deleteHostTablesScript(tag: string): string {
-  return [`add table inet ${netTable(tag)}`, `delete table inet ${netTable(tag)}`, `add table bridge ${bridgeTable(tag)}`, `delete table bridge ${bridgeTable(tag)}`, ""].join("\n");
+  return [`add table inet ${netTable(tag)}`, `delete table inet ${netTable(tag)}`, `add table bridge ${bridgeTable(tag)}`, `delete table bridge ${bridgeTable(tag)}`, ""].join(
+    "\n",
+  );
 }

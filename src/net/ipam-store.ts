@@ -65,7 +65,16 @@ interface LeaseRow {
 }
 
 function fromRow(row: LeaseRow): Lease {
-  return { hostgroup: row.hostgroup, slot: row.slot, deviceId: row.device_id, address: row.address, mac: row.mac, owner: row.owner, ownerKind: row.owner_kind, createdAt: row.created_at };
+  return {
+    hostgroup: row.hostgroup,
+    slot: row.slot,
+    deviceId: row.device_id,
+    address: row.address,
+    mac: row.mac,
+    owner: row.owner,
+    ownerKind: row.owner_kind,
+    createdAt: row.created_at,
+  };
 }
 
 export interface AllocateRequest {
@@ -112,7 +121,10 @@ export class IpamStore {
       if (row.mode === mode && (row.subnet === subnet || options.keepPinned)) return row.subnet;
       const leases = this.groupLeases(hostgroup);
       if (leases.length > 0) {
-        const owners = leases.slice(0, 5).map((l) => `"${l.owner}" (${l.address})`).join(", ");
+        const owners = leases
+          .slice(0, 5)
+          .map((l) => `"${l.owner}" (${l.address})`)
+          .join(", ");
         throw new Error(
           `Cannot start: host group "${hostgroup}" changed its network from ${row.mode} ${row.subnet} to ${mode} ${subnet} while ` +
             `${leases.length} VM(s) hold addresses in the old one: ${owners}${leases.length > 5 ? ", …" : ""}. Delete them first, or put the old network back`,
@@ -237,9 +249,11 @@ export class IpamStore {
   }
 
   portMaps(owner?: string): PortMap[] {
-    const rows = (owner === undefined
-      ? this.db.prepare("SELECT host_port, guest_port, owner FROM net_port_maps ORDER BY host_port").all()
-      : this.db.prepare("SELECT host_port, guest_port, owner FROM net_port_maps WHERE owner = ? ORDER BY host_port").all(owner)) as { host_port: number; guest_port: number; owner: string }[];
+    const rows = (
+      owner === undefined
+        ? this.db.prepare("SELECT host_port, guest_port, owner FROM net_port_maps ORDER BY host_port").all()
+        : this.db.prepare("SELECT host_port, guest_port, owner FROM net_port_maps WHERE owner = ? ORDER BY host_port").all(owner)
+    ) as { host_port: number; guest_port: number; owner: string }[];
     return rows.map((r) => ({ hostPort: r.host_port, guestPort: r.guest_port, owner: r.owner }));
   }
 }

@@ -88,7 +88,13 @@ async function namespaceOf(pid: number | "self"): Promise<string | undefined> {
 async function devicesOf(pid: number | "self"): Promise<Set<string> | undefined> {
   try {
     const text = await readFile(`/proc/${pid}/net/dev`, "utf8");
-    return new Set(text.split("\n").slice(2).map((line) => line.split(":")[0]!.trim()).filter(Boolean));
+    return new Set(
+      text
+        .split("\n")
+        .slice(2)
+        .map((line) => line.split(":")[0]!.trim())
+        .filter(Boolean),
+    );
   } catch {
     return undefined;
   }

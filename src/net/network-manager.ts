@@ -128,12 +128,22 @@ export class NetworkManager implements AttachmentProvider {
     const caps = this.options.caps ?? probeCapabilities();
     const wanted = this.options.vhost ?? "auto";
     this.vhost = wanted === "on" || (wanted === "auto" && caps.vhostNet);
-    this.groups = await setUpGroups(this.options.groups, { tag: this.tag, caps, ipam: this.options.ipam, runner: this.runner, log: this.options.log, isolatedBuilt: this.options.isolated !== undefined });
+    this.groups = await setUpGroups(this.options.groups, {
+      tag: this.tag,
+      caps,
+      ipam: this.options.ipam,
+      runner: this.runner,
+      log: this.options.log,
+      isolatedBuilt: this.options.isolated !== undefined,
+    });
     for (const group of this.groups.values()) {
       const dns = this.dnsOf(group.hostgroup, group.pool.slot(0).gateway);
       if (group.state === "ready" && dns.length === 1 && dns[0] === formatIpv4(group.pool.slot(0).gateway)) {
         // No DNS relay on the gateway yet: a host with only loopback resolvers (systemd-resolved) has none to give.
-        this.options.log.warn({ hostgroup: group.hostgroup }, `Host group "${group.hostgroup}" has no DNS server for its guests: this host's resolvers are all loopback addresses; set dns_servers on the group`);
+        this.options.log.warn(
+          { hostgroup: group.hostgroup },
+          `Host group "${group.hostgroup}" has no DNS server for its guests: this host's resolvers are all loopback addresses; set dns_servers on the group`,
+        );
       }
     }
     if (this.anyReady()) {
@@ -199,7 +209,8 @@ export class NetworkManager implements AttachmentProvider {
   /** The record's lease and NIC are gone with it: frees the lease and takes the VM out of the tables. */
   release(hostname: string): void {
     this.options.ipam.release(hostname);
-    if (this.live.delete(hostname)) void this.applyTables().catch((err: unknown) => this.options.log.error({ err, vm: hostname }, "Cannot take a deleted VM out of the host tables"));
+    if (this.live.delete(hostname))
+      void this.applyTables().catch((err: unknown) => this.options.log.error({ err, vm: hostname }, "Cannot take a deleted VM out of the host tables"));
   }
 
   private dnsOf(hostgroup: string, gateway: number): string[] {
@@ -237,7 +248,17 @@ export class NetworkManager implements AttachmentProvider {
     const policy = mergePolicy(group.network.policy, this.options.overrideOf?.(request.hostname));
     const entry = (ifname: string, attachment: () => NetworkAttachment) => ({
       add: async (pid: number): Promise<void> => {
-        this.live.set(request.hostname, { hostname: request.hostname, pid, lease, group, ifname, policy, denyOutgoing: request.denyOutgoing, portMap: request.portMap, attachment: attachment() });
+        this.live.set(request.hostname, {
+          hostname: request.hostname,
+          pid,
+          lease,
+          group,
+          ifname,
+          policy,
+          denyOutgoing: request.denyOutgoing,
+          portMap: request.portMap,
+          attachment: attachment(),
+        });
         await this.applyTables();
       },
       remove: async (): Promise<void> => {
@@ -260,7 +281,8 @@ export class NetworkManager implements AttachmentProvider {
       return made;
     }
     const factory = this.options.isolated;
-    if (!factory || slot.blockNetwork === undefined) throw new CorralError("network_unavailable", `Host group "${request.hostgroup}" is in isolated mode, which is not built yet in this Corral`);
+    if (!factory || slot.blockNetwork === undefined)
+      throw new CorralError("network_unavailable", `Host group "${request.hostgroup}" is in isolated mode, which is not built yet in this Corral`);
     const hostIfname = deviceName(vethPrefix(this.tag), lease.deviceId);
     const inner = factory({
       hostIfname,
@@ -393,7 +415,10 @@ export class NetworkManager implements AttachmentProvider {
    * place in the tables (rewritten whole, so nothing stale survives); links with this daemon's alias and no
    * live owner are deleted; leases without a record are swept.
    */
-  async reconcile(liveVms: readonly { hostname: string; hostgroup: string; pid: number; mac: string; portMap: readonly { guest: number; host: number }[]; denyOutgoing: boolean }[], owners: ReadonlySet<string>): Promise<void> {
+  async reconcile(
+    liveVms: readonly { hostname: string; hostgroup: string; pid: number; mac: string; portMap: readonly { guest: number; host: number }[]; denyOutgoing: boolean }[],
+    owners: ReadonlySet<string>,
+  ): Promise<void> {
     if (!this.needed) return;
     const swept = this.options.ipam.sweep(owners);
     if (swept.length > 0) this.options.log.warn({ leases: swept.map((l) => `${l.owner} ${l.address}`) }, "Released addresses that belonged to no VM");
@@ -402,7 +427,14 @@ export class NetworkManager implements AttachmentProvider {
       const group = this.groups.get(vm.hostgroup);
       if (group?.state !== "ready") continue;
       try {
-        const attachment = await this.attachmentFor({ hostname: vm.hostname, hostgroup: vm.hostgroup, mac: vm.mac, portMap: vm.portMap, denyOutgoing: vm.denyOutgoing, purpose: "vm" });
+        const attachment = await this.attachmentFor({
+          hostname: vm.hostname,
+          hostgroup: vm.hostgroup,
+          mac: vm.mac,
+          portMap: vm.portMap,
+          denyOutgoing: vm.denyOutgoing,
+          purpose: "vm",
+        });
         if (group.network.mode === "bridge") {
           // Idempotent: the TAP is already a port of the bridge unless someone took it off.
           const steps = new Reverter();
@@ -416,10 +448,23 @@ export class NetworkManager implements AttachmentProvider {
           const found = await isolated.inspect?.(vm.pid);
           if (found?.namespace && (found.guard !== "current" || found.policy !== "current")) {
             await isolated.restoreRules?.(vm.pid);
-            this.options.log.warn({ vm: vm.hostname, guard: found.guard, policy: found.policy }, "Rewrote an isolated VM's own tables, which were not as this daemon would write them");
+            this.options.log.warn(
+              { vm: vm.hostname, guard: found.guard, policy: found.policy },
+              "Rewrote an isolated VM's own tables, which were not as this daemon would write them",
+            );
           }
           const lease = this.options.ipam.leaseOf(vm.hostname) as Lease;
-          this.live.set(vm.hostname, { hostname: vm.hostname, pid: vm.pid, lease, group, ifname: deviceName(vethPrefix(this.tag), lease.deviceId), policy: this.effectivePolicy(vm.hostgroup, vm.hostname) as EgressPolicy, denyOutgoing: vm.denyOutgoing, portMap: vm.portMap, attachment });
+          this.live.set(vm.hostname, {
+            hostname: vm.hostname,
+            pid: vm.pid,
+            lease,
+            group,
+            ifname: deviceName(vethPrefix(this.tag), lease.deviceId),
+            policy: this.effectivePolicy(vm.hostgroup, vm.hostname) as EgressPolicy,
+            denyOutgoing: vm.denyOutgoing,
+            portMap: vm.portMap,
+            attachment,
+          });
           keep.add(deviceName(vethPrefix(this.tag), lease.deviceId));
         }
       } catch (err) {
@@ -457,7 +502,11 @@ export class NetworkManager implements AttachmentProvider {
       const listed = await this.listedComment();
       if (changed || (this.lastComment !== undefined && listed !== this.lastComment)) {
         await this.applyTables();
-        if (!changed) this.options.log.error({ table: netTable(this.tag) }, "The host tables of bridge and isolated VMs were removed or changed (a firewall reload or nft flush ruleset?): they are back");
+        if (!changed)
+          this.options.log.error(
+            { table: netTable(this.tag) },
+            "The host tables of bridge and isolated VMs were removed or changed (a firewall reload or nft flush ruleset?): they are back",
+          );
       }
     } catch (err) {
       this.options.log.error({ err }, "Cannot put back the host tables of bridge and isolated VMs");

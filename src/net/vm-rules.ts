@@ -54,15 +54,7 @@ function digestOf(text: string): string {
 /** `table FAMILY corral_vm` replaced whole in one transaction: created if absent, deleted, written again. */
 function replaceTable(family: "bridge" | "inet", body: readonly string[]): string {
   const text = body.join("\n");
-  return [
-    `table ${family} ${VM_TABLE}`,
-    `delete table ${family} ${VM_TABLE}`,
-    `table ${family} ${VM_TABLE} {`,
-    `\tcomment "corral ${digestOf(text)}"`,
-    text,
-    "}",
-    "",
-  ].join("\n");
+  return [`table ${family} ${VM_TABLE}`, `delete table ${family} ${VM_TABLE}`, `table ${family} ${VM_TABLE} {`, `\tcomment "corral ${digestOf(text)}"`, text, "}", ""].join("\n");
 }
 
 /** A chain's lines: every statement on its own line (nft refuses `… drop }` on one line). */

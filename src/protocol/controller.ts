@@ -48,7 +48,13 @@ export const HostVmParams = Type.Object({ hostId: HostIdParam, vmName: Type.Stri
 export const RegisterHostSchema = Type.Object({
   id: Type.Optional(HostIdParam),
   addr: Type.Optional(Type.String({ minLength: 3, maxLength: 255, description: "HOST:PORT of the host's agent API" })),
-  uri: Type.Optional(Type.String({ minLength: 8, maxLength: 300, description: "http://HOST:PORT or https://HOST:PORT of the host, or a libvirt daemon's URI (qemu:///system, qemu+ssh://USER@HOST/system)" })),
+  uri: Type.Optional(
+    Type.String({
+      minLength: 8,
+      maxLength: 300,
+      description: "http://HOST:PORT or https://HOST:PORT of the host, or a libvirt daemon's URI (qemu:///system, qemu+ssh://USER@HOST/system)",
+    }),
+  ),
   token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
 });
 export type RegisterHost = Static<typeof RegisterHostSchema>;

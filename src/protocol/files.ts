@@ -170,7 +170,6 @@ export interface UploadResult {
   bytes: number;
 }
 
-
 /** "0644" from a mode number (permission bits and setuid/setgid/sticky). */
 export function formatOctalMode(mode: number): string {
   return (mode & 0o7777).toString(8).padStart(4, "0");

@@ -8,9 +8,15 @@ export const ImageBuildQuerySchema = Type.Object(
     name: Type.String({ pattern: IMAGE_PATTERN, description: "the image to build a new version of" }),
     dockerfile: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: "the Dockerfile's path inside the context (default Dockerfile)" })),
     build_arg: Type.Optional(
-      Type.Union([Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*=", maxLength: 65536 }), Type.Array(Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*=", maxLength: 65536 }), { maxItems: 256 })], {
-        description: "NAME=VALUE, repeated: values for the Dockerfile's ARGs",
-      }),
+      Type.Union(
+        [
+          Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*=", maxLength: 65536 }),
+          Type.Array(Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*=", maxLength: 65536 }), { maxItems: 256 }),
+        ],
+        {
+          description: "NAME=VALUE, repeated: values for the Dockerfile's ARGs",
+        },
+      ),
     ),
     no_cache: Type.Optional(Type.Boolean({ description: "run every step, even those the step cache has" })),
   },

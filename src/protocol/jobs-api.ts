@@ -2,7 +2,17 @@
 // wire types themselves are the interfaces in jobs.ts (the guest agent shares those without TypeBox), and
 // the compile-time checks at the end keep the two descriptions equal.
 import { Type, type Static } from "@sinclair/typebox";
-import { EXEC_ID_PATTERN, MAX_KILL_GRACE_MS, MAX_RING_BYTES, DEFAULT_RING_BYTES, type BackgroundInfo, type BackgroundLaunch, type KillResult, type Reaped, type WaitExit } from "./jobs.ts";
+import {
+  EXEC_ID_PATTERN,
+  MAX_KILL_GRACE_MS,
+  MAX_RING_BYTES,
+  DEFAULT_RING_BYTES,
+  type BackgroundInfo,
+  type BackgroundLaunch,
+  type KillResult,
+  type Reaped,
+  type WaitExit,
+} from "./jobs.ts";
 import { ExecQuerySchema, HostnameParam } from "./slicer.ts";
 
 export const ExecIdParam = Type.String({ pattern: EXEC_ID_PATTERN, description: 'an exec id such as "ex_0123456789abcdef"' });

@@ -14,7 +14,8 @@ export function isExecId(value: string): boolean {
 }
 
 export function assertExecId(value: string): string {
-  if (!isExecId(value)) throw new CorralError("invalid_name", `Invalid exec id ${quote(value)}: use an id returned by POST /vm/HOST/exec?background=true (like "ex_0123456789abcdef")`);
+  if (!isExecId(value))
+    throw new CorralError("invalid_name", `Invalid exec id ${quote(value)}: use an id returned by POST /vm/HOST/exec?background=true (like "ex_0123456789abcdef")`);
   return value;
 }
 
@@ -38,9 +39,37 @@ export const MAX_WAIT_SECONDS = 86_400;
 
 /** Linux signal numbers (x86_64), by name without "SIG". The guest is always Linux on x86_64. */
 export const LINUX_SIGNALS: Readonly<Record<string, number>> = {
-  HUP: 1, INT: 2, QUIT: 3, ILL: 4, TRAP: 5, ABRT: 6, BUS: 7, FPE: 8, KILL: 9, USR1: 10, SEGV: 11, USR2: 12, PIPE: 13, ALRM: 14,
-  TERM: 15, STKFLT: 16, CHLD: 17, CONT: 18, STOP: 19, TSTP: 20, TTIN: 21, TTOU: 22, URG: 23, XCPU: 24, XFSZ: 25, VTALRM: 26,
-  PROF: 27, WINCH: 28, IO: 29, PWR: 30, SYS: 31,
+  HUP: 1,
+  INT: 2,
+  QUIT: 3,
+  ILL: 4,
+  TRAP: 5,
+  ABRT: 6,
+  BUS: 7,
+  FPE: 8,
+  KILL: 9,
+  USR1: 10,
+  SEGV: 11,
+  USR2: 12,
+  PIPE: 13,
+  ALRM: 14,
+  TERM: 15,
+  STKFLT: 16,
+  CHLD: 17,
+  CONT: 18,
+  STOP: 19,
+  TSTP: 20,
+  TTIN: 21,
+  TTOU: 22,
+  URG: 23,
+  XCPU: 24,
+  XFSZ: 25,
+  VTALRM: 26,
+  PROF: 27,
+  WINCH: 28,
+  IO: 29,
+  PWR: 30,
+  SYS: 31,
 };
 
 /**

@@ -210,7 +210,9 @@ export const ExecQuerySchema = Type.Object({
   cwd: Type.Optional(Type.String()),
   uid: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967294 })),
   gid: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967294 })),
-  user: Type.Optional(Type.String({ pattern: GUEST_USER_PATTERN, description: "a user of the guest by name (e.g. the image's default user); its uid and gid unless uid/gid are given" })),
+  user: Type.Optional(
+    Type.String({ pattern: GUEST_USER_PATTERN, description: "a user of the guest by name (e.g. the image's default user); its uid and gid unless uid/gid are given" }),
+  ),
   shell: Type.Optional(Type.String()),
   stdin: Type.Optional(Type.Boolean()),
   stdout: Type.Optional(Type.Boolean()),

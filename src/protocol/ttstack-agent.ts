@@ -119,7 +119,6 @@ export type AgentVmDetail = Static<typeof AgentVmDetailSchema>;
 /** CreateVmResp (api.rs:26-29). */
 export const CreateVmRespSchema = Type.Object({ vm: AgentVmSchema });
 
-
 /** POST /api/vms/ID/stop: `force` skips flushing the guest's disks (Virtumancer's "destroy"). */
 export const StopAgentVmQuerySchema = Type.Object({ force: Type.Optional(Type.Boolean()) });
 

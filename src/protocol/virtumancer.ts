@@ -20,7 +20,7 @@ export const V1HostSchema = Type.Object({
   id: Type.String(),
   uri: Type.String({ description: "http://HOST:PORT of a daemon, or a libvirt daemon's URI (qemu:///system, qemu+ssh://USER@HOST/system)" }),
   state: V1HostStateSchema,
-  task_state: Type.String({ description: "always \"\": connects are done before the answer" }),
+  task_state: Type.String({ description: 'always "": connects are done before the answer' }),
   auto_reconnect_disabled: Type.Boolean({ description: "true after a disconnect, until a connect" }),
 });
 export type V1Host = Static<typeof V1HostSchema>;
@@ -33,7 +33,11 @@ export type V1Host = Static<typeof V1HostSchema>;
 export const V1AddHostSchema = Type.Object(
   {
     id: Type.Optional(HostIdParam),
-    uri: Type.String({ minLength: 1, maxLength: 300, description: "http://HOST:PORT or https://HOST:PORT of a daemon, or a libvirt URI (qemu:///system, qemu+ssh://USER@HOST/system?keyfile=PATH)" }),
+    uri: Type.String({
+      minLength: 1,
+      maxLength: 300,
+      description: "http://HOST:PORT or https://HOST:PORT of a daemon, or a libvirt URI (qemu:///system, qemu+ssh://USER@HOST/system?keyfile=PATH)",
+    }),
     token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
   },
   { additionalProperties: true },
@@ -94,7 +98,7 @@ const V1DiskSchema = Type.Object({
 const V1NetworkSchema = Type.Object({
   type: Type.String(),
   mac: Type.Object({ address: Type.String() }),
-  source: Type.Object({ bridge: Type.String(), network: Type.String({ description: "the libvirt network (libvirt hosts); \"\" otherwise" }) }),
+  source: Type.Object({ bridge: Type.String(), network: Type.String({ description: 'the libvirt network (libvirt hosts); "" otherwise' }) }),
   /** `model_type` as Virtumancer's server writes it, `type` as its UI reads it. */
   model: Type.Object({ model_type: Type.String(), type: Type.String() }),
   target: Type.Object({ dev: Type.String() }),

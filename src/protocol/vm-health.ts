@@ -16,7 +16,11 @@ export const VM_HEALTH = ["starting", "ok", "unresponsive", "disk_full", "io_err
 export type VmHealth = (typeof VM_HEALTH)[number];
 
 // Written out rather than with slicer.ts's StringEnum: slicer.ts imports this file.
-export const VmHealthStateSchema = Type.Unsafe<VmHealth>({ type: "string", enum: [...VM_HEALTH], description: "starting, ok, unresponsive, disk_full, io_error, paused or stopped" });
+export const VmHealthStateSchema = Type.Unsafe<VmHealth>({
+  type: "string",
+  enum: [...VM_HEALTH],
+  description: "starting, ok, unresponsive, disk_full, io_error, paused or stopped",
+});
 
 /** The fields every VM view carries (GET /vm/HOST, /nodes, TTstack's /api/vms, the controller's VM lists). */
 export const HealthFieldsSchema = Type.Object({

@@ -20,7 +20,8 @@ export const VmStateSchema = StringEnum(VM_STATES, { description: "the daemon's 
  */
 export const FLEET_VM_STATES = ["pending", ...VM_STATES, "error", "lost", "deleting"] as const;
 export const FleetVmStateSchema = StringEnum(FLEET_VM_STATES, {
-  description: "the host's state as last seen (creating … failed), or the controller's own: pending (placed, not yet created), error (the create failed), lost (its host no longer has it), deleting",
+  description:
+    "the host's state as last seen (creating … failed), or the controller's own: pending (placed, not yet created), error (the create failed), lost (its host no longer has it), deleting",
 });
 export type FleetVmState = Static<typeof FleetVmStateSchema>;
 

@@ -4,19 +4,7 @@
 // transport and errors (an envelope's error carries Corral's {error, code} too).
 import type { Static } from "@sinclair/typebox";
 import type { Dispatcher } from "undici";
-import type {
-  CreateEnv,
-  Env,
-  EnvDetail,
-  FleetImage,
-  FleetStatus,
-  FleetVm,
-  Host,
-  HostInfoViewSchema,
-  HostVm,
-  RegisterHost,
-  VmAction,
-} from "../protocol/controller.ts";
+import type { CreateEnv, Env, EnvDetail, FleetImage, FleetStatus, FleetVm, Host, HostInfoViewSchema, HostVm, RegisterHost, VmAction } from "../protocol/controller.ts";
 import type { VmHardware } from "../protocol/ttstack-agent.ts";
 import { CorralApiError, Transport } from "./transport.ts";
 

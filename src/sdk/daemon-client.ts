@@ -224,7 +224,12 @@ export class CorralClient {
 
   /** Boots a stopped persistent VM again on its own disk. */
   relaunch(hostname: string, options: CreateOptions = {}): Promise<CreatedNode> {
-    return this.json("POST", `/vm/${encodeURIComponent(hostname)}/relaunch${queryString({ wait: options.wait, timeout: options.timeout })}`, undefined, options.wait ? 25 * 3_600_000 : undefined);
+    return this.json(
+      "POST",
+      `/vm/${encodeURIComponent(hostname)}/relaunch${queryString({ wait: options.wait, timeout: options.timeout })}`,
+      undefined,
+      options.wait ? 25 * 3_600_000 : undefined,
+    );
   }
 
   /** Saves the VM's memory to disk and stops its QEMU process. */

@@ -111,7 +111,12 @@ export class FilesApi {
       exclude: options.exclude,
     };
     if (options.mode?.startsWith("cp-v1")) {
-      Object.assign(query, { copy_semantics: "cp-v1", source_name: options.sourceName, source_type: isTar ? "directory" : "file", copy_contents: options.copyContents || undefined });
+      Object.assign(query, {
+        copy_semantics: "cp-v1",
+        source_name: options.sourceName,
+        source_type: isTar ? "directory" : "file",
+        copy_contents: options.copyContents || undefined,
+      });
     }
     const response = await this.transport.send("POST", vmPath(hostname, `/cp${queryString(query)}`), {
       body,

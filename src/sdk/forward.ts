@@ -156,7 +156,10 @@ export async function listenForward(client: ClientOptions, hostname: string, spe
     else server.listen(mapping.listen.port, mapping.listen.host, () => resolve());
   });
   const bound = server.address();
-  const address = typeof bound === "object" && bound && mapping.listen.kind === "tcp" ? formatListenAddress({ kind: "tcp", host: mapping.listen.host, port: bound.port }) : formatListenAddress(mapping.listen);
+  const address =
+    typeof bound === "object" && bound && mapping.listen.kind === "tcp"
+      ? formatListenAddress({ kind: "tcp", host: mapping.listen.host, port: bound.port })
+      : formatListenAddress(mapping.listen);
   return {
     mapping,
     address,

@@ -93,11 +93,7 @@ export class Transport {
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
-  async send(
-    method: Dispatcher.HttpMethod,
-    path: string,
-    options: SendOptions,
-  ): Promise<Dispatcher.ResponseData> {
+  async send(method: Dispatcher.HttpMethod, path: string, options: SendOptions): Promise<Dispatcher.ResponseData> {
     const headers: Record<string, string> = { "user-agent": "corral-sdk" };
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
     if (options.contentType) headers["content-type"] = options.contentType;

@@ -97,7 +97,9 @@ export function daemonUnit(options: DaemonUnitOptions): string {
 
 export function controllerUnit(options: ControllerUnitOptions): string {
   if (options.database !== undefined && /^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(options.database)) {
-    throw new Error("--database has a password in it, which would be in the unit file and on the command line: leave it out and give it as PGPASSWORD in an EnvironmentFile= of 0600, or in /root/.pgpass");
+    throw new Error(
+      "--database has a password in it, which would be in the unit file and on the command line: leave it out and give it as PGPASSWORD in an EnvironmentFile= of 0600, or in /root/.pgpass",
+    );
   }
   const args = [
     ...options.launcher,

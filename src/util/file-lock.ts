@@ -25,7 +25,15 @@ export async function withFileLock<T>(file: string, work: () => Promise<T>, opti
       }
       const owner = Number(text);
       // Created but not written yet: its owner is between open and write. Only a long-empty file is stale.
-      if (text === "" && Date.now() - (await stat(file).then((s) => s.mtimeMs, () => 0)) < 5000) {
+      if (
+        text === "" &&
+        Date.now() -
+          (await stat(file).then(
+            (s) => s.mtimeMs,
+            () => 0,
+          )) <
+          5000
+      ) {
         await sleep(20);
         continue;
       }

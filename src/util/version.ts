@@ -12,7 +12,11 @@ export function gitCommit(): string {
   // An installed package is no git checkout (and must not report the commit of a repository around it).
   if (!existsSync(packagePath(".git"))) return "release";
   try {
-    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: PACKAGE_ROOT, stdio: ["ignore", "pipe", "ignore"] }).toString().trim() || "unknown";
+    return (
+      execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: PACKAGE_ROOT, stdio: ["ignore", "pipe", "ignore"] })
+        .toString()
+        .trim() || "unknown"
+    );
   } catch {
     return "unknown";
   }

@@ -219,7 +219,7 @@ export class TestDaemon {
       bodyTimeout: 300_000,
     });
     const text = await response.body.text();
-    let parsed: unknown ;
+    let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : undefined;
     } catch {

@@ -79,7 +79,28 @@ const PLAUSIBLE_QUERY: Record<string, readonly string[]> = {
 };
 
 /** Query values: wrong types for whatever the route expects. */
-const HOSTILE_QUERY = ["", "abc", "-1", "0", "1.5", "1e309", "99999999999999999999", "true", "false", "null", "[]", "{}", "%00", "☃", "x".repeat(5000), "1s", "-5m", "24h1s", "0x10", " 1 "] as const;
+const HOSTILE_QUERY = [
+  "",
+  "abc",
+  "-1",
+  "0",
+  "1.5",
+  "1e309",
+  "99999999999999999999",
+  "true",
+  "false",
+  "null",
+  "[]",
+  "{}",
+  "%00",
+  "☃",
+  "x".repeat(5000),
+  "1s",
+  "-5m",
+  "24h1s",
+  "0x10",
+  " 1 ",
+] as const;
 
 /** What an HTTP client will send: bytes outside printable ASCII and spaces percent-encoded, the rest as is. */
 function sendable(segment: string): string {
@@ -181,14 +202,24 @@ export class FuzzGenerator {
     const kinds = ["none", "empty", "not json", "json scalar", "schema-shaped", "schema-shaped", "schema-shaped", "deep", "huge", "binary"] as const;
     const kind = this.pick(kinds);
     recipe.push(`body ${kind}`);
-    const contentType = this.pick(["application/json", "application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=utf-16", "application/octet-stream", "a/b/c", ""]);
+    const contentType = this.pick([
+      "application/json",
+      "application/json",
+      "text/plain",
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=x",
+      "application/json; charset=utf-16",
+      "application/octet-stream",
+      "a/b/c",
+      "",
+    ]);
     switch (kind) {
       case "none":
         return {};
       case "empty":
         return { body: "", contentType };
       case "not json":
-        return { body: this.pick(["{", "nul", "{'a':1}", "a=1&b=2", "\u0000", "{\"a\":1}}", "[1,]", "--x\r\nContent-Disposition: form-data\r\n\r\n1\r\n--x--"]), contentType };
+        return { body: this.pick(["{", "nul", "{'a':1}", "a=1&b=2", "\u0000", '{"a":1}}', "[1,]", "--x\r\nContent-Disposition: form-data\r\n\r\n1\r\n--x--"]), contentType };
       case "json scalar":
         return { body: JSON.stringify(this.pick([null, 1, -1, "s", true, [], 1e308])), contentType };
       case "schema-shaped": {
@@ -221,7 +252,10 @@ export class FuzzGenerator {
     if (authorized) headers.authorization = `Bearer ${token}`;
     else if (auth < 0.95) headers.authorization = this.pick(["Bearer ", "Bearer wrong", `Basic ${token}`, `bearer ${token}x`]);
     if (this.chance(0.3)) headers.accept = this.pick(["*/*", "text/html", "application/x-tar", "application/octet-stream", "application/json;q=0", "garbage"]);
-    if (this.chance(0.1)) headers[this.pick(["x-forwarded-for", "x-real-ip", "forwarded", "x-http-method-override", "origin", "range", "if-none-match"])] = this.pick(["", "127.0.0.1", "PUT", "bytes=0-1", "null", "☃".normalize()].map((v) => (/^[\x20-\x7e]*$/.test(v) ? v : "x")));
+    if (this.chance(0.1))
+      headers[this.pick(["x-forwarded-for", "x-real-ip", "forwarded", "x-http-method-override", "origin", "range", "if-none-match"])] = this.pick(
+        ["", "127.0.0.1", "PUT", "bytes=0-1", "null", "☃".normalize()].map((v) => (/^[\x20-\x7e]*$/.test(v) ? v : "x")),
+      );
     let body: string | Buffer | undefined;
     if (method !== "GET" && method !== "HEAD") {
       const made = this.bodyFor(route, recipe);
@@ -229,6 +263,17 @@ export class FuzzGenerator {
       if (made.contentType) headers["content-type"] = made.contentType;
       if (body !== undefined && this.chance(0.05)) headers["content-encoding"] = this.pick(["gzip", "br", "identity", "x"]);
     }
-    return { method, path, headers, body, authorized, recipe: [`${method} ${path.length > 200 ? `${path.slice(0, 200)}…` : path}`, ...recipe, `headers ${JSON.stringify({ ...headers, authorization: headers.authorization ? "…" : undefined })}`] };
+    return {
+      method,
+      path,
+      headers,
+      body,
+      authorized,
+      recipe: [
+        `${method} ${path.length > 200 ? `${path.slice(0, 200)}…` : path}`,
+        ...recipe,
+        `headers ${JSON.stringify({ ...headers, authorization: headers.authorization ? "…" : undefined })}`,
+      ],
+    };
   }
 }

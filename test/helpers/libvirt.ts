@@ -52,7 +52,10 @@ export async function ensureLibvirtd(): Promise<void> {
 async function letQemuUserOpenKvm(): Promise<void> {
   const info = await stat("/dev/kvm").catch(() => undefined);
   if (!info || (info.mode & 0o060) === 0o060) return;
-  const kvm = await exec("getent", ["group", "kvm"]).then((r) => Number(r.stdout.split(":")[2]), () => undefined);
+  const kvm = await exec("getent", ["group", "kvm"]).then(
+    (r) => Number(r.stdout.split(":")[2]),
+    () => undefined,
+  );
   if (kvm === undefined || !Number.isInteger(kvm)) return;
   await chown("/dev/kvm", info.uid, kvm);
   await chmod("/dev/kvm", (info.mode & 0o777) | 0o060);

@@ -146,7 +146,10 @@ export class TestNetns {
    * iputils, and busybox-static is installed for the images; 3 echoes, then 5 more waiting longer).
    */
   async ping(address: string): Promise<boolean> {
-    for (const args of [["-c", "3", "-W", "5"], ["-c", "5", "-W", "10"]]) {
+    for (const args of [
+      ["-c", "3", "-W", "5"],
+      ["-c", "5", "-W", "10"],
+    ]) {
       try {
         await this.run("busybox", ["ping", ...args, address]);
         return true;

@@ -92,7 +92,14 @@ export async function writeOciLayout(image: FixtureImage, dir: string, options: 
     layers.push({ mediaType: gzipped ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar", ...blob });
   }
   const config = await put(Buffer.from(JSON.stringify(image.config)));
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config }, layers }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+      layers,
+    }),
+  );
   const manifestBlob = await put(manifest);
   const index = {
     schemaVersion: 2,

@@ -111,7 +111,8 @@ export function parsePrometheusText(text: string): Map<string, MetricFamily> {
     let labels: Record<string, string> = {};
     if (rest.startsWith("{")) ({ labels, rest } = parseLabels(rest, line));
     const fields = rest.trim().split(/\s+/);
-    if (!rest.startsWith(" ") || fields.length < 1 || fields.length > 2) throw new Error(`line ${line}: expected a value (and an optional timestamp) after the series in ${JSON.stringify(raw)}`);
+    if (!rest.startsWith(" ") || fields.length < 1 || fields.length > 2)
+      throw new Error(`line ${line}: expected a value (and an optional timestamp) after the series in ${JSON.stringify(raw)}`);
     if (fields[1] !== undefined && !/^-?\d+$/.test(fields[1])) throw new Error(`line ${line}: ${JSON.stringify(fields[1])} is not a timestamp`);
     const family = owner.get(name);
     if (!family) throw new Error(`line ${line}: sample ${name} comes before (or without) its family's TYPE`);

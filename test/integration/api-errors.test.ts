@@ -89,7 +89,10 @@ describe("API auth and bad input", { timeout: 600_000 }, () => {
     const client = new CorralClient({ url: socketPath, token });
     try {
       const nodes = await client.nodes();
-      assert.deepEqual(nodes.map((n) => n.hostname), [hostname]);
+      assert.deepEqual(
+        nodes.map((n) => n.hostname),
+        [hostname],
+      );
       const result = await client.execBuffered(hostname, { cmd: "echo", args: ["via the socket"] });
       assert.equal(result.stdout, "via the socket\n");
     } finally {
@@ -186,7 +189,10 @@ describe("API auth and bad input", { timeout: 600_000 }, () => {
     const answer = await call(url, "POST", "/hostgroup/sbox/nodes?wait=agent&timeout=50ms", { token, body: "{}" });
     assertError(answer, 408, "timeout", /not ready \(agent\) within 50ms: it has been removed/);
     const names = (await call(url, "GET", "/nodes", { token })).body as unknown as { hostname: string }[];
-    assert.deepEqual(names.map((n) => n.hostname), [hostname]);
+    assert.deepEqual(
+      names.map((n) => n.hostname),
+      [hostname],
+    );
     assert.equal(qemuPids(daemon.stateDir).length, before);
     assert.deepEqual(await readdir(join(daemon.stateDir, "vms")), [hostname]);
   });
@@ -242,7 +248,9 @@ describe("Slicer SDK habits on a daemon without auth", { timeout: 120_000 }, () 
 
   test("/hostgroup carries both the new and the older field names", async () => {
     const answer = await call(daemon.url, "GET", "/hostgroup");
-    assert.deepEqual(answer.body, [{ name: "sbox", count: 0, ram_bytes: 536870912, cpus: 1, gpu_count: 0, arch: "x86_64", ram_gb: 0.5, vcpu: 1, network: { mode: "user", state: "ready", reason: "" } }]);
+    assert.deepEqual(answer.body, [
+      { name: "sbox", count: 0, ram_bytes: 536870912, cpus: 1, gpu_count: 0, arch: "x86_64", ram_gb: 0.5, vcpu: 1, network: { mode: "user", state: "ready", reason: "" } },
+    ]);
   });
 
   test("/info reports the version, platform and the accelerator with its reason", async () => {

@@ -44,7 +44,10 @@ describe("corral CLI", { timeout: 600_000 }, () => {
     assert.match(lines[1] ?? "", /^sbox-1\s+sbox\s+Running\s+(starting|ok)\s+1\s+512 MiB\s+10\.0\.2\.15\s+\d+[smhd]\s+-\s+cli$/);
     assert.match(lines[2] ?? "", /^sbox-2\s+sbox\s+Running\s+(starting|ok)\s+1\s+256 MiB/);
     const json = JSON.parse((await corral(["vm", "list", "--json", "--tag", "cli"], env)).stdout) as { hostname: string }[];
-    assert.deepEqual(json.map((n) => n.hostname), ["sbox-1"]);
+    assert.deepEqual(
+      json.map((n) => n.hostname),
+      ["sbox-1"],
+    );
   });
 
   test("vm exec streams output and exits with the command's exit code", async () => {

@@ -84,8 +84,14 @@ describe("commit and fork", { timeout: 900_000 }, () => {
 
   test("list, filter by cache key, and the CLI", async () => {
     const all = await daemon.client.commits();
-    assert.deepEqual(all.map((c) => c.commit_id), [memoryCommit.commit_id, diskCommit.commit_id]);
-    assert.deepEqual((await daemon.client.commits({ cacheKey: "deps-v1" })).map((c) => c.commit_id), [memoryCommit.commit_id]);
+    assert.deepEqual(
+      all.map((c) => c.commit_id),
+      [memoryCommit.commit_id, diskCommit.commit_id],
+    );
+    assert.deepEqual(
+      (await daemon.client.commits({ cacheKey: "deps-v1" })).map((c) => c.commit_id),
+      [memoryCommit.commit_id],
+    );
     const cli = promisify(execFile);
     const committed = await cli(CORRAL, ["vm", "commit", source, "--label", "a=b", "--cache-key", "cli", "--url", daemon.url]);
     const id = /^Committed \S+ as (c-[0-9a-f]{12}) \(disk only, [\d.]+ [KMG]i?B\)\n$/.exec(committed.stdout)?.[1];

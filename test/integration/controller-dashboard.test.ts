@@ -30,7 +30,11 @@ function shellText(session: RawSession): string {
 }
 
 /** A GET with the path sent exactly as written (fetch would resolve "..") and optional headers. */
-function rawGet(url: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function rawGet(
+  url: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const req = request({ hostname, port, path, headers, method: "GET" }, (response) => {
@@ -92,7 +96,11 @@ describe("controller: VM shell, VM logs and the dashboard's files", { timeout: 6
     session.ws.send(encodeFrame(FRAME_TYPE.data, Buffer.from("echo hello\n")));
     await until(() => (/\r\nhello\r\n/.test(shellText(session)) ? true : undefined), `hello in ${JSON.stringify(shellText(session).slice(-300))}`, 60_000);
     session.ws.send(encodeFrame(FRAME_TYPE.data, Buffer.from("stty size; pwd\n")));
-    await until(() => (/\r\n30 100\r\n\/tmp\r\n/.test(shellText(session)) ? true : undefined), `the window size and cwd in ${JSON.stringify(shellText(session).slice(-300))}`, 30_000);
+    await until(
+      () => (/\r\n30 100\r\n\/tmp\r\n/.test(shellText(session)) ? true : undefined),
+      `the window size and cwd in ${JSON.stringify(shellText(session).slice(-300))}`,
+      30_000,
+    );
 
     session.ws.send(encodeFrame(FRAME_TYPE.data, Buffer.from("exit 3\n")));
     assert.deepEqual(await session.closed, { code: 1000, reason: "Shell exited with code 3" });

@@ -29,7 +29,8 @@ describe("the controller's /metrics", { timeout: 600_000 }, () => {
   let controller: TestController;
   let host: Host;
 
-  const scrape = async (key: string | null = controller.apiKey): Promise<Response> => fetch(`${controller.url}/metrics`, { headers: key === null ? {} : { authorization: `Bearer ${key}` } });
+  const scrape = async (key: string | null = controller.apiKey): Promise<Response> =>
+    fetch(`${controller.url}/metrics`, { headers: key === null ? {} : { authorization: `Bearer ${key}` } });
   const metrics = async (): Promise<Families> => {
     const response = await scrape();
     assert.equal(response.status, 200);
@@ -67,12 +68,18 @@ describe("the controller's /metrics", { timeout: 600_000 }, () => {
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const refused = await controller.call<{ code: string }>("POST", "/api/envs", { id: "too-big", vms: [{ image: "base", cpu: 1, mem: 1024 * 1024, disk: 4096 }] });
     assert.equal(refused.raw && (refused.raw as { code?: string }).code, "no_capacity", JSON.stringify(refused.raw));
-    const detail = await until(async () => {
-      const current = (await controller.call<EnvDetail>("GET", "/api/envs/watched")).body;
-      return current.env.status === "running" && current.vms.every((vm) => vm.status === "running") ? current : undefined;
-    }, "the environment's VM to run", 240_000, 500);
+    const detail = await until(
+      async () => {
+        const current = (await controller.call<EnvDetail>("GET", "/api/envs/watched")).body;
+        return current.env.status === "running" && current.vms.every((vm) => vm.status === "running") ? current : undefined;
+      },
+      "the environment's VM to run",
+      240_000,
+      500,
+    );
     // A heartbeat after the create: the host has answered at least once more than at registration.
-    const answered = (families: Families): number => sampleValue(families, "corral_controller_heartbeat_duration_seconds", { kind: "corral", outcome: "answered" }, "corral_controller_heartbeat_duration_seconds_count");
+    const answered = (families: Families): number =>
+      sampleValue(families, "corral_controller_heartbeat_duration_seconds", { kind: "corral", outcome: "answered" }, "corral_controller_heartbeat_duration_seconds_count");
     const before = answered(await metrics());
     await until(async () => answered(await metrics()) > before || undefined, "a heartbeat to be timed", 60_000, 250);
     // Calls whose latency must show under their route's pattern, never their URL.
@@ -95,9 +102,19 @@ describe("the controller's /metrics", { timeout: 600_000 }, () => {
     assert.equal(host.kind, "corral");
 
     // Environments and VMs by state, every state of each vocabulary present.
-    assert.deepEqual(samples(families, "corral_controller_envs").map((s) => s.labels.state).sort(), [...ENV_STATES].sort());
+    assert.deepEqual(
+      samples(families, "corral_controller_envs")
+        .map((s) => s.labels.state)
+        .sort(),
+      [...ENV_STATES].sort(),
+    );
     for (const state of ENV_STATES) assert.equal(sampleValue(families, "corral_controller_envs", { state }), state === detail.env.status ? 1 : 0, `envs ${state}`);
-    assert.deepEqual(samples(families, "corral_controller_vms").map((s) => s.labels.state).sort(), [...FLEET_VM_STATES].sort());
+    assert.deepEqual(
+      samples(families, "corral_controller_vms")
+        .map((s) => s.labels.state)
+        .sort(),
+      [...FLEET_VM_STATES].sort(),
+    );
     const vmTotal = samples(families, "corral_controller_vms").reduce((sum, s) => sum + s.value, 0);
     assert.equal(vmTotal, status.total_vms);
     assert.equal(sampleValue(families, "corral_controller_vms", { state: "running" }), status.vms_running);
@@ -111,18 +128,25 @@ describe("the controller's /metrics", { timeout: 600_000 }, () => {
 
     // Heartbeats per host kind: only a Corral daemon was asked, and it answered.
     const heartbeats = samples(families, "corral_controller_heartbeat_duration_seconds", {}, "corral_controller_heartbeat_duration_seconds_count");
-    assert.deepEqual(heartbeats.map((s) => [s.labels.kind, s.labels.outcome]), [["corral", "answered"]]);
+    assert.deepEqual(
+      heartbeats.map((s) => [s.labels.kind, s.labels.outcome]),
+      [["corral", "answered"]],
+    );
     assert.ok((heartbeats[0]?.value ?? 0) >= 2, "registration's heartbeat and at least one of the loop's");
 
     // HTTP latencies by the matched route's pattern, method and status class.
-    const http = (labels: Record<string, string>): number => sampleValue(families, "corral_controller_http_request_duration_seconds", labels, "corral_controller_http_request_duration_seconds_count");
+    const http = (labels: Record<string, string>): number =>
+      sampleValue(families, "corral_controller_http_request_duration_seconds", labels, "corral_controller_http_request_duration_seconds_count");
     assert.ok(http({ route: "/api/envs/:id", method: "GET", status_class: "2xx" }) >= 4, "the GETs of the environment (and the polling)");
     assert.equal(http({ route: "/api/envs/:id", method: "GET", status_class: "4xx" }), 1);
     assert.equal(http({ route: "/api/envs", method: "POST", status_class: "2xx" }), 1);
     assert.equal(http({ route: "/api/envs", method: "POST", status_class: "4xx" }), 1);
     assert.equal(http({ route: "unmatched", method: "POST", status_class: "4xx" }), 1);
-    const routes = new Set(samples(families, "corral_controller_http_request_duration_seconds", {}, "corral_controller_http_request_duration_seconds_count").map((s) => s.labels.route ?? ""));
-    for (const raw of ["watched", "no-such-env", "x9"]) assert.ok(![...routes].some((route) => route.includes(raw)), `no route label holds the URL's ${JSON.stringify(raw)}: ${[...routes].join(", ")}`);
+    const routes = new Set(
+      samples(families, "corral_controller_http_request_duration_seconds", {}, "corral_controller_http_request_duration_seconds_count").map((s) => s.labels.route ?? ""),
+    );
+    for (const raw of ["watched", "no-such-env", "x9"])
+      assert.ok(![...routes].some((route) => route.includes(raw)), `no route label holds the URL's ${JSON.stringify(raw)}: ${[...routes].join(", ")}`);
 
     // The event loop's lag, among Node's own metrics.
     assert.ok(sampleValue(families, "nodejs_eventloop_lag_seconds") >= 0);

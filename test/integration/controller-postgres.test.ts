@@ -49,12 +49,18 @@ describe("two controllers on one PostgreSQL", { timeout: 600_000 }, () => {
       assert.equal(added.status, 201, JSON.stringify(added.body));
       host = added.body;
       await until(() => messages.find((m) => m.type === "hosts-changed"), "hosts-changed on the other controller", 10_000);
-      assert.deepEqual((await two.call<Host[]>("GET", "/api/hosts")).body.map((h) => h.id), [host.id]);
+      assert.deepEqual(
+        (await two.call<Host[]>("GET", "/api/hosts")).body.map((h) => h.id),
+        [host.id],
+      );
       assert.equal((await one.call("GET", "/healthz")).status, 200);
       const created = await two.call<EnvDetail>("POST", "/api/envs", { id: "shared", ssh_keys: [KEY], vms: [{ image: "base", cpu: 1, mem: 512, disk: 4096 }], lifetime: 3600 });
       assert.equal(created.status, 201, JSON.stringify(created.body));
       await until(() => messages.find((m) => m.type === "envs-changed" && m.payload.envId === "shared"), "envs-changed", 10_000);
-      assert.deepEqual((await one.call<EnvDetail>("GET", "/api/envs/shared")).body.vms.map((vm) => vm.id), ["shared-1"]);
+      assert.deepEqual(
+        (await one.call<EnvDetail>("GET", "/api/envs/shared")).body.vms.map((vm) => vm.id),
+        ["shared-1"],
+      );
       assert.equal((await one.call("POST", "/api/envs", { id: "shared", ssh_keys: [KEY], vms: [{ image: "base" }] })).status, 409, "the id is taken for both");
     } finally {
       socket.close();
@@ -70,7 +76,10 @@ describe("two controllers on one PostgreSQL", { timeout: 600_000 }, () => {
     assert.equal(created.status, 201, JSON.stringify(created.body));
     await until(async () => ((await follower.call("GET", "/api/envs/brief")).status === 404 ? true : undefined), "the expiry", 60_000, 250);
     const vms = ((await (await fetch(`${daemon.url}/api/vms`)).json()) as { data: AgentVm[] }).data;
-    assert.deepEqual(vms.map((vm) => vm.id), ["shared-1"]);
+    assert.deepEqual(
+      vms.map((vm) => vm.id),
+      ["shared-1"],
+    );
     assert.match(leader.log, /Environment expired and deleted/);
     assert.doesNotMatch(follower.log, /Environment expired and deleted/, "only the leader runs the expiry");
 
@@ -78,7 +87,11 @@ describe("two controllers on one PostgreSQL", { timeout: 600_000 }, () => {
     await until(() => leaderOf(follower).then((l) => (l ? true : undefined)), "the follower to lead", 30_000, 250);
     // The new leader's heartbeats keep the host's report fresh.
     const seen = (await follower.call<Host>("GET", `/api/hosts/${host.id}`)).body.last_seen_at as number;
-    await until(async () => (((await follower.call<Host>("GET", `/api/hosts/${host.id}`)).body.last_seen_at as number) > seen ? true : undefined), "a heartbeat by the new leader", 15_000);
+    await until(
+      async () => (((await follower.call<Host>("GET", `/api/hosts/${host.id}`)).body.last_seen_at as number) > seen ? true : undefined),
+      "a heartbeat by the new leader",
+      15_000,
+    );
     assert.equal((await follower.call("DELETE", "/api/envs/shared")).status, 200);
   });
 });

@@ -90,7 +90,11 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
 
   const deleteAll = async (id: string): Promise<void> => {
     assert.equal((await controller.call("DELETE", `/api/envs/${id}`)).status, 200);
-    for (const daemon of [a, b]) assert.deepEqual((await daemonVms(daemon)).map((vm) => vm.id), []);
+    for (const daemon of [a, b])
+      assert.deepEqual(
+        (await daemonVms(daemon)).map((vm) => vm.id),
+        [],
+      );
     const status = (await controller.call<FleetStatus>("GET", "/api/status")).body;
     assert.deepEqual([status.total_envs, status.total_vms, status.cpu_reserved], [0, 0, 0]);
   };
@@ -101,7 +105,10 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
     await Promise.all([a.start(), b.start()]);
     controller = await TestController.create();
     await controller.start(ARGS);
-    for (const [id, daemon] of [["host-a", a], ["host-b", b]] as const) {
+    for (const [id, daemon] of [
+      ["host-a", a],
+      ["host-b", b],
+    ] as const) {
       const added = await controller.call<Host>("POST", "/api/hosts", { id, uri: daemon.url });
       assert.equal(added.status, 201, JSON.stringify(added.body));
       hostOf.set(id, daemon);
@@ -134,7 +141,11 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
 
     await crashAt("env-power.vm-done", () => controller.call("POST", "/api/envs/whole/stop"));
     const stopped = await settled("whole", "stopped", "stopped");
-    assert.deepEqual(stopped.vms.map((vm) => vm.port_map), created.vms.map((vm) => vm.port_map), "the ports stay");
+    assert.deepEqual(
+      stopped.vms.map((vm) => vm.port_map),
+      created.vms.map((vm) => vm.port_map),
+      "the ports stay",
+    );
 
     const started = await controller.call("POST", "/api/envs/whole/start");
     assert.equal(started.status, 200, JSON.stringify(started.body));
@@ -142,7 +153,11 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
 
     await crashAt("env-delete.host-deleted", () => controller.call("DELETE", "/api/envs/whole"));
     await until(async () => ((await controller.call("GET", "/api/envs/whole")).status === 404 ? true : undefined), "the deletion to finish", 60_000, 250);
-    for (const daemon of [a, b]) assert.deepEqual((await daemonVms(daemon)).map((vm) => vm.id), []);
+    for (const daemon of [a, b])
+      assert.deepEqual(
+        (await daemonVms(daemon)).map((vm) => vm.id),
+        [],
+      );
     const status = (await controller.call<FleetStatus>("GET", "/api/status")).body;
     assert.deepEqual([status.total_envs, status.total_vms, status.cpu_reserved, status.mem_reserved], [0, 0, 0, 0]);
   });
@@ -153,9 +168,16 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
     await controller.stop();
     const restarted = Math.floor(Date.now() / 1000);
     await controller.start([...ARGS, "--heartbeat", "1h"]);
-    await until(async () => ((await controller.call<Host[]>("GET", "/api/hosts")).body.every((h) => (h.last_seen_at ?? 0) >= restarted) ? true : undefined), "the first heartbeat round");
+    await until(
+      async () => ((await controller.call<Host[]>("GET", "/api/hosts")).body.every((h) => (h.last_seen_at ?? 0) >= restarted) ? true : undefined),
+      "the first heartbeat round",
+    );
     const make = async (daemon: TestDaemon, body: object): Promise<AgentVm> => {
-      const answer = await fetch(`${daemon.url}/api/vms`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ image: "base", ssh_keys: [KEY], ...body }) });
+      const answer = await fetch(`${daemon.url}/api/vms`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ image: "base", ssh_keys: [KEY], ...body }),
+      });
       const created = (await answer.json()) as { data: { vm: AgentVm } };
       assert.equal(answer.status, 201, JSON.stringify(created));
       return created.data.vm;
@@ -184,7 +206,11 @@ describe("a controller killed mid-operation recovers when it restarts", { timeou
       assert.equal((await controller.call("DELETE", "/api/envs/dup")).status, 200);
       const left = await daemonVms(hostOf.get(second?.host_id ?? "") as TestDaemon);
       assert.equal(left.find((vm) => vm.id === "dup-2")?.env_id, "intruder", "the other environment's VM is left alone");
-      assert.equal((await daemonVms(firstHost)).find((vm) => vm.id === "dup-1"), undefined, "the adopted VM went with its environment");
+      assert.equal(
+        (await daemonVms(firstHost)).find((vm) => vm.id === "dup-1"),
+        undefined,
+        "the adopted VM went with its environment",
+      );
     } finally {
       for (const daemon of [a, b]) for (const vm of await daemonVms(daemon)) await fetch(`${daemon.url}/api/vms/${vm.id}`, { method: "DELETE" });
       await controller.stop();
@@ -268,7 +294,10 @@ describe("two controllers on one PostgreSQL: the one creating dies, the other fi
       assert.deepEqual(onHost.map((vm) => vm.id).sort(), ["pg-1", "pg-2"]);
       assert.equal(onHost.find((vm) => vm.id === "pg-1")?.created_at, made.created_at, "pg-1 was adopted, not made again");
       for (const vm of done.vms) assert.deepEqual(vm.port_map, onHost.find((v) => v.id === vm.id)?.port_map);
-      assert.ok(messages.slice(sinceCrash).some((m) => m.type === "envs-changed" && m.payload.envId === "pg"), "the dashboard heard of the recovery");
+      assert.ok(
+        messages.slice(sinceCrash).some((m) => m.type === "envs-changed" && m.payload.envId === "pg"),
+        "the dashboard heard of the recovery",
+      );
       assert.match(survivor.log, /Recovered environment/);
       assert.equal((await survivor.call("DELETE", "/api/envs/pg")).status, 200);
       assert.deepEqual(await daemonVms(daemon), []);

@@ -70,10 +70,15 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
 
   const env = async (id: string): Promise<EnvDetail> => (await controller.call<EnvDetail>("GET", `/api/envs/${id}`)).body;
   const untilVmsRunning = (id: string): Promise<EnvDetail> =>
-    until(async () => {
-      const current = await env(id);
-      return current.vms.every((vm) => vm.status === "running") ? current : undefined;
-    }, `every VM of ${id} to run`, 180_000, 250);
+    until(
+      async () => {
+        const current = await env(id);
+        return current.vms.every((vm) => vm.status === "running") ? current : undefined;
+      },
+      `every VM of ${id} to run`,
+      180_000,
+      250,
+    );
   const daemonVms = async (daemon: TestDaemon, token?: string): Promise<AgentVm[]> =>
     ((await (await fetch(`${daemon.url}/api/vms`, { headers: token ? { authorization: `Bearer ${token}` } : {} })).json()) as { data: AgentVm[] }).data;
 
@@ -150,9 +155,15 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     assert.deepEqual([team.env.state, team.env.status], ["active", "running"]);
     assert.equal(team.env.owner, "alice");
     assert.equal(team.env.expires_at - team.env.created_at, 3600);
-    assert.deepEqual(team.vms.map((vm) => vm.id), ["team-1", "team-2"]);
+    assert.deepEqual(
+      team.vms.map((vm) => vm.id),
+      ["team-1", "team-2"],
+    );
     assert.deepEqual(team.vms.map((vm) => vm.host_id).sort(), [hostA.id, "host-b"].sort(), "one VM per host");
-    assert.ok(team.vms.every((vm) => vm.host_addr === "127.0.0.1" && vm.port_map["22"]), JSON.stringify(team.vms));
+    assert.ok(
+      team.vms.every((vm) => vm.host_addr === "127.0.0.1" && vm.port_map["22"]),
+      JSON.stringify(team.vms),
+    );
     assert.ok(team.vms[0]?.port_map["8080"]);
     const running = await untilVmsRunning("team");
     for (const vm of running.vms) assert.equal(await sshAsRoot(key, vm.port_map["22"] as number, "hostname"), `${vm.id}\n`);
@@ -163,7 +174,13 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     const vm = (await controller.call<FleetVm>("GET", "/api/vms/team-2")).body;
     assert.deepEqual([vm.env_id, vm.cpu, vm.state, vm.status], ["team", 2, "running", "running"]);
     const images = (await controller.call<FleetImage[]>("GET", "/api/images")).body;
-    assert.deepEqual(images.filter((i) => i.name === "base").map((i) => i.host_id).sort(), [hostA.id, "host-b"].sort());
+    assert.deepEqual(
+      images
+        .filter((i) => i.name === "base")
+        .map((i) => i.host_id)
+        .sort(),
+      [hostA.id, "host-b"].sort(),
+    );
 
     const stopped = await controller.call("POST", "/api/envs/team/stop");
     assert.deepEqual([stopped.status, stopped.raw], [200, { ok: true }]);
@@ -173,7 +190,11 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     assert.deepEqual([started.status, started.raw], [200, { ok: true }]);
     assert.equal((await env("team")).env.status, "running");
     const back = await untilVmsRunning("team");
-    assert.deepEqual(back.vms.map((v) => v.port_map), running.vms.map((v) => v.port_map), "the ports stay");
+    assert.deepEqual(
+      back.vms.map((v) => v.port_map),
+      running.vms.map((v) => v.port_map),
+      "the ports stay",
+    );
     assert.equal(await sshAsRoot(key, back.vms[0]?.port_map["22"] as number, "cat /root/mark"), "kept\n");
   });
 
@@ -182,7 +203,12 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     const list = (await controller.call<HostVm[]>("GET", `/api/hosts/${hostA.id}/vms`)).body;
     const listed = list.find((vm) => vm.name === onA.id);
     assert.deepEqual([listed?.vcpu_count, listed?.memory_bytes, listed?.state, listed?.env_id], [2, 512 * 1024 * 1024, 1, "team"]);
-    const hardware = (await controller.call<{ disks: { path: string; target: { dev: string } }[]; networks: { mac: { address: string } }[] }>("GET", `/api/hosts/${hostA.id}/vms/${onA.id}/hardware`)).body;
+    const hardware = (
+      await controller.call<{ disks: { path: string; target: { dev: string } }[]; networks: { mac: { address: string } }[] }>(
+        "GET",
+        `/api/hosts/${hostA.id}/vms/${onA.id}/hardware`,
+      )
+    ).body;
     assert.equal(hardware.disks[0]?.target.dev, "vda");
     assert.match(hardware.disks[0]?.path ?? "", new RegExp(`${a.stateDir}/vms/${onA.id}/`));
     assert.match(hardware.networks[0]?.mac.address ?? "", /^52:54:00:/);
@@ -204,7 +230,7 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
         assert.ok(stats.payload.stats.cpu_time > 0);
       }
       await until(() => (ws.messages.filter((m) => m.type === "vm-stats-updated").length >= 2 ? true : undefined), "a second stats message", 20_000);
-      assert.equal(((await controller.call<{ statsPollers: number }>("GET", "/healthz")).body).statsPollers, 1);
+      assert.equal((await controller.call<{ statsPollers: number }>("GET", "/healthz")).body.statsPollers, 1);
       ws.send({ type: "unsubscribe-vm-stats", payload: { hostId: hostA.id, vmName: onA.id } });
       await until(async () => ((await controller.call<{ statsPollers: number }>("GET", "/healthz")).body.statsPollers === 0 ? true : undefined), "polling to stop");
       const count = ws.messages.filter((m) => m.type === "vm-stats-updated").length;
@@ -257,7 +283,10 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
       assert.deepEqual([answer.body.ok, answer.body.code], [false, code], JSON.stringify(answer.body));
       assert.match(answer.body.error, message);
     }
-    assert.deepEqual((await controller.call<Env[]>("GET", "/api/envs")).body.map((e) => e.id), ["team"]);
+    assert.deepEqual(
+      (await controller.call<Env[]>("GET", "/api/envs")).body.map((e) => e.id),
+      ["team"],
+    );
     assert.equal((await controller.call<{ code: string }>("GET", "/api/envs/nope")).body.code, "env_not_found");
   });
 
@@ -271,7 +300,11 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
       assert.deepEqual([removal.status, removal.raw], [202, { ok: true }]);
       const deleting = await env("team");
       assert.equal(deleting.env.status, "deleting");
-      assert.deepEqual(deleting.vms.map((vm) => vm.host_id), ["host-b"], "the VM on the host that answered is gone");
+      assert.deepEqual(
+        deleting.vms.map((vm) => vm.host_id),
+        ["host-b"],
+        "the VM on the host that answered is gone",
+      );
       assert.equal((await daemonVms(a)).filter((vm) => vm.env_id === "team").length, 0);
 
       await b.start(["--port", bPort], bToken);
@@ -306,7 +339,10 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     assert.equal(hosts.code, 0, hosts.stderr);
     assert.match(hosts.stdout, /^ID\s+STATE\s+ADDR/m);
     assert.match(hosts.stdout, /host-b\s+online/);
-    const created = await corral(["env", "create", "cli", "--vm", "image=base,cpu=1,mem=512,disk=4096,ports=8080", "--ssh-key", `${key.privateKeyFile}.pub`, "--owner", "bob", "--lifetime", "10m"], cli);
+    const created = await corral(
+      ["env", "create", "cli", "--vm", "image=base,cpu=1,mem=512,disk=4096,ports=8080", "--ssh-key", `${key.privateKeyFile}.pub`, "--owner", "bob", "--lifetime", "10m"],
+      cli,
+    );
     assert.equal(created.code, 0, created.stderr + created.stdout);
     const sshLine = /ssh -p (\d+) root@127\.0\.0\.1/.exec(created.stdout);
     assert.ok(sshLine, created.stdout);
@@ -351,14 +387,20 @@ describe("fleet controller over two daemons", { timeout: 900_000 }, () => {
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.equal(created.body.env.expires_at - created.body.env.created_at, 4);
     await until(async () => ((await controller.call("GET", "/api/envs/brief")).status === 404 ? true : undefined), "the environment to expire", 60_000, 250);
-    assert.deepEqual((await daemonVms(a)).map((vm) => vm.id), []);
-    assert.deepEqual((await daemonVms(b, bToken)).map((vm) => vm.id), []);
+    assert.deepEqual(
+      (await daemonVms(a)).map((vm) => vm.id),
+      [],
+    );
+    assert.deepEqual(
+      (await daemonVms(b, bToken)).map((vm) => vm.id),
+      [],
+    );
     const status = (await controller.call<FleetStatus>("GET", "/api/status")).body;
     assert.deepEqual([status.total_envs, status.total_vms, status.cpu_reserved], [0, 0, 0]);
     assert.match(controller.log, /Environment expired and deleted/);
   });
 
-  test("an empty host can be removed (200 {\"ok\":true})", async () => {
+  test('an empty host can be removed (200 {"ok":true})', async () => {
     const removed = await controller.call("DELETE", "/api/hosts/host-b");
     assert.deepEqual([removed.status, removed.raw], [200, { ok: true }]);
     assert.equal((await controller.call<{ code: string }>("GET", "/api/hosts/host-b")).body.code, "host_not_found");

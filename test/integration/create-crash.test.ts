@@ -136,11 +136,21 @@ describe("creates interrupted by a daemon crash", { timeout: 1_800_000 }, () => 
       await templateReady("pool");
       await until(async () => ((await daemon.client.templates()).find((t) => t.hostgroup === "pool")?.pooled === 1 ? true : undefined), "a pooled clone", 300_000, 500);
     };
-    assert.equal(await crashDuring("create.qemu-started", () => daemon.client.createNode("tmpl", {}, { wait: "agent" }), () => templateReady("tmpl")), "failed");
+    assert.equal(
+      await crashDuring(
+        "create.qemu-started",
+        () => daemon.client.createNode("tmpl", {}, { wait: "agent" }),
+        () => templateReady("tmpl"),
+      ),
+      "failed",
+    );
     assertLeftRunning("a template clone at create.qemu-started");
     const clone = findProcessesWithArgument(`${daemon.stateDir}/vms/tmpl-`).filter((p) => p.args[0]?.includes("qemu"));
     assert.equal(clone.length, 1);
-    assert.ok(clone[0]?.args.some((a) => a.includes(`mem-path=${daemon.stateDir}/templates/t-`)), "the left-over QEMU is a template clone");
+    assert.ok(
+      clone[0]?.args.some((a) => a.includes(`mem-path=${daemon.stateDir}/templates/t-`)),
+      "the left-over QEMU is a template clone",
+    );
 
     // A pool clone's QEMU keeps its pool folder's paths in its arguments: follow it by pid.
     let pooled: number[] = [];

@@ -61,10 +61,13 @@ describe("daemon restarts", { timeout: 900_000 }, () => {
     await untilReady(daemon, "svc-1");
     await untilReady(daemon, "svc-2");
     const nodes = await daemon.client.groupNodes("svc");
-    assert.deepEqual(nodes.map((n) => [n.hostname, n.status, n.persistent]), [
-      ["svc-1", "Running", true],
-      ["svc-2", "Running", true],
-    ]);
+    assert.deepEqual(
+      nodes.map((n) => [n.hostname, n.status, n.persistent]),
+      [
+        ["svc-1", "Running", true],
+        ["svc-2", "Running", true],
+      ],
+    );
     await assert.rejects(daemon.client.deleteNode("svc", "svc-1"), { status: 403, code: "forbidden" });
     const groups = await daemon.client.hostGroups();
     assert.equal(groups.find((g) => g.name === "svc")?.count, 2);

@@ -31,11 +31,11 @@ const CONFIG = `config:
 /** `./corral up` in the background, until it prints that it is up; the controller's URL. */
 async function corralUp(stateDir: string, configFile: string): Promise<{ child: ChildProcess; url: string; daemonAddr: string; output: () => string }> {
   const [daemonPort, controllerPort] = await allocateHostPorts("127.0.0.1", 2);
-  const child = spawn(
-    CORRAL,
-    ["up", "-c", configFile, "--state-dir", stateDir, "--port", String(daemonPort), "--controller-port", String(controllerPort), "--api-key", API_KEY],
-    { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, CORRAL_LOG_LEVEL: "warn" } },
-  );
+  const child = spawn(CORRAL, ["up", "-c", configFile, "--state-dir", stateDir, "--port", String(daemonPort), "--controller-port", String(controllerPort), "--api-key", API_KEY], {
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+    env: { ...process.env, CORRAL_LOG_LEVEL: "warn" },
+  });
   let output = "";
   child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
@@ -102,7 +102,10 @@ describe("the web dashboard in Chromium, on ./corral up", { timeout: 900_000 }, 
     await dialog.getByLabel("API key").fill("wrong-key");
     await dialog.getByRole("button", { name: "Save" }).click();
     // A wrong key is refused again: the prompt stays, saying so.
-    await dialog.getByText(/wrong|refused|401|not accepted/i).first().waitFor();
+    await dialog
+      .getByText(/wrong|refused|401|not accepted/i)
+      .first()
+      .waitFor();
     await dialog.getByLabel("API key").fill(API_KEY);
     await dialog.getByRole("button", { name: "Save" }).click();
     await dialog.waitFor({ state: "hidden" });
@@ -139,7 +142,11 @@ describe("the web dashboard in Chromium, on ./corral up", { timeout: 900_000 }, 
     await row.getByText("running").waitFor({ timeout: 300_000 });
     assert.equal(await row.getByText("alice").count(), 1);
     assert.match((await row.textContent()) ?? "", /\d+m \d{2}s|\d+h \d{2}m/, "a countdown to expiry");
-    assert.deepEqual(navigations.filter((u) => !u.startsWith(up!.url)), [], "no full page load");
+    assert.deepEqual(
+      navigations.filter((u) => !u.startsWith(up!.url)),
+      [],
+      "no full page load",
+    );
     await shot("envs");
     await shot("envs", 390);
   });
@@ -147,7 +154,10 @@ describe("the web dashboard in Chromium, on ./corral up", { timeout: 900_000 }, 
   test("the VM page shows the port map, graphs that draw points, and a terminal that answers", async () => {
     await page.getByRole("link", { name: "team", exact: true }).click();
     await page.getByRole("link", { name: "team-1" }).first().click();
-    await page.getByText(/ssh .*-p \d+/).first().waitFor();
+    await page
+      .getByText(/ssh .*-p \d+/)
+      .first()
+      .waitFor();
     // The NIC as the daemon describes it: a user-mode VM's address, the guest device, its egress policy.
     const networks = page.getByRole("table", { name: "Networks" });
     await networks.getByRole("cell", { name: "user", exact: true }).waitFor();
@@ -165,7 +175,11 @@ describe("the web dashboard in Chromium, on ./corral up", { timeout: 900_000 }, 
     await terminal.click();
     await page.keyboard.type("echo hello-$((6*7))\n");
     await until(async () => ((await terminal.textContent())?.includes("hello-42") ? true : undefined), "the terminal to print hello-42", 60_000, 250);
-    await page.getByLabel("Serial log").getByText(/Linux version|corral|init/i).first().waitFor({ timeout: 60_000 });
+    await page
+      .getByLabel("Serial log")
+      .getByText(/Linux version|corral|init/i)
+      .first()
+      .waitFor({ timeout: 60_000 });
     // A hard power action asks first; Cancel leaves the VM as it was.
     await page.getByRole("group", { name: "Power" }).getByRole("button", { name: "Reset" }).click();
     const confirm = page.getByRole("dialog", { name: "Reset this VM?" });

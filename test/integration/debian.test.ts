@@ -84,7 +84,10 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
   });
 
   test("the default user has uid 1000 and passwordless sudo; exec runs as any uid", async () => {
-    assert.equal(await bash(first, `sudo -u ${DEBIAN_DEFAULT_USER} id`), `uid=1000(${DEBIAN_DEFAULT_USER}) gid=1000(${DEBIAN_DEFAULT_USER}) groups=1000(${DEBIAN_DEFAULT_USER}),27(sudo)`);
+    assert.equal(
+      await bash(first, `sudo -u ${DEBIAN_DEFAULT_USER} id`),
+      `uid=1000(${DEBIAN_DEFAULT_USER}) gid=1000(${DEBIAN_DEFAULT_USER}) groups=1000(${DEBIAN_DEFAULT_USER}),27(sudo)`,
+    );
     assert.equal(await bash(first, "id -un; echo $HOME", { uid: 1000 }), `${DEBIAN_DEFAULT_USER}\n/home/${DEBIAN_DEFAULT_USER}`);
     assert.equal(await bash(first, "sudo -n id -u", { uid: 1000 }), "0", "sudo needs no password");
     assert.equal(await bash(first, "id -u"), "0", "without uid, exec runs as root (as Slicer's does)");
@@ -93,7 +96,10 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
   test("exec's user field runs as a guest user by name; an unknown name is a 400", async () => {
     const byName = await daemon.client.execBuffered(first, { cmd: "/bin/bash", args: ["-c", "echo $(id -u) $(id -g) $HOME"], user: DEBIAN_DEFAULT_USER });
     assert.equal(byName.stdout.trim(), `1000 1000 /home/${DEBIAN_DEFAULT_USER}`);
-    await assert.rejects(daemon.client.execBuffered(first, { cmd: "id", user: "ghost" }), (err: ApiError) => err.status === 400 && err.code === "invalid_request" && /User "ghost" does not exist in the guest/.test(err.message));
+    await assert.rejects(
+      daemon.client.execBuffered(first, { cmd: "id", user: "ghost" }),
+      (err: ApiError) => err.status === 400 && err.code === "invalid_request" && /User "ghost" does not exist in the guest/.test(err.message),
+    );
     await assert.rejects(daemon.client.execBuffered(first, { cmd: "id", user: "Not A Name" }), (err: ApiError) => err.status === 400 && /user/.test(err.message));
     const job = await daemon.client.bg.exec(first, { cmd: "id -un", shell: "/bin/bash", user: DEBIAN_DEFAULT_USER });
     assert.equal((await daemon.client.bg.wait(first, job.exec_id, 60)).exit_code, 0);
@@ -105,7 +111,8 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
     const waited = await daemon.client.bg.wait(first, job.exec_id, 60);
     assert.equal(waited.exit_code, 0);
     let output = "";
-    for await (const frame of daemon.client.bg.logs(first, job.exec_id)) if (frame.type === "stdout") output += frame.encoding === "base64" ? Buffer.from(frame.stdout, "base64").toString() : frame.stdout;
+    for await (const frame of daemon.client.bg.logs(first, job.exec_id))
+      if (frame.type === "stdout") output += frame.encoding === "base64" ? Buffer.from(frame.stdout, "base64").toString() : frame.stdout;
     assert.equal(output, "tick 1\ntick 2\ntick 3\nbash\n");
   });
 
@@ -134,7 +141,9 @@ describe("the debian image", { timeout: 1_800_000 }, () => {
     try {
       const port = Number(forward.address.split(":").pop());
       const options = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "BatchMode=yes", "ConnectTimeout=60", "LogLevel=ERROR"].flatMap((o) => ["-o", o]);
-      const { stdout } = await runFile("ssh", ["-i", key.privateKeyFile, "-p", String(port), ...options, `${DEBIAN_DEFAULT_USER}@127.0.0.1`, "id -un; sudo -n id -u"], { timeout: 180_000 });
+      const { stdout } = await runFile("ssh", ["-i", key.privateKeyFile, "-p", String(port), ...options, `${DEBIAN_DEFAULT_USER}@127.0.0.1`, "id -un; sudo -n id -u"], {
+        timeout: 180_000,
+      });
       assert.equal(stdout, `${DEBIAN_DEFAULT_USER}\n0\n`);
     } finally {
       await forward.close();

@@ -56,9 +56,17 @@ describe("images from a Dockerfile", { timeout: 1_800_000 }, () => {
   let daemon: TestDaemon;
   let context: string;
 
-  const build = async (options: { dockerfile?: string; noCache?: boolean; name?: string; signal?: AbortSignal; onEvent?: (event: BuildEvent) => void } = {}): Promise<BuildEvent[]> => {
+  const build = async (
+    options: { dockerfile?: string; noCache?: boolean; name?: string; signal?: AbortSignal; onEvent?: (event: BuildEvent) => void } = {},
+  ): Promise<BuildEvent[]> => {
     const events: BuildEvent[] = [];
-    for await (const event of daemon.client.buildImage({ name: options.name ?? NAME, context: packBuildContext(context, options.dockerfile ?? "Dockerfile"), dockerfile: options.dockerfile, noCache: options.noCache, signal: options.signal })) {
+    for await (const event of daemon.client.buildImage({
+      name: options.name ?? NAME,
+      context: packBuildContext(context, options.dockerfile ?? "Dockerfile"),
+      dockerfile: options.dockerfile,
+      noCache: options.noCache,
+      signal: options.signal,
+    })) {
       events.push(event);
       options.onEvent?.(event);
     }
@@ -121,7 +129,7 @@ describe("images from a Dockerfile", { timeout: 1_800_000 }, () => {
         '7/12 RUN echo "app:x:1234:1234::/home/app:/bin/sh" >> /etc/passwd && echo "app:x:1234:" >> /etc/group && chown -R app $APP_HOME',
         '8/12 RUN date +%s%N >> /var/ran.log && echo "$GREETING from $MODE"',
         "9/12 USER app",
-        "10/12 RUN id -u > whoami && pwd > where && echo \"$MODE\" > mode",
+        '10/12 RUN id -u > whoami && pwd > where && echo "$MODE" > mode',
         '11/12 LABEL org.example.team="sandbox"',
         '12/12 CMD ["node", "server.js"]',
       ],
@@ -162,7 +170,11 @@ describe("images from a Dockerfile", { timeout: 1_800_000 }, () => {
     await writeFile(join(context, "greeting.txt"), "hi again\n");
     const events = await build();
     const last = done(events);
-    assert.deepEqual(events.filter((e) => e.type === "cached").map((e) => e.type === "cached" && e.step), [5], "only the COPY before the changed one is cached");
+    assert.deepEqual(
+      events.filter((e) => e.type === "cached").map((e) => e.type === "cached" && e.step),
+      [5],
+      "only the COPY before the changed one is cached",
+    );
     assert.equal(last.run_steps, 4);
     assert.equal(last.vms_started, 1, "one VM, forked from the cached step's commit");
     assert.deepEqual(vmQemuPids(daemon.stateDir), []);
@@ -258,7 +270,14 @@ describe("images from a Dockerfile", { timeout: 1_800_000 }, () => {
   test("a client that leaves mid-build cancels it: the builder VM is removed", async () => {
     await writeFile(join(context, "Slow.dockerfile"), "FROM base\nRUN echo started-slow-step && sleep 600\n");
     const cancel = new AbortController();
-    await assert.rejects(build({ name: `${NAME}-slow`, dockerfile: "Slow.dockerfile", signal: cancel.signal, onEvent: (e) => e.type === "output" && /started-slow-step/.test(e.text) && cancel.abort() }));
+    await assert.rejects(
+      build({
+        name: `${NAME}-slow`,
+        dockerfile: "Slow.dockerfile",
+        signal: cancel.signal,
+        onEvent: (e) => e.type === "output" && /started-slow-step/.test(e.text) && cancel.abort(),
+      }),
+    );
     const deadline = Date.now() + 120_000;
     while (vmQemuPids(daemon.stateDir).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(vmQemuPids(daemon.stateDir), [], "the builder VM is gone");

@@ -54,7 +54,13 @@ function engineContract(name: string, make: () => Engine): void {
     });
 
     function filesIn(folder: string): MachineFiles {
-      return { control: join(folder, "ctl.sock"), transcript: join(folder, "ctl.log"), log: join(folder, "engine.log"), pidFile: join(folder, "pid"), stateSocket: join(folder, "state.sock") };
+      return {
+        control: join(folder, "ctl.sock"),
+        transcript: join(folder, "ctl.log"),
+        log: join(folder, "engine.log"),
+        pidFile: join(folder, "pid"),
+        stateSocket: join(folder, "state.sock"),
+      };
     }
 
     async function machineFolder(label: string): Promise<string> {
@@ -161,7 +167,10 @@ function engineContract(name: string, make: () => Engine): void {
       assert.equal((await sh(firstAgent, "cat /sys/class/net/eth0/carrier")).out, "1");
     });
 
-    test("the state is saved with the vCPUs stopped (its disk copied meanwhile) and the machine left stopped", { skip: !caps.saveState && "no saved states", timeout: 5 * 60_000 }, async () => {
+    test("the state is saved with the vCPUs stopped (its disk copied meanwhile) and the machine left stopped", {
+      skip: !caps.saveState && "no saved states",
+      timeout: 5 * 60_000,
+    }, async () => {
       assert.ok(first, "the first machine booted");
       stateFile = join(dir, "saved.state");
       savedDisk = join(dir, "saved-disk.qcow2");
@@ -203,7 +212,10 @@ function engineContract(name: string, make: () => Engine): void {
       return { machine, agent: await agentOf(machine, spec.agentSocket), folder };
     }
 
-    test("a state loaded into a new machine (from a memory template) runs on with the guest's memory", { skip: !caps.saveState && "no saved states", timeout: 10 * 60_000 }, async () => {
+    test("a state loaded into a new machine (from a memory template) runs on with the guest's memory", {
+      skip: !caps.saveState && "no saved states",
+      timeout: 10 * 60_000,
+    }, async () => {
       const { machine, agent } = await restore("second");
       assert.deepEqual(await sh(agent, "cat /run/contract/marker"), { exit: 0, out: token });
       // Reset: the guest boots again in the same process, so what lived only in memory is gone.
@@ -224,7 +236,10 @@ function engineContract(name: string, make: () => Engine): void {
       assert.equal(exit.code, 0);
     });
 
-    test("a second engine re-attaches to a machine from what a daemon records, pauses it and shuts it down", { skip: !caps.reattach && "no re-attach", timeout: 10 * 60_000 }, async () => {
+    test("a second engine re-attaches to a machine from what a daemon records, pauses it and shuts it down", {
+      skip: !caps.reattach && "no re-attach",
+      timeout: 10 * 60_000,
+    }, async () => {
       const { machine, agent, folder } = await restore("third");
       const recorded = { pid: machine.pid, startTime: machine.startTime, files: filesIn(folder) };
       // The first daemon goes away: its control connection closes, the machine runs on.

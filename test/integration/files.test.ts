@@ -244,7 +244,10 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
     });
     assert.equal(answer.status, 200, answer.text);
     assert.equal(await guestShell(client, hostname, "cat /tmp/into/n*me.txt"), "v1");
-    const missingDir = await call(url, "POST", `/vm/${hostname}/cp?path=/tmp/nowhere/&mode=cp-v1-binary&source_name=x`, { body: "x", headers: { "content-type": "application/octet-stream" } });
+    const missingDir = await call(url, "POST", `/vm/${hostname}/cp?path=/tmp/nowhere/&mode=cp-v1-binary&source_name=x`, {
+      body: "x",
+      headers: { "content-type": "application/octet-stream" },
+    });
     assertError(missingDir, 404, "file_not_found", /does not exist/);
   });
 
@@ -252,16 +255,25 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
     // Host -> guest: the tar's top entry is the directory; it is unpacked under path.
     await client.fs.tarTo(hostname, "/tmp/legacy", packTree(tree, { topName: "my tree ☃" }), { uid: 65534, gid: 65534 });
     const top = await client.fs.readdir(hostname, "/tmp/legacy");
-    assert.deepEqual(top.map((e) => `${e.name}:${e.type}`), ["my tree ☃:directory"]);
+    assert.deepEqual(
+      top.map((e) => `${e.name}:${e.type}`),
+      ["my tree ☃:directory"],
+    );
     const inner = await client.fs.readdir(hostname, "/tmp/legacy/my tree ☃/sub dir/ünïcödé 目录");
-    assert.deepEqual(inner.map((e) => [e.name, e.size]), [["☃ snow.bin", 4]]);
+    assert.deepEqual(
+      inner.map((e) => [e.name, e.size]),
+      [["☃ snow.bin", 4]],
+    );
     assert.equal(await guestShell(client, hostname, "stat -c '%u %g %a' /tmp/legacy/my*/run.sh"), "65534 65534 750\n", "modes kept, owner applied");
 
     // Guest -> host: the tar's entries start with the directory's own name.
     const download = await client.fs.tarFrom(hostname, "/tmp/legacy/my tree ☃");
     const names = await tarNames(download.body);
     assert.equal(names[0], "my tree ☃/");
-    assert.ok(names.every((n) => n.startsWith("my tree ☃/")), names.join(", "));
+    assert.ok(
+      names.every((n) => n.startsWith("my tree ☃/")),
+      names.join(", "),
+    );
     assert.ok(names.includes("my tree ☃/sub dir/ünïcödé 目录/☃ snow.bin"));
   });
 
@@ -275,15 +287,25 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
     assert.equal(answer.headers["x-slicer-source-name"], undefined, "a name a header cannot carry is only sent in base64");
     const names = await tarNames(answer.body);
     assert.ok(names.includes("read me.txt") && names.includes("sub dir/"), names.join(", "));
-    assert.equal(names.some((n) => n.endsWith(".log")), false, "excluded");
+    assert.equal(
+      names.some((n) => n.endsWith(".log")),
+      false,
+      "excluded",
+    );
 
     // Upload into an existing directory: lands under source_name; with copy_contents, into it.
     await client.fs.mkdir(hostname, "/tmp/v1dest", { recursive: true });
     await client.fs.upload(hostname, "/tmp/v1dest", packTree(tree), { mode: "cp-v1-tar", sourceName: "named", exclude: ["sub dir"] });
-    assert.deepEqual((await client.fs.readdir(hostname, "/tmp/v1dest/named")).map((e) => e.name), ["debug.log", "read me.txt", "run.sh"]);
+    assert.deepEqual(
+      (await client.fs.readdir(hostname, "/tmp/v1dest/named")).map((e) => e.name),
+      ["debug.log", "read me.txt", "run.sh"],
+    );
     await client.fs.upload(hostname, "/tmp/v1dest", packTree(tree), { mode: "cp-v1-tar", sourceName: "ignored", copyContents: true, permissions: "0600" });
     const contents = await client.fs.readdir(hostname, "/tmp/v1dest");
-    assert.deepEqual(contents.map((e) => e.name), ["debug.log", "named", "read me.txt", "run.sh", "sub dir"]);
+    assert.deepEqual(
+      contents.map((e) => e.name),
+      ["debug.log", "named", "read me.txt", "run.sh", "sub dir"],
+    );
     assert.equal(contents.find((e) => e.name === "run.sh")?.mode, "0600", "permissions apply to files");
     assert.equal(contents.find((e) => e.name === "sub dir")?.mode, (statSync(join(tree, "sub dir")).mode & 0o7777).toString(8).padStart(4, "0"), "directories keep theirs");
 
@@ -308,7 +330,14 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
     assert.deepEqual(await client.fs.readdir(hostname, "/tmp/fs-test/a/b"), [], "an empty directory is []");
     await guestShell(client, hostname, "ln -s /etc/hostname /tmp/fs-test/link && printf 12345 > /tmp/fs-test/file");
     const listing = await client.fs.readdir(hostname, "/tmp/fs-test");
-    assert.deepEqual(listing.map((e) => [e.name, e.type]), [["a", "directory"], ["file", "file"], ["link", "symlink"]]);
+    assert.deepEqual(
+      listing.map((e) => [e.name, e.type]),
+      [
+        ["a", "directory"],
+        ["file", "file"],
+        ["link", "symlink"],
+      ],
+    );
     assert.equal(listing.find((e) => e.name === "file")?.size, 5);
     assert.equal(await client.fs.stat(hostname, "/tmp/fs-test/missing"), null);
 
@@ -346,7 +375,10 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
         ids.push(message.id ?? "");
       }
     }
-    assert.deepEqual(events.map((e) => `${e.type} ${e.path}`), ["create /tmp/watched/new.txt", "write /tmp/watched/new.txt"]);
+    assert.deepEqual(
+      events.map((e) => `${e.type} ${e.path}`),
+      ["create /tmp/watched/new.txt", "write /tmp/watched/new.txt"],
+    );
     assert.deepEqual(ids, ["1", "2"]);
     assert.equal(events[1]?.size, 5);
     assert.equal(events[1]?.isDir, false);
@@ -357,7 +389,8 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
   test("watch through the SDK: filters, Last-Event-ID numbering, one_shot; it ends at its timeout", async () => {
     const seen: WatchEvent[] = [];
     const watching = (async () => {
-      for await (const event of client.fs.watch(hostname, { paths: ["/tmp/watched"], events: ["create"], patterns: ["*.md"], oneShot: true, lastEventId: 99, timeout: "60s" })) seen.push(event);
+      for await (const event of client.fs.watch(hostname, { paths: ["/tmp/watched"], events: ["create"], patterns: ["*.md"], oneShot: true, lastEventId: 99, timeout: "60s" }))
+        seen.push(event);
     })();
     // Keep making files until the watch (set up concurrently) has seen one.
     for (let i = 0; seen.length === 0 && i < 100; i++) {
@@ -407,7 +440,10 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
       if ((await client.fs.readdir(hostname, "/tmp/interrupted")).length === 1) break;
       await sleep(100);
     }
-    assert.deepEqual((await client.fs.readdir(hostname, "/tmp/interrupted")).map((e) => e.name), ["keep.txt"]);
+    assert.deepEqual(
+      (await client.fs.readdir(hostname, "/tmp/interrupted")).map((e) => e.name),
+      ["keep.txt"],
+    );
     assert.equal(await guestShell(client, hostname, "cat /tmp/interrupted/keep.txt"), "original");
   });
 
@@ -425,7 +461,12 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
     symlinkFirst.finalize();
     assertError(await call(url, "POST", `/vm/${hostname}/cp?path=/tmp/jail/inner&mode=tar`, { body: Readable.from(symlinkFirst) }), 400, "invalid_request", /symlink/);
     assert.equal(await guestShell(client, hostname, "ls /tmp/jail /tmp/escape.txt /tmp/abs-escape.txt /etc/evil.conf 2>/dev/null; true"), "/tmp/jail:\ninner\n");
-    assertError(await call(url, "POST", `/vm/${hostname}/cp?path=/tmp/jail&mode=tar`, { body: "this is not a tar archive", headers: { "content-type": "application/x-tar" } }), 400, "invalid_request", /not a valid tar/);
+    assertError(
+      await call(url, "POST", `/vm/${hostname}/cp?path=/tmp/jail&mode=tar`, { body: "this is not a tar archive", headers: { "content-type": "application/x-tar" } }),
+      400,
+      "invalid_request",
+      /not a valid tar/,
+    );
   });
 
   test("bad input on every endpoint is a 4xx naming the problem", async () => {
@@ -557,7 +598,10 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
 
     const listed = await cli("vm", "files", hostname, "/tmp/cli", "--json");
     assert.equal(listed.code, 0, listed.stderr);
-    assert.deepEqual((JSON.parse(listed.stdout) as { name: string }[]).map((e) => e.name), ["my tree ☃", "renamed.sh", "stdin.txt"]);
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { name: string }[]).map((e) => e.name),
+      ["my tree ☃", "renamed.sh", "stdin.txt"],
+    );
 
     const bothLocal = await cli("vm", "cp", tree, join(work, "elsewhere"));
     assert.equal(bothLocal.code, 1);

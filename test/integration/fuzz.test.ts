@@ -168,7 +168,9 @@ describe("fuzzing both servers from their route tables", { timeout: 900_000 }, (
           } catch {
             // not JSON: a 2xx stream or file
           }
-          process.stdout.write(`fuzz-answer\t${target.name}\t${req.method === route.method ? route.method : `${req.method}(${route.method})`} ${route.url}\t${answer.status}\t${code}\t${req.path.slice(0, 160)}\n`);
+          process.stdout.write(
+            `fuzz-answer\t${target.name}\t${req.method === route.method ? route.method : `${req.method}(${route.method})`} ${route.url}\t${answer.status}\t${code}\t${req.path.slice(0, 160)}\n`,
+          );
         }
         const wrong = problem(target.name, route, req, answer);
         if (wrong) failures.push(`seed ${SEED}, request ${sent} to the ${target.name}: ${wrong}\n    ${req.recipe.join("\n    ")}`);

@@ -30,7 +30,24 @@ async function daemonWithoutNft(config: string): Promise<{ stateDir: string; exi
   await writeFile(join(stateDir, "config.yaml"), config);
   const child = spawn(
     "unshare",
-    ["-m", "sh", "-c", 'mount --bind /dev/null "$0" && exec "$@"', realpathSync(nft), process.execPath, "--import", "tsx", CLI, "daemon", "--state-dir", stateDir, "--config", join(stateDir, "config.yaml"), "--port", "0"],
+    [
+      "-m",
+      "sh",
+      "-c",
+      'mount --bind /dev/null "$0" && exec "$@"',
+      realpathSync(nft),
+      process.execPath,
+      "--import",
+      "tsx",
+      CLI,
+      "daemon",
+      "--state-dir",
+      stateDir,
+      "--config",
+      join(stateDir, "config.yaml"),
+      "--port",
+      "0",
+    ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CORRAL_LOG_LEVEL: "info" } },
   );
   let output = "";

@@ -200,7 +200,11 @@ describe("the wall, in a network namespace of its own", { timeout: 180_000 }, ()
     assert.equal((await probe("tcp", "127.0.0.1", first, { gid })).outcome, "refused");
     assert.equal((await probe("tcp", "127.0.0.1", second, { gid })).outcome, "open");
     assert.equal((await probe("tcp", "127.0.0.1", orphaned, { gid })).outcome, "refused", "the vanished daemon's allowance went");
-    assert.deepEqual((await jumps()).map((j) => j.owner), [dir], "one jump, the restarted daemon's");
+    assert.deepEqual(
+      (await jumps()).map((j) => j.owner),
+      [dir],
+      "one jump, the restarted daemon's",
+    );
     await restarted.stop();
   });
 });

@@ -66,10 +66,25 @@ describe("HTTP edges of both servers", { timeout: 600_000 }, () => {
         ["a header name with a space", "GET /healthz HTTP/1.1\r\nhost: x\r\nbad header: 1\r\n\r\n", 400, "invalid_request"],
         ["a control character in a header", "GET /healthz HTTP/1.1\r\nhost: x\r\nx-a: a\x01b\r\n\r\n", 400, "invalid_request"],
         ["headers over 16 KiB", `GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`, 431, "headers_too_large"],
-        ["Content-Length and Transfer-Encoding together", `POST ${target.jsonRoute} HTTP/1.1\r\nhost: x\r\n${auth}content-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`, 400, "invalid_request"],
+        [
+          "Content-Length and Transfer-Encoding together",
+          `POST ${target.jsonRoute} HTTP/1.1\r\nhost: x\r\n${auth}content-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`,
+          400,
+          "invalid_request",
+        ],
         ["a Content-Length that is not a number", `POST ${target.jsonRoute} HTTP/1.1\r\nhost: x\r\n${auth}content-length: five\r\n\r\n{}`, 400, "invalid_request"],
-        ["a bad chunk size", `POST ${target.jsonRoute} HTTP/1.1\r\nhost: x\r\n${auth}content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`, 400, "invalid_request"],
-        ["a body shorter than its Content-Length", `POST ${target.jsonRoute} HTTP/1.1\r\nhost: x\r\n${auth}content-type: application/json\r\ncontent-length: 100\r\n\r\n{"name":`, 408, "request_timeout"],
+        [
+          "a bad chunk size",
+          `POST ${target.jsonRoute} HTTP/1.1\r\nhost: x\r\n${auth}content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
+          400,
+          "invalid_request",
+        ],
+        [
+          "a body shorter than its Content-Length",
+          `POST ${target.jsonRoute} HTTP/1.1\r\nhost: x\r\n${auth}content-type: application/json\r\ncontent-length: 100\r\n\r\n{"name":`,
+          408,
+          "request_timeout",
+        ],
       ];
       for (const [what, text, status, code] of cases) {
         const answer = await rawRequest(target.endpoint, text, 30_000);
@@ -124,7 +139,11 @@ describe("HTTP edges of both servers", { timeout: 600_000 }, () => {
     assertJsonError(refused, 401, "unauthorized", "an upload without the token");
     assert.ok(refused.closed && !refused.sentAll, "an unauthenticated upload that keeps moving is not drained for ever");
 
-    const stalled = await trickle(daemonEndpoint, data.slice(0, 10), { head: head.replace(`content-length: ${data.length}`, "content-length: 1000"), everyMs: 50, timeoutMs: 120_000 });
+    const stalled = await trickle(daemonEndpoint, data.slice(0, 10), {
+      head: head.replace(`content-length: ${data.length}`, "content-length: 1000"),
+      everyMs: 50,
+      timeoutMs: 120_000,
+    });
     assertJsonError(stalled, 408, "request_timeout", "an upload that stopped");
     assert.ok(stalled.closed);
   });
@@ -173,7 +192,10 @@ describe("HTTP edges of both servers", { timeout: 600_000 }, () => {
       socket.destroy();
       process.off("warning", onWarning);
     }
-    assert.deepEqual(warnings.filter((w) => w.includes("MaxListeners")), []);
+    assert.deepEqual(
+      warnings.filter((w) => w.includes("MaxListeners")),
+      [],
+    );
   });
 
   test("quiet answers are not timed: an exec of sleep, a WebSocket", async () => {

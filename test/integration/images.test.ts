@@ -58,7 +58,15 @@ async function startRegistry(dir: string, auth?: { user: string; password: strin
   );
   const child = spawn("docker-registry", ["serve", join(dir, "config.yml")], { stdio: "ignore" });
   const address = `127.0.0.1:${port}`;
-  await until(async () => (await fetch(`http://${address}/v2/`).then((r) => r.status).catch(() => undefined)) ?? undefined, `the registry on ${address}`, 30_000, 100);
+  await until(
+    async () =>
+      (await fetch(`http://${address}/v2/`)
+        .then((r) => r.status)
+        .catch(() => undefined)) ?? undefined,
+    `the registry on ${address}`,
+    30_000,
+    100,
+  );
   return { address, child };
 }
 
@@ -79,7 +87,13 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
   const cacheDir = corralHome().cache;
 
   /** What an import must leave behind when it fails: the same image folders, and no work folder. */
-  const storeSnapshot = (): string => JSON.stringify([readdirSync(imagesDir).filter((n) => !n.startsWith(".")).sort(), existsSync(cacheDir) ? readdirSync(cacheDir).filter((n) => n.startsWith("import-")) : []]);
+  const storeSnapshot = (): string =>
+    JSON.stringify([
+      readdirSync(imagesDir)
+        .filter((n) => !n.startsWith("."))
+        .sort(),
+      existsSync(cacheDir) ? readdirSync(cacheDir).filter((n) => n.startsWith("import-")) : [],
+    ]);
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), "corral-oci-"));
@@ -134,7 +148,10 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
   test("the imported image boots: layers applied with whiteouts, Env and WorkingDir apply to exec; TTstack's API names it", async () => {
     const images = (await (await fetch(`${daemon.url}/api/images`)).json()) as { data: string[] };
     assert.ok(images.data.includes("t-docker"), JSON.stringify(images));
-    assert.ok((await daemon.client.info()).images.some((i) => i.name === "t-docker" && i.version === fromDocker.version), "GET /info lists it (fleet controllers read it there)");
+    assert.ok(
+      (await daemon.client.info()).images.some((i) => i.name === "t-docker" && i.version === fromDocker.version),
+      "GET /info lists it (fleet controllers read it there)",
+    );
     const created = await fetch(`${daemon.url}/api/vms`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -146,7 +163,16 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       assert.equal(result.exit_code, 0, `${script}: ${result.stderr}`);
       return result.stdout.trim();
     };
-    await until(() => daemon.client.execBuffered("oci-1", { cmd: "true" }).then(() => true, () => undefined), "the agent of oci-1", 300_000, 1000);
+    await until(
+      () =>
+        daemon.client.execBuffered("oci-1", { cmd: "true" }).then(
+          () => true,
+          () => undefined,
+        ),
+      "the agent of oci-1",
+      300_000,
+      1000,
+    );
     assert.equal(await sh("test -e /etc/gone.txt && echo present || echo absent"), "absent", "the whiteout removed the lower layer's file");
     assert.equal(await sh("ls /data"), "new.txt", "the opaque directory kept only its own layer's entries");
     assert.equal(await sh("cat /srv/app/hello.txt"), "hello from the image");
@@ -169,7 +195,10 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       assert.equal(added.status, 201, await added.text());
       const listed = async (): Promise<Array<{ name: string; host_id: string }>> =>
         ((await (await fetch(`${controller.url}/api/images`, { headers })).json()) as { data: Array<{ name: string; host_id: string }> }).data;
-      assert.ok((await listed()).some((i) => i.name === "t-docker"), JSON.stringify(await listed()));
+      assert.ok(
+        (await listed()).some((i) => i.name === "t-docker"),
+        JSON.stringify(await listed()),
+      );
       // An image imported after the host joined shows up with the next report.
       await daemon.client.images.import("t-later", await dockerArchive(image));
       await until(async () => ((await listed()).some((i) => i.name === "t-later") ? true : undefined), "t-later in the controller's images", 120_000, 500);
@@ -184,7 +213,10 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       const before = storeSnapshot();
       await assert.rejects(daemon.client.images.import("t-bad", Buffer.from("this is not a tar archive at all\n".repeat(100))), rejectsWith(400, "invalid_image_archive"));
       const tarball = await dockerArchive(image);
-      await assert.rejects(daemon.client.images.import("t-bad", tarball.subarray(0, Math.floor(tarball.length / 2))), rejectsWith(400, "invalid_image_archive", /truncated|tar|unexpected|EOF/i));
+      await assert.rejects(
+        daemon.client.images.import("t-bad", tarball.subarray(0, Math.floor(tarball.length / 2))),
+        rejectsWith(400, "invalid_image_archive", /truncated|tar|unexpected|EOF/i),
+      );
       await assert.rejects(daemon.client.images.import("t-bad", Buffer.alloc(0)), rejectsWith(400, "invalid_image_archive"));
       assert.equal(storeSnapshot(), before);
     });
@@ -237,7 +269,11 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
     test("a name that fails the pattern, an unknown reference, a malformed reference", async () => {
       const before = storeSnapshot();
       for (const name of ["Bad Name", "../x", ".hidden", "a".repeat(64)]) {
-        const response = await fetch(`${daemon.url}/images/import?name=${encodeURIComponent(name)}`, { method: "POST", body: await dockerArchive(image), duplex: "half" } as RequestInit);
+        const response = await fetch(`${daemon.url}/images/import?name=${encodeURIComponent(name)}`, {
+          method: "POST",
+          body: await dockerArchive(image),
+          duplex: "half",
+        } as RequestInit);
         assert.equal(response.status, 400, name);
         assert.equal(((await response.json()) as { code: string }).code, "invalid_request", name);
       }
@@ -262,7 +298,10 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       assert.equal(pulled.name, "tiny");
       assert.equal((pulled.source as Record<string, unknown>).reference, `${registry.address}/team/tiny:1`);
       assert.equal(pulled.config.working_dir, "/srv/app");
-      assert.ok(lines.some((l) => /applying layer 2\/2/.test(l)), lines.join("\n"));
+      assert.ok(
+        lines.some((l) => /applying layer 2\/2/.test(l)),
+        lines.join("\n"),
+      );
     });
 
     test("with auth: refused without or with wrong credentials, pulled with the right ones (CLI, password from a file)", async () => {
@@ -275,7 +314,10 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       await assert.rejects(daemon.client.images.pull({ reference: ref, insecure: true, username: "tester", password: "wrong" }), rejectsWith(403, "registry_auth_failed"));
       const passwordFile = join(work, "registry-password");
       await writeFile(passwordFile, `${auth.password}\n`, { mode: 0o600 });
-      const { stdout, stderr } = await run(CORRAL, ["image", "pull", ref, "--name", "t-locked", "--username", "tester", "--password-file", passwordFile, "--insecure", "--json"], { env: { ...process.env, CORRAL_URL: daemon.url }, timeout: 600_000 });
+      const { stdout, stderr } = await run(CORRAL, ["image", "pull", ref, "--name", "t-locked", "--username", "tester", "--password-file", passwordFile, "--insecure", "--json"], {
+        env: { ...process.env, CORRAL_URL: daemon.url },
+        timeout: 600_000,
+      });
       assert.equal((JSON.parse(stdout) as ImportedImage).name, "t-locked");
       assert.match(stderr, /applying layer/);
       assert.doesNotMatch(JSON.stringify(await daemon.client.images.show("t-locked")), /s3cret/, "the password is stored nowhere");
@@ -292,13 +334,19 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       let shown = await daemon.client.images.show("t-docker");
       assert.equal(shown.version, v2);
       const old = shown.versions.find((v) => v.version === v1);
-      assert.deepEqual(old?.used_by.map((u) => [u.kind, u.id, u.state_dir]), [["vm", "oci-1", daemon.stateDir]]);
+      assert.deepEqual(
+        old?.used_by.map((u) => [u.kind, u.id, u.state_dir]),
+        [["vm", "oci-1", daemon.stateDir]],
+      );
       assert.deepEqual(shown.versions.find((v) => v.version === v2)?.used_by, []);
       const stillOld = await daemon.client.execBuffered("oci-1", { cmd: "cat", args: ["/srv/app/hello.txt"] });
       assert.equal(stillOld.stdout, "hello from the image\n", "the VM still boots from its own version");
 
       const list = await daemon.client.images.list();
-      assert.ok(list.some((i) => i.name === "base" && i.version !== null), "base is listed too");
+      assert.ok(
+        list.some((i) => i.name === "base" && i.version !== null),
+        "base is listed too",
+      );
       const pruned = await daemon.client.images.prune();
       assert.ok(!pruned.removed.some((r) => r.name === "t-docker"), JSON.stringify(pruned));
       await assert.rejects(daemon.client.images.remove("t-docker"), rejectsWith(409, "image_in_use", /oci-1/));
@@ -306,10 +354,17 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
       const removed = await fetch(`${daemon.url}/api/vms/oci-1`, { method: "DELETE" });
       assert.equal(removed.status, 200);
       const prunedAfter = await daemon.client.images.prune();
-      assert.ok(prunedAfter.removed.some((r) => r.name === "t-docker" && r.version === v1), JSON.stringify(prunedAfter));
+      assert.ok(
+        prunedAfter.removed.some((r) => r.name === "t-docker" && r.version === v1),
+        JSON.stringify(prunedAfter),
+      );
       assert.ok(prunedAfter.reclaimed_bytes > 0);
       shown = await daemon.client.images.show("t-docker");
-      assert.deepEqual(shown.versions.map((v) => v.version), [v2], "the current version stays");
+      assert.deepEqual(
+        shown.versions.map((v) => v.version),
+        [v2],
+        "the current version stays",
+      );
 
       const cli = await run(CORRAL, ["image", "remove", "t-docker"], { env: { ...process.env, CORRAL_URL: daemon.url } });
       assert.match(cli.stdout, /Removed image t-docker/);
@@ -326,12 +381,23 @@ describe("OCI images and the catalogue", { timeout: 1_500_000 }, () => {
         const node = await other.client.createNode("oci", {}, { wait: "agent", timeout: "300s" });
         const hello = await other.client.execBuffered(node.hostname, { cmd: "sh", args: ["-c", "cat hello.txt; echo $GREETING"] });
         assert.equal(hello.stdout, "hello from the image\nhello-oci\n", "booted from the imported image, in its WorkingDir with its Env");
-        const users = await until(async () => {
-          const used = (await daemon.client.images.show("t-layout")).versions[0]?.used_by ?? [];
-          return used.some((u) => u.kind === "template" && !u.in_making) && used.some((u) => u.kind === "vm") ? used : undefined;
-        }, "the other daemon's template and VM to use t-layout", 300_000, 1000);
-        assert.ok(users.every((u) => u.state_dir === other.stateDir), JSON.stringify(users));
-        assert.ok(users.some((u) => u.kind === "vm" && u.id === node.hostname), JSON.stringify(users));
+        const users = await until(
+          async () => {
+            const used = (await daemon.client.images.show("t-layout")).versions[0]?.used_by ?? [];
+            return used.some((u) => u.kind === "template" && !u.in_making) && used.some((u) => u.kind === "vm") ? used : undefined;
+          },
+          "the other daemon's template and VM to use t-layout",
+          300_000,
+          1000,
+        );
+        assert.ok(
+          users.every((u) => u.state_dir === other.stateDir),
+          JSON.stringify(users),
+        );
+        assert.ok(
+          users.some((u) => u.kind === "vm" && u.id === node.hostname),
+          JSON.stringify(users),
+        );
         await assert.rejects(daemon.client.images.remove("t-layout"), rejectsWith(409, "image_in_use", new RegExp(node.hostname)));
         assert.ok(!(await daemon.client.images.prune()).removed.some((r) => r.name === "t-layout"));
       } finally {

@@ -31,7 +31,9 @@ function rejectsWith(code: string, status: number) {
 /** `virsh dominfo`'s "Label: value" lines. */
 async function dominfo(name: string): Promise<Map<string, string>> {
   const out = await virsh(["dominfo", "--domain", name]);
-  return new Map(out.split("\n").flatMap((line) => (/^([^:]+):\s*(.*)$/.exec(line) ? [[line.split(":")[0]?.trim() ?? "", line.slice(line.indexOf(":") + 1).trim()] as [string, string]] : [])));
+  return new Map(
+    out.split("\n").flatMap((line) => (/^([^:]+):\s*(.*)$/.exec(line) ? [[line.split(":")[0]?.trim() ?? "", line.slice(line.indexOf(":") + 1).trim()] as [string, string]] : [])),
+  );
 }
 
 describe("libvirt driver", { timeout: 1_200_000 }, () => {
@@ -106,7 +108,9 @@ describe("libvirt driver", { timeout: 1_200_000 }, () => {
         const detail = await driver.vm(domain.name);
         assert.equal(detail.state, "running");
         assert.equal(detail.mac, TEST_MAC);
-        assert.deepEqual(detail.hardware.disks, [{ type: "file", device: "disk", driver: { driver_name: "qemu", type: "qcow2" }, path: domain.disk, target: { dev: "vda", bus: "virtio" }, size_mib: TEST_DISK_MIB }]);
+        assert.deepEqual(detail.hardware.disks, [
+          { type: "file", device: "disk", driver: { driver_name: "qemu", type: "qcow2" }, path: domain.disk, target: { dev: "vda", bus: "virtio" }, size_mib: TEST_DISK_MIB },
+        ]);
         assert.deepEqual(detail.hardware.networks, [{ type: "user", mac: { address: TEST_MAC }, source: { mode: "user" }, model: { model_type: "virtio" } }]);
         await domain.waitForBoots(1);
       });
@@ -121,10 +125,15 @@ describe("libvirt driver", { timeout: 1_200_000 }, () => {
           first.disk_stats.map((d) => d.device),
           ["vda"],
         );
-        const later = await until(async () => {
-          const now = await driver.stats(domain.name);
-          return now.cpu_time > first.cpu_time ? now : undefined;
-        }, "the domain's CPU time to grow", 60_000, 500);
+        const later = await until(
+          async () => {
+            const now = await driver.stats(domain.name);
+            return now.cpu_time > first.cpu_time ? now : undefined;
+          },
+          "the domain's CPU time to grow",
+          60_000,
+          500,
+        );
         assert.ok(later.cpu_time > first.cpu_time);
       });
 
@@ -173,7 +182,10 @@ describe("libvirt driver", { timeout: 1_200_000 }, () => {
     for (const uri of [`qemu+ssh://root@127.0.0.1:${port}/system?keyfile=${sshd.key.privateKeyFile}&no_verify=1`, `qemu+tcp://127.0.0.1:${port}/system`]) {
       const driver = new LibvirtDriver("gone", { uri });
       // libvirt's own sentence (the connection was refused), not the runner's deadline passing.
-      await assert.rejects(driver.vms(), (err: unknown) => rejectsWith("host_unreachable", 502)(err) && /Connection refused/.test((err as Error).message) && !/did not answer virsh/.test((err as Error).message));
+      await assert.rejects(
+        driver.vms(),
+        (err: unknown) => rejectsWith("host_unreachable", 502)(err) && /Connection refused/.test((err as Error).message) && !/did not answer virsh/.test((err as Error).message),
+      );
       await assert.rejects(driver.info(), rejectsWith("host_unreachable", 502));
     }
   });
@@ -187,10 +199,15 @@ describe("libvirt driver", { timeout: 1_200_000 }, () => {
     try {
       const driver = new LibvirtDriver("silent", { uri: `qemu+ssh://root@127.0.0.1:${port}/system?keyfile=${sshd.key.privateKeyFile}&no_verify=1` }, { timeoutMs: 3_000 });
       await assert.rejects(driver.vms(), (err: unknown) => rejectsWith("host_unreachable", 502)(err) && /did not answer virsh domstats in 3 s/.test((err as Error).message));
-      const left = await until(async () => {
-        const ps = await new Promise<string>((resolve) => execFile("pgrep", ["-af", `-p ${port} `], (_err, stdout) => resolve(stdout)));
-        return ps.trim() === "" ? true : undefined;
-      }, `no ssh to port ${port} left`, 10_000, 200);
+      const left = await until(
+        async () => {
+          const ps = await new Promise<string>((resolve) => execFile("pgrep", ["-af", `-p ${port} `], (_err, stdout) => resolve(stdout)));
+          return ps.trim() === "" ? true : undefined;
+        },
+        `no ssh to port ${port} left`,
+        10_000,
+        200,
+      );
       assert.equal(left, true);
     } finally {
       for (const socket of held) socket.destroy();

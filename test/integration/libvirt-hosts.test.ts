@@ -42,14 +42,19 @@ async function killLibvirtd(): Promise<void> {
   const pid = Number((await readFile("/run/libvirtd.pid", "utf8")).trim());
   assert.ok(pid > 1, "libvirtd's pid file names a process");
   process.kill(pid, "SIGKILL");
-  await until(() => {
-    try {
-      process.kill(pid, 0);
-      return undefined;
-    } catch {
-      return true;
-    }
-  }, "libvirtd to be gone", WAIT_MS, 100);
+  await until(
+    () => {
+      try {
+        process.kill(pid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    },
+    "libvirtd to be gone",
+    WAIT_MS,
+    100,
+  );
 }
 
 /** `virsh dominfo`'s fields by name ("Max memory" → "196608 KiB"). */
@@ -126,7 +131,10 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
       assert.equal(v1Answer.status, 400, `${JSON.stringify(body)}: ${v1Answer.text}`);
     }
     // A well-formed URI that nothing answers at: 502, and nothing stored (sshd's port, but no key for it).
-    const unreachable = await controller.call<{ code: string; error: string }>("POST", "/api/hosts", { id: "nobody", uri: `qemu+ssh://root@127.0.0.1:${sshd.port}/system?keyfile=/nonexistent&no_verify=1` });
+    const unreachable = await controller.call<{ code: string; error: string }>("POST", "/api/hosts", {
+      id: "nobody",
+      uri: `qemu+ssh://root@127.0.0.1:${sshd.port}/system?keyfile=/nonexistent&no_verify=1`,
+    });
     assert.deepEqual([unreachable.status, unreachable.body.code], [502, "host_unreachable"], JSON.stringify(unreachable.body));
     assert.deepEqual((await controller.call<Host[]>("GET", "/api/hosts")).body, [], "nothing stored");
   });
@@ -143,11 +151,20 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
     assert.equal((await controller.call("POST", "/api/hosts", { id: "again", uri: "qemu:///system" })).status, 409, "one registration per URI");
 
     const hosts = (await controller.call<Host[]>("GET", "/api/hosts")).body;
-    assert.deepEqual(hosts.map((h) => [h.id, h.kind, h.state]), [[LOCAL, "libvirt", "online"], [REMOTE, "libvirt", "online"]]);
+    assert.deepEqual(
+      hosts.map((h) => [h.id, h.kind, h.state]),
+      [
+        [LOCAL, "libvirt", "online"],
+        [REMOTE, "libvirt", "online"],
+      ],
+    );
     const local = hosts[0] as Host;
     const nodeMemKiB = Number(/Memory size:\s+(\d+) KiB/.exec(await virsh(["nodeinfo"]))?.[1]);
     assert.equal(local.resource.mem_total, Math.floor(nodeMemKiB / 1024), "the machine's memory in MiB");
-    assert.ok(local.engines.every((e) => ["qemu", "firecracker", "bhyve", "docker", "jail"].includes(e)), JSON.stringify(local.engines));
+    assert.ok(
+      local.engines.every((e) => ["qemu", "firecracker", "bhyve", "docker", "jail"].includes(e)),
+      JSON.stringify(local.engines),
+    );
     for (const host of await v1Hosts()) wire.assertFits(wire.Host, host, "a host");
     const info = await v1("GET", `/hosts/${LOCAL}/info`);
     wire.assertFits(wire.HostInfo, info.json, "host info");
@@ -160,7 +177,11 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
     for (const hostId of [LOCAL, REMOTE]) {
       const vm = await until(() => v1Vm(hostId), `the domain on ${hostId}`, WAIT_MS, 500);
       wire.assertFits(wire.VmListEntry, vm, "the domain");
-      assert.deepEqual([vm.state, vm.vcpu, vm.vcpu_count, vm.max_mem, vm.memory_bytes], [1, Number(expected["CPU(s)"]), Number(expected["CPU(s)"]), maxKiB, maxKiB * 1024], JSON.stringify(vm));
+      assert.deepEqual(
+        [vm.state, vm.vcpu, vm.vcpu_count, vm.max_mem, vm.memory_bytes],
+        [1, Number(expected["CPU(s)"]), Number(expected["CPU(s)"]), maxKiB, maxKiB * 1024],
+        JSON.stringify(vm),
+      );
       // libvirt tells no start time: the driver reads the local daemon's pid file; over ssh it is unknown (-1,
       // as Virtumancer shows a domain whose guest agent does not answer).
       if (hostId === LOCAL) assert.ok(typeof vm.uptime === "number" && vm.uptime >= 0, `a running domain has an uptime: ${JSON.stringify(vm)}`);
@@ -181,8 +202,14 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
       assert.equal(answer.status, 200, answer.text);
       wire.assertFits(wire.HardwareInfo, answer.json, "hardware");
       const hardware = answer.json as { disks: Json[]; networks: Json[] };
-      assert.deepEqual(hardware.disks.map((d) => [d.path, (d.target as Json).dev, (d.target as Json).bus, (d.driver as Json).type]), [[domain.disk, "vda", "virtio", "qcow2"]]);
-      assert.deepEqual(hardware.networks.map((n) => [n.type, (n.mac as Json).address, (n.model as Json).type]), [["user", TEST_MAC, "virtio"]]);
+      assert.deepEqual(
+        hardware.disks.map((d) => [d.path, (d.target as Json).dev, (d.target as Json).bus, (d.driver as Json).type]),
+        [[domain.disk, "vda", "virtio", "qcow2"]],
+      );
+      assert.deepEqual(
+        hardware.networks.map((n) => [n.type, (n.mac as Json).address, (n.model as Json).type]),
+        [["user", TEST_MAC, "virtio"]],
+      );
       assert.deepEqual(brokenText(hardwareTab(hardware)), []);
     }
     const seed = await controller.call<{ disks: Json[] }>("GET", `/api/hosts/${LOCAL}/vms/${domain.name}/hardware`);
@@ -192,10 +219,15 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
   test("/ws subscribers get vm-stats-updated from libvirt's domain stats", async () => {
     const since = messages.length;
     ws.send(JSON.stringify({ type: "subscribe-vm-stats", payload: { hostId: LOCAL, vmName: domain.name } }));
-    const stats = await until(() => {
-      const got = messages.slice(since).filter((m) => m.type === "vm-stats-updated" && m.payload?.vmName === domain.name);
-      return got.length >= 2 ? got.map((m) => m.payload?.stats as Json) : undefined;
-    }, "two vm-stats-updated messages", WAIT_MS, 250);
+    const stats = await until(
+      () => {
+        const got = messages.slice(since).filter((m) => m.type === "vm-stats-updated" && m.payload?.vmName === domain.name);
+        return got.length >= 2 ? got.map((m) => m.payload?.stats as Json) : undefined;
+      },
+      "two vm-stats-updated messages",
+      WAIT_MS,
+      250,
+    );
     for (const message of messages.slice(since).filter((m) => m.type === "vm-stats-updated")) wire.assertFits(wire.VmStatsUpdated, message, "vm-stats-updated");
     const [first, second] = stats as [Json, Json];
     assert.equal(first.state, 1);
@@ -292,17 +324,33 @@ describe("libvirt hosts: registered by URI, listed, powered, watched", { timeout
     const since = messages.length;
     await killLibvirtd();
     try {
-      const offline = await until(async () => {
-        const hosts = (await controller.call<Host[]>("GET", "/api/hosts")).body;
-        return hosts.every((h) => h.state === "offline") ? hosts : undefined;
-      }, "both hosts offline", WAIT_MS, 250);
+      const offline = await until(
+        async () => {
+          const hosts = (await controller.call<Host[]>("GET", "/api/hosts")).body;
+          return hosts.every((h) => h.state === "offline") ? hosts : undefined;
+        },
+        "both hosts offline",
+        WAIT_MS,
+        250,
+      );
       for (const host of offline) assert.ok(host.last_error && host.last_error.length > 0, JSON.stringify(host));
-      assert.deepEqual((await v1Hosts()).map((h) => h.state), ["ERROR", "ERROR"]);
+      assert.deepEqual(
+        (await v1Hosts()).map((h) => h.state),
+        ["ERROR", "ERROR"],
+      );
     } finally {
       await ensureLibvirtd();
     }
-    await until(async () => ((await controller.call<Host[]>("GET", "/api/hosts")).body.every((h) => h.state === "online" && h.last_error === null) ? true : undefined), "both hosts online again", WAIT_MS, 250);
-    assert.ok(messages.slice(since).some((m) => m.type === "hosts-changed"), "/ws clients were told");
+    await until(
+      async () => ((await controller.call<Host[]>("GET", "/api/hosts")).body.every((h) => h.state === "online" && h.last_error === null) ? true : undefined),
+      "both hosts online again",
+      WAIT_MS,
+      250,
+    );
+    assert.ok(
+      messages.slice(since).some((m) => m.type === "hosts-changed"),
+      "/ws clients were told",
+    );
     assert.equal((await v1Vm(LOCAL))?.state, 1, "the domain kept running (QEMU outlives libvirtd)");
   });
 });

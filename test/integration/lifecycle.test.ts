@@ -125,7 +125,10 @@ describe("VM power, tags and observability", { timeout: 900_000 }, () => {
     assert.deepEqual((await daemon.client.updateTags(vm, { add: ["team=a", "ci"] })).tags, ["team=a", "ci"]);
     assert.deepEqual((await daemon.client.updateTags(vm, { add: ["ci", "x"] })).tags, ["team=a", "ci", "x"], "no duplicates");
     assert.deepEqual((await daemon.client.updateTags(vm, { remove: ["ci"] })).tags, ["team=a", "x"]);
-    assert.deepEqual((await daemon.client.nodes({ tag: "team=a" })).map((n) => n.hostname), [vm]);
+    assert.deepEqual(
+      (await daemon.client.nodes({ tag: "team=a" })).map((n) => n.hostname),
+      [vm],
+    );
     assert.deepEqual((await daemon.client.updateTags(vm, { replace: ["only"] })).tags, ["only"]);
     assert.deepEqual((await daemon.client.updateTags(vm, { replace: [] })).tags, []);
     await assert.rejects(daemon.client.updateTags(vm, { add: ["a"], remove: ["b"] }), { status: 400, message: /exactly one/ });
@@ -168,7 +171,10 @@ describe("VM power, tags and observability", { timeout: 900_000 }, () => {
   });
 
   test("/openapi.json describes every route from its schemas", async () => {
-    const doc = (await (await request(`${daemon.url}/openapi.json`)).body.json()) as { openapi: string; paths: Record<string, Record<string, { parameters?: { name: string }[] }>> };
+    const doc = (await (await request(`${daemon.url}/openapi.json`)).body.json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, { parameters?: { name: string }[] }>>;
+    };
     assert.equal(doc.openapi, "3.0.3");
     const expected: Record<string, string[]> = {
       "/healthz": ["get"],
@@ -197,7 +203,10 @@ describe("VM power, tags and observability", { timeout: 900_000 }, () => {
     }
     const exec = doc.paths["/vm/{hostname}/exec"]?.post;
     assert.deepEqual(
-      exec?.parameters?.map((p) => p.name).filter((n) => ["cmd", "args", "env", "stdin", "stdio", "buffered"].includes(n)).sort(),
+      exec?.parameters
+        ?.map((p) => p.name)
+        .filter((n) => ["cmd", "args", "env", "stdin", "stdio", "buffered"].includes(n))
+        .sort(),
       ["args", "buffered", "cmd", "env", "stdin", "stdio"],
     );
   });

@@ -117,12 +117,18 @@ describe("sandbox lifetimes", { timeout: 900_000 }, () => {
     const extended = await daemon.client.setLifetime(vm.hostname, "90m");
     assert.ok(at(extended.expires_at) >= before + 90 * MINUTE && at(extended.expires_at) <= Date.now() + 90 * MINUTE, extended.expires_at);
     assert.equal((await daemon.client.describe(vm.hostname)).expires_at, extended.expires_at);
-    await assert.rejects(daemon.client.setLifetime(vm.hostname, "2h"), refusal(400, "invalid_duration", /^Invalid lifetime "2h": VM "sbox-\d+" may live until \S+ at most \(host group "sbox" has max_lifetime "2h"\)$/));
+    await assert.rejects(
+      daemon.client.setLifetime(vm.hostname, "2h"),
+      refusal(400, "invalid_duration", /^Invalid lifetime "2h": VM "sbox-\d+" may live until \S+ at most \(host group "sbox" has max_lifetime "2h"\)$/),
+    );
     await assert.rejects(daemon.client.setLifetime(vm.hostname, null), refusal(400, "invalid_duration", /must end within "2h" of their creation/));
     await assert.rejects(daemon.client.setLifetime(vm.hostname, "0s"), refusal(400, "invalid_duration", /^Invalid body field "lifetime" "0s"/));
     await assert.rejects(daemon.client.setLifetime("svc-1", "1h"), refusal(400, "invalid_request", /^Invalid lifetime: VM "svc-1" is a service of host group "svc"/));
     await assert.rejects(daemon.client.setLifetime("nope-1", "1h"), refusal(404, "vm_not_found", /nope-1/));
-    await assert.rejects(daemon.client.setLifetime(vm.hostname, true as never), refusal(400, "invalid_request", /^Invalid body field "lifetime": it must be a string or a number or null$/));
+    await assert.rejects(
+      daemon.client.setLifetime(vm.hostname, true as never),
+      refusal(400, "invalid_request", /^Invalid body field "lifetime": it must be a string or a number or null$/),
+    );
     await assert.rejects(daemon.client.transport.json("PATCH", `/vm/${vm.hostname}`, {}), refusal(400, "invalid_request", /^Missing body field "lifetime"$/));
     await assert.rejects(daemon.client.transport.json("PATCH", `/vm/${vm.hostname}`, { lifetime: "1h", ttl: 3 }), refusal(400, "invalid_request", /^Unknown body field "ttl"$/));
 

@@ -9,18 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { qemuPids, TestDaemon } from "../helpers/daemon-process.ts";
 import { reached } from "../helpers/reach.ts";
-import {
-  describeNetwork,
-  guestInterface,
-  guestPing,
-  guestProbe,
-  netTableName,
-  nftSummary,
-  PeerNetns,
-  templateReady,
-  TestNetns,
-  type NsListener,
-} from "../helpers/netns.ts";
+import { describeNetwork, guestInterface, guestPing, guestProbe, netTableName, nftSummary, PeerNetns, templateReady, TestNetns, type NsListener } from "../helpers/netns.ts";
 
 const BRIDGE = "brnet0";
 const GATEWAY = "10.140.7.1";
@@ -161,6 +150,6 @@ describe("bridge mode: an address per VM on the group's bridge", { timeout: 900_
     const third = await daemon.client.createNode("vm", {}, { wait: "agent", timeout: "300s" });
     assert.ok(!vms.some((vm) => vm.ip === third.ip), `${third.ip} is not given twice`);
     assert.match(third.ip, /^10\.140\.7\.\d+$/);
-    assert.ok(!(reached(await guestProbe(daemon.client, third.hostname, "tcp", GATEWAY, WALLED_PORT))), "the new VM is walled too");
+    assert.ok(!reached(await guestProbe(daemon.client, third.hostname, "tcp", GATEWAY, WALLED_PORT)), "the new VM is walled too");
   });
 });

@@ -44,7 +44,10 @@ describe(`${CYCLES} creates and deletes per TAP mode leave nothing behind`, { ti
 
   const snapshot = async (): Promise<Snapshot> => {
     const tables: Snapshot["tables"] = {};
-    for (const [family, prefix] of [["inet", "corral_net_"], ["bridge", "corral_br_"]] as const) {
+    for (const [family, prefix] of [
+      ["inet", "corral_net_"],
+      ["bridge", "corral_br_"],
+    ] as const) {
       const name = await netTableName(ns, family, prefix);
       if (name) tables[`${family} ${name}`] = await nftSummary(ns, family, name);
     }
@@ -100,7 +103,10 @@ describe(`${CYCLES} creates and deletes per TAP mode leave nothing behind`, { ti
     // directory but the daemon itself, and that one is in the test's namespace.
     const daemonPid = daemon.current.child.pid;
     const processes = findProcessesWithArgument(daemon.stateDir).filter((p) => p.pid !== daemonPid);
-    assert.deepEqual(processes.map((p) => `${p.pid} ${p.args.slice(0, 3).join(" ")}`), []);
+    assert.deepEqual(
+      processes.map((p) => `${p.pid} ${p.args.slice(0, 3).join(" ")}`),
+      [],
+    );
     assert.equal(readlinkSync(`/proc/${daemonPid}/ns/net`), `net:[${ns.inode}]`);
     // GET /hostgroup counts each TAP group's free addresses: without them "no lease left" proves nothing.
     assert.ok(baseline.free.br !== undefined && baseline.free.iso !== undefined, `free addresses in GET /hostgroup: ${JSON.stringify(baseline.free)}`);

@@ -40,7 +40,9 @@ ${GROUP("b", "      network:\n        mode: isolated\n        range: 169.254.100
       await assert.rejects(daemon.start(), (err: Error) => {
         assert.match(err.message, /The daemon exited with code [1-9]/);
         assert.ok(
-          err.message.includes('config.host_groups[1].network.range "169.254.100.0/23" overlaps config.host_groups[0].network.range "169.254.100.0/22": give each host group its own range'),
+          err.message.includes(
+            'config.host_groups[1].network.range "169.254.100.0/23" overlaps config.host_groups[0].network.range "169.254.100.0/22": give each host group its own range',
+          ),
           err.message,
         );
         return true;
@@ -50,7 +52,10 @@ ${GROUP("b", "      network:\n        mode: isolated\n        range: 169.254.100
   host_groups:
 ${GROUP("a", "      network:\n        gateway: 10.150.0.1/16\n")}
 ${GROUP("b", "      network:\n        gateway: 10.150.7.1/24\n")}`);
-      await assert.rejects(daemon.start(), /config\.host_groups\[1\]\.network\.gateway "10\.150\.7\.1\/24" overlaps config\.host_groups\[0\]\.network\.gateway "10\.150\.0\.1\/16"/);
+      await assert.rejects(
+        daemon.start(),
+        /config\.host_groups\[1\]\.network\.gateway "10\.150\.7\.1\/24" overlaps config\.host_groups\[0\]\.network\.gateway "10\.150\.0\.1\/16"/,
+      );
       assert.deepEqual(await ns.links().then((links) => links.map((l) => l.ifname)), ["lo"], "a refused start made no device");
     } finally {
       await daemon.dispose();
@@ -86,7 +91,9 @@ ${GROUP("iso", "      network:\n        mode: isolated\n        range: 169.254.1
     );
     try {
       await daemon.start();
-      const info = (await daemon.request("GET", "/info")).body as { network?: { groups?: { name?: string; hostgroup?: string; mode: string; state: string; reason: string | null }[] } };
+      const info = (await daemon.request("GET", "/info")).body as {
+        network?: { groups?: { name?: string; hostgroup?: string; mode: string; state: string; reason: string | null }[] };
+      };
       const groups = info.network?.groups ?? [];
       const group = (name: string) => groups.find((g) => (g.name ?? g.hostgroup) === name);
       assert.equal(group("br")?.state, "unavailable", JSON.stringify(info.network));

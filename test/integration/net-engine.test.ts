@@ -70,7 +70,8 @@ function testBridgeAttachment(address: string, tap: string, mac: string): Networ
 
 /** Opens a TCP connection from inside the test's namespace (a node child under nsenter). */
 async function tcpAnswer(address: string, port: number): Promise<string> {
-  const script = `const s=require("net").connect(${port},${JSON.stringify(address)});s.setTimeout(20000);` +
+  const script =
+    `const s=require("net").connect(${port},${JSON.stringify(address)});s.setTimeout(20000);` +
     `s.on("connect",()=>{console.log("answered");process.exit(0)});` +
     `s.on("error",(e)=>{console.log(e.code==="ECONNREFUSED"?"answered":e.code);process.exit(0)});` +
     `s.on("timeout",()=>{console.log("timeout");process.exit(0)});`;
@@ -224,7 +225,10 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
 
   test("a clone launched by the VmSupervisor is told its address and gets its link raised by the bring-up", { timeout: 10 * 60_000 }, async () => {
     assert.ok(template, "the template was built");
-    const config = parseDaemonConfig(`config:\n  host_groups:\n    - name: ${GROUP}\n      image: base\n      count: 0\n      vcpu: 1\n      ram_mb: 512\n      template: false\n`, "test");
+    const config = parseDaemonConfig(
+      `config:\n  host_groups:\n    - name: ${GROUP}\n      image: base\n      count: 0\n      vcpu: 1\n      ram_mb: 512\n      template: false\n`,
+      "test",
+    );
     const store = new VmStore(join(stateDir, "corral.db"));
     const supervisor = new VmSupervisor({
       stateDir,
@@ -241,8 +245,21 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
     });
     const clone = { address: "10.213.0.5", tap: "vmtap5", mac: "52:54:00:21:30:05" };
     const record = store.insertNamed("sup-1", {
-      hostgroup: GROUP, kind: "sandbox", cpus: 1, ramBytes: 512 * MiB, persistent: false, image: "base", imageVersion: image.version,
-      userdata: null, sshKeys: [], importUser: null, tags: [], ip: clone.address, mac: clone.mac, accel: "tcg", machineId: randomBytes(16).toString("hex"),
+      hostgroup: GROUP,
+      kind: "sandbox",
+      cpus: 1,
+      ramBytes: 512 * MiB,
+      persistent: false,
+      image: "base",
+      imageVersion: image.version,
+      userdata: null,
+      sshKeys: [],
+      importUser: null,
+      tags: [],
+      ip: clone.address,
+      mac: clone.mac,
+      accel: "tcg",
+      machineId: randomBytes(16).toString("hex"),
     });
     provider.planned.set(record.hostname, testBridgeAttachment(clone.address, clone.tap, clone.mac));
     const paths = templatePaths(stateDir, template.id);

@@ -77,7 +77,10 @@ describe("the namespace harness, on user-mode networking", { timeout: 600_000, s
     const stateDir = daemon.stateDir;
     const linkIds = names.map((n) => n.slice(-6));
     await ns.dispose();
-    assert.deepEqual(namedNamespaces().filter((n) => names.includes(n)), []);
+    assert.deepEqual(
+      namedNamespaces().filter((n) => names.includes(n)),
+      [],
+    );
     assert.deepEqual(qemuPids(stateDir), []);
     assert.deepEqual(ns.pids(), [], "no process holds the test namespace");
     assert.deepEqual(peer.ns.pids(), [], "nor the peer's");

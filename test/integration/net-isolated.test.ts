@@ -42,7 +42,10 @@ function previous(address: string): string {
   return parts.join(".");
 }
 
-describe("isolated mode: a namespace per VM, Slicer's drop/allow lists, changed at runtime", { timeout: 900_000, skip: isRoot ? false : "needs root (network namespaces, veths, TAPs)" }, () => {
+describe("isolated mode: a namespace per VM, Slicer's drop/allow lists, changed at runtime", {
+  timeout: 900_000,
+  skip: isRoot ? false : "needs root (network namespaces, veths, TAPs)",
+}, () => {
   let ns: TestNetns;
   let peer: PeerNetns;
   let daemon: TestDaemon;

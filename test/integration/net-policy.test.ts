@@ -48,7 +48,16 @@ describe("TTstack's port maps and deny_outgoing on a bridge", { timeout: 600_000
     vm = (created.body as { data: { vm: AgentVm } }).data.vm;
     await until(async () => ((await daemon.request("GET", "/api/vms/tt-1")).body as { data?: AgentVm }).data?.status === "running" || undefined, "tt-1 to run", 300_000, 500);
     // The agent answers once the guest has booted; then the guest's server starts in the background.
-    await until(async () => (await daemon.client.execBuffered("tt-1", { cmd: "true" }).then(() => true).catch(() => undefined)), "tt-1's agent", 300_000, 1000);
+    await until(
+      async () =>
+        await daemon.client
+          .execBuffered("tt-1", { cmd: "true" })
+          .then(() => true)
+          .catch(() => undefined),
+      "tt-1's agent",
+      300_000,
+      1000,
+    );
     await daemon.client.bg.exec("tt-1", { cmd: "node", args: ["-e", GUEST_SERVER] });
     await until(async () => ((await guestProbe(daemon.client, "tt-1", "tcp", "127.0.0.1", GUEST_PORT)).outcome === "open" ? true : undefined), "the guest's server", 60_000, 500);
   });

@@ -56,7 +56,14 @@ describe("networking on the daemon's API (user mode)", { timeout: 600_000 }, () 
 
   test("PATCH /vm/HOST/network: lists are a 400 for a user-mode VM, deny_outgoing a 409, bad bodies 400, unknown VMs 404", async () => {
     const path = `/vm/${vm}/network`;
-    await refused("PATCH", path, { allow: ["0.0.0.0/0"] }, 400, "invalid_request", /^Invalid body field "allow": host group "sbox" uses user-mode networking \(config\.host_groups\[0\]\.network\.mode\)/);
+    await refused(
+      "PATCH",
+      path,
+      { allow: ["0.0.0.0/0"] },
+      400,
+      "invalid_request",
+      /^Invalid body field "allow": host group "sbox" uses user-mode networking \(config\.host_groups\[0\]\.network\.mode\)/,
+    );
     await refused("PATCH", path, { drop: ["10.0.0.0/8", "nope"] }, 400, "invalid_request", /^Invalid body field "drop\[1\]": "nope" is not an IPv4 address/);
     await refused("PATCH", path, { deny_outgoing: true }, 409, "conflict", /user-mode networking/);
     await refused("PATCH", path, {}, 400, "invalid_request", /at least one of the body fields "allow", "drop" and "deny_outgoing"/);
@@ -69,8 +76,22 @@ describe("networking on the daemon's API (user mode)", { timeout: 600_000 }, () 
 
   test("create: ip and network are refused in a user-mode group, naming the field and where the mode is set", async () => {
     const before = (await client.nodes()).length;
-    await refused("POST", "/hostgroup/sbox/nodes", { ip: "10.0.2.15" }, 400, "invalid_request", /^Invalid body field "ip": host group "sbox" uses user-mode networking \(config\.host_groups\[0\]\.network\.mode\)/);
-    await refused("POST", "/hostgroup/sbox/nodes", { network: { allow: [] } }, 400, "invalid_request", /^Invalid body field "network": host group "sbox" uses user-mode networking/);
+    await refused(
+      "POST",
+      "/hostgroup/sbox/nodes",
+      { ip: "10.0.2.15" },
+      400,
+      "invalid_request",
+      /^Invalid body field "ip": host group "sbox" uses user-mode networking \(config\.host_groups\[0\]\.network\.mode\)/,
+    );
+    await refused(
+      "POST",
+      "/hostgroup/sbox/nodes",
+      { network: { allow: [] } },
+      400,
+      "invalid_request",
+      /^Invalid body field "network": host group "sbox" uses user-mode networking/,
+    );
     await refused("POST", "/hostgroup/sbox/nodes", { network: { allow: [1] } }, 400, "invalid_request", /network\.allow\[0\]|network\/allow\/0/);
     assert.equal((await client.nodes()).length, before);
   });
@@ -84,7 +105,10 @@ describe("networking on the daemon's API (user mode)", { timeout: 600_000 }, () 
     const groups = await client.hostGroups();
     assert.deepEqual(groups.find((g) => g.name === "sbox")?.network, { mode: "user", state: "ready", reason: "" });
     const info = await client.info();
-    assert.deepEqual(info.network.groups.find((g) => g.name === "sbox"), { name: "sbox", mode: "user", state: "ready", reason: "" });
+    assert.deepEqual(
+      info.network.groups.find((g) => g.name === "sbox"),
+      { name: "sbox", mode: "user", state: "ready", reason: "" },
+    );
   });
 
   test("TTstack's GET /api/vms/ID names the NIC as libvirt does, and net_stats by the same device", async () => {

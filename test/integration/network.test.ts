@@ -108,7 +108,12 @@ describe("guest networking behind the wall", { timeout: 900_000 }, () => {
   test("the guest reaches none of the host's services", async (t) => {
     const daemonPort = Number(new URL(daemon.url).port);
     const controllerPort = Number(new URL(controller.url).port);
-    await until(async () => ((await fetch(`${daemon.url}/api/vms/fwd-1`).then((r) => r.json())) as { data: AgentVm }).data.status === "running" || undefined, "fwd-1 to run", 240_000, 500);
+    await until(
+      async () => ((await fetch(`${daemon.url}/api/vms/fwd-1`).then((r) => r.json())) as { data: AgentVm }).data.status === "running" || undefined,
+      "fwd-1 to run",
+      240_000,
+      500,
+    );
     const sshPort = forwarded.port_map["22"] as number;
     // From the host itself, the same services answer: what the guest is refused is the wall's doing.
     const fromHost = await new Promise<string>((resolve, reject) => {
@@ -136,7 +141,8 @@ describe("guest networking behind the wall", { timeout: 900_000 }, () => {
       t.diagnostic("QEMU gave the guest no IPv6 address: the ::1 case is skipped");
     }
     const addresses = await hostAddresses();
-    for (const address of addresses) targets.push({ what: `a listener on 0.0.0.0, at the host's address ${address}`, kind: "tcp", host: address, port: listeners.anyAddress?.port as number });
+    for (const address of addresses)
+      targets.push({ what: `a listener on 0.0.0.0, at the host's address ${address}`, kind: "tcp", host: address, port: listeners.anyAddress?.port as number });
     if (addresses.length === 0) t.diagnostic("this host has no non-loopback IPv4 address: that case is skipped");
 
     // Every target is probed before anything is asserted, so a failure lists every hole at once.

@@ -49,12 +49,23 @@ describe("the packed tarball, installed with npm install -g", { timeout: 30 * 60
 
   test("the tarball is the built package: dist, the dashboard, the guest agent, no sources or tests; a lockfile pins its dependencies", () => {
     const files = sh("tar", ["tzf", tarball]).stdout.split("\n").filter(Boolean);
-    for (const needed of ["package/dist/corral.js", "package/dist/guest-agent.js", "package/web/dist/index.html", "package/scripts/bootstrap.sh", "package/src/guest/native/corral-native.c", "package/npm-shrinkwrap.json"]) {
+    for (const needed of [
+      "package/dist/corral.js",
+      "package/dist/guest-agent.js",
+      "package/web/dist/index.html",
+      "package/scripts/bootstrap.sh",
+      "package/src/guest/native/corral-native.c",
+      "package/npm-shrinkwrap.json",
+    ]) {
       assert.ok(files.includes(needed), `${needed} is in the tarball`);
     }
-    assert.deepEqual(files.filter((f) => f.endsWith(".ts") || f.startsWith("package/test/") || f.startsWith("package/bench/")), []);
+    assert.deepEqual(
+      files.filter((f) => f.endsWith(".ts") || f.startsWith("package/test/") || f.startsWith("package/bench/")),
+      [],
+    );
     const manifest = JSON.parse(sh("tar", ["xzf", tarball, "-O", "package/package.json"]).stdout) as { dependencies: Record<string, string> };
-    for (const buildTool of ["vite", "react", "tsx", "esbuild", "typescript", "@xterm/xterm"]) assert.equal(manifest.dependencies[buildTool], undefined, `${buildTool} is not a runtime dependency`);
+    for (const buildTool of ["vite", "react", "tsx", "esbuild", "typescript", "@xterm/xterm"])
+      assert.equal(manifest.dependencies[buildTool], undefined, `${buildTool} is not a runtime dependency`);
   });
 
   test("corral --version from another directory", () => {

@@ -94,10 +94,15 @@ describe("a full disk", { timeout: 900_000 }, () => {
     const count = fs.freeMiB() + 48;
     fillJob = (await daemon.client.bg.exec(vm, { cmd: "dd", args: ["if=/dev/zero", "of=/root/fill", "bs=1M", `count=${count}`, "conv=fsync"] })).exec_id;
 
-    const frozen = await until(async () => {
-      const node = await describeVm(daemon, vm);
-      return node.health === "disk_full" ? node : undefined;
-    }, "the VM to show as frozen by its disk", 300_000, 500);
+    const frozen = await until(
+      async () => {
+        const node = await describeVm(daemon, vm);
+        return node.health === "disk_full" ? node : undefined;
+      },
+      "the VM to show as frozen by its disk",
+      300_000,
+      500,
+    );
     assert.equal(frozen.status, "Paused", "Slicer's status: the vCPUs are stopped, as after a pause");
     assert.equal(frozen.state, "paused");
     assert.match(frozen.health_detail ?? "", /No space left on device/);
@@ -135,7 +140,11 @@ describe("a full disk", { timeout: 900_000 }, () => {
     assert.equal(create.status, 507, JSON.stringify(create.body));
     assert.equal(create.body.code, "insufficient_storage");
     assert.ok(String(create.body.error).includes(stateDir), String(create.body.error));
-    assert.deepEqual((await daemon.client.nodes()).map((n) => n.hostname), [vm], "no record of the failed create");
+    assert.deepEqual(
+      (await daemon.client.nodes()).map((n) => n.hostname),
+      [vm],
+      "no record of the failed create",
+    );
     assert.deepEqual(readdirSync(join(stateDir, "vms")).sort(), vmsBefore, "no folder of the failed create");
 
     const secret = await call(daemon, "POST", "/secrets", { name: "late", data: Buffer.alloc(256 * 1024, 7).toString("base64") });
@@ -143,9 +152,17 @@ describe("a full disk", { timeout: 900_000 }, () => {
     assert.match(String(secret.body.error), /Cannot write secret "late"/);
     const update = await call(daemon, "PATCH", "/secrets/kept", { data: Buffer.alloc(256 * 1024, 8).toString("base64") });
     assert.equal(update.status, 507);
-    assert.deepEqual((await daemon.client.secrets.list()).map((s) => s.name), ["kept"]);
+    assert.deepEqual(
+      (await daemon.client.secrets.list()).map((s) => s.name),
+      ["kept"],
+    );
     assert.deepEqual(readdirSync(join(stateDir, "secrets")), ["kept"], "no temporary file left");
-    assert.ok(readFileSync(join(stateDir, "secrets", "kept")).toString().endsWith("\nstored before"), "the stored secret is as it was");
+    assert.ok(
+      readFileSync(join(stateDir, "secrets", "kept"))
+        .toString()
+        .endsWith("\nstored before"),
+      "the stored secret is as it was",
+    );
   });
 
   test("after a daemon kill -9 the frozen VM is found frozen again; creates are refused while the disk is short", async () => {
@@ -161,7 +178,10 @@ describe("a full disk", { timeout: 900_000 }, () => {
     const create = await call(daemon, "POST", "/hostgroup/sbox/nodes", {});
     assert.equal(create.status, 507);
     assert.match(String(create.body.error), /has \d+ MiB free, less than the 32 MiB kept for VMs' disks \(admission\.min_free_disk_mb\)/);
-    assert.deepEqual((await daemon.client.nodes()).map((n) => n.hostname), [vm]);
+    assert.deepEqual(
+      (await daemon.client.nodes()).map((n) => n.hostname),
+      [vm],
+    );
     const info = (await call<{ pressure: { disk_pressure: boolean } }>(daemon, "GET", "/info")).body;
     assert.equal(info.pressure.disk_pressure, true);
   });
@@ -170,10 +190,15 @@ describe("a full disk", { timeout: 900_000 }, () => {
     await fs.release("ballast");
     const resume = await call(daemon, "POST", `/vm/${vm}/resume`);
     assert.equal(resume.status, 200, JSON.stringify(resume.body));
-    const running = await until(async () => {
-      const node = await describeVm(daemon, vm);
-      return node.health === "ok" ? node : undefined;
-    }, "the VM to be healthy again", 120_000, 500);
+    const running = await until(
+      async () => {
+        const node = await describeVm(daemon, vm);
+        return node.health === "ok" ? node : undefined;
+      },
+      "the VM to be healthy again",
+      120_000,
+      500,
+    );
     assert.deepEqual([running.status, running.state], ["Running", "running"]);
 
     const done = await daemon.client.bg.wait(vm, fillJob, 120);
@@ -181,7 +206,10 @@ describe("a full disk", { timeout: 900_000 }, () => {
     assert.equal(done.exit_code, 0, "dd wrote all it was asked to");
     assert.equal(await sh(daemon, vm, "cat /root/before"), "before");
     assert.equal(await sh(daemon, vm, "cat /run/corral/secrets/kept"), "stored before");
-    assert.deepEqual((await daemon.client.secrets.list()).map((s) => s.name), ["kept"]);
+    assert.deepEqual(
+      (await daemon.client.secrets.list()).map((s) => s.name),
+      ["kept"],
+    );
     await daemon.client.deleteNode("sbox", vm);
   });
 });
@@ -232,10 +260,15 @@ ${reserveMiB === undefined ? "" : `  admission:\n    memory_reserve_mb: ${reserv
     await until(async () => ((await describeVm(daemon, vm)).health === "ok" ? true : undefined), "the VM to be healthy", 180_000, 500);
     // The agent stops itself (a background job's parent is the agent) for a while, as a wedged guest would.
     await daemon.client.bg.exec(vm, { cmd: "sh", args: ["-c", "sleep 1; kill -STOP $PPID; sleep 40; kill -CONT $PPID"] });
-    const wedged = await until(async () => {
-      const node = await describeVm(daemon, vm);
-      return node.health === "unresponsive" ? node : undefined;
-    }, "the agent to be unresponsive", 60_000, 250);
+    const wedged = await until(
+      async () => {
+        const node = await describeVm(daemon, vm);
+        return node.health === "unresponsive" ? node : undefined;
+      },
+      "the agent to be unresponsive",
+      60_000,
+      250,
+    );
     assert.equal(wedged.status, "Running", "the VM still runs: only its agent does not answer");
     assert.match(wedged.health_detail ?? "", /has not answered its liveness checks/);
     assert.match(await daemon.client.metrics(), /^corral_vm_health\{health="unresponsive"\} [12]$/m);
@@ -292,10 +325,15 @@ describe("a state directory on a small tmpfs", { timeout: 900_000 }, () => {
   });
 
   test("a template whose RAM file the filesystem cannot back is not built: VMs boot cold and survive using their memory", async () => {
-    const template = await until(async () => {
-      const [info] = (await call<TemplateInfoBody[]>(daemon, "GET", "/templates")).body;
-      return info?.error ? info : undefined;
-    }, "the template build to be skipped", 120_000, 250);
+    const template = await until(
+      async () => {
+        const [info] = (await call<TemplateInfoBody[]>(daemon, "GET", "/templates")).body;
+        return info?.error ? info : undefined;
+      },
+      "the template build to be skipped",
+      120_000,
+      250,
+    );
     assert.equal(template.template_id, null);
     assert.match(template.error ?? "", /^template not built: .*plus 512 MiB for its RAM file/);
     assert.match(daemon.log, /Template build skipped: creating VMs by cold boot/);
@@ -316,10 +354,15 @@ describe("a state directory on a small tmpfs", { timeout: 900_000 }, () => {
     const [pid] = qemuPids(daemon.stateDir);
     assert.ok(pid);
     process.kill(pid, "SIGBUS");
-    const failed = await until(async () => {
-      const described = await describeVm(daemon, node.hostname);
-      return described.state === "failed" ? described : undefined;
-    }, "the VM to be failed", 60_000, 250);
+    const failed = await until(
+      async () => {
+        const described = await describeVm(daemon, node.hostname);
+        return described.state === "failed" ? described : undefined;
+      },
+      "the VM to be failed",
+      60_000,
+      250,
+    );
     assert.deepEqual([failed.status, failed.health], ["Stopped", "stopped"]);
     assert.match(failed.health_detail ?? "", /QEMU was killed by SIGBUS/);
     const agentVm = (await call<{ data: AgentVm }>(daemon, "GET", `/api/vms/${node.hostname}`)).body.data;

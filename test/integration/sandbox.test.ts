@@ -107,9 +107,7 @@ describe("sandboxes", { timeout: 600_000 }, () => {
   });
 
   test("streaming exec sends started, output in order, then exit", async () => {
-    const all = await frames(
-      daemon.client.exec(hostname, { cmd: "sh", args: ["-c", "echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three; exit 3"] }),
-    );
+    const all = await frames(daemon.client.exec(hostname, { cmd: "sh", args: ["-c", "echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three; exit 3"] }));
     const types = all.map((f) => f.type);
     assert.equal(types[0], "started");
     assert.equal(types.at(-1), "exit");
@@ -125,7 +123,10 @@ describe("sandboxes", { timeout: 600_000 }, () => {
   test("stdin streams into the command (cat echoes it back)", async () => {
     const input = Readable.from(["first line\n", "second line\n"]);
     const all = await frames(daemon.client.exec(hostname, { cmd: "cat", stdin: input }));
-    const out = all.filter((f) => f.type === "stdout").map((f) => f.stdout).join("");
+    const out = all
+      .filter((f) => f.type === "stdout")
+      .map((f) => f.stdout)
+      .join("");
     assert.equal(out, "first line\nsecond line\n");
     assert.equal(all.at(-1)?.exit_code, 0);
   });
@@ -199,10 +200,7 @@ describe("sandboxes", { timeout: 600_000 }, () => {
       daemon.client.createNode("sbox", {}, { wait: "agent", timeout: "120s" }),
     ]);
     assert.notEqual(a.hostname, b.hostname);
-    const [ua, ub] = await Promise.all([
-      daemon.client.execBuffered(a.hostname, { cmd: "hostname" }),
-      daemon.client.execBuffered(b.hostname, { cmd: "hostname" }),
-    ]);
+    const [ua, ub] = await Promise.all([daemon.client.execBuffered(a.hostname, { cmd: "hostname" }), daemon.client.execBuffered(b.hostname, { cmd: "hostname" })]);
     assert.equal(ua.stdout.trim(), a.hostname);
     assert.equal(ub.stdout.trim(), b.hostname);
     await Promise.all([daemon.client.deleteNode("sbox", a.hostname), daemon.client.deleteNode("sbox", b.hostname)]);

@@ -28,7 +28,10 @@ describe("set-up", { timeout: 300_000 }, () => {
     const second = await ensureBaseImage(home, progress);
     assert.equal(second.version, first.version);
     assert.deepEqual(await readdir(join(home.images, "base", "versions")), versionsBefore, "no new version was built");
-    assert.deepEqual(progress.lines.map((l) => l.split(" ")[0]), ["skip", "skip"]);
+    assert.deepEqual(
+      progress.lines.map((l) => l.split(" ")[0]),
+      ["skip", "skip"],
+    );
     assert.match(progress.lines[0] ?? "", /^skip kernel \S+-cloud-amd64 is installed$/);
     assert.match(progress.lines[1] ?? "", new RegExp(`^skip image "base" ${first.version} is up to date$`));
   });

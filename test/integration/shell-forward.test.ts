@@ -46,7 +46,8 @@ function watch(session: ShellSession): { text(): string; waitFor(pattern: RegExp
   session.onData((chunk) => (text += chunk.toString("utf8")));
   return {
     text: () => text,
-    waitFor: (pattern, timeoutMs = 20_000) => until(() => (pattern.test(text) ? true : undefined), `${pattern} in ${JSON.stringify(text.slice(-300))}`, timeoutMs).then(() => undefined),
+    waitFor: (pattern, timeoutMs = 20_000) =>
+      until(() => (pattern.test(text) ? true : undefined), `${pattern} in ${JSON.stringify(text.slice(-300))}`, timeoutMs).then(() => undefined),
   };
 }
 
@@ -226,7 +227,9 @@ describe("shell and port forwarding", { timeout: 900_000 }, () => {
       const session = await client.shell(hostname);
       await sleep(500);
       // Measured inside the guest while nothing else talks to the agent: its CPU ticks over 3 s.
-      const ticks = (await guest("p=$(pgrep -f '^/opt/corral/bin/node /opt/corral/agent.mjs'); a=$(cut -d' ' -f14,15 /proc/$p/stat); sleep 3; b=$(cut -d' ' -f14,15 /proc/$p/stat); echo $a $b"))
+      const ticks = (
+        await guest("p=$(pgrep -f '^/opt/corral/bin/node /opt/corral/agent.mjs'); a=$(cut -d' ' -f14,15 /proc/$p/stat); sleep 3; b=$(cut -d' ' -f14,15 /proc/$p/stat); echo $a $b")
+      )
         .trim()
         .split(" ")
         .map(Number);
@@ -256,7 +259,10 @@ describe("shell and port forwarding", { timeout: 900_000 }, () => {
       // A plain GET is told it needs an upgrade.
       const plain = await fetch(`${daemon.url}/vm/${hostname}/shell`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(plain.status, 426);
-      assert.deepEqual(await plain.json(), { error: 'GET /vm/HOST/shell is a WebSocket: send the request with "Connection: Upgrade" and "Upgrade: websocket"', code: "upgrade_required" });
+      assert.deepEqual(await plain.json(), {
+        error: 'GET /vm/HOST/shell is a WebSocket: send the request with "Connection: Upgrade" and "Upgrade: websocket"',
+        code: "upgrade_required",
+      });
     });
   });
 
@@ -434,7 +440,24 @@ describe("shell and port forwarding", { timeout: 900_000 }, () => {
         const port = await until(() => /^Forwarding 127\.0\.0\.1:(\d+) /m.exec(cli.stdout())?.[1], "the forward to listen");
         const { stdout } = await run(
           "ssh",
-          ["-i", join(keyDir, "id"), "-p", port, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=60", "-o", "LogLevel=ERROR", "root@127.0.0.1", "echo ok"],
+          [
+            "-i",
+            join(keyDir, "id"),
+            "-p",
+            port,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=60",
+            "-o",
+            "LogLevel=ERROR",
+            "root@127.0.0.1",
+            "echo ok",
+          ],
           { timeout: 120_000 },
         );
         assert.equal(stdout, "ok\n");

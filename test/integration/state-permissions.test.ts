@@ -58,7 +58,10 @@ describe("state directories are private", { timeout: 300_000 }, () => {
     await daemon.start();
     const expected = { ...Object.fromEntries(files.filter((p) => existsSync(p)).map((p) => [p, "0600"])), ...Object.fromEntries(folders.map((p) => [p, "0700"])) };
     assert.deepEqual(modes([...files, ...folders]), expected);
-    assert.deepEqual((await daemon.client.secrets.list()).map((s) => s.name), ["kept"]);
+    assert.deepEqual(
+      (await daemon.client.secrets.list()).map((s) => s.name),
+      ["kept"],
+    );
     await daemon.stop();
   });
 

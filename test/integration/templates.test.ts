@@ -29,10 +29,14 @@ describe("template snapshots", { timeout: 900_000 }, () => {
     return found;
   };
   const readyTemplate = (notId?: string): Promise<TemplateInfo> =>
-    until(async () => {
-      const t = await template();
-      return t.state === "ready" && t.template_id !== notId ? t : undefined;
-    }, "a ready template", 180_000);
+    until(
+      async () => {
+        const t = await template();
+        return t.state === "ready" && t.template_id !== notId ? t : undefined;
+      },
+      "a ready template",
+      180_000,
+    );
   const wasCloned = (hostname: string): boolean => new RegExp(`"vm":"${hostname}"[^\\n]*"msg":"VM cloned from its template"`).test(daemon.log);
   const templateDirs = async (): Promise<string[]> => (await readdir(join(daemon.stateDir, "templates"))).sort();
 
@@ -185,6 +189,13 @@ describe("template snapshots", { timeout: 900_000 }, () => {
     const current = await readyTemplate();
     assert.deepEqual(await readdir(join(daemon.stateDir, "vms")), []);
     assert.deepEqual(await templateDirs(), [current.template_id]);
-    assert.deepEqual((await readdir(join(daemon.stateDir, "templates", current.template_id as string))).sort(), ["disk.qcow2", "qemu.log", "ram", "serial.log", "state", "template.json"]);
+    assert.deepEqual((await readdir(join(daemon.stateDir, "templates", current.template_id as string))).sort(), [
+      "disk.qcow2",
+      "qemu.log",
+      "ram",
+      "serial.log",
+      "state",
+      "template.json",
+    ]);
   });
 });

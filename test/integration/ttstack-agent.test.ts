@@ -107,12 +107,17 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
     let publicKey: string;
     let vm: AgentVm;
 
-      const guest = async (id: string, script: string): Promise<string> => (await daemon.client.execBuffered(id, { cmd: "sh", args: ["-c", script] })).stdout;
+    const guest = async (id: string, script: string): Promise<string> => (await daemon.client.execBuffered(id, { cmd: "sh", args: ["-c", script] })).stdout;
     const untilState = (id: string, state: string): Promise<AgentVm> =>
-      until(async () => {
-        const { body } = await get<AgentVm>(`/api/vms/${id}`, "Vm");
-        return body.status === state ? body : undefined;
-      }, `VM ${id} to be ${state}`, 180_000, 250);
+      until(
+        async () => {
+          const { body } = await get<AgentVm>(`/api/vms/${id}`, "Vm");
+          return body.status === state ? body : undefined;
+        },
+        `VM ${id} to be ${state}`,
+        180_000,
+        250,
+      );
 
     before(async () => {
       key = await makeSshKey();
@@ -124,10 +129,19 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
     });
 
     test("POST /api/vms: 201 with a port map for 22 and the asked ports; ssh with the key; the disk has the asked size", async () => {
-      const created = await call<{ vm: AgentVm }>("POST", "/api/vms", { vm_id: "env1-1", env_id: "env1", image: "base", cpu: 1, mem: 512, disk: 6144, ports: [8080], ssh_keys: [publicKey] }, true, "CreateVmResp");
+      const created = await call<{ vm: AgentVm }>(
+        "POST",
+        "/api/vms",
+        { vm_id: "env1-1", env_id: "env1", image: "base", cpu: 1, mem: 512, disk: 6144, ports: [8080], ssh_keys: [publicKey] },
+        true,
+        "CreateVmResp",
+      );
       assert.equal(created.status, 201, JSON.stringify(created.body));
       vm = created.body.vm;
-      assert.deepEqual([vm.id, vm.env_id, vm.hostgroup, vm.image, vm.engine, vm.cpu, vm.mem, vm.disk, vm.ports, vm.deny_outgoing], ["env1-1", "env1", "ttstack", "base", "qemu", 1, 512, 6144, [22, 8080], false]);
+      assert.deepEqual(
+        [vm.id, vm.env_id, vm.hostgroup, vm.image, vm.engine, vm.cpu, vm.mem, vm.disk, vm.ports, vm.deny_outgoing],
+        ["env1-1", "env1", "ttstack", "base", "qemu", 1, 512, 6144, [22, 8080], false],
+      );
       const info = (await get<HostInfo>("/api/info", "AgentInfo")).body;
       assert.equal(vm.host_id, info.host_id);
       assert.ok(Math.abs(vm.created_at - Date.now() / 1000) < 600, "created_at in Unix seconds");
@@ -136,20 +150,30 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
       await untilState(vm.id, "running");
       assert.equal(await sshAsRoot(key, sshPort, "echo hello from $(hostname)"), "hello from env1-1\n");
       // The root filesystem grows to the disk's size in the background (the image's is 4 GiB).
-      const size = await until(async () => {
-        const mib = Number((await sshAsRoot(key, sshPort, "df -m / | tail -1 | awk '{print $2}'")).trim());
-        return mib > 5500 ? mib : undefined;
-      }, "the root filesystem to grow", 120_000, 1000);
+      const size = await until(
+        async () => {
+          const mib = Number((await sshAsRoot(key, sshPort, "df -m / | tail -1 | awk '{print $2}'")).trim());
+          return mib > 5500 ? mib : undefined;
+        },
+        "the root filesystem to grow",
+        120_000,
+        1000,
+      );
       assert.ok(size <= 6144, `root filesystem of ${size} MiB`);
       // A guest port is reached through its host port.
       await guest(vm.id, "mkdir -p /tmp/www && echo served > /tmp/www/index.html && (httpd -p 8080 -h /tmp/www &)");
-      const page = await until(async () => {
-        try {
-          return await (await fetch(`http://127.0.0.1:${webPort}/index.html`)).text();
-        } catch {
-          return undefined;
-        }
-      }, "the guest's web server", 30_000, 250);
+      const page = await until(
+        async () => {
+          try {
+            return await (await fetch(`http://127.0.0.1:${webPort}/index.html`)).text();
+          } catch {
+            return undefined;
+          }
+        },
+        "the guest's web server",
+        30_000,
+        250,
+      );
       assert.equal(page, "served\n");
     });
 
@@ -157,12 +181,28 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
       const sandbox = await daemon.client.createNode("sbox", {}, { wait: "agent", timeout: "180s" });
       try {
         const all = (await get<AgentVm[]>("/api/vms", "Vm[]")).body;
-        assert.deepEqual(all.map((v) => [v.id, v.hostgroup, v.env_id]).sort(), [["env1-1", "ttstack", "env1"], [sandbox.hostname, "sbox", ""]].sort(), "a VM made for no environment has env_id \"\" (TTstack's is a String)");
-        assert.deepEqual((await get<AgentVm[]>("/api/vms?env_id=env1", "Vm[]")).body.map((v) => v.id), ["env1-1"]);
+        assert.deepEqual(
+          all.map((v) => [v.id, v.hostgroup, v.env_id]).sort(),
+          [
+            ["env1-1", "ttstack", "env1"],
+            [sandbox.hostname, "sbox", ""],
+          ].sort(),
+          'a VM made for no environment has env_id "" (TTstack\'s is a String)',
+        );
+        assert.deepEqual(
+          (await get<AgentVm[]>("/api/vms?env_id=env1", "Vm[]")).body.map((v) => v.id),
+          ["env1-1"],
+        );
         assert.deepEqual((await get<AgentVm[]>("/api/vms?env_id=other", "Vm[]")).body, []);
         // Slicer's /hostgroup lists the TTstack group once it holds VMs (api-errors checks it is hidden before).
         const groups = (await (await fetch(`${daemon.url}/hostgroup`, { headers: { authorization: `Bearer ${token}` } })).json()) as { name: string; count: number }[];
-        assert.deepEqual(groups.map((g) => [g.name, g.count]), [["sbox", 1], ["ttstack", 1]]);
+        assert.deepEqual(
+          groups.map((g) => [g.name, g.count]),
+          [
+            ["sbox", 1],
+            ["ttstack", 1],
+          ],
+        );
       } finally {
         await daemon.client.deleteNode("sbox", sandbox.hostname);
       }
@@ -215,7 +255,13 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
       const probe = async (id: string): Promise<ProbeResult> =>
         parseProbe((await daemon.client.execBuffered(id, { cmd: "node", args: ["-e", REACH_PROBE, "tcp", outside.address, String(outside.port)] })).stdout);
       assert.deepEqual(await probe(vm.id), { outcome: "open", data: outside.greeting }, "a VM without deny_outgoing reaches out");
-      const denied = await call<{ vm: AgentVm }>("POST", "/api/vms", { vm_id: "env1-2", env_id: "env1", image: "base", cpu: 1, mem: 512, deny_outgoing: true, ssh_keys: [publicKey] }, true, "CreateVmResp");
+      const denied = await call<{ vm: AgentVm }>(
+        "POST",
+        "/api/vms",
+        { vm_id: "env1-2", env_id: "env1", image: "base", cpu: 1, mem: 512, deny_outgoing: true, ssh_keys: [publicKey] },
+        true,
+        "CreateVmResp",
+      );
       assert.equal(denied.status, 201, JSON.stringify(denied.body));
       assert.equal(denied.body.vm.deny_outgoing, true);
       await untilState("env1-2", "running");
@@ -242,7 +288,10 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
         assert.deepEqual([answer.body.ok, answer.body.code], [false, code], JSON.stringify(answer.body));
         assert.match(answer.body.error, message);
       }
-      assert.deepEqual((await get<AgentVm[]>("/api/vms", "Vm[]")).body.map((v) => v.id), ["env1-1"]);
+      assert.deepEqual(
+        (await get<AgentVm[]>("/api/vms", "Vm[]")).body.map((v) => v.id),
+        ["env1-1"],
+      );
       for (const path of ["/api/vms/nope-1", "/api/vms/Not_A_Hostname.1"]) {
         const missing = await get<{ code: string }>(path, "Vm");
         assert.deepEqual([missing.status, missing.body.code], [404, "vm_not_found"], path);
@@ -251,7 +300,7 @@ describe("TTstack agent API", { timeout: 600_000 }, () => {
       assert.equal((await call("POST", "/api/vms", { vm_id: "x-2", image: "base" }, false)).status, 401);
     });
 
-    test("DELETE /api/vms/ID: 200 {\"ok\":true}, the VM, its folder and its host ports are gone; again: 200 as well", async () => {
+    test('DELETE /api/vms/ID: 200 {"ok":true}, the VM, its folder and its host ports are gone; again: 200 as well', async () => {
       const deleted = await call("DELETE", "/api/vms/env1-1");
       assert.deepEqual([deleted.status, deleted.raw], [200, { ok: true }]);
       assert.equal((await get("/api/vms/env1-1", "Vm")).status, 404);

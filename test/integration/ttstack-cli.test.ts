@@ -64,7 +64,12 @@ describe("tt, TTstack's CLI, against Corral's controller and a real daemon", { t
   let addr: string;
 
   /** One request as tt's reqwest client sends it; the answer as tt's client reads it (envelope, then data or error). */
-  const tt = async <T>(type: WireType, method: string, path: string, json?: string): Promise<{ status: number; ok: true; data: T } | { status: number; ok: false; error: string }> => {
+  const tt = async <T>(
+    type: WireType,
+    method: string,
+    path: string,
+    json?: string,
+  ): Promise<{ status: number; ok: true; data: T } | { status: number; ok: false; error: string }> => {
     const headers: Record<string, string> = { authorization: `Bearer ${controller.apiKey}` };
     if (json !== undefined) headers["content-type"] = "application/json";
     const response = await fetch(`${controller.url}${path}`, { method, headers, body: json });
@@ -100,7 +105,10 @@ describe("tt, TTstack's CLI, against Corral's controller and a real daemon", { t
     assert.deepEqual([host.addr, host.state, host.engines, host.storage], [addr, "online", ["qemu"], "file"]);
     assert.ok(host.resource.cpu_total > 0 && host.resource.mem_total > 0 && host.resource.disk_total > 0);
     // tt host list, tt host show ID
-    assert.deepEqual(ok(await tt<TtHost[]>("Host[]", "GET", "/api/hosts")).map((h) => h.id), [host.id]);
+    assert.deepEqual(
+      ok(await tt<TtHost[]>("Host[]", "GET", "/api/hosts")).map((h) => h.id),
+      [host.id],
+    );
     assert.equal(ok(await tt<TtHost>("Host", "GET", `/api/hosts/${host.id}`)).addr, addr);
 
     // tt env create tt-demo -i base (no --ssh-key; cpu, mem, disk and lifetime null: TTstack's defaults)
@@ -118,13 +126,24 @@ describe("tt, TTstack's CLI, against Corral's controller and a real daemon", { t
 
     // tt env list (main.rs:428-444): id, owner, state, vm_ids.len()
     const envs = ok(await tt<TtEnv[]>("Env[]", "GET", "/api/envs"));
-    assert.deepEqual(envs.map((e) => [e.id, e.owner, e.state, e.vm_ids.length]), [["tt-demo", "alice", "active", 1]]);
+    assert.deepEqual(
+      envs.map((e) => [e.id, e.owner, e.state, e.vm_ids.length]),
+      [["tt-demo", "alice", "active", 1]],
+    );
     // tt env show tt-demo (main.rs:445-470), and the VM on its own (GET /api/vms/ID, crates/ctl/src/main.rs:82)
-    const running = await until(async () => {
-      const shown = ok(await tt<{ env: TtEnv; vms: TtVm[] }>("EnvDetail", "GET", "/api/envs/tt-demo"));
-      return shown.vms[0]?.state === "running" ? shown : undefined;
-    }, "the VM to run", 300_000, 500);
-    assert.deepEqual(running.vms.map((v) => v.id), ["tt-demo-1"]);
+    const running = await until(
+      async () => {
+        const shown = ok(await tt<{ env: TtEnv; vms: TtVm[] }>("EnvDetail", "GET", "/api/envs/tt-demo"));
+        return shown.vms[0]?.state === "running" ? shown : undefined;
+      },
+      "the VM to run",
+      300_000,
+      500,
+    );
+    assert.deepEqual(
+      running.vms.map((v) => v.id),
+      ["tt-demo-1"],
+    );
     const single = ok(await tt<TtVm>("Vm", "GET", "/api/vms/tt-demo-1"));
     assert.deepEqual([single.id, single.env_id, single.state, single.port_map], ["tt-demo-1", "tt-demo", "running", vm.port_map]);
 
@@ -142,7 +161,10 @@ describe("tt, TTstack's CLI, against Corral's controller and a real daemon", { t
     assert.deepEqual([status.hosts, status.hosts_online, status.total_vms, status.total_envs], [1, 1, 1, 1]);
     assert.ok((status.cpu_total ?? 0) > 0 && (status.mem_total ?? 0) > 0);
     const images = ok(await tt<{ name: string; host_id: string }[]>("ImageInfo[]", "GET", "/api/images"));
-    assert.ok(images.some((i) => i.name === "base" && i.host_id === host.id), JSON.stringify(images));
+    assert.ok(
+      images.some((i) => i.name === "base" && i.host_id === host.id),
+      JSON.stringify(images),
+    );
 
     // tt env delete, tt host remove: ApiResp<()> (main.rs:471-474, 338-341)
     const deleted = await tt("()", "DELETE", "/api/envs/tt-demo");
@@ -186,7 +208,13 @@ describe("tt, TTstack's CLI, against Corral's controller and a real daemon", { t
       assert.match(answer.ok ? "" : answer.error, reason, `${method} ${path}`);
     }
     // Without the key: 401 in the envelope, on every route.
-    for (const [method, path] of [["GET", "/api/hosts"], ["POST", "/api/envs"], ["GET", "/api/status"], ["DELETE", "/api/envs/x"], ["GET", "/api/nothing-here"]] as const) {
+    for (const [method, path] of [
+      ["GET", "/api/hosts"],
+      ["POST", "/api/envs"],
+      ["GET", "/api/status"],
+      ["DELETE", "/api/envs/x"],
+      ["GET", "/api/nothing-here"],
+    ] as const) {
       const response = await fetch(`${controller.url}${path}`, { method });
       const read = readLikeTt("()", response.status, JSON.parse(await response.text()));
       assert.deepEqual([response.status, read.ok, read.ok ? "" : read.error], [401, false, "Missing or wrong API key: send Authorization: Bearer KEY"], `${method} ${path}`);

@@ -42,7 +42,10 @@ describe("Corral's controller over a TTstack agent (simulated)", { timeout: 300_
     const host = added.body;
     assert.deepEqual([host.id, host.kind, host.state, host.engines, host.storage], [agent.hostId, "ttstack", "online", ["qemu", "docker"], "file"]);
     assert.deepEqual([host.resource.cpu_total, host.hostname], [16, "127.0.0.1"], "its resources; its address stands in for the hostname it does not report");
-    assert.ok(agent.received.every((r) => r.auth === `Bearer ${controller.apiKey}`), "every call carries the controller's key");
+    assert.ok(
+      agent.received.every((r) => r.auth === `Bearer ${controller.apiKey}`),
+      "every call carries the controller's key",
+    );
 
     const wrongKey = await sim({ apiKey: "another-key" });
     const refused = await controller.call<{ code: string; error: string }>("POST", "/api/hosts", { addr: wrongKey.addr });
@@ -55,16 +58,29 @@ describe("Corral's controller over a TTstack agent (simulated)", { timeout: 300_
     const added = await controller.call<Host>("POST", "/api/hosts", { addr: example.addr });
     assert.equal(added.status, 201, JSON.stringify(added.raw));
     const expected = JSON.parse(AGENT.info) as { data: { resource: Host["resource"]; engines: string[] } };
-    assert.deepEqual([added.body.id, added.body.kind, added.body.resource, added.body.engines, added.body.images], [AGENT.hostId, "ttstack", expected.data.resource, expected.data.engines, ["alpine-cloud", "ubuntu-22.04"]]);
+    assert.deepEqual(
+      [added.body.id, added.body.kind, added.body.resource, added.body.engines, added.body.images],
+      [AGENT.hostId, "ttstack", expected.data.resource, expected.data.engines, ["alpine-cloud", "ubuntu-22.04"]],
+    );
     assert.equal((await controller.call("DELETE", `/api/hosts/${AGENT.hostId}`)).status, 200);
   });
 
   test("an environment on it: TTstack's CreateVmReq for each VM, stop pauses, start resumes, delete removes", async () => {
-    const created = await controller.call<EnvDetail>("POST", "/api/envs", { id: "Team_A.1", owner: "alice", vms: [{ image: "base", ports: [8080] }, { image: "base", cpu: 1, mem: 512, disk: 2048 }] });
+    const created = await controller.call<EnvDetail>("POST", "/api/envs", {
+      id: "Team_A.1",
+      owner: "alice",
+      vms: [
+        { image: "base", ports: [8080] },
+        { image: "base", cpu: 1, mem: 512, disk: 2048 },
+      ],
+    });
     assert.equal(created.status, 201, JSON.stringify(created.raw));
     const detail = created.body;
     assert.deepEqual([detail.env.id, detail.env.state, detail.env.status, detail.env.vm_ids.length], ["Team_A.1", "active", "running", 2]);
-    assert.ok(detail.vms.every((vm) => /^team-a-1-[0-9a-f]{6}-\d$/.test(vm.id)), `VM ids are hostnames made from a TTstack name: ${detail.env.vm_ids.join(", ")}`);
+    assert.ok(
+      detail.vms.every((vm) => /^team-a-1-[0-9a-f]{6}-\d$/.test(vm.id)),
+      `VM ids are hostnames made from a TTstack name: ${detail.env.vm_ids.join(", ")}`,
+    );
     assert.deepEqual(
       detail.vms.map((vm) => [vm.host_id, vm.state, vm.cpu, vm.mem, vm.disk, vm.ip.startsWith("10.10.0."), Object.keys(vm.port_map)]),
       [
@@ -77,15 +93,26 @@ describe("Corral's controller over a TTstack agent (simulated)", { timeout: 300_
     for (const create of creates) {
       const body = JSON.parse(create.body) as Record<string, unknown>;
       assert.equal(serdeReadError("CreateVmReq", body), undefined, create.body);
-      assert.deepEqual(Object.keys(body), ["vm_id", "env_id", "image", "engine", "cpu", "mem", "disk", "ports", "deny_outgoing"], "TTstack's fields only, ssh_keys left out when there are none");
+      assert.deepEqual(
+        Object.keys(body),
+        ["vm_id", "env_id", "image", "engine", "cpu", "mem", "disk", "ports", "deny_outgoing"],
+        "TTstack's fields only, ssh_keys left out when there are none",
+      );
     }
 
     assert.equal((await controller.call("POST", "/api/envs/Team_A.1/stop")).status, 200);
-    assert.deepEqual([...agent.vms.values()].map((vm) => vm.state), ["paused", "paused"], "TTstack's agent pauses a stopped qemu VM");
+    assert.deepEqual(
+      [...agent.vms.values()].map((vm) => vm.state),
+      ["paused", "paused"],
+      "TTstack's agent pauses a stopped qemu VM",
+    );
     const stopped = (await controller.call<EnvDetail>("GET", "/api/envs/Team_A.1")).body;
     assert.deepEqual([stopped.env.state, ...stopped.vms.map((vm) => vm.state)], ["stopped", "paused", "paused"]);
     assert.equal((await controller.call("POST", "/api/envs/Team_A.1/start")).status, 200);
-    assert.deepEqual([...agent.vms.values()].map((vm) => vm.state), ["running", "running"]);
+    assert.deepEqual(
+      [...agent.vms.values()].map((vm) => vm.state),
+      ["running", "running"],
+    );
 
     // Virtumancer's reboot is not in TTstack's agent API.
     const reboot = await controller.call<{ code: string; error: string }>("POST", `/api/hosts/${agent.hostId}/vms/${detail.vms[0]?.id}/action`, { action: "reboot" });
@@ -130,7 +157,11 @@ describe("Corral's controller over a TTstack agent (simulated)", { timeout: 300_
       assert.match(answer.body.error, what, misbehaviour);
     }
     const hosts = (await controller.call<Host[]>("GET", "/api/hosts")).body;
-    assert.deepEqual(hosts.map((h) => h.id), [agent.hostId], "no row for any of them");
+    assert.deepEqual(
+      hosts.map((h) => h.id),
+      [agent.hostId],
+      "no row for any of them",
+    );
   });
 
   test("a registered host that starts answering garbage: an environment's create fails with 502, the host goes offline with why", async () => {
@@ -141,10 +172,14 @@ describe("Corral's controller over a TTstack agent (simulated)", { timeout: 300_
       assert.equal(created.body.code, "host_bad_answer");
       assert.match(created.body.error, new RegExp(`Host "${agent.hostId}" answered POST /api/vms with something that is not JSON`));
       assert.equal((await controller.call("GET", "/api/envs/doomed")).status, 404, "the environment is not kept");
-      const offline = await until(async () => {
-        const host = (await controller.call<Host>("GET", `/api/hosts/${agent.hostId}`)).body;
-        return host.state === "offline" ? host : undefined;
-      }, "the host to be offline", 30_000);
+      const offline = await until(
+        async () => {
+          const host = (await controller.call<Host>("GET", `/api/hosts/${agent.hostId}`)).body;
+          return host.state === "offline" ? host : undefined;
+        },
+        "the host to be offline",
+        30_000,
+      );
       assert.match(offline.last_error ?? "", /not JSON/);
     } finally {
       agent.misbehave = undefined;

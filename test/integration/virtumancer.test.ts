@@ -54,7 +54,11 @@ describe("Virtumancer's UI against Corral: the whole wire", { timeout: 1_200_000
   const api = async (method: string, path: string, body?: unknown): Promise<Answer> => {
     const headers: Record<string, string> = { authorization: `Bearer ${controller.apiKey}` };
     if (body !== undefined) headers["content-type"] = "application/json";
-    const response = await fetch(`${controller.url}/api/v1${path}`, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+    const response = await fetch(`${controller.url}/api/v1${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    });
     const text = await response.text();
     let json: unknown;
     if ((response.headers.get("content-type") ?? "").startsWith("application/json")) json = JSON.parse(text);
@@ -66,7 +70,10 @@ describe("Virtumancer's UI against Corral: the whole wire", { timeout: 1_200_000
     ws.send(JSON.stringify(message));
   };
   const ofType = (type: string, since = 0): Message[] => messages.filter((m) => m.data.type === type && m.at >= since);
-  const statsOf = (vmName: string, since = 0): Json[] => ofType("vm-stats-updated", since).filter((m) => m.data.payload?.vmName === vmName).map((m) => m.data.payload?.stats as Json);
+  const statsOf = (vmName: string, since = 0): Json[] =>
+    ofType("vm-stats-updated", since)
+      .filter((m) => m.data.payload?.vmName === vmName)
+      .map((m) => m.data.payload?.stats as Json);
   const pollers = async (): Promise<number> => ((await (await fetch(`${controller.url}/healthz`)).json()) as { statsPollers: number }).statsPollers;
 
   /** The UI's fetchHosts (mainStore.js:107-129): every host, then its VMs and its info; each answer checked. */
@@ -92,10 +99,16 @@ describe("Virtumancer's UI against Corral: the whole wire", { timeout: 1_200_000
    * Until the VM has libvirt's `state`. For 1 also until it has booted (Corral's `status`): libvirt calls a
    * booting domain running too, but the daemon refuses a reboot until the guest is up (409, said as such).
    */
-  const untilState = (state: number, what: string): Promise<Json> => until(async () => {
-    const vm = await vmOf();
-    return vm?.state === state && (state !== 1 || vm.status === "running") ? vm : undefined;
-  }, what, BOOT_MS, 500);
+  const untilState = (state: number, what: string): Promise<Json> =>
+    until(
+      async () => {
+        const vm = await vmOf();
+        return vm?.state === state && (state !== 1 || vm.status === "running") ? vm : undefined;
+      },
+      what,
+      BOOT_MS,
+      500,
+    );
 
   /** Every page of the UI for the current state, as a user would see it: nothing broken. */
   const assertPagesClean = async (stats?: Json): Promise<void> => {
@@ -160,7 +173,11 @@ describe("Virtumancer's UI against Corral: the whole wire", { timeout: 1_200_000
       assert.deepEqual([answer.status, answer.headers.get(ERROR_CODE_HEADER)], [status, code], `${what}: ${answer.text}`);
     }
     const hosts = await fetchHosts();
-    assert.deepEqual(hosts.map((h) => h.id), [HOST], "nothing half-added");
+    assert.deepEqual(
+      hosts.map((h) => h.id),
+      [HOST],
+      "nothing half-added",
+    );
     assert.equal(ofType("hosts-changed").length, 1);
   });
 
@@ -182,16 +199,25 @@ describe("Virtumancer's UI against Corral: the whole wire", { timeout: 1_200_000
 
   test("a VM made on the daemon shows in the UI with every field it reads; vms-changed, not hosts-changed", async () => {
     const before = Date.now();
-    const made = await fetch(`${daemon.url}/api/vms`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ vm_id: VM, image: "base", cpu: 1, mem: 512, disk: 2048 }) });
+    const made = await fetch(`${daemon.url}/api/vms`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ vm_id: VM, image: "base", cpu: 1, mem: 512, disk: 2048 }),
+    });
     assert.equal(made.status, 201, await made.text());
     const vm = await untilState(1, "the VM to run");
     await until(() => (ofType("vms-changed", before).some((m) => m.data.payload?.hostId === HOST) ? true : undefined), "vms-changed for the host", 20_000);
     assert.deepEqual([vm.vcpu, vm.vcpu_count, vm.max_mem, vm.memory, vm.memory_bytes, vm.id], [1, 1, 512 * 1024, 512 * 1024, 512 * 1024 * 1024, 1]);
     assert.deepEqual(powerButtons(vm), ["shutdown", "reboot", "forceoff"]);
-    const running = await until(async () => {
-      const current = await vmOf();
-      return current && (current.uptime as number) > 0 ? current : undefined;
-    }, "an uptime", 20_000, 500);
+    const running = await until(
+      async () => {
+        const current = await vmOf();
+        return current && (current.uptime as number) > 0 ? current : undefined;
+      },
+      "an uptime",
+      20_000,
+      500,
+    );
     assert.ok((running.uptime as number) < 3600, `uptime ${String(running.uptime)} s`);
     await assertPagesClean();
     assert.equal(ofType("hosts-changed").length, 1, "a VM's change is not a change of hosts");
@@ -302,7 +328,10 @@ describe("Virtumancer's UI against Corral: the whole wire", { timeout: 1_200_000
     assert.equal(connected.status, 204, connected.text);
     const back = ((await api("GET", "/hosts")).json as Json[])[0];
     assert.deepEqual([back?.state, back?.auto_reconnect_disabled], ["CONNECTED", false]);
-    assert.deepEqual(ofType("host-connection-changed", since).map((m) => m.data.payload?.connected), [false, true]);
+    assert.deepEqual(
+      ofType("host-connection-changed", since).map((m) => m.data.payload?.connected),
+      [false, true],
+    );
     assert.equal((await api("POST", "/hosts/nope/connect")).status, 404);
   });
 

@@ -92,11 +92,15 @@ describe("warm pool", { timeout: 900_000 }, () => {
     const before = await poolPids();
     const old = (await daemon.client.templates())[0]?.template_id;
     await daemon.client.rebuildTemplate("sbox");
-    await until(async () => {
-      const [info] = await daemon.client.templates();
-      const pids = await poolPids();
-      return info?.state === "ready" && info.template_id !== old && pids.length === 2 && pids.every((pid) => !before.includes(pid)) ? true : undefined;
-    }, "a pool of clones of the new template", 180_000);
+    await until(
+      async () => {
+        const [info] = await daemon.client.templates();
+        const pids = await poolPids();
+        return info?.state === "ready" && info.template_id !== old && pids.length === 2 && pids.every((pid) => !before.includes(pid)) ? true : undefined;
+      },
+      "a pool of clones of the new template",
+      180_000,
+    );
     for (const pid of before) await until(async () => (processAlive(pid) ? undefined : true), `old pooled clone ${pid} to end`, 10_000);
   });
 
@@ -118,7 +122,10 @@ describe("warm pool", { timeout: 900_000 }, () => {
     // QEMU's paths, pointing at sbox-1. Nothing of the deleted clone.
     const vms = join(daemon.stateDir, "vms");
     const names = await readdir(vms);
-    assert.deepEqual(names.filter((name) => !name.startsWith(".pool-")), ["sbox-1"]);
+    assert.deepEqual(
+      names.filter((name) => !name.startsWith(".pool-")),
+      ["sbox-1"],
+    );
     const links = [];
     for (const name of names.filter((n) => n.startsWith(".pool-"))) {
       if ((await lstat(join(vms, name))).isSymbolicLink()) links.push(await readlink(join(vms, name)));

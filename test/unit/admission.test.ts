@@ -50,7 +50,13 @@ function admissionFor(host: Host, config = { memoryReserveBytes: 512 * MiB, minF
   });
 }
 
-const userCreate = (g: HostGroupConfig, ramBytes = g.ramBytes): AdmissionRequest => ({ what: `a new VM in host group "${g.name}"`, group: g, ramBytes, priority: "user", joinsGroup: true });
+const userCreate = (g: HostGroupConfig, ramBytes = g.ramBytes): AdmissionRequest => ({
+  what: `a new VM in host group "${g.name}"`,
+  group: g,
+  ramBytes,
+  priority: "user",
+  joinsGroup: true,
+});
 
 function refusal(fn: () => unknown): CorralError {
   try {

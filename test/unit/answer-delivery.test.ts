@@ -51,12 +51,19 @@ describe("watchDelivery", () => {
     agent.destroy();
     assert.equal(seen.length, 2);
     assert.deepEqual(await Promise.all(seen.map((d) => d.delivered)), [true, true]);
-    assert.equal(seen.every((d) => !d.abandoned.aborted), true);
+    assert.equal(
+      seen.every((d) => !d.abandoned.aborted),
+      true,
+    );
   });
 
   test("an answer on a connection the server closes after it (Connection: close) is delivered", async () => {
     const seen = serve((res) => res.end("ok"));
-    const res = await new Promise<IncomingMessage>((done, fail) => request({ port, path: "/", headers: { connection: "close" } }, done).on("error", fail).end());
+    const res = await new Promise<IncomingMessage>((done, fail) =>
+      request({ port, path: "/", headers: { connection: "close" } }, done)
+        .on("error", fail)
+        .end(),
+    );
     res.resume();
     await once(res, "end");
     assert.equal(await seen[0]?.delivered, true);

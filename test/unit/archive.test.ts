@@ -89,7 +89,10 @@ describe("packTree and extractTree on real files", () => {
   test("the named layout puts the directory's own name on top", async () => {
     const names = await listTar(await collect(packTree(source, { topName: "my project" })));
     assert.equal(names[0], "my project/");
-    assert.ok(names.every((n) => n.startsWith("my project/") || n.startsWith("@my project/")), names.join(", "));
+    assert.ok(
+      names.every((n) => n.startsWith("my project/") || n.startsWith("@my project/")),
+      names.join(", "),
+    );
     assert.ok(names.includes("my project/sub dir/ünïcödé 目录/☃ snow.bin"));
     assert.ok(names.includes("@my project/link"));
   });
@@ -99,13 +102,22 @@ describe("packTree and extractTree on real files", () => {
     assert.ok(names.includes("read me.txt"));
     assert.ok(names.includes("sub dir/"));
     assert.ok(names.includes(`${"x".repeat(120)}`));
-    assert.equal(names.some((n) => n.includes("my project")), false);
+    assert.equal(
+      names.some((n) => n.includes("my project")),
+      false,
+    );
   });
 
   test("exclude patterns leave out files and whole directories", async () => {
     const names = await listTar(await collect(packTree(source, { exclude: ["*.log", "sub dir/ünïcödé 目录"] })));
-    assert.equal(names.some((n) => n.endsWith(".log")), false);
-    assert.equal(names.some((n) => n.includes("ünïcödé")), false);
+    assert.equal(
+      names.some((n) => n.endsWith(".log")),
+      false,
+    );
+    assert.equal(
+      names.some((n) => n.includes("ünïcödé")),
+      false,
+    );
     assert.ok(names.includes("read me.txt"));
   });
 
@@ -156,10 +168,7 @@ describe("packTree and extractTree on real files", () => {
   test("nothing is written through a symlink, whatever its target", async () => {
     const destination = await mkdtemp(join(work, "hostile-link-"));
     const outside = await mkdtemp(join(work, "outside-"));
-    const tar = await handMadeTar([
-      { header: { name: "escape", type: "symlink", linkname: outside } },
-      { header: { name: "escape/evil.txt" }, body: "pwned" },
-    ]);
+    const tar = await handMadeTar([{ header: { name: "escape", type: "symlink", linkname: outside } }, { header: { name: "escape/evil.txt" }, body: "pwned" }]);
     await assert.rejects(extractTree(Readable.from([tar]), destination), /"escape" is a symlink/);
     assert.deepEqual(await readdir(outside), []);
 

@@ -46,13 +46,32 @@ function addressedTap(): NetworkAttachment {
 }
 
 describe("user attachment", () => {
-  const forwards = [{ guest: 22, host: 40022 }, { guest: 8080, host: 40080 }];
+  const forwards = [
+    { guest: 22, host: 40022 },
+    { guest: 8080, host: 40080 },
+  ];
   const attachment = createUserAttachment({ mac: MAC, portMap: forwards, denyOutgoing: true, forwardAddress: "127.0.0.1" });
 
   test("QEMU's NIC and the kernel command line are exactly user-network.ts's (today's argv)", () => {
-    const before = userNetwork(MAC, forwards.map((f) => ({ hostAddress: "127.0.0.1", hostPort: f.host, guestPort: f.guest })), true);
+    const before = userNetwork(
+      MAC,
+      forwards.map((f) => ({ hostAddress: "127.0.0.1", hostPort: f.host, guestPort: f.guest })),
+      true,
+    );
     assert.deepEqual(machineNicOf(attachment), before);
-    const spec = { accel: "tcg" as const, cpus: 1, memoryMiB: 256, kernel: "k", initrd: "i", cmdline: "c", disk: { path: "d", format: "qcow2" as const }, serialLog: "s", qmpSocket: "q", agentSocket: "a", pidFile: "p" };
+    const spec = {
+      accel: "tcg" as const,
+      cpus: 1,
+      memoryMiB: 256,
+      kernel: "k",
+      initrd: "i",
+      cmdline: "c",
+      disk: { path: "d", format: "qcow2" as const },
+      serialLog: "s",
+      qmpSocket: "q",
+      agentSocket: "a",
+      pidFile: "p",
+    };
     assert.deepEqual(buildQemuArgs({ ...spec, network: machineNicOf(attachment) }), buildQemuArgs({ ...spec, network: before }));
     assert.equal(
       kernelCmdline({ accel: "kvm", hostname: "h", network: bootNetworkOf(attachment), tscKhz: 1 }),
@@ -140,6 +159,9 @@ describe("DefaultAttachments", () => {
     assert.equal(backendKind(undefined), "user");
     assert.equal(backendKind({ network: USER_GROUP_NETWORK }), "user");
     assert.equal(backendKind({ network: BRIDGE }), "tap");
-    assert.equal(backendKind({ network: { mode: "isolated", range: { network: 0, prefixLength: 22 }, rangeDerived: true, policy: { allow: [], drop: [] } } as GroupNetwork }), "tap");
+    assert.equal(
+      backendKind({ network: { mode: "isolated", range: { network: 0, prefixLength: 22 }, rangeDerived: true, policy: { allow: [], drop: [] } } as GroupNetwork }),
+      "tap",
+    );
   });
 });

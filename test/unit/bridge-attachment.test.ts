@@ -69,7 +69,9 @@ describe("a bridge-mode VM's rules on real traffic, in namespaces of the test's 
     const gateway = parseAddressWithPrefix("10.77.0.1/24") as AddressWithPrefix;
     network = new NetworkManager({
       stateDir: `/tmp/${NS.host}-state`,
-      groups: [{ name: "vm", index: 0, network: { mode: "bridge", bridge: "brt0", tapPrefix: "tt", gateway, range: undefined, addresses: [], policy: EMPTY_POLICY }, dnsServers: [] }],
+      groups: [
+        { name: "vm", index: 0, network: { mode: "bridge", bridge: "brt0", tapPrefix: "tt", gateway, range: undefined, addresses: [], policy: EMPTY_POLICY }, dnsServers: [] },
+      ],
       hostIsolation: true,
       hostAccess: [],
       ipam: new IpamStore(new Database(":memory:")),

@@ -36,14 +36,23 @@ describe("a build's context", () => {
 
   test("the daemon drops what .dockerignore names, whatever the client sent", async () => {
     const context = await receive({ ".dockerignore": "*.log\nsecret\n", Dockerfile: "FROM base\n", "a.txt": "a", "b.log": "b", "secret/key": "k" });
-    assert.deepEqual((await context.list()).map((e) => e.path), [".dockerignore", "Dockerfile", "a.txt"]);
+    assert.deepEqual(
+      (await context.list()).map((e) => e.path),
+      [".dockerignore", "Dockerfile", "a.txt"],
+    );
     assert.equal(await context.readDockerfile("Dockerfile"), "FROM base\n");
   });
 
   test("sources: paths, wildcards, missing ones, and nothing outside the context", async () => {
     const context = await receive({ Dockerfile: "FROM base\n", "src/a.js": "1", "src/b.js": "2", "src/c.txt": "3" });
-    assert.deepEqual((await context.resolve("src", false)).map((s) => [s.path, s.kind]), [["src", "directory"]]);
-    assert.deepEqual((await context.resolve("./src/*.js", false)).map((s) => s.path), ["src/a.js", "src/b.js"]);
+    assert.deepEqual(
+      (await context.resolve("src", false)).map((s) => [s.path, s.kind]),
+      [["src", "directory"]],
+    );
+    assert.deepEqual(
+      (await context.resolve("./src/*.js", false)).map((s) => s.path),
+      ["src/a.js", "src/b.js"],
+    );
     assert.deepEqual(await context.resolve("nope.txt", false), []);
     assert.deepEqual(await context.resolve("../../etc/passwd", false), [], "'..' cannot climb out of the context");
     assert.equal(await context.readDockerfile("../Dockerfile"), "FROM base\n", "cleaned from the context's root, as Docker does");

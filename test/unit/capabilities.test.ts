@@ -23,11 +23,17 @@ describe("missingFor", () => {
   test("bridge mode does without CAP_SYS_ADMIN and util-linux; isolated mode does not", () => {
     const noSysAdmin = { ...ALL, sysAdmin: false, unshare: false, nsenter: false };
     assert.equal(missingFor("bridge", noSysAdmin, PATH), undefined);
-    assert.match(missingFor("isolated", noSysAdmin, PATH) ?? "", /^the daemon lacks CAP_NET_ADMIN or CAP_SYS_ADMIN; "unshare" or "nsenter" is not installed \(Debian package "util-linux"\): isolated mode/);
+    assert.match(
+      missingFor("isolated", noSysAdmin, PATH) ?? "",
+      /^the daemon lacks CAP_NET_ADMIN or CAP_SYS_ADMIN; "unshare" or "nsenter" is not installed \(Debian package "util-linux"\): isolated mode/,
+    );
   });
 
   test("each missing tool is named with its package", () => {
-    assert.match(missingFor("bridge", { ...ALL, nft: false, tun: false }, PATH) ?? "", /^\/dev\/net\/tun cannot be opened \(load the tun module\); "nft" is not installed \(Debian package "nftables"\): bridge mode/);
+    assert.match(
+      missingFor("bridge", { ...ALL, nft: false, tun: false }, PATH) ?? "",
+      /^\/dev\/net\/tun cannot be opened \(load the tun module\); "nft" is not installed \(Debian package "nftables"\): bridge mode/,
+    );
     assert.match(missingFor("bridge", { ...ALL, bridgeNetfilter: false }, PATH) ?? "", /^bridge netfilter is missing \(modprobe br_netfilter\)/);
   });
 

@@ -89,10 +89,7 @@ describe("ranges", () => {
 
   test("/30 blocks: network, gateway, VM, broadcast", () => {
     const range = cidr("169.254.100.0/22");
-    assert.deepEqual(
-      Object.values(block30(range, 0)).map(formatIpv4),
-      ["169.254.100.0", "169.254.100.1", "169.254.100.2", "169.254.100.3"],
-    );
+    assert.deepEqual(Object.values(block30(range, 0)).map(formatIpv4), ["169.254.100.0", "169.254.100.1", "169.254.100.2", "169.254.100.3"]);
     assert.equal(formatIpv4(block30(range, 255).address), "169.254.103.254");
   });
 });

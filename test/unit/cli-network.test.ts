@@ -17,15 +17,20 @@ describe("corral up --net", () => {
   });
 
   test("--net bridge --cidr SUBNET: the bridge takes .1, as slicer new writes it; --range, --allow, --drop carried", () => {
-    const group = parsed(upConfigYaml({ net: "bridge", cidr: "192.168.137.0/24", range: "192.168.137.20-192.168.137.80", allow: ["0.0.0.0/0"], drop: ["192.168.1.0/24,10.0.0.0/8"] })).hostGroups[0]!;
+    const group = parsed(
+      upConfigYaml({ net: "bridge", cidr: "192.168.137.0/24", range: "192.168.137.20-192.168.137.80", allow: ["0.0.0.0/0"], drop: ["192.168.1.0/24,10.0.0.0/8"] }),
+    ).hostGroups[0]!;
     assert.equal(group.name, "sbox");
     assert.equal(group.warmPool, 2);
     const network = group.network;
     assert.ok(network.mode === "bridge");
     assert.equal(`${formatIpv4(network.gateway.address)}/${network.gateway.prefixLength}`, "192.168.137.1/24");
     assert.equal(network.bridge, "brsbox0");
-    assert.deepEqual(network.range, { first: (192 << 24 >>> 0) + (168 << 16) + (137 << 8) + 20, last: (192 << 24 >>> 0) + (168 << 16) + (137 << 8) + 80 });
-    assert.deepEqual(network.policy.drop.map((e) => e.text), ["192.168.1.0/24", "10.0.0.0/8"]);
+    assert.deepEqual(network.range, { first: ((192 << 24) >>> 0) + (168 << 16) + (137 << 8) + 20, last: ((192 << 24) >>> 0) + (168 << 16) + (137 << 8) + 80 });
+    assert.deepEqual(
+      network.policy.drop.map((e) => e.text),
+      ["192.168.1.0/24", "10.0.0.0/8"],
+    );
     // The bridge's own address is taken as given.
     const given = parsed(upConfigYaml({ net: "bridge", cidr: "10.9.0.7/16" })).hostGroups[0]!.network;
     assert.ok(given.mode === "bridge" && formatIpv4(given.gateway.address) === "10.9.0.7");
@@ -50,7 +55,7 @@ describe("corral up --net", () => {
 
   test("the banner: one line per group; a TAP mode under a non-root daemon says what it needs", () => {
     const groups = parseDaemonConfig(
-      'config:\n  host_groups:\n    - name: sbox\n    - name: vm\n      network: { gateway: 192.168.137.1/24 }\n    - name: sandbox\n      network: { mode: isolated, range: 169.254.100.0/22 }\n',
+      "config:\n  host_groups:\n    - name: sbox\n    - name: vm\n      network: { gateway: 192.168.137.1/24 }\n    - name: sandbox\n      network: { mode: isolated, range: 169.254.100.0/22 }\n",
       "c.yaml",
     ).hostGroups;
     assert.deepEqual(groupNetworkLines(groups, 0), [
@@ -64,7 +69,10 @@ describe("corral up --net", () => {
       lines[4],
       '  Host group "sandbox" (network.mode isolated) is unavailable: the daemon runs as uid 1000, not root: isolated mode makes a network namespace, a veth pair and nftables rules per VM (CAP_SYS_ADMIN and CAP_NET_ADMIN). Run the daemon as root, or set config.host_groups[2].network.mode: user',
     );
-    assert.match(lines[2]!, /^ {2}Host group "vm" \(network\.mode bridge\) is unavailable: .*bridge mode makes a bridge, a TAP per VM and nftables rules \(CAP_NET_ADMIN\)\. .*config\.host_groups\[1\]\.network\.mode: user$/);
+    assert.match(
+      lines[2]!,
+      /^ {2}Host group "vm" \(network\.mode bridge\) is unavailable: .*bridge mode makes a bridge, a TAP per VM and nftables rules \(CAP_NET_ADMIN\)\. .*config\.host_groups\[1\]\.network\.mode: user$/,
+    );
   });
 });
 

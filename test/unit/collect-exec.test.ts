@@ -167,11 +167,9 @@ describe("collectExec", { timeout: 20_000 }, () => {
   });
 
   // Node emits a reset's "error" after "end"; a stream nobody else listens to must not crash the daemon.
-  test(
-    "a stream reset does not raise an uncaught error when collectExec is the stream's only reader",
-    async () => {
-      // Run in a child process: the uncaught error would otherwise land in this test runner.
-      const script = `
+  test("a stream reset does not raise an uncaught error when collectExec is the stream's only reader", async () => {
+    // Run in a child process: the uncaught error would otherwise land in this test runner.
+    const script = `
         import { createServer, connect, constants } from "node:http2";
         const { collectExec } = await import(process.env.MODULE);
         const server = createServer();
@@ -185,19 +183,18 @@ describe("collectExec", { timeout: 20_000 }, () => {
         console.log(JSON.stringify(result));
         session.close(); server.close();
       `;
-      const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
-        cwd: fileURLToPath(new URL("../..", import.meta.url)),
-        env: { ...process.env, MODULE: new URL("../../src/daemon/exec/collect-exec.ts", import.meta.url).href },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-      const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-      assert.equal(stderr, "");
-      assert.equal(code, 0);
-      assert.equal((JSON.parse(stdout) as { exit_code: number }).exit_code, 255);
-    },
-  );
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      cwd: fileURLToPath(new URL("../..", import.meta.url)),
+      env: { ...process.env, MODULE: new URL("../../src/daemon/exec/collect-exec.ts", import.meta.url).href },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(stderr, "");
+    assert.equal(code, 0);
+    assert.equal((JSON.parse(stdout) as { exit_code: number }).exit_code, 255);
+  });
 });

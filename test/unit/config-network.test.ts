@@ -51,8 +51,17 @@ describe("host group network: bridge mode (Slicer's default)", () => {
     assert.deepEqual(network.gateway, { address: ip("192.168.137.1"), prefixLength: 24 });
     assert.deepEqual(network.range, { first: ip("192.168.137.20"), last: ip("192.168.137.80") });
     assert.deepEqual(network.addresses, [ip("192.168.137.2"), ip("192.168.137.3")]);
-    assert.deepEqual(network.policy.drop.map((e) => e.text), ["192.168.1.0/24"]);
-    assert.deepEqual(network.policy.allow.map((e) => [e.text, e.port]), [["0.0.0.0/0", undefined], ["192.168.222.1:3128", 3128]]);
+    assert.deepEqual(
+      network.policy.drop.map((e) => e.text),
+      ["192.168.1.0/24"],
+    );
+    assert.deepEqual(
+      network.policy.allow.map((e) => [e.text, e.port]),
+      [
+        ["0.0.0.0/0", undefined],
+        ["192.168.222.1:3128", 3128],
+      ],
+    );
     assert.ok(Object.isFrozen(network) && Object.isFrozen(group.dnsServers));
   });
 
@@ -86,7 +95,7 @@ describe("host group network: bridge mode (Slicer's default)", () => {
 
   test("each bad bridge field is named with what is wrong and what to write", () => {
     assert.deepEqual(problems("{ name: vm, network: { bridge: brvm0 } }"), [
-      'config.host_groups[0].network.gateway is required in bridge mode (Slicer\'s default mode): the bridge\'s address and the VMs\' subnet, e.g. "192.168.137.1/24"',
+      "config.host_groups[0].network.gateway is required in bridge mode (Slicer's default mode): the bridge's address and the VMs' subnet, e.g. \"192.168.137.1/24\"",
     ]);
     assert.deepEqual(problems("{ name: vm, network: { gateway: 192.168.137.0/24 } }"), [
       'config.host_groups[0].network.gateway "192.168.137.0/24" is the subnet\'s network address: give the bridge\'s own address, e.g. "192.168.137.1/24"',
@@ -125,14 +134,19 @@ describe("host group network: bridge mode (Slicer's default)", () => {
     assert.deepEqual(problems("{ name: vm, network: { gateway: 192.168.137.1/24, range: 192.168.137.9-192.168.137.3 } }"), [
       'config.host_groups[0].network.range "192.168.137.9-192.168.137.3" ends before it starts',
     ]);
-    assert.deepEqual(problems("{ name: vm, network: { gateway: 192.168.137.1/24, addresses: [192.168.137.2/24, 192.168.137.1/24, 10.0.0.5/24, 192.168.137.2, 192.168.137.255, 192.168.137.7/25, nope] } }"), [
-      'config.host_groups[0].network.addresses[1] "192.168.137.1/24" is the gateway\'s own address',
-      'config.host_groups[0].network.addresses[2] "10.0.0.5/24" is outside the gateway\'s subnet "192.168.137.0/24"',
-      'config.host_groups[0].network.addresses[3] "192.168.137.2" is listed twice',
-      'config.host_groups[0].network.addresses[4] "192.168.137.255" is the subnet\'s broadcast address',
-      'config.host_groups[0].network.addresses[5] "192.168.137.7/25" has prefix length 25, the gateway\'s subnet "192.168.137.0/24" has 24',
-      'config.host_groups[0].network.addresses[6] "nope" is not an IPv4 address, e.g. "192.168.137.2/24"',
-    ]);
+    assert.deepEqual(
+      problems(
+        "{ name: vm, network: { gateway: 192.168.137.1/24, addresses: [192.168.137.2/24, 192.168.137.1/24, 10.0.0.5/24, 192.168.137.2, 192.168.137.255, 192.168.137.7/25, nope] } }",
+      ),
+      [
+        'config.host_groups[0].network.addresses[1] "192.168.137.1/24" is the gateway\'s own address',
+        'config.host_groups[0].network.addresses[2] "10.0.0.5/24" is outside the gateway\'s subnet "192.168.137.0/24"',
+        'config.host_groups[0].network.addresses[3] "192.168.137.2" is listed twice',
+        'config.host_groups[0].network.addresses[4] "192.168.137.255" is the subnet\'s broadcast address',
+        'config.host_groups[0].network.addresses[5] "192.168.137.7/25" has prefix length 25, the gateway\'s subnet "192.168.137.0/24" has 24',
+        'config.host_groups[0].network.addresses[6] "nope" is not an IPv4 address, e.g. "192.168.137.2/24"',
+      ],
+    );
   });
 });
 
@@ -143,8 +157,14 @@ describe("host group network: isolated mode", () => {
     if (network.mode !== "isolated") return;
     assert.equal(formatCidr(network.range), "169.254.100.0/22");
     assert.equal(network.rangeDerived, false);
-    assert.deepEqual(network.policy.drop.map((e) => e.text), ["192.168.1.0/24"]);
-    assert.deepEqual(network.policy.allow.map((e) => e.text), ["0.0.0.0/0"]);
+    assert.deepEqual(
+      network.policy.drop.map((e) => e.text),
+      ["192.168.1.0/24"],
+    );
+    assert.deepEqual(
+      network.policy.allow.map((e) => e.text),
+      ["0.0.0.0/0"],
+    );
   });
 
   test("without range: a /22 of 169.254.0.0/16 derived from the name, the same every time, marked derived", () => {
@@ -176,14 +196,18 @@ describe("host group network: isolated mode", () => {
   });
 
   test("bad isolated fields", () => {
-    assert.deepEqual(problems("{ name: s, network: { mode: isolated, range: 169.254.100.0/31 } }"), ['config.host_groups[0].network.range "169.254.100.0/31" must be at least a /30 (one VM)']);
+    assert.deepEqual(problems("{ name: s, network: { mode: isolated, range: 169.254.100.0/31 } }"), [
+      'config.host_groups[0].network.range "169.254.100.0/31" must be at least a /30 (one VM)',
+    ]);
     assert.deepEqual(problems("{ name: s, network: { mode: isolated, range: 169.254.100.1/22 } }"), [
       'config.host_groups[0].network.range "169.254.100.1/22" has host bits set: its network is "169.254.100.0/22"',
     ]);
     assert.deepEqual(problems("{ name: s, network: { mode: isolated, range: 169.254.100.0-169.254.100.9 } }"), [
       'config.host_groups[0].network.range "169.254.100.0-169.254.100.9" must be a CIDR in isolated mode, e.g. "169.254.100.0/22" (each VM takes a /30 block of it)',
     ]);
-    assert.deepEqual(problems('{ name: s, network: { mode: isolated, allow: ["::/0"] } }'), ['config.host_groups[0].network.allow[0] "::/0" is IPv6: only IPv4 entries are supported']);
+    assert.deepEqual(problems('{ name: s, network: { mode: isolated, allow: ["::/0"] } }'), [
+      'config.host_groups[0].network.allow[0] "::/0" is IPv6: only IPv4 entries are supported',
+    ]);
     assert.deepEqual(problems('{ name: s, network: { mode: isolated, drop: ["10.0.0.1/8", "10.0.0.1:99999"] } }'), [
       'config.host_groups[0].network.drop[0] "10.0.0.1/8" has host bits set: its network is "10.0.0.0/8"',
     ]);
@@ -269,8 +293,8 @@ describe("overlaps between host groups refuse the config", () => {
 
   test("two groups may not share a bridge or a tap prefix", () => {
     assert.deepEqual(problems(bridge("a", "10.0.0.1/24", ", bridge: br0, tap_prefix: t"), bridge("b", "10.0.1.1/24", ", bridge: br0, tap_prefix: t")), [
-      "config.host_groups[1].network.bridge \"br0\" is also config.host_groups[0]'s: give each host group its own",
-      "config.host_groups[1].network.tap_prefix \"t\" is also config.host_groups[0]'s: give each host group its own",
+      'config.host_groups[1].network.bridge "br0" is also config.host_groups[0]\'s: give each host group its own',
+      'config.host_groups[1].network.tap_prefix "t" is also config.host_groups[0]\'s: give each host group its own',
     ]);
   });
 });

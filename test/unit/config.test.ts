@@ -3,13 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  ConfigError,
-  DEFAULT_CONFIG_YAML,
-  loadDaemonConfig,
-  parseDaemonConfig,
-  type DaemonConfig,
-} from "../../src/daemon/config.ts";
+import { ConfigError, DEFAULT_CONFIG_YAML, loadDaemonConfig, parseDaemonConfig, type DaemonConfig } from "../../src/daemon/config.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -36,7 +30,25 @@ const DEFAULTS: DaemonConfig = {
   network: { hostIsolation: true, hostAccess: [], portRange: { first: 20000, last: 29999 }, vhost: "auto" },
   admission: { memoryReserveBytes: 512 * MiB, minFreeDiskBytes: 1024 * MiB },
   healthCheck: { intervalMs: 10_000, timeoutMs: 5_000, failures: 2 },
-  hostGroups: [{ name: "sbox", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "debian", sshKeys: [], template: true, warmPool: 2, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined, network: { mode: "user" }, dnsServers: [] }],
+  hostGroups: [
+    {
+      name: "sbox",
+      count: 0,
+      vcpu: 2,
+      ramBytes: 2 * GiB,
+      persistent: false,
+      userdata: undefined,
+      image: "debian",
+      sshKeys: [],
+      template: true,
+      warmPool: 2,
+      lifetimeMs: null,
+      maxLifetimeMs: null,
+      maxVms: undefined,
+      network: { mode: "user" },
+      dnsServers: [],
+    },
+  ],
 };
 
 describe("parseDaemonConfig defaults", () => {
@@ -70,7 +82,13 @@ describe("parseDaemonConfig defaults", () => {
 
   test("warm_pool: a count of pooled clones, none when the group has no template, refused when out of range", () => {
     const parsed = parseDaemonConfig(groups("    - name: a\n      warm_pool: 3\n    - name: b\n      warm_pool: 3\n      template: false\n"), "c.yaml");
-    assert.deepEqual(parsed.hostGroups.map((g) => [g.name, g.template, g.warmPool]), [["a", true, 3], ["b", false, 0]]);
+    assert.deepEqual(
+      parsed.hostGroups.map((g) => [g.name, g.template, g.warmPool]),
+      [
+        ["a", true, 3],
+        ["b", false, 0],
+      ],
+    );
     assert.throws(() => parseDaemonConfig(groups("    - name: a\n      warm_pool: 33\n"), "c.yaml"), /config\.host_groups\[0\]\.warm_pool/);
     assert.throws(() => parseDaemonConfig(groups("    - name: a\n      warm_pool: -1\n"), "c.yaml"), /warm_pool/);
   });
@@ -82,7 +100,23 @@ describe("parseDaemonConfig defaults", () => {
   test("a group with only a name gets every per-group default", () => {
     const config = parseDaemonConfig(groups("    - name: web\n"), "c.yaml");
     assert.deepEqual(config.hostGroups, [
-      { name: "web", count: 0, vcpu: 2, ramBytes: 2 * GiB, persistent: false, userdata: undefined, image: "debian", sshKeys: [], template: true, warmPool: 0, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined, network: { mode: "user" }, dnsServers: [] },
+      {
+        name: "web",
+        count: 0,
+        vcpu: 2,
+        ramBytes: 2 * GiB,
+        persistent: false,
+        userdata: undefined,
+        image: "debian",
+        sshKeys: [],
+        template: true,
+        warmPool: 0,
+        lifetimeMs: null,
+        maxLifetimeMs: null,
+        maxVms: undefined,
+        network: { mode: "user" },
+        dnsServers: [],
+      },
     ]);
   });
 
@@ -171,9 +205,7 @@ describe("parseDaemonConfig lifetimes", () => {
   });
 
   test("a bad, zero, negative or too long lifetime is an error naming its path", () => {
-    assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: soon\n")), [
-      'Invalid config.host_groups[0].lifetime "soon": use a duration such as "30s", "500ms" or "2m"',
-    ]);
+    assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: soon\n")), ['Invalid config.host_groups[0].lifetime "soon": use a duration such as "30s", "500ms" or "2m"']);
     assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: 0s\n")), ['Invalid config.host_groups[0].lifetime "0s": a lifetime must be at least "1s"']);
     assert.deepEqual(problemsOf(groups("    - name: a\n      max_lifetime: -5\n")), [
       'Invalid config.host_groups[0].max_lifetime -5: give a positive number of seconds or a duration such as "30m"',
@@ -183,7 +215,9 @@ describe("parseDaemonConfig lifetimes", () => {
   });
 
   test("a default lifetime longer than the group's maximum is an error", () => {
-    assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: 2h\n      max_lifetime: 1h\n")), ['config.host_groups[0].lifetime "2h" is longer than its max_lifetime "1h"']);
+    assert.deepEqual(problemsOf(groups("    - name: a\n      lifetime: 2h\n      max_lifetime: 1h\n")), [
+      'config.host_groups[0].lifetime "2h" is longer than its max_lifetime "1h"',
+    ]);
   });
 });
 
@@ -222,9 +256,7 @@ describe("parseDaemonConfig memory", () => {
   });
 
   test("giving two memory sizes is an error", () => {
-    assert.deepEqual(problemsOf(groups("    - name: g\n      ram_gb: 1\n      ram_mb: 1024\n")), [
-      "config.host_groups[0] sets ram_gb and ram_mb: give the memory size once",
-    ]);
+    assert.deepEqual(problemsOf(groups("    - name: g\n      ram_gb: 1\n      ram_mb: 1024\n")), ["config.host_groups[0] sets ram_gb and ram_mb: give the memory size once"]);
     assert.deepEqual(problemsOf(groups("    - name: g\n      ram_mb: 1024\n      ram_bytes: 1073741824\n")), [
       "config.host_groups[0] sets ram_mb and ram_bytes: give the memory size once",
     ]);
@@ -344,9 +376,7 @@ describe("parseDaemonConfig errors", () => {
     ]);
     assert.deepEqual(problemsOf(groups("    - name: g\n      max_vms: 0\n")), ["config.host_groups[0].max_vms must be at least 1, got 0"]);
     assert.deepEqual(problemsOf(groups("    - name: g\n      count: 3\n      max_vms: 2\n")), ["config.host_groups[0].max_vms must be at least its count (3 services), got 2"]);
-    assert.deepEqual(problemsOf("config:\n  health_check:\n    interval: soon\n"), [
-      'config.health_check.interval "soon": use a duration such as "30s", "500ms" or "2m"',
-    ]);
+    assert.deepEqual(problemsOf("config:\n  health_check:\n    interval: soon\n"), ['config.health_check.interval "soon": use a duration such as "30s", "500ms" or "2m"']);
     assert.deepEqual(problemsOf("config:\n  health_check:\n    interval: 2s\n    timeout: 5s\n"), ["config.health_check.timeout (5s) must not be longer than its interval (2s)"]);
     assert.deepEqual(problemsOf("config:\n  health_check:\n    failures: 0\n"), ["config.health_check.failures must be at least 1, got 0"]);
     assert.equal(parseDaemonConfig("config:\n  health_check:\n    interval: 0s\n", "c.yaml").healthCheck.intervalMs, 0, "0s turns the checks off");
@@ -385,9 +415,7 @@ describe("parseDaemonConfig errors", () => {
   });
 
   test("duplicate group names are an error", () => {
-    assert.deepEqual(problemsOf(groups("    - name: web\n    - name: db\n    - name: web\n")), [
-      'config.host_groups[2].name repeats the host group name "web"',
-    ]);
+    assert.deepEqual(problemsOf(groups("    - name: web\n    - name: db\n    - name: web\n")), ['config.host_groups[2].name repeats the host group name "web"']);
   });
 
   test("invalid YAML is reported with its first line only", () => {
@@ -410,7 +438,9 @@ describe("parseDaemonConfig errors", () => {
   });
 
   test("several post-schema problems are reported at once, across groups", () => {
-    const problems = problemsOf(groups("    - name: a\n      ram_gb: 1\n      ram_mb: 1024\n    - name: a\n      userdata: x\n      userdata_file: /nonexistent/corral-userdata\n"));
+    const problems = problemsOf(
+      groups("    - name: a\n      ram_gb: 1\n      ram_mb: 1024\n    - name: a\n      userdata: x\n      userdata_file: /nonexistent/corral-userdata\n"),
+    );
     assert.deepEqual(problems, [
       "config.host_groups[0] sets ram_gb and ram_mb: give the memory size once",
       'config.host_groups[1].name repeats the host group name "a"',
@@ -471,7 +501,7 @@ describe("config.network", () => {
   });
 
   test("wrong types and unknown keys name their path", () => {
-    assert.match(problemsOf("config:\n  network:\n    host_isolation: \"no\"\n").join("\n"), /config\.network\.host_isolation/);
+    assert.match(problemsOf('config:\n  network:\n    host_isolation: "no"\n').join("\n"), /config\.network\.host_isolation/);
     assert.match(problemsOf("config:\n  network:\n    host_access: [5432]\n").join("\n"), /config\.network\.host_access\[0\]/);
     assert.match(problemsOf("config:\n  network:\n    host_acess: []\n").join("\n"), /config\.network.*host_acess/);
   });
@@ -528,12 +558,15 @@ describe("loadDaemonConfig", () => {
 
   test("a missing file is a ConfigError naming it", () => {
     const file = join(dir, "absent.yaml");
-    assert.throws(() => loadDaemonConfig(file), (err: unknown) => {
-      assert.ok(err instanceof ConfigError);
-      assert.deepEqual(err.problems, [`cannot read the file: ENOENT: no such file or directory, open '${file}'`]);
-      assert.match(err.message, new RegExp(`^Invalid configuration in ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:\n`));
-      return true;
-    });
+    assert.throws(
+      () => loadDaemonConfig(file),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.problems, [`cannot read the file: ENOENT: no such file or directory, open '${file}'`]);
+        assert.match(err.message, new RegExp(`^Invalid configuration in ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:\n`));
+        return true;
+      },
+    );
   });
 
   test("problems in a file name the file", async () => {

@@ -11,15 +11,7 @@ import { CorralError, type ErrorCode } from "../../src/protocol/errors.ts";
 import { canMoveEnv, ENV_STATES } from "../../src/protocol/env-lifecycle.ts";
 import type { HostReport as HostInfo, ReportedVm as AgentVm } from "../../src/controller/host-report.ts";
 import { createLogger } from "../../src/util/log.ts";
-import {
-  openFleetStore,
-  parseStoreUrl,
-  placeVms,
-  type FleetStore,
-  type FleetStoreOptions,
-  type NewFleetVm,
-  type NewHost,
-} from "../../src/controller/db/index.ts";
+import { openFleetStore, parseStoreUrl, placeVms, type FleetStore, type FleetStoreOptions, type NewFleetVm, type NewHost } from "../../src/controller/db/index.ts";
 import { freshPostgresDatabase, sharedPostgres, stopSharedPostgres } from "../helpers/postgres.ts";
 import { until } from "../helpers/until.ts";
 
@@ -182,7 +174,10 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       await store.insertHost(newHost("h1"));
       await store.insertHost(newHost("h2"));
       await assert.rejects(store.insertHost({ ...newHost("h1"), uri: "http://other:8080" }), corralError("conflict", 'Host "h1" is already registered'));
-      await assert.rejects(store.insertHost({ ...newHost("h3"), uri: "http://h1.example:8080" }), corralError("conflict", 'Host "h1" is already registered at "http://h1.example:8080"'));
+      await assert.rejects(
+        store.insertHost({ ...newHost("h3"), uri: "http://h1.example:8080" }),
+        corralError("conflict", 'Host "h1" is already registered at "http://h1.example:8080"'),
+      );
       await assert.rejects(store.updateHost("h2", { uri: "http://h1.example:8080" }), corralError("conflict", 'Host "h1" is already registered at "http://h1.example:8080"'));
       assert.deepEqual(
         (await store.listHosts()).map((h) => h.uri),
@@ -195,12 +190,26 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       await store.insertHost(newHost("small", { cpu: 2, mem: 4096, disk: 50_000 }));
       const env = await store.createEnv(
         { id: "e1", owner: "ann", sshKeys: ["ssh-ed25519 AAAA ann"], lifetime: 3600 },
-        [vmSpec("e1-1", { cpu: 4, mem: 2048, disk: 20480, ports: [8080], denyOutgoing: true }), vmSpec("e1-2", { cpu: 6, mem: 2048, disk: 20480 }), vmSpec("e1-3", { cpu: 1, mem: 1024, disk: 1024 })],
+        [
+          vmSpec("e1-1", { cpu: 4, mem: 2048, disk: 20480, ports: [8080], denyOutgoing: true }),
+          vmSpec("e1-2", { cpu: 6, mem: 2048, disk: 20480 }),
+          vmSpec("e1-3", { cpu: 1, mem: 1024, disk: 1024 }),
+        ],
         place,
       );
       assert.deepEqual(
         { ...env, vms: undefined },
-        { id: "e1", owner: "ann", sshKeys: ["ssh-ed25519 AAAA ann"], lifetime: 3600, state: "creating", createdAt: "2030-01-01T12:00:00.000Z", expiresAt: "2030-01-01T13:00:00.000Z", operation: null, vms: undefined },
+        {
+          id: "e1",
+          owner: "ann",
+          sshKeys: ["ssh-ed25519 AAAA ann"],
+          lifetime: 3600,
+          state: "creating",
+          createdAt: "2030-01-01T12:00:00.000Z",
+          expiresAt: "2030-01-01T13:00:00.000Z",
+          operation: null,
+          vms: undefined,
+        },
       );
       // small (8 vCPUs with overcommit, 4 GiB) takes the first, then has 4 vCPUs left: the second goes to big.
       assert.deepEqual(
@@ -269,7 +278,9 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
     test("createEnv calls made at once never book more room than a host has", async () => {
       // 5 threads: 20 vCPUs with overcommit, room for 10 VMs of 2.
       await store.insertHost(newHost("h1", { cpu: 5, mem: 1_000_000, disk: 10_000_000 }));
-      const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.createEnv({ id: `e${i}`, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`e${i}-1`)], place)));
+      const results = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => store.createEnv({ id: `e${i}`, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`e${i}-1`)], place)),
+      );
       assert.equal(results.filter((r) => r.status === "fulfilled").length, 10);
       assert.deepEqual((await store.getHost("h1")).reserved, { cpu: 20, mem: 10240, disk: 102400 });
     });
@@ -334,10 +345,13 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       await store.insertHost(newHost("h1", undefined, { token: "t1" }));
       await store.insertHost(newHost("h2", undefined, { kind: "ttstack" }));
       const all = await store.hostEndpoints();
-      assert.deepEqual([...all.values()].sort((a, b) => a.id.localeCompare(b.id)), [
-        { id: "h1", addr: "h1.example:8080", uri: "http://h1.example:8080", token: "t1", kind: "corral", state: "online" },
-        { id: "h2", addr: "h2.example:8080", uri: "http://h2.example:8080", token: null, kind: "ttstack", state: "online" },
-      ]);
+      assert.deepEqual(
+        [...all.values()].sort((a, b) => a.id.localeCompare(b.id)),
+        [
+          { id: "h1", addr: "h1.example:8080", uri: "http://h1.example:8080", token: "t1", kind: "corral", state: "online" },
+          { id: "h2", addr: "h2.example:8080", uri: "http://h2.example:8080", token: null, kind: "ttstack", state: "online" },
+        ],
+      );
       assert.deepEqual([...(await store.hostEndpoints(["h2", "h2", "gone"])).keys()], ["h2"]);
       assert.equal((await store.hostEndpoints([])).size, 0);
     });
@@ -536,7 +550,10 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       assert.equal((await store.getHost("h1")).kind, "ttstack");
       assert.equal((await store.updateHost("h1", { kind: "corral" })).kind, "corral");
       await store.createEnv({ id: "e1", owner: "", sshKeys: ["env-key"], lifetime: 60 }, [vmSpec("e1-1", { sshKeys: ["vm-key"] }), vmSpec("e1-2")], place);
-      assert.deepEqual((await store.getEnv("e1")).vms.map((vm) => vm.sshKeys), [["vm-key"], []]);
+      assert.deepEqual(
+        (await store.getEnv("e1")).vms.map((vm) => vm.sshKeys),
+        [["vm-key"], []],
+      );
       const fleet = await store.fleetId();
       assert.match(fleet, /^[0-9a-f-]{36}$/);
       assert.equal(await store.fleetId(), fleet);
@@ -578,7 +595,10 @@ describe("operations on SQLite, where no other process shares the database", () 
     try {
       await store.insertHost(newHost("h1"));
       await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 3600, operationOwner: "ctl-dead" }, [vmSpec("e1-1")], place);
-      assert.deepEqual((await store.listClaimableEnvs("ctl-new", ["creating"])).map((e) => e.id), ["e1"]);
+      assert.deepEqual(
+        (await store.listClaimableEnvs("ctl-new", ["creating"])).map((e) => e.id),
+        ["e1"],
+      );
       assert.equal((await store.claimEnvOperation("e1", "ctl-new", { from: ["creating"] }))?.operation?.owner, "ctl-new");
     } finally {
       await store.close();
@@ -612,9 +632,15 @@ describe("openFleetStore on SQLite", () => {
     assert.deepEqual(parseStoreUrl("postgres://u@db:5432/fleet", "/s"), { backend: "postgres", url: "postgres://u@db:5432/fleet" });
     assert.deepEqual(parseStoreUrl("postgresql://u@db/fleet", "/s"), { backend: "postgres", url: "postgresql://u@db/fleet" });
     for (const bad of ["mysql://u@db/fleet", "sqlite:", "postgres:/db", "/tmp/x.db"]) {
-      assert.throws(() => parseStoreUrl(bad, "/s"), corralError("invalid_request", /give sqlite:PATH, postgres:\/\/USER@HOST:PORT\/DB \(or postgresql:\/\/…\), or nothing for \/s\/controller\.db$/));
+      assert.throws(
+        () => parseStoreUrl(bad, "/s"),
+        corralError("invalid_request", /give sqlite:PATH, postgres:\/\/USER@HOST:PORT\/DB \(or postgresql:\/\/…\), or nothing for \/s\/controller\.db$/),
+      );
     }
-    assert.throws(() => parseStoreUrl("postgress://u:hunter2@db/fleet", "/s"), corralError("invalid_request", /^Cannot open the controller database "postgress:\/\/u:\*\*\*@db\/fleet"/));
+    assert.throws(
+      () => parseStoreUrl("postgress://u:hunter2@db/fleet", "/s"),
+      corralError("invalid_request", /^Cannot open the controller database "postgress:\/\/u:\*\*\*@db\/fleet"/),
+    );
   });
 });
 
@@ -677,7 +703,10 @@ describe("PostgreSQL", { timeout: 120_000 }, () => {
       clock += 15_000;
       assert.equal(await b.claimEnvOperation("e1", "ctl-b", { from: ["creating"] }), undefined, "to the last millisecond");
       clock += 1;
-      assert.deepEqual((await b.listClaimableEnvs("ctl-b", ["creating", "deleting"])).map((e) => [e.id, e.operation?.owner]), [["e1", "ctl-a"]]);
+      assert.deepEqual(
+        (await b.listClaimableEnvs("ctl-b", ["creating", "deleting"])).map((e) => [e.id, e.operation?.owner]),
+        [["e1", "ctl-a"]],
+      );
       const claims = await Promise.all([b.claimEnvOperation("e1", "ctl-b", { from: ["creating"] }), c.claimEnvOperation("e1", "ctl-c", { from: ["creating"] })]);
       assert.equal(claims.filter((env) => env !== undefined).length, 1, "one claimant wins");
       assert.equal(await a.finishEnvOperation("e1", "ctl-a", "running"), false, "the old holder's late outcome does not land");

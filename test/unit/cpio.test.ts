@@ -47,12 +47,18 @@ function readNewc(buffer: Buffer): { entries: NewcEntry[]; end: number } {
     assert.equal(buffer[nameStart + namesize - 1], 0, "name is NUL-terminated");
     const name = buffer.toString("utf8", nameStart, nameStart + namesize - 1);
     const dataOffset = Math.ceil((nameStart + namesize) / 4) * 4;
-    assert.ok(buffer.subarray(nameStart + namesize, dataOffset).every((b) => b === 0), "name padding is zeros");
+    assert.ok(
+      buffer.subarray(nameStart + namesize, dataOffset).every((b) => b === 0),
+      "name padding is zeros",
+    );
     const filesize = fields.filesize as number;
     const data = buffer.subarray(dataOffset, dataOffset + filesize);
     assert.equal(data.length, filesize, "data is complete");
     const next = Math.ceil((dataOffset + filesize) / 4) * 4;
-    assert.ok(buffer.subarray(dataOffset + filesize, next).every((b) => b === 0), "data padding is zeros");
+    assert.ok(
+      buffer.subarray(dataOffset + filesize, next).every((b) => b === 0),
+      "data padding is zeros",
+    );
     entries.push({ offset, ...(fields as Omit<NewcEntry, "offset" | "name" | "dataOffset" | "data">), name, dataOffset, data });
     offset = next;
     if (name === "TRAILER!!!") return { entries, end: offset };
@@ -74,7 +80,12 @@ function sample(): CpioArchive {
 
 function cpio(args: string[], input: Buffer, cwd?: string): { status: number | null; stdout: string; stderr: string } {
   // A fixed umask, so the extracted modes do not depend on the caller's.
-  const result = spawnSync("sh", ["-c", 'umask 022 && exec cpio "$@"', "sh", ...args], { input, cwd, env: { ...process.env, TZ: "UTC", LC_ALL: "C", LANG: "C" }, encoding: "utf8" });
+  const result = spawnSync("sh", ["-c", 'umask 022 && exec cpio "$@"', "sh", ...args], {
+    input,
+    cwd,
+    env: { ...process.env, TZ: "UTC", LC_ALL: "C", LANG: "C" },
+    encoding: "utf8",
+  });
   if (result.error) throw result.error;
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -97,7 +108,10 @@ describe("CpioArchive byte layout", () => {
   test("an empty archive is only the trailer", () => {
     const { entries, end } = readNewc(new CpioArchive().toBuffer());
     assert.equal(end, 124);
-    assert.deepEqual(entries.map((e) => e.name), ["TRAILER!!!"]);
+    assert.deepEqual(
+      entries.map((e) => e.name),
+      ["TRAILER!!!"],
+    );
     assert.equal(entries[0]?.mode, 0);
     assert.equal(entries[0]?.ino, 0);
   });
@@ -149,7 +163,10 @@ describe("CpioArchive byte layout", () => {
       assert.equal(entry.dataOffset % 4, 0);
       assert.equal(entry.namesize, entry.name.length + 1);
     }
-    assert.deepEqual(entries.slice(0, 8).map((e) => e.data.toString()), ["d", "dd", "ddd", "dddd", "ddddd", "dddddd", "ddddddd", "dddddddd"]);
+    assert.deepEqual(
+      entries.slice(0, 8).map((e) => e.data.toString()),
+      ["d", "dd", "ddd", "dddd", "ddddd", "dddddd", "ddddddd", "dddddddd"],
+    );
   });
 
   test("binary data is stored byte for byte", () => {
@@ -167,7 +184,10 @@ describe("CpioArchive byte layout", () => {
 
   test("leading slashes are dropped from names", () => {
     const { entries } = readNewc(new CpioArchive().directory("/etc").file("//etc/hosts", "").toBuffer());
-    assert.deepEqual(entries.map((e) => e.name), ["etc", "etc/hosts", "TRAILER!!!"]);
+    assert.deepEqual(
+      entries.map((e) => e.name),
+      ["etc", "etc/hosts", "TRAILER!!!"],
+    );
   });
 
   test("toBuffer can be called again and gives the same bytes", () => {
@@ -192,7 +212,13 @@ describe("CpioArchive names", () => {
     const archive = new CpioArchive().file("a", "1");
     assert.throws(() => archive.file("a", "2"));
     const { entries } = readNewc(archive.toBuffer());
-    assert.deepEqual(entries.map((e) => [e.name, e.data.toString()]), [["a", "1"], ["TRAILER!!!", ""]]);
+    assert.deepEqual(
+      entries.map((e) => [e.name, e.data.toString()]),
+      [
+        ["a", "1"],
+        ["TRAILER!!!", ""],
+      ],
+    );
   });
 
   test("'..' components are rejected, quoting the name as given", () => {
@@ -214,7 +240,10 @@ describe("CpioArchive names", () => {
 
   test("dots that are not a '..' component are fine", () => {
     const archive = new CpioArchive().file("a..b", "").file("...", "").file(".hidden", "").file("x/..y", "");
-    assert.deepEqual(readNewc(archive.toBuffer()).entries.map((e) => e.name), ["a..b", "...", ".hidden", "x/..y", "TRAILER!!!"]);
+    assert.deepEqual(
+      readNewc(archive.toBuffer()).entries.map((e) => e.name),
+      ["a..b", "...", ".hidden", "x/..y", "TRAILER!!!"],
+    );
   });
 });
 

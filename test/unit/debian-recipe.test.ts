@@ -44,7 +44,8 @@ describe("parseAptSources", () => {
   });
 
   test("one-line sources.list: options in brackets and comments are ignored", () => {
-    const text = "# a comment\ndeb [signed-by=/k.gpg arch=amd64] http://ftp.de.debian.org/debian bookworm main non-free-firmware\ndeb-src http://x/debian bookworm main\ndeb http://x/ubuntu jammy main\n";
+    const text =
+      "# a comment\ndeb [signed-by=/k.gpg arch=amd64] http://ftp.de.debian.org/debian bookworm main non-free-firmware\ndeb-src http://x/debian bookworm main\ndeb http://x/ubuntu jammy main\n";
     assert.deepEqual(parseAptSources(text), [{ uri: "http://ftp.de.debian.org/debian", suite: "bookworm", components: ["main", "non-free-firmware"] }]);
   });
 

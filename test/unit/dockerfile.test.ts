@@ -53,7 +53,12 @@ describe("Dockerfile parser", () => {
     const df = parseDockerfile(["# a comment", "FROM base", "RUN echo one \\", "  # inside", "  two", 'CMD ["node", "app.js"]', "ENTRYPOINT tini --"].join("\n"));
     assert.deepEqual(
       df.instructions.map((i) => [i.kind, i.line]),
-      [["FROM", 2], ["RUN", 3], ["CMD", 6], ["ENTRYPOINT", 7]],
+      [
+        ["FROM", 2],
+        ["RUN", 3],
+        ["CMD", 6],
+        ["ENTRYPOINT", 7],
+      ],
     );
     const run = df.instructions[1];
     assert.ok(run?.kind === "RUN");
@@ -70,7 +75,10 @@ describe("Dockerfile parser", () => {
   test("the escape directive changes the continuation character", () => {
     const df = parseDockerfile("# escape=`\nFROM base\nRUN echo a `\n  b");
     assert.equal(df.escape, "`");
-    assert.deepEqual(df.instructions.map((i) => i.kind), ["FROM", "RUN"]);
+    assert.deepEqual(
+      df.instructions.map((i) => i.kind),
+      ["FROM", "RUN"],
+    );
   });
 
   test("the syntax directive is accepted; an unknown directive is refused naming the line", () => {
@@ -108,7 +116,7 @@ describe("Dockerfile plan", () => {
   });
 
   test("ENV in both forms, substitution in later instructions, not in RUN", () => {
-    const p = plan(["FROM base", "ENV A=1 B=\"two words\"", "ENV C $A-c", "WORKDIR /srv/$A", "RUN echo $A"].join("\n"));
+    const p = plan(["FROM base", 'ENV A=1 B="two words"', "ENV C $A-c", "WORKDIR /srv/$A", "RUN echo $A"].join("\n"));
     assert.deepEqual(p.config.env, ["A=1", "B=two words", "C=1-c"]);
     assert.equal(p.config.working_dir, "/srv/1");
     const [run] = runs(p.steps);
@@ -136,16 +144,21 @@ describe("Dockerfile plan", () => {
     const p = plan("FROM base\nWORKDIR /app\nWORKDIR sub\nCOPY --chown=app:app a.txt b.txt ./\nCOPY dir conf");
     const copies = p.steps.filter((s) => s.kind === "copy");
     assert.equal(p.config.working_dir, "/app/sub");
-    assert.deepEqual(copies.map((c) => c.kind === "copy" && [c.sources, c.dest, c.chown]), [
-      [["a.txt", "b.txt"], "/app/sub/", "app:app"],
-      [["dir"], "/app/sub/conf", undefined],
-    ]);
+    assert.deepEqual(
+      copies.map((c) => c.kind === "copy" && [c.sources, c.dest, c.chown]),
+      [
+        [["a.txt", "b.txt"], "/app/sub/", "app:app"],
+        [["dir"], "/app/sub/conf", undefined],
+      ],
+    );
     refused("FROM base\nCOPY a b /dest", /line 2: COPY with several sources needs a destination ending in "\/"/);
     refused("FROM base\nADD https://example.com/x.tgz /x", /line 2: ADD from a URL/);
   });
 
   test("SHELL, USER, LABEL, EXPOSE, CMD and ENTRYPOINT", () => {
-    const p = plan(['FROM base', 'SHELL ["/bin/bash", "-c"]', "USER app", "RUN id", 'LABEL a=b "c d"=e', "EXPOSE 8080 53/udp", "CMD node app.js", 'ENTRYPOINT ["tini", "--"]'].join("\n"));
+    const p = plan(
+      ["FROM base", 'SHELL ["/bin/bash", "-c"]', "USER app", "RUN id", 'LABEL a=b "c d"=e', "EXPOSE 8080 53/udp", "CMD node app.js", 'ENTRYPOINT ["tini", "--"]'].join("\n"),
+    );
     const [run] = runs(p.steps);
     assert.ok(run?.kind === "run");
     assert.deepEqual(run.argv, ["/bin/bash", "-c", "id"]);
@@ -164,7 +177,16 @@ describe("Dockerfile plan", () => {
 
   test("steps are numbered over all instructions and only RUN/COPY/ADD need a VM", () => {
     const p = plan("FROM base\nENV A=1\nRUN true\nCOPY a /a\nCMD x");
-    assert.deepEqual(p.steps.map((s) => [s.number, s.kind]), [[1, "meta"], [2, "meta"], [3, "run"], [4, "copy"], [5, "meta"]]);
+    assert.deepEqual(
+      p.steps.map((s) => [s.number, s.kind]),
+      [
+        [1, "meta"],
+        [2, "meta"],
+        [3, "run"],
+        [4, "copy"],
+        [5, "meta"],
+      ],
+    );
   });
 });
 

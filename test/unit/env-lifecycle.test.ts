@@ -35,7 +35,11 @@ describe("canMoveEnv", () => {
       test(`${from} -> ${to} is ${allowed ? "allowed" : "refused"}`, () => {
         assert.equal(canMoveEnv(from, to), allowed);
         if (allowed) assertEnvMove("e1", from, to);
-        else assert.throws(() => assertEnvMove("e1", from, to), (err: unknown) => err instanceof CorralError && err.code === "conflict" && err.status === 409 && err.message === `Cannot move environment "e1" from ${from} to ${to}`);
+        else
+          assert.throws(
+            () => assertEnvMove("e1", from, to),
+            (err: unknown) => err instanceof CorralError && err.code === "conflict" && err.status === 409 && err.message === `Cannot move environment "e1" from ${from} to ${to}`,
+          );
       });
     }
   }

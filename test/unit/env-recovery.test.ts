@@ -118,7 +118,10 @@ describe("planCreateStep: each VM of a create whose controller died", () => {
   test("pending, and its host has a stranger of that name: failed, never adopted", () => {
     const step = planCreateStep(record(), answered(onHost({ env_id: "old-team" })));
     assert.equal(step.kind, "fail");
-    assert.match(step.kind === "fail" ? step.error : "", /^Cannot create it: host "h1" already has a VM named "team-1" that is not this one \(it belongs to environment "old-team"\)$/);
+    assert.match(
+      step.kind === "fail" ? step.error : "",
+      /^Cannot create it: host "h1" already has a VM named "team-1" that is not this one \(it belongs to environment "old-team"\)$/,
+    );
   });
 
   test("pending, and its host does not answer: wait while it may come back, fail once it is offline or gone", () => {
@@ -180,7 +183,8 @@ describe("planDeleteStep: each VM of an environment being deleted", () => {
   });
 
   test("a host that does not answer: tried again later, offline or not", () => {
-    for (const offline of [false, true]) assert.deepEqual(planDeleteStep(record(), { kind: "unreachable", reason: "ECONNREFUSED", offline }), { kind: "retry", reason: "ECONNREFUSED" });
+    for (const offline of [false, true])
+      assert.deepEqual(planDeleteStep(record(), { kind: "unreachable", reason: "ECONNREFUSED", offline }), { kind: "retry", reason: "ECONNREFUSED" });
   });
 });
 
@@ -206,6 +210,11 @@ describe("heartbeatPatch: what a host's report changes in a VM's record", () => 
     assert.deepEqual(heartbeatPatch("h1", made, onHost({ state: "running" })), { state: "running", portMap: { "22": 41022, "8080": 41080 }, ip: "10.0.2.15" });
     assert.deepEqual(heartbeatPatch("h1", made, undefined), { state: "lost", error: 'Host "h1" no longer has this VM' });
     assert.equal(heartbeatPatch("h1", record({ state: "lost" }), undefined), undefined);
-    assert.deepEqual(heartbeatPatch("h1", record({ state: "lost" }), onHost({ state: "running" })), { state: "running", portMap: { "22": 41022, "8080": 41080 }, ip: "10.0.2.15", error: null });
+    assert.deepEqual(heartbeatPatch("h1", record({ state: "lost" }), onHost({ state: "running" })), {
+      state: "running",
+      portMap: { "22": 41022, "8080": 41080 },
+      ip: "10.0.2.15",
+      error: null,
+    });
   });
 });

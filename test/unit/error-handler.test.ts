@@ -53,10 +53,7 @@ describe("describeValidation", { timeout: 20_000 }, () => {
   });
 
   test("pattern: uses the schema's description when there is one, else the pattern", () => {
-    assert.equal(
-      describeValidation([pattern("/name", "^[a-z]+$", "a host group name")], "params"),
-      'Invalid path parameter "name": it must be a host group name',
-    );
+    assert.equal(describeValidation([pattern("/name", "^[a-z]+$", "a host group name")], "params"), 'Invalid path parameter "name": it must be a host group name');
     assert.equal(describeValidation([pattern("/name", "^[a-z]+$")], "params"), 'Invalid path parameter "name": it must be like ^[a-z]+$');
     assert.equal(describeValidation([pattern("/tag", "^t-")], "querystring"), 'Invalid query parameter "tag": it must be like ^t-');
     assert.equal(describeValidation([pattern("/ssh_keys/0", "^ssh-")], "body"), 'Invalid body field "ssh_keys[0]": it must be like ^ssh-');
@@ -80,11 +77,20 @@ describe("describeValidation", { timeout: 20_000 }, () => {
 
   test("enum, empty strings and other keywords", () => {
     assert.equal(
-      describeValidation([{ instancePath: "/wait", keyword: "enum", params: { allowedValues: ["agent", "userdata"] }, message: "must be equal to one of the allowed values" }], "querystring"),
+      describeValidation(
+        [{ instancePath: "/wait", keyword: "enum", params: { allowedValues: ["agent", "userdata"] }, message: "must be equal to one of the allowed values" }],
+        "querystring",
+      ),
       'Invalid query parameter "wait": it must be one of "agent", "userdata"',
     );
-    assert.equal(describeValidation([{ instancePath: "/tags/1", keyword: "minLength", params: { limit: 1 }, message: "must NOT have fewer than 1 characters" }], "body"), 'Invalid body field "tags[1]": it must not be empty');
-    assert.equal(describeValidation([{ instancePath: "/cpus", keyword: "maximum", params: { limit: 64 }, message: "must be <= 64" }], "body"), 'Invalid body field "cpus": it must be <= 64');
+    assert.equal(
+      describeValidation([{ instancePath: "/tags/1", keyword: "minLength", params: { limit: 1 }, message: "must NOT have fewer than 1 characters" }], "body"),
+      'Invalid body field "tags[1]": it must not be empty',
+    );
+    assert.equal(
+      describeValidation([{ instancePath: "/cpus", keyword: "maximum", params: { limit: 64 }, message: "must be <= 64" }], "body"),
+      'Invalid body field "cpus": it must be <= 64',
+    );
     assert.equal(describeValidation([{ instancePath: "/x", keyword: "not", params: {} }], "body"), 'Invalid body field "x": it is not allowed');
   });
 
@@ -136,13 +142,19 @@ describe("installErrorHandling with real validation errors", { timeout: 20_000 }
     assert.deepEqual(await post("/g/ok", { name: "A" }), { status: 400, body: { error: 'Invalid body field "name": it must be like ^[a-z]+$', code: "invalid_request" } });
     assert.deepEqual(await post("/g/ok", { name: "a", cpus: "2" }), { status: 400, body: { error: 'Invalid body field "cpus": it must be an integer', code: "invalid_request" } });
     assert.deepEqual(await post("/g/ok", { name: "a", cpus: 65 }), { status: 400, body: { error: 'Invalid body field "cpus": it must be <= 64', code: "invalid_request" } });
-    assert.deepEqual(await post("/g/ok", { name: "a", network: { allow: "x" } }), { status: 400, body: { error: 'Invalid body field "network.allow": it must be a list', code: "invalid_request" } });
+    assert.deepEqual(await post("/g/ok", { name: "a", network: { allow: "x" } }), {
+      status: 400,
+      body: { error: 'Invalid body field "network.allow": it must be a list', code: "invalid_request" },
+    });
     assert.deepEqual(await post("/g/ok", [1]), { status: 400, body: { error: "Invalid request body: it must be a JSON object", code: "invalid_request" } });
     assert.deepEqual(await post("/g/ok", { name: "ok" }), { status: 200, body: { ok: true } });
   });
 
   test("query string errors are 400 invalid_request naming the parameter", async () => {
-    assert.deepEqual(await post("/g/ok?lines=many", { name: "a" }), { status: 400, body: { error: 'Invalid query parameter "lines": it must be an integer', code: "invalid_request" } });
+    assert.deepEqual(await post("/g/ok?lines=many", { name: "a" }), {
+      status: 400,
+      body: { error: 'Invalid query parameter "lines": it must be an integer', code: "invalid_request" },
+    });
     assert.deepEqual(await post("/g/ok?tag=x", { name: "a" }), { status: 400, body: { error: 'Invalid query parameter "tag": it must be like ^t-', code: "invalid_request" } });
     assert.deepEqual(await post("/g/ok?verbose=1", { name: "a" }), { status: 400, body: { error: 'Unknown query parameter "verbose"', code: "invalid_request" } });
     assert.deepEqual(await post("/g/ok?lines=5&tag=t-1", { name: "a" }), { status: 200, body: { ok: true } });

@@ -63,7 +63,10 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
     const body = Buffer.from(started + stdoutFrame("héllo € wörld\n") + line({ type: "stderr", timestamp: "t", stdout: "", stderr: "oops", exit_code: 0 }) + exitFrame, "utf8");
     const euro = body.indexOf(Buffer.from("€"));
     const cuts = [0, 1, 10, started.length, euro + 1, euro + 2, body.length - exitFrame.length + 3, body.length - 1, body.length];
-    assert.deepEqual([...cuts].sort((a, b) => a - b), cuts);
+    assert.deepEqual(
+      [...cuts].sort((a, b) => a - b),
+      cuts,
+    );
     const pieces = cuts.slice(1).map((cut, i) => body.subarray(cuts[i], cut));
     const { stream } = await request((s) => writePieces(s, pieces));
     const out = await readAll(relayExecFrames(stream));
@@ -139,16 +142,13 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
     assertLostFrame(lastLine(Buffer.from(out)), /^The connection to the guest agent /);
   });
 
-  test(
-    "a stream that broke inside the exit frame's line still ends with a complete exit frame",
-    async () => {
-      // The exit code was lost with the rest of the line, so a lost-connection frame must follow it.
-      const partial = exitFrame.slice(0, 20);
-      const { stream } = await request((s) => writePieces(s, [started + partial]));
-      const out = await readAll(relayExecFrames(stream));
-      assertLostFrame(lastLine(out), "The connection to the guest agent ended before the command did");
-    },
-  );
+  test("a stream that broke inside the exit frame's line still ends with a complete exit frame", async () => {
+    // The exit code was lost with the rest of the line, so a lost-connection frame must follow it.
+    const partial = exitFrame.slice(0, 20);
+    const { stream } = await request((s) => writePieces(s, [started + partial]));
+    const out = await readAll(relayExecFrames(stream));
+    assertLostFrame(lastLine(out), "The connection to the guest agent ended before the command did");
+  });
 
   test("destroying the relay cancels the HTTP/2 stream", async () => {
     const { stream, served } = await request((s) => s.write(started));

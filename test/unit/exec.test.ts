@@ -121,7 +121,24 @@ describe("shellQuote", { timeout: 20_000 }, () => {
   });
 
   test("a real shell reads every quoted word back unchanged", () => {
-    const words = ["", "plain", "two words", "it's", "'", "''", '"double"', "$HOME $(id) `id`", "back\\slash", "*?[a]", "tab\there", "new\nline", "semi;colon|pipe&amp", "~user", "é €", "-n"];
+    const words = [
+      "",
+      "plain",
+      "two words",
+      "it's",
+      "'",
+      "''",
+      '"double"',
+      "$HOME $(id) `id`",
+      "back\\slash",
+      "*?[a]",
+      "tab\there",
+      "new\nline",
+      "semi;colon|pipe&amp",
+      "~user",
+      "é €",
+      "-n",
+    ];
     const script = `for w in ${words.map(shellQuote).join(" ")}; do printf '%s\\0' "$w"; done`;
     const out = spawnSync("/bin/sh", ["-c", script], { encoding: "utf8" });
     assert.equal(out.status, 0, out.stderr);
@@ -333,7 +350,10 @@ describe("runExec", { timeout: 20_000 }, () => {
     assert.equal(sink.text("stdout"), "x€y");
     assert.equal(sink.text("stderr"), "é");
     for (const f of sink.frames) assert.ok(!f.stdout.includes("\uFFFD") && !f.stderr.includes("\uFFFD"), JSON.stringify(f));
-    assert.ok(sink.frames.every((f) => f.type !== "stdout" || f.stdout.length > 0), "no empty output frames");
+    assert.ok(
+      sink.frames.every((f) => f.type !== "stdout" || f.stdout.length > 0),
+      "no empty output frames",
+    );
   });
 
   test("text mode turns a truncated UTF-8 sequence at the very end into U+FFFD", async () => {
@@ -400,51 +420,45 @@ describe("runExec", { timeout: 20_000 }, () => {
 
   // Node's ChildProcess resumes paused stdout/stderr when the command exits (flushStdio): output must be
   // pulled, not paused, or the tail is written while the sink is full.
-  test(
-    "output still buffered when the command exits waits for drain too",
-    async () => {
-      class Full extends Collector {
-        readonly writesWhileFull: string[] = [];
-        private full = false;
-        protected override accept(frame: ExecFrame): boolean {
-          if (frame.type !== "stdout") return true;
-          if (this.full) this.writesWhileFull.push(frame.stdout);
-          if (frame.stdout === "a") {
-            this.full = true;
-            setTimeout(() => {
-              this.full = false;
-              this.drain();
-            }, 150);
-            return false;
-          }
-          return true;
-        }
-      }
-      const sink = new Full();
-      // The command writes "b" while the sink is full and exits at once.
-      await run(spec({ cmd: "/bin/sh", args: ["-c", "printf a; sleep 0.05; printf b"] }), { sink });
-      assert.equal(sink.text("stdout"), "ab");
-      assert.deepEqual(sink.writesWhileFull, []);
-    },
-  );
-
-  // The pipe grace is for background processes holding the pipes, not for a host that reads slowly.
-  test(
-    "a sink slower than the pipe grace still gets every byte before the exit frame",
-    async () => {
-      class Sluggish extends Collector {
-        protected override accept(frame: ExecFrame): boolean {
-          if (frame.type !== "stdout") return true;
-          setTimeout(() => this.drain(), 350);
+  test("output still buffered when the command exits waits for drain too", async () => {
+    class Full extends Collector {
+      readonly writesWhileFull: string[] = [];
+      private full = false;
+      protected override accept(frame: ExecFrame): boolean {
+        if (frame.type !== "stdout") return true;
+        if (this.full) this.writesWhileFull.push(frame.stdout);
+        if (frame.stdout === "a") {
+          this.full = true;
+          setTimeout(() => {
+            this.full = false;
+            this.drain();
+          }, 150);
           return false;
         }
+        return true;
       }
-      const sink = new Sluggish();
-      await run(spec({ cmd: "/bin/sh", args: ["-c", "head -c 200000 /dev/zero"] }), { sink });
-      assert.equal(sink.exit().exit_code, 0);
-      assert.equal(sink.text("stdout").length, 200000);
-    },
-  );
+    }
+    const sink = new Full();
+    // The command writes "b" while the sink is full and exits at once.
+    await run(spec({ cmd: "/bin/sh", args: ["-c", "printf a; sleep 0.05; printf b"] }), { sink });
+    assert.equal(sink.text("stdout"), "ab");
+    assert.deepEqual(sink.writesWhileFull, []);
+  });
+
+  // The pipe grace is for background processes holding the pipes, not for a host that reads slowly.
+  test("a sink slower than the pipe grace still gets every byte before the exit frame", async () => {
+    class Sluggish extends Collector {
+      protected override accept(frame: ExecFrame): boolean {
+        if (frame.type !== "stdout") return true;
+        setTimeout(() => this.drain(), 350);
+        return false;
+      }
+    }
+    const sink = new Sluggish();
+    await run(spec({ cmd: "/bin/sh", args: ["-c", "head -c 200000 /dev/zero"] }), { sink });
+    assert.equal(sink.exit().exit_code, 0);
+    assert.equal(sink.text("stdout").length, 200000);
+  });
 
   test("aborting kills the whole process group and reports SIGKILL", async () => {
     const controller = new AbortController();

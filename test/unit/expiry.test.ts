@@ -60,7 +60,11 @@ describe("ExpiryReaper", () => {
     now = new Date("2030-01-02T00:00:00.000Z");
     await reaper.sweep();
     assert.deepEqual(expired, ["sbox-1", "sbox-2"]);
-    assert.deepEqual(store.list().map((r) => r.hostname), ["sbox-3"], "a VM without a lifetime stays");
+    assert.deepEqual(
+      store.list().map((r) => r.hostname),
+      ["sbox-3"],
+      "a VM without a lifetime stays",
+    );
   });
 
   test("sweeps do not overlap; the interval keeps sweeping until stopped", async () => {
@@ -117,7 +121,10 @@ describe("recovery of unanswered creates", () => {
     }
     const recovered = await recoverVms(new QemuEngine({ binary: QEMU_BINARY, accel: { accel: "tcg" } }), dir, store, quiet);
     assert.deepEqual(recovered, []);
-    assert.deepEqual(store.list().map((r) => [r.hostname, r.state]), [["api-2", "stopped"]]);
+    assert.deepEqual(
+      store.list().map((r) => [r.hostname, r.state]),
+      [["api-2", "stopped"]],
+    );
     assert.equal(existsSync(join(dir, "vms", "api-1")), false);
     assert.equal(existsSync(join(dir, "vms", running.hostname)), false);
     assert.equal(existsSync(join(dir, "vms", "api-2", "disk.qcow2")), true, "an answered persistent VM keeps its disk");

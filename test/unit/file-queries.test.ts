@@ -55,7 +55,17 @@ describe("copy queries", () => {
 describe("watch queries", () => {
   test("repeated keys, durations, one_shot and Last-Event-ID", () => {
     const spec = watchSpecFromQuery(
-      { paths: ["/a", "/b"], events: ["create", "write", "create"], patterns: "*.go", debounce: "100ms", timeout: "1m30s", one_shot: true, max_events: 9, recursive: true, uid: 1000 },
+      {
+        paths: ["/a", "/b"],
+        events: ["create", "write", "create"],
+        patterns: "*.go",
+        debounce: "100ms",
+        timeout: "1m30s",
+        one_shot: true,
+        max_events: 9,
+        recursive: true,
+        uid: 1000,
+      },
       "17",
     );
     assert.deepEqual(spec, {

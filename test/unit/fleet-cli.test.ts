@@ -216,11 +216,26 @@ describe("fleet tables and details", () => {
       "  Last seen:  12s ago",
       "  Last error: connect ECONNREFUSED 10.0.0.2:8080",
     ]);
-    const hostVm = { db_id: 1, name: "my-env-1", description: "", vcpu_count: 2, memory_bytes: 1024 ** 3, state: 1, graphics: { vnc: false, spice: false }, status: "running" as const };
-    assert.deepEqual(hostVmRows([{ ...hostVm, env_id: "my-env" }, { ...hostVm, name: "sbox-1", env_id: null }]), [
-      ["my-env-1", "running", "2", "1 GiB", "my-env"],
-      ["sbox-1", "running", "2", "1 GiB", "-"],
-    ]);
+    const hostVm = {
+      db_id: 1,
+      name: "my-env-1",
+      description: "",
+      vcpu_count: 2,
+      memory_bytes: 1024 ** 3,
+      state: 1,
+      graphics: { vnc: false, spice: false },
+      status: "running" as const,
+    };
+    assert.deepEqual(
+      hostVmRows([
+        { ...hostVm, env_id: "my-env" },
+        { ...hostVm, name: "sbox-1", env_id: null },
+      ]),
+      [
+        ["my-env-1", "running", "2", "1 GiB", "my-env"],
+        ["sbox-1", "running", "2", "1 GiB", "-"],
+      ],
+    );
   });
 
   test("env rows: owner, state, VM count, time left", () => {
@@ -231,7 +246,17 @@ describe("fleet tables and details", () => {
   });
 
   test("env details: a ready-to-paste ssh line and each other port as guest -> host:port", () => {
-    const failed = vm({ id: "my-env-2", host_id: "", host_addr: "", state: "failed", status: "error", port_map: {}, error: "no host has image \"win\"", image: "win", deny_outgoing: true });
+    const failed = vm({
+      id: "my-env-2",
+      host_id: "",
+      host_addr: "",
+      state: "failed",
+      status: "error",
+      port_map: {},
+      error: 'no host has image "win"',
+      image: "win",
+      deny_outgoing: true,
+    });
     assert.deepEqual(envDetails(detail({ status: "partial" }, [vm(), failed]), NOW), [
       "Environment my-env: partial, owner alice",
       "  Created 1h 0m ago; expires in 5h 0m (2025-01-01T17:00:00.000Z)",
@@ -298,7 +323,11 @@ describe("which controller", () => {
     assert.equal((await stat(controllerInfoFile(state))).mode & 0o777, 0o600);
     assert.deepEqual(readControllerInfo(state), { url: "http://127.0.0.1:9300", api_key_file: join(state, "api-key") });
     assert.deepEqual(resolveFleetConnection({}, {}, state), { url: "http://127.0.0.1:9300", apiKey: "recorded-key" });
-    assert.deepEqual(resolveFleetConnection({ controller: "http://localhost:9300" }, {}, state), { url: "http://localhost:9300", apiKey: "recorded-key" }, "a loopback name is the same controller");
+    assert.deepEqual(
+      resolveFleetConnection({ controller: "http://localhost:9300" }, {}, state),
+      { url: "http://localhost:9300", apiKey: "recorded-key" },
+      "a loopback name is the same controller",
+    );
   });
 
   test("the environment beats controller.json; flags beat the environment", async () => {

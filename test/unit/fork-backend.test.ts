@@ -20,10 +20,17 @@ test("same kind, or a disk-only commit: allowed", () => {
 test("user-mode memory commit into a TAP group, and the reverse: 409 naming both", () => {
   assert.throws(
     () => assertSameBackend("c-1", { memory: true }, group(ISOLATED)),
-    (err: unknown) => err instanceof CorralError && err.code === "conflict" && err.status === 409 && err.message === 'Cannot fork commit "c-1" into host group "sbox": it was saved on user-mode networking and the group uses isolated networking (a TAP back end)',
+    (err: unknown) =>
+      err instanceof CorralError &&
+      err.code === "conflict" &&
+      err.status === 409 &&
+      err.message === 'Cannot fork commit "c-1" into host group "sbox": it was saved on user-mode networking and the group uses isolated networking (a TAP back end)',
   );
   assert.throws(
     () => assertSameBackend("c-2", { memory: true, net: "tap" }, group(USER_GROUP_NETWORK)),
-    (err: unknown) => err instanceof CorralError && err.code === "conflict" && err.message === 'Cannot fork commit "c-2" into host group "sbox": it was saved on a TAP back end and the group uses user-mode networking',
+    (err: unknown) =>
+      err instanceof CorralError &&
+      err.code === "conflict" &&
+      err.message === 'Cannot fork commit "c-2" into host group "sbox": it was saved on a TAP back end and the group uses user-mode networking',
   );
 });

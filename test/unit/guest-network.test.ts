@@ -17,7 +17,10 @@ describe("guest network", () => {
   });
 
   test("another address (a fork, or user mode's 10.0.2.15): flushed and replaced", () => {
-    assert.deepEqual(networkCommands("eth0", ["192.168.137.2/24"], NET).slice(0, 2), [["addr", "flush", "dev", "eth0"], ["addr", "add", "192.168.137.3/24", "dev", "eth0"]]);
+    assert.deepEqual(networkCommands("eth0", ["192.168.137.2/24"], NET).slice(0, 2), [
+      ["addr", "flush", "dev", "eth0"],
+      ["addr", "add", "192.168.137.3/24", "dev", "eth0"],
+    ]);
     assert.equal(networkCommands("eth0", ["192.168.137.3/16"], NET)[0]?.[1], "flush");
     assert.equal(networkCommands("eth0", ["192.168.137.3/24", "10.0.0.9/8"], NET)[0]?.[1], "flush");
   });
@@ -50,6 +53,7 @@ describe("guest network", () => {
       { ...NET, prefix_length: 0 },
       { ...NET, gateway: "-x" },
       { ...NET, dns: ["1.1.1.1", "$(id)"] },
-    ]) assert.throws(() => checkNetwork(bad));
+    ])
+      assert.throws(() => checkNetwork(bad));
   });
 });

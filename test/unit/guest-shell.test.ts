@@ -71,12 +71,13 @@ describe("agent shell and forward routes, on this host", { timeout: 120_000 }, (
     let text = "";
     let closePayload: Record<string, unknown> | undefined;
     const decoder = new FrameDecoder();
-    if (status === 200) stream.on("data", (chunk: Buffer) => {
-      for (const frame of decoder.push(chunk)) {
-        if (frame.type === FRAME_TYPE.data) text += Buffer.from(frame.payload).toString("utf8");
-        else if (frame.type === FRAME_TYPE.sessionClose) closePayload = JSON.parse(Buffer.from(frame.payload).toString("utf8")) as Record<string, unknown>;
-      }
-    });
+    if (status === 200)
+      stream.on("data", (chunk: Buffer) => {
+        for (const frame of decoder.push(chunk)) {
+          if (frame.type === FRAME_TYPE.data) text += Buffer.from(frame.payload).toString("utf8");
+          else if (frame.type === FRAME_TYPE.sessionClose) closePayload = JSON.parse(Buffer.from(frame.payload).toString("utf8")) as Record<string, unknown>;
+        }
+      });
     // The agent ends its side after the session-close frame (our side stays open, as the daemon's does).
     const closed = new Promise<Record<string, unknown> | undefined>((resolve) => {
       stream.once("end", () => resolve(closePayload));
@@ -186,7 +187,10 @@ describe("agent shell and forward routes, on this host", { timeout: 120_000 }, (
     after(() => new Promise<void>((resolve) => echo.close(() => resolve())));
 
     function open(target: ForwardTarget): { stream: ClientHttp2Stream; response: Promise<{ status: number; body: string }> } {
-      const stream = session.request({ [h2.HTTP2_HEADER_METHOD]: "POST", [h2.HTTP2_HEADER_PATH]: FORWARD_AGENT_PATH, [FORWARD_TARGET_HEADER]: JSON.stringify(target) }, { endStream: false });
+      const stream = session.request(
+        { [h2.HTTP2_HEADER_METHOD]: "POST", [h2.HTTP2_HEADER_PATH]: FORWARD_AGENT_PATH, [FORWARD_TARGET_HEADER]: JSON.stringify(target) },
+        { endStream: false },
+      );
       const response = new Promise<{ status: number; body: string }>((resolve) => {
         stream.once("response", async (headers) => {
           const status = Number(headers[h2.HTTP2_HEADER_STATUS]);

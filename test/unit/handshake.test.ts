@@ -266,9 +266,12 @@ describe("agentHandshake", { timeout: 20_000 }, () => {
   test("an already aborted signal rejects without connecting", async () => {
     const fake = await fakeAgent();
     let connected = false;
-    fake.agent.then(() => {
-      connected = true;
-    }, () => undefined);
+    fake.agent.then(
+      () => {
+        connected = true;
+      },
+      () => undefined,
+    );
     await assert.rejects(handshake(fake.path, AbortSignal.abort()), {
       name: "HandshakeError",
       message: "Agent handshake aborted before it started",

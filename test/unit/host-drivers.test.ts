@@ -92,13 +92,29 @@ describe("drivers to hosts", () => {
     const driver = new TTstackAgentDriver("agent-1", { uri, token: undefined });
     try {
       received.length = 0;
-      await driver.createVm({ vm_id: "e-1", env_id: "e", image: "base", engine: "qemu", cpu: 2, mem: 1024, disk: 40960, ports: [], deny_outgoing: false, ssh_keys: [], fleet_id: "f" });
+      await driver.createVm({
+        vm_id: "e-1",
+        env_id: "e",
+        image: "base",
+        engine: "qemu",
+        cpu: 2,
+        mem: 1024,
+        disk: 40960,
+        ports: [],
+        deny_outgoing: false,
+        ssh_keys: [],
+        fleet_id: "f",
+      });
       const sent = JSON.parse(received[0]?.body ?? "{}") as Record<string, unknown>;
       assert.equal(serdeReadError("CreateVmReq", sent), undefined);
       assert.deepEqual(Object.keys(sent), ["vm_id", "env_id", "image", "engine", "cpu", "mem", "disk", "ports", "deny_outgoing"]);
       assert.equal(received[0]?.auth, undefined, "no token, no header");
       assert.equal((await driver.stopVm("e-1", { force: true })).state, "paused");
-      assert.deepEqual(received.map((r) => r.route), ["POST /api/vms", "POST /api/vms/e-1/stop", "GET /api/vms/e-1"], "no ?force: TTstack's agent has none");
+      assert.deepEqual(
+        received.map((r) => r.route),
+        ["POST /api/vms", "POST /api/vms/e-1/stop", "GET /api/vms/e-1"],
+        "no ?force: TTstack's agent has none",
+      );
       await assert.rejects(driver.rebootVm("e-1"), (err: unknown) => err instanceof CorralError && err.code === "unsupported_by_host" && err.status === 422);
       await assert.rejects(driver.stats("e-1"), (err: unknown) => err instanceof CorralError && err.code === "unsupported_by_host");
     } finally {

@@ -39,7 +39,7 @@ describe("hostFailure", () => {
   });
 
   test("a CorralError raised on this side passes unchanged", () => {
-    const own = new CorralError("host_not_found", "Host \"h9\" is not registered");
+    const own = new CorralError("host_not_found", 'Host "h9" is not registered');
     assert.equal(hostFailure("h9", own), own);
   });
 });
@@ -47,7 +47,10 @@ describe("hostFailure", () => {
 describe("describeHostFailure", () => {
   test("a host's answer with its status and code; a connection failure by its code; the controller's own verdict by its message", () => {
     assert.equal(describeHostFailure(answered(409, "conflict")), "the host said conflict (409 conflict)");
-    assert.equal(describeHostFailure(new TypeError("fetch failed", { cause: Object.assign(new Error("connect"), { code: "ECONNREFUSED" }) })), "the host cannot be reached (ECONNREFUSED)");
+    assert.equal(
+      describeHostFailure(new TypeError("fetch failed", { cause: Object.assign(new Error("connect"), { code: "ECONNREFUSED" }) })),
+      "the host cannot be reached (ECONNREFUSED)",
+    );
     // Its cause (the host's 409) has a code too: the verdict is not taken for an unreachable host.
     const verdict = new CorralError("conflict", 'Host "h1" already has a VM named "e-1" that is not this one: it belongs to environment "f"', { cause: answered(409, "conflict") });
     assert.equal(describeHostFailure(verdict), verdict.message);

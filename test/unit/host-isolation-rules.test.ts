@@ -82,7 +82,13 @@ describe("allowanceScript", () => {
     const jumps = [{ handle: 7, target: own, owner: stateDir }];
     assert.equal(
       allowanceScript({ stateDir, access: [], jumps, staleOwners: [] }),
-      ["delete rule inet corral_guard allow handle 7", `add chain inet corral_guard ${own}`, `flush chain inet corral_guard ${own}`, `delete chain inet corral_guard ${own}`, ""].join("\n"),
+      [
+        "delete rule inet corral_guard allow handle 7",
+        `add chain inet corral_guard ${own}`,
+        `flush chain inet corral_guard ${own}`,
+        `delete chain inet corral_guard ${own}`,
+        "",
+      ].join("\n"),
     );
   });
 
@@ -119,7 +125,13 @@ describe("allowanceScript", () => {
     ];
     assert.equal(
       releaseScript(stateDir, jumps),
-      ["delete rule inet corral_guard allow handle 7", `add chain inet corral_guard ${own}`, `flush chain inet corral_guard ${own}`, `delete chain inet corral_guard ${own}`, ""].join("\n"),
+      [
+        "delete rule inet corral_guard allow handle 7",
+        `add chain inet corral_guard ${own}`,
+        `flush chain inet corral_guard ${own}`,
+        `delete chain inet corral_guard ${own}`,
+        "",
+      ].join("\n"),
     );
   });
 });

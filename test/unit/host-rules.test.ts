@@ -28,11 +28,22 @@ const EMPTY: HostRulesInput = {
 
 const FULL: HostRulesInput = {
   ...EMPTY,
-  hostAccess: [{ protocol: "tcp", address: undefined, ports: [5432, 5432] }, { protocol: "udp", address: "127.0.0.1", ports: [53, 54] }, { protocol: "tcp", address: "::1", ports: [1, 1] }],
+  hostAccess: [
+    { protocol: "tcp", address: undefined, ports: [5432, 5432] },
+    { protocol: "udp", address: "127.0.0.1", ports: [53, 54] },
+    { protocol: "tcp", address: "::1", ports: [1, 1] },
+  ],
   bridges: [{ name: "brvm0", subnet: "192.168.137.0/24" }],
   isolatedRanges: ["169.254.100.0/22"],
   bridgeVms: [
-    { deviceId: 0, tap: "vmtap0", address: "192.168.137.2", mac: "02:fc:00:00:00:01", policy: { allow: list(["192.168.222.1:3128"]), drop: list(["0.0.0.0/0"]) }, denyOutgoing: true },
+    {
+      deviceId: 0,
+      tap: "vmtap0",
+      address: "192.168.137.2",
+      mac: "02:fc:00:00:00:01",
+      policy: { allow: list(["192.168.222.1:3128"]), drop: list(["0.0.0.0/0"]) },
+      denyOutgoing: true,
+    },
     { deviceId: 1, tap: "vmtap1", address: "192.168.137.3", mac: "02:fc:00:00:00:02", policy: { allow: [], drop: [] }, denyOutgoing: false },
   ],
   isolatedVms: [{ deviceId: 2, address: "169.254.100.2", hostAllow: [{ cidr: "192.168.137.1/32", port: 3128 }] }],
@@ -159,7 +170,10 @@ table bridge corral_br_0123abcd {
 
   test("host_isolation false opens the host to bridge-mode guests (Slicer's behaviour), deny_outgoing still refused", () => {
     const text = hostTablesScript({ ...FULL, hostIsolation: false });
-    assert.match(text, /chain bridge_input \{\n\t\tct state established,related accept\n\t\tip saddr @deny_new reject with icmpx type admin-prohibited\n\t\ticmp type echo-request accept\n\t\taccept\n\t\}/);
+    assert.match(
+      text,
+      /chain bridge_input \{\n\t\tct state established,related accept\n\t\tip saddr @deny_new reject with icmpx type admin-prohibited\n\t\ticmp type echo-request accept\n\t\taccept\n\t\}/,
+    );
   });
 
   test("never names the user-mode wall's table; every statement ends its line (nft refuses `stmt }`)", () => {

@@ -229,8 +229,16 @@ describe("buildInitramfs", () => {
 
   test("without modules the archive still boots to a script with an empty module loop", async () => {
     const entries = readNewc(await buildInitramfs({ busyboxPath: busybox, modules: [] }));
-    assert.deepEqual(entries.filter((e) => e.name.startsWith("lib/modules/")).map((e) => e.name), []);
-    assert.ok(entries.find((e) => e.name === "init")?.data.toString().includes("\nfor m in ; do\n"));
+    assert.deepEqual(
+      entries.filter((e) => e.name.startsWith("lib/modules/")).map((e) => e.name),
+      [],
+    );
+    assert.ok(
+      entries
+        .find((e) => e.name === "init")
+        ?.data.toString()
+        .includes("\nfor m in ; do\n"),
+    );
   });
 
   test("GNU cpio lists the archive", async () => {

@@ -118,9 +118,18 @@ describe("IpamStore", () => {
     const ipam = store();
     const pool = bridgePool("vm", bridge("192.168.137.1/24", { range: must(parseRange("192.168.137.20-192.168.137.80")) }), PATH);
     assert.equal(ipam.allocate(pool, { owner: "a", ownerKind: "vm", mac: "m", ip: "192.168.137.50" }).address, "192.168.137.50");
-    assert.match(codeOf(() => ipam.allocate(pool, { owner: "b", ownerKind: "vm", mac: "m", ip: "192.168.137.50" })), /^address_in_use: Address "192.168.137.50" is in use by "a"/);
-    assert.match(codeOf(() => ipam.allocate(pool, { owner: "b", ownerKind: "vm", mac: "m", ip: "192.168.137.90" })), /^invalid_request: Address "192.168.137.90" is not in host group "vm"'s pool/);
-    assert.match(codeOf(() => ipam.allocate(pool, { owner: "b", ownerKind: "vm", mac: "m", ip: "nonsense" })), /^invalid_request/);
+    assert.match(
+      codeOf(() => ipam.allocate(pool, { owner: "b", ownerKind: "vm", mac: "m", ip: "192.168.137.50" })),
+      /^address_in_use: Address "192.168.137.50" is in use by "a"/,
+    );
+    assert.match(
+      codeOf(() => ipam.allocate(pool, { owner: "b", ownerKind: "vm", mac: "m", ip: "192.168.137.90" })),
+      /^invalid_request: Address "192.168.137.90" is not in host group "vm"'s pool/,
+    );
+    assert.match(
+      codeOf(() => ipam.allocate(pool, { owner: "b", ownerKind: "vm", mac: "m", ip: "nonsense" })),
+      /^invalid_request/,
+    );
   });
 
   test("the same address is refused across groups (UNIQUE address)", () => {
@@ -128,7 +137,10 @@ describe("IpamStore", () => {
     const one = bridgePool("one", bridge("10.1.0.1/24"), PATH);
     const two = bridgePool("two", bridge("10.1.0.1/24"), PATH);
     ipam.allocate(one, { owner: "a", ownerKind: "vm", mac: "m" });
-    assert.match(codeOf(() => ipam.allocate(two, { owner: "b", ownerKind: "vm", mac: "m" })), /^address_in_use/);
+    assert.match(
+      codeOf(() => ipam.allocate(two, { owner: "b", ownerKind: "vm", mac: "m" })),
+      /^address_in_use/,
+    );
   });
 
   test("1,000 allocate/release cycles never hand out an address or a device id twice", () => {
@@ -168,14 +180,32 @@ describe("IpamStore", () => {
     ipam.allocatePorts("pool-1", [22, 8080], { first: 20000, last: 20010 }, (p) => p !== 20001);
     ipam.rename("pool-1", "sandbox-1");
     assert.equal(ipam.leaseOf("sandbox-1")?.ownerKind, "vm");
-    assert.deepEqual(ipam.portMaps("sandbox-1").map((m) => [m.guestPort, m.hostPort]), [[22, 20000], [8080, 20002]]);
+    assert.deepEqual(
+      ipam.portMaps("sandbox-1").map((m) => [m.guestPort, m.hostPort]),
+      [
+        [22, 20000],
+        [8080, 20002],
+      ],
+    );
     ipam.allocate(pool, { owner: "gone", ownerKind: "vm", mac: "m" });
     ipam.allocatePorts("gone", [22], { first: 20000, last: 20010 });
     const swept = ipam.sweep(new Set(["sandbox-1"]));
-    assert.deepEqual(swept.map((l) => l.owner), ["gone"]);
-    assert.deepEqual(ipam.leases().map((l) => l.owner), ["sandbox-1"]);
-    assert.deepEqual(ipam.portMaps().map((m) => m.owner), ["sandbox-1", "sandbox-1"]);
-    assert.match(codeOf(() => ipam.allocatePorts("x", [1, 2], { first: 30000, last: 30000 })), /^hostgroup_full: No free host port.*config.network.port_range/);
+    assert.deepEqual(
+      swept.map((l) => l.owner),
+      ["gone"],
+    );
+    assert.deepEqual(
+      ipam.leases().map((l) => l.owner),
+      ["sandbox-1"],
+    );
+    assert.deepEqual(
+      ipam.portMaps().map((m) => m.owner),
+      ["sandbox-1", "sandbox-1"],
+    );
+    assert.match(
+      codeOf(() => ipam.allocatePorts("x", [1, 2], { first: 30000, last: 30000 })),
+      /^hostgroup_full: No free host port.*config.network.port_range/,
+    );
   });
 
   test("a derived isolated range is pinned in net_groups; a changed subnet with leases left refuses the start", () => {
@@ -185,7 +215,10 @@ describe("IpamStore", () => {
     assert.equal(ipam.pinGroup("sandbox", "isolated", "169.254.44.0/22", { keepPinned: true }), "169.254.100.0/22", "a derived range stays where it was");
     const pool = isolatedPool("sandbox", isolated("169.254.100.0/22"), PATH);
     ipam.allocate(pool, { owner: "sandbox-1", ownerKind: "vm", mac: "m" });
-    assert.throws(() => ipam.pinGroup("sandbox", "isolated", "169.254.200.0/22"), /Cannot start: host group "sandbox" changed its network from isolated 169.254.100.0\/22 to isolated 169.254.200.0\/22 while 1 VM\(s\) hold addresses in the old one: "sandbox-1" \(169.254.100.2\)/);
+    assert.throws(
+      () => ipam.pinGroup("sandbox", "isolated", "169.254.200.0/22"),
+      /Cannot start: host group "sandbox" changed its network from isolated 169.254.100.0\/22 to isolated 169.254.200.0\/22 while 1 VM\(s\) hold addresses in the old one: "sandbox-1" \(169.254.100.2\)/,
+    );
     ipam.release("sandbox-1");
     assert.equal(ipam.pinGroup("sandbox", "isolated", "169.254.200.0/22"), "169.254.200.0/22");
     assert.equal(new IpamStore(db).pinGroup("sandbox", "isolated", "169.254.200.0/22"), "169.254.200.0/22", "a second open migrates nothing twice");

@@ -41,7 +41,10 @@ if (!INSIDE) {
     child.stdout.on("data", (c: Buffer) => (output += c));
     child.stderr.on("data", (c: Buffer) => (output += c));
     const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    const summary = output.split("\n").filter((l) => /^ℹ (tests|pass|fail|duration)/.test(l)).join("; ");
+    const summary = output
+      .split("\n")
+      .filter((l) => /^ℹ (tests|pass|fail|duration)/.test(l))
+      .join("; ");
     process.stderr.write(`isolated attachment contract: ${summary}\n`);
     assert.equal(code, 0, output.slice(-12_000));
   });
@@ -81,9 +84,21 @@ function startQemu(attachment: IsolatedAttachment): ChildProcess {
   const [prefix, ...prefixArgs] = attachment.launchPrefix;
   const args = [
     ...prefixArgs,
-    "qemu-system-x86_64", "-M", "microvm", "-S", "-nodefaults", "-display", "none", "-m", "64M", "-name", MARKER,
-    "-netdev", `tap,id=net0,ifname=${ifname},script=no,downscript=no,vnet_hdr=on`,
-    "-device", `virtio-net-device,netdev=net0,mac=${attachment.guest.mac}`,
+    "qemu-system-x86_64",
+    "-M",
+    "microvm",
+    "-S",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-m",
+    "64M",
+    "-name",
+    MARKER,
+    "-netdev",
+    `tap,id=net0,ifname=${ifname},script=no,downscript=no,vnet_hdr=on`,
+    "-device",
+    `virtio-net-device,netdev=net0,mac=${attachment.guest.mac}`,
   ];
   return spawn(prefix!, args, { stdio: "ignore" });
 }
@@ -101,7 +116,12 @@ async function kill(child: ChildProcess): Promise<void> {
 }
 
 function links(pid: number | "self" = "self"): string[] {
-  return readFileSync(`/proc/${pid}/net/dev`, "utf8").split("\n").slice(2).map((l) => l.split(":")[0]!.trim()).filter(Boolean).sort();
+  return readFileSync(`/proc/${pid}/net/dev`, "utf8")
+    .split("\n")
+    .slice(2)
+    .map((l) => l.split(":")[0]!.trim())
+    .filter(Boolean)
+    .sort();
 }
 
 function nsenter(pid: number, command: string, args: string[], input?: string): Promise<string> {
@@ -136,7 +156,10 @@ function descendants(): string[] {
     }
   };
   // tsx's esbuild service is the test runner's own helper, not something a test started.
-  return [...parents.keys()].filter(below).map(command).filter((c) => c !== "" && !c.includes("esbuild"));
+  return [...parents.keys()]
+    .filter(below)
+    .map(command)
+    .filter((c) => c !== "" && !c.includes("esbuild"));
 }
 
 function namespaces(): Set<string> {
@@ -187,12 +210,25 @@ function contract(): void {
         const revert = new Reverter();
         await attachment.plumb(qemu.pid!, revert);
         revert.commit();
-        const [hostLink] = JSON.parse(await run("ip", ["-j", "-d", "addr", "show", "dev", host])) as { ifalias?: string; operstate: string; addr_info: { local: string; prefixlen: number; family: string }[] }[];
-        assert.deepEqual(hostLink!.addr_info.map((a) => `${a.family} ${a.local}/${a.prefixlen}`), [`inet ${attachment.guest.gateway}/30`], "only the gateway, no IPv6");
+        const [hostLink] = JSON.parse(await run("ip", ["-j", "-d", "addr", "show", "dev", host])) as {
+          ifalias?: string;
+          operstate: string;
+          addr_info: { local: string; prefixlen: number; family: string }[];
+        }[];
+        assert.deepEqual(
+          hostLink!.addr_info.map((a) => `${a.family} ${a.local}/${a.prefixlen}`),
+          [`inet ${attachment.guest.gateway}/30`],
+          "only the gateway, no IPv6",
+        );
         assert.equal(hostLink!.ifalias, input.alias);
         assert.equal(readFileSync(`/proc/sys/net/ipv4/conf/${host}/route_localnet`, "utf8").trim(), "1");
         assert.deepEqual(links(qemu.pid!), ["br0", "lo", "tap0", "veth0"]);
-        const inside = JSON.parse(await nsenter(qemu.pid!, "ip", ["-j", "-d", "link"])) as { ifname: string; master?: string; operstate: string; linkinfo?: { info_data?: { nf_call_iptables?: number } } }[];
+        const inside = JSON.parse(await nsenter(qemu.pid!, "ip", ["-j", "-d", "link"])) as {
+          ifname: string;
+          master?: string;
+          operstate: string;
+          linkinfo?: { info_data?: { nf_call_iptables?: number } };
+        }[];
         const byName = new Map(inside.map((l) => [l.ifname, l]));
         assert.equal(byName.get("tap0")!.master, "br0");
         assert.equal(byName.get("veth0")!.master, "br0");
@@ -345,7 +381,12 @@ function contract(): void {
       const attachment = createIsolatedAttachment(input);
       const host = input.hostIfname;
       try {
-        await until(() => (links(holder.pid!).includes("lo") && links(guest.pid!).includes("lo") && links(outside.pid!).includes("lo") ? true : undefined), "namespaces", 10_000, 20);
+        await until(
+          () => (links(holder.pid!).includes("lo") && links(guest.pid!).includes("lo") && links(outside.pid!).includes("lo") ? true : undefined),
+          "namespaces",
+          10_000,
+          20,
+        );
         // "tap0" in the VM's namespace is a veth whose peer is the guest's eth0, with the VM's MAC and address.
         await run("ip", ["-batch", "-"], {
           input: [
@@ -356,21 +397,58 @@ function contract(): void {
             "",
           ].join("\n"),
         });
-        await nsenter(guest.pid!, "ip", ["-batch", "-"], ["link set dev lo up", `link set dev eth0 address ${MAC}`, `addr add ${attachment.guest.address}/30 dev eth0`, "link set dev eth0 up", `route add default via ${attachment.guest.gateway}`, ""].join("\n"));
-        await nsenter(outside.pid!, "ip", ["-batch", "-"], ["link set dev lo up", "addr add 198.18.0.2/24 dev pp0", "link set dev pp0 up", "route add default via 198.18.0.1", ""].join("\n"));
+        await nsenter(
+          guest.pid!,
+          "ip",
+          ["-batch", "-"],
+          [
+            "link set dev lo up",
+            `link set dev eth0 address ${MAC}`,
+            `addr add ${attachment.guest.address}/30 dev eth0`,
+            "link set dev eth0 up",
+            `route add default via ${attachment.guest.gateway}`,
+            "",
+          ].join("\n"),
+        );
+        await nsenter(
+          outside.pid!,
+          "ip",
+          ["-batch", "-"],
+          ["link set dev lo up", "addr add 198.18.0.2/24 dev pp0", "link set dev pp0 up", "route add default via 198.18.0.1", ""].join("\n"),
+        );
         await attachment.plumb(holder.pid!, new Reverter());
 
         // Listeners: two on the outside peer, one on the host end (the host's own service), one in the guest.
-        const peer = spawn("nsenter", [`--net=/proc/${outside.pid}/ns/net`, "--", process.execPath, "-e",
-          "for (const p of [7001, 7002]) require('net').createServer((s) => { s.on('error', () => {}); s.end('ok'); }).listen(p, '198.18.0.2', () => console.log(p))"], { stdio: ["ignore", "pipe", "ignore"] });
-        const inGuest = spawn("nsenter", [`--net=/proc/${guest.pid}/ns/net`, "--", process.execPath, "-e",
-          `for (const p of [8022, 8023]) require('net').createServer((s) => { s.on('error', () => {}); s.end('ok'); }).listen(p, '${attachment.guest.address}', () => console.log(p))`], { stdio: ["ignore", "pipe", "ignore"] });
+        const peer = spawn(
+          "nsenter",
+          [
+            `--net=/proc/${outside.pid}/ns/net`,
+            "--",
+            process.execPath,
+            "-e",
+            "for (const p of [7001, 7002]) require('net').createServer((s) => { s.on('error', () => {}); s.end('ok'); }).listen(p, '198.18.0.2', () => console.log(p))",
+          ],
+          { stdio: ["ignore", "pipe", "ignore"] },
+        );
+        const inGuest = spawn(
+          "nsenter",
+          [
+            `--net=/proc/${guest.pid}/ns/net`,
+            "--",
+            process.execPath,
+            "-e",
+            `for (const p of [8022, 8023]) require('net').createServer((s) => { s.on('error', () => {}); s.end('ok'); }).listen(p, '${attachment.guest.address}', () => console.log(p))`,
+          ],
+          { stdio: ["ignore", "pipe", "ignore"] },
+        );
         try {
-          await Promise.all([peer, inGuest].map((child) => {
-            let seen = "";
-            child.stdout!.on("data", (c: Buffer) => (seen += c));
-            return until(() => ((seen.match(/\d+/g) ?? []).length >= 2 ? true : undefined), "listeners", 30_000, 50);
-          }));
+          await Promise.all(
+            [peer, inGuest].map((child) => {
+              let seen = "";
+              child.stdout!.on("data", (c: Buffer) => (seen += c));
+              return until(() => ((seen.match(/\d+/g) ?? []).length >= 2 ? true : undefined), "listeners", 30_000, 50);
+            }),
+          );
           servers.push(await listen(7003, attachment.guest.gateway));
 
           assert.equal(await connects(guest.pid!, "198.18.0.2", 7001), true, "the allowed address:port answers");
@@ -393,7 +471,12 @@ function contract(): void {
           await attachment.setPolicy(holder.pid!, { allow: [], drop: [] }, false);
           assert.equal(await connects(guest.pid!, "198.18.0.2", 7002), true);
           const gw = attachment.guest.gateway;
-          await nsenter(guest.pid!, "ip", ["-batch", "-"], `addr flush dev eth0\naddr add 10.9.9.9/32 dev eth0\nroute add ${gw}/32 dev eth0\nroute add default via ${gw} src 10.9.9.9\n`);
+          await nsenter(
+            guest.pid!,
+            "ip",
+            ["-batch", "-"],
+            `addr flush dev eth0\naddr add 10.9.9.9/32 dev eth0\nroute add ${gw}/32 dev eth0\nroute add default via ${gw} src 10.9.9.9\n`,
+          );
           assert.equal(await connects(guest.pid!, "198.18.0.2", 7002), false, "a spoofed source address is dropped");
         } finally {
           await kill(peer);

@@ -94,14 +94,23 @@ describe("resolveBootModules", () => {
     await ko("b.ko", "");
     await ko("c.ko", "d");
     await ko("d.ko");
-    assert.deepEqual((await resolveBootModules(root, ["a", "b"])).map((m) => m.name), ["d", "c", "a", "b"]);
-    assert.deepEqual((await resolveBootModules(root, ["b", "a"])).map((m) => m.name), ["b", "d", "c", "a"]);
+    assert.deepEqual(
+      (await resolveBootModules(root, ["a", "b"])).map((m) => m.name),
+      ["d", "c", "a", "b"],
+    );
+    assert.deepEqual(
+      (await resolveBootModules(root, ["b", "a"])).map((m) => m.name),
+      ["b", "d", "c", "a"],
+    );
   });
 
   test("a module wanted twice, or also a dependency, appears once", async () => {
     await ko("x.ko", "y");
     await ko("y.ko");
-    assert.deepEqual((await resolveBootModules(root, ["y", "x", "x"])).map((m) => m.name), ["y", "x"]);
+    assert.deepEqual(
+      (await resolveBootModules(root, ["y", "x", "x"])).map((m) => m.name),
+      ["y", "x"],
+    );
   });
 
   test("'-' and '_' are the same, in wanted names, depends= and file names", async () => {
@@ -170,7 +179,10 @@ describe("resolveBootModules", () => {
     await ko("left.ko", "base");
     await ko("right.ko", "base");
     await ko("base.ko");
-    assert.deepEqual((await resolveBootModules(root, ["top"])).map((m) => m.name), ["base", "left", "right", "top"]);
+    assert.deepEqual(
+      (await resolveBootModules(root, ["top"])).map((m) => m.name),
+      ["base", "left", "right", "top"],
+    );
   });
 
   test("nothing wanted resolves to nothing", async () => {
@@ -183,7 +195,10 @@ describe("resolveBootModules", () => {
     for (const name of ["virtio_mmio", "virtio_blk", "virtio_console", "virtio_net"]) await ko(`drivers/${name}.ko`, "virtio");
     await ko("drivers/char/virtio-rng.ko", "virtio");
     await ko("drivers/virtio.ko");
-    assert.deepEqual((await resolveBootModules(root)).map((m) => m.name), ["virtio", "virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "virtio_rng"]);
+    assert.deepEqual(
+      (await resolveBootModules(root)).map((m) => m.name),
+      ["virtio", "virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "virtio_rng"],
+    );
   });
 
   test("modules outside the kernel/ folder are not looked at", async () => {

@@ -96,7 +96,10 @@ describe("KeyedLock", () => {
   test("a failing operation rejects its own caller with its error", async () => {
     const lock = new KeyedLock();
     const boom = new Error("boom");
-    await assert.rejects(lock.run("k", async () => Promise.reject(boom)), (err) => err === boom);
+    await assert.rejects(
+      lock.run("k", async () => Promise.reject(boom)),
+      (err) => err === boom,
+    );
   });
 
   test("a failing operation does not block the next one on the key", async () => {

@@ -87,7 +87,13 @@ describe("a domain's XML", () => {
       { type: "file", device: "cdrom", driver: { driver_name: "qemu", type: "raw" }, path: "", target: { dev: "sdc", bus: "sata" } },
     ]);
     assert.deepEqual(domain.networks, [
-      { type: "network", mac: { address: "52:54:00:aa:bb:01" }, source: { mode: "network", bridge: "virbr0", network: "default" }, model: { model_type: "virtio" }, target: { dev: "vnet3" } },
+      {
+        type: "network",
+        mac: { address: "52:54:00:aa:bb:01" },
+        source: { mode: "network", bridge: "virbr0", network: "default" },
+        model: { model_type: "virtio" },
+        target: { dev: "vnet3" },
+      },
       { type: "bridge", mac: { address: "52:54:00:aa:bb:02" }, source: { mode: "bridge", bridge: "br0" }, model: { model_type: "e1000e" }, target: { dev: "vnet4" } },
       { type: "direct", mac: { address: "52:54:00:aa:bb:03" }, source: { mode: "vepa" }, model: { model_type: "virtio" }, target: { dev: "macvtap0" } },
     ]);
@@ -113,7 +119,12 @@ describe("a domain's XML", () => {
       ["<domain><name>x</name>", /not well-formed/],
       [`<!DOCTYPE d [<!ENTITY a "aaaa">]><domain><name>&a;</name></domain>`, /no DOCTYPE/],
     ];
-    for (const [xml, why] of bad) assert.throws(() => parseDomainXml(xml), (err: unknown) => err instanceof DomainXmlError && why.test(err.message), xml);
+    for (const [xml, why] of bad)
+      assert.throws(
+        () => parseDomainXml(xml),
+        (err: unknown) => err instanceof DomainXmlError && why.test(err.message),
+        xml,
+      );
   });
 });
 
@@ -187,9 +198,13 @@ describe("virsh's text", () => {
       { uuid: "6505be9e-b440-47b3-96a4-d73db9d011d1", id: 3, name: "corral-t-a" },
       { uuid: "11111111-2222-4333-8444-555555555555", id: null, name: "tiny & old" },
     ]);
-    const nodeinfo = "CPU model:           x86_64\nCPU(s):              8\nCPU frequency:       2596 MHz\nCPU socket(s):       1\nCore(s) per socket:  4\nThread(s) per core:  2\nNUMA cell(s):        1\nMemory size:         24683784 KiB\n";
+    const nodeinfo =
+      "CPU model:           x86_64\nCPU(s):              8\nCPU frequency:       2596 MHz\nCPU socket(s):       1\nCore(s) per socket:  4\nThread(s) per core:  2\nNUMA cell(s):        1\nMemory size:         24683784 KiB\n";
     assert.deepEqual(parseNodeInfo(nodeinfo), { cpus: 8, threadsPerCore: 2, memoryKiB: 24683784 });
-    assert.deepEqual(parsePoolInfo("Name:           default\nState:          running\nCapacity:       270553174016\nAllocation:     37679144960\nAvailable:      232874029056\n"), { capacity: 270553174016, allocation: 37679144960 });
+    assert.deepEqual(parsePoolInfo("Name:           default\nState:          running\nCapacity:       270553174016\nAllocation:     37679144960\nAvailable:      232874029056\n"), {
+      capacity: 270553174016,
+      allocation: 37679144960,
+    });
   });
 });
 
@@ -197,7 +212,10 @@ describe("virsh's failures", () => {
   const failure = (stderr: string, args = ["start", "--domain", "web-1"]) => new VirshFailure(args, 1, stderr);
 
   test("libvirt's reason is the last error line", () => {
-    assert.equal(libvirtSentence("error: Failed to start domain 'web-1'\nerror: Requested operation is not valid: domain is already running\n"), "Requested operation is not valid: domain is already running");
+    assert.equal(
+      libvirtSentence("error: Failed to start domain 'web-1'\nerror: Requested operation is not valid: domain is already running\n"),
+      "Requested operation is not valid: domain is already running",
+    );
   });
 
   test("each failure gets the code a caller can act on", () => {
@@ -246,7 +264,10 @@ describe("answers shared for a while", () => {
     assert.equal(await recent.get("k", 1000, load), 2);
     recent.forget("k");
     assert.equal(await recent.get("k", 1000, load), 3);
-    await assert.rejects(recent.get("f", 1000, async () => Promise.reject(new Error("down"))), /down/);
+    await assert.rejects(
+      recent.get("f", 1000, async () => Promise.reject(new Error("down"))),
+      /down/,
+    );
     assert.equal(await recent.get("f", 1000, async () => "up"), "up");
   });
 });

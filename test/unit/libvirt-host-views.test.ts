@@ -15,7 +15,20 @@ const libvirtHost: HostRecord = {
   kind: "libvirt",
   state: "online",
   hostname: "kvm-1.lan",
-  info: { id: "kvm-1.lan", hostname: "kvm-1.lan", cpu_total: 8, cpu_used: 2, mem_total: 32000, mem_used: 2048, disk_total: 0, disk_used: 0, vm_count: 1, engines: ["qemu", "kvm"], storage: "dir", images: [] },
+  info: {
+    id: "kvm-1.lan",
+    hostname: "kvm-1.lan",
+    cpu_total: 8,
+    cpu_used: 2,
+    mem_total: 32000,
+    mem_used: 2048,
+    disk_total: 0,
+    disk_used: 0,
+    vm_count: 1,
+    engines: ["qemu", "kvm"],
+    storage: "dir",
+    images: [],
+  },
   vms: [
     {
       id: "Win10",

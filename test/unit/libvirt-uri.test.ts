@@ -19,7 +19,17 @@ function refused(uri: string, pattern: RegExp): void {
 
 describe("libvirt URIs", () => {
   test("the local daemons", () => {
-    assert.deepEqual(accepted("qemu:///system"), { uri: "qemu:///system", driver: "qemu", transport: "local", user: null, host: null, port: null, path: "/system", params: {}, connectUri: "qemu:///system" });
+    assert.deepEqual(accepted("qemu:///system"), {
+      uri: "qemu:///system",
+      driver: "qemu",
+      transport: "local",
+      user: null,
+      host: null,
+      port: null,
+      path: "/system",
+      params: {},
+      connectUri: "qemu:///system",
+    });
     assert.equal(accepted("qemu:///session").path, "/session");
     assert.equal(accepted("qemu+unix:///system").transport, "unix");
     assert.equal(accepted("qemu:///system/").path, "/system");
@@ -55,7 +65,10 @@ describe("libvirt URIs", () => {
     refused("qemu+ssh://h/system?name=qemu:///session", /parameter "name" is refused/);
     refused("qemu+ssh://h/system?known_hosts=/etc/passwd", /parameter "known_hosts" is refused: .*writes/);
     refused("qemu+ssh://h/system?sshauth=password", /parameter "sshauth" is refused/);
-    refused("qemu+ssh://h/system?tls_priority=NORMAL", /parameter "tls_priority" is refused: it is not one Corral lets through to libvirt \(keyfile, no_verify, no_tty, mode, pkipath\)/);
+    refused(
+      "qemu+ssh://h/system?tls_priority=NORMAL",
+      /parameter "tls_priority" is refused: it is not one Corral lets through to libvirt \(keyfile, no_verify, no_tty, mode, pkipath\)/,
+    );
     // Encoded names are decoded before they are judged.
     refused("qemu+ssh://h/system?%63ommand=/tmp/evil", /parameter "command" is refused/);
     refused("qemu+ssh://h/system?keyfile=/a&keyfile=/b", /"keyfile" is given twice/);

@@ -22,7 +22,24 @@ function refused(run: () => unknown, code: string, message: string | RegExp): vo
 }
 
 function group(overrides: Partial<HostGroupConfig> = {}): HostGroupConfig {
-  return { name: "sbox", count: 0, vcpu: 1, ramBytes: 512 * 1024 * 1024, persistent: false, userdata: undefined, image: "base", sshKeys: [], template: true, warmPool: 0, lifetimeMs: null, maxLifetimeMs: null, maxVms: undefined, network: { mode: "user" }, dnsServers: [], ...overrides };
+  return {
+    name: "sbox",
+    count: 0,
+    vcpu: 1,
+    ramBytes: 512 * 1024 * 1024,
+    persistent: false,
+    userdata: undefined,
+    image: "base",
+    sshKeys: [],
+    template: true,
+    warmPool: 0,
+    lifetimeMs: null,
+    maxLifetimeMs: null,
+    maxVms: undefined,
+    network: { mode: "user" },
+    dnsServers: [],
+    ...overrides,
+  };
 }
 
 function vm(overrides: Partial<VmRecord> = {}): VmRecord {
@@ -58,7 +75,10 @@ describe("parseLifetime", () => {
   });
 
   test("formatLifetime writes whole units only", () => {
-    assert.deepEqual([formatLifetime(5_400_000), formatLifetime(45_000), formatLifetime(600_000), formatLifetime(3_600_000), formatLifetime(0)], ["1h30m", "45s", "10m", "1h", "0s"]);
+    assert.deepEqual(
+      [formatLifetime(5_400_000), formatLifetime(45_000), formatLifetime(600_000), formatLifetime(3_600_000), formatLifetime(0)],
+      ["1h30m", "45s", "10m", "1h", "0s"],
+    );
   });
 });
 
@@ -74,7 +94,11 @@ describe("newSandboxLifetime", () => {
   });
 
   test("more than the group's maximum is refused", () => {
-    refused(() => newSandboxLifetime(group({ maxLifetimeMs: 3_600_000 }), 3_601_000), "invalid_duration", 'Invalid lifetime "1h1s": host group "sbox" allows at most "1h" (its max_lifetime)');
+    refused(
+      () => newSandboxLifetime(group({ maxLifetimeMs: 3_600_000 }), 3_601_000),
+      "invalid_duration",
+      'Invalid lifetime "1h1s": host group "sbox" allows at most "1h" (its max_lifetime)',
+    );
   });
 });
 

@@ -14,14 +14,23 @@ describe("link commands", () => {
   });
 
   test("a TAP goes on its bridge with its alias and comes up; debris is deleted by name", () => {
-    assert.equal(enslaveBatch({ tap: "vmtap3", bridge: "brvm0", alias: 'corral:0123abcd:vm:3"' }), 'link set dev vmtap3 master brvm0\nlink set dev vmtap3 alias "corral:0123abcd:vm:3"\nlink set dev vmtap3 up\n');
+    assert.equal(
+      enslaveBatch({ tap: "vmtap3", bridge: "brvm0", alias: 'corral:0123abcd:vm:3"' }),
+      'link set dev vmtap3 master brvm0\nlink set dev vmtap3 alias "corral:0123abcd:vm:3"\nlink set dev vmtap3 up\n',
+    );
     assert.equal(deleteLinksBatch(["a", "b"]), "link delete dev a\nlink delete dev b\n");
   });
 
   test("ip's JSON: name, alias, kind, master and IPv4 addresses only", () => {
     const links = parseLinks(
       JSON.stringify([
-        { ifname: "lo", addr_info: [{ family: "inet", local: "127.0.0.1", prefixlen: 8 }, { family: "inet6", local: "::1", prefixlen: 128 }] },
+        {
+          ifname: "lo",
+          addr_info: [
+            { family: "inet", local: "127.0.0.1", prefixlen: 8 },
+            { family: "inet6", local: "::1", prefixlen: 128 },
+          ],
+        },
         { ifname: "brvm0", ifalias: "corral:0123abcd:vm", linkinfo: { info_kind: "bridge" }, addr_info: [{ family: "inet", local: "192.168.137.1", prefixlen: 24 }] },
         { ifname: "vmtap0", master: "brvm0", linkinfo: { info_kind: "tun" } },
       ]),

@@ -96,14 +96,8 @@ describe("host group names", () => {
   });
 
   test("assertHostgroupName throws invalid_name quoting the name", () => {
-    throwsInvalidName(
-      () => assertHostgroupName("../x"),
-      'Invalid host group name "../x": use a lower-case letter, then letters, digits and dashes (1-32 characters)',
-    );
-    throwsInvalidName(
-      () => assertHostgroupName("1abc"),
-      'Invalid host group name "1abc": use a lower-case letter, then letters, digits and dashes (1-32 characters)',
-    );
+    throwsInvalidName(() => assertHostgroupName("../x"), 'Invalid host group name "../x": use a lower-case letter, then letters, digits and dashes (1-32 characters)');
+    throwsInvalidName(() => assertHostgroupName("1abc"), 'Invalid host group name "1abc": use a lower-case letter, then letters, digits and dashes (1-32 characters)');
   });
 
   test("the exported pattern is the one applied", () => {
@@ -141,18 +135,9 @@ describe("image names", () => {
   });
 
   test("assertImageName throws invalid_name quoting the name", () => {
-    throwsInvalidName(
-      () => assertImageName(".."),
-      'Invalid image name "..": use lower-case letters, digits, ".", "-" and "_" (1-63 characters)',
-    );
-    throwsInvalidName(
-      () => assertImageName("a/b"),
-      'Invalid image name "a/b": use lower-case letters, digits, ".", "-" and "_" (1-63 characters)',
-    );
-    throwsInvalidName(
-      () => assertImageName("a..b"),
-      'Invalid image name "a..b": use lower-case letters, digits, ".", "-" and "_" (1-63 characters)',
-    );
+    throwsInvalidName(() => assertImageName(".."), 'Invalid image name "..": use lower-case letters, digits, ".", "-" and "_" (1-63 characters)');
+    throwsInvalidName(() => assertImageName("a/b"), 'Invalid image name "a/b": use lower-case letters, digits, ".", "-" and "_" (1-63 characters)');
+    throwsInvalidName(() => assertImageName("a..b"), 'Invalid image name "a..b": use lower-case letters, digits, ".", "-" and "_" (1-63 characters)');
   });
 
   test("the exported pattern is the one applied (plus the '..' check)", () => {

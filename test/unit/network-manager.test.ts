@@ -73,9 +73,22 @@ async function standIn(attachment: NetworkAttachment): Promise<ChildProcess> {
   assert.equal(netdev.kind, "tap");
   const child = spawn(
     "nsenter",
-    [`--net=${nsPath}`, "--", "qemu-system-x86_64", "-M", "microvm", "-S", "-nodefaults", "-nographic", "-m", "64M",
-      "-netdev", `tap,id=net0,ifname=${netdev.kind === "tap" ? netdev.ifname : ""},script=no,downscript=no,vnet_hdr=on`,
-      "-device", `virtio-net-device,netdev=net0,mac=${attachment.guest.mac}`],
+    [
+      `--net=${nsPath}`,
+      "--",
+      "qemu-system-x86_64",
+      "-M",
+      "microvm",
+      "-S",
+      "-nodefaults",
+      "-nographic",
+      "-m",
+      "64M",
+      "-netdev",
+      `tap,id=net0,ifname=${netdev.kind === "tap" ? netdev.ifname : ""},script=no,downscript=no,vnet_hdr=on`,
+      "-device",
+      `virtio-net-device,netdev=net0,mac=${attachment.guest.mac}`,
+    ],
     { stdio: "ignore" },
   );
   qemus.add(child);
@@ -99,7 +112,10 @@ async function stop(child: ChildProcess): Promise<void> {
 /** What the daemon's tables hold of VMs: chains and elements beyond the empty tables. */
 function vmRules(): string[] {
   const text = inNs("nft list ruleset");
-  return text.split("\n").filter((l) => /chain (vm|guard)_\d|jump (vm|guard)_\d|10\.77\.0\.\d+ \./.test(l)).map((l) => l.trim());
+  return text
+    .split("\n")
+    .filter((l) => /chain (vm|guard)_\d|jump (vm|guard)_\d|10\.77\.0\.\d+ \./.test(l))
+    .map((l) => l.trim());
 }
 
 const mac = (n: number): string => `02:fc:00:00:${((n >> 8) & 255).toString(16).padStart(2, "0")}:${(n & 255).toString(16).padStart(2, "0")}`;
@@ -150,7 +166,10 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     network.release("vm-1");
     await network.applyTables();
     assert.deepEqual(vmRules(), []);
-    assert.equal(links().some((l) => l.ifname.startsWith("tt")), false);
+    assert.equal(
+      links().some((l) => l.ifname.startsWith("tt")),
+      false,
+    );
     assert.deepEqual(new IpamStore(db).leases(), []);
     await network.stop({ removeTables: true });
     assert.equal(inNs("nft list tables").trim(), "");
@@ -183,7 +202,10 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
       network.release("vm-f");
       await network.applyTables();
       assert.deepEqual(vmRules(), [], `failure at step ${at}`);
-      assert.equal(links().some((l) => l.ifname.startsWith("tt")), false);
+      assert.equal(
+        links().some((l) => l.ifname.startsWith("tt")),
+        false,
+      );
     }
     await network.stop({ removeTables: true });
   });
@@ -200,7 +222,14 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
         const hostname = `vm-c${n}`;
         const lease = network.lease("vm", hostname, mac(n));
         assert.ok(lease);
-        const attachment = await network.attachmentFor({ hostname, hostgroup: "vm", mac: mac(n), portMap: [{ guest: 80, host: 21000 + n }], denyOutgoing: n % 2 === 0, purpose: "vm" });
+        const attachment = await network.attachmentFor({
+          hostname,
+          hostgroup: "vm",
+          mac: mac(n),
+          portMap: [{ guest: 80, host: 21000 + n }],
+          denyOutgoing: n % 2 === 0,
+          purpose: "vm",
+        });
         const qemu = await standIn(attachment);
         const revert = new Reverter();
         await attachment.plumb(qemu.pid as number, revert);
@@ -214,7 +243,12 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     await Promise.all([worker(), worker(), worker(), worker()]);
     await network.applyTables();
     assert.deepEqual(vmRules(), []);
-    assert.deepEqual(links().filter((l) => l.ifname.startsWith("tt")).map((l) => l.ifname), []);
+    assert.deepEqual(
+      links()
+        .filter((l) => l.ifname.startsWith("tt"))
+        .map((l) => l.ifname),
+      [],
+    );
     assert.deepEqual(new IpamStore(db).leases(), []);
     assert.ok(addresses.size > 4, "the cursor moves on: addresses are not reused at once");
     await network.stop({ removeTables: true });
@@ -238,9 +272,17 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     first.lease("vm", "stale", mac(8));
     await second.reconcile([{ hostname: "vm-live", hostgroup: "vm", pid: qemu.pid as number, mac: mac(7), portMap: [], denyOutgoing: false }], new Set(["vm-live"]));
     assert.equal(links().find((l) => l.ifname === "tt0")?.master, "brt0");
-    assert.equal(links().some((l) => l.ifname === "tt9"), false, "debris deleted");
+    assert.equal(
+      links().some((l) => l.ifname === "tt9"),
+      false,
+      "debris deleted",
+    );
     assert.match(inNs("nft list ruleset"), /"tt0" : jump guard_/);
-    assert.deepEqual(new IpamStore(db).leases().map((l) => l.owner), ["vm-live"], "a lease without a VM is swept");
+    assert.deepEqual(
+      new IpamStore(db).leases().map((l) => l.owner),
+      ["vm-live"],
+      "a lease without a VM is swept",
+    );
     await stop(qemu);
     await second.repair();
     assert.deepEqual(vmRules(), [], "the repair loop takes a VM whose QEMU is gone out of the tables");
@@ -261,7 +303,10 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
       await foreign.start();
       assert.equal(foreign.group("vm")?.state, "unavailable");
       assert.match(foreign.group("vm")?.reason ?? "", /^Host group "vm" \(network.mode bridge\) is unavailable: the interface "dummyx" exists and is not Corral's/);
-      assert.throws(() => foreign.lease("vm", "x", mac(1)), (err: Error & { code?: string }) => err.code === "network_unavailable");
+      assert.throws(
+        () => foreign.lease("vm", "x", mac(1)),
+        (err: Error & { code?: string }) => err.code === "network_unavailable",
+      );
       await foreign.stop({ removeTables: true });
     } finally {
       inNs("ip link del dummyx");
@@ -289,7 +334,11 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     try {
       await network.start();
       assert.ok(
-        lines.some((l) => l.includes("Forwarded traffic is dropped by another firewall's chain (ip filter FORWARD; Docker does this)") && l.includes("iptables -I DOCKER-USER -s 10.77.0.0/24 -j ACCEPT")),
+        lines.some(
+          (l) =>
+            l.includes("Forwarded traffic is dropped by another firewall's chain (ip filter FORWARD; Docker does this)") &&
+            l.includes("iptables -I DOCKER-USER -s 10.77.0.0/24 -j ACCEPT"),
+        ),
         lines.join("\n"),
       );
     } finally {
@@ -312,7 +361,10 @@ describe("NetworkManager, bridge mode, in a namespace of the test's own", { skip
     assert.ok(Array.isArray(drop) && Array.isArray(allow));
     overrides.set("vm-p", { drop, allow });
     await network.applyPolicy("vm-p", true);
-    assert.match(inNs("nft list ruleset"), /chain vm_\d+ \{\n\t\tct state new drop\n\t\tip daddr 192\.0\.2\.7 meta l4proto \{ tcp, udp \} th dport 3128 accept\n\t\tip daddr 169\.254\.169\.254 drop\n\t\tip daddr 0\.0\.0\.0\/0 drop\n\t\taccept\n/);
+    assert.match(
+      inNs("nft list ruleset"),
+      /chain vm_\d+ \{\n\t\tct state new drop\n\t\tip daddr 192\.0\.2\.7 meta l4proto \{ tcp, udp \} th dport 3128 accept\n\t\tip daddr 169\.254\.169\.254 drop\n\t\tip daddr 0\.0\.0\.0\/0 drop\n\t\taccept\n/,
+    );
     await revert.revert();
     await stop(qemu);
     network.release("vm-p");

@@ -84,20 +84,33 @@ describe("applying layers", () => {
     // No whiteout file itself is ever written.
     assert.equal(existsSync(join(root, "etc/.wh.gone")), false);
     assert.equal(existsSync(join(root, "data/.wh..wh..opq")), false);
-    assert.deepEqual((await readdir(root)).filter((n) => n.startsWith(".wh.")), []);
+    assert.deepEqual(
+      (await readdir(root)).filter((n) => n.startsWith(".wh.")),
+      [],
+    );
   });
 
   test("a file replaces a directory of a lower layer, and a directory a file", async () => {
     const { root } = await sandbox("replace");
-    await apply(root, [{ name: "a/b/c", body: "c" }, { name: "f", body: "f" }]);
-    await apply(root, [{ name: "a", body: "now a file" }, { name: "f/", type: "directory" }, { name: "f/inner", body: "i" }]);
+    await apply(root, [
+      { name: "a/b/c", body: "c" },
+      { name: "f", body: "f" },
+    ]);
+    await apply(root, [
+      { name: "a", body: "now a file" },
+      { name: "f/", type: "directory" },
+      { name: "f/inner", body: "i" },
+    ]);
     assert.equal(readFileSync(join(root, "a"), "utf8"), "now a file");
     assert.equal(readFileSync(join(root, "f/inner"), "utf8"), "i");
   });
 
   test("a symlink to an absolute path resolves inside the root, as in the guest", async () => {
     const { root, outside } = await sandbox("chroot-link");
-    await apply(root, [{ name: "usr/lib/", type: "directory" }, { name: "lib", type: "symlink", linkname: "/usr/lib" }]);
+    await apply(root, [
+      { name: "usr/lib/", type: "directory" },
+      { name: "lib", type: "symlink", linkname: "/usr/lib" },
+    ]);
     await apply(root, [{ name: "lib/libx.so", body: "lib" }]);
     assert.equal(readFileSync(join(root, "usr/lib/libx.so"), "utf8"), "lib");
     assert.deepEqual(await readdir(outside), ["victim"]);
@@ -165,9 +178,18 @@ describe("applying layers", () => {
   test("a layer that is not a tar, cut short, or zstd-compressed is a MalformedLayerError", async () => {
     const { root } = await sandbox("malformed");
     const tar = await tarOf([{ name: "big", body: randomBytes(100_000) }]);
-    const cases: Buffer[] = [tar.subarray(0, 20_000), gzipSync(tar).subarray(0, 50_000), Buffer.from("not a tar at all, clearly, and long enough to be read as one ".repeat(20)), Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0])];
+    const cases: Buffer[] = [
+      tar.subarray(0, 20_000),
+      gzipSync(tar).subarray(0, 50_000),
+      Buffer.from("not a tar at all, clearly, and long enough to be read as one ".repeat(20)),
+      Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]),
+    ];
     for (const data of cases) {
-      await assert.rejects(applyLayer(Readable.from([data]), root), (err: unknown) => err instanceof MalformedLayerError || err instanceof UnsafeEntryError, `${data.length} bytes`);
+      await assert.rejects(
+        applyLayer(Readable.from([data]), root),
+        (err: unknown) => err instanceof MalformedLayerError || err instanceof UnsafeEntryError,
+        `${data.length} bytes`,
+      );
     }
   });
 });
@@ -184,7 +206,11 @@ describe("registry references", () => {
 
   test("malformed references are invalid_reference errors naming the reference", () => {
     for (const bad of ["", "UPPER/case", "a b", "host:5000/x:bad tag", "x@sha256:zz", "/leading", "a//b"]) {
-      assert.throws(() => parseReference(bad), (err: unknown) => err instanceof CorralError && err.code === "invalid_reference" && err.message.includes(JSON.stringify(bad)), bad);
+      assert.throws(
+        () => parseReference(bad),
+        (err: unknown) => err instanceof CorralError && err.code === "invalid_reference" && err.message.includes(JSON.stringify(bad)),
+        bad,
+      );
     }
   });
 
@@ -195,9 +221,12 @@ describe("registry references", () => {
 });
 
 test("OCI's config becomes the manifest's snake_case config", () => {
-  assert.deepEqual(
-    imageConfigFromOci({ config: { Env: ["A=1", "junk"], WorkingDir: "/w", User: "app", Entrypoint: ["/e"], Cmd: null, Labels: { k: "v" } } }),
-    { env: ["A=1"], working_dir: "/w", user: "app", entrypoint: ["/e"], labels: { k: "v" } },
-  );
+  assert.deepEqual(imageConfigFromOci({ config: { Env: ["A=1", "junk"], WorkingDir: "/w", User: "app", Entrypoint: ["/e"], Cmd: null, Labels: { k: "v" } } }), {
+    env: ["A=1"],
+    working_dir: "/w",
+    user: "app",
+    entrypoint: ["/e"],
+    labels: { k: "v" },
+  });
   assert.deepEqual(imageConfigFromOci({}), {});
 });

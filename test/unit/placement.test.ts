@@ -72,7 +72,8 @@ describe("placeVms", () => {
     assert.deepEqual(placeVms([libvirt, corral], [vm(1, 1024, 2048)]), { ok: true, hostIds: ["corral"] });
     assert.deepEqual(placeVms([libvirt, corral], [vm(32, 1024, 2048)]), {
       ok: false,
-      reason: 'No host can take VM 1 (cpu 32, mem 1024 MiB, disk 2048 MiB, image "base", engine "qemu"): 1 online host lacks CPU (at most 16 free), 1 host is a libvirt daemon, which takes no environments',
+      reason:
+        'No host can take VM 1 (cpu 32, mem 1024 MiB, disk 2048 MiB, image "base", engine "qemu"): 1 online host lacks CPU (at most 16 free), 1 host is a libvirt daemon, which takes no environments',
     });
     assert.deepEqual(placeVms([libvirt, { ...libvirt, id: "virt2" }], [vm(1, 1024, 2048)]), {
       ok: false,
@@ -119,7 +120,8 @@ describe("placeVms", () => {
     });
     assert.deepEqual(placeVms([host("a", 4, 1024, 500_000), host("b", 4, 8192, 1024)], [vm(1, 2048, 2048)]), {
       ok: false,
-      reason: 'No host can take VM 1 (cpu 1, mem 2048 MiB, disk 2048 MiB, image "base", engine "qemu"): 1 online host lacks memory (at most 1024 MiB free), 1 online host lacks disk (at most 1024 MiB free)',
+      reason:
+        'No host can take VM 1 (cpu 1, mem 2048 MiB, disk 2048 MiB, image "base", engine "qemu"): 1 online host lacks memory (at most 1024 MiB free), 1 online host lacks disk (at most 1024 MiB free)',
     });
     assert.deepEqual(placeVms([], [vm(1, 1024, 1024)]), {
       ok: false,

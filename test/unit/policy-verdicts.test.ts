@@ -100,7 +100,10 @@ describe("ordering", () => {
 
   test("entries of equal rank keep the order they were written in", () => {
     const ranked = orderedEntries(policy({ drop: ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"] }));
-    assert.deepEqual(ranked.map((r) => r.entry.text), ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"]);
+    assert.deepEqual(
+      ranked.map((r) => r.entry.text),
+      ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"],
+    );
   });
 
   test("deny_outgoing drops every new connection before any entry", () => {
@@ -142,16 +145,25 @@ describe("override and merge", () => {
   const group = policy({ drop: ["192.168.1.0/24"], allow: ["0.0.0.0/0"] });
 
   test("an absent list inherits, [] clears, a list replaces", () => {
-    const override = parsePolicyOverride({ allow: [], drop: undefined }, "body field \"network\"");
+    const override = parsePolicyOverride({ allow: [], drop: undefined }, 'body field "network"');
     assert.ok(!isProblem(override));
     const merged = mergePolicy(group, override);
     assert.deepEqual(merged.allow, []);
-    assert.deepEqual(merged.drop.map((e) => e.text), ["192.168.1.0/24"]);
+    assert.deepEqual(
+      merged.drop.map((e) => e.text),
+      ["192.168.1.0/24"],
+    );
     assert.deepEqual(mergePolicy(group, undefined), group);
     const replaced = parsePolicyOverride({ drop: ["10.0.0.0/8"], allow: null }, "x");
     assert.ok(!isProblem(replaced));
-    assert.deepEqual(mergePolicy(group, replaced).drop.map((e) => e.text), ["10.0.0.0/8"]);
-    assert.deepEqual(mergePolicy(group, replaced).allow.map((e) => e.text), ["0.0.0.0/0"]);
+    assert.deepEqual(
+      mergePolicy(group, replaced).drop.map((e) => e.text),
+      ["10.0.0.0/8"],
+    );
+    assert.deepEqual(
+      mergePolicy(group, replaced).allow.map((e) => e.text),
+      ["0.0.0.0/0"],
+    );
   });
 
   test("a bad entry names its list and index", () => {

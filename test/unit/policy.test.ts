@@ -46,16 +46,19 @@ describe("Slicer's semantics", () => {
   });
 
   test('LAN example: drop ["192.168.1.0/24"], allow ["0.0.0.0/0"] blocks the LAN and allows the rest', () => {
-    assert.deepEqual(egressStatements(policy(["0.0.0.0/0"], ["192.168.1.0/24"]), { denyOutgoing: false }), [
-      "ip daddr 192.168.1.0/24 drop",
-      "ip daddr 0.0.0.0/0 accept",
-      "accept",
-    ]);
+    assert.deepEqual(egressStatements(policy(["0.0.0.0/0"], ["192.168.1.0/24"]), { denyOutgoing: false }), ["ip daddr 192.168.1.0/24 drop", "ip daddr 0.0.0.0/0 accept", "accept"]);
   });
 
   test("ties: a port-specific entry before a port-less one, drop before allow on the same prefix", () => {
     const ordered = orderedEntries(policy(["10.0.0.0/24", "10.0.0.0/24:80"], ["10.0.0.0/24"]));
-    assert.deepEqual(ordered.map((r) => [r.entry.text, r.verdict]), [["10.0.0.0/24:80", "accept"], ["10.0.0.0/24", "drop"], ["10.0.0.0/24", "accept"]]);
+    assert.deepEqual(
+      ordered.map((r) => [r.entry.text, r.verdict]),
+      [
+        ["10.0.0.0/24:80", "accept"],
+        ["10.0.0.0/24", "drop"],
+        ["10.0.0.0/24", "accept"],
+      ],
+    );
   });
 
   test("deny_outgoing puts ct state new drop first", () => {
@@ -75,7 +78,10 @@ describe("merging a VM's override with its group's lists", () => {
   test("[] clears a list; a given list replaces it", () => {
     const merged = mergePolicy(group, { allow: [], drop: list("10.0.0.0/8") });
     assert.deepEqual(merged.allow, []);
-    assert.deepEqual(merged.drop.map((e) => e.text), ["10.0.0.0/8"]);
+    assert.deepEqual(
+      merged.drop.map((e) => e.text),
+      ["10.0.0.0/8"],
+    );
     assert.deepEqual(mergePolicy(group, { drop: [] }).allow, group.allow);
   });
 });

@@ -17,7 +17,14 @@ describe("tightenStateDir", { timeout: 20_000 }, () => {
     await mkdir(join(dir, "vms", "sbox-1"), { recursive: true });
     const outside = join(root, "outside");
     await writeFile(outside, "x", { mode: 0o644 });
-    for (const [file, m] of [["corral.db", 0o644], ["corral.db-wal", 0o666], ["auth/token", 0o640], ["secrets/api", 0o604], ["host-id", 0o400], ["vms/sbox-1/disk.qcow2", 0o644]] as const) {
+    for (const [file, m] of [
+      ["corral.db", 0o644],
+      ["corral.db-wal", 0o666],
+      ["auth/token", 0o640],
+      ["secrets/api", 0o604],
+      ["host-id", 0o400],
+      ["vms/sbox-1/disk.qcow2", 0o644],
+    ] as const) {
       await writeFile(join(dir, file), "x");
       await chmod(join(dir, file), m);
     }

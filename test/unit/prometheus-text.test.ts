@@ -9,7 +9,7 @@ describe("parsePrometheusText", () => {
   test("reads prom-client's exposition: counters, labelled gauges with escapes, histograms", async () => {
     const registry = new Registry();
     new Counter({ name: "things_total", help: "Things", registers: [registry] }).inc(3);
-    new Gauge({ name: "odd", help: "Labels with \\ and \" and a\nnewline", labelNames: ["v"], registers: [registry] }).set({ v: 'a"b\\c\nd' }, -1.5);
+    new Gauge({ name: "odd", help: 'Labels with \\ and " and a\nnewline', labelNames: ["v"], registers: [registry] }).set({ v: 'a"b\\c\nd' }, -1.5);
     const histogram = new Histogram({ name: "took_seconds", help: "Took", labelNames: ["kind"], buckets: [0.1, 1], registers: [registry] });
     histogram.observe({ kind: "x" }, 0.05);
     histogram.observe({ kind: "x" }, 5);
@@ -25,12 +25,12 @@ describe("parsePrometheusText", () => {
   const refused: [string, string, RegExp][] = [
     ["a sample before its TYPE", "x 1\n", /before \(or without\) its family's TYPE/],
     ["a bad value", "# TYPE x gauge\nx one\n", /is not a number/],
-    ["a repeated series", "# TYPE x gauge\nx{a=\"1\"} 1\nx{a=\"1\"} 2\n", /given twice/],
+    ["a repeated series", '# TYPE x gauge\nx{a="1"} 1\nx{a="1"} 2\n', /given twice/],
     ["an unquoted label", "# TYPE x gauge\nx{a=1} 1\n", /not quoted/],
-    ["an unknown escape", "# TYPE x gauge\nx{a=\"\\t\"} 1\n", /unknown escape/],
+    ["an unknown escape", '# TYPE x gauge\nx{a="\\t"} 1\n', /unknown escape/],
     ["a missing newline at the end", "# TYPE x gauge\nx 1", /newline/],
-    ["buckets that shrink", "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n", /not cumulative/],
-    ["+Inf unequal to _count", "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 2\n", /_count is 2/],
+    ["buckets that shrink", '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n', /not cumulative/],
+    ["+Inf unequal to _count", '# TYPE h histogram\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 2\n', /_count is 2/],
     ["an unknown type", "# TYPE x meter\n", /not a metric type/],
   ];
   for (const [what, text, message] of refused) {

@@ -31,52 +31,54 @@ function spec(overrides: Partial<QemuSpec> = {}): QemuSpec {
 
 /** Everything after the accelerator choice, for the base spec with no network. */
 const COMMON_TAIL = [
-  "-smp", "2",
-  "-m", "512M",
-  "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-  "-kernel", "/var/lib/corral/kernel/vmlinuz",
-  "-initrd", "/var/lib/corral/kernel/initrd.cpio",
-  "-append", "console=ttyS0 root=/dev/vda",
-  "-chardev", "file,id=serial0,path=/var/lib/corral/vms/sbox-1/serial.log,append=on",
-  "-serial", "chardev:serial0",
-  "-drive", "id=root,file=/var/lib/corral/vms/sbox-1/disk.qcow2,format=qcow2,if=none,cache=writeback,discard=unmap",
-  "-device", "virtio-blk-device,drive=root",
-  "-device", "virtio-serial-device,max_ports=4",
-  "-chardev", "socket,id=agent,path=/run/corral/sbox-1/agent.sock,server=on,wait=off",
-  "-device", "virtserialport,chardev=agent,name=corral.agent",
-  "-object", "rng-random,id=rng0,filename=/dev/urandom",
-  "-device", "virtio-rng-device,rng=rng0",
+  "-smp",
+  "2",
+  "-m",
+  "512M",
+  "-nodefaults",
+  "-no-user-config",
+  "-display",
+  "none",
+  "-no-reboot",
+  "-kernel",
+  "/var/lib/corral/kernel/vmlinuz",
+  "-initrd",
+  "/var/lib/corral/kernel/initrd.cpio",
+  "-append",
+  "console=ttyS0 root=/dev/vda",
+  "-chardev",
+  "file,id=serial0,path=/var/lib/corral/vms/sbox-1/serial.log,append=on",
+  "-serial",
+  "chardev:serial0",
+  "-drive",
+  "id=root,file=/var/lib/corral/vms/sbox-1/disk.qcow2,format=qcow2,if=none,cache=writeback,discard=unmap",
+  "-device",
+  "virtio-blk-device,drive=root",
+  "-device",
+  "virtio-serial-device,max_ports=4",
+  "-chardev",
+  "socket,id=agent,path=/run/corral/sbox-1/agent.sock,server=on,wait=off",
+  "-device",
+  "virtserialport,chardev=agent,name=corral.agent",
+  "-object",
+  "rng-random,id=rng0,filename=/dev/urandom",
+  "-device",
+  "virtio-rng-device,rng=rng0",
 ];
 const QMP_AND_PID = ["-qmp", "unix:/run/corral/sbox-1/qmp.sock,server=on,wait=off", "-pidfile", "/run/corral/sbox-1/qemu.pid"];
 
 describe("buildQemuArgs", () => {
   test("TCG: the exact argv", () => {
-    assert.deepEqual(buildQemuArgs(spec()), [
-      "-M", "microvm,isa-serial=on,pit=on",
-      "-accel", "tcg,thread=multi", "-cpu", "qemu64,+arat",
-      ...COMMON_TAIL,
-      ...QMP_AND_PID,
-    ]);
+    assert.deepEqual(buildQemuArgs(spec()), ["-M", "microvm,isa-serial=on,pit=on", "-accel", "tcg,thread=multi", "-cpu", "qemu64,+arat", ...COMMON_TAIL, ...QMP_AND_PID]);
   });
 
   test("KVM: the exact argv, with the host CPU model", () => {
-    assert.deepEqual(buildQemuArgs(spec({ accel: "kvm" })), [
-      "-M", "microvm,isa-serial=on",
-      "-accel", "kvm",
-      "-cpu", "host",
-      ...COMMON_TAIL,
-      ...QMP_AND_PID,
-    ]);
+    assert.deepEqual(buildQemuArgs(spec({ accel: "kvm" })), ["-M", "microvm,isa-serial=on", "-accel", "kvm", "-cpu", "host", ...COMMON_TAIL, ...QMP_AND_PID]);
     assert.deepEqual(buildQemuArgs(spec({ accel: "kvm", kvmCpu: "host" })), buildQemuArgs(spec({ accel: "kvm" })));
   });
 
   test("KVM with the default CPU model: no -cpu at all", () => {
-    assert.deepEqual(buildQemuArgs(spec({ accel: "kvm", kvmCpu: "default" })), [
-      "-M", "microvm,isa-serial=on",
-      "-accel", "kvm",
-      ...COMMON_TAIL,
-      ...QMP_AND_PID,
-    ]);
+    assert.deepEqual(buildQemuArgs(spec({ accel: "kvm", kvmCpu: "default" })), ["-M", "microvm,isa-serial=on", "-accel", "kvm", ...COMMON_TAIL, ...QMP_AND_PID]);
   });
 
   test("TCG ignores kvmCpu and always asks for an always-running APIC timer (a tickless idle guest)", () => {
@@ -87,11 +89,17 @@ describe("buildQemuArgs", () => {
 
   test("with a network: netdev and NIC come after the RNG, before QMP", () => {
     assert.deepEqual(buildQemuArgs(spec({ network: NET })), [
-      "-M", "microvm,isa-serial=on,pit=on",
-      "-accel", "tcg,thread=multi", "-cpu", "qemu64,+arat",
+      "-M",
+      "microvm,isa-serial=on,pit=on",
+      "-accel",
+      "tcg,thread=multi",
+      "-cpu",
+      "qemu64,+arat",
       ...COMMON_TAIL,
-      "-netdev", "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3",
-      "-device", "virtio-net-device,netdev=net0,mac=52:54:00:ab:cd:ef",
+      "-netdev",
+      "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3",
+      "-device",
+      "virtio-net-device,netdev=net0,mac=52:54:00:ab:cd:ef",
       ...QMP_AND_PID,
     ]);
   });
@@ -132,9 +140,15 @@ describe("buildQemuArgs", () => {
         qmpSocket: "/run/x,y/qmp,,.sock",
       }),
     );
-    assert.equal(args.find((a) => a.startsWith("file,id=serial0")), "file,id=serial0,path=/data/a,,b/serial.log,append=on");
+    assert.equal(
+      args.find((a) => a.startsWith("file,id=serial0")),
+      "file,id=serial0,path=/data/a,,b/serial.log,append=on",
+    );
     assert.equal(args[args.indexOf("-drive") + 1], "id=root,file=/data/a,,b/disk,,1.raw,format=raw,if=none,cache=writeback,discard=unmap");
-    assert.equal(args.find((a) => a.startsWith("socket,id=agent")), "socket,id=agent,path=/run/x,,y/agent.sock,server=on,wait=off");
+    assert.equal(
+      args.find((a) => a.startsWith("socket,id=agent")),
+      "socket,id=agent,path=/run/x,,y/agent.sock,server=on,wait=off",
+    );
     assert.equal(args[args.indexOf("-qmp") + 1], "unix:/run/x,,y/qmp,,,,.sock,server=on,wait=off");
   });
 
@@ -163,16 +177,25 @@ describe("buildQemuArgs", () => {
     assert.deepEqual(clone.slice(-2), ["-incoming", "defer"]);
     const plain = buildQemuArgs(spec());
     assert.equal(plain[plain.indexOf("-M") + 1], "microvm,isa-serial=on,pit=on");
-    assert.equal(plain.some((a) => a.startsWith("memory-backend")), false);
+    assert.equal(
+      plain.some((a) => a.startsWith("memory-backend")),
+      false,
+    );
   });
 
   test("a TAP NIC: the exact netdev (vnet_hdr always on, no script), its MAC on the device", () => {
     assert.deepEqual(buildQemuArgs(spec({ network: { kind: "tap", ifname: "vmtap12", vhost: false, mac: "52:54:00:00:00:07" } })), [
-      "-M", "microvm,isa-serial=on,pit=on",
-      "-accel", "tcg,thread=multi", "-cpu", "qemu64,+arat",
+      "-M",
+      "microvm,isa-serial=on,pit=on",
+      "-accel",
+      "tcg,thread=multi",
+      "-cpu",
+      "qemu64,+arat",
       ...COMMON_TAIL,
-      "-netdev", "tap,id=net0,ifname=vmtap12,script=no,downscript=no,vnet_hdr=on",
-      "-device", "virtio-net-device,netdev=net0,mac=52:54:00:00:00:07",
+      "-netdev",
+      "tap,id=net0,ifname=vmtap12,script=no,downscript=no,vnet_hdr=on",
+      "-device",
+      "virtio-net-device,netdev=net0,mac=52:54:00:00:00:07",
       ...QMP_AND_PID,
     ]);
   });
@@ -184,8 +207,12 @@ describe("buildQemuArgs", () => {
 
   test("freeze starts the vCPUs stopped (-S, last); incoming already waits, so it needs no -S", () => {
     assert.deepEqual(buildQemuArgs(spec({ freeze: true })), [
-      "-M", "microvm,isa-serial=on,pit=on",
-      "-accel", "tcg,thread=multi", "-cpu", "qemu64,+arat",
+      "-M",
+      "microvm,isa-serial=on,pit=on",
+      "-accel",
+      "tcg,thread=multi",
+      "-cpu",
+      "qemu64,+arat",
       ...COMMON_TAIL,
       ...QMP_AND_PID,
       "-S",

@@ -15,7 +15,14 @@ describe("machineEventOf", () => {
 
   test("a disk error keeps what the daemon decides on (stop or not, a full disk or not)", () => {
     const data = { device: "", "node-name": "disk0", operation: "write", action: "stop", nospace: true, reason: "No space left on device" };
-    assert.deepEqual(machineEventOf({ event: "BLOCK_IO_ERROR", data }), { type: "disk-error", device: "", operation: "write", action: "stop", nospace: true, reason: "No space left on device" });
+    assert.deepEqual(machineEventOf({ event: "BLOCK_IO_ERROR", data }), {
+      type: "disk-error",
+      device: "",
+      operation: "write",
+      action: "stop",
+      nospace: true,
+      reason: "No space left on device",
+    });
     const other = { device: "", operation: "read", action: "report", reason: "Input/output error" };
     assert.equal((machineEventOf({ event: "BLOCK_IO_ERROR", data: other }) as { nospace: boolean }).nospace, false, "absent nospace is false");
   });

@@ -341,7 +341,12 @@ describe("QmpClient typed commands", { timeout: 20_000 }, () => {
         held.push(cmd);
         if (held.length === 3) {
           // Answer in reverse order, all in one write.
-          c.socket.write(held.map((h) => `${JSON.stringify({ return: { answer: h.execute }, id: h.id })}\n`).reverse().join(""));
+          c.socket.write(
+            held
+              .map((h) => `${JSON.stringify({ return: { answer: h.execute }, id: h.id })}\n`)
+              .reverse()
+              .join(""),
+          );
         }
       },
       async (client) => {
@@ -479,9 +484,7 @@ describe("QmpClient framing", { timeout: 20_000 }, () => {
       (cmd, c) => {
         if (cmd.execute !== "second") return;
         const first = c.commands.find((x) => x.execute === "first") as Command;
-        c.socket.write(
-          [{ event: "A" }, { return: 1, id: first.id }, { event: "B" }, { return: 2, id: cmd.id }, { event: "C" }].map((m) => `${JSON.stringify(m)}\n`).join(""),
-        );
+        c.socket.write([{ event: "A" }, { return: 1, id: first.id }, { event: "B" }, { return: 2, id: cmd.id }, { event: "C" }].map((m) => `${JSON.stringify(m)}\n`).join(""));
       },
       async (client) => {
         const order: string[] = [];

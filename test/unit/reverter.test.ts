@@ -16,7 +16,11 @@ describe("Reverter", () => {
   test("asynchronous undo steps are awaited one after another", async () => {
     const events: string[] = [];
     const revert = new Reverter();
-    for (const [name, ms] of [["a", 15], ["b", 1], ["c", 8]] as const) {
+    for (const [name, ms] of [
+      ["a", 15],
+      ["b", 1],
+      ["c", 8],
+    ] as const) {
       revert.add(name, async () => {
         events.push(`start ${name}`);
         await new Promise((r) => setTimeout(r, ms));
@@ -75,7 +79,10 @@ describe("Reverter", () => {
     });
     await revert.revert();
     assert.deepEqual(done, ["folder", "overlay"]);
-    assert.deepEqual(reported.map(([what]) => what), ["process", "sockets"]);
+    assert.deepEqual(
+      reported.map(([what]) => what),
+      ["process", "sockets"],
+    );
     assert.equal(reported[0]?.[1], asyncError);
     assert.equal(reported[1]?.[1], syncError);
   });

@@ -53,10 +53,7 @@ describe("describeSchemaErrors", () => {
   });
 
   test("unknown keys are named without their value", () => {
-    assert.deepEqual(describeSchemaErrors(Schema, { count: 1, colour: "red", size: 3 }, "config"), [
-      "config.colour is not a known setting",
-      "config.size is not a known setting",
-    ]);
+    assert.deepEqual(describeSchemaErrors(Schema, { count: 1, colour: "red", size: 3 }, "config"), ["config.colour is not a known setting", "config.size is not a known setting"]);
     assert.deepEqual(describeSchemaErrors(Schema, { count: 1, nested: { port: 1, host: "x" } }), ["nested.host is not a known setting"]);
   });
 

@@ -25,7 +25,9 @@ describe("secrets given to the CLI", { timeout: 20_000 }, () => {
 
   test("a file open to others is refused, saying how to fix it", async () => {
     const loose = await secretFile("loose", "the-key-0123456789\n", 0o644);
-    assert.throws(() => readSecretFile(loose, "--api-key-file"), { message: `--api-key-file "${loose}" is open to other users (mode 0644): run "chmod 600 ${loose}" (only its owner may read a secret)` });
+    assert.throws(() => readSecretFile(loose, "--api-key-file"), {
+      message: `--api-key-file "${loose}" is open to other users (mode 0644): run "chmod 600 ${loose}" (only its owner may read a secret)`,
+    });
     const group = await secretFile("group", "k", 0o640);
     const writable = await secretFile("gw", "k", 0o620);
     assert.throws(() => readSecretFile(group, "--token-file"), /mode 0640/);

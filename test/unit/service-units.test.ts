@@ -34,7 +34,9 @@ function directive(text: string, key: string): string[] {
 }
 
 describe("systemd units", () => {
-  test("the daemon's unit: systemd accepts it; only the daemon is signalled so its VMs outlive a crash; restarted on failure", { skip: HAS_ANALYZE ? false : "no systemd-analyze" }, () => {
+  test("the daemon's unit: systemd accepts it; only the daemon is signalled so its VMs outlive a crash; restarted on failure", {
+    skip: HAS_ANALYZE ? false : "no systemd-analyze",
+  }, () => {
     const text = daemonUnit({ launcher: [LAUNCHER], home: "/var/lib/corral", config: "/etc/corral/daemon.yaml" });
     assert.equal(verify("corral-daemon.service", text), "");
     assert.deepEqual(directive(text, "KillMode"), ["process"]);
@@ -52,7 +54,10 @@ describe("systemd units", () => {
   });
 
   test("a database URL with a password is refused (it would be in the unit and on the command line)", () => {
-    assert.throws(() => controllerUnit({ launcher: [LAUNCHER], home: "/var/lib/corral", bind: "127.0.0.1", port: 9200, database: "postgres://corral:s3cret@db:5432/corral" }), /password/);
+    assert.throws(
+      () => controllerUnit({ launcher: [LAUNCHER], home: "/var/lib/corral", bind: "127.0.0.1", port: 9200, database: "postgres://corral:s3cret@db:5432/corral" }),
+      /password/,
+    );
     const text = controllerUnit({ launcher: [LAUNCHER], home: "/var/lib/corral", bind: "127.0.0.1", port: 9200, database: "postgres://corral@db:5432/corral" });
     assert.match(directive(text, "ExecStart")[0] ?? "", /--database postgres:\/\/corral@db:5432\/corral$/);
   });
@@ -70,8 +75,7 @@ describe("systemd units", () => {
 
 describe("corral service", () => {
   const units = join(dir, "units");
-  const cli = (...args: string[]): { status: number | null; stdout: string; stderr: string } =>
-    spawnSync(LAUNCHER, ["service", ...args], { encoding: "utf8", timeout: 60_000 });
+  const cli = (...args: string[]): { status: number | null; stdout: string; stderr: string } => spawnSync(LAUNCHER, ["service", ...args], { encoding: "utf8", timeout: 60_000 });
 
   test("install writes both units, status lists them, uninstall removes them and keeps the key", () => {
     const key = join(dir, "key");

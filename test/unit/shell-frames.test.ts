@@ -25,7 +25,10 @@ describe("shell frames", () => {
   test("the decoder splits several frames in one chunk and joins a frame split over chunks", () => {
     const stream = new Uint8Array([...encodeFrame(FRAME_TYPE.data, bytes(1, 2, 3)), ...encodeFrame(FRAME_TYPE.heartbeat), ...encodeWindowSize(80, 24)]);
     const whole = new FrameDecoder().push(stream);
-    assert.deepEqual(whole.map((f) => f.type), [0x01, 0x04, 0x02]);
+    assert.deepEqual(
+      whole.map((f) => f.type),
+      [0x01, 0x04, 0x02],
+    );
     assert.deepEqual(whole[0]?.payload, bytes(1, 2, 3));
     assert.deepEqual(decodeWindowSize(whole[2]?.payload as Uint8Array), { cols: 80, rows: 24 });
 

@@ -13,10 +13,7 @@ describe("shell plans (what a shell request starts)", () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "corral-shell-plan-"));
     passwd = join(dir, "passwd");
-    await writeFile(
-      passwd,
-      ["root:x:0:0:root:/root:/bin/sh", "nobody:x:65534:65534:nobody:/nonexistent:/bin/false", `dev:x:1000:1001:dev:${dir}:/bin/sh`, ""].join("\n"),
-    );
+    await writeFile(passwd, ["root:x:0:0:root:/root:/bin/sh", "nobody:x:65534:65534:nobody:/nonexistent:/bin/false", `dev:x:1000:1001:dev:${dir}:/bin/sh`, ""].join("\n"));
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
@@ -56,7 +53,10 @@ describe("shell plans (what a shell request starts)", () => {
 
   test("a missing shell or working directory is a 400 before anything starts", () => {
     const refuses = (spec: Parameters<typeof planShell>[0], message: RegExp): void => {
-      assert.throws(() => planShell(spec, passwd), (err: unknown) => err instanceof AgentRouteError && err.status === 400 && message.test(err.message));
+      assert.throws(
+        () => planShell(spec, passwd),
+        (err: unknown) => err instanceof AgentRouteError && err.status === 400 && message.test(err.message),
+      );
     };
     refuses({ shell: "/bin/no-such-shell" }, /Shell "\/bin\/no-such-shell" does not exist/);
     refuses({ shell: "no-such-shell" }, /does not exist/);

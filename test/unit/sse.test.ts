@@ -20,10 +20,14 @@ describe("Server-Sent Events", () => {
       const parser = new SseParser();
       const events = [];
       for (let i = 0; i < text.length; i += size) events.push(...parser.push(text.slice(i, i + size)));
-      assert.deepEqual(events, [
-        { id: "1", event: "watch", data: '{"n":1}' },
-        { id: "2", event: undefined, data: "x\ny" },
-      ], `chunks of ${size}`);
+      assert.deepEqual(
+        events,
+        [
+          { id: "1", event: "watch", data: '{"n":1}' },
+          { id: "2", event: undefined, data: "x\ny" },
+        ],
+        `chunks of ${size}`,
+      );
     }
   });
 

@@ -43,9 +43,21 @@ describe("QEMU under unshare --net (stand-in QEMU)", { skip: root ? false : "nee
     t.after(() => clearInterval(keepAlive));
     dir = await mkdtemp(join(tmpdir(), "corral-start-qemu-"));
     const qmpSocket = join(dir, "qmp.sock");
-    const args = ["-M", "microvm", "-S", "-nodefaults", "-nographic", "-m", "64M",
-      "-netdev", "tap,id=net0,ifname=tap0,script=no,downscript=no,vnet_hdr=on", "-device", "virtio-net-device,netdev=net0,mac=52:54:00:00:00:42",
-      "-qmp", `unix:${qmpSocket},server=on,wait=off`];
+    const args = [
+      "-M",
+      "microvm",
+      "-S",
+      "-nodefaults",
+      "-nographic",
+      "-m",
+      "64M",
+      "-netdev",
+      "tap,id=net0,ifname=tap0,script=no,downscript=no,vnet_hdr=on",
+      "-device",
+      "virtio-net-device,netdev=net0,mac=52:54:00:00:00:42",
+      "-qmp",
+      `unix:${qmpSocket},server=on,wait=off`,
+    ];
     const [command, argv] = qemuCommand(QEMU_BINARY, args, ["unshare", "--net", "--"]);
     const proc = await QemuProcess.spawn(command, argv, join(dir, "qemu.log"));
     procs.push(proc);

@@ -42,7 +42,14 @@ describe("storage-full errors", () => {
   });
 
   test("anything else is not, and a CorralError (a guest's full disk included) is already classified", () => {
-    for (const err of [errno("EACCES"), new Error("boom"), "ENOSPC", null, undefined, new CorralError("insufficient_storage", "the guest's disk is full: No space left on device")]) {
+    for (const err of [
+      errno("EACCES"),
+      new Error("boom"),
+      "ENOSPC",
+      null,
+      undefined,
+      new CorralError("insufficient_storage", "the guest's disk is full: No space left on device"),
+    ]) {
       assert.equal(isStorageFull(err), false, String(err));
     }
   });

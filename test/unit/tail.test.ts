@@ -163,17 +163,14 @@ describe("tailLines", () => {
     assert.equal(await tailLines(file, 2), "wörld €\n日本語\n");
   });
 
-  test(
-    "a multi-byte character split across two blocks is kept whole",
-    async () => {
-      // "€" is 3 bytes; put its first byte just before the last block and the other two inside it.
-      const after = `${"x".repeat(BLOCK - 2 - "\nlast\n".length)}\nlast\n`;
-      const line = `€${after.slice(0, after.indexOf("\n"))}`;
-      const file = await fileWith(`head\n€${after}`);
-      assert.equal(Buffer.byteLength(`€${after}`) - BLOCK, 1, "the € starts one byte before the last block");
-      const got = await tailLines(file, 2);
-      assert.equal(got.slice(0, 4), "€xxx");
-      assert.ok(got === `${line}\nlast\n`, "the two last lines, byte for byte");
-    },
-  );
+  test("a multi-byte character split across two blocks is kept whole", async () => {
+    // "€" is 3 bytes; put its first byte just before the last block and the other two inside it.
+    const after = `${"x".repeat(BLOCK - 2 - "\nlast\n".length)}\nlast\n`;
+    const line = `€${after.slice(0, after.indexOf("\n"))}`;
+    const file = await fileWith(`head\n€${after}`);
+    assert.equal(Buffer.byteLength(`€${after}`) - BLOCK, 1, "the € starts one byte before the last block");
+    const got = await tailLines(file, 2);
+    assert.equal(got.slice(0, 4), "€xxx");
+    assert.ok(got === `${line}\nlast\n`, "the two last lines, byte for byte");
+  });
 });

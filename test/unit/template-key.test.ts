@@ -12,7 +12,9 @@ const group = (network: GroupNetwork) => ({ image: "base", vcpu: 1, ramBytes: 51
 
 test("user mode: the same key as before TAP modes (format 1, no net field)", () => {
   const before = createHash("sha256")
-    .update(JSON.stringify({ format: "1", image: "base", imageVersion: "v1", cpus: 1, ramBytes: 512 * 1024 * 1024, accel: "tcg", kvmCpu: undefined, tscKhz: 2695946, qemu: "qemu-7.2" }))
+    .update(
+      JSON.stringify({ format: "1", image: "base", imageVersion: "v1", cpus: 1, ramBytes: 512 * 1024 * 1024, accel: "tcg", kvmCpu: undefined, tscKhz: 2695946, qemu: "qemu-7.2" }),
+    )
     .digest("hex");
   assert.equal(templateKey(group(USER_GROUP_NETWORK), "v1", engine), before);
 });
@@ -21,6 +23,14 @@ test("a TAP-mode group's key differs from a user-mode one's, and bridge and isol
   const user = templateKey(group(USER_GROUP_NETWORK), "v1", engine);
   const isolated = templateKey(group(ISOLATED), "v1", engine);
   assert.notEqual(isolated, user);
-  const bridge: GroupNetwork = { mode: "bridge", bridge: "brvm0", tapPrefix: "vmtap", gateway: { address: 0xc0a88901, prefixLength: 24 }, range: undefined, addresses: [], policy: { allow: [], drop: [] } };
+  const bridge: GroupNetwork = {
+    mode: "bridge",
+    bridge: "brvm0",
+    tapPrefix: "vmtap",
+    gateway: { address: 0xc0a88901, prefixLength: 24 },
+    range: undefined,
+    addresses: [],
+    policy: { allow: [], drop: [] },
+  };
   assert.equal(templateKey(group(bridge), "v1", engine), isolated);
 });

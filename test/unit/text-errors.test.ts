@@ -19,7 +19,13 @@ describe("Go's text errors for a scope of routes", { timeout: 20_000 }, () => {
   let app: CorralApp;
 
   before(async () => {
-    app = await createAppBase({ role: "daemon", log: pino({ level: "silent" }) as unknown as Logger, token: KEY, credential: "token", openapi: { title: "t", description: "t", version: "0" } });
+    app = await createAppBase({
+      role: "daemon",
+      log: pino({ level: "silent" }) as unknown as Logger,
+      token: KEY,
+      credential: "token",
+      openapi: { title: "t", description: "t", version: "0" },
+    });
     app.get("/healthz", { config: { access: "public" } }, async () => ({ status: "ok" }));
     await app.register(
       async (scope) => {

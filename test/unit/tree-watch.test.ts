@@ -124,15 +124,18 @@ describe("WatchSession", () => {
     const parser = new SseParser();
     const events: WatchEvent[] = [];
     let ended = false;
-    const s = new WatchSession({ ...base, ...spec }, {
-      write: (text) => {
-        for (const message of parser.push(text)) events.push(JSON.parse(message.data) as WatchEvent);
-        return 0;
+    const s = new WatchSession(
+      { ...base, ...spec },
+      {
+        write: (text) => {
+          for (const message of parser.push(text)) events.push(JSON.parse(message.data) as WatchEvent);
+          return 0;
+        },
+        end: () => {
+          ended = true;
+        },
       },
-      end: () => {
-        ended = true;
-      },
-    });
+    );
     return { session: s, events, ended: () => ended };
   }
 
@@ -141,7 +144,13 @@ describe("WatchSession", () => {
     s.accept(raw("create", "/w/a"));
     s.accept(raw("write", "/w/a"));
     s.accept(raw("remove", "/w/a"));
-    assert.deepEqual(events.map((e) => [e.id, e.type]), [[42, "create"], [43, "write"]]);
+    assert.deepEqual(
+      events.map((e) => [e.id, e.type]),
+      [
+        [42, "create"],
+        [43, "write"],
+      ],
+    );
     assert.equal(ended(), true);
     assert.equal(typeof events[0]?.isDir, "boolean");
     assert.match(events[0]?.timestamp ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$/);
@@ -154,7 +163,10 @@ describe("WatchSession", () => {
     s.accept(raw("write", "/w/README"));
     s.accept(raw("write", "/w/bin/tool"));
     s.accept(raw("write", "/w/src/bin/tool"));
-    assert.deepEqual(events.map((e) => e.path), ["/w/main.go", "/w/bin/tool"]);
+    assert.deepEqual(
+      events.map((e) => e.path),
+      ["/w/main.go", "/w/bin/tool"],
+    );
   });
 
   test("debounce merges a burst on one path into one event", async () => {
@@ -164,7 +176,10 @@ describe("WatchSession", () => {
     s.accept(raw("write", "/w/a"));
     s.accept(raw("write", "/w/b"));
     await sleep(120);
-    assert.deepEqual(events.map((e) => `${e.type} ${e.path}`), ["create /w/a", "write /w/b"]);
+    assert.deepEqual(
+      events.map((e) => `${e.type} ${e.path}`),
+      ["create /w/a", "write /w/b"],
+    );
     assert.equal(mergeTypes("create", "chmod"), "create");
     assert.equal(mergeTypes("write", "remove"), "remove");
   });

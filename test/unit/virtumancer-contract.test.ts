@@ -63,7 +63,10 @@ describe("Virtumancer's contract fixtures", () => {
 
   test("the Hardware tab throws on a NIC without target, as the UI's template does", () => {
     assert.deepEqual(hardwareTab(examples.hardware), ["disk vda virtio /var/lib/libvirt/images/web-1.qcow2 qcow2", "net vnet2 52:54:00:6b:3c:58 br0 undefined"]);
-    assert.throws(() => hardwareTab({ disks: [], networks: [{ type: "user", mac: { address: "52:54:00:00:00:01" }, source: { mode: "user" }, model: { model_type: "virtio" } }] }), TypeError);
+    assert.throws(
+      () => hardwareTab({ disks: [], networks: [{ type: "user", mac: { address: "52:54:00:00:00:01" }, source: { mode: "user" }, model: { model_type: "virtio" } }] }),
+      TypeError,
+    );
   });
 
   test("CPU use from two stats messages", () => {

@@ -53,7 +53,16 @@ function agentVm(overrides: Partial<ReportedVm> = {}): ReportedVm {
 }
 
 const hardware: VmHardware = {
-  disks: [{ type: "file", device: "disk", driver: { driver_name: "qemu", type: "qcow2" }, path: "/var/lib/corral/vms/team-1/disk.qcow2", target: { dev: "vda", bus: "virtio" }, size_mib: 4096 }],
+  disks: [
+    {
+      type: "file",
+      device: "disk",
+      driver: { driver_name: "qemu", type: "qcow2" },
+      path: "/var/lib/corral/vms/team-1/disk.qcow2",
+      target: { dev: "vda", bus: "virtio" },
+      size_mib: 4096,
+    },
+  ],
   networks: [{ type: "user", mac: { address: "52:54:00:12:34:56" }, source: { mode: "user" }, model: { model_type: "virtio" } }],
 };
 
@@ -74,13 +83,19 @@ describe("Virtumancer's views of Corral's hosts and VMs", () => {
     wire.assertFits(wire.HostInfo, shown, "host info");
     assert.deepEqual(shown, { hostname: "build-7", cpu: 8, memory: 24_049 * 1024, cores: 4, threads: 2 });
     assert.deepEqual(v1HostInfo({ ...host, info: { ...info, threads_per_core: undefined } }).threads, 1);
-    assert.throws(() => v1HostInfo({ ...host, info: null }), (err: Error & { code?: string }) => err.code === "host_unreachable" && /has not answered/.test(err.message));
+    assert.throws(
+      () => v1HostInfo({ ...host, info: null }),
+      (err: Error & { code?: string }) => err.code === "host_unreachable" && /has not answered/.test(err.message),
+    );
   });
 
   test("a VM carries every field Virtumancer's server writes and its UI reads, in KiB", () => {
     const vm = v1Vm("kvm-1", agentVm(), 0, NOW);
     wire.assertFits(wire.VmListEntry, vm, "VM");
-    assert.deepEqual([vm.name, vm.state, vm.vcpu, vm.vcpu_count, vm.max_mem, vm.memory, vm.memory_bytes, vm.uptime, vm.id, vm.db_id], ["team-1", 1, 2, 2, 524_288, 524_288, 536_870_912, 90, 1, 1]);
+    assert.deepEqual(
+      [vm.name, vm.state, vm.vcpu, vm.vcpu_count, vm.max_mem, vm.memory, vm.memory_bytes, vm.uptime, vm.id, vm.db_id],
+      ["team-1", 1, 2, 2, 524_288, 524_288, 536_870_912, 90, 1, 1],
+    );
     assert.deepEqual([vm.status, vm.env_id, vm.health, vm.graphics], ["running", "team", "ok", { vnc: false, spice: false }]);
     assert.match(vm.uuid, /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     // A libvirt host's domain keeps its own UUID.
@@ -96,10 +111,7 @@ describe("Virtumancer's views of Corral's hosts and VMs", () => {
   });
 
   test("libvirt's state numbers: a suspended VM is shut off (Start restores it), a VM being made has none yet", () => {
-    assert.deepEqual(
-      ["creating", "booting", "running", "paused", "stopping", "suspending", "stopped", "suspended", "failed"].map(libvirtState),
-      [0, 1, 1, 3, 4, 4, 5, 5, 6],
-    );
+    assert.deepEqual(["creating", "booting", "running", "paused", "stopping", "suspending", "stopped", "suspended", "failed"].map(libvirtState), [0, 1, 1, 3, 4, 4, 5, 5, 6]);
   });
 
   test("uptime: from the run's start; -1 when not running or not known (a daemon older than started_at)", () => {
@@ -152,13 +164,24 @@ describe("Virtumancer's views of Corral's hosts and VMs", () => {
     };
     const shown = v1Hardware(bridged);
     wire.assertFits(wire.HardwareInfo, shown, "hardware");
-    assert.deepEqual(shown.networks[0], { type: "bridge", mac: { address: "52:54:00:aa:bb:cc" }, source: { bridge: "brvm0", network: "" }, model: { model_type: "virtio", type: "virtio" }, target: { dev: "vmtap3" } });
+    assert.deepEqual(shown.networks[0], {
+      type: "bridge",
+      mac: { address: "52:54:00:aa:bb:cc" },
+      source: { bridge: "brvm0", network: "" },
+      model: { model_type: "virtio", type: "virtio" },
+      target: { dev: "vmtap3" },
+    });
     assert.deepEqual([shown.networks[1]?.source.bridge, shown.networks[1]?.target.dev], ["", "ci0a1b-7"]);
     assert.deepEqual(hardwareTab(shown), ["net vmtap3 52:54:00:aa:bb:cc brvm0 virtio", "net ci0a1b-7 52:54:00:aa:bb:cd  virtio"]);
   });
 
   test("a libvirt host's NIC on a libvirt network shows it as source.network", () => {
-    const shown = v1Hardware({ disks: [], networks: [{ type: "network", mac: { address: "52:54:00:aa:bb:ce" }, source: { mode: "network", network: "default" }, model: { model_type: "virtio" }, target: { dev: "vnet0" } }] });
+    const shown = v1Hardware({
+      disks: [],
+      networks: [
+        { type: "network", mac: { address: "52:54:00:aa:bb:ce" }, source: { mode: "network", network: "default" }, model: { model_type: "virtio" }, target: { dev: "vnet0" } },
+      ],
+    });
     wire.assertFits(wire.HardwareInfo, shown, "hardware");
     assert.deepEqual(shown.networks[0]?.source, { bridge: "", network: "default" });
   });

@@ -61,9 +61,18 @@ describe("canTransition", () => {
   });
 
   test("every state can eventually fail or stop except the terminal ones, which can only boot again", () => {
-    assert.deepEqual(STATES.filter((s) => canTransition(s, "failed")), ["creating", "booting", "running", "paused", "suspending", "suspended", "stopping"]);
-    assert.deepEqual(STATES.filter((s) => canTransition("stopped", s)), ["booting"]);
-    assert.deepEqual(STATES.filter((s) => canTransition("failed", s)), ["booting"]);
+    assert.deepEqual(
+      STATES.filter((s) => canTransition(s, "failed")),
+      ["creating", "booting", "running", "paused", "suspending", "suspended", "stopping"],
+    );
+    assert.deepEqual(
+      STATES.filter((s) => canTransition("stopped", s)),
+      ["booting"],
+    );
+    assert.deepEqual(
+      STATES.filter((s) => canTransition("failed", s)),
+      ["booting"],
+    );
   });
 });
 
@@ -109,19 +118,16 @@ describe("isLive", () => {
 
 describe("slicerStatus", () => {
   test("maps every state", () => {
-    assert.deepEqual(
-      Object.fromEntries(STATES.map((s) => [s, slicerStatus(s)])),
-      {
-        creating: "Running",
-        booting: "Running",
-        running: "Running",
-        paused: "Paused",
-        suspending: "Running",
-        suspended: "Stopped",
-        stopping: "Running",
-        stopped: "Stopped",
-        failed: "Stopped",
-      },
-    );
+    assert.deepEqual(Object.fromEntries(STATES.map((s) => [s, slicerStatus(s)])), {
+      creating: "Running",
+      booting: "Running",
+      running: "Running",
+      paused: "Paused",
+      suspending: "Running",
+      suspended: "Stopped",
+      stopping: "Running",
+      stopped: "Stopped",
+      failed: "Stopped",
+    });
   });
 });

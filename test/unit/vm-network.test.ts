@@ -39,11 +39,24 @@ describe("a VM's network beside its record", () => {
       stateDir: dir,
       groups: [
         { name: "sbox", index: 0, network: { mode: "user" }, dnsServers: [] },
-        { name: "sandbox", index: 2, network: { mode: "isolated", range: { network: (169 << 24 | 254 << 16 | 100 << 8) >>> 0, prefixLength: 22 }, rangeDerived: false, policy: { allow: [], drop: [] } }, dnsServers: [] },
+        {
+          name: "sandbox",
+          index: 2,
+          network: { mode: "isolated", range: { network: ((169 << 24) | (254 << 16) | (100 << 8)) >>> 0, prefixLength: 22 }, rangeDerived: false, policy: { allow: [], drop: [] } },
+          dnsServers: [],
+        },
         {
           name: "vm",
           index: 1,
-          network: { mode: "bridge", bridge: "brvm0", tapPrefix: "vmtap", gateway: parseAddressWithPrefix("192.168.137.1/24") as AddressWithPrefix, range: undefined, addresses: [], policy: { allow: [], drop: lists(["10.0.0.0/8"]) } },
+          network: {
+            mode: "bridge",
+            bridge: "brvm0",
+            tapPrefix: "vmtap",
+            gateway: parseAddressWithPrefix("192.168.137.1/24") as AddressWithPrefix,
+            range: undefined,
+            addresses: [],
+            policy: { allow: [], drop: lists(["10.0.0.0/8"]) },
+          },
           dnsServers: ["192.168.137.1"],
         },
       ],
@@ -84,8 +97,14 @@ describe("a VM's network beside its record", () => {
 
   test("a refused lease (address taken) leaves no record behind", () => {
     create("192.168.137.50");
-    assert.throws(() => create("192.168.137.50"), (err: unknown) => err instanceof CorralError && err.code === "address_in_use" && err.status === 409);
-    assert.deepEqual(store.list().map((r) => r.ip), ["192.168.137.50"]);
+    assert.throws(
+      () => create("192.168.137.50"),
+      (err: unknown) => err instanceof CorralError && err.code === "address_in_use" && err.status === 409,
+    );
+    assert.deepEqual(
+      store.list().map((r) => r.ip),
+      ["192.168.137.50"],
+    );
   });
 
   test("a warm-pool clone's lease becomes the VM's at hand-out", () => {
@@ -108,7 +127,15 @@ describe("a VM's network beside its record", () => {
     assert.equal(plain.policy_source, "host_group");
     assert.deepEqual(plain.effective, { allow: [], drop: ["10.0.0.0/8"] });
     assert.equal(plain.override, undefined);
-    assert.deepEqual(plain.interface, { mode: "bridge", mac: "02:fc:00:00:00:09", address: "192.168.137.2", prefix_length: 24, gateway: "192.168.137.1", bridge: "brvm0", target_dev: "vmtap0" });
+    assert.deepEqual(plain.interface, {
+      mode: "bridge",
+      mac: "02:fc:00:00:00:09",
+      address: "192.168.137.2",
+      prefix_length: 24,
+      gateway: "192.168.137.1",
+      bridge: "brvm0",
+      target_dev: "vmtap0",
+    });
     const overridden = store.setNetworkPolicy(record!.hostname, overrideOfRecord({ allow: [] }), true);
     const described = vmNetworkDescription(overridden!, network);
     assert.equal(described.policy_source, "override");
@@ -125,14 +152,19 @@ describe("a VM's network beside its record", () => {
     assert.deepEqual(policyPatch({ drop: ["1.2.3.0/24"], allow: [] }, { drop: null }), { allow: [] });
     assert.throws(
       () => policyPatch({}, { drop: ["10.0.0.0/8", "::/0"] }),
-      (err: unknown) => err instanceof CorralError && err.code === "invalid_request" && err.message === 'Invalid body field drop[1] "::/0" is IPv6: only IPv4 entries are supported',
+      (err: unknown) =>
+        err instanceof CorralError && err.code === "invalid_request" && err.message === 'Invalid body field drop[1] "::/0" is IPv6: only IPv4 entries are supported',
     );
   });
 
   test("isolated groups stay unavailable, saying why, until isolated-attachment.ts is composed; info shows each group", () => {
     assert.throws(
       () => network.lease("sandbox", "sandbox-1", "m"),
-      (err: unknown) => err instanceof CorralError && err.code === "network_unavailable" && err.status === 503 && err.message === 'Host group "sandbox" (network.mode isolated) is unavailable: isolated mode is not built yet in this Corral',
+      (err: unknown) =>
+        err instanceof CorralError &&
+        err.code === "network_unavailable" &&
+        err.status === 503 &&
+        err.message === 'Host group "sandbox" (network.mode isolated) is unavailable: isolated mode is not built yet in this Corral',
     );
     create();
     const info = network.info();

@@ -53,15 +53,7 @@ describe("guardTable", () => {
     const script = guardTable(input);
     assert.equal(
       script,
-      [
-        "table bridge corral_vm",
-        "delete table bridge corral_vm",
-        "table bridge corral_vm {",
-        `\tcomment "corral ${expectedDigests(input).bridge}"`,
-        ...body,
-        "}",
-        "",
-      ].join("\n"),
+      ["table bridge corral_vm", "delete table bridge corral_vm", "table bridge corral_vm {", `\tcomment "corral ${expectedDigests(input).bridge}"`, ...body, "}", ""].join("\n"),
     );
   });
 
@@ -139,7 +131,9 @@ describe("digests", () => {
 
 describe("nft accepts the scripts", { skip: nftUsable ? false : "needs root and nft (unshare --net nft list ruleset failed)" }, () => {
   test("both tables, with deny_outgoing, ports, several resolvers, guards and port entries", () => {
-    const checked = nftCheck(vmRulesScript({ ...input, denyOutgoing: true, policy: { drop: list(["10.0.0.0/8", "0.0.0.0/0"]), allow: list(["10.1.0.0/16:443", "169.254.169.254"]) } }));
+    const checked = nftCheck(
+      vmRulesScript({ ...input, denyOutgoing: true, policy: { drop: list(["10.0.0.0/8", "0.0.0.0/0"]), allow: list(["10.1.0.0/16:443", "169.254.169.254"]) } }),
+    );
     assert.equal(checked.status, 0, checked.stderr);
   });
 
@@ -150,7 +144,9 @@ describe("nft accepts the scripts", { skip: nftUsable ? false : "needs root and 
 
   test("loading twice replaces (the script is idempotent), and the comment's digest is what nft lists", () => {
     const script = vmRulesScript(input);
-    const result = spawnSync("unshare", ["--net", "sh", "-c", 'printf "%s" "$0" | nft -f - && printf "%s" "$0" | nft -f - && nft list table inet corral_vm', script], { encoding: "utf8" });
+    const result = spawnSync("unshare", ["--net", "sh", "-c", 'printf "%s" "$0" | nft -f - && printf "%s" "$0" | nft -f - && nft list table inet corral_vm', script], {
+      encoding: "utf8",
+    });
     assert.equal(result.status, 0, result.stderr);
     assert.equal(digestInListing(result.stdout), expectedDigests(input).inet);
     assert.equal(result.stdout.match(/chain egress/g)?.length, 1);

@@ -74,7 +74,17 @@ describe("VmStore", () => {
 
     test("the new record starts in creating, with the store's next incarnation and every field stored", () => {
       const record = store.insertSandbox(
-        newVm({ cpus: 4, ramBytes: 512 * 1024 * 1024, persistent: true, userdata: "#!/bin/sh\necho hi\n", sshKeys: ["ssh-ed25519 AAA a", "k2"], tags: ["x=1", "y"], mac: "52:54:00:ab:cd:ef", accel: "kvm", imageVersion: "20240101" }),
+        newVm({
+          cpus: 4,
+          ramBytes: 512 * 1024 * 1024,
+          persistent: true,
+          userdata: "#!/bin/sh\necho hi\n",
+          sshKeys: ["ssh-ed25519 AAA a", "k2"],
+          tags: ["x=1", "y"],
+          mac: "52:54:00:ab:cd:ef",
+          accel: "kvm",
+          imageVersion: "20240101",
+        }),
         0,
       );
       assert.deepEqual(record, {
@@ -131,7 +141,10 @@ describe("VmStore", () => {
       assert.equal(store.delete(second.hostname, second.incarnation), true);
       assert.equal(store.delete(first.hostname, first.incarnation), true);
       assert.equal(store.insertSandbox(newVm(), 0).hostname, "sbox-3");
-      assert.deepEqual(store.list().map((r) => r.hostname), ["sbox-3"]);
+      assert.deepEqual(
+        store.list().map((r) => r.hostname),
+        ["sbox-3"],
+      );
     });
 
     test("names already taken (a service, say) are skipped", () => {
@@ -180,9 +193,18 @@ describe("VmStore", () => {
       store.insertSandbox(newVm({ hostgroup: "b" }), 0);
       store.insertSandbox(newVm({ hostgroup: "a" }), 0);
       store.insertSandbox(newVm({ hostgroup: "b" }), 0);
-      assert.deepEqual(store.list().map((r) => r.hostname), ["b-1", "a-1", "b-2"]);
-      assert.deepEqual(store.listGroup("b").map((r) => r.hostname), ["b-1", "b-2"]);
-      assert.deepEqual(store.listGroup("a").map((r) => r.hostname), ["a-1"]);
+      assert.deepEqual(
+        store.list().map((r) => r.hostname),
+        ["b-1", "a-1", "b-2"],
+      );
+      assert.deepEqual(
+        store.listGroup("b").map((r) => r.hostname),
+        ["b-1", "b-2"],
+      );
+      assert.deepEqual(
+        store.listGroup("a").map((r) => r.hostname),
+        ["a-1"],
+      );
       assert.deepEqual(store.listGroup("c"), []);
     });
 
@@ -213,7 +235,11 @@ describe("VmStore", () => {
         ["booting", 4242, "123456", 1, "v2", "old failure"],
       );
       const running = store.transition(booting, "running");
-      assert.deepEqual([running.pid, running.pidStartTime, running.incarnation, running.imageVersion, running.lastError], [4242, "123456", 1, "v2", "old failure"], "fields not in the patch are kept");
+      assert.deepEqual(
+        [running.pid, running.pidStartTime, running.incarnation, running.imageVersion, running.lastError],
+        [4242, "123456", 1, "v2", "old failure"],
+        "fields not in the patch are kept",
+      );
       const stopped = store.transition(running, "stopped", { pid: null, pidStartTime: null, lastError: null });
       assert.deepEqual([stopped.state, stopped.pid, stopped.pidStartTime, stopped.lastError, stopped.incarnation], ["stopped", null, null, null, 1], "null clears a field");
     });
@@ -251,20 +277,17 @@ describe("VmStore", () => {
       assert.deepEqual(store.get("web-1"), fresh);
     });
 
-    test(
-      "a record recreated under the same name rejects the old record's moves once it boots too",
-      () => {
-        // The daemon launches a record with incarnation + 1 (vm-manager.ts launch), as here.
-        const old = store.insertNamed("web-1", newVm({ kind: "service" }));
-        const staleBooting = store.transition(old, "booting", { incarnation: old.incarnation + 1 });
-        assert.equal(store.delete("web-1", staleBooting.incarnation), true);
-        const fresh = store.insertNamed("web-1", newVm({ kind: "service" }));
-        const freshBooting = store.transition(fresh, "booting", { incarnation: fresh.incarnation + 1 });
-        // A decision made about the deleted VM (say, "its agent answered: running") must not land on the new one.
-        assert.throws(() => store.transition(staleBooting, "running"), isConflict('VM "web-1" changed while it was being moved from booting to running'));
-        assert.deepEqual(store.get("web-1"), freshBooting);
-      },
-    );
+    test("a record recreated under the same name rejects the old record's moves once it boots too", () => {
+      // The daemon launches a record with incarnation + 1 (vm-manager.ts launch), as here.
+      const old = store.insertNamed("web-1", newVm({ kind: "service" }));
+      const staleBooting = store.transition(old, "booting", { incarnation: old.incarnation + 1 });
+      assert.equal(store.delete("web-1", staleBooting.incarnation), true);
+      const fresh = store.insertNamed("web-1", newVm({ kind: "service" }));
+      const freshBooting = store.transition(fresh, "booting", { incarnation: fresh.incarnation + 1 });
+      // A decision made about the deleted VM (say, "its agent answered: running") must not land on the new one.
+      assert.throws(() => store.transition(staleBooting, "running"), isConflict('VM "web-1" changed while it was being moved from booting to running'));
+      assert.deepEqual(store.get("web-1"), freshBooting);
+    });
 
     test("moving a deleted VM is a conflict", () => {
       const created = store.insertSandbox(newVm(), 0);
@@ -398,14 +421,30 @@ describe("VmStore", () => {
       store.insertSandbox(newVm({ acknowledged: false }), 0);
       store.insertSandbox(newVm({ lifetimeMs: 60_000 }), 0);
       store.close();
-      assert.deepEqual(openStore().list().map((r) => [r.hostname, r.acknowledged]), [["sbox-1", false], ["sbox-2", true]]);
+      assert.deepEqual(
+        openStore()
+          .list()
+          .map((r) => [r.hostname, r.acknowledged]),
+        [
+          ["sbox-1", false],
+          ["sbox-2", true],
+        ],
+      );
       // The same database as a schema-5 daemon left it: the columns of schema 6 dropped again.
       for (const s of open.splice(0)) s.close();
       const raw = new Database(file);
       raw.exec("DROP INDEX vms_by_expiry; ALTER TABLE vms DROP COLUMN acknowledged; ALTER TABLE vms DROP COLUMN expires_at; ALTER TABLE vms DROP COLUMN network;");
       raw.pragma("user_version = 5");
       raw.close();
-      assert.deepEqual(openStore().list().map((r) => [r.hostname, r.acknowledged, r.expiresAt]), [["sbox-1", true, null], ["sbox-2", true, null]]);
+      assert.deepEqual(
+        openStore()
+          .list()
+          .map((r) => [r.hostname, r.acknowledged, r.expiresAt]),
+        [
+          ["sbox-1", true, null],
+          ["sbox-2", true, null],
+        ],
+      );
     });
   });
 
@@ -445,7 +484,10 @@ describe("VmStore", () => {
       const pending = s.insertSandbox(newVm({ lifetimeMs: 1000, acknowledged: false }), 0);
       assert.deepEqual(s.listExpired(new Date("2030-01-01T00:01:00.000Z")), []);
       assert.equal(s.acknowledge(pending.hostname, pending.createdAt), true);
-      assert.deepEqual(s.listExpired(new Date("2030-01-01T00:01:00.000Z")).map((r) => r.hostname), [pending.hostname]);
+      assert.deepEqual(
+        s.listExpired(new Date("2030-01-01T00:01:00.000Z")).map((r) => r.hostname),
+        [pending.hostname],
+      );
     });
   });
 

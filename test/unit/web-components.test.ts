@@ -153,7 +153,10 @@ describe("API client", () => {
     });
     assert.deepEqual(await client.get("/api/hosts"), [{ id: "h1" }]);
     assert.deepEqual(await client.get("/api/hosts/h1/info"), { hostname: "h1", cpu: 2 });
-    await assert.rejects(client.get("/api/envs/x"), (err: unknown) => err instanceof ApiError && err.status === 404 && err.code === "env_not_found" && /not found/.test(err.message));
+    await assert.rejects(
+      client.get("/api/envs/x"),
+      (err: unknown) => err instanceof ApiError && err.status === 404 && err.code === "env_not_found" && /not found/.test(err.message),
+    );
   });
 });
 

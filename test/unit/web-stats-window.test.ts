@@ -48,8 +48,32 @@ describe("stats window", () => {
 
   test("disks and network interfaces are summed", () => {
     const w = windowOf([
-      [T0, stats(0, { disk: [[0, 0], [0, 0]], net: [[0, 0], [0, 0]] })],
-      [T0 + 1000, stats(0, { disk: [[100, 10], [300, 30]], net: [[7, 1], [3, 1]] })],
+      [
+        T0,
+        stats(0, {
+          disk: [
+            [0, 0],
+            [0, 0],
+          ],
+          net: [
+            [0, 0],
+            [0, 0],
+          ],
+        }),
+      ],
+      [
+        T0 + 1000,
+        stats(0, {
+          disk: [
+            [100, 10],
+            [300, 30],
+          ],
+          net: [
+            [7, 1],
+            [3, 1],
+          ],
+        }),
+      ],
     ]);
     const p = statsPoints(w)[1];
     assert.equal(p?.diskReadBps, 400);

@@ -63,7 +63,11 @@ describe("answers in the route's wire", { timeout: 30_000 }, () => {
         [{ url: "/api/vms/x", headers: bearer }, 404, "vm_not_found"],
         [{ method: "POST", url: "/api/vms", headers: bearer, payload: { colour: 1 } }, 400, "invalid_request"],
         [{ method: "POST", url: "/api/vms", headers: { ...bearer, "content-type": "application/json" }, payload: "{nope" }, 400, "invalid_json"],
-        [{ method: "POST", url: "/api/vms", headers: { ...bearer, "content-type": "application/json" }, payload: `{"vm_id":"${"x".repeat(2 * 1024 * 1024)}"}` }, 413, "payload_too_large"],
+        [
+          { method: "POST", url: "/api/vms", headers: { ...bearer, "content-type": "application/json" }, payload: `{"vm_id":"${"x".repeat(2 * 1024 * 1024)}"}` },
+          413,
+          "payload_too_large",
+        ],
         [{ url: "/api/boom", headers: bearer }, 500, "internal"],
         [{ url: "/api/nope", headers: bearer }, 404, "not_found"],
         [{ url: "/api/nope" }, 401, "unauthorized"],

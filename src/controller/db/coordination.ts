@@ -28,7 +28,9 @@ export function encodeEvent(event: object): string {
   const payload = JSON.stringify(event);
   const bytes = Buffer.byteLength(payload, "utf8");
   if (bytes > MAX_EVENT_BYTES) {
-    throw new Error(`Cannot publish an event of ${bytes} bytes: events must be at most ${MAX_EVENT_BYTES} bytes (PostgreSQL NOTIFY's limit); send an id and let listeners read the rest`);
+    throw new Error(
+      `Cannot publish an event of ${bytes} bytes: events must be at most ${MAX_EVENT_BYTES} bytes (PostgreSQL NOTIFY's limit); send an id and let listeners read the rest`,
+    );
   }
   return payload;
 }

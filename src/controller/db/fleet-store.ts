@@ -270,11 +270,7 @@ export class FleetStore {
    */
   async claimEnvOperation(id: string, owner: string, change: { from?: readonly EnvState[]; to?: EnvState } = {}): Promise<EnvRecord | undefined> {
     const until = new Date(this.now().getTime() + this.leaseMs).toISOString();
-    let query = this.db
-      .updateTable("envs")
-      .set({ op_owner: owner, op_lease_until: until, state: change.to })
-      .where("id", "=", id)
-      .where(this.claimable(owner));
+    let query = this.db.updateTable("envs").set({ op_owner: owner, op_lease_until: until, state: change.to }).where("id", "=", id).where(this.claimable(owner));
     if (change.from !== undefined) query = query.where("state", "in", change.from);
     if (change.to !== undefined) query = query.where(mayMoveTo(change.to));
     const result = await query.executeTakeFirst();
@@ -305,8 +301,6 @@ export class FleetStore {
     if (env?.operation?.owner === owner) assertEnvMove(id, env.state, state);
     return false;
   }
-
-
 
   /** Which environments `owner` may claim: those nobody holds, its own, and (on a shared database) expired leases. */
   private claimable(owner: string): EnvCondition {
@@ -347,7 +341,11 @@ export class FleetStore {
   async deleteEnv(id: string): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
       const n = await countVms(trx, "env_id", id);
-      if (n > 0) throw new CorralError("conflict", `Cannot delete environment ${quote(id)}: ${plural(n, "VM")} of it ${n === 1 ? "remains" : "remain"}; delete ${n === 1 ? "it" : "them"} first`);
+      if (n > 0)
+        throw new CorralError(
+          "conflict",
+          `Cannot delete environment ${quote(id)}: ${plural(n, "VM")} of it ${n === 1 ? "remains" : "remain"}; delete ${n === 1 ? "it" : "them"} first`,
+        );
       const result = await trx.deleteFrom("envs").where("id", "=", id).executeTakeFirst();
       return result.numDeletedRows > 0n;
     });

@@ -81,7 +81,10 @@ const MIGRATIONS: Record<string, Migration> = {
   // Hosts disconnected through Virtumancer's API (host-connections.ts): heartbeats leave them alone.
   "0003_host_disconnected": {
     async up(db: AnyDb) {
-      await db.schema.alterTable("hosts").addColumn("disconnected", "integer", (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema
+        .alterTable("hosts")
+        .addColumn("disconnected", "integer", (c) => c.notNull().defaultTo(0))
+        .execute();
     },
   },
   // Hosts of other kinds (a TTstack agent beside Corral daemons), a VM's own SSH keys (TTstack's per-VM
@@ -89,8 +92,14 @@ const MIGRATIONS: Record<string, Migration> = {
   // provably this fleet's are ever deleted as orphans.
   "0004_host_kinds_fleet_id": {
     async up(db: AnyDb) {
-      await db.schema.alterTable("hosts").addColumn("kind", "text", (c) => c.notNull().defaultTo("corral")).execute();
-      await db.schema.alterTable("vms").addColumn("ssh_keys", "text", (c) => c.notNull().defaultTo("[]")).execute();
+      await db.schema
+        .alterTable("hosts")
+        .addColumn("kind", "text", (c) => c.notNull().defaultTo("corral"))
+        .execute();
+      await db.schema
+        .alterTable("vms")
+        .addColumn("ssh_keys", "text", (c) => c.notNull().defaultTo("[]"))
+        .execute();
       await db.schema
         .createTable("settings")
         .addColumn("key", "text", (c) => c.primaryKey())

@@ -43,10 +43,11 @@ export interface HostRecord {
 export type HostEndpoint = Pick<HostRecord, "id" | "addr" | "uri" | "token" | "kind" | "state">;
 
 /** A host to register: created and registered now, nothing reserved, no failures. */
-export type NewHost = Pick<HostRecord, "id" | "addr" | "uri" | "kind" | "state" | "hostname"> &
-  Partial<Pick<HostRecord, "token" | "info" | "vms" | "lastSeenAt" | "lastError">>;
+export type NewHost = Pick<HostRecord, "id" | "addr" | "uri" | "kind" | "state" | "hostname"> & Partial<Pick<HostRecord, "token" | "info" | "vms" | "lastSeenAt" | "lastError">>;
 
-export type HostPatch = Partial<Pick<HostRecord, "state" | "hostname" | "info" | "vms" | "failures" | "disconnected" | "lastSeenAt" | "lastError" | "addr" | "uri" | "token" | "kind">>;
+export type HostPatch = Partial<
+  Pick<HostRecord, "state" | "hostname" | "info" | "vms" | "failures" | "disconnected" | "lastSeenAt" | "lastError" | "addr" | "uri" | "token" | "kind">
+>;
 
 // The controller's VM states are wire vocabulary (src/protocol/vm-states.ts).
 export { FLEET_VM_STATES, isFleetVmState, type FleetVmState } from "../../protocol/vm-states.ts";

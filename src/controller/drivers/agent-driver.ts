@@ -91,7 +91,10 @@ export class AgentDriver<Info, Vm, Detail> implements HostDriver {
   }
 
   protected unsupported(what: string): CorralError {
-    return new CorralError("unsupported_by_host", `Cannot ${what} on host ${JSON.stringify(this.hostId)}: it is a ${this.dialect.kind === "ttstack" ? "TTstack agent" : this.dialect.kind}, whose API has no such call`);
+    return new CorralError(
+      "unsupported_by_host",
+      `Cannot ${what} on host ${JSON.stringify(this.hostId)}: it is a ${this.dialect.kind === "ttstack" ? "TTstack agent" : this.dialect.kind}, whose API has no such call`,
+    );
   }
 
   async rebootVm(id: string, _options: { force?: boolean } = {}): Promise<ReportedVm> {

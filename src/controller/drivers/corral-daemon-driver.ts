@@ -4,7 +4,17 @@
 import type { Dispatcher } from "undici";
 import type WebSocket from "ws";
 import type { ShellQuery } from "../../protocol/slicer.ts";
-import { AgentInfoSchema, AgentVmDetailSchema, AgentVmSchema, CreateVmRespSchema, VmStatsSchema, type AgentInfo, type AgentVm, type AgentVmDetail, type VmStats } from "../../protocol/ttstack-agent.ts";
+import {
+  AgentInfoSchema,
+  AgentVmDetailSchema,
+  AgentVmSchema,
+  CreateVmRespSchema,
+  VmStatsSchema,
+  type AgentInfo,
+  type AgentVm,
+  type AgentVmDetail,
+  type VmStats,
+} from "../../protocol/ttstack-agent.ts";
 import { queryString, Transport } from "../../sdk/transport.ts";
 import { openWebSocket } from "../../sdk/websocket.ts";
 import { Type } from "@sinclair/typebox";
@@ -44,7 +54,15 @@ export class CorralDaemonDriver extends AgentDriver<AgentInfo, AgentVm, AgentVmD
     super(hostId, address, {
       kind: "corral",
       schemas: { info: AgentInfoSchema, vm: AgentVmDetailSchema, vms: Type.Array(AgentVmSchema), created: CreateVmRespSchema },
-      report: (info) => ({ id: info.host_id, hostname: info.hostname, threads_per_core: info.threads_per_core, ...info.resource, engines: info.engines, storage: info.storage, images: info.images }),
+      report: (info) => ({
+        id: info.host_id,
+        hostname: info.hostname,
+        threads_per_core: info.threads_per_core,
+        ...info.resource,
+        engines: info.engines,
+        storage: info.storage,
+        images: info.images,
+      }),
       vm: reportedVm,
       detail: (vm) => ({ ...reportedVm(vm), hardware: vm.hardware }),
     });

@@ -43,6 +43,7 @@ export function domainNameProblem(name: string): string | null {
   if (name.length === 0) return "it is empty";
   if (name.length > 200) return `it has ${name.length} characters (at most 200)`;
   if (name.includes("/")) return "it contains '/' (libvirt refuses it: it names a file of the daemon's)";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
   if (/[\0-\x1f\x7f]/.test(name)) return "it contains control characters";
   if (name.startsWith("-")) return "it starts with '-' (virsh would read it as an option)";
   return null;
@@ -204,7 +205,11 @@ export class LibvirtDriver implements HostDriver {
 
   /** Each domain's UUID by name (a UUID is fixed for as long as its domain is defined). */
   private uuids(): Promise<Map<string, string>> {
-    return this.recent.get("uuids", UUIDS_KEPT_MS, async () => new Map(parseDomainList(await this.run(["list", "--all", "--id", "--uuid", "--name"])).map((d) => [d.name, d.uuid])));
+    return this.recent.get(
+      "uuids",
+      UUIDS_KEPT_MS,
+      async () => new Map(parseDomainList(await this.run(["list", "--all", "--id", "--uuid", "--name"])).map((d) => [d.name, d.uuid])),
+    );
   }
 
   /** Runs a power action; what every domain's stats said before it is stale after it. */
@@ -229,14 +234,18 @@ export class LibvirtDriver implements HostDriver {
     try {
       return { definition: parseDomainXml(xml), stats };
     } catch (err) {
-      if (err instanceof DomainXmlError) throw new CorralError("host_bad_answer", `Host ${quote(this.hostId)} gave an unreadable XML for domain ${quote(name)}: ${err.message}`, { cause: err });
+      if (err instanceof DomainXmlError)
+        throw new CorralError("host_bad_answer", `Host ${quote(this.hostId)} gave an unreadable XML for domain ${quote(name)}: ${err.message}`, { cause: err });
       throw err;
     }
   }
 
   /** Active storage pools' capacity and allocation, in bytes (0 when the host has none). */
   private async storage(): Promise<{ capacity: number; allocation: number }> {
-    const names = (await this.run(["pool-list", "--name"])).split("\n").map((line) => line.trim()).filter((line) => line !== "" && domainNameProblem(line) === null);
+    const names = (await this.run(["pool-list", "--name"]))
+      .split("\n")
+      .map((line) => line.trim())
+      .filter((line) => line !== "" && domainNameProblem(line) === null);
     const infos = await Promise.all(names.map((pool) => this.run(["pool-info", "--bytes", "--pool", pool]).then(parsePoolInfo, () => ({ capacity: 0, allocation: 0 }))));
     return infos.reduce((sum, info) => ({ capacity: sum.capacity + info.capacity, allocation: sum.allocation + info.allocation }), { capacity: 0, allocation: 0 });
   }

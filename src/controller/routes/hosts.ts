@@ -13,7 +13,9 @@ export function hostRoutes(app: ControllerApp, ctx: ControllerContext): void {
 
   app.get("/api/hosts", { schema: { response: { 200: CONTROLLER_ANSWERS.hosts } } }, async () => ttOk((await ctx.hosts.list()).map(hostView)));
 
-  app.get("/api/hosts/:id", { schema: { params: HostParams, response: { 200: CONTROLLER_ANSWERS.host } } }, async (request) => ttOk(hostView(await ctx.hosts.get(request.params.id))));
+  app.get("/api/hosts/:id", { schema: { params: HostParams, response: { 200: CONTROLLER_ANSWERS.host } } }, async (request) =>
+    ttOk(hostView(await ctx.hosts.get(request.params.id))),
+  );
 
   app.delete("/api/hosts/:id", { schema: { params: HostParams, response: { 200: DoneEnvelopeSchema } } }, async (request) => {
     await ctx.hosts.remove(request.params.id);

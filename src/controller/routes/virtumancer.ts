@@ -6,16 +6,7 @@
 import { Type } from "@sinclair/typebox";
 import { installTextErrors } from "../../http/text-errors.ts";
 import { HostParams, HostVmParams } from "../../protocol/controller.ts";
-import {
-  V1_POWER_ACTIONS,
-  V1AddHostSchema,
-  V1HardwareSchema,
-  V1HostInfoSchema,
-  V1HostSchema,
-  V1StatsSchema,
-  V1VmSchema,
-  VIRTUMANCER_PREFIX,
-} from "../../protocol/virtumancer.ts";
+import { V1_POWER_ACTIONS, V1AddHostSchema, V1HardwareSchema, V1HostInfoSchema, V1HostSchema, V1StatsSchema, V1VmSchema, VIRTUMANCER_PREFIX } from "../../protocol/virtumancer.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
 import { powerVm, vmHardware, vmStats } from "../host-vm-calls.ts";
 import { v1Hardware, v1Host, v1HostInfo, v1Vm } from "../virtumancer-views.ts";

@@ -239,8 +239,6 @@ export class AgentClient {
       });
     });
   }
-
-
 }
 
 function readAll(stream: ClientHttp2Stream): Promise<string> {

@@ -137,7 +137,10 @@ async function archiveKind(path: string): Promise<"tar" | "gzip" | undefined> {
     if (bytesRead >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
     if (bytesRead >= 262 && head.subarray(257, 262).toString("latin1") === "ustar") return "tar";
     if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) || head.subarray(0, 3).toString("latin1") === "BZh") {
-      throw new CorralError("invalid_request", `ADD cannot unpack ${JSON.stringify(path.split("/").pop())}: only plain and gzip tar archives are unpacked (use COPY and a RUN step)`);
+      throw new CorralError(
+        "invalid_request",
+        `ADD cannot unpack ${JSON.stringify(path.split("/").pop())}: only plain and gzip tar archives are unpacked (use COPY and a RUN step)`,
+      );
     }
     return undefined;
   } finally {

@@ -31,7 +31,10 @@ export async function installBuiltImage(request: FinishRequest): Promise<{ image
   // A forced (--no-cache) build re-ran its steps, whose results may differ: it is a version of its own, never
   // a rewrite of one that VMs may be using.
   const forcedAt = request.force ? new Date().toISOString() : "";
-  const version = createHash("sha256").update(`${request.key}\0${JSON.stringify(request.config)}\0${forcedAt}`).digest("hex").slice(0, 12);
+  const version = createHash("sha256")
+    .update(`${request.key}\0${JSON.stringify(request.config)}\0${forcedAt}`)
+    .digest("hex")
+    .slice(0, 12);
   if (!request.force && (await images.has(name, version))) {
     await images.setCurrent(name, version);
     return { image: await images.load(name, version), reused: true };
@@ -76,7 +79,14 @@ async function writeGuestConfig(rootfs: string, config: ImageConfig, scratch: st
   await runFsck(rootfs, signal);
   const debugfs = requireProgram("debugfs", "e2fsprogs");
   // debugfs goes on past a failing command: "mkdir" of an existing folder and "rm" of a missing file are fine.
-  const commands = ["mkdir /etc", "mkdir /etc/corral", `rm ${GUEST_IMAGE_CONFIG}`, `write ${scratch} ${GUEST_IMAGE_CONFIG}`, `sif ${GUEST_IMAGE_CONFIG} uid 0`, `sif ${GUEST_IMAGE_CONFIG} gid 0`].join("\n");
+  const commands = [
+    "mkdir /etc",
+    "mkdir /etc/corral",
+    `rm ${GUEST_IMAGE_CONFIG}`,
+    `write ${scratch} ${GUEST_IMAGE_CONFIG}`,
+    `sif ${GUEST_IMAGE_CONFIG} uid 0`,
+    `sif ${GUEST_IMAGE_CONFIG} gid 0`,
+  ].join("\n");
   await run(debugfs, ["-w", "-f", "-", rootfs], { input: `${commands}\n`, signal });
   // debugfs exits 0 even when a command failed: read the file back to be sure it is there.
   const written = await run(debugfs, ["-R", `cat ${GUEST_IMAGE_CONFIG}`, rootfs], { signal });

@@ -92,7 +92,8 @@ export class ImageBuilder {
         sources = [];
         for (const source of step.sources) {
           const found = await context.resolve(source, step.add);
-          if (found.length === 0) throw new CorralError("build_failed", `Step ${step.number} (line ${step.line}) "${step.display}": ${JSON.stringify(source)} is not in the build context`);
+          if (found.length === 0)
+            throw new CorralError("build_failed", `Step ${step.number} (line ${step.line}) "${step.display}": ${JSON.stringify(source)} is not in the build context`);
           sources.push(...found);
         }
         contentHash = await context.hash(sources);
@@ -138,10 +139,15 @@ export class ImageBuilder {
         images: this.deps.images,
         name: build.request.name,
         parent: build.parent,
-        disk: disk.kind === "image" ? { kind: "image" } : { kind: "commit", path: (await this.deps.manager.commits.diskPath(disk.id)) },
+        disk: disk.kind === "image" ? { kind: "image" } : { kind: "commit", path: await this.deps.manager.commits.diskPath(disk.id) },
         key: finalKey,
         config: build.plan.config,
-        source: { kind: "dockerfile", dockerfile: build.request.dockerfile, exposed: build.plan.exposed, ...(Object.keys(build.request.buildArgs).length > 0 ? { build_args: Object.keys(build.request.buildArgs) } : {}) },
+        source: {
+          kind: "dockerfile",
+          dockerfile: build.request.dockerfile,
+          exposed: build.plan.exposed,
+          ...(Object.keys(build.request.buildArgs).length > 0 ? { build_args: Object.keys(build.request.buildArgs) } : {}),
+        },
         force: build.request.noCache,
         signal,
       });
@@ -197,7 +203,10 @@ class BuilderSession {
     this.vmsStarted++;
     this.emit({ type: "vm", hostname: record.hostname, event: "started" });
     if (record.imageVersion !== parent.version) {
-      throw new CorralError("conflict", `Image ${JSON.stringify(parent.name)} changed to version ${record.imageVersion} during the build (it started from ${parent.version}): build again`);
+      throw new CorralError(
+        "conflict",
+        `Image ${JSON.stringify(parent.name)} changed to version ${record.imageVersion} during the build (it started from ${parent.version}): build again`,
+      );
     }
     await this.manager.waitReady(record.hostname, "agent", AbortSignal.any([this.signal, AbortSignal.timeout(BOOT_DEADLINE_MS)]));
   }
@@ -238,7 +247,8 @@ class BuilderSession {
       throw err;
     }
     this.signal.throwIfAborted();
-    if (!exit) throw new CorralError("build_failed", `Step ${step.number}/${this.build.total} "${step.display}": the connection to the builder VM's agent ended before the command did`);
+    if (!exit)
+      throw new CorralError("build_failed", `Step ${step.number}/${this.build.total} "${step.display}": the connection to the builder VM's agent ended before the command did`);
     if (exit.exit_code !== 0) {
       const why = exit.error ? `: ${exit.error}` : "";
       throw new CorralError("build_failed", `Step ${step.number}/${this.build.total} "${step.display}" failed with exit code ${exit.exit_code}${why}`);
@@ -255,7 +265,12 @@ class BuilderSession {
     for (const source of sources) {
       const base = { placement: "exact" as const, exclude: [], ...owner };
       if (source.kind === "directory" || source.archive) {
-        const body = source.kind === "directory" ? packTree(source.absolute) : source.archive === "gzip" ? createReadStream(source.absolute).pipe(createGunzip()) : createReadStream(source.absolute);
+        const body =
+          source.kind === "directory"
+            ? packTree(source.absolute)
+            : source.archive === "gzip"
+              ? createReadStream(source.absolute).pipe(createGunzip())
+              : createReadStream(source.absolute);
         await this.files.upload(this.vm(), { ...base, path: dest, format: "tar" }, body, this.signal);
       } else {
         const target = intoDirectory ? posix.join(dest, posix.basename(source.path)) : dest;
@@ -274,7 +289,8 @@ class BuilderSession {
     // Root is said outright: the agent would otherwise run the step as the parent image's USER.
     const ids = context.user === "" ? { uid: 0, gid: 0 } : await this.ids(context.user);
     const made = await this.shell('[ -d "$1" ] || { mkdir -p "$1" && chown "$2" "$1"; }', [context.workdir, `${ids.uid}:${ids.gid}`]);
-    if (made.exit_code !== 0) throw new CorralError("build_failed", `Cannot create the working directory ${JSON.stringify(context.workdir)} in the builder VM: ${made.stderr.trim()}`);
+    if (made.exit_code !== 0)
+      throw new CorralError("build_failed", `Cannot create the working directory ${JSON.stringify(context.workdir)} in the builder VM: ${made.stderr.trim()}`);
     return ids;
   }
 

@@ -89,7 +89,7 @@ export class CommitStore {
     const found: CommitMeta[] = [];
     for (const name of names) {
       if (!COMMIT_ID_PATTERN.test(name)) continue;
-      found.push(await this.get(name).catch(() => undefined) as CommitMeta);
+      found.push((await this.get(name).catch(() => undefined)) as CommitMeta);
     }
     return found.filter((m) => m !== undefined).sort((a, b) => a.created_at.localeCompare(b.created_at));
   }

@@ -80,8 +80,7 @@ export async function collectExec(source: ClientHttp2Stream, stdio: ExecStdio, l
   if (exit?.ended_at) result.ended_at = exit.ended_at;
   if (exit?.signal) result.signal = exit.signal;
   const error =
-    exit?.error ??
-    (exit ? undefined : (failure ?? `The connection to the guest agent ended before the command did${malformed ? ` (${malformed} unreadable lines)` : ""}`));
+    exit?.error ?? (exit ? undefined : (failure ?? `The connection to the guest agent ended before the command did${malformed ? ` (${malformed} unreadable lines)` : ""}`));
   if (error) result.error = error;
   if (stdout.truncated || stderr.truncated) result.truncated = true;
   return result;

@@ -3,7 +3,17 @@
 import type { ClientHttp2Stream, IncomingHttpHeaders } from "node:http2";
 import type { Readable } from "node:stream";
 import { headerJson } from "../../protocol/agent.ts";
-import { AGENT_FILE_PATHS, COPY_SPEC_HEADER, WATCH_SPEC_HEADER, type DownloadSpec, type FsInfo, type FsMkdirBody, type UploadResult, type UploadSpec, type WatchSpec } from "../../protocol/files.ts";
+import {
+  AGENT_FILE_PATHS,
+  COPY_SPEC_HEADER,
+  WATCH_SPEC_HEADER,
+  type DownloadSpec,
+  type FsInfo,
+  type FsMkdirBody,
+  type UploadResult,
+  type UploadSpec,
+  type WatchSpec,
+} from "../../protocol/files.ts";
 import { CorralError } from "../../protocol/errors.ts";
 import { AgentError, type AgentClient } from "../agent/agent-client.ts";
 import type { VmManager } from "../vm/vm-manager.ts";

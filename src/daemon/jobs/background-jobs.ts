@@ -42,7 +42,10 @@ const WAIT_SLACK_MS = 30_000;
 export function ringBytesFor(requested: number | undefined): number {
   if (requested === undefined || requested === 0) return DEFAULT_RING_BYTES;
   if (!Number.isInteger(requested) || requested < MIN_RING_BYTES || requested > MAX_RING_BYTES) {
-    throw new CorralError("invalid_request", `Invalid query parameter "ring_bytes" ${requested}: use 0 for the default (${DEFAULT_RING_BYTES}) or ${MIN_RING_BYTES} to ${MAX_RING_BYTES} bytes`);
+    throw new CorralError(
+      "invalid_request",
+      `Invalid query parameter "ring_bytes" ${requested}: use 0 for the default (${DEFAULT_RING_BYTES}) or ${MIN_RING_BYTES} to ${MAX_RING_BYTES} bytes`,
+    );
   }
   return requested;
 }

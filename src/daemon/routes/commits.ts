@@ -51,7 +51,11 @@ export function commitRoutes(app: DaemonApp, { manager }: DaemonContext): void {
     async (request, reply) => {
       const waiting = parseWait(request.query);
       const body = request.body ?? {};
-      const fork: ForkRequest = { tags: body.tags, sshKeys: body.ssh_keys, ...(body.lifetime !== undefined ? { lifetimeMs: parseLifetime(body.lifetime, 'body field "lifetime"') } : {}) };
+      const fork: ForkRequest = {
+        tags: body.tags,
+        sshKeys: body.ssh_keys,
+        ...(body.lifetime !== undefined ? { lifetimeMs: parseLifetime(body.lifetime, 'body field "lifetime"') } : {}),
+      };
       if (body.network !== undefined) {
         // The policy is checked against the group the fork lands in (the commit's).
         const group = manager.group((await commits.get(request.params.commit_id)).hostgroup);

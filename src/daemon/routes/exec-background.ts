@@ -48,7 +48,8 @@ export async function launchBackgroundExec(
   spec: ExecSpec,
 ): Promise<FastifyReply> {
   body.resume();
-  if (request.query.buffered) throw new CorralError("invalid_request", "buffered=true cannot be combined with background=true: read a background job's output with GET /vm/HOST/exec/ID/logs");
+  if (request.query.buffered)
+    throw new CorralError("invalid_request", "buffered=true cannot be combined with background=true: read a background job's output with GET /vm/HOST/exec/ID/logs");
   const ringBytes = ringBytesFor(request.query.ring_bytes);
   const launched = await new BackgroundJobs(ctx.manager).launch(request.params.hostname, spec, ringBytes, AbortSignal.timeout(60_000));
   return reply.code(201).type("application/json").send(launched);
@@ -70,14 +71,10 @@ export function backgroundExecRoutes(app: DaemonApp, ctx: DaemonContext): void {
     jobs.remove(request.params.hostname, request.params.exec_id, quick()),
   );
 
-  app.post(
-    "/vm/:hostname/exec/:exec_id/kill",
-    { schema: { params: ExecJobParams, body: KillBodySchema, response: { 200: KillResultSchema } } },
-    async (request) => {
-      const { signal, grace_ms } = request.body;
-      return jobs.kill(request.params.hostname, request.params.exec_id, { signal, graceMs: grace_ms }, quick());
-    },
-  );
+  app.post("/vm/:hostname/exec/:exec_id/kill", { schema: { params: ExecJobParams, body: KillBodySchema, response: { 200: KillResultSchema } } }, async (request) => {
+    const { signal, grace_ms } = request.body;
+    return jobs.kill(request.params.hostname, request.params.exec_id, { signal, graceMs: grace_ms }, quick());
+  });
 
   app.get(
     "/vm/:hostname/exec/:exec_id/wait-exit",
@@ -90,7 +87,12 @@ export function backgroundExecRoutes(app: DaemonApp, ctx: DaemonContext): void {
 
   app.get("/vm/:hostname/exec/:exec_id/logs", { schema: { params: ExecJobParams, querystring: JobLogsQuerySchema } }, async (request, reply) => {
     const gone = clientGone(reply);
-    const log = await jobs.logs(request.params.hostname, request.params.exec_id, { follow: request.query.follow ?? false, afterId: request.query.from_id ?? 0 }, AbortSignal.any([gone, quick()]));
+    const log = await jobs.logs(
+      request.params.hostname,
+      request.params.exec_id,
+      { follow: request.query.follow ?? false, afterId: request.query.from_id ?? 0 },
+      AbortSignal.any([gone, quick()]),
+    );
     // The guest keeps a followed log open until the job exits; a client that leaves cancels its reader there.
     gone.addEventListener("abort", () => log.destroy(), { once: true });
     return reply.header("content-type", "application/x-ndjson").header("cache-control", "no-store").send(log);

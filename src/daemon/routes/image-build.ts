@@ -69,7 +69,11 @@ export function imageBuildRoutes(app: DaemonApp, ctx: DaemonContext): void {
           else if (err instanceof CorralError) void emit({ type: "error", error: err.message, code: err.code });
           else {
             request.log.error({ err, image: request.query.name }, "Image build failed");
-            void emit({ type: "error", error: `The build of image ${JSON.stringify(request.query.name)} failed: internal error (the daemon's log has the cause)`, code: "internal" });
+            void emit({
+              type: "error",
+              error: `The build of image ${JSON.stringify(request.query.name)} failed: internal error (the daemon's log has the cause)`,
+              code: "internal",
+            });
           }
         } finally {
           out.end();

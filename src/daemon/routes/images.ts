@@ -86,7 +86,13 @@ export function imageRoutes(app: DaemonApp, ctx: DaemonContext): void {
     const onDisk = new Set(detail.versions.flatMap((v) => v.used_by.filter((u) => u.kind === "vm" && u.state_dir === ctx.stateDir).map((u) => u.id)));
     const pending = creating.filter((vm) => !onDisk.has(vm.hostname));
     if (pending.length > 0) {
-      throw new CorralError("image_in_use", `Cannot remove image ${JSON.stringify(name)}: in use by vm ${pending.slice(0, 5).map((vm) => JSON.stringify(vm.hostname)).join(", ")}`);
+      throw new CorralError(
+        "image_in_use",
+        `Cannot remove image ${JSON.stringify(name)}: in use by vm ${pending
+          .slice(0, 5)
+          .map((vm) => JSON.stringify(vm.hostname))
+          .join(", ")}`,
+      );
     }
     return catalogue.remove(name);
   });
@@ -99,7 +105,9 @@ export function imageRoutes(app: DaemonApp, ctx: DaemonContext): void {
       throw new CorralError("invalid_request", 'Give both "username" and "password" for a registry that wants them, or neither');
     }
     const auth = body.username !== undefined && body.password !== undefined ? { username: body.username, password: body.password } : undefined;
-    return answerLong(request, reply, catalogue, (progress, signal) => imports.pull({ reference: body.reference, name: body.name, auth, insecure: body.insecure }, progress, signal));
+    return answerLong(request, reply, catalogue, (progress, signal) =>
+      imports.pull({ reference: body.reference, name: body.name, auth, insecure: body.insecure }, progress, signal),
+    );
   });
 
   // Its own encapsulated context: the archive is the body, streamed to disk, never parsed.

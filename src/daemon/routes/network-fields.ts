@@ -12,7 +12,9 @@ import { isBuiltInGroup, type HostGroupConfig } from "../config.ts";
 /** Where a group's mode is set, for messages: its YAML path, or why it has none. */
 export function modePath(group: HostGroupConfig, groups: readonly HostGroupConfig[]): string {
   const index = groups.indexOf(group);
-  return index >= 0 && !isBuiltInGroup(group) ? `config.host_groups[${index}].network.mode` : `its network (host group ${quote(group.name)} is not configured: add it to config.host_groups with a network: section)`;
+  return index >= 0 && !isBuiltInGroup(group)
+    ? `config.host_groups[${index}].network.mode`
+    : `its network (host group ${quote(group.name)} is not configured: add it to config.host_groups with a network: section)`;
 }
 
 type PolicyBodyLists = { allow?: readonly string[] | null; drop?: readonly string[] | null };
@@ -73,7 +75,10 @@ export function parseStaticIp(ip: string | undefined, group: HostGroupConfig, co
   const address = parseIpv4(addressText ?? "");
   const subnet: Cidr = { network: networkOf(network.gateway.address, network.gateway.prefixLength), prefixLength: network.gateway.prefixLength };
   if (address === undefined || (prefixText !== undefined && Number(prefixText) !== subnet.prefixLength)) {
-    throw new CorralError("invalid_request", `Invalid body field "ip": ${quote(ip)} is not an IPv4 address of the subnet ${quote(formatCidr(subnet))}, e.g. ${quote(formatIpv4(subnet.network + 2))}`);
+    throw new CorralError(
+      "invalid_request",
+      `Invalid body field "ip": ${quote(ip)} is not an IPv4 address of the subnet ${quote(formatCidr(subnet))}, e.g. ${quote(formatIpv4(subnet.network + 2))}`,
+    );
   }
   const { first, last } = rangeOf(subnet);
   if (address < first || address > last) {

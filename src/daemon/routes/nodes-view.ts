@@ -42,7 +42,14 @@ export function nodeView(record: VmRecord, lastAgentCall: Date | undefined, heal
 
 /** The answer to create, relaunch and fork, as Slicer's SDKs decode it. */
 export function createdView(record: VmRecord): CreatedNode {
-  const created: CreatedNode = { hostname: record.hostname, hostgroup: record.hostgroup, ip: record.ip, created_at: record.createdAt, arch: SLICER_ARCH, persistent: record.persistent };
+  const created: CreatedNode = {
+    hostname: record.hostname,
+    hostgroup: record.hostgroup,
+    ip: record.ip,
+    created_at: record.createdAt,
+    arch: SLICER_ARCH,
+    persistent: record.persistent,
+  };
   if (record.expiresAt) created.expires_at = record.expiresAt;
   return created;
 }

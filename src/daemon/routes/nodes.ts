@@ -31,16 +31,16 @@ const GiB = 1024 * 1024 * 1024;
  */
 function sandboxRequest(body: CreateNodeBody | undefined, group: HostGroupConfig, configured: readonly HostGroupConfig[]): SandboxRequest {
   const b = body ?? {};
-  if (b.gpu_count) throw new CorralError("invalid_request", "Invalid body field \"gpu_count\": this daemon has no GPUs to pass through");
+  if (b.gpu_count) throw new CorralError("invalid_request", 'Invalid body field "gpu_count": this daemon has no GPUs to pass through');
   const ip = parseStaticIp(b.ip, group, configured);
   const networkPolicy = parseNetworkOverride(b.network, group, configured);
   if (b.github_user) {
     throw new CorralError("invalid_request", 'Invalid body field "github_user": keys cannot be fetched from GitHub here; pass them in "ssh_keys"');
   }
-  if (b.disk_image) throw new CorralError("invalid_request", "Invalid body field \"disk_image\": the image is chosen by the host group");
+  if (b.disk_image) throw new CorralError("invalid_request", 'Invalid body field "disk_image": the image is chosen by the host group');
   if (b.ram_bytes !== undefined && b.ram_gb !== undefined) throw new CorralError("invalid_request", "Give the memory size once: ram_bytes or ram_gb");
   const ramBytes = b.ram_bytes ?? (b.ram_gb !== undefined ? Math.round(b.ram_gb * GiB) : undefined);
-  if (ramBytes !== undefined && ramBytes < 128 * 1024 * 1024) throw new CorralError("invalid_request", "Invalid body field \"ram_gb\": a VM needs at least 128 MiB");
+  if (ramBytes !== undefined && ramBytes < 128 * 1024 * 1024) throw new CorralError("invalid_request", 'Invalid body field "ram_gb": a VM needs at least 128 MiB');
   const request: SandboxRequest = {};
   if (b.cpus !== undefined) request.cpus = b.cpus;
   if (ramBytes !== undefined) request.ramBytes = ramBytes;
@@ -60,7 +60,10 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
 
   app.get("/hostgroup", { schema: { response: { 200: Type.Array(HostGroupSchema) } } }, async () => {
     const listed = manager.listedGroups();
-    const networks = groupNetworks(manager, listed.map((l) => l.group));
+    const networks = groupNetworks(
+      manager,
+      listed.map((l) => l.group),
+    );
     return listed.map(({ group, count }, i) => hostGroupView(group, count, networks[i]!));
   });
 
@@ -68,16 +71,12 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
     manager.list({ tag: request.query.tag, tagPrefix: request.query.tag_prefix }).map((r) => nodeView(r, manager.lastAgentCall(r.hostname), manager.healthOf(r))),
   );
 
-  app.get(
-    "/hostgroup/:name/nodes",
-    { schema: { params: GroupParams, querystring: NodeListQuerySchema, response: { 200: Type.Array(NodeSchema) } } },
-    async (request) => {
-      manager.group(request.params.name);
-      return manager
-        .list({ hostgroup: request.params.name, tag: request.query.tag, tagPrefix: request.query.tag_prefix })
-        .map((r) => nodeView(r, manager.lastAgentCall(r.hostname), manager.healthOf(r)));
-    },
-  );
+  app.get("/hostgroup/:name/nodes", { schema: { params: GroupParams, querystring: NodeListQuerySchema, response: { 200: Type.Array(NodeSchema) } } }, async (request) => {
+    manager.group(request.params.name);
+    return manager
+      .list({ hostgroup: request.params.name, tag: request.query.tag, tagPrefix: request.query.tag_prefix })
+      .map((r) => nodeView(r, manager.lastAgentCall(r.hostname), manager.healthOf(r)));
+  });
 
   app.post(
     "/hostgroup/:name/nodes",
@@ -97,12 +96,8 @@ export function nodeRoutes(app: DaemonApp, ctx: DaemonContext): void {
     },
   );
 
-  app.delete(
-    "/hostgroup/:name/nodes/:hostname",
-    { schema: { params: GroupNodeParams, response: { 200: DeletedNodeSchema } } },
-    async (request) => {
-      const { diskRemoved } = await manager.deleteNode(request.params.name, request.params.hostname);
-      return { message: "Node deleted", disk_removed: String(diskRemoved) };
-    },
-  );
+  app.delete("/hostgroup/:name/nodes/:hostname", { schema: { params: GroupNodeParams, response: { 200: DeletedNodeSchema } } }, async (request) => {
+    const { diskRemoved } = await manager.deleteNode(request.params.name, request.params.hostname);
+    return { message: "Node deleted", disk_removed: String(diskRemoved) };
+  });
 }

@@ -24,9 +24,7 @@ async function statOf(manager: VmManager, record: VmRecord): Promise<NodeStat> {
 export function statsRoutes(app: DaemonApp, ctx: DaemonContext): void {
   const { manager } = ctx;
 
-  app.get("/nodes/stats", { schema: { response: { 200: Type.Array(NodeStatSchema) } } }, async () =>
-    Promise.all(manager.list().map((record) => statOf(manager, record))),
-  );
+  app.get("/nodes/stats", { schema: { response: { 200: Type.Array(NodeStatSchema) } } }, async () => Promise.all(manager.list().map((record) => statOf(manager, record))));
 
   app.get("/node/:hostname/stats", { schema: { params: VmParams, response: { 200: Type.Array(NodeStatSchema) } } }, async (request) => [
     await statOf(manager, manager.get(request.params.hostname)),

@@ -22,7 +22,10 @@ export function systemRoutes(app: DaemonApp, ctx: DaemonContext): void {
       templates: ctx.templates.list(),
       host_isolation: ctx.isolation.info(ctx.manager.list()),
       network: {
-        groups: groupNetworks(ctx.manager, ctx.manager.listedGroups().map((g) => g.group)),
+        groups: groupNetworks(
+          ctx.manager,
+          ctx.manager.listedGroups().map((g) => g.group),
+        ),
         tables: ctx.manager.networkInfo()?.tables ?? [],
         ip_forward: ctx.manager.networkInfo()?.ip_forward ?? false,
         vhost: ctx.manager.networkInfo()?.vhost ?? false,

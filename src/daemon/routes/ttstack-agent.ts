@@ -103,15 +103,11 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
     return reply.code(201).send(ttOk({ vm: await view(record) }));
   });
 
-  app.get(
-    "/api/vms",
-    { schema: { querystring: Type.Object({ env_id: Type.Optional(Type.String({ minLength: 1 })) }), response: { 200: AGENT_ANSWERS.vms } } },
-    async (request) => {
-      const envId = request.query.env_id;
-      const records = manager.list().filter((r) => envId === undefined || r.envId === envId);
-      return ttOk(await Promise.all(records.map(view)));
-    },
-  );
+  app.get("/api/vms", { schema: { querystring: Type.Object({ env_id: Type.Optional(Type.String({ minLength: 1 })) }), response: { 200: AGENT_ANSWERS.vms } } }, async (request) => {
+    const envId = request.query.env_id;
+    const records = manager.list().filter((r) => envId === undefined || r.envId === envId);
+    return ttOk(await Promise.all(records.map(view)));
+  });
 
   app.get("/api/vms/:id", { schema: { params: AgentVmLookupParams, response: { 200: AGENT_ANSWERS.vm } } }, async (request) => {
     const record = lookup(request.params.id);
@@ -162,7 +158,9 @@ export function ttstackAgentRoutes(app: DaemonApp, ctx: DaemonContext): void {
     return TT_DONE;
   });
 
-  app.get("/api/vms/:id/stats", { schema: { params: AgentVmParams, response: { 200: AGENT_ANSWERS.stats } } }, async (request) => ttOk(await statsOf(ctx, manager.get(request.params.id))));
+  app.get("/api/vms/:id/stats", { schema: { params: AgentVmParams, response: { 200: AGENT_ANSWERS.stats } } }, async (request) =>
+    ttOk(await statsOf(ctx, manager.get(request.params.id))),
+  );
 }
 
 /** Hardware threads per core, from the first CPU's siblings list ("0-1", "0,4" or "0"). */
@@ -239,7 +237,11 @@ export async function hostNicCounters(device: string | null): Promise<{ device: 
   for (const line of table.split("\n")) {
     const colon = line.indexOf(":");
     if (colon < 0 || line.slice(0, colon).trim() !== device) continue;
-    const fields = line.slice(colon + 1).trim().split(/\s+/).map(Number);
+    const fields = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .map(Number);
     // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit: bytes …
     const [received, sent] = [fields[0], fields[8]];
     if (received === undefined || sent === undefined || Number.isNaN(received) || Number.isNaN(sent)) return undefined;

@@ -125,7 +125,10 @@ export class SecretStore {
     }
     const total = others.reduce((sum, h) => sum + h.size, 0) + size;
     if (total > MAX_TOTAL_SECRET_BYTES) {
-      throw new CorralError("resources_exceeded", `Cannot store secret ${JSON.stringify(name)}: all secrets together would take ${total} bytes, over the limit of ${MAX_TOTAL_SECRET_BYTES} (every VM holds them in RAM)`);
+      throw new CorralError(
+        "resources_exceeded",
+        `Cannot store secret ${JSON.stringify(name)}: all secrets together would take ${total} bytes, over the limit of ${MAX_TOTAL_SECRET_BYTES} (every VM holds them in RAM)`,
+      );
     }
   }
 

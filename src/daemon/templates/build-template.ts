@@ -130,10 +130,7 @@ export async function buildTemplate(deps: TemplateBuildDeps, input: TemplateBuil
  */
 export async function warmUpAgent(agent: AgentClient, identity: { hostname: string; mac?: string }, signal: AbortSignal): Promise<void> {
   await agent.health(signal);
-  await agent.applyIdentity(
-    { ...identity, time_ms: Date.now(), machine_id: randomBytes(16).toString("hex"), entropy: randomBytes(64).toString("base64"), template: true },
-    signal,
-  );
+  await agent.applyIdentity({ ...identity, time_ms: Date.now(), machine_id: randomBytes(16).toString("hex"), entropy: randomBytes(64).toString("base64"), template: true }, signal);
   await agent.callJson("GET", SECRET_AGENT_PATHS.secrets, { signal });
   const frames = await agent.exec({ cmd: "true", args: [], env: [], stdin: false, stdio: "text" }, undefined, signal);
   for await (const _frame of frames) {
@@ -143,7 +140,8 @@ export async function warmUpAgent(agent: AgentClient, identity: { hostname: stri
 
 /** Drops what only the build needed, freezes the disk and RAM, and moves the folder to its final name. */
 async function finish(paths: TemplatePaths, stateDir: string, id: string): Promise<void> {
-  for (const leftover of [paths.machine.control, paths.agentSocket, paths.machine.stateSocket, paths.machine.pidFile, paths.machine.transcript]) await rm(leftover, { force: true });
+  for (const leftover of [paths.machine.control, paths.agentSocket, paths.machine.stateSocket, paths.machine.pidFile, paths.machine.transcript])
+    await rm(leftover, { force: true });
   // Clones back their overlays on the disk: it may never change again. (The RAM file stays writable:
   // QEMU 7.2 opens a memory backend's file read-write even for a private mapping; clones never write to it.)
   await chmod(paths.disk, 0o400);

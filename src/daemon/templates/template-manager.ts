@@ -263,7 +263,6 @@ export class TemplateManager {
     return templateKey(group, imageVersion, { accel: this.deps.accel, tscKhz: this.deps.tscKhz, qemu: this.qemuIdentity });
   }
 
-
   private async currentKey(group: HostGroupConfig): Promise<string> {
     return this.keyFor(group, (await this.deps.images.resolve(group.image)).version);
   }
@@ -379,6 +378,17 @@ export function templateKey(
 ): string {
   const { accel, kvmCpu } = engine.accel;
   const net = backendKind(group);
-  const inputs = { format: TEMPLATE_FORMAT, image: group.image, imageVersion, cpus: group.vcpu, ramBytes: group.ramBytes, accel, kvmCpu, tscKhz: engine.tscKhz, qemu: engine.qemu, ...(net === "user" ? {} : { net }) };
+  const inputs = {
+    format: TEMPLATE_FORMAT,
+    image: group.image,
+    imageVersion,
+    cpus: group.vcpu,
+    ramBytes: group.ramBytes,
+    accel,
+    kvmCpu,
+    tscKhz: engine.tscKhz,
+    qemu: engine.qemu,
+    ...(net === "user" ? {} : { net }),
+  };
   return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
 }

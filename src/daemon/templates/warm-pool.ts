@@ -87,7 +87,10 @@ export class WarmPool {
 
   constructor(private readonly deps: WarmPoolDeps) {
     for (const group of deps.config.hostGroups.filter((g) => g.warmPool > 0 && poolSizeOf(g) === 0)) {
-      deps.log.info({ hostgroup: group.name, mode: group.network.mode }, `Host group "${group.name}" keeps no warm pool: its network is in ${group.network.mode} mode, where each create restores its own clone`);
+      deps.log.info(
+        { hostgroup: group.name, mode: group.network.mode },
+        `Host group "${group.name}" keeps no warm pool: its network is in ${group.network.mode} mode, where each create restores its own clone`,
+      );
     }
     deps.templates.onReady((group) => {
       // A new template makes the pooled clones of the old one useless: replace them.
@@ -148,7 +151,13 @@ export class WarmPool {
         while (!this.stopped && (this.idle.get(groupName)?.length ?? 0) < poolSizeOf(group)) {
           const lease = this.deps.templates.acquireCurrent(groupName);
           if (!lease) return;
-          const admitted = this.deps.admission.tryAdmit({ what: `a warm-pool clone of host group ${JSON.stringify(groupName)}`, group, ramBytes: group.ramBytes, priority: "background", joinsGroup: false });
+          const admitted = this.deps.admission.tryAdmit({
+            what: `a warm-pool clone of host group ${JSON.stringify(groupName)}`,
+            group,
+            ramBytes: group.ramBytes,
+            priority: "background",
+            joinsGroup: false,
+          });
           if ("refused" in admitted) {
             // Tried again at the next create (each one refills), when VMs may have gone.
             lease.release();

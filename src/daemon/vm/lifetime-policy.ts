@@ -35,7 +35,10 @@ export function extendedExpiry(group: HostGroupConfig, record: VmRecord, lifetim
   const max = group.maxLifetimeMs;
   if (lifetimeMs === null) {
     if (max !== null) {
-      throw new CorralError("invalid_duration", `Invalid lifetime null: sandboxes of host group "${group.name}" must end within ${JSON.stringify(formatLifetime(max))} of their creation (its max_lifetime)`);
+      throw new CorralError(
+        "invalid_duration",
+        `Invalid lifetime null: sandboxes of host group "${group.name}" must end within ${JSON.stringify(formatLifetime(max))} of their creation (its max_lifetime)`,
+      );
     }
     return null;
   }

@@ -47,7 +47,9 @@ export class LivenessChecks {
 
   /** One round over every running VM whose agent is ready (exported for tests that do not want to wait). */
   async checkAll(): Promise<void> {
-    const due = this.deps.live().filter(({ runtime, record }) => record.state === "running" && runtime.readiness.isReady && !runtime.condition.diskStop && !this.checking.has(runtime));
+    const due = this.deps
+      .live()
+      .filter(({ runtime, record }) => record.state === "running" && runtime.readiness.isReady && !runtime.condition.diskStop && !this.checking.has(runtime));
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < due.length && !this.stopped.signal.aborted) {

@@ -58,7 +58,10 @@ export async function recoverVms(engine: Engine, stateDir: string, store: VmStor
       }
       await removeVmFolder(stateDir, record.hostname);
       store.delete(record.hostname, record.incarnation);
-      log.warn({ vm: record.hostname, state: record.state }, record.state === "creating" ? "Removed a VM whose creation was interrupted" : "Removed a VM whose create was never answered");
+      log.warn(
+        { vm: record.hostname, state: record.state },
+        record.state === "creating" ? "Removed a VM whose creation was interrupted" : "Removed a VM whose create was never answered",
+      );
       continue;
     }
     if (!isLive(record.state)) {

@@ -38,7 +38,10 @@ export interface CommitInfo extends Omit<CommitMeta, "template" | "net"> {
   forks: string[];
 }
 
-type NewVmFactory = (group: HostGroupConfig, fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "lifetimeMs" | "networkPolicy">) => NewVm;
+type NewVmFactory = (
+  group: HostGroupConfig,
+  fields: Pick<NewVm, "cpus" | "ramBytes" | "persistent" | "userdata" | "sshKeys" | "importUser" | "tags" | "imageVersion" | "lifetimeMs" | "networkPolicy">,
+) => NewVm;
 
 export class VmCommits {
   constructor(
@@ -115,28 +118,36 @@ export class VmCommits {
     const group = this.group(meta.hostgroup);
     assertSameBackend(commitId, meta, group);
     const lifetimeMs = newSandboxLifetime(group, request.lifetimeMs);
-    const reservation = this.vms.admit({ what: `a fork of commit ${commitId} in host group ${JSON.stringify(group.name)}`, group, ramBytes: meta.ram_bytes, priority: "user", joinsGroup: true });
-    const record = this.vms.recordAdmitted(reservation, `the record of a fork of commit ${commitId}`, () => this.vms.store.insertSandbox(
-      {
-        ...this.newVm(group, {
-          cpus: meta.cpus,
-          ramBytes: meta.ram_bytes,
-          persistent: false,
-          // The source's userdata already ran (its marker is on the disk the fork starts from).
-          userdata: null,
-          sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
-          importUser: null,
-          tags: request.tags ?? meta.tags,
-          imageVersion: meta.image_version,
-          lifetimeMs,
-          // Slicer's fork policy: a list given replaces the host group's ([] clears it), an absent one is the group's.
-          networkPolicy: overrideOfRecord(request.networkPolicy),
-        }),
-        // The commit's image, not the group's: a VM of another image (TTstack's API, a build) forks too.
-        image: meta.image,
-      },
-      group.count,
-    ));
+    const reservation = this.vms.admit({
+      what: `a fork of commit ${commitId} in host group ${JSON.stringify(group.name)}`,
+      group,
+      ramBytes: meta.ram_bytes,
+      priority: "user",
+      joinsGroup: true,
+    });
+    const record = this.vms.recordAdmitted(reservation, `the record of a fork of commit ${commitId}`, () =>
+      this.vms.store.insertSandbox(
+        {
+          ...this.newVm(group, {
+            cpus: meta.cpus,
+            ramBytes: meta.ram_bytes,
+            persistent: false,
+            // The source's userdata already ran (its marker is on the disk the fork starts from).
+            userdata: null,
+            sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
+            importUser: null,
+            tags: request.tags ?? meta.tags,
+            imageVersion: meta.image_version,
+            lifetimeMs,
+            // Slicer's fork policy: a list given replaces the host group's ([] clears it), an absent one is the group's.
+            networkPolicy: overrideOfRecord(request.networkPolicy),
+          }),
+          // The commit's image, not the group's: a VM of another image (TTstack's API, a build) forks too.
+          image: meta.image,
+        },
+        group.count,
+      ),
+    );
     return this.vms.lock.run(record.hostname, () =>
       this.vms.launchHolding(record, reservation, {
         from: {

@@ -118,7 +118,10 @@ export function healthOf(record: Pick<VmRecord, "hostname" | "state" | "lastErro
   const { agent, agentSince, lastAnswer } = live.condition;
   if (agent === "unresponsive") {
     const last = lastAnswer ? `since ${lastAnswer.toISOString()}` : "since it was connected";
-    const fields: HealthFields = { health: "unresponsive", health_detail: `The guest agent of VM ${JSON.stringify(record.hostname)} has not answered its liveness checks ${last}: the guest may be overloaded or wedged` };
+    const fields: HealthFields = {
+      health: "unresponsive",
+      health_detail: `The guest agent of VM ${JSON.stringify(record.hostname)} has not answered its liveness checks ${last}: the guest may be overloaded or wedged`,
+    };
     if (agentSince) fields.health_since = agentSince.toISOString();
     return fields;
   }

@@ -139,9 +139,15 @@ export class VmManager {
       const group = network?.group(record.hostgroup);
       if (!network || !group) {
         if (patch.deny_outgoing !== undefined) {
-          throw new CorralError("conflict", `VM "${record.hostname}" uses user-mode networking, which takes deny_outgoing at start only: use a host group in bridge or isolated mode`);
+          throw new CorralError(
+            "conflict",
+            `VM "${record.hostname}" uses user-mode networking, which takes deny_outgoing at start only: use a host group in bridge or isolated mode`,
+          );
         }
-        throw new CorralError("invalid_request", `VM "${record.hostname}" uses user-mode networking, which has no egress lists: set ${this.networkField(record.hostgroup)}.mode to bridge or isolated`);
+        throw new CorralError(
+          "invalid_request",
+          `VM "${record.hostname}" uses user-mode networking, which has no egress lists: set ${this.networkField(record.hostgroup)}.mode to bridge or isolated`,
+        );
       }
       const lists = policyPatch(record.networkPolicy, patch);
       const denyOutgoing = patch.deny_outgoing ?? record.denyOutgoing;
@@ -183,10 +189,14 @@ export class VmManager {
       throw new CorralError("invalid_request", `Cannot create a VM with "ip" in host group "${group.name}": ${why} (${this.networkField(group.name)}.mode is "${mode}")`);
     }
     if (request.networkPolicy !== undefined && mode === "user") {
-      throw new CorralError("invalid_request", `Cannot create a VM with a "network" policy in host group "${group.name}": its ${this.networkField(group.name)}.mode is "user" (bridge or isolated take egress lists)`);
+      throw new CorralError(
+        "invalid_request",
+        `Cannot create a VM with a "network" policy in host group "${group.name}": its ${this.networkField(group.name)}.mode is "user" (bridge or isolated take egress lists)`,
+      );
     }
     if (mode !== "user") {
-      if (!this.deps.network) throw new CorralError("network_unavailable", `Host group "${group.name}" (network.mode ${mode}) is unavailable: this daemon was started without its network service`);
+      if (!this.deps.network)
+        throw new CorralError("network_unavailable", `Host group "${group.name}" (network.mode ${mode}) is unavailable: this daemon was started without its network service`);
       this.deps.network.assertAvailable(group.name);
     }
   }
@@ -298,22 +308,29 @@ export class VmManager {
     const image = await this.deps.images.resolve(group.image);
     // Admitted and recorded in one step (no await between): concurrent creates see each other's records.
     const reservation = this.vms.admit({ what: `a new VM in host group ${JSON.stringify(group.name)}`, group, ramBytes, priority: "user", joinsGroup: true });
-    const record = this.vms.recordAdmitted(reservation, "the new VM's record", () => this.deps.store.transaction(() => this.leaseFor(this.deps.store.insertSandbox(
-      this.newVm(group, "sandbox", {
-        cpus,
-        ramBytes,
-        persistent: request.persistent ?? false,
-        userdata: request.userdata ?? group.userdata ?? null,
-        sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
-        importUser: request.importUser ?? null,
-        tags: request.tags ?? [],
-        imageVersion: image.version,
-        acknowledged: false,
-        lifetimeMs,
-        networkPolicy: overrideOfRecord(request.networkPolicy),
-      }),
-      group.count,
-    ), request.ip)));
+    const record = this.vms.recordAdmitted(reservation, "the new VM's record", () =>
+      this.deps.store.transaction(() =>
+        this.leaseFor(
+          this.deps.store.insertSandbox(
+            this.newVm(group, "sandbox", {
+              cpus,
+              ramBytes,
+              persistent: request.persistent ?? false,
+              userdata: request.userdata ?? group.userdata ?? null,
+              sshKeys: [...group.sshKeys, ...(request.sshKeys ?? [])],
+              importUser: request.importUser ?? null,
+              tags: request.tags ?? [],
+              imageVersion: image.version,
+              acknowledged: false,
+              lifetimeMs,
+              networkPolicy: overrideOfRecord(request.networkPolicy),
+            }),
+            group.count,
+          ),
+          request.ip,
+        ),
+      ),
+    );
     return this.vms.lock.run(record.hostname, () => this.vms.launchHolding(record, reservation, { signal: options.signal }));
   }
 
@@ -332,27 +349,40 @@ export class VmManager {
     // TAP modes: DNAT from config.network.port_range, taken in the insert's transaction; user mode: hostfwd.
     const tapMode = group.network.mode !== "user";
     const hostPorts = tapMode ? [] : await allocateHostPorts(this.deps.forwardAddress ?? DEFAULT_FORWARD_ADDRESS, ports.length);
-    const reservation = this.vms.admit({ what: `VM ${JSON.stringify(request.hostname)} in host group ${JSON.stringify(group.name)}`, group, ramBytes: request.ramBytes, priority: "user", joinsGroup: true });
+    const reservation = this.vms.admit({
+      what: `VM ${JSON.stringify(request.hostname)} in host group ${JSON.stringify(group.name)}`,
+      group,
+      ramBytes: request.ramBytes,
+      priority: "user",
+      joinsGroup: true,
+    });
     const portMapOf = (): { guest: number; host: number }[] =>
       tapMode && this.deps.network ? this.deps.network.allocatePorts(request.hostname, ports) : ports.map((guest, i) => ({ guest, host: hostPorts[i] as number }));
-    const record = this.vms.recordAdmitted(reservation, `the record of VM ${JSON.stringify(request.hostname)}`, () => this.deps.store.transaction(() => this.leaseFor(this.deps.store.insertNamed(request.hostname, {
-      ...this.newVm(group, "sandbox", {
-        cpus: request.cpus,
-        ramBytes: request.ramBytes,
-        persistent: true,
-        userdata: group.userdata ?? null,
-        sshKeys: [...group.sshKeys, ...request.sshKeys],
-        importUser: null,
-        tags: [...(request.envId === null ? [] : [`env=${request.envId}`]), ...(request.tags ?? [])],
-        imageVersion: image.version,
-        acknowledged: false,
-      }),
-      image: request.image,
-      envId: request.envId,
-      diskMiB,
-      portMap: portMapOf(),
-      denyOutgoing: request.denyOutgoing,
-    }), undefined)));
+    const record = this.vms.recordAdmitted(reservation, `the record of VM ${JSON.stringify(request.hostname)}`, () =>
+      this.deps.store.transaction(() =>
+        this.leaseFor(
+          this.deps.store.insertNamed(request.hostname, {
+            ...this.newVm(group, "sandbox", {
+              cpus: request.cpus,
+              ramBytes: request.ramBytes,
+              persistent: true,
+              userdata: group.userdata ?? null,
+              sshKeys: [...group.sshKeys, ...request.sshKeys],
+              importUser: null,
+              tags: [...(request.envId === null ? [] : [`env=${request.envId}`]), ...(request.tags ?? [])],
+              imageVersion: image.version,
+              acknowledged: false,
+            }),
+            image: request.image,
+            envId: request.envId,
+            diskMiB,
+            portMap: portMapOf(),
+            denyOutgoing: request.denyOutgoing,
+          }),
+          undefined,
+        ),
+      ),
+    );
     return this.vms.lock.run(record.hostname, () => this.vms.launchHolding(record, reservation, { signal: options.signal }));
   }
 
@@ -435,7 +465,10 @@ export class VmManager {
         throw new CorralError("vm_not_found", `VM ${JSON.stringify(hostname)} is not in host group ${JSON.stringify(groupName)}`);
       }
       if (record.kind === "service" && !options.force) {
-        throw new CorralError("forbidden", `Cannot delete VM ${JSON.stringify(hostname)}: it is a service of host group "${groupName}" (change the daemon's configuration instead)`);
+        throw new CorralError(
+          "forbidden",
+          `Cannot delete VM ${JSON.stringify(hostname)}: it is a service of host group "${groupName}" (change the daemon's configuration instead)`,
+        );
       }
       await this.vms.remove(record);
       this.deps.log.info({ vm: hostname }, "VM deleted");
@@ -535,9 +568,13 @@ export class VmManager {
         this.deps.log.error({ vm: record.hostname, err }, "VM has no address lease and cannot get one");
       }
     }
-    const live = this.vms.live().flatMap(({ record }) =>
-      record.pid === null ? [] : [{ hostname: record.hostname, hostgroup: record.hostgroup, pid: record.pid, mac: record.mac, portMap: record.portMap, denyOutgoing: record.denyOutgoing }],
-    );
+    const live = this.vms
+      .live()
+      .flatMap(({ record }) =>
+        record.pid === null
+          ? []
+          : [{ hostname: record.hostname, hostgroup: record.hostgroup, pid: record.pid, mac: record.mac, portMap: record.portMap, denyOutgoing: record.denyOutgoing }],
+      );
     await network.reconcile(live, new Set(this.deps.store.list().map((r) => r.hostname)));
   }
 
@@ -557,19 +594,20 @@ export class VmManager {
       if (record && (isLive(record.state) || record.state === "suspended")) return;
       if (!record) {
         const image = await this.deps.images.resolve(group.image);
-        const insert = (): VmRecord => this.deps.store.insertNamed(
-          hostname,
-          this.newVm(group, "service", {
-            cpus: group.vcpu,
-            ramBytes: group.ramBytes,
-            persistent: group.persistent,
-            userdata: group.userdata ?? null,
-            sshKeys: [...group.sshKeys],
-            importUser: null,
-            tags: [],
-            imageVersion: image.version,
-          }),
-        );
+        const insert = (): VmRecord =>
+          this.deps.store.insertNamed(
+            hostname,
+            this.newVm(group, "service", {
+              cpus: group.vcpu,
+              ramBytes: group.ramBytes,
+              persistent: group.persistent,
+              userdata: group.userdata ?? null,
+              sshKeys: [...group.sshKeys],
+              importUser: null,
+              tags: [],
+              imageVersion: image.version,
+            }),
+          );
         try {
           record = this.deps.store.transaction(() => this.leaseFor(insert(), undefined));
         } catch (err) {

@@ -69,7 +69,15 @@ export function vmNetworkDescription(record: VmRecord, network: NetworkManager |
     effective: texts(mergePolicy(group.network.policy, override)),
     deny_outgoing: record.denyOutgoing,
     port_map: portMap,
-    interface: nic ?? { mode: group.network.mode, mac: record.mac, address: record.ip, prefix_length: group.pool.slot(0).prefixLength, gateway: "", bridge: null, target_dev: null },
+    interface: nic ?? {
+      mode: group.network.mode,
+      mac: record.mac,
+      address: record.ip,
+      prefix_length: group.pool.slot(0).prefixLength,
+      gateway: "",
+      bridge: null,
+      target_dev: null,
+    },
   };
   if (override) description.override = { ...record.networkPolicy };
   return description;

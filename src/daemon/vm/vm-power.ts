@@ -22,7 +22,13 @@ export class VmPower {
 
   /** Admission for a VM that starts again (relaunch, restore): it needs its memory and its group's room. */
   private admit(record: VmRecord): Reservation {
-    return this.vms.admit({ what: `VM ${JSON.stringify(record.hostname)} of host group ${JSON.stringify(record.hostgroup)}`, group: this.group(record.hostgroup), ramBytes: record.ramBytes, priority: "user", joinsGroup: true });
+    return this.vms.admit({
+      what: `VM ${JSON.stringify(record.hostname)} of host group ${JSON.stringify(record.hostgroup)}`,
+      group: this.group(record.hostgroup),
+      ramBytes: record.ramBytes,
+      priority: "user",
+      joinsGroup: true,
+    });
   }
 
   /** Freezes the VM's vCPUs. Agent calls answer 409 until it is resumed. */
@@ -55,7 +61,12 @@ export class VmPower {
       }
       const machine = runtime.machine;
       // The engine retries the failed writes as soon as the vCPUs run: if they fail again it stops at once.
-      const stoppedAgain = frozen ? machine.nextEvent("stopped", RETRY_SETTLE_MS).then(() => true, () => false) : Promise.resolve(false);
+      const stoppedAgain = frozen
+        ? machine.nextEvent("stopped", RETRY_SETTLE_MS).then(
+            () => true,
+            () => false,
+          )
+        : Promise.resolve(false);
       await machine.resume();
       await stoppedAgain;
       const status = await machine.runState();

@@ -73,7 +73,23 @@ export interface PortMapping {
 
 export type NewVm = Omit<
   VmRecord,
-  "hostname" | "state" | "incarnation" | "pid" | "pidStartTime" | "createdAt" | "updatedAt" | "lastError" | "template" | "origin" | "envId" | "diskMiB" | "portMap" | "denyOutgoing" | "acknowledged" | "expiresAt" | "networkPolicy"
+  | "hostname"
+  | "state"
+  | "incarnation"
+  | "pid"
+  | "pidStartTime"
+  | "createdAt"
+  | "updatedAt"
+  | "lastError"
+  | "template"
+  | "origin"
+  | "envId"
+  | "diskMiB"
+  | "portMap"
+  | "denyOutgoing"
+  | "acknowledged"
+  | "expiresAt"
+  | "networkPolicy"
 > &
   Partial<Pick<VmRecord, "envId" | "diskMiB" | "portMap" | "denyOutgoing" | "acknowledged" | "networkPolicy">> & {
     /** Milliseconds from creation to expiry (`expires_at` is `created_at` plus this); absent or null: none. */
@@ -219,7 +235,10 @@ export class VmStore {
   private readonly db: Database.Database;
   private readonly deleteHooks: ((hostname: string) => void)[] = [];
 
-  constructor(file: string, private readonly now: () => Date = () => new Date()) {
+  constructor(
+    file: string,
+    private readonly now: () => Date = () => new Date(),
+  ) {
     this.db = new Database(file);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = NORMAL");
@@ -336,9 +355,31 @@ export class VmStore {
          VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
-        hostname, vm.hostgroup, vm.kind, this.nextIncarnation(), vm.cpus, vm.ramBytes, vm.persistent ? 1 : 0, vm.image, vm.imageVersion,
-        vm.userdata, JSON.stringify(vm.sshKeys), vm.importUser, JSON.stringify(vm.tags), vm.ip, vm.mac, vm.accel, now, now, vm.machineId,
-        vm.envId ?? null, vm.diskMiB ?? null, JSON.stringify(vm.portMap ?? []), vm.denyOutgoing ? 1 : 0, vm.acknowledged === false ? 0 : 1, expiresAt,
+        hostname,
+        vm.hostgroup,
+        vm.kind,
+        this.nextIncarnation(),
+        vm.cpus,
+        vm.ramBytes,
+        vm.persistent ? 1 : 0,
+        vm.image,
+        vm.imageVersion,
+        vm.userdata,
+        JSON.stringify(vm.sshKeys),
+        vm.importUser,
+        JSON.stringify(vm.tags),
+        vm.ip,
+        vm.mac,
+        vm.accel,
+        now,
+        now,
+        vm.machineId,
+        vm.envId ?? null,
+        vm.diskMiB ?? null,
+        JSON.stringify(vm.portMap ?? []),
+        vm.denyOutgoing ? 1 : 0,
+        vm.acknowledged === false ? 0 : 1,
+        expiresAt,
         JSON.stringify(vm.networkPolicy ?? {}),
       );
     return this.get(hostname) as VmRecord;
@@ -380,9 +421,7 @@ export class VmStore {
       sets.push("origin = @origin");
       params.origin = patch.origin;
     }
-    const result = this.db
-      .prepare(`UPDATE vms SET ${sets.join(", ")} WHERE hostname = @hostname AND incarnation = @incarnation AND state = @from`)
-      .run(params);
+    const result = this.db.prepare(`UPDATE vms SET ${sets.join(", ")} WHERE hostname = @hostname AND incarnation = @incarnation AND state = @from`).run(params);
     if (result.changes !== 1) {
       throw new CorralError("conflict", `VM "${vm.hostname}" changed while it was being moved from ${vm.state} to ${to}`);
     }
@@ -448,7 +487,9 @@ export class VmStore {
 
   /** Stores a VM's egress override and deny_outgoing (PATCH /vm/HOST/network); returns the record. */
   setNetworkPolicy(hostname: string, policy: NetworkPolicyLists, denyOutgoing: boolean): VmRecord | undefined {
-    this.db.prepare("UPDATE vms SET network = ?, deny_outgoing = ?, updated_at = ? WHERE hostname = ?").run(JSON.stringify(policy), denyOutgoing ? 1 : 0, this.now().toISOString(), hostname);
+    this.db
+      .prepare("UPDATE vms SET network = ?, deny_outgoing = ?, updated_at = ? WHERE hostname = ?")
+      .run(JSON.stringify(policy), denyOutgoing ? 1 : 0, this.now().toISOString(), hostname);
     return this.get(hostname);
   }
 

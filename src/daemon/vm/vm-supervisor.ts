@@ -134,7 +134,8 @@ export class VmSupervisor {
   readyAgents(): { hostname: string; agent: AgentClient }[] {
     const ready: { hostname: string; agent: AgentClient }[] = [];
     for (const runtime of this.runtimes.values()) {
-      if (runtime.readiness.isReady && !runtime.condition.diskStop && this.deps.store.get(runtime.hostname)?.state === "running") ready.push({ hostname: runtime.hostname, agent: runtime.agent });
+      if (runtime.readiness.isReady && !runtime.condition.diskStop && this.deps.store.get(runtime.hostname)?.state === "running")
+        ready.push({ hostname: runtime.hostname, agent: runtime.agent });
     }
     return ready;
   }
@@ -264,9 +265,7 @@ export class VmSupervisor {
     this.runtimes.set(runtime.hostname, runtime);
     this.exitHandling.set(
       runtime,
-      runtime.machine.exited
-        .then((info) => this.onExit(runtime, info))
-        .catch((err: unknown) => this.log.error({ vm: runtime.hostname, err }, "Cannot clean up after VM exit")),
+      runtime.machine.exited.then((info) => this.onExit(runtime, info)).catch((err: unknown) => this.log.error({ vm: runtime.hostname, err }, "Cannot clean up after VM exit")),
     );
     runtime.machine.onEvent((event) => this.onMachineEvent(runtime, event));
     this.bringUp(runtime, record);
@@ -284,7 +283,11 @@ export class VmSupervisor {
     if (event.type !== "disk-error" || event.action !== "stop") return;
     const first = runtime.condition.diskStop === undefined;
     const stop = runtime.condition.stoppedByDisk(event);
-    if (first) this.log.warn({ vm: runtime.hostname, reason: stop.reason, operation: event.operation }, `VM frozen by QEMU: ${stop.kind === "disk_full" ? "the host's disk is full" : "a disk error"}`);
+    if (first)
+      this.log.warn(
+        { vm: runtime.hostname, reason: stop.reason, operation: event.operation },
+        `VM frozen by QEMU: ${stop.kind === "disk_full" ? "the host's disk is full" : "a disk error"}`,
+      );
   }
 
   /** (Re)connects to the agent and hands it the VM's identity; `runtime.readiness` follows (see readiness.ts). */

@@ -47,7 +47,10 @@ async function kvmAccessible(): Promise<boolean> {
 /** Host kernel, QEMU build and guest kernel contents: image rebuilds with the same kernel keep the verdict. */
 async function cacheKey(input: ProbeInput): Promise<string> {
   const qemu = await stat(input.qemuBinary);
-  const kernelHash = createHash("sha256").update(await readFile(input.kernel)).digest("hex").slice(0, 16);
+  const kernelHash = createHash("sha256")
+    .update(await readFile(input.kernel))
+    .digest("hex")
+    .slice(0, 16);
   return [release(), input.qemuBinary, qemu.size, qemu.mtimeMs, kernelHash].join("|");
 }
 
@@ -123,11 +126,28 @@ interface ProbeOutcome {
 function bootProbe(input: ProbeInput, cpu: KvmCpu, deadlineMs: number): Promise<ProbeOutcome> {
   const started = performance.now();
   const args = [
-    "-M", "microvm,isa-serial=on", "-accel", "kvm", ...(cpu === "host" ? ["-cpu", "host"] : []), "-m", "256", "-smp", "1",
-    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-    "-kernel", input.kernel, "-initrd", input.initrd,
-    "-append", `console=ttyS0 panic=-1 reboot=k quiet ${PROBE_ARGUMENT}`,
-    "-serial", "stdio",
+    "-M",
+    "microvm,isa-serial=on",
+    "-accel",
+    "kvm",
+    ...(cpu === "host" ? ["-cpu", "host"] : []),
+    "-m",
+    "256",
+    "-smp",
+    "1",
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-kernel",
+    input.kernel,
+    "-initrd",
+    input.initrd,
+    "-append",
+    `console=ttyS0 panic=-1 reboot=k quiet ${PROBE_ARGUMENT}`,
+    "-serial",
+    "stdio",
   ];
   return new Promise((resolve) => {
     // Under timeout(1): a hung probe is killed at its deadline even if this daemon dies first.
@@ -155,7 +175,12 @@ function bootProbe(input: ProbeInput, cpu: KvmCpu, deadlineMs: number): Promise<
     child.stderr.on("data", onOutput);
     child.on("error", (err) => finish(false, `cannot start QEMU: ${err.message}`));
     child.on("exit", (code, signal) => {
-      const lastLine = output.trim().split("\n").filter((l) => l.trim()).pop() ?? "";
+      const lastLine =
+        output
+          .trim()
+          .split("\n")
+          .filter((l) => l.trim())
+          .pop() ?? "";
       finish(output.includes(PROBE_MARKER), `QEMU exited (${code ?? signal})${lastLine ? `: ${lastLine.slice(0, 160)}` : ""}`);
     });
   });

@@ -93,26 +93,45 @@ function escapeOption(value: string): string {
 export function buildQemuArgs(spec: QemuSpec): string[] {
   const machine = spec.accel === "tcg" ? "microvm,isa-serial=on,pit=on" : "microvm,isa-serial=on";
   const args = [
-    "-M", spec.memoryFile ? `${machine},memory-backend=${RAM_BACKEND_ID}` : machine,
+    "-M",
+    spec.memoryFile ? `${machine},memory-backend=${RAM_BACKEND_ID}` : machine,
     // Under TCG: QEMU's default model plus ARAT (the APIC timer keeps running when idle). Without ARAT the
     // guest keeps a periodic 250 Hz tick (no one-shot timer without a broadcast device, which microvm lacks),
     // and an idle VM cost twice the host CPU. Richer models (max) would only add instructions to emulate.
     ...(spec.accel === "kvm" ? ["-accel", "kvm", ...(spec.kvmCpu === "default" ? [] : ["-cpu", "host"])] : ["-accel", "tcg,thread=multi", "-cpu", "qemu64,+arat"]),
-    "-smp", String(spec.cpus),
-    "-m", `${spec.memoryMiB}M`,
-    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-    "-kernel", spec.kernel,
-    "-initrd", spec.initrd,
-    "-append", spec.cmdline,
-    "-chardev", `file,id=serial0,path=${escapeOption(spec.serialLog)},append=on`,
-    "-serial", "chardev:serial0",
-    "-drive", `id=root,file=${escapeOption(spec.disk.path)},format=${spec.disk.format},if=none,cache=writeback,discard=unmap`,
-    "-device", "virtio-blk-device,drive=root",
-    "-device", "virtio-serial-device,max_ports=4",
-    "-chardev", `socket,id=agent,path=${escapeOption(spec.agentSocket)},server=on,wait=off`,
-    "-device", `virtserialport,chardev=agent,name=${AGENT_PORT}`,
-    "-object", "rng-random,id=rng0,filename=/dev/urandom",
-    "-device", "virtio-rng-device,rng=rng0",
+    "-smp",
+    String(spec.cpus),
+    "-m",
+    `${spec.memoryMiB}M`,
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-kernel",
+    spec.kernel,
+    "-initrd",
+    spec.initrd,
+    "-append",
+    spec.cmdline,
+    "-chardev",
+    `file,id=serial0,path=${escapeOption(spec.serialLog)},append=on`,
+    "-serial",
+    "chardev:serial0",
+    "-drive",
+    `id=root,file=${escapeOption(spec.disk.path)},format=${spec.disk.format},if=none,cache=writeback,discard=unmap`,
+    "-device",
+    "virtio-blk-device,drive=root",
+    "-device",
+    "virtio-serial-device,max_ports=4",
+    "-chardev",
+    `socket,id=agent,path=${escapeOption(spec.agentSocket)},server=on,wait=off`,
+    "-device",
+    `virtserialport,chardev=agent,name=${AGENT_PORT}`,
+    "-object",
+    "rng-random,id=rng0,filename=/dev/urandom",
+    "-device",
+    "virtio-rng-device,rng=rng0",
   ];
   if (spec.memoryFile) {
     const { path, shared } = spec.memoryFile;
@@ -122,10 +141,7 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     const netdev = spec.network.kind === "tap" ? netdevTap(spec.network) : netdevUser(spec.network);
     args.push("-netdev", netdev, "-device", `virtio-net-device,netdev=net0,mac=${spec.network.mac}`);
   }
-  args.push(
-    "-qmp", `unix:${escapeOption(spec.qmpSocket)},server=on,wait=off`,
-    "-pidfile", spec.pidFile,
-  );
+  args.push("-qmp", `unix:${escapeOption(spec.qmpSocket)},server=on,wait=off`, "-pidfile", spec.pidFile);
   if (spec.incoming) args.push("-incoming", "defer");
   else if (spec.freeze) args.push("-S");
   return args;

@@ -27,10 +27,14 @@ export class QemuEngine implements Engine {
   }
 
   async start(spec: MachineSpec, files: MachineFiles, options: StartOptions = {}): Promise<Machine> {
-    const started = await startQemu(
-      qemuSpecOf(spec, files, this.options.accel),
-      { binary: this.options.binary, logFile: files.log, qmpTranscript: files.transcript, timeoutMs: options.timeoutMs, gid: options.gid, argvPrefix: options.argvPrefix },
-    );
+    const started = await startQemu(qemuSpecOf(spec, files, this.options.accel), {
+      binary: this.options.binary,
+      logFile: files.log,
+      qmpTranscript: files.transcript,
+      timeoutMs: options.timeoutMs,
+      gid: options.gid,
+      argvPrefix: options.argvPrefix,
+    });
     return new QemuMachine(started.process, started.qmp, files, "up");
   }
 

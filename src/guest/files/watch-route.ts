@@ -37,7 +37,8 @@ export function registerWatchRoute(router: AgentRouter): void {
     let deadline: ReturnType<typeof setTimeout> | undefined;
     const session = new WatchSession(spec, {
       write: (text) => {
-        if (!opened) early.push(text); // changes seen while the other watches were still being set up
+        if (!opened)
+          early.push(text); // changes seen while the other watches were still being set up
         else if (!stream.destroyed) stream.write(text);
         return stream.writableLength;
       },

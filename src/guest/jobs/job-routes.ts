@@ -4,7 +4,16 @@ import { constants as h2 } from "node:http2";
 import type { ExecSpec } from "../../protocol/agent.ts";
 import { resolveExecUser } from "../users.ts";
 import { withImageDefaults } from "../image-defaults.ts";
-import { LINUX_SIGNALS, MAX_KILL_GRACE_MS, MAX_RING_BYTES, MAX_WAIT_SECONDS, MIN_RING_BYTES, type BackgroundLaunch, type JobKillRequest, type JobLaunchRequest } from "../../protocol/jobs.ts";
+import {
+  LINUX_SIGNALS,
+  MAX_KILL_GRACE_MS,
+  MAX_RING_BYTES,
+  MAX_WAIT_SECONDS,
+  MIN_RING_BYTES,
+  type BackgroundLaunch,
+  type JobKillRequest,
+  type JobLaunchRequest,
+} from "../../protocol/jobs.ts";
 import { AgentRouteError, readJson, sendJson } from "../http.ts";
 import type { AgentRouter } from "../router.ts";
 import type { JobRegistry } from "./job-registry.ts";
@@ -58,7 +67,13 @@ export function registerJobRoutes(router: AgentRouter, jobs: JobRegistry): void 
     sendJson(stream, 201, launched);
   });
 
-  router.add("GET", "/v1/jobs", ({ stream }) => sendJson(stream, 200, jobs.list().map((job) => job.info())));
+  router.add("GET", "/v1/jobs", ({ stream }) =>
+    sendJson(
+      stream,
+      200,
+      jobs.list().map((job) => job.info()),
+    ),
+  );
 
   router.add("GET", "/v1/jobs/:id", ({ stream, params }) => sendJson(stream, 200, jobs.get(params.id as string).info()));
 

@@ -64,7 +64,10 @@ export function dockerignoreRegExp(pattern: string): RegExp {
       const close = pattern.indexOf("]", i + 2);
       if (close < 0) source += "\\[";
       else {
-        const body = pattern.slice(i + 1, close).replace(/^\^/, "^").replace(/^!/, "^");
+        const body = pattern
+          .slice(i + 1, close)
+          .replace(/^\^/, "^")
+          .replace(/^!/, "^");
         source += `[${body.replace(/[\]\\/]/g, "\\$&")}]`;
         i = close;
       }

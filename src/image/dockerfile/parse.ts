@@ -115,7 +115,12 @@ function parseInstruction(text: string, line: number): Instruction {
   const allowed: Record<string, string[]> = { COPY: ["chown", "chmod"], ADD: ["chown", "chmod"] };
   for (const flag of Object.keys(flags)) {
     if (!(allowed[keyword] ?? []).includes(flag)) {
-      const why = flag === "from" ? "multi-stage builds are not supported" : flag === "mount" || flag === "network" || flag === "security" ? "RUN options are not supported" : "Corral does not support this option";
+      const why =
+        flag === "from"
+          ? "multi-stage builds are not supported"
+          : flag === "mount" || flag === "network" || flag === "security"
+            ? "RUN options are not supported"
+            : "Corral does not support this option";
       throw dockerfileError(line, `${keyword} --${flag} is not supported: ${why}`);
     }
   }
@@ -141,7 +146,14 @@ function parseInstruction(text: string, line: number): Instruction {
       const json = jsonArray(remainder);
       const words = json ?? remainder.split(/\s+/);
       if (words.length < 2) throw dockerfileError(line, `${keyword} needs at least one source and a destination`);
-      return { ...at, kind: keyword, words, json: json !== undefined, ...(flags.chown !== undefined ? { chown: flags.chown } : {}), ...(flags.chmod !== undefined ? { chmod: flags.chmod } : {}) };
+      return {
+        ...at,
+        kind: keyword,
+        words,
+        json: json !== undefined,
+        ...(flags.chown !== undefined ? { chown: flags.chown } : {}),
+        ...(flags.chmod !== undefined ? { chmod: flags.chmod } : {}),
+      };
     }
     default:
       return { ...at, kind: keyword as "ARG" | "ENV" | "LABEL" | "WORKDIR" | "USER" | "EXPOSE" | "MAINTAINER", args: remainder };

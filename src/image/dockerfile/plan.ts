@@ -143,13 +143,15 @@ export function planBuild(dockerfile: Dockerfile, options: PlanOptions = {}): Bu
       }
       case "USER":
         user = expand(instruction, instruction.args);
-        if (/\s/.test(user) || user === "") throw dockerfileError(instruction.line, `USER takes one user (name, uid, name:group or uid:gid), got ${JSON.stringify(instruction.args)}`);
+        if (/\s/.test(user) || user === "")
+          throw dockerfileError(instruction.line, `USER takes one user (name, uid, name:group or uid:gid), got ${JSON.stringify(instruction.args)}`);
         meta(`USER ${user}`);
         return;
       case "EXPOSE": {
         const ports = words(instruction, instruction.args).map((w) => expand(instruction, w));
         for (const port of ports) {
-          if (!/^\d{1,5}(-\d{1,5})?(\/(tcp|udp|sctp))?$/i.test(port)) throw dockerfileError(instruction.line, `EXPOSE takes ports such as 80 or 53/udp, got ${JSON.stringify(port)}`);
+          if (!/^\d{1,5}(-\d{1,5})?(\/(tcp|udp|sctp))?$/i.test(port))
+            throw dockerfileError(instruction.line, `EXPOSE takes ports such as 80 or 53/udp, got ${JSON.stringify(port)}`);
           exposed.push(port);
         }
         meta(`EXPOSE ${ports.join(" ")}`);
@@ -178,13 +180,16 @@ export function planBuild(dockerfile: Dockerfile, options: PlanOptions = {}): Bu
         const sources = expanded.slice(0, -1);
         const rawDest = expanded[expanded.length - 1] as string;
         for (const source of sources) {
-          if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) throw dockerfileError(instruction.line, `${instruction.kind} from a URL (${JSON.stringify(source)}) is not supported: download it in a RUN step`);
+          if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source))
+            throw dockerfileError(instruction.line, `${instruction.kind} from a URL (${JSON.stringify(source)}) is not supported: download it in a RUN step`);
         }
         const dest = posix.resolve(workdir, rawDest) + (rawDest.endsWith("/") && rawDest !== "/" ? "/" : "");
-        if (sources.length > 1 && !dest.endsWith("/")) throw dockerfileError(instruction.line, `${instruction.kind} with several sources needs a destination ending in "/", got ${JSON.stringify(rawDest)}`);
+        if (sources.length > 1 && !dest.endsWith("/"))
+          throw dockerfileError(instruction.line, `${instruction.kind} with several sources needs a destination ending in "/", got ${JSON.stringify(rawDest)}`);
         const chown = instruction.chown === undefined ? undefined : expand(instruction, instruction.chown);
         const chmod = instruction.chmod;
-        if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod)) throw dockerfileError(instruction.line, `--chmod takes octal permissions such as 0755, got ${JSON.stringify(chmod)}`);
+        if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod))
+          throw dockerfileError(instruction.line, `--chmod takes octal permissions such as 0755, got ${JSON.stringify(chmod)}`);
         const options = `${chown !== undefined ? ` --chown=${chown}` : ""}${chmod !== undefined ? ` --chmod=${chmod}` : ""}`;
         steps.push({
           kind: "copy",

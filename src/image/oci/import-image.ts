@@ -78,7 +78,10 @@ async function importLocked(request: ImportRequest, deps: ImportDeps): Promise<I
   // An import never takes over a built image (`base`, `debian`, a Dockerfile's): their builders own them.
   const existing = await store.resolve(request.name).catch(() => undefined);
   if (existing && existing.manifest.source?.kind !== "oci") {
-    throw new CorralError("conflict", `Image ${JSON.stringify(request.name)} is built by Corral (${existing.manifest.source?.kind ?? "recipe"}), not imported: import under another name`);
+    throw new CorralError(
+      "conflict",
+      `Image ${JSON.stringify(request.name)} is built by Corral (${existing.manifest.source?.kind ?? "recipe"}), not imported: import under another name`,
+    );
   }
   const layoutDir = join(request.work, "layout");
   progress.step(`reading ${request.source.label}`);
@@ -126,7 +129,10 @@ async function importLocked(request: ImportRequest, deps: ImportDeps): Promise<I
   progress.step("building the root filesystem (ext4)");
   const sizeMiB = await buildExt4Fitting(root, join(out, IMAGE_FILES.rootfs));
   progress.done(`root filesystem built: ${sizeMiB} MiB`);
-  await writeFile(join(out, IMAGE_FILES.initrd), await buildInitramfs({ busyboxPath: requireProgram("busybox", "busybox-static"), modules: await resolveBootModules(kernel.modulesDir) }));
+  await writeFile(
+    join(out, IMAGE_FILES.initrd),
+    await buildInitramfs({ busyboxPath: requireProgram("busybox", "busybox-static"), modules: await resolveBootModules(kernel.modulesDir) }),
+  );
   await copyFile(kernel.vmlinuz, join(out, IMAGE_FILES.kernel));
 
   // A client that left while mkfs ran does not get an image it no longer waits for.

@@ -53,7 +53,11 @@ export async function archiveFormat(path: string): Promise<ArchiveFormat> {
 /** A name for a pulled image from its repository: "tools/Alpine_x" -> "alpine_x". */
 export function defaultImageName(repository: string): string {
   const last = repository.split("/").pop() ?? "";
-  const name = last.toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[^a-z0-9]+/, "").slice(0, 63);
+  const name = last
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]/g, "-")
+    .replace(/^[^a-z0-9]+/, "")
+    .slice(0, 63);
   return name || "imported";
 }
 

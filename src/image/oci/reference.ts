@@ -47,7 +47,7 @@ export function parseReference(input: string): RegistryReference {
   } else if (parts.length === 1) {
     parts.unshift("library");
   }
-  if (parts.length === 0 || !parts.every((p) => COMPONENT.test(p))) throw bad("the repository must be lowercase components separated by \"/\"");
+  if (parts.length === 0 || !parts.every((p) => COMPONENT.test(p))) throw bad('the repository must be lowercase components separated by "/"');
   const repository = parts.join("/");
   if (!tag && !digest) tag = "latest";
   const canonical = `${registry}/${repository}${tag ? `:${tag}` : ""}${digest ? `@${digest}` : ""}`;

@@ -77,7 +77,11 @@ export function explainSkopeo(source: SkopeoSource, err: unknown): CorralError {
       return new CorralError("image_reference_not_found", `The registry has no image ${ref}`, { cause: err });
     }
     if (/server gave HTTP response to HTTPS client|http: server gave|x509|certificate/i.test(text)) {
-      return new CorralError("registry_unreachable", `Cannot reach the registry of ${ref} over verified HTTPS: pass insecure (--insecure) for a plain-HTTP or self-signed registry (${detail})`, { cause: err });
+      return new CorralError(
+        "registry_unreachable",
+        `Cannot reach the registry of ${ref} over verified HTTPS: pass insecure (--insecure) for a plain-HTTP or self-signed registry (${detail})`,
+        { cause: err },
+      );
     }
     if (/connection refused|no such host|i\/o timeout|dial tcp|network is unreachable|EOF/i.test(text)) {
       return new CorralError("registry_unreachable", `Cannot reach the registry of ${ref}: ${detail}`, { cause: err });

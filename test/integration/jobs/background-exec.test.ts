@@ -122,7 +122,11 @@ describe("background exec", { timeout: 900_000 }, () => {
     assert.equal(all.at(-1)?.type, "exit", "follow ends with the exit frame");
     assert.equal(all.at(-1)?.exit_code, 0);
     assert.equal(stdoutText(all), "tick1\ntick2\ntick3\ntick4\ntick5\ntick6\n");
-    assert.deepEqual(all.map((f) => f.id), all.map((_, i) => i + 1), "ids are 1, 2, 3, ... with nothing missing");
+    assert.deepEqual(
+      all.map((f) => f.id),
+      all.map((_, i) => i + 1),
+      "ids are 1, 2, 3, ... with nothing missing",
+    );
     const info = await daemon.client.bg.info(host, job.exec_id);
     assert.equal(info.state, "exited");
     assert.equal(info.exit_code, 0);
@@ -196,10 +200,30 @@ describe("background exec", { timeout: 900_000 }, () => {
 
   test("kill takes numbers and Slicer's empty body; a bad signal or grace is 400", async () => {
     const job = await daemon.client.bg.exec(host, { cmd: "sleep", args: ["600"] });
-    assertError(await call(daemon.url, "POST", `/vm/${host}/exec/${job.exec_id}/kill`, JSON.stringify({ signal: "NOPE" }), { "content-type": "application/json" }), 400, "invalid_request", /Invalid signal "NOPE"/);
-    assertError(await call(daemon.url, "POST", `/vm/${host}/exec/${job.exec_id}/kill`, JSON.stringify({ signal: 99 }), { "content-type": "application/json" }), 400, "invalid_request", /Invalid signal 99/);
-    assertError(await call(daemon.url, "POST", `/vm/${host}/exec/${job.exec_id}/kill`, JSON.stringify({ grace_ms: -5 }), { "content-type": "application/json" }), 400, "invalid_request", /grace_ms/);
-    assertError(await call(daemon.url, "POST", `/vm/${host}/exec/${job.exec_id}/kill`, JSON.stringify({ sig: "TERM" }), { "content-type": "application/json" }), 400, "invalid_request", /Unknown body field "sig"/);
+    assertError(
+      await call(daemon.url, "POST", `/vm/${host}/exec/${job.exec_id}/kill`, JSON.stringify({ signal: "NOPE" }), { "content-type": "application/json" }),
+      400,
+      "invalid_request",
+      /Invalid signal "NOPE"/,
+    );
+    assertError(
+      await call(daemon.url, "POST", `/vm/${host}/exec/${job.exec_id}/kill`, JSON.stringify({ signal: 99 }), { "content-type": "application/json" }),
+      400,
+      "invalid_request",
+      /Invalid signal 99/,
+    );
+    assertError(
+      await call(daemon.url, "POST", `/vm/${host}/exec/${job.exec_id}/kill`, JSON.stringify({ grace_ms: -5 }), { "content-type": "application/json" }),
+      400,
+      "invalid_request",
+      /grace_ms/,
+    );
+    assertError(
+      await call(daemon.url, "POST", `/vm/${host}/exec/${job.exec_id}/kill`, JSON.stringify({ sig: "TERM" }), { "content-type": "application/json" }),
+      400,
+      "invalid_request",
+      /Unknown body field "sig"/,
+    );
     assert.equal((await daemon.client.bg.info(host, job.exec_id)).running, true, "refused kills did nothing");
     // Slicer's Go SDK sends no body for default options, with a JSON content type.
     const empty = await call(daemon.url, "POST", `/vm/${host}/exec/${job.exec_id}/kill`, undefined, { "content-type": "application/json" });
@@ -230,7 +254,10 @@ describe("background exec", { timeout: 900_000 }, () => {
     assert.deepEqual(await daemon.client.bg.remove(host, job.exec_id), { exec_id: job.exec_id, reaped: true });
     for (let i = 0; i < 50 && (await guestAlive(job.pid)); i++) await sleep(100);
     assert.equal(await guestAlive(job.pid), false, "the process is gone");
-    assert.equal((await daemon.client.bg.list(host)).some((j) => j.exec_id === job.exec_id), false);
+    assert.equal(
+      (await daemon.client.bg.list(host)).some((j) => j.exec_id === job.exec_id),
+      false,
+    );
     const base = `/vm/${host}/exec/${job.exec_id}`;
     assertError(await call(daemon.url, "GET", base), 410, "gone");
     assertError(await call(daemon.url, "GET", `${base}/logs`), 410, "gone");
@@ -261,7 +288,15 @@ describe("background exec", { timeout: 900_000 }, () => {
   });
 
   test("the shell form, env, cwd and uid reach the job; base64 output keeps raw bytes", async () => {
-    const job = await daemon.client.bg.exec(host, { cmd: 'echo "$FOO $(pwd) $(id -u)"; printf "\\377\\000"', shell: "/bin/sh", env: { FOO: "bar baz" }, cwd: "/tmp", uid: 65534, gid: 65534, stdio: "base64" });
+    const job = await daemon.client.bg.exec(host, {
+      cmd: 'echo "$FOO $(pwd) $(id -u)"; printf "\\377\\000"',
+      shell: "/bin/sh",
+      env: { FOO: "bar baz" },
+      cwd: "/tmp",
+      uid: 65534,
+      gid: 65534,
+      stdio: "base64",
+    });
     assert.equal((await daemon.client.bg.wait(host, job.exec_id, 30)).exit_code, 0);
     const frames = await logs(job.exec_id);
     const bytes = Buffer.concat(frames.filter((f) => f.type === "stdout").map((f) => Buffer.from(f.type === "stdout" ? f.stdout : "", "base64")));
@@ -328,6 +363,9 @@ describe("background exec", { timeout: 900_000 }, () => {
     assert.equal(frames.at(-1)?.type, "exit");
     assert.equal(frames.at(-1)?.exit_code, 0);
     assert.equal(stdoutText(frames), Array.from({ length: 30 }, (_, i) => `tick${i}\n`).join(""), "every line, in order");
-    assert.equal(frames.some((f) => f.type === "gap"), false);
+    assert.equal(
+      frames.some((f) => f.type === "gap"),
+      false,
+    );
   });
 });

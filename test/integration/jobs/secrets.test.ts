@@ -103,7 +103,10 @@ describe("secrets", { timeout: 900_000 }, () => {
     assert.equal(answer.body.permissions, "0600", "the default mode");
     assert.equal(answer.body.modified_at, answer.body.mod_time);
     const list = await daemon.client.secrets.list();
-    assert.deepEqual(list.map((s) => s.name), ["api.token_v2", "early"]);
+    assert.deepEqual(
+      list.map((s) => s.name),
+      ["api.token_v2", "early"],
+    );
     assert.equal(JSON.stringify(list).includes(EARLY), false);
     const folder = join(daemon.stateDir, "secrets");
     assert.equal(statSync(folder).mode & 0o777, 0o700);
@@ -206,7 +209,10 @@ describe("secrets", { timeout: 900_000 }, () => {
     const badMode = await corral(["secret", "create", "other", "--from-literal", "x", "--mode", "999"], env);
     assert.match(badMode.stderr, /^corral: Invalid permissions "999".*\(400 invalid_request\)\n$/);
     const list = await corral(["secret", "list", "--json"], env);
-    assert.deepEqual((JSON.parse(list.stdout) as { name: string }[]).map((s) => s.name), ["cli-secret", "early"]);
+    assert.deepEqual(
+      (JSON.parse(list.stdout) as { name: string }[]).map((s) => s.name),
+      ["cli-secret", "early"],
+    );
     const table = await corral(["secret", "list"], env);
     assert.match(table.stdout, /^NAME\s+SIZE\s+MODE\s+UID\s+GID\s+MODIFIED\ncli-secret\s+7 B\s+0644\s+65534\s+0 /);
     const updated = await corral(["secret", "update", "cli-secret", "--from-file", file], env);

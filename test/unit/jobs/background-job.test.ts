@@ -47,9 +47,15 @@ describe("background jobs", { timeout: 60_000 }, () => {
     assert.match(job.id, /^ex_[0-9a-f]{16}$/);
     assert.ok(job.pid > 0);
     const done = await job.waitExit(10_000, new AbortController().signal);
-    assert.deepEqual({ running: done.running, state: done.state, exit_code: done.exit_code, timed_out: done.timed_out }, { running: false, state: "exited", exit_code: 3, timed_out: false });
+    assert.deepEqual(
+      { running: done.running, state: done.state, exit_code: done.exit_code, timed_out: done.timed_out },
+      { running: false, state: "exited", exit_code: 3, timed_out: false },
+    );
     const frames = await log(jobs, job.id);
-    assert.deepEqual(frames.map((f) => f.id), [1, 2, 3, 4]);
+    assert.deepEqual(
+      frames.map((f) => f.id),
+      [1, 2, 3, 4],
+    );
     assert.equal(frames[0]?.type, "started");
     assert.equal(frames.at(-1)?.type, "exit");
     const output = frames.filter((f) => f.type === "stdout" || f.type === "stderr").map((f) => `${f.type}:${f.type === "stdout" ? f.stdout : f.stderr}`);
@@ -69,9 +75,19 @@ describe("background jobs", { timeout: 60_000 }, () => {
     const job = await jobs.launch(spec("for i in 1 2 3 4 5; do echo line$i; sleep 0.05; done"), 64 * 1024);
     const followed = await log(jobs, job.id, { follow: true });
     assert.equal(followed.at(-1)?.type, "exit", "follow ends with the exit frame");
-    assert.equal(followed.filter((f) => f.type === "stdout").map((f) => f.stdout).join(""), "line1\nline2\nline3\nline4\nline5\n");
+    assert.equal(
+      followed
+        .filter((f) => f.type === "stdout")
+        .map((f) => f.stdout)
+        .join(""),
+      "line1\nline2\nline3\nline4\nline5\n",
+    );
     const ids = followed.map((f) => f.id);
-    assert.deepEqual(ids, ids.map((_, i) => i + 1), "ids are 1, 2, 3, ...");
+    assert.deepEqual(
+      ids,
+      ids.map((_, i) => i + 1),
+      "ids are 1, 2, 3, ...",
+    );
     const after = await log(jobs, job.id, { afterId: 3 });
     assert.deepEqual(after, followed.slice(3), "resuming after 3 gives exactly the later frames");
     assert.deepEqual(await log(jobs, job.id, { afterId: followed.length }), []);
@@ -84,7 +100,10 @@ describe("background jobs", { timeout: 60_000 }, () => {
     const frames = await log(jobs, job.id);
     const gap = frames[0];
     assert.ok(gap?.type === "gap", `the log starts with a gap: ${JSON.stringify(frames[0])}`);
-    const kept = frames.slice(1).filter((f) => f.type === "stdout").reduce((n, f) => n + (f.type === "stdout" ? f.stdout.length : 0), 0);
+    const kept = frames
+      .slice(1)
+      .filter((f) => f.type === "stdout")
+      .reduce((n, f) => n + (f.type === "stdout" ? f.stdout.length : 0), 0);
     assert.equal(gap.dropped_bytes + kept, 200000, "dropped plus kept is everything written");
     assert.equal(gap.id + 1, frames[1]?.id, "the gap's id is the last dropped frame's");
     assert.match(gap.message, /dropped/);

@@ -21,7 +21,13 @@ function corral(code: string): (err: unknown) => boolean {
   return (err) => err instanceof CorralError && err.code === code;
 }
 
-const fields = (data: string, extra: Partial<{ permissions: string; uid: number; gid: number }> = {}) => ({ data: Buffer.from(data), permissions: "0600", uid: 0, gid: 0, ...extra });
+const fields = (data: string, extra: Partial<{ permissions: string; uid: number; gid: number }> = {}) => ({
+  data: Buffer.from(data),
+  permissions: "0600",
+  uid: 0,
+  gid: 0,
+  ...extra,
+});
 
 describe("SecretStore", () => {
   test("creates a 0700 folder with one 0600 file per secret; values survive a reopen", async () => {
@@ -93,7 +99,10 @@ describe("SecretStore", () => {
     const lines: string[] = [];
     const log = pino({ level: "error" }, { write: (line: string) => lines.push(line) });
     const reopened = await SecretStore.open(dir, log);
-    assert.deepEqual(reopened.list().map((h) => h.name), ["good"]);
+    assert.deepEqual(
+      reopened.list().map((h) => h.name),
+      ["good"],
+    );
     assert.equal(existsSync(join(dir, ".tmp-abc123")), false);
     assert.equal(readFileSync(join(dir, "foreign"), "utf8"), "raw secret value without a header", "nothing is deleted on a guess");
     assert.equal(lines.length, 1);
@@ -119,9 +128,7 @@ describe("GuestSecrets", () => {
     assert.equal(stats.uid, 65534);
     assert.equal(stats.gid, 65534);
     assert.equal(statSync(dir).mode & 0o777, 0o755);
-    assert.deepEqual(secrets.list(), [
-      { name: "api-key", size: 3, sha256: createHash("sha256").update("k3y").digest("hex"), permissions: "0640", uid: 65534, gid: 65534 },
-    ]);
+    assert.deepEqual(secrets.list(), [{ name: "api-key", size: 3, sha256: createHash("sha256").update("k3y").digest("hex"), permissions: "0640", uid: 65534, gid: 65534 }]);
     await secrets.put("api-key", { permissions: "0600", uid: 0, gid: 0 }, Buffer.from("new"));
     assert.equal(readFileSync(join(dir, "api-key"), "utf8"), "new");
     assert.deepEqual(await readdir(dir), ["api-key"], "no temporary files remain");

@@ -33,7 +33,11 @@ describe("signals", () => {
 
   test("anything else is invalid_request naming the value", () => {
     for (const bad of ["NOPE", "0", "32", "-9", "", "SIG", 64, "TERM;rm"]) {
-      assert.throws(() => parseSignal(bad), (err: unknown) => code("invalid_request")(err) && (err as Error).message.includes("Invalid signal"), String(bad));
+      assert.throws(
+        () => parseSignal(bad),
+        (err: unknown) => code("invalid_request")(err) && (err as Error).message.includes("Invalid signal"),
+        String(bad),
+      );
     }
   });
 });

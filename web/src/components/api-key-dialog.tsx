@@ -14,8 +14,8 @@ export function ApiKeyDialog({ hadKey, onSave }: { hadKey: boolean; onSave: (key
     <Modal title="Sign in to this controller" onClose={() => undefined}>
       <form onSubmit={submit} className="stack">
         <p>
-          {hadKey ? "The controller refused the API key this tab had." : "This controller needs an API key."} It is kept in this tab's session storage
-          only. The key is in <code>STATE_DIR/auth/controller-api-key</code> on the controller's machine.
+          {hadKey ? "The controller refused the API key this tab had." : "This controller needs an API key."} It is kept in this tab's session storage only. The key is in{" "}
+          <code>STATE_DIR/auth/controller-api-key</code> on the controller's machine.
         </p>
         <label htmlFor={inputId}>API key</label>
         {/* biome-ignore lint/a11y/noAutofocus: the dialog asks for this one field; focus goes where the user types */}

@@ -10,7 +10,11 @@ export function Countdown({ expiresAt, now }: { expiresAt: string | number; now?
   const end = typeof expiresAt === "number" ? new Date(expiresAt * 1000) : new Date(expiresAt);
   const left = secondsLeft(end, now ?? ticking);
   return (
-    <time className={`countdown countdown-${urgency(left)}`} dateTime={Number.isNaN(end.getTime()) ? String(expiresAt) : end.toISOString()} title={`Expires ${formatTime(expiresAt)}`}>
+    <time
+      className={`countdown countdown-${urgency(left)}`}
+      dateTime={Number.isNaN(end.getTime()) ? String(expiresAt) : end.toISOString()}
+      title={`Expires ${formatTime(expiresAt)}`}
+    >
       {formatSecondsLeft(left)}
     </time>
   );

@@ -24,7 +24,13 @@ export function LineChart(props: {
   /** A fixed top of the y axis (a VM's memory size) instead of one rounded from the values. */
   yMax?: number;
 }) {
-  const yMax = props.yMax !== undefined && props.yMax > 0 ? props.yMax : niceMax(props.series.flatMap((s) => s.values), props.floor ?? 1);
+  const yMax =
+    props.yMax !== undefined && props.yMax > 0
+      ? props.yMax
+      : niceMax(
+          props.series.flatMap((s) => s.values),
+          props.floor ?? 1,
+        );
   const frame = { from: props.from, to: props.to, yMax, width: WIDTH, height: HEIGHT };
   const minutes = Math.round((props.to - props.from) / 60_000);
   return (

@@ -75,9 +75,7 @@ export function ShellTerminal({ hostId, vmName, onClose }: { hostId: string; vmN
   return (
     <div className="terminal-box">
       <div className="terminal-bar">
-        <span role="status">
-          {state.kind === "connecting" ? "Connecting to the shell…" : state.kind === "open" ? "Connected" : state.reason}
-        </span>
+        <span role="status">{state.kind === "connecting" ? "Connecting to the shell…" : state.kind === "open" ? "Connected" : state.reason}</span>
         <span className="actions">
           {state.kind === "closed" && (
             <button type="button" className="small" onClick={() => setAttempt((n) => n + 1)}>

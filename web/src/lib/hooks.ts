@@ -46,8 +46,7 @@ export function useResource<T>(path: string | null, options: ResourceOptions = {
     request.then(
       (data) => mine === generation.current && setState({ path, data: data as T, error: undefined, loading: false }),
       (error: unknown) =>
-        mine === generation.current &&
-        setState((s) => ({ ...s, path, error: error instanceof ApiError ? error : new ApiError(0, "error", String(error)), loading: false })),
+        mine === generation.current && setState((s) => ({ ...s, path, error: error instanceof ApiError ? error : new ApiError(0, "error", String(error)), loading: false })),
     );
   }, [api, path, asText]);
 

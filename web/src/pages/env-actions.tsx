@@ -46,10 +46,16 @@ export function EnvActions({ env, onChanged, leaveOnDelete }: { env: Env; onChan
             Start
           </button>
         )}
-        <button type="button" className="small danger" disabled={deleting} onClick={() => {
+        <button
+          type="button"
+          className="small danger"
+          disabled={deleting}
+          onClick={() => {
             remove.clear();
             setConfirming(true);
-          }} aria-label={`Delete ${env.id}`}>
+          }}
+          aria-label={`Delete ${env.id}`}
+        >
           Delete
         </button>
       </span>

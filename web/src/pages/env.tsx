@@ -46,7 +46,16 @@ function EnvDetails({ env: detail }: { env: EnvDetail }) {
               </>,
             ],
             ["Created", formatTime(env.created_at)],
-            ["SSH keys", env.ssh_keys.length === 0 ? "none" : env.ssh_keys.map((k) => <div key={k} className="mono ellipsis">{k}</div>)],
+            [
+              "SSH keys",
+              env.ssh_keys.length === 0
+                ? "none"
+                : env.ssh_keys.map((k) => (
+                    <div key={k} className="mono ellipsis">
+                      {k}
+                    </div>
+                  )),
+            ],
           ]}
         />
       </div>
@@ -68,7 +77,12 @@ function EnvDetails({ env: detail }: { env: EnvDetail }) {
                       </th>
                       <td>
                         <StateBadge state={vm.status} />
-                        {healthWorthShowing(vm.health, vm.status) && vm.health && <> <HealthBadge health={vm.health} detail={vm.health_detail} /></>}
+                        {healthWorthShowing(vm.health, vm.status) && vm.health && (
+                          <>
+                            {" "}
+                            <HealthBadge health={vm.health} detail={vm.health_detail} />
+                          </>
+                        )}
                         {vm.error && <div className="error-text small-text">{vm.error}</div>}
                       </td>
                       <td>
@@ -79,7 +93,15 @@ function EnvDetails({ env: detail }: { env: EnvDetail }) {
                         {vm.cpu} vCPU · {formatMiB(vm.mem)} · {formatMiB(vm.disk)}
                       </td>
                       <td>{vm.ip || "–"}</td>
-                      <td className="nowrap">{ssh ? <><code>{ssh}</code> <CopyButton text={ssh} /></> : "–"}</td>
+                      <td className="nowrap">
+                        {ssh ? (
+                          <>
+                            <code>{ssh}</code> <CopyButton text={ssh} />
+                          </>
+                        ) : (
+                          "–"
+                        )}
+                      </td>
                     </tr>
                   );
                 })}

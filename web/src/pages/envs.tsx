@@ -23,10 +23,15 @@ export function EnvsPage() {
           </button>
         )}
       </div>
-      {creating && <CreateEnvForm onCreated={() => {
+      {creating && (
+        <CreateEnvForm
+          onCreated={() => {
             setCreating(false);
             envs.reload();
-          }} onCancel={() => setCreating(false)} />}
+          }}
+          onCancel={() => setCreating(false)}
+        />
+      )}
       <ErrorNote error={envs.error} />
       {envs.data === undefined ? (
         !envs.error && <Loading />

@@ -34,13 +34,7 @@ export function HostPage({ id }: { id: string }) {
       <div className="panel">
         <h2>VMs</h2>
         <ErrorNote error={vms.error} />
-        {vms.data === undefined ? (
-          !vms.error && <Loading />
-        ) : vms.data.length === 0 ? (
-          <Empty>This host runs no VMs.</Empty>
-        ) : (
-          <VmTable hostId={id} vms={vms.data} />
-        )}
+        {vms.data === undefined ? !vms.error && <Loading /> : vms.data.length === 0 ? <Empty>This host runs no VMs.</Empty> : <VmTable hostId={id} vms={vms.data} />}
       </div>
       {removing && host.data && <RemoveHostDialog host={host.data} leave onDone={() => setRemoving(false)} onClose={() => setRemoving(false)} />}
     </section>
@@ -65,8 +59,8 @@ function HostDetails({ host }: { host: Host }) {
       <h3>{host.kind === "libvirt" ? "In use by its running domains, of the host's total" : "Reserved by the controller's VMs, of the host's total"}</h3>
       <HostResources host={host} />
       <p className="muted small-text">
-        In use as the host reports: {host.resource.cpu_used} of {host.resource.cpu_total} CPUs, {formatMiB(host.resource.mem_used)} of{" "}
-        {formatMiB(host.resource.mem_total)} memory, {formatMiB(host.resource.disk_used)} of {formatMiB(host.resource.disk_total)} disk.
+        In use as the host reports: {host.resource.cpu_used} of {host.resource.cpu_total} CPUs, {formatMiB(host.resource.mem_used)} of {formatMiB(host.resource.mem_total)} memory,{" "}
+        {formatMiB(host.resource.disk_used)} of {formatMiB(host.resource.disk_total)} disk.
       </p>
     </div>
   );

@@ -27,10 +27,16 @@ export function HostsPage() {
         <HostTable hosts={hosts.data} onRemove={setRemoving} />
       )}
       <AddHostForm onAdded={hosts.reload} />
-      {removing && <RemoveHostDialog host={removing} onDone={() => {
+      {removing && (
+        <RemoveHostDialog
+          host={removing}
+          onDone={() => {
             setRemoving(undefined);
             hosts.reload();
-          }} onClose={() => setRemoving(undefined)} />}
+          }}
+          onClose={() => setRemoving(undefined)}
+        />
+      )}
     </section>
   );
 }
@@ -119,8 +125,8 @@ function AddHostForm({ onAdded }: { onAdded: () => void }) {
     <form className="panel form" onSubmit={submit} aria-labelledby="add-host-title">
       <h2 id="add-host-title">Add a host</h2>
       <p className="muted">
-        A Corral daemon's address (HOST:PORT, or http://HOST:PORT), or a libvirt daemon's URI (qemu:///system, qemu+ssh://root@HOST/system?keyfile=PATH).
-        The controller checks it answers before adding it.
+        A Corral daemon's address (HOST:PORT, or http://HOST:PORT), or a libvirt daemon's URI (qemu:///system, qemu+ssh://root@HOST/system?keyfile=PATH). The controller checks it
+        answers before adding it.
       </p>
       <div className="fields">
         <div className="field">
@@ -158,8 +164,8 @@ export function RemoveHostDialog({ host, onDone, onClose, leave }: { host: Host;
   return (
     <ConfirmDialog title={`Remove host "${host.id}"?`} confirmLabel="Remove" busy={action.busy} error={action.error} onConfirm={confirm} onClose={onClose}>
       <p>
-        The controller stops sending work to <strong>{hostPlace(host)}</strong> and forgets it. The daemon and its VMs keep running. A host that still has
-        environments' VMs cannot be removed: delete those environments first.
+        The controller stops sending work to <strong>{hostPlace(host)}</strong> and forgets it. The daemon and its VMs keep running. A host that still has environments' VMs cannot
+        be removed: delete those environments first.
       </p>
     </ConfirmDialog>
   );

@@ -27,7 +27,12 @@ function Totals({ status }: { status: FleetStatus }) {
   return (
     <>
       <div className="cards">
-        <Card label="Hosts online" value={`${status.hosts_online} / ${status.hosts}`} note={status.hosts_offline > 0 ? `${status.hosts_offline} offline` : undefined} href={paths.hosts()} />
+        <Card
+          label="Hosts online"
+          value={`${status.hosts_online} / ${status.hosts}`}
+          note={status.hosts_offline > 0 ? `${status.hosts_offline} offline` : undefined}
+          href={paths.hosts()}
+        />
         <Card label="VMs running" value={`${status.vms_running} / ${status.total_vms}`} note={status.vms_stopped > 0 ? `${status.vms_stopped} stopped` : undefined} />
         <Card label="Environments" value={String(status.total_envs)} href={paths.envs()} />
       </div>

@@ -65,7 +65,11 @@ export function VmPage({ hostId, vmName }: { hostId: string; vmName: string }) {
           {health && state && healthWorthShowing(health, state) && <HealthBadge health={health} detail={healthDetail} />}
         </span>
       </div>
-      {healthDetail && health !== "ok" && <p className={health === "disk_full" || health === "io_error" || health === "unresponsive" ? "error" : "muted"} role="status">{healthDetail}</p>}
+      {healthDetail && health !== "ok" && (
+        <p className={health === "disk_full" || health === "io_error" || health === "unresponsive" ? "error" : "muted"} role="status">
+          {healthDetail}
+        </p>
+      )}
       <ErrorNote error={hostVms.error} />
       {missing && <ErrorNote error={`Host "${hostId}" does not report a VM named "${vmName}" (it may have been deleted).`} />}
       {hostVms.data === undefined && !hostVms.error && <Loading />}
@@ -278,8 +282,18 @@ function EgressPolicy({ policy }: { policy: NonNullable<VmHardware["networks"][n
   return (
     <Facts
       items={[
-        ["Allowed", <span key="allowed" className="mono">{list(policy.allow)}</span>],
-        ["Dropped", <span key="dropped" className="mono">{list(policy.drop)}</span>],
+        [
+          "Allowed",
+          <span key="allowed" className="mono">
+            {list(policy.allow)}
+          </span>,
+        ],
+        [
+          "Dropped",
+          <span key="dropped" className="mono">
+            {list(policy.drop)}
+          </span>,
+        ],
         ["Policy from", policy.source === "override" ? "this VM" : "its host group"],
         ["New connections", policy.deny_outgoing ? "denied (answers on mapped ports flow)" : "allowed"],
       ]}

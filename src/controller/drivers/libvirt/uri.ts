@@ -36,6 +36,7 @@ const TRANSPORTS: Record<string, LibvirtTransport> = { "": "local", unix: "unix"
 const REMOTE: ReadonlySet<LibvirtTransport> = new Set(["ssh", "tcp", "tls"]);
 
 /** A path on the controller's machine, absolute, without control characters or `..`. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
 const FILE_PATH = /^\/[^\0-\x1f\x7f]{0,4095}$/;
 const FLAG = /^[01]$/;
 
@@ -49,7 +50,12 @@ interface Allowed {
 
 /** The parameters let through, each with the transports that read it and the values it takes. */
 export const ALLOWED_PARAMS: Readonly<Record<string, Allowed>> = {
-  keyfile: { transports: ["ssh"], value: FILE_PATH, says: "an absolute path", why: "becomes ssh's `-i FILE`, one argument after which `--` ends the options: a key is read, nothing run" },
+  keyfile: {
+    transports: ["ssh"],
+    value: FILE_PATH,
+    says: "an absolute path",
+    why: "becomes ssh's `-i FILE`, one argument after which `--` ends the options: a key is read, nothing run",
+  },
   no_verify: { transports: ["ssh", "tls"], value: FLAG, says: "0 or 1", why: "ssh's StrictHostKeyChecking=no, or TLS without checking the server's certificate" },
   no_tty: { transports: ["ssh"], value: FLAG, says: "0 or 1", why: "ssh's BatchMode (always on here: see connectUri)" },
   mode: { transports: ["ssh"], value: /^(auto|legacy|direct)$/, says: "auto, legacy or direct", why: "which daemon socket the far side's helper connects to, from a fixed set" },
@@ -90,7 +96,8 @@ export function parseLibvirtUri(uri: string): LibvirtUri | { problem: string } {
   // libvirt: a host with no transport means TLS to that host.
   if (transport === "local" && rawHost !== "") transport = "tls";
   const remote = REMOTE.has(transport);
-  if (!remote && (rawHost !== "" || user !== undefined || rawPort !== undefined)) return problem(`a ${transport === "unix" ? "qemu+unix" : "qemu"} URI names no user, host or port: it reaches this machine's own libvirt daemon`);
+  if (!remote && (rawHost !== "" || user !== undefined || rawPort !== undefined))
+    return problem(`a ${transport === "unix" ? "qemu+unix" : "qemu"} URI names no user, host or port: it reaches this machine's own libvirt daemon`);
   if (remote && rawHost === "") return problem(`qemu+${transport} needs the remote machine's name or address`);
   if (user !== undefined && transport !== "ssh") return problem(`only qemu+ssh takes a user, not qemu+${transport}`);
   if (user !== undefined && !USER.test(user)) return problem(`the user ${quote(user)} is not a user name (letters, digits, '_', '.', '-', not first '-')`);
@@ -121,7 +128,10 @@ export function parseLibvirtUri(uri: string): LibvirtUri | { problem: string } {
       return problem(`its parameter ${quote(name)} is refused: ${because}`);
     }
     if (Object.hasOwn(params, name)) return problem(`its parameter ${quote(name)} is given twice`);
-    if (!allowed.transports.includes(transport)) return problem(`its parameter ${quote(name)} is read by ${allowed.transports.map((t) => `qemu+${t}`).join(" and ")} only, not by ${transport === "local" ? "qemu" : `qemu+${transport}`}`);
+    if (!allowed.transports.includes(transport))
+      return problem(
+        `its parameter ${quote(name)} is read by ${allowed.transports.map((t) => `qemu+${t}`).join(" and ")} only, not by ${transport === "local" ? "qemu" : `qemu+${transport}`}`,
+      );
     if (!allowed.value.test(value) || value.includes("/../") || value.endsWith("/..")) return problem(`its parameter ${quote(name)} must be ${allowed.says}, not ${quote(value)}`);
     params[name] = value;
   }

@@ -44,7 +44,20 @@ export function libvirtSentence(stderr: string): string {
 }
 
 /** Does libvirt say that it could not reach its daemon (or the machine it runs on)? */
-const UNREACHABLE = [/failed to connect to the hypervisor/i, /unable to connect to server/i, /cannot recv data/i, /End of file while reading data/i, /Failed to connect socket/i, /no connection driver available/i, /Connection refused/i, /Permission denied \(publickey/i, /Host key verification failed/i, /Could not resolve hostname/i, /Connection reset by peer/i, /client socket is closed/i];
+const UNREACHABLE = [
+  /failed to connect to the hypervisor/i,
+  /unable to connect to server/i,
+  /cannot recv data/i,
+  /End of file while reading data/i,
+  /Failed to connect socket/i,
+  /no connection driver available/i,
+  /Connection refused/i,
+  /Permission denied \(publickey/i,
+  /Host key verification failed/i,
+  /Could not resolve hostname/i,
+  /Connection reset by peer/i,
+  /client socket is closed/i,
+];
 const NOT_FOUND = [/failed to get domain/i, /Domain not found/i, /no domain with matching/i];
 /** The domain's state refuses the action: starting a running one, stopping one that does not run. */
 const CONFLICT = [/Requested operation is not valid/i, /domain is already active/i, /domain is not running/i, /Operation not supported/i];
@@ -58,8 +71,10 @@ export function virshError(hostId: string, failure: VirshFailure, domain?: strin
   const sentence = libvirtSentence(failure.stderr);
   const said = sentence === "" ? "" : `: ${sentence}`;
   if (UNREACHABLE.some((re) => re.test(failure.stderr))) return new CorralError("host_unreachable", `Host ${quote(hostId)} did not answer (libvirt${said})`, { cause: failure });
-  if (domain !== undefined && NOT_FOUND.some((re) => re.test(failure.stderr))) return new CorralError("vm_not_found", `VM ${quote(domain)} not found on host ${quote(hostId)}: libvirt has no domain of that name`, { cause: failure });
-  if (domain !== undefined && CONFLICT.some((re) => re.test(failure.stderr))) return new CorralError("conflict", `Cannot ${failure.args[0] ?? "act on"} VM ${quote(domain)} on host ${quote(hostId)}${said}`, { cause: failure });
+  if (domain !== undefined && NOT_FOUND.some((re) => re.test(failure.stderr)))
+    return new CorralError("vm_not_found", `VM ${quote(domain)} not found on host ${quote(hostId)}: libvirt has no domain of that name`, { cause: failure });
+  if (domain !== undefined && CONFLICT.some((re) => re.test(failure.stderr)))
+    return new CorralError("conflict", `Cannot ${failure.args[0] ?? "act on"} VM ${quote(domain)} on host ${quote(hostId)}${said}`, { cause: failure });
   return new CorralError("host_bad_answer", `Host ${quote(hostId)} refused virsh ${failure.args[0] ?? ""}${said}`, { cause: failure });
 }
 
@@ -115,10 +130,14 @@ export class Virsh {
           // Already gone.
         }
       };
-      const timer = setTimeout(() => end(new CorralError("host_unreachable", `Host ${quote(this.hostId)} did not answer virsh ${args[0] ?? ""} in ${Math.round(this.timeoutMs / 1000)} s`)), this.timeoutMs);
+      const timer = setTimeout(
+        () => end(new CorralError("host_unreachable", `Host ${quote(this.hostId)} did not answer virsh ${args[0] ?? ""} in ${Math.round(this.timeoutMs / 1000)} s`)),
+        this.timeoutMs,
+      );
       child.stdout.on("data", (chunk: Buffer) => {
         outBytes += chunk.length;
-        if (outBytes > this.maxOutputBytes) end(new CorralError("host_bad_answer", `Host ${quote(this.hostId)} answered virsh ${args[0] ?? ""} with more than ${this.maxOutputBytes} bytes`));
+        if (outBytes > this.maxOutputBytes)
+          end(new CorralError("host_bad_answer", `Host ${quote(this.hostId)} answered virsh ${args[0] ?? ""} with more than ${this.maxOutputBytes} bytes`));
         else out.push(chunk);
       });
       child.stderr.on("data", (chunk: Buffer) => {
