@@ -1,15 +1,15 @@
 // Creates as their client sees them: all or nothing. A VM made for a request (a Slicer create, a fork, a
-// TTstack agent create) exists for good only once its answer is written to the client; a client that
-// leaves first (during the clone or boot, during `?wait=`) or whose answer cannot be written gets its VM
-// removed at once, and one that a crash leaves unanswered is removed by recovery (the store's
-// `acknowledged` mark).
+// TTstack agent create) exists for good only once it is acknowledged; a client that leaves first (during the
+// clone or boot, during `?wait=`) or whose answer cannot be written gets its VM removed at once, and one that
+// a crash leaves unacknowledged is removed by recovery (the store's `acknowledged` mark).
 //
-// The mark is set in the same synchronous step in which the answer's last byte is handed to the socket
-// (the response's "prefinish"), before the event loop runs anything else: a client cannot have read its 201
-// while the mark is still unset, so a crash never removes a VM whose create was answered. (Setting it on
-// "finish", when the write completed, left a window in which a client that had its answer saw the VM vanish
-// after a crash: seen on a loaded host.) A write that then fails (the connection closed before the answer
-// was flushed) still removes the VM.
+// The mark is set before the answer is handed to the socket, never after: once the bytes are with the
+// kernel the client may read its 201 and act (kill the daemon, as the lifetime test does) before this
+// process runs again, so a mark set in the response's "prefinish" could be lost with a VM the client was
+// told about (seen in CI on a loaded 2-core host: recovery removed a VM "whose create was never answered").
+// The opposite window remains and is the lesser harm: a crash between the mark and the write keeps a VM
+// whose client got no answer. An answer that then fails to be written (the connection closed, or an error
+// status written in its place) still removes the VM.
 import type { FastifyReply } from "fastify";
 import { watchDelivery } from "../../http/answer-delivery.ts";
 import { crashPoint } from "../../util/crash-points.ts";
@@ -28,8 +28,8 @@ export interface ClientCreate {
 }
 
 /**
- * Makes a VM for the request `reply` answers, waits as asked, and arranges for the VM to be acknowledged
- * once the answer is written or removed if it is not. Resolves with the record to answer with; on any
+ * Makes a VM for the request `reply` answers, waits as asked, acknowledges it before the answer is
+ * written, and removes it if the answer is not. Resolves with the record to answer with; on any
  * failure (the client left, the wait failed) the VM is gone before the error is thrown.
  */
 export async function createForClient(manager: VmManager, reply: FastifyReply, create: ClientCreate): Promise<VmRecord> {
@@ -45,20 +45,12 @@ export async function createForClient(manager: VmManager, reply: FastifyReply, c
     if (err instanceof CorralError && err.code === "timeout" && create.timeoutOutcome) throw new CorralError("timeout", `${err.message}: ${create.timeoutOutcome}`);
     throw err;
   }
-  // Only the successful answer sets the mark: an error answered in its place (e.g. serialisation) never does.
-  let acknowledged = false;
-  const acknowledge = (): void => {
-    if (acknowledged || reply.raw.statusCode >= 300) return;
-    acknowledged = true;
-    if (!manager.acknowledgeCreate(record)) reply.log.error({ vm: record.hostname, created_at: record.createdAt }, "The answered create's VM was not found to acknowledge");
-  };
-  reply.raw.once("prefinish", acknowledge);
+  if (!manager.acknowledgeCreate(record)) reply.log.error({ vm: record.hostname, created_at: record.createdAt }, "The created VM was not found to acknowledge");
   void delivery.delivered
     .then((written) => {
+      // An error answered in the success's place (e.g. serialisation) is no answer to the create either.
       if (!written) return manager.rollBackCreate(record, delivery.abandoned.reason);
-      // A whole answer always passes "prefinish" first; should it not have, the mark is still set now.
-      if (!acknowledged) reply.log.warn({ vm: record.hostname }, "A create's answer was written without its prefinish step");
-      acknowledge();
+      if (reply.raw.statusCode >= 300) return manager.rollBackCreate(record, new Error(`the create was answered with ${reply.raw.statusCode}`));
       return undefined;
     })
     .catch((err: unknown) => reply.log.error({ vm: record.hostname, err }, "Cannot settle a create after its answer"));
