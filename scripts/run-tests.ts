@@ -4,7 +4,8 @@
 // that boot VMs one file at a time, since each guest is emulated on this machine's few cores. Arguments
 // narrow the run to the files given.
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runSetup } from "../src/setup/setup.ts";
 
@@ -19,13 +20,33 @@ function testFiles(dir: string): string[] {
   }
 }
 
-function runTests(files: string[], concurrency: number): number {
+// Each run also writes its report to a file, so the failures of every run, with their errors, are printed
+// again at the very end: a CI log keeps only its tail, where the unit tests' failures are long gone.
+const reports = mkdtempSync(join(tmpdir(), "corral-test-reports-"));
+
+function runTests(name: string, files: string[], concurrency: number): number {
   if (files.length === 0) return 0;
-  const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", `--test-concurrency=${concurrency}`, ...files], {
+  const report = join(reports, `${name}.txt`);
+  const reporters = ["--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=spec", `--test-reporter-destination=${report}`];
+  const result = spawnSync(process.execPath, ["--import", "tsx", "--test", ...reporters, `--test-concurrency=${concurrency}`, ...files], {
     stdio: "inherit",
     env: { ...process.env, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? "warn" },
   });
   return result.status ?? 1;
+}
+
+/** The spec reporter's closing "failing tests" section of a run, at most `maxLines` lines of it. */
+function failingSection(name: string, maxLines: number): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(reports, `${name}.txt`), "utf8");
+  } catch {
+    return undefined;
+  }
+  const start = text.lastIndexOf("failing tests:");
+  if (start < 0) return undefined;
+  const lines = text.slice(start).split("\n");
+  return lines.length > maxLines ? [...lines.slice(0, maxLines), `… ${lines.length - maxLines} more lines in the ${name} run's output above`].join("\n") : lines.join("\n");
 }
 
 console.error("corral: type check");
@@ -55,6 +76,11 @@ const integration = testFiles("test/integration");
 const pick = (files: string[]): string[] => (chosen.length === 0 ? files : files.filter((f) => chosen.some((c) => f.includes(c))));
 
 const started = performance.now();
-const failures = runTests(pick(unit), 2) + runTests(pick(integration), 1);
+const failures = runTests("unit", pick(unit), 2) + runTests("integration", pick(integration), 1);
+for (const name of ["unit", "integration"]) {
+  const section = failingSection(name, 150);
+  if (section) console.error(`\ncorral: the ${name} tests' failures again:\n${section}`);
+}
+rmSync(reports, { recursive: true, force: true });
 console.error(`corral: tests finished in ${((performance.now() - started) / 1000).toFixed(0)}s${failures ? " with failures" : ""}`);
 process.exit(failures === 0 ? 0 : 1);

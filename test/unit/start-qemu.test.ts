@@ -4,7 +4,7 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -59,16 +59,23 @@ describe("QEMU under unshare --net (stand-in QEMU)", { skip: root ? false : "nee
       `unix:${qmpSocket},server=on,wait=off`,
     ];
     const [command, argv] = qemuCommand(QEMU_BINARY, args, ["unshare", "--net", "--"]);
-    const proc = await QemuProcess.spawn(command, argv, join(dir, "qemu.log"));
+    const logFile = join(dir, "qemu.log");
+    const proc = await QemuProcess.spawn(command, argv, logFile);
     procs.push(proc);
-    for (let i = 0; i < 500 && !existsSync(qmpSocket); i++) await sleep(20);
-    assert.ok(existsSync(qmpSocket), "QEMU opened its QMP socket");
+    // What QEMU said goes with any failure below: a CI run once failed here and printed only the test's name.
+    const qemuSaid = (): string => `QEMU's log: ${existsSync(logFile) ? readFileSync(logFile, "utf8") || "(empty)" : "(none)"}`;
+    t.diagnostic(`started ${command} ${argv.slice(0, 3).join(" ")} …, pid ${proc.pid}`);
+    // A loaded machine (unit tests run two at a time) can take seconds to get QEMU to its socket.
+    for (let i = 0; i < 1500 && !existsSync(qmpSocket) && proc.running; i++) await sleep(20);
+    assert.ok(existsSync(qmpSocket), `QEMU opened its QMP socket; ${qemuSaid()}`);
     // After the exec the process is QEMU: recovery's orphan check looks at argv[0].
     assert.match(processCommandLine(proc.pid)?.[0] ?? "", /qemu/);
     assert.notEqual(execFileSync("readlink", [`/proc/${proc.pid}/ns/net`], { encoding: "utf8" }), execFileSync("readlink", ["/proc/self/ns/net"], { encoding: "utf8" }));
     const links = execFileSync("nsenter", [`--net=/proc/${proc.pid}/ns/net`, "ip", "-o", "link", "show", "tap0"], { encoding: "utf8" });
     assert.match(links, /tap0/);
-    const qmp = await QmpClient.connect(qmpSocket);
+    const qmp = await QmpClient.connect(qmpSocket, { timeoutMs: 30_000 }).catch((err: Error) => {
+      throw new Error(`${err.message}; ${qemuSaid()}`);
+    });
     try {
       await qmp.setLink("net0", false);
       await qmp.setLink("net0", true);
