@@ -19,7 +19,7 @@ import { CorralApiError } from "../sdk/transport.ts";
 import { crashPoint } from "../util/crash-points.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
 import type { Logger } from "../util/log.ts";
-import { placeVms, type EnvRecord, type FleetStore, type HostEndpoint, type NewFleetVm, type Overcommit } from "./db/index.ts";
+import { placeVms, type EnvPosition, type EnvRecord, type FleetStore, type HostEndpoint, type NewFleetVm, type Overcommit } from "./db/index.ts";
 import { EnvHosts } from "./env-hosts.ts";
 import { createOutcome, planCreateStep, planDeleteStep, refreshPatch } from "./env-recovery.ts";
 import type { FleetEvents } from "./events.ts";
@@ -163,6 +163,11 @@ export class EnvService {
 
   list(): Promise<EnvRecord[]> {
     return this.deps.store.listEnvs();
+  }
+
+  /** A page of `list`: see FleetStore.listEnvsPage. */
+  page(limit: number, after?: EnvPosition): Promise<{ envs: EnvRecord[]; next: EnvPosition | undefined }> {
+    return this.deps.store.listEnvsPage(limit, after);
   }
 
   /** Stops every VM of the environment (their disks stay); `partial` if some host could not. */

@@ -17,6 +17,9 @@ import { CorralDaemonDriver } from "./drivers/corral-daemon-driver.ts";
 import { LibvirtDriver } from "./drivers/libvirt-driver.ts";
 import { TTstackAgentDriver } from "./drivers/ttstack-agent-driver.ts";
 
+/** A probe reads only `corral_version` of whatever object /api/info is (one schema object: its check is compiled once). */
+const ANY_OBJECT = Type.Object({});
+
 export interface HostAddress {
   uri: string;
   /** The host's own token; null: the controller's key, if it has one. */
@@ -97,7 +100,7 @@ export class HostDrivers {
   async probe(name: string, address: Omit<HostAddress, "kind">): Promise<HostKind> {
     const api = new AgentApi(name, { uri: address.uri, token: address.token ?? this.options.sharedKey }, READ_TIMEOUT_MS);
     try {
-      const info = await api.data<{ corral_version?: unknown }>("GET", "/api/info", Type.Object({}));
+      const info = await api.data<{ corral_version?: unknown }>("GET", "/api/info", ANY_OBJECT);
       return typeof info.corral_version === "string" ? "corral" : "ttstack";
     } finally {
       await api.close();

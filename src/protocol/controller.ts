@@ -29,6 +29,16 @@ export const HostIdParam = Type.String({ pattern: HOST_ID_PATTERN, description: 
 export const HostParams = Type.Object({ id: HostIdParam });
 const EnvId = Type.String({ pattern: ENV_ID_PATTERN, description: "letters, digits, '.', '_' and '-' (1-128), not starting with '.', without '..'" });
 export const EnvParams = Type.Object({ id: EnvId });
+/** The most environments one page of GET /api/envs holds. */
+export const ENV_PAGE_MAX = 1000;
+/**
+ * GET /api/envs: without `limit`, every environment (TTstack's clients read the whole list); with it, a page
+ * of at most that many, after the one `after` names (the `next` of the page before).
+ */
+export const EnvListQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: ENV_PAGE_MAX, description: `at most this many environments (1-${ENV_PAGE_MAX}), then \`next\`` })),
+  after: Type.Optional(Type.String({ minLength: 1, maxLength: 400, description: "the `next` of the page before" })),
+});
 /** A VM looked up by id: any name TTstack could give one (an unknown one is a 404). */
 export const VmIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
 /**
@@ -205,6 +215,8 @@ export const CONTROLLER_ANSWERS = {
   host: Envelope(HostSchema),
   hosts: Envelope(Type.Array(HostSchema)),
   envs: Envelope(Type.Array(EnvSchema)),
+  /** A page: `next` is the `after` of the following page, null after the last. */
+  envPage: Type.Object({ ok: Type.Literal(true), data: Type.Array(EnvSchema), next: Type.Union([Type.String(), Type.Null()]) }),
   envDetail: Envelope(EnvDetailSchema),
   vm: Envelope(FleetVmSchema),
   images: Envelope(Type.Array(FleetImageSchema)),

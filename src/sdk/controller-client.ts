@@ -84,6 +84,12 @@ export class HostsApi {
   }
 }
 
+/** A page of environments, and where the next one starts (null: this was the last). */
+export interface EnvPage {
+  envs: Env[];
+  next: string | null;
+}
+
 /** `client.envs`: environments, each a set of VMs the controller placed on its hosts. */
 export class EnvsApi {
   constructor(private readonly transport: Transport) {}
@@ -96,9 +102,28 @@ export class EnvsApi {
     return ttData(this.transport, "POST", "/api/envs", body, HOST_WAIT_MS);
   }
 
-  /** Every environment, its VMs by id (`vm_ids`): `get` has them whole. */
+  /** Every environment, its VMs by id (`vm_ids`): `get` has them whole. One answer: `pages` for a big fleet. */
   list(): Promise<Env[]> {
     return ttData(this.transport, "GET", "/api/envs");
+  }
+
+  /** One page of `list`: at most `limit` (1-1000) environments after `after` (the `next` of the page before; null after the last). */
+  async page(limit: number, after?: string): Promise<EnvPage> {
+    const query = new URLSearchParams({ limit: String(limit), ...(after === undefined ? {} : { after }) });
+    const answer = await this.transport.json<{ ok?: unknown; data?: Env[]; next?: string | null; error?: unknown }>("GET", `/api/envs?${query}`);
+    if (answer?.ok !== true || !Array.isArray(answer.data))
+      throw new CorralApiError(502, "host_bad_answer", "The controller answered GET /api/envs?limit with something that is not a page", "GET", "/api/envs");
+    return { envs: answer.data, next: answer.next ?? null };
+  }
+
+  /** Every environment, a page at a time (`pageSize` each): a fleet's whole list never held at once. */
+  async *pages(pageSize = 500): AsyncGenerator<Env[]> {
+    let after: string | undefined;
+    do {
+      const page = await this.page(pageSize, after);
+      if (page.envs.length > 0) yield page.envs;
+      after = page.next ?? undefined;
+    } while (after !== undefined);
   }
 
   get(id: string): Promise<EnvDetail> {

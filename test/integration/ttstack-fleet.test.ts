@@ -8,7 +8,7 @@
 // shape or a 500 is a 502 naming it and what was wrong, and nothing is stored.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import type { EnvDetail, Host } from "../../src/protocol/controller.ts";
+import type { Env, EnvDetail, Host } from "../../src/protocol/controller.ts";
 import { serdeReadError } from "../fixtures/ttstack/contract.ts";
 import { AGENT } from "../fixtures/ttstack/examples.ts";
 import { TestController } from "../helpers/controller-process.ts";
@@ -121,6 +121,65 @@ describe("Corral's controller over a TTstack agent (simulated)", { timeout: 300_
 
     assert.equal((await controller.call("DELETE", "/api/envs/Team_A.1")).status, 200);
     assert.equal(agent.vms.size, 0);
+  });
+
+  test("GET /api/envs: the whole list without limit (as tt reads it); with limit, pages in order with next; bad pages are 400s", async () => {
+    const ids = ["page-a", "page-b", "page-c", "page-d", "page-e"];
+    for (const id of ids) assert.equal((await controller.call("POST", "/api/envs", { id, vms: [{ image: "base", cpu: 1, mem: 256, disk: 1024 }] })).status, 201);
+    type Page = { ok: true; data: Env[]; next: string | null };
+    // `raw`: the envelope itself (call() hands over `data`); call() also checks each answer against TTstack's types.
+    const whole = (await controller.call("GET", "/api/envs")).raw as { ok: true; data: Env[]; next?: unknown };
+    assert.equal("next" in whole, false, "the whole list is TTstack's envelope, nothing beside");
+    const wholeIds = whole.data.map((env) => env.id);
+    assert.deepEqual(
+      wholeIds.filter((id) => ids.includes(id)),
+      ids,
+      "oldest first",
+    );
+
+    const paged: string[] = [];
+    let after: string | null = null;
+    let pages = 0;
+    do {
+      const query: string = after === null ? "limit=2" : `limit=2&after=${encodeURIComponent(after)}`;
+      const answer = await controller.call("GET", `/api/envs?${query}`);
+      assert.equal(answer.status, 200, JSON.stringify(answer.raw));
+      const page = answer.raw as Page;
+      assert.ok(page.data.length <= 2);
+      paged.push(...page.data.map((env) => env.id));
+      after = page.next;
+      pages++;
+    } while (after !== null);
+    assert.deepEqual(paged, wholeIds, "the pages, one after another, are the whole list");
+    assert.equal(pages, Math.ceil(wholeIds.length / 2));
+    const sdkPaged: string[] = [];
+    for await (const page of controller.client.envs.pages(3)) sdkPaged.push(...page.map((env) => env.id));
+    assert.deepEqual(sdkPaged, wholeIds, "the SDK walks the pages");
+
+    // A page's position stays good when the environment it ends on is deleted meanwhile.
+    const first = (await controller.call("GET", `/api/envs?limit=${wholeIds.indexOf("page-b") + 1}`)).raw as Page;
+    assert.equal(first.data.at(-1)?.id, "page-b");
+    assert.equal((await controller.call("DELETE", "/api/envs/page-b")).status, 200);
+    const rest = (await controller.call("GET", `/api/envs?limit=1000&after=${first.next}`)).raw as Page;
+    assert.deepEqual(
+      rest.data.map((env) => env.id).filter((id) => ids.includes(id)),
+      ["page-c", "page-d", "page-e"],
+    );
+    assert.equal(rest.next, null);
+
+    for (const [query, named] of [
+      ["limit=0", /limit/],
+      ["limit=1001", /limit/],
+      ["limit=two", /limit/],
+      ["limit=2&after=nonsense", /not a position this controller gave/],
+      [`limit=2&after=${Buffer.from('["yesterday","x"]').toString("base64url")}`, /not a position/],
+      [`after=${first.next}`, /without a page size/],
+    ] as const) {
+      const refused = await controller.call<{ ok: boolean; error: string; code: string }>("GET", `/api/envs?${query}`);
+      assert.deepEqual([refused.status, refused.body.ok, refused.body.code], [400, false, "invalid_request"], query);
+      assert.match(refused.body.error, named, query);
+    }
+    for (const id of ids.filter((id) => id !== "page-b")) assert.equal((await controller.call("DELETE", `/api/envs/${id}`)).status, 200);
   });
 
   test("a VM on the agent that the controller does not know is left alone, though its environment is unknown", async () => {

@@ -3,6 +3,7 @@
 import { test, describe, before, after, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import Database from "better-sqlite3";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -387,6 +388,80 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       assert.deepEqual(await store.listEnvs(), envs);
     });
 
+    test("listEnvsPage: pages in listEnvs' order (ties by id), two queries each; a position survives its environment's delete", async () => {
+      await store.insertHost(newHost("h1", { cpu: 64, mem: 1_000_000, disk: 10_000_000 }));
+      assert.deepEqual(await store.listEnvsPage(3), { envs: [], next: undefined }, "an empty fleet: one empty page");
+      // Three at one instant, then four at a later one: each group ordered by id.
+      for (const [id, step] of [
+        ["c", 0],
+        ["a", 0],
+        ["b", 0],
+        ["g", 1000],
+        ["d", 0],
+        ["f", 0],
+        ["e", 0],
+      ] as const) {
+        clock += step;
+        await store.createEnv({ id, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`${id}-1`, { cpu: 1 }), vmSpec(`${id}-2`, { cpu: 1 })], place);
+      }
+      const whole = await store.listEnvs();
+      assert.deepEqual(
+        whole.map((e) => e.id),
+        ["a", "b", "c", "d", "e", "f", "g"],
+      );
+      let queries = 0;
+      const counting = await open({ onQuery: () => queries++ });
+      const pages: string[][] = [];
+      let after: Parameters<FleetStore["listEnvsPage"]>[1];
+      do {
+        queries = 0;
+        const page = await counting.listEnvsPage(3, after);
+        assert.equal(queries, 2);
+        assert.ok(page.envs.every((e) => e.vms.map((vm) => vm.id).join() === `${e.id}-1,${e.id}-2`));
+        pages.push(page.envs.map((e) => e.id));
+        after = page.next;
+      } while (after !== undefined);
+      assert.deepEqual(pages, [["a", "b", "c"], ["d", "e", "f"], ["g"]]);
+      const exact = await store.listEnvsPage(7);
+      assert.equal(exact.envs.length, 7);
+      assert.equal(exact.next, undefined, "a page that ends with the last environment says no more follow");
+      assert.deepEqual(exact.envs, whole);
+
+      const first = await store.listEnvsPage(2);
+      for (const vm of first.envs[1]?.vms ?? []) await store.deleteVm(vm.id);
+      await store.deleteEnv("b");
+      assert.deepEqual(
+        (await store.listEnvsPage(2, first.next)).envs.map((e) => e.id),
+        ["c", "d"],
+      );
+    });
+
+    test("placement follows each host's latest report: its totals, images and engines; none before it reported", async () => {
+      await store.insertHost(newHost("h1", { cpu: 1, mem: 4096, disk: 100_000 }, { info: null, state: "online" }));
+      await assert.rejects(
+        store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1", { cpu: 8 })], place),
+        corralError("no_capacity", /has not reported its resources yet/),
+      );
+      await store.updateHost("h1", { info: info("h1", { cpu: 1, mem: 4096, disk: 100_000 }) });
+      await assert.rejects(
+        store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1", { cpu: 8 })], place),
+        corralError("no_capacity", /lacks CPU \(at most 4 free\)/),
+      );
+      await store.updateHost("h1", { info: info("h1", { cpu: 2, mem: 4096, disk: 100_000 }, { images: ["debian"] }) });
+      await assert.rejects(
+        store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1", { cpu: 8 })], place),
+        corralError("no_capacity", /lacks image "base"/),
+      );
+      await store.updateHost("h1", { info: info("h1", { cpu: 2, mem: 4096, disk: 100_000 }, { images: ["debian", "base"] }) });
+      const env = await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1", { cpu: 8 })], place);
+      assert.equal(env.vms[0]?.hostId, "h1");
+      await store.updateHost("h1", { info: null });
+      await assert.rejects(
+        store.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1", { cpu: 1 })], place),
+        corralError("no_capacity", /has not reported/),
+      );
+    });
+
     test("expired environments and environments by state", async () => {
       await store.insertHost(newHost("h1"));
       await store.createEnv({ id: "short", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("short-1")], place);
@@ -624,6 +699,73 @@ describe("openFleetStore on SQLite", () => {
     const other = await openFleetStore({ url: `sqlite:${file}`, stateDir, logger });
     await other.close();
     assert.equal((await stat(file)).mode & 0o777, 0o600);
+  });
+
+  test("a database from before the capacity columns gets them from each host's report: placement works at once", async () => {
+    const stateDir = await tempDir();
+    const store = await openFleetStore({ stateDir, logger });
+    await store.insertHost(newHost("h1", { cpu: 4, mem: 8192, disk: 100_000 }));
+    await store.insertHost(newHost("h2", undefined, { info: null }));
+    await store.close();
+    // Back to the schema of migration 0004, as a controller of that version left it.
+    const old = new Database(join(stateDir, "controller.db"));
+    old.exec(
+      `DROP INDEX envs_by_creation; DROP INDEX hosts_for_placement; ${["cpu_total", "mem_total", "disk_total", "engines", "images"].map((c) => `ALTER TABLE hosts DROP COLUMN ${c};`).join(" ")}`,
+    );
+    old.prepare("DELETE FROM kysely_migration WHERE name = ?").run("0005_host_capacity_env_order");
+    old.close();
+
+    const again = await openFleetStore({ stateDir, logger });
+    try {
+      const env = await again.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1", { cpu: 16 })], place);
+      assert.equal(env.vms[0]?.hostId, "h1", "h1's 4 vCPUs (16 with overcommit) were read from its stored report");
+      assert.deepEqual(
+        (await again.listEnvsPage(1)).envs.map((e) => e.id),
+        ["e1"],
+      );
+      await assert.rejects(
+        again.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1", { cpu: 1 })], place),
+        corralError("no_capacity", /1 online host lacks CPU.*1 online host has not reported/),
+      );
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("placement sees what another connection wrote to a host, and room its own deletes gave back", async () => {
+    const stateDir = await tempDir();
+    const store = await openFleetStore({ stateDir, logger });
+    try {
+      await store.insertHost(newHost("h1", { cpu: 1, mem: 4096, disk: 100_000 }));
+      await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1", { cpu: 2 })], place);
+      // Another process (say, an older controller still running) takes h1 offline behind this store's back.
+      const other = new Database(join(stateDir, "controller.db"));
+      other.prepare("UPDATE hosts SET state = 'offline' WHERE id = 'h1'").run();
+      await assert.rejects(
+        store.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1", { cpu: 2 })], place),
+        corralError("no_capacity", /1 host is offline/),
+      );
+      other.prepare("UPDATE hosts SET state = 'online' WHERE id = 'h1'").run();
+      other.close();
+      // h1 has 4 vCPUs with overcommit, 2 of them reserved: a VM of 3 fits only once e1's VM is gone.
+      await assert.rejects(
+        store.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1", { cpu: 3 })], place),
+        corralError("no_capacity", /lacks CPU \(at most 2 free\)/),
+      );
+      await store.deleteVm("e1-1");
+      const e2 = await store.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1", { cpu: 3 })], place);
+      assert.equal(e2.vms[0]?.hostId, "h1");
+      await store.deleteVm("e2-1");
+      await store.deleteEnv("e2");
+      await store.deleteEnv("e1");
+      await store.deleteHost("h1");
+      await assert.rejects(
+        store.createEnv({ id: "e3", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e3-1", { cpu: 1 })], place),
+        corralError("no_capacity", /no hosts are registered/),
+      );
+    } finally {
+      await store.close();
+    }
   });
 
   test("parseStoreUrl accepts sqlite:PATH, postgres:// and postgresql://, and names them when given anything else", () => {

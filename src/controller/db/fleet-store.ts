@@ -11,7 +11,8 @@ import type { BackendName, StoreDialect } from "./dialects.ts";
 import { queryFleetStatus, queryStateCounts, type FleetTotals, type StateCounts } from "./fleet-status.ts";
 import type { Placement, PlacementHost, PlacementSpec } from "./placement.ts";
 import type { Amounts, EnvRecord, FleetVmRecord, HostEndpoint, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
-import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, placementHostFromRow, PLACEMENT_COLUMNS, vmFromRow, vmPatchToRow, vmToRow } from "./rows.ts";
+import { PlacementView } from "./placement-view.ts";
+import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, vmFromRow, vmPatchToRow, vmToRow } from "./rows.ts";
 import type { FleetDatabase, FleetDb, FleetQueries, VmsTable } from "./schema.ts";
 
 /**
@@ -66,6 +67,7 @@ export class FleetStore {
   private readonly now: () => Date;
   readonly location: string;
   private readonly leaseMs: number;
+  private readonly placementView: PlacementView;
 
   constructor(
     private readonly db: FleetDb,
@@ -76,6 +78,7 @@ export class FleetStore {
     this.now = settings.now;
     this.location = settings.location;
     this.leaseMs = settings.operationLeaseMs;
+    this.placementView = new PlacementView(!coordination.shared);
   }
 
   get backend(): BackendName {
@@ -106,6 +109,8 @@ export class FleetStore {
     } catch (err) {
       if (isUniqueViolation(err)) throw await this.hostConflict(host, err);
       throw err;
+    } finally {
+      this.placementView.changed([host.id]);
     }
     return hostFromRow(row);
   }
@@ -161,6 +166,8 @@ export class FleetStore {
     } catch (err) {
       if (isUniqueViolation(err) && patch.uri !== undefined) throw await this.hostConflict({ id, uri: patch.uri }, err);
       throw err;
+    } finally {
+      this.placementView.changed([id]);
     }
     if (!row) return options.unlessDisconnected ? this.getHost(id) : Promise.reject(hostNotFound(id));
     return hostFromRow(row);
@@ -168,14 +175,18 @@ export class FleetStore {
 
   /** Refuses with 409 `conflict` while the controller has VMs on the host; 404 `host_not_found` if there is no such host. */
   async deleteHost(id: string): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
-      // Under the placement lock: no environment can place a VM on the host between the count and the delete.
-      await this.dialect.lockPlacement(trx);
-      const n = await countVms(trx, "host_id", id);
-      if (n > 0) throw new CorralError("conflict", `Cannot remove host ${quote(id)}: it still holds ${plural(n, "VM")} of the controller's environments; delete those first`);
-      const result = await trx.deleteFrom("hosts").where("id", "=", id).executeTakeFirst();
-      if (result.numDeletedRows === 0n) throw hostNotFound(id);
-    });
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        // Under the placement lock: no environment can place a VM on the host between the count and the delete.
+        await this.dialect.lockPlacement(trx);
+        const n = await countVms(trx, "host_id", id);
+        if (n > 0) throw new CorralError("conflict", `Cannot remove host ${quote(id)}: it still holds ${plural(n, "VM")} of the controller's environments; delete those first`);
+        const result = await trx.deleteFrom("hosts").where("id", "=", id).executeTakeFirst();
+        if (result.numDeletedRows === 0n) throw hostNotFound(id);
+      });
+    } finally {
+      this.placementView.changed([id]);
+    }
   }
 
   // ---- environments ----
@@ -188,20 +199,26 @@ export class FleetStore {
   async createEnv(env: NewEnv, vms: readonly NewFleetVm[], place: PlaceFn): Promise<EnvRecord> {
     const createdAt = this.now();
     const envRow = envToRow(env, createdAt, this.leaseMs);
-    return this.db.transaction().execute(async (trx) => {
-      await this.dialect.lockPlacement(trx);
-      await this.assertEnvIdsFree(trx, env.id, vms);
-      const hostRows = await trx.selectFrom("hosts").select(PLACEMENT_COLUMNS).orderBy("id").execute();
-      const placement = place(hostRows.map(placementHostFromRow), [...vms]);
-      if (!placement.ok) throw new CorralError("no_capacity", placement.reason);
-      if (placement.hostIds.length !== vms.length) throw new Error(`Placement chose ${placement.hostIds.length} hosts for ${vms.length} VMs`);
+    let chosen: string[] = [];
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        await this.dialect.lockPlacement(trx);
+        await this.assertEnvIdsFree(trx, env.id, vms);
+        const placement = place(await this.placementView.read(trx), [...vms]);
+        if (!placement.ok) throw new CorralError("no_capacity", placement.reason);
+        if (placement.hostIds.length !== vms.length) throw new Error(`Placement chose ${placement.hostIds.length} hosts for ${vms.length} VMs`);
+        chosen = placement.hostIds;
 
-      await trx.insertInto("envs").values(envRow).execute();
-      const vmRows = vms.map((vm, position) => vmToRow(vm, { envId: env.id, position, hostId: placement.hostIds[position] as string }, envRow.created_at));
-      if (vmRows.length > 0) await trx.insertInto("vms").values(vmRows).execute();
-      for (const [hostId, amounts] of reservedByHost(vmRows)) await this.addReserved(trx, hostId, amounts, "+");
-      return envFromRow(envRow, vmRows.map(vmFromRow));
-    });
+        await trx.insertInto("envs").values(envRow).execute();
+        const vmRows = vms.map((vm, position) => vmToRow(vm, { envId: env.id, position, hostId: placement.hostIds[position] as string }, envRow.created_at));
+        if (vmRows.length > 0) await trx.insertInto("vms").values(vmRows).execute();
+        for (const [hostId, amounts] of reservedByHost(vmRows)) await this.addReserved(trx, hostId, amounts, "+");
+        return envFromRow(envRow, vmRows.map(vmFromRow));
+      });
+    } finally {
+      // Their reserved room changed (or, rolled back, did not): read again either way.
+      this.placementView.changed(chosen);
+    }
   }
 
   private async assertEnvIdsFree(trx: FleetQueries, envId: string, vms: readonly NewFleetVm[]): Promise<void> {
@@ -238,6 +255,39 @@ export class FleetStore {
   /** Every environment with its VMs, oldest first: two queries whatever the count. */
   listEnvs(): Promise<EnvRecord[]> {
     return this.loadEnvs();
+  }
+
+  /**
+   * Up to `limit` environments with their VMs, in listEnvs' order, from just after `after` (the position of
+   * the last one of the page before, as `nextAfter` gave it); `next` is where the following page starts, or
+   * undefined after the last. Two indexed queries whatever the fleet's size (envs_by_creation).
+   */
+  async listEnvsPage(limit: number, after?: EnvPosition): Promise<{ envs: EnvRecord[]; next: EnvPosition | undefined }> {
+    let query = this.db.selectFrom("envs").selectAll();
+    if (after !== undefined) query = query.where((eb) => eb(eb.refTuple("created_at", "id"), ">", eb.tuple(after.createdAt, after.id)));
+    // One more than asked: whether a page follows, without counting.
+    const envRows = await query
+      .orderBy("created_at")
+      .orderBy("id")
+      .limit(limit + 1)
+      .execute();
+    const more = envRows.length > limit;
+    const pageRows = more ? envRows.slice(0, limit) : envRows;
+    if (pageRows.length === 0) return { envs: [], next: undefined };
+    const vmRows = await this.db
+      .selectFrom("vms")
+      .selectAll()
+      .where(
+        "env_id",
+        "in",
+        pageRows.map((row) => row.id),
+      )
+      .orderBy("env_id")
+      .orderBy("position")
+      .execute();
+    const envs = envsWithVms(pageRows, vmRows);
+    const last = pageRows[pageRows.length - 1] as Selectable<FleetDatabase["envs"]>;
+    return { envs, next: more ? { createdAt: last.created_at, id: last.id } : undefined };
   }
 
   /** Environments whose time is up (`expires_at <= now`), whatever their state, with their VMs. */
@@ -322,9 +372,7 @@ export class FleetStore {
       .orderBy("env_id")
       .orderBy("position")
       .execute();
-    const vmsByEnv = new Map<string, FleetVmRecord[]>(envRows.map((row) => [row.id, []]));
-    for (const row of vmRows) vmsByEnv.get(row.env_id)?.push(vmFromRow(row));
-    return envRows.map((row) => envFromRow(row, vmsByEnv.get(row.id) ?? []));
+    return envsWithVms(envRows, vmRows);
   }
 
   /** Moves the environment's state along the lifecycle (409 `conflict` for a move it does not allow), whoever holds its operation. */
@@ -390,13 +438,19 @@ export class FleetStore {
 
   /** Deletes the VM and gives its room back to its host, in one transaction; false if there was no such VM. */
   async deleteVm(id: string): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
-      // DELETE … RETURNING: of two concurrent deletes, only the one that removed the row gives the room back.
-      const vm = await trx.deleteFrom("vms").where("id", "=", id).returning(["host_id", "cpu", "mem", "disk"]).executeTakeFirst();
-      if (!vm) return false;
-      await this.addReserved(trx, vm.host_id, vm, "-");
-      return true;
-    });
+    let hostId: string | undefined;
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        // DELETE … RETURNING: of two concurrent deletes, only the one that removed the row gives the room back.
+        const vm = await trx.deleteFrom("vms").where("id", "=", id).returning(["host_id", "cpu", "mem", "disk"]).executeTakeFirst();
+        if (!vm) return false;
+        hostId = vm.host_id;
+        await this.addReserved(trx, vm.host_id, vm, "-");
+        return true;
+      });
+    } finally {
+      if (hostId !== undefined) this.placementView.changed([hostId]);
+    }
   }
 
   // ---- fleet ----
@@ -441,6 +495,18 @@ async function countVms(db: FleetQueries, column: "host_id" | "env_id", id: stri
     .executeTakeFirstOrThrow();
   // PostgreSQL's count is a bigint, which pg returns as a string.
   return Number(n);
+}
+
+/** Where an environment is in listEnvs' order (by creation, then id): a page starts after one. */
+export interface EnvPosition {
+  createdAt: string;
+  id: string;
+}
+
+function envsWithVms(envRows: readonly Selectable<FleetDatabase["envs"]>[], vmRows: readonly Selectable<VmsTable>[]): EnvRecord[] {
+  const vmsByEnv = new Map<string, FleetVmRecord[]>(envRows.map((row) => [row.id, []]));
+  for (const row of vmRows) vmsByEnv.get(row.env_id)?.push(vmFromRow(row));
+  return envRows.map((row) => envFromRow(row, vmsByEnv.get(row.id) ?? []));
 }
 
 function reservedByHost(rows: readonly Selectable<VmsTable>[]): Map<string, Amounts> {

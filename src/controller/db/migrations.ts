@@ -108,6 +108,38 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.insertInto("settings").values({ key: "fleet_id", value: randomUUID() }).execute();
     },
   },
+  // What placement reads of a host's report as columns of their own (schema.ts), and the order environments
+  // are listed and paged in (fleet-store.ts, listEnvsPage) as an index.
+  "0005_host_capacity_env_order": {
+    async up(db: AnyDb) {
+      for (const [column, type] of [
+        // Numbers as the host reports them (JSON numbers: a host may say 2.5), read back as numbers by both drivers.
+        ["cpu_total", "double precision"],
+        ["mem_total", "double precision"],
+        ["disk_total", "double precision"],
+        ["engines", "text"],
+        ["images", "text"],
+      ] as const)
+        await db.schema.alterTable("hosts").addColumn(column, type).execute();
+      const hosts: { id: string; info: string | null }[] = await db.selectFrom("hosts").select(["id", "info"]).where("info", "is not", null).execute();
+      for (const host of hosts) {
+        const info = JSON.parse(host.info as string) as { cpu_total: number; mem_total: number; disk_total: number; engines: string[]; images: string[] };
+        await db
+          .updateTable("hosts")
+          .set({ cpu_total: info.cpu_total, mem_total: info.mem_total, disk_total: info.disk_total, engines: JSON.stringify(info.engines), images: JSON.stringify(info.images) })
+          .where("id", "=", host.id)
+          .execute();
+      }
+      // Every column a placement reads, so that SQLite answers it from this index alone: in the table they sit
+      // after each host's VM list and report, whose overflow pages a row scan walks (1,000 hosts: 5 ms a placement).
+      await db.schema
+        .createIndex("hosts_for_placement")
+        .on("hosts")
+        .columns(["id", "kind", "state", "cpu_total", "mem_total", "disk_total", "engines", "images", "reserved_cpu", "reserved_mem", "reserved_disk"])
+        .execute();
+      await db.schema.createIndex("envs_by_creation").on("envs").columns(["created_at", "id"]).execute();
+    },
+  },
 };
 
 /** Brings the schema up to date; throws with the failed migration's name and cause. */

@@ -8,23 +8,58 @@ import type { EnvRecord, FleetVmRecord, FleetVmState, HostPatch, HostRecord, New
 import type { EnvsTable, HostsTable, VmsTable } from "./schema.ts";
 
 /** The columns placement reads, without the (possibly long) list of the host's VMs. */
-export const PLACEMENT_COLUMNS = ["id", "kind", "state", "info", "reserved_cpu", "reserved_mem", "reserved_disk"] as const;
+/** What a placement reads of each host: not its whole report (`info`), only the columns kept from it. */
+export const PLACEMENT_COLUMNS = ["id", "kind", "state", "cpu_total", "mem_total", "disk_total", "engines", "images", "reserved_cpu", "reserved_mem", "reserved_disk"] as const;
 
 type PlacementRow = Pick<Selectable<HostsTable>, (typeof PLACEMENT_COLUMNS)[number]>;
 
-export function placementHostFromRow(row: PlacementRow): PlacementHost & Pick<HostRecord, "info" | "kind"> {
+/** The columns kept beside `info` for placement (schema.ts): null while the host has not reported. */
+export function capacityColumns(info: HostReport | null): Pick<HostsTable, "cpu_total" | "mem_total" | "disk_total" | "engines" | "images"> {
+  if (info === null) return { cpu_total: null, mem_total: null, disk_total: null, engines: null, images: null };
+  return { cpu_total: info.cpu_total, mem_total: info.mem_total, disk_total: info.disk_total, engines: JSON.stringify(info.engines), images: JSON.stringify(info.images) };
+}
+
+// Hosts of a fleet mostly report the same engines and images: each distinct list is parsed once and shared
+// (read only by placement). Bounded, so hosts with ever-new lists cannot grow it without end.
+const parsedLists = new Map<string, readonly string[]>();
+const PARSED_LISTS_MAX = 10_000;
+
+function stringList(json: string): string[] {
+  let list = parsedLists.get(json);
+  if (list === undefined) {
+    if (parsedLists.size >= PARSED_LISTS_MAX) parsedLists.clear();
+    list = Object.freeze(JSON.parse(json) as string[]);
+    parsedLists.set(json, list);
+  }
+  return list as string[];
+}
+
+export function placementHostFromRow(row: PlacementRow): PlacementHost & Pick<HostRecord, "kind"> {
+  const reported = row.cpu_total !== null && row.mem_total !== null && row.disk_total !== null && row.engines !== null && row.images !== null;
   return {
     id: row.id,
     kind: isHostKind(row.kind) ? row.kind : "corral",
     state: row.state as HostState,
-    info: row.info === null ? null : (JSON.parse(row.info) as HostReport),
+    info: reported
+      ? {
+          cpu_total: Number(row.cpu_total),
+          mem_total: Number(row.mem_total),
+          disk_total: Number(row.disk_total),
+          engines: stringList(row.engines as string),
+          images: stringList(row.images as string),
+        }
+      : null,
     reserved: { cpu: row.reserved_cpu, mem: row.reserved_mem, disk: row.reserved_disk },
   };
 }
 
 export function hostFromRow(row: Selectable<HostsTable>): HostRecord {
   return {
-    ...placementHostFromRow(row),
+    id: row.id,
+    kind: isHostKind(row.kind) ? row.kind : "corral",
+    state: row.state as HostState,
+    info: row.info === null ? null : (JSON.parse(row.info) as HostReport),
+    reserved: { cpu: row.reserved_cpu, mem: row.reserved_mem, disk: row.reserved_disk },
     addr: row.addr,
     uri: row.uri,
     token: row.token,
@@ -49,6 +84,7 @@ export function hostToRow(host: NewHost, now: string): Selectable<HostsTable> {
     state: host.state,
     hostname: host.hostname,
     info: host.info ? JSON.stringify(host.info) : null,
+    ...capacityColumns(host.info ?? null),
     vms: JSON.stringify(host.vms ?? []),
     reserved_cpu: 0,
     reserved_mem: 0,
@@ -68,6 +104,7 @@ export function hostPatchToRow(patch: HostPatch): Updateable<HostsTable> {
     state: patch.state,
     hostname: patch.hostname,
     info: patch.info === undefined ? undefined : patch.info === null ? null : JSON.stringify(patch.info),
+    ...(patch.info === undefined ? {} : capacityColumns(patch.info)),
     vms: patch.vms === undefined ? undefined : JSON.stringify(patch.vms),
     failures: patch.failures,
     disconnected: patch.disconnected === undefined ? undefined : patch.disconnected ? 1 : 0,

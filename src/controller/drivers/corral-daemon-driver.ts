@@ -29,6 +29,9 @@ const STATS_TIMEOUT_MS = 10_000;
 
 const segment = encodeURIComponent;
 
+// Made once: the agent API caches a compiled check per schema object, and a fleet has a driver per host.
+const DAEMON_SCHEMAS = { info: AgentInfoSchema, vm: AgentVmDetailSchema, vms: Type.Array(AgentVmSchema), created: CreateVmRespSchema };
+
 function reportedVm(vm: AgentVm): ReportedVm {
   return {
     ...reportedFromTtVm(vm),
@@ -53,7 +56,7 @@ export class CorralDaemonDriver extends AgentDriver<AgentInfo, AgentVm, AgentVmD
   constructor(hostId: string, address: AgentAddress) {
     super(hostId, address, {
       kind: "corral",
-      schemas: { info: AgentInfoSchema, vm: AgentVmDetailSchema, vms: Type.Array(AgentVmSchema), created: CreateVmRespSchema },
+      schemas: DAEMON_SCHEMAS,
       report: (info) => ({
         id: info.host_id,
         hostname: info.hostname,

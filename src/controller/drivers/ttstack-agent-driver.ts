@@ -11,6 +11,8 @@ import { AgentDriver } from "./agent-driver.ts";
 
 const TtAgentInfoSchema = Type.Object(TtAgentInfoFields);
 const TtVmSchema = Type.Object(TtVmFields);
+// Made once: the agent API caches a compiled check per schema object, and a fleet has a driver per host.
+const TT_SCHEMAS = { info: TtAgentInfoSchema, vm: TtVmSchema, vms: Type.Array(TtVmSchema), created: Type.Object({ vm: TtVmSchema }) };
 type TtVm = Static<typeof TtVmSchema>;
 
 /** A VM as TTstack's types give it, in the controller's shape (a Corral daemon's adds its own fields to this). */
@@ -43,7 +45,7 @@ export class TTstackAgentDriver extends AgentDriver<Static<typeof TtAgentInfoSch
   constructor(hostId: string, address: AgentAddress) {
     super(hostId, address, {
       kind: "ttstack",
-      schemas: { info: TtAgentInfoSchema, vm: TtVmSchema, vms: Type.Array(TtVmSchema), created: Type.Object({ vm: TtVmSchema }) },
+      schemas: TT_SCHEMAS,
       report: (info) => ({ id: info.host_id, hostname: hostOfUri(address.uri), ...info.resource, engines: info.engines, storage: info.storage, images: info.images }),
       vm: reportedFromTtVm,
       // What TTstack's agent knows of a VM's hardware: its disk (a qcow2 clone per VM, crates/agent/src/runtime.rs:187-193) and a tap on its bridge.

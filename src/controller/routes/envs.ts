@@ -1,17 +1,42 @@
 // Environments, TTstack's controller routes (crates/ctl/src/handler.rs:183-573) in its envelope: POST
-// /api/envs -> 201 EnvDetail (a warning per VM that failed); GET /api/envs -> [Env]; GET /api/envs/ID ->
+// /api/envs -> 201 EnvDetail (a warning per VM that failed); GET /api/envs -> [Env] (every one, as TTstack's
+// clients read it; with `?limit=N[&after=NEXT]` a page, and `next` beside `data`); GET /api/envs/ID ->
 // EnvDetail; DELETE /api/envs/ID -> 200 {"ok":true} once every host confirmed, 202 {"ok":true} while a host
 // has not (the controller keeps deleting until it does); POST /api/envs/ID/stop|start -> 200 {"ok":true},
 // or the error of the first VM that could not (the others are stopped or started; the environment is
 // `partial`): TTstack's CLI prints an error where TTstack would have said nothing.
-import { CONTROLLER_ANSWERS, CreateEnvSchema, EnvParams } from "../../protocol/controller.ts";
+import { Type } from "@sinclair/typebox";
+import { CONTROLLER_ANSWERS, CreateEnvSchema, EnvListQuery, EnvParams } from "../../protocol/controller.ts";
 import { CorralError, quote } from "../../protocol/errors.ts";
 import { DoneEnvelopeSchema, TT_DONE, ttOk } from "../../protocol/ttstack.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
 import { envDetailView, envView } from "../env-views.ts";
-import type { EnvRecord } from "../db/index.ts";
+import type { EnvPosition, EnvRecord } from "../db/index.ts";
 import type { PowerOutcome } from "../envs.ts";
 import { describeHostFailure, hostFailure } from "../host-driver.ts";
+
+/**
+ * A page's `next`: where the following page starts, opaque to clients (base64url of the last environment's
+ * creation time and id), so it stays valid when that environment is deleted meanwhile.
+ */
+function envCursor(position: EnvPosition): string {
+  return Buffer.from(JSON.stringify([position.createdAt, position.id])).toString("base64url");
+}
+
+function parseEnvCursor(cursor: string): EnvPosition {
+  const refuse = (): never => {
+    throw new CorralError("invalid_request", `Cannot list environments after ${quote(cursor)}: not a position this controller gave; pass the \`next\` of the page before`);
+  };
+  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) return refuse();
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+  } catch {
+    return refuse();
+  }
+  if (!Array.isArray(value) || value.length !== 2 || typeof value[0] !== "string" || typeof value[1] !== "string" || Number.isNaN(Date.parse(value[0]))) return refuse();
+  return { createdAt: value[0], id: value[1] };
+}
 
 /** The answer to a stop or a start that some VM did not follow: that VM's error, in the host's terms. */
 function powerFailure(action: "stop" | "start", outcome: PowerOutcome & { failure: NonNullable<PowerOutcome["failure"]> }): CorralError {
@@ -42,7 +67,15 @@ export function envRoutes(app: ControllerApp, ctx: ControllerContext): void {
     reply.code(201).send(await detail(await envs.create(request.body))),
   );
 
-  app.get("/api/envs", { schema: { response: { 200: CONTROLLER_ANSWERS.envs } } }, async () => ttOk((await envs.list()).map(envView)));
+  app.get("/api/envs", { schema: { querystring: EnvListQuery, response: { 200: Type.Union([CONTROLLER_ANSWERS.envPage, CONTROLLER_ANSWERS.envs]) } } }, async (request) => {
+    const { limit, after } = request.query;
+    if (limit === undefined) {
+      if (after !== undefined) throw new CorralError("invalid_request", "Cannot list environments after a position without a page size: give limit too (1-1000)");
+      return ttOk((await envs.list()).map(envView));
+    }
+    const page = await envs.page(limit, after === undefined ? undefined : parseEnvCursor(after));
+    return { ...ttOk(page.envs.map(envView)), next: page.next === undefined ? null : envCursor(page.next) };
+  });
 
   app.get("/api/envs/:id", { schema: { params: EnvParams, response: { 200: CONTROLLER_ANSWERS.envDetail } } }, async (request) => detail(await envs.get(request.params.id)));
 
