@@ -7,7 +7,8 @@
 //   heartbeat: full heartbeat rounds (every host's info and VM list, reconciled against 10,000 VMs), timed by
 //              running the controller's own Heartbeats; the controller's loop also beats every 10 s throughout.
 //   reads:     GET /api/envs (50) and GET /api/status (500), one at a time after a warm-up, with the 10,000
-//              environments stored: p50/p99 and the size of the answer.
+//              environments stored: p50/p99 and the size of the answer; and every page of GET /api/envs?limit=100
+//              from the first to the last (after a warm-up walk): each page's p50/p99.
 //   node --import tsx bench/controller-scale.ts
 //   CORRAL_BENCH_SIM_HOSTS (1000), CORRAL_BENCH_SIM_ENVS (10000), CORRAL_BENCH_SCALE_BACKENDS ("sqlite,postgres")
 import { mkdtemp, rm } from "node:fs/promises";
@@ -33,6 +34,8 @@ const CLIENTS = 16;
 const HEARTBEAT_MS = 10_000;
 const HEARTBEAT_ROUNDS = 3;
 const ENV_LISTS = 50;
+/** The page size of the paged GET /api/envs walk. */
+const ENV_PAGE = 100;
 const STATUS_READS = 500;
 /** Each environment: one VM of TTstack's default size but a smaller disk (a simulated host takes 128 of them, by CPU). */
 const VM: VmSpec = { image: "base", cpu: 2, mem: 1024, disk: 20_480 };
@@ -61,7 +64,10 @@ export interface BackendScaleResult {
   /** The event loop's delay while placing (the controller, its clients and heartbeats share it), p99. */
   eventLoopDelayP99Ms: number;
   heartbeatRoundMs: number[];
+  /** GET /api/envs: the whole list in one answer (what TTstack's clients ask for). */
   envList: ReadSamples;
+  /** GET /api/envs?limit=ENV_PAGE, every page once (`bytes`: the biggest page). */
+  envPages: ReadSamples & { pages: number };
   status: ReadSamples;
   fleet: FleetStatus;
   /** VMs whose last `error` is set at the end (a heartbeat that thought one lost leaves it there). */
@@ -134,6 +140,26 @@ async function timedReads(client: ControllerClient, path: string, warmUp: number
   return { samplesMs, bytes };
 }
 
+/** The pages of GET /api/envs?limit=PAGE, walked from the first to the last, twice (the first walk warms up): each page's time. */
+async function timedPages(client: ControllerClient, pageSize: number): Promise<ReadSamples & { pages: number }> {
+  let bytes = 0;
+  let samplesMs: number[] = [];
+  for (let walk = 0; walk < 2; walk++) {
+    samplesMs = [];
+    let after: string | null = null;
+    do {
+      const path: string = `/api/envs?limit=${pageSize}${after === null ? "" : `&after=${encodeURIComponent(after)}`}`;
+      const started = performance.now();
+      const response = await client.transport.send("GET", path, {});
+      const text = await response.body.text();
+      samplesMs.push(performance.now() - started);
+      bytes = Math.max(bytes, Buffer.byteLength(text));
+      after = (JSON.parse(text) as { next: string | null }).next;
+    } while (after !== null);
+  }
+  return { samplesMs, bytes, pages: samplesMs.length };
+}
+
 async function runBackend(backend: BackendName, hosts: number, envs: number, log: (line: string) => void): Promise<BackendScaleResult> {
   const title = `controller scale (${BACKEND_TITLES[backend]})`;
   const began = performance.now();
@@ -200,8 +226,9 @@ async function runBackend(backend: BackendName, hosts: number, envs: number, log
       heartbeatRoundMs.push(performance.now() - t0);
     }
 
-    log(`${title}: ${ENV_LISTS} × GET /api/envs, ${STATUS_READS} × GET /api/status`);
+    log(`${title}: ${ENV_LISTS} × GET /api/envs, every page of ${ENV_PAGE} twice, ${STATUS_READS} × GET /api/status`);
     const envList = await timedReads(client, "/api/envs", 3, ENV_LISTS);
+    const envPages = await timedPages(client, ENV_PAGE);
     const status = await timedReads(client, "/api/status", 20, STATUS_READS);
     const fleet = await client.status();
     const vmsWithError = (await client.envs.list()).filter((env) => env.status === "partial" || env.status === "failed").length;
@@ -227,6 +254,7 @@ async function runBackend(backend: BackendName, hosts: number, envs: number, log
       eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
       heartbeatRoundMs,
       envList,
+      envPages,
       status,
       fleet,
       vmsWithError,
@@ -256,6 +284,9 @@ function scaleTables(results: readonly BackendScaleResult[], hosts: number, envs
     ["GET /api/envs, p50", (r) => percentile(r.envList.samplesMs, 50), ms],
     ["GET /api/envs, p99", (r) => percentile(r.envList.samplesMs, 99), ms],
     ["GET /api/envs, size", (r) => r.envList.bytes, size],
+    [`GET /api/envs?limit=${ENV_PAGE}, page p50`, (r) => percentile(r.envPages.samplesMs, 50), ms],
+    [`GET /api/envs?limit=${ENV_PAGE}, page p99`, (r) => percentile(r.envPages.samplesMs, 99), ms],
+    [`GET /api/envs?limit=${ENV_PAGE}, page size`, (r) => r.envPages.bytes, size],
     ["GET /api/status, p50", (r) => percentile(r.status.samplesMs, 50), ms],
     ["GET /api/status, p99", (r) => percentile(r.status.samplesMs, 99), ms],
   ];

@@ -239,7 +239,13 @@ export function registerEnvCommands(program: Command): Command {
     .option("--json", "print JSON")
     .action(
       action(async (flags: FleetFlags & JsonFlag) => {
-        const envs = await withController(flags, (client) => client.envs.list());
+        // A page at a time: the controller never builds one answer of a whole big fleet (a controller
+        // without pages answers the whole list to the first request, which ends the walk).
+        const envs = await withController(flags, async (client) => {
+          const all: Env[] = [];
+          for await (const page of client.envs.pages(500)) all.push(...page);
+          return all;
+        });
         if (flags.json) return printJson(envs);
         if (envs.length === 0) {
           process.stdout.write("No environments. Create one: corral env create ID --vm image=base --ssh-key ~/.ssh/id_ed25519.pub\n");

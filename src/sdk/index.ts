@@ -10,7 +10,7 @@ export { ForwardClosedError, type ListenForwardOptions, type LocalForward } from
 export { formatListenAddress, parseForwardSpec, type ForwardMapping, type ListenAddress } from "./forward-spec.ts";
 export type { TemplateInfoBody as TemplateInfo } from "../protocol/templates-api.ts";
 export type { CommitBody, CommitView, ForkBody } from "../protocol/commits-api.ts";
-export { ControllerClient, EnvsApi, HostsApi, ttData, type ControllerClientOptions, type EnvRemoval, type HostInfoView } from "./controller-client.ts";
+export { ControllerClient, EnvsApi, HostsApi, ttData, type ControllerClientOptions, type EnvPage, type EnvRemoval, type HostInfoView } from "./controller-client.ts";
 export type { CreateEnv, Env, EnvDetail, EnvState, FleetImage, FleetStatus, FleetVm, Host, HostState, HostVm, RegisterHost, VmAction, VmSpec } from "../protocol/controller.ts";
 export type { VmHardware } from "../protocol/ttstack-agent.ts";
 export type { NetworkPatchBody, NetworkPolicyBody, NicView, VmNetworkDescription } from "../protocol/net.ts";

@@ -834,6 +834,24 @@ describe("PostgreSQL", { timeout: 120_000 }, () => {
       assert.equal((await b.fleetStatus()).vms.total, 10);
     });
 
+    test("a placement made on what another controller changed since is checked under the lock: never booked twice", async () => {
+      const [a, b] = await Promise.all([open(), open()]);
+      // h1: 8 vCPUs with overcommit, hx: 4. Best fit puts a's two VMs of 2 on hx; a reads h1 once, at its first placement.
+      await a.insertHost(newHost("h1", { cpu: 2, mem: 1_000_000, disk: 10_000_000 }));
+      await a.insertHost(newHost("hx", { cpu: 1, mem: 1_000_000, disk: 10_000_000 }));
+      for (const id of ["e1", "e2"]) assert.equal((await a.createEnv({ id, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`${id}-1`)], place)).vms[0]?.hostId, "hx");
+      // b books all of h1: a's copy still shows it empty.
+      await b.createEnv({ id: "b1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("b1-1", { cpu: 8 })], place);
+      await assert.rejects(
+        a.createEnv({ id: "e3", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e3-1")], place),
+        corralError("no_capacity", /2 online hosts lack CPU \(at most 0 free\)/),
+      );
+      assert.deepEqual((await a.getHost("h1")).reserved.cpu, 8);
+      // b registers h2: a, its copy now fresh but without h2, finds it when nothing else fits.
+      await b.insertHost(newHost("h2", { cpu: 1, mem: 1_000_000, disk: 10_000_000 }));
+      assert.equal((await a.createEnv({ id: "e3", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e3-1")], place)).vms[0]?.hostId, "h2");
+    });
+
     test("an environment's operation held by another controller is claimed once its lease ran out, by one claimant only", async () => {
       let clock = START;
       const now = () => new Date(clock);

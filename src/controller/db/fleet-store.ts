@@ -78,7 +78,7 @@ export class FleetStore {
     this.now = settings.now;
     this.location = settings.location;
     this.leaseMs = settings.operationLeaseMs;
-    this.placementView = new PlacementView(!coordination.shared);
+    this.placementView = new PlacementView(coordination.shared);
   }
 
   get backend(): BackendName {
@@ -204,7 +204,7 @@ export class FleetStore {
       return await this.db.transaction().execute(async (trx) => {
         await this.dialect.lockPlacement(trx);
         await this.assertEnvIdsFree(trx, env.id, vms);
-        const placement = place(await this.placementView.read(trx), [...vms]);
+        const placement = await this.placementView.place(trx, (hosts) => place(hosts, [...vms]));
         if (!placement.ok) throw new CorralError("no_capacity", placement.reason);
         if (placement.hostIds.length !== vms.length) throw new Error(`Placement chose ${placement.hostIds.length} hosts for ${vms.length} VMs`);
         chosen = placement.hostIds;

@@ -1,59 +1,91 @@
 // What a placement reads of every host (its capacity, images, engines, what is reserved on it), kept in memory
-// between placements where only this process writes the database (SQLite). Reading 1,000 hosts' rows took
-// 2-5 ms a placement here (one JS string per text cell), most of a create; the fleet's hosts change far less
-// often than environments are placed. Correctness does not rest on this process seeing every change:
-// - each write this store makes to a host marks that host, after the write, to be read again (`changed`);
-// - a write by any other connection moves SQLite's `data_version`, and then every host is read again;
-// - the re-reads happen inside the placement's transaction, under its lock, like the full read they replace.
-// On PostgreSQL, where other controllers place too, every placement reads every host.
+// between placements. Reading 1,000 hosts' rows took 2-5 ms a placement here (one JS string per text cell),
+// most of a create; a fleet's hosts change far less often than environments are placed.
+// - Where only this process writes the database (SQLite) the copy is exact: each write this store makes to a
+//   host marks that host, after the write, to be read again (`changed`); a write by any other connection moves
+//   SQLite's `data_version`, and then every host is read again.
+// - Where other controllers write too (PostgreSQL) the copy may be behind theirs. A placement is chosen on it,
+//   then checked against the chosen hosts' rows as they are now, under the placement lock: it stands only if
+//   it fits them (so nothing is ever booked twice); otherwise, or when nothing fit, every host is read again
+//   and the placement made on that. The whole copy is also read again every REFRESH_MS.
+// Every read happens inside the placement's transaction, under its lock.
 import { sql, type Transaction } from "kysely";
 import type { HostKind } from "../host-report.ts";
-import type { PlacementHost } from "./placement.ts";
+import type { Placement, PlacementHost } from "./placement.ts";
 import { PLACEMENT_COLUMNS, placementHostFromRow } from "./rows.ts";
 import type { FleetDatabase } from "./schema.ts";
 
 /** More hosts marked than this: one read of all is cheaper than a long `IN` list. */
 const REREAD_ALL_OVER = 200;
+/** How old a shared database's copy may get before it is read whole again. */
+const REFRESH_MS = 2000;
+
+type ViewHost = PlacementHost & { kind: HostKind };
 
 export class PlacementView {
-  private hosts: Map<string, PlacementHost & { kind: HostKind }> | undefined;
+  private hosts: Map<string, ViewHost> | undefined;
   private readonly marked = new Set<string>();
   private dataVersion: number | undefined;
+  private readAt = 0;
 
-  /** `cached`: only this process writes the database (SQLite's LocalCoordination). */
-  constructor(private readonly cached: boolean) {}
+  /** `shared`: other processes place on this database too (PostgreSQL). */
+  constructor(private readonly shared: boolean) {}
 
-  /** Every host as placement sees it, read in `trx` (which holds the placement lock). */
-  async read(trx: Transaction<FleetDatabase>): Promise<PlacementHost[]> {
-    if (!this.cached) return this.readAll(trx);
-    const { rows } = await sql<{ data_version: number }>`PRAGMA data_version`.execute(trx);
-    const version = rows[0]?.data_version;
-    if (this.hosts === undefined || version !== this.dataVersion || this.marked.size > REREAD_ALL_OVER) {
-      // Marks made from here on are for writes after this read: they stay for the next placement.
-      this.marked.clear();
-      const all = await this.readAll(trx);
-      this.hosts = new Map(all.map((host) => [host.id, host]));
-      this.dataVersion = version;
-      return all;
+  /** `choose` run on the hosts as they are, as far as this transaction (holding the placement lock) can tell. */
+  async place(trx: Transaction<FleetDatabase>, choose: (hosts: PlacementHost[]) => Placement): Promise<Placement> {
+    if (!this.shared) return choose(await this.readExact(trx));
+    if (this.hosts === undefined || performance.now() - this.readAt > REFRESH_MS || this.marked.size > REREAD_ALL_OVER) return choose(await this.readAll(trx));
+    await this.readMarked(trx, this.hosts);
+    const guess = choose([...this.hosts.values()]);
+    if (guess.ok && guess.hostIds.length === 0) return guess;
+    if (guess.ok) {
+      const rows = await trx
+        .selectFrom("hosts")
+        .select(PLACEMENT_COLUMNS)
+        .where("id", "in", [...new Set(guess.hostIds)])
+        .execute();
+      const current = rows.map(placementHostFromRow);
+      for (const host of current) this.hosts.set(host.id, host);
+      const checked = choose(current);
+      if (checked.ok) return checked;
     }
-    if (this.marked.size > 0) {
-      const ids = [...this.marked];
-      this.marked.clear();
-      const rows = await trx.selectFrom("hosts").select(PLACEMENT_COLUMNS).where("id", "in", ids).execute();
-      for (const id of ids) this.hosts.delete(id);
-      for (const row of rows) this.hosts.set(row.id, placementHostFromRow(row));
-    }
-    return [...this.hosts.values()];
+    return choose(await this.readAll(trx));
   }
 
   /** The hosts were written (or removed) by this process: read them again before the next placement. */
   changed(ids: Iterable<string>): void {
-    if (!this.cached) return;
     for (const id of ids) this.marked.add(id);
   }
 
-  private async readAll(trx: Transaction<FleetDatabase>): Promise<(PlacementHost & { kind: HostKind })[]> {
+  /** Only this process writes: the copy, brought up to date with what it marked, or read whole when another connection wrote. */
+  private async readExact(trx: Transaction<FleetDatabase>): Promise<PlacementHost[]> {
+    const { rows } = await sql<{ data_version: number }>`PRAGMA data_version`.execute(trx);
+    const version = rows[0]?.data_version;
+    if (this.hosts === undefined || version !== this.dataVersion || this.marked.size > REREAD_ALL_OVER) {
+      const all = await this.readAll(trx);
+      this.dataVersion = version;
+      return all;
+    }
+    await this.readMarked(trx, this.hosts);
+    return [...this.hosts.values()];
+  }
+
+  private async readMarked(trx: Transaction<FleetDatabase>, hosts: Map<string, ViewHost>): Promise<void> {
+    if (this.marked.size === 0) return;
+    // Marks made from here on are for writes after this read: they stay for the next placement.
+    const ids = [...this.marked];
+    this.marked.clear();
+    const rows = await trx.selectFrom("hosts").select(PLACEMENT_COLUMNS).where("id", "in", ids).execute();
+    for (const id of ids) hosts.delete(id);
+    for (const row of rows) hosts.set(row.id, placementHostFromRow(row));
+  }
+
+  private async readAll(trx: Transaction<FleetDatabase>): Promise<ViewHost[]> {
+    this.marked.clear();
     const rows = await trx.selectFrom("hosts").select(PLACEMENT_COLUMNS).orderBy("id").execute();
-    return rows.map(placementHostFromRow);
+    const all = rows.map(placementHostFromRow);
+    this.hosts = new Map(all.map((host) => [host.id, host]));
+    this.readAt = performance.now();
+    return all;
   }
 }
