@@ -197,39 +197,44 @@ export class FleetStore {
    * the placement's reason if some VM fits nowhere.
    */
   async createEnv(env: NewEnv, vms: readonly NewFleetVm[], place: PlaceFn): Promise<EnvRecord> {
+    const ids = vms.map((v) => v.id);
+    const repeated = ids.find((id, i) => ids.indexOf(id) !== i);
+    if (repeated !== undefined) throw new CorralError("invalid_request", `Cannot create environment ${quote(env.id)}: VM id ${quote(repeated)} is given twice`);
     const createdAt = this.now();
     const envRow = envToRow(env, createdAt, this.leaseMs);
     let chosen: string[] = [];
     try {
       return await this.db.transaction().execute(async (trx) => {
+        // The environment's row before the placement lock: a taken id fails on its unique key, and what the
+        // lock is held for is short (placements across controllers wait for it on PostgreSQL).
+        await trx.insertInto("envs").values(envRow).execute();
         await this.dialect.lockPlacement(trx);
-        await this.assertEnvIdsFree(trx, env.id, vms);
         const placement = await this.placementView.place(trx, (hosts) => place(hosts, [...vms]));
         if (!placement.ok) throw new CorralError("no_capacity", placement.reason);
         if (placement.hostIds.length !== vms.length) throw new Error(`Placement chose ${placement.hostIds.length} hosts for ${vms.length} VMs`);
         chosen = placement.hostIds;
 
-        await trx.insertInto("envs").values(envRow).execute();
         const vmRows = vms.map((vm, position) => vmToRow(vm, { envId: env.id, position, hostId: placement.hostIds[position] as string }, envRow.created_at));
         if (vmRows.length > 0) await trx.insertInto("vms").values(vmRows).execute();
         for (const [hostId, amounts] of reservedByHost(vmRows)) await this.addReserved(trx, hostId, amounts, "+");
         return envFromRow(envRow, vmRows.map(vmFromRow));
       });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw await this.envIdConflict(env.id, ids, err);
+      throw err;
     } finally {
       // Their reserved room changed (or, rolled back, did not): read again either way.
       this.placementView.changed(chosen);
     }
   }
 
-  private async assertEnvIdsFree(trx: FleetQueries, envId: string, vms: readonly NewFleetVm[]): Promise<void> {
-    const env = await trx.selectFrom("envs").select("id").where("id", "=", envId).executeTakeFirst();
-    if (env) throw new CorralError("conflict", `Environment ${quote(envId)} already exists`);
-    if (vms.length === 0) return;
-    const ids = vms.map((v) => v.id);
-    const repeated = ids.find((id, i) => ids.indexOf(id) !== i);
-    if (repeated !== undefined) throw new CorralError("invalid_request", `Cannot create environment ${quote(envId)}: VM id ${quote(repeated)} is given twice`);
-    const vm = await trx.selectFrom("vms").select("id").where("id", "in", ids).executeTakeFirst();
-    if (vm) throw new CorralError("conflict", `Cannot create environment ${quote(envId)}: VM id ${quote(vm.id)} is taken`);
+  /** Which id of a create was taken (its unique key refused it): the environment's, or one of its VMs'. */
+  private async envIdConflict(envId: string, vmIds: readonly string[], cause: unknown): Promise<CorralError> {
+    const env = await this.db.selectFrom("envs").select("id").where("id", "=", envId).executeTakeFirst();
+    if (env) return new CorralError("conflict", `Environment ${quote(envId)} already exists`, { cause });
+    const vm = vmIds.length === 0 ? undefined : await this.db.selectFrom("vms").select("id").where("id", "in", vmIds).executeTakeFirst();
+    if (vm) return new CorralError("conflict", `Cannot create environment ${quote(envId)}: VM id ${quote(vm.id)} is taken`, { cause });
+    return new CorralError("conflict", `Cannot create environment ${quote(envId)}: its id or a VM's was taken while it was being created`, { cause });
   }
 
   private async addReserved(trx: FleetQueries, hostId: string, amounts: Amounts, op: "+" | "-"): Promise<void> {

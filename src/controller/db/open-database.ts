@@ -31,7 +31,13 @@ export interface FleetStoreOptions {
 export type StoreTarget = { backend: "sqlite"; file: string } | { backend: "postgres"; url: string };
 
 const SQLITE_FILE = "controller.db";
-const POOL_SIZE = 10;
+/**
+ * PostgreSQL connections per controller. A placement holds one while it waits for the placement lock, so
+ * with 10, 16 creates at once left the rest of the controller waiting for a connection (controller-scale
+ * bench: 222-247 placements/s with 10, 282 with 20); 16 keeps five controllers under PostgreSQL's default
+ * max_connections of 100.
+ */
+const POOL_SIZE = 16;
 
 /** The URL with its password masked, fit for logs and messages. */
 export function redactUrl(url: string): string {
