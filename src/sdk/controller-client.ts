@@ -32,16 +32,28 @@ const HOST_WAIT_MS = 10 * 60_000;
 const segment = encodeURIComponent;
 
 /**
- * A TTstack route's answer: its `data` (undefined for a `{"ok":true}`). A body that is not the envelope is
- * an error that says so (a controller of another version, a proxy's page).
+ * A TTstack route's whole success envelope (`{"ok": true, "data": …}` and anything beside, such as a page's
+ * `next`). A body that is not the envelope is an error that says so (a controller of another version, a
+ * proxy's page).
  */
-export async function ttData<T>(transport: Transport, method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+async function ttEnvelope<T>(
+  transport: Transport,
+  method: Dispatcher.HttpMethod,
+  path: string,
+  body?: unknown,
+  timeoutMs?: number,
+): Promise<{ ok: true; data: T; next?: unknown }> {
   const answer = await transport.json<{ ok?: unknown; data?: T; error?: unknown } | undefined>(method, path, body, timeoutMs);
   if (typeof answer !== "object" || answer === null || typeof answer.ok !== "boolean") {
     throw new CorralApiError(502, "host_bad_answer", `The controller answered ${method} ${path} with something that is not TTstack's envelope {"ok", "data"}`, method, path);
   }
   if (!answer.ok) throw new CorralApiError(502, "unknown", typeof answer.error === "string" ? answer.error : `${method} ${path} failed`, method, path);
-  return answer.data as T;
+  return answer as { ok: true; data: T; next?: unknown };
+}
+
+/** A TTstack route's answer: its `data` (undefined for a `{"ok":true}`). */
+export async function ttData<T>(transport: Transport, method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+  return (await ttEnvelope<T>(transport, method, path, body, timeoutMs)).data;
 }
 
 /** `client.hosts`: the host registry (TTstack's `{addr}` and Virtumancer's `{id, uri}` bodies alike). */
@@ -110,10 +122,10 @@ export class EnvsApi {
   /** One page of `list`: at most `limit` (1-1000) environments after `after` (the `next` of the page before; null after the last). */
   async page(limit: number, after?: string): Promise<EnvPage> {
     const query = new URLSearchParams({ limit: String(limit), ...(after === undefined ? {} : { after }) });
-    const answer = await this.transport.json<{ ok?: unknown; data?: Env[]; next?: string | null; error?: unknown }>("GET", `/api/envs?${query}`);
-    if (answer?.ok !== true || !Array.isArray(answer.data))
+    const answer = await ttEnvelope<Env[]>(this.transport, "GET", `/api/envs?${query}`);
+    if (!Array.isArray(answer.data))
       throw new CorralApiError(502, "host_bad_answer", "The controller answered GET /api/envs?limit with something that is not a page", "GET", "/api/envs");
-    return { envs: answer.data, next: answer.next ?? null };
+    return { envs: answer.data, next: typeof answer.next === "string" ? answer.next : null };
   }
 
   /** Every environment, a page at a time (`pageSize` each): a fleet's whole list never held at once. */

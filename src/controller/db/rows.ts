@@ -19,21 +19,6 @@ export function capacityColumns(info: HostReport | null): Pick<HostsTable, "cpu_
   return { cpu_total: info.cpu_total, mem_total: info.mem_total, disk_total: info.disk_total, engines: JSON.stringify(info.engines), images: JSON.stringify(info.images) };
 }
 
-// Hosts of a fleet mostly report the same engines and images: each distinct list is parsed once and shared
-// (read only by placement). Bounded, so hosts with ever-new lists cannot grow it without end.
-const parsedLists = new Map<string, readonly string[]>();
-const PARSED_LISTS_MAX = 10_000;
-
-function stringList(json: string): string[] {
-  let list = parsedLists.get(json);
-  if (list === undefined) {
-    if (parsedLists.size >= PARSED_LISTS_MAX) parsedLists.clear();
-    list = Object.freeze(JSON.parse(json) as string[]);
-    parsedLists.set(json, list);
-  }
-  return list as string[];
-}
-
 export function placementHostFromRow(row: PlacementRow): PlacementHost & Pick<HostRecord, "kind"> {
   const reported = row.cpu_total !== null && row.mem_total !== null && row.disk_total !== null && row.engines !== null && row.images !== null;
   return {
@@ -45,8 +30,8 @@ export function placementHostFromRow(row: PlacementRow): PlacementHost & Pick<Ho
           cpu_total: Number(row.cpu_total),
           mem_total: Number(row.mem_total),
           disk_total: Number(row.disk_total),
-          engines: stringList(row.engines as string),
-          images: stringList(row.images as string),
+          engines: JSON.parse(row.engines as string) as string[],
+          images: JSON.parse(row.images as string) as string[],
         }
       : null,
     reserved: { cpu: row.reserved_cpu, mem: row.reserved_mem, disk: row.reserved_disk },

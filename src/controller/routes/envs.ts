@@ -6,7 +6,7 @@
 // or the error of the first VM that could not (the others are stopped or started; the environment is
 // `partial`): TTstack's CLI prints an error where TTstack would have said nothing.
 import { Type } from "@sinclair/typebox";
-import { CONTROLLER_ANSWERS, CreateEnvSchema, EnvListQuery, EnvParams } from "../../protocol/controller.ts";
+import { CONTROLLER_ANSWERS, CreateEnvSchema, ENV_PAGE_MAX, EnvListQuery, EnvParams } from "../../protocol/controller.ts";
 import { CorralError, quote } from "../../protocol/errors.ts";
 import { DoneEnvelopeSchema, TT_DONE, ttOk } from "../../protocol/ttstack.ts";
 import type { ControllerApp, ControllerContext } from "../context.ts";
@@ -70,7 +70,7 @@ export function envRoutes(app: ControllerApp, ctx: ControllerContext): void {
   app.get("/api/envs", { schema: { querystring: EnvListQuery, response: { 200: Type.Union([CONTROLLER_ANSWERS.envPage, CONTROLLER_ANSWERS.envs]) } } }, async (request) => {
     const { limit, after } = request.query;
     if (limit === undefined) {
-      if (after !== undefined) throw new CorralError("invalid_request", "Cannot list environments after a position without a page size: give limit too (1-1000)");
+      if (after !== undefined) throw new CorralError("invalid_request", `Cannot list environments after a position without a page size: give limit too (1-${ENV_PAGE_MAX})`);
       return ttOk((await envs.list()).map(envView));
     }
     const page = await envs.page(limit, after === undefined ? undefined : parseEnvCursor(after));
