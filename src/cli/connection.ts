@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { readRuntimeInfo } from "../daemon/runtime-info.ts";
 import { corralHome } from "../image/home.ts";
-import { CorralClient } from "../sdk/index.ts";
+import { CorralClient } from "../sdk/daemon-client.ts";
 import { resolveSecret, warnOnStderr } from "./secret-options.ts";
 
 export interface ConnectionFlags {

@@ -5,7 +5,8 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { readControllerInfo } from "../controller/runtime-info.ts";
 import { corralHome } from "../image/home.ts";
-import { ControllerClient, CorralApiError } from "../sdk/index.ts";
+import { ControllerClient } from "../sdk/controller-client.ts";
+import { CorralApiError } from "../sdk/transport.ts";
 import { resolveSecret, warnOnStderr } from "./secret-options.ts";
 
 export const DEFAULT_CONTROLLER_URL = "http://127.0.0.1:9200";

@@ -2,7 +2,8 @@
 // WebSocket per connection, until Ctrl-C. SPEC is one of Slicer's -L forms (see sdk/forward-spec.ts).
 import type { Command } from "commander";
 import { formatForwardTarget } from "../protocol/forward.ts";
-import { formatListenAddress, parseForwardSpec, type ForwardMapping, type LocalForward } from "../sdk/index.ts";
+import type { LocalForward } from "../sdk/forward.ts";
+import { formatListenAddress, parseForwardSpec, type ForwardMapping } from "../sdk/forward-spec.ts";
 import { addConnectionOptions, clientFor, type ConnectionFlags } from "./connection.ts";
 import { action, collect } from "./output.ts";
 

@@ -3,7 +3,7 @@
 import { existsSync, statSync } from "node:fs";
 import { isAbsolute, relative, resolve } from "node:path";
 import type { BuildEvent } from "../sdk/index.ts";
-import { packBuildContext } from "../sdk/index.ts";
+import { packBuildContext } from "../sdk/image-build.ts";
 import { clientFor, type ConnectionFlags } from "./connection.ts";
 
 export interface DockerfileBuildFlags extends ConnectionFlags {

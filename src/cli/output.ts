@@ -1,5 +1,5 @@
 // Printing for people (aligned tables) and for scripts (--json).
-import { CorralApiError } from "../sdk/index.ts";
+import { CorralApiError } from "../sdk/transport.ts";
 
 /** Commander's accumulator for repeatable options. */
 export function collect(value: string, previous: string[] = []): string[] {

@@ -4,12 +4,11 @@
 // the controller's own shapes (host-report.ts). What a kind of host cannot do is 422 `unsupported_by_host`.
 // Credentials: a host's own token when it was registered with one, else the controller's API key, which
 // TTstack's controller sends to all its agents (its agents share that key).
-import type { Dispatcher } from "undici";
 import type WebSocket from "ws";
 import { CorralError, isErrorCode } from "../protocol/errors.ts";
 import type { ShellQuery } from "../protocol/slicer.ts";
 import type { CreateAgentVm, VmStats } from "../protocol/ttstack-agent.ts";
-import { CorralApiError } from "../sdk/transport.ts";
+import { CorralApiError, type HttpResponse } from "../sdk/transport.ts";
 import type { HostKind, HostReport, ReportedVm, ReportedVmDetail } from "./host-report.ts";
 import { Type } from "@sinclair/typebox";
 import { AgentApi, READ_TIMEOUT_MS } from "./drivers/agent-api.ts";
@@ -45,7 +44,7 @@ export interface HostDriver {
   /** The VM's shell WebSocket, once the host accepted it (a refusal is a CorralApiError with its code). */
   openShell(name: string, query: ShellQuery, signal: AbortSignal): Promise<WebSocket>;
   /** The VM's serial console log as the host answers it, its body still to be read. */
-  logs(name: string, query: { lines?: number }, signal: AbortSignal): Promise<Dispatcher.ResponseData>;
+  logs(name: string, query: { lines?: number }, signal: AbortSignal): Promise<HttpResponse>;
 }
 
 export interface HostDriversOptions {

@@ -4,6 +4,23 @@
 import { CorralError } from "./errors.ts";
 import type { DownloadSpec, UploadSpec } from "./files.ts";
 
+/**
+ * Response and request headers of Slicer's copy protocol (lower case, as HTTP/2 and Node spell them). Kept
+ * here beside the modes, not with the schemas in files.ts, so that the SDK reads them without TypeBox.
+ */
+export const SLICER_COPY_HEADERS = {
+  /** Octal permission bits of a downloaded file, e.g. `0644`. */
+  fileMode: "x-slicer-file-mode",
+  /** `file` or `directory`: what a cp-v1 download carries. */
+  sourceType: "x-slicer-source-type",
+  /** The source's base name, base64url without padding (any bytes survive a header this way). */
+  sourceNameBase64: "x-slicer-source-name-base64",
+  /** The base name in clear, read by an older Go SDK; sent only when it is printable ASCII. */
+  sourceName: "x-slicer-source-name",
+  /** Total size of the regular files in an uploaded tar (Go SDK; informational). */
+  unpackedSize: "x-slicer-unpacked-size",
+} as const;
+
 export const COPY_MODES = ["binary", "tar", "cp-v1-binary", "cp-v1-tar", "cp-v1-recursive"] as const;
 export type CopyMode = (typeof COPY_MODES)[number];
 

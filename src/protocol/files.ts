@@ -5,20 +5,6 @@ import { StringEnum } from "./slicer.ts";
 
 // ---- Slicer's wire ----
 
-/** Response and request headers of Slicer's copy protocol (lower case, as HTTP/2 and Node spell them). */
-export const SLICER_COPY_HEADERS = {
-  /** Octal permission bits of a downloaded file, e.g. `0644`. */
-  fileMode: "x-slicer-file-mode",
-  /** `file` or `directory`: what a cp-v1 download carries. */
-  sourceType: "x-slicer-source-type",
-  /** The source's base name, base64url without padding (any bytes survive a header this way). */
-  sourceNameBase64: "x-slicer-source-name-base64",
-  /** The base name in clear, read by an older Go SDK; sent only when it is printable ASCII. */
-  sourceName: "x-slicer-source-name",
-  /** Total size of the regular files in an uploaded tar (Go SDK; informational). */
-  unpackedSize: "x-slicer-unpacked-size",
-} as const;
-
 export const OCTAL_MODE_PATTERN = "^(0o?)?[0-7]{1,4}$";
 const UidSchema = Type.Integer({ minimum: 0, maximum: 4294967294 });
 const StringOrList = Type.Union([Type.String(), Type.Array(Type.String())]);

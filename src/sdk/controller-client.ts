@@ -3,10 +3,9 @@
 // routes (plain JSON). The CLI's `host`, `env` and `status` commands use it; it shares the daemon client's
 // transport and errors (an envelope's error carries Corral's {error, code} too).
 import type { Static } from "@sinclair/typebox";
-import type { Dispatcher } from "undici";
 import type { CreateEnv, Env, EnvDetail, FleetImage, FleetStatus, FleetVm, Host, HostInfoViewSchema, HostVm, RegisterHost, VmAction } from "../protocol/controller.ts";
 import type { VmHardware } from "../protocol/ttstack-agent.ts";
-import { CorralApiError, Transport } from "./transport.ts";
+import { CorralApiError, type HttpMethod, Transport } from "./transport.ts";
 
 export interface ControllerClientOptions {
   /** `http://host:port` of the controller (default port 9200). */
@@ -36,13 +35,7 @@ const segment = encodeURIComponent;
  * `next`). A body that is not the envelope is an error that says so (a controller of another version, a
  * proxy's page).
  */
-async function ttEnvelope<T>(
-  transport: Transport,
-  method: Dispatcher.HttpMethod,
-  path: string,
-  body?: unknown,
-  timeoutMs?: number,
-): Promise<{ ok: true; data: T; next?: unknown }> {
+async function ttEnvelope<T>(transport: Transport, method: HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<{ ok: true; data: T; next?: unknown }> {
   const answer = await transport.json<{ ok?: unknown; data?: T; error?: unknown } | undefined>(method, path, body, timeoutMs);
   if (typeof answer !== "object" || answer === null || typeof answer.ok !== "boolean") {
     throw new CorralApiError(502, "host_bad_answer", `The controller answered ${method} ${path} with something that is not TTstack's envelope {"ok", "data"}`, method, path);
@@ -52,7 +45,7 @@ async function ttEnvelope<T>(
 }
 
 /** A TTstack route's answer: its `data` (undefined for a `{"ok":true}`). */
-export async function ttData<T>(transport: Transport, method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+export async function ttData<T>(transport: Transport, method: HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
   return (await ttEnvelope<T>(transport, method, path, body, timeoutMs)).data;
 }
 

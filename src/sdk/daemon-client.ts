@@ -2,7 +2,6 @@
 // programs can too (it speaks the same wire format as Slicer's SDKs). Feature namespaces live in their own
 // files and share this client's transport.
 import type { Duplex, Readable } from "node:stream";
-import type { Dispatcher } from "undici";
 import type { BufferedExecResult, ExecFrame } from "../protocol/agent.ts";
 import type { CommitBody, CommitView, ForkBody } from "../protocol/commits-api.ts";
 import type { HostIsolationInfo } from "../protocol/host-isolation.ts";
@@ -13,13 +12,13 @@ import type { CreatedNode, CreateNodeBody, GroupNetworkInfo, HostGroupInfo, Node
 import { BackgroundExecApi } from "./background.ts";
 import { FilesApi } from "./files.ts";
 import { ImagesApi } from "./images.ts";
-import { buildImage, type BuildImageOptions } from "./image-build.ts";
+import type { BuildImageOptions } from "./image-build.ts";
 import { ndjson } from "./ndjson.ts";
 import { SecretsApi } from "./secrets.ts";
 import { listenForward, openForward, type ListenForwardOptions, type LocalForward } from "./forward.ts";
 import type { ForwardMapping } from "./forward-spec.ts";
 import { openShell, type ShellOptions, type ShellSession } from "./shell.ts";
-import { queryString, Transport, type ClientOptions } from "./transport.ts";
+import { type ClientOptions, type HttpMethod, queryString, Transport } from "./transport.ts";
 
 export interface VmHealth {
   hostname: string;
@@ -111,7 +110,7 @@ export class CorralClient {
     return this.transport.close();
   }
 
-  private json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number, signal?: AbortSignal): Promise<T> {
+  private json<T>(method: HttpMethod, path: string, body?: unknown, timeoutMs?: number, signal?: AbortSignal): Promise<T> {
     return this.transport.json<T>(method, path, body, timeoutMs, signal);
   }
 
@@ -279,8 +278,10 @@ export class CorralClient {
   }
 
   /** Builds a new version of an image from a Dockerfile on the daemon; yields progress, ending in `done` or `error`. */
-  buildImage(options: BuildImageOptions): AsyncGenerator<BuildEvent> {
-    return buildImage(this.transport, options);
+  async *buildImage(options: BuildImageOptions): AsyncGenerator<BuildEvent> {
+    // Loaded on first use: packing a build context brings the tar writer, which other calls do not need.
+    const { buildImage } = await import("./image-build.ts");
+    yield* buildImage(this.transport, options);
   }
 
   /** Streams the command's frames as they come; the last one is the `exit` frame. */

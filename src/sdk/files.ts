@@ -1,10 +1,10 @@
 // `client.fs`: files in a VM. Copies stream both ways (pass a Readable, get a Readable); directory listings,
 // stat, mkdir, remove; and watching paths as an async iterable of events.
+import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
-import type { Dispatcher } from "undici";
 import type { CopyMode } from "../protocol/copy-mode.ts";
-import { decodeSourceName } from "../protocol/copy-mode.ts";
-import { SLICER_COPY_HEADERS, type FsInfo, type UploadResult, type WatchEvent, type WatchEventType } from "../protocol/files.ts";
+import { decodeSourceName, SLICER_COPY_HEADERS } from "../protocol/copy-mode.ts";
+import type { FsInfo, UploadResult, WatchEvent, WatchEventType } from "../protocol/files.ts";
 import { SseParser } from "../protocol/sse.ts";
 import { CorralApiError, queryString, type QueryValue, type Transport } from "./transport.ts";
 
@@ -71,7 +71,7 @@ function octal(permissions: number | string | undefined): string | undefined {
   return typeof permissions === "number" ? permissions.toString(8).padStart(4, "0") : permissions;
 }
 
-function header(headers: Dispatcher.ResponseData["headers"], name: string): string | undefined {
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }

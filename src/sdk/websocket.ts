@@ -3,9 +3,8 @@
 // Slicer's SDKs send it). A refusal (any status but 101) becomes a CorralApiError with the daemon's
 // {"error","code"}.
 import { connect } from "node:net";
-import WebSocket from "ws";
-import { CorralApiError, type ClientOptions } from "./transport.ts";
-import { socketPathOf } from "./transport.ts";
+import type WebSocket from "ws";
+import { apiErrorFrom, type ClientOptions, socketPathOf } from "./transport.ts";
 
 const HANDSHAKE_TIMEOUT_MS = 75_000;
 
@@ -17,7 +16,9 @@ export function webSocketUrl(url: string, path: string): string {
 }
 
 /** Resolves once the WebSocket is open; rejects with CorralApiError when the daemon refuses it. */
-export function openWebSocket(options: ClientOptions, path: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<WebSocket> {
+export async function openWebSocket(options: ClientOptions, path: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<WebSocket> {
+  // Loaded on first use: a command that opens no WebSocket does not pay for parsing ws.
+  const { default: WebSocket } = await import("ws");
   const socketPath = socketPathOf(options.url);
   const allHeaders: Record<string, string> = { "user-agent": "corral-sdk", ...headers };
   if (options.token) allHeaders.authorization = `Bearer ${options.token}`;
@@ -49,19 +50,9 @@ export function openWebSocket(options: ClientOptions, path: string, headers: Rec
       response.setEncoding("utf8");
       response.on("data", (chunk: string) => (text += chunk));
       response.on("end", () => {
-        const status = response.statusCode ?? 0;
-        let code = "unknown";
-        let message = text || `HTTP ${status}`;
-        try {
-          const parsed = JSON.parse(text) as { error?: string; code?: string };
-          message = parsed.error ?? message;
-          code = parsed.code ?? code;
-        } catch {
-          // not JSON: keep the text
-        }
         ws.on("error", () => undefined); // terminating a handshake in progress reports it as an error
         ws.terminate();
-        reject(new CorralApiError(status, code, message, "GET", path));
+        reject(apiErrorFrom(response.statusCode ?? 0, text, "GET", path));
       });
     });
     ws.once("error", (err) => {

@@ -9,7 +9,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { request as undiciRequest } from "undici";
 import { parseDocument } from "yaml";
 import { findProcessesWithArgument } from "../../src/engine/index.ts";
 import { CorralClient } from "../../src/sdk/index.ts";
@@ -205,18 +204,10 @@ export class TestDaemon {
    * for the routes the SDK has no method for (TTstack's /api/vms, PATCH /vm/HOST/network) and for errors.
    */
   async request(method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE", path: string, body?: unknown): Promise<RawResponse> {
-    const client = this.client;
-    const target = client.transport.target;
-    const headers: Record<string, string> = {};
-    if (body !== undefined) headers["content-type"] = "application/json";
-    if (client.transport.options.token) headers.authorization = `Bearer ${client.transport.options.token}`;
-    const response = await undiciRequest(`${target.origin}${path}`, {
-      method,
-      headers,
+    const response = await this.client.transport.request(method, path, {
       body: body === undefined ? undefined : JSON.stringify(body),
-      dispatcher: target.dispatcher,
-      headersTimeout: 300_000,
-      bodyTimeout: 300_000,
+      contentType: body === undefined ? undefined : "application/json",
+      timeoutMs: 300_000,
     });
     const text = await response.body.text();
     let parsed: unknown;

@@ -4,12 +4,11 @@
 // says how its answers are shaped and read (corral-daemon-driver.ts, ttstack-agent-driver.ts); what a kind
 // cannot do is 422 `unsupported_by_host`.
 import type { TSchema } from "@sinclair/typebox";
-import type { Dispatcher } from "undici";
 import type WebSocket from "ws";
 import { CorralError } from "../../protocol/errors.ts";
 import type { ShellQuery } from "../../protocol/slicer.ts";
 import type { CreateAgentVm, VmStats } from "../../protocol/ttstack-agent.ts";
-import { CorralApiError } from "../../sdk/transport.ts";
+import { CorralApiError, type HttpResponse } from "../../sdk/transport.ts";
 import type { HostDriver } from "../host-driver.ts";
 import type { HostKind, HostReport, ReportedVm, ReportedVmDetail } from "../host-report.ts";
 import { AgentApi, CHANGE_TIMEOUT_MS, READ_TIMEOUT_MS, type AgentAddress } from "./agent-api.ts";
@@ -109,7 +108,7 @@ export class AgentDriver<Info, Vm, Detail> implements HostDriver {
     throw this.unsupported(`open a shell in VM ${JSON.stringify(name)}`);
   }
 
-  async logs(name: string, _query: { lines?: number }, _signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  async logs(name: string, _query: { lines?: number }, _signal: AbortSignal): Promise<HttpResponse> {
     throw this.unsupported(`read the serial log of VM ${JSON.stringify(name)}`);
   }
 }

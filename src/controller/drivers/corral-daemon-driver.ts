@@ -1,7 +1,6 @@
 // A Corral daemon as a host: TTstack's agent API with Corral's fields beside TTstack's (its own VM states,
 // health, outgoing policy, host group, fleet, hardware), and the calls a TTstack agent lacks: a reboot, live
 // stats (both on the agent API), a VM's shell and serial log (on the daemon's Slicer API).
-import type { Dispatcher } from "undici";
 import type WebSocket from "ws";
 import type { ShellQuery } from "../../protocol/slicer.ts";
 import {
@@ -15,7 +14,7 @@ import {
   type AgentVmDetail,
   type VmStats,
 } from "../../protocol/ttstack-agent.ts";
-import { queryString, Transport } from "../../sdk/transport.ts";
+import { type HttpResponse, queryString, Transport } from "../../sdk/transport.ts";
 import { openWebSocket } from "../../sdk/websocket.ts";
 import { Type } from "@sinclair/typebox";
 import type { ReportedVm } from "../host-report.ts";
@@ -94,7 +93,7 @@ export class CorralDaemonDriver extends AgentDriver<AgentInfo, AgentVm, AgentVmD
     return openWebSocket({ url: this.address.uri, token: this.address.token }, path, {}, signal);
   }
 
-  override logs(name: string, query: { lines?: number }, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  override logs(name: string, query: { lines?: number }, signal: AbortSignal): Promise<HttpResponse> {
     return this.slicer.send("GET", `/vm/${segment(name)}/logs${queryString({ ...query })}`, { signal, timeoutMs: STREAM_TIMEOUT_MS });
   }
 }

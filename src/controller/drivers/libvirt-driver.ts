@@ -5,7 +5,7 @@
 // reset (forced reboot). Environments are not made on such a host: creating or deleting a VM there, a shell or
 // a serial log are `unsupported_by_host`, naming the host and why.
 import { stat } from "node:fs/promises";
-import type { Dispatcher } from "undici";
+import type { HttpResponse } from "../../sdk/transport.ts";
 import type WebSocket from "ws";
 import { CorralError, quote } from "../../protocol/errors.ts";
 import type { ShellQuery } from "../../protocol/slicer.ts";
@@ -186,7 +186,7 @@ export class LibvirtDriver implements HostDriver {
     throw this.unsupported(`open a shell in VM ${quote(name)}`, "its domains have no Corral guest agent");
   }
 
-  async logs(name: string, _query: { lines?: number }, _signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  async logs(name: string, _query: { lines?: number }, _signal: AbortSignal): Promise<HttpResponse> {
     throw this.unsupported(`read the serial log of VM ${quote(name)}`, "libvirt keeps a domain's console to itself");
   }
 

@@ -4,7 +4,7 @@
 // starts is answered as HTTP before the upgrade: the controller opens the daemon's WebSocket first and
 // upgrades the browser only once the daemon accepted, so an unknown VM is a 404, a paused one a 409, a host
 // that does not answer a 502, a request that is not a WebSocket a 426.
-import type { Dispatcher } from "undici";
+import type { HttpResponse } from "../../sdk/transport.ts";
 import type { WebSocket } from "ws";
 import { HostVmParams } from "../../protocol/controller.ts";
 import { CLOSE_CODE } from "../../protocol/shell.ts";
@@ -64,7 +64,7 @@ export function vmLogsRoute(app: ControllerApp, ctx: ControllerContext): void {
     // Stops the daemon's answer when the client leaves; the streamed body is destroyed with the response.
     const abort = new AbortController();
     reply.raw.once("close", () => abort.abort());
-    let answer: Dispatcher.ResponseData;
+    let answer: HttpResponse;
     try {
       answer = await driver.logs(vmName, { lines: request.query.lines }, abort.signal);
     } catch (err) {

@@ -1,9 +1,9 @@
 // POST|GET /vm/HOST/cp: copies into and out of a VM, in Slicer's legacy modes (`binary`, `tar`), its cp-v1
 // modes, or chosen from Content-Type/Accept when no mode is given. Bodies stream both ways.
 import { constants as h2 } from "node:http2";
-import { downloadShape, isSourceName, uploadShape } from "../../protocol/copy-mode.ts";
+import { downloadShape, isSourceName, SLICER_COPY_HEADERS, uploadShape } from "../../protocol/copy-mode.ts";
 import { CorralError } from "../../protocol/errors.ts";
-import { CopyQuerySchema, parseOctalMode, SLICER_COPY_HEADERS, type CopyQuery, type DownloadSpec, type UploadSpec } from "../../protocol/files.ts";
+import { CopyQuerySchema, parseOctalMode, type CopyQuery, type DownloadSpec, type UploadSpec } from "../../protocol/files.ts";
 import { VmParams } from "../../protocol/slicer.ts";
 import { GuestFiles } from "../files/guest-files.ts";
 import { installStreamingBodies } from "../../http/body-parsers.ts";
