@@ -10,6 +10,8 @@ export interface GuestNative {
   setTime(ms: number): void;
   reseedRandom(seed: Buffer): void;
   setMacAddress(iface: string, mac: Buffer): void;
+  /** The one IPv4 address (others removed), the link up, and the default route when a gateway is given. */
+  setIpv4(iface: string, address: Buffer, prefixLength: number, gateway: Buffer | null): void;
 }
 
 let loaded: GuestNative | null | undefined;
