@@ -620,6 +620,37 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       assert.equal(calledDuringPublish, false);
     });
 
+    test("several events go out in one statement, in order; a create's announcement only once it is stored", async () => {
+      const seen: unknown[] = [];
+      let queries = 0;
+      const counting = await open({ onQuery: () => queries++ });
+      counting.subscribe((event) => seen.push(event));
+      queries = 0;
+      const batch = [
+        { type: "vms-changed", payload: { hostId: "h1" } },
+        { type: "vms-changed", payload: { hostId: "h2" } },
+        { type: "envs-changed", payload: { envId: "e1" } },
+      ];
+      await counting.publish(...batch);
+      assert.ok(queries <= 1, `one statement at most, got ${queries}`);
+      await until(() => (seen.length === 3 ? true : undefined), "three events");
+      assert.deepEqual(seen, batch);
+      await assert.rejects(counting.publish({ type: "small" }, { type: "big", payload: "x".repeat(8000) }), /Cannot publish an event of 8027 bytes/);
+
+      seen.length = 0;
+      await counting.insertHost(newHost("h1", { cpu: 2, mem: 4096, disk: 100_000 }));
+      const announce = (envId: string) => [{ type: "envs-changed", payload: { envId } }];
+      await counting.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1")], place, announce("e1"));
+      await assert.rejects(counting.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-2")], place, announce("e1 again")), corralError("conflict"));
+      await assert.rejects(
+        counting.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1", { cpu: 64 })], place, announce("e2")),
+        corralError("no_capacity"),
+      );
+      await until(() => (seen.length >= 1 ? true : undefined), "the announcement");
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(seen, announce("e1"), "the stored create's announcement only");
+    });
+
     test("a host's kind and a VM's own SSH keys are kept; the fleet's id is made once", async () => {
       assert.equal((await store.insertHost(newHost("h1", undefined, { kind: "ttstack" }))).kind, "ttstack");
       assert.equal((await store.getHost("h1")).kind, "ttstack");

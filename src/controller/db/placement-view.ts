@@ -5,9 +5,10 @@
 //   host marks that host, after the write, to be read again (`changed`); a write by any other connection moves
 //   SQLite's `data_version`, and then every host is read again.
 // - Where other controllers write too (PostgreSQL) the copy may be behind theirs. A placement is chosen on it,
-//   then checked against the chosen hosts' rows as they are now, under the placement lock: it stands only if
-//   it fits them (so nothing is ever booked twice); otherwise, or when nothing fit, every host is read again
-//   and the placement made on that. The whole copy is also read again every REFRESH_MS.
+//   then checked against the chosen hosts' rows as they are now (read with the hosts this process wrote since,
+//   in one query), under the placement lock: it stands only if it fits them (so nothing is ever booked twice);
+//   otherwise it is chosen and checked once more on the copy so updated, then, or when nothing fit, every host
+//   is read again and the placement made on that. The whole copy is also read again every REFRESH_MS.
 // Every read happens inside the placement's transaction, under its lock.
 import { sql, type Transaction } from "kysely";
 import type { HostKind } from "../host-report.ts";
@@ -35,18 +36,16 @@ export class PlacementView {
   async place(trx: Transaction<FleetDatabase>, choose: (hosts: PlacementHost[]) => Placement): Promise<Placement> {
     if (!this.shared) return choose(await this.readExact(trx));
     if (this.hosts === undefined || performance.now() - this.readAt > REFRESH_MS || this.marked.size > REREAD_ALL_OVER) return choose(await this.readAll(trx));
-    await this.readMarked(trx, this.hosts);
-    const guess = choose([...this.hosts.values()]);
-    if (guess.ok && guess.hostIds.length === 0) return guess;
-    if (guess.ok) {
-      const rows = await trx
-        .selectFrom("hosts")
-        .select(PLACEMENT_COLUMNS)
-        .where("id", "in", [...new Set(guess.hostIds)])
-        .execute();
-      const current = rows.map(placementHostFromRow);
-      for (const host of current) this.hosts.set(host.id, host);
-      const checked = choose(current);
+    // Chosen on the copy as it is, then the chosen hosts and those this process marked read in one query (a
+    // round trip fewer under the lock than reading the marked ones first): the check is exact either way. A
+    // guess spoiled by a marked host's old row is made again on the copy now brought up to date, and checked.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const guess = choose([...this.hosts.values()]);
+      if (!guess.ok) break;
+      if (guess.hostIds.length === 0) return guess;
+      const chosen = new Set(guess.hostIds);
+      const current = await this.readMarked(trx, this.hosts, chosen);
+      const checked = choose(current.filter((host) => chosen.has(host.id)));
       if (checked.ok) return checked;
     }
     return choose(await this.readAll(trx));
@@ -70,14 +69,17 @@ export class PlacementView {
     return [...this.hosts.values()];
   }
 
-  private async readMarked(trx: Transaction<FleetDatabase>, hosts: Map<string, ViewHost>): Promise<void> {
-    if (this.marked.size === 0) return;
+  /** Reads the marked hosts (and `also`) into the copy; the rows read. */
+  private async readMarked(trx: Transaction<FleetDatabase>, hosts: Map<string, ViewHost>, also: ReadonlySet<string> = new Set()): Promise<ViewHost[]> {
+    if (this.marked.size === 0 && also.size === 0) return [];
     // Marks made from here on are for writes after this read: they stay for the next placement.
-    const ids = [...this.marked];
+    const ids = [...new Set([...this.marked, ...also])];
     this.marked.clear();
     const rows = await trx.selectFrom("hosts").select(PLACEMENT_COLUMNS).where("id", "in", ids).execute();
     for (const id of ids) hosts.delete(id);
-    for (const row of rows) hosts.set(row.id, placementHostFromRow(row));
+    const read = rows.map(placementHostFromRow);
+    for (const host of read) hosts.set(host.id, host);
+    return read;
   }
 
   private async readAll(trx: Transaction<FleetDatabase>): Promise<ViewHost[]> {
