@@ -17,8 +17,8 @@ export function EnvsPage() {
   const page = useResource<EnvPageAnswer>(envPagePath(trail), { staleOn: envsChanged });
   const [creating, setCreating] = useState(false);
   const envs = page.data?.data;
-  // Only once there is more than one page; above the table and below it (a page is a long scroll).
-  const paged = page.data !== undefined && (trail.length > 1 || page.data.next !== null);
+  // Only once there is more than one page (kept while a later page loads); above the table and below it (a page is a long scroll).
+  const paged = trail.length > 1 || (page.data?.next ?? null) !== null;
   return (
     <section>
       <div className="title-row">
