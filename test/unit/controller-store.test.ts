@@ -865,6 +865,24 @@ describe("PostgreSQL", { timeout: 120_000 }, () => {
       assert.equal((await b.fleetStatus()).vms.total, 10);
     });
 
+    test("three stores with warm copies placing 90 environments at once on 4 hosts with room for 40: exactly 40, none over", async () => {
+      const stores = await Promise.all([open(), open(), open()]);
+      // Each host: 5 threads, 20 vCPUs with overcommit, 10 VMs of 2.
+      for (const id of ["h1", "h2", "h3", "h4"]) await stores[0]!.insertHost(newHost(id, { cpu: 5, mem: 1_000_000, disk: 10_000_000 }));
+      // One placement each first, so that every store places the rest on its copy (lock and read in one statement).
+      for (const [i, store] of stores.entries()) await store.createEnv({ id: `warm${i}`, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`warm${i}-1`)], place);
+      const results = await Promise.allSettled(
+        Array.from({ length: 90 }, (_, i) => stores[i % 3]!.createEnv({ id: `e${i}`, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`e${i}-1`)], place)),
+      );
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 37, "40 VMs of room, 3 taken by the warm-up");
+      for (const r of results) if (r.status === "rejected") corralError("no_capacity")(r.reason);
+      for (const id of ["h1", "h2", "h3", "h4"]) {
+        const host = await stores[1]!.getHost(id);
+        assert.equal(host.reserved.cpu, 20, `${id} is full, not over`);
+        assert.equal((await stores[2]!.listVmsOnHost(id)).length, 10);
+      }
+    });
+
     test("a placement made on what another controller changed since is checked under the lock: never booked twice", async () => {
       const [a, b] = await Promise.all([open(), open()]);
       // h1: 8 vCPUs with overcommit, hx: 4. Best fit puts a's two VMs of 2 on hx; a reads h1 once, at its first placement.

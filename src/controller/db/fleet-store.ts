@@ -210,8 +210,12 @@ export class FleetStore {
         // The environment's row before the placement lock: a taken id fails on its unique key, and what the
         // lock is held for is short (placements across controllers wait for it on PostgreSQL).
         await trx.insertInto("envs").values(envRow).execute();
-        await this.dialect.lockPlacement(trx, payloads);
-        const placement = await this.placementView.place(trx, (hosts) => place(hosts, [...vms]));
+        const placement = await this.placementView.place(
+          trx,
+          (hosts) => place(hosts, [...vms]),
+          // Taken by the placement, with the read of the chosen hosts where it can be (the announcement goes with it).
+          { take: () => this.dialect.lockPlacement(trx, payloads), takeReading: (ids) => this.dialect.lockPlacementReading(trx, ids, payloads) },
+        );
         if (!placement.ok) throw new CorralError("no_capacity", placement.reason);
         if (placement.hostIds.length !== vms.length) throw new Error(`Placement chose ${placement.hostIds.length} hosts for ${vms.length} VMs`);
         chosen = placement.hostIds;
