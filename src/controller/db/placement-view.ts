@@ -6,10 +6,11 @@
 //   SQLite's `data_version`, and then every host is read again.
 // - Where other controllers write too (PostgreSQL) the copy may be behind theirs. A placement is chosen on it,
 //   then checked against the chosen hosts' rows as they are now (read with the hosts this process wrote since,
-//   in one query), under the placement lock: it stands only if it fits them (so nothing is ever booked twice);
-//   otherwise it is chosen and checked once more on the copy so updated, then, or when nothing fit, every host
-//   is read again and the placement made on that. The whole copy is also read again every REFRESH_MS.
-// Every read happens inside the placement's transaction, under its lock.
+//   in the statement that takes the placement lock: StoreDialect.lockPlacementReading): it stands only if it
+//   fits them (so nothing is ever booked twice); otherwise it is chosen and checked once more on the copy so
+//   updated, then, or when nothing fit, every host is read again and the placement made on that. The whole
+//   copy is also read again every REFRESH_MS.
+// Every read that a placement relies on happens inside the placement's transaction, under its lock.
 import { sql, type Transaction } from "kysely";
 import type { HostKind } from "../host-report.ts";
 import type { Placement, PlacementHost } from "./placement.ts";
