@@ -19,12 +19,13 @@ import { CorralApiError } from "../sdk/transport.ts";
 import { crashPoint } from "../util/crash-points.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
 import type { Logger } from "../util/log.ts";
-import { placeVms, type EnvPosition, type EnvRecord, type FleetStore, type HostEndpoint, type NewFleetVm, type Overcommit } from "./db/index.ts";
+import { placeVms, type EnvPosition, type EnvRecord, type FleetStore, type HostEndpoint, type HostRecord, type NewFleetVm, type Overcommit } from "./db/index.ts";
 import { EnvHosts } from "./env-hosts.ts";
 import { createOutcome, planCreateStep, planDeleteStep, refreshPatch } from "./env-recovery.ts";
-import type { FleetEvents } from "./events.ts";
+import { envsChangedEvent, type FleetEvents } from "./events.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import { describeHostFailure, type HostDrivers } from "./host-driver.ts";
+import type { ReportedVm } from "./host-report.ts";
 import { fromHost } from "./host-vms.ts";
 import { vmIdOf } from "./vm-ids.ts";
 
@@ -56,6 +57,15 @@ export interface EnvServiceDeps {
 
 export type Removal = { done: true } | { done: false; env: EnvRecord };
 
+/**
+ * A create's outcome: the environment, and its hosts' addresses with what each answered for the VMs it made
+ * (their health): all that its EnvDetail shows, without reading the hosts' records again.
+ */
+export interface CreatedEnv {
+  env: EnvRecord;
+  hosts: ReadonlyMap<string, Pick<HostRecord, "addr" | "vms">>;
+}
+
 /** What a stop or a start did: the environment as it ended, and the first VM that could not (if one could not). */
 export interface PowerOutcome {
   env: EnvRecord;
@@ -74,7 +84,7 @@ export class EnvService {
   }
 
   /** Places and creates an environment (see the file's opening). */
-  async create(body: CreateEnv): Promise<EnvRecord> {
+  async create(body: CreateEnv): Promise<CreatedEnv> {
     for (const [index, spec] of body.vms.entries()) {
       const engine = spec.engine ?? TTSTACK_DEFAULTS.engine;
       // Any engine TTstack names: placement then finds a host that runs it (Corral daemons run qemu; a TTstack
@@ -104,24 +114,31 @@ export class EnvService {
       const { store, events } = this.deps;
       // Stored with this process holding the create: from here on a crash leaves it to recoverInterrupted.
       const env = await this.timedPlacement(() =>
-        store.createEnv({ id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner }, vms, (hosts, specs) =>
-          placeVms(hosts, specs, this.deps.overcommit),
+        store.createEnv(
+          { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner },
+          vms,
+          (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
+          // Told by the placement itself (on PostgreSQL with its commit: no round trip of its own).
+          [envsChangedEvent(body.id)],
         ),
       );
       return this.holding(env.id, async () => {
-        await events.envsChanged(env.id);
         crashPoint("env-create.placed");
         const hosts = await this.hosts.endpoints(env);
         const failures: string[] = [];
+        const made = [...env.vms];
+        // What each host answered for the VMs it made: their health, for the answer (EnvDetail).
+        const reported = new Map<string, ReportedVm[]>();
         await Promise.all(
-          env.vms.map(async (vm) => {
+          env.vms.map(async (vm, position) => {
             try {
               const answer = await this.hosts.make(env, vm, hosts.get(vm.hostId));
-              await store.updateVm(vm.id, fromHost(answer));
+              made[position] = await store.updateVm(vm.id, fromHost(answer));
+              reported.set(vm.hostId, [...(reported.get(vm.hostId) ?? []), answer]);
               crashPoint("env-create.vm-created");
             } catch (err) {
               failures.push(`VM ${vm.id} on host ${vm.hostId}: ${describeHostFailure(err)}`);
-              await store.updateVm(vm.id, { state: "error", error: describeHostFailure(err) });
+              made[position] = await store.updateVm(vm.id, { state: "error", error: describeHostFailure(err) });
               this.deps.log.warn({ env: env.id, vm: vm.id, host: vm.hostId, err }, "A VM of an environment could not be created");
               if (failures.length === env.vms.length) throw err;
             }
@@ -135,10 +152,17 @@ export class EnvService {
           throw envCreateFailure(env.id, failures, err);
         });
         crashPoint("env-create.all-created");
-        await this.finish(env.id, createOutcome((await store.getEnv(env.id)).vms) ?? "partial");
-        await events.vmsChanged(env.vms.map((vm) => vm.hostId));
-        await events.envsChanged(env.id);
-        return store.getEnv(env.id);
+        // The VMs as this create last wrote them (updateVm's answers): no read of what it just wrote.
+        const state = createOutcome(made) ?? "partial";
+        const finished = await this.finish(env.id, state);
+        await events.envAndVmsChanged(
+          env.id,
+          env.vms.map((vm) => vm.hostId),
+        );
+        // Finished, the environment is the one placed with its new state and VMs (nothing else writes it while
+        // this process holds its operation); taken over meanwhile, it is what the other controller made it.
+        const result = finished ? { ...env, state, operation: null, vms: made } : await store.getEnv(env.id);
+        return { env: result, hosts: new Map([...hosts].map(([id, host]) => [id, { addr: host.addr, vms: reported.get(id) ?? [] }])) };
       });
     });
   }
@@ -227,8 +251,10 @@ export class EnvService {
     );
     const next: EnvState = failed > 0 ? "partial" : action === "stop" ? "stopped" : "running";
     await this.finish(id, next);
-    await events.vmsChanged(env.vms.map((vm) => vm.hostId));
-    await events.envsChanged(id);
+    await events.envAndVmsChanged(
+      id,
+      env.vms.map((vm) => vm.hostId),
+    );
     return { env: await store.getEnv(id), failure };
   }
 
@@ -329,8 +355,10 @@ export class EnvService {
           const state = await this.finishCreate(env, { waitForHosts: true });
           if (state === undefined) return;
           await this.finish(env.id, state);
-          await events.vmsChanged(env.vms.map((vm) => vm.hostId));
-          await events.envsChanged(env.id);
+          await events.envAndVmsChanged(
+            env.id,
+            env.vms.map((vm) => vm.hostId),
+          );
           outcome = state;
         } else {
           outcome = (await this.carryOutPower(env.id, env.state === "stopping" ? "stop" : "start")).env.state;
@@ -409,17 +437,22 @@ export class EnvService {
     try {
       return await operation();
     } finally {
-      this.inFlight.delete(id);
-      // Without a state: a no-op when `finish` already ended it; otherwise the state stays and the next recovery carries on.
-      await this.deps.store.finishEnvOperation(id, this.deps.owner).catch((err: unknown) => this.deps.log.warn({ env: id, err }, "Cannot let go of an environment's operation"));
+      // Unless `finish` already ended it: let it go without a state (the state stays; the next recovery carries on).
+      if (this.inFlight.delete(id)) {
+        await this.deps.store.finishEnvOperation(id, this.deps.owner).catch((err: unknown) => this.deps.log.warn({ env: id, err }, "Cannot let go of an environment's operation"));
+      }
     }
   }
 
-  /** Ends this process's operation on the environment with `state`; logs when another controller took it over meanwhile. */
-  private async finish(id: string, state: EnvState): Promise<void> {
-    if (!(await this.deps.store.finishEnvOperation(id, this.deps.owner, state))) {
-      this.deps.log.warn({ env: id, state }, "Another controller took over this environment's operation (this one's lease ran out): its outcome stands");
-    }
+  /**
+   * Ends this process's operation on the environment with `state` (it is no longer held: `holding` has
+   * nothing left to let go); false, logged, when another controller took it over meanwhile.
+   */
+  private async finish(id: string, state: EnvState): Promise<boolean> {
+    const finished = await this.deps.store.finishEnvOperation(id, this.deps.owner, state);
+    this.inFlight.delete(id);
+    if (!finished) this.deps.log.warn({ env: id, state }, "Another controller took over this environment's operation (this one's lease ran out): its outcome stands");
+    return finished;
   }
 
   /** Extends the leases of the operations this process is carrying out (the controller calls it every few seconds). */

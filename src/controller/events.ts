@@ -10,7 +10,7 @@ import type { Logger } from "../util/log.ts";
 export type FleetEvent = Extract<WsServerMessage, { type: "hosts-changed" | "vms-changed" | "envs-changed" | "host-connection-changed" }>;
 
 interface EventChannel {
-  publish(event: object): Promise<void>;
+  publish(...events: object[]): Promise<void>;
   subscribe(listener: (event: unknown) => void): () => void;
 }
 
@@ -27,7 +27,7 @@ export class FleetEvents {
   }
 
   vmsChanged(hostIds: Iterable<string>): Promise<void> {
-    return Promise.all([...new Set(hostIds)].map((hostId) => this.send({ type: "vms-changed", payload: { hostId } }))).then(() => undefined);
+    return this.send(...vmsChangedEvents(hostIds));
   }
 
   /** A host was connected or disconnected through Virtumancer's API. */
@@ -36,7 +36,15 @@ export class FleetEvents {
   }
 
   envsChanged(envId: string): Promise<void> {
-    return this.send({ type: "envs-changed", payload: { envId } });
+    return this.send(envsChangedEvent(envId));
+  }
+
+  /**
+   * An operation on an environment ended: its hosts' VMs changed, and the environment. The same events as
+   * vmsChanged then envsChanged, in that order, sent together (one statement on PostgreSQL).
+   */
+  envAndVmsChanged(envId: string, hostIds: Iterable<string>): Promise<void> {
+    return this.send(...vmsChangedEvents(hostIds), envsChangedEvent(envId));
   }
 
   /** Calls `listener` with each fleet event (from this process and the others); returns the unsubscribe. */
@@ -47,11 +55,22 @@ export class FleetEvents {
   }
 
   /** An event that cannot be sent is logged: the change itself is stored, clients see it on their next read. */
-  private async send(event: FleetEvent): Promise<void> {
+  private async send(...events: FleetEvent[]): Promise<void> {
+    if (events.length === 0) return;
     try {
-      await this.channel.publish(event);
+      await this.channel.publish(...events);
     } catch (err) {
-      this.log.warn({ err, event: event.type }, "Cannot publish a fleet event");
+      this.log.warn({ err, events: events.map((e) => e.type) }, "Cannot publish fleet events");
     }
   }
+}
+
+/** The environment changed (was added, moved state, lost VMs or went): for a store that sends it with its own write (FleetStore.createEnv). */
+export function envsChangedEvent(envId: string): FleetEvent {
+  return { type: "envs-changed", payload: { envId } };
+}
+
+/** One `vms-changed` per host, each host once. */
+function vmsChangedEvents(hostIds: Iterable<string>): FleetEvent[] {
+  return [...new Set(hostIds)].map((hostId) => ({ type: "vms-changed", payload: { hostId } }));
 }

@@ -620,6 +620,37 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       assert.equal(calledDuringPublish, false);
     });
 
+    test("several events go out in one statement, in order; a create's announcement only once it is stored", async () => {
+      const seen: unknown[] = [];
+      let queries = 0;
+      const counting = await open({ onQuery: () => queries++ });
+      counting.subscribe((event) => seen.push(event));
+      queries = 0;
+      const batch = [
+        { type: "vms-changed", payload: { hostId: "h1" } },
+        { type: "vms-changed", payload: { hostId: "h2" } },
+        { type: "envs-changed", payload: { envId: "e1" } },
+      ];
+      await counting.publish(...batch);
+      assert.ok(queries <= 1, `one statement at most, got ${queries}`);
+      await until(() => (seen.length === 3 ? true : undefined), "three events");
+      assert.deepEqual(seen, batch);
+      await assert.rejects(counting.publish({ type: "small" }, { type: "big", payload: "x".repeat(8000) }), /Cannot publish an event of 8027 bytes/);
+
+      seen.length = 0;
+      await counting.insertHost(newHost("h1", { cpu: 2, mem: 4096, disk: 100_000 }));
+      const announce = (envId: string) => [{ type: "envs-changed", payload: { envId } }];
+      await counting.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1")], place, announce("e1"));
+      await assert.rejects(counting.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-2")], place, announce("e1 again")), corralError("conflict"));
+      await assert.rejects(
+        counting.createEnv({ id: "e2", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e2-1", { cpu: 64 })], place, announce("e2")),
+        corralError("no_capacity"),
+      );
+      await until(() => (seen.length >= 1 ? true : undefined), "the announcement");
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(seen, announce("e1"), "the stored create's announcement only");
+    });
+
     test("a host's kind and a VM's own SSH keys are kept; the fleet's id is made once", async () => {
       assert.equal((await store.insertHost(newHost("h1", undefined, { kind: "ttstack" }))).kind, "ttstack");
       assert.equal((await store.getHost("h1")).kind, "ttstack");
@@ -832,6 +863,24 @@ describe("PostgreSQL", { timeout: 120_000 }, () => {
       assert.deepEqual((await b.getHost("h1")).reserved, { cpu: 20, mem: 10240, disk: 102400 });
       assert.equal((await a.listEnvs()).length, 10);
       assert.equal((await b.fleetStatus()).vms.total, 10);
+    });
+
+    test("three stores with warm copies placing 90 environments at once on 4 hosts with room for 40: exactly 40, none over", async () => {
+      const stores = await Promise.all([open(), open(), open()]);
+      // Each host: 5 threads, 20 vCPUs with overcommit, 10 VMs of 2.
+      for (const id of ["h1", "h2", "h3", "h4"]) await stores[0]!.insertHost(newHost(id, { cpu: 5, mem: 1_000_000, disk: 10_000_000 }));
+      // One placement each first, so that every store places the rest on its copy (lock and read in one statement).
+      for (const [i, store] of stores.entries()) await store.createEnv({ id: `warm${i}`, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`warm${i}-1`)], place);
+      const results = await Promise.allSettled(
+        Array.from({ length: 90 }, (_, i) => stores[i % 3]!.createEnv({ id: `e${i}`, owner: "", sshKeys: [], lifetime: 60 }, [vmSpec(`e${i}-1`)], place)),
+      );
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 37, "40 VMs of room, 3 taken by the warm-up");
+      for (const r of results) if (r.status === "rejected") corralError("no_capacity")(r.reason);
+      for (const id of ["h1", "h2", "h3", "h4"]) {
+        const host = await stores[1]!.getHost(id);
+        assert.equal(host.reserved.cpu, 20, `${id} is full, not over`);
+        assert.equal((await stores[2]!.listVmsOnHost(id)).length, 10);
+      }
     });
 
     test("a placement made on what another controller changed since is checked under the lock: never booked twice", async () => {

@@ -11,8 +11,11 @@ export interface FleetCoordination {
    * did not start is abandoned for sure: no lease needs to run out before it is recovered.
    */
   readonly shared: boolean;
-  /** Sends a small JSON event to every subscriber of every process on this database, this one included. */
-  publish(event: object): Promise<void>;
+  /**
+   * Sends small JSON events, in this order, to every subscriber of every process on this database, this one
+   * included: one statement on PostgreSQL whatever their number (a create's changes are told in one round trip).
+   */
+  publish(...events: object[]): Promise<void>;
   /** Calls `listener` with each event, asynchronously; returns the function that unsubscribes it. */
   subscribe(listener: EventListener): () => void;
   /** True while this process leads; idempotent once it does. */
@@ -80,9 +83,11 @@ export class LocalCoordination implements FleetCoordination {
     this.listeners = new ListenerSet(logger);
   }
 
-  async publish(event: object): Promise<void> {
-    const payload = encodeEvent(event);
-    queueMicrotask(() => this.listeners.deliver(payload));
+  async publish(...events: object[]): Promise<void> {
+    const payloads = events.map(encodeEvent);
+    queueMicrotask(() => {
+      for (const payload of payloads) this.listeners.deliver(payload);
+    });
   }
 
   subscribe(listener: EventListener): () => void {

@@ -109,8 +109,10 @@ function openPostgres(url: string, log: LogConfig | undefined, logger: Logger): 
   // An idle pooled connection that breaks is dropped by the pool; without a listener it would crash the process.
   pool.on("error", (err) => logger.warn({ err }, "A pooled PostgreSQL connection of the controller broke"));
   const db = new Kysely<FleetDatabase>({ dialect: new PostgresDialect({ pool }), log });
-  const publish = async (payload: string): Promise<void> => {
-    await sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${payload})`.execute(db);
+  // One statement for all: NOTIFYs of one transaction reach listeners in the order sent (PostgreSQL drops a
+  // repeat of the same payload within one transaction, so a batch says each change once).
+  const publish = async (payloads: readonly string[]): Promise<void> => {
+    await sql`SELECT pg_notify(${EVENTS_CHANNEL}, payload) FROM unnest(${sql.val(payloads)}::text[]) AS payload`.execute(db);
   };
   return { db, dialect: POSTGRES, location: redactUrl(url), coordinate: (logger) => PostgresCoordination.open(url, publish, logger) };
 }

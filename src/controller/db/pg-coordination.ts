@@ -24,21 +24,22 @@ export class PostgresCoordination implements FleetCoordination {
 
   private constructor(
     private readonly url: string,
-    private readonly publishQuery: (payload: string) => Promise<void>,
+    private readonly publishQuery: (payloads: readonly string[]) => Promise<void>,
     private readonly logger: Logger,
   ) {
     this.listeners = new ListenerSet(logger);
   }
 
   /** Resolves once this process listens, so no event published after it is missed. */
-  static async open(url: string, publishQuery: (payload: string) => Promise<void>, logger: Logger): Promise<PostgresCoordination> {
+  static async open(url: string, publishQuery: (payloads: readonly string[]) => Promise<void>, logger: Logger): Promise<PostgresCoordination> {
     const coordination = new PostgresCoordination(url, publishQuery, logger);
     await coordination.listen();
     return coordination;
   }
 
-  async publish(event: object): Promise<void> {
-    await this.publishQuery(encodeEvent(event));
+  async publish(...events: object[]): Promise<void> {
+    const payloads = events.map(encodeEvent);
+    if (payloads.length > 0) await this.publishQuery(payloads);
   }
 
   subscribe(listener: EventListener): () => void {

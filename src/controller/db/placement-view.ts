@@ -5,14 +5,16 @@
 //   host marks that host, after the write, to be read again (`changed`); a write by any other connection moves
 //   SQLite's `data_version`, and then every host is read again.
 // - Where other controllers write too (PostgreSQL) the copy may be behind theirs. A placement is chosen on it,
-//   then checked against the chosen hosts' rows as they are now, under the placement lock: it stands only if
-//   it fits them (so nothing is ever booked twice); otherwise, or when nothing fit, every host is read again
-//   and the placement made on that. The whole copy is also read again every REFRESH_MS.
-// Every read happens inside the placement's transaction, under its lock.
+//   then checked against the chosen hosts' rows as they are now (read with the hosts this process wrote since,
+//   in the statement that takes the placement lock: StoreDialect.lockPlacementReading): it stands only if it
+//   fits them (so nothing is ever booked twice); otherwise it is chosen and checked once more on the copy so
+//   updated, then, or when nothing fit, every host is read again and the placement made on that. The whole
+//   copy is also read again every REFRESH_MS.
+// Every read that a placement relies on happens inside the placement's transaction, under its lock.
 import { sql, type Transaction } from "kysely";
 import type { HostKind } from "../host-report.ts";
 import type { Placement, PlacementHost } from "./placement.ts";
-import { PLACEMENT_COLUMNS, placementHostFromRow } from "./rows.ts";
+import { PLACEMENT_COLUMNS, placementHostFromRow, type PlacementRow } from "./rows.ts";
 import type { FleetDatabase } from "./schema.ts";
 
 /** More hosts marked than this: one read of all is cheaper than a long `IN` list. */
@@ -21,6 +23,14 @@ const REREAD_ALL_OVER = 200;
 const REFRESH_MS = 2000;
 
 type ViewHost = PlacementHost & { kind: HostKind };
+
+/** The placement lock of the transaction placing (StoreDialect.lockPlacement and lockPlacementReading). */
+export interface PlacementLock {
+  /** Takes it (again is harmless: it is held to the end of the transaction). */
+  take(): Promise<void>;
+  /** Takes it and reads these hosts' rows as they are under it, in one round trip; undefined where that cannot be done. */
+  takeReading(hostIds: readonly string[]): Promise<PlacementRow[] | undefined>;
+}
 
 export class PlacementView {
   private hosts: Map<string, ViewHost> | undefined;
@@ -31,25 +41,46 @@ export class PlacementView {
   /** `shared`: other processes place on this database too (PostgreSQL). */
   constructor(private readonly shared: boolean) {}
 
-  /** `choose` run on the hosts as they are, as far as this transaction (holding the placement lock) can tell. */
-  async place(trx: Transaction<FleetDatabase>, choose: (hosts: PlacementHost[]) => Placement): Promise<Placement> {
-    if (!this.shared) return choose(await this.readExact(trx));
-    if (this.hosts === undefined || performance.now() - this.readAt > REFRESH_MS || this.marked.size > REREAD_ALL_OVER) return choose(await this.readAll(trx));
-    await this.readMarked(trx, this.hosts);
-    const guess = choose([...this.hosts.values()]);
-    if (guess.ok && guess.hostIds.length === 0) return guess;
-    if (guess.ok) {
-      const rows = await trx
-        .selectFrom("hosts")
-        .select(PLACEMENT_COLUMNS)
-        .where("id", "in", [...new Set(guess.hostIds)])
-        .execute();
-      const current = rows.map(placementHostFromRow);
-      for (const host of current) this.hosts.set(host.id, host);
-      const checked = choose(current);
+  /**
+   * `choose` run on the hosts as they are, as far as this transaction can tell once it holds the placement
+   * lock, which this takes (`lock`): on a shared database, where it can, in the same round trip as the read
+   * of the chosen hosts.
+   */
+  async place(trx: Transaction<FleetDatabase>, choose: (hosts: PlacementHost[]) => Placement, lock: PlacementLock): Promise<Placement> {
+    if (!this.shared) {
+      await lock.take();
+      return choose(await this.readExact(trx));
+    }
+    const readAll = async (): Promise<Placement> => {
+      await lock.take();
+      return choose(await this.readAll(trx));
+    };
+    if (this.hosts === undefined || performance.now() - this.readAt > REFRESH_MS || this.marked.size > REREAD_ALL_OVER) return readAll();
+    // Chosen on the copy as it is, then the chosen hosts and those this process marked read in one query, the
+    // first time with the lock taken in it: the check is exact either way. A guess spoiled by a marked host's
+    // old row is made again on the copy now brought up to date, and checked.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const guess = choose([...this.hosts.values()]);
+      if (!guess.ok) break;
+      if (guess.hostIds.length === 0) {
+        await lock.take();
+        return guess;
+      }
+      const chosen = new Set(guess.hostIds);
+      const ids = [...new Set([...this.marked, ...chosen])];
+      // Marks made from here on are for writes after this read: they stay for the next placement.
+      this.marked.clear();
+      let rows = attempt === 0 ? await lock.takeReading(ids) : undefined;
+      if (rows === undefined) {
+        await lock.take();
+        rows = await trx.selectFrom("hosts").select(PLACEMENT_COLUMNS).where("id", "in", ids).execute();
+      }
+      const current = this.replace(ids, rows);
+      // Rows of the chosen hosts, so the lock was held when they were read.
+      const checked = choose(current.filter((host) => chosen.has(host.id)));
       if (checked.ok) return checked;
     }
-    return choose(await this.readAll(trx));
+    return readAll();
   }
 
   /** The hosts were written (or removed) by this process: read them again before the next placement. */
@@ -66,18 +97,26 @@ export class PlacementView {
       this.dataVersion = version;
       return all;
     }
-    await this.readMarked(trx, this.hosts);
+    await this.readMarked(trx);
     return [...this.hosts.values()];
   }
 
-  private async readMarked(trx: Transaction<FleetDatabase>, hosts: Map<string, ViewHost>): Promise<void> {
+  private async readMarked(trx: Transaction<FleetDatabase>): Promise<void> {
     if (this.marked.size === 0) return;
     // Marks made from here on are for writes after this read: they stay for the next placement.
     const ids = [...this.marked];
     this.marked.clear();
-    const rows = await trx.selectFrom("hosts").select(PLACEMENT_COLUMNS).where("id", "in", ids).execute();
+    this.replace(ids, await trx.selectFrom("hosts").select(PLACEMENT_COLUMNS).where("id", "in", ids).execute());
+  }
+
+  /** The copy's hosts `ids` replaced by the rows read of them (a host without a row is gone); those hosts. */
+  private replace(ids: readonly string[], rows: readonly PlacementRow[]): ViewHost[] {
+    const hosts = this.hosts ?? new Map<string, ViewHost>();
+    this.hosts = hosts;
     for (const id of ids) hosts.delete(id);
-    for (const row of rows) hosts.set(row.id, placementHostFromRow(row));
+    const read = rows.map(placementHostFromRow);
+    for (const host of read) hosts.set(host.id, host);
+    return read;
   }
 
   private async readAll(trx: Transaction<FleetDatabase>): Promise<ViewHost[]> {

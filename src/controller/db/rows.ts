@@ -11,7 +11,7 @@ import type { EnvsTable, HostsTable, VmsTable } from "./schema.ts";
 /** What a placement reads of each host: not its whole report (`info`), only the columns kept from it. */
 export const PLACEMENT_COLUMNS = ["id", "kind", "state", "cpu_total", "mem_total", "disk_total", "engines", "images", "reserved_cpu", "reserved_mem", "reserved_disk"] as const;
 
-type PlacementRow = Pick<Selectable<HostsTable>, (typeof PLACEMENT_COLUMNS)[number]>;
+export type PlacementRow = Pick<Selectable<HostsTable>, (typeof PLACEMENT_COLUMNS)[number]>;
 
 /** The columns kept beside `info` for placement (schema.ts): null while the host has not reported. */
 export function capacityColumns(info: HostReport | null): Pick<HostsTable, "cpu_total" | "mem_total" | "disk_total" | "engines" | "images"> {

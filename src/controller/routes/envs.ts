@@ -63,9 +63,11 @@ export function envRoutes(app: ControllerApp, ctx: ControllerContext): void {
   };
   const detail = async (env: EnvRecord) => ttOk(envDetailView(env, await hostsOf(env)));
 
-  app.post("/api/envs", { schema: { body: CreateEnvSchema, response: { 201: CONTROLLER_ANSWERS.envDetail } } }, async (request, reply) =>
-    reply.code(201).send(await detail(await envs.create(request.body))),
-  );
+  // Answered from what the create holds (the hosts' addresses and answers): no read of the hosts' records.
+  app.post("/api/envs", { schema: { body: CreateEnvSchema, response: { 201: CONTROLLER_ANSWERS.envDetail } } }, async (request, reply) => {
+    const created = await envs.create(request.body);
+    return reply.code(201).send(ttOk(envDetailView(created.env, created.hosts)));
+  });
 
   app.get("/api/envs", { schema: { querystring: EnvListQuery, response: { 200: Type.Union([CONTROLLER_ANSWERS.envPage, CONTROLLER_ANSWERS.envs]) } } }, async (request) => {
     const { limit, after } = request.query;
