@@ -2,13 +2,16 @@
 // (bench/simulated-hosts.ts: a light simulation of the agent API, used only here, on a worker thread), once
 // per store backend (SQLite in a temporary state directory, a throwaway PostgreSQL):
 //   register:  POST /api/hosts for every simulated host (the controller asks each for /api/info and /api/vms).
-//   place:     10,000 environments of one VM each through POST /api/envs, 16 clients at once: placements per
-//              second, and create latency overall and for the first and the last tenth (does it grow?).
+//   place:     10,000 environments of one VM each through POST /api/envs, 16 clients at once on a worker thread
+//              (bench/create-clients.ts): placements per second, create latency overall and for the first and
+//              the last tenth (does it grow?), and the controller's event loop delay meanwhile.
 //   heartbeat: full heartbeat rounds (every host's info and VM list, reconciled against 10,000 VMs), timed by
 //              running the controller's own Heartbeats; the controller's loop also beats every 10 s throughout.
 //   reads:     GET /api/envs (50) and GET /api/status (500), one at a time after a warm-up, with the 10,000
 //              environments stored: p50/p99 and the size of the answer; and every page of GET /api/envs?limit=100
 //              from the first to the last (after a warm-up walk): each page's p50/p99.
+//   paced:     after the reads, 4,000 more environments sent at a steady 400 a second (issue 16's rate) rather
+//              than flat out: the answers' latency and the controller's event loop delay below saturation.
 //   node --import tsx bench/controller-scale.ts
 //   CORRAL_BENCH_SIM_HOSTS (1000), CORRAL_BENCH_SIM_ENVS (10000), CORRAL_BENCH_SCALE_BACKENDS ("sqlite,postgres")
 import { mkdtemp, rm } from "node:fs/promises";
@@ -25,6 +28,7 @@ import type { FleetStatus, VmSpec } from "../src/protocol/controller.ts";
 import { ControllerClient } from "../src/sdk/controller-client.ts";
 import { createLogger } from "../src/util/log.ts";
 import { startPostgres } from "../test/helpers/postgres.ts";
+import { createFromWorker, inParallel } from "./create-clients.ts";
 import { startSimulatedHostsThread, type SimulatedCounts } from "./simulated-hosts.ts";
 import { ms, percentile, ratio, table } from "./stats.ts";
 
@@ -37,6 +41,9 @@ const ENV_LISTS = 50;
 /** The page size of the paged GET /api/envs walk. */
 const ENV_PAGE = 100;
 const STATUS_READS = 500;
+/** Issue 16's rate: the loop's delay is also measured with creates sent at this steady rate, not flat out. */
+const PACED_RATE = 400;
+const PACED_ENVS = 4_000;
 /** Each environment: one VM of TTstack's default size but a smaller disk (a simulated host takes 128 of them, by CPU). */
 const VM: VmSpec = { image: "base", cpu: 2, mem: 1024, disk: 20_480 };
 const SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0bench0controller0scale0simulated0hosts0key0 bench@corral";
@@ -61,8 +68,10 @@ export interface BackendScaleResult {
   vmsPerEnv: 1;
   register: { seconds: number; perSecond: number };
   create: { seconds: number; perSecond: number; failures: number; p50Ms: number; p90Ms: number; p99Ms: number; maxMs: number; firstTenthP50Ms: number; lastTenthP50Ms: number };
-  /** The event loop's delay while placing (the controller, its clients and heartbeats share it), p99. */
+  /** The controller's event loop delay while placing (its heartbeats beat meanwhile; the clients are on a thread of their own), p99. */
   eventLoopDelayP99Ms: number;
+  /** PACED_ENVS more creates sent at PACED_RATE a second (after the reads): what the loop looks like below saturation. */
+  paced: { perSecond: number; failures: number; p50Ms: number; p99Ms: number; eventLoopDelayP99Ms: number };
   heartbeatRoundMs: number[];
   /** GET /api/envs: the whole list in one answer (what TTstack's clients ask for). */
   envList: ReadSamples;
@@ -102,15 +111,6 @@ function backendsFromEnv(): BackendName[] {
 }
 
 /** Runs `task(0 … total-1)` with `workers` at a time. */
-async function inParallel(total: number, workers: number, task: (index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(workers, total) }, async () => {
-      while (next < total) await task(next++);
-    }),
-  );
-}
-
 /** The controller's log at warn level: counted, the first few shown. */
 function warningLog(log: (line: string) => void): { stream: Writable; count: () => number } {
   let lines = 0;
@@ -183,36 +183,30 @@ async function runBackend(backend: BackendName, hosts: number, envs: number, log
     undo.push(() => client.close());
 
     log(`${title}: registering ${hosts} simulated hosts`);
-    let started = performance.now();
+    const started = performance.now();
     await inParallel(hosts, CLIENTS, async (i) => {
       await client.hosts.add({ uri: sim.uris[i] as string });
     });
     const registerSeconds = (performance.now() - started) / 1000;
 
-    log(`${title}: creating ${envs} environments of 1 VM, ${CLIENTS} clients`);
-    const createMs: number[] = new Array<number>(envs).fill(Number.NaN);
-    let failures = 0;
-    let done = 0;
+    log(`${title}: creating ${envs} environments of 1 VM, ${CLIENTS} clients on a thread of their own`);
     let lastMark = performance.now();
     const step = Math.max(1, Math.floor(envs / 10));
     const delay = monitorEventLoopDelay({ resolution: 10 });
     delay.enable();
-    started = performance.now();
-    await inParallel(envs, CLIENTS, async (i) => {
-      const t0 = performance.now();
-      try {
-        await client.envs.create({ id: `scale-${String(i + 1).padStart(6, "0")}`, owner: "bench", ssh_keys: [SSH_KEY], vms: [VM] });
-        createMs[i] = performance.now() - t0;
-      } catch (err) {
-        if (++failures <= 3) log(`  create ${i + 1} failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
-      if (++done % step === 0) {
+    const {
+      createMs,
+      failures,
+      seconds: createSeconds,
+    } = await createFromWorker(
+      { url: controller.url, envs, clients: CLIENTS, vm: VM, sshKey: SSH_KEY, idPrefix: "scale" },
+      (done) => {
         const now = performance.now();
         log(`  ${done}/${envs} environments, ${((step * 1000) / (now - lastMark)).toFixed(0)}/s over the last ${step}`);
         lastMark = now;
-      }
-    });
-    const createSeconds = (performance.now() - started) / 1000;
+      },
+      (index, message) => log(`  create ${index + 1} failed: ${message}`),
+    );
     delay.disable();
     const made = createMs.filter(Number.isFinite);
     const tenth = Math.max(1, Math.floor(envs / 10));
@@ -230,9 +224,21 @@ async function runBackend(backend: BackendName, hosts: number, envs: number, log
     const envList = await timedReads(client, "/api/envs", 3, ENV_LISTS);
     const envPages = await timedPages(client, ENV_PAGE);
     const status = await timedReads(client, "/api/status", 20, STATUS_READS);
+
+    log(`${title}: ${PACED_ENVS} more environments offered at ${PACED_RATE}/s`);
+    const pacedDelay = monitorEventLoopDelay({ resolution: 10 });
+    pacedDelay.enable();
+    const paced = await createFromWorker(
+      { url: controller.url, envs: PACED_ENVS, clients: CLIENTS, vm: VM, sshKey: SSH_KEY, idPrefix: "paced", ratePerSecond: PACED_RATE },
+      () => undefined,
+      (index, message) => log(`  paced create ${index + 1} failed: ${message}`),
+    );
+    pacedDelay.disable();
+    const pacedMade = paced.createMs.filter(Number.isFinite);
+
     const fleet = await client.status();
     const vmsWithError = (await client.envs.list()).filter((env) => env.status === "partial" || env.status === "failed").length;
-    if (fleet.total_envs !== made.length) log(`  the controller holds ${fleet.total_envs} environments, ${made.length} creates succeeded`);
+    if (fleet.total_envs !== made.length + pacedMade.length) log(`  the controller holds ${fleet.total_envs} environments, ${made.length + pacedMade.length} creates succeeded`);
 
     return {
       backend,
@@ -252,6 +258,13 @@ async function runBackend(backend: BackendName, hosts: number, envs: number, log
         lastTenthP50Ms: percentile(createMs.slice(-tenth).filter(Number.isFinite), 50),
       },
       eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
+      paced: {
+        perSecond: pacedMade.length / paced.seconds,
+        failures: paced.failures,
+        p50Ms: percentile(pacedMade, 50),
+        p99Ms: percentile(pacedMade, 99),
+        eventLoopDelayP99Ms: pacedDelay.percentile(99) / 1e6,
+      },
       heartbeatRoundMs,
       envList,
       envPages,
@@ -280,6 +293,10 @@ function scaleTables(results: readonly BackendScaleResult[], hosts: number, envs
     [`POST /api/envs, p50 of the first ${tenth}`, (r) => r.create.firstTenthP50Ms, ms],
     [`POST /api/envs, p50 of the last ${tenth}`, (r) => r.create.lastTenthP50Ms, ms],
     ["event loop delay while placing, p99", (r) => r.eventLoopDelayP99Ms, ms],
+    [`placements offered at ${PACED_RATE}/s (${PACED_ENVS.toLocaleString("en")} more): answered`, (r) => r.paced.perSecond, perSecond("envs")],
+    [`POST /api/envs at ${PACED_RATE}/s offered, p50`, (r) => r.paced.p50Ms, ms],
+    [`POST /api/envs at ${PACED_RATE}/s offered, p99`, (r) => r.paced.p99Ms, ms],
+    [`event loop delay at ${PACED_RATE}/s offered, p99`, (r) => r.paced.eventLoopDelayP99Ms, ms],
     [`heartbeat round, ${hosts.toLocaleString("en")} hosts (median of ${HEARTBEAT_ROUNDS})`, (r) => percentile(r.heartbeatRoundMs, 50), ms],
     ["GET /api/envs, p50", (r) => percentile(r.envList.samplesMs, 50), ms],
     ["GET /api/envs, p99", (r) => percentile(r.envList.samplesMs, 99), ms],
@@ -303,7 +320,7 @@ function scaleTables(results: readonly BackendScaleResult[], hosts: number, envs
   const notes = results.map(
     (r) =>
       `${BACKEND_TITLES[r.backend]}: ${r.fleet.total_envs} envs and ${r.fleet.vms_running}/${r.fleet.total_vms} VMs running on ${r.fleet.hosts_online} hosts online, ` +
-      `${r.vmsWithError} VMs with an error, ${r.create.failures} failed creates, ${r.warnings} controller warnings, ${r.seconds.toFixed(0)} s in all; ` +
+      `${r.vmsWithError} VMs with an error, ${r.create.failures + r.paced.failures} failed creates, ${r.warnings} controller warnings, ${r.seconds.toFixed(0)} s in all; ` +
       `the simulated hosts served ${Object.values(r.hostRequests).reduce((a, b) => a + b, 0)} requests (${r.hostRequests["GET /api/info"] ?? 0} GET /api/info)`,
   );
   return [

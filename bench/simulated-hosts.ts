@@ -9,8 +9,9 @@
 // against the event loop of the controller being measured.
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createNetServer, type Server as NetServer } from "node:net";
-import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { libvirtState } from "../src/protocol/controller.ts";
+import { tsxWorker } from "./create-clients.ts";
 import { TT_DONE, ttOk, ttVmState, type TtEngine } from "../src/protocol/ttstack.ts";
 import { TTSTACK_DEFAULTS, type AgentInfo, type AgentVm, type AgentVmDetail, type CreateAgentVm, type VmStats } from "../src/protocol/ttstack-agent.ts";
 
@@ -241,9 +242,7 @@ export interface SimulatedHostsThread {
 
 /** Starts `count` simulated hosts on a worker thread of this process. */
 export async function startSimulatedHostsThread(count: number): Promise<SimulatedHostsThread> {
-  // A worker does not inherit tsx's loader: register it there before importing this file.
-  const boot = `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); });`;
-  const worker = new Worker(boot, { eval: true, workerData: { [WORKER_KEY]: count } });
+  const worker = tsxWorker(import.meta.url, { [WORKER_KEY]: count });
   const next = (type: FromWorker["type"]): Promise<FromWorker> =>
     new Promise((resolve, reject) => {
       const onMessage = (message: FromWorker): void => {
