@@ -16,7 +16,8 @@ export type ReadHandler = (data: Buffer | undefined, err?: Error) => void;
 export interface PortIo {
   /** Asks for the next read result: exactly one call of the handler follows. */
   read(): void;
-  write(data: Buffer, done: (err?: Error | null) => void): void;
+  /** Writes the chunks in order, after everything written before. */
+  write(chunks: Buffer[], done: (err?: Error | null) => void): void;
 }
 
 const READ_SIZE = 64 * 1024;
@@ -40,10 +41,14 @@ export class ThreadPoolIo implements PortIo {
     this.idleDelay = Math.min(this.idleDelay * 2, IDLE_RETRY_MAX_MS);
   }
 
-  write(data: Buffer, done: (err?: Error | null) => void): void {
+  write(chunks: Buffer[], done: (err?: Error | null) => void): void {
+    this.writeAll(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), done);
+  }
+
+  private writeAll(data: Buffer, done: (err?: Error | null) => void): void {
     write(this.fd, data, 0, data.length, null, (err, written) => {
       if (err) return done(err);
-      if (written < data.length) return this.write(data.subarray(written), done);
+      if (written < data.length) return this.writeAll(data.subarray(written), done);
       done();
     });
   }
@@ -105,8 +110,12 @@ export class RelayIo implements PortIo {
     this.deliver();
   }
 
-  write(data: Buffer, done: (err?: Error | null) => void): void {
-    this.sink.write(data, done);
+  // One writev(2) for the lot (an HTTP/2 frame's header and payload), without copying them together.
+  write(chunks: Buffer[], done: (err?: Error | null) => void): void {
+    this.sink.cork();
+    for (let i = 0; i < chunks.length - 1; i++) this.sink.write(chunks[i] as Buffer);
+    this.sink.write(chunks[chunks.length - 1] as Buffer, done);
+    this.sink.uncork();
   }
 
   private deliver(): void {

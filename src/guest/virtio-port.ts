@@ -44,7 +44,7 @@ export function parseHello(line: string): string | undefined {
 
 interface WriteJob {
   owner: HostConnection;
-  data: Buffer;
+  data: Buffer[];
   done: (err?: Error | null) => void;
 }
 
@@ -97,13 +97,12 @@ class HostConnection extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.writer.enqueue({ owner: this, data: chunk, done: callback });
+    this.writer.enqueue({ owner: this, data: [chunk], done: callback });
   }
 
   // HTTP/2 writes a frame's header and its payload as separate chunks: one write for all that is queued.
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
-    const data = chunks.length === 1 ? (chunks[0] as { chunk: Buffer }).chunk : Buffer.concat(chunks.map((c) => c.chunk));
-    this.writer.enqueue({ owner: this, data, done: callback });
+    this.writer.enqueue({ owner: this, data: chunks.map((c) => c.chunk), done: callback });
   }
 }
 
@@ -199,7 +198,7 @@ export class VirtioPort {
       }
       connection._read(); // a reader waiting for this consumer must not wait forever
     });
-    this.writer.enqueue({ owner: connection, data: Buffer.from(`${HANDSHAKE_READY} ${nonce} ${AGENT_VERSION}\n`, "latin1"), done: () => undefined });
+    this.writer.enqueue({ owner: connection, data: [Buffer.from(`${HANDSHAKE_READY} ${nonce} ${AGENT_VERSION}\n`, "latin1")], done: () => undefined });
     this.onConnection(connection);
   }
 
