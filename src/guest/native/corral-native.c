@@ -175,6 +175,13 @@ static int send_frame(int pipe, char *frame, int32_t header, size_t length) {
   return write_all(pipe, frame, RELAY_HEADER + length);
 }
 
+// The first word of the host's handshake line (HANDSHAKE_HELLO in src/protocol/agent.ts) and its space.
+static const char HELLO_PREFIX[] = "CORRAL-HELLO ";
+
+static int starts_hello(const char *data, size_t length) {
+  return length >= sizeof HELLO_PREFIX - 1 && memcmp(data, HELLO_PREFIX, sizeof HELLO_PREFIX - 1) == 0;
+}
+
 // read(2) on the port, as a frame header: bytes read (> 0), 0 when no host is connected, -errno on failure.
 static int32_t read_port(int port, char *into, size_t size) {
   for (;;) {
@@ -197,15 +204,28 @@ static void *relay_reads(void *arg) {
       // 64 KiB rather than per 4 KiB. poll() tells whether a read would block; a read that then says "no
       // host" or fails is reported after the data it followed.
       size_t filled = (size_t)got;
+      int failed = 0;
       got = 1;
       while (RELAY_CHUNK - filled >= RELAY_READ_MIN) {
         struct pollfd ready = {.fd = relay->port, .events = POLLIN};
         if (poll(&ready, 1, 0) != 1 || !(ready.revents & POLLIN)) break;
-        got = read_port(relay->port, frame + RELAY_HEADER + filled, RELAY_CHUNK - filled);
+        char *next = frame + RELAY_HEADER + filled;
+        got = read_port(relay->port, next, RELAY_CHUNK - filled);
         if (got <= 0) break;
+        if (starts_hello(next, (size_t)got)) {
+          // A host that reconnected before this thread saw it leave starts with HELLO behind the old host's
+          // last bytes, at the start of a read (QEMU fills a fresh buffer per write from the host). The agent
+          // looks for it at the start of a frame, so it starts one.
+          if (send_frame(relay->pipe, frame, (int32_t)filled, filled) != 0) {
+            failed = 1;
+            break;
+          }
+          memmove(frame + RELAY_HEADER, next, (size_t)got);
+          filled = 0;
+        }
         filled += (size_t)got;
       }
-      if (send_frame(relay->pipe, frame, (int32_t)filled, filled) != 0) break;
+      if (failed || send_frame(relay->pipe, frame, (int32_t)filled, filled) != 0) break;
       idle_ms = RELAY_IDLE_MIN_MS;
       idle_sent = 0;
       if (got > 0) continue;
