@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { corralHome } from "../image/home.ts";
 import type { Logger } from "../util/log.ts";
 import { tightenStateDir } from "../util/private-state.ts";
@@ -58,22 +59,30 @@ export interface RunningController {
 /** Leases of operations in flight are renewed this often: a few missed renewals still keep them. */
 const LEASE_RENEWAL_MS = OPERATION_LEASE_MS / 5;
 
+/** How long a stop waits for a heartbeat or lifetime round under way. */
+const ROUND_GRACE_MS = 5_000;
+
+/** A loop of rounds on a timer; `settled` waits for the round under way, if any. */
+interface LeaderLoop {
+  timer: NodeJS.Timeout;
+  settled(): Promise<void>;
+}
+
 /** Runs `task` now and every `ms` while this process leads, never two rounds at once. */
-function leaderLoop(ms: number, isLeader: () => boolean, task: () => Promise<void>, log: Logger, what: string): NodeJS.Timeout {
-  let running = false;
+function leaderLoop(ms: number, isLeader: () => boolean, task: () => Promise<void>, log: Logger, what: string): LeaderLoop {
+  let running: Promise<void> | undefined;
   const round = (): void => {
     if (running || !isLeader()) return;
-    running = true;
-    task()
+    running = task()
       .catch((err: unknown) => log.error({ err }, `${what} failed`))
       .finally(() => {
-        running = false;
+        running = undefined;
       });
   };
   const timer = setInterval(round, ms);
   timer.unref();
   round();
-  return timer;
+  return { timer, settled: () => running ?? Promise.resolve() };
 }
 
 /** This process's id as the owner of environment operations: readable in logs, new at every start. */
@@ -136,9 +145,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   };
   await campaign();
   const renewal = setInterval(() => void envs.renewLeases().catch((err: unknown) => log.warn({ err }, "Cannot renew the leases of environment operations")), LEASE_RENEWAL_MS);
-  const timers = [
-    setInterval(() => void campaign(), heartbeatMs),
-    renewal,
+  const loops = [
     leaderLoop(
       heartbeatMs,
       () => leader,
@@ -157,6 +164,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       "The lifetime check and recovery",
     ),
   ];
+  const timers = [setInterval(() => void campaign(), heartbeatMs), renewal, ...loops.map((loop) => loop.timer)];
   timers[0]?.unref();
   renewal.unref();
   log.info({ url, state: store.location, backend: store.backend, auth: options.apiKey !== undefined, instance }, "Controller listening");
@@ -171,6 +179,10 @@ export async function startController(options: ControllerOptions): Promise<Runni
     stop: () => {
       stopping ??= (async () => {
         for (const timer of timers) clearInterval(timer);
+        // A round under way still reads and writes the store: closing it first failed each host's heartbeat
+        // ("driver has already been destroyed"), and closing the drivers first would mark the hosts offline.
+        // A round stuck on a silent host is not waited for past ROUND_GRACE_MS.
+        await Promise.race([Promise.all(loops.map((loop) => loop.settled())), sleep(ROUND_GRACE_MS, undefined, { ref: false })]);
         await app.close();
         await drivers.closeAll();
         await store.close();
