@@ -7,6 +7,7 @@
 // create that timed out) is deleted on the host. Any other VM is left alone: a Slicer sandbox, another
 // controller's (a TTstack controller's, or another Corral fleet's on a shared host), or one on a TTstack
 // agent, which keeps no fleet id and so is never provably this fleet's.
+import { KeyedLock } from "../util/keyed-lock.ts";
 import type { Logger } from "../util/log.ts";
 import type { FleetStore, FleetVmRecord, HostRecord, VmPatch } from "./db/index.ts";
 import type { FleetEvents } from "./events.ts";
@@ -50,6 +51,13 @@ export interface HeartbeatDeps {
 }
 
 export class Heartbeats {
+  /**
+   * One beat per host at a time. A power action refreshes its host at once (powerVm); a round's beat of the
+   * same host that read the VM mid-action (libvirt's "in shutdown") and wrote after it left the list stale
+   * until the next round.
+   */
+  private readonly perHost = new KeyedLock();
+
   constructor(private readonly deps: HeartbeatDeps) {}
 
   /** One round over every host but those disconnected. */
@@ -69,7 +77,16 @@ export class Heartbeats {
    * Asks one host; records what it said (or that it did not answer) and reconciles its VMs. A disconnected
    * host is not asked, and a host disconnected while it was asked keeps its state (the writes are skipped).
    */
-  async beat(host: HostRecord): Promise<void> {
+  beat(host: HostRecord): Promise<void> {
+    // A beat that waited for another reads the host as that one left it (its failures, its VM list).
+    const waited = this.perHost.busy(host.id);
+    return this.perHost.run(host.id, async () => {
+      const current = waited ? await this.deps.store.findHost(host.id) : host;
+      if (current) await this.beatNow(current);
+    });
+  }
+
+  private async beatNow(host: HostRecord): Promise<void> {
     const { store, events, log } = this.deps;
     if (host.disconnected) return;
     const driver = this.deps.drivers.forHost(host);
