@@ -10,7 +10,7 @@
 //   reads:     GET /api/envs (50) and GET /api/status (500), one at a time after a warm-up, with the 10,000
 //              environments stored: p50/p99 and the size of the answer; and every page of GET /api/envs?limit=100
 //              from the first to the last (after a warm-up walk): each page's p50/p99.
-//   paced:     after the reads, 4,000 more environments sent at a steady 400 a second (issue 16's rate) rather
+//   paced:     after the reads, 4,000 more environments (40 % of CORRAL_BENCH_SIM_ENVS when fewer) sent at a steady 400 a second (issue 16's rate) rather
 //              than flat out: the answers' latency and the controller's event loop delay below saturation.
 //   node --import tsx bench/controller-scale.ts
 //   CORRAL_BENCH_SIM_HOSTS (1000), CORRAL_BENCH_SIM_ENVS (10000), CORRAL_BENCH_SCALE_BACKENDS ("sqlite,postgres")
@@ -44,6 +44,8 @@ const STATUS_READS = 500;
 /** Issue 16's rate: the loop's delay is also measured with creates sent at this steady rate, not flat out. */
 const PACED_RATE = 400;
 const PACED_ENVS = 4_000;
+/** The paced creates for a run of `envs`: 4,000 at the default 10,000, fewer when the knobs shrink the fleet. */
+const pacedEnvs = (envs: number): number => Math.min(PACED_ENVS, Math.ceil(envs * 0.4));
 /** Each environment: one VM of TTstack's default size but a smaller disk (a simulated host takes 128 of them, by CPU). */
 const VM: VmSpec = { image: "base", cpu: 2, mem: 1024, disk: 20_480 };
 const SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0bench0controller0scale0simulated0hosts0key0 bench@corral";
@@ -225,11 +227,11 @@ async function runBackend(backend: BackendName, hosts: number, envs: number, log
     const envPages = await timedPages(client, ENV_PAGE);
     const status = await timedReads(client, "/api/status", 20, STATUS_READS);
 
-    log(`${title}: ${PACED_ENVS} more environments offered at ${PACED_RATE}/s`);
+    log(`${title}: ${pacedEnvs(envs)} more environments offered at ${PACED_RATE}/s`);
     const pacedDelay = monitorEventLoopDelay({ resolution: 10 });
     pacedDelay.enable();
     const paced = await createFromWorker(
-      { url: controller.url, envs: PACED_ENVS, clients: CLIENTS, vm: VM, sshKey: SSH_KEY, idPrefix: "paced", ratePerSecond: PACED_RATE },
+      { url: controller.url, envs: pacedEnvs(envs), clients: CLIENTS, vm: VM, sshKey: SSH_KEY, idPrefix: "paced", ratePerSecond: PACED_RATE },
       () => undefined,
       (index, message) => log(`  paced create ${index + 1} failed: ${message}`),
     );
@@ -293,7 +295,7 @@ function scaleTables(results: readonly BackendScaleResult[], hosts: number, envs
     [`POST /api/envs, p50 of the first ${tenth}`, (r) => r.create.firstTenthP50Ms, ms],
     [`POST /api/envs, p50 of the last ${tenth}`, (r) => r.create.lastTenthP50Ms, ms],
     ["event loop delay while placing, p99", (r) => r.eventLoopDelayP99Ms, ms],
-    [`placements offered at ${PACED_RATE}/s (${PACED_ENVS.toLocaleString("en")} more): answered`, (r) => r.paced.perSecond, perSecond("envs")],
+    [`placements offered at ${PACED_RATE}/s (${pacedEnvs(envs).toLocaleString("en")} more): answered`, (r) => r.paced.perSecond, perSecond("envs")],
     [`POST /api/envs at ${PACED_RATE}/s offered, p50`, (r) => r.paced.p50Ms, ms],
     [`POST /api/envs at ${PACED_RATE}/s offered, p99`, (r) => r.paced.p99Ms, ms],
     [`event loop delay at ${PACED_RATE}/s offered, p99`, (r) => r.paced.eventLoopDelayP99Ms, ms],

@@ -2,9 +2,10 @@
 // POST /api/envs, each timed. On the controller's own thread they shared its event loop, so the loop delay
 // measured while placing was the clients' JSON and HTTP as much as the controller's (real clients run
 // elsewhere); here the controller's loop carries only the controller.
-import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { VmSpec } from "../src/protocol/controller.ts";
 import { ControllerClient } from "../src/sdk/controller-client.ts";
+import { tsxWorker } from "./tsx-worker.ts";
 
 export interface CreateClientsOptions {
   url: string;
@@ -56,13 +57,6 @@ async function paced(total: number, ratePerSecond: number, limit: number, task: 
     running.add(run);
   }
   await Promise.all(running);
-}
-
-/** A worker thread running `moduleUrl` (a .ts file: tsx's loader is registered there first) with `data`. */
-export function tsxWorker(moduleUrl: string, data: Record<string, unknown>): Worker {
-  // A worker does not inherit tsx's loader: register it there before importing the file.
-  const boot = `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(moduleUrl)}); });`;
-  return new Worker(boot, { eval: true, workerData: data });
 }
 
 /** Creates the environments from a worker thread; `onProgress` hears every `step` answers. */

@@ -11,7 +11,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createNetServer, type Server as NetServer } from "node:net";
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { libvirtState } from "../src/protocol/controller.ts";
-import { tsxWorker } from "./create-clients.ts";
+import { tsxWorker } from "./tsx-worker.ts";
 import { TT_DONE, ttOk, ttVmState, type TtEngine } from "../src/protocol/ttstack.ts";
 import { TTSTACK_DEFAULTS, type AgentInfo, type AgentVm, type AgentVmDetail, type CreateAgentVm, type VmStats } from "../src/protocol/ttstack-agent.ts";
 
