@@ -52,9 +52,26 @@ cd "$here"
 if [ ! -e package-lock.json ]; then
   # An installed package (npm install -g): npm installed its packages with it; there is nothing to pin here.
   echo "corral: npm packages come with the installed package"
-elif [ ! -e node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "corral: installing npm packages (npm ci; native modules compile, about a minute)"
-  npm ci --no-audit --no-fund --loglevel=error
 else
-  echo "corral: npm packages are installed"
+  # node_modules is current when it was installed from a package-lock.json with the same content: a stamp of
+  # its hash, written after each install. A file's time alone says nothing in a fresh clone or a second
+  # worktree (every file is new there), and an `npm ci` run on that evidence through a node_modules linked
+  # from another checkout would empty that checkout's packages.
+  lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+  stamp=node_modules/.corral-lock.sha256
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_sum" ]; then
+    echo "corral: npm packages are installed"
+  elif [ ! -f "$stamp" ] && [ -e node_modules/.package-lock.json ] && [ ! package-lock.json -nt node_modules/.package-lock.json ]; then
+    # Installed before the stamp existed, from this lockfile or an older copy of it.
+    echo "$lock_sum" >"$stamp"
+    echo "corral: npm packages are installed"
+  elif [ -L node_modules ]; then
+    echo "corral: node_modules links to $(readlink -f node_modules), installed from another package-lock.json;" >&2
+    echo "corral: npm ci would replace that checkout's packages: remove the link, or run npm ci there" >&2
+    exit 1
+  else
+    echo "corral: installing npm packages (npm ci; native modules compile, about a minute)"
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$lock_sum" >"$stamp"
+  fi
 fi

@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ImageStore } from "../src/image/image-store.ts";
 import { runSetup } from "../src/setup/setup.ts";
 
 function testFiles(dir: string): string[] {
@@ -68,7 +69,23 @@ if (spawnSync(process.execPath, ["node_modules/@biomejs/biome/bin/biome", "check
 }
 
 console.error("corral: set-up (guest kernel, images base and debian, web dashboard)");
-await runSetup();
+const setup = await runSetup();
+const builtImages = [setup.baseImage, setup.debianImage].filter((image) => image !== undefined);
+
+/**
+ * Images whose current version is no longer the one set-up built or found. The image store is shared by
+ * every checkout on the host (CORRAL_HOME), and the tests boot whatever `current` names: a second checkout
+ * building its own guest agent meanwhile makes this run test that agent instead of ours.
+ */
+async function imagesRebuiltElsewhere(): Promise<string[]> {
+  const store = new ImageStore(setup.home.images);
+  const moved: string[] = [];
+  for (const image of builtImages) {
+    const now = await store.resolve(image.name).catch(() => undefined);
+    if (now?.version !== image.version) moved.push(`${image.name} (${image.version} -> ${now?.version ?? "none"})`);
+  }
+  return moved;
+}
 
 const chosen = process.argv.slice(2);
 const unit = testFiles("test/unit");
@@ -76,7 +93,15 @@ const integration = testFiles("test/integration");
 const pick = (files: string[]): string[] => (chosen.length === 0 ? files : files.filter((f) => chosen.some((c) => f.includes(c))));
 
 const started = performance.now();
-const failures = runTests("unit", pick(unit), 2) + runTests("integration", pick(integration), 1);
+let failures = runTests("unit", pick(unit), 2) + runTests("integration", pick(integration), 1);
+const moved = await imagesRebuiltElsewhere();
+if (moved.length > 0) {
+  console.error(
+    `corral: while the tests ran, something else rebuilt ${moved.join(", ")} in ${setup.home.images}: tests after that booted ` +
+      "that build, not this checkout's. Run again with nothing else building images, or give each checkout its own CORRAL_HOME.",
+  );
+  failures++;
+}
 for (const name of ["unit", "integration"]) {
   const section = failingSection(name, 150);
   if (section) console.error(`\ncorral: the ${name} tests' failures again:\n${section}`);
