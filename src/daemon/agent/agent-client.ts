@@ -3,7 +3,7 @@
 import { constants as h2, connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AGENT_PATHS, EXEC_SPEC_HEADER, headerJson, type AgentHealth, type ExecSpec, type GuestIdentity } from "../../protocol/agent.ts";
+import { AGENT_MAX_FRAME_SIZE, AGENT_PATHS, EXEC_SPEC_HEADER, headerJson, type AgentHealth, type ExecSpec, type GuestIdentity } from "../../protocol/agent.ts";
 import { agentHandshake } from "./handshake.ts";
 
 export class AgentError extends Error {
@@ -193,7 +193,7 @@ export class AgentClient {
     const { socket, agentVersion } = await agentHandshake(this.socketPath, signal);
     const session = h2connect("http://corral-agent", {
       createConnection: () => socket,
-      settings: { initialWindowSize: SESSION_WINDOW },
+      settings: { initialWindowSize: SESSION_WINDOW, maxFrameSize: AGENT_MAX_FRAME_SIZE },
     });
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(new AgentError(`HTTP/2 session with the agent failed: ${err.message}`, { cause: err }));
