@@ -426,6 +426,11 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
 
   test("an interrupted upload leaves the old file as it was, and no temporary file", async () => {
     await client.fs.writeFile(hostname, "/tmp/interrupted/keep.txt", "original");
+    // The agent handles the cut after the client's call failed (the daemon notices the client leave on its own
+    // time, the guest later still), and a listing looks right before the agent even created its temporary file:
+    // wait until a watch (in place once its answer's headers are) sees that file go, removed or renamed.
+    const watch = await request(`${url}/vm/${hostname}/fs/watch?paths=/tmp/interrupted&timeout=60s`, { headers: { accept: "text/event-stream" } });
+    assert.equal(watch.statusCode, 200);
     const cancel = new AbortController();
     let sent = 0;
     const slow = new Readable({
@@ -436,10 +441,17 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
       },
     });
     await assert.rejects(client.fs.writeFile(hostname, "/tmp/interrupted/keep.txt", slow, { signal: cancel.signal }));
-    for (let i = 0; i < 50; i++) {
-      if ((await client.fs.readdir(hostname, "/tmp/interrupted")).length === 1) break;
-      await sleep(100);
+    const parser = new SseParser();
+    let temporaryGone: WatchEvent | undefined;
+    watch.body.setEncoding("utf8");
+    for await (const chunk of watch.body as AsyncIterable<string>) {
+      for (const message of parser.push(chunk)) {
+        const event = JSON.parse(message.data) as WatchEvent;
+        if (event.type !== "create" && event.type !== "write" && /\/\.keep\.txt\.corral-upload-[0-9a-f]+$/.test(event.path)) temporaryGone ??= event;
+      }
+      if (temporaryGone) break;
     }
+    assert.equal(temporaryGone?.type, "remove", "the agent removes its temporary file (the watch ends after 60 s without it)");
     assert.deepEqual(
       (await client.fs.readdir(hostname, "/tmp/interrupted")).map((e) => e.name),
       ["keep.txt"],
