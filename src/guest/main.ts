@@ -31,7 +31,7 @@ process.on("uncaughtException", (err) => log(`unexpected error: ${err.stack ?? e
 process.on("unhandledRejection", (err) => log(`unexpected rejection: ${String(err)}`));
 
 // Loaded now, not at the first identity: in a template snapshot the addon is then already in every clone.
-guestNative();
+const native = guestNative();
 const identity = new IdentityState(undefined, log);
 const router = new AgentRouter();
 registerCoreRoutes(router, identity);
@@ -43,5 +43,6 @@ registerShellAndForwardRoutes(router);
 
 const server = new AgentServer(router);
 const device = await waitForPort();
-new VirtioPort(device, (connection) => server.serve(connection));
-log(`${AGENT_VERSION} serving on ${device}`);
+const port = new VirtioPort(device, (connection) => server.serve(connection), native);
+log(`${AGENT_VERSION} serving on ${device} (${port.transport})`);
+if (port.relayFailure) log(`the port relay did not start, using the thread pool: ${port.relayFailure.message}`);

@@ -5,13 +5,24 @@ import { createRequire } from "node:module";
 
 export const NATIVE_ADDON_PATH = "/opt/corral/corral-native.node";
 
+/** The pipes of the virtio-serial port relay: frames read from the port, and bytes to write to it. */
+export interface PortRelay {
+  reads: number;
+  writes: number;
+}
+
 export interface GuestNative {
   setHostname(name: string): void;
   setTime(ms: number): void;
   reseedRandom(seed: Buffer): void;
   setMacAddress(iface: string, mac: Buffer): void;
-  /** The one IPv4 address (others removed), the link up, and the default route when a gateway is given. */
-  setIpv4(iface: string, address: Buffer, prefixLength: number, gateway: Buffer | null): void;
+  /**
+   * The one IPv4 address (others removed), the link up, and the default route when a gateway is given.
+   * Missing in addons built before it (images keep their own addon).
+   */
+  setIpv4?(iface: string, address: Buffer, prefixLength: number, gateway: Buffer | null): void;
+  /** Missing in addons built before the relay (images keep their own addon). */
+  startPortRelay?(fd: number): PortRelay;
 }
 
 let loaded: GuestNative | null | undefined;

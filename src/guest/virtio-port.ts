@@ -2,20 +2,19 @@
 //
 // The character device outlives host connections. When the host side is not connected, read(2) returns 0
 // at once; while it is connected, read(2) blocks until data arrives. libuv cannot poll a character device,
-// so reads run on the thread pool: one blocked read per agent costs no CPU. The kernel offers no event for
-// "host connected", so only while nobody is connected does the agent retry, with a backoff capped at
-// IDLE_RETRY_MAX_MS (after a daemon restart, or right after a snapshot restore).
+// so blocking reads run on threads (the native relay's, or libuv's thread pool: see port-io.ts): one blocked
+// read per agent costs no CPU. The kernel offers no event for "host connected", so only while nobody is
+// connected is the read retried, with a backoff (after a daemon restart, or right after a snapshot restore).
 //
 // A write issued while no host is connected blocks in the kernel and reaches the *next* host first. So each
 // connection starts with a handshake (see HANDSHAKE_HELLO): the host discards everything before the agent's
 // READY line, and all writes go through one FIFO so nothing from an old connection can overtake the READY.
-import { openSync, read, readdirSync, readFileSync, write } from "node:fs";
+import { openSync, readdirSync, readFileSync } from "node:fs";
 import { Duplex } from "node:stream";
 import { AGENT_VERSION, HANDSHAKE_HELLO, HANDSHAKE_NONCE_PATTERN, HANDSHAKE_READY } from "../protocol/agent.ts";
+import type { GuestNative, PortRelay } from "./native.ts";
+import { type PortIo, RelayIo, ThreadPoolIo } from "./port-io.ts";
 
-const IDLE_RETRY_MIN_MS = 10;
-const IDLE_RETRY_MAX_MS = 250;
-const READ_SIZE = 64 * 1024;
 const MAX_HANDSHAKE_LINE = 4096;
 
 /** Finds /dev/vportNpM whose name (set by QEMU's `virtserialport,name=`) matches. */
@@ -45,7 +44,7 @@ export function parseHello(line: string): string | undefined {
 
 interface WriteJob {
   owner: HostConnection;
-  data: Buffer;
+  data: Buffer[];
   done: (err?: Error | null) => void;
 }
 
@@ -54,7 +53,7 @@ class PortWriter {
   private readonly queue: WriteJob[] = [];
   private busy = false;
 
-  constructor(private readonly fd: number) {}
+  constructor(private readonly io: PortIo) {}
 
   enqueue(job: WriteJob): void {
     this.queue.push(job);
@@ -74,17 +73,9 @@ class PortWriter {
       this.next();
       return;
     }
-    this.writeAll(job.data, (err) => {
+    this.io.write(job.data, (err) => {
       job.done(err);
       this.next();
-    });
-  }
-
-  private writeAll(data: Buffer, done: (err?: Error | null) => void): void {
-    write(this.fd, data, 0, data.length, null, (err, written) => {
-      if (err) return done(err);
-      if (written < data.length) return this.writeAll(data.subarray(written), done);
-      done();
     });
   }
 }
@@ -106,42 +97,57 @@ class HostConnection extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.writer.enqueue({ owner: this, data: chunk, done: callback });
+    this.writer.enqueue({ owner: this, data: [chunk], done: callback });
+  }
+
+  // HTTP/2 writes a frame's header and its payload as separate chunks: one write for all that is queued.
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
+    this.writer.enqueue({ owner: this, data: chunks.map((c) => c.chunk), done: callback });
   }
 }
 
 type PortState = "awaiting-hello" | "connected" | "discarding";
 
 export class VirtioPort {
-  private readonly fd: number;
+  private readonly io: PortIo;
   private readonly writer: PortWriter;
   private current: HostConnection | undefined;
   private state: PortState = "awaiting-hello";
   private handshakeBuffer = "";
-  private idleDelay = IDLE_RETRY_MIN_MS;
+  /** Why the native relay could not start, when it could not. */
+  readonly relayFailure: Error | undefined;
 
+  /** `native`: the agent's addon, whose relay moves the bytes when it has one (see port-io.ts). */
   constructor(
     readonly device: string,
     private readonly onConnection: (connection: Duplex) => void,
+    native?: GuestNative,
   ) {
-    this.fd = openSync(device, "r+");
-    this.writer = new PortWriter(this.fd);
+    const fd = openSync(device, "r+");
+    const onRead = (data: Buffer | undefined, err?: Error): void => {
+      if (data) return this.received(data);
+      // No host is connected; an error (ENODEV: port unplugged) is treated the same way.
+      this.hostDisconnected(err);
+      this.readNext();
+    };
+    let relay: PortRelay | undefined;
+    try {
+      relay = native?.startPortRelay?.(fd);
+    } catch (err) {
+      this.relayFailure = err as Error; // out of threads or descriptors: the slow way still serves the host
+    }
+    this.io = relay ? new RelayIo(relay, onRead) : new ThreadPoolIo(fd, onRead);
+    this.writer = new PortWriter(this.io);
     this.readNext();
   }
 
+  /** Which way the bytes move: "relay" (the native relay's threads) or "thread-pool". */
+  get transport(): "relay" | "thread-pool" {
+    return this.io instanceof RelayIo ? "relay" : "thread-pool";
+  }
+
   private readNext(): void {
-    const buffer = Buffer.allocUnsafe(READ_SIZE);
-    read(this.fd, buffer, 0, READ_SIZE, null, (err, bytes) => {
-      if (err || bytes === 0) {
-        // 0: no host is connected. An error (ENODEV: port unplugged) is treated the same way.
-        this.hostDisconnected(err ?? undefined);
-        setTimeout(() => this.readNext(), this.idleDelay);
-        this.idleDelay = Math.min(this.idleDelay * 2, IDLE_RETRY_MAX_MS);
-        return;
-      }
-      this.idleDelay = IDLE_RETRY_MIN_MS;
-      this.received(buffer.subarray(0, bytes));
-    });
+    this.io.read();
   }
 
   private received(data: Buffer): void {
@@ -192,7 +198,7 @@ export class VirtioPort {
       }
       connection._read(); // a reader waiting for this consumer must not wait forever
     });
-    this.writer.enqueue({ owner: connection, data: Buffer.from(`${HANDSHAKE_READY} ${nonce} ${AGENT_VERSION}\n`, "latin1"), done: () => undefined });
+    this.writer.enqueue({ owner: connection, data: [Buffer.from(`${HANDSHAKE_READY} ${nonce} ${AGENT_VERSION}\n`, "latin1")], done: () => undefined });
     this.onConnection(connection);
   }
 

@@ -29,7 +29,7 @@ export async function buildGuestNative(cacheDir: string): Promise<string> {
   await mkdir(cacheDir, { recursive: true });
   const compiler = requireProgram("gcc", "gcc");
   const partial = `${output}.${process.pid}.tmp`;
-  await run(compiler, ["-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-I", nodeIncludeDir(), "-o", partial, NATIVE_SOURCE]);
+  await run(compiler, ["-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-pthread", "-I", nodeIncludeDir(), "-o", partial, NATIVE_SOURCE]);
   await rename(partial, output);
   return output;
 }

@@ -16,6 +16,13 @@ export const HANDSHAKE_HELLO = "CORRAL-HELLO";
 export const HANDSHAKE_READY = "CORRAL-READY";
 export const HANDSHAKE_NONCE_PATTERN = /^[A-Za-z0-9]{16,64}$/;
 
+/**
+ * The largest HTTP/2 frame either side of the agent session accepts (the default is 16 KiB). Every frame costs
+ * the agent a round of JavaScript under emulation, so copies go in larger frames; 256 KiB keeps a copy from
+ * holding other streams (an exec, a ping) behind one frame for more than a few milliseconds.
+ */
+export const AGENT_MAX_FRAME_SIZE = 256 * 1024;
+
 export const AGENT_PATHS = {
   health: "/v1/health",
   identity: "/v1/identity",

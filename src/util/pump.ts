@@ -17,6 +17,11 @@ export interface PumpSink {
  * then left paused, not destroyed.
  */
 export function pump(source: Readable, sink: PumpSink): Promise<void> {
+  // A source destroyed before the pump started has emitted its "close" already and emits nothing more: without
+  // this the pump would wait forever (an upload the host reset while the agent was still opening its file).
+  if (source.destroyed && !source.readableEnded) {
+    return Promise.reject(source.errored ?? new Error("The body ended before it was complete"));
+  }
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
       if (!sink.write(chunk)) source.pause();

@@ -2,12 +2,15 @@
 // re-attached without a reboot, and the debris of half-done work is cleaned up.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { VmStore } from "../../src/daemon/vm/vm-store.ts";
+import { CorralClient } from "../../src/sdk/index.ts";
 import { qemuPids, TestDaemon } from "../helpers/daemon-process.ts";
 
 const CONFIG = `config:
@@ -102,6 +105,63 @@ describe("daemon restarts", { timeout: 900_000 }, () => {
     assert.match(await exec(daemon, sandbox.hostname, "cat /tmp/marker"), /^\d+$/);
     assert.equal(await exec(daemon, "svc-2", "cat /proc/sys/kernel/random/boot_id"), boots.service);
     assert.match(daemon.log, /Re-attached to a running VM/);
+  });
+
+  // The agent's port relay (see src/guest/port-io.ts) holds bytes in its pipes: those of a half-sent download
+  // reach the next daemon before READY (its handshake discards them), those of a half-received upload are
+  // dropped with the connection. Neither may leak into the next session, and the agent must carry on. The next
+  // daemon's HELLO can come right behind the old daemon's last bytes, before the agent saw it go (observed).
+  test("a daemon killed mid-copy, both ways: the next daemon copies through the same agent, byte for byte", async (t) => {
+    const sandbox = await daemon.client.createNode("sbox", {}, { wait: "agent", timeout: "120s" });
+    t.after(() => daemon.client.deleteNode("sbox", sandbox.hostname).catch(() => undefined)); // the next test counts VMs
+    const serial = await readFile(join(daemon.stateDir, "vms", sandbox.hostname, "serial.log"), "utf8");
+    assert.match(serial, /serving on \/dev\/vport\S+ \(relay\)/, "the agent moves its bytes through the native relay");
+    const sum = await exec(daemon, sandbox.hostname, "head -c 33554432 /dev/urandom > /root/big && sha256sum /root/big | cut -d' ' -f1");
+
+    // The copies' own client: the daemon's is closed gracefully by kill9(), which would wait for them forever.
+    const copier = new CorralClient({ url: daemon.url });
+    const download = await copier.fs.readFile(sandbox.hostname, "/root/big");
+    let downloaded = 0;
+    let killed = (): void => undefined;
+    const afterKill = new Promise<void>((resolve) => {
+      killed = resolve;
+    });
+    const reading = (async () => {
+      for await (const chunk of download.body) {
+        downloaded += (chunk as Buffer).length;
+        if (downloaded >= 4 * 1024 * 1024) await afterKill; // stop reading, not cancel: the agent's writes back up
+      }
+    })().catch(() => undefined);
+    const endless = new Readable({
+      read() {
+        this.push(Buffer.alloc(64 * 1024, 120));
+      },
+    });
+    const uploading = copier.fs.writeFile(sandbox.hostname, "/root/half", endless).catch((err: Error) => err);
+    const deadline = Date.now() + 60_000;
+    while (downloaded < 4 * 1024 * 1024 && Date.now() < deadline) await sleep(50);
+    assert.ok(downloaded >= 4 * 1024 * 1024, "the download never got going");
+    await sleep(1000); // the upload is under way too
+    await daemon.kill9();
+    killed();
+    endless.destroy();
+    await Promise.all([reading, uploading]); // both fail with the daemon
+    await copier.close();
+    await daemon.start();
+
+    assert.equal(await exec(daemon, sandbox.hostname, "echo alive"), "alive");
+    const again = createHash("sha256");
+    let size = 0;
+    for await (const chunk of (await daemon.client.fs.readFile(sandbox.hostname, "/root/big")).body) {
+      again.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    assert.equal(size, 33554432);
+    assert.equal(again.digest("hex"), sum);
+    const payload = randomBytes(3 * 1024 * 1024 + 17);
+    await daemon.client.fs.writeFile(sandbox.hostname, "/root/small", payload);
+    assert.equal(await exec(daemon, sandbox.hostname, "sha256sum /root/small | cut -d' ' -f1"), createHash("sha256").update(payload).digest("hex"));
+    assert.equal(await exec(daemon, sandbox.hostname, "test -e /root/half && echo present || echo absent"), "absent", "a cut upload leaves no file");
   });
 
   test("a restart cleans up half-created VMs, orphan QEMU processes, stray folders and VMs that died meanwhile", async () => {

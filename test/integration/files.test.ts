@@ -426,20 +426,43 @@ describe("file copy and filesystem", { timeout: 900_000 }, () => {
 
   test("an interrupted upload leaves the old file as it was, and no temporary file", async () => {
     await client.fs.writeFile(hostname, "/tmp/interrupted/keep.txt", "original");
+    // A watch (in place once its answer's headers are) follows the agent's temporary file: the upload is cut
+    // only once the agent has it (cut earlier, under load, it may never reach the agent), and the test waits
+    // for it to go, removed or renamed. A listing cannot tell: it looks right before the file is created too.
+    const watch = await request(`${url}/vm/${hostname}/fs/watch?paths=/tmp/interrupted&timeout=60s`, { headers: { accept: "text/event-stream" } });
+    assert.equal(watch.statusCode, 200);
+    const temporary = /\/\.keep\.txt\.corral-upload-[0-9a-f]+$/;
+    let created: () => void = () => undefined;
+    const temporaryCreated = new Promise<void>((resolve) => {
+      created = resolve;
+    });
+    const temporaryGone = (async (): Promise<WatchEvent | undefined> => {
+      const parser = new SseParser();
+      watch.body.setEncoding("utf8");
+      for await (const chunk of watch.body as AsyncIterable<string>) {
+        for (const message of parser.push(chunk)) {
+          const event = JSON.parse(message.data) as WatchEvent;
+          if (!temporary.test(event.path)) continue;
+          if (event.type === "remove" || event.type === "rename") return event;
+          created();
+        }
+      }
+      created(); // the watch ended without it: cut the upload anyway, and fail below
+      return undefined;
+    })();
     const cancel = new AbortController();
     let sent = 0;
     const slow = new Readable({
       read() {
         sent += 64 * 1024;
-        if (sent > 4 * MiB) setTimeout(() => cancel.abort(), 200);
+        if (sent > 4 * MiB) void temporaryCreated.then(() => cancel.abort());
         else this.push(Buffer.alloc(64 * 1024, 0x61));
       },
     });
     await assert.rejects(client.fs.writeFile(hostname, "/tmp/interrupted/keep.txt", slow, { signal: cancel.signal }));
-    for (let i = 0; i < 50; i++) {
-      if ((await client.fs.readdir(hostname, "/tmp/interrupted")).length === 1) break;
-      await sleep(100);
-    }
+    const gone = await temporaryGone;
+    watch.body.destroy();
+    assert.equal(gone?.type, "remove", "the agent removes its temporary file (the watch ends after 60 s without it)");
     assert.deepEqual(
       (await client.fs.readdir(hostname, "/tmp/interrupted")).map((e) => e.name),
       ["keep.txt"],

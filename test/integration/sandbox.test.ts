@@ -156,7 +156,7 @@ describe("sandboxes", { timeout: 600_000 }, () => {
     const all = await daemon.client.logs(hostname, 0);
     assert.equal(all.hostname, hostname);
     assert.match(all.content, /corral-boot: sbox-1 is up after [\d.]+s, starting the agent\n/);
-    assert.match(all.content, /corral-agent: .* serving on \/dev\/vport\d+p\d+\n/);
+    assert.match(all.content, /corral-agent: .* serving on \/dev\/vport\d+p\d+ \((relay|thread-pool)\)\n/);
     assert.equal(all.content.includes("\r"), false, "console CRLF is turned into LF");
     const lastTwo = await daemon.client.logs(hostname, 2);
     assert.equal(lastTwo.lines, 2);

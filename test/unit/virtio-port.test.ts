@@ -10,11 +10,23 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { AGENT_VERSION } from "../../src/protocol/agent.ts";
 import { findPortDevice, parseHello } from "../../src/guest/virtio-port.ts";
+import { buildGuestNative } from "../../src/image/guest-native.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "corral-vport-test-"));
 after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
+
+// The agent's native addon, built as the image builder builds it, so the same tests cover the port relay.
+async function nativeAddon(): Promise<string | undefined> {
+  try {
+    return await buildGuestNative(join(dir, "native"));
+  } catch {
+    return undefined;
+  }
+}
+// Built before any test is registered: the file's tests must not start (and end) while this awaits.
+const addon = await nativeAddon();
 
 describe("parseHello", { timeout: 20_000 }, () => {
   test("accepts nonces of 16 to 64 letters and digits", () => {
@@ -129,10 +141,12 @@ os.close(m)
 
 const AGENT = `
 const { VirtioPort } = await import(process.env.PORT_MODULE);
+const { createRequire } = await import("node:module");
 const report = (o) => process.stdout.write(JSON.stringify(o) + "\\n");
 const pauseMs = Number(process.env.PAUSE_MS ?? 0);
+const native = process.env.NATIVE ? createRequire(import.meta.url)(process.env.NATIVE) : undefined;
 let n = 0;
-new VirtioPort(process.env.DEVICE, (conn) => {
+const port = new VirtioPort(process.env.DEVICE, (conn) => {
   const id = ++n;
   report({ ev: "connection", id });
   if (pauseMs) {
@@ -146,12 +160,13 @@ new VirtioPort(process.env.DEVICE, (conn) => {
   conn.on("end", () => report({ ev: "end", id }));
   conn.on("close", () => report({ ev: "close", id }));
   conn.on("error", (e) => report({ ev: "error", id, message: e.message }));
-});
-report({ ev: "ready" });
+}, native);
+report({ ev: "ready", transport: port.transport });
 `;
 
 interface AgentEvent {
   ev: "ready" | "connection" | "data" | "end" | "close" | "error" | "buffered";
+  transport?: string;
   id?: number;
   hex?: string;
   length?: number;
@@ -281,141 +296,149 @@ class PtyHost {
 const nonce = (): string => randomBytes(16).toString("hex");
 const ready = (n: string): string => `CORRAL-READY ${n} ${AGENT_VERSION}\n`;
 
-async function withHost(body: (host: PtyHost) => Promise<void>, env: Record<string, string> = {}): Promise<void> {
-  const host = await PtyHost.start(env);
-  try {
-    await body(host);
-  } finally {
-    await host.stop();
+const transports = [
+  { transport: "thread-pool", env: {} as Record<string, string>, skip: false as string | false },
+  { transport: "relay", env: { NATIVE: addon ?? "" }, skip: addon ? false : "the native addon does not build here (gcc, Node-API headers)" },
+];
+
+for (const { transport, env: transportEnv, skip } of transports) {
+  async function withHost(body: (host: PtyHost) => Promise<void>, env: Record<string, string> = {}): Promise<void> {
+    const host = await PtyHost.start({ ...transportEnv, ...env });
+    try {
+      assert.equal(host.events[0]?.transport, transport);
+      await body(host);
+    } finally {
+      await host.stop();
+    }
   }
-}
 
-describe("VirtioPort over a pseudo-terminal stand-in", { timeout: 180_000, skip: hasPython ? false : "python3 is needed to hold the pty master" }, () => {
-  test("answers the first valid HELLO with READY, skipping older lines, and forwards the bytes that came with it", async () => {
-    await withHost(async (host) => {
-      const n = nonce();
-      host.send(`\x00\x00\x04stale HTTP/2 bytes\nCORRAL-HELLO short\nCORRAL-READY ${n} 0.0.0\nCORRAL-HELLO ${n}\nping`);
-      await host.waitOutput((o) => o.length >= ready(n).length + 4, "READY and the echo");
-      assert.equal(host.output.toString("latin1"), `${ready(n)}ping`, "READY comes first, exactly once, then the echo");
-      await host.settled(() => assert.deepEqual(host.connections(), [1]));
-      await host.settled(() => assert.equal(host.received(1).toString("latin1"), "ping"));
-    });
-  });
-
-  test("assembles a HELLO split across reads and opens no connection before it is complete", async () => {
-    await withHost(async (host) => {
-      const n = nonce();
-      const line = `CORRAL-HELLO ${n}\n`;
-      for (const piece of [line.slice(0, 9), line.slice(9, 20), line.slice(20, -1)]) {
-        host.send(piece);
-        await sleep(40);
-        assert.deepEqual(host.connections(), []);
-        assert.equal(host.output.length, 0);
-      }
-      host.send("\n");
-      await host.waitOutput((o) => o.length >= ready(n).length, "READY");
-      assert.equal(host.output.toString("latin1"), ready(n));
-      await host.settled(() => assert.deepEqual(host.connections(), [1]));
-    });
-  });
-
-  test("passes every byte value through unchanged in both directions", async () => {
-    await withHost(async (host) => {
-      const n = nonce();
-      host.send(`CORRAL-HELLO ${n}\n`);
-      await host.waitOutput((o) => o.length >= ready(n).length, "READY");
-      const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-      host.send(all);
-      await host.waitOutput((o) => o.length >= ready(n).length + all.length, "the echo");
-      await host.settled(() => assert.deepEqual(host.received(1), all));
-      assert.deepEqual(host.output.subarray(ready(n).length), all);
-    });
-  });
-
-  test("a new HELLO at the start of a read ends the live connection and starts a fresh one", async () => {
-    await withHost(async (host) => {
-      const [n1, n2] = [nonce(), nonce()];
-      host.send(`CORRAL-HELLO ${n1}\n`);
-      await host.waitOutput((o) => o.length >= ready(n1).length, "READY 1");
-      host.send("one");
-      await host.waitOutput((o) => o.toString("latin1").endsWith("one"), "echo of one");
-      // A line that looks like HELLO but is not valid is ordinary data for the live connection.
-      host.send("CORRAL-HELLO not-valid!\n");
-      await host.waitOutput((o) => o.toString("latin1").endsWith("not-valid!\n"), "echo of the invalid HELLO");
-      await host.settled(() => assert.deepEqual(host.connections(), [1]));
-      host.send(`CORRAL-HELLO ${n2}\n`);
-      await host.waitEvent((e) => e.ev === "connection" && e.id === 2);
-      await host.waitEvent((e) => e.ev === "end" && e.id === 1);
-      await host.waitOutput((o) => o.toString("latin1").endsWith(ready(n2)), "READY 2");
-      host.send("two");
-      await host.waitOutput((o) => o.toString("latin1").endsWith("two"), "echo of two");
-      assert.equal(host.output.toString("latin1"), `${ready(n1)}oneCORRAL-HELLO not-valid!\n${ready(n2)}two`);
-      await host.settled(() => assert.equal(host.received(1).toString("latin1"), "oneCORRAL-HELLO not-valid!\n"));
-      await host.settled(() => assert.equal(host.received(2).toString("latin1"), "two"));
-    });
-  });
-
-  test("after the agent closes its connection, host bytes are dropped until the next HELLO", async () => {
-    await withHost(async (host) => {
-      const [n1, n2] = [nonce(), nonce()];
-      host.send(`CORRAL-HELLO ${n1}\n`);
-      await host.waitOutput((o) => o.length >= ready(n1).length, "READY 1");
-      host.send("!close");
-      await host.waitEvent((e) => e.ev === "close" && e.id === 1);
-      host.send("lost bytes");
-      await sleep(100);
-      await host.settled(() => assert.equal(host.received(1).toString("latin1"), "!close"));
-      await host.settled(() => assert.deepEqual(host.connections(), [1]));
-      host.send(`CORRAL-HELLO ${n2}\n`);
-      await host.waitOutput((o) => o.toString("latin1").endsWith(ready(n2)), "READY 2");
-      host.send("kept");
-      await host.waitOutput((o) => o.toString("latin1").endsWith("kept"), "echo of kept");
-      assert.equal(host.output.toString("latin1"), `${ready(n1)}${ready(n2)}kept`);
-      await host.settled(() => assert.deepEqual(host.connections(), [1, 2]));
-      await host.settled(() => assert.equal(host.received(2).toString("latin1"), "kept"));
-    });
-  });
-
-  // A read blocked on a pty when the master closes fails with EIO (later reads return 0); on a virtio port the
-  // blocked read returns 0. So this covers the port's error path: "an error is treated as a disconnect".
-  test("a host hang-up during a blocked read destroys the connection with the error, and the agent carries on", async () => {
-    await withHost(async (host) => {
-      const n = nonce();
-      host.send(`CORRAL-HELLO ${n}\nhi`);
-      await host.waitOutput((o) => o.toString("latin1").endsWith("hi"), "echo of hi");
-      host.disconnect();
-      await host.waitEvent((e) => e.ev === "close" && e.id === 1);
-      await sleep(300); // several idle retries of the read loop
-      assert.deepEqual(
-        host.events.filter((e) => e.id === 1 && e.ev !== "data"),
-        [
-          { ev: "connection", id: 1 },
-          { ev: "error", id: 1, message: "EIO: i/o error, read" },
-          { ev: "close", id: 1 },
-        ],
-      );
-      await host.settled(() => assert.deepEqual(host.connections(), [1]));
-      assert.equal(host.agentAlive(), true, "the agent process died after the hang-up");
-    });
-  });
-
-  test("a consumer that stops reading holds the port back without losing or reordering bytes", async () => {
-    await withHost(
-      async (host) => {
+  describe(`VirtioPort over a pseudo-terminal stand-in (${transport})`, { timeout: 180_000, skip: hasPython ? skip : "python3 is needed to hold the pty master" }, () => {
+    test("answers the first valid HELLO with READY, skipping older lines, and forwards the bytes that came with it", async () => {
+      await withHost(async (host) => {
         const n = nonce();
-        const payload = randomBytes(256 * 1024);
+        host.send(`\x00\x00\x04stale HTTP/2 bytes\nCORRAL-HELLO short\nCORRAL-READY ${n} 0.0.0\nCORRAL-HELLO ${n}\nping`);
+        await host.waitOutput((o) => o.length >= ready(n).length + 4, "READY and the echo");
+        assert.equal(host.output.toString("latin1"), `${ready(n)}ping`, "READY comes first, exactly once, then the echo");
+        await host.settled(() => assert.deepEqual(host.connections(), [1]));
+        await host.settled(() => assert.equal(host.received(1).toString("latin1"), "ping"));
+      });
+    });
+
+    test("assembles a HELLO split across reads and opens no connection before it is complete", async () => {
+      await withHost(async (host) => {
+        const n = nonce();
+        const line = `CORRAL-HELLO ${n}\n`;
+        for (const piece of [line.slice(0, 9), line.slice(9, 20), line.slice(20, -1)]) {
+          host.send(piece);
+          await sleep(40);
+          assert.deepEqual(host.connections(), []);
+          assert.equal(host.output.length, 0);
+        }
+        host.send("\n");
+        await host.waitOutput((o) => o.length >= ready(n).length, "READY");
+        assert.equal(host.output.toString("latin1"), ready(n));
+        await host.settled(() => assert.deepEqual(host.connections(), [1]));
+      });
+    });
+
+    test("passes every byte value through unchanged in both directions", async () => {
+      await withHost(async (host) => {
+        const n = nonce();
         host.send(`CORRAL-HELLO ${n}\n`);
-        host.send(payload);
-        // While the consumer is paused the port stops reading once the stream's buffer is full: at most one
-        // more read (64 KiB) past the 16 KiB high-water mark is held in memory, the rest waits in the device.
-        const buffered = await host.waitEvent((e) => e.ev === "buffered", 20_000);
-        assert.ok((buffered.length ?? Infinity) <= 80 * 1024, `${buffered.length} bytes were buffered while paused`);
-        assert.ok((buffered.length ?? 0) > 0, "some bytes were already delivered to the stream");
-        await host.waitOutput((o) => o.length >= ready(n).length + payload.length, "the whole echo", 20_000);
-        assert.equal(host.receivedLength(1), payload.length);
-        assert.ok(host.output.subarray(ready(n).length).equals(payload), "the echo differs from what was sent");
-      },
-      { PAUSE_MS: "300" },
-    );
+        await host.waitOutput((o) => o.length >= ready(n).length, "READY");
+        const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+        host.send(all);
+        await host.waitOutput((o) => o.length >= ready(n).length + all.length, "the echo");
+        await host.settled(() => assert.deepEqual(host.received(1), all));
+        assert.deepEqual(host.output.subarray(ready(n).length), all);
+      });
+    });
+
+    test("a new HELLO at the start of a read ends the live connection and starts a fresh one", async () => {
+      await withHost(async (host) => {
+        const [n1, n2] = [nonce(), nonce()];
+        host.send(`CORRAL-HELLO ${n1}\n`);
+        await host.waitOutput((o) => o.length >= ready(n1).length, "READY 1");
+        host.send("one");
+        await host.waitOutput((o) => o.toString("latin1").endsWith("one"), "echo of one");
+        // A line that looks like HELLO but is not valid is ordinary data for the live connection.
+        host.send("CORRAL-HELLO not-valid!\n");
+        await host.waitOutput((o) => o.toString("latin1").endsWith("not-valid!\n"), "echo of the invalid HELLO");
+        await host.settled(() => assert.deepEqual(host.connections(), [1]));
+        host.send(`CORRAL-HELLO ${n2}\n`);
+        await host.waitEvent((e) => e.ev === "connection" && e.id === 2);
+        await host.waitEvent((e) => e.ev === "end" && e.id === 1);
+        await host.waitOutput((o) => o.toString("latin1").endsWith(ready(n2)), "READY 2");
+        host.send("two");
+        await host.waitOutput((o) => o.toString("latin1").endsWith("two"), "echo of two");
+        assert.equal(host.output.toString("latin1"), `${ready(n1)}oneCORRAL-HELLO not-valid!\n${ready(n2)}two`);
+        await host.settled(() => assert.equal(host.received(1).toString("latin1"), "oneCORRAL-HELLO not-valid!\n"));
+        await host.settled(() => assert.equal(host.received(2).toString("latin1"), "two"));
+      });
+    });
+
+    test("after the agent closes its connection, host bytes are dropped until the next HELLO", async () => {
+      await withHost(async (host) => {
+        const [n1, n2] = [nonce(), nonce()];
+        host.send(`CORRAL-HELLO ${n1}\n`);
+        await host.waitOutput((o) => o.length >= ready(n1).length, "READY 1");
+        host.send("!close");
+        await host.waitEvent((e) => e.ev === "close" && e.id === 1);
+        host.send("lost bytes");
+        await sleep(100);
+        await host.settled(() => assert.equal(host.received(1).toString("latin1"), "!close"));
+        await host.settled(() => assert.deepEqual(host.connections(), [1]));
+        host.send(`CORRAL-HELLO ${n2}\n`);
+        await host.waitOutput((o) => o.toString("latin1").endsWith(ready(n2)), "READY 2");
+        host.send("kept");
+        await host.waitOutput((o) => o.toString("latin1").endsWith("kept"), "echo of kept");
+        assert.equal(host.output.toString("latin1"), `${ready(n1)}${ready(n2)}kept`);
+        await host.settled(() => assert.deepEqual(host.connections(), [1, 2]));
+        await host.settled(() => assert.equal(host.received(2).toString("latin1"), "kept"));
+      });
+    });
+
+    // A read blocked on a pty when the master closes fails with EIO (later reads return 0); on a virtio port the
+    // blocked read returns 0. So this covers the port's error path: "an error is treated as a disconnect".
+    test("a host hang-up during a blocked read destroys the connection with the error, and the agent carries on", async () => {
+      await withHost(async (host) => {
+        const n = nonce();
+        host.send(`CORRAL-HELLO ${n}\nhi`);
+        await host.waitOutput((o) => o.toString("latin1").endsWith("hi"), "echo of hi");
+        host.disconnect();
+        await host.waitEvent((e) => e.ev === "close" && e.id === 1);
+        await sleep(300); // several idle retries of the read loop
+        assert.deepEqual(
+          host.events.filter((e) => e.id === 1 && e.ev !== "data"),
+          [
+            { ev: "connection", id: 1 },
+            { ev: "error", id: 1, message: "EIO: i/o error, read" },
+            { ev: "close", id: 1 },
+          ],
+        );
+        await host.settled(() => assert.deepEqual(host.connections(), [1]));
+        assert.equal(host.agentAlive(), true, "the agent process died after the hang-up");
+      });
+    });
+
+    test("a consumer that stops reading holds the port back without losing or reordering bytes", async () => {
+      await withHost(
+        async (host) => {
+          const n = nonce();
+          const payload = randomBytes(256 * 1024);
+          host.send(`CORRAL-HELLO ${n}\n`);
+          host.send(payload);
+          // While the consumer is paused the port stops reading once the stream's buffer is full: at most one
+          // more read (64 KiB) past the 16 KiB high-water mark is held in memory, the rest waits in the device.
+          const buffered = await host.waitEvent((e) => e.ev === "buffered", 20_000);
+          assert.ok((buffered.length ?? Infinity) <= 80 * 1024, `${buffered.length} bytes were buffered while paused`);
+          assert.ok((buffered.length ?? 0) > 0, "some bytes were already delivered to the stream");
+          await host.waitOutput((o) => o.length >= ready(n).length + payload.length, "the whole echo", 20_000);
+          assert.equal(host.receivedLength(1), payload.length);
+          assert.ok(host.output.subarray(ready(n).length).equals(payload), "the echo differs from what was sent");
+        },
+        { PAUSE_MS: "300" },
+      );
+    });
   });
-});
+}

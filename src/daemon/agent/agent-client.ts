@@ -3,7 +3,7 @@
 import { constants as h2, connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AGENT_PATHS, EXEC_SPEC_HEADER, headerJson, type AgentHealth, type ExecSpec, type GuestIdentity } from "../../protocol/agent.ts";
+import { AGENT_MAX_FRAME_SIZE, AGENT_PATHS, EXEC_SPEC_HEADER, headerJson, type AgentHealth, type ExecSpec, type GuestIdentity } from "../../protocol/agent.ts";
 import { agentHandshake } from "./handshake.ts";
 
 export class AgentError extends Error {
@@ -36,6 +36,20 @@ export interface AgentResponse {
 }
 
 const SESSION_WINDOW = 16 * 1024 * 1024;
+
+/**
+ * Resets a request with RST_STREAM(CANCEL) alone. Not stream.close(NGHTTP2_CANCEL): close() ends the request
+ * body first, and when the agent has kept up with the body (its flow-control window open, nothing queued) the
+ * END_STREAM leaves before the RST_STREAM, so the agent reads a cut upload as a complete one and puts it in
+ * place. Aborting the request's own signal has node destroy the stream with its AbortError instead: the reset
+ * is sent with code CANCEL and the body is never ended. The stream then fails with that AbortError; whoever
+ * cancels it no longer reads it.
+ */
+function cancelRequest(stream: ClientHttp2Stream, cut: AbortController): void {
+  if (stream.destroyed) return;
+  stream.on("error", () => undefined);
+  cut.abort();
+}
 
 export class AgentClient {
   private session: ClientHttp2Session | undefined;
@@ -141,24 +155,26 @@ export class AgentClient {
     const isStream = body !== undefined && typeof (body as Readable).pipe === "function";
     const payload = body === undefined || isStream ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
     const isJson = payload !== undefined && typeof body !== "string" && !Buffer.isBuffer(body);
+    const cut = new AbortController();
     const stream = session.request(
       { [h2.HTTP2_HEADER_METHOD]: method, [h2.HTTP2_HEADER_PATH]: path, ...(isJson ? { [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/json" } : {}), ...options.headers },
-      { endStream: body === undefined },
+      { endStream: body === undefined, signal: cut.signal },
     );
+    const cancel = (): void => cancelRequest(stream, cut);
     if (isStream) {
       const source = body as Readable;
-      source.on("error", () => stream.close(h2.NGHTTP2_CANCEL));
+      source.on("error", cancel);
       source.pipe(stream);
     } else if (payload !== undefined) {
       stream.end(payload);
     }
-    const { status, headers } = await this.response(stream, options.signal);
+    const { status, headers } = await this.response(stream, options.signal, cancel);
     if (status >= 400) {
       // An answer before the whole body was sent refuses the rest of it: stop sending, and end the stream
       // once the answer is read (otherwise it stays open, holding the source paused forever).
       if (isStream) (body as Readable).unpipe(stream);
       const text = await readAll(stream).catch(() => "");
-      if (isStream && !stream.closed) stream.close(h2.NGHTTP2_CANCEL);
+      if (isStream && !stream.closed) cancel();
       const parsed = parseError(text);
       throw new AgentError(parsed.error, { status, code: parsed.code });
     }
@@ -193,7 +209,7 @@ export class AgentClient {
     const { socket, agentVersion } = await agentHandshake(this.socketPath, signal);
     const session = h2connect("http://corral-agent", {
       createConnection: () => socket,
-      settings: { initialWindowSize: SESSION_WINDOW },
+      settings: { initialWindowSize: SESSION_WINDOW, maxFrameSize: AGENT_MAX_FRAME_SIZE },
     });
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(new AgentError(`HTTP/2 session with the agent failed: ${err.message}`, { cause: err }));
@@ -217,10 +233,10 @@ export class AgentClient {
     return session;
   }
 
-  private response(stream: ClientHttp2Stream, signal: AbortSignal): Promise<{ status: number; headers: IncomingHttpHeaders }> {
+  private response(stream: ClientHttp2Stream, signal: AbortSignal, cancel: () => void): Promise<{ status: number; headers: IncomingHttpHeaders }> {
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
-        stream.close(h2.NGHTTP2_CANCEL);
+        cancel();
         reject(new AgentError("The guest agent did not answer in time"));
       };
       if (signal.aborted) return onAbort();

@@ -1,8 +1,10 @@
 // The guest agent's few system calls that Node.js does not offer. Each one used to be a process spawned from
 // the agent (`hostname`, `date`, `ip link`, `ip addr`, `ip route`), and forking the agent costs tens of
-// milliseconds under emulation;
-// reseeding the kernel's random generator had no command at all. Built by the image builder with the host's
-// C compiler against Node-API, so it loads in the guest's node (the host's own binary).
+// milliseconds under emulation; reseeding the kernel's random generator had no command at all. And the
+// virtio-serial port relay, threads that do the port's blocking reads and writes (see below). Built by the
+// image builder with the host's C compiler against Node-API, so it loads in the guest's node (the host's own
+// binary).
+#define _GNU_SOURCE // pipe2, F_SETPIPE_SZ
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
@@ -11,6 +13,10 @@
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <node_api.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +287,205 @@ failed_flags: {
 }
 }
 
+// The virtio-serial port relay. libuv cannot poll the port (a character device), so without this every read
+// and write is a thread-pool round trip, and the guest kernel hands out at most 4 KiB per read(2): about
+// 0.3 ms per 4 KiB under emulation. Two threads of our own do the blocking system calls instead and talk to
+// the agent through pipes, which libuv polls natively:
+// - the reader loops on read(2) and writes frames into a pipe: a little-endian int32 header, then that many
+//   bytes. A header of 0 means "no host is connected" (read(2) returned 0), a negative one -errno (read(2)
+//   failed); each is sent once per idle spell, in order with the data, while the thread retries with a
+//   backoff (the kernel has no "host connected" event). A full pipe blocks the thread, which stops reading
+//   the port: the agent's backpressure reaches the host.
+// - the writer copies whatever the agent wrote into its pipe to the port, in order, up to 32 KiB per write(2)
+//   (the driver's limit). A write to a port with no host blocks until the next host, as the agent's own
+//   writes did; the host's handshake discards everything before READY, and READY follows in the same pipe.
+// Both threads only ever block in system calls, so they survive a snapshot and restore as they are.
+#define RELAY_HEADER 4
+#define RELAY_CHUNK (64 * 1024)
+#define RELAY_READ_MIN 4096
+#define RELAY_WRITE_CHUNK (32 * 1024)
+#define RELAY_PIPE_SIZE (1024 * 1024)
+#define RELAY_IDLE_MIN_MS 10
+#define RELAY_IDLE_MAX_MS 250
+
+struct relay {
+  int port;
+  int pipe;
+};
+
+static void sleep_ms(unsigned ms) {
+  struct timespec delay = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+  while (nanosleep(&delay, &delay) != 0 && errno == EINTR) {
+  }
+}
+
+static int write_all(int fd, const char *data, size_t length) {
+  while (length > 0) {
+    ssize_t written = write(fd, data, length);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    data += written;
+    length -= (size_t)written;
+  }
+  return 0;
+}
+
+static int send_frame(int pipe, char *frame, int32_t header, size_t length) {
+  uint32_t value = (uint32_t)header;
+  for (int i = 0; i < RELAY_HEADER; i++) frame[i] = (char)((value >> (8 * i)) & 0xff);
+  return write_all(pipe, frame, RELAY_HEADER + length);
+}
+
+// The first word of the host's handshake line (HANDSHAKE_HELLO in src/protocol/agent.ts) and its space.
+static const char HELLO_PREFIX[] = "CORRAL-HELLO ";
+
+static int starts_hello(const char *data, size_t length) {
+  return length >= sizeof HELLO_PREFIX - 1 && memcmp(data, HELLO_PREFIX, sizeof HELLO_PREFIX - 1) == 0;
+}
+
+// read(2) on the port, as a frame header: bytes read (> 0), 0 when no host is connected, -errno on failure.
+static int32_t read_port(int port, char *into, size_t size) {
+  for (;;) {
+    ssize_t got = read(port, into, size);
+    if (got >= 0) return (int32_t)got;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+static void *relay_reads(void *arg) {
+  struct relay *relay = arg;
+  char *frame = malloc(RELAY_HEADER + RELAY_CHUNK);
+  char status[RELAY_HEADER];
+  unsigned idle_ms = RELAY_IDLE_MIN_MS;
+  int idle_sent = 0;
+  while (frame != NULL) {
+    int32_t got = read_port(relay->port, frame + RELAY_HEADER, RELAY_CHUNK);
+    if (got > 0) {
+      // Gather what the port already holds (4 KiB per read(2)) into one frame: one wake-up of the agent per
+      // 64 KiB rather than per 4 KiB. poll() tells whether a read would block; a read that then says "no
+      // host" or fails is reported after the data it followed.
+      size_t filled = (size_t)got;
+      int failed = 0;
+      got = 1;
+      while (RELAY_CHUNK - filled >= RELAY_READ_MIN) {
+        struct pollfd ready = {.fd = relay->port, .events = POLLIN};
+        if (poll(&ready, 1, 0) != 1 || !(ready.revents & POLLIN)) break;
+        char *next = frame + RELAY_HEADER + filled;
+        got = read_port(relay->port, next, RELAY_CHUNK - filled);
+        if (got <= 0) break;
+        if (starts_hello(next, (size_t)got)) {
+          // A host that reconnected before this thread saw it leave starts with HELLO behind the old host's
+          // last bytes, at the start of a read (QEMU fills a fresh buffer per write from the host). The agent
+          // looks for it at the start of a frame, so it starts one.
+          if (send_frame(relay->pipe, frame, (int32_t)filled, filled) != 0) {
+            failed = 1;
+            break;
+          }
+          memmove(frame + RELAY_HEADER, next, (size_t)got);
+          filled = 0;
+        }
+        filled += (size_t)got;
+      }
+      if (failed || send_frame(relay->pipe, frame, (int32_t)filled, filled) != 0) break;
+      idle_ms = RELAY_IDLE_MIN_MS;
+      idle_sent = 0;
+      if (got > 0) continue;
+    }
+    if (!idle_sent) {
+      if (send_frame(relay->pipe, status, got, 0) != 0) break;
+      idle_sent = 1;
+    }
+    sleep_ms(idle_ms);
+    idle_ms = idle_ms * 2 > RELAY_IDLE_MAX_MS ? RELAY_IDLE_MAX_MS : idle_ms * 2;
+  }
+  // The agent closed its end (or memory ran out): nothing reads the frames any more.
+  free(frame);
+  close(relay->pipe);
+  free(relay);
+  return NULL;
+}
+
+static void *relay_writes(void *arg) {
+  struct relay *relay = arg;
+  char *chunk = malloc(RELAY_WRITE_CHUNK);
+  while (chunk != NULL) {
+    ssize_t got = read(relay->pipe, chunk, RELAY_WRITE_CHUNK);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break; // the agent closed its end
+    // A failed write (the port unplugged) loses the chunk, as a failed write(2) did before: the host that
+    // sees the port again starts with a handshake.
+    if (write_all(relay->port, chunk, (size_t)got) != 0) sleep_ms(RELAY_IDLE_MIN_MS);
+  }
+  free(chunk);
+  close(relay->pipe);
+  free(relay);
+  return NULL;
+}
+
+// A pipe for one relay thread; `ours` is the end the thread keeps, the other end is returned for the agent.
+static int start_relay_thread(int port, int ours, void *(*loop)(void *), int *agent_end) {
+  int ends[2];
+  if (pipe2(ends, O_CLOEXEC) != 0) return -1;
+  fcntl(ends[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE); // best effort: a smaller pipe only means more wake-ups
+  struct relay *relay = malloc(sizeof *relay);
+  if (relay == NULL) goto fail;
+  relay->port = port;
+  relay->pipe = ends[ours];
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attributes, 64 * 1024);
+  // The threads take no signals: node's handlers stay on node's threads, and system calls see no EINTR.
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  pthread_t thread;
+  int failed = pthread_create(&thread, &attributes, loop, relay);
+  pthread_sigmask(SIG_SETMASK, &previous, NULL);
+  pthread_attr_destroy(&attributes);
+  if (failed != 0) {
+    free(relay);
+    errno = failed;
+    goto fail;
+  }
+  *agent_end = ends[1 - ours];
+  return 0;
+fail:
+  close(ends[0]);
+  close(ends[1]);
+  return -1;
+}
+
+// startPortRelay(fd: number): {reads, writes}: starts the two relay threads on the open port `fd`; `reads` is
+// the read end of the frame pipe, `writes` the write end of the pipe whose bytes go to the port.
+static napi_value start_port_relay(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t port = -1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &port) != napi_ok || port < 0) {
+    napi_throw_type_error(env, NULL, "startPortRelay(fd): an open file descriptor");
+    return NULL;
+  }
+  int reads = -1, writes = -1;
+  if (start_relay_thread(port, 1, relay_reads, &reads) != 0) return fail(env, "start the port reader");
+  if (start_relay_thread(port, 0, relay_writes, &writes) != 0) {
+    // The reader thread stops at its next frame, once it finds the pipe closed.
+    napi_value error = fail(env, "start the port writer");
+    close(reads);
+    return error;
+  }
+  napi_value result, value;
+  napi_create_object(env, &result);
+  napi_create_int32(env, reads, &value);
+  napi_set_named_property(env, result, "reads", value);
+  napi_create_int32(env, writes, &value);
+  napi_set_named_property(env, result, "writes", value);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   const struct {
     const char *name;
@@ -291,6 +496,7 @@ NAPI_MODULE_INIT() {
       {"reseedRandom", reseed_random},
       {"setMacAddress", set_mac_address},
       {"setIpv4", set_ipv4},
+      {"startPortRelay", start_port_relay},
   };
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
