@@ -136,6 +136,12 @@ export class FleetStore {
     return rows.map(hostFromRow);
   }
 
+  /** The ids of the hosts heartbeats ask (all but those disconnected), without their reports (see Heartbeats.beatAll). */
+  async listConnectedHostIds(): Promise<string[]> {
+    const rows = await this.db.selectFrom("hosts").select("id").where("disconnected", "=", 0).orderBy("id").execute();
+    return rows.map((row) => row.id);
+  }
+
   /**
    * The addresses of the given hosts (of all, without ids), by id: cheap where `listHosts` is not, since it
    * leaves out each host's info and VM list (JSON that a big fleet would parse on every environment call).
