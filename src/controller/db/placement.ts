@@ -35,6 +35,15 @@ export const DEFAULT_OVERCOMMIT: Readonly<Overcommit> = Object.freeze({ cpu: 4, 
 /** `hostIds[i]` takes `specs[i]`. */
 export type Placement = { ok: true; hostIds: string[] } | { ok: false; reason: string };
 
+/** Chooses a host per VM: `placeVms` with the controller's overcommit ratios. */
+export type PlaceFn = (hosts: PlacementHost[], specs: PlacementSpec[]) => Placement;
+
+/** One create's VMs and how they are placed. */
+export interface PlacementRequest {
+  specs: readonly PlacementSpec[];
+  place: PlaceFn;
+}
+
 const RESOURCES = ["cpu", "mem", "disk"] as const;
 type Resource = (typeof RESOURCES)[number];
 
@@ -66,6 +75,32 @@ export function placeVms(hosts: readonly PlacementHost[], specs: readonly Placem
     hostIds.push(chosen);
   }
   return { ok: true, hostIds };
+}
+
+/**
+ * Places several creates one after the other on the same hosts, each on the room the earlier ones left (the
+ * creates FleetStore places in one transaction); `[i]` is `requests[i]`'s. One that fits nowhere is refused
+ * alone: the others are placed as if it had not been asked.
+ */
+export function placeInTurn(hosts: readonly PlacementHost[], requests: readonly PlacementRequest[]): Placement[] {
+  if (requests.length === 1) {
+    const [request] = requests as [PlacementRequest];
+    return [request.place([...hosts], [...request.specs])];
+  }
+  const current = [...hosts];
+  const at = new Map(current.map((host, i) => [host.id, i]));
+  return requests.map(({ specs, place }) => {
+    const placement = place(current, [...specs]);
+    if (!placement.ok) return placement;
+    for (const [i, hostId] of placement.hostIds.entries()) {
+      const index = at.get(hostId);
+      const host = index === undefined ? undefined : current[index];
+      const spec = specs[i];
+      if (index === undefined || host === undefined || spec === undefined) continue;
+      current[index] = { ...host, reserved: { cpu: host.reserved.cpu + spec.cpu, mem: host.reserved.mem + spec.mem, disk: host.reserved.disk + spec.disk } };
+    }
+    return placement;
+  });
 }
 
 /** Each host that takes environments, is online and reported, with its capacity and what is free on it now. */
