@@ -118,7 +118,7 @@ export class EnvService {
           { id: body.id, owner: body.owner ?? "", sshKeys: body.ssh_keys ?? [], lifetime, operationOwner: this.deps.owner },
           vms,
           (hosts, specs) => placeVms(hosts, specs, this.deps.overcommit),
-          // Told by the placement itself (on PostgreSQL with its commit: no round trip of its own).
+          // Told by the placement itself (on PostgreSQL with its commit: one statement for a whole batch of creates).
           [envsChangedEvent(body.id)],
         ),
       );

@@ -60,17 +60,29 @@ export class Heartbeats {
 
   constructor(private readonly deps: HeartbeatDeps) {}
 
-  /** One round over every host but those disconnected. */
+  /**
+   * One round over every host but those disconnected. The round lists only the hosts' ids, and each beat reads
+   * its own host: reading every host's record at once parsed the reports and VM lists of the whole fleet in
+   * one go (115-170 ms of the event loop at 1,000 hosts and 14,000 VMs, stalling every request meanwhile).
+   */
   async beatAll(): Promise<void> {
-    const hosts = (await this.deps.store.listHosts()).filter((host) => !host.disconnected);
+    const ids = await this.deps.store.listConnectedHostIds();
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < hosts.length) {
-        const host = hosts[next++] as HostRecord;
-        await this.beat(host).catch((err: unknown) => this.deps.log.warn({ host: host.id, err }, "Heartbeat failed"));
+      while (next < ids.length) {
+        const id = ids[next++] as string;
+        await this.beatById(id).catch((err: unknown) => this.deps.log.warn({ host: id, err }, "Heartbeat failed"));
       }
     };
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, hosts.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, ids.length) }, worker));
+  }
+
+  /** A beat of the host as it is stored when its turn comes (none if it went meanwhile). */
+  private beatById(id: string): Promise<void> {
+    return this.perHost.run(id, async () => {
+      const host = await this.deps.store.findHost(id);
+      if (host) await this.beatNow(host);
+    });
   }
 
   /**

@@ -286,6 +286,37 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       assert.deepEqual((await store.getHost("h1")).reserved, { cpu: 20, mem: 10240, disk: 102400 });
     });
 
+    test("creates placed together each keep their own outcome: a taken id, a taken VM id and no room fail alone", async () => {
+      // 5 threads: 20 vCPUs with overcommit, room for 10 VMs of 2; e0 takes one, a, b and c four, f0-f4 the rest.
+      await store.insertHost(newHost("h1", { cpu: 5, mem: 1_000_000, disk: 10_000_000 }));
+      await store.createEnv({ id: "e0", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e0-1")], place);
+      const seen: unknown[] = [];
+      store.subscribe((event) => seen.push(event));
+      const create = (id: string, vms: NewFleetVm[]) =>
+        store.createEnv({ id, owner: "", sshKeys: [], lifetime: 60 }, vms, place, [{ type: "envs-changed", payload: { envId: id } }]);
+      // Asked at once: the first is placed alone, the others wait for it and are placed together.
+      const results = await Promise.allSettled([
+        create("a", [vmSpec("a-1")]),
+        create("b", [vmSpec("b-1")]),
+        create("e0", [vmSpec("x-1")]),
+        create("c", [vmSpec("c-1"), vmSpec("c-2")]),
+        create("big", [vmSpec("big-1", { cpu: 40 })]),
+        create("d", [vmSpec("d-1"), vmSpec("e0-1")]),
+        ...Array.from({ length: 8 }, (_, i) => create(`f${i}`, [vmSpec(`f${i}-1`)])),
+      ]);
+      const outcome = (r: PromiseSettledResult<unknown>) => (r.status === "fulfilled" ? "ok" : (r.reason as CorralError).code);
+      assert.deepEqual(results.map(outcome), ["ok", "ok", "conflict", "ok", "no_capacity", "conflict", "ok", "ok", "ok", "ok", "ok", "no_capacity", "no_capacity", "no_capacity"]);
+      assert.match((results[2] as PromiseRejectedResult).reason.message, /^Environment "e0" already exists$/);
+      assert.match((results[5] as PromiseRejectedResult).reason.message, /VM id "e0-1" is taken/);
+      assert.deepEqual((await store.getHost("h1")).reserved, { cpu: 20, mem: 10240, disk: 102400 });
+      const stored = (await store.listEnvs()).map((env) => [env.id, env.vms.map((vm) => vm.id)]);
+      assert.deepEqual(stored.sort(), [["a", ["a-1"]], ["b", ["b-1"]], ["c", ["c-1", "c-2"]], ["e0", ["e0-1"]], ...[0, 1, 2, 3, 4].map((i) => [`f${i}`, [`f${i}-1`]])].sort());
+      await until(() => (seen.length >= 8 ? true : undefined), "the announcements");
+      await new Promise((r) => setTimeout(r, 200));
+      const told = seen.map((event) => (event as { payload: { envId: string } }).payload.envId);
+      assert.deepEqual(told.sort(), ["a", "b", "c", "f0", "f1", "f2", "f3", "f4"], "only the stored creates are announced");
+    });
+
     test("VMs: update, delete gives the room back, an env is deleted once it has no VMs", async () => {
       await store.insertHost(newHost("h1"));
       await store.createEnv({ id: "e1", owner: "", sshKeys: [], lifetime: 60 }, [vmSpec("e1-1"), vmSpec("e1-2", { cpu: 1, mem: 512, disk: 2048 })], place);

@@ -1,6 +1,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { placeVms, type PlacementHost, type PlacementSpec } from "../../src/controller/db/index.ts";
+import { placeInTurn } from "../../src/controller/db/placement.ts";
 
 /** An online host with `cpu` threads, `mem` and `disk` MiB, the qemu engine and the base image. */
 function host(id: string, cpu: number, mem: number, disk: number, more: Partial<PlacementHost> & { engines?: string[]; images?: string[] } = {}): PlacementHost {
@@ -135,5 +136,35 @@ describe("placeVms", () => {
     assert.deepEqual(placeVms([h], []), { ok: true, hostIds: [] });
     placeVms([h], [vm(1, 1024, 1024), vm(1, 1024, 1024)]);
     assert.deepEqual(h, before);
+  });
+});
+
+describe("placeInTurn", () => {
+  const place = (hosts: PlacementHost[], specs: PlacementSpec[]) => placeVms(hosts, specs);
+
+  test("each create is placed on the room the ones before it left; one that fits nowhere is refused alone", () => {
+    // a: 4 vCPUs of room (1 thread, overcommit 4); b: 8.
+    const hosts = [host("a", 1, 65536, 1_000_000), host("b", 2, 65536, 1_000_000)];
+    const placements = placeInTurn(hosts, [
+      { specs: [vm(2, 1024, 10240)], place },
+      { specs: [vm(2, 1024, 10240), vm(2, 1024, 10240)], place },
+      { specs: [vm(16, 1024, 10240)], place },
+      { specs: [vm(4, 1024, 10240)], place },
+      { specs: [vm(4, 1024, 10240)], place },
+    ]);
+    assert.deepEqual(placements.slice(0, 2), [
+      { ok: true, hostIds: ["a"] },
+      { ok: true, hostIds: ["a", "b"] },
+    ]);
+    assert.equal(placements[2]?.ok, false);
+    assert.match(placements[2]?.ok === false ? placements[2].reason : "", /^No host can take VM 1 \(cpu 16/);
+    assert.deepEqual(placements[3], { ok: true, hostIds: ["b"] });
+    assert.equal(placements[4]?.ok, false, "b has 2 vCPUs left, a none");
+    assert.deepEqual(hosts[0]?.reserved, { cpu: 0, mem: 0, disk: 0 }, "the hosts given are left as they were");
+  });
+
+  test("one create alone is placeVms", () => {
+    const hosts = [host("a", 1, 4096, 100_000)];
+    assert.deepEqual(placeInTurn(hosts, [{ specs: [vm(2, 1024, 10240)], place }]), [placeVms(hosts, [vm(2, 1024, 10240)])]);
   });
 });

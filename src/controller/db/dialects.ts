@@ -12,10 +12,8 @@ export interface StoreDialect {
   /**
    * Taken first in a transaction that places VMs or removes a host, held until it ends: such transactions
    * run one at a time across every process on the database, so two placements never book the same room.
-   * With `events` (JSON payloads) where `eventsInTransaction`: they are also sent when the transaction
-   * commits, and only if it does (in the same round trip as the lock).
    */
-  lockPlacement(trx: Transaction<FleetDatabase>, events?: readonly string[]): Promise<void>;
+  lockPlacement(trx: Transaction<FleetDatabase>): Promise<void>;
   /**
    * lockPlacement and a read of these hosts' placement rows as they are once the lock is held, in one round
    * trip where the dialect can (undefined where it cannot). On PostgreSQL the rows are locked FOR UPDATE, which
@@ -23,9 +21,11 @@ export interface StoreDialect {
    * waited for the lock. With no row (none of the hosts exists) the lock may not have been taken: take it with
    * lockPlacement before relying on it.
    */
-  lockPlacementReading(trx: Transaction<FleetDatabase>, hostIds: readonly string[], events?: readonly string[]): Promise<PlacementRow[] | undefined>;
-  /** Whether lockPlacement sends events with the transaction (PostgreSQL's NOTIFY); if not, they are the caller's to send after it. */
+  lockPlacementReading(trx: Transaction<FleetDatabase>, hostIds: readonly string[]): Promise<PlacementRow[] | undefined>;
+  /** Whether `sendOnCommit` can send events with a transaction (PostgreSQL's NOTIFY); if not, they are the caller's to send after it. */
   readonly eventsInTransaction: boolean;
+  /** Where `eventsInTransaction`: queues the events (JSON payloads), delivered when the transaction commits, never if it rolls back. */
+  sendOnCommit(trx: Transaction<FleetDatabase>, events: readonly string[]): Promise<void>;
   /** Whether a WITH clause may hold an INSERT (PostgreSQL): two writes in one statement, one round trip. */
   readonly writesInWith: boolean;
   /** The JSON text column as a document the dialect reads fields of: parsed once per row, not once per field. */
@@ -34,17 +34,11 @@ export interface StoreDialect {
   jsonInteger(document: string, key: string): RawBuilder<number | string | null>;
 }
 
-/**
- * PostgreSQL's placement lock as a one-row subquery, with `events` queued by NOTIFY in it (transactional:
- * delivered at commit, never for a rollback; PostgreSQL delivers a payload repeated in one transaction once).
- */
-function pgPlacementLock(events: readonly string[]): RawBuilder<unknown> {
-  const notify = events.length === 0 ? sql`0` : sql`(SELECT count(pg_notify(${EVENTS_CHANNEL}, payload)) FROM unnest(${[...events]}::text[]) AS payload)`;
-  return sql`(SELECT pg_advisory_xact_lock(${sql.lit(PLACEMENT_LOCK_KEY)}) AS locked, ${notify} AS notified) AS placement_lock`;
-}
-
 /** pg_advisory_xact_lock key of placements (pg-coordination.ts holds another for leadership). */
 export const PLACEMENT_LOCK_KEY = 726_133_001;
+
+/** PostgreSQL's placement lock as a one-row subquery. */
+const PG_PLACEMENT_LOCK = sql`(SELECT pg_advisory_xact_lock(${sql.lit(PLACEMENT_LOCK_KEY)}) AS locked) AS placement_lock`;
 
 export const SQLITE: StoreDialect = {
   name: "sqlite",
@@ -53,6 +47,9 @@ export const SQLITE: StoreDialect = {
   lockPlacement: async () => undefined,
   lockPlacementReading: async () => undefined,
   eventsInTransaction: false,
+  sendOnCommit: async () => {
+    throw new Error("SQLite's store sends events after the commit (eventsInTransaction is false)");
+  },
   writesInWith: false,
   // json_extract reads JSON text itself.
   jsonDocument: (column) => sql`${sql.ref(column)}`,
@@ -61,18 +58,22 @@ export const SQLITE: StoreDialect = {
 
 export const POSTGRES: StoreDialect = {
   name: "postgres",
-  lockPlacement: async (trx, events = []) => {
-    await sql`SELECT * FROM ${pgPlacementLock(events)}`.execute(trx);
+  lockPlacement: async (trx) => {
+    await sql`SELECT * FROM ${PG_PLACEMENT_LOCK}`.execute(trx);
   },
-  lockPlacementReading: async (trx, hostIds, events = []) => {
+  lockPlacementReading: async (trx, hostIds) => {
     // The lock's subquery yields its one row only once the lock is held, so every joined row is locked (and,
     // if a placement changed it meanwhile, read again at its newest version) after that.
     const columns = sql.join(PLACEMENT_COLUMNS.map((column) => sql.ref(`hosts.${column}`)));
-    const { rows } = await sql<PlacementRow>`SELECT ${columns} FROM ${pgPlacementLock(events)} CROSS JOIN hosts
+    const { rows } = await sql<PlacementRow>`SELECT ${columns} FROM ${PG_PLACEMENT_LOCK} CROSS JOIN hosts
       WHERE hosts.id = ANY(${[...hostIds]}::text[]) FOR UPDATE OF hosts`.execute(trx);
     return rows;
   },
   eventsInTransaction: true,
+  // NOTIFY is transactional (PostgreSQL delivers a payload repeated in one transaction once).
+  sendOnCommit: async (trx, events) => {
+    await sql`SELECT count(pg_notify(${EVENTS_CHANNEL}, payload)) FROM unnest(${[...events]}::text[]) AS payload`.execute(trx);
+  },
   writesInWith: true,
   // Casting text to json parses it: done once per row in a subquery (six fields of 1,000 hosts took 7 ms,
   // parsed once 2 ms).

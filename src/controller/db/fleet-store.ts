@@ -1,7 +1,7 @@
 // The fleet controller's state: hosts, environments and their VMs, over SQLite or PostgreSQL through one
 // kysely query layer. Placement and the counters it books change in one transaction, serialized across
 // processes (dialects.ts), so controllers sharing a database never book the same room twice.
-import type { Expression, ExpressionBuilder, Selectable, SqlBool, Transaction } from "kysely";
+import type { Expression, ExpressionBuilder, Selectable, SqlBool } from "kysely";
 import type { HostState } from "../../protocol/controller.ts";
 import { assertEnvMove, envStatesLeadingTo, type EnvState } from "../../protocol/env-lifecycle.ts";
 import { CorralError, quote } from "../../protocol/errors.ts";
@@ -9,10 +9,11 @@ import { isHostKind } from "../host-report.ts";
 import { encodeEvent, type FleetCoordination, type EventListener } from "./coordination.ts";
 import type { BackendName, StoreDialect } from "./dialects.ts";
 import { queryFleetStatus, queryStateCounts, type FleetTotals, type StateCounts } from "./fleet-status.ts";
-import type { Placement, PlacementHost, PlacementSpec } from "./placement.ts";
+import { EnvCreates, isUniqueViolation } from "./env-creates.ts";
+import type { PlaceFn } from "./placement.ts";
 import type { Amounts, EnvRecord, FleetVmRecord, HostEndpoint, HostPatch, HostRecord, NewEnv, NewFleetVm, NewHost, VmPatch } from "./records.ts";
 import { PlacementView } from "./placement-view.ts";
-import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, vmFromRow, vmPatchToRow, vmToRow } from "./rows.ts";
+import { envFromRow, envToRow, hostFromRow, hostPatchToRow, hostToRow, vmFromRow, vmPatchToRow } from "./rows.ts";
 import type { FleetDatabase, FleetDb, FleetQueries, VmsTable } from "./schema.ts";
 
 /**
@@ -23,9 +24,6 @@ import type { FleetDatabase, FleetDb, FleetQueries, VmsTable } from "./schema.ts
  */
 export const OPERATION_LEASE_MS = 15_000;
 
-/** Chooses a host per VM: `placeVms` with the controller's overcommit ratios. */
-export type PlaceFn = (hosts: PlacementHost[], specs: PlacementSpec[]) => Placement;
-
 /** Which environments `loadEnvs` reads (column names qualified: the condition also runs in a subquery of vms). */
 type EnvCondition = (eb: ExpressionBuilder<FleetDatabase, "envs">) => Expression<SqlBool>;
 
@@ -33,12 +31,6 @@ type EnvCondition = (eb: ExpressionBuilder<FleetDatabase, "envs">) => Expression
 function mayMoveTo(to: EnvState): EnvCondition {
   const sources = envStatesLeadingTo(to);
   return (eb) => (sources.length === 0 ? eb.lit(false) : eb("envs.state", "in", sources));
-}
-
-function isUniqueViolation(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  // better-sqlite3's extended result codes; PostgreSQL's SQLSTATE unique_violation.
-  return code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "SQLITE_CONSTRAINT_UNIQUE" || code === "23505";
 }
 
 const hostNotFound = (id: string) => new CorralError("host_not_found", `Host ${quote(id)} is not registered`);
@@ -68,6 +60,7 @@ export class FleetStore {
   readonly location: string;
   private readonly leaseMs: number;
   private readonly placementView: PlacementView;
+  private readonly creates: EnvCreates;
 
   constructor(
     private readonly db: FleetDb,
@@ -79,6 +72,7 @@ export class FleetStore {
     this.location = settings.location;
     this.leaseMs = settings.operationLeaseMs;
     this.placementView = new PlacementView(coordination.shared);
+    this.creates = new EnvCreates(db, dialect, coordination, this.placementView, (trx, hostId, amounts, op) => this.addReserved(trx, hostId, amounts, op));
   }
 
   get backend(): BackendName {
@@ -134,6 +128,12 @@ export class FleetStore {
   async listHosts(): Promise<HostRecord[]> {
     const rows = await this.db.selectFrom("hosts").selectAll().orderBy("id").execute();
     return rows.map(hostFromRow);
+  }
+
+  /** The ids of the hosts heartbeats ask (all but those disconnected), without their reports (see Heartbeats.beatAll). */
+  async listConnectedHostIds(): Promise<string[]> {
+    const rows = await this.db.selectFrom("hosts").select("id").where("disconnected", "=", 0).orderBy("id").execute();
+    return rows.map((row) => row.id);
   }
 
   /**
@@ -201,75 +201,9 @@ export class FleetStore {
     const ids = vms.map((v) => v.id);
     const repeated = ids.find((id, i) => ids.indexOf(id) !== i);
     if (repeated !== undefined) throw new CorralError("invalid_request", `Cannot create environment ${quote(env.id)}: VM id ${quote(repeated)} is given twice`);
-    const createdAt = this.now();
-    const envRow = envToRow(env, createdAt, this.leaseMs);
-    const payloads = announce.map(encodeEvent);
-    let chosen: string[] = [];
-    try {
-      const created = await this.db.transaction().execute(async (trx) => {
-        // The environment's row before the placement lock: a taken id fails on its unique key, and what the
-        // lock is held for is short (placements across controllers wait for it on PostgreSQL).
-        await trx.insertInto("envs").values(envRow).execute();
-        const placement = await this.placementView.place(
-          trx,
-          (hosts) => place(hosts, [...vms]),
-          // Taken by the placement, with the read of the chosen hosts where it can be (the announcement goes with it).
-          { take: () => this.dialect.lockPlacement(trx, payloads), takeReading: (ids) => this.dialect.lockPlacementReading(trx, ids, payloads) },
-        );
-        if (!placement.ok) throw new CorralError("no_capacity", placement.reason);
-        if (placement.hostIds.length !== vms.length) throw new Error(`Placement chose ${placement.hostIds.length} hosts for ${vms.length} VMs`);
-        chosen = placement.hostIds;
-
-        const vmRows = vms.map((vm, position) => vmToRow(vm, { envId: env.id, position, hostId: placement.hostIds[position] as string }, envRow.created_at));
-        await this.insertVmsAndReserve(trx, vmRows);
-        return envFromRow(envRow, vmRows.map(vmFromRow));
-      });
-      if (!this.dialect.eventsInTransaction && payloads.length > 0) await this.coordination.publish(...announce);
-      return created;
-    } catch (err) {
-      if (isUniqueViolation(err)) throw await this.envIdConflict(env.id, ids, err);
-      throw err;
-    } finally {
-      // Their reserved room changed (or, rolled back, did not): read again either way.
-      this.placementView.changed(chosen);
-    }
-  }
-
-  /** Which id of a create was taken (its unique key refused it): the environment's, or one of its VMs'. */
-  private async envIdConflict(envId: string, vmIds: readonly string[], cause: unknown): Promise<CorralError> {
-    const env = await this.db.selectFrom("envs").select("id").where("id", "=", envId).executeTakeFirst();
-    if (env) return new CorralError("conflict", `Environment ${quote(envId)} already exists`, { cause });
-    const vm = vmIds.length === 0 ? undefined : await this.db.selectFrom("vms").select("id").where("id", "in", vmIds).executeTakeFirst();
-    if (vm) return new CorralError("conflict", `Cannot create environment ${quote(envId)}: VM id ${quote(vm.id)} is taken`, { cause });
-    return new CorralError("conflict", `Cannot create environment ${quote(envId)}: its id or a VM's was taken while it was being created`, { cause });
-  }
-
-  /** Stores a placement's VMs and books their room on their hosts; where the dialect can, the VMs' insert rides with the first host's update. */
-  private async insertVmsAndReserve(trx: Transaction<FleetDatabase>, vmRows: readonly Selectable<VmsTable>[]): Promise<void> {
-    if (vmRows.length === 0) return;
-    const [first, ...others] = reservedByHost(vmRows);
-    if (first === undefined) return;
-    if (this.dialect.writesInWith) {
-      // Under the placement lock, one statement fewer is one round trip fewer that every placement waits for.
-      const [hostId, amounts] = first;
-      await trx
-        .with("placed", (qc) => qc.insertInto("vms").values([...vmRows]))
-        .updateTable("hosts")
-        .set((eb) => ({
-          reserved_cpu: eb("reserved_cpu", "+", amounts.cpu),
-          reserved_mem: eb("reserved_mem", "+", amounts.mem),
-          reserved_disk: eb("reserved_disk", "+", amounts.disk),
-        }))
-        .where("id", "=", hostId)
-        .execute();
-    } else {
-      await trx
-        .insertInto("vms")
-        .values([...vmRows])
-        .execute();
-      await this.addReserved(trx, ...first, "+");
-    }
-    for (const [hostId, amounts] of others) await this.addReserved(trx, hostId, amounts, "+");
+    const envRow = envToRow(env, this.now(), this.leaseMs);
+    // With the creates that wait for the placement with it (env-creates.ts).
+    return this.creates.create({ envRow, vms, place, announce, payloads: announce.map(encodeEvent) });
   }
 
   private async addReserved(trx: FleetQueries, hostId: string, amounts: Amounts, op: "+" | "-"): Promise<void> {
@@ -547,13 +481,4 @@ function envsWithVms(envRows: readonly Selectable<FleetDatabase["envs"]>[], vmRo
   const vmsByEnv = new Map<string, FleetVmRecord[]>(envRows.map((row) => [row.id, []]));
   for (const row of vmRows) vmsByEnv.get(row.env_id)?.push(vmFromRow(row));
   return envRows.map((row) => envFromRow(row, vmsByEnv.get(row.id) ?? []));
-}
-
-function reservedByHost(rows: readonly Selectable<VmsTable>[]): Map<string, Amounts> {
-  const sums = new Map<string, Amounts>();
-  for (const row of rows) {
-    const sum = sums.get(row.host_id) ?? { cpu: 0, mem: 0, disk: 0 };
-    sums.set(row.host_id, { cpu: sum.cpu + row.cpu, mem: sum.mem + row.mem, disk: sum.disk + row.disk });
-  }
-  return sums;
 }

@@ -42,16 +42,17 @@ export class PlacementView {
   constructor(private readonly shared: boolean) {}
 
   /**
-   * `choose` run on the hosts as they are, as far as this transaction can tell once it holds the placement
-   * lock, which this takes (`lock`): on a shared database, where it can, in the same round trip as the read
-   * of the chosen hosts.
+   * `choose` (the placements of a batch of creates, placeInTurn) run on the hosts as they are, as far as this
+   * transaction can tell once it holds the placement lock, which this takes (`lock`): on a shared database,
+   * where it can, in the same round trip as the read of the chosen hosts. A guess on the copy stands only if
+   * every create of the batch fits the chosen hosts' rows read under the lock.
    */
-  async place(trx: Transaction<FleetDatabase>, choose: (hosts: PlacementHost[]) => Placement, lock: PlacementLock): Promise<Placement> {
+  async place(trx: Transaction<FleetDatabase>, choose: (hosts: PlacementHost[]) => Placement[], lock: PlacementLock): Promise<Placement[]> {
     if (!this.shared) {
       await lock.take();
       return choose(await this.readExact(trx));
     }
-    const readAll = async (): Promise<Placement> => {
+    const readAll = async (): Promise<Placement[]> => {
       await lock.take();
       return choose(await this.readAll(trx));
     };
@@ -60,13 +61,13 @@ export class PlacementView {
     // first time with the lock taken in it: the check is exact either way. A guess spoiled by a marked host's
     // old row is made again on the copy now brought up to date, and checked.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const guess = choose([...this.hosts.values()]);
-      if (!guess.ok) break;
-      if (guess.hostIds.length === 0) {
+      const guesses = choose([...this.hosts.values()]);
+      if (!guesses.every((guess) => guess.ok)) break;
+      const chosen = new Set(guesses.flatMap((guess) => (guess.ok ? guess.hostIds : [])));
+      if (chosen.size === 0) {
         await lock.take();
-        return guess;
+        return guesses;
       }
-      const chosen = new Set(guess.hostIds);
       const ids = [...new Set([...this.marked, ...chosen])];
       // Marks made from here on are for writes after this read: they stay for the next placement.
       this.marked.clear();
@@ -78,7 +79,7 @@ export class PlacementView {
       const current = this.replace(ids, rows);
       // Rows of the chosen hosts, so the lock was held when they were read.
       const checked = choose(current.filter((host) => chosen.has(host.id)));
-      if (checked.ok) return checked;
+      if (checked.every((placement) => placement.ok)) return checked;
     }
     return readAll();
   }

@@ -35,6 +35,15 @@ export const DEFAULT_OVERCOMMIT: Readonly<Overcommit> = Object.freeze({ cpu: 4, 
 /** `hostIds[i]` takes `specs[i]`. */
 export type Placement = { ok: true; hostIds: string[] } | { ok: false; reason: string };
 
+/** Chooses a host per VM: `placeVms` with the controller's overcommit ratios. */
+export type PlaceFn = (hosts: PlacementHost[], specs: PlacementSpec[]) => Placement;
+
+/** One create's VMs and how they are placed. */
+export interface PlacementRequest {
+  specs: readonly PlacementSpec[];
+  place: PlaceFn;
+}
+
 const RESOURCES = ["cpu", "mem", "disk"] as const;
 type Resource = (typeof RESOURCES)[number];
 
@@ -53,6 +62,49 @@ interface Candidate {
 }
 
 export function placeVms(hosts: readonly PlacementHost[], specs: readonly PlacementSpec[], overcommit: Overcommit = DEFAULT_OVERCOMMIT): Placement {
+  // What the request's earlier VMs took, by host: the only state a placement keeps. Every create runs this over
+  // every host (1,000 in bench/controller-scale.ts), so the search allocates nothing per host; the candidates
+  // with their free room are built only to say why a VM fits nowhere.
+  const taken = new Map<string, Amounts>();
+  const hostIds: string[] = [];
+  for (const [index, spec] of specs.entries()) {
+    const chosen = bestFit(hosts, taken, spec, overcommit);
+    if (chosen === undefined) return { ok: false, reason: refusalReason(hosts, candidatesOf(hosts, taken, overcommit), spec, index) };
+    const sum = taken.get(chosen) ?? { cpu: 0, mem: 0, disk: 0 };
+    taken.set(chosen, { cpu: sum.cpu + spec.cpu, mem: sum.mem + spec.mem, disk: sum.disk + spec.disk });
+    hostIds.push(chosen);
+  }
+  return { ok: true, hostIds };
+}
+
+/**
+ * Places several creates one after the other on the same hosts, each on the room the earlier ones left (the
+ * creates FleetStore places in one transaction); `[i]` is `requests[i]`'s. One that fits nowhere is refused
+ * alone: the others are placed as if it had not been asked.
+ */
+export function placeInTurn(hosts: readonly PlacementHost[], requests: readonly PlacementRequest[]): Placement[] {
+  if (requests.length === 1) {
+    const [request] = requests as [PlacementRequest];
+    return [request.place([...hosts], [...request.specs])];
+  }
+  const current = [...hosts];
+  const at = new Map(current.map((host, i) => [host.id, i]));
+  return requests.map(({ specs, place }) => {
+    const placement = place(current, [...specs]);
+    if (!placement.ok) return placement;
+    for (const [i, hostId] of placement.hostIds.entries()) {
+      const index = at.get(hostId);
+      const host = index === undefined ? undefined : current[index];
+      const spec = specs[i];
+      if (index === undefined || host === undefined || spec === undefined) continue;
+      current[index] = { ...host, reserved: { cpu: host.reserved.cpu + spec.cpu, mem: host.reserved.mem + spec.mem, disk: host.reserved.disk + spec.disk } };
+    }
+    return placement;
+  });
+}
+
+/** Each host that takes environments, is online and reported, with its capacity and what is free on it now. */
+function candidatesOf(hosts: readonly PlacementHost[], taken: ReadonlyMap<string, Amounts>, overcommit: Overcommit): Map<string, Candidate> {
   const candidates = new Map<string, Candidate>();
   for (const host of hosts) {
     if (!takesEnvironments(host.kind) || host.state !== "online" || host.info === null) continue;
@@ -61,18 +113,11 @@ export function placeVms(hosts: readonly PlacementHost[], specs: readonly Placem
       mem: Math.floor(host.info.mem_total * overcommit.mem),
       disk: Math.floor(host.info.disk_total * overcommit.disk),
     };
-    const free = { cpu: capacity.cpu - host.reserved.cpu, mem: capacity.mem - host.reserved.mem, disk: capacity.disk - host.reserved.disk };
+    const took = taken.get(host.id) ?? { cpu: 0, mem: 0, disk: 0 };
+    const free = { cpu: capacity.cpu - host.reserved.cpu - took.cpu, mem: capacity.mem - host.reserved.mem - took.mem, disk: capacity.disk - host.reserved.disk - took.disk };
     candidates.set(host.id, { id: host.id, capacity, free });
   }
-
-  const hostIds: string[] = [];
-  for (const [index, spec] of specs.entries()) {
-    const chosen = bestFit(hosts, candidates, spec);
-    if (chosen === undefined) return { ok: false, reason: refusalReason(hosts, candidates, spec, index) };
-    for (const r of RESOURCES) chosen.free[r] -= spec[r];
-    hostIds.push(chosen.id);
-  }
-  return { ok: true, hostIds };
+  return candidates;
 }
 
 function refusal(host: PlacementHost, candidate: Candidate | undefined, spec: PlacementSpec): Refusal | undefined {
@@ -85,16 +130,32 @@ function refusal(host: PlacementHost, candidate: Candidate | undefined, spec: Pl
   return RESOURCES.find((r) => spec[r] > candidate.free[r]);
 }
 
-/** The host that the VM leaves with the least free room (each resource as a share of the host's capacity). */
-function bestFit(hosts: readonly PlacementHost[], candidates: Map<string, Candidate>, spec: PlacementSpec): Candidate | undefined {
-  let best: { candidate: Candidate; left: number } | undefined;
+/**
+ * The id of the host that the VM leaves with the least free room (each resource as a share of the host's
+ * capacity; ties to the smaller id), among those `refusal` would not refuse: the same tests, inline.
+ */
+function bestFit(hosts: readonly PlacementHost[], taken: ReadonlyMap<string, Amounts>, spec: PlacementSpec, overcommit: Overcommit): string | undefined {
+  let bestId: string | undefined;
+  let bestLeft = 0;
   for (const host of hosts) {
-    const candidate = candidates.get(host.id);
-    if (refusal(host, candidate, spec) !== undefined || candidate === undefined) continue;
-    const left = RESOURCES.reduce((sum, r) => sum + (candidate.capacity[r] > 0 ? (candidate.free[r] - spec[r]) / candidate.capacity[r] : 0), 0);
-    if (best === undefined || left < best.left || (left === best.left && candidate.id < best.candidate.id)) best = { candidate, left };
+    const info = host.info;
+    if (info === null || host.state !== "online" || !takesEnvironments(host.kind)) continue;
+    const took = taken.get(host.id);
+    const cpuCap = Math.floor(info.cpu_total * overcommit.cpu);
+    const memCap = Math.floor(info.mem_total * overcommit.mem);
+    const diskCap = Math.floor(info.disk_total * overcommit.disk);
+    const cpuLeft = cpuCap - host.reserved.cpu - (took?.cpu ?? 0) - spec.cpu;
+    const memLeft = memCap - host.reserved.mem - (took?.mem ?? 0) - spec.mem;
+    const diskLeft = diskCap - host.reserved.disk - (took?.disk ?? 0) - spec.disk;
+    if (cpuLeft < 0 || memLeft < 0 || diskLeft < 0) continue;
+    if (!info.engines.includes(spec.engine) || (spec.engine !== "docker" && !info.images.includes(spec.image))) continue;
+    const left = (cpuCap > 0 ? cpuLeft / cpuCap : 0) + (memCap > 0 ? memLeft / memCap : 0) + (diskCap > 0 ? diskLeft / diskCap : 0);
+    if (bestId === undefined || left < bestLeft || (left === bestLeft && host.id < bestId)) {
+      bestId = host.id;
+      bestLeft = left;
+    }
   }
-  return best?.candidate;
+  return bestId;
 }
 
 const RESOURCE_NAMES: Record<Resource, string> = { cpu: "CPU", mem: "memory", disk: "disk" };
