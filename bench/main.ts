@@ -11,6 +11,7 @@
 //   controller scale: a controller over 1,000 simulated hosts, 10,000 placements, GET /api/envs and
 //         /api/status, on SQLite and PostgreSQL (bench/controller-scale.ts), once the daemon is gone.
 //   cli: `corral --version` and `corral vm list` from the built package and the checkout, beside `node -e 0`.
+//   ksm: idle template clones with memory merging off and on (config ksm), on a daemon of its own (bench/ksm.ts).
 //   network: per mode (user, bridge, isolated) TCP throughput and round trips VM -> outside, host -> VM, VM -> VM,
 //         and what each mode adds to a template clone (bench/network.ts), in a network namespace of its own.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -18,6 +19,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { runControllerScaleBench } from "./controller-scale.ts";
 import { runImageBench } from "./images.ts";
+import { runKsmBenchOnOwnDaemon } from "./ksm.ts";
 import { runNetworkBench } from "./network.ts";
 import { COPY_BENCH_HEADERS, runCopyBench } from "./copy.ts";
 import { DOCKERFILE_BENCH_HEADERS, runDockerfileBench } from "./dockerfile.ts";
@@ -158,6 +160,8 @@ const scale = await runControllerScaleBench({ log: (line) => process.stderr.writ
 process.stdout.write(`\n${scale.tables.join("\n\n")}\n`);
 const network = await runNetworkBench({ log: (line) => process.stderr.write(`${line}\n`) });
 if (network) process.stdout.write(`\n${network.tables.join("\n\n")}\n`);
+const ksm = await runKsmBenchOnOwnDaemon(Number(process.env.CORRAL_BENCH_KSM_VMS ?? 20), (line) => process.stderr.write(`${line}\n`));
+if (ksm) process.stdout.write(`\n${ksm}\n`);
 const latest = join("bench/results", "latest.json");
 const networkResults = network ? { paths: network.paths, create: network.create } : undefined;
 await writeFile(

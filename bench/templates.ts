@@ -81,7 +81,8 @@ export function pssKiB(pid: number): number {
   }
 }
 
-function cpuTicks(pid: number): number {
+/** User + system CPU of a process so far, in clock ticks (0 once it is gone). */
+export function cpuTicks(pid: number): number {
   try {
     const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");
     return Number(fields[11]) + Number(fields[12]);

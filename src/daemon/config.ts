@@ -74,6 +74,7 @@ const ConfigFileSchema = Type.Object(
         ),
         accel: Type.Optional(Type.Union([Type.Literal("auto"), Type.Literal("kvm"), Type.Literal("tcg")])),
         insecure_registry: Type.Optional(Type.Boolean({ description: "image pulls may use plain HTTP and unverified TLS (Slicer's field; default false)" })),
+        ksm: Type.Optional(Type.Boolean({ description: "merge identical memory pages across this host's VMs with the kernel's KSM (default false)" })),
         network: Type.Optional(
           Type.Object(
             {
@@ -169,6 +170,11 @@ export interface DaemonConfig {
   readonly accel: AccelMode;
   /** Slicer's `insecure_registry`: every pull may use plain HTTP and unverified TLS, as if it asked `insecure`. */
   readonly insecureRegistry: boolean;
+  /**
+   * Identical memory pages of this host's VMs are merged by the kernel (KSM; src/engine/qemu/memory-merge.ts):
+   * less memory per VM, for ksmd's CPU and a side channel between guests that share a page.
+   */
+  readonly ksm: boolean;
   readonly network: {
     /** Guests are walled off from this host's addresses (src/net/host-isolation.ts); false: on purpose, not. */
     readonly hostIsolation: boolean;
@@ -383,6 +389,7 @@ function normalize(file: ConfigFile, source: string, baseDir: string): DaemonCon
     }),
     accel: file.config.accel ?? "auto",
     insecureRegistry: file.config.insecure_registry ?? false,
+    ksm: file.config.ksm ?? false,
     network: Object.freeze({ hostIsolation: network.host_isolation ?? true, hostAccess: Object.freeze(hostAccess), portRange, vhost: network.vhost ?? "auto" }),
     admission: Object.freeze({
       memoryReserveBytes: (file.config.admission?.memory_reserve_mb ?? DEFAULT_ADMISSION.memoryReserveBytes / MiB) * MiB,

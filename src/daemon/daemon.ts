@@ -5,7 +5,7 @@ import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
-import { hostTscKhz, resolveAccel, QemuEngine, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
+import { hostTscKhz, mergeAllMemoryPrefix, probeMemoryMerge, resolveAccel, startKsm, QemuEngine, QEMU_BINARY, processCommandLine, type AccelVerdict } from "../engine/index.ts";
 import { corralHome, ImageCatalogue, ImageStore, OciImports, ociGuestRuntime, registerImageUser, type CorralHome } from "../image/index.ts";
 import { HostIsolation, IpamStore, NetworkManager, type AttachmentProvider } from "../net/index.ts";
 import { DefaultAttachments } from "../net/default-attachments.ts";
@@ -176,7 +176,7 @@ async function startLocked(
   });
   (accel.accel === "kvm" ? log.info.bind(log) : log.warn.bind(log))({ accel: accel.accel, cached: accel.cached }, accel.reason);
   // The one engine this daemon runs its machines with (see src/engine/machine.ts).
-  const engine = new QemuEngine({ binary: qemuBinary, accel });
+  const engine = new QemuEngine({ binary: qemuBinary, accel, mergeAllMemory: config.ksm ? memoryMergeLauncher(log) : undefined });
 
   const token = config.api.authEnabled ? await ensureToken(tokenFile(stateDir)) : undefined;
   if (token) log.info({ token_file: tokenFile(stateDir) }, "API auth is on: the bearer token is in the token file");
@@ -310,4 +310,23 @@ function networkManager(config: DaemonConfig, stateDir: string, store: VmStore, 
 export function forwardAddressFor(bindAddress: string): string {
   if (bindAddress === "::" || bindAddress === "0.0.0.0") return "0.0.0.0";
   return /^\d+\.\d+\.\d+\.\d+$/.test(bindAddress) ? bindAddress : "127.0.0.1";
+}
+
+/**
+ * `ksm: true`: ksmd started when it was stopped, and QEMU's launcher when the kernel lets a whole process's
+ * memory be merged (else only guest RAM is, which QEMU marks by itself). Each outcome is logged once.
+ */
+function memoryMergeLauncher(log: Logger): readonly string[] | undefined {
+  const support = probeMemoryMerge();
+  if (!support.ksm) {
+    log.warn("config.ksm is on, but this kernel has no KSM (/sys/kernel/mm/ksm): no memory is merged");
+    return undefined;
+  }
+  const running = startKsm();
+  if (!running) log.warn("config.ksm is on, but ksmd is not running and could not be started (/sys/kernel/mm/ksm/run): nothing is merged until it runs");
+  else if (!support.running) log.info("Started KSM (/sys/kernel/mm/ksm/run = 1) for config.ksm");
+  const launcher = support.wholeProcess ? mergeAllMemoryPrefix() : undefined;
+  if (launcher) log.info("KSM: all of each QEMU process's memory is mergeable (PR_SET_MEMORY_MERGE)");
+  else log.info("KSM: guest RAM is mergeable; QEMU's own memory is not (PR_SET_MEMORY_MERGE across exec needs Linux 6.7)");
+  return launcher;
 }

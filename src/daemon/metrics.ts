@@ -1,9 +1,13 @@
 // The daemon's Prometheus metrics, in a registry of its own (several daemons may share a process in tests).
 import { freemem, loadavg, totalmem } from "node:os";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { ksmPagesSharing } from "../engine/index.ts";
 import type { VmHealth } from "../protocol/vm-health.ts";
 import type { HostPressure } from "./admission.ts";
 import type { VmState } from "../protocol/vm-lifecycle.ts";
+
+/** x86-64's and arm64's usual base page: KSM merges base pages. */
+const PAGE_BYTES = 4096;
 
 export type LaunchOutcome = "started" | "cloned" | "failed";
 
@@ -122,6 +126,14 @@ export class DaemonMetrics {
     pressure("corral_host_memory_pressure", "1 when MemAvailable is below the reserve", (p) => p.memory_pressure);
     pressure("corral_state_dir_free_bytes", "Free space on the state directory's filesystem", (p) => p.state_dir_free_bytes);
     pressure("corral_host_disk_pressure", "1 when the state directory has less free space than creates need (admission.min_free_disk_mb)", (p) => p.disk_pressure);
+    new Gauge({
+      name: "corral_host_ksm_sharing_bytes",
+      help: "Memory KSM saves on this host: pages_sharing of /sys/kernel/mm/ksm times the page size (every process's, 0 without KSM; see config ksm)",
+      registers,
+      collect() {
+        this.set((ksmPagesSharing() ?? 0) * PAGE_BYTES);
+      },
+    });
   }
 
   admissionRefused(code: string, priority: string): void {

@@ -20,6 +20,7 @@ export type {
 } from "./machine.ts";
 export { findProcessesWithArgument, processCommandLine, processCpuNanoseconds, processStartedAt, processStartTime } from "./process-info.ts";
 export { QemuEngine } from "./qemu/qemu-engine.ts";
+export { ksmPagesSharing, mergeAllMemoryPrefix, probeMemoryMerge, startKsm, type MemoryMergeSupport } from "./qemu/memory-merge.ts";
 export { resolveAccel, type AccelMode, type AccelVerdict, type KvmCpu } from "./qemu/accel-probe.ts";
 export { kernelCmdline, type Accel, type PortForward, type BootNetwork } from "./qemu/qemu-args.ts";
 export { QEMU_BINARY, QemuStartError } from "./qemu/start-qemu.ts";

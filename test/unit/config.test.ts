@@ -27,6 +27,7 @@ const DEFAULTS: DaemonConfig = {
   api: { bindAddress: "127.0.0.1", port: 8080, socket: undefined, authEnabled: false },
   accel: "auto",
   insecureRegistry: false,
+  ksm: false,
   network: { hostIsolation: true, hostAccess: [], portRange: { first: 20000, last: 29999 }, vhost: "auto" },
   admission: { memoryReserveBytes: 512 * MiB, minFreeDiskBytes: 1024 * MiB },
   healthCheck: { intervalMs: 10_000, timeoutMs: 5_000, failures: 2 },
@@ -68,6 +69,12 @@ describe("parseDaemonConfig defaults", () => {
 
   test("an empty config mapping gives the defaults", () => {
     assert.deepEqual(parseDaemonConfig("config: {}\n", "c.yaml"), DEFAULTS);
+  });
+
+  test("ksm turns on memory merging across the host's VMs; it must be true or false", () => {
+    assert.equal(parseDaemonConfig("config:\n  ksm: true\n", "c.yaml").ksm, true);
+    assert.equal(parseDaemonConfig("config:\n  ksm: false\n", "c.yaml").ksm, false);
+    assert.match(problemsOf("config:\n  ksm: on\n").join("\n"), /config\.ksm/);
   });
 
   test("Slicer's insecure_registry lets image pulls use plain HTTP; it must be true or false", () => {
@@ -155,6 +162,7 @@ describe("parseDaemonConfig defaults", () => {
       api: { bindAddress: "0.0.0.0", port: 9090, socket: "/run/corral.sock", authEnabled: true },
       accel: "tcg",
       insecureRegistry: true,
+      ksm: false,
       network: { hostIsolation: true, hostAccess: [], portRange: { first: 20000, last: 29999 }, vhost: "auto" },
       admission: { memoryReserveBytes: 2048 * MiB, minFreeDiskBytes: 100 * MiB },
       healthCheck: { intervalMs: 30_000, timeoutMs: 2_000, failures: 3 },

@@ -22,8 +22,19 @@ export class QemuEngine implements Engine {
   /** Changes when the QEMU binary does: an upgrade may not load an older version's saved state. */
   readonly identity: string;
 
-  constructor(private readonly options: { binary: string; accel: Pick<AccelVerdict, "accel" | "kvmCpu"> }) {
+  /** Put before every QEMU command line (and before the caller's own prefix): see memory-merge.ts. */
+  private readonly launchPrefix: readonly string[];
+
+  constructor(
+    private readonly options: {
+      binary: string;
+      accel: Pick<AccelVerdict, "accel" | "kvmCpu">;
+      /** Start QEMU through this launcher: all its memory mergeable by KSM (`mergeAllMemoryPrefix()`). */
+      mergeAllMemory?: readonly string[];
+    },
+  ) {
     this.identity = binaryIdentity(options.binary);
+    this.launchPrefix = options.mergeAllMemory ?? [];
   }
 
   async start(spec: MachineSpec, files: MachineFiles, options: StartOptions = {}): Promise<Machine> {
@@ -33,7 +44,7 @@ export class QemuEngine implements Engine {
       qmpTranscript: files.transcript,
       timeoutMs: options.timeoutMs,
       gid: options.gid,
-      argvPrefix: options.argvPrefix,
+      argvPrefix: [...this.launchPrefix, ...(options.argvPrefix ?? [])],
     });
     return new QemuMachine(started.process, started.qmp, files, "up");
   }
