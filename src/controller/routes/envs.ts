@@ -5,7 +5,8 @@
 // has not (the controller keeps deleting until it does); POST /api/envs/ID/stop|start -> 200 {"ok":true},
 // or the error of the first VM that could not (the others are stopped or started; the environment is
 // `partial`): TTstack's CLI prints an error where TTstack would have said nothing.
-import { Type } from "@sinclair/typebox";
+import { Readable } from "node:stream";
+import { type Static, Type } from "@sinclair/typebox";
 import { CONTROLLER_ANSWERS, CreateEnvSchema, ENV_PAGE_MAX, EnvListQuery, EnvParams } from "../../protocol/controller.ts";
 import { CorralError, quote } from "../../protocol/errors.ts";
 import { DoneEnvelopeSchema, TT_DONE, ttOk } from "../../protocol/ttstack.ts";
@@ -13,6 +14,7 @@ import type { ControllerApp, ControllerContext } from "../context.ts";
 import { envDetailView, envView } from "../env-views.ts";
 import type { EnvPosition, EnvRecord } from "../db/index.ts";
 import type { PowerOutcome } from "../envs.ts";
+import { wholeEnvListJson } from "../whole-env-list.ts";
 import { describeHostFailure, hostFailure } from "../host-driver.ts";
 
 /**
@@ -69,11 +71,15 @@ export function envRoutes(app: ControllerApp, ctx: ControllerContext): void {
     return reply.code(201).send(ttOk(envDetailView(created.env, created.hosts)));
   });
 
-  app.get("/api/envs", { schema: { querystring: EnvListQuery, response: { 200: Type.Union([CONTROLLER_ANSWERS.envPage, CONTROLLER_ANSWERS.envs]) } } }, async (request) => {
+  app.get("/api/envs", { schema: { querystring: EnvListQuery, response: { 200: Type.Union([CONTROLLER_ANSWERS.envPage, CONTROLLER_ANSWERS.envs]) } } }, async (request, reply) => {
     const { limit, after } = request.query;
     if (limit === undefined) {
       if (after !== undefined) throw new CorralError("invalid_request", `Cannot list environments after a position without a page size: give limit too (1-${ENV_PAGE_MAX})`);
-      return ttOk((await envs.list()).map(envView));
+      // Streamed a page at a time (whole-env-list.ts): the whole list at once held the loop for hundreds of ms.
+      // The stream carries the schema's `envs` answer as JSON text; fastify passes streams through unserialized,
+      // which its typed reply does not know.
+      const body = Readable.from(wholeEnvListJson((size, position) => envs.page(size, position)));
+      return reply.type("application/json; charset=utf-8").send(body as unknown as Static<typeof CONTROLLER_ANSWERS.envs>);
     }
     const page = await envs.page(limit, after === undefined ? undefined : parseEnvCursor(after));
     return { ...ttOk(page.envs.map(envView)), next: page.next === undefined ? null : envCursor(page.next) };
