@@ -1,8 +1,9 @@
 // POST /v1/forward: one forwarded connection. The agent dials the target inside the guest and answers 200
 // once connected (502 when it cannot connect, 504 when it took too long), then the request body flows to
 // the socket and the socket's bytes come back as the response body, both piped with backpressure.
-// The host ending its side half-closes the socket (its answer still comes back); the host cancelling the
-// stream, or the socket failing, tears both down.
+// The host ending its side half-closes the socket (its answer still comes back). The host cancelling the
+// stream resets the socket (the target sees a reset, never an end of input); the socket failing resets the
+// stream (the host sees an error, never a complete answer).
 import { connect, type Socket } from "node:net";
 import { constants as h2, type ServerHttp2Stream } from "node:http2";
 import { FORWARD_AGENT_PATH, FORWARD_TARGET_HEADER, formatForwardTarget, parseForwardTarget, UPSTREAM_UNREACHABLE, type ForwardTarget } from "../protocol/forward.ts";
@@ -67,13 +68,18 @@ export function relayConnection(stream: ServerHttp2Stream, socket: Socket): Prom
       resolve();
     };
     socket.setNoDelay(true);
+    // Cancelled by the host. Node then also ends the stream's readable side, which the pipe below would pass
+    // on as a FIN: the target would read a cut input as a complete one. Reset it first ("aborted" comes
+    // before that "end").
+    stream.once("aborted", () => socket.resetAndDestroy());
     // Host -> target. The host ending its side is a half-close: the target's answer may still follow.
     stream.pipe(socket);
     // Target -> host.
     socket.pipe(stream);
-    socket.on("error", () => {
-      // Reset by the target, or the like: cancel the stream so the host closes its side with an error.
-      if (!stream.destroyed) stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    socket.on("error", (err) => {
+      // Reset by the target, or the like: reset the stream so the host closes its side with an error. Not
+      // stream.close(code): that ends the answer first, and the host would take it as the target's FIN.
+      if (!stream.destroyed) stream.destroy(err);
     });
     socket.on("close", () => {
       if (!stream.destroyed && !stream.writableEnded) stream.end();

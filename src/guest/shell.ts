@@ -77,7 +77,9 @@ export async function runShellSession(pty: PtyProcess, stream: ServerHttp2Stream
     try {
       frames = decoder.push(chunk);
     } catch {
-      stream.close(h2.NGHTTP2_PROTOCOL_ERROR);
+      // A reset alone (RST_STREAM with INTERNAL_ERROR): stream.close(code) would end the answer first, and
+      // the host would read a session that ended without its exit status instead of a failed one.
+      stream.destroy(new Error("The host sent a malformed shell frame"));
       return;
     }
     for (const frame of frames) {

@@ -156,6 +156,8 @@ export const CLOSE_CODE = {
   normal: 1000,
   goingAway: 1001,
   protocolError: 1002,
+  /** Never sent: how a WebSocket library reports a peer that went away without a close frame. */
+  abnormal: 1006,
   messageTooBig: 1009,
   internalError: 1011,
   badGateway: 1014,

@@ -6,12 +6,13 @@ import { connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { openCancellableRequest } from "../../src/daemon/agent/cancel-request.ts";
 
 export type StreamScript = (stream: ServerHttp2Stream) => void;
 
 export interface ScriptedAgent {
   /** Starts a request served by `script`; resolves once the response headers arrived, as AgentClient.exec does. */
-  request(script: StreamScript): Promise<{ stream: ClientHttp2Stream; served: Promise<ServerHttp2Stream> }>;
+  request(script: StreamScript): Promise<{ stream: ClientHttp2Stream; served: Promise<ServerHttp2Stream>; cancel: () => void }>;
   /** Drops every connection to the server, as a dying VM or agent does. */
   dropConnections(): void;
   close(): Promise<void>;
@@ -52,14 +53,14 @@ export async function startScriptedAgent(): Promise<ScriptedAgent> {
         resolveServed(s);
         script(s);
       });
-      const stream = session.request({ [h2.HTTP2_HEADER_METHOD]: "POST", [h2.HTTP2_HEADER_PATH]: path });
+      const { stream, cancel } = openCancellableRequest(session, { [h2.HTTP2_HEADER_METHOD]: "POST", [h2.HTTP2_HEADER_PATH]: path }, { endStream: false });
       // AgentClient leaves an "error" listener on the stream (from waiting for the response); do the same.
       stream.once("error", () => undefined);
       await new Promise<void>((resolve, reject) => {
         stream.once("response", () => resolve());
         stream.once("close", () => reject(new Error("closed before the response")));
       });
-      return { stream, served };
+      return { stream, served, cancel };
     },
     dropConnections() {
       for (const raw of rawSockets) raw.destroy();

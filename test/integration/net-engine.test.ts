@@ -135,7 +135,7 @@ describe("engine on TAPs: template on a detached TAP, clones and a cold boot on 
   /** Runs a busybox applet in the guest; resolves with its exit code and output. */
   async function guestRun(agent: AgentClient, args: string[]): Promise<{ exit: number; out: string }> {
     const signal = AbortSignal.timeout(120_000);
-    const frames = await agent.exec({ cmd: RUNTIME_BUSYBOX, args, env: [], stdin: false, stdio: "text" }, undefined, signal);
+    const { stream: frames } = await agent.exec({ cmd: RUNTIME_BUSYBOX, args, env: [], stdin: false, stdio: "text" }, undefined, signal);
     const result = await collectExec(frames, "text");
     return { exit: result.exit_code, out: result.stdout + result.stderr };
   }

@@ -1,6 +1,6 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
-import { constants as h2, type ClientHttp2Stream, type ServerHttp2Stream } from "node:http2";
+import { constants as h2, type ServerHttp2Stream } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { EXIT_LOST, lostFrame, relayExecFrames } from "../../src/daemon/exec/exec-relay.ts";
@@ -9,7 +9,7 @@ import { startScriptedAgent, writePieces as piecesScript, type StreamScript } fr
 const agent = await startScriptedAgent();
 after(() => agent.close());
 
-const request = (script: StreamScript): Promise<{ stream: ClientHttp2Stream; served: Promise<ServerHttp2Stream> }> => agent.request(script);
+const request = (script: StreamScript): ReturnType<typeof agent.request> => agent.request(script);
 
 /** Writes each piece as its own DATA frame (a short pause between them), then ends or runs `last`. */
 function writePieces(stream: ServerHttp2Stream, pieces: Array<string | Buffer>, last?: StreamScript): void {
@@ -68,8 +68,8 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
       cuts,
     );
     const pieces = cuts.slice(1).map((cut, i) => body.subarray(cuts[i], cut));
-    const { stream } = await request((s) => writePieces(s, pieces));
-    const out = await readAll(relayExecFrames(stream));
+    const { stream, cancel } = await request((s) => writePieces(s, pieces));
+    const out = await readAll(relayExecFrames(stream, cancel));
     assert.deepEqual(out, body);
   });
 
@@ -77,21 +77,21 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
     for (const at of [1, 5, 9, 13, 14, 20]) {
       const body = started + exitFrame;
       const cut = started.length + at;
-      const { stream } = await request((s) => writePieces(s, [body.slice(0, cut), body.slice(cut)]));
-      const out = await readAll(relayExecFrames(stream));
+      const { stream, cancel } = await request((s) => writePieces(s, [body.slice(0, cut), body.slice(cut)]));
+      const out = await readAll(relayExecFrames(stream, cancel));
       assert.equal(out.toString("utf8"), body, `split ${at} bytes into the exit line`);
     }
   });
 
   test("recognises the exit frame when the split falls right before it", async () => {
-    const { stream } = await request((s) => writePieces(s, [started, exitFrame.slice(0, 1), exitFrame.slice(1)]));
-    assert.equal((await readAll(relayExecFrames(stream))).toString(), started + exitFrame);
+    const { stream, cancel } = await request((s) => writePieces(s, [started, exitFrame.slice(0, 1), exitFrame.slice(1)]));
+    assert.equal((await readAll(relayExecFrames(stream, cancel))).toString(), started + exitFrame);
   });
 
   test("adds a final exit frame with 255 and an error when the stream ends before the exit frame", async () => {
     const body = started + stdoutFrame("partial output\n");
-    const { stream } = await request((s) => writePieces(s, [body]));
-    const out = await readAll(relayExecFrames(stream));
+    const { stream, cancel } = await request((s) => writePieces(s, [body]));
+    const out = await readAll(relayExecFrames(stream, cancel));
     assert.ok(out.subarray(0, body.length).equals(Buffer.from(body)), "the frames that arrived are passed through first");
     const rest = out.subarray(body.length).toString();
     assert.equal(rest.split("\n").length, 2, "exactly one line is added");
@@ -100,22 +100,22 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
 
   test("a frame that only mentions exit does not count as the exit frame", async () => {
     const tricky = `${stdoutFrame('{"type":"exit"}\n') + line({ exit_code: 0, type: "exit" })} {"type":"exit"}\n`;
-    const { stream } = await request((s) => writePieces(s, [started, tricky]));
-    const out = await readAll(relayExecFrames(stream));
+    const { stream, cancel } = await request((s) => writePieces(s, [started, tricky]));
+    const out = await readAll(relayExecFrames(stream, cancel));
     assertLostFrame(lastLine(out), "The connection to the guest agent ended before the command did");
   });
 
   test("an empty stream still gets an exit frame", async () => {
-    const { stream } = await request((s) => s.end());
-    const out = await readAll(relayExecFrames(stream));
+    const { stream, cancel } = await request((s) => s.end());
+    const out = await readAll(relayExecFrames(stream, cancel));
     assert.equal(out.toString().split("\n").length, 2);
     assertLostFrame(lastLine(out), "The connection to the guest agent ended before the command did");
   });
 
   test("adds one final exit frame when the agent resets the stream before the exit frame", async () => {
     const body = started + stdoutFrame("x");
-    const { stream } = await request((s) => writePieces(s, [body], (st) => st.close(h2.NGHTTP2_INTERNAL_ERROR)));
-    const out = await readAll(relayExecFrames(stream));
+    const { stream, cancel } = await request((s) => writePieces(s, [body], (st) => st.close(h2.NGHTTP2_INTERNAL_ERROR)));
+    const out = await readAll(relayExecFrames(stream, cancel));
     assert.ok(out.subarray(0, body.length).equals(Buffer.from(body)));
     assert.equal(out.toString().slice(body.length).split("\n").length, 2, "exactly one line is added");
     // Node reports "end" before the reset's "error", so which of the two messages wins depends on timing.
@@ -124,20 +124,20 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
 
   test("adds one final exit frame when the whole agent connection drops", async () => {
     const body = started + stdoutFrame("x");
-    const { stream } = await request((s) =>
+    const { stream, cancel } = await request((s) =>
       writePieces(s, [body], () => {
         agent.dropConnections();
       }),
     );
-    const out = await readAll(relayExecFrames(stream));
+    const out = await readAll(relayExecFrames(stream, cancel));
     assert.ok(out.subarray(0, body.length).equals(Buffer.from(body)));
     assertLostFrame(lastLine(out), /^The connection to the guest agent (ended before the command did|failed: .+)$/);
   });
 
   test("the added exit frame starts on a line of its own when the stream broke mid-line", async () => {
     const partial = stdoutFrame("cut here").slice(0, 30);
-    const { stream } = await request((s) => writePieces(s, [started + partial], (st) => st.close(h2.NGHTTP2_INTERNAL_ERROR)));
-    const out = (await readAll(relayExecFrames(stream))).toString();
+    const { stream, cancel } = await request((s) => writePieces(s, [started + partial], (st) => st.close(h2.NGHTTP2_INTERNAL_ERROR)));
+    const out = (await readAll(relayExecFrames(stream, cancel))).toString();
     assert.ok(out.startsWith(`${started}${partial}\n{"type":"exit"`), JSON.stringify(out));
     assertLostFrame(lastLine(Buffer.from(out)), /^The connection to the guest agent /);
   });
@@ -145,14 +145,14 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
   test("a stream that broke inside the exit frame's line still ends with a complete exit frame", async () => {
     // The exit code was lost with the rest of the line, so a lost-connection frame must follow it.
     const partial = exitFrame.slice(0, 20);
-    const { stream } = await request((s) => writePieces(s, [started + partial]));
-    const out = await readAll(relayExecFrames(stream));
+    const { stream, cancel } = await request((s) => writePieces(s, [started + partial]));
+    const out = await readAll(relayExecFrames(stream, cancel));
     assertLostFrame(lastLine(out), "The connection to the guest agent ended before the command did");
   });
 
   test("destroying the relay cancels the HTTP/2 stream", async () => {
-    const { stream, served } = await request((s) => s.write(started));
-    const relay = relayExecFrames(stream);
+    const { stream, served, cancel } = await request((s) => s.write(started));
+    const relay = relayExecFrames(stream, cancel);
     const first = await new Promise<Buffer>((resolve) => relay.once("data", resolve));
     assert.equal(first.toString(), started);
     const serverStream = await served;
@@ -164,11 +164,43 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
     assert.equal(stream.rstCode, h2.NGHTTP2_CANCEL);
   });
 
+  // The client of an exec with stdin went away mid-input. A command reading stdin must be killed without
+  // first reading the end of its input (`cat > file; next-step` would finish a cut file and go on).
+  test("destroying the relay cuts the stdin being sent: the agent sees it reset, never ended", async () => {
+    const stdin = Buffer.alloc(64 * 1024, 0x61);
+    const seen: string[] = [];
+    let received = 0;
+    let allReceived!: () => void;
+    const receivedAll = new Promise<void>((resolve) => {
+      allReceived = resolve;
+    });
+    const { stream, served, cancel } = await request((s) => {
+      s.write(started);
+      s.on("data", (chunk: Buffer) => {
+        received += chunk.length;
+        if (received === stdin.length) allReceived();
+      });
+      for (const name of ["end", "aborted"]) s.on(name, () => seen.push(name));
+      // As the agent's exec route does: node ends a reset body too, so a reset must end it in an error.
+      s.once("aborted", () => s.destroy(new Error("cut off")));
+    });
+    const relay = relayExecFrames(stream, cancel);
+    relay.resume();
+    stream.write(stdin);
+    await receivedAll; // the agent has kept up with the input: nothing is queued when the cut comes
+    const serverStream = await served;
+    const closed = new Promise<void>((resolve) => serverStream.once("close", () => resolve()));
+    relay.destroy();
+    await closed;
+    assert.deepEqual(seen, ["aborted"]);
+    assert.equal(serverStream.rstCode, h2.NGHTTP2_CANCEL);
+  });
+
   test("holds the agent back while the client does not read, and loses nothing", async () => {
     const payload = stdoutFrame("y".repeat(1000)).repeat(2000); // about 2 MB
     let serverStream!: ServerHttp2Stream;
     let finished = false;
-    const { stream } = await request((s) => {
+    const { stream, cancel } = await request((s) => {
       serverStream = s;
       s.write(started);
       s.write(payload);
@@ -176,7 +208,7 @@ describe("relayExecFrames", { timeout: 20_000 }, () => {
         finished = true;
       });
     });
-    const relay = relayExecFrames(stream);
+    const relay = relayExecFrames(stream, cancel);
     await sleep(200);
     assert.ok(relay.readableLength <= 128 * 1024, `${relay.readableLength} bytes buffered in the relay while nobody read`);
     assert.equal(finished, false, "the agent could write everything although nobody read");

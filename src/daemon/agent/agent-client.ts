@@ -4,6 +4,7 @@ import { constants as h2, connect as h2connect, type ClientHttp2Session, type Cl
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AGENT_MAX_FRAME_SIZE, AGENT_PATHS, EXEC_SPEC_HEADER, headerJson, type AgentHealth, type ExecSpec, type GuestIdentity } from "../../protocol/agent.ts";
+import { openCancellableRequest } from "./cancel-request.ts";
 import { agentHandshake } from "./handshake.ts";
 
 export class AgentError extends Error {
@@ -31,25 +32,16 @@ export interface AgentCall {
 export interface AgentResponse {
   status: number;
   headers: IncomingHttpHeaders;
-  /** The response body, unread. Destroying it cancels the request in the guest. */
+  /** The response body, unread. */
   stream: ClientHttp2Stream;
+  /**
+   * Cuts the request: RST_STREAM(CANCEL) alone, whatever of the body was sent stays unended, so the guest
+   * sees a cut (an error), never a complete input. The way to give up on a request; not stream.close().
+   */
+  cancel(): void;
 }
 
 const SESSION_WINDOW = 16 * 1024 * 1024;
-
-/**
- * Resets a request with RST_STREAM(CANCEL) alone. Not stream.close(NGHTTP2_CANCEL): close() ends the request
- * body first, and when the agent has kept up with the body (its flow-control window open, nothing queued) the
- * END_STREAM leaves before the RST_STREAM, so the agent reads a cut upload as a complete one and puts it in
- * place. Aborting the request's own signal has node destroy the stream with its AbortError instead: the reset
- * is sent with code CANCEL and the body is never ended. The stream then fails with that AbortError; whoever
- * cancels it no longer reads it.
- */
-function cancelRequest(stream: ClientHttp2Stream, cut: AbortController): void {
-  if (stream.destroyed) return;
-  stream.on("error", () => undefined);
-  cut.abort();
-}
 
 export class AgentClient {
   private session: ClientHttp2Session | undefined;
@@ -134,15 +126,14 @@ export class AgentClient {
 
   /**
    * Starts a command; resolves with the NDJSON frame stream once the agent accepted it. `stdin` (when the spec
-   * asks for it) is piped into the request. Destroying the returned stream kills the command in the guest.
+   * asks for it) is piped into the request. Cancelling the answer kills the command in the guest.
    */
-  async exec(spec: ExecSpec, stdin: Readable | undefined, signal: AbortSignal): Promise<ClientHttp2Stream> {
-    const response = await this.call("POST", AGENT_PATHS.exec, {
+  exec(spec: ExecSpec, stdin: Readable | undefined, signal: AbortSignal): Promise<AgentResponse> {
+    return this.call("POST", AGENT_PATHS.exec, {
       headers: { [EXEC_SPEC_HEADER]: headerJson(spec) },
       body: spec.stdin ? stdin : undefined,
       signal,
     });
-    return response.stream;
   }
 
   /**
@@ -155,12 +146,11 @@ export class AgentClient {
     const isStream = body !== undefined && typeof (body as Readable).pipe === "function";
     const payload = body === undefined || isStream ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
     const isJson = payload !== undefined && typeof body !== "string" && !Buffer.isBuffer(body);
-    const cut = new AbortController();
-    const stream = session.request(
+    const { stream, cancel } = openCancellableRequest(
+      session,
       { [h2.HTTP2_HEADER_METHOD]: method, [h2.HTTP2_HEADER_PATH]: path, ...(isJson ? { [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/json" } : {}), ...options.headers },
-      { endStream: body === undefined, signal: cut.signal },
+      { endStream: body === undefined },
     );
-    const cancel = (): void => cancelRequest(stream, cut);
     if (isStream) {
       const source = body as Readable;
       source.on("error", cancel);
@@ -179,7 +169,7 @@ export class AgentClient {
       throw new AgentError(parsed.error, { status, code: parsed.code });
     }
     this.lastCallAt = new Date();
-    return { status, headers, stream };
+    return { status, headers, stream, cancel };
   }
 
   /** A call whose answer is JSON. */

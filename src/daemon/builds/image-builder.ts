@@ -319,7 +319,7 @@ class BuilderSession {
 
   /** A command in the builder VM; the build's cancellation kills it (the agent kills a command whose stream goes). */
   private async exec(spec: ExecSpec): Promise<ClientHttp2Stream> {
-    const frames = await this.manager.exec(this.vm(), spec, undefined, this.signal);
+    const { stream: frames } = await this.manager.exec(this.vm(), spec, undefined, this.signal);
     const stop = (): void => void frames.destroy();
     if (this.signal.aborted) stop();
     else {

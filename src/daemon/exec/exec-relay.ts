@@ -1,7 +1,8 @@
 // Streams the agent's NDJSON exec frames to the HTTP client byte for byte, with backpressure both ways.
 // If the agent connection breaks before the exit frame, a final exit frame with an error is added, so
-// clients always see how the command ended. Closing the relay (client gone) cancels the command.
-import { constants as h2, type ClientHttp2Stream } from "node:http2";
+// clients always see how the command ended. Destroying the relay (client gone) cuts the request: a reset
+// alone, so a command reading stdin is killed without first reading the end of its input.
+import type { ClientHttp2Stream } from "node:http2";
 import { Readable } from "node:stream";
 import type { ExecFrame } from "../../protocol/agent.ts";
 
@@ -15,7 +16,8 @@ export function lostFrame(message: string): string {
   return `${JSON.stringify(frame)}\n`;
 }
 
-export function relayExecFrames(source: ClientHttp2Stream): Readable {
+/** `cancel` cuts the agent's request (AgentResponse.cancel): what the relay does when its reader goes away. */
+export function relayExecFrames(source: ClientHttp2Stream, cancel: () => void): Readable {
   let sawExit = false;
   let lineHead = "";
   let atLineStart = true;
@@ -26,7 +28,7 @@ export function relayExecFrames(source: ClientHttp2Stream): Readable {
       source.resume();
     },
     destroy(err, callback) {
-      if (!source.closed) source.close(h2.NGHTTP2_CANCEL);
+      if (!source.closed) cancel();
       callback(err);
     },
   });

@@ -48,11 +48,11 @@ export function execRoutes(app: DaemonApp, ctx: DaemonContext): void {
       reply.raw.on("close", () => {
         if (!reply.raw.writableFinished) cancel.abort();
       });
-      const frames = await ctx.manager.exec(request.params.hostname, spec, spec.stdin ? body : undefined, cancel.signal);
-      if (request.query.buffered) return collectExec(frames, spec.stdio);
+      const answer = await ctx.manager.exec(request.params.hostname, spec, spec.stdin ? body : undefined, cancel.signal);
+      if (request.query.buffered) return collectExec(answer.stream, spec.stdio);
       if (!spec.stdin) body.resume(); // nothing to read: let the request end
       reply.header("content-type", "application/x-ndjson").header("cache-control", "no-store");
-      return reply.send(relayExecFrames(frames));
+      return reply.send(relayExecFrames(answer.stream, answer.cancel));
     });
   });
 }

@@ -35,7 +35,7 @@ export function forwardRoute(app: DaemonApp, ctx: DaemonContext): void {
   const pending = new PendingUpgrades<PendingForward>();
   const release = ({ opening }: PendingForward): void => {
     if (!opening.connected) return;
-    opening.fromAgent.close();
+    opening.cancel();
     opening.toAgent.destroy();
   };
 
@@ -63,7 +63,7 @@ export function forwardRoute(app: DaemonApp, ctx: DaemonContext): void {
         return socket.close(CLOSE_CODE.badGateway, closeReason(opening.reason));
       }
       request.log.debug({ vm: hostname, target }, "Forwarded connection opened");
-      relayForward(socket, opening.toAgent, opening.fromAgent, target);
+      relayForward(socket, opening, target);
     },
   });
 }

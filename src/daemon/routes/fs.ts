@@ -49,6 +49,8 @@ export function endAfter(events: ClientHttp2Stream, ms: number): Readable {
   events.on("end", () => clearTimeout(timer));
   relay.on("close", () => {
     clearTimeout(timer);
+    // close() and not AgentResponse.cancel(): a watch request has no body (it ended with its headers), so
+    // there is no END_STREAM left to send first; close() sends the reset alone.
     if (!events.closed) events.close(h2.NGHTTP2_CANCEL);
   });
   return relay;

@@ -22,7 +22,7 @@ export function shellSpecFromQuery(query: ShellQuery): ShellSpec {
 export function shellRoute(app: DaemonApp, ctx: DaemonContext): void {
   const pending = new PendingUpgrades<AgentDuplex>();
   const release = (duplex: AgentDuplex): void => {
-    duplex.fromAgent.close();
+    duplex.cancel();
     duplex.toAgent.destroy();
   };
 
@@ -45,7 +45,7 @@ export function shellRoute(app: DaemonApp, ctx: DaemonContext): void {
       const { hostname } = request.params as { hostname: string };
       request.log.info({ vm: hostname }, "Shell session started");
       socket.once("close", (code, reason) => request.log.info({ vm: hostname, code, reason: reason.toString() }, "Shell session ended"));
-      relayShell(socket, duplex.toAgent, duplex.fromAgent);
+      relayShell(socket, duplex);
     },
   });
 }

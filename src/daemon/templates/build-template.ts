@@ -132,7 +132,7 @@ export async function warmUpAgent(agent: AgentClient, identity: { hostname: stri
   await agent.health(signal);
   await agent.applyIdentity({ ...identity, time_ms: Date.now(), machine_id: randomBytes(16).toString("hex"), entropy: randomBytes(64).toString("base64"), template: true }, signal);
   await agent.callJson("GET", SECRET_AGENT_PATHS.secrets, { signal });
-  const frames = await agent.exec({ cmd: "true", args: [], env: [], stdin: false, stdio: "text" }, undefined, signal);
+  const { stream: frames } = await agent.exec({ cmd: "true", args: [], env: [], stdin: false, stdio: "text" }, undefined, signal);
   for await (const _frame of frames) {
     // drained: the exec is over when its stream ends
   }

@@ -2,7 +2,6 @@
 // operations, tags, and the daemon's start and stop. Routes never touch QEMU, the agent or the store
 // directly. The live-VM core is VmSupervisor; power operations are VmPower.
 import { randomBytes } from "node:crypto";
-import type { ClientHttp2Stream } from "node:http2";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { imageSizeMiB } from "../../image/index.ts";
@@ -14,7 +13,7 @@ import { assertHostgroupName, assertHostname } from "../../protocol/names.ts";
 import { raceAbort } from "../../util/abort.ts";
 import { crashPoint } from "../../util/crash-points.ts";
 import { tailLines } from "../../util/tail.ts";
-import { AgentError, type AgentClient } from "../agent/agent-client.ts";
+import { AgentError, type AgentClient, type AgentResponse } from "../agent/agent-client.ts";
 import { ttstackGroup, type HostGroupConfig } from "../config.ts";
 import { ExpiryReaper } from "./expiry-reaper.ts";
 import { DEFAULT_FORWARD_ADDRESS } from "./launch-vm.ts";
@@ -526,7 +525,7 @@ export class VmManager {
     }
   }
 
-  exec(hostname: string, spec: ExecSpec, stdin: Readable | undefined, signal: AbortSignal): Promise<ClientHttp2Stream> {
+  exec(hostname: string, spec: ExecSpec, stdin: Readable | undefined, signal: AbortSignal): Promise<AgentResponse> {
     return this.withAgent(hostname, signal, (agent) => agent.exec(spec, stdin, signal));
   }
 

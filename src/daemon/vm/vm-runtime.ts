@@ -40,7 +40,7 @@ export class VmRuntime {
     if (!this.readiness.isReady) return;
     try {
       const signal = AbortSignal.timeout(timeoutMs);
-      const frames = await this.agent.exec({ cmd: "sync", args: [], env: [], stdin: false, stdio: "text" }, undefined, signal);
+      const { stream: frames } = await this.agent.exec({ cmd: "sync", args: [], env: [], stdin: false, stdio: "text" }, undefined, signal);
       frames.resume();
       await new Promise<void>((resolve) => {
         frames.once("close", resolve);

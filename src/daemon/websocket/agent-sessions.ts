@@ -12,15 +12,17 @@ import { headerJson } from "../../protocol/agent.ts";
 export interface AgentDuplex {
   /** Bytes to the guest (the request body). */
   toAgent: PassThrough;
-  /** Bytes from the guest (the response body). Closing it cancels the stream in the guest. */
+  /** Bytes from the guest (the response body). */
   fromAgent: ClientHttp2Stream;
+  /** Cuts the stream: a reset alone, so the guest never takes what was sent for a complete input. */
+  cancel(): void;
 }
 
 export function openShell(manager: VmManager, hostname: string, spec: ShellSpec, signal: AbortSignal): Promise<AgentDuplex> {
   const toAgent = new PassThrough();
   return manager
     .withAgent(hostname, signal, (agent) => agent.call("POST", SHELL_AGENT_PATH, { headers: { [SHELL_SPEC_HEADER]: headerJson(spec) }, body: toAgent, signal }))
-    .then((response) => ({ toAgent, fromAgent: response.stream }));
+    .then((response) => ({ toAgent, fromAgent: response.stream, cancel: response.cancel }));
 }
 
 export type ForwardOpening = ({ connected: true } & AgentDuplex) | { connected: false; reason: string };
@@ -34,7 +36,7 @@ export async function openForward(manager: VmManager, hostname: string, target: 
   return manager.withAgent(hostname, signal, async (agent) => {
     try {
       const response = await agent.call("POST", FORWARD_AGENT_PATH, { headers: { [FORWARD_TARGET_HEADER]: headerJson(target) }, body: toAgent, signal });
-      return { connected: true, toAgent, fromAgent: response.stream };
+      return { connected: true, toAgent, fromAgent: response.stream, cancel: response.cancel };
     } catch (err) {
       if (err instanceof AgentError && err.code === UPSTREAM_UNREACHABLE) return { connected: false, reason: err.message };
       throw err;

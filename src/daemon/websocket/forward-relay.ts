@@ -2,18 +2,19 @@
 // messages carry raw bytes both ways (their boundaries mean nothing), with backpressure both ways.
 //
 // Ending: the target closing its side ends the agent's stream, and the WebSocket is closed normally. The
-// client closing the WebSocket ends the request stream after whatever it sent (the agent half-closes the
-// target's socket) and, once the agent is done or a short grace has passed, cancels the stream.
-import { constants as h2, type ClientHttp2Stream } from "node:http2";
-import type { Writable } from "node:stream";
+// client closing the WebSocket with a close frame ends the request stream after whatever it sent (the agent
+// half-closes the target's socket) and, once the agent is done or a short grace has passed, cancels the
+// stream. A client that vanished (no close frame) or broke the protocol is a cut, not an end: the stream is
+// cancelled at once, a reset alone, and the agent resets the target's socket.
 import type { WebSocket } from "ws";
 import { CLOSE_CODE, closeReason } from "../../protocol/shell.ts";
 import { sendWithBackpressure } from "../../http/ws-backpressure.ts";
+import type { AgentDuplex } from "./agent-sessions.ts";
 
 /** After the client closed, how long the agent may take to finish the connection before it is cancelled. */
 const CLOSE_GRACE_MS = 2000;
 
-export function relayForward(ws: WebSocket, toAgent: Writable, fromAgent: ClientHttp2Stream, target: string): void {
+export function relayForward(ws: WebSocket, { toAgent, fromAgent, cancel }: AgentDuplex, target: string): void {
   const closeWs = (code: number, reason: string): void => {
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, closeReason(reason));
   };
@@ -32,19 +33,22 @@ export function relayForward(ws: WebSocket, toAgent: Writable, fromAgent: Client
       });
     }
   });
-  ws.on("close", () => {
+  const cut = (): void => {
+    if (!fromAgent.closed) cancel();
+    toAgent.destroy();
+  };
+  ws.on("close", (code: number) => {
+    if (code === CLOSE_CODE.abnormal) return cut();
     if (!toAgent.writableEnded && !toAgent.destroyed) toAgent.end();
     if (fromAgent.closed) return;
     fromAgent.resume(); // nobody reads it any more: let it drain so the agent can finish
     const timer = setTimeout(() => {
-      if (!fromAgent.closed) fromAgent.close(h2.NGHTTP2_CANCEL);
+      if (!fromAgent.closed) cancel();
     }, CLOSE_GRACE_MS);
     timer.unref();
     fromAgent.once("close", () => clearTimeout(timer));
   });
-  ws.on("error", () => {
-    if (!fromAgent.closed) fromAgent.close(h2.NGHTTP2_CANCEL);
-  });
+  ws.on("error", cut);
 
   // Agent -> client.
   const send = sendWithBackpressure(ws, fromAgent);

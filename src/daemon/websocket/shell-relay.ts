@@ -9,11 +9,10 @@
 //
 // Backpressure: a full agent stream pauses the WebSocket; a WebSocket with too much unsent data pauses the
 // agent stream (HTTP/2 flow control then stops the guest, which stops reading the pty).
-import { constants as h2, type ClientHttp2Stream } from "node:http2";
-import type { Writable } from "node:stream";
 import type { WebSocket } from "ws";
 import { CLOSE_CODE, closeReason, describeShellExit, encodeFrame, FRAME_TYPE, FrameDecoder, FrameTooLargeError, type ShellExitStatus } from "../../protocol/shell.ts";
 import { sendWithBackpressure } from "../../http/ws-backpressure.ts";
+import type { AgentDuplex } from "./agent-sessions.ts";
 
 function parseStatus(payload: Uint8Array): ShellExitStatus | undefined {
   try {
@@ -24,13 +23,13 @@ function parseStatus(payload: Uint8Array): ShellExitStatus | undefined {
   }
 }
 
-export function relayShell(ws: WebSocket, toAgent: Writable, fromAgent: ClientHttp2Stream): void {
+export function relayShell(ws: WebSocket, { toAgent, fromAgent, cancel }: AgentDuplex): void {
   let ended = false;
   const end = (code: number, reason: string): void => {
     if (ended) return;
     ended = true;
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, closeReason(reason));
-    if (!fromAgent.closed) fromAgent.close(h2.NGHTTP2_CANCEL);
+    if (!fromAgent.closed) cancel();
     toAgent.destroy();
   };
 

@@ -53,7 +53,8 @@ async function sendBody(stream: ServerHttp2Stream, headers: OutgoingHttpHeaders,
   try {
     await pipeline(body, stream);
   } catch {
-    if (!stream.destroyed) stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    // A reset alone: stream.close(code) would end the answer first, and a cut download would look complete.
+    if (!stream.destroyed) stream.destroy(new Error("The download failed before its end"));
   }
 }
 
