@@ -100,7 +100,11 @@ function engineContract(name: string, make: () => Engine): void {
     }
 
     async function sh(agent: AgentClient, script: string): Promise<{ exit: number; out: string }> {
-      const { stream: frames } = await agent.exec({ cmd: RUNTIME_BUSYBOX, args: ["sh", "-c", script], env: [], stdin: false, stdio: "text" }, undefined, AbortSignal.timeout(120_000));
+      const { stream: frames } = await agent.exec(
+        { cmd: RUNTIME_BUSYBOX, args: ["sh", "-c", script], env: [], stdin: false, stdio: "text" },
+        undefined,
+        AbortSignal.timeout(120_000),
+      );
       const result = await collectExec(frames, "text");
       return { exit: result.exit_code, out: (result.stdout + result.stderr).trim() };
     }
