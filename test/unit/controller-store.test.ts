@@ -158,17 +158,18 @@ function storeContract(name: string, fresh: () => Promise<Target>): void {
       await assert.rejects(store.updateHost("nope", { failures: 1 }), corralError("host_not_found"));
     });
 
-    test("hosts: disconnected is kept; an update unlessDisconnected leaves a disconnected host as it is", async () => {
+    test("hosts: disconnected is kept; a heartbeat's write (updateConnectedHost) leaves a disconnected host as it is", async () => {
       await store.insertHost(newHost("h1"));
       const disconnected = await store.updateHost("h1", { disconnected: true, state: "offline" });
       assert.deepEqual([disconnected.disconnected, disconnected.state], [true, "offline"]);
       // A heartbeat's answer arriving after the disconnect does not bring the host back.
-      assert.deepEqual(await store.updateHost("h1", { state: "online", failures: 0 }, { unlessDisconnected: true }), disconnected);
-      assert.equal((await store.getHost("h1")).state, "offline");
+      assert.equal(await store.updateConnectedHost("h1", { state: "online", failures: 0 }), false);
+      assert.deepEqual(await store.getHost("h1"), disconnected);
       const connected = await store.updateHost("h1", { disconnected: false, state: "online" });
-      assert.equal((await store.updateHost("h1", { failures: 2 }, { unlessDisconnected: true })).failures, 2);
+      assert.equal(await store.updateConnectedHost("h1", { failures: 2 }), true);
+      assert.equal((await store.getHost("h1")).failures, 2);
       assert.equal(connected.disconnected, false);
-      await assert.rejects(store.updateHost("nope", { failures: 1 }, { unlessDisconnected: true }), corralError("host_not_found"));
+      assert.equal(await store.updateConnectedHost("nope", { failures: 1 }), false);
     });
 
     test("hosts: a taken id or uri is a conflict", async () => {
