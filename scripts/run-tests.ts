@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ImageStore } from "../src/image/image-store.ts";
+import { type ImageManifest, ImageStore } from "../src/image/image-store.ts";
 import { runSetup } from "../src/setup/setup.ts";
 
 function testFiles(dir: string): string[] {
@@ -72,17 +72,23 @@ console.error("corral: set-up (guest kernel, images base and debian, web dashboa
 const setup = await runSetup();
 const builtImages = [setup.baseImage, setup.debianImage].filter((image) => image !== undefined);
 
+/** What a version was built from, without when a forced build was asked for (the templates test forces one). */
+function buildInputs(manifest: ImageManifest): string {
+  const { forced_at: _forced, ...inputs } = manifest.inputs;
+  return JSON.stringify(Object.entries(inputs).sort(([a], [b]) => a.localeCompare(b)));
+}
+
 /**
- * Images whose current version is no longer the one set-up built or found. The image store is shared by
- * every checkout on the host (CORRAL_HOME), and the tests boot whatever `current` names: a second checkout
- * building its own guest agent meanwhile makes this run test that agent instead of ours.
+ * Images whose current version was built from other inputs than the one set-up built or found. The image
+ * store is shared by every checkout on the host (CORRAL_HOME), and the tests boot whatever `current` names:
+ * a second checkout building its own guest agent meanwhile makes this run test that agent instead of ours.
  */
 async function imagesRebuiltElsewhere(): Promise<string[]> {
   const store = new ImageStore(setup.home.images);
   const moved: string[] = [];
   for (const image of builtImages) {
     const now = await store.resolve(image.name).catch(() => undefined);
-    if (now?.version !== image.version) moved.push(`${image.name} (${image.version} -> ${now?.version ?? "none"})`);
+    if (now === undefined || buildInputs(now.manifest) !== buildInputs(image.manifest)) moved.push(`${image.name} (${image.version} -> ${now?.version ?? "none"})`);
   }
   return moved;
 }
@@ -97,7 +103,7 @@ let failures = runTests("unit", pick(unit), 2) + runTests("integration", pick(in
 const moved = await imagesRebuiltElsewhere();
 if (moved.length > 0) {
   console.error(
-    `corral: while the tests ran, something else rebuilt ${moved.join(", ")} in ${setup.home.images}: tests after that booted ` +
+    `corral: while the tests ran, something else built ${moved.join(", ")} from other inputs in ${setup.home.images}: tests after that booted ` +
       "that build, not this checkout's. Run again with nothing else building images, or give each checkout its own CORRAL_HOME.",
   );
   failures++;
