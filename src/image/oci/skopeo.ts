@@ -70,18 +70,20 @@ export function explainSkopeo(source: SkopeoSource, err: unknown): CorralError {
   const detail = last.length > 300 ? `${last.slice(0, 300)}…` : last;
   if (source.registry) {
     const ref = source.label;
-    if (/unauthorized|authentication required|denied|401/i.test(text)) {
-      return new CorralError("registry_auth_failed", `The registry refused access to ${ref}: check the username and password (${detail})`, { cause: err });
-    }
-    if (/manifest unknown|name unknown|not found|404/i.test(text)) {
-      return new CorralError("image_reference_not_found", `The registry has no image ${ref}`, { cause: err });
-    }
+    // First: a TLS mismatch says nothing about credentials or the image. Status codes only as whole words:
+    // the message names the registry's address, and a port such as 40137 holds "401".
     if (/server gave HTTP response to HTTPS client|http: server gave|x509|certificate/i.test(text)) {
       return new CorralError(
         "registry_unreachable",
         `Cannot reach the registry of ${ref} over verified HTTPS: pass insecure (--insecure) for a plain-HTTP or self-signed registry (${detail})`,
         { cause: err },
       );
+    }
+    if (/unauthorized|authentication required|denied|(?<![\w:.])401(?![\w.])/i.test(text)) {
+      return new CorralError("registry_auth_failed", `The registry refused access to ${ref}: check the username and password (${detail})`, { cause: err });
+    }
+    if (/manifest unknown|name unknown|not found|(?<![\w:.])404(?![\w.])/i.test(text)) {
+      return new CorralError("image_reference_not_found", `The registry has no image ${ref}`, { cause: err });
     }
     if (/connection refused|no such host|i\/o timeout|dial tcp|network is unreachable|EOF/i.test(text)) {
       return new CorralError("registry_unreachable", `Cannot reach the registry of ${ref}: ${detail}`, { cause: err });
