@@ -185,11 +185,7 @@ export class EnvService {
     return this.deps.store.getEnv(id);
   }
 
-  list(): Promise<EnvRecord[]> {
-    return this.deps.store.listEnvs();
-  }
-
-  /** A page of `list`: see FleetStore.listEnvsPage. */
+  /** A page of the environments, oldest first: see FleetStore.listEnvsPage. */
   page(limit: number, after?: EnvPosition): Promise<{ envs: EnvRecord[]; next: EnvPosition | undefined }> {
     return this.deps.store.listEnvsPage(limit, after);
   }
